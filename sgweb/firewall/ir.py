@@ -1,0 +1,146 @@
+"""The compiler's output before it becomes text: tables of chains of structured rules.
+
+The compiler produces these; `render` turns them into `iptables-restore` / `ipset restore` text;
+the tracer walks them the way netfilter would; counters and traces map kernel rule positions back
+to `Origin`s. Rendering is the only place that knows iptables syntax, so a `Match` holds values,
+not argument strings.
+
+Positions: the n-th rule (1-based) of a chain in `Chain.rules` is the n-th rule the kernel shows
+for that chain (`iptables -L CHAIN -v -x -n`), because we own every chain we emit whole.
+Built-in chains (INPUT, FORWARD, OUTPUT, PREROUTING) are the exception: we only put our jump
+rules in them, and never assume positions there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# Targets that are not chains.
+ACCEPT = "ACCEPT"
+DROP = "DROP"
+RETURN = "RETURN"
+CT = "CT"  # raw table: conntrack zone / notrack, see Rule.target_args
+BUILTIN_TARGETS = frozenset({ACCEPT, DROP, RETURN, CT})
+
+BUILTIN_CHAINS = frozenset({"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"})
+
+# Origin kinds: what a rule is for, in words the dashboard can show.
+ORIGIN_JUMP = "jump"  # plumbing: built-in chain -> ours, FORWARD -> sg-chain, sg-chain -> port
+ORIGIN_ACCEPT_UNFILTERED = "accept-unfiltered"  # sg-chain's final ACCEPT for non-port traffic
+ORIGIN_PORT_SECURITY_OFF = "port-security-off"
+ORIGIN_INVALID = "invalid"
+ORIGIN_ESTABLISHED = "established"
+ORIGIN_DHCP = "dhcp"  # DHCP/DHCPv6 replies in, client requests out
+ORIGIN_DHCP_SPOOF = "dhcp-server-spoof"  # the VM acting as a DHCP server: dropped
+ORIGIN_ICMPV6 = "icmpv6"  # neighbour discovery, MLD, router advertisements in
+ORIGIN_RA_SPOOF = "ra-spoof"  # router advertisements from the VM: dropped
+ORIGIN_ANTI_SPOOF = "anti-spoofing"  # the s-chain: allowed IP/MAC returns and its final DROP
+ORIGIN_SG_RULE = "sg-rule"  # a user security group rule
+ORIGIN_FALLBACK = "fallback"  # jump to sg-fallback / its DROP
+ORIGIN_CONNTRACK_ZONE = "conntrack-zone"
+ORIGIN_NOTRACK = "notrack"  # a stateless group's conntrack bypass
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    kind: str
+    port_id: str | None = None
+    direction: str | None = None  # "ingress" | "egress" from the VM's point of view
+    group_id: str | None = None
+    rule_id: str | None = None  # the security group rule id, for ORIGIN_SG_RULE
+    # Set when one security group rule expanded into several kernel rules (ipset off: one per
+    # remote group member); the member address this kernel rule stands for.
+    member: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PortRange:
+    low: int
+    high: int
+
+    @property
+    def single(self) -> bool:
+        return self.low == self.high
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Everything a rule matches on. None / empty means "not matched on"."""
+
+    source: str | None = None  # CIDR as rendered, e.g. "90.1.180.3/32"
+    destination: str | None = None
+    in_interface: str | None = None  # -i
+    protocol: str | None = None  # "tcp", "udp", "icmp", "ipv6-icmp", or a number as a string
+    source_port: PortRange | None = None  # --sport (tcp/udp match)
+    destination_port: PortRange | None = None  # --dport for a single port
+    multiport_destination: PortRange | None = None  # -m multiport --dports LOW:HIGH
+    icmp_type: int | None = None  # --icmp-type / --icmpv6-type
+    icmp_code: int | None = None
+    physdev_in: str | None = None
+    physdev_out: str | None = None
+    physdev_is_bridged: bool = False
+    states: tuple[str, ...] = ()  # -m state --state, e.g. ("RELATED", "ESTABLISHED")
+    mac_source: str | None = None  # -m mac --mac-source, rendered upper-case like iptables-save
+    match_set: str | None = None  # -m set --match-set NAME DIR
+    match_set_direction: str | None = None  # "src" | "dst"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    chain: str
+    match: Match
+    target: str  # a chain name or one of BUILTIN_TARGETS
+    origin: Origin
+    # CT target arguments, e.g. ("--zone", "4097") or ("--notrack",)
+    target_args: tuple[str, ...] = ()
+    comment: str | None = None  # machine-made only (ids and fixed phrases), never user text
+
+
+@dataclass(frozen=True, slots=True)
+class Chain:
+    name: str
+    rules: tuple[Rule, ...]
+    owned: bool = True  # False for built-in chains, where we only add our jumps
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: str  # "filter" | "raw"
+    chains: tuple[Chain, ...]
+
+    def chain(self, name: str) -> Chain | None:
+        for chain in self.chains:
+            if chain.name == name:
+                return chain
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class IpSet:
+    name: str  # "IPv4" / "IPv6" + the first 20 characters of the group id (article 3.3.4)
+    family: str  # "inet" | "inet6"
+    members: tuple[str, ...]  # sorted, deterministic
+    group_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledFamily:
+    family: int  # 4 | 6
+    tables: tuple[Table, ...]
+
+    def table(self, name: str) -> Table | None:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledHost:
+    v4: CompiledFamily
+    v6: CompiledFamily
+    ipsets: tuple[IpSet, ...] = field(default=())
+    chain_prefix: str = "neutron-openvswi"
+
+    def family(self, family: int) -> CompiledFamily:
+        return self.v4 if family == 4 else self.v6

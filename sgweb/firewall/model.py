@@ -1,0 +1,95 @@
+"""The desired state of one compute host, as frozen dataclasses.
+
+This is the compiler's whole input. It carries no user prose (names are kept only so the tracer
+can speak in security-group terms; they never reach rule text) and imports nothing from Django,
+so the host agent can use it alone. `sgweb.firewall.scenario` builds it from scenario JSON and the
+control plane builds it from ORM objects; both go through the same validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+INGRESS = "ingress"
+EGRESS = "egress"
+DIRECTIONS = (INGRESS, EGRESS)
+
+IPV4 = "IPv4"
+IPV6 = "IPv6"
+ETHERTYPES = (IPV4, IPV6)
+
+DEFAULT_CHAIN_PREFIX = "neutron-openvswi"
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityGroupRule:
+    id: str
+    direction: str  # INGRESS | EGRESS
+    ethertype: str  # IPV4 | IPV6
+    # A protocol name ("tcp", "udp", "icmp", "ipv6-icmp", ...), a number as a string, or None
+    # for any protocol. Names and aliases are normalised by sgweb.firewall.protocols.
+    protocol: str | None = None
+    # For tcp/udp/sctp/udplite: the destination port range. For icmp/ipv6-icmp: type and code.
+    port_range_min: int | None = None
+    port_range_max: int | None = None
+    remote_ip_prefix: str | None = None  # a CIDR of the rule's family; exclusive with the next
+    remote_group_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityGroup:
+    id: str
+    name: str = ""
+    stateful: bool = True
+    rules: tuple[SecurityGroupRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AddressPair:
+    ip_address: str  # an address or a CIDR
+    mac_address: str | None = None  # None means the port's own MAC
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    id: str
+    mac_address: str
+    fixed_ips: tuple[str, ...] = ()
+    security_groups: tuple[str, ...] = ()  # group ids, in the order the port lists them
+    allowed_address_pairs: tuple[AddressPair, ...] = ()
+    port_security_enabled: bool = True
+    dhcp_servers: tuple[str, ...] = ()  # the DHCP servers of the port's subnets (v4 and v6)
+    host: str | None = None
+    device: str | None = None  # None: "tap" + the first 11 characters of the id
+    network_id: str | None = None  # ports of one network share a conntrack zone
+    name: str = ""  # for explanations only; never reaches rule text
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """Everything one host's firewall is compiled from."""
+
+    ports: tuple[Port, ...] = ()
+    # Every group that a port on this host uses or that one of their rules names as remote.
+    security_groups: tuple[SecurityGroup, ...] = ()
+    # group id -> the addresses (fixed IPs and allowed-address-pair IPs, any host) of the
+    # ports in that group. Only groups named as a remote group need to be present.
+    remote_group_members: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    enable_ipset: bool = True
+    chain_prefix: str = DEFAULT_CHAIN_PREFIX
+    host: str | None = None
+    # Explicit conntrack zones (network id or, failing that, port id -> zone); where missing the
+    # compiler assigns them deterministically.
+    conntrack_zones: tuple[tuple[str, int], ...] = field(default=())
+
+    def group(self, group_id: str) -> SecurityGroup | None:
+        for group in self.security_groups:
+            if group.id == group_id:
+                return group
+        return None
+
+    def members(self, group_id: str) -> tuple[str, ...]:
+        for gid, addresses in self.remote_group_members:
+            if gid == group_id:
+                return addresses
+        return ()
