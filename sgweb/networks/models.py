@@ -1,0 +1,160 @@
+"""Compute hosts, networks, subnets and ports (VM NICs) with their addresses."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from sgweb.networks.choices import HostStatus, IpVersion
+from sgweb.tenancy.models import Project
+from sgweb.tenancy.standard import StandardAttributes
+
+try:
+    from sgweb.firewall.names import device_name as _device_name
+except ImportError:  # the firewall package's naming module may not exist yet
+
+    def _device_name(port_id: str) -> str:
+        return "tap" + port_id[:11]
+
+
+class Host(models.Model):
+    """A compute host and what its agent last reported."""
+
+    name = models.CharField(max_length=255, unique=True)
+    description = models.CharField(max_length=255, blank=True, default="")
+    # Lab hosts are network namespaces on this machine; real hosts have none.
+    netns = models.CharField(max_length=64, null=True, blank=True)
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    desired_revision = models.PositiveBigIntegerField(default=0)
+    applied_revision = models.PositiveBigIntegerField(default=0)
+    last_apply_at = models.DateTimeField(null=True, blank=True)
+    last_apply_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    status = models.CharField(max_length=16, choices=HostStatus.choices, default=HostStatus.UNKNOWN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Network(StandardAttributes):
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="networks")
+    name = models.CharField(max_length=255, blank=True, default="")
+    description = models.CharField(max_length=255, blank=True, default="")
+    admin_state_up = models.BooleanField(default=True)
+    shared = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)
+
+
+class Subnet(StandardAttributes):
+    network = models.ForeignKey(Network, on_delete=models.CASCADE, related_name="subnets")
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="subnets")
+    name = models.CharField(max_length=255, blank=True, default="")
+    description = models.CharField(max_length=255, blank=True, default="")
+    ip_version = models.PositiveSmallIntegerField(choices=IpVersion.choices)
+    cidr = models.CharField(max_length=64)  # normalised network, e.g. "192.0.2.0/24"
+    gateway_ip = models.GenericIPAddressField(null=True, blank=True)
+    enable_dhcp = models.BooleanField(default=True)
+    # The DHCP servers' addresses; the i-chain accepts DHCP replies only from them.
+    dhcp_servers = models.JSONField(default=list, blank=True)
+    # [{"start": ip, "end": ip}, ...]; empty means the whole subnet.
+    allocation_pools = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.id} ({self.cidr})"
+
+
+class Port(StandardAttributes):
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="ports")
+    network = models.ForeignKey(Network, on_delete=models.PROTECT, related_name="ports")
+    name = models.CharField(max_length=255, blank=True, default="")
+    description = models.CharField(max_length=255, blank=True, default="")
+    mac_address = models.CharField(max_length=17)
+    # Neutron's binding:host_id.
+    host = models.ForeignKey(
+        Host, on_delete=models.SET_NULL, null=True, blank=True, related_name="ports"
+    )
+    device_owner = models.CharField(max_length=255, blank=True, default="")
+    device_id = models.CharField(max_length=255, blank=True, default="")
+    admin_state_up = models.BooleanField(default=True)
+    port_security_enabled = models.BooleanField(default=True)
+    security_groups = models.ManyToManyField(
+        "security.SecurityGroup",
+        through="PortSecurityGroup",
+        related_name="ports",
+        blank=True,
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["network", "mac_address"], name="port_mac_per_network")
+        ]
+
+    def __str__(self) -> str:
+        return self.name or str(self.id)
+
+    @property
+    def device(self) -> str:
+        return _device_name(str(self.id))
+
+    def ordered_security_group_ids(self) -> list[str]:
+        """The port's group ids in the order they were given (uses a prefetch when present)."""
+        links = sorted(self.group_links.all(), key=lambda link: link.position)
+        return [str(link.security_group_id) for link in links]
+
+
+class PortSecurityGroup(models.Model):
+    """The link between a port and a group; `position` keeps the order the client gave."""
+
+    port = models.ForeignKey(Port, on_delete=models.CASCADE, related_name="group_links")
+    security_group = models.ForeignKey(
+        "security.SecurityGroup", on_delete=models.PROTECT, related_name="port_links"
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["port", "security_group"], name="port_group_unique")
+        ]
+
+
+class FixedIP(models.Model):
+    port = models.ForeignKey(Port, on_delete=models.CASCADE, related_name="fixed_ips")
+    subnet = models.ForeignKey(Subnet, on_delete=models.PROTECT, related_name="fixed_ips")
+    ip_address = models.GenericIPAddressField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["subnet", "ip_address"], name="fixed_ip_per_subnet")
+        ]
+
+    def __str__(self) -> str:
+        return self.ip_address
+
+
+class AllowedAddressPair(models.Model):
+    port = models.ForeignKey(Port, on_delete=models.CASCADE, related_name="allowed_address_pairs")
+    ip_address = models.CharField(max_length=64)  # an address or a CIDR
+    mac_address = models.CharField(max_length=17)  # the port's own MAC when not given
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["port", "ip_address", "mac_address"], name="address_pair_unique"
+            )
+        ]

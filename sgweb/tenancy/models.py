@@ -1,0 +1,100 @@
+"""Projects (Neutron's tenants), users' roles and memberships, API tokens and quotas."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from sgweb.tenancy.choices import Role
+from sgweb.tenancy.standard import StandardAttributes
+
+
+class Project(StandardAttributes):
+    name = models.CharField(max_length=255, unique=True)
+    description = models.CharField(max_length=255, blank=True, default="")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Profile(models.Model):
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role})"
+
+
+class Membership(models.Model):
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "project"], name="membership_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project}"
+
+
+TOKEN_PREFIX_LENGTH = 8
+
+
+def hash_token_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def generate_token_key() -> str:
+    return secrets.token_urlsafe(32)
+
+
+class ApiToken(models.Model):
+    """A bearer key for `X-Auth-Token`; only its hash is stored, the key is shown once."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    name = models.CharField(max_length=255)
+    key_hash = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=TOKEN_PREFIX_LENGTH)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+def default_security_group_quota() -> int:
+    return settings.QUOTA_SECURITY_GROUPS
+
+
+def default_security_group_rule_quota() -> int:
+    return settings.QUOTA_SECURITY_GROUP_RULES
+
+
+class Quota(models.Model):
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="quota")
+    # -1 means unlimited, as in Neutron.
+    security_groups = models.IntegerField(default=default_security_group_quota)
+    security_group_rules = models.IntegerField(default=default_security_group_rule_quota)
+
+    def __str__(self) -> str:
+        return f"quota of {self.project}"
