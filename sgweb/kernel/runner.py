@@ -49,9 +49,7 @@ class CommandError(RuntimeError):
         self.stdout = result.stdout
         where = f" in netns {result.netns}" if result.netns else ""
         detail = message or (result.stderr.strip() or result.stdout.strip() or "no output")
-        super().__init__(
-            f"{' '.join(result.argv)}{where} exited {result.returncode}: {detail}"
-        )
+        super().__init__(f"{' '.join(result.argv)}{where} exited {result.returncode}: {detail}")
 
 
 class CommandTimeout(CommandError):
@@ -295,9 +293,10 @@ class SubprocessRunner:
         stdout_file = (
             None
             if stream_stdout
-            else tempfile.NamedTemporaryFile("w+", prefix="sgweb-spawn-", suffix=".out")
+            else tempfile.NamedTemporaryFile("w+", prefix="sgweb-spawn-", suffix=".out")  # noqa: SIM115
         )
-        stderr_file = tempfile.NamedTemporaryFile("w+", prefix="sgweb-spawn-", suffix=".err")
+        # Closed by SpawnedProcess.stop(), which outlives this call.
+        stderr_file = tempfile.NamedTemporaryFile("w+", prefix="sgweb-spawn-", suffix=".err")  # noqa: SIM115
 
         def call() -> subprocess.Popen[str]:
             return subprocess.Popen(
