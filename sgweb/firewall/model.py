@@ -63,6 +63,9 @@ class Port:
     device: str | None = None  # None: "tap" + the first 11 characters of the id
     network_id: str | None = None  # ports of one network share a conntrack zone
     name: str = ""  # for explanations only; never reaches rule text
+    # The Linux bridge the tap is plugged into. Traffic towards the VM enters that bridge from
+    # another port, so the raw table can only put it into the port's conntrack zone by bridge.
+    bridge: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
