@@ -64,7 +64,8 @@ FILTER = "filter"
 PROTOCOL_NUMBERS: Mapping[str, int] = {
     "icmp": 1,
     "igmp": 2,
-    "ipip": 4,
+    "ipencap": 4,
+    "ipip": 94,
     "tcp": 6,
     "egp": 8,
     "udp": 17,

@@ -1,0 +1,525 @@
+"""Say why a traced packet was allowed or dropped, in security-group terms.
+
+The tracer knows chains and positions; the admin knows ports, groups and rules. Every compiled
+rule carries an `Origin`, so the rules a packet matched tell which port's ingress or egress
+decided and why; the `HostState` gives the names and rule details to say it with. A default drop
+also names the nearest rule: the port's rule of that direction and family that differs from the
+packet in the fewest aspects (protocol, port or ICMP type, remote), so the admin sees what to
+change.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from sgweb.firewall.ir import (
+    ACCEPT,
+    DROP,
+    ORIGIN_ACCEPT_UNFILTERED,
+    ORIGIN_ANTI_SPOOF,
+    ORIGIN_CONNTRACK_ZONE,
+    ORIGIN_DHCP,
+    ORIGIN_DHCP_SPOOF,
+    ORIGIN_ESTABLISHED,
+    ORIGIN_FALLBACK,
+    ORIGIN_ICMPV6,
+    ORIGIN_INVALID,
+    ORIGIN_JUMP,
+    ORIGIN_NOTRACK,
+    ORIGIN_PORT_SECURITY_OFF,
+    ORIGIN_RA_SPOOF,
+    ORIGIN_SG_RULE,
+    RETURN,
+    Origin,
+)
+from sgweb.firewall.model import EGRESS, INGRESS, HostState, Port, SecurityGroupRule
+from sgweb.firewall.tracer import (
+    HOOK_INPUT,
+    PROTOCOL_NUMBERS,
+    STEP_RULE,
+    Packet,
+    Trace,
+    TraceError,
+    protocol_number,
+)
+
+# Reason codes: stable strings for the API and the browser.
+REASON_RULE = "rule"
+REASON_ESTABLISHED = "established"
+REASON_DHCP = "dhcp"
+REASON_ICMPV6 = "icmpv6"
+REASON_PORT_SECURITY_OFF = "port-security-off"
+REASON_NO_PORT = "no-port"
+REASON_HOST_INPUT = "host-input"
+REASON_DEFAULT_DROP = "default-drop"
+REASON_SPOOF_IP = "anti-spoofing-ip"
+REASON_SPOOF_MAC = "anti-spoofing-mac"
+REASON_DHCP_SERVER = "dhcp-server"
+REASON_RA = "router-advertisement"
+REASON_INVALID = "invalid"
+REASON_POLICY = "policy"
+
+# Aspects in which a rule can differ from a packet.
+ASPECT_PROTOCOL = "protocol"
+ASPECT_PORT = "port"
+ASPECT_ICMP_TYPE = "icmp-type"
+ASPECT_REMOTE = "remote"
+
+_PORTED_PROTOCOLS = frozenset({6, 17, 33, 132, 136})  # tcp udp dccp sctp udplite
+_ICMP = {4: 1, 6: 58}
+_PROTOCOL_NAMES = {number: name for name, number in PROTOCOL_NUMBERS.items()}
+_PROTOCOL_NAMES[58] = "ipv6-icmp"
+_ICMPV6_NAMES = {
+    130: "multicast listener query",
+    131: "multicast listener report",
+    132: "multicast listener done",
+    133: "router solicitation",
+    134: "router advertisement",
+    135: "neighbour solicitation",
+    136: "neighbour advertisement",
+    143: "multicast listener report v2",
+}
+# Origins that are plumbing, not a decision about the packet.
+_NOT_DECISIONS = frozenset({ORIGIN_JUMP, ORIGIN_CONNTRACK_ZONE, ORIGIN_NOTRACK})
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one port's ingress or egress chain did with the packet."""
+
+    port_id: str
+    port_name: str
+    direction: str | None
+    outcome: str  # ACCEPT (the chain let it through) | DROP
+    reason: str
+    text: str
+    rule_id: str | None = None
+    group_id: str | None = None
+    group_name: str | None = None
+    nearest_rule_id: str | None = None
+    differs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    verdict: str
+    reason: str
+    text: str
+    port_id: str | None = None
+    port_name: str | None = None
+    direction: str | None = None
+    group_ids: tuple[str, ...] = ()
+    group_names: tuple[str, ...] = ()
+    rule_id: str | None = None
+    nearest_rule_id: str | None = None
+    differs: tuple[str, ...] = ()
+    decisions: tuple[Decision, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["group_ids"] = list(self.group_ids)
+        data["group_names"] = list(self.group_names)
+        data["differs"] = list(self.differs)
+        data["decisions"] = [
+            {**asdict(decision), "differs": list(decision.differs)} for decision in self.decisions
+        ]
+        return data
+
+
+# --- describing rules and packets ---------------------------------------------------------------
+
+
+def protocol_label(protocol: str | int | None) -> str:
+    try:
+        number = protocol_number(protocol)
+    except TraceError:
+        return str(protocol)
+    if number is None:
+        return "any protocol"
+    return _PROTOCOL_NAMES.get(number, f"protocol {number}")
+
+
+def _rule_protocol(rule: SecurityGroupRule) -> int | None:
+    number = protocol_number(rule.protocol)
+    # Neutron accepts "icmp" in an IPv6 rule and means ICMPv6.
+    if number == 1 and rule.ethertype == "IPv6":
+        return 58
+    return number
+
+
+def describe_rule(rule: SecurityGroupRule, state: HostState | None = None) -> str:
+    """E.g. "tcp/22 from 198.51.100.0/24", "icmp type 8 from group web", "any protocol to any"."""
+    number = _rule_protocol(rule)
+    what = protocol_label(number)
+    low, high = rule.port_range_min, rule.port_range_max
+    if number in _ICMP.values():
+        if low is not None:
+            what += f" type {low}"
+            if high is not None:
+                what += f" code {high}"
+    elif low is not None:
+        what += f"/{low}" if high is None or high == low else f"/{low}-{high}"
+    word = "from" if rule.direction == INGRESS else "to"
+    if rule.remote_ip_prefix:
+        remote = rule.remote_ip_prefix
+    elif rule.remote_group_id:
+        group = state.group(rule.remote_group_id) if state is not None else None
+        remote = f"group {(group.name if group and group.name else rule.remote_group_id)}"
+    else:
+        remote = "any"
+    return f"{what} {word} {remote}"
+
+
+def describe_packet(packet: Packet, direction: str | None) -> str:
+    """E.g. "tcp/5432 from 198.51.100.7" (ingress) or "udp/53 to 203.0.113.9" (egress)."""
+    number = packet.protocol_number
+    what = protocol_label(number)
+    if packet.is_icmp:
+        what += f" type {packet.effective_icmp_type} code {packet.effective_icmp_code}"
+    elif number in _PORTED_PROTOCOLS and packet.dport is not None:
+        what += f"/{packet.dport}"
+    if direction == EGRESS:
+        return f"{what} to {packet.dst or 'any address'}"
+    return f"{what} from {packet.src or 'any address'}"
+
+
+def _in_network(address: str | None, cidr: str) -> bool:
+    if address is None:
+        return False
+    try:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return False
+
+
+def rule_differences(
+    rule: SecurityGroupRule, packet: Packet, state: HostState | None = None
+) -> tuple[str, ...]:
+    """The aspects in which `rule` does not cover `packet` (empty: it would allow it)."""
+    differs: list[str] = []
+    wanted = _rule_protocol(rule)
+    number = packet.protocol_number
+    if wanted is not None and wanted != number:
+        differs.append(ASPECT_PROTOCOL)
+    low, high = rule.port_range_min, rule.port_range_max
+    if wanted in _ICMP.values() and low is not None:
+        icmp_type = packet.effective_icmp_type if packet.is_icmp else None
+        icmp_code = packet.effective_icmp_code if packet.is_icmp else None
+        if icmp_type != low or (high is not None and icmp_code != high):
+            differs.append(ASPECT_ICMP_TYPE)
+    elif wanted is not None and low is not None:
+        top = low if high is None else high
+        if packet.dport is None or not low <= packet.dport <= top:
+            differs.append(ASPECT_PORT)
+    remote = packet.src if rule.direction == INGRESS else packet.dst
+    if rule.remote_ip_prefix:
+        if not _in_network(remote, rule.remote_ip_prefix):
+            differs.append(ASPECT_REMOTE)
+    elif rule.remote_group_id:
+        members = state.members(rule.remote_group_id) if state is not None else ()
+        if not any(_in_network(remote, member) for member in members):
+            differs.append(ASPECT_REMOTE)
+    return tuple(differs)
+
+
+_NearestKey = tuple[int, bool, int, int, str]
+
+
+def nearest_rule(
+    port: Port, direction: str, packet: Packet, state: HostState
+) -> tuple[SecurityGroupRule, str, tuple[str, ...]] | None:
+    """The port's rule of this direction and family closest to allowing the packet: fewest
+    differing aspects, then one of the same protocol (a port is easier to widen than a protocol
+    to change), then the port's group order, then the group's rule order."""
+    ethertype = "IPv6" if packet.family == 6 else "IPv4"
+    best: tuple[tuple[int, bool, int, int, str], SecurityGroupRule, str, tuple[str, ...]] | None = (
+        None
+    )
+    for group_rank, group_id in enumerate(port.security_groups):
+        group = state.group(group_id)
+        if group is None:
+            continue
+        for rule_rank, rule in enumerate(group.rules):
+            if rule.direction != direction or rule.ethertype != ethertype:
+                continue
+            differs = rule_differences(rule, packet, state)
+            key = (len(differs), ASPECT_PROTOCOL in differs, group_rank, rule_rank, rule.id)
+            if best is None or key < best[0]:
+                best = (key, rule, group_id, differs)
+    if best is None:
+        return None
+    return best[1], best[2], best[3]
+
+
+# --- turning matched rules into decisions -------------------------------------------------------
+
+
+def _find_port(state: HostState | None, port_id: str) -> Port | None:
+    if state is None:
+        return None
+    for port in state.ports:
+        if port.id == port_id:
+            return port
+    return None
+
+
+def _port_name(state: HostState | None, port_id: str) -> str:
+    port = _find_port(state, port_id)
+    return port.name if port is not None and port.name else port_id
+
+
+def _group_name(state: HostState | None, group_id: str) -> str:
+    group = state.group(group_id) if state is not None else None
+    return group.name if group is not None and group.name else group_id
+
+
+def _find_rule(
+    state: HostState | None, origin: Origin
+) -> tuple[SecurityGroupRule | None, str | None]:
+    if state is None or origin.rule_id is None:
+        return None, origin.group_id
+    groups = state.security_groups
+    if origin.group_id is not None:
+        groups = tuple(g for g in groups if g.id == origin.group_id) or groups
+    for group in groups:
+        for rule in group.rules:
+            if rule.id == origin.rule_id:
+                return rule, group.id
+    return None, origin.group_id
+
+
+def _decision_exits(trace: Trace) -> list[tuple[Origin, str]]:
+    """The last decisive hit per (port, direction), in the order the ports were reached."""
+    exits: dict[tuple[str, str | None], tuple[Origin, str]] = {}
+    for hit in trace.matched:
+        origin = hit.rule.origin
+        if origin.port_id is None or origin.kind in _NOT_DECISIONS:
+            continue
+        if origin.kind == ORIGIN_ANTI_SPOOF and hit.rule.target == RETURN:
+            continue  # passing anti-spoofing is a step on the way, not the egress decision
+        key = (origin.port_id, origin.direction)
+        exits.pop(key, None)  # re-insert so order follows the last hit
+        exits[key] = (origin, hit.rule.target)
+    return list(exits.values())
+
+
+def _anti_spoof_decision(
+    trace: Trace, origin: Origin, state: HostState | None, where: str, base: dict
+) -> Decision:
+    packet = trace.packet
+    allowed: list[tuple[str, str | None]] = []
+    for step in trace.path:
+        rule = step.rule
+        if (
+            step.event == STEP_RULE
+            and rule is not None
+            and rule.origin.kind == ORIGIN_ANTI_SPOOF
+            and rule.origin.port_id == origin.port_id
+            and rule.target == RETURN
+            and rule.match.source is not None
+        ):
+            allowed.append((rule.match.source, rule.match.mac_source))
+    port = _find_port(state, origin.port_id or "")
+    if not allowed and port is not None:
+        allowed = [(ip, port.mac_address) for ip in port.fixed_ips]
+    mac = (packet.src_mac or "").lower()
+    same_ip = [m for cidr, m in allowed if _in_network(packet.src, cidr)]
+    if same_ip and packet.src_mac is None:
+        text = f"dropped at {where} by anti-spoofing: the packet's source MAC is not given"
+        return Decision(**base, outcome=DROP, reason=REASON_SPOOF_MAC, text=text)
+    if same_ip and all((m or "").lower() != mac for m in same_ip):
+        expected = ", ".join(sorted({(m or "").lower() for m in same_ip}))
+        text = (
+            f"dropped at {where} by anti-spoofing: source MAC {mac} is not the MAC allowed for "
+            f"{packet.src} ({expected})"
+        )
+        return Decision(**base, outcome=DROP, reason=REASON_SPOOF_MAC, text=text)
+    addresses = ", ".join(cidr.removesuffix("/32").removesuffix("/128") for cidr, _ in allowed)
+    text = (
+        f"dropped at {where} by anti-spoofing: source {packet.src} is not one of the port's "
+        f"addresses ({addresses or 'none'})"
+    )
+    return Decision(**base, outcome=DROP, reason=REASON_SPOOF_IP, text=text)
+
+
+def _default_drop_decision(
+    trace: Trace, origin: Origin, state: HostState | None, where: str, base: dict
+) -> Decision:
+    packet = trace.packet
+    direction = origin.direction or INGRESS
+    port = _find_port(state, origin.port_id or "")
+    wanted = describe_packet(packet, direction)
+    if port is None or state is None:
+        text = f"dropped at {where} by the default drop: no rule allows {wanted}"
+        return Decision(**base, outcome=DROP, reason=REASON_DEFAULT_DROP, text=text)
+    names = [_group_name(state, gid) for gid in port.security_groups]
+    if not names:
+        text = (
+            f"dropped at {where} by the default drop: the port has no security group, so only "
+            f"DHCP, established traffic and its own addresses pass; nothing allows {wanted}"
+        )
+        return Decision(**base, outcome=DROP, reason=REASON_DEFAULT_DROP, text=text)
+    noun = "group" if len(names) == 1 else "groups"
+    text = f"dropped at {where} by the default drop: no rule of {noun} {', '.join(names)} "
+    text += f"allows {wanted}"
+    found = nearest_rule(port, direction, packet, state)
+    if found is None:
+        family = "IPv6" if packet.family == 6 else "IPv4"
+        text += f"; they have no {direction} {family} rule at all"
+        return Decision(**base, outcome=DROP, reason=REASON_DEFAULT_DROP, text=text)
+    rule, group_id, differs = found
+    text += f"; nearest rule {rule.id} of group {_group_name(state, group_id)} allows "
+    text += describe_rule(rule, state)
+    text += f" (differs in {', '.join(differs)})" if differs else " (it matches; see the path)"
+    return Decision(
+        **base,
+        outcome=DROP,
+        reason=REASON_DEFAULT_DROP,
+        text=text,
+        nearest_rule_id=rule.id,
+        differs=differs,
+    )
+
+
+def _decision(trace: Trace, origin: Origin, target: str, state: HostState | None) -> Decision:
+    port_id = origin.port_id or ""
+    port_name = _port_name(state, port_id)
+    direction = origin.direction
+    where = f"port {port_name} {direction}" if direction else f"port {port_name}"
+    base = {"port_id": port_id, "port_name": port_name, "direction": direction}
+    kind = origin.kind
+    packet = trace.packet
+    if kind == ORIGIN_SG_RULE:
+        rule, group_id = _find_rule(state, origin)
+        group_name = _group_name(state, group_id) if group_id else None
+        detail = f" ({describe_rule(rule, state)})" if rule is not None else ""
+        member = f" via member {origin.member}" if origin.member else ""
+        of_group = f" of group {group_name}" if group_name else ""
+        text = f"allowed at {where} by rule {origin.rule_id}{detail}{of_group}{member}"
+        return Decision(
+            **base,
+            outcome=ACCEPT,
+            reason=REASON_RULE,
+            text=text,
+            rule_id=origin.rule_id,
+            group_id=group_id,
+            group_name=group_name,
+        )
+    if kind == ORIGIN_ESTABLISHED:
+        text = f"allowed at {where} as part of an established connection"
+        return Decision(**base, outcome=ACCEPT, reason=REASON_ESTABLISHED, text=text)
+    if kind == ORIGIN_DHCP and target != DROP:
+        if direction == INGRESS:
+            text = f"allowed at {where}: a DHCP reply from the subnet's DHCP server {packet.src}"
+        else:
+            text = f"allowed at {where}: a DHCP request from the VM"
+        return Decision(**base, outcome=ACCEPT, reason=REASON_DHCP, text=text)
+    if kind == ORIGIN_ICMPV6 and target != DROP:
+        name = _ICMPV6_NAMES.get(packet.effective_icmp_type or -1, "ICMPv6")
+        text = f"allowed at {where}: ICMPv6 {name} is always let in"
+        return Decision(**base, outcome=ACCEPT, reason=REASON_ICMPV6, text=text)
+    if kind == ORIGIN_PORT_SECURITY_OFF:
+        text = f"let through: port security is disabled on port {port_name}"
+        return Decision(**base, outcome=ACCEPT, reason=REASON_PORT_SECURITY_OFF, text=text)
+    if kind == ORIGIN_INVALID:
+        text = f"dropped at {where} as INVALID by conntrack"
+        return Decision(**base, outcome=DROP, reason=REASON_INVALID, text=text)
+    if kind == ORIGIN_DHCP_SPOOF or (kind == ORIGIN_DHCP and target == DROP):
+        text = f"dropped at {where}: the VM may not act as a DHCP server"
+        return Decision(**base, outcome=DROP, reason=REASON_DHCP_SERVER, text=text)
+    if kind == ORIGIN_RA_SPOOF:
+        text = f"dropped at {where}: the VM may not send IPv6 router advertisements"
+        return Decision(**base, outcome=DROP, reason=REASON_RA, text=text)
+    if kind == ORIGIN_ANTI_SPOOF:
+        return _anti_spoof_decision(trace, origin, state, where, base)
+    if kind == ORIGIN_FALLBACK:
+        return _default_drop_decision(trace, origin, state, where, base)
+    outcome = DROP if target == DROP else ACCEPT
+    verb = "dropped" if outcome == DROP else "let through"
+    return Decision(**base, outcome=outcome, reason=kind, text=f"{verb} at {where} ({kind})")
+
+
+def _port_of_device(state: HostState | None, device: str | None) -> Port | None:
+    if state is None or device is None:
+        return None
+    for port in state.ports:
+        if (port.device or "tap" + port.id[:11]) == device:
+            return port
+    return None
+
+
+def _unfiltered(trace: Trace, state: HostState | None) -> Explanation:
+    packet = trace.packet
+    deciding = trace.deciding
+    chain = deciding.chain if deciding is not None else packet.hook
+    verb = "allowed" if trace.verdict == ACCEPT else "dropped"
+    how = f"the {chain} chain's policy {trace.verdict}"
+    if deciding is not None and deciding.rule is not None:
+        if deciding.rule.origin.kind == ORIGIN_ACCEPT_UNFILTERED:
+            how = "sg-chain's final ACCEPT"
+        else:
+            how = f"{deciding.chain} rule {deciding.position}"
+    source_port = _port_of_device(state, packet.physdev_in)
+    if packet.hook == HOOK_INPUT and source_port is not None:
+        name = source_port.name or source_port.id
+        text = (
+            f"not filtered by security groups: traffic from port {name} to the host itself "
+            f"skips the port's egress chain (Neutron's INPUT jump needs --physdev-is-bridged, "
+            f"which never matches a packet delivered to the host); {verb} by {how}"
+        )
+        return Explanation(
+            verdict=trace.verdict,
+            reason=REASON_HOST_INPUT,
+            text=text,
+            port_id=source_port.id,
+            port_name=name,
+            direction=EGRESS,
+        )
+    if trace.verdict == DROP:
+        text = f"dropped by {how}; no port on this host filtered it"
+        return Explanation(verdict=DROP, reason=REASON_POLICY, text=text)
+    text = f"not filtered: no port on this host; {verb} by {how}"
+    return Explanation(verdict=trace.verdict, reason=REASON_NO_PORT, text=text)
+
+
+def explain(trace: Trace, state: HostState | None = None) -> Explanation:
+    """The explanation of one traversal of one host."""
+    decisions = [_decision(trace, o, target, state) for o, target in _decision_exits(trace)]
+    if not decisions:
+        return _unfiltered(trace, state)
+    if trace.verdict == DROP:
+        drops = [d for d in decisions if d.outcome == DROP]
+        primary = drops[-1] if drops else decisions[-1]
+        # Ports that let it through before the drop are worth saying; a later port is not.
+        shown = decisions[: decisions.index(primary) + 1]
+    else:
+        primary = decisions[-1]
+        shown = decisions
+    text = "; ".join(d.text for d in shown)
+    if trace.verdict == DROP and primary.outcome != DROP:
+        text += f"; then dropped by {trace.deciding.chain if trace.deciding else 'the host'}"
+    port = _find_port(state, primary.port_id)
+    group_ids: tuple[str, ...] = port.security_groups if port is not None else ()
+    if primary.group_id and primary.group_id not in group_ids:
+        group_ids = (primary.group_id, *group_ids)
+    return Explanation(
+        verdict=trace.verdict,
+        reason=primary.reason,
+        text=text,
+        port_id=primary.port_id,
+        port_name=primary.port_name,
+        direction=primary.direction,
+        group_ids=group_ids,
+        group_names=tuple(_group_name(state, gid) for gid in group_ids),
+        rule_id=primary.rule_id,
+        nearest_rule_id=primary.nearest_rule_id,
+        differs=primary.differs,
+        decisions=tuple(shown),
+    )
+
+
+def sentence(explanations: Sequence[Explanation]) -> str:
+    """One sentence for several traversals (a flow over hosts), in order."""
+    return "; ".join(e.text for e in explanations)
