@@ -1,0 +1,46 @@
+"""What the control plane remembers about host agents beyond the Host row itself.
+
+`HostEvent` is the admin-visible history of a host's agent: applies, failures, drift found and
+repaired, agent restarts. `PublishBacklog` holds hosts whose desired state could not be published
+(Redis unreachable at commit time); the reconciler publishes them when Redis is back.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class HostEventKind(models.TextChoices):
+    APPLY = "apply", "Applied"
+    APPLY_FAILED = "apply-failed", "Apply failed"
+    DRIFT = "drift", "Drift repaired"
+    AGENT_START = "agent-start", "Agent started"
+    REPUBLISH = "republish", "State re-sent"
+
+
+class HostEvent(models.Model):
+    host = models.ForeignKey("networks.Host", on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    kind = models.CharField(max_length=16, choices=HostEventKind.choices)
+    revision = models.PositiveBigIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    message = models.TextField(blank=True, default="")
+    # The agent's report as sent (counts, offending line, drifted chains, ...).
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["host", "-at"], name="hostevent_host_at")]
+
+    def __str__(self) -> str:
+        return f"{self.host_id} {self.kind} r{self.revision}"
+
+
+class PublishBacklog(models.Model):
+    host_name = models.CharField(max_length=255, unique=True)
+    reason = models.CharField(max_length=255, blank=True, default="")
+    since = models.DateTimeField(auto_now_add=True)
+    last_error = models.TextField(blank=True, default="")
+
+    def __str__(self) -> str:
+        return self.host_name

@@ -1,0 +1,142 @@
+"""What the control plane and the host agents agree on: Redis keys, task names, queues, documents.
+
+Pure (no Django, no Celery import), so both sides import the same names. A deployment can run
+several web servers and many hosts against one Redis; every key is per host, and revisions come
+from one Redis counter per host so all web servers agree on the order of changes.
+
+Keys (``P`` is the key prefix, ``sgweb`` unless ``SGWEB_KEY_PREFIX`` says otherwise):
+
+* ``P:host:NAME:revision``          the counter (INCR) that numbers desired states
+* ``P:host:NAME:desired``           the newest desired state document (see `desired_document`)
+* ``P:host:NAME:desired_revision``  that document's revision, cheap to read alone
+* ``P:host:NAME:desired_digest``    its digest
+* ``P:host:NAME:heartbeat``         the agent's heartbeat (JSON), expires after HEARTBEAT_TTL_S
+* ``P:host:NAME:applied``           the agent's last apply report (JSON)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_KEY_PREFIX = "sgweb"
+DEFAULT_CONTROL_QUEUE = "control"
+
+# Task names are contracts between processes that do not import each other.
+TASK_SYNC = "sgweb.agent.sync"  # control plane -> host queue: "revision N is waiting"
+TASK_RECORD_APPLY = "sgweb.hostsync.record_apply"  # agent -> control: an apply report
+TASK_RECORD_DRIFT = "sgweb.hostsync.record_drift"  # agent -> control: drift found and repaired
+TASK_REQUEST_STATE = "sgweb.hostsync.request_state"  # agent -> control: please (re)publish me
+
+HEARTBEAT_INTERVAL_S = 2.0
+HEARTBEAT_TTL_S = 10  # three missed beats and a bit: the host shows as down
+
+# Hard cap on a host name, so that "host.<name>" queues and keys stay sane.
+MAX_HOST_NAME = 200
+
+
+def key_prefix() -> str:
+    return os.environ.get("SGWEB_KEY_PREFIX", DEFAULT_KEY_PREFIX)
+
+
+def control_queue() -> str:
+    return os.environ.get("SGWEB_CONTROL_QUEUE", DEFAULT_CONTROL_QUEUE)
+
+
+def host_queue(host: str) -> str:
+    """The Celery queue a host's agent consumes (a contract: ``host.<name>``)."""
+    return f"host.{host}"
+
+
+@dataclass(frozen=True, slots=True)
+class HostKeys:
+    host: str
+    prefix: str
+
+    def _key(self, suffix: str) -> str:
+        return f"{self.prefix}:host:{self.host}:{suffix}"
+
+    @property
+    def revision(self) -> str:
+        return self._key("revision")
+
+    @property
+    def desired(self) -> str:
+        return self._key("desired")
+
+    @property
+    def desired_revision(self) -> str:
+        return self._key("desired_revision")
+
+    @property
+    def desired_digest(self) -> str:
+        return self._key("desired_digest")
+
+    @property
+    def heartbeat(self) -> str:
+        return self._key("heartbeat")
+
+    @property
+    def applied(self) -> str:
+        return self._key("applied")
+
+
+def host_keys(host: str, prefix: str | None = None) -> HostKeys:
+    if not host or len(host) > MAX_HOST_NAME or any(c in host for c in " :\n\t"):
+        raise ValueError(f"unusable host name {host!r}")
+    return HostKeys(host, prefix if prefix is not None else key_prefix())
+
+
+# -- Lua, so that concurrent publishers from several web servers cannot reorder revisions -------
+
+# KEYS: revision counter. ARGV: floor. A Redis that lost its data (restart without persistence)
+# would restart the counter at 1, below what agents already applied; the control plane passes the
+# last revision its database recorded as a floor, so numbering continues upwards.
+NEXT_REVISION_LUA = """
+local floor = tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current < floor then redis.call('SET', KEYS[1], floor) end
+return redis.call('INCR', KEYS[1])
+"""
+
+# KEYS: desired, desired_revision, desired_digest. ARGV: revision, document, digest.
+# Store only if newer than what is stored: an older revision never overwrites a newer one.
+# Returns 1 stored, 0 older than stored (dropped), -1 same digest as stored (nothing new).
+STORE_DESIRED_LUA = """
+local revision = tonumber(ARGV[1])
+local stored = tonumber(redis.call('GET', KEYS[2]) or '0')
+if revision <= stored then return 0 end
+if redis.call('GET', KEYS[3]) == ARGV[3] then return -1 end
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], revision)
+redis.call('SET', KEYS[3], ARGV[3])
+return 1
+"""
+
+
+def desired_document(revision: int, digest: str, state_text: str, published_at: float) -> str:
+    """The stored document. The state is embedded verbatim so its digest stays checkable."""
+    return (
+        f'{{"revision":{int(revision)},"digest":{json.dumps(digest)},'
+        f'"published_at":{published_at!r},"state":{state_text}}}'
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    revision: int
+    digest: str
+    published_at: float
+    state: dict[str, Any]
+
+
+def parse_desired(text: str | bytes) -> Desired:
+    data = json.loads(text)
+    return Desired(
+        revision=int(data["revision"]),
+        digest=str(data["digest"]),
+        published_at=float(data.get("published_at") or 0.0),
+        state=data["state"],
+    )

@@ -1,0 +1,69 @@
+"""Celery tasks of the control queue (`celery -A sgweb.celery worker -Q control`).
+
+Agents send these by name (see `protocol`); they carry plain JSON dicts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+
+from sgweb.hostsync import protocol
+
+log = logging.getLogger(__name__)
+
+_reconciler = None
+
+
+@shared_task(name=protocol.TASK_RECORD_APPLY, ignore_result=True)
+def record_apply(report: dict[str, Any]) -> None:
+    from sgweb.hostsync.records import record_apply as record
+
+    record(report)
+
+
+@shared_task(name=protocol.TASK_RECORD_DRIFT, ignore_result=True)
+def record_drift(report: dict[str, Any]) -> None:
+    from sgweb.hostsync.records import record_drift as record
+
+    record(report)
+
+
+@shared_task(name=protocol.TASK_REQUEST_STATE, ignore_result=True)
+def request_state(host: str, reason: str = "agent asked") -> None:
+    from sgweb.hostsync.publish import publish_hosts
+    from sgweb.hostsync.records import record_republish
+
+    for outcome in publish_hosts([host], reason):
+        if not outcome.error:
+            record_republish(outcome.host, reason)
+
+
+def _consumes_control_queue(consumer: Any) -> bool:
+    try:
+        names = {queue.name for queue in consumer.task_consumer.queues}
+    except AttributeError:
+        return False
+    return protocol.control_queue() in names
+
+
+@worker_ready.connect
+def _start_reconciler(sender: Any = None, **_: Any) -> None:
+    """Only the control worker reconciles, and it starts by catching up (see reconcile.py)."""
+    global _reconciler
+    if sender is None or not _consumes_control_queue(sender):
+        return
+    from sgweb.hostsync.reconcile import Reconciler
+
+    _reconciler = Reconciler()
+    _reconciler.start()
+    log.info("host reconciler started (every %.1f s)", _reconciler.every_s)
+
+
+@worker_shutdown.connect
+def _stop_reconciler(**_: Any) -> None:
+    if _reconciler is not None:
+        _reconciler.stop()
