@@ -114,6 +114,8 @@ INSTALLED_APPS = [
     "sgweb.security",
     "sgweb.audit",
     "sgweb.dashboard",
+    "sgweb.hostsync",
+    "sgweb.lab",
 ]
 
 MIDDLEWARE = [
