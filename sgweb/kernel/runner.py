@@ -139,6 +139,17 @@ class SpawnedProcess:
         """What the process has written so far (file-captured output only)."""
         return _read_all(self._stdout_file), _read_all(self._stderr_file)
 
+    def wait_for_output(self, text: str, timeout: float = 5.0) -> str:
+        """Block until the captured stdout or stderr contains `text`; return stdout so far."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stdout, stderr = self.read_output()
+            if text in stdout or text in stderr:
+                return stdout
+            if self.popen.poll() is not None or time.monotonic() > deadline:
+                raise TimeoutError(f"{' '.join(self.argv)} did not print {text!r}: {stderr!r}")
+            time.sleep(0.01)
+
     def stop(self, timeout: float = 5.0) -> CommandResult:
         if self._result is not None:
             return self._result
