@@ -1,0 +1,363 @@
+"""Refuse, before the kernel does, what it would refuse; return normalised objects.
+
+One set of validators serves the API, the forms, the scenario loader and the compiler. Results
+are cached per (frozen, hashable) object, so validating a big host repeatedly stays cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from functools import lru_cache
+
+from sgweb.firewall import names
+from sgweb.firewall.errors import FirewallError, group_error, port_error, rule_error
+from sgweb.firewall.model import (
+    DIRECTIONS,
+    ETHERTYPES,
+    IPV4,
+    IPV6,
+    AddressPair,
+    HostState,
+    Port,
+    SecurityGroup,
+    SecurityGroupRule,
+)
+from sgweb.firewall.protocols import (
+    UnknownProtocol,
+    normalize_protocol,
+    takes_icmp_type,
+    takes_ports,
+)
+
+_MAC = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+_VERSION_BY_ETHERTYPE = {IPV4: 4, IPV6: 6}
+CACHE_SIZE = 1 << 16
+MIN_ZONE = 1
+MAX_ZONE = 65535
+
+
+def normalize_cidr(value: str, ethertype: str | None = None) -> str:
+    """A CIDR (or bare address, taken as a host route) in canonical form: host bits cleared,
+    compressed IPv6, always with a prefix length. Raises ValueError."""
+    return _normalize_cidr(value, ethertype)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _normalize_cidr(value: str, ethertype: str | None) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not a CIDR")
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid CIDR") from None
+    if ethertype is not None and network.version != _VERSION_BY_ETHERTYPE[ethertype]:
+        raise ValueError(f"{value!r} is an IPv{network.version} CIDR in an {ethertype} rule")
+    return network.with_prefixlen
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def normalize_address(value: str) -> str:
+    """A single IPv4/IPv6 address in canonical text. Raises ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an IP address")
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a valid IP address") from None
+
+
+def address_version(value: str) -> int:
+    """4 or 6 for a normalised address or CIDR."""
+    return 6 if ":" in value else 4
+
+
+def normalize_mac(value: str) -> str:
+    """A unicast Ethernet MAC as lower-case colon-separated hex. Raises ValueError."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if not _MAC.match(text):
+        raise ValueError(f"{value!r} is not a MAC address")
+    text = text.replace("-", ":")
+    if int(text[:2], 16) & 1:
+        raise ValueError(f"{value!r} is a multicast MAC address")
+    return text
+
+
+def _int_or_none(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        raise ValueError(f"{value!r} is not an integer")
+    return value
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def validate_rule(rule: SecurityGroupRule) -> SecurityGroupRule:
+    """The rule normalised (protocol spelling, CIDR form, single port filled in), or
+    FirewallError naming the rule id and the field."""
+    if not isinstance(rule.id, str) or not names.SAFE_ID.match(rule.id):
+        raise rule_error(str(rule.id), "id", "must be letters, digits and '_.:-'")
+    if rule.direction not in DIRECTIONS:
+        raise rule_error(rule.id, "direction", f"{rule.direction!r} is not ingress or egress")
+    if rule.ethertype not in ETHERTYPES:
+        raise rule_error(rule.id, "ethertype", f"{rule.ethertype!r} is not IPv4 or IPv6")
+    try:
+        protocol = normalize_protocol(rule.protocol, rule.ethertype)
+    except UnknownProtocol as error:
+        raise rule_error(rule.id, "protocol", str(error)) from None
+    try:
+        low = _int_or_none(rule.port_range_min)
+        high = _int_or_none(rule.port_range_max)
+    except ValueError as error:
+        raise rule_error(rule.id, "port_range_min/port_range_max", str(error)) from None
+    if takes_ports(protocol):
+        if low is None and high is not None:
+            raise rule_error(rule.id, "port_range_min", "a maximum port needs a minimum port")
+        if low is not None:
+            high = low if high is None else high
+            for field, value in (("port_range_min", low), ("port_range_max", high)):
+                if not 1 <= value <= 65535:
+                    raise rule_error(rule.id, field, f"port {value} is outside 1-65535")
+            if low > high:
+                raise rule_error(
+                    rule.id, "port_range_min", f"minimum port {low} is above maximum {high}"
+                )
+    elif takes_icmp_type(protocol):
+        if low is None and high is not None:
+            raise rule_error(rule.id, "port_range_max", "an ICMP code needs an ICMP type")
+        for field, value in (("port_range_min", low), ("port_range_max", high)):
+            if value is not None and not 0 <= value <= 255:
+                kind = "type" if field == "port_range_min" else "code"
+                raise rule_error(rule.id, field, f"ICMP {kind} {value} is outside 0-255")
+    elif low is not None or high is not None:
+        shown = protocol or "any protocol"
+        raise rule_error(
+            rule.id, "port_range_min", f"{shown} takes no port range (only tcp, udp, ...)"
+        )
+    remote_prefix = rule.remote_ip_prefix
+    if remote_prefix is not None and rule.remote_group_id is not None:
+        raise rule_error(
+            rule.id, "remote_ip_prefix", "remote_ip_prefix and remote_group_id are exclusive"
+        )
+    if remote_prefix is not None:
+        try:
+            remote_prefix = normalize_cidr(remote_prefix, rule.ethertype)
+        except ValueError as error:
+            raise rule_error(rule.id, "remote_ip_prefix", str(error)) from None
+    if rule.remote_group_id is not None and not (
+        isinstance(rule.remote_group_id, str) and names.SAFE_ID.match(rule.remote_group_id)
+    ):
+        raise rule_error(rule.id, "remote_group_id", "must be letters, digits and '_.:-'")
+    if (protocol, low, high, remote_prefix) == (
+        rule.protocol,
+        rule.port_range_min,
+        rule.port_range_max,
+        rule.remote_ip_prefix,
+    ):
+        return rule
+    return dataclasses.replace(
+        rule,
+        protocol=protocol,
+        port_range_min=low,
+        port_range_max=high,
+        remote_ip_prefix=remote_prefix,
+    )
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def validate_group(group: SecurityGroup) -> SecurityGroup:
+    if not isinstance(group.id, str) or not names.SAFE_ID.match(group.id):
+        raise group_error(str(group.id), "id", "must be letters, digits and '_.:-'")
+    rules = tuple(validate_rule(rule) for rule in group.rules)
+    seen: set[str] = set()
+    for rule in rules:
+        if rule.id in seen:
+            raise group_error(group.id, "rules", f"rule id {rule.id} appears twice")
+        seen.add(rule.id)
+    if all(new is old for new, old in zip(rules, group.rules, strict=True)):
+        return group
+    return dataclasses.replace(group, rules=rules)
+
+
+def _port_address(port_id: str, field: str, value: str) -> str:
+    try:
+        return normalize_address(value)
+    except ValueError as error:
+        raise port_error(port_id, field, str(error)) from None
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
+    """The port normalised (device filled in, MAC lower-case, canonical addresses)."""
+    if not isinstance(port.id, str) or not names.SAFE_ID.match(port.id):
+        raise port_error(str(port.id), "id", "must be letters, digits and '_.:-'")
+    device = port.device if port.device is not None else names.device_name(port.id)
+    problem = names.interface_name_problem(device)
+    if problem:
+        raise port_error(port.id, "device", problem)
+    if port.bridge is not None:
+        problem = names.interface_name_problem(port.bridge)
+        if problem:
+            raise port_error(port.id, "bridge", problem)
+    for letter in (names.INGRESS_LETTER, names.EGRESS_LETTER, names.SPOOF_LETTER):
+        problem = names.chain_name_problem(names.port_chain_name(chain_prefix, letter, port.id))
+        if problem:
+            raise port_error(port.id, "id", problem)
+    try:
+        mac = normalize_mac(port.mac_address)
+    except ValueError as error:
+        raise port_error(port.id, "mac_address", str(error)) from None
+    fixed_ips = tuple(_port_address(port.id, "fixed_ips", ip) for ip in port.fixed_ips)
+    dhcp_servers = tuple(_port_address(port.id, "dhcp_servers", ip) for ip in port.dhcp_servers)
+    pairs = []
+    for pair in port.allowed_address_pairs:
+        try:
+            ip = normalize_cidr(pair.ip_address)
+        except ValueError as error:
+            raise port_error(port.id, "allowed_address_pairs", str(error)) from None
+        try:
+            pair_mac = None if pair.mac_address is None else normalize_mac(pair.mac_address)
+        except ValueError as error:
+            raise port_error(port.id, "allowed_address_pairs", str(error)) from None
+        same = ip == pair.ip_address and pair_mac == pair.mac_address
+        pairs.append(pair if same else AddressPair(ip_address=ip, mac_address=pair_mac))
+    for group_id in port.security_groups:
+        if not isinstance(group_id, str) or not names.SAFE_ID.match(group_id):
+            raise port_error(port.id, "security_groups", f"bad group id {group_id!r}")
+    changed = (
+        device != port.device
+        or mac != port.mac_address
+        or fixed_ips != port.fixed_ips
+        or dhcp_servers != port.dhcp_servers
+        or any(new is not old for new, old in zip(pairs, port.allowed_address_pairs, strict=True))
+    )
+    if not changed:
+        return port
+    return dataclasses.replace(
+        port,
+        device=device,
+        mac_address=mac,
+        fixed_ips=fixed_ips,
+        dhcp_servers=dhcp_servers,
+        allowed_address_pairs=tuple(pairs),
+    )
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def _validate_members(group_id: str, members: tuple[str, ...]) -> tuple[str, ...]:
+    normalised = []
+    for member in members:
+        try:
+            normalised.append(normalize_cidr(member))
+        except ValueError as error:
+            raise group_error(group_id, "members", str(error)) from None
+    return tuple(normalised)
+
+
+def validate_chain_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str) or not names.SAFE_INTERFACE.match(prefix):
+        raise FirewallError("host", None, "chain_prefix", f"bad chain prefix {prefix!r}")
+    problem = names.chain_name_problem(names.fallback_chain(prefix))
+    if problem:
+        raise FirewallError("host", None, "chain_prefix", problem)
+    return prefix
+
+
+def validate_host_state(state: HostState) -> HostState:
+    """The whole host state normalised, or FirewallError for the first problem found."""
+    prefix = validate_chain_prefix(state.chain_prefix)
+    groups = tuple(validate_group(group) for group in state.security_groups)
+    group_by_id: dict[str, SecurityGroup] = {}
+    for group in groups:
+        if group.id in group_by_id:
+            raise group_error(group.id, "id", "appears twice in the host state")
+        group_by_id[group.id] = group
+    members = []
+    member_ids: set[str] = set()
+    for group_id, addresses in state.remote_group_members:
+        if group_id in member_ids:
+            raise group_error(group_id, "members", "listed twice")
+        member_ids.add(group_id)
+        members.append((group_id, _validate_members(group_id, tuple(addresses))))
+    ports = tuple(validate_port(port, prefix) for port in state.ports)
+    _check_ports_distinct(ports)
+    used_groups: set[str] = set()
+    for port in ports:
+        for group_id in port.security_groups:
+            if group_id not in group_by_id:
+                raise port_error(port.id, "security_groups", f"unknown security group {group_id}")
+            if port.port_security_enabled:
+                used_groups.add(group_id)
+    _check_remote_groups(groups, used_groups, group_by_id, member_ids)
+    zones = []
+    for key, zone in state.conntrack_zones:
+        if isinstance(zone, bool) or not isinstance(zone, int) or not MIN_ZONE <= zone <= MAX_ZONE:
+            raise FirewallError("conntrack zone", str(key), "zone", f"{zone!r} is not 1-65535")
+        zones.append((key, zone))
+    return dataclasses.replace(
+        state,
+        ports=ports,
+        security_groups=groups,
+        remote_group_members=tuple(members),
+        conntrack_zones=tuple(zones),
+    )
+
+
+def _check_ports_distinct(ports: tuple[Port, ...]) -> None:
+    by_id: set[str] = set()
+    by_device: dict[str, str] = {}
+    by_chain_id: dict[str, str] = {}
+    for port in ports:
+        if port.id in by_id:
+            raise port_error(port.id, "id", "appears twice in the host state")
+        by_id.add(port.id)
+        assert port.device is not None
+        other = by_device.setdefault(port.device, port.id)
+        if other != port.id:
+            raise port_error(port.id, "device", f"device {port.device} is also port {other}'s")
+        chain_id = port.id[: names.CHAIN_ID_CHARS]
+        other = by_chain_id.setdefault(chain_id, port.id)
+        if other != port.id:
+            raise port_error(
+                port.id, "id", f"its chains would collide with port {other}'s ({chain_id})"
+            )
+
+
+def _check_remote_groups(
+    groups: tuple[SecurityGroup, ...],
+    used_groups: set[str],
+    group_by_id: dict[str, SecurityGroup],
+    member_ids: set[str],
+) -> None:
+    set_owner: dict[str, str] = {}
+    for group in groups:
+        if group.id not in used_groups:
+            continue
+        for rule in group.rules:
+            remote = rule.remote_group_id
+            if remote is None:
+                continue
+            if remote not in group_by_id and remote not in member_ids:
+                raise rule_error(rule.id, "remote_group_id", f"unknown remote group {remote}")
+            set_name = names.ipset_name(rule.ethertype, remote)
+            other = set_owner.setdefault(set_name, remote)
+            if other != remote:
+                raise group_error(
+                    remote, "id", f"its ipset name {set_name} collides with group {other}'s"
+                )
+
+
+def clear_caches() -> None:
+    """Forget cached validations (benchmarks use it to measure cold runs)."""
+    for cached in (
+        validate_rule,
+        validate_group,
+        validate_port,
+        _validate_members,
+        _normalize_cidr,
+        normalize_address,
+    ):
+        cached.cache_clear()
