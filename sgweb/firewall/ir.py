@@ -79,6 +79,9 @@ class Match:
     physdev_in: str | None = None
     physdev_out: str | None = None
     physdev_is_bridged: bool = False
+    # -m physdev --physdev-is-in: the packet entered through any bridge port (raw table: the
+    # conntrack zone of traffic arriving on the bridge from elsewhere, i.e. towards the VMs)
+    physdev_is_in: bool = False
     states: tuple[str, ...] = ()  # -m state --state, e.g. ("RELATED", "ESTABLISHED")
     mac_source: str | None = None  # -m mac --mac-source, rendered upper-case like iptables-save
     match_set: str | None = None  # -m set --match-set NAME DIR
