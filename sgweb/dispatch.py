@@ -1,0 +1,71 @@
+"""The one place that tells the outside world about changes: host agents and live browsers.
+
+Actions call these from `transaction.on_commit`, so nothing is sent for a change that was rolled
+back. Which hosts a change affects is computed by the caller (see `sgweb.security.impact`).
+
+- `hosts_changed`: the desired firewall of these hosts changed. It bumps each host's
+  `desired_revision` and hands the names to `host_sender`, which issue 4 (host agents) replaces
+  with "compile and send the desired state to the host's Celery queue".
+- `send_event`: a live event for browsers. `scope` names who may receive it: "global",
+  "project:<project id hex>" or "host:<host name>". `event_sender` is where issue 5 (Channels)
+  plugs in its group_send.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.db.models import F
+
+log = logging.getLogger(__name__)
+
+HostSender = Callable[[list[str], str], None]
+EventSender = Callable[[str, dict[str, Any], str], None]
+
+
+def _no_host_sender(host_names: list[str], reason: str) -> None:
+    log.debug("hosts changed (%s): %s; no host agent dispatch configured", reason, host_names)
+
+
+def _no_event_sender(kind: str, payload: dict[str, Any], scope: str) -> None:
+    log.debug("event %s for %s; no live event sender configured", kind, scope)
+
+
+# Replaced at start-up by the agents' and live modules (and by tests).
+host_sender: HostSender = _no_host_sender
+event_sender: EventSender = _no_event_sender
+
+
+def set_host_sender(sender: HostSender | None) -> None:
+    global host_sender
+    host_sender = sender or _no_host_sender
+
+
+def set_event_sender(sender: EventSender | None) -> None:
+    global event_sender
+    event_sender = sender or _no_event_sender
+
+
+def hosts_changed(host_names: Iterable[str], reason: str) -> list[str]:
+    """Mark the hosts' desired state as changed and ask their agents to converge."""
+    from sgweb.networks.models import Host
+
+    names = sorted({name for name in host_names if name})
+    if not names:
+        return []
+    Host.objects.filter(name__in=names).update(desired_revision=F("desired_revision") + 1)
+    try:
+        host_sender(names, reason)
+    except Exception:  # a broker outage must not turn a committed change into a 500
+        log.exception("could not notify hosts %s (%s)", names, reason)
+    send_event("hosts.changed", {"hosts": names, "reason": reason}, scope="global")
+    return names
+
+
+def send_event(kind: str, payload: dict[str, Any], *, scope: str = "global") -> None:
+    try:
+        event_sender(kind, payload, scope)
+    except Exception:
+        log.exception("could not send live event %s to %s", kind, scope)

@@ -1,0 +1,807 @@
+"""Changing networks, subnets, ports and hosts: permission, validation, DB + audit, dispatch.
+
+Refusals raise the `sgweb.tenancy.errors.ActionError` family and change nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, transaction
+
+from sgweb import dispatch
+from sgweb.audit.choices import AuditAction
+from sgweb.audit.record import record
+from sgweb.networks.addressing import allocate_ip, reserved_addresses, unused_mac
+from sgweb.networks.models import (
+    AllowedAddressPair,
+    FixedIP,
+    Host,
+    Network,
+    Port,
+    PortSecurityGroup,
+    Subnet,
+)
+from sgweb.networks.representation import network_to_dict, port_to_dict, subnet_to_dict
+from sgweb.networks.validators import (
+    clean_address_pairs,
+    clean_ip,
+    clean_mac,
+    clean_subnet_values,
+)
+from sgweb.security.impact import hosts_referencing_groups
+from sgweb.security.models import SecurityGroup
+from sgweb.tenancy.access import can_see_project, is_admin, require_admin, require_change
+from sgweb.tenancy.errors import Conflict, Invalid, NotFound
+from sgweb.tenancy.models import Project
+from sgweb.tenancy.validators import Errors, clean_bool, clean_description, clean_name
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    Actor = AbstractBaseUser | None
+
+UNSET: Any = object()
+
+PORT_FIELDS = (
+    "name",
+    "description",
+    "mac_address",
+    "fixed_ips",
+    "security_groups",
+    "port_security_enabled",
+    "allowed_address_pairs",
+    "host",
+    "device_owner",
+    "device_id",
+    "admin_state_up",
+)
+PORT_UPDATABLE = tuple(field for field in PORT_FIELDS if field != "mac_address")
+
+
+def _notify(hosts: Iterable[str], reason: str, kind: str, payload: dict, project_id: Any) -> None:
+    names = {name for name in hosts if name}
+    scope = f"project:{uuid.UUID(str(project_id)).hex}" if project_id else "global"
+
+    def send() -> None:
+        if names:
+            dispatch.hosts_changed(names, reason)
+        dispatch.send_event(kind, payload, scope=scope)
+
+    transaction.on_commit(send)
+
+
+# --- networks ------------------------------------------------------------------------------
+
+
+def create_network(
+    actor: Actor,
+    project: Project,
+    *,
+    name: str = "",
+    description: str = "",
+    admin_state_up: bool = True,
+    shared: bool = False,
+) -> Network:
+    require_change(actor, project.id, not_found=f"Project {project.id} could not be found.")
+    errors = Errors()
+    values = {
+        "name": clean_name(errors, name),
+        "description": clean_description(errors, description),
+        "admin_state_up": clean_bool(errors, "admin_state_up", admin_state_up),
+        "shared": clean_bool(errors, "shared", shared),
+    }
+    errors.raise_if_any()
+    if values["shared"]:
+        require_admin(actor, "Sharing a network")
+    with transaction.atomic():
+        network = Network.objects.create(project=project, **values)
+        record(
+            actor,
+            AuditAction.CREATE,
+            "network",
+            network.id,
+            network.name or str(network.id),
+            project_id=project.id,
+            after=network_to_dict(network),
+        )
+        _notify((), "", "network.created", {"id": str(network.id)}, project.id)
+    return network
+
+
+def update_network(actor: Actor, network: Network, **changes: Any) -> Network:
+    _require_network(actor, network)
+    allowed = {"name", "description", "admin_state_up", "shared"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise Invalid.from_errors({field: ["This field cannot be changed."] for field in unknown})
+    errors = Errors()
+    values: dict[str, Any] = {}
+    if "name" in changes:
+        values["name"] = clean_name(errors, changes["name"])
+    if "description" in changes:
+        values["description"] = clean_description(errors, changes["description"])
+    for flag in ("admin_state_up", "shared"):
+        if flag in changes:
+            values[flag] = clean_bool(errors, flag, changes[flag])
+    errors.raise_if_any()
+    if "shared" in values and values["shared"] != network.shared:
+        require_admin(actor, "Sharing a network")
+    with transaction.atomic():
+        locked = Network.objects.select_for_update().get(pk=network.pk)
+        before = network_to_dict(locked)
+        changed = {key: value for key, value in values.items() if getattr(locked, key) != value}
+        if not changed:
+            return locked
+        for key, value in changed.items():
+            setattr(locked, key, value)
+        locked.bump_revision()
+        locked.save()
+        record(
+            actor,
+            AuditAction.UPDATE,
+            "network",
+            locked.id,
+            locked.name or str(locked.id),
+            project_id=locked.project_id,
+            before=before,
+            after=network_to_dict(locked),
+        )
+        _notify((), "", "network.updated", {"id": str(locked.id)}, locked.project_id)
+    return locked
+
+
+def delete_network(actor: Actor, network: Network) -> None:
+    _require_network(actor, network)
+    with transaction.atomic():
+        locked = Network.objects.select_for_update().get(pk=network.pk)
+        ports = locked.ports.count()
+        if ports:
+            raise Conflict(
+                f"Unable to complete operation on network {locked.id}. There are one or more "
+                "ports still in use on the network.",
+                neutron_type="NetworkInUse",
+                errors={"__all__": [f"{ports} port(s) are still on this network."]},
+            )
+        before = network_to_dict(locked)
+        network_id, project_id, repr_ = locked.id, locked.project_id, locked.name
+        locked.delete()
+        record(
+            actor,
+            AuditAction.DELETE,
+            "network",
+            network_id,
+            repr_ or str(network_id),
+            project_id=project_id,
+            before=before,
+        )
+        _notify((), "", "network.deleted", {"id": str(network_id)}, project_id)
+
+
+def _require_network(actor: Actor, network: Network) -> None:
+    require_change(
+        actor,
+        network.project_id,
+        not_found=f"Network {network.id} could not be found.",
+        neutron_type="NetworkNotFound",
+    )
+
+
+# --- subnets -------------------------------------------------------------------------------
+
+
+def create_subnet(
+    actor: Actor,
+    network: Network,
+    *,
+    cidr: str,
+    ip_version: int | None = None,
+    name: str = "",
+    description: str = "",
+    gateway_ip: str | None = UNSET,
+    enable_dhcp: bool = True,
+    dhcp_servers: list[str] | None = None,
+    allocation_pools: list[dict[str, str]] | None = None,
+) -> Subnet:
+    """`gateway_ip` left out means the first address; None means no gateway.
+    `dhcp_servers` left out means the subnet's second address (when DHCP is on)."""
+    _require_network(actor, network)
+    errors = Errors()
+    clean = {
+        "name": clean_name(errors, name),
+        "description": clean_description(errors, description),
+        "enable_dhcp": clean_bool(errors, "enable_dhcp", enable_dhcp),
+    }
+    addressing = clean_subnet_values(
+        errors,
+        cidr=cidr,
+        ip_version=ip_version,
+        gateway_ip=None if gateway_ip is UNSET else gateway_ip,
+        dhcp_servers=dhcp_servers,
+        allocation_pools=allocation_pools,
+        enable_dhcp=clean["enable_dhcp"],
+        gateway_given=gateway_ip is not UNSET,
+    )
+    errors.raise_if_any()
+    new_net = ipaddress.ip_network(addressing["cidr"])
+    with transaction.atomic():
+        Network.objects.select_for_update().filter(pk=network.pk).first()
+        for other in Subnet.objects.filter(network=network):
+            if ipaddress.ip_network(other.cidr).overlaps(new_net):
+                raise Invalid(
+                    f"Invalid input for operation: Requested subnet with cidr: {new_net} for "
+                    f"network: {network.id} overlaps with another subnet.",
+                    errors={"cidr": [f"Overlaps subnet {other.name or other.id} ({other.cidr})."]},
+                )
+        subnet = Subnet.objects.create(
+            network=network, project_id=network.project_id, **clean, **addressing
+        )
+        network.bump_revision()
+        network.save(update_fields=["revision_number", "updated_at"])
+        record(
+            actor,
+            AuditAction.CREATE,
+            "subnet",
+            subnet.id,
+            str(subnet),
+            project_id=network.project_id,
+            after=subnet_to_dict(subnet),
+        )
+        _notify((), "", "subnet.created", {"id": str(subnet.id)}, network.project_id)
+    return subnet
+
+
+def update_subnet(actor: Actor, subnet: Subnet, **changes: Any) -> Subnet:
+    _require_subnet(actor, subnet)
+    allowed = {"name", "description", "gateway_ip", "enable_dhcp", "dhcp_servers"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise Invalid.from_errors({field: ["This field cannot be changed."] for field in unknown})
+    errors = Errors()
+    values: dict[str, Any] = {}
+    if "name" in changes:
+        values["name"] = clean_name(errors, changes["name"])
+    if "description" in changes:
+        values["description"] = clean_description(errors, changes["description"])
+    if "enable_dhcp" in changes:
+        values["enable_dhcp"] = clean_bool(errors, "enable_dhcp", changes["enable_dhcp"])
+    if "gateway_ip" in changes or "dhcp_servers" in changes:
+        addressing = clean_subnet_values(
+            errors,
+            cidr=subnet.cidr,
+            ip_version=subnet.ip_version,
+            gateway_ip=changes.get("gateway_ip", subnet.gateway_ip),
+            dhcp_servers=changes.get("dhcp_servers", subnet.dhcp_servers),
+            allocation_pools=subnet.allocation_pools,
+            enable_dhcp=values.get("enable_dhcp", subnet.enable_dhcp),
+            gateway_given=True,
+        )
+        for key in ("gateway_ip", "dhcp_servers"):
+            if key in changes and key in addressing:
+                values[key] = addressing[key]
+    errors.raise_if_any()
+    with transaction.atomic():
+        locked = Subnet.objects.select_for_update().get(pk=subnet.pk)
+        before = subnet_to_dict(locked)
+        changed = {key: value for key, value in values.items() if getattr(locked, key) != value}
+        if not changed:
+            return locked
+        clash = set(FixedIP.objects.filter(subnet=locked).values_list("ip_address", flat=True)) & (
+            {changed.get("gateway_ip")} | set(changed.get("dhcp_servers", []))
+        )
+        if clash:
+            raise Conflict(
+                f"Address {sorted(clash)[0]} is already allocated to a port.",
+                neutron_type="IpAddressInUse",
+            )
+        for key, value in changed.items():
+            setattr(locked, key, value)
+        locked.bump_revision()
+        locked.save()
+        record(
+            actor,
+            AuditAction.UPDATE,
+            "subnet",
+            locked.id,
+            str(locked),
+            project_id=locked.project_id,
+            before=before,
+            after=subnet_to_dict(locked),
+        )
+        hosts: set[str] = set()
+        if "dhcp_servers" in changed or "enable_dhcp" in changed:
+            hosts = set(
+                Port.objects.filter(fixed_ips__subnet=locked, host__isnull=False)
+                .values_list("host__name", flat=True)
+                .distinct()
+            )
+        _notify(
+            hosts,
+            f"subnet {locked.id} DHCP servers changed",
+            "subnet.updated",
+            {"id": str(locked.id)},
+            locked.project_id,
+        )
+    return locked
+
+
+def delete_subnet(actor: Actor, subnet: Subnet) -> None:
+    _require_subnet(actor, subnet)
+    with transaction.atomic():
+        locked = Subnet.objects.select_for_update().get(pk=subnet.pk)
+        if locked.fixed_ips.exists():
+            raise Conflict(
+                f"Unable to complete operation on subnet {locked.id}: One or more ports have "
+                "an IP allocation from this subnet.",
+                neutron_type="SubnetInUse",
+            )
+        before = subnet_to_dict(locked)
+        subnet_id, project_id, repr_ = locked.id, locked.project_id, str(locked)
+        locked.delete()
+        record(
+            actor,
+            AuditAction.DELETE,
+            "subnet",
+            subnet_id,
+            repr_,
+            project_id=project_id,
+            before=before,
+        )
+        _notify((), "", "subnet.deleted", {"id": str(subnet_id)}, project_id)
+
+
+def _require_subnet(actor: Actor, subnet: Subnet) -> None:
+    require_change(
+        actor,
+        subnet.project_id,
+        not_found=f"Subnet {subnet.id} could not be found.",
+        neutron_type="SubnetNotFound",
+    )
+
+
+# --- hosts ---------------------------------------------------------------------------------
+
+
+def create_host(
+    actor: Actor, *, name: str, description: str = "", netns: str | None = None
+) -> Host:
+    require_admin(actor, "Registering a compute host")
+    errors = Errors()
+    clean = clean_name(errors, name)
+    if not clean:
+        errors.add("name", "A host needs a name.")
+    desc = clean_description(errors, description)
+    errors.raise_if_any()
+    if Host.objects.filter(name=clean).exists():
+        raise Conflict(f"Host {clean} already exists.", errors={"name": ["Name already taken."]})
+    with transaction.atomic():
+        host = Host.objects.create(name=clean, description=desc, netns=netns or None)
+        record(actor, AuditAction.CREATE, "host", host.id, host.name, after=_host_dict(host))
+    return host
+
+
+def delete_host(actor: Actor, host: Host) -> None:
+    require_admin(actor, "Removing a compute host")
+    with transaction.atomic():
+        if host.ports.exists():
+            raise Conflict(
+                f"Host {host.name} still has ports bound to it.", neutron_type="HostInUse"
+            )
+        before = _host_dict(host)
+        host_id, name = host.id, host.name
+        host.delete()
+        record(actor, AuditAction.DELETE, "host", host_id, name, before=before)
+
+
+def _host_dict(host: Host) -> dict[str, Any]:
+    return {"name": host.name, "description": host.description, "netns": host.netns}
+
+
+def host_for_binding(name: str) -> Host:
+    """Neutron's binding:host_id is free text; an unknown host is registered on first use."""
+    host, _ = Host.objects.get_or_create(name=name)
+    return host
+
+
+# --- ports ---------------------------------------------------------------------------------
+
+
+def _port_not_found(port_id: object) -> str:
+    return f"Port {port_id} could not be found."
+
+
+def _clean_groups(
+    actor: Actor, project: Project, value: object, errors: Errors
+) -> list[SecurityGroup]:
+    if not isinstance(value, (list, tuple)):
+        errors.add("security_groups", "security_groups must be a list of group ids.")
+        return []
+    wanted: list[uuid.UUID] = []
+    for item in value:
+        try:
+            group_id = uuid.UUID(str(item))
+        except ValueError:
+            raise NotFound(
+                f"Security group {item} does not exist",
+                neutron_type="SecurityGroupNotFound",
+                errors={"security_groups": [f"Security group {item} does not exist."]},
+            ) from None
+        if group_id not in wanted:
+            wanted.append(group_id)
+    groups = {group.id: group for group in SecurityGroup.objects.filter(id__in=wanted)}
+    for group_id in wanted:
+        group = groups.get(group_id)
+        # A port may only use groups of its own project (admins excepted, as in Neutron).
+        if (
+            group is None
+            or not can_see_project(actor, group.project_id)
+            or (group.project_id != project.id and not is_admin(actor))
+        ):
+            raise NotFound(
+                f"Security group {group_id} does not exist",
+                neutron_type="SecurityGroupNotFound",
+                errors={"security_groups": [f"Security group {group_id} does not exist."]},
+            )
+    return [groups[group_id] for group_id in wanted]
+
+
+def _clean_fixed_ips(
+    network: Network, value: object, errors: Errors, port: Port | None
+) -> list[tuple[Subnet, str | None]] | None:
+    """[(subnet, ip or None to allocate)]; None when `value` is None (allocate by default)."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        errors.add("fixed_ips", "fixed_ips must be a list of {subnet_id, ip_address}.")
+        return []
+    subnets = {str(subnet.id): subnet for subnet in network.subnets.all()}
+    result: list[tuple[Subnet, str | None]] = []
+    for item in value:
+        if not isinstance(item, dict) or not ({"subnet_id", "ip_address"} & set(item)):
+            errors.add("fixed_ips", "Each fixed IP needs a subnet_id, an ip_address or both.")
+            continue
+        subnet: Subnet | None = None
+        address: str | None = None
+        if item.get("subnet_id"):
+            subnet = subnets.get(str(item["subnet_id"]))
+            if subnet is None:
+                errors.add(
+                    "fixed_ips", f"Subnet {item['subnet_id']} is not on network {network.id}."
+                )
+                continue
+        if item.get("ip_address"):
+            address = clean_ip(errors, "fixed_ips", item["ip_address"])
+            if address is None:
+                continue
+            containing = [
+                candidate
+                for candidate in subnets.values()
+                if ipaddress.ip_address(address) in ipaddress.ip_network(candidate.cidr)
+            ]
+            if subnet is None:
+                if not containing:
+                    errors.add(
+                        "fixed_ips",
+                        f"IP address {address} is in no subnet of network {network.id}.",
+                    )
+                    continue
+                subnet = containing[0]
+            elif subnet not in containing:
+                errors.add("fixed_ips", f"IP address {address} is not inside {subnet.cidr}.")
+                continue
+            if address in reserved_addresses(subnet):
+                errors.add(
+                    "fixed_ips",
+                    f"IP address {address} is reserved (network, broadcast, gateway or DHCP).",
+                )
+                continue
+            taken = FixedIP.objects.filter(subnet=subnet, ip_address=address)
+            if port is not None:
+                taken = taken.exclude(port=port)
+            if taken.exists():
+                raise Conflict(
+                    f"IP address {address} already allocated in subnet {subnet.id}",
+                    neutron_type="IpAddressAlreadyAllocated",
+                    errors={"fixed_ips": [f"{address} is already in use."]},
+                )
+        assert subnet is not None
+        result.append((subnet, address))
+    return result
+
+
+def _write_fixed_ips(port: Port, wanted: list[tuple[Subnet, str | None]]) -> None:
+    keep = {(subnet.id, address) for subnet, address in wanted if address}
+    for fixed in list(port.fixed_ips.all()):
+        if (fixed.subnet_id, fixed.ip_address) not in keep:
+            fixed.delete()
+    existing = {(f.subnet_id, f.ip_address) for f in port.fixed_ips.all()}
+    taken: set[str] = set()
+    for subnet, address in wanted:
+        if address is None:
+            address = allocate_ip(subnet, taken)
+            if address is None:
+                raise Conflict(
+                    f"No more IP addresses available on network {port.network_id}.",
+                    neutron_type="IpAddressGenerationFailure",
+                    errors={"fixed_ips": [f"Subnet {subnet.cidr} is full."]},
+                )
+        taken.add(address)
+        if (subnet.id, address) not in existing:
+            FixedIP.objects.create(port=port, subnet=subnet, ip_address=address)
+
+
+def _default_fixed_ips(network: Network) -> list[tuple[Subnet, str | None]]:
+    """One address from the first subnet of each IP version, as Neutron does without SLAAC."""
+    chosen: dict[int, Subnet] = {}
+    for subnet in network.subnets.order_by("created_at", "id"):
+        chosen.setdefault(subnet.ip_version, subnet)
+    return [(subnet, None) for subnet in chosen.values()]
+
+
+def _write_groups(port: Port, groups: list[SecurityGroup]) -> None:
+    PortSecurityGroup.objects.filter(port=port).delete()
+    PortSecurityGroup.objects.bulk_create(
+        PortSecurityGroup(port=port, security_group=group, position=index)
+        for index, group in enumerate(groups)
+    )
+
+
+def _write_pairs(port: Port, pairs: list[tuple[str, str]]) -> None:
+    AllowedAddressPair.objects.filter(port=port).delete()
+    AllowedAddressPair.objects.bulk_create(
+        AllowedAddressPair(port=port, ip_address=ip, mac_address=mac) for ip, mac in pairs
+    )
+
+
+def _load_port(port_id: uuid.UUID) -> Port:
+    return (
+        Port.objects.select_related("host", "project")
+        .prefetch_related("fixed_ips", "allowed_address_pairs", "group_links")
+        .get(pk=port_id)
+    )
+
+
+def _port_hosts(port: Port, group_ids: Iterable[str]) -> set[str]:
+    """The port's own host plus the hosts whose rules name one of its groups as remote."""
+    hosts = hosts_referencing_groups(list(group_ids))
+    if port.host_id:
+        hosts.add(port.host.name)
+    return hosts
+
+
+def _clean_host(actor: Actor, value: object, errors: Errors) -> Host | None:
+    if value in (None, ""):
+        return None
+    require_admin(actor, "Binding a port to a host (binding:host_id)")
+    name = clean_name(errors, value, "binding:host_id")
+    return host_for_binding(name) if name else None
+
+
+def create_port(actor: Actor, project: Project, network: Network, **fields: Any) -> Port:
+    """Fields: name, description, mac_address, fixed_ips, security_groups (None: the project's
+    default group), port_security_enabled, allowed_address_pairs, host (a host name),
+    device_owner, device_id, admin_state_up."""
+    require_change(actor, project.id, not_found=f"Project {project.id} could not be found.")
+    if network.project_id != project.id and not network.shared and not is_admin(actor):
+        raise NotFound(f"Network {network.id} could not be found.", neutron_type="NetworkNotFound")
+    if not can_see_project(actor, network.project_id) and not network.shared:
+        raise NotFound(f"Network {network.id} could not be found.", neutron_type="NetworkNotFound")
+    unknown = set(fields) - set(PORT_FIELDS)
+    if unknown:
+        raise Invalid.from_errors({field: ["Unrecognized attribute."] for field in unknown})
+    errors = Errors()
+    name = clean_name(errors, fields.get("name", ""))
+    description = clean_description(errors, fields.get("description", ""))
+    device_owner = clean_description(errors, fields.get("device_owner", ""), "device_owner")
+    device_id = clean_description(errors, fields.get("device_id", ""), "device_id")
+    admin_state_up = clean_bool(errors, "admin_state_up", fields.get("admin_state_up", True))
+    security_on = clean_bool(
+        errors, "port_security_enabled", fields.get("port_security_enabled", True)
+    )
+    mac: str | None = None
+    if fields.get("mac_address") not in (None, ""):
+        mac = clean_mac(errors, "mac_address", fields["mac_address"])
+    fixed = _clean_fixed_ips(network, fields.get("fixed_ips"), errors, None)
+    groups_value = fields.get("security_groups")
+    groups = [] if groups_value is None else _clean_groups(actor, project, groups_value, errors)
+    pairs = clean_address_pairs(errors, fields.get("allowed_address_pairs"), mac or "pending")
+    host = _clean_host(actor, fields.get("host"), errors)
+    errors.raise_if_any()
+
+    if groups_value is None and security_on:
+        from sgweb.security.actions import ensure_default_group
+
+        groups = [ensure_default_group(project, actor)]
+    if not security_on and (groups or pairs):
+        raise Conflict(
+            "Port security must be enabled and port must have an IP address in order to use "
+            "security groups or allowed address pairs.",
+            neutron_type="PortSecurityAndIPRequiredForSecurityGroups",
+            errors={"port_security_enabled": ["Remove the groups and address pairs first."]},
+        )
+    if mac and Port.objects.filter(network=network, mac_address=mac).exists():
+        raise Conflict(
+            f"Unable to complete operation for network {network.id}. The mac address {mac} "
+            "is in use.",
+            neutron_type="MacAddressInUse",
+            errors={"mac_address": [f"{mac} is already used on this network."]},
+        )
+    try:
+        with transaction.atomic():
+            port = Port.objects.create(
+                project=project,
+                network=network,
+                name=name,
+                description=description,
+                mac_address=mac or unused_mac(network.id),
+                host=host,
+                device_owner=device_owner,
+                device_id=device_id,
+                admin_state_up=admin_state_up,
+                port_security_enabled=security_on,
+            )
+            _write_fixed_ips(port, _default_fixed_ips(network) if fixed is None else fixed)
+            _write_groups(port, groups)
+            _write_pairs(
+                port, [(ip, port.mac_address if m == "pending" else m) for ip, m in pairs or ()]
+            )
+            port = _load_port(port.id)
+            after = port_to_dict(port)
+            record(
+                actor,
+                AuditAction.CREATE,
+                "port",
+                port.id,
+                port.name or port.device,
+                project_id=project.id,
+                after=after,
+            )
+            group_ids = after["security_groups"]
+            _notify(
+                _port_hosts(port, group_ids),
+                f"port {port.id} created",
+                "port.created",
+                {"id": str(port.id)},
+                project.id,
+            )
+    except IntegrityError as error:
+        raise Conflict(
+            "The port clashes with an existing one (MAC or IP address in use).",
+            neutron_type="Conflict",
+        ) from error
+    return port
+
+
+def update_port(actor: Actor, port: Port, **changes: Any) -> Port:
+    """Changes: any of PORT_UPDATABLE; `host` is a host name ("" or None unbinds)."""
+    require_change(
+        actor, port.project_id, not_found=_port_not_found(port.id), neutron_type="PortNotFound"
+    )
+    unknown = set(changes) - set(PORT_UPDATABLE)
+    if unknown:
+        raise Invalid.from_errors({field: ["This field cannot be changed."] for field in unknown})
+    port = _load_port(port.id)
+    before = port_to_dict(port)
+    errors = Errors()
+    values: dict[str, Any] = {}
+    if "name" in changes:
+        values["name"] = clean_name(errors, changes["name"])
+    if "description" in changes:
+        values["description"] = clean_description(errors, changes["description"])
+    for field in ("device_owner", "device_id"):
+        if field in changes:
+            values[field] = clean_description(errors, changes[field], field)
+    for flag in ("admin_state_up", "port_security_enabled"):
+        if flag in changes:
+            values[flag] = clean_bool(errors, flag, changes[flag])
+    fixed = None
+    if "fixed_ips" in changes:
+        fixed = _clean_fixed_ips(port.network, changes["fixed_ips"] or [], errors, port)
+    groups: list[SecurityGroup] | None = None
+    if "security_groups" in changes:
+        groups = _clean_groups(actor, port.project, changes["security_groups"] or [], errors)
+    pairs = None
+    if "allowed_address_pairs" in changes:
+        pairs = clean_address_pairs(
+            errors, changes["allowed_address_pairs"] or [], port.mac_address
+        )
+    host_change = "host" in changes
+    host = None
+    if host_change:
+        if changes["host"] in (None, "") and port.host_id:
+            require_admin(actor, "Unbinding a port from its host (binding:host_id)")
+        host = _clean_host(actor, changes["host"], errors)
+    errors.raise_if_any()
+
+    security_on = values.get("port_security_enabled", port.port_security_enabled)
+    final_groups = before["security_groups"] if groups is None else [str(g.id) for g in groups]
+    final_pairs = before["allowed_address_pairs"] if pairs is None else pairs
+    if not security_on and (final_groups or final_pairs):
+        raise Conflict(
+            "Port has security group associated. Cannot disable port security or ip address "
+            "until security group is removed.",
+            neutron_type="PortSecurityPortHasSecurityGroup",
+            errors={"port_security_enabled": ["Remove the groups and address pairs first."]},
+        )
+    try:
+        with transaction.atomic():
+            locked = Port.objects.select_for_update().get(pk=port.pk)
+            for key, value in values.items():
+                setattr(locked, key, value)
+            if host_change:
+                locked.host = host
+            if fixed is not None:
+                _write_fixed_ips(locked, fixed)
+            if groups is not None:
+                _write_groups(locked, groups)
+            if pairs is not None:
+                _write_pairs(locked, pairs)
+            locked.save()
+            reloaded = _load_port(locked.pk)
+            after = port_to_dict(reloaded)
+            if _without_bookkeeping(after) == _without_bookkeeping(before):
+                transaction.set_rollback(True)
+                return port
+            reloaded.bump_revision()
+            Port.objects.filter(pk=reloaded.pk).update(revision_number=reloaded.revision_number)
+            after["revision_number"] = reloaded.revision_number
+            record(
+                actor,
+                AuditAction.UPDATE,
+                "port",
+                reloaded.id,
+                reloaded.name or reloaded.device,
+                project_id=reloaded.project_id,
+                before=before,
+                after=after,
+            )
+            hosts = _port_hosts(reloaded, set(before["security_groups"]) | set(final_groups))
+            if before["binding:host_id"]:
+                hosts.add(before["binding:host_id"])
+            _notify(
+                hosts,
+                f"port {reloaded.id} updated",
+                "port.updated",
+                {"id": str(reloaded.id)},
+                reloaded.project_id,
+            )
+    except IntegrityError as error:
+        raise Conflict(
+            "The change clashes with an existing port (IP address in use).",
+            neutron_type="IpAddressAlreadyAllocated",
+        ) from error
+    return reloaded
+
+
+def _without_bookkeeping(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in data.items()
+        if key not in ("updated_at", "revision_number", "status")
+    }
+
+
+def delete_port(actor: Actor, port: Port) -> None:
+    require_change(
+        actor, port.project_id, not_found=_port_not_found(port.id), neutron_type="PortNotFound"
+    )
+    with transaction.atomic():
+        loaded = _load_port(port.id)
+        before = port_to_dict(loaded)
+        hosts = _port_hosts(loaded, before["security_groups"])
+        port_id, project_id = loaded.id, loaded.project_id
+        repr_ = loaded.name or loaded.device
+        loaded.delete()
+        record(
+            actor,
+            AuditAction.DELETE,
+            "port",
+            port_id,
+            repr_,
+            project_id=project_id,
+            before=before,
+        )
+        _notify(hosts, f"port {port_id} deleted", "port.deleted", {"id": str(port_id)}, project_id)

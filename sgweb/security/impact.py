@@ -1,0 +1,36 @@
+"""Which compute hosts a change affects.
+
+A group's rules reach the hosts of the ports using the group; a group's membership (the
+addresses of its ports) reaches the hosts of the ports whose groups name it as a remote group.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sgweb.networks.models import Port
+
+
+def hosts_using_groups(group_ids: Iterable[uuid.UUID | str]) -> set[str]:
+    ids = list(group_ids)
+    if not ids:
+        return set()
+    return set(
+        Port.objects.filter(group_links__security_group_id__in=ids, host__isnull=False)
+        .values_list("host__name", flat=True)
+        .distinct()
+    )
+
+
+def hosts_referencing_groups(group_ids: Iterable[uuid.UUID | str]) -> set[str]:
+    ids = list(group_ids)
+    if not ids:
+        return set()
+    return set(
+        Port.objects.filter(
+            group_links__security_group__rules__remote_group_id__in=ids, host__isnull=False
+        )
+        .values_list("host__name", flat=True)
+        .distinct()
+    )

@@ -1,0 +1,338 @@
+"""Projects, memberships, roles, quotas and API tokens.
+
+Refusals raise the `sgweb.tenancy.errors.ActionError` family and change nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from sgweb.audit.choices import AuditAction
+from sgweb.audit.record import record
+from sgweb.tenancy.access import forget_cached_access, is_admin, require_admin
+from sgweb.tenancy.choices import Role
+from sgweb.tenancy.errors import Conflict, Invalid, NotFound, PermissionDenied
+from sgweb.tenancy.models import (
+    TOKEN_PREFIX_LENGTH,
+    ApiToken,
+    Membership,
+    Profile,
+    Project,
+    Quota,
+    generate_token_key,
+    hash_token_key,
+)
+from sgweb.tenancy.representation import project_to_dict
+from sgweb.tenancy.validators import Errors, clean_description, clean_name
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    Actor = AbstractBaseUser | None
+
+
+def _project_snapshot(project: Project) -> dict[str, Any]:
+    return project_to_dict(project)
+
+
+def create_project(actor: Actor, *, name: str, description: str = "") -> Project:
+    require_admin(actor, "Creating a project")
+    errors = Errors()
+    clean = clean_name(errors, name)
+    if not clean:
+        errors.add("name", "A project needs a name.")
+    desc = clean_description(errors, description)
+    errors.raise_if_any()
+    if Project.objects.filter(name=clean).exists():
+        raise Conflict(f"Project {clean} already exists.", errors={"name": ["This name is taken."]})
+    with transaction.atomic():
+        project = Project.objects.create(name=clean, description=desc)
+        Quota.objects.create(project=project)
+        record(
+            actor,
+            AuditAction.CREATE,
+            "project",
+            project.id,
+            project.name,
+            project_id=project.id,
+            after=_project_snapshot(project),
+        )
+        from sgweb.security.actions import ensure_default_group
+
+        ensure_default_group(project, actor)
+    return project
+
+
+def update_project(actor: Actor, project: Project, **changes: Any) -> Project:
+    require_admin(actor, "Changing a project")
+    unknown = set(changes) - {"name", "description"}
+    if unknown:
+        raise Invalid.from_errors({field: ["This field cannot be changed."] for field in unknown})
+    errors = Errors()
+    values: dict[str, Any] = {}
+    if "name" in changes:
+        values["name"] = clean_name(errors, changes["name"])
+        if not values["name"]:
+            errors.add("name", "A project needs a name.")
+    if "description" in changes:
+        values["description"] = clean_description(errors, changes["description"])
+    errors.raise_if_any()
+    if (
+        "name" in values
+        and Project.objects.filter(name=values["name"]).exclude(pk=project.pk).exists()
+    ):
+        raise Conflict(
+            f"Project {values['name']} already exists.", errors={"name": ["This name is taken."]}
+        )
+    with transaction.atomic():
+        before = _project_snapshot(project)
+        changed = {key: value for key, value in values.items() if getattr(project, key) != value}
+        if not changed:
+            return project
+        for key, value in changed.items():
+            setattr(project, key, value)
+        project.bump_revision()
+        project.save()
+        record(
+            actor,
+            AuditAction.UPDATE,
+            "project",
+            project.id,
+            project.name,
+            project_id=project.id,
+            before=before,
+            after=_project_snapshot(project),
+        )
+    return project
+
+
+def delete_project(actor: Actor, project: Project) -> None:
+    require_admin(actor, "Deleting a project")
+    from sgweb.security.choices import DEFAULT_GROUP_NAME
+
+    in_use = (
+        project.ports.exists()
+        or project.networks.exists()
+        or project.security_groups.exclude(name=DEFAULT_GROUP_NAME).exists()
+    )
+    if in_use:
+        raise Conflict(
+            f"Project {project.name} still has ports, networks or security groups.",
+            neutron_type="ProjectInUse",
+        )
+    with transaction.atomic():
+        before = _project_snapshot(project)
+        project_id, name = project.id, project.name
+        project.security_group_rules.all().delete()
+        project.security_groups.all().delete()
+        project.delete()
+        record(actor, AuditAction.DELETE, "project", project_id, name, before=before)
+
+
+def add_member(actor: Actor, project: Project, user: AbstractBaseUser) -> Membership:
+    require_admin(actor, "Managing project members")
+    with transaction.atomic():
+        membership, created = Membership.objects.get_or_create(user=user, project=project)
+        if created:
+            record(
+                actor,
+                AuditAction.CREATE,
+                "membership",
+                membership.pk,
+                f"{user} in {project.name}",
+                project_id=project.id,
+                after={"user": user.get_username(), "project": project.name},
+            )
+    forget_cached_access(user)
+    return membership
+
+
+def remove_member(actor: Actor, project: Project, user: AbstractBaseUser) -> None:
+    require_admin(actor, "Managing project members")
+    with transaction.atomic():
+        membership = Membership.objects.filter(user=user, project=project).first()
+        if membership is None:
+            raise NotFound(f"{user} is not a member of {project.name}.")
+        membership_id = membership.pk
+        membership.delete()
+        record(
+            actor,
+            AuditAction.DELETE,
+            "membership",
+            membership_id,
+            f"{user} in {project.name}",
+            project_id=project.id,
+            before={"user": user.get_username(), "project": project.name},
+        )
+    forget_cached_access(user)
+
+
+def set_role(actor: Actor, user: AbstractBaseUser, role: str) -> Profile:
+    require_admin(actor, "Changing roles")
+    if role not in Role.values:
+        raise Invalid.from_errors({"role": [f"'{role}' is not one of {', '.join(Role.values)}."]})
+    if user == actor and role != Role.ADMIN:
+        raise Conflict("Admins cannot demote themselves; ask another admin.")
+    with transaction.atomic():
+        profile, _ = Profile.objects.get_or_create(user=user)
+        before = {"user": user.get_username(), "role": profile.role}
+        if profile.role != role:
+            profile.role = role
+            profile.save()
+            record(
+                actor,
+                AuditAction.UPDATE,
+                "profile",
+                profile.pk,
+                user.get_username(),
+                before=before,
+                after={"user": user.get_username(), "role": role},
+            )
+    return profile
+
+
+def create_user(
+    actor: Actor,
+    *,
+    username: str,
+    password: str | None = None,
+    email: str = "",
+    role: str = Role.MEMBER,
+) -> AbstractBaseUser:
+    require_admin(actor, "Creating users")
+    errors = Errors()
+    clean = clean_name(errors, username, "username")
+    if not clean:
+        errors.add("username", "A user needs a name.")
+    if role not in Role.values:
+        errors.add("role", f"'{role}' is not one of {', '.join(Role.values)}.")
+    errors.raise_if_any()
+    user_model = get_user_model()
+    if user_model.objects.filter(username=clean).exists():
+        raise Conflict(f"User {clean} already exists.", errors={"username": ["Name taken."]})
+    with transaction.atomic():
+        user = user_model.objects.create_user(username=clean, email=email, password=password)
+        Profile.objects.create(user=user, role=role)
+        record(
+            actor,
+            AuditAction.CREATE,
+            "user",
+            user.pk,
+            clean,
+            after={"username": clean, "email": email, "role": role},
+        )
+    return user
+
+
+def quota_of(project: Project) -> Quota:
+    quota, _ = Quota.objects.get_or_create(project=project)
+    return quota
+
+
+def set_quota(
+    actor: Actor,
+    project: Project,
+    *,
+    security_groups: int | None = None,
+    security_group_rules: int | None = None,
+) -> Quota:
+    """Limits are counts, or -1 for unlimited (as in Neutron)."""
+    require_admin(actor, "Changing quotas")
+    errors = Errors()
+    values: dict[str, int] = {}
+    for field, value in (
+        ("security_groups", security_groups),
+        ("security_group_rules", security_group_rules),
+    ):
+        if value is None:
+            continue
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            errors.add(field, f"'{value}' is not an integer.")
+            continue
+        if number < -1:
+            errors.add(field, "A quota is a count, or -1 for unlimited.")
+        values[field] = number
+    errors.raise_if_any()
+    with transaction.atomic():
+        quota = Quota.objects.select_for_update().get(pk=quota_of(project).pk)
+        before = {
+            "security_groups": quota.security_groups,
+            "security_group_rules": quota.security_group_rules,
+        }
+        changed = {key: value for key, value in values.items() if getattr(quota, key) != value}
+        if not changed:
+            return quota
+        for key, value in changed.items():
+            setattr(quota, key, value)
+        quota.save()
+        record(
+            actor,
+            AuditAction.UPDATE,
+            "quota",
+            quota.pk,
+            f"quota of {project.name}",
+            project_id=project.id,
+            before=before,
+            after={
+                "security_groups": quota.security_groups,
+                "security_group_rules": quota.security_group_rules,
+            },
+        )
+    return quota
+
+
+def create_api_token(
+    actor: AbstractBaseUser,
+    *,
+    name: str,
+    expires_at: datetime | None = None,
+    user: AbstractBaseUser | None = None,
+) -> tuple[ApiToken, str]:
+    """A new token for `user` (default: the actor). Returns it with its key, shown only once."""
+    owner = user or actor
+    if owner != actor:
+        require_admin(actor, "Creating tokens for someone else")
+    if actor is None or not actor.is_authenticated:
+        raise PermissionDenied("Log in to create API tokens.")
+    errors = Errors()
+    clean = clean_name(errors, name)
+    if not clean:
+        errors.add("name", "Give the token a name so you can recognise it later.")
+    if expires_at is not None and expires_at <= timezone.now():
+        errors.add("expires_at", "The expiry must lie in the future.")
+    errors.raise_if_any()
+    key = generate_token_key()
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=owner,
+            name=clean,
+            key_hash=hash_token_key(key),
+            prefix=key[:TOKEN_PREFIX_LENGTH],
+            expires_at=expires_at,
+        )
+        record(
+            actor,
+            AuditAction.CREATE,
+            "api_token",
+            token.id,
+            f"{owner.get_username()}: {clean}",
+            after={"name": clean, "prefix": token.prefix, "expires_at": expires_at},
+        )
+    return token, key
+
+
+def revoke_api_token(actor: AbstractBaseUser, token: ApiToken) -> None:
+    if token.user_id != actor.pk and not is_admin(actor):
+        raise NotFound("API token not found.")
+    with transaction.atomic():
+        before = {"name": token.name, "prefix": token.prefix}
+        token_id, repr_ = token.id, f"{token.user.get_username()}: {token.name}"
+        token.delete()
+        record(actor, AuditAction.DELETE, "api_token", token_id, repr_, before=before)

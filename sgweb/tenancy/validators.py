@@ -1,0 +1,67 @@
+"""Text checks shared by every app: names and descriptions.
+
+Validators collect messages per field in an `Errors` and raise `Invalid` once, so a form can show
+every problem at the same time.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+
+from sgweb.tenancy.errors import Invalid
+
+MAX_NAME_LENGTH = 255
+MAX_DESCRIPTION_LENGTH = 255
+
+
+class Errors:
+    def __init__(self) -> None:
+        self.by_field: dict[str, list[str]] = defaultdict(list)
+
+    def add(self, field: str, message: str) -> None:
+        self.by_field[field].append(message)
+
+    def __bool__(self) -> bool:
+        return bool(self.by_field)
+
+    def raise_if_any(self) -> None:
+        if self.by_field:
+            raise Invalid.from_errors(dict(self.by_field))
+
+
+def _has_control_characters(value: str) -> bool:
+    return any(unicodedata.category(char) in ("Cc", "Cf") for char in value)
+
+
+def clean_text(
+    errors: Errors, field: str, value: object, *, max_length: int, label: str | None = None
+) -> str:
+    label = label or field.replace("_", " ").capitalize()
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        errors.add(field, f"{label} must be a string.")
+        return ""
+    if len(value) > max_length:
+        errors.add(field, f"{label} must be at most {max_length} characters (got {len(value)}).")
+    if _has_control_characters(value):
+        errors.add(field, f"{label} must not contain control characters.")
+    return value
+
+
+def clean_name(errors: Errors, value: object, field: str = "name") -> str:
+    return clean_text(errors, field, value, max_length=MAX_NAME_LENGTH).strip()
+
+
+def clean_description(errors: Errors, value: object, field: str = "description") -> str:
+    return clean_text(errors, field, value, max_length=MAX_DESCRIPTION_LENGTH)
+
+
+def clean_bool(errors: Errors, field: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    errors.add(field, f"'{value}' is not a valid boolean value.")
+    return False
