@@ -35,9 +35,9 @@ from sgweb.firewall.ir import (
     Origin,
 )
 from sgweb.firewall.model import EGRESS, INGRESS, HostState, Port, SecurityGroupRule
+from sgweb.firewall.protocols import NAME_BY_NUMBER
 from sgweb.firewall.tracer import (
     HOOK_INPUT,
-    PROTOCOL_NUMBERS,
     STEP_RULE,
     Packet,
     Trace,
@@ -69,8 +69,6 @@ ASPECT_REMOTE = "remote"
 
 _PORTED_PROTOCOLS = frozenset({6, 17, 33, 132, 136})  # tcp udp dccp sctp udplite
 _ICMP = {4: 1, 6: 58}
-_PROTOCOL_NAMES = {number: name for name, number in PROTOCOL_NUMBERS.items()}
-_PROTOCOL_NAMES[58] = "ipv6-icmp"
 _ICMPV6_NAMES = {
     130: "multicast listener query",
     131: "multicast listener report",
@@ -138,7 +136,7 @@ def protocol_label(protocol: str | int | None) -> str:
         return str(protocol)
     if number is None:
         return "any protocol"
-    return _PROTOCOL_NAMES.get(number, f"protocol {number}")
+    return NAME_BY_NUMBER.get(number, f"protocol {number}")
 
 
 def _rule_protocol(rule: SecurityGroupRule) -> int | None:

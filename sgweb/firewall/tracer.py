@@ -39,6 +39,7 @@ from sgweb.firewall.ir import (
     Origin,
     Rule,
 )
+from sgweb.firewall.protocols import ALIASES, NUMBER_BY_NAME
 
 HOOK_FORWARD = "FORWARD"
 HOOK_INPUT = "INPUT"
@@ -61,32 +62,11 @@ STEP_POLICY = "policy"
 RAW = "raw"
 FILTER = "filter"
 
+# Every name iptables-save prints (and Neutron's aliases) -> number.
 PROTOCOL_NUMBERS: Mapping[str, int] = {
-    "icmp": 1,
-    "igmp": 2,
-    "ipencap": 4,
+    **NUMBER_BY_NAME,
+    **{alias: NUMBER_BY_NAME[name] for alias, name in ALIASES.items() if name in NUMBER_BY_NAME},
     "ipip": 94,
-    "tcp": 6,
-    "egp": 8,
-    "udp": 17,
-    "dccp": 33,
-    "ipv6": 41,
-    "ipv6-route": 43,
-    "ipv6-frag": 44,
-    "rsvp": 46,
-    "gre": 47,
-    "esp": 50,
-    "ah": 51,
-    "icmpv6": 58,
-    "ipv6-icmp": 58,
-    "ipv6-nonxt": 59,
-    "ipv6-opts": 60,
-    "ospf": 89,
-    "pim": 103,
-    "vrrp": 112,
-    "l2tp": 115,
-    "sctp": 132,
-    "udplite": 136,
 }
 # "all" / 0 in a rule means any protocol, exactly like a rule without -p.
 _ANY_PROTOCOL = ("all", "any", "0")
@@ -486,7 +466,13 @@ def _compile_match(match: Match, sets: Mapping[str, _SetIndex]) -> _Matcher:
 
         checks.append(icmp_check)
 
-    if match.physdev_in is not None or match.physdev_out is not None or match.physdev_is_bridged:
+    is_in = match.physdev_is_in
+    if (
+        match.physdev_in is not None
+        or match.physdev_out is not None
+        or match.physdev_is_bridged
+        or is_in
+    ):
         physdev_in, physdev_out = match.physdev_in, match.physdev_out
         is_bridged = match.physdev_is_bridged
 
@@ -494,6 +480,8 @@ def _compile_match(match: Match, sets: Mapping[str, _SetIndex]) -> _Matcher:
             if not v.bridged:
                 return False
             if is_bridged and v.physout is None:
+                return False
+            if is_in and v.physin is None:
                 return False
             if physdev_in is not None and not _interface_matches(v.physin, physdev_in):
                 return False

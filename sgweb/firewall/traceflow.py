@@ -1,0 +1,274 @@
+"""Trace a flow between two endpoints across the hosts it crosses.
+
+A packet from port A to port B is filtered twice in Neutron's hybrid layout: on A's host as it
+leaves A's tap (physdev-in = A's tap, egress chain) and on B's host as it reaches B's tap
+(physdev-out = B's tap, ingress chain). With one `qbr` bridge per port those are separate
+traversals even on one host: A's frame leaves qbrA through its `qvb` veth and re-enters qbrB
+through B's `qvb`. With one bridge shared by the ports of a host (the kernel tier's topology,
+or Linux-bridge agent networks) two ports on one host meet in a single traversal that has both
+physdev-in and physdev-out, and the other side of a remote hop is the uplink.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+
+from sgweb.firewall.explain import Explanation, explain
+from sgweb.firewall.ir import ACCEPT, DROP, CompiledHost
+from sgweb.firewall.model import HostState, Port
+from sgweb.firewall.tracer import (
+    CT_ESTABLISHED,
+    CT_NEW,
+    Packet,
+    Trace,
+    TraceError,
+    TraceIndex,
+    prepare,
+    trace,
+)
+
+LAYOUT_QBR = "qbr"  # one bridge per port, Neutron's hybrid iptables driver
+LAYOUT_SHARED = "shared"  # one bridge for every port of a host
+LAYOUTS = (LAYOUT_QBR, LAYOUT_SHARED)
+
+REQUEST = "request"
+REPLY = "reply"
+
+_ECHO_REPLY = {8: 0, 128: 129}
+
+
+@dataclass(frozen=True, slots=True)
+class HostTarget:
+    """One host a flow may cross: its desired state, compiled state and (optionally) a prepared
+    index to reuse across traces."""
+
+    name: str
+    state: HostState
+    compiled: CompiledHost
+    index: TraceIndex | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    address: str
+    port: Port | None = None
+    host: str | None = None  # the host name, when the port is on one of the given hosts
+
+    @property
+    def device(self) -> str | None:
+        if self.port is None:
+            return None
+        return self.port.device or "tap" + self.port.id[:11]
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    host: str
+    leg: str  # REQUEST | REPLY
+    packet: Packet
+    trace: Trace | None  # None: an earlier hop dropped the packet, so it never got here
+    explanation: Explanation | None
+
+    @property
+    def reached(self) -> bool:
+        return self.trace is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    source: Endpoint
+    destination: Endpoint
+    verdict: str  # the request's: DROP if any hop dropped it
+    hops: tuple[Hop, ...]
+    reply_verdict: str | None = None  # None when the reply was not asked for or not sent
+    reply_hops: tuple[Hop, ...] = ()
+
+    @property
+    def text(self) -> str:
+        parts = [h.explanation.text for h in self.hops if h.explanation is not None]
+        if not self.hops:
+            parts.append("not filtered: neither end is a port on the given hosts")
+        if self.reply_hops:
+            replies = [h.explanation.text for h in self.reply_hops if h.explanation is not None]
+            parts.append("reply: " + "; ".join(replies))
+        return "; ".join(parts)
+
+
+def _targets(hosts: Iterable[HostTarget] | Mapping[str, tuple[HostState, CompiledHost]]):
+    if isinstance(hosts, Mapping):
+        return [HostTarget(name, state, compiled) for name, (state, compiled) in hosts.items()]
+    return list(hosts)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _address_of(port: Port, family: int | None) -> str:
+    for address in port.fixed_ips:
+        if family is None or ipaddress.ip_address(address).version == family:
+            return address
+    raise TraceError(f"port {port.id} has no IPv{family} address")
+
+
+def resolve_endpoint(text: str, targets: list[HostTarget], family: int | None = None) -> Endpoint:
+    """A port id, name or device on one of the hosts, or an address (which, when it is a port's
+    fixed IP on one of the hosts, means that port)."""
+    is_address = _is_address(text)
+    for target in targets:
+        for port in target.state.ports:
+            device = port.device or "tap" + port.id[:11]
+            if is_address:
+                if text in port.fixed_ips:
+                    return Endpoint(text, port, target.name)
+            elif text in (port.id, device) or (port.name and text == port.name):
+                return Endpoint(_address_of(port, family), port, target.name)
+    if is_address:
+        return Endpoint(text)
+    raise TraceError(f"{text!r} is neither an address nor a port on the given hosts")
+
+
+def _veth(port: Port) -> str:
+    # The qbr side of the port's veth pair to the integration bridge (qvb...).
+    return "qvb" + port.id[:11]
+
+
+def _bridge(port: Port, layout: str) -> str | None:
+    if port.bridge:
+        return port.bridge
+    return "qbr" + port.id[:11] if layout == LAYOUT_QBR else None
+
+
+def _legs(
+    source: Endpoint, destination: Endpoint, layout: str, uplink: str
+) -> list[tuple[str, dict[str, str | None]]]:
+    """(host, physdev fields) for each traversal, in the order the packet makes them."""
+    legs: list[tuple[str, dict[str, str | None]]] = []
+    src_port, dst_port = source.port, destination.port
+    same_host = src_port is not None and dst_port is not None and source.host == destination.host
+    if src_port is not None and source.host is not None:
+        if layout == LAYOUT_SHARED and same_host:
+            out = destination.device
+        else:
+            out = _veth(src_port) if layout == LAYOUT_QBR else uplink
+        legs.append(
+            (
+                source.host,
+                {
+                    "physdev_in": source.device,
+                    "physdev_out": out,
+                    "in_interface": _bridge(src_port, layout),
+                },
+            )
+        )
+    covered = layout == LAYOUT_SHARED and same_host
+    if dst_port is not None and destination.host is not None and not covered:
+        entry = _veth(dst_port) if layout == LAYOUT_QBR else uplink
+        legs.append(
+            (
+                destination.host,
+                {
+                    "physdev_in": entry,
+                    "physdev_out": destination.device,
+                    "in_interface": _bridge(dst_port, layout),
+                },
+            )
+        )
+    return legs
+
+
+def _walk_legs(
+    packet: Packet,
+    source: Endpoint,
+    destination: Endpoint,
+    by_name: dict[str, HostTarget],
+    layout: str,
+    uplink: str,
+    leg: str,
+) -> tuple[str, tuple[Hop, ...]]:
+    hops: list[Hop] = []
+    verdict = ACCEPT
+    for host, fields in _legs(source, destination, layout, uplink):
+        hop_packet = replace(packet, **fields)
+        if verdict == DROP:
+            hops.append(Hop(host, leg, hop_packet, None, None))
+            continue
+        target = by_name[host]
+        result = trace(target.compiled, hop_packet, index=target.index)
+        hops.append(Hop(host, leg, hop_packet, result, explain(result, target.state)))
+        verdict = result.verdict
+    return verdict, tuple(hops)
+
+
+def trace_flow(
+    hosts: Iterable[HostTarget] | Mapping[str, tuple[HostState, CompiledHost]],
+    source: str,
+    destination: str,
+    *,
+    protocol: str | int | None = None,
+    sport: int | None = None,
+    dport: int | None = None,
+    icmp_type: int | None = None,
+    icmp_code: int | None = None,
+    family: int | None = None,
+    layout: str = LAYOUT_QBR,
+    uplink: str = "eth1",
+    reply: bool = False,
+    ct_state: str = CT_NEW,
+    src_address: str | None = None,
+    src_mac: str | None = None,
+) -> Flow:
+    """Trace `source` -> `destination` (port ids, names, devices or addresses) over `hosts`.
+
+    `src_address` / `src_mac` override what the source port would send (to show spoofing).
+    With `reply`, an accepted request is followed by its reply (ports swapped, ESTABLISHED,
+    echo reply for an echo request) through the same hosts in reverse order.
+    """
+    if layout not in LAYOUTS:
+        raise TraceError(f"layout must be one of {', '.join(LAYOUTS)}")
+    targets = [
+        target if target.index is not None else replace(target, index=prepare(target.compiled))
+        for target in _targets(hosts)
+    ]
+    by_name = {target.name: target for target in targets}
+    if family is None:
+        explicit = [t for t in (source, destination, src_address) if t and _is_address(t)]
+        family = ipaddress.ip_address(explicit[0]).version if explicit else None
+    src = resolve_endpoint(source, targets, family)
+    dst = resolve_endpoint(destination, targets, family)
+    request = Packet(
+        src=src_address or src.address,
+        dst=dst.address,
+        protocol=protocol,
+        sport=sport,
+        dport=dport,
+        icmp_type=icmp_type,
+        icmp_code=icmp_code,
+        src_mac=src_mac or (src.port.mac_address if src.port else None),
+        dst_mac=dst.port.mac_address if dst.port else None,
+        ct_state=ct_state,
+    )
+    verdict, hops = _walk_legs(request, src, dst, by_name, layout, uplink, REQUEST)
+    if not reply or verdict != ACCEPT:
+        return Flow(src, dst, verdict, hops)
+    reply_type = request.effective_icmp_type
+    answer = Packet(
+        src=request.dst,
+        dst=request.src,
+        protocol=protocol,
+        sport=dport,
+        dport=sport,
+        icmp_type=_ECHO_REPLY.get(reply_type, reply_type) if reply_type is not None else None,
+        icmp_code=icmp_code,
+        src_mac=request.dst_mac,
+        dst_mac=request.src_mac,
+        ct_state=CT_ESTABLISHED,
+    )
+    reply_verdict, reply_hops = _walk_legs(answer, dst, src, by_name, layout, uplink, REPLY)
+    return Flow(src, dst, verdict, hops, reply_verdict, reply_hops)

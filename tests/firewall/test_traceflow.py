@@ -1,0 +1,76 @@
+"""Flows across hosts: which traversals a packet makes in each bridge layout, and replies."""
+
+from __future__ import annotations
+
+import pytest
+
+from sgweb.firewall.traceflow import LAYOUT_SHARED, HostTarget, trace_flow
+from sgweb.firewall.tracer import TraceError
+from tests.firewall.test_explain import STATE
+from tests.firewall.test_tracer import DB, HOST, OPEN, WEB
+
+HOSTS = [HostTarget("compute1", STATE, HOST)]
+
+
+def test_with_qbr_bridges_two_ports_on_one_host_make_two_traversals():
+    flow = trace_flow(HOSTS, OPEN.id, "web-1", protocol="tcp", dport=8000)
+    assert flow.verdict == "ACCEPT"
+    assert [(h.packet.physdev_in, h.packet.physdev_out) for h in flow.hops] == [
+        (OPEN.tap, "qvb" + OPEN.id[:11]),
+        ("qvb" + WEB.id[:11], WEB.tap),
+    ]
+    assert flow.hops[0].explanation.reason == "port-security-off"
+    assert flow.hops[1].explanation.rule_id == "r-range"
+
+
+def test_on_a_shared_bridge_two_ports_on_one_host_meet_in_one_traversal():
+    flow = trace_flow(HOSTS, OPEN.id, WEB.ip, protocol="tcp", dport=8000, layout=LAYOUT_SHARED)
+    assert len(flow.hops) == 1
+    assert (flow.hops[0].packet.physdev_in, flow.hops[0].packet.physdev_out) == (OPEN.tap, WEB.tap)
+    assert flow.verdict == "ACCEPT"
+
+
+def test_a_drop_at_the_source_leaves_the_destination_hop_unreached():
+    flow = trace_flow(HOSTS, WEB.id, DB.id, protocol="tcp", dport=5432, reply=True)
+    assert flow.verdict == "DROP"
+    assert flow.hops[0].explanation.reason == "default-drop"
+    assert flow.hops[0].explanation.direction == "egress"
+    assert not flow.hops[1].reached
+    assert flow.reply_hops == () and flow.reply_verdict is None
+
+
+def test_an_allowed_flow_from_outside_gets_its_reply_traced_as_established():
+    flow = trace_flow(
+        HOSTS, "198.51.100.130", "db-1", protocol="tcp", sport=40000, dport=5432, reply=True
+    )
+    assert flow.verdict == "ACCEPT" and len(flow.hops) == 1
+    assert flow.reply_verdict == "ACCEPT"
+    reply = flow.reply_hops[0]
+    assert (reply.packet.sport, reply.packet.dport, reply.packet.ct_state) == (
+        5432,
+        40000,
+        "ESTABLISHED",
+    )
+    assert reply.explanation.reason == "established"
+    assert "reply: allowed at port db-1 egress" in flow.text
+
+
+def test_ping_reply_is_an_echo_reply():
+    flow = trace_flow(HOSTS, "203.0.113.9", WEB.id, protocol="icmp", reply=True)
+    assert flow.verdict == "ACCEPT"
+    assert flow.reply_hops[0].packet.effective_icmp_type == 0
+
+
+def test_spoofed_source_address_is_dropped_by_anti_spoofing():
+    flow = trace_flow(
+        HOSTS, WEB.id, "203.0.113.1", protocol="tcp", dport=80, src_address="203.0.113.9"
+    )
+    assert flow.verdict == "DROP"
+    assert flow.hops[0].explanation.reason == "anti-spoofing-ip"
+
+
+def test_unknown_endpoints_are_refused():
+    with pytest.raises(TraceError):
+        trace_flow(HOSTS, "no-such-port", WEB.id)
+    flow = trace_flow(HOSTS, "203.0.113.1", "198.51.100.1")
+    assert flow.hops == () and flow.text.startswith("not filtered")
