@@ -4,8 +4,11 @@ from sgweb.audit.models import AuditEntry
 from sgweb.security import actions
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.tenancy.errors import Conflict, Invalid, NotFound, OverQuota, PermissionDenied
-from sgweb.tenancy.models import Quota
 from tests.controlplane.factories import group, network_with_subnet, port
+
+
+def _in(**fields):
+    return {"direction": "ingress", **fields}
 
 
 def counts() -> tuple[int, int, int]:
@@ -137,23 +140,31 @@ def test_remote_prefix_is_normalised_to_its_network(alice, project_a):
     ("fields", "field", "words"),
     [
         ({"direction": "sideways"}, "direction", "not in"),
-        ({"direction": "ingress", "ethertype": "IPv5"}, "ethertype", "not in"),
-        ({"direction": "ingress", "remote_ip_prefix": "2001:db8::/32"}, "remote_ip_prefix", "Conflicting"),
-        ({"direction": "ingress", "remote_ip_prefix": "192.0.2.300/24"}, "remote_ip_prefix", "valid"),
-        ({"direction": "ingress", "protocol": "tcp", "port_range_min": 0, "port_range_max": 10}, "port_range_min", "1 to 65535"),
-        ({"direction": "ingress", "protocol": "tcp", "port_range_min": 1, "port_range_max": 70000}, "port_range_max", "1 to 65535"),
-        ({"direction": "ingress", "protocol": "tcp", "port_range_min": 90, "port_range_max": 80}, "port_range_max", "must be <="),
-        ({"direction": "ingress", "protocol": "icmp", "port_range_min": 256}, "port_range_min", "0 to 255"),
-        ({"direction": "ingress", "protocol": "icmp", "port_range_min": 8, "port_range_max": 300}, "port_range_max", "0 to 255"),
-        ({"direction": "ingress", "protocol": "icmp", "port_range_max": 0}, "port_range_min", "missing"),
-        ({"direction": "ingress", "protocol": "banana"}, "protocol", "not supported"),
-        ({"direction": "ingress", "protocol": "256"}, "protocol", "between 0 and 255"),
-        ({"direction": "ingress", "port_range_min": 22, "port_range_max": 22}, "protocol", "Must also specify protocol"),
-        ({"direction": "ingress", "protocol": "gre", "port_range_min": 22}, "port_range_min", "no ports"),
-        ({"direction": "ingress", "ethertype": "IPv4", "protocol": "ipv6-icmp"}, "protocol", "not supported for ethertype IPv4"),
-        ({"direction": "ingress", "description": "a\nb"}, "description", "control characters"),
+        (_in(ethertype="IPv5"), "ethertype", "not in"),
+        (_in(remote_ip_prefix="2001:db8::/32"), "remote_ip_prefix", "Conflicting"),
+        (_in(remote_ip_prefix="192.0.2.300/24"), "remote_ip_prefix", "valid"),
+        (_in(protocol="tcp", port_range_min=0, port_range_max=10), "port_range_min", "1 to 65535"),
+        (
+            _in(protocol="tcp", port_range_min=1, port_range_max=70000),
+            "port_range_max",
+            "1 to 65535",
+        ),
+        (_in(protocol="tcp", port_range_min=90, port_range_max=80), "port_range_max", "must be <="),
+        (_in(protocol="icmp", port_range_min=256), "port_range_min", "0 to 255"),
+        (_in(protocol="icmp", port_range_min=8, port_range_max=300), "port_range_max", "0 to 255"),
+        (_in(protocol="icmp", port_range_max=0), "port_range_min", "missing"),
+        (_in(protocol="banana"), "protocol", "not supported"),
+        (_in(protocol="256"), "protocol", "between 0 and 255"),
+        (_in(port_range_min=22, port_range_max=22), "protocol", "Must also specify protocol"),
+        (_in(protocol="gre", port_range_min=22), "port_range_min", "no ports"),
+        (
+            _in(ethertype="IPv4", protocol="ipv6-icmp"),
+            "protocol",
+            "not supported for ethertype IPv4",
+        ),
+        (_in(description="a\nb"), "description", "control characters"),
     ],
-)  # fmt: skip
+)
 def test_bad_rule_is_refused_naming_the_field_and_nothing_changes(
     alice, project_a, fields, field, words
 ):
