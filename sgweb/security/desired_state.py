@@ -1,0 +1,136 @@
+"""The one adapter from ORM objects to the firewall compiler's input, `HostState`.
+
+A fixed number of queries whatever the number of ports, groups, rules or members: the host's
+ports with their addresses and links, the groups they use with their rules, the remote groups
+those rules name, and the members of those remote groups.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from django.conf import settings
+from django.db.models import Prefetch
+
+from sgweb.firewall import model
+from sgweb.networks.models import Host, Port, PortSecurityGroup, Subnet
+from sgweb.security.models import SecurityGroup, SecurityGroupRule
+from sgweb.security.validators import neutron_protocol_for_kernel
+
+
+def _rule(rule: SecurityGroupRule) -> model.SecurityGroupRule:
+    return model.SecurityGroupRule(
+        id=str(rule.id),
+        direction=rule.direction,
+        ethertype=rule.ethertype,
+        protocol=neutron_protocol_for_kernel(rule.protocol),
+        port_range_min=rule.port_range_min,
+        port_range_max=rule.port_range_max,
+        remote_ip_prefix=rule.normalized_cidr,
+        remote_group_id=str(rule.remote_group_id) if rule.remote_group_id else None,
+    )
+
+
+def _group(group: SecurityGroup) -> model.SecurityGroup:
+    rules = sorted(group.rules.all(), key=lambda rule: str(rule.id))
+    return model.SecurityGroup(
+        id=str(group.id),
+        name=group.name,
+        stateful=group.stateful,
+        rules=tuple(_rule(rule) for rule in rules),
+    )
+
+
+def _load_groups(ids: Iterable[str]) -> list[SecurityGroup]:
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    return list(
+        SecurityGroup.objects.filter(id__in=wanted).order_by("id").prefetch_related("rules")
+    )
+
+
+def _members(group_ids: Iterable[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """group id -> fixed IPs and allowed-address-pair IPs of its ports, on any host."""
+    ids = sorted(set(group_ids))
+    if not ids:
+        return ()
+    addresses: dict[str, set[str]] = defaultdict(set)
+    links = PortSecurityGroup.objects.filter(security_group_id__in=ids)
+    for group_id, address in links.values_list("security_group_id", "port__fixed_ips__ip_address"):
+        if address:
+            addresses[str(group_id)].add(address)
+    pairs = links.values_list("security_group_id", "port__allowed_address_pairs__ip_address")
+    for group_id, address in pairs:
+        if address:
+            addresses[str(group_id)].add(address)
+    return tuple((group_id, tuple(sorted(addresses.get(group_id, ())))) for group_id in ids)
+
+
+def host_state(
+    host: Host | str,
+    *,
+    chain_prefix: str | None = None,
+    enable_ipset: bool | None = None,
+) -> model.HostState:
+    host_name = host.name if isinstance(host, Host) else host
+    ports = list(
+        Port.objects.filter(host__name=host_name)
+        .order_by("id")
+        .prefetch_related(
+            "fixed_ips",
+            "allowed_address_pairs",
+            "group_links",
+            Prefetch(
+                "network__subnets",
+                queryset=Subnet.objects.order_by("created_at", "id").only(
+                    "id", "network_id", "enable_dhcp", "dhcp_servers"
+                ),
+            ),
+        )
+    )
+    used_ids: set[str] = set()
+    port_states: list[model.Port] = []
+    for port in ports:
+        group_ids = tuple(port.ordered_security_group_ids())
+        used_ids.update(group_ids)
+        dhcp_servers: list[str] = []
+        for subnet in port.network.subnets.all():
+            if subnet.enable_dhcp:
+                dhcp_servers.extend(s for s in subnet.dhcp_servers if s not in dhcp_servers)
+        port_states.append(
+            model.Port(
+                id=str(port.id),
+                mac_address=port.mac_address,
+                fixed_ips=tuple(fixed.ip_address for fixed in port.fixed_ips.all()),
+                security_groups=group_ids,
+                allowed_address_pairs=tuple(
+                    model.AddressPair(ip_address=pair.ip_address, mac_address=pair.mac_address)
+                    for pair in port.allowed_address_pairs.all()
+                ),
+                port_security_enabled=port.port_security_enabled,
+                dhcp_servers=tuple(dhcp_servers),
+                host=host_name,
+                device=port.device,
+                network_id=str(port.network_id),
+                name=port.name,
+            )
+        )
+    groups = _load_groups(used_ids)
+    remote_ids = {
+        str(rule.remote_group_id)
+        for group in groups
+        for rule in group.rules.all()
+        if rule.remote_group_id
+    }
+    groups += _load_groups(remote_ids - used_ids)
+    groups.sort(key=lambda group: str(group.id))
+    return model.HostState(
+        ports=tuple(port_states),
+        security_groups=tuple(_group(group) for group in groups),
+        remote_group_members=_members(remote_ids),
+        enable_ipset=settings.FIREWALL_ENABLE_IPSET if enable_ipset is None else enable_ipset,
+        chain_prefix=chain_prefix or settings.FIREWALL_CHAIN_PREFIX,
+        host=host_name,
+    )
