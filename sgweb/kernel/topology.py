@@ -315,13 +315,21 @@ def _attach_vm(topology: Topology, host: HostSpec, vm: VmSpec) -> None:
     _configure_endpoint(runner, vm_ns, vm.mac, vm.addresses)
 
 
+def _uplink_fabric_end(index: int, host_label: str) -> str:
+    return f"up{index}-{host_label}"[: IFNAMSIZ - 1]
+
+
+def _remote_fabric_end(index: int, remote_label: str) -> str:
+    return f"rm{index}-{remote_label}"[: IFNAMSIZ - 1]
+
+
 def _add_host(topology: Topology, host: HostSpec, index: int) -> None:
     runner = topology.runner
     host_ns = topology.ns(host.name)
     _add_namespace(topology, host_ns, _HOST_SYSCTLS)
     if host.shape == SHARED_BRIDGE:
         _bridge(runner, host_ns, HOST_BRIDGE)
-        fabric_end = f"up{index}-{host.name}"[: IFNAMSIZ - 1]
+        fabric_end = _uplink_fabric_end(index, host.name)
         runner.run(
             ["ip", "link", "add", HOST_UPLINK, "type", "veth", "peer", "name", fabric_end,
              "netns", topology.fabric],
@@ -339,7 +347,7 @@ def _add_host(topology: Topology, host: HostSpec, index: int) -> None:
 def _add_remote(topology: Topology, remote: RemoteSpec, index: int) -> None:
     remote_ns = topology.ns(remote.name)
     _add_namespace(topology, remote_ns, _ENDPOINT_SYSCTLS)
-    fabric_end = f"rm{index}-{remote.name}"[: IFNAMSIZ - 1]
+    fabric_end = _remote_fabric_end(index, remote.name)
     topology.runner.run(
         ["ip", "link", "add", fabric_end, "type", "veth", "peer", "name", "eth0",
          "netns", remote_ns],
@@ -373,6 +381,7 @@ def build(spec: TopologySpec, runner: CommandRunner, *, static_neighbours: bool 
             _add_remote(topology, remote, index)
         if static_neighbours:
             populate_neighbours(topology)
+            populate_fdb(topology)
         wait_until_up(topology)
     except BaseException:
         topology.teardown()
@@ -406,6 +415,52 @@ def wait_until_up(topology: Topology, timeout: float = 10.0) -> None:
             detail = {ns: _links_not_ready(topology.runner, ns) for ns in pending}
             raise TimeoutError(f"links not up after {timeout} s: {detail}")
         time.sleep(0.01)
+
+
+def populate_fdb(topology: Topology) -> None:
+    """Pin every endpoint's MAC to its bridge port in every bridge.
+
+    A bridge floods frames for MACs it has not learnt to all its ports, and with
+    bridge-nf-call-iptables every flooded copy runs through FORWARD for its output port: other
+    ports' chains would count packets that were never meant for them.
+    """
+    spec = topology.spec
+    fabric: list[str] = []
+    all_macs = [mac for _label, mac, _addresses in topology.endpoints()]
+    for index, host in enumerate(spec.hosts):
+        host_commands: list[str] = []
+        local = {vm.mac for vm in host.vms}
+        if host.shape == SHARED_BRIDGE:
+            uplink = _uplink_fabric_end(index, host.name)
+            for vm in host.vms:
+                host_commands.append(f"fdb replace {vm.mac} dev {vm.tap} master static")
+                fabric.append(f"fdb replace {vm.mac} dev {uplink} master static")
+            for mac in all_macs:
+                if mac not in local:
+                    host_commands.append(f"fdb replace {mac} dev {HOST_UPLINK} master static")
+        else:
+            for vm in host.vms:
+                qvb = _port_device("qvb", vm.port_id)
+                host_commands.append(f"fdb replace {vm.mac} dev {vm.tap} master static")
+                for mac in all_macs:
+                    if mac != vm.mac:
+                        host_commands.append(f"fdb replace {mac} dev {qvb} master static")
+                qvo = _port_device("qvo", vm.port_id)
+                fabric.append(f"fdb replace {vm.mac} dev {qvo} master static")
+        if host_commands:
+            topology.runner.run(
+                ["bridge", "-batch", "-"],
+                input="\n".join(host_commands) + "\n",
+                netns=topology.ns(host.name),
+            )
+    for index, remote in enumerate(spec.remotes):
+        fabric.append(
+            f"fdb replace {remote.mac} dev {_remote_fabric_end(index, remote.name)} master static"
+        )
+    if fabric:
+        topology.runner.run(
+            ["bridge", "-batch", "-"], input="\n".join(fabric) + "\n", netns=topology.fabric
+        )
 
 
 def populate_neighbours(topology: Topology) -> None:
