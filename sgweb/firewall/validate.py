@@ -266,10 +266,36 @@ def validate_chain_prefix(prefix: str) -> str:
     return prefix
 
 
-def validate_host_state(state: HostState) -> HostState:
+class ValidationMemo:
+    """Identity memo of validated objects: a compile cache re-validates only new objects
+    (cheaper than hashing every frozen port again)."""
+
+    def __init__(self) -> None:
+        self.ports: dict[str, tuple[Port, str, Port]] = {}
+        self.groups: dict[str, tuple[SecurityGroup, SecurityGroup]] = {}
+
+    def port(self, port: Port, prefix: str) -> Port:
+        entry = self.ports.get(port.id)
+        if entry is not None and entry[0] is port and entry[1] == prefix:
+            return entry[2]
+        result = validate_port(port, prefix)
+        self.ports[port.id] = (port, prefix, result)
+        return result
+
+    def group(self, group: SecurityGroup) -> SecurityGroup:
+        entry = self.groups.get(group.id)
+        if entry is not None and entry[0] is group:
+            return entry[1]
+        result = validate_group(group)
+        self.groups[group.id] = (group, result)
+        return result
+
+
+def validate_host_state(state: HostState, *, memo: ValidationMemo | None = None) -> HostState:
     """The whole host state normalised, or FirewallError for the first problem found."""
+    memo = memo if memo is not None else ValidationMemo()
     prefix = validate_chain_prefix(state.chain_prefix)
-    groups = tuple(validate_group(group) for group in state.security_groups)
+    groups = tuple(memo.group(group) for group in state.security_groups)
     group_by_id: dict[str, SecurityGroup] = {}
     for group in groups:
         if group.id in group_by_id:
@@ -282,7 +308,7 @@ def validate_host_state(state: HostState) -> HostState:
             raise group_error(group_id, "members", "listed twice")
         member_ids.add(group_id)
         members.append((group_id, _validate_members(group_id, tuple(addresses))))
-    ports = tuple(validate_port(port, prefix) for port in state.ports)
+    ports = tuple(memo.port(port, prefix) for port in state.ports)
     _check_ports_distinct(ports)
     used_groups: set[str] = set()
     for port in ports:
