@@ -512,3 +512,33 @@ def remove_vm(topology: Topology, vm_label: str) -> None:
         pass  # shared-bridge shape: nothing per port beyond the veth
     if name in topology.namespaces:
         topology.namespaces.remove(name)
+
+
+def bridge_of(port_id: str, shape: Shape) -> str:
+    """The bridge a port's tap is plugged into (the raw table zones inbound traffic by it)."""
+    return HOST_BRIDGE if shape == SHARED_BRIDGE else _port_device("qbr", port_id)
+
+
+def uplink_device(shape: Shape) -> str | None:
+    """The host's bridge port towards the fabric in the shared shape (None: one qvb per port)."""
+    return HOST_UPLINK if shape == SHARED_BRIDGE else None
+
+
+def host_spec_for_ports(
+    host_label: str,
+    ports: Iterable[tuple[str, str, str, Sequence[str]]],
+    shape: Shape = SHARED_BRIDGE,
+) -> HostSpec:
+    """A host with one VM per (label, port id, MAC, addresses) port.
+
+    Addresses without a prefix length get a host prefix (/32, /128): with on-link default routes
+    every address is reachable anyway, and no subnet route hides a forged-address test.
+    """
+    vms = []
+    for label, port_id, mac, addresses in ports:
+        with_prefix = tuple(
+            address if "/" in address else str(ipaddress.ip_interface(address))
+            for address in addresses
+        )
+        vms.append(VmSpec(label, port_id, mac, with_prefix))
+    return HostSpec(host_label, tuple(vms), shape)
