@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from sgweb.firewall.ir import (
     ACCEPT,
@@ -183,13 +184,48 @@ def describe_packet(packet: Packet, direction: str | None) -> str:
     return f"{what} from {packet.src or 'any address'}"
 
 
+@lru_cache(maxsize=4096)
+def _parsed_network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
+    try:
+        return ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return None
+
+
 def _in_network(address: str | None, cidr: str) -> bool:
-    if address is None:
+    network = _parsed_network(cidr)
+    if address is None or network is None:
         return False
     try:
-        return ipaddress.ip_address(address) in ipaddress.ip_network(cidr, strict=False)
+        return ipaddress.ip_address(address) in network
     except ValueError:
         return False
+
+
+@lru_cache(maxsize=64)
+def _member_index(members: tuple[str, ...]) -> tuple[frozenset[str], tuple[str, ...]]:
+    # Remote groups can have thousands of members; the nearest-rule search asks about each
+    # group once per rule, so the exact addresses go into a set and only CIDRs are scanned.
+    exact = {m.removesuffix("/32").removesuffix("/128") for m in members}
+    networks = tuple(m for m in exact if "/" in m)
+    canonical = set()
+    for address in exact - set(networks):
+        try:
+            canonical.add(str(ipaddress.ip_address(address)))
+        except ValueError:
+            continue
+    return frozenset(canonical), networks
+
+
+def _is_member(address: str | None, members: tuple[str, ...]) -> bool:
+    if address is None:
+        return False
+    exact, networks = _member_index(members)
+    try:
+        canonical = str(ipaddress.ip_address(address))
+    except ValueError:
+        return False
+    return canonical in exact or any(_in_network(canonical, cidr) for cidr in networks)
 
 
 def rule_differences(
@@ -217,7 +253,7 @@ def rule_differences(
             differs.append(ASPECT_REMOTE)
     elif rule.remote_group_id:
         members = state.members(rule.remote_group_id) if state is not None else ()
-        if not any(_in_network(remote, member) for member in members):
+        if not _is_member(remote, tuple(members)):
             differs.append(ASPECT_REMOTE)
     return tuple(differs)
 
