@@ -8,12 +8,12 @@ always gives the same digest, whichever web server encoded it. No Django, no I/O
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
 
 from sgweb.firewall.model import (
-    DEFAULT_CHAIN_PREFIX,
     AddressPair,
     HostState,
     Port,
@@ -30,60 +30,28 @@ class CodecError(ValueError):
     """The text is not a HostState document this version understands."""
 
 
-def _rule(rule: SecurityGroupRule) -> dict[str, Any]:
-    return {
-        "id": rule.id,
-        "direction": rule.direction,
-        "ethertype": rule.ethertype,
-        "protocol": rule.protocol,
-        "port_range_min": rule.port_range_min,
-        "port_range_max": rule.port_range_max,
-        "remote_ip_prefix": rule.remote_ip_prefix,
-        "remote_group_id": rule.remote_group_id,
-    }
+# Fields holding nested dataclasses; every other field is a scalar or a tuple of scalars. Walking
+# `dataclasses.fields` keeps the codec in step when the model gains a field.
+_NESTED: dict[type, dict[str, type]] = {
+    HostState: {"ports": Port, "security_groups": SecurityGroup},
+    SecurityGroup: {"rules": SecurityGroupRule},
+    Port: {"allowed_address_pairs": AddressPair},
+}
+_PAIRS = {"remote_group_members", "conntrack_zones"}  # tuples of (key, value) pairs
 
 
-def _group(group: SecurityGroup) -> dict[str, Any]:
-    return {
-        "id": group.id,
-        "name": group.name,
-        "stateful": group.stateful,
-        "rules": [_rule(rule) for rule in group.rules],
-    }
-
-
-def _port(port: Port) -> dict[str, Any]:
-    return {
-        "id": port.id,
-        "mac_address": port.mac_address,
-        "fixed_ips": list(port.fixed_ips),
-        "security_groups": list(port.security_groups),
-        "allowed_address_pairs": [
-            {"ip_address": pair.ip_address, "mac_address": pair.mac_address}
-            for pair in port.allowed_address_pairs
-        ],
-        "port_security_enabled": port.port_security_enabled,
-        "dhcp_servers": list(port.dhcp_servers),
-        "host": port.host,
-        "device": port.device,
-        "network_id": port.network_id,
-        "name": port.name,
-    }
+def _encode(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, tuple | list):
+        return [_encode(item) for item in obj]
+    return obj
 
 
 def to_dict(state: HostState) -> dict[str, Any]:
-    return {
-        "format": FORMAT_VERSION,
-        "host": state.host,
-        "chain_prefix": state.chain_prefix,
-        "enable_ipset": state.enable_ipset,
-        "ports": [_port(port) for port in state.ports],
-        "security_groups": [_group(group) for group in state.security_groups],
-        "remote_group_members": [
-            [group_id, list(addresses)] for group_id, addresses in state.remote_group_members
-        ],
-        "conntrack_zones": [[key, zone] for key, zone in state.conntrack_zones],
-    }
+    data = _encode(state)
+    data["format"] = FORMAT_VERSION
+    return data
 
 
 def dumps(state: HostState) -> str:
@@ -96,8 +64,25 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _opt_int(value: Any) -> int | None:
-    return None if value is None else int(value)
+def _decode(cls: type, data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise CodecError(f"{cls.__name__} must be a JSON object, not {type(data).__name__}")
+    nested = _NESTED.get(cls, {})
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            continue  # the model's default applies
+        value = data[f.name]
+        if f.name in nested:
+            value = tuple(_decode(nested[f.name], item) for item in value)
+        elif f.name in _PAIRS:
+            value = tuple(
+                (key, tuple(item) if isinstance(item, list) else item) for key, item in value
+            )
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[f.name] = value
+    return cls(**values)
 
 
 def from_dict(data: dict[str, Any]) -> HostState:
@@ -107,62 +92,7 @@ def from_dict(data: dict[str, Any]) -> HostState:
     if version != FORMAT_VERSION:
         raise CodecError(f"host state format {version!r} is not {FORMAT_VERSION}")
     try:
-        groups = tuple(
-            SecurityGroup(
-                id=str(group["id"]),
-                name=str(group.get("name", "")),
-                stateful=bool(group.get("stateful", True)),
-                rules=tuple(
-                    SecurityGroupRule(
-                        id=str(rule["id"]),
-                        direction=str(rule["direction"]),
-                        ethertype=str(rule["ethertype"]),
-                        protocol=None if rule.get("protocol") is None else str(rule["protocol"]),
-                        port_range_min=_opt_int(rule.get("port_range_min")),
-                        port_range_max=_opt_int(rule.get("port_range_max")),
-                        remote_ip_prefix=rule.get("remote_ip_prefix"),
-                        remote_group_id=rule.get("remote_group_id"),
-                    )
-                    for rule in group.get("rules", ())
-                ),
-            )
-            for group in data.get("security_groups", ())
-        )
-        ports = tuple(
-            Port(
-                id=str(port["id"]),
-                mac_address=str(port["mac_address"]),
-                fixed_ips=tuple(str(ip) for ip in port.get("fixed_ips", ())),
-                security_groups=tuple(str(g) for g in port.get("security_groups", ())),
-                allowed_address_pairs=tuple(
-                    AddressPair(
-                        ip_address=str(pair["ip_address"]), mac_address=pair.get("mac_address")
-                    )
-                    for pair in port.get("allowed_address_pairs", ())
-                ),
-                port_security_enabled=bool(port.get("port_security_enabled", True)),
-                dhcp_servers=tuple(str(ip) for ip in port.get("dhcp_servers", ())),
-                host=port.get("host"),
-                device=port.get("device"),
-                network_id=port.get("network_id"),
-                name=str(port.get("name", "")),
-            )
-            for port in data.get("ports", ())
-        )
-        members = tuple(
-            (str(group_id), tuple(str(ip) for ip in addresses))
-            for group_id, addresses in data.get("remote_group_members", ())
-        )
-        zones = tuple((str(key), int(zone)) for key, zone in data.get("conntrack_zones", ()))
-        return HostState(
-            ports=ports,
-            security_groups=groups,
-            remote_group_members=members,
-            enable_ipset=bool(data.get("enable_ipset", True)),
-            chain_prefix=str(data.get("chain_prefix") or DEFAULT_CHAIN_PREFIX),
-            host=data.get("host"),
-            conntrack_zones=zones,
-        )
+        return _decode(HostState, data)
     except (KeyError, TypeError, ValueError) as exc:
         raise CodecError(f"malformed host state document: {exc!r}") from exc
 

@@ -1,0 +1,468 @@
+"""The host agent's core: converge the kernel to the newest desired state, report, repair drift.
+
+Thin on purpose: decode (codec), compile and diff (sgweb.firewall), apply and read back
+(sgweb.kernel.apply.HostFirewall), report (a `Reporter`). Everything is serialised by one lock,
+because Celery tasks, the start-up sync and the maintenance loop all want the kernel.
+
+Revisions: the agent remembers the revision and digest it last applied. A sync for a revision it
+already has is a no-op without touching Redis; otherwise it reads the *newest* stored state,
+so a burst of nudges coalesces into one apply. A stored revision at or below the applied one is
+never applied (an older revision never overwrites a newer one).
+
+Full applies (agent start, after an apply whose rollback failed, drift repair) re-declare every
+chain we own, put back the built-in jumps, and remove chains and sets of ours that the desired
+state no longer has, so whatever an earlier agent or a crash left behind is cleaned up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sgweb.firewall import codec
+from sgweb.firewall.errors import FirewallError
+from sgweb.firewall.ir import CompiledHost
+from sgweb.firewall.model import HostState
+from sgweb.hostsync import protocol
+from sgweb.kernel.apply import HostFirewall, IpsetPlan, PlainDelta
+from sgweb.kernel.runner import CommandError
+from worker import conntrack, drift
+from worker.store import DesiredStore
+
+log = logging.getLogger(__name__)
+
+# ipsets the compiler makes are named "IPv4"/"IPv6" + group id (+ "-n" while being swapped).
+_OUR_SET_PREFIXES = ("IPv4", "IPv6")
+
+
+class Reporter(Protocol):
+    def apply(self, report: dict[str, Any]) -> None: ...
+
+    def drift(self, report: dict[str, Any]) -> None: ...
+
+    def request_state(self, reason: str) -> None: ...
+
+
+@dataclass
+class Applied:
+    revision: int
+    digest: str
+    state: HostState
+    compiled: CompiledHost
+
+
+@dataclass
+class Failure:
+    revision: int
+    digest: str
+    error: str
+
+
+@dataclass
+class Outcome:
+    action: str  # "skipped" | "unchanged" | "applied" | "failed" | "missing"
+    revision: int | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _default_compile() -> Callable[[HostState], CompiledHost]:
+    from sgweb.firewall.compiler import CompileCache, compile_host
+
+    cache = CompileCache()
+    return lambda state: compile_host(state, cache=cache)
+
+
+def _default_diff() -> Callable[..., Any]:
+    from sgweb.firewall.incremental import diff
+
+    return diff
+
+
+def rule_counts(compiled: CompiledHost) -> dict[str, int]:
+    return {
+        str(family): sum(
+            len(chain.rules)
+            for table in compiled.family(family).tables
+            for chain in table.chains
+            if chain.owned
+        )
+        for family in (4, 6)
+    }
+
+
+class Agent:
+    def __init__(
+        self,
+        host: str,
+        store: DesiredStore,
+        firewall: HostFirewall,
+        reporter: Reporter,
+        *,
+        compile_fn: Callable[[HostState], CompiledHost] | None = None,
+        diff_fn: Callable[..., Any] | None = None,
+    ) -> None:
+        self.host = host
+        self.store = store
+        self.firewall = firewall
+        self.reporter = reporter
+        self.compile = compile_fn or _default_compile()
+        self.diff = diff_fn or _default_diff()
+        self.lock = threading.RLock()
+        self.applied: Applied | None = None
+        self.failure: Failure | None = None
+        # Until a full apply succeeded we do not know what the kernel holds.
+        self.kernel_known = False
+        self.started_at = time.time()
+        self.applies = 0
+        self._verified_text: dict[int, str] = {}
+
+    # -- status -------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> str:
+        if self.failure is not None:
+            return "failed"
+        if self.applied is None or not self.kernel_known:
+            return "syncing"
+        return "in-sync"
+
+    def heartbeat_payload(self) -> dict[str, Any]:
+        applied = self.applied
+        return {
+            "host": self.host,
+            "pid": os.getpid(),
+            "netns": self.firewall.netns,
+            "status": self.status,
+            "applied_revision": applied.revision if applied else None,
+            "applied_digest": applied.digest if applied else None,
+            "failed_revision": self.failure.revision if self.failure else None,
+            "error": self.failure.error[:500] if self.failure else None,
+            "started_at": self.started_at,
+        }
+
+    # -- converging ---------------------------------------------------------------------------
+
+    def sync(self, revision: int | None = None, reason: str = "") -> Outcome:
+        """Converge to the newest stored state (a task said `revision` is waiting)."""
+        with self.lock:
+            applied = self.applied
+            if (
+                revision is not None
+                and applied is not None
+                and self.kernel_known
+                and revision <= applied.revision
+            ):
+                return Outcome("skipped", applied.revision)
+            desired = self.store.fetch()
+            if desired is None:
+                self.reporter.request_state("agent found no desired state")
+                return Outcome("missing")
+            if applied is not None and self.kernel_known and desired.revision <= applied.revision:
+                return Outcome("skipped", applied.revision)
+            failure = self.failure
+            if (
+                revision is None
+                and failure is not None
+                and failure.revision == desired.revision
+                and self.kernel_known
+            ):
+                # The maintenance loop does not retry a state the kernel refused; a new
+                # revision (or an explicit nudge) does.
+                return Outcome("skipped", desired.revision)
+            return self._converge(desired, full=not self.kernel_known, reason=reason)
+
+    def full_sync(self, reason: str) -> Outcome:
+        """Re-apply everything (start-up, drift repair) from the newest stored state."""
+        with self.lock:
+            desired = self.store.fetch()
+            if desired is None:
+                self.reporter.request_state(f"agent found no desired state ({reason})")
+                return Outcome("missing")
+            return self._converge(desired, full=True, reason=reason)
+
+    def _converge(self, desired: protocol.Desired, *, full: bool, reason: str) -> Outcome:
+        started = time.time()
+        clock = time.perf_counter()
+        base: dict[str, Any] = {
+            "host": self.host,
+            "revision": desired.revision,
+            "digest": desired.digest,
+            "reason": reason,
+            "mode": "full" if full else "incremental",
+            "first": self.applies == 0,
+            "started_at": started,
+            "published_at": desired.published_at,
+            "agent_pid": os.getpid(),
+        }
+        try:
+            state = codec.from_dict(desired.state)
+            if codec.digest(codec.dumps(state)) != desired.digest:
+                raise codec.CodecError("digest does not match the state (corrupted document)")
+        except codec.CodecError as exc:
+            return self._fail(base, clock, f"unreadable desired state: {exc}", None)
+
+        applied = self.applied
+        if not full and applied is not None and applied.digest == desired.digest:
+            applied.revision = desired.revision
+            self.failure = None
+            report = self._finish(base, clock, ok=True, mode="unchanged", compiled=applied.compiled)
+            return Outcome("unchanged", desired.revision, report)
+
+        try:
+            compiled = self.compile(state)
+        except FirewallError as exc:
+            return self._fail(base, clock, f"refused by the compiler: {exc}", None)
+
+        kernel_clock = time.perf_counter()
+        previous = None if full or applied is None else applied.compiled
+        try:
+            delta = self.diff(previous, compiled)
+            rollback = self.diff(compiled, previous) if previous is not None else None
+        except FirewallError as exc:
+            return self._fail(base, clock, f"refused by the compiler: {exc}", None)
+        if full:
+            delta = self._with_existing_sets(delta)
+        result = self.firewall.apply(delta, rollback=rollback)
+        if not result.ok:
+            if (
+                not result.rolled_back
+                and previous is not None
+                and result.failed_step
+                not in (
+                    "ipsets.prepare",
+                    "iptables.4",
+                )
+            ):
+                self.kernel_known = False  # half-applied: the next attempt re-applies everything
+            detail = {
+                "failed_step": result.failed_step,
+                "rolled_back": result.rolled_back,
+                "warnings": list(result.warnings),
+            }
+            return self._fail(
+                base,
+                clock,
+                result.error or "apply failed",
+                result.offending_line,
+                detail,
+                offending_line_number=result.offending_line_number,
+            )
+        extra: dict[str, Any] = {
+            "changed_chains": len(getattr(delta, "changed_chains", ()) or ()),
+            "removed_chains": len(getattr(delta, "removed_chains", ()) or ()),
+            "iptables_restored": [family for family, text in delta.iptables if text.strip()],
+            "ipset_changed": bool(delta.ipsets.prepare.strip() or delta.ipsets.commit.strip()),
+            "steps": {name: round(seconds * 1000, 3) for name, seconds in result.steps},
+            "warnings": list(result.warnings),
+        }
+        if full:
+            extra["jumps_added"] = self.firewall.ensure_builtin_jumps(compiled)
+            extra["stale_removed"] = self._remove_stale(compiled)
+        kernel_ms = (time.perf_counter() - kernel_clock) * 1000
+        cut = 0
+        if applied is not None:
+            cut = self._cut_connections(applied.state, state, compiled, extra)
+        extra["conntrack_deleted"] = cut
+        self.applied = Applied(desired.revision, desired.digest, state, compiled)
+        self.kernel_known = True
+        self.failure = None
+        self.applies += 1
+        self._verified_text.clear()
+        report = self._finish(base, clock, ok=True, compiled=compiled, kernel_ms=kernel_ms, **extra)
+        return Outcome("applied", desired.revision, report)
+
+    def _with_existing_sets(self, delta: Any) -> Any:
+        """A full apply over a kernel that may already hold our sets: create them if missing.
+
+        The compiler's from-nothing plan creates each set; sets surviving from an earlier agent
+        would make `create` fail, so `-exist` lets the plan (which swaps new members in) run.
+        """
+        plan = delta.ipsets
+        prepare = "\n".join(
+            f"{line} -exist" if line.startswith("create ") and "-exist" not in line else line
+            for line in plan.prepare.splitlines()
+        )
+        if prepare and not prepare.endswith("\n"):
+            prepare += "\n"
+        return PlainDelta(
+            ipsets=IpsetPlan(prepare, plan.commit, plan.cleanup, plan.abort),
+            iptables=tuple(delta.iptables),
+        )
+
+    def _remove_stale(self, compiled: CompiledHost) -> int:
+        """Delete chains and sets of ours that the compiled state does not have."""
+        removed = 0
+        for family in (4, 6):
+            wanted, _ = drift.expected_shape(compiled, family)
+            have, _, _ = drift.kernel_shape(self.firewall.save(family))
+            stale: dict[str, list[str]] = {}
+            for key in sorted(set(have) - set(wanted)):
+                table, chain = key.split("/", 1)
+                stale.setdefault(table, []).append(chain)
+            if not stale:
+                continue
+            # Flush all first, then delete: stale chains may reference each other.
+            text = ""
+            for table, chains in stale.items():
+                text += f"*{table}\n" + "".join(f"-F {c}\n" for c in chains)
+                text += "".join(f"-X {c}\n" for c in chains) + "COMMIT\n"
+            outcome = self.firewall.apply(PlainDelta(iptables=((family, text),)))
+            if outcome.ok:
+                removed += sum(len(chains) for chains in stale.values())
+            else:
+                log.warning("could not remove stale chains %s: %s", stale, outcome.error)
+        wanted_sets = {ipset.name for ipset in compiled.ipsets}
+        stale_sets = [
+            name
+            for name in self.firewall.ipset_names()
+            if name.startswith(_OUR_SET_PREFIXES) and name not in wanted_sets
+        ]
+        if stale_sets:
+            text = "".join(f"destroy {name}\n" for name in stale_sets)
+            outcome = self.firewall.apply(PlainDelta(ipsets=IpsetPlan(cleanup=text)))
+            removed += len(stale_sets) if not outcome.warnings else 0
+        return removed
+
+    def _cut_connections(
+        self, old: HostState, new: HostState, compiled: CompiledHost, extra: dict[str, Any]
+    ) -> int:
+        deleted = 0
+        cuts = conntrack.plan_cuts(old, new, compiled)
+        for cut in cuts:
+            try:
+                deleted += self.firewall.flush_conntrack(
+                    cut.addresses, zone=cut.zone, protocol=cut.protocol, port=cut.port
+                )
+            except CommandError as exc:
+                extra.setdefault("warnings", []).append(f"conntrack: {exc}")
+        if cuts:
+            extra["conntrack_cuts"] = [
+                {"port": c.port_id, "addresses": list(c.addresses), "zone": c.zone,
+                 "protocol": c.protocol, "port_number": c.port, "why": c.why}
+                for c in cuts
+            ]  # fmt: skip
+        return deleted
+
+    def _finish(
+        self,
+        base: dict[str, Any],
+        clock: float,
+        *,
+        ok: bool,
+        compiled: CompiledHost | None = None,
+        mode: str | None = None,
+        kernel_ms: float | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        finished = time.time()
+        report = {
+            **base,
+            **extra,
+            "ok": ok,
+            "finished_at": finished,
+            "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
+        }
+        if mode:
+            report["mode"] = mode
+        if kernel_ms is not None:
+            report["kernel_ms"] = round(kernel_ms, 3)
+        if compiled is not None:
+            report["rules"] = rule_counts(compiled)
+            report["sets"] = len(compiled.ipsets)
+        self._send(report)
+        return report
+
+    def _fail(
+        self,
+        base: dict[str, Any],
+        clock: float,
+        error: str,
+        line: str | None,
+        detail: dict[str, Any] | None = None,
+        offending_line_number: int | None = None,
+    ) -> Outcome:
+        self.failure = Failure(base["revision"], base["digest"], error)
+        report = self._finish(
+            base,
+            clock,
+            ok=False,
+            error=error,
+            error_line=line,
+            error_line_number=offending_line_number,
+            still_applied=self.applied.revision if self.applied else None,
+            **(detail or {}),
+        )
+        log.error("apply of revision %s failed: %s (line: %s)", base["revision"], error, line)
+        return Outcome("failed", base["revision"], report)
+
+    def _send(self, report: dict[str, Any]) -> None:
+        try:
+            self.store.set_applied(report)
+        except Exception as exc:  # Redis down: the report still goes out through Celery
+            log.warning("could not store apply report: %s", exc)
+        try:
+            self.reporter.apply(report)
+        except Exception as exc:
+            log.warning("could not send apply report: %s", exc)
+
+    # -- drift --------------------------------------------------------------------------------
+
+    def check_drift(self, *, repair: bool = True) -> drift.DriftFindings | None:
+        """Compare the kernel with the last applied state; repair (full apply) and report."""
+        with self.lock:
+            applied = self.applied
+            if applied is None or not self.kernel_known:
+                return None
+            clock = time.perf_counter()
+            findings = drift.DriftFindings()
+            texts = {}
+            for family in (4, 6):
+                texts[family] = self.firewall.save(family)
+                drift.compare_iptables(applied.compiled, family, texts[family], findings)
+            names = [ipset.name for ipset in applied.compiled.ipsets]
+            if names:
+                drift.compare_ipsets(applied.compiled, self.firewall.save_ipsets(names), findings)
+            if not findings:
+                for family, text in texts.items():
+                    verified = self._verified_text.get(family)
+                    if verified is None:
+                        self._verified_text[family] = text
+                    elif verified != text:
+                        drift.compare_text(family, verified, text, findings)
+            if not findings:
+                return findings
+            log.warning("drift on %s: %s", self.host, findings.as_dict())
+            report: dict[str, Any] = {
+                "host": self.host,
+                "revision": applied.revision,
+                "digest": applied.digest,
+                "found": findings.as_dict(),
+                "detected_at": time.time(),
+                "repaired": False,
+            }
+            if repair:
+                outcome = self._repair(applied)
+                report["repaired"] = outcome.action == "applied"
+                report["error"] = outcome.report.get("error")
+            report["duration_ms"] = round((time.perf_counter() - clock) * 1000, 3)
+            try:
+                self.reporter.drift(report)
+            except Exception as exc:
+                log.warning("could not send drift report: %s", exc)
+            return findings
+
+    def _repair(self, applied: Applied) -> Outcome:
+        """Re-apply exactly what we last applied (not a newer state nobody asked us for yet)."""
+        desired = protocol.Desired(
+            revision=applied.revision,
+            digest=applied.digest,
+            published_at=0.0,
+            state=codec.to_dict(applied.state),
+        )
+        self.kernel_known = False
+        return self._converge(desired, full=True, reason="drift repair")

@@ -1,0 +1,176 @@
+"""The agent's Celery application: ``celery -A worker.app worker -Q host.<name> --pool solo``.
+
+Configured only by environment variables (see `worker.config`). One process per host, the solo
+pool, so the task, the start-up sync, the heartbeat and the maintenance loop share the agent's
+memory of what it applied. `python -m worker` starts it with the right options.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
+
+from sgweb.hostsync import protocol
+from sgweb.kernel.apply import HostFirewall
+from sgweb.kernel.runner import default_runner
+from worker.agent import Agent
+from worker.config import AgentConfig
+from worker.store import RedisStore
+
+log = logging.getLogger("sgweb.agent")
+
+config = AgentConfig.from_env()
+
+app = Celery("sgweb-agent", broker=config.broker_url, set_as_current=True)
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    task_default_queue=config.queue,
+    worker_pool="solo",
+    worker_concurrency=1,
+    worker_prefetch_multiplier=4,
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+    broker_connection_max_retries=None,  # a Redis restart must not end the agent
+    broker_transport_options={"socket_timeout": 5, "socket_connect_timeout": 2},
+    worker_cancel_long_running_tasks_on_connection_loss=False,
+)
+
+
+class CeleryReporter:
+    """Reports go to the control queue as tasks, by name (the agent imports no Django code)."""
+
+    def __init__(self, celery: Celery, queue: str, host: str) -> None:
+        self.celery = celery
+        self.queue = queue
+        self.host = host
+        self._last_request = 0.0
+
+    def apply(self, report: dict[str, Any]) -> None:
+        self.celery.send_task(
+            protocol.TASK_RECORD_APPLY, kwargs={"report": report}, queue=self.queue
+        )
+
+    def drift(self, report: dict[str, Any]) -> None:
+        self.celery.send_task(
+            protocol.TASK_RECORD_DRIFT, kwargs={"report": report}, queue=self.queue
+        )
+
+    def request_state(self, reason: str) -> None:
+        # At most one request every few seconds: the control plane needs one to republish.
+        now = time.monotonic()
+        if now - self._last_request < 5:
+            return
+        self._last_request = now
+        self.celery.send_task(
+            protocol.TASK_REQUEST_STATE,
+            kwargs={"host": self.host, "reason": reason},
+            queue=self.queue,
+        )
+
+
+_agent: Agent | None = None
+_agent_lock = threading.Lock()
+
+
+def agent() -> Agent:
+    global _agent
+    with _agent_lock:
+        if _agent is None:
+            store = RedisStore(config.redis_url, config.host, config.key_prefix)
+            firewall = HostFirewall(default_runner(), config.netns)
+            reporter = CeleryReporter(app, config.control_queue, config.host)
+            _agent = Agent(config.host, store, firewall, reporter)
+        return _agent
+
+
+@app.task(name=protocol.TASK_SYNC, ignore_result=True)
+def sync(revision: int | None = None, reason: str = "") -> dict[str, Any]:
+    outcome = agent().sync(revision, reason)
+    return {"action": outcome.action, "revision": outcome.revision}
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, the_agent: Agent, every_s: float) -> None:
+        super().__init__(name="sgweb-heartbeat", daemon=True)
+        self.agent = the_agent
+        self.every_s = every_s
+        self.stopping = threading.Event()
+
+    def beat(self) -> None:
+        try:
+            self.agent.store.beat(self.agent.heartbeat_payload(), protocol.HEARTBEAT_TTL_S)
+        except Exception as exc:
+            log.warning("heartbeat failed: %s", exc)
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            self.beat()
+            self.stopping.wait(self.every_s)
+
+
+class Maintenance(threading.Thread):
+    """Start-up full sync, then: catch missed revisions, and check for drift."""
+
+    def __init__(self, the_agent: Agent, poll_s: float, drift_s: float) -> None:
+        super().__init__(name="sgweb-maintenance", daemon=True)
+        self.agent = the_agent
+        self.poll_s = poll_s
+        self.drift_s = drift_s
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        started = False
+        last_drift = time.monotonic()
+        while not self.stopping.is_set():
+            try:
+                if not started:
+                    outcome = self.agent.full_sync("agent start")
+                    started = outcome.action in ("applied", "failed")
+                    log.info("start-up sync: %s r%s", outcome.action, outcome.revision)
+                else:
+                    wanted = self.agent.store.desired_revision()
+                    applied = self.agent.applied
+                    if wanted is None:
+                        self.agent.reporter.request_state("no desired state in Redis")
+                    elif (
+                        applied is None or wanted > applied.revision or not self.agent.kernel_known
+                    ):
+                        self.agent.sync(None, "maintenance: missed revision")
+                    if self.drift_s > 0 and time.monotonic() - last_drift >= self.drift_s:
+                        last_drift = time.monotonic()
+                        self.agent.check_drift()
+            except Exception as exc:  # Redis restarting, a command failing: try again later
+                log.warning("maintenance: %s", exc)
+            self.stopping.wait(self.poll_s if started else 1.0)
+
+
+_threads: list[Any] = []
+
+
+@worker_ready.connect
+def _on_ready(**_: Any) -> None:
+    the_agent = agent()
+    heartbeat = Heartbeat(the_agent, config.heartbeat_interval_s)
+    heartbeat.beat()  # beat before reading state: see sgweb.hostsync.publish
+    heartbeat.start()
+    maintenance = Maintenance(the_agent, config.poll_interval_s, config.drift_interval_s)
+    maintenance.start()
+    _threads.extend([heartbeat, maintenance])
+    log.info("agent for %s ready on queue %s (netns %s)", config.host, config.queue, config.netns)
+
+
+@worker_shutdown.connect
+def _on_shutdown(**_: Any) -> None:
+    for thread in _threads:
+        thread.stopping.set()
+    if _agent is not None:
+        with contextlib.suppress(Exception):
+            _agent.store.clear_heartbeat()  # a clean stop shows as down at once
