@@ -451,8 +451,12 @@ def _decision(trace: Trace, origin: Origin, target: str, state: HostState | None
             text = f"allowed at {where}: a DHCP request from the VM"
         return Decision(**base, outcome=ACCEPT, reason=REASON_DHCP, text=text)
     if kind == ORIGIN_ICMPV6 and target != DROP:
-        name = _ICMPV6_NAMES.get(packet.effective_icmp_type or -1, "ICMPv6")
-        text = f"allowed at {where}: ICMPv6 {name} is always let in"
+        name = _ICMPV6_NAMES.get(packet.effective_icmp_type or -1, "")
+        what = f"ICMPv6 {name}".rstrip()
+        if direction == EGRESS:
+            text = f"allowed at {where}: {what} from the VM is always let out"
+        else:
+            text = f"allowed at {where}: {what} is always let in"
         return Decision(**base, outcome=ACCEPT, reason=REASON_ICMPV6, text=text)
     if kind == ORIGIN_PORT_SECURITY_OFF:
         text = f"let through: port security is disabled on port {port_name}"

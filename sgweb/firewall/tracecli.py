@@ -1,0 +1,309 @@
+"""`python -m sgweb.firewall trace`: trace one packet through a host compiled from a scenario.
+
+The text output reads like an annotated `iptables -L` walk: each chain the packet enters, each
+rule tried with its position, whether it matched and what it is for, then the verdict and the
+sentence that explains it. `--json` prints the same as data for scripts and checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any, TextIO
+
+from sgweb.firewall.explain import Explanation, explain
+from sgweb.firewall.ir import Origin, Rule
+from sgweb.firewall.model import HostState, Port
+from sgweb.firewall.render import render_rule
+from sgweb.firewall.tracer import (
+    CT_STATES,
+    HOOK_FORWARD,
+    HOOKS,
+    STEP_POLICY,
+    STEP_RETURN,
+    Packet,
+    Trace,
+    TraceError,
+    trace,
+)
+
+
+def rule_text(rule: Rule) -> str:
+    """The rule the way iptables-save prints it, from the compiler's renderer."""
+    return render_rule(rule)
+
+
+def origin_text(origin: Origin, state: HostState | None = None) -> str:
+    words = [origin.kind]
+    if origin.port_id:
+        port = _port(state, origin.port_id) if state is not None else None
+        words.append(f"port {port.name if port is not None and port.name else origin.port_id}")
+    if origin.direction:
+        words.append(origin.direction)
+    if origin.rule_id:
+        words.append(f"rule {origin.rule_id}")
+    if origin.group_id:
+        group = state.group(origin.group_id) if state is not None else None
+        words.append(f"group {group.name if group is not None and group.name else origin.group_id}")
+    if origin.member:
+        words.append(f"member {origin.member}")
+    return " ".join(words)
+
+
+def format_trace(result: Trace, explanation: Explanation, state: HostState | None = None) -> str:
+    packet = result.packet
+    lines = [f"packet: {describe(packet)}"]
+    if result.notrack:
+        lines.append("conntrack: untracked (CT --notrack)")
+    elif result.zone is not None:
+        lines.append(f"conntrack: zone {result.zone}, state {result.ct_state}")
+    previous: tuple[str, str, int] | None = None
+    for step in result.path:
+        indent = "  " * step.depth
+        where = (step.table, step.chain, step.depth)
+        if where != previous:
+            lines.append(f"{indent}{step.table}:{step.chain}")
+            previous = where
+        if step.skipped:
+            plural = "s" if step.skipped > 1 else ""
+            lines.append(f"{indent}  ... {step.skipped} rule{plural} for other ports skipped")
+        if step.event == STEP_RETURN:
+            lines.append(f"{indent}  end of chain: return")
+        elif step.event == STEP_POLICY:
+            verdict = result.verdict if step is result.deciding else "ACCEPT"
+            lines.append(f"{indent}  policy {verdict}")
+        elif step.rule is not None:
+            mark = "match" if step.matched else "     "
+            text = rule_text(step.rule)
+            note = origin_text(step.rule.origin, state)
+            lines.append(f"{indent}  {step.position:>4} {mark} {text}  # {note}")
+    lines.append(f"verdict: {result.verdict}")
+    lines.append(f"why: {explanation.text}")
+    return "\n".join(lines)
+
+
+def describe(packet: Packet) -> str:
+    words = [f"IPv{packet.family}", str(packet.protocol or "any protocol")]
+    words.append(f"{packet.src or '*'}{':' + str(packet.sport) if packet.sport else ''}")
+    words.append("->")
+    words.append(f"{packet.dst or '*'}{':' + str(packet.dport) if packet.dport else ''}")
+    if packet.is_icmp:
+        words.append(f"type {packet.effective_icmp_type} code {packet.effective_icmp_code}")
+    if packet.src_mac:
+        words.append(f"from MAC {packet.src_mac}")
+    if packet.physdev_in:
+        words.append(f"physdev-in {packet.physdev_in}")
+    if packet.physdev_out:
+        words.append(f"physdev-out {packet.physdev_out}")
+    if packet.in_interface:
+        words.append(f"in {packet.in_interface}")
+    words.append(f"hook {packet.hook} state {packet.ct_state}")
+    return " ".join(words)
+
+
+def _origin_dict(origin: Origin) -> dict[str, Any]:
+    return {key: value for key, value in asdict(origin).items() if value is not None}
+
+
+def trace_json(result: Trace, explanation: Explanation) -> dict[str, Any]:
+    path = []
+    for step in result.path:
+        entry: dict[str, Any] = {
+            "table": step.table,
+            "chain": step.chain,
+            "position": step.position,
+            "event": step.event,
+            "matched": step.matched,
+            "skipped": step.skipped,
+            "depth": step.depth,
+        }
+        if step.rule is not None:
+            entry["rule"] = rule_text(step.rule)
+            entry["target"] = step.rule.target
+            entry["origin"] = _origin_dict(step.rule.origin)
+        path.append(entry)
+    matched = [
+        {
+            "table": hit.table,
+            "chain": hit.chain,
+            "position": hit.position,
+            "rule": rule_text(hit.rule),
+            "origin": _origin_dict(hit.rule.origin),
+        }
+        for hit in result.matched
+    ]
+    return {
+        "verdict": result.verdict,
+        "explanation": explanation.text,
+        "reason": explanation.reason,
+        "path": path,
+        "matched": matched,
+        "family": result.family,
+        "packet": {k: v for k, v in asdict(result.packet).items() if v is not None},
+        "ct_state": result.ct_state,
+        "zone": result.zone,
+        "details": explanation.to_dict(),
+    }
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def register(subparsers: Any) -> None:
+    """Add the `trace` command to the `python -m sgweb.firewall` parser's subparsers."""
+    parser = subparsers.add_parser(
+        "trace",
+        help="trace one packet through a host's compiled firewall",
+        description="Walk a packet through the iptables chains compiled for one host and say "
+        "why it is allowed or dropped, in security-group terms.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("scenario", help="scenario JSON file (see shared/bench/README.md)")
+    parser.add_argument("--host", help="the compute host whose firewall to trace")
+    packet = parser.add_argument_group("packet")
+    packet.add_argument("--src", help="source address")
+    packet.add_argument("--dst", help="destination address")
+    packet.add_argument("--src-mac", help="source MAC (the anti-spoofing chain checks it)")
+    packet.add_argument("--dst-mac")
+    packet.add_argument("--protocol", "-p", help="name or number: tcp, udp, icmp, 58, ...")
+    packet.add_argument("--sport", type=int)
+    packet.add_argument("--dport", type=int)
+    packet.add_argument("--icmp-type", type=int, help="default for ICMP: echo request")
+    packet.add_argument("--icmp-code", type=int)
+    packet.add_argument("--physdev-in", metavar="TAP", help="bridge port the packet enters by")
+    packet.add_argument("--physdev-out", metavar="TAP", help="bridge port the packet leaves by")
+    packet.add_argument("--in-interface", metavar="DEV", help="input device (the bridge)")
+    packet.add_argument(
+        "--from-port", metavar="PORT", help="the packet leaves this port (id, name or device)"
+    )
+    packet.add_argument(
+        "--to-port", metavar="PORT", help="the packet reaches this port (id, name or device)"
+    )
+    packet.add_argument(
+        "--state",
+        default="NEW",
+        type=str.upper,
+        choices=CT_STATES,
+        help="conntrack state (default NEW)",
+    )
+    packet.add_argument("--hook", default=HOOK_FORWARD, type=str.upper, choices=HOOKS)
+    packet.add_argument("--family", type=int, choices=(4, 6), help="default: from the addresses")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _port(state: HostState | None, key: str) -> Port | None:
+    if state is None:
+        return None
+    matches = []
+    for port in state.ports:
+        device = port.device or "tap" + port.id[:11]
+        if key in (port.id, device) or (port.name and key == port.name):
+            return port
+        if len(key) >= 8 and port.id.startswith(key):
+            matches.append(port)
+    return matches[0] if len(matches) == 1 else None
+
+
+def _family_address(port: Port, family: int | None) -> str | None:
+    for address in port.fixed_ips:
+        if family is None or ipaddress.ip_address(address).version == family:
+            return address
+    return None
+
+
+def build_packet(args: argparse.Namespace, state: HostState) -> Packet:
+    """The packet the options describe; --from-port / --to-port fill in what is not given."""
+    family = args.family
+    for address in (args.src, args.dst):
+        if family is None and address:
+            family = ipaddress.ip_address(address).version
+    fields: dict[str, Any] = {
+        "src": args.src,
+        "dst": args.dst,
+        "src_mac": args.src_mac,
+        "dst_mac": args.dst_mac,
+        "protocol": args.protocol,
+        "sport": args.sport,
+        "dport": args.dport,
+        "icmp_type": args.icmp_type,
+        "icmp_code": args.icmp_code,
+        "physdev_in": args.physdev_in,
+        "physdev_out": args.physdev_out,
+        "in_interface": args.in_interface,
+        "hook": args.hook,
+        "ct_state": args.state,
+        "family": family,
+    }
+    forwarded = args.hook == HOOK_FORWARD
+    source = _lookup(state, args.from_port, "--from-port")
+    destination = _lookup(state, args.to_port, "--to-port")
+    if source is not None:
+        fields["src"] = fields["src"] or _family_address(source, family)
+        fields["src_mac"] = fields["src_mac"] or source.mac_address
+        fields["physdev_in"] = fields["physdev_in"] or source.device or "tap" + source.id[:11]
+        if forwarded and destination is None and fields["physdev_out"] is None:
+            # One bridge per port: the packet leaves qbr through the port's veth (qvb...).
+            fields["physdev_out"] = "qvb" + source.id[:11]
+    if destination is not None:
+        fields["dst"] = fields["dst"] or _family_address(destination, family)
+        fields["dst_mac"] = fields["dst_mac"] or destination.mac_address
+        if forwarded:
+            device = destination.device or "tap" + destination.id[:11]
+            fields["physdev_out"] = fields["physdev_out"] or device
+            if fields["physdev_in"] is None:
+                fields["physdev_in"] = "qvb" + destination.id[:11]
+    if fields["src_mac"] is None and fields["physdev_in"] is not None:
+        # Entering from a VM's tap without a MAC given: the VM's own MAC is what it sends.
+        port = _port(state, fields["physdev_in"])
+        if port is not None:
+            fields["src_mac"] = port.mac_address
+    return Packet(**fields)
+
+
+def _lookup(state: HostState, key: str | None, option: str) -> Port | None:
+    if key is None:
+        return None
+    port = _port(state, key)
+    if port is None:
+        raise TraceError(f"{option} {key}: no such port on this host")
+    return port
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    from sgweb.firewall.compiler import compile_host  # the compiler's; imported when used
+    from sgweb.firewall.scenario import load_scenario
+
+    try:
+        state = load_scenario(args.scenario, host=args.host)
+        packet = build_packet(args, state)
+        compiled = compile_host(state)
+        result = trace(compiled, packet)
+    except (TraceError, ValueError, OSError) as error:
+        print(f"trace: {error}", file=sys.stderr)
+        return 2
+    explanation = explain(result, state)
+    if args.json:
+        json.dump(trace_json(result, explanation), out, indent=2)
+        out.write("\n")
+    else:
+        out.write(format_trace(result, explanation, state) + "\n")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sgweb.firewall.tracecli")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
