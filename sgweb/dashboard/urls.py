@@ -1,2 +1,82 @@
+"""Dashboard routes. Paths have no trailing slash, like the API (APPEND_SLASH is off)."""
+
+from django.urls import path
+
+from sgweb.dashboard.views import (
+    audit,
+    hosts,
+    networks,
+    overview,
+    ports,
+    projects,
+    security_groups,
+    session,
+    tokens,
+)
+
 app_name = "dashboard"
-urlpatterns: list = []
+
+urlpatterns = [
+    path("", overview.overview, name="overview"),
+    path("session/project", session.switch_project, name="switch_project"),
+    path("help/keyboard", session.keyboard_help, name="help"),
+    # Security groups and rules
+    path("security-groups", security_groups.group_list, name="security_groups"),
+    path("security-groups/new", security_groups.group_new, name="security_group_new"),
+    path("security-groups/<str:group_id>", security_groups.group_detail, name="security_group"),
+    path(
+        "security-groups/<str:group_id>/edit",
+        security_groups.group_update,
+        name="security_group_update",
+    ),
+    path(
+        "security-groups/<str:group_id>/delete",
+        security_groups.group_delete,
+        name="security_group_delete",
+    ),
+    path("security-groups/<str:group_id>/rules", security_groups.rule_create, name="rule_create"),
+    path(
+        "security-groups/<str:group_id>/rules/<str:rule_id>/delete",
+        security_groups.rule_delete,
+        name="rule_delete",
+    ),
+    # Ports
+    path("ports", ports.port_list, name="ports"),
+    path("ports/<str:port_id>", ports.port_detail, name="port"),
+    path("ports/<str:port_id>/groups", ports.port_add_group, name="port_add_group"),
+    path(
+        "ports/<str:port_id>/groups/<str:group_id>/remove",
+        ports.port_remove_group,
+        name="port_remove_group",
+    ),
+    path("ports/<str:port_id>/port-security", ports.port_security, name="port_security"),
+    path("ports/<str:port_id>/address-pairs", ports.pair_add, name="pair_add"),
+    path(
+        "ports/<str:port_id>/address-pairs/<int:pair_id>/remove",
+        ports.pair_remove,
+        name="pair_remove",
+    ),
+    # Networks and subnets
+    path("networks", networks.network_list, name="networks"),
+    path("networks/<str:network_id>", networks.network_detail, name="network"),
+    path("networks/<str:network_id>/subnets", networks.subnet_create, name="subnet_create"),
+    # Hosts
+    path("hosts", hosts.host_list, name="hosts"),
+    path("hosts/<str:name>", hosts.host_detail, name="host"),
+    # Projects, members, quotas
+    path("projects", projects.project_list, name="projects"),
+    path("projects/<str:project_id>", projects.project_detail, name="project"),
+    path("projects/<str:project_id>/quota", projects.quota_update, name="quota_update"),
+    path("projects/<str:project_id>/members", projects.member_add, name="member_add"),
+    path(
+        "projects/<str:project_id>/members/<int:user_id>/remove",
+        projects.member_remove,
+        name="member_remove",
+    ),
+    # Audit log
+    path("audit", audit.audit_list, name="audit"),
+    path("audit/<str:entry_id>", audit.audit_detail, name="audit_entry"),
+    # API tokens
+    path("tokens", tokens.token_list, name="tokens"),
+    path("tokens/<str:token_id>/revoke", tokens.token_revoke, name="token_revoke"),
+]

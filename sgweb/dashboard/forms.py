@@ -1,0 +1,101 @@
+"""Dashboard forms. They only carry what the user typed: every check is made by the shared
+validators inside the action functions, so the API and the pages refuse the same input with the
+same words. Fields are plain text here on purpose (a Django IntegerField would answer first,
+in its own words)."""
+
+from __future__ import annotations
+
+from django import forms
+
+from sgweb.dashboard.presentation import PRESETS_BY_KEY
+
+
+def _text(required: bool = False, max_length: int | None = None) -> forms.CharField:
+    # No max_length here: the validators say how long is too long, with their message.
+    return forms.CharField(required=required, strip=False, empty_value="")
+
+
+class SecurityGroupForm(forms.Form):
+    name = _text()
+    description = _text()
+
+
+class NewSecurityGroupForm(SecurityGroupForm):
+    project = _text()
+
+
+class RuleForm(forms.Form):
+    preset = _text()
+    direction = _text()
+    ethertype = _text()
+    protocol = _text()
+    port_range_min = _text()
+    port_range_max = _text()
+    remote_kind = _text()
+    remote_ip_prefix = _text()
+    remote_group_id = _text()
+    description = _text()
+
+    def rule_fields(self) -> list[dict[str, object]]:
+        """The Neutron rule fields to create; a preset such as DNS stands for several rules."""
+        data = self.cleaned_data
+        remote_kind = data.get("remote_kind") or "cidr"
+        base: dict[str, object] = {
+            "direction": data.get("direction") or "ingress",
+            "ethertype": data.get("ethertype") or "IPv4",
+            "protocol": (data.get("protocol") or "").strip() or None,
+            "port_range_min": (data.get("port_range_min") or "").strip() or None,
+            "port_range_max": (data.get("port_range_max") or "").strip() or None,
+            "description": data.get("description") or "",
+        }
+        # Only the chosen kind of remote is sent, so a stale value in the hidden field
+        # cannot make the rule ambiguous.
+        if remote_kind == "group":
+            base["remote_group_id"] = (data.get("remote_group_id") or "").strip() or None
+        else:
+            base["remote_ip_prefix"] = (data.get("remote_ip_prefix") or "").strip() or None
+        preset = PRESETS_BY_KEY.get(data.get("preset") or "")
+        if preset is None or preset.key == "custom":
+            return [base]
+        rules = []
+        for fields in preset.expand():
+            rule = {**base, **fields}
+            if base["ethertype"] == "IPv6" and fields["protocol"] == "icmp":
+                # Echo request is type 8 in ICMP and 128 in ICMPv6.
+                rule["protocol"] = "ipv6-icmp"
+                if rule["port_range_min"] == 8:
+                    rule["port_range_min"] = 128
+            rules.append(rule)
+        return rules
+
+
+class PortGroupsForm(forms.Form):
+    security_group = _text(required=True)
+
+
+class AddressPairForm(forms.Form):
+    ip_address = _text()
+    mac_address = _text()
+
+
+class SubnetForm(forms.Form):
+    name = _text()
+    cidr = _text()
+    ip_version = _text()
+    gateway_ip = _text()
+    enable_dhcp = forms.BooleanField(required=False)
+    dhcp_servers = _text()
+
+
+class TokenForm(forms.Form):
+    name = _text()
+    expires_in_days = _text()
+
+
+class QuotaForm(forms.Form):
+    security_groups = _text()
+    security_group_rules = _text()
+
+
+class MemberForm(forms.Form):
+    username = _text()

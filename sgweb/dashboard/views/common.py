@@ -1,0 +1,65 @@
+"""What every dashboard view shares: answering a form either as a page or as JSON for the
+inline validation script, and turning the actions' errors into form errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+
+from sgweb.tenancy.errors import ActionError
+
+
+def wants_json(request: HttpRequest) -> bool:
+    return request.headers.get("X-Requested-With") == "fetch"
+
+
+def form_errors(form: forms.BaseForm) -> dict[str, list[str]]:
+    return {field: [str(message) for message in errors] for field, errors in form.errors.items()}
+
+
+def add_action_error(
+    form: forms.BaseForm, error: ActionError, aliases: dict[str, str] | None = None
+) -> None:
+    """Show an action's refusal next to the fields it names, the rest above the form.
+
+    `aliases` maps the action's field names to the form's where they differ.
+    """
+    placed = False
+    for field, messages_ in (error.errors or {}).items():
+        field = (aliases or {}).get(field, field)
+        target = field if field in form.fields else None
+        for message in messages_:
+            form.add_error(target, message)
+            placed = True
+    if not placed:
+        form.add_error(None, error.message)
+
+
+def refused(
+    request: HttpRequest, form: forms.BaseForm, render_page: Any, status: int = 400
+) -> HttpResponse:
+    """The form is sent back with its errors; nothing was changed."""
+    if wants_json(request):
+        return JsonResponse({"errors": form_errors(form)}, status=status)
+    return render_page(status)
+
+
+def done(request: HttpRequest, url: str, message: str = "") -> HttpResponse:
+    if message:
+        messages.success(request, message)
+    if wants_json(request):
+        return JsonResponse({"redirect": url})
+    return HttpResponseRedirect(url)
+
+
+def refused_message(
+    request: HttpRequest, url: str, message: str, status: int = 400
+) -> HttpResponse:
+    """A refusal of a form-less action (a button): said in a message on the page it came from."""
+    if wants_json(request):
+        return JsonResponse({"errors": {"__all__": [message]}}, status=status)
+    messages.error(request, message)
+    return HttpResponseRedirect(url)

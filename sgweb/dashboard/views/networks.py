@@ -1,0 +1,152 @@
+"""Networks and their subnets (CIDR, gateway, the DHCP servers the ingress chains accept)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from sgweb.dashboard.access import (
+    can_change_project,
+    get_visible_or_404,
+    raise_for_access,
+    require_change,
+    scope,
+)
+from sgweb.dashboard.forms import SubnetForm
+from sgweb.dashboard.listing import paginate, search_term, sorted_by
+from sgweb.dashboard.shell import build_shell, render_page
+from sgweb.dashboard.views.common import add_action_error, done, refused
+from sgweb.networks import actions
+from sgweb.networks.models import Network, Port, Subnet
+from sgweb.tenancy.errors import ActionError
+
+NETWORK_SORTS = {"name": "name", "project": "project__name", "ports": "port_count"}
+
+
+def _port_count() -> Coalesce:
+    return Coalesce(
+        Subquery(
+            Port.objects.filter(network=OuterRef("pk"))
+            .order_by()
+            .values("network")
+            .annotate(n=Count("pk"))
+            .values("n"),
+            output_field=IntegerField(),
+        ),
+        0,
+    )
+
+
+@login_required
+def network_list(request: HttpRequest) -> HttpResponse:
+    shell = build_shell(request)
+    networks = scope(Network.objects.select_related("project"), request.user).prefetch_related(
+        "subnets"
+    )
+    project_id = request.GET.get("project") or (
+        str(shell.current_project.pk) if shell.current_project else ""
+    )
+    if project_id:
+        try:
+            networks = networks.filter(project_id=uuid.UUID(project_id))
+        except ValueError:
+            networks = networks.none()
+    query = search_term(request)
+    if query:
+        networks = networks.filter(
+            Q(name__icontains=query)
+            | Q(description__icontains=query)
+            | Q(pk__in=Subnet.objects.filter(cidr__startswith=query).values("network_id"))
+        )
+    networks = networks.annotate(port_count=_port_count())
+    networks, _ = sorted_by(request, networks, NETWORK_SORTS, "name,pk")
+    listing = paginate(request, networks)
+    return render_page(
+        request,
+        "dashboard/networks/list.html",
+        {"listing": listing, "project_id": project_id},
+        section="networks",
+        shell=shell,
+    )
+
+
+def _detail_page(
+    request: HttpRequest, network: Network, form: SubnetForm | None = None, status: int = 200
+) -> HttpResponse:
+    subnets = list(network.subnets.order_by("ip_version", "cidr"))
+    port_total = scope(Port.objects.filter(network=network), request.user).count()
+    return render_page(
+        request,
+        "dashboard/networks/detail.html",
+        {
+            "network": network,
+            "subnets": subnets,
+            "port_total": port_total,
+            "form": form or SubnetForm(initial={"enable_dhcp": True, "ip_version": "4"}),
+            "can_change": can_change_project(request.user, network.project_id),
+            "adding": form is not None,
+        },
+        section="networks",
+        status=status,
+    )
+
+
+def _network_for(request: HttpRequest, network_id: str) -> Network:
+    return get_visible_or_404(
+        Network.objects.select_related("project"), request.user, pk=network_id
+    )
+
+
+@login_required
+def network_detail(request: HttpRequest, network_id: str) -> HttpResponse:
+    return _detail_page(request, _network_for(request, network_id))
+
+
+@login_required
+@require_POST
+def subnet_create(request: HttpRequest, network_id: str) -> HttpResponse:
+    network = _network_for(request, network_id)
+    require_change(request.user, network.project_id)
+    form = SubnetForm(request.POST)
+    form.is_valid()
+    data = form.cleaned_data
+    fields: dict[str, Any] = {
+        "name": data.get("name", ""),
+        "cidr": data.get("cidr", "").strip(),
+        "enable_dhcp": bool(data.get("enable_dhcp")),
+    }
+    if data.get("ip_version"):
+        fields["ip_version"] = data["ip_version"]
+    gateway = data.get("gateway_ip", "").strip()
+    if gateway.lower() == "none":
+        fields["gateway_ip"] = None
+    elif gateway:
+        fields["gateway_ip"] = gateway
+    servers = [
+        s.strip() for s in data.get("dhcp_servers", "").replace(",", " ").split() if s.strip()
+    ]
+    if servers:
+        fields["dhcp_servers"] = servers
+
+    def page(status: int = 200) -> HttpResponse:
+        return _detail_page(request, network, form, status)
+
+    try:
+        subnet = actions.create_subnet(request.user, network, **fields)
+    except ActionError as error:
+        if error.status_code == 403:
+            raise_for_access(error)
+        add_action_error(form, error)
+        return refused(request, form, page, status=error.status_code)
+    return done(
+        request,
+        reverse("dashboard:network", args=[network.pk]) + "#subnets",
+        f"Subnet {subnet.cidr} created.",
+    )

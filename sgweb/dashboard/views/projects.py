@@ -1,0 +1,179 @@
+"""Projects: their members and quotas. Admins manage both; others read what they may see."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from sgweb.dashboard.access import is_admin, raise_for_access, require_admin, visible_projects
+from sgweb.dashboard.forms import MemberForm, QuotaForm
+from sgweb.dashboard.listing import paginate, search_term
+from sgweb.dashboard.shell import render_page
+from sgweb.dashboard.views.common import add_action_error, done, refused, refused_message
+from sgweb.networks.models import Port
+from sgweb.security.models import SecurityGroup, SecurityGroupRule
+from sgweb.tenancy import actions
+from sgweb.tenancy.errors import ActionError
+from sgweb.tenancy.models import Membership, Project, Quota
+
+
+def _count(model: Any) -> Coalesce:
+    return Coalesce(
+        Subquery(
+            model.objects.filter(project=OuterRef("pk"))
+            .order_by()
+            .values("project")
+            .annotate(n=Count("pk"))
+            .values("n"),
+            output_field=IntegerField(),
+        ),
+        0,
+    )
+
+
+def _with_usage(projects: Any) -> Any:
+    return projects.annotate(
+        group_count=_count(SecurityGroup),
+        rule_count=_count(SecurityGroupRule),
+        port_count=_count(Port),
+        member_count=_count(Membership),
+    ).select_related("quota")
+
+
+@login_required
+def project_list(request: HttpRequest) -> HttpResponse:
+    projects = visible_projects(request.user)
+    query = search_term(request)
+    if query:
+        projects = projects.filter(name__icontains=query)
+    listing = paginate(request, _with_usage(projects))
+    return render_page(
+        request, "dashboard/projects/list.html", {"listing": listing}, section="projects"
+    )
+
+
+def _project_for(request: HttpRequest, project_id: str) -> Project:
+    try:
+        return _with_usage(visible_projects(request.user)).get(pk=project_id)
+    except (Project.DoesNotExist, ValueError, ValidationError) as error:
+        raise Http404("No such project") from error
+
+
+def _detail_page(
+    request: HttpRequest,
+    project: Project,
+    quota_form: QuotaForm | None = None,
+    member_form: MemberForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    quota = getattr(project, "quota", None) or Quota(project=project)
+    members = list(
+        Membership.objects.filter(project=project)
+        .select_related("user", "user__profile")
+        .order_by("user__username")
+    )
+    return render_page(
+        request,
+        "dashboard/projects/detail.html",
+        {
+            "project": project,
+            "quota": quota,
+            "members": members,
+            "is_admin": is_admin(request.user),
+            "quota_form": quota_form
+            or QuotaForm(
+                initial={
+                    "security_groups": quota.security_groups,
+                    "security_group_rules": quota.security_group_rules,
+                }
+            ),
+            "member_form": member_form or MemberForm(),
+        },
+        section="projects",
+        status=status,
+    )
+
+
+@login_required
+def project_detail(request: HttpRequest, project_id: str) -> HttpResponse:
+    return _detail_page(request, _project_for(request, project_id))
+
+
+@login_required
+@require_POST
+def quota_update(request: HttpRequest, project_id: str) -> HttpResponse:
+    project = _project_for(request, project_id)
+    require_admin(request.user)
+    form = QuotaForm(request.POST)
+    form.is_valid()
+    values = {
+        key: (form.cleaned_data.get(key) or "").strip() or None
+        for key in ("security_groups", "security_group_rules")
+    }
+    try:
+        actions.set_quota(request.user, project, **values)
+    except ActionError as error:
+        if error.status_code == 403:
+            raise_for_access(error)
+        add_action_error(form, error)
+        return refused(
+            request,
+            form,
+            lambda status: _detail_page(request, project, quota_form=form, status=status),
+            status=error.status_code,
+        )
+    return done(request, reverse("dashboard:project", args=[project.pk]), "Quota saved.")
+
+
+@login_required
+@require_POST
+def member_add(request: HttpRequest, project_id: str) -> HttpResponse:
+    project = _project_for(request, project_id)
+    require_admin(request.user)
+    form = MemberForm(request.POST)
+    form.is_valid()
+    username = (form.cleaned_data.get("username") or "").strip()
+
+    def page(status: int = 200) -> HttpResponse:
+        return _detail_page(request, project, member_form=form, status=status)
+
+    user = get_user_model().objects.filter(username=username).first() if username else None
+    if user is None:
+        form.add_error(
+            "username", f"No user is called “{username}”." if username else "Give a username."
+        )
+        return refused(request, form, page)
+    try:
+        actions.add_member(request.user, project, user)
+    except ActionError as error:
+        raise_for_access(error)
+        add_action_error(form, error)
+        return refused(request, form, page, status=error.status_code)
+    return done(
+        request, reverse("dashboard:project", args=[project.pk]), f"{username} is now a member."
+    )
+
+
+@login_required
+@require_POST
+def member_remove(request: HttpRequest, project_id: str, user_id: int) -> HttpResponse:
+    project = _project_for(request, project_id)
+    require_admin(request.user)
+    url = reverse("dashboard:project", args=[project.pk])
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None:
+        return refused_message(request, url, "No such user.", 404)
+    try:
+        actions.remove_member(request.user, project, user)
+    except ActionError as error:
+        raise_for_access(error)
+        return refused_message(request, url, error.message, error.status_code)
+    return done(request, url, f"{user.get_username()} removed from {project.name}.")

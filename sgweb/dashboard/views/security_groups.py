@@ -1,0 +1,347 @@
+"""Security group pages: the list, a group with its rules, and the changes made from them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from sgweb.dashboard.access import (
+    can_change_project,
+    get_visible_or_404,
+    raise_for_access,
+    require_change,
+    scope,
+)
+from sgweb.dashboard.forms import NewSecurityGroupForm, RuleForm, SecurityGroupForm
+from sgweb.dashboard.listing import paginate, search_term, sorted_by
+from sgweb.dashboard.presentation import PROTOCOL_CHOICES, RULE_PRESETS
+from sgweb.dashboard.shell import build_shell, render_page
+from sgweb.dashboard.views.common import add_action_error, done, refused, refused_message
+from sgweb.networks.models import Port, PortSecurityGroup
+from sgweb.security import actions
+from sgweb.security.models import SecurityGroup, SecurityGroupRule
+from sgweb.tenancy import access as tenancy_access
+from sgweb.tenancy.errors import ActionError
+
+GROUP_SORTS = {
+    "name": "name",
+    "project": "project__name",
+    "rules": "rule_count",
+    "ports": "port_count",
+    "updated": "updated_at",
+}
+PORTS_SHOWN_ON_GROUP = 25
+
+
+def _count_of(model: Any, field: str) -> Subquery:
+    """A correlated COUNT, so two counts on one list do not multiply each other's joins."""
+    return Coalesce(
+        Subquery(
+            model.objects.filter(**{field: OuterRef("pk")})
+            .order_by()
+            .values(field)
+            .annotate(n=Count("pk"))
+            .values("n"),
+            output_field=IntegerField(),
+        ),
+        0,
+    )
+
+
+def _project_filter(request: HttpRequest, shell: Any) -> str:
+    wanted = request.GET.get("project", "")
+    if wanted:
+        return wanted
+    return str(shell.current_project.pk) if shell.current_project else ""
+
+
+@login_required
+def group_list(request: HttpRequest) -> HttpResponse:
+    shell = build_shell(request)
+    groups = scope(SecurityGroup.objects.select_related("project"), request.user)
+    project_id = _project_filter(request, shell)
+    if project_id:
+        groups = groups.filter(project_id=project_id) if _uuid_ok(project_id) else groups.none()
+    query = search_term(request)
+    if query:
+        groups = groups.filter(
+            Q(name__icontains=query) | Q(description__icontains=query) | _id_prefix(query)
+        )
+    groups = groups.annotate(
+        rule_count=_count_of(SecurityGroupRule, "security_group"),
+        port_count=_count_of(PortSecurityGroup, "security_group"),
+    )
+    groups, _ = sorted_by(request, groups, GROUP_SORTS, "project__name,name,pk")
+    listing = paginate(request, groups)
+    writable = set(tenancy_access.writable_projects(request.user).values_list("pk", flat=True))
+    return render_page(
+        request,
+        "dashboard/security_groups/list.html",
+        {
+            "listing": listing,
+            "project_id": project_id,
+            "can_create": bool(writable),
+        },
+        section="security_groups",
+        shell=shell,
+    )
+
+
+def _uuid_ok(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _id_prefix(query: str) -> Q:
+    """Admins paste ids or their first characters (chain names carry the first ten)."""
+    compact = query.replace("-", "").lower()
+    if 4 <= len(compact) <= 32 and all(c in "0123456789abcdef" for c in compact):
+        if len(compact) == 32:
+            return Q(pk=compact)
+        # A UUID column compares as text on both SQLite and PostgreSQL only through a cast;
+        # a range on the hex prefix keeps the primary-key index usable.
+        low = compact.ljust(32, "0")
+        high = compact.ljust(32, "f")
+        return Q(pk__gte=low, pk__lte=high)
+    return Q(pk__in=[])
+
+
+@login_required
+def group_new(request: HttpRequest) -> HttpResponse:
+    shell = build_shell(request)
+    projects = list(
+        tenancy_access.writable_projects(request.user).order_by("name").only("id", "name")
+    )
+    if not projects:
+        require_change(request.user, None)
+    form = NewSecurityGroupForm(request.POST or None)
+    initial_project = shell.current_project.pk if shell.current_project else projects[0].pk
+
+    def page(status: int = 200) -> HttpResponse:
+        return render_page(
+            request,
+            "dashboard/security_groups/new.html",
+            {"form": form, "projects": projects, "initial_project": str(initial_project)},
+            section="security_groups",
+            shell=shell,
+            status=status,
+        )
+
+    if request.method != "POST":
+        return page()
+    if not form.is_valid():
+        return refused(request, form, page)
+    project = next((p for p in projects if str(p.pk) == form.cleaned_data["project"]), None)
+    if project is None:
+        form.add_error("project", "Choose a project you may change.")
+        return refused(request, form, page)
+    try:
+        group = actions.create_security_group(
+            request.user,
+            project,
+            name=form.cleaned_data["name"],
+            description=form.cleaned_data["description"],
+        )
+    except ActionError as error:
+        raise_for_access(error)
+        add_action_error(form, error)
+        return refused(request, form, page, status=error.status_code)
+    return done(
+        request,
+        reverse("dashboard:security_group", args=[group.pk]),
+        f"Security group {group.name} created with Neutron's two allow-all egress rules.",
+    )
+
+
+def _group_for(request: HttpRequest, group_id: str) -> SecurityGroup:
+    return get_visible_or_404(
+        SecurityGroup.objects.select_related("project"), request.user, pk=group_id
+    )
+
+
+def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any]:
+    rules = list(
+        group.rules.select_related("remote_group").order_by(
+            "direction", "ethertype", "protocol", "port_range_min", "created_at", "pk"
+        )
+    )
+    ports_qs = scope(
+        Port.objects.filter(group_links__security_group=group), request.user
+    ).select_related("host", "network", "project")
+    port_total = ports_qs.count()
+    ports = list(
+        ports_qs.prefetch_related("fixed_ips").order_by("name", "pk")[:PORTS_SHOWN_ON_GROUP]
+    )
+    remote_choices = list(
+        SecurityGroup.objects.filter(project_id=group.project_id)
+        .order_by("name")
+        .only("id", "name")
+    )
+    referenced_by = list(
+        scope(SecurityGroup.objects, request.user)
+        .filter(rules__remote_group=group)
+        .exclude(pk=group.pk)
+        .distinct()
+        .only("id", "name")[:20]
+    )
+    return {
+        "group": group,
+        "rules": rules,
+        "ingress_count": sum(1 for rule in rules if rule.direction == "ingress"),
+        "egress_count": sum(1 for rule in rules if rule.direction == "egress"),
+        "ports": ports,
+        "port_total": port_total,
+        "remote_choices": remote_choices,
+        "referenced_by": referenced_by,
+        "can_change": can_change_project(request.user, group.project_id),
+        "presets": RULE_PRESETS,
+        "protocol_choices": PROTOCOL_CHOICES,
+    }
+
+
+@login_required
+def group_detail(request: HttpRequest, group_id: str) -> HttpResponse:
+    group = _group_for(request, group_id)
+    context = _detail_context(request, group)
+    context["rule_form"] = RuleForm(initial={"direction": "ingress", "ethertype": "IPv4"})
+    context["edit_form"] = SecurityGroupForm(
+        initial={"name": group.name, "description": group.description}
+    )
+    return render_page(
+        request, "dashboard/security_groups/detail.html", context, section="security_groups"
+    )
+
+
+@login_required
+@require_POST
+def rule_create(request: HttpRequest, group_id: str) -> HttpResponse:
+    group = _group_for(request, group_id)
+    require_change(request.user, group.project_id)
+    form = RuleForm(request.POST)
+    url = reverse("dashboard:security_group", args=[group.pk])
+
+    def page(status: int = 200) -> HttpResponse:
+        context = _detail_context(request, group)
+        context["rule_form"] = form
+        context["edit_form"] = SecurityGroupForm(
+            initial={"name": group.name, "description": group.description}
+        )
+        return render_page(
+            request,
+            "dashboard/security_groups/detail.html",
+            context,
+            section="security_groups",
+            status=status,
+        )
+
+    if not form.is_valid():
+        return refused(request, form, page)
+    created: list[SecurityGroupRule] = []
+    try:
+        # A preset that stands for several rules (DNS) adds all of them or none.
+        with transaction.atomic():
+            for fields in form.rule_fields():
+                created.append(actions.create_security_group_rule(request.user, group, **fields))
+    except ActionError as error:
+        if error.status_code == 403:
+            raise_for_access(error)
+        # A remote group that does not exist is the form's problem, not a missing page.
+        add_action_error(form, error)
+        return refused(request, form, page, status=error.status_code)
+    noun = "rule" if len(created) == 1 else f"{len(created)} rules"
+    return done(
+        request, f"{url}?added={','.join(str(r.pk) for r in created)}#rules", f"Added {noun}."
+    )
+
+
+@login_required
+@require_POST
+def rule_delete(request: HttpRequest, group_id: str, rule_id: str) -> HttpResponse:
+    group = _group_for(request, group_id)
+    rule = get_visible_or_404(
+        SecurityGroupRule.objects.filter(security_group=group), request.user, pk=rule_id
+    )
+    require_change(request.user, group.project_id)
+    url = reverse("dashboard:security_group", args=[group.pk])
+    try:
+        actions.delete_security_group_rule(request.user, rule)
+    except ActionError as error:
+        raise_for_access(error)
+        return refused_message(request, url, error.message, error.status_code)
+    return done(request, f"{url}#rules", "Rule deleted. Hosts using this group are being updated.")
+
+
+@login_required
+@require_POST
+def group_update(request: HttpRequest, group_id: str) -> HttpResponse:
+    group = _group_for(request, group_id)
+    require_change(request.user, group.project_id)
+    form = SecurityGroupForm(request.POST)
+    url = reverse("dashboard:security_group", args=[group.pk])
+
+    def page(status: int = 200) -> HttpResponse:
+        context = _detail_context(request, group)
+        context["rule_form"] = RuleForm(initial={"direction": "ingress", "ethertype": "IPv4"})
+        context["edit_form"] = form
+        context["editing"] = True
+        return render_page(
+            request,
+            "dashboard/security_groups/detail.html",
+            context,
+            section="security_groups",
+            status=status,
+        )
+
+    if not form.is_valid():
+        return refused(request, form, page)
+    try:
+        actions.update_security_group(
+            request.user,
+            group,
+            name=form.cleaned_data["name"],
+            description=form.cleaned_data["description"],
+        )
+    except ActionError as error:
+        raise_for_access(error)
+        add_action_error(form, error)
+        return refused(request, form, page, status=error.status_code)
+    return done(request, url, "Security group saved.")
+
+
+@login_required
+@require_POST
+def group_delete(request: HttpRequest, group_id: str) -> HttpResponse:
+    group = _group_for(request, group_id)
+    require_change(request.user, group.project_id)
+    try:
+        actions.delete_security_group(request.user, group)
+    except ActionError as error:
+        raise_for_access(error)
+        detail = "; ".join(m for ms in error.errors.values() for m in ms)
+        return refused_message(
+            request,
+            reverse("dashboard:security_group", args=[group.pk]),
+            f"{error.message} {detail}".strip(),
+            error.status_code,
+        )
+    return done(
+        request, reverse("dashboard:security_groups"), f"Security group {group.name} deleted."
+    )
+
+
+def visible_group_choices(request: HttpRequest, project_id: Any) -> list[SecurityGroup]:
+    """Groups a port of `project_id` can use: the project's own."""
+    return list(
+        SecurityGroup.objects.filter(project_id=project_id).order_by("name").only("id", "name")
+    )
