@@ -16,7 +16,14 @@ from dataclasses import asdict
 from typing import Any, TextIO
 
 from sgweb.firewall.explain import Explanation, explain
-from sgweb.firewall.ir import Origin, Rule
+from sgweb.firewall.ir import (
+    ORIGIN_CONNTRACK_ZONE,
+    ORIGIN_JUMP,
+    ORIGIN_NOTRACK,
+    ORIGIN_PORT_SECURITY_OFF,
+    Origin,
+    Rule,
+)
 from sgweb.firewall.model import HostState, Port
 from sgweb.firewall.render import render_rule
 from sgweb.firewall.tracer import (
@@ -31,6 +38,10 @@ from sgweb.firewall.tracer import (
     trace,
 )
 
+_PORT_NAMED_KINDS = frozenset(
+    {ORIGIN_JUMP, ORIGIN_PORT_SECURITY_OFF, ORIGIN_CONNTRACK_ZONE, ORIGIN_NOTRACK}
+)
+
 
 def rule_text(rule: Rule) -> str:
     """The rule the way iptables-save prints it, from the compiler's renderer."""
@@ -38,17 +49,19 @@ def rule_text(rule: Rule) -> str:
 
 
 def origin_text(origin: Origin, state: HostState | None = None) -> str:
+    """What a rule is for, briefly: the per-port chain header already names the port, so the
+    port is only spelled out on the plumbing that leads there."""
     words = [origin.kind]
-    if origin.port_id:
-        port = _port(state, origin.port_id) if state is not None else None
+    if origin.port_id and origin.kind in _PORT_NAMED_KINDS:
+        port = _port(state, origin.port_id)
         words.append(f"port {port.name if port is not None and port.name else origin.port_id}")
     if origin.direction:
         words.append(origin.direction)
-    if origin.rule_id:
-        words.append(f"rule {origin.rule_id}")
     if origin.group_id:
         group = state.group(origin.group_id) if state is not None else None
         words.append(f"group {group.name if group is not None and group.name else origin.group_id}")
+    if origin.rule_id:
+        words.append(f"rule {origin.rule_id}")
     if origin.member:
         words.append(f"member {origin.member}")
     return " ".join(words)
@@ -162,7 +175,7 @@ def register(subparsers: Any) -> None:
         "why it is allowed or dropped, in security-group terms.",
     )
     add_arguments(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(handler=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

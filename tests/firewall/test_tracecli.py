@@ -1,0 +1,204 @@
+"""The `trace` command: text walk and --json, through the real `python -m sgweb.firewall` parser
+and through a bare argparse parser (register must work on any subparsers)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from sgweb.firewall.__main__ import main as firewall_main
+from sgweb.firewall.tracecli import register
+
+WEB_ID = "11111111-aaaa-4bbb-8ccc-000000000001"
+PORT_ID = "aaaaaaaa-1111-4222-8333-444444444444"
+OTHER_ID = "bbbbbbbb-1111-4222-8333-444444444444"
+SCENARIO = {
+    "security_groups": [
+        {
+            "id": WEB_ID,
+            "name": "web",
+            "rules": [
+                {
+                    "id": "r-ssh",
+                    "direction": "ingress",
+                    "ethertype": "IPv4",
+                    "protocol": "tcp",
+                    "port_range_min": 22,
+                    "port_range_max": 22,
+                    "remote_ip_prefix": "198.51.100.0/24",
+                    "remote_group_id": None,
+                },
+            ],
+        },
+    ],
+    "ports": [
+        {
+            "id": PORT_ID,
+            "host": "compute1",
+            "mac_address": "fa:16:3e:00:00:10",
+            "fixed_ips": ["192.0.2.10"],
+            "dhcp_servers": ["192.0.2.2"],
+            "security_groups": [WEB_ID],
+        },
+        {
+            "id": OTHER_ID,
+            "host": "compute2",
+            "mac_address": "fa:16:3e:00:00:20",
+            "fixed_ips": ["192.0.2.20"],
+            "security_groups": [WEB_ID],
+        },
+    ],
+}
+
+
+@pytest.fixture
+def scenario(tmp_path: Path) -> str:
+    path = tmp_path / "scenario.json"
+    path.write_text(json.dumps(SCENARIO))
+    return str(path)
+
+
+def test_text_output_walks_the_chains_and_ends_with_verdict_and_sentence(scenario, capsys):
+    code = firewall_main(
+        [
+            "trace",
+            scenario,
+            "--host",
+            "compute1",
+            "--src",
+            "198.51.100.7",
+            "--to-port",
+            PORT_ID,
+            "--protocol",
+            "tcp",
+            "--dport",
+            "22",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "filter:neutron-openvswi-iaaaaaaaa-1" in out
+    assert "match -A neutron-openvswi-iaaaaaaaa-1 -s 198.51.100.0/24 -p tcp" in out
+    lines = out.strip().splitlines()
+    assert lines[-2] == "verdict: ACCEPT"
+    assert lines[-1] == (
+        "why: allowed at port " + PORT_ID + " ingress by rule r-ssh (tcp/22 from "
+        "198.51.100.0/24) of group web"
+    )
+
+
+def test_json_output_has_the_contract_keys(scenario, capsys):
+    code = firewall_main(
+        [
+            "trace",
+            scenario,
+            "--host",
+            "compute1",
+            "--src",
+            "203.0.113.5",
+            "--to-port",
+            PORT_ID,
+            "-p",
+            "6",
+            "--dport",
+            "22",
+            "--json",
+        ]
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert {"verdict", "explanation", "reason", "path", "matched"} <= set(data)
+    assert data["verdict"] == "DROP" and data["reason"] == "default-drop"
+    assert data["details"]["nearest_rule_id"] == "r-ssh"
+    assert data["matched"][-1]["chain"] == "neutron-openvswi-sg-fallback"
+    assert all(step["table"] in ("raw", "filter") for step in data["path"])
+
+
+def test_from_port_fills_source_address_mac_and_tap(scenario, capsys):
+    firewall_main(
+        [
+            "trace",
+            scenario,
+            "--host",
+            "compute1",
+            "--from-port",
+            PORT_ID,
+            "--dst",
+            "198.51.100.1",
+            "-p",
+            "udp",
+            "--sport",
+            "67",
+            "--dport",
+            "68",
+            "--json",
+        ]
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert data["packet"]["src"] == "192.0.2.10"
+    assert data["packet"]["src_mac"] == "fa:16:3e:00:00:10"
+    assert data["packet"]["physdev_in"] == "tapaaaaaaaa-11"
+    assert data["reason"] == "dhcp-server"
+
+
+def test_spoofed_source_via_physdev_in_is_explained(scenario, capsys):
+    firewall_main(
+        [
+            "trace",
+            scenario,
+            "--host",
+            "compute1",
+            "--physdev-in",
+            "tapaaaaaaaa-11",
+            "--physdev-out",
+            "qvbaaaaaaaa-11",
+            "--src",
+            "192.0.2.99",
+            "--dst",
+            "198.51.100.1",
+            "-p",
+            "tcp",
+            "--dport",
+            "80",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert (
+        "by anti-spoofing: source 192.0.2.99 is not one of the port's addresses (192.0.2.10)" in out
+    )
+
+
+def test_register_works_on_a_plain_argparse_parser(scenario):
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(
+        [
+            "trace",
+            scenario,
+            "--host",
+            "compute1",
+            "--src",
+            "198.51.100.7",
+            "--to-port",
+            PORT_ID,
+            "-p",
+            "icmp",
+            "--state",
+            "established",
+        ]
+    )
+    out = io.StringIO()
+    assert args.handler(args, out) == 0
+    assert "as part of an established connection" in out.getvalue()
+
+
+def test_a_port_of_another_host_is_refused_with_a_message(scenario, capsys):
+    code = firewall_main(
+        ["trace", scenario, "--host", "compute1", "--to-port", OTHER_ID, "--src", "198.51.100.7"]
+    )
+    assert code == 2
+    assert "no such port on this host" in capsys.readouterr().err
