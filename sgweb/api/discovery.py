@@ -1,0 +1,120 @@
+"""The version document, the v2.0 resource index and the extension list."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from sgweb.api.errors import json_error
+
+# (alias, name, description): the Neutron extensions whose behaviour we implement.
+EXTENSIONS = (
+    ("security-group", "security-group", "The security groups extension."),
+    ("port-security", "Port Security", "Provides port security."),
+    ("binding", "Port Binding", "Expose port bindings of a virtual port to external application."),
+    ("allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs."),
+    ("standard-attr-revisions", "Resource revision numbers", "Revision number per resource."),
+    ("standard-attr-timestamp", "Resource timestamps", "created_at and updated_at fields."),
+    ("standard-attr-description", "standard-attr-description", "description on resources."),
+    ("project-id", "project_id field enabled", "project_id beside tenant_id."),
+    ("quotas", "Quota management support", "Expose functions for quotas management."),
+    ("quota_details", "Quota details management support", "Quota usage details."),
+    ("stateful-security-group", "Stateful security group", "Stateless security groups."),
+    ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
+    ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
+    ("fields", "Fields", "fields= on show and list."),
+    ("filter-validation", "Filter parameters validation", "Filter parameters are validated."),
+    ("security-groups-shared-filtering", "Security group filtering on the shared field", ""),
+)
+EXTENSION_UPDATED = "2024-01-01T00:00:00-00:00"
+
+RESOURCES = (
+    ("security_group", "security_groups", "security-groups"),
+    ("security_group_rule", "security_group_rules", "security-group-rules"),
+    ("network", "networks", "networks"),
+    ("subnet", "subnets", "subnets"),
+    ("port", "ports", "ports"),
+    ("quota", "quotas", "quotas"),
+)
+
+
+def _root(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/networking/").rstrip("/")
+
+
+class VersionsView(APIView):
+    """GET /networking/ : what keystoneauth's version discovery reads."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "versions": [
+                    {
+                        "id": "v2.0",
+                        "status": "CURRENT",
+                        "links": [{"href": f"{_root(request)}/v2.0/", "rel": "self"}],
+                    }
+                ]
+            }
+        )
+
+
+class IndexView(APIView):
+    """GET /networking/v2.0 : the resources of this API version."""
+
+    def get(self, request: Request) -> Response:
+        root = _root(request)
+        return Response(
+            {
+                "resources": [
+                    {
+                        "name": singular,
+                        "collection": plural,
+                        "links": [{"href": f"{root}/v2.0/{path}", "rel": "self"}],
+                    }
+                    for singular, plural, path in RESOURCES
+                ]
+            }
+        )
+
+
+def _extension(alias: str, name: str, description: str) -> dict:
+    return {
+        "alias": alias,
+        "name": name,
+        "description": description,
+        "updated": EXTENSION_UPDATED,
+        "links": [],
+    }
+
+
+class ExtensionsView(APIView):
+    def get(self, request: Request) -> Response:
+        return Response({"extensions": [_extension(*item) for item in EXTENSIONS]})
+
+
+class ExtensionView(APIView):
+    def get(self, request: Request, alias: str) -> Response:
+        for item in EXTENSIONS:
+            if item[0] == alias:
+                return Response({"extension": _extension(*item)})
+        return Response(
+            {
+                "NeutronError": {
+                    "type": "HTTPNotFound",
+                    "message": f"Extension with alias {alias} does not exist",
+                    "detail": "",
+                }
+            },
+            status=404,
+        )
+
+
+def not_found(request: HttpRequest, rest: str = "") -> JsonResponse:
+    return json_error(404, "The resource could not be found.", "HTTPNotFound")

@@ -1,0 +1,143 @@
+"""A Neutron API resource: how to scope, filter, show, create, change and delete it.
+
+Each app describes its resources by subclassing `Resource` (in its `api/` package); the
+generic views in `sgweb.api.views` do the HTTP part the same way for all of them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, ClassVar
+
+from django.db.models import Model, QuerySet
+from rest_framework.request import Request
+
+from sgweb.api.query import Filter
+from sgweb.tenancy.access import can_see_project, is_admin, member_project_ids, scope
+from sgweb.tenancy.errors import Invalid, NotFound, PermissionDenied
+from sgweb.tenancy.models import Project
+
+# Fields a client may send back unchanged (e.g. a whole GET body) without being refused.
+STANDARD_READ_ONLY = frozenset(
+    {"id", "tenant_id", "project_id", "created_at", "updated_at", "revision_number", "tags"}
+)
+
+
+class Resource:
+    singular: ClassVar[str]
+    plural: ClassVar[str]
+    path: ClassVar[str]
+    not_found_type: ClassVar[str]
+    not_found_message: ClassVar[str]  # formatted with id=
+    filters: ClassVar[dict[str, Filter]] = {}
+    sortable: ClassVar[dict[str, str]] = {}
+    # Fields accepted in a create body (Neutron name -> action keyword) besides the project.
+    create_fields: ClassVar[dict[str, str]] = {}
+    update_fields: ClassVar[dict[str, str]] = {}
+    read_only: ClassVar[frozenset[str]] = STANDARD_READ_ONLY
+
+    # --- reading ---
+
+    def queryset(self, request: Request) -> QuerySet:
+        raise NotImplementedError
+
+    def scoped(self, request: Request, queryset: QuerySet, field: str = "project") -> QuerySet:
+        return scope(request.user, queryset, field)
+
+    def to_dict(self, obj: Model) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def before_list(self, request: Request) -> None:
+        """A hook run before listing (security groups create missing default groups)."""
+
+    def not_found(self, object_id: object) -> NotFound:
+        return NotFound(
+            self.not_found_message.format(id=object_id), neutron_type=self.not_found_type
+        )
+
+    def get_object(self, request: Request, object_id: str) -> Model:
+        try:
+            key = uuid.UUID(object_id)
+        except ValueError:
+            raise self.not_found(object_id) from None
+        obj = self.queryset(request).filter(pk=key).first()
+        if obj is None:
+            raise self.not_found(object_id)
+        return obj
+
+    # --- writing ---
+
+    def create(self, request: Request, body: dict[str, Any]) -> Model:
+        raise PermissionDenied(f"Creating {self.plural} is not supported.")
+
+    def update(self, request: Request, obj: Model, body: dict[str, Any]) -> Model:
+        raise PermissionDenied(f"Updating {self.plural} is not supported.")
+
+    def delete(self, request: Request, obj: Model) -> None:
+        raise PermissionDenied(f"Deleting {self.plural} is not supported.")
+
+    # --- helpers for subclasses ---
+
+    def map_fields(
+        self,
+        body: dict[str, Any],
+        allowed: dict[str, str],
+        *,
+        current: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Neutron body -> action keywords; refuses unknown and changed read-only attributes."""
+        values: dict[str, Any] = {}
+        unknown: list[str] = []
+        for key, value in body.items():
+            if key in allowed:
+                values[allowed[key]] = value
+            elif key in self.read_only:
+                if current is not None and key in current and current[key] != value:
+                    raise Invalid(
+                        f"Invalid input for operation: Cannot update read-only attribute {key}"
+                    )
+            else:
+                unknown.append(key)
+        if unknown:
+            raise Invalid(f"Unrecognized attribute(s) '{', '.join(sorted(unknown))}'")
+        return values
+
+
+def project_for_create(request: Request, body: dict[str, Any]) -> Project:
+    """The project a new object goes into: `project_id`/`tenant_id` from the body, else the
+    caller's only project. Only admins may name a project they are not a member of."""
+    user = request.user
+    given = body.get("project_id") or body.get("tenant_id")
+    both = body.get("project_id") and body.get("tenant_id")
+    if both and _as_uuid(body["project_id"]) != _as_uuid(body["tenant_id"]):
+        raise Invalid("Invalid input for operation: 'project_id' and 'tenant_id' do not match")
+    if given:
+        project_id = _as_uuid(given)
+        project = Project.objects.filter(pk=project_id).first() if project_id else None
+        if project is None or not can_see_project(user, project.id):
+            raise NotFound(f"Project {given} could not be found.", neutron_type="ProjectNotFound")
+        if project.id not in member_project_ids(user) and not is_admin(user):
+            raise PermissionDenied(
+                "Specifying 'project_id' or 'tenant_id' other than the authenticated project in "
+                "request requires admin privileges",
+                neutron_type="HTTPForbidden",
+            )
+        return project
+    memberships = sorted(member_project_ids(user))
+    if len(memberships) == 1:
+        return Project.objects.get(pk=memberships[0])
+    if not memberships:
+        raise Invalid(
+            "Invalid input for operation: you belong to no project; pass project_id "
+            "(admins may create objects in any project)."
+        )
+    raise Invalid(
+        "Invalid input for operation: you belong to several projects; say which with project_id."
+    )
+
+
+def _as_uuid(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

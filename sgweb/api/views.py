@@ -1,0 +1,105 @@
+"""The generic HTTP side of every Neutron resource: envelopes, status codes, pagination links."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.http import HttpResponse
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from sgweb.api.query import apply_filters, paginate, parse_list_query, select_fields
+from sgweb.api.resource import Resource
+from sgweb.tenancy.errors import Invalid
+
+
+def _body(request: Request, key: str) -> dict[str, Any]:
+    data = request.data
+    if not isinstance(data, dict) or not data:
+        raise Invalid("Resource body required")
+    if key not in data or not isinstance(data[key], dict):
+        raise Invalid(f"Unable to find '{key}' in request body")
+    return data[key]
+
+
+def _base_url(request: Request, resource: Resource) -> str:
+    return request.build_absolute_uri(request.path)
+
+
+def _links(
+    request: Request, resource: Resource, rows: list[Any], has_next: bool, has_previous: bool
+) -> list[dict[str, str]]:
+    links = []
+    params = [
+        (key, value)
+        for key in request.query_params
+        if key not in ("marker", "page_reverse")
+        for value in request.query_params.getlist(key)
+    ]
+    if "limit" not in request.query_params:
+        params.append(("limit", str(settings.API_DEFAULT_PAGE_SIZE)))
+    base = _base_url(request, resource)
+    if rows and has_next:
+        links.append(
+            {"rel": "next", "href": f"{base}?{urlencode([*params, ('marker', str(rows[-1].pk))])}"}
+        )
+    if rows and has_previous:
+        previous = [*params, ("marker", str(rows[0].pk)), ("page_reverse", "True")]
+        links.append({"rel": "previous", "href": f"{base}?{urlencode(previous)}"})
+    return links
+
+
+class CollectionView(APIView):
+    resource: Resource = None  # type: ignore[assignment]
+
+    def get(self, request: Request) -> Response:
+        resource = self.resource
+        query = parse_list_query(
+            request.query_params,
+            default_limit=settings.API_DEFAULT_PAGE_SIZE,
+            max_limit=settings.API_MAX_PAGE_SIZE,
+        )
+        resource.before_list(request)
+        queryset = apply_filters(resource.queryset(request), query.filters, resource.filters)
+        rows, has_next, has_previous = paginate(queryset, query, resource.sortable)
+        body: dict[str, Any] = {
+            resource.plural: [select_fields(resource.to_dict(row), query.fields) for row in rows]
+        }
+        links = _links(request, resource, rows, has_next, has_previous)
+        if links:
+            body[f"{resource.plural}_links"] = links
+        return Response(body)
+
+    def post(self, request: Request) -> Response:
+        resource = self.resource
+        obj = resource.create(request, _body(request, resource.singular))
+        fresh = resource.get_object(request, str(obj.pk))
+        return Response({resource.singular: resource.to_dict(fresh)}, status=201)
+
+
+class MemberView(APIView):
+    resource: Resource = None  # type: ignore[assignment]
+
+    def get(self, request: Request, object_id: str) -> Response:
+        resource = self.resource
+        obj = resource.get_object(request, object_id)
+        fields = [
+            part for value in request.query_params.getlist("fields") for part in value.split(",")
+        ]
+        return Response({resource.singular: select_fields(resource.to_dict(obj), fields)})
+
+    def put(self, request: Request, object_id: str) -> Response:
+        resource = self.resource
+        obj = resource.get_object(request, object_id)
+        updated = resource.update(request, obj, _body(request, resource.singular))
+        fresh = resource.get_object(request, str(updated.pk))
+        return Response({resource.singular: resource.to_dict(fresh)})
+
+    def delete(self, request: Request, object_id: str) -> HttpResponse:
+        resource = self.resource
+        obj = resource.get_object(request, object_id)
+        resource.delete(request, obj)
+        return HttpResponse(status=204)

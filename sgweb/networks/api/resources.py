@@ -1,0 +1,288 @@
+"""Networks, subnets and ports in the Neutron API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Q, QuerySet
+from rest_framework.request import Request
+
+from sgweb.api.query import Filter, as_bool, as_int, as_uuid
+from sgweb.api.resource import Resource, project_for_create
+from sgweb.networks import actions
+from sgweb.networks.models import Network, Port, Subnet
+from sgweb.networks.representation import network_to_dict, port_to_dict, subnet_to_dict
+from sgweb.tenancy.access import can_change_project, role_of, sees_all_projects
+from sgweb.tenancy.errors import Invalid
+
+PROJECT_FILTERS = {
+    "tenant_id": Filter("project_id", as_uuid),
+    "project_id": Filter("project_id", as_uuid),
+    "revision_number": Filter("revision_number", as_int),
+    "description": Filter("description"),
+    "id": Filter("id", as_uuid),
+    "name": Filter("name"),
+}
+STANDARD_SORTS = {
+    "id": "id",
+    "name": "name",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "tenant_id": "project_id",
+    "project_id": "project_id",
+    "revision_number": "revision_number",
+}
+
+
+def _fixed_ips_filter(values: list[str]) -> Q:
+    """Neutron's `fixed_ips=ip_address=192.0.2.5` / `fixed_ips=subnet_id=<id>` syntax."""
+    condition = Q()
+    for value in values:
+        key, _, wanted = value.partition("=")
+        if key == "ip_address":
+            condition &= Q(fixed_ips__ip_address=wanted)
+        elif key == "ip_address_substr":
+            condition &= Q(fixed_ips__ip_address__contains=wanted)
+        elif key == "subnet_id":
+            condition &= Q(fixed_ips__subnet_id=wanted)
+        else:
+            raise Invalid(f"Invalid input for operation: unknown fixed_ips filter {key}.")
+    return condition
+
+
+def _groups_filter(values: list[str]) -> Q:
+    try:
+        return Q(group_links__security_group_id__in=[str(as_uuid(v)) for v in values])
+    except Exception:
+        return Q(pk__in=[])
+
+
+class Networks(Resource):
+    singular = "network"
+    plural = "networks"
+    path = "networks"
+    not_found_type = "NetworkNotFound"
+    not_found_message = "Network {id} could not be found."
+    filters = {
+        **PROJECT_FILTERS,
+        "admin_state_up": Filter("admin_state_up", as_bool),
+        "shared": Filter("shared", as_bool),
+    }
+    sortable = STANDARD_SORTS
+    create_fields = {
+        "name": "name",
+        "description": "description",
+        "admin_state_up": "admin_state_up",
+        "shared": "shared",
+    }
+    read_only = Resource.read_only | {
+        "status",
+        "subnets",
+        "mtu",
+        "port_security_enabled",
+        "router:external",
+        "availability_zones",
+        "availability_zone_hints",
+        "ipv4_address_scope",
+        "ipv6_address_scope",
+        "is_default",
+    }
+
+    def queryset(self, request: Request) -> QuerySet:
+        networks = Network.objects.all()
+        if not sees_all_projects(request.user) and role_of(request.user):
+            # Shared networks are visible to every project, as in Neutron.
+            networks = networks.filter(
+                Q(pk__in=self.scoped(request, Network.objects.all()).values("pk")) | Q(shared=True)
+            )
+        else:
+            networks = self.scoped(request, networks)
+        return networks.prefetch_related("subnets")
+
+    def to_dict(self, obj: Network) -> dict[str, Any]:
+        return network_to_dict(obj)
+
+    def create(self, request: Request, body: dict[str, Any]) -> Network:
+        project = project_for_create(request, body)
+        return actions.create_network(
+            request.user, project, **self.map_fields(body, self.create_fields)
+        )
+
+    def update(self, request: Request, obj: Network, body: dict[str, Any]) -> Network:
+        values = self.map_fields(body, self.create_fields, current=self.to_dict(obj))
+        return actions.update_network(request.user, obj, **values)
+
+    def delete(self, request: Request, obj: Network) -> None:
+        actions.delete_network(request.user, obj)
+
+
+class Subnets(Resource):
+    singular = "subnet"
+    plural = "subnets"
+    path = "subnets"
+    not_found_type = "SubnetNotFound"
+    not_found_message = "Subnet {id} could not be found."
+    filters = {
+        **PROJECT_FILTERS,
+        "network_id": Filter("network_id", as_uuid),
+        "ip_version": Filter("ip_version", as_int),
+        "cidr": Filter("cidr"),
+        "gateway_ip": Filter("gateway_ip"),
+        "enable_dhcp": Filter("enable_dhcp", as_bool),
+    }
+    sortable = {**STANDARD_SORTS, "cidr": "cidr", "ip_version": "ip_version"}
+    create_fields = {
+        "name": "name",
+        "description": "description",
+        "cidr": "cidr",
+        "ip_version": "ip_version",
+        "gateway_ip": "gateway_ip",
+        "enable_dhcp": "enable_dhcp",
+        "dhcp_servers": "dhcp_servers",
+        "allocation_pools": "allocation_pools",
+    }
+    update_fields = {
+        "name": "name",
+        "description": "description",
+        "gateway_ip": "gateway_ip",
+        "enable_dhcp": "enable_dhcp",
+        "dhcp_servers": "dhcp_servers",
+    }
+    read_only = Resource.read_only | {
+        "network_id",
+        "dns_nameservers",
+        "host_routes",
+        "ipv6_ra_mode",
+        "ipv6_address_mode",
+        "subnetpool_id",
+        "service_types",
+        "cidr",
+        "ip_version",
+        "allocation_pools",
+    }
+
+    def queryset(self, request: Request) -> QuerySet:
+        subnets = Subnet.objects.all()
+        if not sees_all_projects(request.user) and role_of(request.user):
+            subnets = subnets.filter(
+                Q(pk__in=self.scoped(request, Subnet.objects.all()).values("pk"))
+                | Q(network__shared=True)
+            )
+        else:
+            subnets = self.scoped(request, subnets)
+        return subnets
+
+    def to_dict(self, obj: Subnet) -> dict[str, Any]:
+        return subnet_to_dict(obj)
+
+    def create(self, request: Request, body: dict[str, Any]) -> Subnet:
+        network = _network_for(request, body)
+        fields = {
+            k: v for k, v in body.items() if k not in ("network_id", "tenant_id", "project_id")
+        }
+        values = self.map_fields(fields, self.create_fields)
+        if "cidr" not in values:
+            raise Invalid(
+                "Invalid input for operation: cidr is required.",
+                errors={"cidr": ["This field is required."]},
+            )
+        return actions.create_subnet(request.user, network, **values)
+
+    def update(self, request: Request, obj: Subnet, body: dict[str, Any]) -> Subnet:
+        values = self.map_fields(body, self.update_fields, current=self.to_dict(obj))
+        return actions.update_subnet(request.user, obj, **values)
+
+    def delete(self, request: Request, obj: Subnet) -> None:
+        actions.delete_subnet(request.user, obj)
+
+
+def _network_for(request: Request, body: dict[str, Any]) -> Network:
+    network_id = body.get("network_id")
+    if not network_id:
+        raise Invalid(
+            "Invalid input for operation: network_id is required.",
+            errors={"network_id": ["This field is required."]},
+        )
+    return Networks().get_object(request, str(network_id))
+
+
+class Ports(Resource):
+    singular = "port"
+    plural = "ports"
+    path = "ports"
+    not_found_type = "PortNotFound"
+    not_found_message = "Port {id} could not be found."
+    filters = {
+        **PROJECT_FILTERS,
+        "network_id": Filter("network_id", as_uuid),
+        "mac_address": Filter("mac_address"),
+        "device_id": Filter("device_id"),
+        "device_owner": Filter("device_owner"),
+        "admin_state_up": Filter("admin_state_up", as_bool),
+        "port_security_enabled": Filter("port_security_enabled", as_bool),
+        "binding:host_id": Filter("host__name"),
+        "security_groups": Filter("", build=_groups_filter),
+        "fixed_ips": Filter("", build=_fixed_ips_filter),
+    }
+    sortable = {**STANDARD_SORTS, "mac_address": "mac_address", "network_id": "network_id"}
+    create_fields = {
+        "name": "name",
+        "description": "description",
+        "mac_address": "mac_address",
+        "fixed_ips": "fixed_ips",
+        "security_groups": "security_groups",
+        "port_security_enabled": "port_security_enabled",
+        "allowed_address_pairs": "allowed_address_pairs",
+        "binding:host_id": "host",
+        "device_owner": "device_owner",
+        "device_id": "device_id",
+        "admin_state_up": "admin_state_up",
+    }
+    update_fields = {key: value for key, value in create_fields.items() if key != "mac_address"}
+    read_only = Resource.read_only | {
+        "network_id",
+        "mac_address",
+        "status",
+        "device",
+        "binding:vif_type",
+        "binding:vif_details",
+        "binding:vnic_type",
+        "binding:profile",
+        "extra_dhcp_opts",
+    }
+
+    def queryset(self, request: Request) -> QuerySet:
+        return (
+            self.scoped(request, Port.objects.all())
+            .select_related("host")
+            .prefetch_related("fixed_ips", "allowed_address_pairs", "group_links")
+            .distinct()
+        )
+
+    def to_dict(self, obj: Port) -> dict[str, Any]:
+        return port_to_dict(obj)
+
+    def create(self, request: Request, body: dict[str, Any]) -> Port:
+        network = _network_for(request, body)
+        if body.get("project_id") or body.get("tenant_id"):
+            project = project_for_create(request, body)
+        elif can_change_project(request.user, network.project_id):
+            project = network.project
+        else:
+            project = project_for_create(request, body)
+        fields = {
+            k: v for k, v in body.items() if k not in ("network_id", "tenant_id", "project_id")
+        }
+        # Neutron's defaults a client may spell out.
+        for key, neutral in (("binding:vnic_type", "normal"), ("binding:profile", {})):
+            if fields.get(key) in (neutral, None):
+                fields.pop(key, None)
+        values = self.map_fields(fields, self.create_fields)
+        return actions.create_port(request.user, project, network, **values)
+
+    def update(self, request: Request, obj: Port, body: dict[str, Any]) -> Port:
+        values = self.map_fields(body, self.update_fields, current=self.to_dict(obj))
+        return actions.update_port(request.user, obj, **values)
+
+    def delete(self, request: Request, obj: Port) -> None:
+        actions.delete_port(request.user, obj)

@@ -1,0 +1,154 @@
+"""Security groups and rules in the Neutron API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Prefetch, QuerySet
+from rest_framework.request import Request
+
+from sgweb.api.query import Filter, as_bool, as_int, as_nullable_text, as_uuid
+from sgweb.api.resource import Resource, project_for_create
+from sgweb.security import actions
+from sgweb.security.models import SecurityGroup, SecurityGroupRule
+from sgweb.security.representation import group_to_dict, rule_to_dict
+from sgweb.tenancy.access import member_project_ids, role_of
+from sgweb.tenancy.choices import Role
+from sgweb.tenancy.errors import Invalid
+
+PROJECT_FILTERS = {
+    "tenant_id": Filter("project_id", as_uuid),
+    "project_id": Filter("project_id", as_uuid),
+    "revision_number": Filter("revision_number", as_int),
+    "description": Filter("description"),
+}
+
+
+class SecurityGroups(Resource):
+    singular = "security_group"
+    plural = "security_groups"
+    path = "security-groups"
+    not_found_type = "SecurityGroupNotFound"
+    not_found_message = "Security group {id} does not exist"
+    filters = {
+        **PROJECT_FILTERS,
+        "id": Filter("id", as_uuid),
+        "name": Filter("name"),
+        "stateful": Filter("stateful", as_bool),
+    }
+    sortable = {
+        "id": "id",
+        "name": "name",
+        "created_at": "created_at",
+        "updated_at": "updated_at",
+        "tenant_id": "project_id",
+        "project_id": "project_id",
+        "revision_number": "revision_number",
+    }
+    create_fields = {"name": "name", "description": "description", "stateful": "stateful"}
+    update_fields = create_fields
+    read_only = Resource.read_only | {"security_group_rules", "shared"}
+
+    def queryset(self, request: Request) -> QuerySet:
+        rules = SecurityGroupRule.objects.order_by("created_at", "id")
+        return self.scoped(request, SecurityGroup.objects.all()).prefetch_related(
+            Prefetch("rules", queryset=rules)
+        )
+
+    def to_dict(self, obj: SecurityGroup) -> dict[str, Any]:
+        return group_to_dict(obj)
+
+    def before_list(self, request: Request) -> None:
+        # Neutron creates a project's default group the first time its members look.
+        if role_of(request.user) == Role.MEMBER:
+            actions.ensure_default_groups(member_project_ids(request.user))
+
+    def create(self, request: Request, body: dict[str, Any]) -> SecurityGroup:
+        project = project_for_create(request, body)
+        values = self.map_fields(body, self.create_fields)
+        if "name" not in values:
+            values["name"] = ""
+        return actions.create_security_group(request.user, project, **values)
+
+    def update(self, request: Request, obj: SecurityGroup, body: dict[str, Any]) -> SecurityGroup:
+        values = self.map_fields(body, self.update_fields, current=self.to_dict(obj))
+        return actions.update_security_group(request.user, obj, **values)
+
+    def delete(self, request: Request, obj: SecurityGroup) -> None:
+        actions.delete_security_group(request.user, obj)
+
+
+class SecurityGroupRules(Resource):
+    singular = "security_group_rule"
+    plural = "security_group_rules"
+    path = "security-group-rules"
+    not_found_type = "SecurityGroupRuleNotFound"
+    not_found_message = "Security group rule {id} does not exist"
+    filters = {
+        **PROJECT_FILTERS,
+        "id": Filter("id", as_uuid),
+        "security_group_id": Filter("security_group_id", as_uuid),
+        "direction": Filter("direction"),
+        "ethertype": Filter("ethertype"),
+        "protocol": Filter("protocol", as_nullable_text),
+        "port_range_min": Filter("port_range_min", as_int),
+        "port_range_max": Filter("port_range_max", as_int),
+        "remote_ip_prefix": Filter("remote_ip_prefix", as_nullable_text),
+        "normalized_cidr": Filter("normalized_cidr", as_nullable_text),
+        "remote_group_id": Filter("remote_group_id", as_uuid),
+    }
+    sortable = {
+        "id": "id",
+        "direction": "direction",
+        "ethertype": "ethertype",
+        "protocol": "protocol",
+        "port_range_min": "port_range_min",
+        "port_range_max": "port_range_max",
+        "security_group_id": "security_group_id",
+        "created_at": "created_at",
+        "tenant_id": "project_id",
+        "project_id": "project_id",
+    }
+    create_fields = {
+        "direction": "direction",
+        "ethertype": "ethertype",
+        "protocol": "protocol",
+        "port_range_min": "port_range_min",
+        "port_range_max": "port_range_max",
+        "remote_ip_prefix": "remote_ip_prefix",
+        "remote_group_id": "remote_group_id",
+        "description": "description",
+    }
+    read_only = Resource.read_only | {
+        "security_group_id",
+        "normalized_cidr",
+        "remote_address_group_id",
+        "belongs_to_default_sg",
+    }
+
+    def queryset(self, request: Request) -> QuerySet:
+        return self.scoped(request, SecurityGroupRule.objects.all())
+
+    def to_dict(self, obj: SecurityGroupRule) -> dict[str, Any]:
+        return rule_to_dict(obj)
+
+    def create(self, request: Request, body: dict[str, Any]) -> SecurityGroupRule:
+        group_id = body.get("security_group_id")
+        if not group_id:
+            raise Invalid(
+                "Invalid input for operation: security_group_id is required.",
+                errors={"security_group_id": ["This field is required."]},
+            )
+        group = SecurityGroups().get_object(request, str(group_id))
+        if body.get("remote_address_group_id"):
+            raise Invalid("Invalid input for operation: remote address groups are not supported.")
+        fields = {
+            key: value
+            for key, value in body.items()
+            if key not in ("security_group_id", "remote_address_group_id")
+        }
+        values = self.map_fields(fields, self.create_fields)
+        return actions.create_security_group_rule(request.user, group, **values)
+
+    def delete(self, request: Request, obj: SecurityGroupRule) -> None:
+        actions.delete_security_group_rule(request.user, obj)

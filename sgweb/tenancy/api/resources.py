@@ -1,0 +1,102 @@
+"""Neutron's quota API for our two quotas: /v2.0/quotas/{project_id}."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.http import HttpResponse
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from sgweb.security.models import SecurityGroup, SecurityGroupRule
+from sgweb.tenancy import actions
+from sgweb.tenancy.access import can_see_project, visible_projects
+from sgweb.tenancy.errors import Invalid, NotFound
+from sgweb.tenancy.models import Project, Quota
+
+# Resources we do not limit are reported as unlimited, as Neutron does for -1.
+UNLIMITED = ("network", "subnet", "port", "router", "floatingip", "rbac_policy")
+
+
+def quota_dict(quota: Quota) -> dict[str, int]:
+    return {
+        "security_group": quota.security_groups,
+        "security_group_rule": quota.security_group_rules,
+        **dict.fromkeys(UNLIMITED, -1),
+    }
+
+
+def _project(request: Request, project_id: str) -> Project:
+    try:
+        key = uuid.UUID(project_id)
+    except ValueError:
+        raise NotFound(f"Project {project_id} could not be found.") from None
+    project = Project.objects.filter(pk=key).first()
+    if project is None or not can_see_project(request.user, project.id):
+        raise NotFound(f"Project {project_id} could not be found.")
+    return project
+
+
+class QuotaListView(APIView):
+    def get(self, request: Request) -> Response:
+        quotas = Quota.objects.filter(project__in=visible_projects(request.user))
+        return Response(
+            {
+                "quotas": [
+                    {"project_id": q.project_id.hex, "tenant_id": q.project_id.hex, **quota_dict(q)}
+                    for q in quotas.order_by("project_id")
+                ]
+            }
+        )
+
+
+class QuotaView(APIView):
+    def get(self, request: Request, project_id: str) -> Response:
+        project = _project(request, project_id)
+        return Response({"quota": quota_dict(actions.quota_of(project))})
+
+    def put(self, request: Request, project_id: str) -> Response:
+        project = _project(request, project_id)
+        body = request.data.get("quota") if isinstance(request.data, dict) else None
+        if not isinstance(body, dict):
+            raise Invalid("Unable to find 'quota' in request body")
+        unknown = set(body) - {"security_group", "security_group_rule", *UNLIMITED}
+        if unknown:
+            raise Invalid(f"Unrecognized attribute(s) '{', '.join(sorted(unknown))}'")
+        quota = actions.set_quota(
+            request.user,
+            project,
+            security_groups=body.get("security_group"),
+            security_group_rules=body.get("security_group_rule"),
+        )
+        return Response({"quota": quota_dict(quota)})
+
+    def delete(self, request: Request, project_id: str) -> HttpResponse:
+        """Back to the defaults."""
+        from django.conf import settings
+
+        project = _project(request, project_id)
+        actions.set_quota(
+            request.user,
+            project,
+            security_groups=settings.QUOTA_SECURITY_GROUPS,
+            security_group_rules=settings.QUOTA_SECURITY_GROUP_RULES,
+        )
+        return HttpResponse(status=204)
+
+
+class QuotaDetailsView(APIView):
+    def get(self, request: Request, project_id: str) -> Response:
+        project = _project(request, project_id)
+        quota = actions.quota_of(project)
+        used = {
+            "security_group": SecurityGroup.objects.filter(project=project).count(),
+            "security_group_rule": SecurityGroupRule.objects.filter(project=project).count(),
+        }
+        details: dict[str, Any] = {
+            name: {"limit": limit, "used": used.get(name, 0), "reserved": 0}
+            for name, limit in quota_dict(quota).items()
+        }
+        return Response({"quota": details})
