@@ -273,6 +273,14 @@ def build_packet(args: argparse.Namespace, state: HostState) -> Packet:
             fields["physdev_out"] = fields["physdev_out"] or device
             if fields["physdev_in"] is None:
                 fields["physdev_in"] = "qvb" + destination.id[:11]
+    if forwarded and (fields["physdev_in"] is None) != (fields["physdev_out"] is None):
+        # A forwarded bridged frame always has both bridge ports; with one port per qbr, the
+        # other one is the port's qvb veth.
+        given = fields["physdev_in"] or fields["physdev_out"]
+        port = _port(state, given)
+        if port is not None:
+            side = "physdev_out" if fields["physdev_out"] is None else "physdev_in"
+            fields[side] = "qvb" + port.id[:11]
     if fields["src_mac"] is None and fields["physdev_in"] is not None:
         # Entering from a VM's tap without a MAC given: the VM's own MAC is what it sends.
         port = _port(state, fields["physdev_in"])

@@ -35,6 +35,7 @@ from sgweb.firewall.ir import (
     RETURN,
     Chain,
     CompiledHost,
+    IpSet,
     Match,
     Origin,
     Rule,
@@ -314,14 +315,44 @@ class _SetIndex:
 @dataclass(slots=True)
 class TraceIndex:
     """A compiled host prepared for tracing; build once with `prepare`, reuse for every
-    packet. Rule matchers are compiled lazily, the first time a walk reaches a rule."""
+    packet. Only chain names are indexed up front: a chain's physdev index, its rule matchers
+    and an ipset's parsed members are built the first time a walk needs them, so preparing a
+    50k-rule host costs little more than listing its chains."""
 
     compiled: CompiledHost
+    raw_chains: dict[tuple[int, str, str], Chain] = field(default_factory=dict)
+    raw_sets: dict[str, IpSet] = field(default_factory=dict)
     chains: dict[tuple[int, str, str], _ChainIndex] = field(default_factory=dict)
-    sets: dict[str, _SetIndex] = field(default_factory=dict)
+    sets: _LazySets = field(default_factory=lambda: _LazySets({}))
 
     def chain(self, family: int, table: str, name: str) -> _ChainIndex | None:
-        return self.chains.get((family, table, name))
+        key = (family, table, name)
+        indexed = self.chains.get(key)
+        if indexed is None:
+            chain = self.raw_chains.get(key)
+            if chain is None:
+                return None
+            indexed = self.chains[key] = _ChainIndex(table, chain)
+        return indexed
+
+
+class _LazySets(dict[str, _SetIndex]):
+    """Parsed ipsets by name, parsed on first lookup."""
+
+    def __init__(self, ipsets: dict[str, IpSet]) -> None:
+        super().__init__()
+        self.ipsets = ipsets
+
+    def __missing__(self, name: str) -> _SetIndex:
+        ipset = self.ipsets[name]
+        parsed = _SetIndex(6 if ipset.family == "inet6" else 4, ipset.members)
+        self[name] = parsed
+        return parsed
+
+    def get(self, name: str, default: _SetIndex | None = None) -> _SetIndex | None:  # type: ignore[override]
+        if name in self or name in self.ipsets:
+            return self[name]
+        return default
 
 
 def prepare(compiled: CompiledHost) -> TraceIndex:
@@ -329,11 +360,9 @@ def prepare(compiled: CompiledHost) -> TraceIndex:
     for compiled_family in (compiled.v4, compiled.v6):
         for table in compiled_family.tables:
             for chain in table.chains:
-                key = (compiled_family.family, table.name, chain.name)
-                index.chains[key] = _ChainIndex(table.name, chain)
-    for ipset in compiled.ipsets:
-        family = 6 if ipset.family == "inet6" else 4
-        index.sets[ipset.name] = _SetIndex(family, ipset.members)
+                index.raw_chains[(compiled_family.family, table.name, chain.name)] = chain
+    index.raw_sets = {ipset.name: ipset for ipset in compiled.ipsets}
+    index.sets = _LazySets(index.raw_sets)
     return index
 
 
