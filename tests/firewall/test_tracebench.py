@@ -1,4 +1,4 @@
-"""The trace benchmark runs end to end on a small generated scenario (figures, no timing asserts)."""
+"""The trace benchmark runs end to end on a small generated scenario (no timing asserts)."""
 
 from __future__ import annotations
 
