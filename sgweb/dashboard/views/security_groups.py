@@ -173,7 +173,13 @@ def _group_for(request: HttpRequest, group_id: str) -> SecurityGroup:
 def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any]:
     rules = list(
         group.rules.select_related("remote_group").order_by(
-            "direction", "ethertype", "protocol", "port_range_min", "created_at", "pk"
+            # Ingress first ("-direction"): that is what admins read a group for.
+            "-direction",
+            "ethertype",
+            "protocol",
+            "port_range_min",
+            "created_at",
+            "pk",
         )
     )
     ports_qs = scope(
