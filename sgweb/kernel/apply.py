@@ -411,7 +411,7 @@ class HostFirewall:
         return False
 
     def save_ipsets(self, names: Iterable[str] | None = None) -> str:
-        """`ipset save` of our sets with members sorted (the kernel lists them in hash order)."""
+        """`ipset save` of the sets with members sorted (the kernel lists them in hash order)."""
         wanted = set(names) if names is not None else None
         saved = self._run(["ipset", "save"]).stdout
         creates: dict[str, str] = {}
@@ -424,7 +424,8 @@ class HostFirewall:
             if wanted is not None and name not in wanted:
                 continue
             if parts[0] == "create":
-                creates[name] = line
+                # initval is the hash seed the kernel picked at random: not part of the state.
+                creates[name] = re.sub(r" initval 0x[0-9a-f]+", "", line)
                 members.setdefault(name, [])
             elif parts[0] == "add":
                 members.setdefault(name, []).append(line)
