@@ -39,6 +39,7 @@ from sgweb.firewall.model import EGRESS, INGRESS, HostState, Port, SecurityGroup
 from sgweb.firewall.protocols import NAME_BY_NUMBER
 from sgweb.firewall.tracer import (
     HOOK_INPUT,
+    HOOK_OUTPUT,
     STEP_RULE,
     Packet,
     Trace,
@@ -54,6 +55,7 @@ REASON_ICMPV6 = "icmpv6"
 REASON_PORT_SECURITY_OFF = "port-security-off"
 REASON_NO_PORT = "no-port"
 REASON_HOST_INPUT = "host-input"
+REASON_HOST_OUTPUT = "host-output"
 REASON_DEFAULT_DROP = "default-drop"
 REASON_SPOOF_IP = "anti-spoofing-ip"
 REASON_SPOOF_MAC = "anti-spoofing-mac"
@@ -515,6 +517,12 @@ def _unfiltered(trace: Trace, state: HostState | None) -> Explanation:
             port_name=name,
             direction=EGRESS,
         )
+    if packet.hook == HOOK_OUTPUT:
+        text = (
+            "not filtered by security groups: packets the host itself sends carry no bridge "
+            f"port at the IP hooks, so no port's chain sees them; {verb} by {how}"
+        )
+        return Explanation(verdict=trace.verdict, reason=REASON_HOST_OUTPUT, text=text)
     if trace.verdict == DROP:
         text = f"dropped by {how}; no port on this host filtered it"
         return Explanation(verdict=DROP, reason=REASON_POLICY, text=text)
@@ -527,15 +535,12 @@ def explain(trace: Trace, state: HostState | None = None) -> Explanation:
     decisions = [_decision(trace, o, target, state) for o, target in _decision_exits(trace)]
     if not decisions:
         return _unfiltered(trace, state)
-    if trace.verdict == DROP:
-        drops = [d for d in decisions if d.outcome == DROP]
-        primary = drops[-1] if drops else decisions[-1]
-        # Ports that let it through before the drop are worth saying; a later port is not.
-        shown = decisions[: decisions.index(primary) + 1]
-    else:
-        primary = decisions[-1]
-        shown = decisions
-    text = "; ".join(d.text for d in shown)
+    # On a shared bridge one traversal passes the source port's egress and the destination's
+    # ingress in sg-chain order, which is port order; say them in the packet's order instead.
+    decisions.sort(key=lambda d: 0 if d.direction == EGRESS else 1)
+    drops = [d for d in decisions if d.outcome == DROP]
+    primary = drops[-1] if trace.verdict == DROP and drops else decisions[-1]
+    text = "; ".join(d.text for d in decisions)
     if trace.verdict == DROP and primary.outcome != DROP:
         text += f"; then dropped by {trace.deciding.chain if trace.deciding else 'the host'}"
     port = _find_port(state, primary.port_id)
@@ -554,7 +559,7 @@ def explain(trace: Trace, state: HostState | None = None) -> Explanation:
         rule_id=primary.rule_id,
         nearest_rule_id=primary.nearest_rule_id,
         differs=primary.differs,
-        decisions=tuple(shown),
+        decisions=tuple(decisions),
     )
 
 

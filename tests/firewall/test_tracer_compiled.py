@@ -322,3 +322,36 @@ def test_input_hook_never_reaches_the_egress_chain():
     assert result.verdict == "ACCEPT" and why.reason == "host-input"
     tried = [s for s in result.path if s.chain == "neutron-openvswi-INPUT" and s.rule]
     assert tried and not any(s.matched for s in tried)
+
+
+def test_shared_bridge_traversal_explains_source_egress_before_destination_ingress():
+    result, why = run(
+        Packet(
+            src="192.0.2.20",
+            dst="192.0.2.10",
+            src_mac=DB_PORT.mac_address,
+            protocol="tcp",
+            dport=8000,
+            physdev_in=tap(DB_PORT),
+            physdev_out=tap(WEB_PORT),
+        )
+    )
+    assert result.verdict == "ACCEPT"
+    # sg-chain lists web-1 first, so netfilter checks its ingress before db-1's egress...
+    chains = [h.chain for h in result.matched if h.chain.startswith("neutron-openvswi-")]
+    assert chains.index("neutron-openvswi-iaaaaaaaa-1") < chains.index(
+        "neutron-openvswi-obbbbbbbb-1"
+    )
+    # ...but the explanation follows the packet: out of db-1, into web-1.
+    assert [(d.port_name, d.direction, d.rule_id) for d in why.decisions] == [
+        ("db-1", "egress", "r-out"),
+        ("web-1", "ingress", "r-http"),
+    ]
+    assert why.rule_id == "r-http"
+
+
+def test_packets_the_host_sends_are_not_filtered_by_any_port():
+    result, why = run(
+        Packet(src="192.0.2.1", dst="192.0.2.10", protocol="tcp", dport=22, hook="OUTPUT")
+    )
+    assert result.verdict == "ACCEPT" and why.reason == "host-output"
