@@ -74,3 +74,62 @@ def test_unknown_endpoints_are_refused():
         trace_flow(HOSTS, "no-such-port", WEB.id)
     flow = trace_flow(HOSTS, "203.0.113.1", "198.51.100.1")
     assert flow.hops == () and flow.text.startswith("not filtered")
+
+
+def test_flow_between_ports_on_two_compiled_hosts_crosses_both():
+    from sgweb.firewall.compiler import compile_host
+    from sgweb.firewall.scenario import load_scenario
+
+    group = "11111111-aaaa-4bbb-8ccc-000000000001"
+    document = {
+        "security_groups": [
+            {
+                "id": group,
+                "name": "app",
+                "rules": [
+                    {"id": "r-out", "direction": "egress", "ethertype": "IPv4"},
+                    {
+                        "id": "r-app",
+                        "direction": "ingress",
+                        "ethertype": "IPv4",
+                        "protocol": "tcp",
+                        "port_range_min": 8443,
+                        "port_range_max": 8443,
+                        "remote_group_id": group,
+                    },
+                ],
+            }
+        ],
+        "ports": [
+            {
+                "id": "aaaaaaaa-1111-4222-8333-444444444444",
+                "host": "compute1",
+                "name": "a",
+                "mac_address": "fa:16:3e:00:00:0a",
+                "fixed_ips": ["192.0.2.10"],
+                "security_groups": [group],
+            },
+            {
+                "id": "bbbbbbbb-1111-4222-8333-444444444444",
+                "host": "compute2",
+                "name": "b",
+                "mac_address": "fa:16:3e:00:00:0b",
+                "fixed_ips": ["192.0.2.20"],
+                "security_groups": [group],
+            },
+        ],
+    }
+    hosts = {}
+    for name in ("compute1", "compute2"):
+        host_state = load_scenario(document, name)
+        hosts[name] = (host_state, compile_host(host_state))
+    allowed = trace_flow(hosts, "a", "b", protocol="tcp", sport=50000, dport=8443, reply=True)
+    assert [h.host for h in allowed.hops] == ["compute1", "compute2"]
+    assert [h.explanation.rule_id for h in allowed.hops] == ["r-out", "r-app"]
+    assert [h.host for h in allowed.reply_hops] == ["compute2", "compute1"]
+    assert allowed.reply_verdict == "ACCEPT"
+    assert {h.explanation.reason for h in allowed.reply_hops} == {"established"}
+    refused = trace_flow(hosts, "a", "b", protocol="tcp", dport=22, layout=LAYOUT_SHARED)
+    assert refused.verdict == "DROP"
+    assert refused.hops[1].packet.physdev_in == "eth1"
+    assert refused.hops[1].explanation.nearest_rule_id == "r-app"
