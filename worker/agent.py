@@ -225,6 +225,8 @@ class Agent:
             rollback = self.diff(compiled, previous) if previous is not None else None
         except FirewallError as exc:
             return self._fail(base, clock, f"refused by the compiler: {exc}", None)
+        changed_chains = len(getattr(delta, "changed_chains", ()) or ())
+        removed_chains = len(getattr(delta, "removed_chains", ()) or ())
         if full:
             delta = self._with_existing_sets(delta)
         result = self.firewall.apply(delta, rollback=rollback)
@@ -253,8 +255,8 @@ class Agent:
                 offending_line_number=result.offending_line_number,
             )
         extra: dict[str, Any] = {
-            "changed_chains": len(getattr(delta, "changed_chains", ()) or ()),
-            "removed_chains": len(getattr(delta, "removed_chains", ()) or ()),
+            "changed_chains": changed_chains,
+            "removed_chains": removed_chains,
             "iptables_restored": [family for family, text in delta.iptables if text.strip()],
             "ipset_changed": bool(delta.ipsets.prepare.strip() or delta.ipsets.commit.strip()),
             "steps": {name: round(seconds * 1000, 3) for name, seconds in result.steps},

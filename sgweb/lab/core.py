@@ -1,0 +1,391 @@
+"""Lab hosts on one machine: compute hosts as namespaces, VMs as namespaces, real agents.
+
+`bring_up` registers a lab project, network (v4 + v6 subnets), a security group and one port per
+VM through the action functions (so audit and dispatch see them like any change), builds the
+namespaces with `sgweb.kernel.topology` (Neutron's qbr-per-port shape, a fabric namespace joining
+the hosts), and starts one agent per host (`python -m worker`, managing that host's namespace)
+plus a control worker, as background processes with pid files under the lab directory.
+`tear_down` stops them and removes everything. Only documentation addresses are used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from sgweb.hostsync import protocol
+from sgweb.kernel import topology as topo
+from sgweb.kernel.runner import default_runner
+
+LAB_PREFIX = "sgweb-lab-"
+PROJECT_NAME = "lab"
+NETWORK_NAME = "lab-net"
+GROUP_NAME = "lab-vms"
+LAB_USER = "sgweb-lab"
+SUBNET_V4 = "198.51.100.0/24"
+SUBNET_V6 = "2001:db8:100::/64"
+_ALLOWED = [
+    ipaddress.ip_network(n)
+    for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "100.64.0.0/10", "2001:db8::/32")
+]
+
+
+class LabError(RuntimeError):
+    pass
+
+
+def lab_dir() -> Path:
+    return Path(os.environ.get("SGWEB_LAB_DIR") or settings.BASE_DIR / "var" / "lab")
+
+
+@dataclass
+class LabVm:
+    name: str  # also the port's name and the VM namespace's label
+    host: str  # the compute host's name (= its namespace)
+    port_id: str
+    device: str
+    mac: str
+    addresses: list[str]  # with prefix length
+    netns: str
+
+
+@dataclass
+class LabState:
+    prefix: str
+    hosts: list[str]
+    vms: list[LabVm]
+    group_id: str
+    project_id: str
+    network_id: str
+    pids: dict[str, int] = field(default_factory=dict)  # process label -> pid
+    env: dict[str, str] = field(default_factory=dict)
+
+    def vm(self, name: str) -> LabVm:
+        for vm in self.vms:
+            if name in (vm.name, vm.port_id, vm.device, vm.netns):
+                return vm
+        raise LabError(f"no lab VM or port named {name!r} (have: {[v.name for v in self.vms]})")
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "lab.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> LabState | None:
+        path = directory / "lab.json"
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        data["vms"] = [LabVm(**vm) for vm in data["vms"]]
+        return cls(**data)
+
+
+def _lab_actor() -> Any:
+    from django.contrib.auth import get_user_model
+
+    user, created = get_user_model().objects.get_or_create(
+        username=LAB_USER, defaults={"is_superuser": True, "is_staff": True}
+    )
+    if created:
+        user.set_unusable_password()
+        user.save()
+    return user
+
+
+def _ensure_objects(actor: Any) -> tuple[Any, Any, Any]:
+    from sgweb.networks import actions as net_actions
+    from sgweb.networks.models import Network
+    from sgweb.security import actions as sec_actions
+    from sgweb.security.models import SecurityGroup
+    from sgweb.tenancy import actions as ten_actions
+    from sgweb.tenancy.models import Project
+
+    project = Project.objects.filter(name=PROJECT_NAME).first() or ten_actions.create_project(
+        actor, name=PROJECT_NAME, description="Lab hosts on this machine"
+    )
+    network = Network.objects.filter(project=project, name=NETWORK_NAME).first()
+    if network is None:
+        network = net_actions.create_network(actor, project, name=NETWORK_NAME)
+        net_actions.create_subnet(actor, network, cidr=SUBNET_V4, name="lab-v4", ip_version=4)
+        net_actions.create_subnet(actor, network, cidr=SUBNET_V6, name="lab-v6", ip_version=6)
+    group = SecurityGroup.objects.filter(project=project, name=GROUP_NAME).first()
+    if group is None:
+        group = sec_actions.create_security_group(
+            actor,
+            project,
+            name=GROUP_NAME,
+            description="Lab VMs: all egress, no ingress until you add a rule",
+        )
+    return project, network, group
+
+
+def _agent_env(prefix: str) -> dict[str, str]:
+    """What every lab process inherits: the same broker, Redis keys and database as we use."""
+    env = {
+        "PYTHONPATH": str(settings.BASE_DIR),
+        "SGWEB_BROKER_URL": settings.CELERY_BROKER_URL,
+        "SGWEB_REDIS_URL": getattr(settings, "SGWEB_SYNC_REDIS_URL", None) or settings.REDIS_URL,
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "SGWEB_KEY_PREFIX": protocol.key_prefix(),
+        "SGWEB_CONTROL_QUEUE": protocol.control_queue(),
+        "DATABASE_URL": os.environ.get("DATABASE_URL", settings.DATABASE_URL),
+        "SGWEB_DRIFT_INTERVAL_S": os.environ.get("SGWEB_DRIFT_INTERVAL_S", "5"),
+        "SGWEB_POLL_INTERVAL_S": os.environ.get("SGWEB_POLL_INTERVAL_S", "2"),
+        "SGWEB_RECONCILE_INTERVAL_S": os.environ.get("SGWEB_RECONCILE_INTERVAL_S", "3"),
+    }
+    for name in ("SECRET_KEY", "DJANGO_SETTINGS_MODULE"):
+        if name in os.environ:
+            env[name] = os.environ[name]
+    return env
+
+
+def _spawn(label: str, argv: list[str], env: dict[str, str], directory: Path) -> int:
+    """A detached background process (own session, output to a log file), recorded by pid."""
+    log = directory / f"{label}.log"
+    argv = [*argv, "--logfile", str(log)]
+    command = ["setsid", "env", *(f"{k}={v}" for k, v in env.items()), *argv]
+    handle = default_runner().spawn(command)
+    (directory / f"{label}.pid").write_text(str(handle.pid))
+    return handle.pid
+
+
+def start_agent(state: LabState, host: str, directory: Path | None = None) -> int:
+    directory = directory or lab_dir()
+    env = {**state.env, "SGWEB_HOST": host, "SGWEB_NETNS": host}
+    pid = _spawn(f"agent-{host}", [sys.executable, "-m", "worker"], env, directory)
+    state.pids[f"agent-{host}"] = pid
+    return pid
+
+
+def start_control_worker(state: LabState, directory: Path | None = None) -> int:
+    directory = directory or lab_dir()
+    argv = [
+        sys.executable, "-m", "celery", "-A", "sgweb.celery", "worker",
+        "-Q", state.env["SGWEB_CONTROL_QUEUE"], "--pool", "solo", "-c", "1",
+        "-n", f"control@{state.prefix.rstrip('-')}",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ]  # fmt: skip
+    pid = _spawn("control", argv, state.env, directory)
+    state.pids["control"] = pid
+    return pid
+
+
+def _is_ours(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"worker" in cmdline  # a recycled pid would be some other program
+
+
+def stop_process(pid: int, timeout: float = 5.0) -> None:
+    if not _is_ours(pid):
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
+        if waited == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def bring_up(
+    hosts: int = 2,
+    vms: int = 2,
+    *,
+    prefix: str = LAB_PREFIX,
+    control_worker: bool = True,
+    wait_s: float = 60.0,
+) -> LabState:
+    """Build the lab and wait until every host's agent has applied its state."""
+    from sgweb.hostsync.publish import install, publish_hosts
+    from sgweb.networks.models import Port
+
+    if hosts < 1 or vms < 0 or hosts * vms > 200:
+        raise LabError("use 1..N hosts and at most 200 VMs in all")
+    directory = lab_dir()
+    if LabState.load(directory) is not None or topo.list_namespaces(prefix):
+        tear_down(prefix=prefix)
+    directory.mkdir(parents=True, exist_ok=True)
+    install()  # changes made here reach the agents
+    actor = _lab_actor()
+    project, network, group = _ensure_objects(actor)
+    from sgweb.networks import actions as net_actions
+
+    state = LabState(prefix, [], [], str(group.id), str(project.id), str(network.id))
+    state.env = _agent_env(prefix)
+    specs = []
+    for h in range(1, hosts + 1):
+        host_name = f"{prefix}host{h}"
+        net_actions.host_for_binding(host_name)
+        from sgweb.networks.models import Host
+
+        Host.objects.filter(name=host_name).update(netns=host_name)
+        state.hosts.append(host_name)
+        host_vms = []
+        for v in range(1, vms + 1):
+            label = f"h{h}-vm{v}"
+            port = net_actions.create_port(
+                actor,
+                project,
+                network,
+                name=f"{prefix}{label}",
+                security_groups=[str(group.id)],
+                host=host_name,
+            )
+            port = Port.objects.prefetch_related("fixed_ips__subnet").get(pk=port.pk)
+            addresses = []
+            for fixed in port.fixed_ips.all():
+                length = ipaddress.ip_network(fixed.subnet.cidr).prefixlen
+                if not any(ipaddress.ip_address(fixed.ip_address) in n for n in _ALLOWED):
+                    raise LabError(f"lab address {fixed.ip_address} outside documentation ranges")
+                addresses.append(f"{fixed.ip_address}/{length}")
+            vm = LabVm(
+                name=label,
+                host=host_name,
+                port_id=str(port.id),
+                device=port.device,
+                mac=port.mac_address,
+                addresses=addresses,
+                netns=prefix + label,
+            )
+            state.vms.append(vm)
+            host_vms.append(topo.VmSpec(label, vm.port_id, vm.mac, tuple(addresses), vm.device))
+        specs.append(topo.HostSpec(f"host{h}", tuple(host_vms), topo.BRIDGE_PER_PORT))
+    state.save(directory)
+    built = topo.build(topo.TopologySpec(prefix, tuple(specs)), default_runner())
+    topo.wait_until_up(built)
+    publish_hosts(state.hosts, "lab up")
+    if control_worker:
+        start_control_worker(state, directory)
+    for host_name in state.hosts:
+        start_agent(state, host_name, directory)
+    state.save(directory)
+    wait_in_sync(state, wait_s)
+    return state
+
+
+def wait_in_sync(state: LabState, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Until every lab agent reports (heartbeat) the newest stored revision as applied."""
+    from sgweb.hostsync.status import desired_revisions, host_liveness
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        live = host_liveness(state.hosts)
+        wanted = desired_revisions(state.hosts)
+        lagging = {
+            name: (live[name].applied_revision, wanted[name])
+            for name in state.hosts
+            if not live[name].alive or (live[name].applied_revision or 0) < (wanted[name] or 0)
+        }
+        if not lagging:
+            return {name: wanted[name] for name in state.hosts}
+        if time.monotonic() > deadline:
+            raise LabError(f"hosts not in sync after {timeout_s} s: {lagging}")
+        time.sleep(0.1)
+
+
+def tear_down(*, prefix: str | None = None) -> list[str]:
+    """Stop the lab's processes, remove its namespaces and its ports and hosts from the DB."""
+    directory = lab_dir()
+    state = LabState.load(directory)
+    prefix = prefix or (state.prefix if state else LAB_PREFIX)
+    for pid_file in sorted(directory.glob("*.pid")) if directory.exists() else []:
+        with contextlib.suppress(ValueError):
+            stop_process(int(pid_file.read_text().strip()))
+        pid_file.unlink(missing_ok=True)
+    removed = topo.remove_namespaces(prefix, default_runner())
+    _forget_in_database(prefix)
+    (directory / "lab.json").unlink(missing_ok=True)
+    return removed
+
+
+def _forget_in_database(prefix: str) -> None:
+    from sgweb.networks import actions as net_actions
+    from sgweb.networks.models import Host, Port
+
+    actor = _lab_actor()
+    for port in Port.objects.filter(host__name__startswith=prefix):
+        net_actions.delete_port(actor, port)
+    for host in Host.objects.filter(name__startswith=prefix):
+        net_actions.delete_host(actor, host)
+
+
+def address_of(vm: LabVm, family: int = 4) -> str:
+    for address in vm.addresses:
+        interface = ipaddress.ip_interface(address)
+        if interface.version == family:
+            return str(interface.ip)
+    raise LabError(f"{vm.name} has no IPv{family} address")
+
+
+_PROBE = str(Path(topo.__file__).with_name("probe.py"))
+
+
+def probe(
+    state: LabState,
+    src: str,
+    dst: str,
+    *,
+    protocol_name: str = "icmp",
+    port: int | None = None,
+    family: int = 4,
+    timeout: float = 1.0,
+) -> dict[str, Any]:
+    """One packet from VM `src` to VM `dst` (or an address); {"ok": bool, ...}."""
+    source = state.vm(src)
+    try:
+        target = address_of(state.vm(dst), family)
+    except LabError:
+        target = str(ipaddress.ip_address(dst))
+    argv = [sys.executable, "-I", _PROBE, protocol_name, target, "--timeout", str(timeout)]
+    if protocol_name != "icmp":
+        argv += ["--port", str(port)]
+    result = default_runner().run(argv, netns=source.netns, check=False, timeout=timeout + 10)
+    try:
+        return json.loads(result.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"ok": False, "error": result.stderr.strip()}
+
+
+def listen(state: LabState, vm: str, protocol_name: str, port: int) -> Any:
+    """Start a listener (TCP accept / UDP echo) in a VM; returns the process handle."""
+    target = state.vm(vm)
+    argv = [sys.executable, "-I", _PROBE, "listen", protocol_name, "--port", str(port)]
+    if protocol_name == "udp":
+        argv.append("--echo")
+    return default_runner().spawn(argv, netns=target.netns)
