@@ -6,6 +6,10 @@ article's 3.3.2 base rules, extended for IPv6 the way Neutron's iptables_firewal
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sgweb.firewall.ir import (
     DROP,
     ORIGIN_ANTI_SPOOF,
@@ -170,3 +174,16 @@ def link_local_address(mac: str) -> str:
     eui = [*octets[:3], 0xFF, 0xFE, *octets[3:]]
     groups = [f"{(eui[i] << 8) | eui[i + 1]:x}" for i in range(0, 8, 2)]
     return "fe80::" + ":".join(groups)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while tens of thousands of acyclic IR objects are
+    made: its generation scans would otherwise cost a third of the compile."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

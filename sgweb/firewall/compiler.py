@@ -11,17 +11,21 @@ objects, which also lets `incremental.diff` skip unchanged chains by identity.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sgweb.firewall import names
 from sgweb.firewall.compiled_rules import (
+    _ORIGIN_SLOTS,
+    _RULE_SLOTS,
     DHCP_SERVER_PORTS,
     ESTABLISHED_MATCH,
     INVALID_MATCH,
     NO_MATCH,
     base_egress_rules,
     base_ingress_head,
+    gc_paused,
     jump_match,
     link_local_address,
     new_origin,
@@ -63,6 +67,10 @@ from sgweb.firewall.model import (
 )
 from sgweb.firewall.protocols import MULTIPORT_ONLY_PROTOCOLS, takes_icmp_type, takes_ports
 from sgweb.firewall.validate import ValidationMemo, address_version, validate_host_state
+
+(_set_chain, _set_match, _set_target, _set_origin, _set_args, _set_comment) = _RULE_SLOTS
+(_set_kind, _set_port, _set_direction, _set_group, _set_rule, _set_member) = _ORIGIN_SLOTS
+_new = object.__new__
 
 FIRST_AUTOMATIC_ZONE = 4097
 FAMILIES = (4, 6)
@@ -133,8 +141,9 @@ def compile_host(state: HostState, *, cache: CompileCache | None = None) -> Comp
     output; with a cache, unchanged chains are the very same objects as last time.
     """
     cache = cache if cache is not None else CompileCache()
-    state = validate_host_state(state, memo=cache.validation)
-    return _HostCompiler(state, cache).compile()
+    with gc_paused():
+        state = validate_host_state(state, memo=cache.validation)
+        return _HostCompiler(state, cache).compile()
 
 
 class _HostCompiler:
@@ -202,11 +211,14 @@ class _HostCompiler:
         built: dict[tuple[int, str], list[Template]] = {
             (family, direction): [] for family in FAMILIES for direction in (INGRESS, EGRESS)
         }
+        seen: set[int] = set()
         for rule in group.rules:
             slot = built[(FAMILY_BY_ETHERTYPE[rule.ethertype], rule.direction)]
             comment = sg_rule_comment(rule.id)
             for member, match in self._rule_matches(rule):
-                slot.append((match, group.id, rule.id, member, comment))
+                if id(match) not in seen:  # the same rule twice in a group: emitted once
+                    seen.add(id(match))
+                    slot.append((match, group.id, rule.id, member, comment))
         templates = {key: tuple(value) for key, value in built.items()}
         if entry is not None:
             # Keep the old tuples where nothing changed, so the port chains built from them
@@ -274,10 +286,11 @@ class _HostCompiler:
             tuple((port.id, port.device) for port in self.filtered),
             tuple((port.id, port.device) for port in self.unfiltered),
         )
-        shared = self.cache.reuse(("filter", family, prefix), key)
+        # Both families get the very same host-wide chains (built once, immutable).
+        shared = self.cache.reuse(("filter", prefix), key)
         if shared is None:
             shared = self._shared_filter_chains()
-            self.cache.remember(("filter", family, prefix), key, shared)
+            self.cache.remember(("filter", prefix), key, shared)
         builtins, own = shared  # type: ignore[misc]
         return (*builtins, *sorted((*own, *port_chains), key=_chain_name))
 
@@ -372,7 +385,7 @@ class _HostCompiler:
         key = tuple(
             (port.id, port.device, port.bridge, zones.get(port.id)) for port in self.filtered
         )
-        shared = self.cache.reuse(("raw", family, prefix), key)
+        shared = self.cache.reuse(("raw", prefix), key)
         if shared is not None:
             return shared  # type: ignore[return-value]
         rules: list[Rule] = []
@@ -420,7 +433,7 @@ class _HostCompiler:
             rules.append(new_rule(chain, match, CT, origin, ("--zone", str(zone))))
         jump = new_rule("PREROUTING", NO_MATCH, chain, new_origin(ORIGIN_JUMP))
         result = (Chain("PREROUTING", (jump,), owned=False), Chain(chain, tuple(rules)))
-        self.cache.remember(("raw", family, prefix), key, result)
+        self.cache.remember(("raw", prefix), key, result)
         return result
 
     # ---- ipsets -----------------------------------------------------------------------
@@ -539,20 +552,38 @@ class _PortChainBuilder:
         direction: str,
         groups: Sequence[tuple[Template, ...]],
     ) -> None:
+        # The hot loop: one iteration per emitted user rule (most of a host's rules), so the
+        # Rule and Origin are filled through their slots inline.
         seen: set[int] = set()
+        # Templates are unique within a group; only several groups can repeat a rule.
+        deduplicate = len(groups) > 1
         port_id = self.port.id
         own_hosts = self.own_hosts
+        append = out.append
         for templates in groups:
             for match, group_id, rule_id, member, comment in templates:
-                # Rules that two groups share are emitted once (as Neutron prunes them).
-                match_id = id(match)
-                if match_id in seen:
-                    continue
+                if deduplicate:
+                    # Rules that two groups share are emitted once (as Neutron prunes them).
+                    if id(match) in seen:
+                        continue
+                    seen.add(id(match))
                 if member is not None and member in own_hosts:
                     continue  # Neutron leaves the port's own address out of the expansion
-                seen.add(match_id)
-                origin = new_origin(ORIGIN_SG_RULE, port_id, direction, group_id, rule_id, member)
-                out.append(new_rule(chain, match, RETURN, origin, (), comment))
+                origin = _new(Origin)
+                _set_kind(origin, ORIGIN_SG_RULE)
+                _set_port(origin, port_id)
+                _set_direction(origin, direction)
+                _set_group(origin, group_id)
+                _set_rule(origin, rule_id)
+                _set_member(origin, member)
+                rule = _new(Rule)
+                _set_chain(rule, chain)
+                _set_match(rule, match)
+                _set_target(rule, RETURN)
+                _set_origin(rule, origin)
+                _set_args(rule, ())
+                _set_comment(rule, comment)
+                append(rule)
 
     def _spoof_rules(self) -> tuple[Rule, ...]:
         port = self.port
@@ -644,6 +675,11 @@ def _physdev_matches(device: str) -> tuple[Match, Match]:
     return cached
 
 
+def clear_caches() -> None:
+    """Forget module-level memos (benchmarks use it to measure cold compiles)."""
+    _PHYSDEV_CACHE.clear()
+
+
 def _device_of(port: Port) -> str:
     return port.device or ""
 
@@ -659,11 +695,10 @@ def _ipset_entry(member: str) -> str:
     return member
 
 
-def _ip_key(entry: str) -> tuple[int, int]:
-    import ipaddress
-
-    network = ipaddress.ip_network(entry, strict=False)
-    return int(network.network_address), network.prefixlen
+def _ip_key(entry: str) -> tuple[bytes, int]:
+    address, _slash, length = entry.partition("/")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    return socket.inet_pton(family, address), int(length or 0)
 
 
 def used_origins(compiled: CompiledHost) -> Iterable[Origin]:

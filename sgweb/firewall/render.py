@@ -8,6 +8,7 @@ lower case while the article (and Neutron) print it upper case; we keep the arti
 
 from __future__ import annotations
 
+from sgweb.firewall.compiled_rules import gc_paused
 from sgweb.firewall.ir import CompiledHost, IpSet, Match, Rule
 
 IPSET_TYPE = "hash:ip"
@@ -37,6 +38,7 @@ def match_text(match: Match) -> str:
 
 def clear_caches() -> None:
     _MATCH_TEXT.clear()
+    _TAILS.clear()
 
 
 def _port_range(value) -> str:  # type: ignore[no-untyped-def]
@@ -99,25 +101,34 @@ def _quote(comment: str) -> str:
 
 def render_rule(rule: Rule) -> str:
     """One `-A CHAIN ...` line (no newline), as iptables-save prints it."""
-    comment = "" if rule.comment is None else " -m comment --comment " + _quote(rule.comment)
-    args = "".join(" " + arg for arg in rule.target_args)
-    return f"-A {rule.chain}{match_text(rule.match)}{comment} -j {rule.target}{args}"
+    return "-A " + rule.chain + _tail(rule)
 
 
 def render_chain_rules(rules: tuple[Rule, ...], out: list[str]) -> None:
     """Append the -A lines of rules to out (the hot loop of every render)."""
-    cache = _MATCH_TEXT
+    # Rules made from one template share match, comment and target: render that tail once.
+    # The cache holds the match itself, so its id cannot be reused while cached.
+    tails = _TAILS
     append = out.append
     for rule in rules:
         match = rule.match
-        cached = cache.get(id(match))
-        text = cached[1] if cached is not None and cached[0] is match else match_text(match)
-        comment = rule.comment
-        args = rule.target_args
-        if comment is None and not args:
-            append("-A " + rule.chain + text + " -j " + rule.target)
-        else:
-            append(render_rule(rule))
+        key = (id(match), rule.target, rule.comment, rule.target_args)
+        cached = tails.get(key)
+        if cached is None or cached[0] is not match:
+            cached = (match, _tail(rule))
+            if len(tails) >= _MATCH_TEXT_LIMIT:
+                tails.clear()
+            tails[key] = cached
+        append("-A " + rule.chain + cached[1])
+
+
+_TAILS: dict[tuple[object, ...], tuple[Match, str]] = {}
+
+
+def _tail(rule: Rule) -> str:
+    comment = "" if rule.comment is None else " -m comment --comment " + _quote(rule.comment)
+    args = "".join(" " + arg for arg in rule.target_args)
+    return f"{match_text(rule.match)}{comment} -j {rule.target}{args}"
 
 
 def render_iptables(
@@ -127,6 +138,14 @@ def render_iptables(
     *filter, our chain declarations, every rule, COMMIT. Applied with --noflush into a fresh
     namespace it yields exactly the compiled state; the built-in chains only get our jumps."""
     lines: list[str] = []
+    with gc_paused():
+        _render_tables(compiled, family, include_builtin_jumps, lines)
+    return "\n".join(lines) + "\n"
+
+
+def _render_tables(
+    compiled: CompiledHost, family: int, include_builtin_jumps: bool, lines: list[str]
+) -> None:
     for table in sorted(compiled.family(family).tables, key=_table_order):
         lines.append("*" + table.name)
         lines.extend(f":{chain.name} - [0:0]" for chain in table.chains if chain.owned)
@@ -134,7 +153,6 @@ def render_iptables(
             if chain.owned or include_builtin_jumps:
                 render_chain_rules(chain.rules, lines)
         lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
 
 
 def _table_order(table) -> int:  # type: ignore[no-untyped-def]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import socket
 from functools import lru_cache
 
 from sgweb.firewall import names
@@ -48,24 +49,54 @@ def normalize_cidr(value: str, ethertype: str | None = None) -> str:
 def _normalize_cidr(value: str, ethertype: str | None) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{value!r} is not a CIDR")
+    text = value.strip()
+    address, slash, length_text = text.partition("/")
+    parsed = _parse_address(address)
+    if parsed is None:
+        raise ValueError(f"{value!r} is not a valid CIDR")
+    family, packed = parsed
+    bits = 32 if family == socket.AF_INET else 128
+    if not slash:
+        length = bits
+    elif length_text.isdigit() and int(length_text) <= bits:
+        length = int(length_text)
+    else:
+        raise ValueError(f"{value!r} has a bad prefix length")
+    version = 4 if family == socket.AF_INET else 6
+    if ethertype is not None and version != _VERSION_BY_ETHERTYPE[ethertype]:
+        raise ValueError(f"{value!r} is an IPv{version} CIDR in an {ethertype} rule")
+    number = int.from_bytes(packed, "big")
+    number &= ((1 << bits) - 1) ^ ((1 << (bits - length)) - 1)
+    network = socket.inet_ntop(family, number.to_bytes(bits // 8, "big"))
+    return f"{_canonical(family, network)}/{length}"
+
+
+def _parse_address(text: str) -> tuple[int, bytes] | None:
+    """(address family, packed) for a strict dotted quad or an IPv6 address, else None."""
     try:
-        network = ipaddress.ip_network(value.strip(), strict=False)
-    except ValueError:
-        raise ValueError(f"{value!r} is not a valid CIDR") from None
-    if ethertype is not None and network.version != _VERSION_BY_ETHERTYPE[ethertype]:
-        raise ValueError(f"{value!r} is an IPv{network.version} CIDR in an {ethertype} rule")
-    return network.with_prefixlen
+        if ":" in text:
+            return socket.AF_INET6, socket.inet_pton(socket.AF_INET6, text)
+        return socket.AF_INET, socket.inet_pton(socket.AF_INET, text)
+    except (OSError, ValueError):
+        return None
+
+
+def _canonical(family: int, text: str) -> str:
+    # inet_ntop writes IPv4-mapped addresses in dotted form; ipaddress (and iptables-save)
+    # do not. Rare enough to take the slow path.
+    if family == socket.AF_INET6 and "." in text:
+        return str(ipaddress.IPv6Address(text))
+    return text
 
 
 @lru_cache(maxsize=CACHE_SIZE)
 def normalize_address(value: str) -> str:
     """A single IPv4/IPv6 address in canonical text. Raises ValueError."""
-    if not isinstance(value, str):
-        raise ValueError(f"{value!r} is not an IP address")
-    try:
-        return str(ipaddress.ip_address(value.strip()))
-    except ValueError:
-        raise ValueError(f"{value!r} is not a valid IP address") from None
+    parsed = _parse_address(value.strip()) if isinstance(value, str) else None
+    if parsed is None:
+        raise ValueError(f"{value!r} is not a valid IP address")
+    family, packed = parsed
+    return _canonical(family, socket.inet_ntop(family, packed))
 
 
 def address_version(value: str) -> int:

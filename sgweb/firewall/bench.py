@@ -1,0 +1,174 @@
+"""`python -m sgweb.firewall bench SCENARIO.json`: medians of full and incremental compiles.
+
+- compile_s: every host of the scenario from cold (no caches), validation included, to text
+  (iptables-restore for both families and ipset restore).
+- update_s: one group's rules change (a rule is added) -> recompile with the host's
+  CompileCache + diff + delta text.
+- member_s: a port on another host joins a remote group -> the same; only ipsets change.
+- local_join_s: a port of this host joins one more group (its own chains change), for reference.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from sgweb.firewall import compiler, render, validate
+from sgweb.firewall.compiler import CompileCache, compile_host
+from sgweb.firewall.incremental import Delta, diff
+from sgweb.firewall.ir import CompiledHost
+from sgweb.firewall.model import HostState, SecurityGroupRule
+from sgweb.firewall.render import render_ipsets, render_iptables
+from sgweb.firewall.scenario import _document, build_scenario_state, scenario_hosts
+
+JOINING_ADDRESS = "198.51.100.254"
+
+
+def _cold() -> None:
+    validate.clear_caches()
+    render.clear_caches()
+    compiler.clear_caches()
+
+
+def _full_text(compiled: CompiledHost) -> tuple[str, str, str]:
+    return render_iptables(compiled, 4), render_iptables(compiled, 6), render_ipsets(compiled)
+
+
+def _median(samples: list[float]) -> float:
+    return round(statistics.median(samples), 6)
+
+
+def _timed(setup: Callable[[], Any], action: Callable[[Any], Any], runs: int) -> tuple[float, Any]:
+    samples = []
+    result = None
+    for _ in range(runs):
+        prepared = setup()
+        started = time.perf_counter()
+        result = action(prepared)
+        samples.append(time.perf_counter() - started)
+    return _median(samples), result
+
+
+def _group_change(state: HostState) -> HostState:
+    """The first used group gains one ingress rule."""
+    used = next(gid for port in state.ports for gid in port.security_groups)
+    groups = []
+    for group in state.security_groups:
+        if group.id == used:
+            extra = SecurityGroupRule(
+                id="bench-added-rule",
+                direction="ingress",
+                ethertype="IPv4",
+                protocol="tcp",
+                port_range_min=4242,
+                port_range_max=4242,
+                remote_ip_prefix="203.0.113.0/24",
+            )
+            group = dataclasses.replace(group, rules=(*group.rules, extra))
+        groups.append(group)
+    return dataclasses.replace(state, security_groups=tuple(groups))
+
+
+def _remote_join(state: HostState) -> HostState:
+    """A port elsewhere, with address 198.51.100.254, joins the first remote group."""
+    members = list(state.remote_group_members)
+    if not members:
+        return state
+    group_id, addresses = members[0]
+    members[0] = (group_id, (*addresses, JOINING_ADDRESS))
+    return dataclasses.replace(state, remote_group_members=tuple(members))
+
+
+def _local_join(state: HostState) -> HostState:
+    """The first port with port security gets one more group."""
+    all_groups = [group.id for group in state.security_groups]
+    ports = list(state.ports)
+    for index, port in enumerate(ports):
+        spare = [gid for gid in all_groups if gid not in port.security_groups]
+        if port.port_security_enabled and spare:
+            groups = (*port.security_groups, spare[0])
+            ports[index] = dataclasses.replace(port, security_groups=groups)
+            break
+    return dataclasses.replace(state, ports=tuple(ports))
+
+
+def _delta_lines(delta: Delta) -> dict[str, int]:
+    iptables = sum(
+        1 for _family, text in delta.iptables for line in text.splitlines() if line[:2] == "-A"
+    )
+    ipset = sum(len(text.splitlines()) for text in (delta.ipsets.prepare, delta.ipsets.commit))
+    return {"iptables_rule_lines": iptables, "ipset_lines": ipset}
+
+
+def _incremental(
+    states: list[HostState], change: Callable[[HostState], HostState], runs: int
+) -> tuple[float, dict[str, int]]:
+    def setup() -> list[tuple[CompileCache, CompiledHost, HostState]]:
+        prepared = []
+        for state in states:
+            cache = CompileCache()
+            prepared.append((cache, compile_host(state, cache=cache), change(state)))
+        return prepared
+
+    def action(prepared: list[tuple[CompileCache, CompiledHost, HostState]]) -> list[Delta]:
+        deltas = []
+        for cache, previous, new_state in prepared:
+            deltas.append(diff(previous, compile_host(new_state, cache=cache)))
+        return deltas
+
+    seconds, deltas = _timed(setup, action, runs)
+    totals = {"iptables_rule_lines": 0, "ipset_lines": 0, "changed_chains": 0}
+    for delta in deltas:
+        for key, value in _delta_lines(delta).items():
+            totals[key] += value
+        totals["changed_chains"] += len(delta.changed_chains)
+    return seconds, totals
+
+
+def run_benchmark(source: str | Path | Mapping[str, Any], runs: int = 7) -> dict[str, Any]:
+    document = _document(source)
+    states = [build_scenario_state(document, host) for host in scenario_hosts(document)]
+
+    def full(_: None) -> list[tuple[CompiledHost, tuple[str, str, str]]]:
+        out = []
+        for state in states:
+            compiled = compile_host(state)
+            out.append((compiled, _full_text(compiled)))
+        return out
+
+    compile_s, compiled = _timed(_cold, full, runs)
+    rules = sets = members = lines = 0
+    for host, texts in compiled:
+        rules += sum(
+            len(chain.rules)
+            for family in (host.v4, host.v6)
+            for table in family.tables
+            for chain in table.chains
+        )
+        sets += len(host.ipsets)
+        members += sum(len(s.members) for s in host.ipsets)
+        lines += sum(text.count("\n-A ") for text in texts[:2])
+    update_s, update = _incremental(states, _group_change, runs)
+    member_s, member = _incremental(states, _remote_join, runs)
+    local_join_s, local_join = _incremental(states, _local_join, runs)
+    return {
+        "scenario": str(source) if not isinstance(source, Mapping) else "<document>",
+        "hosts": len(states),
+        "ports": sum(len(state.ports) for state in states),
+        "runs": runs,
+        "compile_s": compile_s,
+        "update_s": update_s,
+        "member_s": member_s,
+        "local_join_s": local_join_s,
+        "rules": rules,
+        "iptables_rule_lines": lines,
+        "ipsets": sets,
+        "ipset_members": members,
+        "update_delta": update,
+        "member_delta": member,
+        "local_join_delta": local_join,
+    }
