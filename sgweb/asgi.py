@@ -11,13 +11,19 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 # Issue 5 adds the live counter / trace consumers here.
 websocket_urlpatterns: list = []
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Daphne serves no static files itself; SERVE_STATIC (default on) lets one process
+        # serve the dashboard's CSS/JS straight from static/ without collectstatic.
+        "http": ASGIStaticFilesHandler(django_asgi_app)
+        if settings.SERVE_STATIC
+        else django_asgi_app,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

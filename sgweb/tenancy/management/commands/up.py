@@ -1,0 +1,128 @@
+"""`manage.py up`: migrate, demo admin and data, Redis, host agents, then the ASGI server."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.module_loading import import_string
+
+from sgweb.tenancy.demo import ensure_admin, ensure_demo
+
+# Start-up steps other parts add (host agents and lab hosts, issue 4): dotted paths of
+# callables taking (command, options). A missing module is skipped, so `up` works without them.
+DEFAULT_UP_HOOKS = ("sgweb.hostsync.up.start", "sgweb.lab.up.start")
+
+
+def _listening(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Command(BaseCommand):
+    help = "Set up sgweb (migrations, demo admin and data, Redis) and serve it on port 8000."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--no-serve", action="store_true", help="set up, then exit")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--bind", default="0.0.0.0")
+        parser.add_argument("--no-demo", action="store_true", help="no demo project")
+        parser.add_argument("--no-redis", action="store_true", help="do not start Redis")
+        parser.add_argument("--no-hooks", action="store_true", help="no agents / lab hosts")
+        parser.add_argument(
+            "--reset-admin-password",
+            action="store_true",
+            help="give the existing demo admin a new password (printed)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("database: migrated")
+        admin = ensure_admin(reset_password=options["reset_admin_password"])
+        if not options["no_demo"]:
+            from django.contrib.auth.models import User
+
+            created = ensure_demo(User.objects.get(username=admin.username))
+            self.stdout.write("demo data: " + ("created" if created else "already there"))
+        if not options["no_redis"]:
+            self._ensure_redis()
+        if not options["no_hooks"]:
+            self._run_hooks(options)
+        self._print_credentials(admin, options)
+        if options["no_serve"]:
+            return
+        self._serve(options["bind"], options["port"])
+
+    def _print_credentials(self, admin: Any, options: dict[str, Any]) -> None:
+        host = "localhost" if options["bind"] in ("0.0.0.0", "::") else options["bind"]
+        url = f"http://{host}:{options['port']}"
+        password = admin.password or "(unchanged; --reset-admin-password prints a new one)"
+        self.stdout.write(
+            self.style.SUCCESS(
+                "\n".join(
+                    [
+                        "",
+                        f"  dashboard   {url}/",
+                        f"  username    {admin.username}",
+                        f"  password    {password}",
+                        f"  API token   {admin.token}",
+                        f"  API         {url}/networking/v2.0  (X-Auth-Token)",
+                        f"  openstack   openstack --os-auth-type admin_token "
+                        f"--os-endpoint {url}/networking --os-token {admin.token} "
+                        "security group list",
+                        "",
+                    ]
+                )
+            )
+        )
+
+    def _ensure_redis(self) -> None:
+        parts = urlsplit(settings.REDIS_URL)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+        if _listening(host, port):
+            self.stdout.write(f"redis: listening on {host}:{port}")
+            return
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise CommandError(f"Redis at {host}:{port} is not reachable (REDIS_URL)")
+        server = shutil.which("redis-server")
+        if server is None:
+            self.stderr.write(
+                "redis: not running and redis-server is not installed; live "
+                "updates and host agents need it (apt-get install redis-server)"
+            )
+            return
+        from sgweb.kernel.runner import SubprocessRunner
+
+        SubprocessRunner().run(
+            [server, "--port", str(port), "--bind", host, "--daemonize", "yes",
+             "--save", "", "--appendonly", "no"],
+        )  # fmt: skip
+        for _ in range(50):
+            if _listening(host, port):
+                self.stdout.write(f"redis: started on {host}:{port}")
+                return
+            time.sleep(0.1)
+        raise CommandError(f"redis-server did not start listening on {host}:{port}")
+
+    def _run_hooks(self, options: dict[str, Any]) -> None:
+        for path in getattr(settings, "SGWEB_UP_HOOKS", DEFAULT_UP_HOOKS):
+            try:
+                hook = import_string(path)
+            except ImportError:
+                continue
+            hook(self, options)
+
+    def _serve(self, bind: str, port: int) -> None:
+        from daphne.cli import CommandLineInterface
+
+        self.stdout.write(f"serving sgweb.asgi on {bind}:{port} (Ctrl-C stops)")
+        CommandLineInterface().run(["-b", bind, "-p", str(port), "sgweb.asgi:application"])
