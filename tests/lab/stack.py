@@ -1,0 +1,219 @@
+"""A whole sgweb installation for lab tests: its own database, Redis keys, queues and lab.
+
+Everything runs as real processes: `manage.py lab up` (namespaces, agents, control worker),
+`manage.py runserver` for the Neutron API. Names are unique per run (`sgwt-<pid>-<random>-`),
+so parallel runs do not meet; `close()` removes it all, also after a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from sgweb.kernel.runner import SpawnedProcess, default_runner
+from sgweb.kernel.topology import remove_namespaces
+
+ROOT = Path(__file__).resolve().parents[2]
+MANAGE = str(ROOT / "manage.py")
+ECHO = str(Path(__file__).with_name("echo.py"))
+PROBE = str(ROOT / "sgweb" / "kernel" / "probe.py")
+TEST_REDIS_DB = 11
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(
+    what: str, check: Callable[[], Any], timeout: float = 20.0, every: float = 0.05
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(every)
+
+
+class Stack:
+    def __init__(self, hosts: int = 2, vms: int = 2, redis_port: int = 6379) -> None:
+        self.runner = default_runner()
+        self.prefix = f"sgwt-{os.getpid()}-{secrets.token_hex(3)}-"
+        self.tmp = Path(tempfile.mkdtemp(prefix="sgwt-stack-"))
+        self.redis_url = f"redis://127.0.0.1:{redis_port}/{TEST_REDIS_DB}"
+        self.key_prefix = self.prefix.rstrip("-")
+        self.env = {
+            "DATABASE_URL": f"sqlite:///{self.tmp}/db.sqlite3",
+            "REDIS_URL": self.redis_url,
+            "CELERY_BROKER_URL": self.redis_url,
+            "CELERY_RESULT_BACKEND": self.redis_url,
+            "SGWEB_KEY_PREFIX": self.key_prefix,
+            "SGWEB_CONTROL_QUEUE": f"control-{self.key_prefix}",
+            "SGWEB_LAB_DIR": str(self.tmp / "lab"),
+            "SGWEB_DRIFT_INTERVAL_S": "2",
+            "SGWEB_POLL_INTERVAL_S": "1",
+            "SGWEB_RECONCILE_INTERVAL_S": "2",
+            "PYTHONPATH": str(ROOT),
+        }
+        self.redis = redis.Redis.from_url(self.redis_url)
+        self.processes: list[SpawnedProcess] = []
+        self.server: SpawnedProcess | None = None
+        self.state: dict[str, Any] = {}
+        self.token = ""
+        self.base_url = ""
+        self.hosts, self.vms = hosts, vms
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def manage(self, *args: str, timeout: float = 120, check: bool = True) -> str:
+        argv = ["env", *(f"{k}={v}" for k, v in self.env.items()), sys.executable, MANAGE, *args]
+        result = self.runner.run(argv, timeout=timeout, check=check)
+        return result.stdout
+
+    def start(self) -> Stack:
+        self.manage("migrate", "-v0", "--skip-checks")
+        out = self.manage(
+            "lab", "up", "--hosts", str(self.hosts), "--vms", str(self.vms),
+            "--prefix", self.prefix, "--json",
+        )  # fmt: skip
+        self.state = json.loads(out[out.index("{") :])
+        self.token = (
+            self.manage(
+                "shell",
+                "-c",
+                "from sgweb.lab.core import _lab_actor; from sgweb.tenancy.actions import "
+                "create_api_token; print(create_api_token(_lab_actor(), name='tests')[1])",
+            )
+            .strip()
+            .splitlines()[-1]
+        )
+        port = _free_port()
+        argv = ["env", *(f"{k}={v}" for k, v in self.env.items()), sys.executable, MANAGE,
+                "runserver", "--noreload", "--skip-checks", f"127.0.0.1:{port}"]  # fmt: skip
+        self.server = self.runner.spawn(argv)
+        self.base_url = f"http://127.0.0.1:{port}/networking/v2.0"
+        wait_for("the API server", lambda: self._answers(), timeout=30, every=0.2)
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            self.api("GET", "/security-groups")
+            return True
+        except (OSError, AssertionError):
+            return False
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.stop(timeout=2)
+        if self.server is not None:
+            self.server.stop(timeout=3)
+        try:
+            self.manage("lab", "down", "--prefix", self.prefix, timeout=60, check=False)
+        finally:
+            remove_namespaces(self.prefix, self.runner)
+            for key in self.redis.scan_iter(f"{self.key_prefix}:*"):
+                self.redis.delete(key)
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- driving --------------------------------------------------------------------------------
+
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = urllib.request.Request(
+            self.base_url + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"X-Auth-Token": self.token, "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as error:
+            raise AssertionError(f"{method} {path}: {error.code} {error.read().decode()}") from None
+        return json.loads(text) if text else {}
+
+    def vm(self, name: str) -> dict[str, Any]:
+        return next(vm for vm in self.state["vms"] if vm["name"] == name)
+
+    def ip(self, name: str, family: int = 4) -> str:
+        for address in self.vm(name)["addresses"]:
+            if (":" in address) == (family == 6):
+                return address.split("/")[0]
+        raise KeyError(name)
+
+    def host_of(self, name: str) -> str:
+        return self.vm(name)["host"]
+
+    def probe(self, src: str, dst: str, protocol: str = "icmp", port: int | None = None) -> bool:
+        argv = [sys.executable, "-I", PROBE, protocol, self.ip(dst), "--timeout", "0.3"]
+        if port is not None:
+            argv += ["--port", str(port)]
+        result = self.runner.run(argv, netns=self.vm(src)["netns"], check=False, timeout=10)
+        return result.returncode == 0
+
+    def spawn_in(self, vm: str, argv: list[str], stream: bool = False) -> SpawnedProcess:
+        process = self.runner.spawn(argv, netns=self.vm(vm)["netns"], stream_stdout=stream)
+        self.processes.append(process)
+        return process
+
+    def listen(self, vm: str, port: int) -> SpawnedProcess:
+        process = self.spawn_in(vm, [sys.executable, "-I", ECHO, "serve", str(port)])
+        time.sleep(0.3)
+        return process
+
+    # -- observing ----------------------------------------------------------------------------
+
+    def key(self, host: str, suffix: str) -> str:
+        return f"{self.key_prefix}:host:{host}:{suffix}"
+
+    def applied_report(self, host: str) -> dict[str, Any]:
+        raw = self.redis.get(self.key(host, "applied"))
+        return json.loads(raw) if raw else {}
+
+    def desired_revision(self, host: str) -> int:
+        return int(self.redis.get(self.key(host, "desired_revision")) or 0)
+
+    def in_sync(self, host: str) -> bool:
+        report = self.applied_report(host)
+        return bool(report.get("ok")) and report.get("revision", 0) >= self.desired_revision(host)
+
+    def wait_in_sync(self, timeout: float = 20.0) -> None:
+        hosts = self.state["hosts"]
+        wait_for("every host in sync", lambda: all(self.in_sync(h) for h in hosts), timeout)
+
+    def db(self, query: str, *params: Any) -> list[tuple]:
+        with sqlite3.connect(self.tmp / "db.sqlite3", timeout=10) as connection:
+            return connection.execute(query, params).fetchall()
+
+    def agent_pid(self, host: str) -> int:
+        return int((self.tmp / "lab" / f"agent-{host}.pid").read_text())
+
+    def start_agent(self, host: str) -> SpawnedProcess:
+        env = {**self.env, "SGWEB_HOST": host, "SGWEB_NETNS": host}
+        argv = ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "worker"]
+        process = self.runner.spawn(argv)
+        self.processes.append(process)
+        (self.tmp / "lab" / f"agent-{host}.pid").write_text(str(process.pid))
+        return process
+
+    def iptables_rules(self, host: str, family: int = 4) -> int:
+        command = "iptables-save" if family == 4 else "ip6tables-save"
+        saved = self.runner.run([command], netns=host).stdout
+        return sum(1 for line in saved.splitlines() if line.startswith("-A "))

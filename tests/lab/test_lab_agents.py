@@ -1,0 +1,204 @@
+"""Lab hosts with real agents: API changes reach the kernel, crashes and drift converge.
+
+One stack (database, Redis keys, two lab hosts with two VMs each, agents, control worker and the
+API server, all real processes) is shared by the module; each test leaves the lab's group as it
+found it. Timings are printed (run with -s to see them), never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.lab.stack import ECHO, Stack, wait_for
+
+pytestmark = [pytest.mark.kernel, pytest.mark.redis]
+
+SRC, DST = "h1-vm1", "h2-vm2"  # on different hosts
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    if os.geteuid() != 0:
+        pytest.skip("kernel: needs root")
+    lab = Stack(hosts=2, vms=2)
+    try:
+        yield lab.start()
+    finally:
+        lab.close()
+
+
+def add_rule(stack: Stack, **fields: object) -> str:
+    body = {"security_group_id": stack.state["group_id"], "direction": "ingress", **fields}
+    rule = stack.api("POST", "/security-group-rules", {"security_group_rule": body})
+    return rule["security_group_rule"]["id"]
+
+
+def test_a_rule_created_through_the_api_opens_traffic_and_deleting_it_cuts_it(stack) -> None:
+    stack.listen(DST, 5001)
+    assert not stack.probe(SRC, DST, "tcp", 5001), "tcp/5001 should start blocked"
+    assert not stack.probe(SRC, DST), "ping should start blocked"
+
+    started = time.perf_counter()
+    rule_id = add_rule(stack, ethertype="IPv4", protocol="tcp", port_range_min=5001,
+                       port_range_max=5001)  # fmt: skip
+    returned = time.perf_counter()
+    wait_for("tcp/5001 allowed", lambda: stack.probe(SRC, DST, "tcp", 5001), every=0.02)
+    print(f"\nrule added: API {returned - started:.3f} s, traffic allowed "
+          f"{time.perf_counter() - returned:.3f} s after the API returned")  # fmt: skip
+
+    client = stack.spawn_in(
+        SRC, [sys.executable, "-I", ECHO, "client", stack.ip(DST), "5001"], stream=True
+    )
+    assert json.loads(client.stdout.readline()).get("connected")
+    assert json.loads(client.stdout.readline())["ok"], "the existing connection should echo"
+
+    stack.api("DELETE", f"/security-group-rules/{rule_id}")
+    deleted = time.perf_counter()
+
+    def existing_connection_dead() -> bool:
+        line = json.loads(client.stdout.readline())
+        return not line["ok"] and line["t"] > time.time() - 0.5
+
+    wait_for("the existing connection cut", existing_connection_dead, timeout=10, every=0)
+    cut = time.perf_counter() - deleted
+    wait_for("new connections blocked", lambda: not stack.probe(SRC, DST, "tcp", 5001))
+    print(f"rule deleted: existing connection cut {cut:.3f} s, new ones blocked "
+          f"{time.perf_counter() - deleted:.3f} s after the API returned")  # fmt: skip
+    client.stop(timeout=1)
+    report = stack.applied_report(stack.host_of(DST))
+    assert report["conntrack_deleted"] >= 1, report
+
+
+def test_a_port_joining_a_remote_group_changes_only_ipset_members(stack) -> None:
+    project = stack.state["project_id"]
+    peers = stack.api(
+        "POST", "/security-groups", {"security_group": {"name": "peers", "tenant_id": project}}
+    )["security_group"]["id"]
+    rule_id = add_rule(stack, ethertype="IPv4", protocol="icmp", remote_group_id=peers)
+    stack.wait_in_sync()
+    assert not stack.probe(SRC, DST), "no member of peers yet"
+
+    source_port = stack.vm(SRC)["port_id"]
+    dst_host = stack.host_of(DST)
+    before = stack.desired_revision(dst_host)
+    stack.api(
+        "PUT",
+        f"/ports/{source_port}",
+        {"port": {"security_groups": [stack.state["group_id"], peers]}},
+    )
+    wait_for("the ping allowed", lambda: stack.probe(SRC, DST))
+    stack.wait_in_sync()
+    report = stack.applied_report(dst_host)
+    assert report["revision"] > before
+    assert report["iptables_restored"] == [] and report["ipset_changed"], report
+    print(f"\nmembership change on {dst_host}: {report['duration_ms']} ms, steps {report['steps']}")
+
+    stack.api(
+        "PUT", f"/ports/{source_port}", {"port": {"security_groups": [stack.state["group_id"]]}}
+    )
+    wait_for("the ping blocked again", lambda: not stack.probe(SRC, DST))
+    stack.api("DELETE", f"/security-group-rules/{rule_id}")
+    stack.api("DELETE", f"/security-groups/{peers}")
+    stack.wait_in_sync()
+
+
+def test_port_security_off_lets_everything_through_and_on_filters_again(stack) -> None:
+    port = stack.vm(DST)["port_id"]
+    stack.listen(DST, 5002)
+    assert not stack.probe(SRC, DST, "tcp", 5002)
+    stack.api(
+        "PUT", f"/ports/{port}", {"port": {"security_groups": [], "port_security_enabled": False}}
+    )
+    wait_for("unfiltered traffic", lambda: stack.probe(SRC, DST, "tcp", 5002))
+    assert stack.probe(SRC, DST)
+    stack.api(
+        "PUT",
+        f"/ports/{port}",
+        {"port": {"port_security_enabled": True, "security_groups": [stack.state["group_id"]]}},
+    )
+    wait_for("filtered again", lambda: not stack.probe(SRC, DST, "tcp", 5002))
+    assert not stack.probe(SRC, DST)
+    stack.wait_in_sync()
+
+
+def test_flushing_a_lab_host_by_hand_is_reported_as_drift_and_repaired(stack) -> None:
+    host = stack.host_of(DST)
+    rule_id = add_rule(stack, ethertype="IPv4", protocol="icmp")
+    stack.wait_in_sync()
+    wait_for("ping allowed", lambda: stack.probe(SRC, DST))
+    rules = stack.iptables_rules(host)
+    stack.runner.run(["iptables", "-F"], netns=host)
+    flushed = time.perf_counter()
+    wait_for("the rules repaired", lambda: stack.iptables_rules(host) == rules, timeout=20)
+    print(f"\ndrift repaired {time.perf_counter() - flushed:.2f} s after iptables -F")
+    drift = wait_for(
+        "a drift event",
+        lambda: stack.db(
+            "select e.message from hostsync_hostevent e join networks_host h on h.id = e.host_id"
+            " where h.name = ? and e.kind = 'drift'",
+            host,
+        ),
+    )
+    assert "repaired" in drift[0][0]
+    assert stack.probe(SRC, DST)
+    stack.api("DELETE", f"/security-group-rules/{rule_id}")
+    stack.wait_in_sync()
+
+
+def test_an_agent_killed_during_an_apply_converges_when_it_comes_back(stack) -> None:
+    host = stack.host_of(DST)
+    rule_id = add_rule(stack, ethertype="IPv4", protocol="icmp")
+    os.kill(stack.agent_pid(host), signal.SIGKILL)  # during (or right before) the apply
+    stack.start_agent(host)
+    wait_for("ping allowed after the restart", lambda: stack.probe(SRC, DST), timeout=20)
+    stack.wait_in_sync()
+
+    # Down while things change: the restarted agent reads the newest state and converges.
+    os.kill(stack.agent_pid(host), signal.SIGKILL)
+    stack.api("DELETE", f"/security-group-rules/{rule_id}")
+    time.sleep(0.5)
+    assert stack.probe(SRC, DST), "nobody applied the change while the agent was down"
+    stack.start_agent(host)
+    wait_for("ping blocked after the restart", lambda: not stack.probe(SRC, DST), timeout=20)
+    stack.wait_in_sync()
+
+
+def test_a_state_the_kernel_refuses_keeps_previous_rules_and_marks_the_host_failed(stack) -> None:
+    host = stack.host_of(DST)
+    project = stack.state["project_id"]
+    allow = add_rule(stack, ethertype="IPv4", protocol="icmp")
+    stack.wait_in_sync()
+    peers = stack.api(
+        "POST", "/security-groups", {"security_group": {"name": "clash", "tenant_id": project}}
+    )["security_group"]["id"]
+    # A set of ours by name but of another type: `ipset restore` will refuse to create it.
+    clash = "IPv4" + peers[:20]
+    stack.runner.run(["ipset", "create", clash, "hash:net"], netns=host)
+    try:
+        bad = add_rule(stack, ethertype="IPv4", protocol="tcp", remote_group_id=peers)
+        status = wait_for(
+            "the host marked failed",
+            lambda: stack.db(
+                "select status, last_error from networks_host where name = ? and status = 'failed'",
+                host,
+            ),
+        )
+        assert clash in status[0][1] or "exist" in status[0][1], status
+        assert stack.probe(SRC, DST), "the previous rules must stay in force"
+    finally:
+        stack.runner.run(["ipset", "destroy", clash], netns=host, check=False)
+    stack.api("DELETE", f"/security-group-rules/{bad}")
+    wait_for(
+        "the host in sync again",
+        lambda: stack.db("select 1 from networks_host where name = ? and status = 'in-sync'", host),
+    )
+    stack.api("DELETE", f"/security-group-rules/{allow}")
+    stack.api("DELETE", f"/security-groups/{peers}")
+    stack.wait_in_sync()
