@@ -59,6 +59,8 @@ def screenshot(page):  # type: ignore[no-untyped-def]
 
     def take(name: str) -> Path:
         path = SCREENSHOTS / f"{name}.png"
+        # Sticky bars would be drawn at the scroll position in a full-page capture.
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(path), full_page=True)
         return path
 

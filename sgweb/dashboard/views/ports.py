@@ -142,16 +142,33 @@ def port_list(request: HttpRequest) -> HttpResponse:
             "filters": filters,
             "host_filter": host,
             "security": security,
-            "networks": list(networks.order_by("name")[:FILTER_CHOICES_LIMIT]),
-            "groups": list(groups.order_by("name")[:FILTER_CHOICES_LIMIT]),
-            "hosts": list(
-                Host.objects.order_by("name").values_list("name", flat=True)[:FILTER_CHOICES_LIMIT]
+            "network_options": _options(
+                networks.order_by("name")[:FILTER_CHOICES_LIMIT], filters.get("network", "")
             ),
+            "group_options": _options(
+                groups.order_by("name")[:FILTER_CHOICES_LIMIT], filters.get("group", "")
+            ),
+            "host_options": [
+                (name, name, name == host)
+                for name in Host.objects.order_by("name").values_list("name", flat=True)[
+                    :FILTER_CHOICES_LIMIT
+                ]
+            ],
             "selected_group": selected_group,
         },
         section="ports",
         shell=shell,
     )
+
+
+def _options(objects: Any, selected: str) -> list[tuple[str, str, bool]]:
+    """(value, label, selected) for a filter's <select>, built here rather than in the
+    template: hundreds of options are cheap in Python and slow in template tags."""
+    options = []
+    for obj in objects:
+        value = str(obj.pk)
+        options.append((value, obj.name or value, value == selected))
+    return options
 
 
 def _port_for(request: HttpRequest, port_id: str) -> Port:
