@@ -1,0 +1,238 @@
+"""Compiler behaviour beyond the article's examples: IPv6, port security off, stateless groups,
+conntrack zones, deduplication, origins and determinism."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sgweb.firewall.compiler import CompileCache, compile_host
+from sgweb.firewall.ir import (
+    ORIGIN_ANTI_SPOOF,
+    ORIGIN_FALLBACK,
+    ORIGIN_PORT_SECURITY_OFF,
+    ORIGIN_SG_RULE,
+    CompiledHost,
+)
+from sgweb.firewall.model import HostState, Port, SecurityGroup, SecurityGroupRule
+from sgweb.firewall.render import render_ipsets, render_iptables, render_rule
+from tests.firewall import scenarios
+
+
+def _lines(compiled: CompiledHost, family: int, chain: str) -> list[str]:
+    prefix = f"-A {chain} "
+    return [
+        line for line in render_iptables(compiled, family).splitlines() if line.startswith(prefix)
+    ]
+
+
+def _strip_comments(lines: list[str]) -> list[str]:
+    from tests.firewall.article import without_comments
+
+    return [without_comments(line) for line in lines]
+
+
+def test_ipv6_port_gets_neighbour_discovery_dhcpv6_and_link_local_anti_spoofing() -> None:
+    compiled = compile_host(scenarios.host_state())
+    ingress = _lines(compiled, 6, "neutron-openvswi-iaaaaaaaa-0")
+    assert ingress[2:6] == [
+        f"-A neutron-openvswi-iaaaaaaaa-0 -p ipv6-icmp -m icmp6 --icmpv6-type {t} -j RETURN"
+        for t in (130, 134, 135, 136)
+    ]
+    assert (
+        "-A neutron-openvswi-iaaaaaaaa-0 -s 2001:db8:1::2/128 -p udp -m udp --sport 547 "
+        "--dport 546 -j RETURN" in ingress
+    )
+    egress = _lines(compiled, 6, "neutron-openvswi-oaaaaaaaa-0")
+    assert egress[:5] == [
+        "-A neutron-openvswi-oaaaaaaaa-0 -s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 "
+        "--icmpv6-type 131 -j RETURN",
+        "-A neutron-openvswi-oaaaaaaaa-0 -s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 "
+        "--icmpv6-type 135 -j RETURN",
+        "-A neutron-openvswi-oaaaaaaaa-0 -s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 "
+        "--icmpv6-type 143 -j RETURN",
+        "-A neutron-openvswi-oaaaaaaaa-0 -p udp -m udp --sport 546 --dport 547 -j RETURN",
+        "-A neutron-openvswi-oaaaaaaaa-0 -j neutron-openvswi-saaaaaaaa-0",
+    ]
+    assert (
+        "-A neutron-openvswi-oaaaaaaaa-0 -p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP" in egress
+    )
+    assert "-A neutron-openvswi-oaaaaaaaa-0 -p udp -m udp --sport 547 --dport 546 -j DROP" in egress
+    spoof = _lines(compiled, 6, "neutron-openvswi-saaaaaaaa-0")
+    assert spoof == [
+        "-A neutron-openvswi-saaaaaaaa-0 -s 2001:db8:1::a/128 -m mac --mac-source "
+        "FA:16:3E:00:00:0A -j RETURN",
+        "-A neutron-openvswi-saaaaaaaa-0 -s fe80::f816:3eff:fe00:a/128 -m mac --mac-source "
+        "FA:16:3E:00:00:0A -j RETURN",
+        "-A neutron-openvswi-saaaaaaaa-0 -j DROP",
+    ]
+
+
+def test_ipv6_rules_use_ip6tables_syntax_and_v6_sets() -> None:
+    compiled = compile_host(scenarios.host_state())
+    ingress = _strip_comments(_lines(compiled, 6, "neutron-openvswi-iaaaaaaaa-0"))
+    assert (
+        "-A neutron-openvswi-iaaaaaaaa-0 -p ipv6-icmp -m set --match-set "
+        "IPv622222222-bbbb-4bbb-8 src -j RETURN" in ingress
+    )
+    assert "IPv622222222-bbbb-4bbb-8" in {s.name for s in compiled.ipsets}
+
+
+def test_allowed_address_pairs_are_in_the_anti_spoof_chain_with_their_mac() -> None:
+    spoof = _lines(compile_host(scenarios.host_state()), 4, "neutron-openvswi-saaaaaaaa-0")
+    assert spoof == [
+        "-A neutron-openvswi-saaaaaaaa-0 -s 192.0.2.10/32 -m mac --mac-source FA:16:3E:00:00:0A "
+        "-j RETURN",
+        "-A neutron-openvswi-saaaaaaaa-0 -s 192.0.2.200/32 -m mac --mac-source FA:16:3E:00:00:0A "
+        "-j RETURN",
+        "-A neutron-openvswi-saaaaaaaa-0 -s 203.0.113.16/28 -m mac --mac-source "
+        "FA:16:3E:00:01:0A -j RETURN",
+        "-A neutron-openvswi-saaaaaaaa-0 -j DROP",
+    ]
+
+
+def test_port_security_off_gets_no_chains_and_is_accepted_in_our_forward_chain() -> None:
+    compiled = compile_host(scenarios.host_state())
+    text = render_iptables(compiled, 4)
+    assert "dddddddd" not in "".join(line for line in text.splitlines() if line[:1] == ":")
+    forward = compiled.v4.table("filter").chain("neutron-openvswi-FORWARD")
+    accepts = [r for r in forward.rules if r.origin.kind == ORIGIN_PORT_SECURITY_OFF]
+    assert [render_rule(r) for r in accepts] == [
+        "-A neutron-openvswi-FORWARD -m physdev --physdev-out tapdddddddd-00 --physdev-is-bridged "
+        "-j ACCEPT",
+        "-A neutron-openvswi-FORWARD -m physdev --physdev-in tapdddddddd-00 --physdev-is-bridged "
+        "-j ACCEPT",
+    ]
+    assert forward.rules.index(accepts[0]) > max(
+        i for i, r in enumerate(forward.rules) if r.target == "neutron-openvswi-sg-chain"
+    )
+
+
+def test_port_without_groups_gets_only_the_base_rules() -> None:
+    compiled = compile_host(scenarios.host_state())
+    chain = compiled.v4.table("filter").chain("neutron-openvswi-ieeeeeeee-0")
+    assert [r.origin.kind for r in chain.rules] == ["invalid", "established", ORIGIN_FALLBACK]
+
+
+def test_stateless_group_bypasses_conntrack_and_has_no_state_rules() -> None:
+    compiled = compile_host(scenarios.host_state())
+    ingress = _lines(compiled, 4, "neutron-openvswi-icccccccc-0")
+    egress = _lines(compiled, 4, "neutron-openvswi-occcccccc-0")
+    assert not any("--state" in line for line in ingress + egress)
+    raw = [
+        render_rule(r) for r in compiled.v4.table("raw").chain("neutron-openvswi-PREROUTING").rules
+    ]
+    assert (
+        "-A neutron-openvswi-PREROUTING -m physdev --physdev-in tapcccccccc-00 -j CT --notrack"
+        in raw
+    )
+
+
+def test_conntrack_zones_are_per_network_from_4097_and_explicit_ones_win() -> None:
+    state = scenarios.host_state()
+    raw = compile_host(state).v4.table("raw").chain("neutron-openvswi-PREROUTING")
+    zones = {r.match.physdev_in: r.target_args for r in raw.rules if r.match.physdev_in}
+    assert zones["tapaaaaaaaa-00"] == zones["tapeeeeeeee-00"] == ("--zone", "4097")
+    assert zones["tapbbbbbbbb-00"] == ("--zone", "4098")
+    pinned = dataclasses.replace(state, conntrack_zones=(("net-1", 7),))
+    raw = compile_host(pinned).v4.table("raw").chain("neutron-openvswi-PREROUTING")
+    zones = {r.match.physdev_in: r.target_args for r in raw.rules if r.match.physdev_in}
+    assert zones["tapbbbbbbbb-00"] == ("--zone", "7")
+
+
+def test_traffic_towards_vms_is_zoned_by_their_bridge() -> None:
+    base = scenarios.host_state()
+    ports = tuple(dataclasses.replace(p, bridge="br0", network_id=None) for p in base.ports)
+    raw = compile_host(dataclasses.replace(base, ports=ports)).v4.table("raw")
+    lines = [render_rule(r) for r in raw.chain("neutron-openvswi-PREROUTING").rules]
+    assert lines[-1] == "-A neutron-openvswi-PREROUTING -i br0 -j CT --zone 4097"
+    single_network = compile_host(
+        dataclasses.replace(
+            base, ports=tuple(dataclasses.replace(p, network_id=None) for p in base.ports)
+        )
+    )
+    last = single_network.v4.table("raw").chain("neutron-openvswi-PREROUTING").rules[-1]
+    assert render_rule(last) == (
+        "-A neutron-openvswi-PREROUTING -m physdev --physdev-is-in -j CT --zone 4097"
+    )
+
+
+def test_a_rule_shared_by_two_groups_is_emitted_once() -> None:
+    rule = SecurityGroupRule("r1", "ingress", "IPv4", "tcp", 22, 22)
+    twin = SecurityGroupRule("r2", "ingress", "IPv4", "tcp", 22, 22)
+    port = Port("p1", "fa:16:3e:00:00:01", ("192.0.2.10",), security_groups=("g1", "g2"))
+    state = HostState(
+        ports=(port,),
+        security_groups=(SecurityGroup("g1", rules=(rule,)), SecurityGroup("g2", rules=(twin,))),
+    )
+    chain = compile_host(state).v4.table("filter").chain("neutron-openvswi-ip1")
+    user = [r for r in chain.rules if r.origin.kind == ORIGIN_SG_RULE]
+    assert [(r.origin.group_id, r.origin.rule_id) for r in user] == [("g1", "r1")]
+
+
+def test_every_rule_carries_an_origin_naming_its_port_and_purpose() -> None:
+    compiled = compile_host(scenarios.host_state())
+    for family in (compiled.v4, compiled.v6):
+        for table in family.tables:
+            for chain in table.chains:
+                for rule in chain.rules:
+                    assert rule.origin.kind
+                    if chain.name.startswith(("neutron-openvswi-i", "neutron-openvswi-o")):
+                        assert rule.origin.port_id is not None
+    spoof = compiled.v4.table("filter").chain("neutron-openvswi-saaaaaaaa-0")
+    assert {r.origin.kind for r in spoof.rules} == {ORIGIN_ANTI_SPOOF}
+
+
+def test_sg_rule_comments_carry_only_the_rule_id() -> None:
+    compiled = compile_host(scenarios.host_state())
+    comments = {
+        r.comment
+        for family in (compiled.v4, compiled.v6)
+        for table in family.tables
+        for chain in table.chains
+        for r in chain.rules
+        if r.comment
+    }
+    assert comments and all(c.startswith("sg-rule ") for c in comments)
+
+
+def test_same_input_gives_byte_identical_output() -> None:
+    first = compile_host(scenarios.host_state())
+    second = compile_host(scenarios.host_state(), cache=CompileCache())
+    for family in (4, 6):
+        assert render_iptables(first, family) == render_iptables(second, family)
+    assert render_ipsets(first) == render_ipsets(second)
+
+
+def test_port_order_follows_device_names_not_input_order() -> None:
+    state = scenarios.host_state()
+    reversed_state = dataclasses.replace(state, ports=tuple(reversed(state.ports)))
+    assert render_iptables(compile_host(state), 4) == render_iptables(
+        compile_host(reversed_state), 4
+    )
+
+
+def test_only_referenced_sets_are_created_even_when_empty() -> None:
+    state = scenarios.with_members(scenarios.host_state(), scenarios.DB, ())
+    compiled = compile_host(state)
+    names = {s.name: s for s in compiled.ipsets}
+    assert set(names) == {
+        "IPv411111111-aaaa-4aaa-8",
+        "IPv422222222-bbbb-4bbb-8",
+        "IPv622222222-bbbb-4bbb-8",
+    }
+    assert names["IPv422222222-bbbb-4bbb-8"].members == ()
+
+
+def test_without_ipset_members_expand_to_rules_skipping_the_ports_own_address() -> None:
+    compiled = compile_host(scenarios.host_state(enable_ipset=False))
+    chain = compiled.v4.table("filter").chain("neutron-openvswi-ibbbbbbbb-0")
+    members = [r.origin.member for r in chain.rules if r.origin.rule_id == "web-from-db"]
+    assert members == ["198.51.100.7/32"]  # 192.0.2.11 is port B's own address
+
+
+def test_numeric_and_named_protocols_render_as_iptables_save_prints_them() -> None:
+    ingress = _strip_comments(
+        _lines(compile_host(scenarios.host_state()), 4, "neutron-openvswi-ibbbbbbbb-0")
+    )
+    assert "-A neutron-openvswi-ibbbbbbbb-0 -s 203.0.113.0/25 -p gre -j RETURN" in ingress
+    assert "-A neutron-openvswi-ibbbbbbbb-0 -p udplite -m multiport --dports 9 -j RETURN" in ingress

@@ -1,0 +1,151 @@
+"""Incremental deltas: only changed chains, ipset swaps, and ordering the kernel accepts."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sgweb.firewall.compiler import CompileCache, compile_host
+from sgweb.firewall.incremental import diff
+from sgweb.firewall.model import SecurityGroupRule
+from sgweb.firewall.names import MAX_IPSET_NAME_LENGTH
+from tests.firewall import scenarios
+
+
+def _a_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("-A")]
+
+
+def test_first_delta_without_builtin_jumps_never_names_a_builtin_chain() -> None:
+    delta = diff(None, compile_host(scenarios.host_state()))
+    for _family, text in delta.iptables:
+        assert not any(
+            line.startswith(("-A INPUT", "-A FORWARD", "-A OUTPUT", "-A PREROUTING"))
+            for line in text.splitlines()
+        )
+    with_jumps = diff(None, compile_host(scenarios.host_state()), include_builtin_jumps=True)
+    assert "-A FORWARD -j neutron-openvswi-FORWARD" in dict(with_jumps.iptables)[4]
+
+
+def test_no_change_gives_an_empty_delta() -> None:
+    state = scenarios.host_state()
+    delta = diff(compile_host(state), compile_host(state))
+    assert delta.empty
+    assert delta.changed_chains == () and delta.removed_chains == ()
+
+
+def test_a_group_rule_change_rewrites_only_the_chains_of_ports_using_it() -> None:
+    state = scenarios.host_state()
+    cache = CompileCache()
+    before = compile_host(state, cache=cache)
+    extra = SecurityGroupRule("db-redis", "ingress", "IPv4", "tcp", 6379, 6379)
+    after_state = scenarios.with_group_rules(
+        state, scenarios.DB, (*scenarios.DB_GROUP.rules, extra)
+    )
+    delta = diff(before, compile_host(after_state, cache=cache))
+    assert delta.changed_chains == ("neutron-openvswi-ibbbbbbbb-0",)
+    assert [family for family, _text in delta.iptables] == [4]
+    text = dict(delta.iptables)[4]
+    assert text.startswith("*filter\n:neutron-openvswi-ibbbbbbbb-0 - [0:0]\n")
+    assert "*raw" not in text
+
+
+def test_without_a_cache_unchanged_chains_are_still_recognised_by_content() -> None:
+    state = scenarios.host_state()
+    extra = SecurityGroupRule("db-redis", "ingress", "IPv4", "tcp", 6379, 6379)
+    after_state = scenarios.with_group_rules(
+        state, scenarios.DB, (*scenarios.DB_GROUP.rules, extra)
+    )
+    delta = diff(compile_host(state), compile_host(after_state))
+    assert delta.changed_chains == ("neutron-openvswi-ibbbbbbbb-0",)
+
+
+def test_membership_change_gives_zero_iptables_lines_and_a_set_swap() -> None:
+    state = scenarios.host_state()
+    cache = CompileCache()
+    before = compile_host(state, cache=cache)
+    after = compile_host(
+        scenarios.with_members(
+            state, scenarios.DB, ("192.0.2.11", "203.0.113.99", "2001:db8:9::7")
+        ),
+        cache=cache,
+    )
+    delta = diff(before, after)
+    assert delta.iptables == ()
+    assert delta.ipsets.prepare == (
+        "create IPv422222222-bbbb-4bbb-8-n hash:ip family inet hashsize 1024 maxelem 65536 "
+        "-exist\n"
+        "flush IPv422222222-bbbb-4bbb-8-n\n"
+        "add IPv422222222-bbbb-4bbb-8-n 192.0.2.11 -exist\n"
+        "add IPv422222222-bbbb-4bbb-8-n 203.0.113.99 -exist\n"
+    )
+    assert delta.ipsets.commit == (
+        "swap IPv422222222-bbbb-4bbb-8-n IPv422222222-bbbb-4bbb-8\n"
+        "destroy IPv422222222-bbbb-4bbb-8-n\n"
+    )
+    assert delta.ipsets.cleanup == ""
+    assert delta.ipsets.abort == "destroy IPv422222222-bbbb-4bbb-8-n\n"
+
+
+def test_temporary_set_names_fit_ipsets_limit() -> None:
+    delta = diff(None, compile_host(scenarios.host_state()))
+    names = [line.split()[1] for line in delta.ipsets.prepare.splitlines()]
+    assert names and max(len(name) for name in names) <= MAX_IPSET_NAME_LENGTH
+
+
+def test_a_removed_port_has_its_chains_flushed_then_deleted_after_the_rewrites() -> None:
+    state = scenarios.host_state()
+    delta = diff(compile_host(state), compile_host(scenarios.without_port(state, scenarios.PORT_E)))
+    removed = (
+        "neutron-openvswi-ieeeeeeee-0",
+        "neutron-openvswi-oeeeeeeee-0",
+        "neutron-openvswi-seeeeeeee-0",
+    )
+    assert delta.removed_chains == removed
+    for _family, text in delta.iptables:
+        filter_part = text.split("*filter", 1)[1]
+        lines = filter_part.splitlines()
+        first_delete = min(i for i, line in enumerate(lines) if line.startswith("-X"))
+        assert all(not line.startswith("-A") for line in lines[first_delete:])
+        for chain in removed:
+            assert f":{chain} - [0:0]" in lines  # flushed by re-declaration
+            assert f"-X {chain}" in lines
+        assert not any("eeeeeeee" in line for line in _a_lines(filter_part))
+
+
+def test_an_added_port_gets_new_chains_and_jumps() -> None:
+    state = scenarios.without_port(scenarios.host_state(), scenarios.PORT_E)
+    after = scenarios.host_state()
+    delta = diff(compile_host(state), compile_host(after))
+    assert {
+        "neutron-openvswi-ieeeeeeee-0",
+        "neutron-openvswi-oeeeeeeee-0",
+        "neutron-openvswi-seeeeeeee-0",
+        "neutron-openvswi-sg-chain",
+        "neutron-openvswi-FORWARD",
+        "neutron-openvswi-INPUT",
+        "neutron-openvswi-PREROUTING",
+    } == set(delta.changed_chains)
+    assert delta.removed_chains == ()
+
+
+def test_a_set_nobody_references_any_more_is_destroyed_in_cleanup() -> None:
+    state = scenarios.host_state()
+    no_remote = tuple(r for r in scenarios.WEB_GROUP.rules if r.remote_group_id is None)
+    after = scenarios.with_group_rules(state, scenarios.WEB, no_remote)
+    delta = diff(compile_host(state), compile_host(after))
+    assert delta.ipsets.cleanup == (
+        "destroy IPv422222222-bbbb-4bbb-8\ndestroy IPv622222222-bbbb-4bbb-8\n"
+    )
+
+
+def test_a_cache_returns_the_same_chain_objects_for_untouched_ports() -> None:
+    state = scenarios.host_state()
+    cache = CompileCache()
+    before = compile_host(state, cache=cache)
+    port_e = next(p for p in state.ports if p.id == scenarios.PORT_E)
+    renamed = dataclasses.replace(port_e, name="renamed")  # names never reach rules
+    ports = tuple(renamed if p.id == scenarios.PORT_E else p for p in state.ports)
+    after = compile_host(dataclasses.replace(state, ports=ports), cache=cache)
+    old = before.v4.table("filter").chain("neutron-openvswi-iaaaaaaaa-0")
+    assert after.v4.table("filter").chain("neutron-openvswi-iaaaaaaaa-0") is old
+    assert diff(before, after).empty
