@@ -229,6 +229,11 @@ class Agent:
         removed_chains = len(getattr(delta, "removed_chains", ()) or ())
         if full:
             delta = self._with_existing_sets(delta)
+        if full and rollback is None:
+            # Nothing trustworthy to roll back to on a full apply (start-up, repair): skip the
+            # whole-table snapshot (an iptables-save per table, ~0.4 s at 50k rules); if a
+            # later family fails, the kernel is marked unknown and re-applied in full.
+            rollback = PlainDelta()
         result = self.firewall.apply(delta, rollback=rollback)
         if not result.ok:
             if (
