@@ -134,3 +134,17 @@ def get_item(mapping: dict[str, Any] | None, key: str) -> Any:
     if not mapping:
         return None
     return mapping.get(key)
+
+
+@register.filter
+def humanize_type(object_type: str) -> str:
+    """`security_group_rule` -> `security group rule`."""
+    return (object_type or "").replace("_", " ")
+
+
+@register.simple_tag
+def percent(used: int | None, limit: int | None) -> int:
+    """How full a quota is, 0-100; unlimited (-1) and unset quotas read as empty."""
+    if not used or not limit or limit < 0:
+        return 0
+    return min(100, round(used * 100 / limit))

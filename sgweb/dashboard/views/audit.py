@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date
 
@@ -153,6 +154,29 @@ def diff_lines(before: dict[str, Any] | None, after: dict[str, Any] | None) -> l
     return sorted(lines, key=lambda line: order[line.kind])
 
 
+_OBJECT_PAGES = {
+    "security_group": ("dashboard:security_group", "security group"),
+    "port": ("dashboard:port", "port"),
+    "network": ("dashboard:network", "network"),
+    "project": ("dashboard:project", "project"),
+}
+
+
+def object_link(entry: AuditEntry) -> tuple[str, str]:
+    """Where the changed object lives now (its page answers 404 if it has gone since)."""
+    if entry.action == AuditAction.DELETE:
+        return "", ""
+    if entry.object_type in _OBJECT_PAGES:
+        name, label = _OBJECT_PAGES[entry.object_type]
+        return reverse(name, args=[entry.object_id]), label
+    after = entry.after if isinstance(entry.after, dict) else {}
+    if entry.object_type == "security_group_rule" and after.get("security_group_id"):
+        return reverse("dashboard:security_group", args=[after["security_group_id"]]), "group"
+    if entry.object_type == "subnet" and after.get("network_id"):
+        return reverse("dashboard:network", args=[after["network_id"]]), "network"
+    return "", ""
+
+
 @login_required
 def audit_detail(request: HttpRequest, entry_id: str) -> HttpResponse:
     if not _is_uuid(entry_id):
@@ -166,11 +190,14 @@ def audit_detail(request: HttpRequest, entry_id: str) -> HttpResponse:
         .filter(object_type=entry.object_type, object_id=entry.object_id)
         .order_by("-at")[:20]
     )
+    object_url, object_label = object_link(entry)
     return render_page(
         request,
         "dashboard/audit/detail.html",
         {
             "entry": entry,
+            "object_url": object_url,
+            "object_label": object_label,
             "lines": lines,
             "changed": sum(1 for line in lines if line.kind != "same"),
             "history": history,

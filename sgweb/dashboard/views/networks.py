@@ -89,7 +89,7 @@ def _detail_page(
             "network": network,
             "subnets": subnets,
             "port_total": port_total,
-            "form": form or SubnetForm(initial={"enable_dhcp": True, "ip_version": "4"}),
+            "form": form or SubnetForm(initial={"enable_dhcp": True}),
             "can_change": can_change_project(request.user, network.project_id),
             "adding": form is not None,
         },
