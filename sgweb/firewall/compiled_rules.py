@@ -75,6 +75,23 @@ def new_origin(
     return origin
 
 
+class PortOrigins:
+    """The origins of one port's fixed rules, made once and shared by both families."""
+
+    __slots__ = ("_made", "port_id")
+
+    def __init__(self, port_id: str) -> None:
+        self.port_id = port_id
+        self._made: dict[tuple[str, str], Origin] = {}
+
+    def __call__(self, kind: str, direction: str) -> Origin:
+        origin = self._made.get((kind, direction))
+        if origin is None:
+            origin = new_origin(kind, self.port_id, direction)
+            self._made[(kind, direction)] = origin
+        return origin
+
+
 def jump_match(*, physdev_in: str | None = None, physdev_out: str | None = None) -> Match:
     return Match(physdev_in=physdev_in, physdev_out=physdev_out, physdev_is_bridged=True)
 
@@ -124,45 +141,37 @@ def new_jump(chain: str, target: str, origin: Origin) -> Rule:
     return new_rule(chain, NO_MATCH, target, origin)
 
 
-def base_ingress_head(chain: str, port_id: str, family: int, stateful: bool) -> list[Rule]:
+def base_ingress_head(chain: str, origin: PortOrigins, family: int, stateful: bool) -> list[Rule]:
     """INVALID drop and RELATED,ESTABLISHED return (stateful ports), ICMPv6 ND/MLD/RA in."""
     rules = []
     if stateful:
+        rules.append(new_rule(chain, INVALID_MATCH, DROP, origin(ORIGIN_INVALID, INGRESS)))
         rules.append(
-            new_rule(chain, INVALID_MATCH, DROP, new_origin(ORIGIN_INVALID, port_id, INGRESS))
-        )
-        rules.append(
-            new_rule(
-                chain, ESTABLISHED_MATCH, RETURN, new_origin(ORIGIN_ESTABLISHED, port_id, INGRESS)
-            )
+            new_rule(chain, ESTABLISHED_MATCH, RETURN, origin(ORIGIN_ESTABLISHED, INGRESS))
         )
     if family == 6:
-        origin = new_origin(ORIGIN_ICMPV6, port_id, INGRESS)
-        rules.extend(new_rule(chain, match, RETURN, origin) for match in ICMPV6_ALLOWED_INGRESS)
+        icmpv6 = origin(ORIGIN_ICMPV6, INGRESS)
+        rules.extend(new_rule(chain, match, RETURN, icmpv6) for match in ICMPV6_ALLOWED_INGRESS)
     return rules
 
 
-def base_egress_rules(chain: str, spoof_chain: str, port_id: str, family: int) -> list[Rule]:
+def base_egress_rules(chain: str, spoof_chain: str, origin: PortOrigins, family: int) -> list[Rule]:
     """DHCP client out, the anti-spoofing jump, no DHCP server from the VM (article 3.3.2);
     for IPv6 also DAD from ::, RAs from the VM dropped and the rest of ICMPv6 allowed."""
     rules = []
     if family == 6:
-        origin = new_origin(ORIGIN_ICMPV6, port_id, EGRESS)
+        icmpv6 = origin(ORIGIN_ICMPV6, EGRESS)
         rules.extend(
-            new_rule(chain, match, RETURN, origin) for match in ICMPV6_ALLOWED_UNSPECIFIED_SOURCE
+            new_rule(chain, match, RETURN, icmpv6) for match in ICMPV6_ALLOWED_UNSPECIFIED_SOURCE
         )
-    dhcp = new_origin(ORIGIN_DHCP, port_id, EGRESS)
+    dhcp = origin(ORIGIN_DHCP, EGRESS)
     rules.append(new_rule(chain, DHCP_CLIENT_REQUEST[family], RETURN, dhcp))
-    rules.append(new_jump(chain, spoof_chain, new_origin(ORIGIN_ANTI_SPOOF, port_id, EGRESS)))
+    rules.append(new_jump(chain, spoof_chain, origin(ORIGIN_ANTI_SPOOF, EGRESS)))
     if family == 6:
-        rules.append(new_rule(chain, RA_MATCH, DROP, new_origin(ORIGIN_RA_SPOOF, port_id, EGRESS)))
-        rules.append(
-            new_rule(chain, ANY_ICMPV6, RETURN, new_origin(ORIGIN_ICMPV6, port_id, EGRESS))
-        )
+        rules.append(new_rule(chain, RA_MATCH, DROP, origin(ORIGIN_RA_SPOOF, EGRESS)))
+        rules.append(new_rule(chain, ANY_ICMPV6, RETURN, origin(ORIGIN_ICMPV6, EGRESS)))
     rules.append(
-        new_rule(
-            chain, DHCP_SERVER_REPLY[family], DROP, new_origin(ORIGIN_DHCP_SPOOF, port_id, EGRESS)
-        )
+        new_rule(chain, DHCP_SERVER_REPLY[family], DROP, origin(ORIGIN_DHCP_SPOOF, EGRESS))
     )
     return rules
 

@@ -23,6 +23,7 @@ from sgweb.firewall.compiled_rules import (
     ESTABLISHED_MATCH,
     INVALID_MATCH,
     NO_MATCH,
+    PortOrigins,
     base_egress_rules,
     base_ingress_head,
     gc_paused,
@@ -39,7 +40,9 @@ from sgweb.firewall.ir import (
     ORIGIN_ANTI_SPOOF,
     ORIGIN_CONNTRACK_ZONE,
     ORIGIN_DHCP,
+    ORIGIN_ESTABLISHED,
     ORIGIN_FALLBACK,
+    ORIGIN_INVALID,
     ORIGIN_JUMP,
     ORIGIN_NOTRACK,
     ORIGIN_PORT_SECURITY_OFF,
@@ -158,6 +161,7 @@ class _HostCompiler:
         self.unfiltered = [port for port in self.ports if not port.port_security_enabled]
         self.fallback = names.fallback_chain(self.prefix)
         self.sg_chain = names.sg_chain(self.prefix)
+        self.origins: dict[str, PortOrigins] = {}
 
     def compile(self) -> CompiledHost:
         templates = {gid: self._group_templates(self.groups[gid]) for gid in self._used_groups()}
@@ -274,7 +278,11 @@ class _HostCompiler:
         entry = self.cache.ports.get((port.id, family))
         if entry is not None and entry.key == key and (entry.port is port or entry.port == port):
             return entry.chains
-        chains = _PortChainBuilder(self.prefix, port, family, stateful).build(ingress, egress)
+        origins = self.origins.get(port.id)
+        if origins is None:
+            origins = self.origins[port.id] = PortOrigins(port.id)
+        builder = _PortChainBuilder(self.prefix, port, family, stateful, origins)
+        chains = builder.build(ingress, egress)
         self.cache.ports[(port.id, family)] = _PortEntry(port, key, chains)
         return chains
 
@@ -478,9 +486,12 @@ class _HostCompiler:
 class _PortChainBuilder:
     """The i/o/s chains of one filtered port for one family (article 3.3.2/3.3.3 order)."""
 
-    def __init__(self, prefix: str, port: Port, family: int, stateful: bool) -> None:
+    def __init__(
+        self, prefix: str, port: Port, family: int, stateful: bool, origins: PortOrigins
+    ) -> None:
         self.prefix = prefix
         self.port = port
+        self.origin = origins
         self.family = family
         self.stateful = stateful
         self.ingress = names.ingress_chain(prefix, port.id)
@@ -494,33 +505,29 @@ class _PortChainBuilder:
         ingress: Sequence[tuple[Template, ...]],
         egress: Sequence[tuple[Template, ...]],
     ) -> tuple[Chain, ...]:
-        port_id = self.port.id
-        in_rules = base_ingress_head(self.ingress, port_id, self.family, self.stateful)
+        origin = self.origin
+        in_rules = base_ingress_head(self.ingress, origin, self.family, self.stateful)
         in_rules.extend(self._dhcp_replies())
         self._user_rules(in_rules, self.ingress, INGRESS, ingress)
         in_rules.append(
-            new_rule(
-                self.ingress, NO_MATCH, self.fallback, new_origin(ORIGIN_FALLBACK, port_id, INGRESS)
-            )
+            new_rule(self.ingress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, INGRESS))
         )
-        out_rules = base_egress_rules(self.egress, self.spoof, port_id, self.family)
+        out_rules = base_egress_rules(self.egress, self.spoof, origin, self.family)
         if self.stateful:
             out_rules.append(
-                new_rule(self.egress, INVALID_MATCH, DROP, new_origin("invalid", port_id, EGRESS))
+                new_rule(self.egress, INVALID_MATCH, DROP, origin(ORIGIN_INVALID, EGRESS))
             )
             out_rules.append(
                 new_rule(
                     self.egress,
                     ESTABLISHED_MATCH,
                     RETURN,
-                    new_origin("established", port_id, EGRESS),
+                    origin(ORIGIN_ESTABLISHED, EGRESS),
                 )
             )
         self._user_rules(out_rules, self.egress, EGRESS, egress)
         out_rules.append(
-            new_rule(
-                self.egress, NO_MATCH, self.fallback, new_origin(ORIGIN_FALLBACK, port_id, EGRESS)
-            )
+            new_rule(self.egress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, EGRESS))
         )
         return (
             Chain(self.ingress, tuple(in_rules)),
@@ -531,7 +538,7 @@ class _PortChainBuilder:
     def _dhcp_replies(self) -> list[Rule]:
         server_port, client_port = DHCP_SERVER_PORTS[self.family]
         host = "/32" if self.family == 4 else "/128"
-        origin = new_origin(ORIGIN_DHCP, self.port.id, INGRESS)
+        origin = self.origin(ORIGIN_DHCP, INGRESS)
         rules = []
         for server in self.port.dhcp_servers:
             if address_version(server) != self.family:
@@ -589,7 +596,7 @@ class _PortChainBuilder:
         port = self.port
         family = self.family
         host = "/32" if family == 4 else "/128"
-        origin = new_origin(ORIGIN_ANTI_SPOOF, port.id, EGRESS)
+        origin = self.origin(ORIGIN_ANTI_SPOOF, EGRESS)
         pairs: list[tuple[str | None, str]] = []  # (source cidr, mac)
         for ip in port.fixed_ips:
             if address_version(ip) == family:

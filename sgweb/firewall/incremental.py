@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sgweb.firewall.compiled_rules import gc_paused
 from sgweb.firewall.ir import Chain, CompiledHost, IpSet, Table
 from sgweb.firewall.names import temporary_ipset_name
 from sgweb.firewall.render import ipset_create_line, ipset_member_lines, render_chain_rules
@@ -54,6 +55,11 @@ def diff(
     Chains that are the very same objects (a CompileCache reuses them) are skipped without
     looking; others are compared by their rendered rules.
     """
+    with gc_paused():
+        return _diff(previous, new, include_builtin_jumps)
+
+
+def _diff(previous: CompiledHost | None, new: CompiledHost, include_builtin_jumps: bool) -> Delta:
     changed: set[str] = set()
     removed: set[str] = set()
     iptables: list[tuple[int, str]] = []
