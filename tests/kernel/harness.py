@@ -220,11 +220,13 @@ class FirewallLab:
             flow,
             tracer_ok,
             hits,
-            _flow_hits(flow, with_reply=ok),
+            # The destination answers whenever the request reached it, whatever then happens
+            # to the answer.
+            _flow_hits(flow, with_reply=flow.verdict == ACCEPT),
         )
 
     def tcp(self, source: str, destination: str, port: int, *, family: int = 4) -> Observation:
-        """A TCP connect to a listener; counters are compared only when the SYN is dropped
+        """A TCP connect to a listener; counters are compared only when the connection fails
         (an accepted connection is several packets in both directions)."""
         dst = self._address(destination, family)
         src_label = self._endpoint_label(source)
@@ -242,9 +244,9 @@ class FirewallLab:
             f"tcp {source} -> {destination}:{port} (IPv{family})",
             ok,
             flow,
-            flow.verdict == ACCEPT,
+            flow.verdict == ACCEPT and flow.reply_verdict == ACCEPT,
             hits,
-            _flow_hits(flow, with_reply=False),
+            _flow_hits(flow, with_reply=flow.verdict == ACCEPT),  # the SYN and its SYN-ACK
             compare_counters=not ok,
         )
 
