@@ -12,20 +12,19 @@ import ipaddress
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any, TextIO
 
 from sgweb.firewall.explain import Explanation, explain
 from sgweb.firewall.ir import (
+    ACCEPT,
     ORIGIN_CONNTRACK_ZONE,
     ORIGIN_JUMP,
     ORIGIN_NOTRACK,
     ORIGIN_PORT_SECURITY_OFF,
     Origin,
-    Rule,
 )
 from sgweb.firewall.model import HostState, Port
-from sgweb.firewall.render import render_rule
+from sgweb.firewall.traceflow import reply_to
 from sgweb.firewall.tracer import (
     CT_STATES,
     HOOK_FORWARD,
@@ -37,15 +36,11 @@ from sgweb.firewall.tracer import (
     TraceError,
     trace,
 )
+from sgweb.firewall.traceserial import rule_text, trace_json
 
 _PORT_NAMED_KINDS = frozenset(
     {ORIGIN_JUMP, ORIGIN_PORT_SECURITY_OFF, ORIGIN_CONNTRACK_ZONE, ORIGIN_NOTRACK}
 )
-
-
-def rule_text(rule: Rule) -> str:
-    """The rule the way iptables-save prints it, from the compiler's renderer."""
-    return render_rule(rule)
 
 
 def origin_text(origin: Origin, state: HostState | None = None) -> str:
@@ -118,51 +113,6 @@ def describe(packet: Packet) -> str:
     return " ".join(words)
 
 
-def _origin_dict(origin: Origin) -> dict[str, Any]:
-    return {key: value for key, value in asdict(origin).items() if value is not None}
-
-
-def trace_json(result: Trace, explanation: Explanation) -> dict[str, Any]:
-    path = []
-    for step in result.path:
-        entry: dict[str, Any] = {
-            "table": step.table,
-            "chain": step.chain,
-            "position": step.position,
-            "event": step.event,
-            "matched": step.matched,
-            "skipped": step.skipped,
-            "depth": step.depth,
-        }
-        if step.rule is not None:
-            entry["rule"] = rule_text(step.rule)
-            entry["target"] = step.rule.target
-            entry["origin"] = _origin_dict(step.rule.origin)
-        path.append(entry)
-    matched = [
-        {
-            "table": hit.table,
-            "chain": hit.chain,
-            "position": hit.position,
-            "rule": rule_text(hit.rule),
-            "origin": _origin_dict(hit.rule.origin),
-        }
-        for hit in result.matched
-    ]
-    return {
-        "verdict": result.verdict,
-        "explanation": explanation.text,
-        "reason": explanation.reason,
-        "path": path,
-        "matched": matched,
-        "family": result.family,
-        "packet": {k: v for k, v in asdict(result.packet).items() if v is not None},
-        "ct_state": result.ct_state,
-        "zone": result.zone,
-        "details": explanation.to_dict(),
-    }
-
-
 # --- command line ------------------------------------------------------------------------------
 
 
@@ -209,6 +159,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     packet.add_argument("--hook", default=HOOK_FORWARD, type=str.upper, choices=HOOKS)
     packet.add_argument("--family", type=int, choices=(4, 6), help="default: from the addresses")
+    parser.add_argument(
+        "--reply",
+        action="store_true",
+        help="when allowed, also trace the reply (swapped, ESTABLISHED) through this host",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
@@ -312,11 +267,19 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"trace: {error}", file=sys.stderr)
         return 2
     explanation = explain(result, state)
+    answer = None
+    if args.reply and result.verdict == ACCEPT:
+        answer = trace(compiled, reply_to(packet))
     if args.json:
-        json.dump(trace_json(result, explanation), out, indent=2)
+        data = trace_json(result, explanation)
+        if answer is not None:
+            data["reply"] = trace_json(answer, explain(answer, state))
+        json.dump(data, out, indent=2)
         out.write("\n")
     else:
         out.write(format_trace(result, explanation, state) + "\n")
+        if answer is not None:
+            out.write("\nreply\n" + format_trace(answer, explain(answer, state), state) + "\n")
     return 0
 
 

@@ -21,6 +21,8 @@ from sgweb.firewall.model import HostState, Port
 from sgweb.firewall.tracer import (
     CT_ESTABLISHED,
     CT_NEW,
+    HOOK_INPUT,
+    HOOK_OUTPUT,
     Packet,
     Trace,
     TraceError,
@@ -206,6 +208,31 @@ def _walk_legs(
     return verdict, tuple(hops)
 
 
+def reply_to(request: Packet) -> Packet:
+    """The answer to `request` as the same host sees it: addresses, ports, MACs and bridge
+    ports swapped, an echo request answered by an echo reply, conntrack state ESTABLISHED."""
+    request_type = request.effective_icmp_type
+    hook, physdev_in, physdev_out = request.hook, request.physdev_out, request.physdev_in
+    if request.hook == HOOK_INPUT:  # the host answers from its own stack
+        hook, physdev_in, physdev_out = HOOK_OUTPUT, None, None
+    elif request.hook == HOOK_OUTPUT:
+        hook, physdev_in, physdev_out = HOOK_INPUT, request.physdev_out, None
+    return replace(
+        request,
+        hook=hook,
+        src=request.dst,
+        dst=request.src,
+        sport=request.dport,
+        dport=request.sport,
+        icmp_type=_ECHO_REPLY.get(request_type, request_type) if request.is_icmp else None,
+        src_mac=request.dst_mac,
+        dst_mac=request.src_mac,
+        physdev_in=physdev_in,
+        physdev_out=physdev_out,
+        ct_state=CT_ESTABLISHED,
+    )
+
+
 def trace_flow(
     hosts: Iterable[HostTarget] | Mapping[str, tuple[HostState, CompiledHost]],
     source: str,
@@ -257,18 +284,6 @@ def trace_flow(
     verdict, hops = _walk_legs(request, src, dst, by_name, layout, uplink, REQUEST)
     if not reply or verdict != ACCEPT:
         return Flow(src, dst, verdict, hops)
-    reply_type = request.effective_icmp_type
-    answer = Packet(
-        src=request.dst,
-        dst=request.src,
-        protocol=protocol,
-        sport=dport,
-        dport=sport,
-        icmp_type=_ECHO_REPLY.get(reply_type, reply_type) if reply_type is not None else None,
-        icmp_code=icmp_code,
-        src_mac=request.dst_mac,
-        dst_mac=request.src_mac,
-        ct_state=CT_ESTABLISHED,
-    )
+    answer = reply_to(request)
     reply_verdict, reply_hops = _walk_legs(answer, dst, src, by_name, layout, uplink, REPLY)
     return Flow(src, dst, verdict, hops, reply_verdict, reply_hops)

@@ -202,3 +202,31 @@ def test_a_port_of_another_host_is_refused_with_a_message(scenario, capsys):
     )
     assert code == 2
     assert "no such port on this host" in capsys.readouterr().err
+
+
+def test_reply_option_traces_the_answer_as_established(scenario, capsys):
+    firewall_main(
+        [
+            "trace",
+            scenario,
+            "--host",
+            "compute1",
+            "--src",
+            "198.51.100.7",
+            "--to-port",
+            PORT_ID,
+            "-p",
+            "tcp",
+            "--sport",
+            "40000",
+            "--dport",
+            "22",
+            "--reply",
+            "--json",
+        ]
+    )
+    data = json.loads(capsys.readouterr().out)
+    reply = data["reply"]
+    assert reply["packet"]["sport"] == 22 and reply["packet"]["dport"] == 40000
+    assert reply["packet"]["physdev_in"] == "tapaaaaaaaa-11"
+    assert (reply["verdict"], reply["reason"]) == ("ACCEPT", "established")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sgweb.firewall.traceflow import LAYOUT_SHARED, HostTarget, trace_flow
@@ -133,3 +135,38 @@ def test_flow_between_ports_on_two_compiled_hosts_crosses_both():
     assert refused.verdict == "DROP"
     assert refused.hops[1].packet.physdev_in == "eth1"
     assert refused.hops[1].explanation.nearest_rule_id == "r-app"
+
+
+def test_reply_to_swaps_every_side_and_answers_pings():
+    from sgweb.firewall.traceflow import reply_to
+    from sgweb.firewall.tracer import Packet
+
+    ping = Packet(
+        src="198.51.100.7",
+        dst="192.0.2.10",
+        protocol="icmp",
+        src_mac="fa:16:3e:0:0:1",
+        physdev_in="qvbx",
+        physdev_out="tapx",
+    )
+    answer = reply_to(ping)
+    assert (answer.src, answer.dst, answer.dst_mac) == (
+        "192.0.2.10",
+        "198.51.100.7",
+        "fa:16:3e:0:0:1",
+    )
+    assert (answer.physdev_in, answer.physdev_out) == ("tapx", "qvbx")
+    assert (answer.icmp_type, answer.ct_state) == (0, "ESTABLISHED")
+    to_host = reply_to(Packet(src="192.0.2.10", dst="192.0.2.1", physdev_in="tapx", hook="INPUT"))
+    assert (to_host.hook, to_host.physdev_in) == ("OUTPUT", None)
+
+
+def test_flow_json_is_plain_data_with_every_hop():
+    from sgweb.firewall.traceserial import flow_json
+
+    flow = trace_flow(HOSTS, OPEN.id, "web-1", protocol="tcp", dport=8000, reply=True)
+    data = json.loads(json.dumps(flow_json(flow)))
+    assert data["verdict"] == "ACCEPT" and data["reply_verdict"] == "ACCEPT"
+    assert data["destination"]["port_name"] == "web-1"
+    assert [hop["reason"] for hop in data["hops"]] == ["port-security-off", "rule"]
+    assert all(hop["reached"] and hop["path"] for hop in data["hops"] + data["reply_hops"])
