@@ -35,6 +35,8 @@ from sgweb.firewall.ir import (
 )
 from sgweb.firewall.model import EGRESS, INGRESS, HostState, Port, SecurityGroupRule
 from sgweb.firewall.tracer import (
+    CT_ESTABLISHED,
+    CT_RELATED,
     HOOK_INPUT,
     HOOK_OUTPUT,
     STEP_RULE,
@@ -218,6 +220,11 @@ def _anti_spoof_decision(
     return Decision(**base, outcome=DROP, reason=REASON_SPOOF_IP, text=text)
 
 
+def _all_stateless(port: Port, state: HostState) -> bool:
+    groups = [state.group(gid) for gid in port.security_groups]
+    return bool(groups) and all(group is not None and not group.stateful for group in groups)
+
+
 def _default_drop_decision(
     trace: Trace, origin: Origin, state: HostState | None, where: str, base: dict
 ) -> Decision:
@@ -238,15 +245,26 @@ def _default_drop_decision(
     noun = "group" if len(names) == 1 else "groups"
     text = f"dropped at {where} by the default drop: no rule of {noun} {', '.join(names)} "
     text += f"allows {wanted}"
+    if packet.ct_state in (CT_ESTABLISHED, CT_RELATED) and (
+        trace.notrack or _all_stateless(port, state)
+    ):
+        text += (
+            " (its groups are stateless, so connection tracking lets no reply through; "
+            "replies need a rule of their own)"
+        )
     found = nearest_rule(port, direction, packet, state)
     if found is None:
         family = "IPv6" if packet.family == 6 else "IPv4"
-        text += f"; they have no {direction} {family} rule at all"
+        pronoun = "it has" if len(names) == 1 else "they have"
+        text += f"; {pronoun} no {direction} {family} rule at all"
         return Decision(**base, outcome=DROP, reason=REASON_DEFAULT_DROP, text=text)
     rule, group_id, differs = found
     text += f"; nearest rule {rule.id} of group {_group_name(state, group_id)} allows "
     text += describe_rule(rule, state)
-    text += f" (differs in {', '.join(differs)})" if differs else " (it matches; see the path)"
+    if differs:
+        text += f" (differs in {', '.join(differs)})"
+    else:
+        text += " (it covers the packet, but its compiled rule did not match: see the path)"
     return Decision(
         **base,
         outcome=DROP,

@@ -355,3 +355,18 @@ def test_packets_the_host_sends_are_not_filtered_by_any_port():
         Packet(src="192.0.2.1", dst="192.0.2.10", protocol="tcp", dport=22, hook="OUTPUT")
     )
     assert result.verdict == "ACCEPT" and why.reason == "host-output"
+
+
+def test_a_reply_to_a_stateless_port_is_explained_as_needing_its_own_rule():
+    result, why = run(
+        inbound(
+            DNS_PORT,
+            src="198.51.100.53",
+            protocol="udp",
+            sport=53,
+            dport=5353,
+            ct_state="ESTABLISHED",
+        )
+    )
+    assert result.verdict == "DROP" and why.reason == "default-drop"
+    assert "stateless" in why.text and why.nearest_rule_id == "r-dns"
