@@ -78,6 +78,17 @@ class AddressPairForm(forms.Form):
     mac_address = _text()
 
 
+class NetworkForm(forms.Form):
+    name = _text()
+    description = _text()
+    project = _text()
+
+
+class ProjectForm(forms.Form):
+    name = _text()
+    description = _text()
+
+
 class SubnetForm(forms.Form):
     name = _text()
     cidr = _text()

@@ -58,6 +58,7 @@ urlpatterns = [
     ),
     # Networks and subnets
     path("networks", networks.network_list, name="networks"),
+    path("networks/new", networks.network_new, name="network_new"),
     path("networks/<str:network_id>", networks.network_detail, name="network"),
     path("networks/<str:network_id>/subnets", networks.subnet_create, name="subnet_create"),
     # Hosts
@@ -65,6 +66,7 @@ urlpatterns = [
     path("hosts/<str:name>", hosts.host_detail, name="host"),
     # Projects, members, quotas
     path("projects", projects.project_list, name="projects"),
+    path("projects/new", projects.project_new, name="project_new"),
     path("projects/<str:project_id>", projects.project_detail, name="project"),
     path("projects/<str:project_id>/quota", projects.quota_update, name="quota_update"),
     path("projects/<str:project_id>/members", projects.member_add, name="member_add"),

@@ -290,3 +290,40 @@ def test_invalid_is_the_one_error_family_forms_use() -> None:
     # The forms rely on Invalid carrying per-field errors; keep that contract visible here.
     error = Invalid.from_errors({"name": ["bad"]})
     assert error.errors == {"name": ["bad"]} and error.status_code == 400
+
+
+def test_a_member_creates_a_network_in_their_project(world: World, as_alice: Client) -> None:
+    from sgweb.networks.models import Network
+
+    response = as_alice.post(
+        "/networks/new", {"project": str(world.people.project_a.pk), "name": "db-net"}
+    )
+    assert response.status_code == 302
+    assert Network.objects.filter(project=world.people.project_a, name="db-net").exists()
+
+
+def test_a_member_cannot_create_a_network_in_another_project(
+    world: World, as_alice: Client
+) -> None:
+    from sgweb.networks.models import Network
+
+    answer = as_alice.post(
+        "/networks/new",
+        {"project": str(world.people.project_b.pk), "name": "sneaky"},
+        HTTP_X_REQUESTED_WITH="fetch",
+    )
+    assert answer.status_code == 400
+    assert "project" in answer.json()["errors"]
+    assert not Network.objects.filter(name="sneaky").exists()
+
+
+def test_only_an_admin_creates_projects(world: World, as_alice: Client, as_adam: Client) -> None:
+    from sgweb.tenancy.models import Project
+
+    assert as_alice.post("/projects/new", {"name": "gamma"}).status_code == 403
+    assert as_adam.post("/projects/new", {"name": "gamma"}).status_code == 302
+    gamma = Project.objects.get(name="gamma")
+    assert SecurityGroup.objects.filter(project=gamma, name="default").exists()
+    answer = as_adam.post("/projects/new", {"name": "gamma"}, HTTP_X_REQUESTED_WITH="fetch")
+    assert answer.status_code == 409
+    assert answer.json()["errors"]["name"]

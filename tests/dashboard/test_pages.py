@@ -50,6 +50,7 @@ def _pages(world: World) -> list[str]:
         "/ports",
         f"/ports/{world.port_a.pk}",
         "/networks",
+        "/networks/new",
         f"/networks/{world.network_a.pk}",
         "/hosts",
         f"/hosts/{world.host.name}",
@@ -72,9 +73,14 @@ def test_every_page_renders_for_an_admin_and_a_reader(
 ) -> None:
     for client in (as_adam, as_rita):
         for path in _pages(world):
-            if path == "/security-groups/new" and client is as_rita:
+            if path.endswith("/new") and client is as_rita:
                 continue
             assert client.get(path).status_code == 200, path
+
+
+def test_new_project_page_is_for_admins(as_adam: Client, as_alice: Client) -> None:
+    assert as_adam.get("/projects/new").status_code == 200
+    assert as_alice.get("/projects/new").status_code == 403
 
 
 def test_overview_shows_hosts_counts_and_recent_changes(world: World, as_alice: Client) -> None:

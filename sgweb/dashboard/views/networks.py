@@ -19,12 +19,13 @@ from sgweb.dashboard.access import (
     require_change,
     scope,
 )
-from sgweb.dashboard.forms import SubnetForm
+from sgweb.dashboard.forms import NetworkForm, SubnetForm
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import add_action_error, done, refused
 from sgweb.networks import actions
 from sgweb.networks.models import Network, Port, Subnet
+from sgweb.tenancy import access as tenancy_access
 from sgweb.tenancy.errors import ActionError
 
 NETWORK_SORTS = {"name": "name", "project": "project__name", "ports": "port_count"}
@@ -71,7 +72,11 @@ def network_list(request: HttpRequest) -> HttpResponse:
     return render_page(
         request,
         "dashboard/networks/list.html",
-        {"listing": listing, "project_id": project_id},
+        {
+            "listing": listing,
+            "project_id": project_id,
+            "can_create": tenancy_access.writable_projects(request.user).exists(),
+        },
         section="networks",
         shell=shell,
     )
@@ -149,4 +154,51 @@ def subnet_create(request: HttpRequest, network_id: str) -> HttpResponse:
         request,
         reverse("dashboard:network", args=[network.pk]) + "#subnets",
         f"Subnet {subnet.cidr} created.",
+    )
+
+
+@login_required
+def network_new(request: HttpRequest) -> HttpResponse:
+    shell = build_shell(request)
+    projects = list(
+        tenancy_access.writable_projects(request.user).order_by("name").only("id", "name")
+    )
+    if not projects:
+        require_change(request.user, None)
+    form = NetworkForm(request.POST or None)
+    initial_project = shell.current_project.pk if shell.current_project else projects[0].pk
+
+    def page(status: int = 200) -> HttpResponse:
+        return render_page(
+            request,
+            "dashboard/networks/new.html",
+            {"form": form, "projects": projects, "initial_project": str(initial_project)},
+            section="networks",
+            shell=shell,
+            status=status,
+        )
+
+    if request.method != "POST":
+        return page()
+    form.is_valid()
+    project = next((p for p in projects if str(p.pk) == form.cleaned_data.get("project")), None)
+    if project is None:
+        form.add_error("project", "Choose a project you may change.")
+        return refused(request, form, page)
+    try:
+        network = actions.create_network(
+            request.user,
+            project,
+            name=form.cleaned_data.get("name", ""),
+            description=form.cleaned_data.get("description", ""),
+        )
+    except ActionError as error:
+        if error.status_code == 403:
+            raise_for_access(error)
+        add_action_error(form, error)
+        return refused(request, form, page, status=error.status_code)
+    return done(
+        request,
+        reverse("dashboard:network", args=[network.pk]),
+        f"Network {network.name or network.pk} created. Add a subnet so its ports get addresses.",
     )

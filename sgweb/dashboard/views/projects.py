@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from sgweb.dashboard.access import is_admin, raise_for_access, require_admin, visible_projects
-from sgweb.dashboard.forms import MemberForm, QuotaForm
+from sgweb.dashboard.forms import MemberForm, ProjectForm, QuotaForm
 from sgweb.dashboard.listing import paginate, search_term
 from sgweb.dashboard.shell import render_page
 from sgweb.dashboard.views.common import add_action_error, done, refused, refused_message
@@ -56,7 +56,45 @@ def project_list(request: HttpRequest) -> HttpResponse:
         projects = projects.filter(name__icontains=query)
     listing = paginate(request, _with_usage(projects))
     return render_page(
-        request, "dashboard/projects/list.html", {"listing": listing}, section="projects"
+        request,
+        "dashboard/projects/list.html",
+        {"listing": listing, "is_admin": is_admin(request.user)},
+        section="projects",
+    )
+
+
+@login_required
+def project_new(request: HttpRequest) -> HttpResponse:
+    require_admin(request.user)
+    form = ProjectForm(request.POST or None)
+
+    def page(status: int = 200) -> HttpResponse:
+        return render_page(
+            request,
+            "dashboard/projects/new.html",
+            {"form": form},
+            section="projects",
+            status=status,
+        )
+
+    if request.method != "POST":
+        return page()
+    form.is_valid()
+    try:
+        project = actions.create_project(
+            request.user,
+            name=form.cleaned_data.get("name", ""),
+            description=form.cleaned_data.get("description", ""),
+        )
+    except ActionError as error:
+        if error.status_code == 403:
+            raise_for_access(error)
+        add_action_error(form, error)
+        return refused(request, form, page, status=error.status_code)
+    return done(
+        request,
+        reverse("dashboard:project", args=[project.pk]),
+        f"Project {project.name} created with its default security group. Add members next.",
     )
 
 

@@ -257,6 +257,21 @@
     });
   }
 
+  // A link that opens a <details> section elsewhere on the page and puts the cursor in it.
+  function initOpenDetails() {
+    document.addEventListener("click", (event) => {
+      const link = event.target.closest("[data-open-details]");
+      if (!link) return;
+      const details = document.getElementById(link.dataset.openDetails);
+      if (!details) return;
+      event.preventDefault();
+      details.open = true;
+      details.scrollIntoView({ block: "nearest" });
+      const field = details.querySelector("input:not([type=hidden]):not([readonly]), select, textarea");
+      if (field) field.focus();
+    });
+  }
+
   function initDismiss() {
     document.addEventListener("click", (event) => {
       const button = event.target.closest("[data-dismiss]");
@@ -323,6 +338,7 @@
     initAutosubmit();
     initCopy();
     initDismiss();
+    initOpenDetails();
     initKeyboard();
     initRelativeTimes();
   });
