@@ -499,3 +499,34 @@ def full_delta(compiled: CompiledHost) -> PlainDelta:
         ipsets=IpsetPlan(prepare=render_ipsets(compiled)),
         iptables=((4, render_iptables(compiled, 4)), (6, render_iptables(compiled, 6))),
     )
+
+
+def removal_delta(compiled: CompiledHost) -> PlainDelta:
+    """Everything of `compiled` taken out again: our jumps deleted from the built-in chains, our
+    chains flushed then deleted, our sets destroyed. The rollback of a full apply into a kernel
+    that had none of it, and what `lab down` or a decommissioned host needs.
+    """
+    from sgweb.firewall.render import render_rule
+
+    texts = []
+    for family in (4, 6):
+        sections = []
+        for table in compiled.family(family).tables:
+            jumps = [
+                "-D" + render_rule(rule)[2:]
+                for chain in table.chains
+                if not chain.owned
+                for rule in chain.rules
+            ]
+            owned = [chain.name for chain in table.chains if chain.owned]
+            if not jumps and not owned:
+                continue
+            lines = [f"*{table.name}", *jumps]
+            lines += [f":{name} - [0:0]" for name in owned]  # flushing drops their references
+            lines += [f"-X {name}" for name in owned]
+            lines.append("COMMIT")
+            sections.append("\n".join(lines) + "\n")
+        if sections:
+            texts.append((family, "".join(sections)))
+    cleanup = "".join(f"destroy {ipset.name}\n" for ipset in compiled.ipsets)
+    return PlainDelta(ipsets=IpsetPlan(cleanup=cleanup), iptables=tuple(texts))
