@@ -137,3 +137,27 @@ def test_reader_sees_a_group_without_write_controls(
     page.goto(f"{live_server.url}/security-groups/{group.pk}")
     assert page.locator("form[data-rule-form]").count() == 0
     assert page.locator("text=Read-only").count() >= 1
+
+
+def test_rule_form_switches_between_cidr_and_remote_group_and_hints_early(
+    page, live_server, personas: Personas, transactional_db
+) -> None:
+    from sgweb.security import actions
+
+    group = actions.create_security_group(personas.alice, personas.project_a, name="app")
+    log_in(page, live_server, "alice")
+    page.goto(f"{live_server.url}/security-groups/{group.pk}")
+    assert page.locator("#r-group").is_hidden()
+    # A hint while typing, before anything is sent: an IPv6 prefix on an IPv4 rule.
+    page.fill("#r-cidr", "2001:db8::/32")
+    assert "IPv6 prefix" in page.locator("[data-error-for='remote_ip_prefix']").inner_text()
+
+    page.check("input[name=remote_kind][value=group]", force=True)
+    assert page.locator("#r-group").is_visible()
+    assert page.locator("#r-cidr").is_hidden()
+    page.click("button.preset:has-text('All TCP')")
+    with page.expect_navigation():
+        page.click("button:has-text('Add rule')")
+    rule = group.rules.get(protocol="tcp")
+    assert rule.remote_group_id == group.pk and rule.remote_ip_prefix is None
+    assert (rule.port_range_min, rule.port_range_max) == (1, 65535)
