@@ -258,3 +258,39 @@ def _mac_in(line: str) -> str:
     if "--mac-source" in parts:
         return parts[parts.index("--mac-source") + 1].lower()
     return ""
+
+
+def test_an_incremental_change_takes_effect_for_new_traffic_and_reverts(lab: FirewallLab) -> None:
+    from dataclasses import replace
+
+    from sgweb.firewall.compiler import compile_host
+    from sgweb.firewall.incremental import diff
+
+    assert lab.compiled is not None
+    before_state, before = lab.state, lab.compiled
+    lab.ping("outside", B).assert_agrees(False)
+    opened = replace(
+        DB_GROUP, rules=(*DB_GROUP.rules, rule("db-icmp-any", INGRESS, protocol="icmp"))
+    )
+    bare_in_db = replace(BARE_PORT, security_groups=(DB,))
+    changed = lab.with_bridges(
+        replace(
+            before_state,
+            ports=tuple(bare_in_db if p.id == B else p for p in before_state.ports),
+            security_groups=(WEB_GROUP, opened),
+        )
+    )
+    after = compile_host(changed)
+    delta = diff(before, after)
+    assert delta.iptables and not delta.removed_chains
+    lab.firewall.apply(delta, rollback=diff(after, before)).raise_for_error()
+    lab.state, lab.compiled = changed, after
+    try:
+        lab.ping("outside", B).assert_agrees(True)
+        lab.ping("outside", D).assert_agrees(True)
+        lab.ping(W, D).assert_agrees(False)  # web's egress still has no icmp
+    finally:
+        lab.firewall.apply(diff(after, before), rollback=diff(before, after)).raise_for_error()
+        lab.state, lab.compiled = before_state, before
+    lab.ping("outside", B).assert_agrees(False)
+    lab.ping("outside", D).assert_agrees(False)
