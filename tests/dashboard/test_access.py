@@ -187,3 +187,15 @@ def test_audit_log_filters_and_shows_before_and_after(world: World, as_alice: Cl
     assert 'class="changed"' in diff
     assert "web" in diff and "www" in diff
     assert as_alice.get("/audit", {"actor": "nobody"}).content.decode().count("Diff</a>") == 0
+
+
+def test_refusals_use_the_products_own_error_pages(
+    world: World, as_charlie: Client, as_rita: Client, settings
+) -> None:
+    settings.DEBUG = False
+    missing = as_charlie.get(f"/security-groups/{world.web.pk}")
+    assert missing.status_code == 404
+    assert "belongs to a project you are not a member of" in missing.content.decode()
+    refused = as_rita.post(f"/security-groups/{world.web.pk}/edit", {"name": "x"})
+    assert refused.status_code == 403
+    assert "You may look but not change this" in refused.content.decode()
