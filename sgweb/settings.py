@@ -215,7 +215,7 @@ QUOTA_SECURITY_GROUPS = env_int("QUOTA_SECURITY_GROUPS", 10)
 QUOTA_SECURITY_GROUP_RULES = env_int("QUOTA_SECURITY_GROUP_RULES", 100)
 # Neutron's default page size is unlimited; we bound pages and give `*_links` with "next",
 # which OpenStack clients follow.
-API_DEFAULT_PAGE_SIZE = env_int("API_DEFAULT_PAGE_SIZE", 500)
+API_DEFAULT_PAGE_SIZE = env_int("API_DEFAULT_PAGE_SIZE", 100)
 API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000)
 # Chain prefix of the hybrid iptables driver (the article's layout).
 FIREWALL_CHAIN_PREFIX = env_str("FIREWALL_CHAIN_PREFIX", "neutron-openvswi")

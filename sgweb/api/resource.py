@@ -45,7 +45,11 @@ class Resource:
         return scope(request.user, queryset, field)
 
     def to_dict(self, obj: Model) -> dict[str, Any]:
-        raise NotImplementedError
+        return self.to_dicts([obj])[0]
+
+    def to_dicts(self, objs: list[Model]) -> list[dict[str, Any]]:
+        """A page at once, so related rows can be fetched in one query per relation."""
+        return [self.to_dict(obj) for obj in objs]
 
     def before_list(self, request: Request) -> None:
         """A hook run before listing (security groups create missing default groups)."""

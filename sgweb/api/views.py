@@ -66,7 +66,7 @@ class CollectionView(APIView):
         queryset = apply_filters(resource.queryset(request), query.filters, resource.filters)
         rows, has_next, has_previous = paginate(queryset, query, resource.sortable)
         body: dict[str, Any] = {
-            resource.plural: [select_fields(resource.to_dict(row), query.fields) for row in rows]
+            resource.plural: [select_fields(data, query.fields) for data in resource.to_dicts(rows)]
         }
         links = _links(request, resource, rows, has_next, has_previous)
         if links:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
-from sgweb.networks.models import Network, Port, Subnet
+from sgweb.networks.models import (
+    AllowedAddressPair,
+    FixedIP,
+    Network,
+    Port,
+    PortSecurityGroup,
+    Subnet,
+)
 from sgweb.tenancy.representation import standard_fields
 
 
@@ -52,9 +61,28 @@ def subnet_to_dict(subnet: Subnet) -> dict[str, Any]:
     }
 
 
-def port_to_dict(port: Port) -> dict[str, Any]:
-    """Uses the port's fixed_ips, allowed_address_pairs, group_links and host; prefetch them."""
+def port_to_dict(
+    port: Port,
+    *,
+    fixed_ips: list[dict[str, str]] | None = None,
+    pairs: list[dict[str, str]] | None = None,
+    group_ids: list[str] | None = None,
+) -> dict[str, Any]:
+    """Reads the port's fixed_ips, allowed_address_pairs, group_links and host unless given
+    (`ports_to_dicts` gives them for a whole page in three queries)."""
     host_name = port.host.name if port.host_id else ""
+    if fixed_ips is None:
+        fixed_ips = [
+            {"subnet_id": str(fixed.subnet_id), "ip_address": fixed.ip_address}
+            for fixed in port.fixed_ips.all()
+        ]
+    if pairs is None:
+        pairs = [
+            {"ip_address": pair.ip_address, "mac_address": pair.mac_address}
+            for pair in port.allowed_address_pairs.all()
+        ]
+    if group_ids is None:
+        group_ids = port.ordered_security_group_ids()
     return {
         "id": str(port.id),
         "name": port.name,
@@ -65,15 +93,9 @@ def port_to_dict(port: Port) -> dict[str, Any]:
         "status": "ACTIVE" if port.admin_state_up and host_name else "DOWN",
         "device_id": port.device_id,
         "device_owner": port.device_owner,
-        "fixed_ips": [
-            {"subnet_id": str(fixed.subnet_id), "ip_address": fixed.ip_address}
-            for fixed in port.fixed_ips.all()
-        ],
-        "allowed_address_pairs": [
-            {"ip_address": pair.ip_address, "mac_address": pair.mac_address}
-            for pair in port.allowed_address_pairs.all()
-        ],
-        "security_groups": port.ordered_security_group_ids(),
+        "fixed_ips": fixed_ips,
+        "allowed_address_pairs": pairs,
+        "security_groups": group_ids,
         "port_security_enabled": port.port_security_enabled,
         "binding:host_id": host_name,
         "binding:vif_type": "bridge" if host_name else "unbound",
@@ -84,3 +106,39 @@ def port_to_dict(port: Port) -> dict[str, Any]:
         "device": port.device,
         **standard_fields(port),
     }
+
+
+def ports_to_dicts(ports: Sequence[Port]) -> list[dict[str, Any]]:
+    """Many ports (with `host` selected): three row queries instead of per-port prefetches."""
+    ids = [port.pk for port in ports]
+    fixed: dict[Any, list[dict[str, str]]] = defaultdict(list)
+    pairs: dict[Any, list[dict[str, str]]] = defaultdict(list)
+    groups: dict[Any, list[str]] = defaultdict(list)
+    if ids:
+        for port_id, subnet_id, address in (
+            FixedIP.objects.filter(port_id__in=ids)
+            .order_by("id")
+            .values_list("port_id", "subnet_id", "ip_address")
+        ):
+            fixed[port_id].append({"subnet_id": str(subnet_id), "ip_address": address})
+        for port_id, address, mac in (
+            AllowedAddressPair.objects.filter(port_id__in=ids)
+            .order_by("id")
+            .values_list("port_id", "ip_address", "mac_address")
+        ):
+            pairs[port_id].append({"ip_address": address, "mac_address": mac})
+        for port_id, group_id in (
+            PortSecurityGroup.objects.filter(port_id__in=ids)
+            .order_by("position", "id")
+            .values_list("port_id", "security_group_id")
+        ):
+            groups[port_id].append(str(group_id))
+    return [
+        port_to_dict(
+            port,
+            fixed_ips=fixed.get(port.pk, []),
+            pairs=pairs.get(port.pk, []),
+            group_ids=groups.get(port.pk, []),
+        )
+        for port in ports
+    ]

@@ -12,18 +12,41 @@ def neutron_time(value: datetime | None) -> str | None:
     """Neutron prints timestamps in UTC to the second: 2016-10-04T12:14:57Z."""
     if value is None:
         return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    # Formatting by hand: strftime is a measurable share of a 10,000-rule listing.
+    return "%04d-%02d-%02dT%02d:%02d:%02dZ" % (  # noqa: UP031
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+    )
 
 
 def standard_fields(obj: Any) -> dict[str, Any]:
-    project_id = str(obj.project_id).replace("-", "") if obj.project_id else ""
+    return standard_fields_of_row(
+        {
+            "project_id": obj.project_id,
+            "created_at": obj.created_at,
+            "updated_at": obj.updated_at,
+            "revision_number": obj.revision_number,
+        }
+    )
+
+
+def standard_fields_of_row(row: dict[str, Any]) -> dict[str, Any]:
+    """The same from a `.values()` row (listing thousands of rows without model instances)."""
+    project = row["project_id"]
+    project_id = project.hex if project else ""
     return {
         "tenant_id": project_id,
         "project_id": project_id,
         "tags": [],
-        "created_at": neutron_time(obj.created_at),
-        "updated_at": neutron_time(obj.updated_at),
-        "revision_number": obj.revision_number,
+        "created_at": neutron_time(row["created_at"]),
+        "updated_at": neutron_time(row["updated_at"]),
+        "revision_number": row["revision_number"],
     }
 
 

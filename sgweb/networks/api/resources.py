@@ -7,11 +7,11 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from rest_framework.request import Request
 
-from sgweb.api.query import Filter, as_bool, as_int, as_uuid
+from sgweb.api.query import Filter, NoMatch, as_bool, as_int, as_uuid
 from sgweb.api.resource import Resource, project_for_create
 from sgweb.networks import actions
-from sgweb.networks.models import Network, Port, Subnet
-from sgweb.networks.representation import network_to_dict, port_to_dict, subnet_to_dict
+from sgweb.networks.models import FixedIP, Network, Port, PortSecurityGroup, Subnet
+from sgweb.networks.representation import network_to_dict, ports_to_dicts, subnet_to_dict
 from sgweb.tenancy.access import can_change_project, role_of, sees_all_projects
 from sgweb.tenancy.errors import Invalid
 
@@ -40,21 +40,29 @@ def _fixed_ips_filter(values: list[str]) -> Q:
     for value in values:
         key, _, wanted = value.partition("=")
         if key == "ip_address":
-            condition &= Q(fixed_ips__ip_address=wanted)
+            matching = FixedIP.objects.filter(ip_address=wanted)
         elif key == "ip_address_substr":
-            condition &= Q(fixed_ips__ip_address__contains=wanted)
+            matching = FixedIP.objects.filter(ip_address__contains=wanted)
         elif key == "subnet_id":
-            condition &= Q(fixed_ips__subnet_id=wanted)
+            try:
+                matching = FixedIP.objects.filter(subnet_id=as_uuid(wanted))
+            except NoMatch:
+                return Q(pk__in=[])
         else:
             raise Invalid(f"Invalid input for operation: unknown fixed_ips filter {key}.")
+        condition &= Q(pk__in=matching.values("port_id"))
     return condition
 
 
 def _groups_filter(values: list[str]) -> Q:
-    try:
-        return Q(group_links__security_group_id__in=[str(as_uuid(v)) for v in values])
-    except Exception:
-        return Q(pk__in=[])
+    ids = []
+    for value in values:
+        try:
+            ids.append(as_uuid(value))
+        except NoMatch:
+            continue
+    links = PortSecurityGroup.objects.filter(security_group_id__in=ids)
+    return Q(pk__in=links.values("port_id"))
 
 
 class Networks(Resource):
@@ -252,15 +260,10 @@ class Ports(Resource):
     }
 
     def queryset(self, request: Request) -> QuerySet:
-        return (
-            self.scoped(request, Port.objects.all())
-            .select_related("host")
-            .prefetch_related("fixed_ips", "allowed_address_pairs", "group_links")
-            .distinct()
-        )
+        return self.scoped(request, Port.objects.all()).select_related("host")
 
-    def to_dict(self, obj: Port) -> dict[str, Any]:
-        return port_to_dict(obj)
+    def to_dicts(self, objs: list[Port]) -> list[dict[str, Any]]:
+        return ports_to_dicts(objs)
 
     def create(self, request: Request, body: dict[str, Any]) -> Port:
         network = _network_for(request, body)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import QuerySet
 from rest_framework.request import Request
 
 from sgweb.api.query import Filter, as_bool, as_int, as_nullable_text, as_uuid
 from sgweb.api.resource import Resource, project_for_create
 from sgweb.security import actions
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
-from sgweb.security.representation import group_to_dict, rule_to_dict
+from sgweb.security.representation import groups_to_dicts, rule_to_dict
 from sgweb.tenancy.access import member_project_ids, role_of
 from sgweb.tenancy.choices import Role
 from sgweb.tenancy.errors import Invalid
@@ -50,13 +50,10 @@ class SecurityGroups(Resource):
     read_only = Resource.read_only | {"security_group_rules", "shared"}
 
     def queryset(self, request: Request) -> QuerySet:
-        rules = SecurityGroupRule.objects.order_by("created_at", "id")
-        return self.scoped(request, SecurityGroup.objects.all()).prefetch_related(
-            Prefetch("rules", queryset=rules)
-        )
+        return self.scoped(request, SecurityGroup.objects.all())
 
-    def to_dict(self, obj: SecurityGroup) -> dict[str, Any]:
-        return group_to_dict(obj)
+    def to_dicts(self, objs: list[SecurityGroup]) -> list[dict[str, Any]]:
+        return groups_to_dicts(objs)
 
     def before_list(self, request: Request) -> None:
         # Neutron creates a project's default group the first time its members look.
