@@ -12,7 +12,7 @@ physdev-in and physdev-out, and the other side of a remote hop is the uplink.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from sgweb.firewall.explain import Explanation, explain
@@ -96,6 +96,47 @@ class Flow:
             replies = [h.explanation.text for h in self.reply_hops if h.explanation is not None]
             parts.append("reply: " + "; ".join(replies))
         return "; ".join(parts)
+
+
+class HostTargetCache:
+    """Compiled, prepared hosts kept between traces, so a static verdict costs a walk and not a
+    compile: rebuilt only when a host's revision changes (or, without a revision, when it is
+    given a different HostState object). Thread-safe enough for a web worker: the worst case of
+    a race is compiling the same host twice."""
+
+    def __init__(
+        self,
+        compile_host: Callable[[HostState], CompiledHost] | None = None,
+        limit: int = 64,
+    ) -> None:
+        if compile_host is None:
+            from sgweb.firewall.compiler import compile_host as default_compile
+
+            compile_host = default_compile
+        self._compile = compile_host
+        self._limit = limit
+        self._entries: dict[str, tuple[object, HostTarget]] = {}
+
+    def target(self, name: str, state: HostState, revision: object | None = None) -> HostTarget:
+        key = revision if revision is not None else id(state)
+        cached = self._entries.get(name)
+        # Without a revision the key is an id, which is only valid while that object lives.
+        if (
+            cached is not None
+            and cached[0] == key
+            and (revision is not None or cached[1].state is state)
+        ):
+            return cached[1]
+        compiled = self._compile(state)
+        target = HostTarget(name, state, compiled, prepare(compiled))
+        self._entries.pop(name, None)
+        if len(self._entries) >= self._limit:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[name] = (key, target)
+        return target
+
+    def forget(self, name: str) -> None:
+        self._entries.pop(name, None)
 
 
 def _targets(hosts: Iterable[HostTarget] | Mapping[str, tuple[HostState, CompiledHost]]):
