@@ -17,6 +17,7 @@ from typing import Any, TextIO
 from sgweb.firewall.explain import Explanation, explain
 from sgweb.firewall.ir import (
     ACCEPT,
+    DROP,
     ORIGIN_CONNTRACK_ZONE,
     ORIGIN_JUMP,
     ORIGIN_NOTRACK,
@@ -82,7 +83,7 @@ def format_trace(result: Trace, explanation: Explanation, state: HostState | Non
         if step.event == STEP_RETURN:
             lines.append(f"{indent}  end of chain: return")
         elif step.event == STEP_POLICY:
-            verdict = result.verdict if step is result.deciding else "ACCEPT"
+            verdict = result.verdict if step is result.deciding else "ACCEPT (on to the next table)"
             lines.append(f"{indent}  policy {verdict}")
         elif step.rule is not None:
             mark = "match" if step.matched else "     "
@@ -159,6 +160,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     packet.add_argument("--hook", default=HOOK_FORWARD, type=str.upper, choices=HOOKS)
     packet.add_argument("--family", type=int, choices=(4, 6), help="default: from the addresses")
+    parser.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="CHAIN=VERDICT",
+        help="a built-in chain's policy when not ACCEPT, e.g. FORWARD=DROP (repeatable)",
+    )
     parser.add_argument(
         "--reply",
         action="store_true",
@@ -244,6 +252,17 @@ def build_packet(args: argparse.Namespace, state: HostState) -> Packet:
     return Packet(**fields)
 
 
+def _policies(options: Sequence[str]) -> dict[str, str]:
+    policies = {}
+    for option in options:
+        chain, _, verdict = option.partition("=")
+        verdict = verdict.strip().upper()
+        if not chain or verdict not in (ACCEPT, DROP):
+            raise TraceError(f"--policy {option}: expected CHAIN=ACCEPT or CHAIN=DROP")
+        policies[chain.strip().upper()] = verdict
+    return policies
+
+
 def _lookup(state: HostState, key: str | None, option: str) -> Port | None:
     if key is None:
         return None
@@ -262,14 +281,15 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         state = load_scenario(args.scenario, host=args.host)
         packet = build_packet(args, state)
         compiled = compile_host(state)
-        result = trace(compiled, packet)
+        policies = _policies(args.policy)
+        result = trace(compiled, packet, policies=policies)
     except (TraceError, ValueError, OSError) as error:
         print(f"trace: {error}", file=sys.stderr)
         return 2
     explanation = explain(result, state)
     answer = None
     if args.reply and result.verdict == ACCEPT:
-        answer = trace(compiled, reply_to(packet))
+        answer = trace(compiled, reply_to(packet), policies=policies)
     if args.json:
         data = trace_json(result, explanation)
         if answer is not None:

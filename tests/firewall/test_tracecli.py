@@ -230,3 +230,28 @@ def test_reply_option_traces_the_answer_as_established(scenario, capsys):
     assert reply["packet"]["sport"] == 22 and reply["packet"]["dport"] == 40000
     assert reply["packet"]["physdev_in"] == "tapaaaaaaaa-11"
     assert (reply["verdict"], reply["reason"]) == ("ACCEPT", "established")
+
+
+def test_policy_option_makes_unfiltered_traffic_hit_the_chain_policy(scenario, capsys):
+    code = firewall_main(
+        [
+            "trace",
+            scenario,
+            "--host",
+            "compute1",
+            "--src",
+            "203.0.113.1",
+            "--dst",
+            "198.51.100.1",
+            "--physdev-in",
+            "eth1",
+            "--physdev-out",
+            "eth2",
+            "--policy",
+            "forward=drop",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "policy DROP" in out and out.strip().splitlines()[-2] == "verdict: DROP"
+    assert firewall_main(["trace", scenario, "--policy", "FORWARD"]) == 2
