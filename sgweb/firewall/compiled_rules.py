@@ -141,43 +141,85 @@ def new_jump(chain: str, target: str, origin: Origin) -> Rule:
     return new_rule(chain, NO_MATCH, target, origin)
 
 
+# A fixed rule: (match, target, origin kind, direction). Target None stands for the port's
+# anti-spoofing chain.
+FixedRule = tuple[Match, "str | None", str, str]
+
+
+def _ingress_head(family: int, stateful: bool) -> tuple[FixedRule, ...]:
+    specs: list[FixedRule] = []
+    if stateful:
+        specs.append((INVALID_MATCH, DROP, ORIGIN_INVALID, INGRESS))
+        specs.append((ESTABLISHED_MATCH, RETURN, ORIGIN_ESTABLISHED, INGRESS))
+    if family == 6:
+        specs.extend((match, RETURN, ORIGIN_ICMPV6, INGRESS) for match in ICMPV6_ALLOWED_INGRESS)
+    return tuple(specs)
+
+
+def _egress_base(family: int) -> tuple[FixedRule, ...]:
+    specs: list[FixedRule] = []
+    if family == 6:
+        specs.extend(
+            (match, RETURN, ORIGIN_ICMPV6, EGRESS) for match in ICMPV6_ALLOWED_UNSPECIFIED_SOURCE
+        )
+    specs.append((DHCP_CLIENT_REQUEST[family], RETURN, ORIGIN_DHCP, EGRESS))
+    specs.append((NO_MATCH, None, ORIGIN_ANTI_SPOOF, EGRESS))
+    if family == 6:
+        specs.append((RA_MATCH, DROP, ORIGIN_RA_SPOOF, EGRESS))
+        specs.append((ANY_ICMPV6, RETURN, ORIGIN_ICMPV6, EGRESS))
+    specs.append((DHCP_SERVER_REPLY[family], DROP, ORIGIN_DHCP_SPOOF, EGRESS))
+    return tuple(specs)
+
+
+INGRESS_HEAD = {
+    (f, stateful): _ingress_head(f, stateful) for f in (4, 6) for stateful in (True, False)
+}
+EGRESS_BASE = {f: _egress_base(f) for f in (4, 6)}
+
+
+def emit_fixed(
+    chain: str, specs: tuple[FixedRule, ...], origin: PortOrigins, spoof_chain: str
+) -> list[Rule]:
+    rules = []
+    append = rules.append
+    for match, target, kind, direction in specs:
+        rule = _new(Rule)
+        _set_chain(rule, chain)
+        _set_match(rule, match)
+        _set_target(rule, spoof_chain if target is None else target)
+        _set_origin(rule, origin(kind, direction))
+        _set_args(rule, ())
+        _set_comment(rule, None)
+        append(rule)
+    return rules
+
+
 def base_ingress_head(chain: str, origin: PortOrigins, family: int, stateful: bool) -> list[Rule]:
     """INVALID drop and RELATED,ESTABLISHED return (stateful ports), ICMPv6 ND/MLD/RA in."""
-    rules = []
-    if stateful:
-        rules.append(new_rule(chain, INVALID_MATCH, DROP, origin(ORIGIN_INVALID, INGRESS)))
-        rules.append(
-            new_rule(chain, ESTABLISHED_MATCH, RETURN, origin(ORIGIN_ESTABLISHED, INGRESS))
-        )
-    if family == 6:
-        icmpv6 = origin(ORIGIN_ICMPV6, INGRESS)
-        rules.extend(new_rule(chain, match, RETURN, icmpv6) for match in ICMPV6_ALLOWED_INGRESS)
-    return rules
+    return emit_fixed(chain, INGRESS_HEAD[(family, stateful)], origin, "")
 
 
 def base_egress_rules(chain: str, spoof_chain: str, origin: PortOrigins, family: int) -> list[Rule]:
     """DHCP client out, the anti-spoofing jump, no DHCP server from the VM (article 3.3.2);
     for IPv6 also DAD from ::, RAs from the VM dropped and the rest of ICMPv6 allowed."""
-    rules = []
-    if family == 6:
-        icmpv6 = origin(ORIGIN_ICMPV6, EGRESS)
-        rules.extend(
-            new_rule(chain, match, RETURN, icmpv6) for match in ICMPV6_ALLOWED_UNSPECIFIED_SOURCE
-        )
-    dhcp = origin(ORIGIN_DHCP, EGRESS)
-    rules.append(new_rule(chain, DHCP_CLIENT_REQUEST[family], RETURN, dhcp))
-    rules.append(new_jump(chain, spoof_chain, origin(ORIGIN_ANTI_SPOOF, EGRESS)))
-    if family == 6:
-        rules.append(new_rule(chain, RA_MATCH, DROP, origin(ORIGIN_RA_SPOOF, EGRESS)))
-        rules.append(new_rule(chain, ANY_ICMPV6, RETURN, origin(ORIGIN_ICMPV6, EGRESS)))
-    rules.append(
-        new_rule(chain, DHCP_SERVER_REPLY[family], DROP, origin(ORIGIN_DHCP_SPOOF, EGRESS))
-    )
-    return rules
+    return emit_fixed(chain, EGRESS_BASE[family], origin, spoof_chain)
+
+
+_LINK_LOCAL: dict[str, str] = {}
 
 
 def link_local_address(mac: str) -> str:
     """The EUI-64 IPv6 link-local address of a MAC (fe80::/64, universal/local bit flipped)."""
+    known = _LINK_LOCAL.get(mac)
+    if known is not None:
+        return known
+    if len(_LINK_LOCAL) > 100_000:
+        _LINK_LOCAL.clear()
+    _LINK_LOCAL[mac] = address = _link_local_address(mac)
+    return address
+
+
+def _link_local_address(mac: str) -> str:
     octets = [int(part, 16) for part in mac.split(":")]
     octets[0] ^= 0x02
     eui = [*octets[:3], 0xFF, 0xFE, *octets[3:]]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from sgweb.firewall import names
 from sgweb.firewall.compiled_rules import (
+    _LINK_LOCAL,
     _ORIGIN_SLOTS,
     _RULE_SLOTS,
     DHCP_SERVER_PORTS,
@@ -685,6 +686,7 @@ def _physdev_matches(device: str) -> tuple[Match, Match]:
 def clear_caches() -> None:
     """Forget module-level memos (benchmarks use it to measure cold compiles)."""
     _PHYSDEV_CACHE.clear()
+    _LINK_LOCAL.clear()
 
 
 def _device_of(port: Port) -> str:

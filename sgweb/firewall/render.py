@@ -105,11 +105,12 @@ def render_rule(rule: Rule) -> str:
 
 
 def render_chain_rules(rules: tuple[Rule, ...], out: list[str]) -> None:
-    """Append the -A lines of rules to out (the hot loop of every render)."""
+    """Append the -A lines of one chain's rules to out (the hot loop of every render)."""
     # Rules made from one template share match, comment and target: render that tail once.
     # The cache holds the match itself, so its id cannot be reused while cached.
     tails = _TAILS
     append = out.append
+    head = "-A " + rules[0].chain if rules else ""
     for rule in rules:
         match = rule.match
         key = (id(match), rule.target, rule.comment, rule.target_args)
@@ -119,7 +120,7 @@ def render_chain_rules(rules: tuple[Rule, ...], out: list[str]) -> None:
             if len(tails) >= _MATCH_TEXT_LIMIT:
                 tails.clear()
             tails[key] = cached
-        append("-A " + rule.chain + cached[1])
+        append(head + cached[1])
 
 
 _TAILS: dict[tuple[object, ...], tuple[Match, str]] = {}

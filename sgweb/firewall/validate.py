@@ -198,7 +198,6 @@ def validate_rule(rule: SecurityGroupRule) -> SecurityGroupRule:
     )
 
 
-@lru_cache(maxsize=CACHE_SIZE)
 def validate_group(group: SecurityGroup) -> SecurityGroup:
     if not isinstance(group.id, str) or not names.SAFE_ID.match(group.id):
         raise group_error(str(group.id), "id", "must be letters, digits and '_.:-'")
@@ -220,7 +219,6 @@ def _port_address(port_id: str, field: str, value: str) -> str:
         raise port_error(port_id, field, str(error)) from None
 
 
-@lru_cache(maxsize=CACHE_SIZE)
 def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
     """The port normalised (device filled in, MAC lower-case, canonical addresses)."""
     if not isinstance(port.id, str) or not names.SAFE_ID.match(port.id):
@@ -411,8 +409,6 @@ def clear_caches() -> None:
     """Forget cached validations (benchmarks use it to measure cold runs)."""
     for cached in (
         validate_rule,
-        validate_group,
-        validate_port,
         _validate_members,
         _normalize_cidr,
         normalize_address,
