@@ -29,6 +29,7 @@ from sgweb.firewall.traceflow import reply_to
 from sgweb.firewall.tracer import (
     CT_STATES,
     HOOK_FORWARD,
+    HOOK_OUTPUT,
     HOOKS,
     STEP_POLICY,
     STEP_RETURN,
@@ -249,6 +250,12 @@ def build_packet(args: argparse.Namespace, state: HostState) -> Packet:
         port = _port(state, fields["physdev_in"])
         if port is not None:
             fields["src_mac"] = port.mac_address
+    if fields["in_interface"] is None and args.hook != HOOK_OUTPUT:
+        # Bridged traffic reaches the IP hooks with the bridge as its input device; the raw
+        # table's per-bridge conntrack zone rules match on it.
+        bridged = destination or source
+        if bridged is not None and bridged.bridge:
+            fields["in_interface"] = bridged.bridge
     return Packet(**fields)
 
 
