@@ -20,6 +20,9 @@ PORTED_PROTOCOLS = {"tcp", "udp", "sctp", "udplite", "6", "17", "132", "136"}
 PROTOCOL_NAMES = {"6": "tcp", "17": "udp", "1": "icmp", "58": "ipv6-icmp", "132": "sctp"}
 
 
+HOST_STATES = ("in-sync", "syncing", "failed", "down", "unknown")
+
+
 @dataclass(frozen=True, slots=True)
 class HostStatusView:
     key: str  # in-sync | syncing | failed | down | unknown

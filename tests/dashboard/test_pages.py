@@ -175,3 +175,15 @@ def test_switching_to_an_unseeable_project_widens_nothing(world: World, as_alice
     )
     page = as_alice.get("/ports").content.decode()
     assert f'data-port-id="{world.port_b.pk}"' not in page
+
+
+def test_overview_lists_hosts_needing_attention_first(world: World, as_adam: Client) -> None:
+    from sgweb.networks.models import Host
+
+    for index in range(15):
+        Host.objects.create(name=f"aaa-{index:02d}", status="in-sync")
+    Host.objects.create(name="zzz-broken", status="failed", last_error="iptables-restore: line 3")
+    page = as_adam.get("/").content.decode()
+    assert 'data-host="zzz-broken"' in page
+    assert page.index('data-host="zzz-broken"') < page.index('data-host="aaa-00"')
+    assert "iptables-restore: line 3" in page

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404
 
 from sgweb.dashboard.access import scope, sees_everything
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
-from sgweb.dashboard.presentation import host_status, host_status_filter
+from sgweb.dashboard.presentation import HOST_STATES, host_status, host_status_filter
 from sgweb.dashboard.shell import render_page
 from sgweb.networks.models import Host, Port
 
@@ -19,7 +19,7 @@ HOST_SORTS = {
     "applied": "applied_revision",
     "last_apply": "last_apply_at",
 }
-STATUS_FILTERS = ("in-sync", "syncing", "failed", "down", "unknown")
+STATUS_FILTERS = HOST_STATES
 
 
 @login_required

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import Case, Count, IntegerField, Value, When
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
-from sgweb.audit.models import AuditEntry
-from sgweb.dashboard.access import scope, sees_everything
-from sgweb.dashboard.presentation import host_status
+from sgweb.dashboard.access import scope
+from sgweb.dashboard.presentation import HOST_STATES, host_status, host_status_filter
 from sgweb.dashboard.shell import build_shell, render_page
+from sgweb.dashboard.views.audit import readable_entries
 from sgweb.networks.models import Host, Network, Port
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 
 RECENT_CHANGES = 12
 HOSTS_SHOWN = 12
-
-
-def audit_scope(user, project=None):  # type: ignore[no-untyped-def]
-    """Audit entries the user may read: their projects' (admins and readers: all of them)."""
-    entries = AuditEntry.objects.select_related("actor", "project")
-    if project is not None:
-        return entries.filter(project=project)
-    if sees_everything(user):
-        return entries
-    return entries.filter(project__memberships__user=user)
 
 
 @login_required
@@ -36,14 +28,29 @@ def overview(request: HttpRequest) -> HttpResponse:
         queryset = scope(queryset, user, field)
         return queryset.filter(**{field: project}) if project else queryset
 
-    hosts = list(Host.objects.order_by("name")[:HOSTS_SHOWN])
-    host_rows = [(host, host_status(host)) for host in hosts]
-    status_counts: dict[str, int] = {}
-    for host in Host.objects.only(
-        "status", "last_heartbeat_at", "last_error", "desired_revision", "applied_revision"
-    ):
-        key = host_status(host).key
-        status_counts[key] = status_counts.get(key, 0) + 1
+    now = timezone.now()
+    # Hosts that need attention first, so a failed host is never below the fold.
+    attention = Case(
+        When(host_status_filter("failed", now), then=Value(0)),
+        When(host_status_filter("down", now), then=Value(1)),
+        When(host_status_filter("syncing", now), then=Value(2)),
+        default=Value(3),
+        output_field=IntegerField(),
+    )
+    hosts = list(
+        Host.objects.annotate(attention=attention).order_by("attention", "name")[:HOSTS_SHOWN]
+    )
+    host_rows = [(host, host_status(host, now)) for host in hosts]
+    # One aggregate, whatever the number of hosts; the filters mirror `host_status`.
+    totals = Host.objects.aggregate(
+        **{
+            key.replace("-", "_"): Count("pk", filter=host_status_filter(key, now))
+            for key in HOST_STATES
+        }
+    )
+    status_counts = {
+        key: totals[key.replace("-", "_")] for key in HOST_STATES if totals[key.replace("-", "_")]
+    }
 
     counts = {
         "security_groups": in_scope(SecurityGroup.objects).count(),
@@ -52,7 +59,10 @@ def overview(request: HttpRequest) -> HttpResponse:
         "networks": in_scope(Network.objects).count(),
         "hosts": sum(status_counts.values()),
     }
-    recent = list(audit_scope(user, project)[:RECENT_CHANGES])
+    entries = readable_entries(user)
+    if project is not None:
+        entries = entries.filter(project=project)
+    recent = list(entries.order_by("-at")[:RECENT_CHANGES])
     return render_page(
         request,
         "dashboard/overview.html",
