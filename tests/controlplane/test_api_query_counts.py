@@ -1,0 +1,56 @@
+"""List and detail endpoints cost a fixed number of queries, whatever the number of rows."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from sgweb.security import actions
+from tests.controlplane.api_helpers import NeutronClient
+from tests.controlplane.factories import group, network_with_subnet, port
+
+ENDPOINTS = ["/security-groups", "/security-group-rules", "/ports", "/networks", "/subnets"]
+
+
+def grow(adam, alice, project_a, network, rounds: int) -> None:
+    for index in range(rounds):
+        web = group(alice, project_a, f"g{network.name}{index}")
+        actions.create_security_group_rule(
+            alice, web, direction="ingress", protocol="tcp", port_range_min=22
+        )
+        port(
+            adam, project_a, network, host=f"compute{index}",
+            security_groups=[str(web.id)],
+            allowed_address_pairs=[{"ip_address": f"198.51.100.{index + 1}"}],
+        )  # fmt: skip
+
+
+def queries(api: NeutronClient, path: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert api.get(path).status_code == 200
+    return len(captured.captured_queries)
+
+
+@pytest.mark.parametrize("persona", ["alice", "adam", "rita"])
+def test_list_endpoints_cost_the_same_queries_for_two_or_eight_objects(
+    request, persona, adam, alice, rita, project_a
+):
+    api = NeutronClient(request.getfixturevalue(persona))
+    network, _ = network_with_subnet(alice, project_a)
+    grow(adam, alice, project_a, network, 2)
+    api.get("/security-groups")  # token last_used_at and default groups settle
+    few = {path: queries(api, path) for path in ENDPOINTS}
+    grow(adam, alice, project_a, network, 6)
+    many = {path: queries(api, path) for path in ENDPOINTS}
+    assert many == few
+    assert max(few.values()) <= 8
+
+
+def test_detail_endpoints_cost_a_handful_of_queries(adam, alice, project_a):
+    api = NeutronClient(alice)
+    network, _ = network_with_subnet(alice, project_a)
+    grow(adam, alice, project_a, network, 3)
+    api.get("/security-groups")
+    web = actions.ensure_default_group(project_a)
+    vm = port(alice, project_a, network)
+    assert queries(api, f"/security-groups/{web.id}") <= 6
+    assert queries(api, f"/ports/{vm.id}") <= 8
