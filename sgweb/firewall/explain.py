@@ -185,7 +185,9 @@ def _anti_spoof_decision(
     trace: Trace, origin: Origin, state: HostState | None, where: str, base: dict
 ) -> Decision:
     packet = trace.packet
-    allowed: list[tuple[str, str | None]] = []
+    # (source CIDR or None for "any address", MAC or None for "any MAC") of each RETURN rule
+    # the s-chain tried: exactly what the kernel compared the packet with.
+    allowed: list[tuple[str | None, str | None]] = []
     for step in trace.path:
         rule = step.rule
         if (
@@ -194,25 +196,26 @@ def _anti_spoof_decision(
             and rule.origin.kind == ORIGIN_ANTI_SPOOF
             and rule.origin.port_id == origin.port_id
             and rule.target == RETURN
-            and rule.match.source is not None
         ):
             allowed.append((rule.match.source, rule.match.mac_source))
     port = _find_port(state, origin.port_id or "")
     if not allowed and port is not None:
         allowed = [(ip, port.mac_address) for ip in port.fixed_ips]
     mac = (packet.src_mac or "").lower()
-    same_ip = [m for cidr, m in allowed if in_network(packet.src, cidr)]
+    same_ip = [m for cidr, m in allowed if cidr is None or in_network(packet.src, cidr)]
     if same_ip and packet.src_mac is None:
         text = f"dropped at {where} by anti-spoofing: the packet's source MAC is not given"
         return Decision(**base, outcome=DROP, reason=REASON_SPOOF_MAC, text=text)
-    if same_ip and all((m or "").lower() != mac for m in same_ip):
+    if same_ip and all(m is not None and m.lower() != mac for m in same_ip):
         expected = ", ".join(sorted({(m or "").lower() for m in same_ip}))
         text = (
             f"dropped at {where} by anti-spoofing: source MAC {mac} is not the MAC allowed for "
             f"{packet.src} ({expected})"
         )
         return Decision(**base, outcome=DROP, reason=REASON_SPOOF_MAC, text=text)
-    addresses = ", ".join(cidr.removesuffix("/32").removesuffix("/128") for cidr, _ in allowed)
+    addresses = ", ".join(
+        cidr.removesuffix("/32").removesuffix("/128") for cidr, _ in allowed if cidr is not None
+    )
     text = (
         f"dropped at {where} by anti-spoofing: source {packet.src} is not one of the port's "
         f"addresses ({addresses or 'none'})"

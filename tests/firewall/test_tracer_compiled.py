@@ -370,3 +370,24 @@ def test_a_reply_to_a_stateless_port_is_explained_as_needing_its_own_rule():
     )
     assert result.verdict == "DROP" and why.reason == "default-drop"
     assert "stateless" in why.text and why.nearest_rule_id == "r-dns"
+
+
+def test_a_port_without_addresses_is_held_to_its_mac():
+    bare = Port("ffffffff-1111-4222-8333-444444444444", "fa:16:3e:00:00:60", (), name="noip-1")
+    host_state = HostState(ports=(bare,))
+    compiled = compile_host(host_state)
+    forged = run(
+        Packet(
+            src="192.0.2.77",
+            dst="198.51.100.1",
+            src_mac="fa:16:3e:00:00:61",
+            protocol="tcp",
+            dport=80,
+            physdev_in=tap(bare),
+            physdev_out="qvb" + bare.id[:11],
+        ),
+        host_state,
+        compiled,
+    )[1]
+    assert forged.reason == "anti-spoofing-mac"
+    assert "fa:16:3e:00:00:60" in forged.text
