@@ -77,6 +77,7 @@ from sgweb.firewall.validate import ValidationMemo, address_version, validate_ho
 _new = object.__new__
 
 FIRST_AUTOMATIC_ZONE = 4097
+MATCH_CACHE_LIMIT = 100_000
 FAMILIES = (4, 6)
 ETHERTYPE_BY_FAMILY = {4: IPV4, 6: IPV6}
 FAMILY_BY_ETHERTYPE = {IPV4: 4, IPV6: 6}
@@ -128,6 +129,21 @@ class CompileCache:
     )
     ipsets: dict[str, IpSet] = field(default_factory=dict)
 
+    def forget_all_but(self, port_ids: set[str], group_ids: set[str], ipsets: set[str]) -> None:
+        """Drop what the last compile no longer used, so a long-lived agent's cache stays the
+        size of its host."""
+        for key in [key for key in self.ports if key[0] not in port_ids]:
+            del self.ports[key]
+        for group_id in [gid for gid in self.groups if gid not in group_ids]:
+            del self.groups[group_id]
+        for name in [name for name in self.ipsets if name not in ipsets]:
+            del self.ipsets[name]
+        if len(self.matches) > MATCH_CACHE_LIMIT:
+            self.matches.clear()  # rebuilt on demand; chains then compare by content once
+        if len(self.sorted_members) > len(ipsets) * 4 + 64:
+            self.sorted_members.clear()
+        self.validation.forget_all_but(port_ids, group_ids)
+
     def reuse(self, slot: tuple[object, ...], key: tuple[object, ...]) -> object | None:
         entry = self.shared.get(slot)
         if entry is not None and entry[0] == key:
@@ -176,12 +192,16 @@ class _HostCompiler:
             filter_table = Table("filter", self._filter_chains(family, port_chains))
             raw_table = Table("raw", self._raw_chains(family, stateful, zones))
             families.append(CompiledFamily(family, (raw_table, filter_table)))
-        return CompiledHost(
+        compiled = CompiledHost(
             v4=families[0],
             v6=families[1],
             ipsets=self._ipsets(templates) if self.state.enable_ipset else (),
             chain_prefix=self.prefix,
         )
+        self.cache.forget_all_but(
+            {port.id for port in self.ports}, set(templates), {s.name for s in compiled.ipsets}
+        )
+        return compiled
 
     # ---- groups -----------------------------------------------------------------------
 

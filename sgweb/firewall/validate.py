@@ -303,6 +303,12 @@ class ValidationMemo:
         self.ports: dict[str, tuple[Port, str, Port]] = {}
         self.groups: dict[str, tuple[SecurityGroup, SecurityGroup]] = {}
 
+    def forget_all_but(self, port_ids: set[str], group_ids: set[str]) -> None:
+        for port_id in [pid for pid in self.ports if pid not in port_ids]:
+            del self.ports[port_id]
+        for group_id in [gid for gid in self.groups if gid not in group_ids]:
+            del self.groups[group_id]
+
     def port(self, port: Port, prefix: str) -> Port:
         entry = self.ports.get(port.id)
         if entry is not None and entry[0] is port and entry[1] == prefix:
