@@ -19,6 +19,7 @@ import select
 import socket
 import struct
 import sys
+import threading
 import time
 
 ICMP_ECHO_REQUEST = 8
@@ -103,6 +104,32 @@ def udp_send(
         return {"ok": data == b"sgweb-probe"}
 
 
+def stream(dst: str, port: int, interval: float, timeout: float) -> None:
+    """Keep one TCP connection and exchange a byte every `interval`; one JSON line per try.
+
+    Shows whether an *established* connection survives a firewall change (it does until its
+    conntrack entry is deleted, which is why removing a rule must also flush conntrack)."""
+    with socket.create_connection((dst, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        print(json.dumps({"connected": True}), flush=True)
+        sequence = 0
+        while True:
+            sequence += 1
+            try:
+                sock.sendall(b"x")
+                ok = sock.recv(1) == b"x"
+            except OSError:
+                ok = False
+            print(json.dumps({"seq": sequence, "ok": ok}), flush=True)
+            time.sleep(interval)
+
+
+def _echo_connection(conn: socket.socket) -> None:
+    with conn:
+        while data := conn.recv(4096):
+            conn.sendall(data)
+
+
 def listen(protocol: str, address: str, port: int, echo: bool) -> None:
     """Accept connections / datagrams forever, one JSON line per arrival (flushed)."""
     family = _family(address)
@@ -118,7 +145,10 @@ def listen(protocol: str, address: str, port: int, echo: bool) -> None:
         while True:
             if kind == socket.SOCK_STREAM:
                 conn, peer = sock.accept()
-                conn.close()
+                if echo:
+                    threading.Thread(target=_echo_connection, args=(conn,), daemon=True).start()
+                else:
+                    conn.close()
             else:
                 data, peer = sock.recvfrom(65535)
                 if echo:
@@ -139,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
         if name == "udp":
             command.add_argument("--sport", type=int, default=0)
             command.add_argument("--expect-reply", action="store_true")
+    streamer = sub.add_parser("stream")
+    streamer.add_argument("dst")
+    streamer.add_argument("--port", type=int, required=True)
+    streamer.add_argument("--interval", type=float, default=0.1)
+    streamer.add_argument("--timeout", type=float, default=0.3)
     listener = sub.add_parser("listen")
     listener.add_argument("protocol", choices=("tcp", "udp"))
     listener.add_argument("--port", type=int, required=True)
@@ -147,6 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "listen":
         listen(args.protocol, args.address, args.port, args.echo)
+        return 0
+    if args.command == "stream":
+        stream(args.dst, args.port, args.interval, args.timeout)
         return 0
     if args.command == "icmp":
         result = icmp_echo(args.dst, args.src, args.timeout)

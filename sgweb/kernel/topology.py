@@ -170,6 +170,12 @@ class Topology:
         _wait_for_listener(self.runner, self.ns(label), protocol, port)
         return handle
 
+    def stream(self, label: str, dst: str, port: int, *, interval: float = 0.1) -> ProcessHandle:
+        """A long-lived TCP connection exchanging a byte every `interval` (JSON line per try)."""
+        argv = [sys.executable, "-I", PROBE_SCRIPT, "stream", dst, "--port", str(port),
+                "--interval", str(interval)]  # fmt: skip
+        return self.runner.spawn(argv, netns=self.ns(label))
+
 
 def _wait_for_listener(runner: CommandRunner, netns: str, protocol: str, port: int) -> None:
     flag = "-tln" if protocol == "tcp" else "-uln"
