@@ -58,6 +58,10 @@ DB_GROUP = SecurityGroup(
         _rule("db-pg", "ingress", protocol="tcp", port_range_min=5432, remote_group_id=WEB),
         _rule("db-dns", "egress", protocol="udp", port_range_min=53, remote_ip_prefix="192.0.2.2"),
         _rule("db-udplite", "ingress", protocol="udplite", port_range_min=9, port_range_max=9),
+        _rule("db-sctp", "ingress", protocol="132", port_range_min=3868, port_range_max=3868),
+        _rule("db-dccp", "ingress", protocol="dccp", port_range_min=5004, port_range_max=5004),
+        _rule("db-ah", "ingress", protocol="51", remote_ip_prefix="192.0.2.128/25"),
+        _rule("db-any-icmp", "egress", protocol="icmp", port_range_min=255),
         _rule(
             "db-v6",
             "ingress",
