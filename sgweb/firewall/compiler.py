@@ -20,16 +20,10 @@ from sgweb.firewall.compiled_rules import (
     _LINK_LOCAL,
     _ORIGIN_SLOTS,
     _RULE_SLOTS,
-    DHCP_SERVER_PORTS,
-    ESTABLISHED_MATCH,
-    INVALID_MATCH,
     NO_MATCH,
     PortOrigins,
-    base_egress_rules,
-    base_ingress_head,
     gc_paused,
     jump_match,
-    link_local_address,
     new_origin,
     new_rule,
 )
@@ -38,24 +32,16 @@ from sgweb.firewall.ir import (
     CT,
     DROP,
     ORIGIN_ACCEPT_UNFILTERED,
-    ORIGIN_ANTI_SPOOF,
     ORIGIN_CONNTRACK_ZONE,
-    ORIGIN_DHCP,
-    ORIGIN_ESTABLISHED,
     ORIGIN_FALLBACK,
-    ORIGIN_INVALID,
     ORIGIN_JUMP,
     ORIGIN_NOTRACK,
     ORIGIN_PORT_SECURITY_OFF,
-    ORIGIN_SG_RULE,
-    RETURN,
     Chain,
     CompiledFamily,
     CompiledHost,
     IpSet,
     Match,
-    Origin,
-    PortRange,
     Rule,
     Table,
 )
@@ -69,7 +55,13 @@ from sgweb.firewall.model import (
     SecurityGroup,
     SecurityGroupRule,
 )
-from sgweb.firewall.protocols import MULTIPORT_ONLY_PROTOCOLS, takes_icmp_type, takes_ports
+from sgweb.firewall.portchains import (
+    PortChainBuilder,
+    Template,
+    rule_match,
+    same_templates,
+    sg_rule_comment,
+)
 from sgweb.firewall.validate import ValidationMemo, address_version, validate_host_state
 
 (_set_chain, _set_match, _set_target, _set_origin, _set_args, _set_comment) = _RULE_SLOTS
@@ -79,20 +71,7 @@ _new = object.__new__
 FIRST_AUTOMATIC_ZONE = 4097
 MATCH_CACHE_LIMIT = 100_000
 FAMILIES = (4, 6)
-ETHERTYPE_BY_FAMILY = {4: IPV4, 6: IPV6}
 FAMILY_BY_ETHERTYPE = {IPV4: 4, IPV6: 6}
-IPSET_DIRECTION = {INGRESS: "src", EGRESS: "dst"}
-FILTER_BUILTINS = ("INPUT", "FORWARD", "OUTPUT")
-RAW_BUILTINS = ("PREROUTING",)
-# A group rule as it sits in a port chain: the shared Match and what the origin needs.
-# (match, group_id, rule_id, member, comment)
-Template = tuple[Match, str, str, "str | None", str]
-
-
-def sg_rule_comment(rule_id: str) -> str:
-    """The comment of a security group rule's kernel rules: fixed phrase and id only, so a
-    kernel trace (xtables-monitor prints comments) maps back to the rule."""
-    return "sg-rule " + rule_id
 
 
 @dataclass
@@ -250,7 +229,7 @@ class _HostCompiler:
             # are reused and the diff sees them as unchanged.
             for key, value in templates.items():
                 old = entry.templates.get(key)
-                if old is not None and _same_templates(old, value):
+                if old is not None and same_templates(old, value):
                     templates[key] = old
         self.cache.groups[group.id] = _GroupEntry(group, context, templates)
         return templates
@@ -280,7 +259,7 @@ class _HostCompiler:
         )
         match = self.cache.matches.get(key)
         if match is None:
-            match = _rule_match(rule, remote_cidr, set_name)
+            match = rule_match(rule, remote_cidr, set_name)
             self.cache.matches[key] = match
         return match
 
@@ -302,7 +281,7 @@ class _HostCompiler:
         origins = self.origins.get(port.id)
         if origins is None:
             origins = self.origins[port.id] = PortOrigins(port.id)
-        builder = _PortChainBuilder(self.prefix, port, family, stateful, origins)
+        builder = PortChainBuilder(self.prefix, port, family, stateful, origins)
         chains = builder.build(ingress, egress)
         self.cache.ports[(port.id, family)] = _PortEntry(port, key, chains)
         return chains
@@ -504,186 +483,6 @@ class _HostCompiler:
         return cached
 
 
-class _PortChainBuilder:
-    """The i/o/s chains of one filtered port for one family (article 3.3.2/3.3.3 order)."""
-
-    def __init__(
-        self, prefix: str, port: Port, family: int, stateful: bool, origins: PortOrigins
-    ) -> None:
-        self.prefix = prefix
-        self.port = port
-        self.origin = origins
-        self.family = family
-        self.stateful = stateful
-        self.ingress = names.ingress_chain(prefix, port.id)
-        self.egress = names.egress_chain(prefix, port.id)
-        self.spoof = names.spoof_chain(prefix, port.id)
-        self.fallback = names.fallback_chain(prefix)
-        self.own_hosts = frozenset(ip + ("/32" if family == 4 else "/128") for ip in port.fixed_ips)
-
-    def build(
-        self,
-        ingress: Sequence[tuple[Template, ...]],
-        egress: Sequence[tuple[Template, ...]],
-    ) -> tuple[Chain, ...]:
-        origin = self.origin
-        in_rules = base_ingress_head(self.ingress, origin, self.family, self.stateful)
-        in_rules.extend(self._dhcp_replies())
-        self._user_rules(in_rules, self.ingress, INGRESS, ingress)
-        in_rules.append(
-            new_rule(self.ingress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, INGRESS))
-        )
-        out_rules = base_egress_rules(self.egress, self.spoof, origin, self.family)
-        if self.stateful:
-            out_rules.append(
-                new_rule(self.egress, INVALID_MATCH, DROP, origin(ORIGIN_INVALID, EGRESS))
-            )
-            out_rules.append(
-                new_rule(
-                    self.egress,
-                    ESTABLISHED_MATCH,
-                    RETURN,
-                    origin(ORIGIN_ESTABLISHED, EGRESS),
-                )
-            )
-        self._user_rules(out_rules, self.egress, EGRESS, egress)
-        out_rules.append(
-            new_rule(self.egress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, EGRESS))
-        )
-        return (
-            Chain(self.ingress, tuple(in_rules)),
-            Chain(self.egress, tuple(out_rules)),
-            Chain(self.spoof, self._spoof_rules()),
-        )
-
-    def _dhcp_replies(self) -> list[Rule]:
-        server_port, client_port = DHCP_SERVER_PORTS[self.family]
-        host = "/32" if self.family == 4 else "/128"
-        origin = self.origin(ORIGIN_DHCP, INGRESS)
-        rules = []
-        for server in self.port.dhcp_servers:
-            if address_version(server) != self.family:
-                continue
-            match = Match(
-                source=server + host,
-                protocol="udp",
-                source_port=PortRange(server_port, server_port),
-                destination_port=PortRange(client_port, client_port),
-            )
-            rules.append(new_rule(self.ingress, match, RETURN, origin))
-        return rules
-
-    def _user_rules(
-        self,
-        out: list[Rule],
-        chain: str,
-        direction: str,
-        groups: Sequence[tuple[Template, ...]],
-    ) -> None:
-        # The hot loop: one iteration per emitted user rule (most of a host's rules), so the
-        # Rule and Origin are filled through their slots inline.
-        seen: set[int] = set()
-        # Templates are unique within a group; only several groups can repeat a rule.
-        deduplicate = len(groups) > 1
-        port_id = self.port.id
-        own_hosts = self.own_hosts
-        append = out.append
-        for templates in groups:
-            for match, group_id, rule_id, member, comment in templates:
-                if deduplicate:
-                    # Rules that two groups share are emitted once (as Neutron prunes them).
-                    if id(match) in seen:
-                        continue
-                    seen.add(id(match))
-                if member is not None and member in own_hosts:
-                    continue  # Neutron leaves the port's own address out of the expansion
-                origin = _new(Origin)
-                _set_kind(origin, ORIGIN_SG_RULE)
-                _set_port(origin, port_id)
-                _set_direction(origin, direction)
-                _set_group(origin, group_id)
-                _set_rule(origin, rule_id)
-                _set_member(origin, member)
-                rule = _new(Rule)
-                _set_chain(rule, chain)
-                _set_match(rule, match)
-                _set_target(rule, RETURN)
-                _set_origin(rule, origin)
-                _set_args(rule, ())
-                _set_comment(rule, comment)
-                append(rule)
-
-    def _spoof_rules(self) -> tuple[Rule, ...]:
-        port = self.port
-        family = self.family
-        host = "/32" if family == 4 else "/128"
-        origin = self.origin(ORIGIN_ANTI_SPOOF, EGRESS)
-        pairs: list[tuple[str | None, str]] = []  # (source cidr, mac)
-        for ip in port.fixed_ips:
-            if address_version(ip) == family:
-                pairs.append((ip + host, port.mac_address))
-        if family == 6:
-            pairs.append((link_local_address(port.mac_address) + host, port.mac_address))
-        for pair in port.allowed_address_pairs:
-            if address_version(pair.ip_address) != family:
-                continue
-            mac = pair.mac_address or port.mac_address
-            pairs.append((pair.ip_address, mac))
-            if family == 6:
-                pairs.append((link_local_address(mac) + host, mac))
-        if not port.fixed_ips:
-            # Neutron: a port without addresses may still speak from its MAC (e.g. DHCP).
-            pairs.append((None, port.mac_address))
-        rules = []
-        seen: set[tuple[str | None, str]] = set()
-        for source, mac in pairs:
-            if (source, mac) in seen:
-                continue
-            seen.add((source, mac))
-            match = Match(source=source, mac_source=mac.upper())
-            rules.append(new_rule(self.spoof, match, RETURN, origin))
-        rules.append(new_rule(self.spoof, NO_MATCH, DROP, origin))
-        return tuple(rules)
-
-
-def _rule_match(rule: SecurityGroupRule, remote_cidr: str | None, set_name: str | None) -> Match:
-    if remote_cidr is not None and remote_cidr.endswith("/0"):
-        remote_cidr = None  # "any address" is no constraint; iptables drops it too
-    protocol = rule.protocol
-    low, high = rule.port_range_min, rule.port_range_max
-    destination_port = multiport = None
-    icmp_type = icmp_code = None
-    if takes_ports(protocol) and low is not None:
-        high = low if high is None else high
-        if low == high and protocol not in MULTIPORT_ONLY_PROTOCOLS:
-            destination_port = PortRange(low, high)
-        else:
-            multiport = PortRange(low, high)
-    elif takes_icmp_type(protocol) and low is not None:
-        icmp_type, icmp_code = low, high
-    ingress = rule.direction == INGRESS
-    return Match(
-        source=remote_cidr if ingress else None,
-        destination=None if ingress else remote_cidr,
-        protocol=protocol,
-        destination_port=destination_port,
-        multiport_destination=multiport,
-        icmp_type=icmp_type,
-        icmp_code=icmp_code,
-        match_set=set_name,
-        match_set_direction=IPSET_DIRECTION[rule.direction] if set_name else None,
-    )
-
-
-def _same_templates(old: tuple[Template, ...], new: tuple[Template, ...]) -> bool:
-    if len(old) != len(new):
-        return False
-    return all(
-        a[0] is b[0] and a[1] == b[1] and a[2] == b[2] and a[3] == b[3]
-        for a, b in zip(old, new, strict=True)
-    )
-
-
 def _builtin(name: str, targets: Sequence[str]) -> Chain:
     origin = new_origin(ORIGIN_JUMP)
     return Chain(name, tuple(new_rule(name, NO_MATCH, t, origin) for t in targets), owned=False)
@@ -728,12 +527,3 @@ def _ip_key(entry: str) -> tuple[bytes, int]:
     address, _slash, length = entry.partition("/")
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     return socket.inet_pton(family, address), int(length or 0)
-
-
-def used_origins(compiled: CompiledHost) -> Iterable[Origin]:
-    """Every origin of every rule (for tests and the dashboard's legend)."""
-    for family in (compiled.v4, compiled.v6):
-        for table in family.tables:
-            for chain in table.chains:
-                for rule in chain.rules:
-                    yield rule.origin
