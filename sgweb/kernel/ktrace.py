@@ -1,0 +1,247 @@
+"""The kernel's own account of a packet's path: TRACE + `xtables-monitor --trace` (nf_tables).
+
+`KernelTracer` marks matching packets with a `-j TRACE` rule at the top of the raw table's
+PREROUTING (scoped by the caller's match arguments, tagged with a comment so exactly that rule is
+removed afterwards), listens with `xtables-monitor --trace` in the namespace, and turns its
+output into ordered steps: every rule that matched, by chain and position, and the policies
+applied. Positions come from nft rule handles (`nft -a list chain`), whose order is the rule
+order. The kernel notes measured this method as the one that gives the exact per-rule path.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sgweb.kernel.runner import CommandRunner, ProcessHandle
+
+NFPROTO = {"2": 4, "10": 6}
+RETURN_VERDICT = "0xfffffffb"  # NFT_RETURN as xtables-monitor prints it
+_HANDLE = re.compile(r"# handle (\d+)\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class KernelStep:
+    table: str
+    chain: str
+    event: str  # "rule" | "policy"
+    verdict: str  # CONTINUE, RETURN, ACCEPT, DROP, JUMP:<chain>, ... (policy: ACCEPT/DROP)
+    handle: int | None = None
+    position: int | None = None  # 1-based position in the chain (rules only)
+    rule_text: str = ""
+
+    @property
+    def is_trace_rule(self) -> bool:
+        return self.rule_text.endswith("-j TRACE")
+
+
+@dataclass(slots=True)
+class KernelPacket:
+    """One traversal of the host's netfilter by one packet (raw then filter)."""
+
+    trace_id: str
+    family: int
+    headers: list[dict[str, str]] = field(default_factory=list)
+    steps: list[KernelStep] = field(default_factory=list)
+
+    @property
+    def src(self) -> str | None:
+        return self.headers[0].get("SRC") if self.headers else None
+
+    @property
+    def dst(self) -> str | None:
+        return self.headers[0].get("DST") if self.headers else None
+
+    @property
+    def verdict(self) -> str | None:
+        """ACCEPT or DROP as the filter table decided (None if the trace saw no decision)."""
+        for step in reversed(self.steps):
+            if step.table != "filter":
+                continue
+            if step.verdict in ("ACCEPT", "DROP"):
+                return step.verdict
+        return None
+
+    def matched(self, *, include_trace_rule: bool = False) -> list[KernelStep]:
+        return [
+            step
+            for step in self.steps
+            if step.event == "rule" and (include_trace_rule or not step.is_trace_rule)
+        ]
+
+
+def _header_fields(text: str) -> dict[str, str]:
+    fields = {}
+    for token in text.split():
+        if "=" in token:
+            key, value = token.split("=", 1)
+            fields[key] = value
+    return fields
+
+
+def parse_monitor_output(output: str) -> list[KernelPacket]:
+    """`xtables-monitor --trace` lines -> packets in the order they were first seen.
+
+    A packet re-entering PREROUTING (the second bridge of a qbr-per-port path) starts a new
+    traversal even if the kernel reuses its trace id.
+    """
+    packets: list[KernelPacket] = []
+    current: dict[str, KernelPacket] = {}
+    pending_header: dict[str, dict[str, str]] = {}
+    for raw_line in output.splitlines():
+        line = raw_line.strip()
+        if line.startswith("PACKET:"):
+            parts = line.split(None, 3)
+            if len(parts) >= 3:
+                pending_header[parts[2]] = _header_fields(parts[3] if len(parts) > 3 else "")
+            continue
+        if not line.startswith("TRACE:"):
+            continue
+        parts = line.split(None, 3)
+        if len(parts) < 4:
+            continue
+        _, nfproto, trace_id, rest = parts
+        location, _, rule_text = rest.partition("  ")
+        pieces = location.split(":")
+        if len(pieces) < 4:
+            continue
+        table, chain, event = pieces[0], pieces[1], pieces[2]
+        if event == "rule":
+            handle = int(pieces[3], 16)
+            verdict = ":".join(pieces[4:])
+            if verdict == RETURN_VERDICT:
+                verdict = "RETURN"
+            step = KernelStep(table, chain, event, verdict, handle, None, rule_text.strip())
+        else:
+            step = KernelStep(table, chain, event, ":".join(pieces[3:]))
+        packet = current.get(trace_id)
+        starts_over = (
+            packet is not None
+            and table == "raw"
+            and any(existing.table == "filter" for existing in packet.steps)
+        )
+        if packet is None or starts_over:
+            packet = KernelPacket(trace_id, NFPROTO.get(nfproto, 0))
+            current[trace_id] = packet
+            packets.append(packet)
+        header = pending_header.pop(trace_id, None)
+        if header is not None:
+            packet.headers.append(header)
+        packet.steps.append(step)
+    return packets
+
+
+class KernelTracer:
+    """Trace packets matching `match` (iptables match arguments) in one namespace.
+
+    Use as a context manager around the traffic; `packets` holds the result afterwards.
+    """
+
+    def __init__(
+        self,
+        runner: CommandRunner,
+        netns: str | None,
+        *,
+        match: Sequence[str] = (),
+        families: Iterable[int] = (4, 6),
+        settle_s: float = 0.2,
+    ) -> None:
+        self.runner = runner
+        self.netns = netns
+        self.match = tuple(match)
+        self.families = tuple(families)
+        self.settle_s = settle_s
+        self.tag = f"sgweb-trace-{secrets.token_hex(4)}"
+        self.packets: list[KernelPacket] = []
+        self._monitor: ProcessHandle | None = None
+        self._inserted: list[int] = []
+
+    def _rule(self, family: int, action: str) -> list[str]:
+        tool = "iptables" if family == 4 else "ip6tables"
+        position = ["1"] if action == "-I" else []
+        return [
+            tool, "-w", "-t", "raw", action, "PREROUTING", *position, *self.match,
+            "-m", "comment", "--comment", self.tag, "-j", "TRACE",
+        ]  # fmt: skip
+
+    def start(self) -> KernelTracer:
+        monitor = self.runner.spawn(["xtables-monitor", "--trace"], netns=self.netns)
+        self._monitor = monitor
+        try:
+            for family in self.families:
+                self.runner.run(self._rule(family, "-I"), netns=self.netns)
+                self._inserted.append(family)
+        except BaseException:
+            self._cleanup()
+            raise
+        # xtables-monitor says nothing when it has subscribed; give it a moment.
+        time.sleep(self.settle_s)
+        return self
+
+    def _cleanup(self) -> str:
+        for family in self._inserted:
+            self.runner.run(self._rule(family, "-D"), netns=self.netns, check=False)
+        self._inserted = []
+        output = ""
+        if self._monitor is not None:
+            output = self._monitor.stop().stdout
+            self._monitor = None
+        return output
+
+    def stop(self, *, linger_s: float = 0.1) -> list[KernelPacket]:
+        time.sleep(linger_s)  # the last events are still on their way through netlink
+        output = self._cleanup()
+        self.packets = parse_monitor_output(output)
+        self._resolve_positions()
+        return self.packets
+
+    def __enter__(self) -> KernelTracer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _resolve_positions(self) -> None:
+        # Rule handles -> positions, one `nft -a list chain` per chain seen.
+        wanted = {
+            (packet.family, step.table, step.chain)
+            for packet in self.packets
+            for step in packet.steps
+            if step.event == "rule"
+        }
+        positions: dict[tuple[int, str, str], dict[int, int]] = {}
+        for family, table, chain in wanted:
+            nft_family = "ip" if family == 4 else "ip6"
+            listing = self.runner.run(
+                ["nft", "-a", "list", "chain", nft_family, table, chain],
+                netns=self.netns,
+                check=False,
+            ).stdout
+            handles: dict[int, int] = {}
+            for line in listing.splitlines():
+                if line.strip().startswith(("chain ", "table ")):
+                    continue
+                found = _HANDLE.search(line)
+                if found:
+                    handles[int(found.group(1))] = len(handles) + 1
+            positions[(family, table, chain)] = handles
+        for packet in self.packets:
+            packet.steps = [
+                step
+                if step.event != "rule"
+                else KernelStep(
+                    step.table,
+                    step.chain,
+                    step.event,
+                    step.verdict,
+                    step.handle,
+                    positions.get((packet.family, step.table, step.chain), {}).get(
+                        step.handle or -1
+                    ),
+                    step.rule_text,
+                )
+                for step in packet.steps
+            ]

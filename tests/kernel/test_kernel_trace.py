@@ -1,0 +1,113 @@
+"""The kernel's own per-packet path (TRACE + xtables-monitor) equals the tracer's, rule by rule
+and in order, for each traversal of the host's netfilter."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from sgweb.firewall.ir import BUILTIN_CHAINS
+from sgweb.firewall.traceflow import Flow
+from sgweb.kernel.ktrace import KernelPacket, KernelTracer, parse_monitor_output
+from sgweb.kernel.runner import SubprocessRunner
+from sgweb.kernel.topology import BRIDGE_PER_PORT, SHARED_BRIDGE, remove_namespaces
+from tests.kernel.conftest import new_prefix
+from tests.kernel.harness import FirewallLab, build_lab
+from tests.kernel.test_firewall_e2e import BARE_PORT, DB_PORT, OPEN_PORT, PORTS, WEB_PORT, state
+
+W, D, B, OPEN = WEB_PORT.id, DB_PORT.id, BARE_PORT.id, OPEN_PORT.id
+
+SAMPLE = """\
+PACKET: 2 0d384ccc IN=brq-sgweb MACSRC=fa:16:3e:ee:0:7 SRC=198.51.100.7 DST=192.0.2.11 LEN=84
+ TRACE: 2 0d384ccc raw:PREROUTING:rule:0x8:CONTINUE  -4 -t raw -A PREROUTING -p icmp -j TRACE
+ TRACE: 2 0d384ccc raw:PREROUTING:policy:ACCEPT
+PACKET: 2 0d384ccc IN=brq-sgweb OUT=brq-sgweb SRC=198.51.100.7 DST=192.0.2.11 LEN=84
+ TRACE: 2 0d384ccc filter:FORWARD:rule:0x15:JUMP:neutron-openvswi-FORWARD  -4 -t filter -A FORWARD -j neutron-openvswi-FORWARD
+ TRACE: 2 0d384ccc filter:neutron-openvswi-i11111111-a:rule:0x2b:0xfffffffb  -4 -t filter -A neutron-openvswi-i11111111-a -p icmp -j RETURN
+ TRACE: 2 0d384ccc filter:neutron-openvswi-sg-chain:rule:0x59:ACCEPT  -4 -t filter -A neutron-openvswi-sg-chain -j ACCEPT
+PACKET: 2 0d384ccc IN=qbr1 SRC=198.51.100.7 DST=192.0.2.11 LEN=84
+ TRACE: 2 0d384ccc raw:PREROUTING:policy:ACCEPT
+"""  # noqa: E501
+
+
+def test_monitor_output_is_parsed_into_traversals_with_verdicts() -> None:
+    packets = parse_monitor_output(SAMPLE)
+    assert len(packets) == 2  # the same id entering PREROUTING again is a new traversal
+    first = packets[0]
+    assert (first.family, first.src, first.dst, first.verdict) == (
+        4, "198.51.100.7", "192.0.2.11", "ACCEPT",
+    )  # fmt: skip
+    assert [s.verdict for s in first.matched()] == ["JUMP:neutron-openvswi-FORWARD", "RETURN",
+                                                    "ACCEPT"]  # fmt: skip
+    assert first.matched(include_trace_rule=True)[0].is_trace_rule
+
+
+@pytest.fixture(scope="module", params=[SHARED_BRIDGE, BRIDGE_PER_PORT])
+def lab(kernel_runner: SubprocessRunner, request: pytest.FixtureRequest) -> Iterator[FirewallLab]:
+    prefix = new_prefix()
+    try:
+        lab = build_lab(kernel_runner, prefix, PORTS, request.param)
+        lab.apply_fresh(state())
+        lab.settle()
+        yield lab
+    finally:
+        remove_namespaces(prefix, kernel_runner)
+
+
+def _tracer_paths(flow: Flow) -> list[list[tuple[str, str, int | None]]]:
+    paths = []
+    for hop in (*flow.hops, *flow.reply_hops):
+        if hop.trace is None:
+            continue
+        paths.append(
+            [
+                (hit.table, hit.chain, None if hit.chain in BUILTIN_CHAINS else hit.position)
+                for hit in hop.trace.matched
+            ]
+        )
+    return paths
+
+
+def _kernel_paths(packets: list[KernelPacket]) -> list[list[tuple[str, str, int | None]]]:
+    return [
+        [
+            (step.table, step.chain, None if step.chain in BUILTIN_CHAINS else step.position)
+            for step in packet.matched()
+        ]
+        for packet in packets
+    ]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize(
+    ("source", "destination", "family", "src_address"),
+    [
+        ("outside", W, 4, None),  # allowed, reply established
+        ("outside", D, 4, None),  # default drop
+        (D, W, 4, None),
+        (D, "outside", 4, "192.0.2.97"),  # anti-spoofing
+        ("outside", W, 6, None),
+        ("outside", OPEN, 4, None),  # port security off
+        (W, "outside", 6, None),
+    ],
+)
+def test_the_kernels_path_for_each_packet_is_the_tracers_path(
+    lab: FirewallLab, source: str, destination: str, family: int, src_address: str | None
+) -> None:
+    protocol = "icmp" if family == 4 else "ipv6-icmp"
+    vm = lab.labels.get(source)
+    if src_address is not None and vm is not None:
+        lab.topology.run_in(vm, ["ip", "addr", "add", f"{src_address}/32", "dev", "eth0"])
+    try:
+        with KernelTracer(lab.runner, lab.host_ns, match=["-p", protocol], families=[family]) as kt:
+            observation = lab.ping(source, destination, family=family, src_address=src_address)
+    finally:
+        if src_address is not None and vm is not None:
+            lab.topology.run_in(vm, ["ip", "addr", "del", f"{src_address}/32", "dev", "eth0"])
+    observation.compare_counters = False  # the TRACE rule itself sits in raw PREROUTING now
+    observation.assert_agrees()
+    kernel = [p for p in kt.packets if p.family == family]
+    assert _kernel_paths(kernel) == _tracer_paths(observation.flow)
+    decided = [p.verdict for p in kernel]
+    assert ("DROP" in decided) == (not observation.kernel_ok)
