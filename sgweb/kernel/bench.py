@@ -31,7 +31,7 @@ from sgweb.firewall.render import render_ipsets, render_iptables
 from sgweb.firewall.scenario import load_scenario
 from sgweb.kernel.apply import HostFirewall, removal_delta
 from sgweb.kernel.runner import CommandRunner, SubprocessRunner
-from sgweb.kernel.topology import remove_namespaces
+from sgweb.kernel.topology import list_namespaces, remove_namespaces
 
 BENCH_PREFIX = "sgwb-"
 
@@ -124,6 +124,7 @@ def run_kernel_benchmark(
 ) -> dict[str, Any]:
     own_runner = runner is None
     runner = runner or SubprocessRunner()
+    _sweep_dead_benchmarks(runner)
     prefix = f"{BENCH_PREFIX}{os.getpid()}-"
     try:
         return _run(runner, prefix, Path(scenario), host, runs)
@@ -131,6 +132,14 @@ def run_kernel_benchmark(
         remove_namespaces(prefix, runner)
         if own_runner:
             runner.close()
+
+
+def _sweep_dead_benchmarks(runner: CommandRunner) -> None:
+    """Namespaces of a benchmark that was killed (its pid is in the name) go first."""
+    for name in list_namespaces(BENCH_PREFIX):
+        owner = name[len(BENCH_PREFIX) :].split("-", 1)[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            remove_namespaces(name, runner)
 
 
 def _run(
