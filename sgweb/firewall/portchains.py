@@ -183,7 +183,8 @@ class PortChainBuilder:
             if address_version(pair.ip_address) != family:
                 continue
             mac = pair.mac_address or port.mac_address
-            pairs.append((pair.ip_address, mac))
+            source = pair.ip_address if "/" in pair.ip_address else pair.ip_address + host
+            pairs.append((source, mac))
             if family == 6:
                 pairs.append((link_local_address(mac) + host, mac))
         if not port.fixed_ips:

@@ -104,6 +104,7 @@ def address_version(value: str) -> int:
     return 6 if ":" in value else 4
 
 
+@lru_cache(maxsize=CACHE_SIZE)
 def normalize_mac(value: str) -> str:
     """A unicast Ethernet MAC as lower-case colon-separated hex. Raises ValueError."""
     text = value.strip().lower() if isinstance(value, str) else ""
@@ -219,9 +220,14 @@ def _port_address(port_id: str, field: str, value: str) -> str:
         raise port_error(port_id, field, str(error)) from None
 
 
+@lru_cache(maxsize=CACHE_SIZE)
+def _safe_id(value: object) -> bool:
+    return isinstance(value, str) and names.SAFE_ID.match(value) is not None
+
+
 def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
     """The port normalised (device filled in, MAC lower-case, canonical addresses)."""
-    if not isinstance(port.id, str) or not names.SAFE_ID.match(port.id):
+    if not _safe_id(port.id):
         raise port_error(str(port.id), "id", "must be letters, digits and '_.:-'")
     device = port.device if port.device is not None else names.device_name(port.id)
     problem = names.interface_name_problem(device)
@@ -231,10 +237,13 @@ def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
         problem = names.interface_name_problem(port.bridge)
         if problem:
             raise port_error(port.id, "bridge", problem)
-    for letter in (names.INGRESS_LETTER, names.EGRESS_LETTER, names.SPOOF_LETTER):
-        problem = names.chain_name_problem(names.port_chain_name(chain_prefix, letter, port.id))
-        if problem:
-            raise port_error(port.id, "id", problem)
+    # i/o/s chains: prefix + "-" + letter + up to 10 characters of the id.
+    if (
+        len(chain_prefix) + 2 + min(len(port.id), names.CHAIN_ID_CHARS)
+        > names.MAX_CHAIN_NAME_LENGTH
+    ):
+        chain = names.ingress_chain(chain_prefix, port.id)
+        raise port_error(port.id, "id", names.chain_name_problem(chain) or "chain name too long")
     try:
         mac = normalize_mac(port.mac_address)
     except ValueError as error:
@@ -244,8 +253,12 @@ def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
     pairs = []
     for pair in port.allowed_address_pairs:
         try:
-            ip = normalize_cidr(pair.ip_address)
-        except ValueError as error:
+            # A bare address stays bare (the anti-spoof rule adds /32 or /128).
+            if "/" in pair.ip_address:
+                ip = normalize_cidr(pair.ip_address)
+            else:
+                ip = normalize_address(pair.ip_address)
+        except (TypeError, ValueError) as error:
             raise port_error(port.id, "allowed_address_pairs", str(error)) from None
         try:
             pair_mac = None if pair.mac_address is None else normalize_mac(pair.mac_address)
@@ -254,7 +267,7 @@ def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
         same = ip == pair.ip_address and pair_mac == pair.mac_address
         pairs.append(pair if same else AddressPair(ip_address=ip, mac_address=pair_mac))
     for group_id in port.security_groups:
-        if not isinstance(group_id, str) or not names.SAFE_ID.match(group_id):
+        if not _safe_id(group_id):
             raise port_error(port.id, "security_groups", f"bad group id {group_id!r}")
     changed = (
         device != port.device
@@ -416,6 +429,8 @@ def clear_caches() -> None:
     for cached in (
         validate_rule,
         _validate_members,
+        _safe_id,
+        normalize_mac,
         _normalize_cidr,
         normalize_address,
     ):
