@@ -14,6 +14,8 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from sgweb.gctune import tune_for_serving  # noqa: E402
+
 # Issue 5 adds the live counter / trace consumers here.
 websocket_urlpatterns: list = []
 
@@ -29,3 +31,5 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+tune_for_serving()

@@ -23,6 +23,7 @@ from django.test import Client
 from django.test.utils import setup_databases, teardown_databases
 from django.utils.module_loading import import_string
 
+from sgweb.gctune import tune_for_serving
 from sgweb.networks.models import FixedIP, Host, Network, Port, PortSecurityGroup, Subnet
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.tenancy.actions import create_api_token
@@ -171,6 +172,7 @@ class Command(BaseCommand):
         started = time.perf_counter()
         ctx = load(options["rules"], options["ports"], options["groups"], options["hosts"])
         load_seconds = time.perf_counter() - started
+        tune_for_serving()  # as sgweb.asgi does in the server process
         key = ctx[f"{options['persona']}_key"]
         api_client = Client(HTTP_X_AUTH_TOKEN=key)
         results = [
