@@ -110,3 +110,10 @@ class QuotaForm(forms.Form):
 
 class MemberForm(forms.Form):
     username = _text()
+
+
+class UserForm(forms.Form):
+    username = _text()
+    email = _text()
+    password = _text()
+    role = _text()

@@ -12,6 +12,7 @@ from sgweb.dashboard.views import (
     security_groups,
     session,
     tokens,
+    users,
 )
 
 app_name = "dashboard"
@@ -75,6 +76,9 @@ urlpatterns = [
         projects.member_remove,
         name="member_remove",
     ),
+    # Users and roles
+    path("users", users.user_list, name="users"),
+    path("users/<int:user_id>/role", users.user_role, name="user_role"),
     # Audit log
     path("audit", audit.audit_list, name="audit"),
     path("audit/<str:entry_id>", audit.audit_detail, name="audit_entry"),

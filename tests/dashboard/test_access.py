@@ -199,3 +199,38 @@ def test_refusals_use_the_products_own_error_pages(
     refused = as_rita.post(f"/security-groups/{world.web.pk}/edit", {"name": "x"})
     assert refused.status_code == 403
     assert "You may look but not change this" in refused.content.decode()
+
+
+def test_admin_creates_users_and_changes_roles(world: World, as_adam: Client) -> None:
+    from django.contrib.auth.models import User
+
+    as_adam.post(
+        "/users", {"username": "dora", "password": "a long enough password", "role": "reader"}
+    )
+    dora = User.objects.get(username="dora")
+    assert dora.profile.role == "reader" and dora.check_password("a long enough password")
+    as_adam.post(f"/users/{dora.pk}/role", {"role": "member"})
+    dora.profile.refresh_from_db()
+    assert dora.profile.role == "member"
+    short = as_adam.post(
+        "/users",
+        {"username": "eve", "password": "short", "role": "member"},
+        HTTP_X_REQUESTED_WITH="fetch",
+    )
+    assert short.status_code == 400 and short.json()["errors"]["password"]
+    assert not User.objects.filter(username="eve").exists()
+
+
+def test_users_page_is_for_admins_and_readers_only(
+    world: World, as_alice: Client, as_rita: Client
+) -> None:
+    assert as_alice.get("/users").status_code == 403
+    page = as_rita.get("/users")
+    assert page.status_code == 200
+    assert "New user" not in page.content.decode()
+    assert (
+        as_rita.post("/users", {"username": "x", "password": "a long password"}).status_code == 403
+    )
+    assert (
+        as_rita.post(f"/users/{world.people.alice.pk}/role", {"role": "admin"}).status_code == 403
+    )
