@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from sgweb.firewall.compiled_rules import gc_paused
 from sgweb.firewall.ir import Chain, CompiledHost, IpSet, Table
 from sgweb.firewall.names import temporary_ipset_name
-from sgweb.firewall.render import ipset_create_line, ipset_member_lines, render_chain_rules
+from sgweb.firewall.render import (
+    ipset_create_line,
+    ipset_member_lines,
+    match_text,
+    render_chain_rules,
+)
 
 TABLE_ORDER = ("raw", "filter")
 
@@ -94,11 +99,18 @@ def _same_rules(old: Chain, new: Chain) -> bool:
         return True
     if len(old.rules) != len(new.rules):
         return False
-    old_lines: list[str] = []
-    new_lines: list[str] = []
-    render_chain_rules(old.rules, old_lines)
-    render_chain_rules(new.rules, new_lines)
-    return old_lines == new_lines
+    for a, b in zip(old.rules, new.rules, strict=True):
+        if a is b:
+            continue
+        if (
+            a.target == b.target
+            and a.comment == b.comment
+            and a.target_args == b.target_args
+            and (a.match is b.match or match_text(a.match) == match_text(b.match))
+        ):
+            continue
+        return False
+    return True
 
 
 def _table_delta(
