@@ -78,17 +78,17 @@ def new_origin(
 class PortOrigins:
     """The origins of one port's fixed rules, made once and shared by both families."""
 
-    __slots__ = ("_made", "port_id")
+    __slots__ = ("made", "port_id")
 
     def __init__(self, port_id: str) -> None:
         self.port_id = port_id
-        self._made: dict[tuple[str, str], Origin] = {}
+        self.made: dict[tuple[str, str], Origin] = {}
 
     def __call__(self, kind: str, direction: str) -> Origin:
-        origin = self._made.get((kind, direction))
+        origin = self.made.get((kind, direction))
         if origin is None:
             origin = new_origin(kind, self.port_id, direction)
-            self._made[(kind, direction)] = origin
+            self.made[(kind, direction)] = origin
         return origin
 
 
@@ -141,18 +141,18 @@ def new_jump(chain: str, target: str, origin: Origin) -> Rule:
     return new_rule(chain, NO_MATCH, target, origin)
 
 
-# A fixed rule: (match, target, origin kind, direction). Target None stands for the port's
+# A fixed rule: (match, target, (origin kind, direction)). Target None stands for the port's
 # anti-spoofing chain.
-FixedRule = tuple[Match, "str | None", str, str]
+FixedRule = tuple[Match, "str | None", tuple[str, str]]
 
 
 def _ingress_head(family: int, stateful: bool) -> tuple[FixedRule, ...]:
     specs: list[FixedRule] = []
     if stateful:
-        specs.append((INVALID_MATCH, DROP, ORIGIN_INVALID, INGRESS))
-        specs.append((ESTABLISHED_MATCH, RETURN, ORIGIN_ESTABLISHED, INGRESS))
+        specs.append((INVALID_MATCH, DROP, (ORIGIN_INVALID, INGRESS)))
+        specs.append((ESTABLISHED_MATCH, RETURN, (ORIGIN_ESTABLISHED, INGRESS)))
     if family == 6:
-        specs.extend((match, RETURN, ORIGIN_ICMPV6, INGRESS) for match in ICMPV6_ALLOWED_INGRESS)
+        specs.extend((match, RETURN, (ORIGIN_ICMPV6, INGRESS)) for match in ICMPV6_ALLOWED_INGRESS)
     return tuple(specs)
 
 
@@ -160,14 +160,14 @@ def _egress_base(family: int) -> tuple[FixedRule, ...]:
     specs: list[FixedRule] = []
     if family == 6:
         specs.extend(
-            (match, RETURN, ORIGIN_ICMPV6, EGRESS) for match in ICMPV6_ALLOWED_UNSPECIFIED_SOURCE
+            (match, RETURN, (ORIGIN_ICMPV6, EGRESS)) for match in ICMPV6_ALLOWED_UNSPECIFIED_SOURCE
         )
-    specs.append((DHCP_CLIENT_REQUEST[family], RETURN, ORIGIN_DHCP, EGRESS))
-    specs.append((NO_MATCH, None, ORIGIN_ANTI_SPOOF, EGRESS))
+    specs.append((DHCP_CLIENT_REQUEST[family], RETURN, (ORIGIN_DHCP, EGRESS)))
+    specs.append((NO_MATCH, None, (ORIGIN_ANTI_SPOOF, EGRESS)))
     if family == 6:
-        specs.append((RA_MATCH, DROP, ORIGIN_RA_SPOOF, EGRESS))
-        specs.append((ANY_ICMPV6, RETURN, ORIGIN_ICMPV6, EGRESS))
-    specs.append((DHCP_SERVER_REPLY[family], DROP, ORIGIN_DHCP_SPOOF, EGRESS))
+        specs.append((RA_MATCH, DROP, (ORIGIN_RA_SPOOF, EGRESS)))
+        specs.append((ANY_ICMPV6, RETURN, (ORIGIN_ICMPV6, EGRESS)))
+    specs.append((DHCP_SERVER_REPLY[family], DROP, (ORIGIN_DHCP_SPOOF, EGRESS)))
     return tuple(specs)
 
 
@@ -182,12 +182,16 @@ def emit_fixed(
 ) -> list[Rule]:
     rules = []
     append = rules.append
-    for match, target, kind, direction in specs:
+    made = origin.made
+    for match, target, key in specs:
+        port_origin = made.get(key)
+        if port_origin is None:
+            port_origin = origin(*key)
         rule = _new(Rule)
         _set_chain(rule, chain)
         _set_match(rule, match)
         _set_target(rule, spoof_chain if target is None else target)
-        _set_origin(rule, origin(kind, direction))
+        _set_origin(rule, port_origin)
         _set_args(rule, ())
         _set_comment(rule, None)
         append(rule)
