@@ -105,12 +105,18 @@ def render_rule(rule: Rule) -> str:
 
 
 def render_chain_rules(rules: tuple[Rule, ...], out: list[str]) -> None:
-    """Append the -A lines of one chain's rules to out (the hot loop of every render)."""
+    """Append the -A lines of one chain's rules to out (as one multi-line element)."""
+    if rules:
+        out.append(chain_text(rules))
+
+
+def chain_text(rules: tuple[Rule, ...]) -> str:
+    """The -A lines of one chain's rules, newline-separated (the hot loop of every render)."""
     # Rules made from one template share match, comment and target: render that tail once.
     # The cache holds the match itself, so its id cannot be reused while cached.
     tails = _TAILS
-    append = out.append
-    head = "-A " + rules[0].chain if rules else ""
+    texts: list[str] = []
+    append = texts.append
     for rule in rules:
         match = rule.match
         key = (id(match), rule.target, rule.comment, rule.target_args)
@@ -120,7 +126,9 @@ def render_chain_rules(rules: tuple[Rule, ...], out: list[str]) -> None:
             if len(tails) >= _MATCH_TEXT_LIMIT:
                 tails.clear()
             tails[key] = cached
-        append(head + cached[1])
+        append(cached[1])
+    head = "-A " + rules[0].chain
+    return head + ("\n" + head).join(texts)
 
 
 _TAILS: dict[tuple[object, ...], tuple[Match, str]] = {}
