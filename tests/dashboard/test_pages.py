@@ -187,3 +187,15 @@ def test_overview_lists_hosts_needing_attention_first(world: World, as_adam: Cli
     assert 'data-host="zzz-broken"' in page
     assert page.index('data-host="zzz-broken"') < page.index('data-host="aaa-00"')
     assert "iptables-restore: line 3" in page
+
+
+def test_an_admin_on_a_fresh_install_is_told_to_create_a_project_first(db) -> None:
+    from tests.dashboard.conftest import client_for
+    from tests.personas import make_user
+
+    admin = client_for(make_user("root", "admin"))
+    for path in ("/security-groups/new", "/networks/new"):
+        page = admin.get(path)
+        assert page.status_code == 200
+        assert "There is no project yet" in page.content.decode()
+    assert admin.get("/").status_code == 200

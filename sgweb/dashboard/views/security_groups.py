@@ -126,7 +126,9 @@ def group_new(request: HttpRequest) -> HttpResponse:
     if not projects:
         require_change(request.user, None)
     form = NewSecurityGroupForm(request.POST or None)
-    initial_project = shell.current_project.pk if shell.current_project else projects[0].pk
+    # An admin on a fresh install may have no project yet: the page says to create one.
+    fallback = projects[0].pk if projects else ""
+    initial_project = shell.current_project.pk if shell.current_project else fallback
 
     def page(status: int = 200) -> HttpResponse:
         return render_page(
