@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, JsonResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -51,6 +53,9 @@ class VersionsView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
 
+    @extend_schema(
+        operation_id="list_versions", responses={200: OpenApiTypes.OBJECT}, tags=["discovery"]
+    )
     def get(self, request: Request) -> Response:
         return Response(
             {
@@ -68,6 +73,9 @@ class VersionsView(APIView):
 class IndexView(APIView):
     """GET /networking/v2.0 : the resources of this API version."""
 
+    @extend_schema(
+        operation_id="list_resources", responses={200: OpenApiTypes.OBJECT}, tags=["discovery"]
+    )
     def get(self, request: Request) -> Response:
         root = _root(request)
         return Response(
@@ -95,11 +103,17 @@ def _extension(alias: str, name: str, description: str) -> dict:
 
 
 class ExtensionsView(APIView):
+    @extend_schema(
+        operation_id="list_extensions", responses={200: OpenApiTypes.OBJECT}, tags=["discovery"]
+    )
     def get(self, request: Request) -> Response:
         return Response({"extensions": [_extension(*item) for item in EXTENSIONS]})
 
 
 class ExtensionView(APIView):
+    @extend_schema(
+        operation_id="show_extension", responses={200: OpenApiTypes.OBJECT}, tags=["discovery"]
+    )
     def get(self, request: Request, alias: str) -> Response:
         for item in EXTENSIONS:
             if item[0] == alias:

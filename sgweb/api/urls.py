@@ -4,12 +4,20 @@
 from django.urls import re_path
 
 from sgweb.api import discovery
-from sgweb.api.views import CollectionView, MemberView
+from sgweb.api.schema import documented
+from sgweb.networks.api import serializers as network_docs
 from sgweb.networks.api.resources import Networks, Ports, Subnets
+from sgweb.security.api import serializers as security_docs
 from sgweb.security.api.resources import SecurityGroupRules, SecurityGroups
 from sgweb.tenancy.api.resources import QuotaDetailsView, QuotaListView, QuotaView
 
-RESOURCES = (SecurityGroups(), SecurityGroupRules(), Networks(), Subnets(), Ports())
+RESOURCES = (
+    (SecurityGroups(), security_docs.GROUP_FIELDS, security_docs.GROUP_WRITABLE),
+    (SecurityGroupRules(), security_docs.RULE_FIELDS, security_docs.RULE_WRITABLE),
+    (Networks(), network_docs.NETWORK_FIELDS, network_docs.NETWORK_WRITABLE),
+    (Subnets(), network_docs.SUBNET_FIELDS, network_docs.SUBNET_WRITABLE),
+    (Ports(), network_docs.PORT_FIELDS, network_docs.PORT_WRITABLE),
+)
 ID = r"(?P<object_id>[^/.]+)"
 JSON = r"(?:\.json)?"
 
@@ -22,7 +30,8 @@ urlpatterns = [
     re_path(rf"^/v2\.0/quotas/(?P<project_id>[^/.]+)/details{JSON}$", QuotaDetailsView.as_view()),
     re_path(rf"^/v2\.0/quotas/(?P<project_id>[^/.]+){JSON}$", QuotaView.as_view()),
 ]
-for resource in RESOURCES:
+for resource, fields, writable in RESOURCES:
+    CollectionView, MemberView = documented(resource, fields, writable)
     urlpatterns += [
         re_path(
             rf"^/v2\.0/{resource.path}{JSON}$",

@@ -6,6 +6,8 @@ import uuid
 from typing import Any
 
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +20,12 @@ from sgweb.tenancy.models import Project, Quota
 
 # Resources we do not limit are reported as unlimited, as Neutron does for -1.
 UNLIMITED = ("network", "subnet", "port", "router", "floatingip", "rbac_policy")
+
+
+PROJECT_PARAMETER = OpenApiParameter(
+    "project_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="32 hex digits"
+)
+QUOTA_DOCS = {"responses": {200: OpenApiTypes.OBJECT}, "tags": ["quotas"]}
 
 
 def quota_dict(quota: Quota) -> dict[str, int]:
@@ -40,6 +48,7 @@ def _project(request: Request, project_id: str) -> Project:
 
 
 class QuotaListView(APIView):
+    @extend_schema(operation_id="list_quotas", **QUOTA_DOCS)
     def get(self, request: Request) -> Response:
         quotas = Quota.objects.filter(project__in=visible_projects(request.user))
         return Response(
@@ -53,10 +62,17 @@ class QuotaListView(APIView):
 
 
 class QuotaView(APIView):
+    @extend_schema(operation_id="show_quota", parameters=[PROJECT_PARAMETER], **QUOTA_DOCS)
     def get(self, request: Request, project_id: str) -> Response:
         project = _project(request, project_id)
         return Response({"quota": quota_dict(actions.quota_of(project))})
 
+    @extend_schema(
+        operation_id="update_quota",
+        parameters=[PROJECT_PARAMETER],
+        request=OpenApiTypes.OBJECT,
+        **QUOTA_DOCS,
+    )
     def put(self, request: Request, project_id: str) -> Response:
         project = _project(request, project_id)
         body = request.data.get("quota") if isinstance(request.data, dict) else None
@@ -73,6 +89,7 @@ class QuotaView(APIView):
         )
         return Response({"quota": quota_dict(quota)})
 
+    @extend_schema(operation_id="reset_quota", parameters=[PROJECT_PARAMETER], **QUOTA_DOCS)
     def delete(self, request: Request, project_id: str) -> HttpResponse:
         """Back to the defaults."""
         from django.conf import settings
@@ -88,6 +105,7 @@ class QuotaView(APIView):
 
 
 class QuotaDetailsView(APIView):
+    @extend_schema(operation_id="show_quota_details", parameters=[PROJECT_PARAMETER], **QUOTA_DOCS)
     def get(self, request: Request, project_id: str) -> Response:
         project = _project(request, project_id)
         quota = actions.quota_of(project)
