@@ -20,6 +20,7 @@ from sgweb.firewall.ir import (
     ORIGIN_INVALID,
     ORIGIN_RA_SPOOF,
     RETURN,
+    Chain,
     Match,
     Origin,
     PortRange,
@@ -55,6 +56,33 @@ def new_rule(
     _set_args(rule, target_args)
     _set_comment(rule, comment)
     return rule
+
+
+_MATCH_DEFAULTS = tuple(
+    (Match.__dict__[name].__set__, getattr(Match(), name)) for name in Match.__slots__
+)
+_MATCH_SETTERS = {name: Match.__dict__[name].__set__ for name in Match.__slots__}
+_CHAIN_SLOTS = tuple(Chain.__dict__[name].__set__ for name in Chain.__slots__)
+assert Chain.__slots__ == ("name", "rules", "owned")
+(_set_chain_name, _set_chain_rules, _set_chain_owned) = _CHAIN_SLOTS
+
+
+def new_match(**fields: object) -> Match:
+    """Match(**fields), built about twice as fast (per-port matches: spoofing, physdev)."""
+    match = _new(Match)
+    for setter, default in _MATCH_DEFAULTS:
+        setter(match, default)
+    for name, value in fields.items():
+        _MATCH_SETTERS[name](match, value)
+    return match
+
+
+def new_chain(name: str, rules: tuple[Rule, ...], owned: bool = True) -> Chain:
+    chain = _new(Chain)
+    _set_chain_name(chain, name)
+    _set_chain_rules(chain, rules)
+    _set_chain_owned(chain, owned)
+    return chain
 
 
 def new_origin(
@@ -93,7 +121,7 @@ class PortOrigins:
 
 
 def jump_match(*, physdev_in: str | None = None, physdev_out: str | None = None) -> Match:
-    return Match(physdev_in=physdev_in, physdev_out=physdev_out, physdev_is_bridged=True)
+    return new_match(physdev_in=physdev_in, physdev_out=physdev_out, physdev_is_bridged=True)
 
 
 def _udp(sport: int, dport: int, source: str | None = None) -> Match:

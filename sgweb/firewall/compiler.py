@@ -24,6 +24,7 @@ from sgweb.firewall.compiled_rules import (
     PortOrigins,
     gc_paused,
     jump_match,
+    new_match,
     new_origin,
     new_rule,
 )
@@ -398,7 +399,7 @@ class _HostCompiler:
             return shared  # type: ignore[return-value]
         rules: list[Rule] = []
         for port in self.filtered:
-            match = Match(physdev_in=port.device)
+            match = new_match(physdev_in=port.device)
             if stateful[port.id]:
                 origin = new_origin(ORIGIN_CONNTRACK_ZONE, port.id, EGRESS)
                 args: tuple[str, ...] = ("--zone", str(zones[port.id]))

@@ -21,6 +21,8 @@ from sgweb.firewall.compiled_rules import (
     base_egress_rules,
     base_ingress_head,
     link_local_address,
+    new_chain,
+    new_match,
     new_rule,
 )
 from sgweb.firewall.ir import (
@@ -106,9 +108,9 @@ class PortChainBuilder:
             new_rule(self.egress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, EGRESS))
         )
         return (
-            Chain(self.ingress, tuple(in_rules)),
-            Chain(self.egress, tuple(out_rules)),
-            Chain(self.spoof, self._spoof_rules()),
+            new_chain(self.ingress, tuple(in_rules)),
+            new_chain(self.egress, tuple(out_rules)),
+            new_chain(self.spoof, self._spoof_rules()),
         )
 
     def _dhcp_replies(self) -> list[Rule]:
@@ -196,7 +198,7 @@ class PortChainBuilder:
             if (source, mac) in seen:
                 continue
             seen.add((source, mac))
-            match = Match(source=source, mac_source=mac.upper())
+            match = new_match(source=source, mac_source=mac.upper())
             rules.append(new_rule(self.spoof, match, RETURN, origin))
         rules.append(new_rule(self.spoof, NO_MATCH, DROP, origin))
         return tuple(rules)
