@@ -165,3 +165,62 @@ def test_first_delta_with_builtin_jumps_equals_the_full_render(make_netns, runne
     runner.run(["ipset", "restore"], input=delta.ipsets.commit, netns=by_delta)
     _apply_full(runner, by_full, compiled)
     assert _kernel_state(runner, by_delta) == _kernel_state(runner, by_full)
+
+
+def _random_step(state, rng):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    from sgweb.firewall.model import SecurityGroupRule
+
+    choice = rng.randrange(5)
+    groups = list(state.security_groups)
+    if choice == 0:  # a group gains a rule
+        index = rng.randrange(len(groups))
+        port = rng.randrange(1, 65535)
+        rule = SecurityGroupRule(f"rnd-{port}", "ingress", "IPv4", "tcp", port, port)
+        groups[index] = dataclasses.replace(groups[index], rules=(*groups[index].rules, rule))
+        return dataclasses.replace(state, security_groups=tuple(groups))
+    if choice == 1:  # a group loses its last rule
+        index = rng.randrange(len(groups))
+        groups[index] = dataclasses.replace(groups[index], rules=groups[index].rules[:-1])
+        return dataclasses.replace(state, security_groups=tuple(groups))
+    ports = list(state.ports)
+    if choice == 2 and len(ports) > 1:  # a port leaves
+        ports.pop(rng.randrange(len(ports)))
+        return dataclasses.replace(state, ports=tuple(ports))
+    if choice == 3:  # a port changes its groups
+        index = rng.randrange(len(ports))
+        chosen = tuple(g.id for g in groups if rng.random() < 0.5)
+        ports[index] = dataclasses.replace(ports[index], security_groups=chosen)
+        return dataclasses.replace(state, ports=tuple(ports))
+    member = f"198.51.100.{rng.randrange(1, 255)}"  # a remote port joins a group
+    return scenarios.with_members(state, scenarios.DB, (*state.members(scenarios.DB), member))
+
+
+def test_random_change_sequences_applied_incrementally_match_fresh_applies(  # type: ignore[no-untyped-def]
+    make_netns, runner
+) -> None:
+    import random
+
+    from sgweb.firewall.compiler import CompileCache
+
+    rng = random.Random(20260101)
+    cache = CompileCache()
+    state = scenarios.changed_state(scenarios.host_state())
+    compiled = compile_host(state, cache=cache)
+    live = make_netns()
+    _apply_full(runner, live, compiled)
+    for _step in range(8):
+        state = _random_step(state, rng)
+        new = compile_host(state, cache=cache)
+        delta = diff(compiled, new)
+        runner.run(["ipset", "restore"], input=delta.ipsets.prepare or "\n", netns=live)
+        for family, text in delta.iptables:
+            runner.run([RESTORE[family], "--noflush"], input=text, netns=live)
+        for step in (delta.ipsets.commit, delta.ipsets.cleanup):
+            if step:
+                runner.run(["ipset", "restore"], input=step, netns=live)
+        fresh = make_netns()
+        _apply_full(runner, fresh, new)
+        assert _kernel_state(runner, live) == _kernel_state(runner, fresh)
+        compiled = new
