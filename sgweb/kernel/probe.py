@@ -41,22 +41,37 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def icmp_echo(dst: str, src: str | None, timeout: float) -> dict[str, object]:
+def icmp_echo(
+    dst: str,
+    src: str | None,
+    timeout: float,
+    icmp_type: int | None = None,
+    icmp_code: int = 0,
+) -> dict[str, object]:
+    """An echo request, waiting for its reply; or, with another `icmp_type` (a router
+    advertisement, say), that message sent once with nothing to wait for."""
     family = _family(dst)
     v6 = family == socket.AF_INET6
     proto = socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
     ident = os.getpid() & 0xFFFF
     payload = b"sgweb-probe" + bytes(45)
-    request_type = ICMPV6_ECHO_REQUEST if v6 else ICMP_ECHO_REQUEST
-    header = struct.pack("!BBHHH", request_type, 0, 0, ident, 1)
+    echo_type = ICMPV6_ECHO_REQUEST if v6 else ICMP_ECHO_REQUEST
+    request_type = echo_type if icmp_type is None else icmp_type
+    header = struct.pack("!BBHHH", request_type, icmp_code, 0, ident, 1)
     packet = header + payload
     if not v6:  # the kernel fills in the ICMPv6 checksum itself (it needs the pseudo-header)
-        packet = struct.pack("!BBHHH", request_type, 0, _checksum(packet), ident, 1) + payload
+        checksum = _checksum(packet)
+        packet = struct.pack("!BBHHH", request_type, icmp_code, checksum, ident, 1) + payload
     with socket.socket(family, socket.SOCK_RAW, proto) as sock:
         if src:
             sock.bind((src, 0))
+        if v6 and request_type == 134:
+            # Router advertisements are only valid with hop limit 255 (RFC 4861).
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
         started = time.monotonic()
         sock.sendto(packet, (dst, 0))
+        if request_type != echo_type:
+            return {"ok": True, "sent": True}
         while (remaining := timeout - (time.monotonic() - started)) > 0:
             ready, _, _ = select.select([sock], [], [], remaining)
             if not ready:
@@ -166,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--timeout", type=float, default=0.5)
         if name != "icmp":
             command.add_argument("--port", type=int, required=True)
+        else:
+            command.add_argument("--type", type=int, dest="icmp_type")
+            command.add_argument("--code", type=int, dest="icmp_code", default=0)
         if name == "udp":
             command.add_argument("--sport", type=int, default=0)
             command.add_argument("--expect-reply", action="store_true")
@@ -187,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         stream(args.dst, args.port, args.interval, args.timeout)
         return 0
     if args.command == "icmp":
-        result = icmp_echo(args.dst, args.src, args.timeout)
+        result = icmp_echo(args.dst, args.src, args.timeout, args.icmp_type, args.icmp_code)
     elif args.command == "tcp":
         result = tcp_connect(args.dst, args.port, args.src, args.timeout)
     else:

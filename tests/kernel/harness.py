@@ -225,6 +225,29 @@ class FirewallLab:
             _flow_hits(flow, with_reply=flow.verdict == ACCEPT),
         )
 
+    def icmp_message(
+        self, source: str, destination: str, icmp_type: int, *, family: int = 6
+    ) -> Observation:
+        """One ICMP message that is not an echo (e.g. a router advertisement from a VM). Nothing
+        answers it, so only the counters can tell where it went; `kernel_ok` is the tracer's."""
+        dst = self._address(destination, family)
+        src_label = self._endpoint_label(source)
+        _sent, hits = self._observe(
+            family,
+            lambda: self.topology.probe(src_label, "icmp", dst, "--type", str(icmp_type)),
+        )
+        protocol = "icmp" if family == 4 else "ipv6-icmp"
+        flow = self._trace_flow(source, destination, family, protocol=protocol, icmp_type=icmp_type)
+        flow_ok = flow.verdict == ACCEPT
+        return Observation(
+            f"icmp type {icmp_type} {source} -> {destination} (IPv{family})",
+            flow_ok,
+            flow,
+            flow_ok,
+            hits,
+            _flow_hits(flow, with_reply=False),
+        )
+
     def tcp(self, source: str, destination: str, port: int, *, family: int = 4) -> Observation:
         """A TCP connect to a listener; counters are compared only when the connection fails
         (an accepted connection is several packets in both directions)."""

@@ -188,6 +188,27 @@ def test_udp_and_dhcp_rules_hold(
     lab.udp(source, destination, port, sport=sport).assert_agrees(allowed)
 
 
+@pytest.mark.parametrize(
+    ("source", "destination", "port", "sport", "allowed"),
+    [
+        (B, "dhcp", 547, 546, True),  # a DHCPv6 request goes out
+        (B, "outside", 546, 547, False),  # the VM may not act as a DHCPv6 server
+    ],
+)
+def test_dhcpv6_client_out_and_no_dhcpv6_server_in_a_vm(
+    lab: FirewallLab, source: str, destination: str, port: int, sport: int, allowed: bool
+) -> None:
+    lab.udp(source, destination, port, sport=sport, family=6).assert_agrees(allowed)
+
+
+def test_a_router_advertisement_from_a_vm_is_dropped_where_the_tracer_says(
+    lab: FirewallLab,
+) -> None:
+    observation = lab.icmp_message(D, "outside", 134)
+    observation.assert_agrees(False)
+    assert observation.kernel_hits  # the counters prove where it died
+
+
 def test_a_vm_sending_from_a_forged_address_is_dropped(lab: FirewallLab) -> None:
     vm = lab.label(D)
     lab.topology.run_in(vm, ["ip", "addr", "add", "192.0.2.99/32", "dev", "eth0"])
