@@ -364,3 +364,34 @@ def test_a_removed_rule_stops_established_connections_once_conntrack_is_flushed(
         server.stop()
         lab.firewall.apply(diff(lab.compiled, before)).raise_for_error()
         lab.state, lab.compiled = before_state, before
+
+
+def test_a_stateless_group_needs_rules_for_replies_too(lab: FirewallLab) -> None:
+    from dataclasses import replace
+
+    ingress_only = SecurityGroup(
+        "c0c0c0c0-3333-4333-8333-000000000003",
+        "stateless",
+        stateful=False,
+        rules=(rule("sl-in", INGRESS, protocol="icmp"),),
+    )
+    both_ways = replace(
+        ingress_only, rules=(*ingress_only.rules, rule("sl-out", EGRESS, protocol="icmp"))
+    )
+    try:
+        for group, allowed in ((ingress_only, False), (both_ways, True)):
+            bare = replace(BARE_PORT, security_groups=(group.id,))
+            lab.apply_fresh(
+                replace(
+                    state(),
+                    ports=tuple(bare if p.id == B else p for p in PORTS),
+                    security_groups=(WEB_GROUP, DB_GROUP, group),
+                )
+            )
+            observation = lab.ping("outside", B)
+            observation.assert_agrees(allowed)
+            # the request got in either way; without an egress rule its reply is dropped
+            assert observation.flow.verdict == "ACCEPT"
+            assert observation.flow.reply_hops[0].trace.notrack  # type: ignore[union-attr]
+    finally:
+        lab.apply_fresh(state())
