@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpResponse
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -75,9 +76,24 @@ class CollectionView(APIView):
 
     def post(self, request: Request) -> Response:
         resource = self.resource
+        data = request.data
+        if isinstance(data, dict) and isinstance(data.get(resource.plural), list):
+            return self._bulk_create(request, data[resource.plural])
         obj = resource.create(request, _body(request, resource.singular))
         fresh = resource.get_object(request, str(obj.pk))
         return Response({resource.singular: resource.to_dict(fresh)}, status=201)
+
+    def _bulk_create(self, request: Request, bodies: list[Any]) -> Response:
+        """Neutron's bulk create: all or nothing."""
+        resource = self.resource
+        if not bodies or not all(isinstance(body, dict) for body in bodies):
+            raise Invalid(f"Invalid input for operation: '{resource.plural}' needs objects.")
+        with transaction.atomic():
+            created = [resource.create(request, body).pk for body in bodies]
+        objs = {obj.pk: obj for obj in resource.queryset(request).filter(pk__in=created)}
+        return Response(
+            {resource.plural: resource.to_dicts([objs[pk] for pk in created])}, status=201
+        )
 
 
 class MemberView(APIView):

@@ -278,3 +278,19 @@ def test_unknown_path_under_networking_is_a_neutron_404(as_alice):
 def test_extensions_list_security_group_and_port_security(as_alice):
     aliases = {e["alias"] for e in as_alice.get("/extensions").json()["extensions"]}
     assert {"security-group", "port-security", "binding", "allowed-address-pairs"} <= aliases
+
+
+def test_bulk_rule_create_is_all_or_nothing(as_alice, alice, project_a):
+    web = group(alice, project_a)
+    good = {"security_group_id": str(web.id), "direction": "ingress", "protocol": "tcp"}
+    bad = {"security_group_id": str(web.id), "direction": "inward"}
+    before = state()
+    refused = as_alice.post("/security-group-rules", {"security_group_rules": [good, bad]})
+    assert refused.status_code == 400
+    assert state() == before
+    created = as_alice.post(
+        "/security-group-rules",
+        {"security_group_rules": [good, {**good, "protocol": "udp"}]},
+    )
+    assert created.status_code == 201
+    assert [r["protocol"] for r in created.json()["security_group_rules"]] == ["tcp", "udp"]
