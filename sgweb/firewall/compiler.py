@@ -24,19 +24,16 @@ from sgweb.firewall.compiled_rules import (
     PortOrigins,
     gc_paused,
     jump_match,
-    new_match,
     new_origin,
     new_rule,
 )
+from sgweb.firewall.conntrack import assign_zones, raw_chains
 from sgweb.firewall.ir import (
     ACCEPT,
-    CT,
     DROP,
     ORIGIN_ACCEPT_UNFILTERED,
-    ORIGIN_CONNTRACK_ZONE,
     ORIGIN_FALLBACK,
     ORIGIN_JUMP,
-    ORIGIN_NOTRACK,
     ORIGIN_PORT_SECURITY_OFF,
     Chain,
     CompiledFamily,
@@ -69,7 +66,6 @@ from sgweb.firewall.validate import ValidationMemo, address_version, validate_ho
 (_set_kind, _set_port, _set_direction, _set_group, _set_rule, _set_member) = _ORIGIN_SLOTS
 _new = object.__new__
 
-FIRST_AUTOMATIC_ZONE = 4097
 MATCH_CACHE_LIMIT = 100_000
 FAMILIES = (4, 6)
 FAMILY_BY_ETHERTYPE = {IPV4: 4, IPV6: 6}
@@ -357,93 +353,21 @@ class _HostCompiler:
         return builtins, own
 
     def _zones(self, stateful: dict[str, bool]) -> dict[str, int]:
-        """Port id -> conntrack zone, for the stateful filtered ports.
-
-        Ports of one network share a zone; ports without a network share one default zone,
-        because on a shared bridge a flow between two of them passes netfilter only once.
-        Explicit zones (by network id, then port id) win; the rest are numbered from 4097 in
-        device order, skipping numbers taken explicitly.
-        """
-        explicit = dict(self.state.conntrack_zones)
-        taken = set(explicit.values())
-        by_network: dict[str, int] = {}
-        zones: dict[str, int] = {}
-        next_zone = FIRST_AUTOMATIC_ZONE
-        for port in self.filtered:
-            if not stateful[port.id]:
-                continue
-            network = port.network_id or ""
-            if port.network_id in explicit:
-                zones[port.id] = explicit[port.network_id]
-            elif port.id in explicit:
-                zones[port.id] = explicit[port.id]
-            else:
-                if network not in by_network:
-                    while next_zone in taken:
-                        next_zone += 1
-                    by_network[network] = next_zone
-                    taken.add(next_zone)
-                zones[port.id] = by_network[network]
-        return zones
+        return assign_zones(self.filtered, stateful, dict(self.state.conntrack_zones))
 
     def _raw_chains(
         self, family: int, stateful: dict[str, bool], zones: dict[str, int]
     ) -> tuple[Chain, ...]:
         prefix = self.prefix
-        chain = names.prerouting_chain(prefix)
         key = tuple(
             (port.id, port.device, port.bridge, zones.get(port.id)) for port in self.filtered
         )
+        # Both families get the very same raw chains.
         shared = self.cache.reuse(("raw", prefix), key)
-        if shared is not None:
-            return shared  # type: ignore[return-value]
-        rules: list[Rule] = []
-        for port in self.filtered:
-            match = new_match(physdev_in=port.device)
-            if stateful[port.id]:
-                origin = new_origin(ORIGIN_CONNTRACK_ZONE, port.id, EGRESS)
-                args: tuple[str, ...] = ("--zone", str(zones[port.id]))
-            else:
-                origin = new_origin(ORIGIN_NOTRACK, port.id, EGRESS)
-                args = ("--notrack",)
-            rules.append(new_rule(chain, match, CT, origin, args))
-        # Traffic towards a VM enters its bridge through another port; only the bridge tells
-        # which network it belongs to. The first CT target a packet meets wins, so these
-        # come after the per-tap rules.
-        bridge_zone: dict[str, tuple[int, str]] = {}
-        unbridged_zones: set[int] = set()
-        for port in self.filtered:
-            if port.id not in zones:
-                continue
-            zone = zones[port.id]
-            if port.bridge is None:
-                unbridged_zones.add(zone)
-                continue
-            seen = bridge_zone.setdefault(port.bridge, (zone, port.id))
-            if seen[0] != zone:
-                from sgweb.firewall.errors import port_error
-
-                raise port_error(
-                    port.id,
-                    "bridge",
-                    f"bridge {port.bridge} would carry conntrack zones {seen[0]} "
-                    f"(port {seen[1]}) and {zone}",
-                )
-        for bridge in sorted(bridge_zone):
-            zone, _port_id = bridge_zone[bridge]
-            origin = new_origin(ORIGIN_CONNTRACK_ZONE, None, INGRESS)
-            rules.append(
-                new_rule(chain, Match(in_interface=bridge), CT, origin, ("--zone", str(zone)))
-            )
-        if len(unbridged_zones) == 1:
-            (zone,) = unbridged_zones
-            origin = new_origin(ORIGIN_CONNTRACK_ZONE, None, INGRESS)
-            match = Match(physdev_is_in=True)
-            rules.append(new_rule(chain, match, CT, origin, ("--zone", str(zone))))
-        jump = new_rule("PREROUTING", NO_MATCH, chain, new_origin(ORIGIN_JUMP))
-        result = (Chain("PREROUTING", (jump,), owned=False), Chain(chain, tuple(rules)))
-        self.cache.remember(("raw", prefix), key, result)
-        return result
+        if shared is None:
+            shared = raw_chains(prefix, self.filtered, zones)
+            self.cache.remember(("raw", prefix), key, shared)
+        return shared  # type: ignore[return-value]
 
     # ---- ipsets -----------------------------------------------------------------------
 

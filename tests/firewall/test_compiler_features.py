@@ -236,3 +236,29 @@ def test_numeric_and_named_protocols_render_as_iptables_save_prints_them() -> No
     )
     assert "-A neutron-openvswi-ibbbbbbbb-0 -s 203.0.113.0/25 -p gre -j RETURN" in ingress
     assert "-A neutron-openvswi-ibbbbbbbb-0 -p udplite -m multiport --dports 9 -j RETURN" in ingress
+
+
+def test_a_stateless_port_on_its_own_bridge_is_untracked_both_ways() -> None:
+    base = scenarios.host_state()
+    ports = tuple(
+        dataclasses.replace(p, bridge="qbr" + p.id[:11]) if p.id == scenarios.PORT_C else p
+        for p in base.ports
+    )
+    raw = compile_host(dataclasses.replace(base, ports=ports)).v4.table("raw")
+    rules = raw.chain("neutron-openvswi-PREROUTING").rules
+    towards = [r for r in rules if r.match.in_interface == "qbrcccccccc-00"]
+    assert [render_rule(r) for r in towards] == [
+        "-A neutron-openvswi-PREROUTING -i qbrcccccccc-00 -j CT --notrack"
+    ]
+    assert towards[0].origin.port_id == scenarios.PORT_C
+
+
+def test_ports_of_different_networks_on_one_bridge_are_refused() -> None:
+    import pytest
+
+    from sgweb.firewall import FirewallError
+
+    base = scenarios.host_state()
+    ports = tuple(dataclasses.replace(p, bridge="br0") for p in base.ports)
+    with pytest.raises(FirewallError, match="bridge br0 would carry conntrack zones"):
+        compile_host(dataclasses.replace(base, ports=ports))
