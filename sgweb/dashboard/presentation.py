@@ -6,7 +6,7 @@ Kept apart from views so templates, views and tests share one wording.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -29,26 +29,48 @@ class HostStatusView:
     label: str
     css: str
     detail: str
+    heartbeat_at: datetime | None = None
+    # The agent's own heartbeat (sgweb.hostsync.status.Liveness) when Redis could be asked.
+    live: Any = None
 
 
-def host_status(host: Any, now: datetime | None = None) -> HostStatusView:
+def host_status(host: Any, now: datetime | None = None, live: Any = None) -> HostStatusView:
+    """A host's state as the dashboard shows it.
+
+    `live` is the agent's heartbeat as read from Redis (the agents do not write heartbeats to
+    the database). Without it (Redis unreachable) the database's last word is used.
+    """
     now = now or timezone.now()
-    heartbeat = host.last_heartbeat_at
-    if host.status == "down" or (heartbeat and now - heartbeat > HEARTBEAT_STALE_AFTER):
+    if live is not None:
+        alive: bool | None = bool(live.alive)
+        heartbeat = (
+            datetime.fromtimestamp(live.last_seen, tz=UTC) if live.last_seen is not None else None
+        )
+    else:
+        heartbeat = host.last_heartbeat_at
+        alive = None if heartbeat is None else now - heartbeat <= HEARTBEAT_STALE_AFTER
+
+    def view(key: str, label: str, css: str, detail: str) -> HostStatusView:
+        return HostStatusView(key, label, css, detail, heartbeat, live)
+
+    never_reported = (
+        host.last_apply_at is None and not host.applied_revision and host.status == "unknown"
+    )
+    if never_reported and not alive:
+        return view("unknown", "No agent", "", "No agent has reported for this host yet")
+    if host.status == "down" or alive is False:
         since = f"last heartbeat {heartbeat:%Y-%m-%d %H:%M:%S} UTC" if heartbeat else "no heartbeat"
-        return HostStatusView("down", "Down", "bad", f"Agent not reporting ({since})")
+        return view("down", "Down", "bad", f"The agent is not reporting ({since})")
     if host.status == "failed" or host.last_error:
-        return HostStatusView("failed", "Failed", "bad", host.last_error or "The last apply failed")
-    if heartbeat is None and host.status == "unknown":
-        return HostStatusView("unknown", "No agent", "", "No agent has reported for this host yet")
+        return view("failed", "Failed", "bad", host.last_error or "The last apply failed")
     if host.desired_revision > host.applied_revision or host.status == "syncing":
-        return HostStatusView(
+        return view(
             "syncing",
             "Syncing",
             "warn syncing",
             f"Applying revision {host.desired_revision} (applied {host.applied_revision})",
         )
-    return HostStatusView("in-sync", "In sync", "ok", f"Revision {host.applied_revision} applied")
+    return view("in-sync", "In sync", "ok", f"Revision {host.applied_revision} applied")
 
 
 def rule_protocol_text(rule: Any) -> str:
@@ -131,27 +153,3 @@ PROTOCOL_CHOICES: tuple[tuple[str, str], ...] = (
     ("ah", "AH"),
     ("vrrp", "VRRP"),
 )
-
-
-def host_status_filter(key: str, now: datetime | None = None) -> Any:
-    """The database filter selecting the hosts `host_status` would show with `key`."""
-    from django.db.models import F, Q
-
-    now = now or timezone.now()
-    down = Q(status="down") | Q(last_heartbeat_at__lt=now - HEARTBEAT_STALE_AFTER)
-    failed = ~down & (Q(status="failed") | ~Q(last_error=""))
-    unknown = ~down & ~failed & Q(last_heartbeat_at__isnull=True, status="unknown")
-    syncing = (
-        ~down
-        & ~failed
-        & ~unknown
-        & (Q(desired_revision__gt=F("applied_revision")) | Q(status="syncing"))
-    )
-    in_sync = ~down & ~failed & ~unknown & ~syncing
-    return {
-        "down": down,
-        "failed": failed,
-        "unknown": unknown,
-        "syncing": syncing,
-        "in-sync": in_sync,
-    }[key]

@@ -69,6 +69,25 @@ def world(personas: Personas) -> World:
 
 
 @pytest.fixture(autouse=True)
+def heartbeats(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """Agents' heartbeats as the pages see them: name -> Liveness. Empty means Redis could not
+    be asked (the pages fall back to the database); tests fill it to make agents alive."""
+    from sgweb.dashboard import hoststate
+
+    beats: dict[str, object] = {}
+
+    def fake(names):  # type: ignore[no-untyped-def]
+        if not beats:
+            return None
+        from sgweb.hostsync.status import Liveness
+
+        return {name: beats.get(name, Liveness(name, False)) for name in names}
+
+    monkeypatch.setattr(hoststate, "liveness_for", fake)
+    return beats
+
+
+@pytest.fixture(autouse=True)
 def fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
     # Hashing the personas' passwords the slow, safe way would dominate the suite's time.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -199,3 +199,47 @@ def test_an_admin_on_a_fresh_install_is_told_to_create_a_project_first(db) -> No
         assert page.status_code == 200
         assert "There is no project yet" in page.content.decode()
     assert admin.get("/").status_code == 200
+
+
+def test_hosts_are_alive_or_down_by_their_agents_heartbeats(
+    world: World, as_adam: Client, heartbeats: dict[str, object]
+) -> None:
+    import time
+
+    from sgweb.hostsync.status import Liveness
+    from sgweb.networks.models import Host
+
+    Host.objects.create(name="compute-2", status="in-sync", applied_revision=3, desired_revision=3)
+    heartbeats["compute-1"] = Liveness(
+        "compute-1", True, last_seen=time.time(), applied_revision=0, agent_status="in-sync", pid=42
+    )
+    page = as_adam.get("/hosts").content.decode()
+    row = page[page.index('data-host="compute-2"') :]
+    assert "Down" in row[: row.index("</tr>")]
+    row = page[page.index('data-host="compute-1"') :]
+    assert "In sync" in row[: row.index("</tr>")]
+    down_only = as_adam.get("/hosts", {"status": "down"}).content.decode()
+    assert 'data-host="compute-2"' in down_only and 'data-host="compute-1"' not in down_only
+    detail = as_adam.get("/hosts/compute-1").content.decode()
+    assert "pid 42" in detail
+
+
+def test_host_page_shows_the_agents_events(world: World, as_adam: Client) -> None:
+    from sgweb.hostsync.models import HostEvent
+
+    HostEvent.objects.create(
+        host=world.host,
+        kind="drift",
+        revision=7,
+        duration_ms=4,
+        message="kernel differed from revision 7 (chains: 1); repaired",
+    )
+    HostEvent.objects.create(
+        host=world.host,
+        kind="apply-failed",
+        revision=8,
+        message="iptables-restore failed (line: -A neutron-openvswi-ixx)",
+    )
+    page = as_adam.get(f"/hosts/{world.host.name}").content.decode()
+    assert "Drift repaired" in page and "repaired" in page
+    assert "Apply failed" in page and "neutron-openvswi-ixx" in page

@@ -10,11 +10,7 @@ from django.http import QueryDict
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from sgweb.dashboard.presentation import (
-    host_status,
-    rule_ports_text,
-    rule_protocol_text,
-)
+from sgweb.dashboard.presentation import rule_ports_text, rule_protocol_text
 
 register = template.Library()
 
@@ -62,14 +58,6 @@ def icon(name: str, size: int = 16) -> SafeString:
         f'<svg class="icon icon-{name}" width="{int(size)}" height="{int(size)}" '
         'viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" '
         f'stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">{paths}</svg>'
-    )
-
-
-@register.simple_tag
-def host_pill(host: Any) -> SafeString:
-    status = host_status(host)
-    return format_html(
-        '<span class="pill {}" title="{}">{}</span>', status.css, status.detail, status.label
     )
 
 

@@ -8,9 +8,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 
 from sgweb.dashboard.access import scope, sees_everything
+from sgweb.dashboard.hoststate import classify_all, statuses
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
-from sgweb.dashboard.presentation import HOST_STATES, host_status, host_status_filter
+from sgweb.dashboard.presentation import HOST_STATES
 from sgweb.dashboard.shell import render_page
+from sgweb.hostsync.models import HostEvent
 from sgweb.networks.models import Host, Port
 
 HOST_SORTS = {
@@ -20,6 +22,7 @@ HOST_SORTS = {
     "last_apply": "last_apply_at",
 }
 STATUS_FILTERS = HOST_STATES
+EVENTS_SHOWN = 30
 
 
 @login_required
@@ -35,10 +38,12 @@ def host_list(request: HttpRequest) -> HttpResponse:
     hosts = hosts.annotate(port_count=Count("ports", filter=port_filter, distinct=True))
     status = request.GET.get("status", "")
     if status in STATUS_FILTERS:
-        hosts = hosts.filter(host_status_filter(status))
+        # Liveness is in Redis, not in the database: classify every host, then filter by name.
+        hosts = hosts.filter(name__in=classify_all()[status])
     hosts, _ = sorted_by(request, hosts, HOST_SORTS, "name")
     listing = paginate(request, hosts)
-    rows = [(host, host_status(host)) for host in listing.page.object_list]
+    page_hosts = list(listing.page.object_list)
+    rows = list(zip(page_hosts, statuses(page_hosts), strict=True))
     return render_page(
         request,
         "dashboard/hosts/list.html",
@@ -59,6 +64,13 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     return render_page(
         request,
         "dashboard/hosts/detail.html",
-        {"host": host, "status": host_status(host), "listing": listing},
+        {
+            "host": host,
+            "status": statuses([host])[0],
+            "listing": listing,
+            "events": list(
+                HostEvent.objects.filter(host=host).order_by("-at", "-id")[:EVENTS_SHOWN]
+            ),
+        },
         section="hosts",
     )
