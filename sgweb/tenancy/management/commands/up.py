@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import shutil
 import socket
 import time
@@ -37,7 +39,13 @@ class Command(BaseCommand):
         parser.add_argument("--bind", default="0.0.0.0")
         parser.add_argument("--no-demo", action="store_true", help="no demo project")
         parser.add_argument("--no-redis", action="store_true", help="do not start Redis")
-        parser.add_argument("--no-hooks", action="store_true", help="no agents / lab hosts")
+        parser.add_argument("--no-hooks", action="store_true", help="no start-up hooks")
+        parser.add_argument(
+            "--lab",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="build lab compute hosts (namespaces + agents); default: when root and serving",
+        )
         parser.add_argument(
             "--reset-admin-password",
             action="store_true",
@@ -57,6 +65,11 @@ class Command(BaseCommand):
             self._ensure_redis()
         if not options["no_hooks"]:
             self._run_hooks(options)
+        lab = options["lab"]
+        if lab is None:
+            lab = os.geteuid() == 0 and not options["no_serve"]
+        if lab:
+            self._start_lab()
         self._print_credentials(admin, options)
         if options["no_serve"]:
             return
@@ -120,6 +133,20 @@ class Command(BaseCommand):
             except ImportError:
                 continue
             hook(self, options)
+
+    def _start_lab(self) -> None:
+        """Lab compute hosts with real agents (issue 4); a failure leaves the web side usable."""
+        try:
+            from sgweb.lab import bring_up
+        except ImportError:
+            return
+        try:
+            state = bring_up()
+        except Exception as error:  # the dashboard and API are still worth serving
+            self.stderr.write(f"lab: not started ({error}); `manage.py lab up` retries")
+            return
+        hosts = ", ".join(getattr(state, "hosts", []) or [])
+        self.stdout.write(f"lab: hosts {hosts} up with their agents (`manage.py lab down` stops)")
 
     def _serve(self, bind: str, port: int) -> None:
         from daphne.cli import CommandLineInterface
