@@ -41,48 +41,66 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
+def _icmp_packet(v6: bool, icmp_type: int, code: int, ident: int, sequence: int) -> bytes:
+    payload = b"sgweb-probe" + bytes(45)
+    packet = struct.pack("!BBHHH", icmp_type, code, 0, ident, sequence) + payload
+    if v6:  # the kernel fills in the ICMPv6 checksum itself (it needs the pseudo-header)
+        return packet
+    checksum = _checksum(packet)
+    return struct.pack("!BBHHH", icmp_type, code, checksum, ident, sequence) + payload
+
+
+def _await_echo_reply(
+    sock: socket.socket, v6: bool, dst: str, ident: int, sequence: int, timeout: float
+) -> bool:
+    started = time.monotonic()
+    reply_type = ICMPV6_ECHO_REPLY if v6 else ICMP_ECHO_REPLY
+    while (remaining := timeout - (time.monotonic() - started)) > 0:
+        ready, _, _ = select.select([sock], [], [], remaining)
+        if not ready:
+            return False
+        data, peer = sock.recvfrom(65535)
+        icmp = data if v6 else data[(data[0] & 0x0F) * 4 :]
+        kind, _code, _sum, got_ident, got_sequence = struct.unpack("!BBHHH", icmp[:8])
+        if (kind, got_ident, got_sequence, peer[0]) == (reply_type, ident, sequence, dst):
+            return True
+    return False
+
+
 def icmp_echo(
     dst: str,
     src: str | None,
     timeout: float,
     icmp_type: int | None = None,
     icmp_code: int = 0,
+    count: int = 1,
+    interval: float = 0.05,
 ) -> dict[str, object]:
-    """An echo request, waiting for its reply; or, with another `icmp_type` (a router
-    advertisement, say), that message sent once with nothing to wait for."""
+    """`count` echo requests of one identifier (one conntrack flow, like `ping -c`), each
+    waiting for its reply; or, with another `icmp_type` (a router advertisement, say), that
+    message sent once with nothing to wait for. ok: every request was answered."""
     family = _family(dst)
     v6 = family == socket.AF_INET6
     proto = socket.IPPROTO_ICMPV6 if v6 else socket.IPPROTO_ICMP
     ident = os.getpid() & 0xFFFF
-    payload = b"sgweb-probe" + bytes(45)
     echo_type = ICMPV6_ECHO_REQUEST if v6 else ICMP_ECHO_REQUEST
     request_type = echo_type if icmp_type is None else icmp_type
-    header = struct.pack("!BBHHH", request_type, icmp_code, 0, ident, 1)
-    packet = header + payload
-    if not v6:  # the kernel fills in the ICMPv6 checksum itself (it needs the pseudo-header)
-        checksum = _checksum(packet)
-        packet = struct.pack("!BBHHH", request_type, icmp_code, checksum, ident, 1) + payload
     with socket.socket(family, socket.SOCK_RAW, proto) as sock:
         if src:
             sock.bind((src, 0))
         if v6 and request_type == 134:
             # Router advertisements are only valid with hop limit 255 (RFC 4861).
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_UNICAST_HOPS, 255)
-        started = time.monotonic()
-        sock.sendto(packet, (dst, 0))
         if request_type != echo_type:
+            sock.sendto(_icmp_packet(v6, request_type, icmp_code, ident, 1), (dst, 0))
             return {"ok": True, "sent": True}
-        while (remaining := timeout - (time.monotonic() - started)) > 0:
-            ready, _, _ = select.select([sock], [], [], remaining)
-            if not ready:
-                break
-            data, peer = sock.recvfrom(65535)
-            icmp = data if v6 else data[(data[0] & 0x0F) * 4 :]
-            kind, _code, _sum, got_ident, _seq = struct.unpack("!BBHHH", icmp[:8])
-            reply_type = ICMPV6_ECHO_REPLY if v6 else ICMP_ECHO_REPLY
-            if kind == reply_type and got_ident == ident and peer[0] == dst:
-                return {"ok": True, "rtt_s": time.monotonic() - started}
-    return {"ok": False}
+        answered = []
+        for sequence in range(1, count + 1):
+            if sequence > 1:
+                time.sleep(interval)
+            sock.sendto(_icmp_packet(v6, request_type, icmp_code, ident, sequence), (dst, 0))
+            answered.append(_await_echo_reply(sock, v6, dst, ident, sequence, timeout))
+        return {"ok": all(answered), "answered": answered}
 
 
 def tcp_connect(dst: str, port: int, src: str | None, timeout: float) -> dict[str, object]:
@@ -184,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             command.add_argument("--type", type=int, dest="icmp_type")
             command.add_argument("--code", type=int, dest="icmp_code", default=0)
+            command.add_argument("--count", type=int, default=1)
         if name == "udp":
             command.add_argument("--sport", type=int, default=0)
             command.add_argument("--expect-reply", action="store_true")
@@ -205,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         stream(args.dst, args.port, args.interval, args.timeout)
         return 0
     if args.command == "icmp":
-        result = icmp_echo(args.dst, args.src, args.timeout, args.icmp_type, args.icmp_code)
+        result = icmp_echo(
+            args.dst, args.src, args.timeout, args.icmp_type, args.icmp_code, args.count
+        )
     elif args.command == "tcp":
         result = tcp_connect(args.dst, args.port, args.src, args.timeout)
     else:

@@ -395,3 +395,34 @@ def test_a_stateless_group_needs_rules_for_replies_too(lab: FirewallLab) -> None
             assert observation.flow.reply_hops[0].trace.notrack  # type: ignore[union-attr]
     finally:
         lab.apply_fresh(state())
+
+
+def test_the_articles_four_pings_first_hit_the_icmp_rule_then_established(
+    lab: FirewallLab,
+) -> None:
+    """Article section 4: of four echo requests of one ping, the first matches the group's ICMP
+    rule and the next three RELATED,ESTABLISHED; every reply leaves as established."""
+    from collections import Counter
+
+    from tests.kernel.harness import _delta, _flow_hits
+
+    assert lab.compiled is not None
+    lab.runner.run(["conntrack", "-F"], netns=lab.host_ns, check=False)
+    before = lab.firewall.read_counters(4)
+    argv = ["icmp", WEB_PORT.fixed_ips[0], "--count", "4"]
+    assert lab.topology.probe("outside", *argv)
+    kernel = _delta(before, lab.firewall.read_counters(4))
+    first = lab._trace_flow("outside", W, 4, protocol="icmp")
+    later = lab._trace_flow("outside", W, 4, protocol="icmp", ct_state="ESTABLISHED")
+    expected = Counter(_flow_hits(first, with_reply=True))
+    for _ in range(3):
+        expected.update(_flow_hits(later, with_reply=True))
+    assert kernel == expected
+    ingress = f"neutron-openvswi-i{W[:10]}"
+    icmp_rule = next(
+        hit.position
+        for hit in first.hops[0].trace.matched  # type: ignore[union-attr]
+        if hit.rule.origin.rule_id == "web-icmp"
+    )
+    assert kernel[("filter", ingress, icmp_rule)] == 1
+    assert kernel[("filter", ingress, 2)] == 3  # RELATED,ESTABLISHED
