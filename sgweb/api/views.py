@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from sgweb.api.query import apply_filters, paginate, parse_list_query, select_fields
 from sgweb.api.resource import Resource
-from sgweb.tenancy.errors import Invalid
+from sgweb.tenancy.errors import Invalid, PreconditionFailed
 
 
 def _body(request: Request, key: str) -> dict[str, Any]:
@@ -96,6 +96,25 @@ class CollectionView(APIView):
         )
 
 
+def _check_revision(request: Request, obj: Any) -> None:
+    """Neutron's compare-and-swap: `If-Match: revision_number=N` refuses a stale write."""
+    header = request.headers.get("If-Match", "")
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        if key != "revision_number":
+            continue
+        try:
+            expected = int(value)
+        except ValueError:
+            raise Invalid(f"Invalid input for operation: If-Match {part.strip()!r}.") from None
+        current = getattr(obj, "revision_number", None)
+        if current != expected:
+            raise PreconditionFailed(
+                f"Constrained to {expected}, but current revision is {current}",
+                neutron_type="RevisionNumberConstraintFailed",
+            )
+
+
 class MemberView(APIView):
     resource: Resource = None  # type: ignore[assignment]
 
@@ -110,6 +129,7 @@ class MemberView(APIView):
     def put(self, request: Request, object_id: str) -> Response:
         resource = self.resource
         obj = resource.get_object(request, object_id)
+        _check_revision(request, obj)
         updated = resource.update(request, obj, _body(request, resource.singular))
         fresh = resource.get_object(request, str(updated.pk))
         return Response({resource.singular: resource.to_dict(fresh)})
@@ -117,5 +137,6 @@ class MemberView(APIView):
     def delete(self, request: Request, object_id: str) -> HttpResponse:
         resource = self.resource
         obj = resource.get_object(request, object_id)
+        _check_revision(request, obj)
         resource.delete(request, obj)
         return HttpResponse(status=204)

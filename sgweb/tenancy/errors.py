@@ -57,3 +57,8 @@ class Conflict(ActionError):
 
 class OverQuota(Conflict):
     neutron_type = "OverQuota"
+
+
+class PreconditionFailed(ActionError):
+    status_code = 412
+    neutron_type = "PreconditionFailed"

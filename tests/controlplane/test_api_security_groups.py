@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from sgweb.audit.models import AuditEntry
@@ -294,3 +296,20 @@ def test_bulk_rule_create_is_all_or_nothing(as_alice, alice, project_a):
     )
     assert created.status_code == 201
     assert [r["protocol"] for r in created.json()["security_group_rules"]] == ["tcp", "udp"]
+
+
+def test_if_match_revision_number_refuses_a_stale_update(as_alice, alice, project_a):
+    web = group(alice, project_a)
+    path = f"/security-groups/{web.id}"
+    body = {"security_group": {"name": "renamed"}}
+    stale = as_alice.client.put(
+        "/networking/v2.0" + path, json.dumps(body), content_type="application/json",
+        HTTP_X_AUTH_TOKEN=as_alice.key, HTTP_IF_MATCH="revision_number=7",
+    )  # fmt: skip
+    assert stale.status_code == 412
+    assert error_type(stale) == "RevisionNumberConstraintFailed"
+    fresh = as_alice.client.put(
+        "/networking/v2.0" + path, json.dumps(body), content_type="application/json",
+        HTTP_X_AUTH_TOKEN=as_alice.key, HTTP_IF_MATCH="revision_number=0",
+    )  # fmt: skip
+    assert fresh.status_code == 200
