@@ -281,6 +281,11 @@ class Agent:
         self.applies += 1
         self._verified_text.clear()
         report = self._finish(base, clock, ok=True, compiled=compiled, kernel_ms=kernel_ms, **extra)
+        log.info(
+            "applied revision %s (%s, %s): %s chains replaced, %s removed, restored %s, %.1f ms",
+            desired.revision, report["mode"], reason, changed_chains, removed_chains,
+            extra["iptables_restored"], report["duration_ms"],
+        )  # fmt: skip
         return Outcome("applied", desired.revision, report)
 
     def _with_existing_sets(self, delta: Any) -> Any:

@@ -36,7 +36,6 @@ app.conf.update(
     worker_pool="solo",
     worker_concurrency=1,
     worker_prefetch_multiplier=4,
-    worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,  # a Redis restart must not end the agent
     broker_transport_options={"socket_timeout": 5, "socket_connect_timeout": 2},
