@@ -1,0 +1,163 @@
+"""Publishing desired states: revisions, ordering, coalescing nudges, outages (real Redis)."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import threading
+import time
+
+import pytest
+
+from sgweb.firewall import codec
+from sgweb.hostsync import protocol, publish
+from sgweb.hostsync.channel import SyncChannel, use_channel
+from sgweb.hostsync.models import PublishBacklog
+from sgweb.hostsync.status import desired_revisions, host_liveness
+from sgweb.networks.models import Host
+from tests.agents.fakes import SSH, state
+
+pytestmark = [pytest.mark.redis, pytest.mark.django_db]
+
+
+@pytest.fixture
+def current_state(monkeypatch):
+    """What the 'database' says right now; publish reads it through state_builder."""
+    holder = {"state": state()}
+    monkeypatch.setattr(publish, "state_builder", lambda name: holder["state"])
+    return holder
+
+
+def stored(channel: SyncChannel, host: str) -> protocol.Desired:
+    return protocol.parse_desired(channel.redis.get(channel.keys(host).desired))
+
+
+def _body(message: bytes) -> str:
+    """The task arguments of a kombu message as Redis holds it (base64 JSON in an envelope)."""
+    envelope = json.loads(message)
+    return base64.b64decode(envelope["body"]).decode()
+
+
+def test_each_change_gets_a_higher_revision_and_the_digest_of_its_state(
+    sync_channel, current_state
+) -> None:
+    Host.objects.create(name="compute1")
+    first = publish.publish_host("compute1", via=sync_channel)
+    current_state["state"] = state(web_rules=(SSH,))
+    second = publish.publish_host("compute1", via=sync_channel)
+    assert second.revision > first.revision
+    document = stored(sync_channel, "compute1")
+    assert document.revision == second.revision
+    assert document.digest == codec.digest(codec.dumps(current_state["state"]))
+    assert codec.from_dict(document.state) == current_state["state"]
+    assert Host.objects.get(name="compute1").desired_revision == second.revision
+
+
+def test_an_older_revision_never_overwrites_a_newer_one(sync_channel, current_state) -> None:
+    keys = sync_channel.keys("compute1")
+    client = sync_channel.redis
+
+    def store(revision: int, text: str) -> int:
+        document = protocol.desired_document(revision, codec.digest(text), text, time.time())
+        return client.eval(
+            protocol.STORE_DESIRED_LUA, 3, keys.desired, keys.desired_revision,
+            keys.desired_digest, revision, document, codec.digest(text),
+        )  # fmt: skip
+
+    newer, older = codec.dumps(state(web_rules=(SSH,))), codec.dumps(state())
+    assert store(7, newer) == publish.STORED
+    assert store(6, older) == publish.OLDER
+    assert stored(sync_channel, "compute1").revision == 7
+    assert store(8, newer) == publish.UNCHANGED
+
+
+def test_publishers_racing_always_leave_the_newest_state_under_the_highest_revision(
+    sync_channel, monkeypatch
+) -> None:
+    """Many 'web servers' commit and publish at once; INCR-before-read keeps the order right."""
+    lock = threading.Lock()
+    committed = {"version": 0}
+
+    def build(name: str):
+        with lock:
+            version = committed["version"]
+        time.sleep(0.001 * (version % 3))  # uneven read delays reorder the publishers
+        return dataclasses.replace(state(), host=f"v{version}")
+
+    monkeypatch.setattr(publish, "state_builder", build)
+    client = sync_channel.redis
+    keys = sync_channel.keys("compute1")
+
+    def writer() -> None:
+        for _ in range(10):
+            with lock:
+                committed["version"] += 1
+            revision = client.eval(protocol.NEXT_REVISION_LUA, 1, keys.revision, 0)
+            text = codec.dumps(build("compute1"))
+            document = protocol.desired_document(revision, codec.digest(text), text, 0.0)
+            client.eval(
+                protocol.STORE_DESIRED_LUA, 3, keys.desired, keys.desired_revision,
+                keys.desired_digest, revision, document, codec.digest(text),
+            )  # fmt: skip
+
+    threads = [threading.Thread(target=writer) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    final = stored(sync_channel, "compute1")
+    assert final.state["host"] == f"v{committed['version']}"
+    assert final.revision == int(client.get(keys.revision))
+
+
+def test_the_same_state_twice_stores_nothing_new(sync_channel, current_state) -> None:
+    first = publish.publish_host("compute1", via=sync_channel)
+    again = publish.publish_host("compute1", via=sync_channel)
+    assert again.outcome == publish.UNCHANGED and again.revision == first.revision
+
+
+def test_after_redis_lost_its_data_revisions_continue_above_what_the_database_recorded(
+    sync_channel, current_state
+) -> None:
+    Host.objects.create(name="compute1")
+    before = publish.publish_host("compute1", via=sync_channel).revision
+    for key in sync_channel.redis.scan_iter(f"{sync_channel.prefix}:*"):
+        sync_channel.redis.delete(key)  # a Redis restarted without persistence
+    after = publish.publish_host("compute1", via=sync_channel).revision
+    assert after > before
+
+
+def test_only_a_live_agent_gets_a_nudge_on_its_queue(sync_channel, current_state) -> None:
+    publish.publish_host("compute1", via=sync_channel)
+    assert sync_channel.redis.llen("host.compute1") == 0
+    sync_channel.redis.set(sync_channel.keys("compute1").heartbeat, json.dumps({"at": 1}), ex=10)
+    result = publish.publish_host("compute1", "rule added", via=sync_channel)
+    messages = sync_channel.redis.lrange("host.compute1", 0, -1)
+    try:
+        assert len(messages) == 1
+        envelope = json.loads(messages[0])
+        assert envelope["headers"]["task"] == protocol.TASK_SYNC
+        assert json.loads(_body(messages[0]))[1] == {
+            "revision": result.revision,
+            "reason": "rule added",
+        }
+    finally:
+        sync_channel.redis.delete("host.compute1")
+
+
+def test_an_unreachable_redis_puts_the_host_in_the_backlog_without_raising(current_state) -> None:
+    dead = SyncChannel(redis_url="redis://127.0.0.1:1/0", broker_url="redis://127.0.0.1:1/0")
+    with use_channel(dead):
+        results = publish.publish_hosts(["compute1"], "rule added")
+    assert results[0].error
+    assert PublishBacklog.objects.filter(host_name="compute1").exists()
+
+
+def test_liveness_comes_from_the_heartbeat(sync_channel) -> None:
+    beat = {"at": time.time(), "applied_revision": 4, "status": "in-sync", "pid": 42}
+    sync_channel.redis.set(sync_channel.keys("compute1").heartbeat, json.dumps(beat), ex=10)
+    live = host_liveness(["compute1", "compute2"])
+    assert live["compute1"].alive and live["compute1"].applied_revision == 4
+    assert not live["compute2"].alive
+    assert desired_revisions(["compute1"]) == {"compute1": None}
