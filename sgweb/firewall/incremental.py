@@ -22,7 +22,7 @@ from sgweb.firewall.render import (
     ipset_create_line,
     ipset_member_lines,
     match_text,
-    render_chain_rules,
+    rendered_chain,
 )
 
 TABLE_ORDER = ("raw", "filter")
@@ -140,10 +140,8 @@ def _table_delta(
     # this way too, so that nothing references them when -X runs at the end.
     lines.extend(f":{chain.name} - [0:0]" for chain in rewritten)
     lines.extend(f":{name} - [0:0]" for name in gone)
-    for chain in rewritten:
-        render_chain_rules(chain.rules, lines)
-    for chain in jumps:
-        render_chain_rules(chain.rules, lines)
+    lines.extend(rendered_chain(chain) for chain in rewritten if chain.rules)
+    lines.extend(rendered_chain(chain) for chain in jumps if chain.rules)
     lines.extend("-X " + name for name in gone)
     lines.append("COMMIT")
     changed.update(chain.name for chain in rewritten)

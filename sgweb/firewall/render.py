@@ -9,7 +9,7 @@ lower case while the article (and Neutron) print it upper case; we keep the arti
 from __future__ import annotations
 
 from sgweb.firewall.compiled_rules import gc_paused
-from sgweb.firewall.ir import CompiledHost, IpSet, Match, Rule
+from sgweb.firewall.ir import Chain, CompiledHost, IpSet, Match, Rule
 
 IPSET_TYPE = "hash:ip"
 IPSET_HASHSIZE = 1024
@@ -39,6 +39,7 @@ def match_text(match: Match) -> str:
 def clear_caches() -> None:
     _MATCH_TEXT.clear()
     _TAILS.clear()
+    _CHAIN_TEXT.clear()
 
 
 def _port_range(value) -> str:  # type: ignore[no-untyped-def]
@@ -110,6 +111,24 @@ def render_chain_rules(rules: tuple[Rule, ...], out: list[str]) -> None:
         out.append(chain_text(rules))
 
 
+# id(chain) -> (chain, its -A lines). Both families share the host-wide chains, and a compile
+# cache hands back unchanged chains, so most renders after the first are lookups.
+_CHAIN_TEXT: dict[int, tuple[Chain, str]] = {}
+_CHAIN_TEXT_LIMIT = 50_000
+
+
+def rendered_chain(chain: Chain) -> str:
+    """The -A lines of a (non-empty) chain, newline-separated, memoised per chain object."""
+    cached = _CHAIN_TEXT.get(id(chain))
+    if cached is not None and cached[0] is chain:
+        return cached[1]
+    text = chain_text(chain.rules)
+    if len(_CHAIN_TEXT) >= _CHAIN_TEXT_LIMIT:
+        _CHAIN_TEXT.clear()
+    _CHAIN_TEXT[id(chain)] = (chain, text)
+    return text
+
+
 def chain_text(rules: tuple[Rule, ...]) -> str:
     """The -A lines of one chain's rules, newline-separated (the hot loop of every render)."""
     # Rules made from one template share match, comment and target: render that tail once.
@@ -159,8 +178,8 @@ def _render_tables(
         lines.append("*" + table.name)
         lines.extend(f":{chain.name} - [0:0]" for chain in table.chains if chain.owned)
         for chain in table.chains:
-            if chain.owned or include_builtin_jumps:
-                render_chain_rules(chain.rules, lines)
+            if chain.rules and (chain.owned or include_builtin_jumps):
+                lines.append(rendered_chain(chain))
         lines.append("COMMIT")
 
 
