@@ -7,11 +7,11 @@ firewall compiler's own validator when it exists, keeping API, forms and compile
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sgweb.firewall import normalize_cidr
 from sgweb.security.choices import Direction, Ethertype
 from sgweb.tenancy.errors import NotFound
 from sgweb.tenancy.validators import Errors, clean_description
@@ -163,14 +163,6 @@ def _clean_protocol(errors: Errors, value: object) -> str | None:
         )
         return None
     return lowered
-
-
-def normalize_cidr(value: str, ethertype: str | None = None) -> str:
-    """'10.0.0.5/24' -> '10.0.0.0/24'; a bare address gets /32 or /128. Raises ValueError."""
-    network = ipaddress.ip_network(value.strip(), strict=False)
-    if ethertype is not None and f"IPv{network.version}" != ethertype:
-        raise ValueError(f"Conflicting value ethertype {ethertype} for CIDR {value}")
-    return str(network)
 
 
 def check_rule_values(
