@@ -55,14 +55,15 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("database: migrated")
+        if not options["no_redis"]:
+            # Before the demo data: its changes are published to the hosts through Redis.
+            self._ensure_redis()
         admin = ensure_admin(reset_password=options["reset_admin_password"])
         if not options["no_demo"]:
             from django.contrib.auth.models import User
 
             created = ensure_demo(User.objects.get(username=admin.username))
             self.stdout.write("demo data: " + ("created" if created else "already there"))
-        if not options["no_redis"]:
-            self._ensure_redis()
         if not options["no_hooks"]:
             self._run_hooks(options)
         lab = options["lab"]
