@@ -56,6 +56,7 @@ from sgweb.firewall.model import (
 from sgweb.firewall.portchains import (
     PortChainBuilder,
     Template,
+    merge_templates,
     rule_match,
     same_templates,
     sg_rule_comment,
@@ -104,6 +105,10 @@ class CompileCache:
         default_factory=dict
     )
     ipsets: dict[str, IpSet] = field(default_factory=dict)
+    # (family, direction, ids of the groups' template tuples) -> (those tuples, merged)
+    merged: dict[tuple[object, ...], tuple[tuple[object, ...], tuple[Template, ...]]] = field(
+        default_factory=dict
+    )
 
     def forget_all_but(self, port_ids: set[str], group_ids: set[str], ipsets: set[str]) -> None:
         """Drop what the last compile no longer used, so a long-lived agent's cache stays the
@@ -116,6 +121,8 @@ class CompileCache:
             del self.ipsets[name]
         if len(self.matches) > MATCH_CACHE_LIMIT:
             self.matches.clear()  # rebuilt on demand; chains then compare by content once
+        if len(self.merged) > 4 * len(port_ids) + 64:
+            self.merged.clear()
         if len(self.sorted_members) > len(ipsets) * 4 + 64:
             self.sorted_members.clear()
         self.validation.forget_all_but(port_ids, group_ids)
@@ -269,9 +276,11 @@ class _HostCompiler:
         stateful: bool,
         templates: dict[str, dict[tuple[int, str], tuple[Template, ...]]],
     ) -> tuple[Chain, ...]:
-        ingress = tuple(templates[gid][(family, INGRESS)] for gid in port.security_groups)
-        egress = tuple(templates[gid][(family, EGRESS)] for gid in port.security_groups)
-        key = (stateful, self.prefix, *map(id, ingress), None, *map(id, egress))
+        ingress = self._merged(port.security_groups, family, INGRESS, templates)
+        egress = self._merged(port.security_groups, family, EGRESS, templates)
+        # The key holds the template tuples themselves (compared by identity first), so an id
+        # can never be reused by a different tuple while the entry lives.
+        key = (stateful, self.prefix, ingress, egress)
         entry = self.cache.ports.get((port.id, family))
         if entry is not None and entry.key == key and (entry.port is port or entry.port == port):
             return entry.chains
@@ -282,6 +291,23 @@ class _HostCompiler:
         chains = builder.build(ingress, egress)
         self.cache.ports[(port.id, family)] = _PortEntry(port, key, chains)
         return chains
+
+    def _merged(
+        self,
+        group_ids: tuple[str, ...],
+        family: int,
+        direction: str,
+        templates: dict[str, dict[tuple[int, str], tuple[Template, ...]]],
+    ) -> tuple[Template, ...]:
+        """The merged user-rule templates of a group combination, shared by every port with
+        that combination (and, through the cache, by the next compile while unchanged)."""
+        parts = tuple(templates[gid][(family, direction)] for gid in group_ids)
+        key = (family, direction, *map(id, parts))
+        entry = self.cache.merged.get(key)
+        if entry is None or any(a is not b for a, b in zip(entry[0], parts, strict=True)):
+            entry = (parts, merge_templates(parts))
+            self.cache.merged[key] = entry
+        return entry[1]
 
     # ---- host-wide chains -------------------------------------------------------------
 

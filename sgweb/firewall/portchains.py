@@ -80,8 +80,8 @@ class PortChainBuilder:
 
     def build(
         self,
-        ingress: Sequence[tuple[Template, ...]],
-        egress: Sequence[tuple[Template, ...]],
+        ingress: tuple[Template, ...],
+        egress: tuple[Template, ...],
     ) -> tuple[Chain, ...]:
         origin = self.origin
         in_rules = base_ingress_head(self.ingress, origin, self.family, self.stateful)
@@ -135,40 +135,31 @@ class PortChainBuilder:
         out: list[Rule],
         chain: str,
         direction: str,
-        groups: Sequence[tuple[Template, ...]],
+        templates: tuple[Template, ...],
     ) -> None:
         # The hot loop: one iteration per emitted user rule (most of a host's rules), so the
         # Rule and Origin are filled through their slots inline.
-        seen: set[int] = set()
-        # Templates are unique within a group; only several groups can repeat a rule.
-        deduplicate = len(groups) > 1
         port_id = self.port.id
         own_hosts = self.own_hosts
         append = out.append
-        for templates in groups:
-            for match, group_id, rule_id, member, comment in templates:
-                if deduplicate:
-                    # Rules that two groups share are emitted once (as Neutron prunes them).
-                    if id(match) in seen:
-                        continue
-                    seen.add(id(match))
-                if member is not None and member in own_hosts:
-                    continue  # Neutron leaves the port's own address out of the expansion
-                origin = _new(Origin)
-                _set_kind(origin, ORIGIN_SG_RULE)
-                _set_port(origin, port_id)
-                _set_direction(origin, direction)
-                _set_group(origin, group_id)
-                _set_rule(origin, rule_id)
-                _set_member(origin, member)
-                rule = _new(Rule)
-                _set_chain(rule, chain)
-                _set_match(rule, match)
-                _set_target(rule, RETURN)
-                _set_origin(rule, origin)
-                _set_args(rule, ())
-                _set_comment(rule, comment)
-                append(rule)
+        for match, group_id, rule_id, member, comment in templates:
+            if member is not None and member in own_hosts:
+                continue  # Neutron leaves the port's own address out of the expansion
+            origin = _new(Origin)
+            _set_kind(origin, ORIGIN_SG_RULE)
+            _set_port(origin, port_id)
+            _set_direction(origin, direction)
+            _set_group(origin, group_id)
+            _set_rule(origin, rule_id)
+            _set_member(origin, member)
+            rule = _new(Rule)
+            _set_chain(rule, chain)
+            _set_match(rule, match)
+            _set_target(rule, RETURN)
+            _set_origin(rule, origin)
+            _set_args(rule, ())
+            _set_comment(rule, comment)
+            append(rule)
 
     def _spoof_rules(self) -> tuple[Rule, ...]:
         port = self.port
@@ -231,6 +222,21 @@ def rule_match(rule: SecurityGroupRule, remote_cidr: str | None, set_name: str |
         match_set=set_name,
         match_set_direction=IPSET_DIRECTION[rule.direction] if set_name else None,
     )
+
+
+def merge_templates(groups: Sequence[tuple[Template, ...]]) -> tuple[Template, ...]:
+    """The templates of a port's groups in group order, a rule that two groups share kept
+    once (Neutron prunes such duplicates too). Templates are unique within a group."""
+    if len(groups) == 1:
+        return groups[0]
+    seen: set[int] = set()
+    merged = []
+    for templates in groups:
+        for template in templates:
+            if id(template[0]) not in seen:
+                seen.add(id(template[0]))
+                merged.append(template)
+    return tuple(merged)
 
 
 def same_templates(old: tuple[Template, ...], new: tuple[Template, ...]) -> bool:
