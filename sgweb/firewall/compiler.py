@@ -105,7 +105,7 @@ class CompileCache:
         default_factory=dict
     )
     ipsets: dict[str, IpSet] = field(default_factory=dict)
-    # (family, direction, ids of the groups' template tuples) -> (those tuples, merged)
+    # (family, direction, group ids) -> (the groups' template tuples, merged)
     merged: dict[tuple[object, ...], tuple[tuple[object, ...], tuple[Template, ...]]] = field(
         default_factory=dict
     )
@@ -162,6 +162,7 @@ class _HostCompiler:
         self.fallback = names.fallback_chain(self.prefix)
         self.sg_chain = names.sg_chain(self.prefix)
         self.origins: dict[str, PortOrigins] = {}
+        self._combinations: dict[tuple[str, ...], dict[tuple[int, str], tuple[Template, ...]]] = {}
 
     def compile(self) -> CompiledHost:
         templates = {gid: self._group_templates(self.groups[gid]) for gid in self._used_groups()}
@@ -276,8 +277,11 @@ class _HostCompiler:
         stateful: bool,
         templates: dict[str, dict[tuple[int, str], tuple[Template, ...]]],
     ) -> tuple[Chain, ...]:
-        ingress = self._merged(port.security_groups, family, INGRESS, templates)
-        egress = self._merged(port.security_groups, family, EGRESS, templates)
+        combination = self._combinations.get(port.security_groups)
+        if combination is None:
+            combination = self._combination(port.security_groups, templates)
+        ingress = combination[(family, INGRESS)]
+        egress = combination[(family, EGRESS)]
         # The key holds the template tuples themselves (compared by identity first), so an id
         # can never be reused by a different tuple while the entry lives.
         key = (stateful, self.prefix, ingress, egress)
@@ -292,22 +296,26 @@ class _HostCompiler:
         self.cache.ports[(port.id, family)] = _PortEntry(port, key, chains)
         return chains
 
-    def _merged(
+    def _combination(
         self,
         group_ids: tuple[str, ...],
-        family: int,
-        direction: str,
         templates: dict[str, dict[tuple[int, str], tuple[Template, ...]]],
-    ) -> tuple[Template, ...]:
-        """The merged user-rule templates of a group combination, shared by every port with
-        that combination (and, through the cache, by the next compile while unchanged)."""
-        parts = tuple(templates[gid][(family, direction)] for gid in group_ids)
-        key = (family, direction, *map(id, parts))
-        entry = self.cache.merged.get(key)
-        if entry is None or any(a is not b for a, b in zip(entry[0], parts, strict=True)):
-            entry = (parts, merge_templates(parts))
-            self.cache.merged[key] = entry
-        return entry[1]
+    ) -> dict[tuple[int, str], tuple[Template, ...]]:
+        """The merged user-rule templates of a group combination, per (family, direction),
+        shared by every port with that combination and, through the cache, kept identical
+        while the groups' templates are."""
+        combination = {}
+        for family in FAMILIES:
+            for direction in (INGRESS, EGRESS):
+                parts = tuple(templates[gid][(family, direction)] for gid in group_ids)
+                key = (family, direction, group_ids)
+                entry = self.cache.merged.get(key)
+                if entry is None or entry[0] != parts:
+                    entry = (parts, merge_templates(parts))
+                    self.cache.merged[key] = entry
+                combination[(family, direction)] = entry[1]
+        self._combinations[group_ids] = combination
+        return combination
 
     # ---- host-wide chains -------------------------------------------------------------
 
