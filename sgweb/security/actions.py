@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
 
 from sgweb import dispatch
 from sgweb.audit.choices import AuditAction
@@ -284,12 +286,26 @@ def delete_security_group(actor: Actor, group: SecurityGroup) -> None:
             )
         # Rules of other groups naming this one as remote go with it (Neutron cascades too);
         # the hosts of the ports using those groups lose those rules.
-        referencing_groups = set(
+        cascaded = list(
             SecurityGroupRule.objects.filter(remote_group=locked)
             .exclude(security_group=locked)
-            .values_list("security_group_id", flat=True)
+            .select_related("security_group")
         )
+        referencing_groups = {rule.security_group_id for rule in cascaded}
         hosts = hosts_using_groups(referencing_groups)
+        for rule in cascaded:
+            record(
+                actor,
+                AuditAction.DELETE,
+                "security_group_rule",
+                rule.id,
+                f"{rule.security_group.name}: {rule} (remote group {locked.name} deleted)",
+                project_id=rule.project_id,
+                before=rule_to_dict(rule),
+            )
+        SecurityGroup.objects.filter(id__in=referencing_groups).update(
+            revision_number=F("revision_number") + 1, updated_at=timezone.now()
+        )
         before = group_to_dict(locked, list(locked.rules.all()))
         project_id = locked.project_id
         group_id = locked.id

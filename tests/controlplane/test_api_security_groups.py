@@ -313,3 +313,16 @@ def test_if_match_revision_number_refuses_a_stale_update(as_alice, alice, projec
         HTTP_X_AUTH_TOKEN=as_alice.key, HTTP_IF_MATCH="revision_number=0",
     )  # fmt: skip
     assert fresh.status_code == 200
+
+
+def test_previous_link_leads_back_to_the_first_page(as_alice, alice, project_a):
+    for index in range(3):
+        group(alice, project_a, f"g{index}")
+    first = as_alice.get("/security-groups?limit=2&sort_key=name").json()
+    second_href = first["security_groups_links"][0]["href"]
+    second = as_alice.client.get(second_href, HTTP_X_AUTH_TOKEN=as_alice.key).json()
+    previous = [link for link in second["security_groups_links"] if link["rel"] == "previous"]
+    back = as_alice.client.get(previous[0]["href"], HTTP_X_AUTH_TOKEN=as_alice.key).json()
+    assert [g["name"] for g in back["security_groups"]] == [
+        g["name"] for g in first["security_groups"]
+    ]

@@ -274,3 +274,16 @@ def test_rule_change_notifies_hosts_of_ports_using_the_group_and_referencing_it(
         port(adam, project_a, network, security_groups=[str(web.id)], host="compute3")
     # web's membership changed: compute3 (the port itself) and compute2 (db names web).
     assert dispatched["hosts"][-1][0] == ["compute2", "compute3"]
+
+
+def test_deleting_a_group_audits_the_rules_of_other_groups_that_named_it(alice, project_a):
+    web = group(alice, project_a)
+    db = group(alice, project_a, "db")
+    rule = actions.create_security_group_rule(
+        alice, db, direction="ingress", remote_group_id=str(web.id)
+    )
+    revision = SecurityGroup.objects.get(pk=db.pk).revision_number
+    actions.delete_security_group(alice, web)
+    assert not SecurityGroupRule.objects.filter(pk=rule.pk).exists()
+    assert AuditEntry.objects.filter(object_id=str(rule.id), action="delete").exists()
+    assert SecurityGroup.objects.get(pk=db.pk).revision_number == revision + 1
