@@ -54,6 +54,7 @@ from sgweb.firewall.model import (
     SecurityGroupRule,
 )
 from sgweb.firewall.portchains import (
+    _DHCP_REPLY_MATCHES,
     PortChainBuilder,
     Template,
     merge_templates,
@@ -465,6 +466,7 @@ def clear_caches() -> None:
     """Forget module-level memos (benchmarks use it to measure cold compiles)."""
     _PHYSDEV_CACHE.clear()
     _LINK_LOCAL.clear()
+    _DHCP_REPLY_MATCHES.clear()
 
 
 def _device_of(port: Port) -> str:

@@ -49,6 +49,8 @@ from sgweb.firewall.validate import address_version
 _new = object.__new__
 
 IPSET_DIRECTION = {INGRESS: "src", EGRESS: "dst"}
+# Ports of a subnet share its DHCP servers: one Match per server address.
+_DHCP_REPLY_MATCHES: dict[str, Match] = {}
 
 # A group rule as it sits in a port chain: the shared Match and what the origin needs.
 # (match, group_id, rule_id, member, comment)
@@ -121,12 +123,17 @@ class PortChainBuilder:
         for server in self.port.dhcp_servers:
             if address_version(server) != self.family:
                 continue
-            match = Match(
-                source=server + host,
-                protocol="udp",
-                source_port=PortRange(server_port, server_port),
-                destination_port=PortRange(client_port, client_port),
-            )
+            match = _DHCP_REPLY_MATCHES.get(server)
+            if match is None:
+                match = Match(
+                    source=server + host,
+                    protocol="udp",
+                    source_port=PortRange(server_port, server_port),
+                    destination_port=PortRange(client_port, client_port),
+                )
+                if len(_DHCP_REPLY_MATCHES) > 10_000:
+                    _DHCP_REPLY_MATCHES.clear()
+                _DHCP_REPLY_MATCHES[server] = match
             rules.append(new_rule(self.ingress, match, RETURN, origin))
         return rules
 
