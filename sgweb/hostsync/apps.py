@@ -9,10 +9,14 @@ class HostSyncConfig(AppConfig):
 
     def ready(self) -> None:
         import os
+        import sys
 
-        # Every process of the control plane (web, API, workers) publishes committed changes
-        # to the host agents; SGWEB_HOSTSYNC_PUBLISH=0 turns that off (e.g. offline tools).
-        if os.environ.get("SGWEB_HOSTSYNC_PUBLISH", "1") != "0":
+        # Every process of the control plane (web, API, workers, management commands) publishes
+        # committed changes to the host agents. Test processes do not, unless a test asks
+        # (`sgweb.hostsync.publish.install()`), so that test hosts never land in the real Redis
+        # key space. SGWEB_HOSTSYNC_PUBLISH=1/0 overrides both ways.
+        wanted = os.environ.get("SGWEB_HOSTSYNC_PUBLISH")
+        if wanted == "1" or (wanted is None and "pytest" not in sys.modules):
             from sgweb.hostsync.publish import install
 
             install()

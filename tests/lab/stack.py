@@ -72,6 +72,7 @@ class Stack:
             "SGWEB_POLL_INTERVAL_S": "1",
             "SGWEB_RECONCILE_INTERVAL_S": "2",
             "PYTHONPATH": str(ROOT),
+            "SGWEB_HOSTSYNC_PUBLISH": "1",
         }
         self.redis = redis.Redis.from_url(self.redis_url)
         self.processes: list[SpawnedProcess] = []
