@@ -55,3 +55,11 @@ def test_openapi_schema_is_published(client, alice):
     response = client.get("/api/schema")
     assert response.status_code == 200
     assert b"/networking/v2.0/security-groups" in response.content
+
+
+def test_models_and_migrations_agree(db):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("makemigrations", "--check", "--dry-run", stdout=StringIO())
