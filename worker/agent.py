@@ -425,20 +425,27 @@ class Agent:
     # -- drift --------------------------------------------------------------------------------
 
     def check_drift(self, *, repair: bool = True) -> drift.DriftFindings | None:
-        """Compare the kernel with the last applied state; repair (full apply) and report."""
+        """Compare the kernel with the last applied state; repair (full apply) and report.
+
+        The kernel is read without holding the lock (on a 1000-port host that is about a second
+        of iptables-save), so syncs are not held up; if an apply happened meanwhile, the reading
+        may mix two states and this round is skipped.
+        """
+        applied = self.applied
+        if applied is None or not self.kernel_known:
+            return None
+        clock = time.perf_counter()
+        texts = {family: self.firewall.save(family) for family in (4, 6)}
+        names = [ipset.name for ipset in applied.compiled.ipsets]
+        sets_text = self.firewall.save_ipsets(names) if names else ""
         with self.lock:
-            applied = self.applied
-            if applied is None or not self.kernel_known:
+            if self.applied is not applied or not self.kernel_known:
                 return None
-            clock = time.perf_counter()
             findings = drift.DriftFindings()
-            texts = {}
-            for family in (4, 6):
-                texts[family] = self.firewall.save(family)
-                drift.compare_iptables(applied.compiled, family, texts[family], findings)
-            names = [ipset.name for ipset in applied.compiled.ipsets]
+            for family, text in texts.items():
+                drift.compare_iptables(applied.compiled, family, text, findings)
             if names:
-                drift.compare_ipsets(applied.compiled, self.firewall.save_ipsets(names), findings)
+                drift.compare_ipsets(applied.compiled, sets_text, findings)
             if not findings:
                 for family, text in texts.items():
                     verified = self._verified_text.get(family)

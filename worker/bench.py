@@ -107,7 +107,7 @@ def _with_new_member(state: HostState) -> HostState:
     return dataclasses.replace(state, remote_group_members=members)
 
 
-def plain_restore(state: HostState) -> float:
+def plain_restore(state: HostState, *, noflush: bool = False) -> float:
     from sgweb.firewall.compiler import compile_host
 
     compiled = compile_host(state)
@@ -119,6 +119,8 @@ def plain_restore(state: HostState) -> float:
         started = time.perf_counter()
         for command, text in texts:
             argv = ["ipset", "restore"] if command == "ipset" else [command]
+            if noflush and command != "ipset":
+                argv.append("--noflush")
             default_runner().run(argv, input=text, netns=netns, timeout=300)
         return time.perf_counter() - started
     finally:
@@ -162,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     state = load_scenario(path)
     plain = [plain_restore(state) for _ in range(args.runs)]
+    plain_noflush = [plain_restore(state, noflush=True) for _ in range(args.runs)]
     runs = [agent_run(state) for _ in range(args.runs)]
     full_apply = [_apply_ms(r["full"]) / 1000 for r in runs]
     full_kernel = [r["full"]["kernel_ms"] / 1000 for r in runs]
@@ -169,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         "ports": len(state.ports),
         "rules": runs[0]["full"]["rules"],
         "plain_restore_s": round(statistics.median(plain), 3),
+        "plain_restore_noflush_s": round(statistics.median(plain_noflush), 3),
         "agent_full_apply_s": round(statistics.median(full_apply), 3),
+        "agent_full_apply_ratio_vs_noflush": round(
+            statistics.median(full_apply) / statistics.median(plain_noflush), 3
+        ),
         "agent_full_apply_ratio": round(
             statistics.median(full_apply) / statistics.median(plain), 3
         ),

@@ -375,6 +375,8 @@ def probe(
     argv = [sys.executable, "-I", _PROBE, protocol_name, target, "--timeout", str(timeout)]
     if protocol_name != "icmp":
         argv += ["--port", str(port)]
+    if protocol_name == "udp":
+        argv.append("--expect-reply")  # the lab's UDP listener echoes: a reply proves the path
     result = default_runner().run(argv, netns=source.netns, check=False, timeout=timeout + 10)
     try:
         return json.loads(result.stdout.strip().splitlines()[-1])
