@@ -14,7 +14,7 @@ from rest_framework.request import Request
 
 from sgweb.api.query import Filter
 from sgweb.tenancy.access import can_see_project, is_admin, member_project_ids, scope
-from sgweb.tenancy.errors import Invalid, NotFound, PermissionDenied
+from sgweb.tenancy.errors import Invalid, MethodNotAllowed, NotFound, PermissionDenied
 from sgweb.tenancy.models import Project
 
 # Fields a client may send back unchanged (e.g. a whole GET body) without being refused.
@@ -72,13 +72,14 @@ class Resource:
     # --- writing ---
 
     def create(self, request: Request, body: dict[str, Any]) -> Model:
-        raise PermissionDenied(f"Creating {self.plural} is not supported.")
+        raise MethodNotAllowed(f"Creating {self.plural} is not supported.")
 
     def update(self, request: Request, obj: Model, body: dict[str, Any]) -> Model:
-        raise PermissionDenied(f"Updating {self.plural} is not supported.")
+        # Neutron's rules are immutable: delete and create instead.
+        raise MethodNotAllowed(f"Updating {self.plural} is not supported.")
 
     def delete(self, request: Request, obj: Model) -> None:
-        raise PermissionDenied(f"Deleting {self.plural} is not supported.")
+        raise MethodNotAllowed(f"Deleting {self.plural} is not supported.")
 
     # --- helpers for subclasses ---
 

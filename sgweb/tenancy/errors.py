@@ -62,3 +62,8 @@ class OverQuota(Conflict):
 class PreconditionFailed(ActionError):
     status_code = 412
     neutron_type = "PreconditionFailed"
+
+
+class MethodNotAllowed(ActionError):
+    status_code = 405
+    neutron_type = "HTTPMethodNotAllowed"

@@ -326,3 +326,11 @@ def test_previous_link_leads_back_to_the_first_page(as_alice, alice, project_a):
     assert [g["name"] for g in back["security_groups"]] == [
         g["name"] for g in first["security_groups"]
     ]
+
+
+def test_rules_are_immutable_like_neutrons(as_alice, alice, project_a):
+    web = group(alice, project_a)
+    rule = web.rules.first()
+    response = as_alice.put(f"/security-group-rules/{rule.id}", {"security_group_rule": {}})
+    assert response.status_code == 405
+    assert "NeutronError" in response.json()
