@@ -156,3 +156,13 @@ def test_nothing_is_dispatched_for_a_refused_change(
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(NotFound):
         actions.delete_port(charlie, vm)
     assert dispatched == {"hosts": [], "events": []}
+
+
+def test_changing_dhcp_servers_notifies_the_hosts_of_the_networks_ports(
+    adam, alice, project_a, net, dispatched, django_capture_on_commit_callbacks
+):
+    port(adam, project_a, net, host="compute1")
+    subnet = net.subnets.get()
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.update_subnet(alice, subnet, dhcp_servers=["192.0.2.250"])
+    assert dispatched["hosts"][-1][0] == ["compute1"]

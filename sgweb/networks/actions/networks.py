@@ -270,7 +270,7 @@ def update_subnet(actor: Actor, subnet: Subnet, **changes: Any) -> Subnet:
         hosts: set[str] = set()
         if "dhcp_servers" in changed or "enable_dhcp" in changed:
             hosts = set(
-                Port.objects.filter(fixed_ips__subnet=locked, host__isnull=False)
+                Port.objects.filter(network_id=locked.network_id, host__isnull=False)
                 .values_list("host__name", flat=True)
                 .distinct()
             )
