@@ -108,6 +108,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "sgweb.tenancy",
     "sgweb.networks",
@@ -208,6 +209,10 @@ SPECTACULAR_SETTINGS = {
     "networks and subnets. Authenticate with an API token in X-Auth-Token.",
     "VERSION": "2.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI from the installed sidecar package, not a CDN: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Per-project quotas unless an admin sets others (Neutron's defaults).

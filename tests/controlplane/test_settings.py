@@ -63,3 +63,10 @@ def test_models_and_migrations_agree(db):
     from django.core.management import call_command
 
     call_command("makemigrations", "--check", "--dry-run", stdout=StringIO())
+
+
+def test_api_docs_page_loads_its_assets_locally_not_from_a_cdn(client, db):
+    response = client.get("/api/docs")
+    assert response.status_code == 200
+    assert b"cdn" not in response.content.lower()
+    assert b"/static/drf_spectacular_sidecar/" in response.content
