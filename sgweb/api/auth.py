@@ -20,7 +20,11 @@ class TokenAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request: Request):  # type: ignore[override]
         key = request.META.get(self.header)
         if key is None:
-            return None
+            # Also `Authorization: Bearer <key>`, what curl users and HTTP libraries expect.
+            scheme, _, value = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+            if scheme.lower() != "bearer":
+                return None
+            key = value
         key = key.strip()
         if not key:
             raise exceptions.AuthenticationFailed("Empty X-Auth-Token.")

@@ -334,3 +334,11 @@ def test_rules_are_immutable_like_neutrons(as_alice, alice, project_a):
     response = as_alice.put(f"/security-group-rules/{rule.id}", {"security_group_rule": {}})
     assert response.status_code == 405
     assert "NeutronError" in response.json()
+
+
+def test_bearer_authorization_header_works_too(client, alice):
+    from sgweb.tenancy.actions import create_api_token
+
+    _, key = create_api_token(alice, name="curl")
+    response = client.get("/networking/v2.0/ports", HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert response.status_code == 200
