@@ -10,6 +10,7 @@ import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from sgweb.firewall import names
 from sgweb.firewall.ir import (
     DROP,
     ORIGIN_ANTI_SPOOF,
@@ -103,13 +104,17 @@ def new_origin(
     return origin
 
 
-class PortOrigins:
-    """The origins of one port's fixed rules, made once and shared by both families."""
+class PortContext:
+    """What both families of one port share: its chain names and the origins of its fixed
+    rules, made once. Calling it gives the origin of a (kind, direction)."""
 
-    __slots__ = ("made", "port_id")
+    __slots__ = ("egress", "ingress", "made", "port_id", "spoof")
 
-    def __init__(self, port_id: str) -> None:
+    def __init__(self, prefix: str, port_id: str) -> None:
         self.port_id = port_id
+        self.ingress = names.ingress_chain(prefix, port_id)
+        self.egress = names.egress_chain(prefix, port_id)
+        self.spoof = names.spoof_chain(prefix, port_id)
         self.made: dict[tuple[str, str], Origin] = {}
 
     def __call__(self, kind: str, direction: str) -> Origin:
@@ -184,7 +189,7 @@ def _ingress_head(family: int, stateful: bool) -> tuple[FixedRule, ...]:
     return tuple(specs)
 
 
-def _egress_base(family: int) -> tuple[FixedRule, ...]:
+def _egress_base(family: int, stateful: bool) -> tuple[FixedRule, ...]:
     specs: list[FixedRule] = []
     if family == 6:
         specs.extend(
@@ -196,17 +201,22 @@ def _egress_base(family: int) -> tuple[FixedRule, ...]:
         specs.append((RA_MATCH, DROP, (ORIGIN_RA_SPOOF, EGRESS)))
         specs.append((ANY_ICMPV6, RETURN, (ORIGIN_ICMPV6, EGRESS)))
     specs.append((DHCP_SERVER_REPLY[family], DROP, (ORIGIN_DHCP_SPOOF, EGRESS)))
+    if stateful:
+        specs.append((INVALID_MATCH, DROP, (ORIGIN_INVALID, EGRESS)))
+        specs.append((ESTABLISHED_MATCH, RETURN, (ORIGIN_ESTABLISHED, EGRESS)))
     return tuple(specs)
 
 
 INGRESS_HEAD = {
     (f, stateful): _ingress_head(f, stateful) for f in (4, 6) for stateful in (True, False)
 }
-EGRESS_BASE = {f: _egress_base(f) for f in (4, 6)}
+EGRESS_BASE = {
+    (f, stateful): _egress_base(f, stateful) for f in (4, 6) for stateful in (True, False)
+}
 
 
 def emit_fixed(
-    chain: str, specs: tuple[FixedRule, ...], origin: PortOrigins, spoof_chain: str
+    chain: str, specs: tuple[FixedRule, ...], origin: PortContext, spoof_chain: str
 ) -> list[Rule]:
     rules = []
     append = rules.append
@@ -226,15 +236,18 @@ def emit_fixed(
     return rules
 
 
-def base_ingress_head(chain: str, origin: PortOrigins, family: int, stateful: bool) -> list[Rule]:
+def base_ingress_head(chain: str, origin: PortContext, family: int, stateful: bool) -> list[Rule]:
     """INVALID drop and RELATED,ESTABLISHED return (stateful ports), ICMPv6 ND/MLD/RA in."""
     return emit_fixed(chain, INGRESS_HEAD[(family, stateful)], origin, "")
 
 
-def base_egress_rules(chain: str, spoof_chain: str, origin: PortOrigins, family: int) -> list[Rule]:
-    """DHCP client out, the anti-spoofing jump, no DHCP server from the VM (article 3.3.2);
-    for IPv6 also DAD from ::, RAs from the VM dropped and the rest of ICMPv6 allowed."""
-    return emit_fixed(chain, EGRESS_BASE[family], origin, spoof_chain)
+def base_egress_rules(
+    chain: str, spoof_chain: str, origin: PortContext, family: int, stateful: bool = True
+) -> list[Rule]:
+    """DHCP client out, the anti-spoofing jump, no DHCP server from the VM, then INVALID drop
+    and RELATED,ESTABLISHED return for stateful ports (article 3.3.2); for IPv6 also DAD
+    from ::, RAs from the VM dropped and the rest of ICMPv6 allowed."""
+    return emit_fixed(chain, EGRESS_BASE[(family, stateful)], origin, spoof_chain)
 
 
 _LINK_LOCAL: dict[str, str] = {}

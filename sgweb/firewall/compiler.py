@@ -21,7 +21,7 @@ from sgweb.firewall.compiled_rules import (
     _ORIGIN_SLOTS,
     _RULE_SLOTS,
     NO_MATCH,
-    PortOrigins,
+    PortContext,
     gc_paused,
     jump_match,
     new_origin,
@@ -162,7 +162,7 @@ class _HostCompiler:
         self.unfiltered = [port for port in self.ports if not port.port_security_enabled]
         self.fallback = names.fallback_chain(self.prefix)
         self.sg_chain = names.sg_chain(self.prefix)
-        self.origins: dict[str, PortOrigins] = {}
+        self.contexts: dict[str, PortContext] = {}
         self._combinations: dict[tuple[str, ...], dict[tuple[int, str], tuple[Template, ...]]] = {}
 
     def compile(self) -> CompiledHost:
@@ -289,10 +289,10 @@ class _HostCompiler:
         entry = self.cache.ports.get((port.id, family))
         if entry is not None and entry.key == key and (entry.port is port or entry.port == port):
             return entry.chains
-        origins = self.origins.get(port.id)
-        if origins is None:
-            origins = self.origins[port.id] = PortOrigins(port.id)
-        builder = PortChainBuilder(self.prefix, port, family, stateful, origins)
+        context = self.contexts.get(port.id)
+        if context is None:
+            context = self.contexts[port.id] = PortContext(self.prefix, port.id)
+        builder = PortChainBuilder(self.prefix, port, family, stateful, context)
         chains = builder.build(ingress, egress)
         self.cache.ports[(port.id, family)] = _PortEntry(port, key, chains)
         return chains

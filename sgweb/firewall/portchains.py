@@ -14,10 +14,8 @@ from sgweb.firewall.compiled_rules import (
     _ORIGIN_SLOTS,
     _RULE_SLOTS,
     DHCP_SERVER_PORTS,
-    ESTABLISHED_MATCH,
-    INVALID_MATCH,
     NO_MATCH,
-    PortOrigins,
+    PortContext,
     base_egress_rules,
     base_ingress_head,
     link_local_address,
@@ -29,9 +27,7 @@ from sgweb.firewall.ir import (
     DROP,
     ORIGIN_ANTI_SPOOF,
     ORIGIN_DHCP,
-    ORIGIN_ESTABLISHED,
     ORIGIN_FALLBACK,
-    ORIGIN_INVALID,
     ORIGIN_SG_RULE,
     RETURN,
     Chain,
@@ -67,16 +63,16 @@ class PortChainBuilder:
     """The i/o/s chains of one filtered port for one family (article 3.3.2/3.3.3 order)."""
 
     def __init__(
-        self, prefix: str, port: Port, family: int, stateful: bool, origins: PortOrigins
+        self, prefix: str, port: Port, family: int, stateful: bool, context: PortContext
     ) -> None:
         self.prefix = prefix
         self.port = port
-        self.origin = origins
+        self.origin = context
         self.family = family
         self.stateful = stateful
-        self.ingress = names.ingress_chain(prefix, port.id)
-        self.egress = names.egress_chain(prefix, port.id)
-        self.spoof = names.spoof_chain(prefix, port.id)
+        self.ingress = context.ingress
+        self.egress = context.egress
+        self.spoof = context.spoof
         self.fallback = names.fallback_chain(prefix)
         self.own_hosts = frozenset(ip + ("/32" if family == 4 else "/128") for ip in port.fixed_ips)
 
@@ -92,19 +88,7 @@ class PortChainBuilder:
         in_rules.append(
             new_rule(self.ingress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, INGRESS))
         )
-        out_rules = base_egress_rules(self.egress, self.spoof, origin, self.family)
-        if self.stateful:
-            out_rules.append(
-                new_rule(self.egress, INVALID_MATCH, DROP, origin(ORIGIN_INVALID, EGRESS))
-            )
-            out_rules.append(
-                new_rule(
-                    self.egress,
-                    ESTABLISHED_MATCH,
-                    RETURN,
-                    origin(ORIGIN_ESTABLISHED, EGRESS),
-                )
-            )
+        out_rules = base_egress_rules(self.egress, self.spoof, origin, self.family, self.stateful)
         self._user_rules(out_rules, self.egress, EGRESS, egress)
         out_rules.append(
             new_rule(self.egress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, EGRESS))
