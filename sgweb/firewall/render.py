@@ -131,13 +131,23 @@ def rendered_chain(chain: Chain) -> str:
 
 def chain_text(rules: tuple[Rule, ...]) -> str:
     """The -A lines of one chain's rules, newline-separated (the hot loop of every render)."""
-    # Rules made from one template share match, comment and target: render that tail once.
-    # The cache holds the match itself, so its id cannot be reused while cached.
+    # Most rules are "<match> -j TARGET": the match text is rendered once per Match object
+    # (shared by every port using a group) and joined with the target. Rules with a comment
+    # or target arguments render their whole tail once per (match, target, comment, args).
+    # The caches hold the match itself, so its id cannot be reused while cached.
+    matches = _MATCH_TEXT
     tails = _TAILS
     texts: list[str] = []
     append = texts.append
     for rule in rules:
         match = rule.match
+        if rule.comment is None and not rule.target_args:
+            cached_match = matches.get(id(match))
+            if cached_match is None or cached_match[0] is not match:
+                append(match_text(match) + " -j " + rule.target)
+            else:
+                append(cached_match[1] + " -j " + rule.target)
+            continue
         key = (id(match), rule.target, rule.comment, rule.target_args)
         cached = tails.get(key)
         if cached is None or cached[0] is not match:
