@@ -25,6 +25,7 @@ from typing import IO, Literal, Protocol
 
 NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
+NETNS_WORKERS = 4
 
 NetnsStrategy = Literal["setns", "nsenter", "ip-netns-exec"]
 
@@ -95,6 +96,13 @@ def _setns(path: str) -> tuple[int, int]:
         return stat.st_dev, stat.st_ino
     finally:
         os.close(fd)
+
+
+def _enter_expected(path: str, identity: tuple[int, int]) -> None:
+    entered = _setns(path)
+    if entered != identity:
+        # Replaced between our stat and this thread's start: refuse rather than run elsewhere.
+        raise OSError(f"network namespace {path} changed while entering it")
 
 
 @dataclass
@@ -218,11 +226,15 @@ class SubprocessRunner:
                 return current.executor
             if current is not None:
                 current.executor.shutdown(wait=False)
+            # Several workers, so a long apply does not hold up a counter read in the same
+            # namespace; each enters the namespace once, when the pool starts it.
             executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix=f"netns-{netns}"
+                max_workers=NETNS_WORKERS,
+                thread_name_prefix=f"netns-{netns}",
+                initializer=_enter_expected,
+                initargs=(path, identity),
             )
-            entered = executor.submit(_setns, path).result()
-            self._threads[netns] = _NetnsThread(executor, entered)
+            self._threads[netns] = _NetnsThread(executor, identity)
             return executor
 
     def release_netns(self, netns: str) -> None:
@@ -246,7 +258,12 @@ class SubprocessRunner:
     def _in_netns(self, netns: str | None, call: Callable[[], object]) -> object:
         if netns is None or self.strategy != "setns":
             return call()
-        return self._netns_executor(netns).submit(call).result()
+        try:
+            return self._netns_executor(netns).submit(call).result()
+        except concurrent.futures.BrokenExecutor:
+            # A worker could not enter the namespace (it was being replaced): start over once.
+            self.release_netns(netns)
+            return self._netns_executor(netns).submit(call).result()
 
     # -- running ------------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ from sgweb.kernel.runner import SubprocessRunner
 from sgweb.kernel.topology import list_namespaces, remove_namespaces
 
 TEST_PREFIX = "sgwt-"
-_OWNER = re.compile(rf"^{TEST_PREFIX}(\d+)-")
+# Exactly what new_prefix() makes; other suites' sgwt- namespaces are never swept from here.
+_OWNER = re.compile(rf"^{TEST_PREFIX}(\d+)-[0-9a-f]{{6}}-")
 
 
 def _alive(pid: int) -> bool:
@@ -32,13 +33,11 @@ def _alive(pid: int) -> bool:
 
 
 def sweep_stale_namespaces(runner: SubprocessRunner) -> None:
-    stale_owners = set()
+    """Remove namespaces this module's fixtures made in test runs that have died."""
     for name in list_namespaces(TEST_PREFIX):
         owner = _OWNER.match(name)
-        if owner is None or not _alive(int(owner.group(1))) or int(owner.group(1)) == os.getpid():
-            stale_owners.add(name)
-    for name in stale_owners:
-        remove_namespaces(name, runner)
+        if owner is not None and not _alive(int(owner.group(1))):
+            remove_namespaces(name, runner)
 
 
 @pytest.fixture(scope="session")

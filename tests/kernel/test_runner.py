@@ -90,3 +90,17 @@ def test_a_namespace_recreated_under_the_same_name_is_entered_afresh(
     kernel_runner.release_netns(name)
     kernel_runner.run(["ip", "netns", "del", name])
     assert name not in list_namespaces(netns_prefix)
+
+
+def test_a_long_command_does_not_hold_up_another_in_the_same_namespace(
+    kernel_runner: SubprocessRunner, scratch_netns: str
+) -> None:
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        slow = pool.submit(kernel_runner.run, ["sleep", "2"], netns=scratch_netns)
+        quick = kernel_runner.run(["readlink", "/proc/self/ns/net"], netns=scratch_netns)
+        finished_first = not slow.done()
+        slow.result()
+    assert quick.returncode == 0
+    assert finished_first
