@@ -71,8 +71,10 @@ class RecordingReporter:
         self.requests.append(reason)
 
 
-def rule(rule_id: str, direction: str = INGRESS, **fields: Any) -> SecurityGroupRule:
-    return SecurityGroupRule(id=rule_id, direction=direction, ethertype=IPV4, **fields)
+def rule(
+    rule_id: str, direction: str = INGRESS, ethertype: str = IPV4, **fields: Any
+) -> SecurityGroupRule:
+    return SecurityGroupRule(id=rule_id, direction=direction, ethertype=ethertype, **fields)
 
 
 def state(

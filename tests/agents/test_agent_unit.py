@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
+from sgweb.firewall.model import EGRESS, IPV6
 from sgweb.kernel.apply import HostFirewall
 from sgweb.kernel.runner import FakeRunner
-from tests.agents.fakes import FROM_DB, PORT_A, SSH, MemoryStore, RecordingReporter, state
+from tests.agents.fakes import (
+    FROM_DB,
+    PORT_A,
+    SSH,
+    MemoryStore,
+    RecordingReporter,
+    rule,
+    state,
+)
 from worker.agent import Agent
 
 
@@ -178,3 +189,24 @@ def test_a_shrunk_kernel_chain_is_reported_as_drift_and_repaired(parts) -> None:
 
 def _fields(obj: object) -> dict[str, object]:
     return {name: getattr(obj, name) for name in obj.__slots__}  # type: ignore[attr-defined]
+
+
+def test_a_group_listing_its_ipv6_egress_rule_first_still_lets_ipv4_out(parts) -> None:
+    """Every new group has egress-any rules for both families, in rule-id order (random).
+
+    The lab and the default groups depend on this: if the IPv4 egress rule were lost, no VM
+    could send anything. (Known compiler issue: its match cache keys ignore the ethertype, so
+    the IPv6 rule's match is reused for IPv4 and then dropped as a duplicate.)
+    """
+    agent, store, _, runner = parts
+    v6_first = (rule("e6", EGRESS, ethertype=IPV6), rule("e4", EGRESS))
+    base = state()
+    groups = tuple(
+        dataclasses.replace(group, rules=v6_first) if group.name == "web" else group
+        for group in base.security_groups
+    )
+    store.publish(1, dataclasses.replace(base, security_groups=groups))
+    agent.sync(1)
+    (text,) = [call.input for call in runner.calls if call.argv[0] == "iptables-restore"]
+    egress_chain = f"neutron-openvswi-o{PORT_A[:10]}"
+    assert f'-A {egress_chain} -m comment --comment "sg-rule e4" -j RETURN' in text
