@@ -15,6 +15,7 @@ only walk tens of thousands of fresh objects.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +38,7 @@ def _cold() -> None:
     validate.clear_caches()
     render.clear_caches()
     compiler.clear_caches()
+    gc.collect()  # every run starts from a settled heap, not from the last run's garbage
 
 
 def _full_text(compiled: CompiledHost) -> tuple[str, str, str]:
@@ -135,6 +137,7 @@ def _incremental(
         for state in states:
             cache = CompileCache()
             prepared.append((cache, compile_host(state, cache=cache), change(state)))
+        gc.collect()
         return prepared
 
     def action(prepared: list[tuple[CompileCache, CompiledHost, HostState]]) -> list[Delta]:
