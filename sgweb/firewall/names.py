@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 # Linux interface names: IFNAMSIZ is 16 bytes including the terminating NUL.
 IFNAMSIZ = 16
@@ -92,6 +93,7 @@ def temporary_ipset_name(name: str) -> str:
     return name + IPSET_TEMPORARY_SUFFIX
 
 
+@lru_cache(maxsize=1 << 16)
 def interface_name_problem(name: str) -> str | None:
     """Why the kernel would refuse this interface name, or None."""
     if not name:

@@ -56,13 +56,18 @@ def _normalize_cidr(value: str, ethertype: str | None) -> str:
         raise ValueError(f"{value!r} is not a valid CIDR")
     family, packed = parsed
     bits = 32 if family == socket.AF_INET else 128
+    version = 4 if family == socket.AF_INET else 6
+    if not slash or length_text == str(bits):
+        # A host route (most remote-group members): no bits to clear.
+        if ethertype is not None and version != _VERSION_BY_ETHERTYPE[ethertype]:
+            raise ValueError(f"{value!r} is an IPv{version} CIDR in an {ethertype} rule")
+        return f"{_canonical(family, socket.inet_ntop(family, packed))}/{bits}"
     if not slash:
         length = bits
     elif length_text.isdigit() and int(length_text) <= bits:
         length = int(length_text)
     else:
         raise ValueError(f"{value!r} has a bad prefix length")
-    version = 4 if family == socket.AF_INET else 6
     if ethertype is not None and version != _VERSION_BY_ETHERTYPE[ethertype]:
         raise ValueError(f"{value!r} is an IPv{version} CIDR in an {ethertype} rule")
     number = int.from_bytes(packed, "big")
