@@ -436,6 +436,7 @@ def clear_caches() -> None:
         _validate_members,
         _safe_id,
         normalize_mac,
+        names.interface_name_problem,
         _normalize_cidr,
         normalize_address,
     ):
