@@ -377,3 +377,34 @@ def test_the_articles_four_pings_first_hit_the_icmp_rule_then_established(
     )
     assert kernel[("filter", ingress, icmp_rule)] == 1
     assert kernel[("filter", ingress, 2)] == 3  # RELATED,ESTABLISHED
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="compiler bug (sgweb/firewall): a group whose IPv6 'any' egress rule comes before its "
+    "IPv4 one compiles without the IPv4 rule (its match is taken for a duplicate regardless of "
+    "ethertype), so the VM cannot send IPv4 at all; tracer and kernel agree on the wrong rules",
+)
+def test_a_group_listing_its_ipv6_egress_rule_first_still_lets_ipv4_out(
+    lab: FirewallLab,
+) -> None:
+    from dataclasses import replace
+
+    v6_first = SecurityGroup(
+        "d0d0d0d0-4444-4444-8444-000000000004",
+        "default-like",
+        rules=(rule("eg6", EGRESS, IPV6), rule("eg4", EGRESS, IPV4)),
+    )
+    bare = replace(BARE_PORT, security_groups=(v6_first.id,))
+    try:
+        lab.apply_fresh(
+            replace(
+                state(),
+                ports=tuple(bare if p.id == B else p for p in PORTS),
+                security_groups=(WEB_GROUP, DB_GROUP, v6_first),
+            )
+        )
+        lab.ping(B, "outside", family=6).assert_agrees(True)
+        lab.ping(B, "outside", family=4).assert_agrees(True)
+    finally:
+        lab.apply_fresh(state())
