@@ -221,13 +221,17 @@ class _HostCompiler:
         built: dict[tuple[int, str], list[Template]] = {
             (family, direction): [] for family in FAMILIES for direction in (INGRESS, EGRESS)
         }
-        seen: set[int] = set()
+        # Matches are interned without the ethertype (an IPv4 and an IPv6 rule can render
+        # alike), so duplicates are only duplicates within one (family, direction).
+        seen: set[tuple[int, str, int]] = set()
         for rule in group.rules:
-            slot = built[(FAMILY_BY_ETHERTYPE[rule.ethertype], rule.direction)]
+            family = FAMILY_BY_ETHERTYPE[rule.ethertype]
+            slot = built[(family, rule.direction)]
             comment = sg_rule_comment(rule.id)
             for member, match in self._rule_matches(rule):
-                if id(match) not in seen:  # the same rule twice in a group: emitted once
-                    seen.add(id(match))
+                key = (family, rule.direction, id(match))
+                if key not in seen:  # the same rule twice in a group: emitted once
+                    seen.add(key)
                     slot.append((match, group.id, rule.id, member, comment))
         templates = {key: tuple(value) for key, value in built.items()}
         if entry is not None:

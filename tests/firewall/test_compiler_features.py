@@ -262,3 +262,19 @@ def test_ports_of_different_networks_on_one_bridge_are_refused() -> None:
     ports = tuple(dataclasses.replace(p, bridge="br0") for p in base.ports)
     with pytest.raises(FirewallError, match="bridge br0 would carry conntrack zones"):
         compile_host(dataclasses.replace(base, ports=ports))
+
+
+def test_an_ipv6_any_rule_listed_first_does_not_hide_the_ipv4_one() -> None:
+    rules = (
+        SecurityGroupRule("out-v6", "egress", "IPv6"),
+        SecurityGroupRule("out-v4", "egress", "IPv4"),
+    )
+    port = Port("p1", "fa:16:3e:00:00:01", ("192.0.2.10", "2001:db8::10"), security_groups=("g",))
+    compiled = compile_host(
+        HostState(ports=(port,), security_groups=(SecurityGroup("g", rules=rules),))
+    )
+    for family, rule_id in ((compiled.v4, "out-v4"), (compiled.v6, "out-v6")):
+        chain = family.table("filter").chain("neutron-openvswi-op1")
+        assert [r.origin.rule_id for r in chain.rules if r.origin.kind == ORIGIN_SG_RULE] == [
+            rule_id
+        ]
