@@ -33,6 +33,8 @@ from sgweb.networks.models import Host
 
 log = logging.getLogger(__name__)
 
+HEARTBEAT_COPY_AGE = dt.timedelta(seconds=30)
+
 
 @dataclass
 class ReconcileResult:
@@ -91,7 +93,11 @@ def reconcile(*, startup: bool = False, via: SyncChannel | None = None) -> Recon
                 if in_sync
                 else HostStatus.SYNCING
             )
-        Host.objects.filter(pk=host.pk).update(**updates)
+        # The heartbeat itself lives in Redis; the database copy only needs to be roughly
+        # current, and every write competes with the web requests (SQLite locks the file).
+        stale = host.last_heartbeat_at is None or now - host.last_heartbeat_at > HEARTBEAT_COPY_AGE
+        if "status" in updates or stale:
+            Host.objects.filter(pk=host.pk).update(**updates)
         wanted = stored.get(host.name)
         if (
             host.name not in to_publish

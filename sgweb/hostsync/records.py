@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 from typing import Any
 
+from django.db import transaction
 from django.db.models import F, Q
 
 from sgweb import dispatch
@@ -37,10 +38,18 @@ def _prune(host: Host) -> None:
 
 
 def record_apply(report: dict[str, Any]) -> None:
+    # One short write transaction per report: fewer lock round trips for SQLite deployments.
+    with transaction.atomic():
+        host = _record_apply(report)
+    if host is not None:
+        dispatch.send_event("host.apply", _host_payload(host, report), scope="global")
+
+
+def _record_apply(report: dict[str, Any]) -> Host | None:
     host = Host.objects.filter(name=report.get("host")).first()
     if host is None:
         log.info("apply report for unknown host %r ignored", report.get("host"))
-        return
+        return None
     ok = bool(report.get("ok"))
     revision = int(report.get("revision") or 0)
     finished = _when(report.get("finished_at"))
@@ -96,7 +105,7 @@ def record_apply(report: dict[str, Any]) -> None:
         )
         _prune(host)
     host.refresh_from_db()
-    dispatch.send_event("host.apply", _host_payload(host, report), scope="global")
+    return host
 
 
 def _apply_message(report: dict[str, Any]) -> str:
