@@ -130,7 +130,8 @@ class Stack:
             self.manage("lab", "down", "--prefix", self.prefix, timeout=60, check=False)
         finally:
             remove_namespaces(self.prefix, self.runner)
-            for key in self.redis.scan_iter(f"{self.key_prefix}:*"):
+            # Our keys, and the broker's queues and bindings of our hosts and control queue.
+            for key in self.redis.scan_iter(f"*{self.key_prefix}*"):
                 self.redis.delete(key)
             shutil.rmtree(self.tmp, ignore_errors=True)
 
