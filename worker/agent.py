@@ -36,6 +36,8 @@ from worker.store import DesiredStore
 
 log = logging.getLogger(__name__)
 
+RETRY_REFUSED_AFTER_S = 60.0
+
 # ipsets the compiler makes are named "IPv4"/"IPv6" + group id (+ "-n" while being swapped).
 _OUR_SET_PREFIXES = ("IPv4", "IPv6")
 
@@ -61,6 +63,7 @@ class Failure:
     revision: int
     digest: str
     error: str
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -169,10 +172,11 @@ class Agent:
                 revision is None
                 and failure is not None
                 and failure.revision == desired.revision
-                and self.kernel_known
+                and time.monotonic() - failure.at < RETRY_REFUSED_AFTER_S
             ):
-                # The maintenance loop does not retry a state the kernel refused; a new
-                # revision (or an explicit nudge) does.
+                # The maintenance loop does not hammer the kernel with a state it refused; a
+                # new revision (or an explicit nudge) retries at once, the loop only now and
+                # then (the cause may have been passing, e.g. the xtables lock).
                 return Outcome("skipped", desired.revision)
             return self._converge(desired, full=not self.kernel_known, reason=reason)
 
@@ -272,9 +276,11 @@ class Agent:
             extra["stale_removed"] = self._remove_stale(compiled)
         kernel_ms = (time.perf_counter() - kernel_clock) * 1000
         cut = 0
-        if applied is not None:
-            cut = self._cut_connections(applied.state, state, compiled, extra)
+        before = applied.state if applied is not None else self._state_before_restart()
+        if before is not None:
+            cut = self._cut_connections(before, state, compiled, extra)
         extra["conntrack_deleted"] = cut
+        self._remember_applied_state(desired)
         self.applied = Applied(desired.revision, desired.digest, state, compiled)
         self.kernel_known = True
         self.failure = None
@@ -287,6 +293,31 @@ class Agent:
             extra["iptables_restored"], report["duration_ms"],
         )  # fmt: skip
         return Outcome("applied", desired.revision, report)
+
+    def _state_before_restart(self) -> HostState | None:
+        """What an earlier run of this agent applied, so its removed rules are cut too.
+
+        A rule deleted while the agent was down would otherwise leave the connections it let
+        in alive after the restart, since a fresh agent has no previous state to compare.
+        """
+        if self.applies:
+            return None
+        load = getattr(self.store, "applied_state", None)
+        try:
+            data = load() if load is not None else None
+            return codec.from_dict(data) if data else None
+        except Exception as exc:  # a missing or unreadable copy only costs the cut
+            log.warning("no previous state to cut connections against: %s", exc)
+            return None
+
+    def _remember_applied_state(self, desired: protocol.Desired) -> None:
+        save = getattr(self.store, "set_applied_state", None)
+        if save is None:
+            return
+        try:
+            save(desired.state)
+        except Exception as exc:
+            log.warning("could not store the applied state: %s", exc)
 
     def _with_existing_sets(self, delta: Any) -> Any:
         """A full apply over a kernel that may already hold our sets: create them if missing.

@@ -48,3 +48,10 @@ class RedisStore:
 
     def clear_heartbeat(self) -> None:
         self.client.delete(self.keys.heartbeat)
+
+    def set_applied_state(self, state: dict[str, Any]) -> None:
+        self.client.set(self.keys.applied_state, json.dumps(state, sort_keys=True))
+
+    def applied_state(self) -> dict[str, Any] | None:
+        raw = self.client.get(self.keys.applied_state)
+        return json.loads(raw) if raw is not None else None

@@ -12,6 +12,8 @@ Keys (``P`` is the key prefix, ``sgweb`` unless ``SGWEB_KEY_PREFIX`` says otherw
 * ``P:host:NAME:desired_digest``    its digest
 * ``P:host:NAME:heartbeat``         the agent's heartbeat (JSON), expires after HEARTBEAT_TTL_S
 * ``P:host:NAME:applied``           the agent's last apply report (JSON)
+* ``P:host:NAME:applied_state``     the state it last applied (so a restarted agent can cut the
+                                    connections of rules removed while it was down)
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ class HostKeys:
     @property
     def applied(self) -> str:
         return self._key("applied")
+
+    @property
+    def applied_state(self) -> str:
+        return self._key("applied_state")
 
 
 def host_keys(host: str, prefix: str | None = None) -> HostKeys:

@@ -54,6 +54,12 @@ class MemoryStore:
     def clear_heartbeat(self) -> None:
         pass
 
+    def set_applied_state(self, state: dict[str, Any]) -> None:
+        self.last_applied_state = state
+
+    def applied_state(self) -> dict[str, Any] | None:
+        return getattr(self, "last_applied_state", None)
+
 
 @dataclass
 class RecordingReporter:

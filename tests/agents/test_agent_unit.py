@@ -170,6 +170,17 @@ def test_removing_a_rule_cuts_the_port_connections_it_allowed(parts) -> None:
     assert reporter.applies[-1]["conntrack_cuts"][0]["why"] == "ingress rule removed"
 
 
+def test_a_restarted_agent_cuts_connections_of_rules_removed_while_it_was_down(parts) -> None:
+    agent, store, reporter, runner = parts
+    store.publish(1, state(web_rules=(SSH,)))
+    agent.sync(1)
+    restarted = Agent("compute1", store, agent.firewall, reporter)  # same Redis, new process
+    store.publish(2, state())  # the SSH rule went while the agent was down
+    assert restarted.full_sync("agent start").action == "applied"
+    assert reporter.applies[-1]["conntrack_cuts"][0]["why"] == "ingress rule removed"
+    assert any(call.argv[:2] == ("conntrack", "-D") for call in runner.calls)
+
+
 def test_no_stored_state_makes_the_agent_ask_the_control_plane(parts) -> None:
     agent, _, reporter, runner = parts
     assert agent.sync(1).action == "missing"
