@@ -69,6 +69,7 @@ def _timed(setup: Callable[[], Any], action: Callable[[Any], Any], runs: int) ->
     timing = Timing()
     result = None
     for _ in range(runs):
+        result = None  # the last run's output is not kept alive through this run
         prepared = setup()
         cpu_started = time.process_time()
         started = time.perf_counter()
