@@ -293,13 +293,16 @@ class _HostCompiler:
         entry = self.cache.ports.get((port.id, family))
         if entry is not None and entry.key == key and (entry.port is port or entry.port == port):
             return entry.chains
-        context = self.contexts.get(port.id)
-        if context is None:
-            context = self.contexts[port.id] = PortContext(self.prefix, port.id)
-        builder = PortChainBuilder(self.prefix, port, family, stateful, context)
+        builder = PortChainBuilder(self.prefix, port, family, stateful, self._context(port.id))
         chains = builder.build(ingress, egress)
         self.cache.ports[(port.id, family)] = _PortEntry(port, key, chains)
         return chains
+
+    def _context(self, port_id: str) -> PortContext:
+        context = self.contexts.get(port_id)
+        if context is None:
+            context = self.contexts[port_id] = PortContext(self.prefix, port_id)
+        return context
 
     def _combination(
         self,
@@ -354,17 +357,15 @@ class _HostCompiler:
         input_rules: list[Rule] = []
         sg_rules: list[Rule] = []
         for port in self.filtered:
-            device = port.device or ""
-            out_match, in_match = _physdev_matches(device)
-            ingress_origin = new_origin(ORIGIN_JUMP, port.id, INGRESS)
-            egress_origin = new_origin(ORIGIN_JUMP, port.id, EGRESS)
+            context = self._context(port.id)
+            out_match, in_match = _physdev_matches(port.device or "")
+            ingress_origin = context(ORIGIN_JUMP, INGRESS)
+            egress_origin = context(ORIGIN_JUMP, EGRESS)
             forward_rules.append(new_rule(forward, out_match, self.sg_chain, ingress_origin))
             forward_rules.append(new_rule(forward, in_match, self.sg_chain, egress_origin))
-            egress = names.egress_chain(prefix, port.id)
-            input_rules.append(new_rule(input_, in_match, egress, egress_origin))
-            ingress = names.ingress_chain(prefix, port.id)
-            sg_rules.append(new_rule(self.sg_chain, out_match, ingress, ingress_origin))
-            sg_rules.append(new_rule(self.sg_chain, in_match, egress, egress_origin))
+            input_rules.append(new_rule(input_, in_match, context.egress, egress_origin))
+            sg_rules.append(new_rule(self.sg_chain, out_match, context.ingress, ingress_origin))
+            sg_rules.append(new_rule(self.sg_chain, in_match, context.egress, egress_origin))
         sg_rules.append(
             new_rule(self.sg_chain, NO_MATCH, ACCEPT, new_origin(ORIGIN_ACCEPT_UNFILTERED))
         )
