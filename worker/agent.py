@@ -29,17 +29,14 @@ from sgweb.firewall.errors import FirewallError
 from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import HostState
 from sgweb.hostsync import protocol
-from sgweb.kernel.apply import HostFirewall, IpsetPlan, PlainDelta
+from sgweb.kernel.apply import HostFirewall, PlainDelta
 from sgweb.kernel.runner import CommandError
-from worker import conntrack, drift
+from worker import conntrack, drift, full_apply
 from worker.store import DesiredStore
 
 log = logging.getLogger(__name__)
 
 RETRY_REFUSED_AFTER_S = 60.0
-
-# ipsets the compiler makes are named "IPv4"/"IPv6" + group id (+ "-n" while being swapped).
-_OUR_SET_PREFIXES = ("IPv4", "IPv6")
 
 
 class Reporter(Protocol):
@@ -232,7 +229,7 @@ class Agent:
         changed_chains = len(getattr(delta, "changed_chains", ()) or ())
         removed_chains = len(getattr(delta, "removed_chains", ()) or ())
         if full:
-            delta = self._with_existing_sets(delta)
+            delta = full_apply.with_existing_sets(delta)
         if full and rollback is None:
             # Nothing trustworthy to roll back to on a full apply (start-up, repair): skip the
             # whole-table snapshot (an iptables-save per table, ~0.4 s at 50k rules); if a
@@ -273,7 +270,7 @@ class Agent:
         }
         if full:
             extra["jumps_added"] = self.firewall.ensure_builtin_jumps(compiled)
-            extra["stale_removed"] = self._remove_stale(compiled)
+            extra["stale_removed"] = full_apply.remove_stale(self.firewall, compiled)
         kernel_ms = (time.perf_counter() - kernel_clock) * 1000
         cut = 0
         before = applied.state if applied is not None else self._state_before_restart()
@@ -318,58 +315,6 @@ class Agent:
             save(desired.state)
         except Exception as exc:
             log.warning("could not store the applied state: %s", exc)
-
-    def _with_existing_sets(self, delta: Any) -> Any:
-        """A full apply over a kernel that may already hold our sets: create them if missing.
-
-        The compiler's from-nothing plan creates each set; sets surviving from an earlier agent
-        would make `create` fail, so `-exist` lets the plan (which swaps new members in) run.
-        """
-        plan = delta.ipsets
-        prepare = "\n".join(
-            f"{line} -exist" if line.startswith("create ") and "-exist" not in line else line
-            for line in plan.prepare.splitlines()
-        )
-        if prepare and not prepare.endswith("\n"):
-            prepare += "\n"
-        return PlainDelta(
-            ipsets=IpsetPlan(prepare, plan.commit, plan.cleanup, plan.abort),
-            iptables=tuple(delta.iptables),
-        )
-
-    def _remove_stale(self, compiled: CompiledHost) -> int:
-        """Delete chains and sets of ours that the compiled state does not have."""
-        removed = 0
-        for family in (4, 6):
-            wanted, _ = drift.expected_shape(compiled, family)
-            have, _, _ = drift.kernel_shape(self.firewall.save(family))
-            stale: dict[str, list[str]] = {}
-            for key in sorted(set(have) - set(wanted)):
-                table, chain = key.split("/", 1)
-                stale.setdefault(table, []).append(chain)
-            if not stale:
-                continue
-            # Flush all first, then delete: stale chains may reference each other.
-            text = ""
-            for table, chains in stale.items():
-                text += f"*{table}\n" + "".join(f"-F {c}\n" for c in chains)
-                text += "".join(f"-X {c}\n" for c in chains) + "COMMIT\n"
-            outcome = self.firewall.apply(PlainDelta(iptables=((family, text),)))
-            if outcome.ok:
-                removed += sum(len(chains) for chains in stale.values())
-            else:
-                log.warning("could not remove stale chains %s: %s", stale, outcome.error)
-        wanted_sets = {ipset.name for ipset in compiled.ipsets}
-        stale_sets = [
-            name
-            for name in self.firewall.ipset_names()
-            if name.startswith(_OUR_SET_PREFIXES) and name not in wanted_sets
-        ]
-        if stale_sets:
-            text = "".join(f"destroy {name}\n" for name in stale_sets)
-            outcome = self.firewall.apply(PlainDelta(ipsets=IpsetPlan(cleanup=text)))
-            removed += len(stale_sets) if not outcome.warnings else 0
-        return removed
 
     def _cut_connections(
         self, old: HostState, new: HostState, compiled: CompiledHost, extra: dict[str, Any]
