@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sgweb.kernel import probe as _probe_module
@@ -203,25 +203,30 @@ def list_namespaces(prefix: str) -> list[str]:
     return sorted(name for name in names if name.startswith(prefix))
 
 
-def remove_namespaces(prefix: str, runner: CommandRunner) -> list[str]:
-    """Delete every namespace whose name starts with `prefix`; safe to call repeatedly.
+def remove_namespace(name: str, runner: CommandRunner) -> bool:
+    """Delete one namespace by its exact name; False when it did not exist.
 
-    Processes still running inside them (listeners, captures started by us) are killed first,
+    Processes still running inside it (listeners, captures started by us) are killed first,
     because a process keeps its namespace and devices alive after `ip netns del`.
     """
+    if not os.path.exists(os.path.join(NETNS_DIR, name)):
+        runner.release_netns(name)
+        return False
+    runner.release_netns(name)
+    pids = runner.run(["ip", "netns", "pids", name], check=False).stdout.split()
+    for pid in pids:
+        if pid.isdigit() and int(pid) != os.getpid():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), 9)
+    runner.run(["ip", "netns", "del", name], check=False)
+    return True
+
+
+def remove_namespaces(prefix: str, runner: CommandRunner) -> list[str]:
+    """Delete every namespace whose name starts with `prefix`; safe to call repeatedly."""
     if not prefix:
         raise ValueError("refusing to remove namespaces with an empty prefix")
-    removed = []
-    for name in list_namespaces(prefix):
-        runner.release_netns(name)
-        pids = runner.run(["ip", "netns", "pids", name], check=False).stdout.split()
-        for pid in pids:
-            if pid.isdigit() and int(pid) != os.getpid():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), 9)
-        runner.run(["ip", "netns", "del", name], check=False)
-        removed.append(name)
-    return removed
+    return [name for name in list_namespaces(prefix) if remove_namespace(name, runner)]
 
 
 def _add_namespace(topology: Topology, name: str, sysctls: Iterable[str]) -> None:
@@ -495,10 +500,16 @@ def set_neighbour(topology: Topology, label: str, address: str, mac: str) -> Non
 
 
 def add_vm(topology: Topology, host_label: str, vm: VmSpec) -> None:
-    """Plug one more VM into an already built host."""
-    for host in topology.spec.hosts:
+    """Plug one more VM into an already built host; every endpoint learns its addresses."""
+    hosts = list(topology.spec.hosts)
+    for index, host in enumerate(hosts):
         if host.name == host_label:
             _attach_vm(topology, host, vm)
+            hosts[index] = replace(host, vms=(*host.vms, vm))
+            topology.spec = replace(topology.spec, hosts=tuple(hosts))
+            populate_neighbours(topology)
+            populate_fdb(topology)
+            wait_until_up(topology)
             return
     raise KeyError(host_label)
 
@@ -508,16 +519,20 @@ def remove_vm(topology: Topology, vm_label: str) -> None:
     vm = topology.vm(vm_label)
     host_ns = topology.host_ns_of(vm_label)
     name = topology.ns(vm_label)
-    topology.runner.release_netns(name)
-    topology.runner.run(["ip", "netns", "del", name], check=False)
-    qbr = _port_device("qbr", vm.port_id)
-    try:
-        topology.runner.run(["ip", "link", "del", qbr], netns=host_ns)
-        topology.runner.run(["ip", "link", "del", _port_device("qvb", vm.port_id)], netns=host_ns)
-    except CommandError:
-        pass  # shared-bridge shape: nothing per port beyond the veth
+    remove_namespace(name, topology.runner)
+    if topology.spec.hosts and any(h.shape == BRIDGE_PER_PORT for h in topology.spec.hosts):
+        for device in (_port_device("qbr", vm.port_id), _port_device("qvb", vm.port_id)):
+            topology.runner.run(["ip", "link", "del", device], netns=host_ns, check=False)
     if name in topology.namespaces:
         topology.namespaces.remove(name)
+    topology.host_of_vm.pop(vm_label, None)
+    topology.spec = replace(
+        topology.spec,
+        hosts=tuple(
+            replace(host, vms=tuple(v for v in host.vms if v.name != vm_label))
+            for host in topology.spec.hosts
+        ),
+    )
 
 
 def bridge_of(port_id: str, shape: Shape) -> str:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from sgweb.kernel.runner import SubprocessRunner
-from sgweb.kernel.topology import list_namespaces, remove_namespaces
+from sgweb.kernel.topology import list_namespaces, remove_namespace, remove_namespaces
 
 TEST_PREFIX = "sgwt-"
 # Exactly what new_prefix() makes; other suites' sgwt- namespaces are never swept from here.
@@ -37,7 +37,7 @@ def sweep_stale_namespaces(runner: SubprocessRunner) -> None:
     for name in list_namespaces(TEST_PREFIX):
         owner = _OWNER.match(name)
         if owner is not None and not _alive(int(owner.group(1))):
-            remove_namespaces(name, runner)
+            remove_namespace(name, runner)
 
 
 @pytest.fixture(scope="session")

@@ -111,3 +111,23 @@ def test_a_failed_build_leaves_no_namespace_behind(
     with pytest.raises(ValueError, match="IFNAMSIZ"):
         build(spec, kernel_runner)
     assert list_namespaces(netns_prefix) == []
+
+
+@pytest.mark.parametrize("shape", [SHARED_BRIDGE, BRIDGE_PER_PORT])
+def test_vms_plugged_in_later_are_reachable_and_unplugging_removes_only_them(
+    kernel_runner: SubprocessRunner, netns_prefix: str, shape: str
+) -> None:
+    from sgweb.kernel.topology import add_vm, remove_vm
+
+    topology = build(two_vm_spec(netns_prefix, shape), kernel_runner)
+    port_c = "0c0c0c0c-1111-4222-8333-944445555666"
+    add_vm(topology, "host1", VmSpec("vma0", port_c, "fa:16:3e:00:00:0c", ("192.0.2.12/24",)))
+    assert topology.ping("outside", "192.0.2.12")
+    assert topology.ping("vma0", "192.0.2.10")
+    remove_vm(topology, "vma")  # must not take vma0 with it
+    assert topology.ns("vma0") in list_namespaces(netns_prefix)
+    assert topology.ns("vma") not in list_namespaces(netns_prefix)
+    assert not topology.ping("outside", "192.0.2.10")
+    assert topology.ping("outside", "192.0.2.12")
+    links = topology.run_in("host1", ["ip", "-o", "link"]).stdout
+    assert "tap6e3f2eda-32" not in links and "qbr6e3f2eda-32" not in links
