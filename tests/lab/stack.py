@@ -41,7 +41,11 @@ def _free_port() -> int:
 
 
 def wait_for(
-    what: str, check: Callable[[], Any], timeout: float = 20.0, every: float = 0.05
+    what: str,
+    check: Callable[[], Any],
+    timeout: float = 20.0,
+    every: float = 0.05,
+    explain: Callable[[], str] | None = None,
 ) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -49,7 +53,8 @@ def wait_for(
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            details = f"\n{explain()}" if explain is not None else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{details}")
         time.sleep(every)
 
 
@@ -182,6 +187,29 @@ class Stack:
 
     # -- observing ----------------------------------------------------------------------------
 
+    def wait(self, what: str, check: Callable[[], Any], timeout: float = 20.0, **kw: Any) -> Any:
+        """`wait_for` that says, on timeout, what every host and agent was doing."""
+        return wait_for(what, check, timeout, explain=self.diagnose, **kw)
+
+    def diagnose(self) -> str:
+        lines = []
+        for host in self.state.get("hosts", []):
+            report = self.applied_report(host)
+            beat = self.redis.get(self.key(host, "heartbeat"))
+            lines.append(
+                f"{host}: desired r{self.desired_revision(host)}, last report "
+                f"r{report.get('revision')} ok={report.get('ok')} error={report.get('error')}, "
+                f"heartbeat={'yes' if beat else 'NO'}"
+            )
+            log = self.tmp / "lab" / f"agent-{host}.log"
+            if log.exists():
+                lines += ["  " + line for line in log.read_text().splitlines()[-6:]]
+        if self.server is not None:
+            output = self.server.read_output()[1].splitlines()
+            errors = [line for line in output if " 50" in line]
+            lines += [f"API errors: {errors[-5:]}"]
+        return "\n".join(lines)
+
     def key(self, host: str, suffix: str) -> str:
         return f"{self.key_prefix}:host:{host}:{suffix}"
 
@@ -198,7 +226,7 @@ class Stack:
 
     def wait_in_sync(self, timeout: float = 20.0) -> None:
         hosts = self.state["hosts"]
-        wait_for("every host in sync", lambda: all(self.in_sync(h) for h in hosts), timeout)
+        self.wait("every host in sync", lambda: all(self.in_sync(h) for h in hosts), timeout)
 
     def db(self, query: str, *params: Any) -> list[tuple]:
         with sqlite3.connect(self.tmp / "db.sqlite3", timeout=10) as connection:

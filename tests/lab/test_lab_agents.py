@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.lab.stack import ECHO, Stack, wait_for
+from tests.lab.stack import ECHO, Stack
 
 pytestmark = [pytest.mark.kernel, pytest.mark.redis]
 
@@ -49,7 +49,7 @@ def test_a_rule_created_through_the_api_opens_traffic_and_deleting_it_cuts_it(st
     rule_id = add_rule(stack, ethertype="IPv4", protocol="tcp", port_range_min=5001,
                        port_range_max=5001)  # fmt: skip
     returned = time.perf_counter()
-    wait_for("tcp/5001 allowed", lambda: stack.probe(SRC, DST, "tcp", 5001), every=0.02)
+    stack.wait("tcp/5001 allowed", lambda: stack.probe(SRC, DST, "tcp", 5001), every=0.02)
     print(f"\nrule added: API {returned - started:.3f} s, traffic allowed "
           f"{time.perf_counter() - returned:.3f} s after the API returned")  # fmt: skip
 
@@ -66,9 +66,9 @@ def test_a_rule_created_through_the_api_opens_traffic_and_deleting_it_cuts_it(st
         line = json.loads(client.stdout.readline())
         return not line["ok"] and line["t"] > time.time() - 0.5
 
-    wait_for("the existing connection cut", existing_connection_dead, timeout=10, every=0)
+    stack.wait("the existing connection cut", existing_connection_dead, timeout=10, every=0)
     cut = time.perf_counter() - deleted
-    wait_for("new connections blocked", lambda: not stack.probe(SRC, DST, "tcp", 5001))
+    stack.wait("new connections blocked", lambda: not stack.probe(SRC, DST, "tcp", 5001))
     print(f"rule deleted: existing connection cut {cut:.3f} s, new ones blocked "
           f"{time.perf_counter() - deleted:.3f} s after the API returned")  # fmt: skip
     client.stop(timeout=1)
@@ -93,7 +93,7 @@ def test_a_port_joining_a_remote_group_changes_only_ipset_members(stack) -> None
         f"/ports/{source_port}",
         {"port": {"security_groups": [stack.state["group_id"], peers]}},
     )
-    wait_for("the ping allowed", lambda: stack.probe(SRC, DST))
+    stack.wait("the ping allowed", lambda: stack.probe(SRC, DST))
     stack.wait_in_sync()
     report = stack.applied_report(dst_host)
     assert report["revision"] > before
@@ -103,7 +103,7 @@ def test_a_port_joining_a_remote_group_changes_only_ipset_members(stack) -> None
     stack.api(
         "PUT", f"/ports/{source_port}", {"port": {"security_groups": [stack.state["group_id"]]}}
     )
-    wait_for("the ping blocked again", lambda: not stack.probe(SRC, DST))
+    stack.wait("the ping blocked again", lambda: not stack.probe(SRC, DST))
     stack.api("DELETE", f"/security-group-rules/{rule_id}")
     stack.api("DELETE", f"/security-groups/{peers}")
     stack.wait_in_sync()
@@ -116,14 +116,14 @@ def test_port_security_off_lets_everything_through_and_on_filters_again(stack) -
     stack.api(
         "PUT", f"/ports/{port}", {"port": {"security_groups": [], "port_security_enabled": False}}
     )
-    wait_for("unfiltered traffic", lambda: stack.probe(SRC, DST, "tcp", 5002))
+    stack.wait("unfiltered traffic", lambda: stack.probe(SRC, DST, "tcp", 5002))
     assert stack.probe(SRC, DST)
     stack.api(
         "PUT",
         f"/ports/{port}",
         {"port": {"port_security_enabled": True, "security_groups": [stack.state["group_id"]]}},
     )
-    wait_for("filtered again", lambda: not stack.probe(SRC, DST, "tcp", 5002))
+    stack.wait("filtered again", lambda: not stack.probe(SRC, DST, "tcp", 5002))
     assert not stack.probe(SRC, DST)
     stack.wait_in_sync()
 
@@ -132,13 +132,13 @@ def test_flushing_a_lab_host_by_hand_is_reported_as_drift_and_repaired(stack) ->
     host = stack.host_of(DST)
     rule_id = add_rule(stack, ethertype="IPv4", protocol="icmp")
     stack.wait_in_sync()
-    wait_for("ping allowed", lambda: stack.probe(SRC, DST))
+    stack.wait("ping allowed", lambda: stack.probe(SRC, DST))
     rules = stack.iptables_rules(host)
     stack.runner.run(["iptables", "-F"], netns=host)
     flushed = time.perf_counter()
-    wait_for("the rules repaired", lambda: stack.iptables_rules(host) == rules, timeout=20)
+    stack.wait("the rules repaired", lambda: stack.iptables_rules(host) == rules, timeout=20)
     print(f"\ndrift repaired {time.perf_counter() - flushed:.2f} s after iptables -F")
-    drift = wait_for(
+    drift = stack.wait(
         "a drift event",
         lambda: stack.db(
             "select e.message from hostsync_hostevent e join networks_host h on h.id = e.host_id"
@@ -157,7 +157,7 @@ def test_an_agent_killed_during_an_apply_converges_when_it_comes_back(stack) -> 
     rule_id = add_rule(stack, ethertype="IPv4", protocol="icmp")
     os.kill(stack.agent_pid(host), signal.SIGKILL)  # during (or right before) the apply
     stack.start_agent(host)
-    wait_for("ping allowed after the restart", lambda: stack.probe(SRC, DST), timeout=20)
+    stack.wait("ping allowed after the restart", lambda: stack.probe(SRC, DST), timeout=20)
     stack.wait_in_sync()
 
     # Down while things change: the restarted agent reads the newest state and converges.
@@ -166,7 +166,7 @@ def test_an_agent_killed_during_an_apply_converges_when_it_comes_back(stack) -> 
     time.sleep(0.5)
     assert stack.probe(SRC, DST), "nobody applied the change while the agent was down"
     stack.start_agent(host)
-    wait_for("ping blocked after the restart", lambda: not stack.probe(SRC, DST), timeout=20)
+    stack.wait("ping blocked after the restart", lambda: not stack.probe(SRC, DST), timeout=20)
     stack.wait_in_sync()
 
 
@@ -183,7 +183,7 @@ def test_a_state_the_kernel_refuses_keeps_previous_rules_and_marks_the_host_fail
     stack.runner.run(["ipset", "create", clash, "hash:net"], netns=host)
     try:
         bad = add_rule(stack, ethertype="IPv4", protocol="tcp", remote_group_id=peers)
-        status = wait_for(
+        status = stack.wait(
             "the host marked failed",
             lambda: stack.db(
                 "select status, last_error from networks_host where name = ? and status = 'failed'",
@@ -195,7 +195,7 @@ def test_a_state_the_kernel_refuses_keeps_previous_rules_and_marks_the_host_fail
     finally:
         stack.runner.run(["ipset", "destroy", clash], netns=host, check=False)
     stack.api("DELETE", f"/security-group-rules/{bad}")
-    wait_for(
+    stack.wait(
         "the host in sync again",
         lambda: stack.db("select 1 from networks_host where name = ? and status = 'in-sync'", host),
     )

@@ -75,12 +75,12 @@ def test_changes_after_redis_restarted_empty_reach_the_kernel(stack, redis_port)
                                  "direction": "ingress", "ethertype": "IPv4",
                                  "protocol": "icmp"}},
     )["security_group_rule"]["id"]  # fmt: skip
-    wait_for("ping allowed", lambda: stack.probe(SRC, DST))
+    stack.wait("ping allowed", lambda: stack.probe(SRC, DST))
 
     _restart_empty(redis_port)
     restarted = time.perf_counter()
     stack.api("DELETE", f"/security-group-rules/{rule}")
-    wait_for("ping blocked after the restart", lambda: not stack.probe(SRC, DST), timeout=30)
+    stack.wait("ping blocked after the restart", lambda: not stack.probe(SRC, DST), timeout=30)
     print(f"\nconverged {time.perf_counter() - restarted:.2f} s after Redis restarted empty")
     stack.wait_in_sync(timeout=30)
 
@@ -103,6 +103,6 @@ def test_a_change_made_while_redis_is_down_is_applied_once_it_is_back(stack, red
     finally:
         redis_port[1] = _start_redis(redis_port[0])
     back = time.perf_counter()
-    wait_for("ping allowed once Redis is back", lambda: stack.probe(SRC, DST), timeout=45)
+    stack.wait("ping allowed once Redis is back", lambda: stack.probe(SRC, DST), timeout=45)
     print(f"applied {time.perf_counter() - back:.2f} s after Redis came back")
     stack.wait_in_sync(timeout=30)
