@@ -441,8 +441,14 @@ class _HostCompiler:
     def _sorted_members(self, members: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
         cached = self.cache.sorted_members.get(members)
         if cached is None:
-            v4 = sorted({_ipset_entry(m) for m in members if address_version(m) == 4}, key=_ip_key)
-            v6 = sorted({_ipset_entry(m) for m in members if address_version(m) == 6}, key=_ip_key)
+            v4 = sorted(
+                {e for m in members if address_version(m) == 4 for e in _ipset_entries(m)},
+                key=_ip_key,
+            )
+            v6 = sorted(
+                {e for m in members if address_version(m) == 6 for e in _ipset_entries(m)},
+                key=_ip_key,
+            )
             cached = (tuple(v4), tuple(v6))
             self.cache.sorted_members[members] = cached
         return cached
@@ -482,11 +488,19 @@ def _chain_name(chain: Chain) -> str:
     return chain.name
 
 
-def _ipset_entry(member: str) -> str:
-    # ipset lists host entries without a prefix length.
+_WHOLE_FAMILY_HALVES = {
+    "0.0.0.0/0": ("0.0.0.0/1", "128.0.0.0/1"),
+    "::/0": ("::/1", "8000::/1"),
+}
+
+
+def _ipset_entries(member: str) -> tuple[str, ...]:
+    # Sets are hash:net so that allowed-address-pair ranges can be members; hash:net refuses a
+    # zero prefix, so "everything" becomes its two halves (as Neutron's ipset manager does).
+    # ipset lists host entries without a prefix length, so we emit them that way too.
     if member.endswith("/32") or member.endswith("/128"):
-        return member.rsplit("/", 1)[0]
-    return member
+        return (member.rsplit("/", 1)[0],)
+    return _WHOLE_FAMILY_HALVES.get(member, (member,))
 
 
 def _ip_key(entry: str) -> tuple[bytes, int]:

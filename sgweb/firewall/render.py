@@ -11,7 +11,8 @@ from __future__ import annotations
 from sgweb.firewall.compiled_rules import gc_paused
 from sgweb.firewall.ir import Chain, CompiledHost, IpSet, Match, Rule
 
-IPSET_TYPE = "hash:ip"
+# hash:net, not the article's hash:ip: allowed-address-pair CIDRs (IPv6 ones too) are members.
+IPSET_TYPE = "hash:net"
 IPSET_HASHSIZE = 1024
 IPSET_MAXELEM = 65536
 ICMP_TYPE_ANY = 255

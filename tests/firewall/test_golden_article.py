@@ -44,7 +44,7 @@ def test_remote_group_with_ipset_matches_the_article_3_3_4() -> None:
     assert ingress[4] == article.SECTION_3_3_4_WITH_IPSET
     assert [s.name for s in compiled.ipsets] == [article.SECTION_3_3_4_SET_NAME]
     assert render_ipsets(compiled) == (
-        "create IPv4f5377a66-803d-481b-b hash:ip family inet hashsize 1024 maxelem 65536 -exist\n"
+        "create IPv4f5377a66-803d-481b-b hash:net family inet hashsize 1024 maxelem 65536 -exist\n"
         "add IPv4f5377a66-803d-481b-b 81.1.180.13 -exist\n"
         "add IPv4f5377a66-803d-481b-b 91.1.180.5 -exist\n"
     )

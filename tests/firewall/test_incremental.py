@@ -72,7 +72,7 @@ def test_membership_change_gives_zero_iptables_lines_and_a_set_swap() -> None:
     delta = diff(before, after)
     assert delta.iptables == ()
     assert delta.ipsets.prepare == (
-        "create IPv422222222-bbbb-4bbb-8-n hash:ip family inet hashsize 1024 maxelem 65536 "
+        "create IPv422222222-bbbb-4bbb-8-n hash:net family inet hashsize 1024 maxelem 65536 "
         "-exist\n"
         "flush IPv422222222-bbbb-4bbb-8-n\n"
         "add IPv422222222-bbbb-4bbb-8-n 192.0.2.11 -exist\n"

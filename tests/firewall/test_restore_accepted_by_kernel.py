@@ -224,3 +224,22 @@ def test_random_change_sequences_applied_incrementally_match_fresh_applies(  # t
         _apply_full(runner, fresh, new)
         assert _kernel_state(runner, live) == _kernel_state(runner, fresh)
         compiled = new
+
+
+def test_remote_group_members_may_be_address_pair_ranges_of_either_family(
+    make_netns, runner
+) -> None:  # type: ignore[no-untyped-def]
+    # Allowed address pairs may be CIDRs, so remote-group sets hold networks; "everything" is
+    # stored as its two halves because hash:net refuses a zero prefix.
+    state = scenarios.with_members(
+        scenarios.host_state(),
+        scenarios.DB,
+        ("198.51.100.0/25", "0.0.0.0/0", "203.0.113.9/32", "2001:db8:9::/64", "::/0"),
+    )
+    netns = make_netns()
+    compiled = compile_host(state)
+    _apply_full(runner, netns, compiled)
+    saved = runner.run(["ipset", "save"], netns=netns).stdout
+    for entry in ("198.51.100.0/25", "0.0.0.0/1", "128.0.0.0/1", "203.0.113.9 "):
+        assert f" {entry}" in saved.replace("\n", " \n")
+    assert "2001:db8:9::/64" in saved and "8000::/1" in saved

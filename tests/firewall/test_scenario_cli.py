@@ -97,7 +97,7 @@ def test_ipsets_prints_ipset_restore_input(tmp_path: Path, capsys) -> None:  # t
     assert main(["ipsets", _write(tmp_path, DOC), "--host", "compute1"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == (
-        "create IPv4aaaaaaaa-1111-4111-8 hash:ip family inet hashsize 1024 maxelem 65536 -exist"
+        "create IPv4aaaaaaaa-1111-4111-8 hash:net family inet hashsize 1024 maxelem 65536 -exist"
     )
 
 
