@@ -379,12 +379,6 @@ def test_the_articles_four_pings_first_hit_the_icmp_rule_then_established(
     assert kernel[("filter", ingress, 2)] == 3  # RELATED,ESTABLISHED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compiler bug (sgweb/firewall): a group whose IPv6 'any' egress rule comes before its "
-    "IPv4 one compiles without the IPv4 rule (its match is taken for a duplicate regardless of "
-    "ethertype), so the VM cannot send IPv4 at all; tracer and kernel agree on the wrong rules",
-)
 def test_a_group_listing_its_ipv6_egress_rule_first_still_lets_ipv4_out(
     lab: FirewallLab,
 ) -> None:
