@@ -75,6 +75,11 @@ class ApplyReport:
     rolled_back: bool = False  # a family that had gone in was put back
     warnings: tuple[str, ...] = ()
 
+    @property
+    def kernel_s(self) -> float:
+        """Time spent in the kernel tools (ipset, iptables-restore, rollback), not in Python."""
+        return sum(seconds for _step, seconds in self.steps)
+
     def step_seconds(self, name: str) -> float:
         return sum(seconds for step, seconds in self.steps if step == name)
 
@@ -351,6 +356,19 @@ class HostFirewall:
             if len(fields) >= 2 and fields[0].isdigit():
                 counters.append(Counter(int(fields[0]), int(fields[1])))
         return counters
+
+    def read_chains(
+        self, chains: Iterable[str], family: int = 4, table: str = "filter"
+    ) -> dict[str, list[Counter]]:
+        """Counters of a few chains (a watched port's i/o/s chains), one cheap call per chain;
+        a chain that does not exist (any more) reads as empty."""
+        result = {}
+        for chain in chains:
+            try:
+                result[chain] = self.read_chain(chain, family, table)
+            except CommandError:
+                result[chain] = []
+        return result
 
     def read_counters(
         self, family: int = 4, tables: Sequence[str] = TABLES, *, owned_only: bool = False

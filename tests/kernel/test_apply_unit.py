@@ -119,3 +119,15 @@ def test_save_keeps_only_our_chains_and_the_jumps_into_them() -> None:
         "*filter\n:neutron-filter-top - [0:0]\n:neutron-openvswi-FORWARD - [0:0]\n"
         "-A FORWARD -j neutron-filter-top\n-A neutron-openvswi-FORWARD -j ACCEPT\nCOMMIT\n"
     )
+
+
+def test_a_report_separates_kernel_time_from_the_rest() -> None:
+    report = HostFirewall(FakeRunner()).apply(DELTA, rollback=ROLLBACK)
+    assert 0 <= report.kernel_s <= report.duration_s
+
+
+def test_a_vanished_chain_reads_as_empty_among_the_watched_ones() -> None:
+    runner = FakeRunner()
+    runner.on(["iptables", "-w", "-t", "filter", "-L", "gone"], returncode=1, stderr="No chain")
+    counters = HostFirewall(runner).read_chains(["gone", "here"])
+    assert counters == {"gone": [], "here": []}
