@@ -43,6 +43,13 @@ def applies(state: HostState, source: str, destination: str) -> bool:
     return True
 
 
+def _may_send_from(port: Port, address: str) -> bool:
+    """The port's own addresses and its allowed address pairs (addresses or CIDRs)."""
+    sender = ipaddress.ip_address(address)
+    allowed = [*port.fixed_ips, *(pair.ip_address for pair in port.allowed_address_pairs)]
+    return any(sender in ipaddress.ip_network(entry, strict=False) for entry in allowed)
+
+
 def _protocol_matches(rule: SecurityGroupRule, protocol: str, family: int) -> bool:
     if rule.protocol is None:
         return True
@@ -117,6 +124,8 @@ def request_allowed(
     """Whether a new connection's first packet from source to destination gets through."""
     sender = _port(state, source)
     if sender is not None and sender.port_security_enabled:
+        if not _may_send_from(sender, source_address):
+            return False  # anti-spoofing
         icmpv6_out = protocol == "icmp" and family == 6  # Neutron lets every ICMPv6 out
         if not icmpv6_out and not _rules_allow(
             state, sender, EGRESS, protocol, dport, family, destination_address

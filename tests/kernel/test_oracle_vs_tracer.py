@@ -41,20 +41,30 @@ def disagreements(state: HostState, seed: int, probes: int = 25) -> list[str]:
         kind = rng.choice(("icmp", "tcp", "udp"))
         dport = None if kind == "icmp" else rng.choice(PROBE_PORTS)
         src = source if source not in REMOTES else _address(state, source, family)
+        source_address = _address(state, source, family)
+        forged = None
+        if source not in REMOTES and rng.random() < 0.2:
+            # a forged address, or one of an allowed address pair
+            forged = rng.choice(("192.0.2.222", "2001:db8::dead", "192.0.2.200", "192.0.2.201"))
+            if (":" in forged) != (family == 6):
+                forged = None
+            else:
+                source_address = forged
         dst = destination if destination not in REMOTES else _address(state, destination, family)
         protocol = {"icmp": "icmp" if family == 4 else "ipv6-icmp"}.get(kind, kind)
         flow = trace_flow(
             {"h": (state, compiled)}, src, dst, family=family, layout=LAYOUT_SHARED,
             uplink="sgup0", protocol=protocol, sport=None if kind == "icmp" else 45000,
-            dport=dport,
+            dport=dport, src_address=forged,
         )  # fmt: skip
         intended = oracle.request_allowed(
-            state, source, destination, _address(state, source, family),
+            state, source, destination, source_address,
             _address(state, destination, family), kind, dport, family,
         )  # fmt: skip
         if (flow.verdict == ACCEPT) != intended:
             found.append(
-                f"seed {seed}: {kind}/{dport} IPv{family} {source} -> {destination}: groups say "
+                f"seed {seed}: {kind}/{dport} IPv{family} {source} ({source_address}) -> "
+                f"{destination}: groups say "
                 f"{'allow' if intended else 'drop'}, compiled rules {flow.verdict} ({flow.text})"
             )
     return found
