@@ -63,6 +63,10 @@ class ProcessHandle(Protocol):
 
     def poll(self) -> int | None: ...
 
+    def read_output(self) -> tuple[str, str]: ...
+
+    def wait_for_output(self, text: str, timeout: float = 5.0) -> str: ...
+
     def stop(self, timeout: float = 5.0) -> CommandResult: ...
 
 
@@ -371,6 +375,14 @@ class FakeProcess:
 
     def poll(self) -> int | None:
         return self.result.returncode if self.stopped else None
+
+    def read_output(self) -> tuple[str, str]:
+        return self.result.stdout, self.result.stderr
+
+    def wait_for_output(self, text: str, timeout: float = 5.0) -> str:
+        if text not in self.result.stdout and text not in self.result.stderr:
+            raise TimeoutError(f"{' '.join(self.argv)} did not print {text!r}")
+        return self.result.stdout
 
     def stop(self, timeout: float = 5.0) -> CommandResult:
         self.stopped = True

@@ -311,7 +311,7 @@ class FirewallLab:
         self.topology.udp_send(src_label, dst, port, sport=sport)
         deadline = time.monotonic() + 0.4
         while time.monotonic() < deadline:
-            stdout, _ = listener.read_output()  # type: ignore[attr-defined]
+            stdout, _ = listener.read_output()
             if any('"from"' in line for line in stdout.splitlines()):
                 return True
             time.sleep(0.02)
