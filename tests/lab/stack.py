@@ -66,7 +66,7 @@ class Stack:
         self.redis_url = f"redis://127.0.0.1:{redis_port}/{TEST_REDIS_DB}"
         self.key_prefix = self.prefix.rstrip("-")
         self.env = {
-            "DATABASE_URL": f"sqlite:///{self.tmp}/db.sqlite3",
+            "DATABASE_URL": self._database_url(),
             "REDIS_URL": self.redis_url,
             "CELERY_BROKER_URL": self.redis_url,
             "CELERY_RESULT_BACKEND": self.redis_url,
@@ -88,6 +88,24 @@ class Stack:
         self.hosts, self.vms = hosts, vms
 
     # -- life cycle ---------------------------------------------------------------------------
+
+    def _database_url(self) -> str:
+        """PostgreSQL when it listens (CI starts it): web, control worker and lab write at once,
+        which SQLite answers with "database is locked". Otherwise a SQLite file."""
+        self.pg_database = ""
+        try:
+            with socket.create_connection(("127.0.0.1", 5432), timeout=0.3):
+                pass
+        except OSError:
+            return f"sqlite:///{self.tmp}/db.sqlite3"
+        name = self.key_prefix.replace("-", "_")
+        result = self.runner.run(
+            ["createdb", "-h", "127.0.0.1", "-U", "postgres", name], check=False, timeout=30
+        )
+        if result.returncode != 0:
+            return f"sqlite:///{self.tmp}/db.sqlite3"
+        self.pg_database = name
+        return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
     def manage(self, *args: str, timeout: float = 120, check: bool = True) -> str:
         argv = ["env", *(f"{k}={v}" for k, v in self.env.items()), sys.executable, MANAGE, *args]
@@ -139,6 +157,12 @@ class Stack:
             for key in self.redis.scan_iter(f"*{self.key_prefix}*"):
                 self.redis.delete(key)
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if self.pg_database:
+                self.runner.run(
+                    ["dropdb", "--if-exists", "--force", "-h", "127.0.0.1", "-U", "postgres",
+                     self.pg_database],
+                    check=False, timeout=30,
+                )  # fmt: skip
 
     # -- driving --------------------------------------------------------------------------------
 
@@ -229,6 +253,13 @@ class Stack:
         self.wait("every host in sync", lambda: all(self.in_sync(h) for h in hosts), timeout)
 
     def db(self, query: str, *params: Any) -> list[tuple]:
+        """A read-only query with `?` placeholders, on whichever database the stack uses."""
+        if self.pg_database:
+            import psycopg
+
+            url = f"postgresql://postgres@127.0.0.1:5432/{self.pg_database}"
+            with psycopg.connect(url) as connection:
+                return connection.execute(query.replace("?", "%s"), params).fetchall()
         with sqlite3.connect(self.tmp / "db.sqlite3", timeout=10) as connection:
             return connection.execute(query, params).fetchall()
 

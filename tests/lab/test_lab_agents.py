@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from sgweb.firewall.render import IPSET_TYPE
 from tests.lab.stack import ECHO, Stack
 
 pytestmark = [pytest.mark.kernel, pytest.mark.redis]
@@ -180,7 +181,8 @@ def test_a_state_the_kernel_refuses_keeps_previous_rules_and_marks_the_host_fail
     )["security_group"]["id"]
     # A set of ours by name but of another type: `ipset restore` will refuse to create it.
     clash = "IPv4" + peers[:20]
-    stack.runner.run(["ipset", "create", clash, "hash:net"], netns=host)
+    other_type = "hash:net" if IPSET_TYPE == "hash:ip" else "hash:ip"
+    stack.runner.run(["ipset", "create", clash, other_type], netns=host)
     try:
         bad = add_rule(stack, ethertype="IPv4", protocol="tcp", remote_group_id=peers)
         status = stack.wait(
