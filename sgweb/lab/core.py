@@ -14,6 +14,7 @@ import contextlib
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -34,6 +35,7 @@ GROUP_NAME = "lab-vms"
 LAB_USER = "sgweb-lab"
 SUBNET_V4 = "198.51.100.0/24"
 SUBNET_V6 = "2001:db8:100::/64"
+_TOOLS = ("ip", "iptables-restore", "ip6tables-restore", "ipset", "conntrack", "setsid")
 _ALLOWED = [
     ipaddress.ip_network(n)
     for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "100.64.0.0/10", "2001:db8::/32")
@@ -237,6 +239,11 @@ def bring_up(
 
     if hosts < 1 or vms < 0 or hosts * vms > 200:
         raise LabError("use 1..N hosts and at most 200 VMs in all")
+    if os.geteuid() != 0:
+        raise LabError("lab hosts are network namespaces: run this as root")
+    missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
+    if missing:
+        raise LabError(f"missing {', '.join(missing)} (bash .ci/setup installs them)")
     directory = lab_dir()
     if LabState.load(directory) is not None or topo.list_namespaces(prefix):
         tear_down(prefix=prefix)

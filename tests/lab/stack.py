@@ -192,8 +192,15 @@ class Stack:
     def host_of(self, name: str) -> str:
         return self.vm(name)["host"]
 
-    def probe(self, src: str, dst: str, protocol: str = "icmp", port: int | None = None) -> bool:
-        argv = [sys.executable, "-I", PROBE, protocol, self.ip(dst), "--timeout", "0.3"]
+    def probe(
+        self,
+        src: str,
+        dst: str,
+        protocol: str = "icmp",
+        port: int | None = None,
+        family: int = 4,
+    ) -> bool:
+        argv = [sys.executable, "-I", PROBE, protocol, self.ip(dst, family), "--timeout", "0.3"]
         if port is not None:
             argv += ["--port", str(port)]
         result = self.runner.run(argv, netns=self.vm(src)["netns"], check=False, timeout=10)

@@ -77,6 +77,16 @@ def test_a_rule_created_through_the_api_opens_traffic_and_deleting_it_cuts_it(st
     assert report["conntrack_deleted"] >= 1, report
 
 
+def test_an_ipv6_rule_opens_ipv6_traffic_between_hosts(stack) -> None:
+    assert not stack.probe(SRC, DST, family=6), "ICMPv6 echo should start blocked"
+    rule_id = add_rule(stack, ethertype="IPv6", protocol="ipv6-icmp")
+    stack.wait("ICMPv6 echo allowed", lambda: stack.probe(SRC, DST, family=6))
+    assert not stack.probe(SRC, DST), "an IPv6 rule must not open IPv4"
+    stack.api("DELETE", f"/security-group-rules/{rule_id}")
+    stack.wait("ICMPv6 echo blocked again", lambda: not stack.probe(SRC, DST, family=6))
+    stack.wait_in_sync()
+
+
 def test_a_port_joining_a_remote_group_changes_only_ipset_members(stack) -> None:
     project = stack.state["project_id"]
     peers = stack.api(
