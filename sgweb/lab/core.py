@@ -15,7 +15,6 @@ import ipaddress
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
-from sgweb.hostsync import protocol
+from sgweb.hostsync import processes, protocol
 from sgweb.kernel import topology as topo
 from sgweb.kernel.runner import default_runner
 
@@ -153,13 +152,7 @@ def _agent_env(prefix: str) -> dict[str, str]:
 
 
 def _spawn(label: str, argv: list[str], env: dict[str, str], directory: Path) -> int:
-    """A detached background process (own session, output to a log file), recorded by pid."""
-    log = directory / f"{label}.log"
-    argv = [*argv, "--logfile", str(log)]
-    command = ["setsid", "env", *(f"{k}={v}" for k, v in env.items()), *argv]
-    handle = default_runner().spawn(command)
-    (directory / f"{label}.pid").write_text(str(handle.pid))
-    return handle.pid
+    return processes.spawn_detached(label, argv, env, directory)
 
 
 def start_agent(state: LabState, host: str, directory: Path | None = None) -> int:
@@ -171,58 +164,19 @@ def start_agent(state: LabState, host: str, directory: Path | None = None) -> in
 
 
 def start_control_worker(state: LabState, directory: Path | None = None) -> int:
+    """The lab's own control worker, unless `manage.py up` already runs one."""
     directory = directory or lab_dir()
-    argv = [
-        sys.executable, "-m", "celery", "-A", "sgweb.celery", "worker",
-        "-Q", state.env["SGWEB_CONTROL_QUEUE"], "--pool", "solo", "-c", "1",
-        "-n", f"control@{state.prefix.rstrip('-')}",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
+    shared = processes.running(processes.run_dir() / "control.pid")
+    if shared is not None and not os.environ.get("SGWEB_LAB_DIR"):
+        return shared
+    argv = processes.control_worker_argv(f"control-{state.prefix.rstrip('-')}")
     pid = _spawn("control", argv, state.env, directory)
     state.pids["control"] = pid
     return pid
 
 
-def _is_ours(pid: int) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        return False
-    return b"worker" in cmdline  # a recycled pid would be some other program
-
-
 def stop_process(pid: int, timeout: float = 5.0) -> None:
-    if not _is_ours(pid):
-        return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        waited, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our child
-        if waited == pid:
-            return False
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
+    processes.stop(pid, timeout)
 
 
 def bring_up(
