@@ -120,6 +120,7 @@ class Agent:
         self.started_at = time.time()
         self.applies = 0
         self._verified_text: dict[int, str] = {}
+        self._drift_paused_until = 0.0
 
     # -- status -------------------------------------------------------------------------------
 
@@ -400,6 +401,10 @@ class Agent:
 
     # -- drift --------------------------------------------------------------------------------
 
+    def pause_drift(self, seconds: float) -> None:
+        """Hold drift checks while something changes the kernel on purpose (a probe, a trace)."""
+        self._drift_paused_until = max(self._drift_paused_until, time.monotonic() + seconds)
+
     def check_drift(self, *, repair: bool = True) -> drift.DriftFindings | None:
         """Compare the kernel with the last applied state; repair (full apply) and report.
 
@@ -409,6 +414,8 @@ class Agent:
         """
         applied = self.applied
         if applied is None or not self.kernel_known:
+            return None
+        if time.monotonic() < self._drift_paused_until:
             return None
         clock = time.perf_counter()
         texts = {family: self.firewall.save(family) for family in (4, 6)}
