@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -165,8 +166,11 @@ def test_flushing_a_lab_host_by_hand_is_reported_as_drift_and_repaired(stack) ->
 
 def test_an_agent_killed_during_an_apply_converges_when_it_comes_back(stack) -> None:
     host = stack.host_of(DST)
+    pid = stack.agent_pid(host)
     rule_id = add_rule(stack, ethertype="IPv4", protocol="icmp")
-    os.kill(stack.agent_pid(host), signal.SIGKILL)  # during (or right before) the apply
+    # Kill it while one of its restore commands runs, if we catch one (applies take ~20 ms).
+    caught = _kill_during_restore(pid, within_s=2.0)
+    print(f"\nagent killed {'while restoring' if caught else 'around the apply'}")
     stack.start_agent(host)
     stack.wait("ping allowed after the restart", lambda: stack.probe(SRC, DST), timeout=20)
     stack.wait_in_sync()
@@ -179,6 +183,30 @@ def test_an_agent_killed_during_an_apply_converges_when_it_comes_back(stack) -> 
     stack.start_agent(host)
     stack.wait("ping blocked after the restart", lambda: not stack.probe(SRC, DST), timeout=20)
     stack.wait_in_sync()
+
+
+def _kill_during_restore(pid: int, within_s: float) -> bool:
+    """SIGKILL `pid` as soon as it has an iptables/ipset child; True if it had one."""
+    deadline = time.monotonic() + within_s
+    tasks = Path(f"/proc/{pid}/task")
+    while time.monotonic() < deadline:
+        children: list[str] = []
+        for task in tasks.glob("*/children"):
+            try:
+                children += task.read_text().split()
+            except OSError:
+                continue
+        for child in children:
+            try:
+                name = Path(f"/proc/{child}/comm").read_text().strip()
+            except OSError:
+                continue
+            if name.startswith(("iptables", "ip6tables", "ipset")):
+                os.kill(pid, signal.SIGKILL)
+                return True
+        time.sleep(0.0005)
+    os.kill(pid, signal.SIGKILL)
+    return False
 
 
 def test_a_state_the_kernel_refuses_keeps_previous_rules_and_marks_the_host_failed(stack) -> None:
