@@ -1,0 +1,91 @@
+"""Pure planning: which conntrack entries to cut, and how the kernel is compared (no I/O)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from sgweb.firewall import codec
+from sgweb.firewall.compiler import compile_host
+from sgweb.firewall.render import render_iptables
+from tests.agents.fakes import DB, FROM_DB, PORT_A, PORT_B, SSH, state
+from worker import conntrack, drift
+
+
+def test_a_member_leaving_a_remote_group_cuts_only_that_address_at_the_ports_that_name_it() -> None:
+    before = state(web_rules=(FROM_DB,), db_members=("192.0.2.20", "192.0.2.21"))
+    after = state(web_rules=(FROM_DB,), db_members=("192.0.2.20",))
+    cuts = conntrack.plan_cuts(before, after, compile_host(after))
+    assert [(c.port_id, c.addresses) for c in cuts] == [(PORT_A, ("192.0.2.21",))]
+    assert DB in cuts[0].why
+
+
+def test_switching_port_security_back_on_cuts_all_of_the_ports_connections() -> None:
+    cuts = conntrack.plan_cuts(state(port_b_security=False), state(), None)
+    assert [(c.port_id, c.protocol, c.why) for c in cuts] == [
+        (PORT_B, None, "port security enabled")
+    ]
+
+
+def test_adding_rules_cuts_nothing() -> None:
+    assert conntrack.plan_cuts(state(), state(web_rules=(SSH, FROM_DB)), None) == []
+
+
+def test_a_removed_single_port_rule_cuts_that_protocol_and_port_in_the_ports_zone() -> None:
+    after = state()
+    (cut,) = conntrack.plan_cuts(state(web_rules=(SSH,)), after, compile_host(after))
+    assert (cut.addresses, cut.protocol, cut.port) == (("192.0.2.10",), "tcp", 22)
+    assert cut.zone == conntrack.zones(compile_host(after)).get(PORT_A)
+
+
+def saved_text(compiled, family: int) -> str:
+    """What HostFirewall.save would read back from a kernel holding exactly `compiled`."""
+    lines = []
+    for line in render_iptables(compiled, family).splitlines():
+        if line.startswith(":"):
+            lines.append(line.split(" ", 1)[0] + " - [0:0]")
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def test_a_kernel_holding_what_was_compiled_shows_no_drift() -> None:
+    compiled = compile_host(state(web_rules=(SSH, FROM_DB)))
+    findings = drift.DriftFindings()
+    for family in (4, 6):
+        drift.compare_iptables(compiled, family, saved_text(compiled, family), findings)
+    assert not findings, findings.as_dict()
+
+
+def test_a_flushed_chain_a_missing_jump_and_an_emptied_set_are_all_drift() -> None:
+    compiled = compile_host(state(web_rules=(SSH, FROM_DB)))
+    chain = f"neutron-openvswi-i{PORT_A[:10]}"
+    kept = [
+        line
+        for line in saved_text(compiled, 4).splitlines()
+        if not line.startswith(f"-A {chain} ") and not line.startswith("-A INPUT ")
+    ]
+    findings = drift.DriftFindings()
+    drift.compare_iptables(compiled, 4, "\n".join(kept), findings)
+    (ipset,) = [s for s in compiled.ipsets if s.members]
+    drift.compare_ipsets(compiled, f"create {ipset.name} hash:net family inet\n", findings)
+    assert any(chain in entry for entry in findings.changed_chains)
+    assert any(entry.endswith("INPUT->neutron-openvswi-INPUT") for entry in findings.missing_jumps)
+    assert findings.changed_sets and ipset.name in findings.changed_sets[0]
+
+
+def test_a_rule_edited_in_place_is_drift_once_the_kernel_was_seen_correct() -> None:
+    compiled = compile_host(state(web_rules=(SSH,)))
+    verified = saved_text(compiled, 4)
+    edited = verified.replace("--dport 22", "--dport 2222")
+    findings = drift.DriftFindings()
+    drift.compare_iptables(compiled, 4, edited, findings)
+    assert not findings  # same shape...
+    drift.compare_text(4, verified, edited, findings)
+    assert findings.changed_chains  # ...but not the same rules
+
+
+def test_state_copies_compare_equal_after_the_codec_round_trip() -> None:
+    original = state(web_rules=(SSH, FROM_DB))
+    assert codec.loads(codec.dumps(original)) == original
+    changed = dataclasses.replace(original, enable_ipset=False)
+    assert codec.digest(codec.dumps(changed)) != codec.digest(codec.dumps(original))
