@@ -16,19 +16,22 @@ Only the namespaces created here are touched; the root namespace's sysctls are n
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import os
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from sgweb.kernel import probe as _probe_module
-from sgweb.kernel.runner import NETNS_DIR, CommandError, CommandRunner, ProcessHandle
+from sgweb.kernel.netns import list_namespaces, remove_namespace, remove_namespaces
+from sgweb.kernel.runner import CommandRunner
+from sgweb.kernel.traffic import PROBE_SCRIPT, EndpointTraffic
 
-PROBE_SCRIPT = _probe_module.__file__
+__all__ = [  # the namespace helpers and the probe path are used from here by other modules
+    "PROBE_SCRIPT",
+    "list_namespaces",
+    "remove_namespace",
+    "remove_namespaces",
+]
 
 Shape = Literal["shared-bridge", "bridge-per-port"]
 SHARED_BRIDGE: Shape = "shared-bridge"
@@ -86,7 +89,7 @@ class TopologySpec:
 
 
 @dataclass
-class Topology:
+class Topology(EndpointTraffic):
     """A built topology: which namespace plays which role."""
 
     spec: TopologySpec
@@ -124,109 +127,12 @@ class Topology:
     def teardown(self) -> None:
         remove_namespaces(self.spec.prefix, self.runner)
 
-    # -- traffic, one packet at a time (see sgweb.kernel.probe) ---------------------------------
-
-    def probe(self, label: str, *args: str, timeout: float = 0.5) -> bool:
-        """Run one probe from an endpoint; True when the traffic got through."""
-        argv = [sys.executable, "-I", PROBE_SCRIPT, *args, "--timeout", str(timeout)]
-        result = self.runner.run(argv, netns=self.ns(label), check=False, timeout=timeout + 10)
-        if result.returncode not in (0, 1):
-            raise CommandError(result)
-        return result.returncode == 0
-
-    def ping(self, label: str, dst: str, *, src: str | None = None, timeout: float = 0.5) -> bool:
-        return self.probe(label, "icmp", dst, *(["--src", src] if src else []), timeout=timeout)
-
-    def tcp_connect(
-        self, label: str, dst: str, port: int, *, src: str | None = None, timeout: float = 0.5
-    ) -> bool:
-        extra = ["--src", src] if src else []
-        return self.probe(label, "tcp", dst, "--port", str(port), *extra, timeout=timeout)
-
-    def udp_send(
-        self,
-        label: str,
-        dst: str,
-        port: int,
-        *,
-        sport: int = 0,
-        src: str | None = None,
-        expect_reply: bool = False,
-        timeout: float = 0.5,
-    ) -> bool:
-        extra = ["--src", src] if src else []
-        if expect_reply:
-            extra.append("--expect-reply")
-        return self.probe(
-            label, "udp", dst, "--port", str(port), "--sport", str(sport), *extra, timeout=timeout
-        )
-
-    def listen(self, label: str, protocol: str, port: int, *, echo: bool = False) -> ProcessHandle:
-        """Start a TCP/UDP listener; its stdout gets one JSON line per arrival."""
-        argv = [sys.executable, "-I", PROBE_SCRIPT, "listen", protocol, "--port", str(port)]
-        if echo:
-            argv.append("--echo")
-        handle = self.runner.spawn(argv, netns=self.ns(label))
-        _wait_for_listener(self.runner, self.ns(label), protocol, port)
-        return handle
-
-    def stream(self, label: str, dst: str, port: int, *, interval: float = 0.1) -> ProcessHandle:
-        """A long-lived TCP connection exchanging a byte every `interval` (JSON line per try)."""
-        argv = [sys.executable, "-I", PROBE_SCRIPT, "stream", dst, "--port", str(port),
-                "--interval", str(interval)]  # fmt: skip
-        return self.runner.spawn(argv, netns=self.ns(label))
-
-
-def _wait_for_listener(runner: CommandRunner, netns: str, protocol: str, port: int) -> None:
-    flag = "-tln" if protocol == "tcp" else "-uln"
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        listing = runner.run(["ss", "-H", flag, f"sport = :{port}"], netns=netns, check=False)
-        if listing.stdout.strip():
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"no {protocol} listener on port {port} in {netns}")
-
 
 def _check_ifname(name: str, what: str) -> None:
     if len(name.encode()) >= IFNAMSIZ:
         raise ValueError(
             f"{what} device name {name!r} must be shorter than IFNAMSIZ ({IFNAMSIZ - 1} bytes)"
         )
-
-
-def list_namespaces(prefix: str) -> list[str]:
-    try:
-        names = os.listdir(NETNS_DIR)
-    except FileNotFoundError:
-        return []
-    return sorted(name for name in names if name.startswith(prefix))
-
-
-def remove_namespace(name: str, runner: CommandRunner) -> bool:
-    """Delete one namespace by its exact name; False when it did not exist.
-
-    Processes still running inside it (listeners, captures started by us) are killed first,
-    because a process keeps its namespace and devices alive after `ip netns del`.
-    """
-    if not os.path.exists(os.path.join(NETNS_DIR, name)):
-        runner.release_netns(name)
-        return False
-    runner.release_netns(name)
-    pids = runner.run(["ip", "netns", "pids", name], check=False).stdout.split()
-    for pid in pids:
-        if pid.isdigit() and int(pid) != os.getpid():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), 9)
-    runner.run(["ip", "netns", "del", name], check=False)
-    return True
-
-
-def remove_namespaces(prefix: str, runner: CommandRunner) -> list[str]:
-    """Delete every namespace whose name starts with `prefix`; safe to call repeatedly."""
-    if not prefix:
-        raise ValueError("refusing to remove namespaces with an empty prefix")
-    return [name for name in list_namespaces(prefix) if remove_namespace(name, runner)]
 
 
 def _add_namespace(topology: Topology, name: str, sysctls: Iterable[str]) -> None:
