@@ -6,6 +6,7 @@ Agents send these by name (see `protocol`); they carry plain JSON dicts.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import shared_task
@@ -18,18 +19,33 @@ log = logging.getLogger(__name__)
 _reconciler = None
 
 
+def _with_retries(write: Any, *args: Any) -> None:
+    """SQLite answers concurrent writers with "database is locked" at once in some cases
+    (a reader upgrading to a writer); a report is worth a few short retries."""
+    from django.db import OperationalError
+
+    for attempt in range(5):
+        try:
+            write(*args)
+            return
+        except OperationalError as error:
+            if "locked" not in str(error) or attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 @shared_task(name=protocol.TASK_RECORD_APPLY, ignore_result=True)
 def record_apply(report: dict[str, Any]) -> None:
     from sgweb.hostsync.records import record_apply as record
 
-    record(report)
+    _with_retries(record, report)
 
 
 @shared_task(name=protocol.TASK_RECORD_DRIFT, ignore_result=True)
 def record_drift(report: dict[str, Any]) -> None:
     from sgweb.hostsync.records import record_drift as record
 
-    record(report)
+    _with_retries(record, report)
 
 
 @shared_task(name=protocol.TASK_REQUEST_STATE, ignore_result=True)
