@@ -117,6 +117,8 @@ INSTALLED_APPS = [
     "sgweb.dashboard",
     "sgweb.hostsync",
     "sgweb.lab",
+    "sgweb.live",
+    "sgweb.traces",
 ]
 
 MIDDLEWARE = [
