@@ -1,0 +1,136 @@
+"""Live events to browsers through the Channels layer: `sgweb.dispatch.send_event`'s sender.
+
+Scopes map to groups: "global" -> `live.global`, "project:<hex>" -> `live.project.<hex>`,
+"host:<name>" -> `live.host.<name>`, "trace:<id>" -> `live.trace.<id>`. The control tasks send
+"host.apply" / "host.drift" (see `sgweb.hostsync.records`); they become the protocol's `apply`,
+`drift` and `host-status` messages here, so every sender keeps its own vocabulary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+GROUP_GLOBAL = "live.global"
+
+
+def _safe(text: str) -> str:
+    # Channels group names: ASCII letters, digits, hyphens, periods, underscores, < 100 chars.
+    cleaned = "".join(c if c.isalnum() or c in "-._" else "_" for c in text)
+    if len(cleaned) > 80:
+        cleaned = cleaned[:60] + hashlib.sha1(text.encode()).hexdigest()[:16]
+    return cleaned
+
+
+def host_group(host: str) -> str:
+    return "live.host." + _safe(host)
+
+
+def project_group(project_hex: str) -> str:
+    return "live.project." + _safe(project_hex)
+
+
+def trace_group(trace_id: str) -> str:
+    return "live.trace." + _safe(str(trace_id))
+
+
+def group_for_scope(scope: str) -> str:
+    if scope == "global":
+        return GROUP_GLOBAL
+    kind, _, value = scope.partition(":")
+    if kind == "host":
+        return host_group(value)
+    if kind == "project":
+        return project_group(value)
+    if kind == "trace":
+        return trace_group(value)
+    raise ValueError(f"unknown event scope {scope!r}")
+
+
+def _unix(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return None
+
+
+def host_status_message(payload: dict[str, Any], alive: bool = True) -> dict[str, Any]:
+    return {
+        "type": "host-status",
+        "host": payload.get("host"),
+        "status": payload.get("status") or "unknown",
+        "alive": alive,
+        "desired_revision": payload.get("desired_revision"),
+        "applied_revision": payload.get("applied_revision"),
+        "last_apply_at": _unix(payload.get("last_apply_at")),
+        "last_apply_duration_ms": payload.get("last_apply_duration_ms"),
+        "last_error": payload.get("last_error") or "",
+    }
+
+
+def protocol_messages(kind: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The protocol's messages for one dispatched event (none for kinds browsers ignore)."""
+    report = payload.get("report") or {}
+    if kind == "host.apply":
+        apply = {
+            "type": "apply",
+            "host": payload.get("host"),
+            "revision": report.get("revision", payload.get("applied_revision")),
+            "ok": bool(report.get("ok", not payload.get("last_error"))),
+            "duration_ms": report.get("duration_ms", payload.get("last_apply_duration_ms")),
+            "error": report.get("error") or "",
+            "at": _unix(report.get("finished_at")) or time.time(),
+        }
+        return [apply, host_status_message(payload)]
+    if kind == "host.drift":
+        found = report.get("found") or {}
+        detail = ", ".join(f"{key}: {len(value)}" for key, value in sorted(found.items()) if value)
+        drift = {
+            "type": "drift",
+            "host": payload.get("host"),
+            "detail": detail or "kernel differed from the applied revision",
+            "repaired": bool(report.get("repaired")),
+            "at": _unix(report.get("detected_at")) or time.time(),
+        }
+        return [drift, host_status_message(payload)]
+    if kind == "host-status":
+        return [host_status_message(payload, bool(payload.get("alive", True)))]
+    if kind.startswith("trace-"):
+        return [payload]
+    return []
+
+
+def channels_sender(kind: str, payload: dict[str, Any], scope: str) -> None:
+    """Send each protocol message to the scope's group, and host messages to the host's group
+    too (a port page listens there for its host's applies)."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    messages = protocol_messages(kind, payload)
+    if not messages:
+        return
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    groups = [group_for_scope(scope)]
+    host = payload.get("host")
+    if kind.startswith("host") and host and scope != f"host:{host}":
+        groups.append(host_group(str(host)))
+    for message in messages:
+        for group in groups:
+            async_to_sync(layer.group_send)(group, {"type": "live.message", "message": message})
+
+
+def install() -> None:
+    from sgweb import dispatch
+
+    dispatch.set_event_sender(channels_sender)
