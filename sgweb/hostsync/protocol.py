@@ -31,6 +31,7 @@ TASK_SYNC = "sgweb.agent.sync"  # control plane -> host queue: "revision N is wa
 TASK_RECORD_APPLY = "sgweb.hostsync.record_apply"  # agent -> control: an apply report
 TASK_RECORD_DRIFT = "sgweb.hostsync.record_drift"  # agent -> control: drift found and repaired
 TASK_REQUEST_STATE = "sgweb.hostsync.request_state"  # agent -> control: please (re)publish me
+TASK_PUBLISH = "sgweb.hostsync.publish"  # web -> control: publish these (many) hosts
 
 HEARTBEAT_INTERVAL_S = 2.0
 HEARTBEAT_TTL_S = 10  # three missed beats and a bit: the host shows as down

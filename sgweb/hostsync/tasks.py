@@ -58,6 +58,13 @@ def request_state(host: str, reason: str = "agent asked") -> None:
             record_republish(outcome.host, reason)
 
 
+@shared_task(name=protocol.TASK_PUBLISH, ignore_result=True)
+def publish(hosts: list[str], reason: str = "") -> None:
+    from sgweb.hostsync.publish import publish_hosts
+
+    publish_hosts(hosts, reason)
+
+
 def _consumes_control_queue(consumer: Any) -> bool:
     try:
         names = {queue.name for queue in consumer.task_consumer.queues}

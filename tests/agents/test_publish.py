@@ -162,3 +162,26 @@ def test_liveness_comes_from_the_heartbeat(sync_channel) -> None:
     assert live["compute1"].alive and live["compute1"].applied_revision == 4
     assert not live["compute2"].alive
     assert desired_revisions(["compute1"]) == {"compute1": None}
+
+
+def test_a_change_reaching_many_hosts_is_published_by_the_control_worker(
+    sync_channel, current_state
+) -> None:
+    from sgweb.hostsync.tasks import publish as publish_task
+
+    names = [f"compute{i}" for i in range(publish.inline_hosts_limit() + 1)]
+    assert publish.publish_changed(names, "group used everywhere") == []
+    assert desired_revisions(names) == dict.fromkeys(names)  # nothing built in the request
+    (message,) = sync_channel.redis.lrange(sync_channel.control_queue, 0, -1)
+    assert json.loads(message)["headers"]["task"] == protocol.TASK_PUBLISH
+    args, kwargs, _ = json.loads(_body(message))
+    publish_task(*args, **kwargs)  # what the control worker does with it
+    assert all(revision for revision in desired_revisions(names).values())
+
+
+def test_a_change_reaching_a_few_hosts_is_published_before_the_request_ends(
+    sync_channel, current_state
+) -> None:
+    results = publish.publish_changed(["compute1", "compute2"], "rule added")
+    assert [r.host for r in results] == ["compute1", "compute2"]
+    assert sync_channel.redis.llen(sync_channel.control_queue) == 0
