@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 HostSender = Callable[[list[str], str], None]
 EventSender = Callable[[str, dict[str, Any], str], None]
+HostTaskSender = Callable[[str, str, dict[str, Any]], None]
 
 
 def _no_host_sender(host_names: list[str], reason: str) -> None:
@@ -33,9 +34,17 @@ def _no_event_sender(kind: str, payload: dict[str, Any], scope: str) -> None:
     log.debug("event %s for %s; no live event sender configured", kind, scope)
 
 
+def _send_host_task(host: str, task: str, kwargs: dict[str, Any]) -> None:
+    from sgweb.hostsync.channel import channel
+    from sgweb.hostsync.protocol import host_queue
+
+    channel().send(task, kwargs, host_queue(host))
+
+
 # Replaced at start-up by the agents' and live modules (and by tests).
 host_sender: HostSender = _no_host_sender
 event_sender: EventSender = _no_event_sender
+host_task_sender: HostTaskSender = _send_host_task
 
 
 def set_host_sender(sender: HostSender | None) -> None:
@@ -69,3 +78,13 @@ def send_event(kind: str, payload: dict[str, Any], *, scope: str = "global") -> 
         event_sender(kind, payload, scope)
     except Exception:
         log.exception("could not send live event %s to %s", kind, scope)
+
+
+def send_host_task(host: str, task: str, kwargs: dict[str, Any]) -> bool:
+    """A one-off task for one host's agent (issue 5: prove a trace); False if it could not go."""
+    try:
+        host_task_sender(host, task, kwargs)
+    except Exception:
+        log.exception("could not send %s to host %s", task, host)
+        return False
+    return True
