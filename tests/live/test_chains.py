@@ -34,7 +34,8 @@ def test_anti_spoofing_rules_name_the_address_and_mac(world):
     message = port_chains(world.web)
     spoof = next(c for c in message["chains"] if c["family"] == 4 and c["role"] == "anti-spoofing")
     address = world.web.fixed_ips.first().ip_address
-    assert spoof["rules"][0]["label"] == f"anti-spoofing: {address} from {world.web.mac_address.upper()}"
+    mac = world.web.mac_address.upper()
+    assert spoof["rules"][0]["label"] == f"anti-spoofing: {address} from {mac}"
 
 
 def test_a_port_without_a_host_has_no_chains(world, alice):

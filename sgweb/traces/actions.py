@@ -1,0 +1,268 @@
+"""Starting, reading and recording traces: the only writers of `Trace`.
+
+`start_trace` validates and resolves the endpoints, computes the static verdict at once, stores
+the trace and (after commit) asks the proving host's agent for the kernel's account.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import uuid
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from sgweb import dispatch
+from sgweb.firewall.tracepacket import TraceError
+from sgweb.networks.models import Port
+from sgweb.tenancy.access import member_project_ids, role_of, scope, sees_all_projects
+from sgweb.tenancy.errors import Invalid, NotFound, PermissionDenied
+from sgweb.traces import protocol
+from sgweb.traces.models import Trace, TraceStatus
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = {"tcp": "tcp", "udp": "udp", "icmp": "icmp", "ipv6-icmp": "ipv6-icmp",
+             "icmpv6": "ipv6-icmp"}  # fmt: skip
+ECHO_REQUEST = {4: 8, 6: 128}
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def _resolve(actor: Any, text: str, field: str) -> Port | str:
+    """A port the actor may see (by id or exact name), or an address."""
+    text = (text or "").strip()
+    if not text:
+        raise Invalid.from_errors({field: ["Give a port or an IP address."]})
+    address = _address(text)
+    if address is not None:
+        return str(address)
+    ports = scope(actor, Port.objects.select_related("host"))
+    try:
+        return ports.get(pk=uuid.UUID(text))
+    except (ValueError, Port.DoesNotExist):
+        pass
+    named = list(ports.filter(name=text)[:2])
+    if len(named) == 1:
+        return named[0]
+    if len(named) > 1:
+        raise Invalid.from_errors({field: [f"Several ports are named {text!r}: give its id."]})
+    raise NotFound(f"Port {text} could not be found.", neutron_type="PortNotFound")
+
+
+def _port_address(port: Port, family: int, field: str) -> str:
+    for fixed in port.fixed_ips.all():
+        if _address(fixed.ip_address) and _address(fixed.ip_address).version == family:
+            return str(_address(fixed.ip_address))
+    raise Invalid.from_errors({field: [f"Port {port.name or port.pk} has no IPv{family} address."]})
+
+
+def _family(source: Port | str, destination: Port | str, protocol_name: str) -> int:
+    families = {_address(e).version for e in (source, destination) if isinstance(e, str)}
+    if len(families) > 1:
+        raise Invalid.from_errors({"destination": ["Source and destination mix IPv4 and IPv6."]})
+    if families:
+        return families.pop()
+    return 6 if protocol_name == "ipv6-icmp" else 4
+
+
+def _clean_protocol(
+    protocol_name: str, port: int | None, icmp_type: int | None, icmp_code: int | None, family: int
+) -> tuple[str, int | None, int | None, int | None]:
+    name = PROTOCOLS.get((protocol_name or "").strip().lower())
+    if name is None:
+        raise Invalid.from_errors({"protocol": ["Choose tcp, udp or icmp."]})
+    if name in ("tcp", "udp"):
+        if port in (None, ""):
+            raise Invalid.from_errors({"port": [f"A {name} trace needs a destination port."]})
+        try:
+            number = int(port)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise Invalid.from_errors({"port": ["The port must be a number."]}) from None
+        if not 1 <= number <= 65535:
+            raise Invalid.from_errors({"port": ["The port must be between 1 and 65535."]})
+        return name, number, None, None
+    name = "ipv6-icmp" if family == 6 else "icmp"
+    values = []
+    for field, value, default in (("icmp_type", icmp_type, ECHO_REQUEST[family]),
+                                  ("icmp_code", icmp_code, 0)):  # fmt: skip
+        if value in (None, ""):
+            values.append(default)
+            continue
+        try:
+            number = int(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise Invalid.from_errors({field: ["Must be a number."]}) from None
+        if not 0 <= number <= 255:
+            raise Invalid.from_errors({field: ["Must be between 0 and 255."]})
+        values.append(number)
+    return name, None, values[0], values[1]
+
+
+def _require_host(port: Port, field: str) -> str:
+    if port.host_id is None:
+        raise Invalid.from_errors(
+            {field: [f"Port {port.name or port.pk} is not bound to a host: nothing filters it."]}
+        )
+    return port.host.name
+
+
+def start_trace(
+    actor: Any,
+    *,
+    source: str,
+    destination: str,
+    protocol: str,
+    port: int | None = None,
+    icmp_type: int | None = None,
+    icmp_code: int | None = None,
+) -> Trace:
+    """Trace a packet from `source` to `destination` (each a port the actor may see, by id or
+    name, or an address): the static verdict now, the kernel's proof asynchronously."""
+    from sgweb.live.compiled import host_target
+    from sgweb.traces.static import static_message, trace_static
+
+    if not role_of(actor):
+        raise PermissionDenied("Log in to trace packets.")
+    src = _resolve(actor, source, "source")
+    dst = _resolve(actor, destination, "destination")
+    if isinstance(src, str) and isinstance(dst, str):
+        raise Invalid.from_errors({"__all__": ["At least one end of a trace must be a port."]})
+    if isinstance(src, Port) and isinstance(dst, Port) and src.pk == dst.pk:
+        raise Invalid.from_errors({"destination": ["Source and destination are the same port."]})
+    family = _family(src, dst, (protocol or "").strip().lower())
+    name, dport, itype, icode = _clean_protocol(protocol, port, icmp_type, icmp_code, family)
+    hosts = []
+    for end, field in ((src, "source"), (dst, "destination")):
+        if isinstance(end, Port):
+            hosts.append(_require_host(end, field))
+    src_address = _port_address(src, family, "source") if isinstance(src, Port) else src
+    dst_address = _port_address(dst, family, "destination") if isinstance(dst, Port) else dst
+    trace = Trace(
+        id=uuid.uuid4(),
+        created_by=actor if getattr(actor, "pk", None) else None,
+        project_id=(src if isinstance(src, Port) else dst).project_id,  # type: ignore[union-attr]
+        source=source.strip(),
+        destination=destination.strip(),
+        source_port=src if isinstance(src, Port) else None,
+        destination_port=dst if isinstance(dst, Port) else None,
+        source_address=src_address,
+        destination_address=dst_address,
+        family=family,
+        protocol=name,
+        port=dport,
+        icmp_type=itype,
+        icmp_code=icode,
+    )
+    try:
+        flow = trace_static(
+            [host_target(host) for host in dict.fromkeys(hosts)],
+            str(src.pk) if isinstance(src, Port) else src,
+            str(dst.pk) if isinstance(dst, Port) else dst,
+            protocol=name,
+            family=family,
+            dport=dport,
+            icmp_type=itype,
+            icmp_code=icode,
+        )
+    except TraceError as exc:
+        raise Invalid.from_errors({"__all__": [str(exc)]}) from None
+    static = static_message(str(trace.id), flow)
+    trace.static_result = static
+    trace.events = [{**static, "seq": 0}]
+    from sgweb.traces.proof import plan_proof
+
+    request, refusal = plan_proof(trace, src, dst)
+    if request is None:
+        trace.host = hosts[0]
+        _finish(trace, refusal or {})
+    else:
+        trace.host, trace.mode = request.host, request.mode
+        trace.status = TraceStatus.RUNNING
+    trace.save()
+    if request is not None:
+        transaction.on_commit(lambda: _send_proof(trace.pk, request))
+    return trace
+
+
+def _finish(trace: Trace, result: dict[str, Any]) -> None:
+    result = {"seq": len(trace.events), **result}
+    trace.kernel_result = result
+    trace.status = result.get("status", protocol.STATUS_FAILED)
+    trace.finished_at = timezone.now()
+    trace.events = [*trace.events, result]
+
+
+def _send_proof(trace_id: uuid.UUID, request: protocol.ProofRequest) -> None:
+    if dispatch.send_host_task(request.host, protocol.TASK_PROVE, {"request": request.to_dict()}):
+        return
+    record_event(
+        str(trace_id),
+        result_message(
+            str(trace_id), protocol.STATUS_FAILED, request.static_verdict, None,
+            f"could not reach the agent of host {request.host}",
+        ),
+    )  # fmt: skip
+
+
+def result_message(
+    trace_id: str, status: str, static_verdict: str, kernel_verdict: str | None, summary: str
+) -> dict[str, Any]:
+    import time
+
+    agrees = None if kernel_verdict is None else kernel_verdict == static_verdict
+    return {
+        "type": "trace-result",
+        "trace_id": trace_id,
+        "status": status,
+        "static_verdict": static_verdict,
+        "kernel_verdict": kernel_verdict,
+        "agrees": agrees,
+        "summary": summary,
+        "at": time.time(),
+    }
+
+
+def visible_traces(actor: Any) -> QuerySet[Trace]:
+    if not role_of(actor):
+        return Trace.objects.none()
+    if sees_all_projects(actor):
+        return Trace.objects.all()
+    return Trace.objects.filter(Q(project_id__in=member_project_ids(actor)) | Q(created_by=actor))
+
+
+def get_trace(actor: Any, trace_id: str | uuid.UUID) -> Trace:
+    try:
+        wanted = uuid.UUID(str(trace_id))
+    except ValueError:
+        raise NotFound(f"Trace {trace_id} could not be found.") from None
+    trace = visible_traces(actor).filter(pk=wanted).first()
+    if trace is None:
+        raise NotFound(f"Trace {trace_id} could not be found.")
+    return trace
+
+
+def record_event(trace_id: str, message: dict[str, Any]) -> None:
+    """Store one message of the agent's on its trace, then forward it to the trace's watchers.
+
+    Messages are numbered (`seq`) so a watcher that joined while replaying can drop doubles."""
+    with transaction.atomic():
+        trace = Trace.objects.select_for_update().filter(pk=trace_id).first()
+        if trace is None:
+            log.info("event for unknown trace %s ignored", trace_id)
+            return
+        message = {**message, "trace_id": str(trace.pk), "seq": len(trace.events)}
+        if message.get("type") == "trace-result":
+            _finish(trace, message)
+        else:
+            trace.events = [*trace.events, message]
+        trace.save(update_fields=["events", "kernel_result", "status", "finished_at"])
+    dispatch.send_event(str(message.get("type")), message, scope=f"trace:{trace.pk}")

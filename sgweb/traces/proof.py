@@ -1,0 +1,75 @@
+"""Which host proves a trace, and how: probes from the source VM in the lab, else observation.
+
+A trace from a port is proved on that port's host; from an outside address, on the
+destination port's host. A lab VM's namespace is where its probes come from (the lab's own
+record, `sgweb.lab.core.LabState`); a port that is no lab VM cannot send anything, so its host
+watches real traffic for a bounded time instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sgweb.networks.models import Port
+from sgweb.traces import protocol
+from sgweb.traces.models import Trace
+
+log = logging.getLogger(__name__)
+
+
+def lab_namespace(port: Port) -> tuple[str, str] | None:
+    """(VM namespace, MAC) of a lab VM's port, None when the port is no lab VM."""
+    try:
+        from sgweb.lab.core import LabState, lab_dir
+
+        state = LabState.load(lab_dir())
+    except Exception as exc:  # no lab, unreadable file: not a lab port
+        log.debug("no lab state: %s", exc)
+        return None
+    if state is None:
+        return None
+    for vm in state.vms:
+        if vm.port_id == str(port.pk) and port.host_id and vm.host == port.host.name:
+            return vm.netns, vm.mac
+    return None
+
+
+def agent_alive(host: str) -> bool:
+    from sgweb.hostsync.status import host_liveness
+
+    return host_liveness([host])[host].alive
+
+
+def plan_proof(
+    trace: Trace, source: Port | str, destination: Port | str
+) -> tuple[protocol.ProofRequest | None, dict[str, Any] | None]:
+    """The request for the proving agent, or (None, a failed trace-result) when none can run."""
+    from sgweb.traces.actions import result_message
+
+    prover = source if isinstance(source, Port) else destination
+    assert isinstance(prover, Port)
+    host = prover.host.name
+    lab = lab_namespace(source) if isinstance(source, Port) else None
+    static = trace.static_verdict
+    if not agent_alive(host):
+        return None, result_message(
+            str(trace.pk), protocol.STATUS_FAILED, static, None,
+            f"no proof: the agent of host {host} is not running",
+        )  # fmt: skip
+    request = protocol.ProofRequest(
+        trace_id=str(trace.pk),
+        host=host,
+        mode=protocol.MODE_PROBE if lab else protocol.MODE_OBSERVE,
+        family=trace.family,
+        protocol=trace.protocol,
+        src=trace.source_address,
+        dst=trace.destination_address,
+        dport=trace.port,
+        icmp_type=trace.icmp_type,
+        icmp_code=trace.icmp_code,
+        static_verdict=static,
+        source_netns=lab[0] if lab else None,
+        source_mac=lab[1] if lab else None,
+    )
+    return request, None
