@@ -15,9 +15,9 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from sgweb.gctune import tune_for_serving  # noqa: E402
+from sgweb.live.routing import websocket_urlpatterns as live_routes  # noqa: E402
 
-# Issue 5 adds the live counter / trace consumers here.
-websocket_urlpatterns: list = []
+websocket_urlpatterns: list = [*live_routes]
 
 application = ProtocolTypeRouter(
     {
