@@ -64,14 +64,14 @@ def register_watch(
     pipe.set(watch_key(prefix, host, watcher), json.dumps(sorted(set(chains))), ex=WATCH_TTL_S)
     pipe.sadd(watchers_key(prefix, host), watcher)
     pipe.expire(watchers_key(prefix, host), WATCH_TTL_S * 6)
-    pipe.execute()
+    return pipe.execute()
 
 
-def release_watch(client: Any, prefix: str, host: str, watcher: str) -> None:
+def release_watch(client: Any, prefix: str, host: str, watcher: str) -> Any:
     pipe = client.pipeline()
     pipe.delete(watch_key(prefix, host, watcher))
     pipe.srem(watchers_key(prefix, host), watcher)
-    pipe.execute()
+    return pipe.execute()
 
 
 def watched_chains(client: Any, prefix: str, host: str) -> set[str]:
