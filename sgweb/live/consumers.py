@@ -186,7 +186,6 @@ class PortConsumer(CountersMixin, LiveConsumer):
 
     async def start(self) -> None:
         message = self.message
-        await self.send_json(message)
         self.host = message["host"]
         self.port_id = message["port_id"]
         self.keys = {
@@ -195,10 +194,14 @@ class PortConsumer(CountersMixin, LiveConsumer):
         self.watches = {self.host: sorted(self.keys)} if self.host and self.keys else {}
         if self.host:
             await self.join(events.host_group(self.host))
+        if self.watches:
+            # Registered before the first message, so the agent is reading by the time the
+            # page has drawn the chains.
+            await self.open_redis()
+            await self.register_watches()
+        await self.send_json(message)
         if not self.watches:
             return
-        await self.open_redis()
-        await self.register_watches()
         readings = await self.latest_readings(self.host, sorted(self.keys))
         if readings:
             at = max(float(r.get("at") or 0) for r in readings.values())

@@ -56,3 +56,36 @@ def world(alice, adam, project_a) -> World:
         adam, project_a, network, name="db1", security_groups=[str(group.id)], host="compute1"
     )
     return World(group, str(ssh.id), str(ping.id), web, db)
+
+
+TEST_REDIS_DB = 12
+
+
+@pytest.fixture
+def live_redis(settings):
+    """A Redis database and key prefix of this test's own, for the Channels layer and for the
+    watch keys / counter channels (through `use_channel`); every key removed afterwards."""
+    import os
+    import secrets
+
+    import redis
+    from channels.layers import channel_layers
+
+    from sgweb.hostsync.channel import SyncChannel, use_channel
+
+    url = f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+    prefix = f"sgwt-{os.getpid()}-{secrets.token_hex(3)}"
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [url], "prefix": prefix},
+        }
+    }
+    channel_layers.backends.clear()
+    client = redis.Redis.from_url(url)
+    with use_channel(SyncChannel(redis_url=url, broker_url=url, prefix=prefix)):
+        yield client, prefix
+    channel_layers.backends.clear()
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()

@@ -1,0 +1,253 @@
+"""The live websocket consumers against the real Redis channel layer and Redis pub/sub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+
+from sgweb.live import events, wire
+from sgweb.live.chains import port_chain_keys
+from sgweb.live.routing import websocket_urlpatterns
+
+pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+PREFIX = "neutron-openvswi"
+
+
+def run(scenario):
+    return async_to_sync(scenario)()
+
+
+async def connect(path: str, user) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+    communicator.scope["user"] = user
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    return communicator
+
+
+async def refused_with(path: str, user) -> int:
+    communicator = await connect(path, user)
+    output = await communicator.receive_output(timeout=5)
+    assert output["type"] == "websocket.close"
+    await communicator.wait()
+    return output["code"]
+
+
+async def receive_type(communicator: WebsocketCommunicator, kind: str, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        message = await communicator.receive_json_from(
+            timeout=max(0.1, deadline - time.monotonic())
+        )
+        if message["type"] == kind:
+            return message
+
+
+def paths(world, trace_id: str = "00000000-0000-0000-0000-000000000000") -> list[str]:
+    return [
+        f"/ws/ports/{world.web.pk}",
+        f"/ws/security-groups/{world.group.pk}",
+        f"/ws/hosts/{world.host}",
+        f"/ws/traces/{trace_id}",
+    ]
+
+
+def a_trace(world, alice, monkeypatch):
+    from sgweb.traces import actions, proof
+
+    monkeypatch.setattr(proof, "agent_alive", lambda host: False)
+    return actions.start_trace(alice, source="web1", destination="db1", protocol="icmp")
+
+
+def test_anonymous_users_are_closed_with_4401(world, live_redis, alice, monkeypatch):
+    from django.contrib.auth.models import AnonymousUser
+
+    trace = a_trace(world, alice, monkeypatch)
+
+    async def scenario():
+        for path in [*paths(world, str(trace.pk)), "/ws/events"]:
+            assert await refused_with(path, AnonymousUser()) == 4401, path
+
+    run(scenario)
+
+
+def test_outsiders_are_closed_with_4404_for_ports_groups_hosts_and_traces(
+    world, live_redis, alice, charlie, monkeypatch
+):
+    trace = a_trace(world, alice, monkeypatch)
+
+    async def scenario():
+        for path in paths(world, str(trace.pk)):
+            assert await refused_with(path, charlie) == 4404, path
+        assert await refused_with("/ws/ports/not-a-uuid", alice) == 4404
+        assert await refused_with("/ws/hosts/nowhere", alice) == 4404
+
+    run(scenario)
+
+
+def test_a_reader_and_a_member_may_watch_a_port_and_its_watch_is_released(
+    world, live_redis, alice, rita
+):
+    client, prefix = live_redis
+    keys = set(port_chain_keys(PREFIX, str(world.web.pk)))
+
+    def scenario(user):
+        async def watch():
+            await watch_as(user)
+
+        return watch
+
+    async def watch_as(user):
+        communicator = await connect(f"/ws/ports/{world.web.pk}", user)
+        chains = await communicator.receive_json_from(timeout=5)
+        assert chains["type"] == "chains" and chains["port_id"] == str(world.web.pk)
+        assert chains["host"] == "compute1" and len(chains["chains"]) == 6
+        watched = await sync_to_async(wire.watched_chains)(client, prefix, "compute1")
+        assert watched == keys
+        await communicator.disconnect()
+        assert await sync_to_async(wire.watched_chains)(client, prefix, "compute1") == set()
+
+    for user in (rita, alice):
+        run(scenario(user))
+
+
+def test_a_port_watcher_gets_its_chains_counters_from_the_agents_messages(world, live_redis, alice):
+    client, prefix = live_redis
+    ingress = f"{PREFIX}-i{str(world.web.pk)[:10]}"
+    other = f"{PREFIX}-i{str(world.db.pk)[:10]}"
+
+    async def scenario():
+        communicator = await connect(f"/ws/ports/{world.web.pk}", alice)
+        await receive_type(communicator, "chains")
+        await asyncio.sleep(0.3)  # the subscription is made by the pump task
+        message = {
+            "type": "host-counters", "host": "compute1", "at": 1764190000.5,
+            "chains": [
+                {"key": f"4:filter:{ingress}", "name": ingress, "family": 4, "table": "filter",
+                 "rules": [{"position": 1, "packets": 10, "bytes": 840, "pps": 1.0,
+                            "bps": 84.0, "rule_id": None}]},
+                {"key": f"4:filter:{other}", "name": other, "family": 4, "table": "filter",
+                 "rules": [{"position": 1, "packets": 5, "bytes": 5, "pps": 0, "bps": 0}]},
+            ],
+        }  # fmt: skip
+        await sync_to_async(client.publish)(
+            wire.counters_channel(prefix, "compute1"), json.dumps(message)
+        )
+        counters = await receive_type(communicator, "counters")
+        assert counters == {
+            "type": "counters", "port_id": str(world.web.pk), "host": "compute1",
+            "at": 1764190000.5,
+            "chains": [{"name": ingress, "family": 4, "rules": [
+                {"position": 1, "packets": 10, "bytes": 840, "pps": 1.0, "bps": 84.0}]}],
+        }  # fmt: skip
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_a_group_watcher_gets_hits_per_rule_summed_over_its_ports(world, live_redis, alice):
+    client, prefix = live_redis
+    client.hset(wire.last_hit_key(prefix), world.ssh_rule_id, "1764190000.25")
+
+    def chain(port, packets):
+        name = f"{PREFIX}-i{str(port.pk)[:10]}"
+        return {"key": f"4:filter:{name}", "name": name, "family": 4, "table": "filter",
+                "rules": [{"position": 4, "packets": packets, "bytes": packets * 60, "pps": 1.0,
+                           "bps": 60.0, "rule_id": world.ssh_rule_id}]}  # fmt: skip
+
+    async def scenario():
+        communicator = await connect(f"/ws/security-groups/{world.group.pk}", alice)
+        first = await receive_type(communicator, "rule-hits")
+        assert first["group_id"] == str(world.group.pk)
+        assert {r["rule_id"] for r in first["rules"]} >= {world.ssh_rule_id, world.ping_rule_id}
+        await asyncio.sleep(0.3)
+        message = {"type": "host-counters", "host": "compute1", "at": time.time(),
+                   "chains": [chain(world.web, 3), chain(world.db, 4)]}  # fmt: skip
+        await sync_to_async(client.publish)(
+            wire.counters_channel(prefix, "compute1"), json.dumps(message)
+        )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            hits = await receive_type(communicator, "rule-hits")
+            ssh = next(r for r in hits["rules"] if r["rule_id"] == world.ssh_rule_id)
+            if ssh["packets"]:
+                break
+        assert ssh == {"rule_id": world.ssh_rule_id, "packets": 7, "bytes": 420, "pps": 2.0,
+                       "last_hit_at": 1764190000.25, "ports": 2}  # fmt: skip
+        watched = await sync_to_async(wire.watched_chains)(client, prefix, "compute1")
+        assert f"4:filter:{PREFIX}-o{str(world.db.pk)[:10]}" in watched
+        await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_apply_and_drift_events_reach_host_port_and_events_watchers(
+    world, live_redis, alice, charlie
+):
+    payload = {"host": "compute1", "status": "in-sync", "desired_revision": 7,
+               "applied_revision": 7, "last_apply_at": "2026-11-26T22:00:00+00:00",
+               "last_apply_duration_ms": 12, "last_error": "",
+               "report": {"revision": 7, "ok": True, "duration_ms": 12.5,
+                          "finished_at": 1764190000.0}}  # fmt: skip
+
+    async def scenario():
+        host = await connect("/ws/hosts/compute1", alice)
+        status = await receive_type(host, "host-status")
+        assert status["host"] == "compute1" and status["alive"] is False
+        port = await connect(f"/ws/ports/{world.web.pk}", alice)
+        await receive_type(port, "chains")
+        everything = await connect("/ws/events", alice)
+        outsider = await connect("/ws/events", charlie)
+        await sync_to_async(events.channels_sender)("host.apply", payload, "global")
+        for communicator in (host, port, everything):
+            apply = await receive_type(communicator, "apply")
+            assert apply == {"type": "apply", "host": "compute1", "revision": 7, "ok": True,
+                             "duration_ms": 12.5, "error": "", "at": 1764190000.0}  # fmt: skip
+            status = await receive_type(communicator, "host-status")
+            assert status["status"] == "in-sync" and status["applied_revision"] == 7
+        drift = {**payload, "report": {"found": {"rules": ["x"]}, "repaired": True,
+                                       "detected_at": 1764190001.0}}  # fmt: skip
+        await sync_to_async(events.channels_sender)("host.drift", drift, "global")
+        message = await receive_type(host, "drift")
+        assert message == {"type": "drift", "host": "compute1", "detail": "rules: 1",
+                           "repaired": True, "at": 1764190001.0}  # fmt: skip
+        assert await outsider.receive_nothing(timeout=0.5)
+        for communicator in (host, port, everything, outsider):
+            await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_a_trace_watcher_gets_the_stored_messages_then_live_ones(
+    world, live_redis, alice, bob, monkeypatch
+):
+    from sgweb.traces import actions
+
+    trace = a_trace(world, alice, monkeypatch)
+    events.install()
+
+    async def scenario():
+        communicator = await connect(f"/ws/traces/{trace.pk}", bob)
+        static = await communicator.receive_json_from(timeout=5)
+        assert static["type"] == "trace-static" and static["verdict"] == "ACCEPT"
+        result = await communicator.receive_json_from(timeout=5)
+        assert result["type"] == "trace-result" and result["status"] == "failed"
+        packet = {"type": "trace-packet", "index": 0, "direction": "request",
+                  "host": "compute1", "steps": [], "verdict": "ACCEPT"}  # fmt: skip
+        await sync_to_async(actions.record_event)(str(trace.pk), packet)
+        live = await receive_type(communicator, "trace-packet")
+        assert live["trace_id"] == str(trace.pk) and live["seq"] == 2
+        await communicator.disconnect()
+
+    try:
+        run(scenario)
+    finally:
+        from sgweb import dispatch
+
+        dispatch.set_event_sender(None)
