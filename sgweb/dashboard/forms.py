@@ -117,3 +117,19 @@ class UserForm(forms.Form):
     email = _text()
     password = _text()
     role = _text()
+
+
+class TraceForm(forms.Form):
+    """A packet to trace. Each end is a port (picked by search: its id, or a unique name) or an
+    address; `start_trace` validates the rest with the tracer's own checks."""
+
+    source_kind = _text()  # "port" | "address"
+    source_port = _text()
+    source_address = _text()
+    destination_kind = _text()
+    destination_port = _text()
+    destination_address = _text()
+    protocol = _text()
+    port = _text()
+    icmp_type = _text()
+    icmp_code = _text()

@@ -12,6 +12,7 @@ from sgweb.dashboard.views import (
     security_groups,
     session,
     tokens,
+    traces,
     users,
 )
 
@@ -62,6 +63,11 @@ urlpatterns = [
     path("networks/new", networks.network_new, name="network_new"),
     path("networks/<str:network_id>", networks.network_detail, name="network"),
     path("networks/<str:network_id>/subnets", networks.subnet_create, name="subnet_create"),
+    # Packet traces (issue 5)
+    path("traces", traces.trace_list, name="traces"),
+    path("traces/new", traces.trace_new, name="trace_new"),
+    path("traces/ports", traces.port_suggestions, name="trace_ports"),
+    path("traces/<str:trace_id>", traces.trace_detail, name="trace"),
     # Hosts
     path("hosts", hosts.host_list, name="hosts"),
     path("hosts/<str:name>", hosts.host_detail, name="host"),

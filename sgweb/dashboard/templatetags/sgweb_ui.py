@@ -136,3 +136,41 @@ def percent(used: int | None, limit: int | None) -> int:
     if not used or not limit or limit < 0:
         return 0
     return min(100, round(used * 100 / limit))
+
+
+@register.filter
+def counter(value: Any) -> str:
+    """A packet or byte counter as `iptables -L -v` prints it: 12345 -> 12345, 123456 -> 123K.
+
+    The same rule as live.js's `compact`, so the first paint and the live updates agree."""
+    if value is None or value == "":
+        return "—"
+    number = int(value)
+    units = ["", "K", "M", "G", "T"]
+    unit = 0
+    while number >= 100000 and unit < len(units) - 1:
+        number //= 1000
+        unit += 1
+    return f"{number}{units[unit]}"
+
+
+@register.filter
+def per_second(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    rate = float(value)
+    if not rate:
+        return "0/s"
+    if rate < 10:
+        return f"{rate:.1f}/s"
+    return f"{counter(round(rate))}/s"
+
+
+@register.filter
+def unix_time(value: Any) -> Any:
+    """Unix seconds (the live messages' times) as an aware datetime for the date filter."""
+    from datetime import UTC, datetime
+
+    if value in (None, ""):
+        return None
+    return datetime.fromtimestamp(float(value), tz=UTC)

@@ -20,7 +20,9 @@ from sgweb.dashboard.access import (
     scope,
 )
 from sgweb.dashboard.forms import AddressPairForm, PortGroupsForm
+from sgweb.dashboard.hoststate import statuses
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
+from sgweb.dashboard.livepaint import port_chains_view
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import add_action_error, done, refused, refused_message
 from sgweb.firewall import names
@@ -223,7 +225,10 @@ def _detail_context(request: HttpRequest, port: Port) -> dict[str, Any]:
         "pairs": list(port.allowed_address_pairs.order_by("pk")),
         "dhcp_servers": dhcp_servers,
         "chains": firewall_chains(port),
+        "chains_view": port_chains_view(port),
+        "host_status": statuses([port.host])[0] if port.host else None,
         "can_change": can_change_project(request.user, port.project_id),
+        "can_trace": can_change_project(request.user, port.project_id),
     }
 
 

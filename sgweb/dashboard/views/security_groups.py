@@ -22,6 +22,7 @@ from sgweb.dashboard.access import (
 )
 from sgweb.dashboard.forms import NewSecurityGroupForm, RuleForm, SecurityGroupForm
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
+from sgweb.dashboard.livepaint import group_hits
 from sgweb.dashboard.presentation import PROTOCOL_CHOICES, RULE_PRESETS
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import add_action_error, done, refused, refused_message
@@ -203,9 +204,21 @@ def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any
         .distinct()
         .only("id", "name")[:20]
     )
+    hits, observed = group_hits(group)
+    for rule in rules:
+        rule.hit = hits.get(str(rule.pk))
+    hits_sort = request.GET.get("sort", "")
+    if hits_sort in ("hits", "-hits"):
+        # Unknown counts sort as below zero, so "most hit first" ends with the unobserved.
+        rules.sort(
+            key=lambda rule: rule.hit.packets if rule.hit else -1, reverse=hits_sort == "-hits"
+        )
     return {
         "group": group,
         "rules": rules,
+        "hits_observed": observed,
+        "hits_sort": hits_sort,
+        "unused_count": sum(1 for rule in rules if rule.hit and rule.hit.unused),
         "ingress_count": sum(1 for rule in rules if rule.direction == "ingress"),
         "egress_count": sum(1 for rule in rules if rule.direction == "egress"),
         "ports": ports,

@@ -1,0 +1,280 @@
+"""A kept packet trace as its page shows it: the static verdict and paths, the kernel's packets.
+
+The trace's stored results are the protocol's messages (`trace-static`, `trace-packet`,
+`trace-result`, see sgweb/live/PROTOCOL.md). The static path is the tracer's full walk (every
+rule tried); the page shows only the lines that decided something: matched rules of the port
+chains and the final verdict, each in security-group words, the deciding one highlighted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sgweb.firewall.ir import (
+    ORIGIN_ACCEPT_UNFILTERED,
+    ORIGIN_ANTI_SPOOF,
+    ORIGIN_CONNTRACK_ZONE,
+    ORIGIN_DHCP,
+    ORIGIN_DHCP_SPOOF,
+    ORIGIN_ESTABLISHED,
+    ORIGIN_FALLBACK,
+    ORIGIN_ICMPV6,
+    ORIGIN_INVALID,
+    ORIGIN_JUMP,
+    ORIGIN_NOTRACK,
+    ORIGIN_PORT_SECURITY_OFF,
+    ORIGIN_RA_SPOOF,
+    ORIGIN_SG_RULE,
+)
+
+# Origins that are plumbing: they route the packet to the right chain but decide nothing.
+_PLUMBING = {ORIGIN_JUMP, ORIGIN_CONNTRACK_ZONE, ORIGIN_NOTRACK}
+_WORDS = {
+    ORIGIN_INVALID: "drop INVALID packets",
+    ORIGIN_ESTABLISHED: "RELATED,ESTABLISHED: part of a known connection",
+    ORIGIN_DHCP: "DHCP",
+    ORIGIN_DHCP_SPOOF: "the VM may not answer as a DHCP server",
+    ORIGIN_ICMPV6: "ICMPv6 neighbour discovery / router advertisements",
+    ORIGIN_RA_SPOOF: "the VM may not send router advertisements",
+    ORIGIN_PORT_SECURITY_OFF: "port security off: not filtered",
+    ORIGIN_ACCEPT_UNFILTERED: "accept: the port chains let it through",
+}
+VERDICT_WORDS = {"ACCEPT": "Allowed", "DROP": "Dropped", "unknown": "Unknown"}
+STATUS_WORDS = {
+    "pending": ("Waiting for the kernel", "info syncing"),
+    "running": ("Probing", "info syncing"),
+    "observing": ("Watching traffic", "info syncing"),
+    "done": ("Done", "ok"),
+    "observed": ("Observed", "ok"),
+    "failed": ("Failed", "bad"),
+    "timeout": ("Timed out", "warn"),
+}
+
+
+@dataclass
+class StepView:
+    chain: str
+    position: int | None
+    label: str
+    verdict: str  # RETURN / DROP / ACCEPT / JUMP:… / policy
+    kind: str = ""
+    rule_id: str | None = None
+    group_id: str | None = None
+    group_name: str | None = None
+    text: str = ""
+    deciding: bool = False
+
+    @property
+    def verdict_css(self) -> str:
+        if self.verdict == "DROP":
+            return "drop"
+        if self.verdict in ("ACCEPT", "RETURN"):
+            return "accept"
+        return "jump"
+
+    @property
+    def chain_short(self) -> str:
+        """`neutron-openvswi-i6e3f2eda-3` reads as `i6e3f2eda-3`: the prefix is always the same."""
+        prefix = "neutron-openvswi-"
+        return self.chain[len(prefix) :] if self.chain.startswith(prefix) else self.chain
+
+
+@dataclass
+class HopView:
+    host: str
+    leg: str
+    reached: bool
+    verdict: str
+    explanation: str
+    steps: list[StepView] = field(default_factory=list)
+
+
+@dataclass
+class StaticView:
+    verdict: str
+    explanation: str
+    reason: str
+    request: list[HopView]
+    reply: list[HopView]
+    reply_verdict: str | None
+
+    @property
+    def verdict_words(self) -> str:
+        return VERDICT_WORDS.get(self.verdict, self.verdict)
+
+
+def _target_word(target: str | None) -> str:
+    if not target:
+        return ""
+    if target in ("ACCEPT", "DROP", "RETURN"):
+        return target
+    return f"JUMP:{target}"
+
+
+def _label(origin: dict[str, Any], target: str, rules: dict[str, Any]) -> str:
+    kind = origin.get("kind", "")
+    if kind == ORIGIN_SG_RULE:
+        rule = rules.get(str(origin.get("rule_id")))
+        if rule is not None:
+            return f"allow {rule.summary} (rule {str(rule.pk)[:8]} of {rule.group_name})"
+        return f"allow: security group rule {str(origin.get('rule_id'))[:8]}"
+    if kind == ORIGIN_ANTI_SPOOF:
+        if target == "RETURN":
+            return "anti-spoofing: the source is the port's own address and MAC"
+        if target == "DROP":
+            return "anti-spoofing: the source is not the port's address: drop"
+        return "anti-spoofing: check the source address and MAC"
+    if kind == ORIGIN_FALLBACK:
+        return "default drop: no rule allowed it" if target == "DROP" else "no rule matched"
+    return _WORDS.get(kind, kind or "rule")
+
+
+def _hop(hop: dict[str, Any], rules: dict[str, Any]) -> HopView:
+    details = hop.get("details") or {}
+    view = HopView(
+        host=hop.get("host", ""),
+        leg=hop.get("leg", ""),
+        reached=bool(hop.get("reached", True)),
+        verdict=hop.get("verdict", ""),
+        explanation=hop.get("explanation", ""),
+    )
+    for step in hop.get("path") or []:
+        origin = step.get("origin") or {}
+        if step.get("table", "filter") != "filter":
+            continue
+        if step.get("event") == "policy":
+            view.steps.append(StepView(step["chain"], None, "chain policy", "policy"))
+            continue
+        if not step.get("matched") or origin.get("kind", ORIGIN_JUMP) in _PLUMBING:
+            continue
+        target = step.get("target", "")
+        rule = rules.get(str(origin.get("rule_id"))) if origin.get("rule_id") else None
+        view.steps.append(
+            StepView(
+                chain=step.get("chain", ""),
+                position=step.get("position"),
+                label=_label(origin, target, rules),
+                verdict=_target_word(target),
+                kind=origin.get("kind", ""),
+                rule_id=origin.get("rule_id"),
+                group_id=str(rule.security_group_id) if rule is not None else None,
+                group_name=rule.group_name if rule is not None else None,
+                text=step.get("rule", ""),
+            )
+        )
+    _mark_deciding(view, details)
+    return view
+
+
+def _mark_deciding(view: HopView, details: dict[str, Any]) -> None:
+    """The line that made the verdict: the allowing rule, or the DROP that ended the walk."""
+    wanted = details.get("rule_id")
+    candidates = [s for s in view.steps if wanted and s.rule_id == wanted]
+    if not candidates and view.verdict == "DROP":
+        candidates = [s for s in view.steps if s.verdict == "DROP"]
+    if not candidates and details.get("reason") == "established":
+        candidates = [s for s in view.steps if s.kind == ORIGIN_ESTABLISHED]
+    if not candidates:
+        candidates = [s for s in view.steps if s.kind == ORIGIN_SG_RULE]
+    if candidates:
+        candidates[-1].deciding = True
+
+
+def rule_ids_in(static: dict[str, Any] | None) -> set[str]:
+    """Every security-group rule id the static paths name, to load them in one query."""
+    ids: set[str] = set()
+    for flow in _flows(static):
+        for hop in [*(flow.get("hops") or []), *(flow.get("reply_hops") or [])]:
+            for step in hop.get("path") or []:
+                rule_id = (step.get("origin") or {}).get("rule_id")
+                if rule_id:
+                    ids.add(str(rule_id))
+            nearest = (hop.get("details") or {}).get("nearest_rule_id")
+            if nearest:
+                ids.add(str(nearest))
+    return ids
+
+
+def _flows(static: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not static:
+        return []
+    if "hops" in static:  # a bare flow_json
+        return [static]
+    return [flow for flow in (static.get("request"), static.get("reply")) if flow]
+
+
+def static_view(static: dict[str, Any] | None, rules: dict[str, Any]) -> StaticView | None:
+    """The `trace-static` message (or a bare flow) as the page's verdict card and paths."""
+    if not static:
+        return None
+    flows = _flows(static)
+    request = flows[0] if flows else {}
+    reply_hops = list(request.get("reply_hops") or [])
+    if not reply_hops and isinstance(static.get("reply"), dict):
+        reply_hops = list(static["reply"].get("hops") or [])
+    return StaticView(
+        verdict=static.get("verdict") or request.get("verdict", ""),
+        explanation=static.get("explanation") or request.get("explanation", ""),
+        reason=static.get("reason", ""),
+        request=[_hop(hop, rules) for hop in request.get("hops") or []],
+        reply=[_hop(hop, rules) for hop in reply_hops],
+        reply_verdict=request.get("reply_verdict")
+        or (static["reply"].get("verdict") if isinstance(static.get("reply"), dict) else None),
+    )
+
+
+@dataclass
+class PacketView:
+    index: int
+    direction: str
+    host: str
+    verdict: str
+    steps: list[StepView]
+
+    @property
+    def key(self) -> str:
+        return f"{self.direction}-{self.index}-{self.host}"
+
+
+def packet_views(events: list[dict[str, Any]]) -> list[PacketView]:
+    packets = []
+    for event in events or []:
+        if event.get("type") != "trace-packet":
+            continue
+        steps = [
+            StepView(
+                chain=step.get("chain", ""),
+                position=step.get("position"),
+                label=step.get("label") or "",
+                verdict=step.get("verdict", ""),
+                rule_id=step.get("rule_id"),
+            )
+            for step in event.get("steps") or []
+        ]
+        packets.append(
+            PacketView(
+                index=int(event.get("index", 0)),
+                direction=event.get("direction", "request"),
+                host=event.get("host", ""),
+                verdict=event.get("verdict", "unknown"),
+                steps=steps,
+            )
+        )
+    return packets
+
+
+def result_of(events: list[dict[str, Any]], kernel_result: Any) -> dict[str, Any] | None:
+    """The final `trace-result`: the stored kernel result, else the last one in the events."""
+    if isinstance(kernel_result, dict) and kernel_result.get("type") == "trace-result":
+        return kernel_result
+    for event in reversed(events or []):
+        if event.get("type") == "trace-result":
+            return event
+    if isinstance(kernel_result, dict) and "agrees" in kernel_result:
+        return kernel_result
+    return None
+
+
+def status_words(status: str) -> tuple[str, str]:
+    return STATUS_WORDS.get(status, (status.replace("-", " ").capitalize(), ""))

@@ -1,0 +1,408 @@
+/*
+ * sgweb live pages: one small WebSocket client (reconnect with backoff, a visible state) and the
+ * page behaviours that use it. No library, no CDN. Every page renders its first state on the
+ * server; this file only keeps it current, so without it (or without a socket) pages still read.
+ *
+ * Protocol: sgweb/live/PROTOCOL.md. Messages are JSON objects with a `type`.
+ */
+(function () {
+  "use strict";
+
+  const $ = (selector, root) => (root || document).querySelector(selector);
+  const $$ = (selector, root) => Array.from((root || document).querySelectorAll(selector));
+
+  /* ------------------------------------------------------------ the client */
+
+  const STATE_TEXT = {
+    connecting: "connecting",
+    live: "live",
+    reconnecting: "reconnecting",
+    paused: "paused",
+    refused: "not available",
+    offline: "offline",
+  };
+  // Closed by the server on purpose: retrying would be refused again.
+  const FINAL_CODES = { 4401: "signed out", 4404: "not available", 4403: "not allowed" };
+
+  /**
+   * connect(path, onMessage, options) -> {pause, resume, close, state}
+   * options.indicator: element(s) showing the state; options.stream: true when the server sends
+   * about once a second, so silence for a while means "stale".
+   */
+  function connect(path, onMessage, options) {
+    options = options || {};
+    const indicators = [].concat(options.indicator || $$("[data-live-state]")).filter(Boolean);
+    let socket = null;
+    let attempt = 0;
+    let timer = null;
+    let state = "connecting";
+    let paused = false;
+    let closed = false;
+    let lastMessageAt = 0;
+
+    function show(next, detail) {
+      state = next;
+      indicators.forEach((el) => {
+        el.dataset.state = next;
+        el.textContent = detail || STATE_TEXT[next] || next;
+        el.title = {
+          live: "Updates arrive as they happen. Click to pause.",
+          paused: "Updates are paused. Click to resume.",
+          reconnecting: "The connection dropped; retrying.",
+          connecting: "Connecting…",
+        }[next] || "";
+      });
+      if (options.onState) options.onState(next);
+    }
+
+    function url() {
+      const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+      return `${scheme}//${window.location.host}${path}`;
+    }
+
+    function open() {
+      if (closed || paused) return;
+      clearTimeout(timer);
+      show(attempt ? "reconnecting" : "connecting");
+      try {
+        socket = new WebSocket(url());
+      } catch (_) {
+        schedule();
+        return;
+      }
+      socket.addEventListener("open", () => { attempt = 0; show("live"); });
+      socket.addEventListener("message", (event) => {
+        let message;
+        try { message = JSON.parse(event.data); } catch (_) { return; }
+        lastMessageAt = Date.now();
+        if (state !== "live") show("live");
+        try { onMessage(message); } catch (err) { console.error("sgweb live:", err); }
+      });
+      socket.addEventListener("close", (event) => {
+        socket = null;
+        if (closed || paused) return;
+        if (FINAL_CODES[event.code]) {
+          closed = true;
+          show("refused", FINAL_CODES[event.code]);
+          return;
+        }
+        schedule();
+      });
+    }
+
+    function schedule() {
+      attempt += 1;
+      // 0.5 s, 1 s, 2 s … capped at 15 s, with jitter so a restarted server is not stampeded.
+      const base = Math.min(15000, 500 * 2 ** Math.min(attempt - 1, 5));
+      const delay = base / 2 + Math.random() * base / 2;
+      show("reconnecting");
+      clearTimeout(timer);
+      timer = setTimeout(open, delay);
+    }
+
+    function pause() {
+      paused = true;
+      clearTimeout(timer);
+      if (socket) socket.close(1000);
+      socket = null;
+      show("paused");
+    }
+
+    function resume() {
+      if (!paused || closed) return;
+      paused = false;
+      attempt = 0;
+      open();
+    }
+
+    // Clicking the indicator pauses and resumes: a frozen table is easier to read and copy.
+    indicators.forEach((el) => {
+      el.setAttribute("role", "button");
+      el.tabIndex = 0;
+      const toggle = () => (paused ? resume() : pause());
+      el.addEventListener("click", toggle);
+      el.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggle(); } });
+    });
+
+    // A streaming page that hears nothing for a while says so rather than pretending to be live.
+    if (options.stream) {
+      setInterval(() => {
+        if (state === "live" && lastMessageAt && Date.now() - lastMessageAt > 5000) {
+          show("live", "live · no data");
+          indicators.forEach((el) => { el.dataset.state = "stale"; });
+        }
+      }, 1000);
+    }
+
+    window.addEventListener("offline", () => show("offline"));
+    window.addEventListener("online", () => { if (!socket && !paused) { attempt = 0; open(); } });
+    window.addEventListener("pagehide", () => { closed = true; if (socket) socket.close(1000); });
+
+    open();
+    return { pause, resume, close: () => { closed = true; if (socket) socket.close(1000); }, get state() { return state; } };
+  }
+
+  /* ------------------------------------------------------------ formatting */
+
+  // iptables -L -v style: 1234 → 1234, 12345 → 12K, 3456789 → 3456K, then M, G.
+  function compact(n) {
+    if (n === null || n === undefined) return "—";
+    n = Number(n);
+    const units = ["", "K", "M", "G", "T"];
+    let unit = 0;
+    while (n >= 100000 && unit < units.length - 1) { n = Math.floor(n / 1000); unit += 1; }
+    return `${n}${units[unit]}`;
+  }
+  function rate(pps) {
+    if (!pps) return "0/s";
+    if (pps < 10) return `${pps.toFixed(1)}/s`;
+    return `${compact(Math.round(pps))}/s`;
+  }
+  function ago(at) {
+    if (!at) return "never";
+    const seconds = Math.max(0, Math.round(Date.now() / 1000 - at));
+    if (seconds < 5) return "just now";
+    if (seconds < 60) return `${seconds} s ago`;
+    if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+    if (seconds < 86400) return `${Math.round(seconds / 3600)} h ago`;
+    return `${Math.round(seconds / 86400)} d ago`;
+  }
+  function tick(el) {
+    // Restart the animation even when the same row ticks on consecutive seconds.
+    el.classList.remove("tick");
+    void el.offsetWidth;
+    el.classList.add("tick");
+  }
+  function text(el, value, title) {
+    if (!el) return;
+    if (el.textContent !== value) el.textContent = value;
+    if (title !== undefined) el.title = title;
+  }
+
+  /* ------------------------------------------------------------ port page: chains + counters */
+
+  function initChains(section) {
+    const portId = section.dataset.portId;
+    if (!portId || section.dataset.live === "off") return;
+    const seen = new Map(); // "chain|position" -> packets last shown
+    $$("tr[data-position]", section).forEach((row) => {
+      const packets = row.dataset.packets;
+      if (packets !== undefined && packets !== "") seen.set(`${row.dataset.chain}|${row.dataset.position}`, Number(packets));
+    });
+    const updated = $("[data-counters-at]", section);
+
+    function onCounters(message) {
+      let latest = null;
+      (message.chains || []).forEach((chain) => {
+        (chain.rules || []).forEach((rule) => {
+          const key = `${chain.name}|${rule.position}`;
+          const row = section.querySelector(`tr[data-chain="${CSS.escape(chain.name)}"][data-position="${rule.position}"]`);
+          if (!row) return;
+          text($("[data-packets]", row), compact(rule.packets), `${rule.packets} packets`);
+          text($("[data-bytes]", row), compact(rule.bytes), `${rule.bytes} bytes`);
+          text($("[data-rate]", row), rate(rule.pps), rule.bps ? `${Math.round(rule.bps)} bytes/s` : "");
+          row.classList.toggle("is-idle", !rule.packets);
+          row.dataset.packets = rule.packets;
+          const before = seen.get(key);
+          if (before !== undefined && rule.packets > before) {
+            tick(row);
+            latest = row;
+          }
+          seen.set(key, rule.packets);
+        });
+      });
+      // The line that matched most recently keeps a marker until another one matches.
+      if (latest) {
+        $$("tr.is-latest", section).forEach((r) => r.classList.remove("is-latest"));
+        latest.classList.add("is-latest");
+      }
+      if (updated && message.at) {
+        updated.textContent = new Date(message.at * 1000).toLocaleTimeString();
+      }
+    }
+
+    function onChains(message) {
+      // The server painted the same chains; a different rule list (the group changed while the
+      // page was open) is the one case where reloading the section is the honest answer.
+      const painted = $$("tr[data-position]", section).map((r) => `${r.dataset.chain}|${r.dataset.position}|${r.dataset.kind}`).join(",");
+      const sent = [];
+      (message.chains || []).forEach((c) => (c.rules || []).forEach((r) => sent.push(`${c.name}|${r.position}|${r.kind}`)));
+      const stale = $("[data-chains-changed]", section);
+      if (stale) stale.hidden = !sent.length || painted === sent.join(",");
+    }
+
+    function onHost(message) {
+      if (message.type === "host-status") updateHostPills(message);
+      const note = $("[data-agent-note]", section);
+      if (note && message.type === "host-status") note.hidden = message.alive !== false;
+    }
+
+    connect(`/ws/ports/${portId}`, (message) => {
+      if (message.type === "counters") onCounters(message);
+      else if (message.type === "chains") onChains(message);
+      else if (message.type === "host-status" || message.type === "apply") onHost(message);
+    }, { indicator: $$("[data-live-state]", section), stream: true });
+
+    // One family at a time once scripts run; without them both stay visible, one after the other.
+    const families = $$("[data-family-switch] input", section);
+    const showFamily = (value) => $$(".chain-family", section).forEach((el) => { el.hidden = el.dataset.family !== value; });
+    families.forEach((radio) => radio.addEventListener("change", () => showFamily(radio.value)));
+    if (families.length) showFamily((families.find((r) => r.checked) || families[0]).value);
+
+    // The raw iptables lines, on demand: most readers want the words, some want the rule.
+    const toggle = $("[data-toggle-raw]", section);
+    if (toggle) {
+      toggle.addEventListener("click", () => {
+        const on = section.classList.toggle("show-raw");
+        toggle.setAttribute("aria-pressed", String(on));
+      });
+    }
+  }
+
+  /* ------------------------------------------------------------ security group: rule hits */
+
+  function initRuleHits(table) {
+    const groupId = table.dataset.groupId;
+    if (!groupId) return;
+    const rows = new Map($$("tr[data-rule-id]", table).map((r) => [r.dataset.ruleId, r]));
+
+    function apply(message) {
+      (message.rules || []).forEach((hit) => {
+        const row = rows.get(hit.rule_id);
+        if (!row) return;
+        const before = Number(row.dataset.hitCount || 0);
+        const cell = $("[data-hits]", row);
+        text(cell, compact(hit.packets), `${hit.packets} packets, ${hit.bytes} bytes over ${hit.ports} port(s)`);
+        text($("[data-rate]", row), rate(hit.pps));
+        const last = $("[data-last-hit]", row);
+        if (last) {
+          last.dataset.at = hit.last_hit_at || "";
+          text(last, ago(hit.last_hit_at), hit.last_hit_at ? new Date(hit.last_hit_at * 1000).toLocaleString() : "Not hit since counting started");
+        }
+        row.dataset.hitCount = hit.packets;
+        const unused = !hit.packets && hit.ports > 0;
+        row.classList.toggle("is-unused", unused);
+        const pill = $("[data-unused]", row);
+        if (pill) pill.hidden = !unused;
+        if (hit.packets > before && row.dataset.observed) tick(row);
+        row.dataset.observed = "1";
+      });
+      const unusedCount = $$("tr.is-unused", table).length;
+      const summary = $("[data-unused-count]");
+      if (summary) {
+        summary.textContent = unusedCount ? `${unusedCount} never hit` : "every rule hit";
+        summary.hidden = false;
+      }
+      if (table.dataset.sortedBy === "hits") sortByHits(table, table.dataset.sortDir);
+    }
+
+    // Sorting is client-side: the rows are already here and the counts change every second.
+    const header = $("[data-sort-hits]", table);
+    if (header) {
+      header.addEventListener("click", (event) => {
+        event.preventDefault();
+        const dir = table.dataset.sortedBy === "hits" && table.dataset.sortDir === "desc" ? "asc" : "desc";
+        table.dataset.sortedBy = "hits";
+        table.dataset.sortDir = dir;
+        header.closest("th").setAttribute("aria-sort", dir === "desc" ? "descending" : "ascending");
+        sortByHits(table, dir);
+      });
+    }
+
+    connect(`/ws/security-groups/${groupId}`, (message) => {
+      if (message.type === "rule-hits") apply(message);
+    }, { stream: true });
+
+    setInterval(() => {
+      $$("[data-last-hit][data-at]", table).forEach((el) => {
+        if (el.dataset.at) el.textContent = ago(Number(el.dataset.at));
+      });
+    }, 5000);
+  }
+
+  function sortByHits(table, dir) {
+    const body = $("tbody", table);
+    const rows = $$("tr[data-rule-id]", body);
+    rows.sort((a, b) => {
+      const diff = Number(a.dataset.hitCount || 0) - Number(b.dataset.hitCount || 0);
+      return dir === "desc" ? -diff : diff;
+    });
+    rows.forEach((r) => body.appendChild(r));
+  }
+
+  /* ------------------------------------------------------------ hosts: status, applies, drift */
+
+  const STATUS_PILL = {
+    "in-sync": ["In sync", "ok"],
+    syncing: ["Syncing", "warn syncing"],
+    failed: ["Failed", "bad"],
+    down: ["Down", "bad"],
+    unknown: ["No agent", ""],
+  };
+
+  function updateHostPills(message) {
+    const [label, css] = STATUS_PILL[message.status] || [message.status, ""];
+    $$(`[data-host-status="${CSS.escape(message.host)}"]`).forEach((pill) => {
+      if (pill.dataset.status === message.status) return;
+      pill.dataset.status = message.status;
+      pill.className = `pill ${css}`.trim();
+      pill.textContent = label;
+      tick(pill);
+    });
+    $$(`[data-host-field="${CSS.escape(message.host)}"]`).forEach((el) => {
+      const field = el.dataset.field;
+      if (field === "desired" && message.desired_revision != null) text(el, String(message.desired_revision));
+      if (field === "applied" && message.applied_revision != null) text(el, String(message.applied_revision));
+      if (field === "duration" && message.last_apply_duration_ms != null) text(el, `${message.last_apply_duration_ms} ms`);
+    });
+  }
+
+  function addEvent(list, message) {
+    if (!list) return;
+    const item = document.createElement("li");
+    item.className = `event ${message.type}`;
+    const when = new Date((message.at || Date.now() / 1000) * 1000).toLocaleTimeString();
+    let words = "";
+    if (message.type === "apply") {
+      words = message.ok
+        ? `applied revision ${message.revision} in ${message.duration_ms} ms`
+        : `failed to apply revision ${message.revision}: ${message.error}`;
+    } else if (message.type === "drift") {
+      words = `drift found${message.repaired ? " and repaired" : ""}: ${message.detail}`;
+    }
+    const host = document.createElement("span");
+    host.className = "mono";
+    host.textContent = message.host;
+    const time = document.createElement("time");
+    time.textContent = when;
+    const body = document.createElement("span");
+    body.textContent = ` ${words}`;
+    if (message.type === "apply" && !message.ok) item.classList.add("bad");
+    item.append(time, " ", host, body);
+    list.prepend(item);
+    $$("li", list).slice(20).forEach((old) => old.remove());
+    const empty = $("[data-events-empty]");
+    if (empty) empty.hidden = true;
+  }
+
+  function initHostEvents(root) {
+    const list = $("[data-event-list]");
+    const path = root.dataset.liveEvents;
+    connect(path, (message) => {
+      if (message.type === "host-status") updateHostPills(message);
+      else if (message.type === "apply" || message.type === "drift") addEvent(list, message);
+    }, { indicator: $$("[data-live-state]") });
+  }
+
+  window.sgweb = Object.assign(window.sgweb || {}, {
+    live: { connect, compact, rate, ago, tick, updateHostPills },
+  });
+
+  document.addEventListener("DOMContentLoaded", () => {
+    if (!("WebSocket" in window)) return;
+    $$("[data-firewall-chains]").forEach(initChains);
+    $$("table[data-rule-hits]").forEach(initRuleHits);
+    const events = $("[data-live-events]");
+    if (events) initHostEvents(events);
+  });
+})();

@@ -1,0 +1,217 @@
+/*
+ * Packet trace pages: the new-trace form (port pickers, protocol fields) and a trace's page,
+ * where the kernel's packets stream in over /ws/traces/<id> (messages so far are replayed on
+ * connect, so packets the server already painted are skipped by their key).
+ */
+(function () {
+  "use strict";
+
+  const $ = (selector, root) => (root || document).querySelector(selector);
+  const $$ = (selector, root) => Array.from((root || document).querySelectorAll(selector));
+
+  /* ------------------------------------------------------------ the form */
+
+  function syncForm(form) {
+    $$("[data-trace-end]", form).forEach((end) => {
+      const kind = (end.querySelector("input[type=radio]:checked") || {}).value || "address";
+      $$("[data-end-field]", end).forEach((el) => { el.hidden = el.dataset.endField !== kind; });
+    });
+    const protocol = (form.querySelector("input[name=protocol]:checked") || {}).value || "tcp";
+    $$("[data-proto-field]", form).forEach((el) => {
+      el.hidden = (el.dataset.protoField === "icmp") !== (protocol === "icmp");
+    });
+  }
+
+  function initPicker(picker) {
+    const search = $("[data-picker-search]", picker);
+    const value = $("[data-picker-value]", picker);
+    const list = $(".picker-options", picker);
+    let timer = null;
+    let active = -1;
+    let items = [];
+
+    function close() { list.hidden = true; search.setAttribute("aria-expanded", "false"); active = -1; }
+    function choose(port) {
+      value.value = port.id;
+      search.value = port.label;
+      close();
+    }
+    function highlight(index) {
+      active = index;
+      $$("li", list).forEach((li, i) => li.setAttribute("aria-selected", String(i === index)));
+    }
+    async function load() {
+      const query = search.value.trim();
+      const response = await fetch(`/traces/ports?q=${encodeURIComponent(query)}`, { credentials: "same-origin" });
+      if (!response.ok) return;
+      items = (await response.json()).ports || [];
+      list.replaceChildren(...items.map((port, i) => {
+        const li = document.createElement("li");
+        li.setAttribute("role", "option");
+        li.id = `${list.id}-${i}`;
+        const name = document.createElement("strong");
+        name.textContent = port.name || port.id.slice(0, 8);
+        const detail = document.createElement("span");
+        detail.className = "mono muted";
+        detail.textContent = ` ${port.addresses.join(", ")}`;
+        const where = document.createElement("span");
+        where.className = "faint";
+        where.textContent = ` · ${port.host || "unbound"} · ${port.project}`;
+        li.append(name, detail, where);
+        li.addEventListener("mousedown", (e) => { e.preventDefault(); choose(port); });
+        return li;
+      }));
+      if (!items.length) {
+        const li = document.createElement("li");
+        li.className = "faint";
+        li.textContent = "No port matches.";
+        list.append(li);
+      }
+      list.hidden = false;
+      search.setAttribute("aria-expanded", "true");
+      highlight(items.length ? 0 : -1);
+    }
+    search.addEventListener("input", () => {
+      // Typing replaces the pick; the server also accepts a typed id or a unique name.
+      value.value = search.value.trim();
+      clearTimeout(timer);
+      timer = setTimeout(load, 150);
+    });
+    search.addEventListener("focus", () => { if (!value.value) load(); });
+    search.addEventListener("blur", () => setTimeout(close, 100));
+    search.addEventListener("keydown", (event) => {
+      if (list.hidden) return;
+      if (event.key === "ArrowDown") { event.preventDefault(); highlight(Math.min(items.length - 1, active + 1)); }
+      else if (event.key === "ArrowUp") { event.preventDefault(); highlight(Math.max(0, active - 1)); }
+      else if (event.key === "Enter" && active >= 0 && items[active]) { event.preventDefault(); choose(items[active]); }
+      else if (event.key === "Escape") close();
+    });
+  }
+
+  function initForm(form) {
+    syncForm(form);
+    form.addEventListener("change", () => syncForm(form));
+    $$("[data-port-picker]", form).forEach(initPicker);
+  }
+
+  /* ------------------------------------------------------------ a trace's page */
+
+  const CHAIN_PREFIX = "neutron-openvswi-";
+
+  function targetCss(verdict) {
+    if (verdict === "DROP") return "drop";
+    if (verdict === "ACCEPT" || verdict === "RETURN") return "accept";
+    return "jump";
+  }
+
+  function stepItem(step) {
+    const li = document.createElement("li");
+    li.className = "trace-step";
+    if (step.rule_id) li.dataset.ruleId = step.rule_id;
+    const chain = document.createElement("span");
+    chain.className = "chain mono";
+    chain.title = step.chain + (step.position ? ` rule ${step.position}` : "");
+    chain.textContent = step.chain.startsWith(CHAIN_PREFIX) ? step.chain.slice(CHAIN_PREFIX.length) : step.chain;
+    if (step.position) {
+      const pos = document.createElement("span");
+      pos.className = "faint";
+      pos.textContent = `:${step.position}`;
+      chain.append(pos);
+    }
+    const words = document.createElement("span");
+    words.className = "words";
+    words.textContent = step.label || (step.event === "policy" ? "chain policy" : "");
+    const target = document.createElement("span");
+    target.className = `target target-${targetCss(step.verdict)}`;
+    target.textContent = String(step.verdict || "").startsWith("JUMP:") ? "jump" : step.verdict;
+    li.append(chain, words, target);
+    return li;
+  }
+
+  function packetBlock(message) {
+    const block = document.createElement("div");
+    block.className = "hop packet tick";
+    block.dataset.packetKey = `${message.direction}-${message.index}-${message.host}`;
+    const head = document.createElement("div");
+    head.className = "hop-head";
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.textContent = `#${Number(message.index) + 1} ${message.direction}`;
+    const host = document.createElement("span");
+    host.className = "mono";
+    host.textContent = message.host;
+    const verdict = document.createElement("span");
+    verdict.className = `target target-${targetCss(message.verdict)}`;
+    verdict.textContent = message.verdict;
+    head.append(tag, " ", host, verdict);
+    const steps = document.createElement("ol");
+    steps.className = "trace-steps";
+    (message.steps || []).forEach((step) => steps.append(stepItem(step)));
+    // The kernel's deciding line is its last one; mark it like the static path's.
+    const last = steps.lastElementChild;
+    if (last) last.classList.add("deciding");
+    block.append(head, steps);
+    return block;
+  }
+
+  const STATUS = {
+    done: ["Done", "ok"], observed: ["Observed", "ok"], failed: ["Failed", "bad"],
+    timeout: ["Timed out", "warn"], running: ["Probing", "info syncing"],
+  };
+
+  function showResult(root, message) {
+    const box = $("[data-trace-result]", root);
+    if (box) {
+      box.hidden = false;
+      box.classList.remove("agrees", "disagrees", "neutral");
+      box.classList.add(message.agrees === true ? "agrees" : message.agrees === false ? "disagrees" : "neutral");
+      const strong = document.createElement("strong");
+      const [label] = STATUS[message.status] || [message.status];
+      strong.textContent = message.agrees === true ? "The kernel agreed." : message.agrees === false ? "The kernel disagreed." : `${label}.`;
+      const words = document.createElement("span");
+      words.textContent = ` ${message.summary || ""}`;
+      box.replaceChildren(strong, words);
+      box.classList.add("tick");
+    }
+    const pill = $("[data-trace-status]", root);
+    if (pill) {
+      const [label, css] = STATUS[message.status] || [message.status, ""];
+      pill.className = `pill ${css}`.trim();
+      pill.textContent = label;
+    }
+    root.dataset.finished = "";
+    const empty = $("[data-packets-empty]", root);
+    if (empty && !$$("[data-packet-key]", root).length) {
+      empty.hidden = false;
+      empty.querySelector("p").textContent = "No packet was captured.";
+    }
+  }
+
+  function initTrace(root) {
+    const id = root.dataset.traceId;
+    const packets = $("[data-trace-packets]", root);
+    let client = null;
+    const onMessage = (message) => {
+      if (message.type === "trace-packet") {
+        const key = `${message.direction}-${message.index}-${message.host}`;
+        if (packets.querySelector(`[data-packet-key="${CSS.escape(key)}"]`)) return;
+        packets.append(packetBlock(message));
+        const empty = $("[data-packets-empty]", root);
+        if (empty) empty.hidden = true;
+      } else if (message.type === "trace-result") {
+        showResult(root, message);
+        // A finished trace sends nothing more: close rather than hold a socket open.
+        if (client) client.close();
+        $$("[data-live-state]", root).forEach((el) => el.remove());
+      }
+    };
+    if (root.hasAttribute("data-finished")) return;
+    client = window.sgweb.live.connect(`/ws/traces/${id}`, onMessage, { indicator: $$("[data-live-state]", root) });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $$("form[data-trace-form]").forEach(initForm);
+    if (!("WebSocket" in window) || !window.sgweb || !window.sgweb.live) return;
+    $$("[data-trace]").forEach(initTrace);
+  });
+})();
