@@ -1,0 +1,65 @@
+"""Trace both directions of a flow with one monitor: a TRACE rule per direction.
+
+`KernelTracer` marks packets with one match; a trace of a packet and its reply needs two (the
+request's `-s A -d B` and the reply's `-s B -d A`), seen by one `xtables-monitor` so no packet is
+reported twice. Both rules carry the tracer's tag and are removed afterwards, also on failure.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+from sgweb.kernel.ktrace import KernelTracer
+from sgweb.kernel.runner import CommandRunner
+
+
+class FlowTracer(KernelTracer):
+    def __init__(
+        self,
+        runner: CommandRunner,
+        netns: str | None,
+        *,
+        matches: Sequence[Sequence[str]],
+        families: Iterable[int] = (4,),
+        settle_s: float = 0.2,
+    ) -> None:
+        super().__init__(runner, netns, families=families, settle_s=settle_s)
+        self.matches = [tuple(match) for match in matches]
+        self._rules: list[tuple[int, tuple[str, ...]]] = []
+
+    def _flow_rule(self, family: int, match: tuple[str, ...], action: str) -> list[str]:
+        self.match = match
+        return self._rule(family, action)
+
+    def start(self) -> FlowTracer:
+        self._monitor = self.runner.spawn(["xtables-monitor", "--trace"], netns=self.netns)
+        try:
+            for family in self.families:
+                for match in self.matches:
+                    self.runner.run(self._flow_rule(family, match, "-I"), netns=self.netns)
+                    self._rules.append((family, match))
+        except BaseException:
+            self._cleanup()
+            raise
+        time.sleep(self.settle_s)  # xtables-monitor says nothing when it has subscribed
+        return self
+
+    def _cleanup(self) -> str:
+        for family, match in self._rules:
+            self.runner.run(self._flow_rule(family, match, "-D"), netns=self.netns, check=False)
+        self._rules = []
+        output = ""
+        if self._monitor is not None:
+            output = self._monitor.stop().stdout
+            self._monitor = None
+        return output
+
+    def has_trace_rules(self) -> bool:
+        """Whether any rule with this tracer's tag is still in the raw table (tests, safety)."""
+        for family in self.families:
+            tool = "iptables-save" if family == 4 else "ip6tables-save"
+            saved = self.runner.run([tool, "-t", "raw"], netns=self.netns, check=False).stdout
+            if self.tag in saved:
+                return True
+        return False

@@ -1,0 +1,150 @@
+"""Live counters from the agent: read only what browsers watch, about once a second.
+
+A thread of the agent. Each tick it asks Redis which chains are watched on this host
+(`sgweb.live.wire`); if none, it reads nothing. Otherwise it reads just those chains
+(`HostFirewall.read_chains`, a couple of milliseconds per chain on nf_tables), computes rates
+against its previous reading, labels each position with the rule id of the compiled rule there
+(from the agent's in-memory `CompiledHost`), publishes one `host-counters` message for the host,
+keeps the latest reading per chain for first paints, and notes when a rule's count rose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import redis
+
+from sgweb.firewall.ir import CompiledHost
+from sgweb.live import wire
+
+log = logging.getLogger("sgweb.agent.live")
+
+
+def _rule_ids(compiled: CompiledHost | None, family: int, table: str, chain: str) -> list:
+    if compiled is None:
+        return []
+    found = compiled.family(family).table(table)
+    rules = found.chain(chain) if found is not None else None
+    return [rule.origin.rule_id for rule in rules.rules] if rules is not None else []
+
+
+class CounterStreamer(threading.Thread):
+    def __init__(self, agent: Any, client: Any, prefix: str, every_s: float = wire.TICK_S):
+        super().__init__(name="sgweb-live-counters", daemon=True)
+        self.agent = agent
+        self.client = client
+        self.prefix = prefix
+        self.every_s = every_s
+        self.stopping = threading.Event()
+        # chain key -> (time, [(packets, bytes)]) of the previous reading, for rates
+        self.previous: dict[str, tuple[float, list[tuple[int, int]]]] = {}
+        self.ticks = 0
+        self.read_s = 0.0
+
+    def tick(self) -> dict[str, Any] | None:
+        host = self.agent.host
+        watched = wire.watched_chains(self.client, self.prefix, host)
+        if not watched:
+            self.previous.clear()
+            return None
+        applied = self.agent.applied
+        compiled = applied.compiled if applied is not None else None
+        by_table: dict[tuple[int, str], list[str]] = defaultdict(list)
+        for key in sorted(watched):
+            family, table, chain = wire.split_chain_key(key)
+            by_table[(family, table)].append(chain)
+        started = time.perf_counter()
+        readings = {}
+        for (family, table), chains in by_table.items():
+            for chain, counters in self.agent.firewall.read_chains(chains, family, table).items():
+                readings[wire.chain_key(family, table, chain)] = (family, table, chain, counters)
+        self.read_s += time.perf_counter() - started
+        now = time.time()
+        message_chains = []
+        last_hits: dict[str, float] = {}
+        for key, (family, table, chain, counters) in readings.items():
+            ids = _rule_ids(compiled, family, table, chain)
+            previous = self.previous.get(key)
+            values = [(c.packets, c.bytes) for c in counters]
+            same_shape = previous is not None and len(previous[1]) == len(values)
+            elapsed = max(1e-6, now - previous[0]) if previous is not None else 0.0
+            rules = []
+            for index, (packets, size) in enumerate(values):
+                pps = bps = 0.0
+                rule_id = ids[index] if index < len(ids) else None
+                if same_shape:
+                    before_packets, before_bytes = previous[1][index]  # type: ignore[index]
+                    pps = max(0, packets - before_packets) / elapsed
+                    bps = max(0, size - before_bytes) / elapsed
+                    if rule_id and packets > before_packets:
+                        last_hits[rule_id] = now
+                rules.append(
+                    {
+                        "position": index + 1,
+                        "packets": packets,
+                        "bytes": size,
+                        "pps": round(pps, 3),
+                        "bps": round(bps, 3),
+                        "rule_id": rule_id,
+                    }
+                )
+            self.previous[key] = (now, values)
+            message_chains.append(
+                {
+                    "key": key,
+                    "name": chain,
+                    "family": family,
+                    "table": table,
+                    "at": now,
+                    "rules": rules,
+                }
+            )
+        for key in set(self.previous) - set(readings):
+            del self.previous[key]
+        message = {
+            "type": "host-counters",
+            "host": host,
+            "at": now,
+            "revision": applied.revision if applied is not None else None,
+            "chains": message_chains,
+        }
+        self._publish(message, last_hits)
+        self.ticks += 1
+        return message
+
+    def _publish(self, message: dict[str, Any], last_hits: dict[str, float]) -> None:
+        host = message["host"]
+        pipe = self.client.pipeline(transaction=False)
+        pipe.publish(wire.counters_channel(self.prefix, host), json.dumps(message))
+        readings_key = wire.readings_key(self.prefix, host)
+        pipe.hset(
+            readings_key, mapping={chain["key"]: json.dumps(chain) for chain in message["chains"]}
+        )
+        pipe.expire(readings_key, wire.READINGS_TTL_S)
+        if last_hits:
+            pipe.hset(wire.last_hit_key(self.prefix), mapping=last_hits)
+        pipe.execute()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            began = time.monotonic()
+            try:
+                self.tick()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("live counters: %s", exc)
+            except Exception:
+                log.exception("live counters failed")
+            # Ticks keep a steady rhythm: the time spent reading counts against the interval.
+            self.stopping.wait(max(0.05, self.every_s - (time.monotonic() - began)))
+
+
+def start(agent: Any, redis_url: str, prefix: str) -> CounterStreamer:
+    client = redis.Redis.from_url(url=redis_url, socket_timeout=5, socket_connect_timeout=2)
+    streamer = CounterStreamer(agent, client, prefix)
+    streamer.start()
+    return streamer

@@ -1,0 +1,241 @@
+"""The agent's side of a trace: prove the static verdict with the kernel's own account.
+
+On a lab host the source VM's namespace sends one real packet (an ICMP echo, a TCP SYN, a UDP
+datagram, `sgweb.kernel.probe`) while a scoped TRACE rule per direction marks the request and its
+reply and `xtables-monitor --trace` reports their paths (`sgweb.kernel.flowtrace`). Elsewhere
+nothing is sent: the same tracing watches real traffic between the two addresses for a bounded
+time. Each traversal becomes a `trace-packet` message, its steps labelled with the agent's
+compiled rules; the `trace-result` says whether the kernel agreed. The TRACE rules are always
+removed (the tracer's `finally`), and drift checks hold off meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sgweb.firewall.ir import CompiledHost
+from sgweb.firewall.model import HostState
+from sgweb.kernel.flowtrace import FlowTracer
+from sgweb.kernel.ktrace import KernelPacket, KernelStep
+from sgweb.kernel.traffic import PROBE_SCRIPT
+from sgweb.live.labels import rule_label
+from sgweb.traces import protocol
+
+log = logging.getLogger("sgweb.agent.trace")
+
+Emit = Callable[[dict[str, Any]], None]
+_one_at_a_time = threading.Lock()  # two traces' TRACE rules would mark each other's packets
+
+
+def _direction_matches(request: protocol.ProofRequest) -> list[list[str]]:
+    proto = ["-p", request.protocol]
+    return [
+        ["-s", request.src, "-d", request.dst, *proto],
+        ["-s", request.dst, "-d", request.src, *proto],
+    ]
+
+
+def describe_step(
+    step: KernelStep, family: int, compiled: CompiledHost | None, state: HostState | None
+) -> dict[str, Any]:
+    label, rule_id = "", None
+    if step.event == "policy":
+        label = f"{step.chain} policy {step.verdict}"
+    elif compiled is not None and step.position is not None:
+        table = compiled.family(family).table(step.table)
+        chain = table.chain(step.chain) if table is not None else None
+        if chain is not None and chain.owned and 0 < step.position <= len(chain.rules):
+            rule = chain.rules[step.position - 1]
+            label, rule_id = rule_label(rule, state), rule.origin.rule_id
+    if not label:
+        label = step.rule_text or f"{step.chain} rule {step.position}"
+    return {
+        "table": step.table,
+        "chain": step.chain,
+        "position": step.position,
+        "event": step.event,
+        "verdict": step.verdict,
+        "label": label,
+        "rule_id": rule_id,
+    }
+
+
+def _direction(packet: KernelPacket, request: protocol.ProofRequest) -> str | None:
+    if (packet.src, packet.dst) == (request.src, request.dst):
+        return "request"
+    if (packet.src, packet.dst) == (request.dst, request.src):
+        return "reply"
+    return None
+
+
+def kernel_verdict(directions: list[tuple[str, str | None]]) -> str | None:
+    """DROP if any traversal of the request or reply was dropped; ACCEPT if the request was
+    seen and nothing was dropped; None when the kernel saw no request at all."""
+    if any(verdict == "DROP" for _direction, verdict in directions):
+        return "DROP"
+    if any(direction == "request" for direction, _verdict in directions):
+        return "ACCEPT"
+    return None
+
+
+def _probe_argv(request: protocol.ProofRequest) -> list[str]:
+    argv = [sys.executable, "-I", PROBE_SCRIPT]
+    if request.protocol in ("icmp", "ipv6-icmp"):
+        argv += ["icmp", request.dst, "--src", request.src, "--timeout", "1"]
+        echo = 8 if request.family == 4 else 128
+        if request.icmp_type is not None and request.icmp_type != echo:
+            argv += ["--type", str(request.icmp_type), "--code", str(request.icmp_code or 0)]
+        return argv
+    kind = "tcp" if request.protocol == "tcp" else "udp"
+    return [*argv, kind, request.dst, "--port", str(request.dport), "--src", request.src,
+            "--timeout", "0.8"]  # fmt: skip
+
+
+def _check_source(runner: Any, request: protocol.ProofRequest) -> str | None:
+    """Why the source namespace cannot send for this port (None: it can)."""
+    listing = runner.run(["ip", "-o", "link", "show", "eth0"], netns=request.source_netns,
+                         check=False)  # fmt: skip
+    if listing.returncode != 0:
+        return f"the lab VM namespace {request.source_netns} is not there"
+    if request.source_mac and request.source_mac.lower() not in listing.stdout.lower():
+        return f"{request.source_netns} is not the VM of this port (MAC differs)"
+    return None
+
+
+def _decider(steps: list[dict[str, Any]]) -> str:
+    for step in reversed(steps):
+        if step["verdict"] in ("DROP", "ACCEPT") and step["table"] == "filter":
+            for earlier in reversed(steps[: steps.index(step) + 1]):
+                if earlier["rule_id"] or "default drop" in earlier["label"]:
+                    return earlier["label"]
+            return step["label"]
+    return "no decision seen"
+
+
+def prove(
+    request: protocol.ProofRequest,
+    agent: Any,
+    emit: Emit,
+    *,
+    runner: Any | None = None,
+) -> dict[str, Any]:
+    """Run one proof and emit its messages; returns the trace-result."""
+    runner = runner or agent.firewall.runner
+    netns = agent.firewall.netns
+    applied = agent.applied
+    compiled = applied.compiled if applied is not None else None
+    state = applied.state if applied is not None else None
+    status, summary, probe_ok = protocol.STATUS_FAILED, "", None
+    packets: list[KernelPacket] = []
+    with _one_at_a_time:
+        agent.pause_drift(request.observe_s + 30)
+        try:
+            problem = None
+            if request.mode == protocol.MODE_PROBE:
+                problem = _check_source(runner, request)
+            if problem:
+                summary = f"no proof: {problem}"
+            else:
+                tracer = FlowTracer(runner, netns, matches=_direction_matches(request),
+                                    families=(request.family,))  # fmt: skip
+                tracer.start()
+                try:
+                    if request.mode == protocol.MODE_PROBE:
+                        result = runner.run(_probe_argv(request), netns=request.source_netns,
+                                            check=False, timeout=15)  # fmt: skip
+                        probe_ok = result.returncode == 0
+                    else:
+                        time.sleep(request.observe_s)
+                finally:
+                    packets = tracer.stop(linger_s=0.3)
+        except Exception as exc:
+            log.exception("trace %s failed", request.trace_id)
+            summary = f"the kernel trace failed: {exc}"
+        finally:
+            agent.pause_drift(5)
+    directions: list[tuple[str, str | None]] = []
+    index = 0
+    deciding = ""
+    for packet in packets:
+        direction = _direction(packet, request)
+        if direction is None:
+            continue
+        steps = [
+            describe_step(step, packet.family, compiled, state)
+            for step in packet.steps
+            if not step.is_trace_rule
+        ]
+        verdict = packet.verdict or "unknown"
+        directions.append((direction, packet.verdict))
+        if verdict == "DROP" or (not deciding and direction == "request"):
+            deciding = _decider(steps)
+        emit({"type": "trace-packet", "trace_id": request.trace_id, "index": index,
+              "direction": direction, "host": agent.host, "steps": steps,
+              "verdict": verdict})  # fmt: skip
+        index += 1
+    verdict = kernel_verdict(directions)
+    if not summary:
+        if request.mode == protocol.MODE_PROBE:
+            status = protocol.STATUS_DONE
+        else:
+            status = protocol.STATUS_OBSERVED if directions else protocol.STATUS_TIMEOUT
+        summary = _summary(request, verdict, deciding, probe_ok, len(directions))
+    result = {
+        "type": "trace-result",
+        "trace_id": request.trace_id,
+        "status": status,
+        "static_verdict": request.static_verdict,
+        "kernel_verdict": verdict,
+        "agrees": None if verdict is None else verdict == request.static_verdict,
+        "summary": summary,
+        "at": time.time(),
+        "probe_ok": probe_ok,
+    }
+    emit(result)
+    return result
+
+
+def _summary(
+    request: protocol.ProofRequest,
+    verdict: str | None,
+    deciding: str,
+    probe_ok: bool | None,
+    seen: int,
+) -> str:
+    if verdict is None:
+        if request.mode == protocol.MODE_OBSERVE:
+            return f"no matching traffic within {request.observe_s:g} s"
+        return "the kernel saw no packet of this flow"
+    agreement = "agrees with" if verdict == request.static_verdict else "contradicts"
+    text = f"kernel {verdict} ({deciding}) {agreement} the static verdict {request.static_verdict}"
+    text += f"; {seen} traversal{'s' if seen != 1 else ''} traced"
+    if probe_ok is not None:
+        text += "; the probe was answered" if probe_ok else "; the probe got no answer"
+    return text
+
+
+def register(app: Any, get_agent: Callable[[], Any], control_queue: str) -> None:
+    """Register the proof task on the agent's Celery app; messages go to the control queue."""
+
+    def emit(message: dict[str, Any]) -> None:
+        try:
+            app.send_task(
+                protocol.TASK_RECORD_EVENT,
+                kwargs={"trace_id": message["trace_id"], "message": message},
+                queue=control_queue,
+            )
+        except Exception as exc:
+            log.warning("could not report trace message: %s", exc)
+
+    @app.task(name=protocol.TASK_PROVE, ignore_result=True)
+    def prove_trace(request: dict[str, Any]) -> None:
+        # A thread, so that an observation window does not hold up the host's sync tasks.
+        wanted = protocol.ProofRequest.from_dict(request)
+        threading.Thread(
+            target=prove, args=(wanted, get_agent(), emit), name="sgweb-trace", daemon=True
+        ).start()
