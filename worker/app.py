@@ -96,6 +96,11 @@ def sync(revision: int | None = None, reason: str = "") -> dict[str, Any]:
     return {"action": outcome.action, "revision": outcome.revision}
 
 
+from worker import tracing  # noqa: E402  (issue 5: the trace proof task, registered on `app`)
+
+tracing.register(app, agent, config.control_queue)
+
+
 class Heartbeat(threading.Thread):
     def __init__(self, the_agent: Agent, every_s: float) -> None:
         super().__init__(name="sgweb-heartbeat", daemon=True)
@@ -163,6 +168,9 @@ def _on_ready(**_: Any) -> None:
     maintenance = Maintenance(the_agent, config.poll_interval_s, config.drift_interval_s)
     maintenance.start()
     _threads.extend([heartbeat, maintenance])
+    from worker import live  # issue 5: live counters for whatever browsers watch
+
+    _threads.append(live.start(the_agent, config.redis_url, config.key_prefix))
     log.info("agent for %s ready on queue %s (netns %s)", config.host, config.queue, config.netns)
 
 
