@@ -213,12 +213,22 @@ def static_view(static: dict[str, Any] | None, rules: dict[str, Any]) -> StaticV
     reply_hops = list(request.get("reply_hops") or [])
     if not reply_hops and isinstance(static.get("reply"), dict):
         reply_hops = list(static["reply"].get("hops") or [])
+    request_hops = [_hop(hop, rules) for hop in request.get("hops") or []]
+    reply_views = [_hop(hop, rules) for hop in reply_hops]
+    for hops in (request_hops, reply_views):
+        # Where a leg was dropped, the drop is the deciding line: the hops before it only let
+        # the packet pass on, so their allowing rules are not highlighted.
+        if any(hop.verdict == "DROP" for hop in hops):
+            for hop in hops:
+                if hop.verdict != "DROP":
+                    for step in hop.steps:
+                        step.deciding = False
     return StaticView(
         verdict=static.get("verdict") or request.get("verdict", ""),
         explanation=static.get("explanation") or request.get("explanation", ""),
         reason=static.get("reason", ""),
-        request=[_hop(hop, rules) for hop in request.get("hops") or []],
-        reply=[_hop(hop, rules) for hop in reply_hops],
+        request=request_hops,
+        reply=reply_views,
         reply_verdict=request.get("reply_verdict")
         or (static["reply"].get("verdict") if isinstance(static.get("reply"), dict) else None),
     )
