@@ -172,5 +172,7 @@ def group_hits(group: Any) -> tuple[dict[str, RuleHit], bool]:
         )
         for entry in message.get("rules") or []
     }
-    observed = any(hit.ports for hit in hits.values())
+    # `at` is the newest agent reading summed in; 0 means nobody has watched these chains yet,
+    # so zeros say nothing and no rule may be called unused.
+    observed = bool(message.get("at")) and any(hit.ports for hit in hits.values())
     return hits, observed

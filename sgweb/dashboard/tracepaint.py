@@ -64,6 +64,7 @@ class StepView:
     group_name: str | None = None
     text: str = ""
     deciding: bool = False
+    plumbing: bool = False  # routing between chains; hidden unless "every step" is asked for
 
     @property
     def verdict_css(self) -> str:
@@ -247,6 +248,28 @@ class PacketView:
         return f"{self.direction}-{self.index}-{self.host}"
 
 
+def is_plumbing(step: dict[str, Any]) -> bool:
+    """A kernel step that only routes the packet (raw-table zones, jumps between our chains).
+
+    Kept in the page but folded, so the kernel's path reads like the static one; the same
+    rule is in traces.js for packets that arrive live."""
+    if step.get("rule_id"):
+        return False
+    if step.get("table", "filter") != "filter":
+        return True
+    return step.get("verdict") not in ("DROP", "ACCEPT", "RETURN") and step.get("event") != "policy"
+
+
+def _mark_kernel_deciding(steps: list[StepView]) -> None:
+    """The packet's deciding line: its DROP, else the last security-group rule it matched,
+    else its last step."""
+    chosen = next((s for s in reversed(steps) if s.verdict == "DROP"), None)
+    chosen = chosen or next((s for s in reversed(steps) if s.rule_id), None)
+    chosen = chosen or (steps[-1] if steps else None)
+    if chosen is not None:
+        chosen.deciding = True
+
+
 def packet_views(events: list[dict[str, Any]]) -> list[PacketView]:
     packets = []
     for event in events or []:
@@ -259,9 +282,11 @@ def packet_views(events: list[dict[str, Any]]) -> list[PacketView]:
                 label=step.get("label") or "",
                 verdict=step.get("verdict", ""),
                 rule_id=step.get("rule_id"),
+                plumbing=is_plumbing(step),
             )
             for step in event.get("steps") or []
         ]
+        _mark_kernel_deciding(steps)
         packets.append(
             PacketView(
                 index=int(event.get("index", 0)),

@@ -266,6 +266,27 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     )
 
 
+def _search(query: str) -> Q:
+    """Addresses, typed ends (port names or ids), the host, and `tcp`, `5432` or `tcp/5432`."""
+    condition = (
+        Q(source__icontains=query)
+        | Q(destination__icontains=query)
+        | Q(source_address__startswith=query)
+        | Q(destination_address__startswith=query)
+        | Q(host__icontains=query)
+        | Q(source_port__name__icontains=query)
+        | Q(destination_port__name__icontains=query)
+    )
+    protocol, _, number = query.partition("/")
+    if query.isdigit():
+        condition |= Q(port=int(query))
+    elif number.isdigit():
+        condition |= Q(protocol__iexact=protocol, port=int(number))
+    else:
+        condition |= Q(protocol__iexact=query)
+    return condition
+
+
 @login_required
 def trace_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
@@ -288,14 +309,7 @@ def trace_list(request: HttpRequest) -> HttpResponse:
         traces = traces.filter(created_by=request.user)
     query = search_term(request)
     if query:
-        traces = traces.filter(
-            Q(source__icontains=query)
-            | Q(destination__icontains=query)
-            | Q(source_address__startswith=query)
-            | Q(destination_address__startswith=query)
-            | Q(protocol__iexact=query)
-            | Q(host__icontains=query)
-        )
+        traces = traces.filter(_search(query))
     traces, _ = sorted_by(request, traces, TRACE_SORTS, "-created_at,-pk")
     listing = paginate(request, traces)
     rows = [(trace, status_words(trace.status)) for trace in listing.page.object_list]

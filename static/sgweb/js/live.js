@@ -187,7 +187,7 @@
     const seen = new Map(); // "chain|position" -> packets last shown
     $$("tr[data-position]", section).forEach((row) => {
       const packets = row.dataset.packets;
-      if (packets !== undefined && packets !== "") seen.set(`${row.dataset.chain}|${row.dataset.position}`, Number(packets));
+      if (packets !== undefined && packets !== "") seen.set(`${row.dataset.family}|${row.dataset.chain}|${row.dataset.position}`, Number(packets));
     });
     const updated = $("[data-counters-at]", section);
 
@@ -195,8 +195,9 @@
       let latest = null;
       (message.chains || []).forEach((chain) => {
         (chain.rules || []).forEach((rule) => {
-          const key = `${chain.name}|${rule.position}`;
-          const row = section.querySelector(`tr[data-chain="${CSS.escape(chain.name)}"][data-position="${rule.position}"]`);
+          // IPv4 and IPv6 chains share their names: the family tells them apart.
+          const key = `${chain.family}|${chain.name}|${rule.position}`;
+          const row = section.querySelector(`tr[data-family="${chain.family}"][data-chain="${CSS.escape(chain.name)}"][data-position="${rule.position}"]`);
           if (!row) return;
           text($("[data-packets]", row), compact(rule.packets), `${rule.packets} packets`);
           text($("[data-bytes]", row), compact(rule.bytes), `${rule.bytes} bytes`);
@@ -224,9 +225,10 @@
     function onChains(message) {
       // The server painted the same chains; a different rule list (the group changed while the
       // page was open) is the one case where reloading the section is the honest answer.
-      const painted = $$("tr[data-position]", section).map((r) => `${r.dataset.chain}|${r.dataset.position}|${r.dataset.kind}`).join(",");
+      const painted = $$("tr[data-position]", section).map((r) => `${r.dataset.family}|${r.dataset.chain}|${r.dataset.position}|${r.dataset.kind}`).sort().join(",");
       const sent = [];
-      (message.chains || []).forEach((c) => (c.rules || []).forEach((r) => sent.push(`${c.name}|${r.position}|${r.kind}`)));
+      (message.chains || []).forEach((c) => (c.rules || []).forEach((r) => sent.push(`${c.family}|${c.name}|${r.position}|${r.kind}`)));
+      sent.sort();
       const stale = $("[data-chains-changed]", section);
       if (stale) stale.hidden = !sent.length || painted === sent.join(",");
     }
@@ -280,7 +282,8 @@
           text(last, ago(hit.last_hit_at), hit.last_hit_at ? new Date(hit.last_hit_at * 1000).toLocaleString() : "Not hit since counting started");
         }
         row.dataset.hitCount = hit.packets;
-        const unused = !hit.packets && hit.ports > 0;
+        // Zeros before any agent reading (at = 0) mean "not observed", not "unused".
+        const unused = !hit.packets && hit.ports > 0 && Boolean(message.at);
         row.classList.toggle("is-unused", unused);
         const pill = $("[data-unused]", row);
         if (pill) pill.hidden = !unused;

@@ -128,6 +128,13 @@
     return li;
   }
 
+  // Same rule as tracepaint.is_plumbing: steps that only route the packet are folded.
+  function isPlumbing(step) {
+    if (step.rule_id) return false;
+    if ((step.table || "filter") !== "filter") return true;
+    return !["DROP", "ACCEPT", "RETURN"].includes(step.verdict) && step.event !== "policy";
+  }
+
   function packetBlock(message) {
     const block = document.createElement("div");
     block.className = "hop packet tick";
@@ -146,10 +153,18 @@
     head.append(tag, " ", host, verdict);
     const steps = document.createElement("ol");
     steps.className = "trace-steps";
-    (message.steps || []).forEach((step) => steps.append(stepItem(step)));
-    // The kernel's deciding line is its last one; mark it like the static path's.
-    const last = steps.lastElementChild;
-    if (last) last.classList.add("deciding");
+    const items = (message.steps || []).map((step) => {
+      const li = stepItem(step);
+      if (isPlumbing(step)) li.classList.add("plumbing");
+      return [step, li];
+    });
+    items.forEach(([, li]) => steps.append(li));
+    // The deciding line, as tracepaint.py picks it: the DROP, else the last group rule, else
+    // the last step.
+    const pick = [...items].reverse().find(([s]) => s.verdict === "DROP")
+      || [...items].reverse().find(([s]) => s.rule_id)
+      || items[items.length - 1];
+    if (pick) pick[1].classList.add("deciding");
     block.append(head, steps);
     return block;
   }
@@ -205,6 +220,13 @@
         $$("[data-live-state]", root).forEach((el) => el.remove());
       }
     };
+    const toggle = $("[data-toggle-plumbing]", root);
+    if (toggle) {
+      toggle.addEventListener("click", () => {
+        const on = root.classList.toggle("show-plumbing");
+        toggle.setAttribute("aria-pressed", String(on));
+      });
+    }
     if (root.hasAttribute("data-finished")) return;
     client = window.sgweb.live.connect(`/ws/traces/${id}`, onMessage, { indicator: $$("[data-live-state]", root) });
   }
