@@ -1,0 +1,346 @@
+"""`python -m sgweb.live.bench` (or `manage.py livebench`): live counters, static verdicts.
+
+Builds a scratch host namespace (`sgwv-<hex>-host`, a shared bridge with two VMs whose ports are
+the scenario's first two) and applies an N-port scenario's rules to it (default 1000 ports);
+registers the ports in a scratch SQLite database; serves the websockets with a real daphne; runs
+the agent's counter thread (`worker.live.CounterStreamer`) against the namespace; connects W
+watchers (default 50, one per port, raw websocket clients with a logged-in session) and prints:
+
+* the agent's CPU per tick and per watched port while W ports are watched at 1 Hz (the thread's
+  own CPU plus its `iptables -L` children), and the time one tick spends reading;
+* the time from a probe packet (VM 1 pings VM 2) to the watcher of VM 1's port receiving the
+  changed counter, p50/p95 over several probes;
+* the static verdict of a flow between two ports of the N-port host (cached compiled host),
+  p50/p95 over many runs, and the one-off compile.
+
+Figures are printed as JSON; nothing is asserted. Every namespace, process, Redis key and file is
+removed at the end, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+GEN = Path("/work/shared/bench/gen_scenario.py")
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_URL = "redis://127.0.0.1:6379/13"
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _scenario(ports: int) -> str:
+    from sgweb.kernel.runner import default_runner
+
+    path = f"/tmp/sgwv-live-{ports}.json"
+    if not os.path.exists(path):
+        default_runner().run(
+            [sys.executable, str(GEN), "--ports", str(ports), "--groups", "10", "--rules", "10",
+             "--seed", "1", "-o", path]
+        )  # fmt: skip
+    return path
+
+
+def static_verdicts(state: Any, runs: int = 500) -> dict[str, Any]:
+    from sgweb.firewall.traceflow import HostTargetCache, trace_flow
+
+    cache = HostTargetCache()
+    started = time.perf_counter()
+    target = cache.target("bench", state, revision=1)
+    compile_s = time.perf_counter() - started
+    a, b = state.ports[0].id, state.ports[1].id
+    timings = []
+    for index in range(runs):
+        protocol, dport = (("tcp", 22), ("udp", 53), ("icmp", None))[index % 3]
+        clock = time.perf_counter()
+        flow = trace_flow(
+            [cache.target("bench", state, revision=1)], a, b, protocol=protocol,
+            dport=dport, sport=40000 if dport else None, family=4, reply=True,
+        )  # fmt: skip
+        timings.append((time.perf_counter() - clock) * 1000)
+    assert target.index is not None and flow is not None
+    return {
+        "compile_and_prepare_s": round(compile_s, 3),
+        "verdict_ms_p50": round(_percentile(timings, 0.5), 3),
+        "verdict_ms_p95": round(_percentile(timings, 0.95), 3),
+        "runs": runs,
+    }
+
+
+def _populate(state: Any, host: str) -> str:
+    """Ports of the scenario in the scratch database (ids as in the kernel), an admin and a
+    session; returns the session key."""
+    import uuid
+
+    from django.contrib.auth import get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.core.management import call_command
+
+    from sgweb.networks.models import Host, Network, Port
+    from sgweb.tenancy.models import Project
+
+    call_command("migrate", verbosity=0, skip_checks=True)
+    project = Project.objects.create(name="bench")
+    network = Network.objects.create(project=project, name="bench-net")
+    bound = Host.objects.create(name=host)
+    Port.objects.bulk_create(
+        Port(id=uuid.UUID(port.id), project=project, network=network, name=f"p{index}",
+             mac_address=port.mac_address, host=bound)
+        for index, port in enumerate(state.ports)
+    )  # fmt: skip
+    user = get_user_model().objects.create_superuser("bench", password=secrets.token_hex(8))
+    session = SessionStore()
+    session["_auth_user_id"] = str(user.pk)
+    session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+    session["_auth_user_hash"] = user.get_session_auth_hash()
+    session.create()
+    return session.session_key
+
+
+def _cpu_seconds() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
+
+
+class _Watcher(threading.Thread):
+    """One browser: connects, then records when each counters message arrives."""
+
+    def __init__(self, port: int, port_id: str, cookie: str) -> None:
+        super().__init__(daemon=True)
+        from sgweb.live.wsclient import WsClient
+
+        self.client = WsClient("127.0.0.1", port, f"/ws/ports/{port_id}", cookie=cookie)
+        self.chains = self.client.receive_type("chains", timeout=60)
+        self.messages: list[tuple[float, dict[str, Any]]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                message = self.client.receive(timeout=1.0)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if message.get("type") == "counters":
+                self.messages.append((time.monotonic(), message))
+
+
+def _total_packets(message: dict[str, Any]) -> int:
+    return sum(rule["packets"] for chain in message["chains"] for rule in chain["rules"])
+
+
+def live_counters(
+    state: Any, watchers: int, probes: int, steady_s: float, keep: dict[str, Any]
+) -> dict[str, Any]:
+    from sgweb.firewall.compiler import compile_host
+    from sgweb.kernel import topology as topo
+    from sgweb.kernel.apply import HostFirewall
+    from sgweb.kernel.runner import default_runner
+    from worker.agent import Agent
+    from worker.bench import _Quiet, _Store
+    from worker.live import start as start_streamer
+
+    runner = default_runner()
+    prefix = keep["prefix"]
+    first, second = state.ports[0], state.ports[1]
+
+    def vm(label: str, port: Any) -> Any:
+        addresses = tuple(f"{ip}/10" for ip in port.fixed_ips if ":" not in ip)
+        return topo.VmSpec(label, port.id, port.mac_address, addresses, port.device)
+
+    spec = topo.TopologySpec(
+        prefix, (topo.HostSpec("host", (vm("vm1", first), vm("vm2", second))),)
+    )
+    keep["topology"] = topo.build(spec, runner)
+    netns = prefix + "host"
+    host = netns
+    store = _Store()
+    agent = Agent(host, store, HostFirewall(runner, netns), _Quiet(),
+                  compile_fn=compile_host)  # fmt: skip
+    store.publish(1, state)
+    applied = agent.sync(1)
+    assert applied.action == "applied", applied.report.get("error")
+    session = keep["session"]
+    import django
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    daphne_port = _free_port()
+    keep["daphne"] = runner.spawn(
+        ["env", *(f"{k}={v}" for k, v in env.items() if k.startswith(("SGWEB", "DATABASE",
+         "REDIS", "CELERY", "DJANGO", "PYTHONPATH", "SECRET", "ALLOWED"))),
+         sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(daphne_port),
+         "sgweb.asgi:application"]
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", daphne_port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    assert django.VERSION
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    streamer = start_streamer(agent, REDIS_URL, keep["key_prefix"])
+    keep["streamer"] = streamer
+    cookie = f"sessionid={session}"
+    started_connecting = time.perf_counter()
+    clients = [
+        _Watcher(daphne_port, state.ports[index].id, cookie)
+        for index in range(min(watchers, len(state.ports)))
+    ]
+    connect_s = time.perf_counter() - started_connecting
+    for watcher in clients:
+        watcher.start()
+    keep["watchers"] = clients
+    time.sleep(3)  # every watch registered and read at least once
+    # Steady state: nothing but the counter thread runs commands in this process now.
+    cpu_before, ticks_before, read_before = _cpu_seconds(), streamer.ticks, streamer.read_s
+    thread_before = streamer.cpu_s
+    wall = time.monotonic()
+    time.sleep(steady_s)
+    elapsed = time.monotonic() - wall
+    ticks = streamer.ticks - ticks_before
+    children_s = _cpu_seconds() - cpu_before
+    thread_s = streamer.cpu_s - thread_before
+    cpu_per_tick = (children_s + thread_s) / max(1, ticks)
+    watched = len(clients)
+    # Latency: VM 1 pings VM 2; the watcher of VM 1's port sees its egress counters move.
+    sensor = clients[0]
+    latencies = []
+    for _ in range(probes):
+        time.sleep(0.37 + 0.6 * secrets.randbelow(1000) / 1000)  # a random phase against ticks
+        count = len(sensor.messages)
+        baseline = _total_packets(sensor.messages[-1][1]) if sensor.messages else 0
+        argv = [sys.executable, "-I", topo.PROBE_SCRIPT, "icmp",
+                second.fixed_ips[0], "--timeout", "0.3"]  # fmt: skip
+        sent = time.monotonic()
+        runner.run(argv, netns=prefix + "vm1", check=False, timeout=10)
+        deadline = sent + 5
+        seen = None
+        while time.monotonic() < deadline and seen is None:
+            for arrived, message in sensor.messages[count:]:
+                if arrived >= sent and _total_packets(message) > baseline:
+                    seen = arrived - sent
+                    break
+            time.sleep(0.005)
+        if seen is not None:
+            latencies.append(seen)
+    rates = [len(w.messages) / max(0.001, elapsed + 3) for w in clients]
+    client.close()
+    return {
+        "ports_on_host": len(state.ports),
+        "watchers": watched,
+        "watched_chains": watched * 6,
+        "websocket_connect_all_s": round(connect_s, 2),
+        "ticks_in_steady_window": ticks,
+        "steady_window_s": round(elapsed, 1),
+        "tick_read_ms_avg": round((streamer.read_s - read_before) * 1000 / max(1, ticks), 1),
+        "agent_cpu_ms_per_tick": round(cpu_per_tick * 1000, 1),
+        "agent_cpu_ms_per_tick_per_watched_port": round(cpu_per_tick * 1000 / watched, 2),
+        "agent_cpu_share_of_one_core": round((children_s + thread_s) / elapsed, 3),
+        "messages_per_watcher_per_s_min": round(min(rates), 2),
+        "probe_to_watcher_s_p50": round(_percentile(latencies, 0.5), 3) if latencies else None,
+        "probe_to_watcher_s_p95": round(_percentile(latencies, 0.95), 3) if latencies else None,
+        "probes_seen": f"{len(latencies)}/{probes}",
+    }
+
+
+def _clean(keep: dict[str, Any]) -> None:
+    import contextlib
+
+    from sgweb.kernel.netns import remove_namespaces
+    from sgweb.kernel.runner import default_runner
+
+    for watcher in keep.get("watchers", []):
+        watcher.stopping.set()
+        with contextlib.suppress(Exception):
+            watcher.client.close()
+    if "streamer" in keep:
+        keep["streamer"].stopping.set()
+        keep["streamer"].join(timeout=5)
+    if "daphne" in keep:
+        keep["daphne"].stop(timeout=5)
+    remove_namespaces(keep["prefix"], default_runner())
+    with contextlib.suppress(Exception):
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        for key in client.scan_iter(f"*{keep['key_prefix']}*"):
+            client.delete(key)
+        client.close()
+    shutil.rmtree(keep["tmp"], ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sgweb.live.bench")
+    parser.add_argument("--ports", type=int, default=1000)
+    parser.add_argument("--watchers", type=int, default=50)
+    parser.add_argument("--probes", type=int, default=20)
+    parser.add_argument("--steady-s", type=float, default=15.0)
+    parser.add_argument("--static-only", action="store_true")
+    args = parser.parse_args(argv)
+    token = secrets.token_hex(3)
+    tmp = tempfile.mkdtemp(prefix="sgwv-live-")
+    keep: dict[str, Any] = {"prefix": f"sgwv-{token}-", "key_prefix": f"sgwv-{token}",
+                            "tmp": tmp}  # fmt: skip
+    # A scratch database and Redis key space, set before Django reads its settings.
+    os.environ.update(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp}/bench.sqlite3",
+            "REDIS_URL": REDIS_URL,
+            "CELERY_BROKER_URL": REDIS_URL,
+            "SGWEB_KEY_PREFIX": keep["key_prefix"],
+            "SGWEB_HOSTSYNC_PUBLISH": "0",
+            "SGWEB_LIVE_EVENTS": "0",
+            "DJANGO_SETTINGS_MODULE": "sgweb.settings",
+        }
+    )
+    import django
+
+    django.setup()
+    from sgweb.firewall.scenario import load_scenario
+
+    state = load_scenario(_scenario(args.ports))
+    result: dict[str, Any] = {"static_verdict": static_verdicts(state)}
+    if not args.static_only:
+        if os.geteuid() != 0:
+            raise SystemExit("the live part builds namespaces: run as root (or --static-only)")
+        try:
+            keep["session"] = _populate(state, keep["prefix"] + "host")
+            result["live_counters"] = live_counters(
+                state, args.watchers, args.probes, args.steady_s, keep
+            )
+        finally:
+            _clean(keep)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
