@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from typing import Any
@@ -134,6 +135,11 @@ class Maintenance(threading.Thread):
         started = False
         last_drift = time.monotonic()
         while not self.stopping.is_set():
+            if protocol.owner_gone():
+                log.warning("the process that started this agent is gone; exiting")
+                with contextlib.suppress(Exception):
+                    self.agent.store.clear_heartbeat()
+                os._exit(0)
             try:
                 if not started:
                     outcome = self.agent.full_sync("agent start")

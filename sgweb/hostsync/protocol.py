@@ -40,6 +40,25 @@ HEARTBEAT_TTL_S = 10  # three missed beats and a bit: the host shows as down
 MAX_HOST_NAME = 200
 
 
+def owner_gone() -> bool:
+    """True when SGWEB_OWNER_PID names a process that has ended.
+
+    Test harnesses start agents and control workers detached and set this to their own pid,
+    so that a harness killed without cleaning up does not leave workers running forever.
+    The lab command does not set it: its workers must outlive the command.
+    """
+    raw = os.environ.get("SGWEB_OWNER_PID", "").strip()
+    if not raw.isdigit():
+        return False
+    try:
+        os.kill(int(raw), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def key_prefix() -> str:
     return os.environ.get("SGWEB_KEY_PREFIX", DEFAULT_KEY_PREFIX)
 

@@ -129,6 +129,9 @@ class Reconciler(threading.Thread):
     def run(self) -> None:
         startup = True
         while not self.stopping.is_set():
+            if protocol.owner_gone():
+                log.warning("the process that started this control worker is gone; exiting")
+                os._exit(0)
             try:
                 close_old_connections()
                 outcome = reconcile(startup=startup)

@@ -7,10 +7,13 @@ so parallel runs do not meet; `close()` removes it all, also after a failure.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
+import signal
 import socket
 import sqlite3
 import sys
@@ -25,7 +28,7 @@ from typing import Any
 import redis
 
 from sgweb.kernel.runner import SpawnedProcess, default_runner
-from sgweb.kernel.topology import remove_namespaces
+from sgweb.kernel.topology import list_namespaces, remove_namespaces
 
 ROOT = Path(__file__).resolve().parents[2]
 MANAGE = str(ROOT / "manage.py")
@@ -58,6 +61,60 @@ def wait_for(
         time.sleep(every)
 
 
+_OWNED = re.compile(r"^sgwt[-_](\d+)[-_][0-9a-f]{6}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_dead_stacks() -> None:
+    """Remove what stacks of test processes that died without cleaning up left behind.
+
+    Only things named after a dead owner pid: processes whose environment says
+    SGWEB_OWNER_PID=<dead pid> (agents and control workers also exit by themselves), namespaces
+    and databases named sgwt-<dead pid>-<6 hex>.
+    """
+    runner = default_runner()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        owner = next((e[16:] for e in environ if e.startswith(b"SGWEB_OWNER_PID=")), None)
+        if owner and owner.isdigit() and not _pid_alive(int(owner)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+    dead = {
+        match.group(0)
+        for name in list_namespaces("sgwt-")
+        if (match := _OWNED.match(name)) and not _pid_alive(int(match.group(1)))
+    }
+    for prefix in dead:
+        remove_namespaces(prefix + "-", runner)
+    listing = runner.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-Atc",
+         "select datname from pg_database where datname like 'sgwt\\_%'"],
+        check=False, timeout=10,
+    )  # fmt: skip
+    for name in listing.stdout.split():
+        match = _OWNED.match(name)
+        if match and not _pid_alive(int(match.group(1))):
+            runner.run(
+                ["dropdb", "--if-exists", "--force", "-h", "127.0.0.1", "-U", "postgres", name],
+                check=False,
+                timeout=30,
+            )
+
+
 class Stack:
     def __init__(self, hosts: int = 2, vms: int = 2, redis_port: int = 6379) -> None:
         self.runner = default_runner()
@@ -78,6 +135,8 @@ class Stack:
             "SGWEB_RECONCILE_INTERVAL_S": "2",
             "PYTHONPATH": str(ROOT),
             "SGWEB_HOSTSYNC_PUBLISH": "1",
+            # Workers exit by themselves if this test process dies without cleaning up.
+            "SGWEB_OWNER_PID": str(os.getpid()),
         }
         self.redis = redis.Redis.from_url(self.redis_url)
         self.processes: list[SpawnedProcess] = []
@@ -113,6 +172,7 @@ class Stack:
         return result.stdout
 
     def start(self) -> Stack:
+        sweep_dead_stacks()
         self.manage("migrate", "-v0", "--skip-checks")
         out = self.manage(
             "lab", "up", "--hosts", str(self.hosts), "--vms", str(self.vms),
