@@ -50,6 +50,7 @@
           paused: "Updates are paused. Click to resume.",
           reconnecting: "The connection dropped; retrying.",
           connecting: "Connecting…",
+          stale: "Connected, but nothing has arrived for a few seconds (is the host's agent running?).",
         }[next] || "";
       });
       if (options.onState) options.onState(next);
@@ -128,8 +129,8 @@
     if (options.stream) {
       setInterval(() => {
         if (state === "live" && lastMessageAt && Date.now() - lastMessageAt > 5000) {
-          show("live", "live · no data");
-          indicators.forEach((el) => { el.dataset.state = "stale"; });
+          // The next message brings it back to "live" (the message handler checks the state).
+          show("stale", "live · no data");
         }
       }, 1000);
     }
@@ -218,7 +219,7 @@
         latest.classList.add("is-latest");
       }
       if (updated && message.at) {
-        updated.textContent = new Date(message.at * 1000).toLocaleTimeString();
+        updated.textContent = new Date(message.at * 1000).toLocaleTimeString([], { hour12: false });
       }
     }
 
@@ -364,7 +365,7 @@
     if (!list) return;
     const item = document.createElement("li");
     item.className = `event ${message.type}`;
-    const when = new Date((message.at || Date.now() / 1000) * 1000).toLocaleTimeString();
+    const when = new Date((message.at || Date.now() / 1000) * 1000).toLocaleTimeString([], { hour12: false });
     let words = "";
     if (message.type === "apply") {
       words = message.ok
@@ -379,9 +380,10 @@
     const time = document.createElement("time");
     time.textContent = when;
     const body = document.createElement("span");
-    body.textContent = ` ${words}`;
+    body.className = "what";
+    body.append(host, ` ${words}`);
     if (message.type === "apply" && !message.ok) item.classList.add("bad");
-    item.append(time, " ", host, body);
+    item.append(time, body);
     list.prepend(item);
     $$("li", list).slice(20).forEach((old) => old.remove());
     const empty = $("[data-events-empty]");
