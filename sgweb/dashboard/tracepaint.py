@@ -247,6 +247,15 @@ class PacketView:
     def key(self) -> str:
         return f"{self.direction}-{self.index}-{self.host}"
 
+    @property
+    def deciding_label(self) -> str:
+        return next((step.label for step in self.steps if step.deciding), "")
+
+    @property
+    def expanded(self) -> bool:
+        """The first packets and any dropped one open; the rest of a long flow stay one line."""
+        return self.index < 2 or self.verdict == "DROP"
+
 
 def is_plumbing(step: dict[str, Any]) -> bool:
     """A kernel step that only routes the packet (raw-table zones, jumps between our chains).
@@ -265,6 +274,7 @@ def _mark_kernel_deciding(steps: list[StepView]) -> None:
     else its last step."""
     chosen = next((s for s in reversed(steps) if s.verdict == "DROP"), None)
     chosen = chosen or next((s for s in reversed(steps) if s.rule_id), None)
+    chosen = chosen or next((s for s in reversed(steps) if "ESTABLISHED" in s.label), None)
     chosen = chosen or (steps[-1] if steps else None)
     if chosen is not None:
         chosen.deciding = True

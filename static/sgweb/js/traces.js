@@ -136,10 +136,12 @@
   }
 
   function packetBlock(message) {
-    const block = document.createElement("div");
+    const block = document.createElement("details");
     block.className = "hop packet tick";
     block.dataset.packetKey = `${message.direction}-${message.index}-${message.host}`;
-    const head = document.createElement("div");
+    // As tracepaint.PacketView.expanded: the first packets and dropped ones open.
+    block.open = Number(message.index) < 2 || message.verdict === "DROP";
+    const head = document.createElement("summary");
     head.className = "hop-head";
     const tag = document.createElement("span");
     tag.className = "tag";
@@ -150,7 +152,9 @@
     const verdict = document.createElement("span");
     verdict.className = `target target-${targetCss(message.verdict)}`;
     verdict.textContent = message.verdict;
-    head.append(tag, " ", host, verdict);
+    const decided = document.createElement("span");
+    decided.className = "decided";
+    head.append(tag, " ", host, decided, verdict);
     const steps = document.createElement("ol");
     steps.className = "trace-steps";
     const items = (message.steps || []).map((step) => {
@@ -161,10 +165,15 @@
     items.forEach(([, li]) => steps.append(li));
     // The deciding line, as tracepaint.py picks it: the DROP, else the last group rule, else
     // the last step.
-    const pick = [...items].reverse().find(([s]) => s.verdict === "DROP")
-      || [...items].reverse().find(([s]) => s.rule_id)
+    const backwards = [...items].reverse();
+    const pick = backwards.find(([s]) => s.verdict === "DROP")
+      || backwards.find(([s]) => s.rule_id)
+      || backwards.find(([s]) => String(s.label || "").includes("ESTABLISHED"))
       || items[items.length - 1];
-    if (pick) pick[1].classList.add("deciding");
+    if (pick) {
+      pick[1].classList.add("deciding");
+      decided.textContent = pick[0].label || "";
+    }
     block.append(head, steps);
     return block;
   }
