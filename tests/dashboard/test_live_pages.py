@@ -58,6 +58,16 @@ def test_port_page_without_a_host_says_so(world: World, as_charlie) -> None:
     assert 'data-live="off"' in html
 
 
+def test_port_page_says_when_the_agent_is_down(world: World, as_alice) -> None:
+    html = as_alice.get(f"/ports/{world.port_a.pk}").content.decode()
+    assert re.search(r"<div class=\"notice warn\" data-agent-note hidden>", html)
+    world.host.status = "down"
+    world.host.save(update_fields=["status"])
+    html = as_alice.get(f"/ports/{world.port_a.pk}").content.decode()
+    assert re.search(r"<div class=\"notice warn\" data-agent-note>", html)
+    assert "is not reporting" in html
+
+
 def test_port_page_survives_chains_that_cannot_be_read(
     world: World, as_alice, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -207,6 +217,9 @@ def test_readers_view_traces_but_do_not_run_them(world: World, as_alice, as_rita
     assert as_rita.get(trace_url).status_code == 200
     listing = as_rita.get("/traces").content.decode()
     assert trace_url in listing and "Trace a packet</a>" not in listing
+    port_page = as_rita.get(f"/ports/{world.port_a.pk}").content.decode()
+    assert "/traces/new?" not in port_page
+    assert "Trace again" not in as_rita.get(trace_url).content.decode()
 
 
 def test_outsiders_get_404_for_another_projects_trace_and_ports(
