@@ -29,7 +29,7 @@ from sgweb.firewall.errors import FirewallError
 from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import HostState
 from sgweb.hostsync import protocol
-from sgweb.kernel.apply import HostFirewall, PlainDelta
+from sgweb.kernel.apply import HostFirewall
 from sgweb.kernel.runner import CommandError
 from worker import conntrack, drift, full_apply
 from worker.store import DesiredStore
@@ -230,13 +230,14 @@ class Agent:
         changed_chains = len(getattr(delta, "changed_chains", ()) or ())
         removed_chains = len(getattr(delta, "removed_chains", ()) or ())
         if full:
-            delta = full_apply.with_existing_sets(delta)
-        if full and rollback is None:
-            # Nothing trustworthy to roll back to on a full apply (start-up, repair): skip the
+            # Nothing trustworthy to roll back to on a full apply (start-up, repair): no
             # whole-table snapshot (an iptables-save per table, ~0.4 s at 50k rules); if a
-            # later family fails, the kernel is marked unknown and re-applied in full.
-            rollback = PlainDelta()
-        result = self.firewall.apply(delta, rollback=rollback)
+            # later family fails, the kernel stays unknown and is re-applied in full.
+            result = full_apply.apply_full(
+                self.firewall, compiled, full_apply.with_existing_sets(delta)
+            )
+        else:
+            result = self.firewall.apply(delta, rollback=rollback)
         if not result.ok:
             if (
                 not result.rolled_back
@@ -270,8 +271,13 @@ class Agent:
             "warnings": list(result.warnings),
         }
         if full:
-            extra["jumps_added"] = self.firewall.ensure_builtin_jumps(compiled)
-            extra["stale_removed"] = full_apply.remove_stale(self.firewall, compiled)
+            # Families restored as whole tables already have their jumps and nothing stale.
+            careful = tuple(
+                family for family in (4, 6) if f"iptables.{family}.tables" not in extra["steps"]
+            )
+            if careful:
+                extra["jumps_added"] = self.firewall.ensure_builtin_jumps(compiled)
+            extra["stale_removed"] = full_apply.remove_stale(self.firewall, compiled, careful)
         kernel_ms = (time.perf_counter() - kernel_clock) * 1000
         cut = 0
         before = applied.state if applied is not None else self._state_before_restart()

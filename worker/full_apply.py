@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from sgweb.firewall.ir import CompiledHost
-from sgweb.kernel.apply import HostFirewall, IpsetPlan, PlainDelta
+from sgweb.firewall.ir import BUILTIN_CHAINS, CompiledHost
+from sgweb.firewall.render import render_iptables
+from sgweb.kernel.apply import (
+    TABLES,
+    ApplyReport,
+    HostFirewall,
+    IpsetPlan,
+    PlainDelta,
+    offending_line,
+)
 from worker import drift
 
 log = logging.getLogger(__name__)
@@ -34,10 +43,12 @@ def with_existing_sets(delta: Any) -> PlainDelta:
     )
 
 
-def remove_stale(firewall: HostFirewall, compiled: CompiledHost) -> int:
-    """Delete chains and sets of ours that the compiled state does not have."""
+def remove_stale(
+    firewall: HostFirewall, compiled: CompiledHost, families: tuple[int, ...] = (4, 6)
+) -> int:
+    """Delete chains (of `families`) and sets of ours that the compiled state does not have."""
     removed = 0
-    for family in (4, 6):
+    for family in families:
         wanted, _ = drift.expected_shape(compiled, family)
         have, _, _ = drift.kernel_shape(firewall.save(family))
         stale: dict[str, list[str]] = {}
@@ -67,3 +78,95 @@ def remove_stale(firewall: HostFirewall, compiled: CompiledHost) -> int:
         outcome = firewall.apply(PlainDelta(ipsets=IpsetPlan(cleanup=text)))
         removed += len(stale_sets) if not outcome.warnings else 0
     return removed
+
+
+# -- the fast path: tables that hold nothing but ours ---------------------------------------
+
+
+def owns_tables_alone(firewall: HostFirewall, family: int) -> bool:
+    """True when the raw and filter tables of `family` hold only our chains and our jumps.
+
+    That is the case on a lab host and on a host whose firewall only sgweb manages. Then a full
+    apply may replace those tables whole (`iptables-restore` without --noflush, atomic per
+    table), which on the nf_tables backend is ~1.5x faster than re-declaring every chain under
+    --noflush, and leaves no stale chain behind. Anything foreign (another program's chain or
+    rule, a non-ACCEPT policy) means the careful --noflush path.
+    """
+    save = "iptables-save" if family == 4 else "ip6tables-save"
+    for table in TABLES:
+        listing = firewall.runner.run([save, "-t", table], netns=firewall.netns).stdout
+        for line in listing.splitlines():
+            if line.startswith(":"):
+                name, policy = [*line[1:].split(), "-"][:2]
+                if name in BUILTIN_CHAINS:
+                    if policy != "ACCEPT":
+                        return False
+                elif not firewall.owns_chain(name):
+                    return False
+            elif line.startswith("-A "):
+                parts = line.split()
+                chain = parts[1]
+                if firewall.owns_chain(chain):
+                    continue
+                target = parts[parts.index("-j") + 1] if "-j" in parts[:-1] else ""
+                if chain not in BUILTIN_CHAINS or not firewall.owns_chain(target):
+                    return False
+    return True
+
+
+def apply_full(firewall: HostFirewall, compiled: CompiledHost, delta: PlainDelta) -> ApplyReport:
+    """Apply everything: whole tables where we are alone, --noflush elsewhere.
+
+    Sets go first (filled and swapped in: rules may reference them at once), then each family.
+    """
+    alone = {family: owns_tables_alone(firewall, family) for family in (4, 6)}
+    if not any(alone.values()):
+        return firewall.apply(delta, rollback=PlainDelta())
+    started = time.perf_counter()
+    plan = delta.ipsets
+    sets = firewall.apply(
+        PlainDelta(ipsets=IpsetPlan(prepare=plan.prepare, commit=plan.commit, abort=plan.abort))
+    )
+    steps = list(sets.steps)
+    if not sets.ok:
+        return sets
+    rule_lines: dict[int, int] = {}
+    for family, text in delta.iptables:
+        if not alone[family]:
+            report = firewall.apply(PlainDelta(iptables=((family, text),)), rollback=PlainDelta())
+            steps += report.steps
+            if not report.ok:
+                return report
+            rule_lines.update(report.rule_lines)
+            continue
+        whole = render_iptables(compiled, family)
+        command = "iptables-restore" if family == 4 else "ip6tables-restore"
+        step_started = time.perf_counter()
+        result = firewall.runner.run(
+            [command], input=whole, netns=firewall.netns, check=False, timeout=300
+        )
+        steps.append((f"iptables.{family}.tables", time.perf_counter() - step_started))
+        rule_lines[family] = sum(1 for line in whole.splitlines() if line.startswith("-A "))
+        if result.returncode != 0:
+            number, line = offending_line(result.stderr, whole)
+            return ApplyReport(
+                ok=False,
+                duration_s=time.perf_counter() - started,
+                steps=tuple(steps),
+                rule_lines=rule_lines,
+                chain_lines={},
+                ipset_lines=sets.ipset_lines,
+                error=result.stderr.strip() or f"exit status {result.returncode}",
+                failed_step=f"iptables.{family}",
+                offending_line_number=number or None,
+                offending_line=line or None,
+            )
+    return ApplyReport(
+        ok=True,
+        duration_s=time.perf_counter() - started,
+        steps=tuple(steps),
+        rule_lines=rule_lines,
+        chain_lines={},
+        ipset_lines=sets.ipset_lines,
+        warnings=sets.warnings,
+    )

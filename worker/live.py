@@ -55,6 +55,7 @@ class CounterStreamer(threading.Thread):
         self.previous: dict[str, tuple[float, list[tuple[int, int]]]] = {}
         self.reader = _counter_reader(agent)
         self.ticks = 0
+        self.last_message: dict[str, Any] | None = None
         self.read_s = 0.0
         self.cpu_s = 0.0  # this thread's own CPU (its iptables children are the process's)
 
@@ -127,6 +128,7 @@ class CounterStreamer(threading.Thread):
         }
         self._publish(message, last_hits)
         self.ticks += 1
+        self.last_message = message
         return message
 
     def _publish(self, message: dict[str, Any], last_hits: dict[str, float]) -> None:
