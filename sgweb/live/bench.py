@@ -220,9 +220,14 @@ def live_counters(
     # Steady state: nothing but the counter thread runs commands in this process now.
     cpu_before, ticks_before, read_before = _cpu_seconds(), streamer.ticks, streamer.read_s
     thread_before = streamer.cpu_s
+    received_before = [len(w.messages) for w in clients]
     wall = time.monotonic()
     time.sleep(steady_s)
     elapsed = time.monotonic() - wall
+    rates = [
+        (len(w.messages) - before) / elapsed
+        for w, before in zip(clients, received_before, strict=True)
+    ]
     ticks = streamer.ticks - ticks_before
     children_s = _cpu_seconds() - cpu_before
     thread_s = streamer.cpu_s - thread_before
@@ -238,7 +243,9 @@ def live_counters(
         argv = [sys.executable, "-I", topo.PROBE_SCRIPT, "icmp",
                 second.fixed_ips[0], "--timeout", "0.3"]  # fmt: skip
         sent = time.monotonic()
-        runner.run(argv, netns=prefix + "vm1", check=False, timeout=10)
+        probe = runner.run(argv, netns=prefix + "vm1", check=False, timeout=10)
+        if os.environ.get("SGWV_DEBUG"):
+            print("probe", probe.returncode, probe.stdout.strip(), baseline, file=sys.stderr)
         deadline = sent + 5
         seen = None
         while time.monotonic() < deadline and seen is None:
@@ -249,7 +256,14 @@ def live_counters(
             time.sleep(0.005)
         if seen is not None:
             latencies.append(seen)
-    rates = [len(w.messages) / max(0.001, elapsed + 3) for w in clients]
+        elif os.environ.get("SGWV_DEBUG"):
+            agent_side = streamer.last_message or {"chains": []}
+            print("agent side", streamer.ticks, [(c["name"], len(c["rules"]),
+                  sum(r["packets"] for r in c["rules"])) for c in agent_side["chains"]],
+                  file=sys.stderr)  # fmt: skip
+            last = sensor.messages[-1][1] if sensor.messages else {}
+            print("unseen; last totals", _total_packets(last) if last else None,
+                  len(sensor.messages) - count, file=sys.stderr)  # fmt: skip
     client.close()
     return {
         "ports_on_host": len(state.ports),
@@ -262,7 +276,8 @@ def live_counters(
         "agent_cpu_ms_per_tick": round(cpu_per_tick * 1000, 1),
         "agent_cpu_ms_per_tick_per_watched_port": round(cpu_per_tick * 1000 / watched, 2),
         "agent_cpu_share_of_one_core": round((children_s + thread_s) / elapsed, 3),
-        "messages_per_watcher_per_s_min": round(min(rates), 2),
+        "counters_per_watcher_per_s_min": round(min(rates), 2),
+        "counters_per_watcher_per_s_max": round(max(rates), 2),
         "probe_to_watcher_s_p50": round(_percentile(latencies, 0.5), 3) if latencies else None,
         "probe_to_watcher_s_p95": round(_percentile(latencies, 0.95), 3) if latencies else None,
         "probes_seen": f"{len(latencies)}/{probes}",
@@ -283,7 +298,9 @@ def _clean(keep: dict[str, Any]) -> None:
         keep["streamer"].stopping.set()
         keep["streamer"].join(timeout=5)
     if "daphne" in keep:
-        keep["daphne"].stop(timeout=5)
+        stopped = keep["daphne"].stop(timeout=5)
+        if os.environ.get("SGWV_DEBUG"):
+            print(stopped.stderr[-3000:], file=sys.stderr)
     remove_namespaces(keep["prefix"], default_runner())
     with contextlib.suppress(Exception):
         import redis

@@ -78,7 +78,7 @@ def live_redis(settings):
     settings.CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [url], "prefix": prefix},
+            "CONFIG": {"hosts": [{"address": url, "socket_timeout": 15}], "prefix": prefix},
         }
     }
     channel_layers.backends.clear()

@@ -251,3 +251,20 @@ def test_a_trace_watcher_gets_the_stored_messages_then_live_ones(
         from sgweb import dispatch
 
         dispatch.set_event_sender(None)
+
+
+def test_a_watcher_idle_longer_than_the_layers_blocking_receive_stays_connected(
+    world, live_redis, alice
+):
+    async def scenario():
+        communicator = await connect("/ws/hosts/compute1", alice)
+        await receive_type(communicator, "host-status")
+        await asyncio.sleep(6.5)  # channels_redis blocks 5 s per receive
+        await sync_to_async(events.channels_sender)(
+            "host-status", {"host": "compute1", "status": "in-sync"}, "host:compute1"
+        )
+        status = await receive_type(communicator, "host-status")
+        assert status["status"] == "in-sync"
+        await communicator.disconnect()
+
+    run(scenario)
