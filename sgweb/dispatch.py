@@ -3,9 +3,9 @@
 Actions call these from `transaction.on_commit`, so nothing is sent for a change that was rolled
 back. Which hosts a change affects is computed by the caller (see `sgweb.security.impact`).
 
-- `hosts_changed`: the desired firewall of these hosts changed. It bumps each host's
-  `desired_revision` and hands the names to `host_sender`, which issue 4 (host agents) replaces
-  with "compile and send the desired state to the host's Celery queue".
+- `hosts_changed`: the desired firewall of these hosts changed. It hands the names to
+  `host_sender`, which `sgweb.hostsync` installs at start-up: publish each host's desired state
+  with a new revision (recorded in `Host.desired_revision`) and nudge its agent.
 - `send_event`: a live event for browsers. `scope` names who may receive it: "global",
   "project:<project id hex>" or "host:<host name>". `event_sender` is where issue 5 (Channels)
   plugs in its group_send.
@@ -27,6 +27,11 @@ HostTaskSender = Callable[[str, str, dict[str, Any]], None]
 
 
 def _no_host_sender(host_names: list[str], reason: str) -> None:
+    # With no agents to publish to, still record that the desired state moved on, so the
+    # dashboard shows the hosts as behind. A real sender records the revision it publishes.
+    from sgweb.networks.models import Host
+
+    Host.objects.filter(name__in=host_names).update(desired_revision=F("desired_revision") + 1)
     log.debug("hosts changed (%s): %s; no host agent dispatch configured", reason, host_names)
 
 
@@ -59,12 +64,9 @@ def set_event_sender(sender: EventSender | None) -> None:
 
 def hosts_changed(host_names: Iterable[str], reason: str) -> list[str]:
     """Mark the hosts' desired state as changed and ask their agents to converge."""
-    from sgweb.networks.models import Host
-
     names = sorted({name for name in host_names if name})
     if not names:
         return []
-    Host.objects.filter(name__in=names).update(desired_revision=F("desired_revision") + 1)
     try:
         host_sender(names, reason)
     except Exception:  # a broker outage must not turn a committed change into a 500

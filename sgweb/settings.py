@@ -59,7 +59,13 @@ def parse_database_url(url: str) -> dict[str, object]:
         path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
         if not path:
             raise ConfigurationError(f"DATABASE_URL={url!r} names no SQLite file")
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": path}
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": path,
+            # The web server and the control worker write at once; IMMEDIATE takes the write
+            # lock up front (no "database is locked" on lock upgrade) and waits up to 20 s.
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+        }
     if parts.scheme in ("postgres", "postgresql", "pgsql"):
         name = unquote(parts.path.lstrip("/"))
         if not name:
