@@ -76,7 +76,9 @@ def test_port_page_counters_tick_for_the_articles_four_pings(page, lab: LiveLab,
         page.goto(f"{lab.url}/ports/{port_id}")
         assert "allow icmp" in page.inner_text(icmp_row).lower()
         page.wait_for_selector("#firewall-chains [data-live-state][data-state='live']")
+        page.click("#firewall-chains summary:has-text('Trace a packet')")
         screenshot("live-00-port-chains")
+        page.keyboard.press("Escape")
         # The first counters message fills every row; remember where they stand.
         before = {sel: _wait_packets(page, sel, 0)
                   for sel in (icmp_row, established_in, established_out)}  # fmt: skip
@@ -194,5 +196,8 @@ def test_overview_shows_applies_as_they_happen(page, lab: LiveLab, screenshot) -
         assert host in item.first.inner_text()
         page.wait_for_selector(f"[data-host-status='{host}'][data-status='in-sync']")
         screenshot("live-08-overview-live-applies")
+        page.goto(f"{lab.url}/hosts/{host}")
+        page.wait_for_selector("[data-live-state][data-state='live']")
+        screenshot("live-09-host-live")
     finally:
         lab.delete_rule(rule_id)

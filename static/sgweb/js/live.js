@@ -403,6 +403,14 @@
     live: { connect, compact, rate, ago, tick, updateHostPills },
   });
 
+  // Small menus (<details class="dropdown">) close on a click elsewhere or Escape.
+  document.addEventListener("click", (event) => {
+    $$("details.dropdown[open]").forEach((d) => { if (!d.contains(event.target)) d.removeAttribute("open"); });
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") $$("details.dropdown[open]").forEach((d) => d.removeAttribute("open"));
+  });
+
   document.addEventListener("DOMContentLoaded", () => {
     if (!("WebSocket" in window)) return;
     $$("[data-firewall-chains]").forEach(initChains);
