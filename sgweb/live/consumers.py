@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+STATUS_EVERY_S = 3.0
 
 
 def _uuid(text: str) -> uuid.UUID | None:
@@ -93,6 +94,19 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
     async def live_message(self, event: dict[str, Any]) -> None:
         if self.wants(event["message"]):
             await self.send_json(event["message"])
+
+    async def watch_status(self, hosts: list[str] | None, every_s: float = STATUS_EVERY_S) -> None:
+        """Send `host-status` whenever a host's status or liveness changes: an agent that dies
+        sends nothing, so its heartbeat expiring is only seen by looking. None: every host."""
+        last: dict[str, dict[str, Any]] = {}
+        while True:
+            statuses = await database_sync_to_async(host_statuses)(hosts)
+            for name, message in statuses.items():
+                changed = last.get(name) != message
+                if changed and (name in last or hosts is not None) and self.wants(message):
+                    await self.send_json(message)
+                last[name] = message
+            await asyncio.sleep(every_s)
 
     def wants(self, message: dict[str, Any]) -> bool:
         return True
@@ -200,6 +214,8 @@ class PortConsumer(CountersMixin, LiveConsumer):
             await self.open_redis()
             await self.register_watches()
         await self.send_json(message)
+        if self.host:
+            self.spawn(self.watch_status([self.host]))
         if not self.watches:
             return
         readings = await self.latest_readings(self.host, sorted(self.keys))
@@ -343,7 +359,7 @@ class HostConsumer(LiveConsumer):
 
     async def start(self) -> None:
         await self.join(events.host_group(self.host.name))
-        await self.send_json(await database_sync_to_async(host_status)(self.host.name))
+        self.spawn(self.watch_status([self.host.name]))
 
 
 class EventsConsumer(LiveConsumer):
@@ -356,6 +372,8 @@ class EventsConsumer(LiveConsumer):
 
     async def start(self) -> None:
         await self.join(events.GROUP_GLOBAL)
+        # Changes only: the page drew every host's status already.
+        self.spawn(self.watch_status(None, every_s=5.0))
 
     def wants(self, message: dict[str, Any]) -> bool:
         return self.visible is None or message.get("host") in self.visible
@@ -417,26 +435,31 @@ def visible_host_names(user: Any, hosts: list[Any] | None) -> set[str] | None:
     return set(ports.values_list("host__name", flat=True).distinct())
 
 
-def host_status(name: str) -> dict[str, Any]:
-    """A `host-status` message from the database and the agent's heartbeat."""
+def host_statuses(names: list[str] | None) -> dict[str, dict[str, Any]]:
+    """`host-status` messages from the database and the agents' heartbeats (one MGET)."""
     from sgweb.hostsync.status import host_liveness
     from sgweb.networks.models import Host
 
-    host = Host.objects.get(name=name)
+    hosts = Host.objects.all() if names is None else Host.objects.filter(name__in=names)
+    hosts = list(hosts.order_by("name"))
     try:
-        alive = host_liveness([name])[name].alive
+        live = host_liveness([host.name for host in hosts])
+        alive = {name: entry.alive for name, entry in live.items()}
     except Exception:
-        alive = False
-    status = host.status if alive else "down"
-    return events.host_status_message(
-        {
-            "host": name,
-            "status": status,
-            "desired_revision": host.desired_revision,
-            "applied_revision": host.applied_revision,
-            "last_apply_at": host.last_apply_at.timestamp() if host.last_apply_at else None,
-            "last_apply_duration_ms": host.last_apply_duration_ms,
-            "last_error": host.last_error,
-        },
-        alive,
-    )
+        alive = {}
+    result = {}
+    for host in hosts:
+        up = alive.get(host.name, False)
+        result[host.name] = events.host_status_message(
+            {
+                "host": host.name,
+                "status": host.status if up else "down",
+                "desired_revision": host.desired_revision,
+                "applied_revision": host.applied_revision,
+                "last_apply_at": host.last_apply_at.timestamp() if host.last_apply_at else None,
+                "last_apply_duration_ms": host.last_apply_duration_ms,
+                "last_error": host.last_error,
+            },
+            up,
+        )
+    return result

@@ -268,3 +268,19 @@ def test_a_watcher_idle_longer_than_the_layers_blocking_receive_stays_connected(
         await communicator.disconnect()
 
     run(scenario)
+
+
+def test_an_agent_coming_alive_is_sent_as_a_host_status_change(world, live_redis, alice):
+    client, prefix = live_redis
+
+    async def scenario():
+        communicator = await connect("/ws/hosts/compute1", alice)
+        first = await receive_type(communicator, "host-status")
+        assert first["alive"] is False and first["status"] == "down"
+        beat = json.dumps({"at": time.time(), "status": "in-sync"})
+        await sync_to_async(client.set)(f"{prefix}:host:compute1:heartbeat", beat, ex=30)
+        changed = await receive_type(communicator, "host-status", timeout=8)
+        assert changed["alive"] is True and changed["status"] != "down"
+        await communicator.disconnect()
+
+    run(scenario)
