@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,9 +84,12 @@ def test_port_page_counters_tick_for_the_articles_four_pings(page, lab: LiveLab,
         before = {sel: _wait_packets(page, sel, 0)
                   for sel in (icmp_row, established_in, established_out)}  # fmt: skip
 
+        sent = time.monotonic()
         assert lab.ping(SRC, DST, count=4), "the four pings should be answered"
 
         assert _wait_packets(page, icmp_row, before[icmp_row] + 1) == before[icmp_row] + 1
+        # Printed, not asserted (run with -s): from sending to the browser showing the count.
+        print(f"\nfirst ping visible in the browser {time.monotonic() - sent:.2f} s after sending")
         assert (
             _wait_packets(page, established_in, before[established_in] + 3)
             == before[established_in] + 3
