@@ -101,6 +101,13 @@ def test_port_page_counters_tick_for_the_articles_four_pings(page, lab: LiveLab,
         # The line that matched last is marked; a rising line flashes ("tick").
         assert page.locator("#firewall-chains tr.is-latest").count() == 1
         screenshot("live-01-port-counters-after-four-pings")
+        # The raw iptables lines on demand, and the IPv6 chains behind their tab.
+        page.click("[data-toggle-raw]")
+        page.click("[data-family-switch] label:has-text('IPv6')")
+        assert page.locator(".chain-family[data-family='4']").is_hidden()
+        raw_v6 = page.locator(f"tr[data-family='6'][data-chain='{ingress}'] code.raw")
+        assert raw_v6.first.is_visible()
+        screenshot("live-01b-port-ipv6-iptables-lines")
 
         # The group page sums the rule's hits over its ports and says when it was last hit.
         page.goto(f"{lab.url}/security-groups/{lab.stack.state['group_id']}")
