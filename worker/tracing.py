@@ -117,6 +117,56 @@ def _decider(steps: list[dict[str, Any]]) -> str:
     return "no decision seen"
 
 
+class _PacketReporter:
+    """Emits each traced traversal once, as soon as it has a verdict (or at the end)."""
+
+    def __init__(self, request: protocol.ProofRequest, agent: Any, emit: Emit) -> None:
+        self.request = request
+        self.host = agent.host
+        applied = agent.applied
+        self.compiled = applied.compiled if applied is not None else None
+        self.state = applied.state if applied is not None else None
+        self.emit = emit
+        self.reported: set[int] = set()
+        self.directions: list[tuple[str, str | None]] = []
+        self.deciding = ""
+
+    def report(self, packets: list[KernelPacket], *, final: bool) -> None:
+        for position, packet in enumerate(packets):
+            direction = _direction(packet, self.request)
+            if direction is None or position in self.reported:
+                continue
+            if packet.verdict is None and not final:
+                continue  # still on its way through the rules
+            self.reported.add(position)
+            steps = [
+                describe_step(step, packet.family, self.compiled, self.state)
+                for step in packet.steps
+                if not step.is_trace_rule
+            ]
+            verdict = packet.verdict or "unknown"
+            self.directions.append((direction, packet.verdict))
+            if verdict == "DROP" or (not self.deciding and direction == "request"):
+                self.deciding = _decider(steps)
+            self.emit({"type": "trace-packet", "trace_id": self.request.trace_id,
+                       "index": len(self.reported) - 1, "direction": direction,
+                       "host": self.host, "steps": steps, "verdict": verdict})  # fmt: skip
+
+    @property
+    def settled(self) -> bool:
+        """Observed enough: a dropped request, or a request and its reply."""
+        kinds = {direction for direction, _verdict in self.directions}
+        dropped = any(v == "DROP" for _d, v in self.directions)
+        return "request" in kinds and (dropped or "reply" in kinds)
+
+
+def _observe(tracer: FlowTracer, reporter: _PacketReporter, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not reporter.settled:
+        time.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+        reporter.report(tracer.peek(), final=False)
+
+
 def prove(
     request: protocol.ProofRequest,
     agent: Any,
@@ -124,14 +174,11 @@ def prove(
     *,
     runner: Any | None = None,
 ) -> dict[str, Any]:
-    """Run one proof and emit its messages; returns the trace-result."""
+    """Run one proof and emit its messages as they happen; returns the trace-result."""
     runner = runner or agent.firewall.runner
     netns = agent.firewall.netns
-    applied = agent.applied
-    compiled = applied.compiled if applied is not None else None
-    state = applied.state if applied is not None else None
+    reporter = _PacketReporter(request, agent, emit)
     status, summary, probe_ok = protocol.STATUS_FAILED, "", None
-    packets: list[KernelPacket] = []
     with _one_at_a_time:
         agent.pause_drift(request.observe_s + 30)
         try:
@@ -150,41 +197,23 @@ def prove(
                                             check=False, timeout=15)  # fmt: skip
                         probe_ok = result.returncode == 0
                     else:
-                        time.sleep(request.observe_s)
+                        _observe(tracer, reporter, request.observe_s)
                 finally:
-                    packets = tracer.stop(linger_s=0.3)
+                    packets = tracer.stop(linger_s=0.3)  # removes the TRACE rules
+                reporter.report(packets, final=True)
         except Exception as exc:
             log.exception("trace %s failed", request.trace_id)
             summary = f"the kernel trace failed: {exc}"
         finally:
             agent.pause_drift(5)
-    directions: list[tuple[str, str | None]] = []
-    index = 0
-    deciding = ""
-    for packet in packets:
-        direction = _direction(packet, request)
-        if direction is None:
-            continue
-        steps = [
-            describe_step(step, packet.family, compiled, state)
-            for step in packet.steps
-            if not step.is_trace_rule
-        ]
-        verdict = packet.verdict or "unknown"
-        directions.append((direction, packet.verdict))
-        if verdict == "DROP" or (not deciding and direction == "request"):
-            deciding = _decider(steps)
-        emit({"type": "trace-packet", "trace_id": request.trace_id, "index": index,
-              "direction": direction, "host": agent.host, "steps": steps,
-              "verdict": verdict})  # fmt: skip
-        index += 1
+    directions = reporter.directions
     verdict = kernel_verdict(directions)
     if not summary:
         if request.mode == protocol.MODE_PROBE:
             status = protocol.STATUS_DONE
         else:
             status = protocol.STATUS_OBSERVED if directions else protocol.STATUS_TIMEOUT
-        summary = _summary(request, verdict, deciding, probe_ok, len(directions))
+        summary = _summary(request, verdict, reporter.deciding, probe_ok, len(directions))
     result = {
         "type": "trace-result",
         "trace_id": request.trace_id,

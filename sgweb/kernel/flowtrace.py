@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from sgweb.kernel.ktrace import KernelTracer
+from sgweb.kernel.ktrace import KernelPacket, KernelTracer, parse_monitor_output
 from sgweb.kernel.runner import CommandRunner
 
 
@@ -33,7 +33,10 @@ class FlowTracer(KernelTracer):
         return self._rule(family, action)
 
     def start(self) -> FlowTracer:
-        self._monitor = self.runner.spawn(["xtables-monitor", "--trace"], netns=self.netns)
+        # Line-buffered, so `peek` sees each packet as it happens (a file is block-buffered).
+        self._monitor = self.runner.spawn(
+            ["stdbuf", "-oL", "xtables-monitor", "--trace"], netns=self.netns
+        )
         try:
             for family in self.families:
                 for match in self.matches:
@@ -54,6 +57,17 @@ class FlowTracer(KernelTracer):
             output = self._monitor.stop().stdout
             self._monitor = None
         return output
+
+    def peek(self) -> list[KernelPacket]:
+        """The packets traced so far, positions resolved, while the tracer keeps running."""
+        if self._monitor is None:
+            return []
+        finished, self.packets = self.packets, parse_monitor_output(self._monitor.read_output()[0])
+        try:
+            self._resolve_positions()
+            return self.packets
+        finally:
+            self.packets = finished
 
     def has_trace_rules(self) -> bool:
         """Whether any rule with this tracer's tag is still in the raw table (tests, safety)."""

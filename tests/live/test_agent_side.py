@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import sys
+import time
 import types
 from typing import Any
 
@@ -134,7 +135,8 @@ def test_a_probe_proof_reports_the_kernel_path_in_security_group_words_and_clean
     runner.on(
         ["ip", "-o", "link", "show", "eth0"], stdout="2: eth0@if3: link/ether fa:16:3e:00:00:0a"
     )
-    runner.on(["xtables-monitor"], stdout=_monitor_output(0x40 + fallback_position - 1))
+    monitor = _monitor_output(0x40 + fallback_position - 1)
+    runner.on(["stdbuf", "-oL", "xtables-monitor"], stdout=monitor)
     runner.on(["nft", "-a", "list", "chain"], respond=_listing)
     runner.on([sys.executable], returncode=1, stdout='{"ok": false}')
     request = protocol.ProofRequest(
@@ -176,6 +178,24 @@ def test_an_observation_that_sees_nothing_times_out_without_a_verdict():
     assert result["status"] == protocol.STATUS_TIMEOUT
     assert result["kernel_verdict"] is None and result["agrees"] is None
     assert not any(argv[0] == sys.executable for argv in runner.commands())
+
+
+def test_an_observation_reports_real_traffic_as_it_is_seen_and_stops_once_settled():
+    runner = FakeRunner()
+    fallback_position = len(COMPILED.v4.table("filter").chain(INGRESS_B).rules)
+    runner.on(["stdbuf", "-oL", "xtables-monitor"],
+              stdout=_monitor_output(0x40 + fallback_position - 1))  # fmt: skip
+    runner.on(["nft", "-a", "list", "chain"], respond=_listing)
+    request = protocol.ProofRequest(
+        trace_id="t4", host="compute1", mode=protocol.MODE_OBSERVE, family=4, protocol="tcp",
+        src="192.0.2.10", dst="192.0.2.20", dport=5432, static_verdict="DROP", observe_s=5,
+    )  # fmt: skip
+    emitted: list[dict[str, Any]] = []
+    started = time.monotonic()
+    result = tracing.prove(request, _agent(runner), emitted.append, runner=runner)
+    assert time.monotonic() - started < 3, "a dropped request settles the observation"
+    assert [m["type"] for m in emitted] == ["trace-packet", "trace-result"]
+    assert result["status"] == protocol.STATUS_OBSERVED and result["agrees"] is True
 
 
 def test_a_missing_lab_namespace_fails_the_proof_with_a_reason():
