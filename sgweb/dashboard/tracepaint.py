@@ -8,8 +8,13 @@ chains and the final verdict, each in security-group words, the deciding one hig
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from django.urls import reverse
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
 
 from sgweb.firewall.ir import (
     ORIGIN_ACCEPT_UNFILTERED,
@@ -323,3 +328,34 @@ def result_of(events: list[dict[str, Any]], kernel_result: Any) -> dict[str, Any
 
 def status_words(status: str) -> tuple[str, str]:
     return STATUS_WORDS.get(status, (status.replace("-", " ").capitalize(), ""))
+
+
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+_RULE_IN_TEXT = re.compile(rf"\brule ({_UUID})\b")
+
+
+def linked_explanation(text: str, rules: dict[str, Any]) -> SafeString:
+    """The tracer's sentence with each full rule id shortened and linked to its group's rules
+    (the full id stays in the link's title, for copying)."""
+    parts: list[str] = []
+    last = 0
+    for match in _RULE_IN_TEXT.finditer(text or ""):
+        parts.append(escape(text[last : match.start()]))
+        rule_id = match.group(1)
+        rule = rules.get(rule_id)
+        if rule is None:
+            parts.append(escape(f"rule {rule_id[:8]}"))
+        else:
+            url = reverse("dashboard:security_group", args=[rule.security_group_id])
+            parts.append(
+                format_html(
+                    '<a href="{}#rules" title="rule {}" data-rule-link="{}">rule {}</a>',
+                    url,
+                    rule_id,
+                    rule_id,
+                    rule_id[:8],
+                )
+            )
+        last = match.end()
+    parts.append(escape((text or "")[last:]))
+    return mark_safe("".join(parts))

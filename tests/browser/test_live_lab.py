@@ -175,7 +175,9 @@ def test_a_trace_of_an_allowed_tcp_connection_shows_the_allowing_rule(
         log_in(page, lab)
         _trace(page, lab, 5001)
         assert page.get_attribute(".verdict-card", "data-static-verdict") == "ACCEPT"
-        assert rule_id in page.inner_text("[data-explanation]")
+        # The sentence names the rule by its short id, linked to its group's rules.
+        assert f"rule {rule_id[:8]}" in page.inner_text("[data-explanation]")
+        assert page.locator(f"[data-explanation] a[data-rule-link='{rule_id}']").count() == 1
         deciding = page.locator(f".trace-step.deciding[data-rule-id='{rule_id}']")
         assert deciding.count() == 1
         assert "tcp/5001" in deciding.inner_text()

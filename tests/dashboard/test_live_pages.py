@@ -184,6 +184,9 @@ def test_member_runs_a_trace_and_sees_the_allowing_rule(world: World, as_alice) 
     deciding = re.search(r'<li class="trace-step deciding"[^>]*data-rule-id="([^"]+)"', html)
     assert deciding and deciding.group(1) == str(ssh.pk)
     assert f'href="/security-groups/{world.web.pk}#rules"' in html
+    sentence = re.search(r"<p class=\"sentence\" data-explanation>(.*?)</p>", html, re.S)
+    assert sentence and sentence.group(1).startswith("Allowed at port web-1 ingress by ")
+    assert f'data-rule-link="{ssh.pk}">rule {str(ssh.pk)[:8]}</a>' in sentence.group(1)
     listing = as_alice.get("/traces").content.decode()
     assert f"/traces/{trace.pk}" in listing and "alice" in listing
 

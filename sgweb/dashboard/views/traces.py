@@ -21,6 +21,7 @@ from sgweb.dashboard.forms import TraceForm
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.tracepaint import (
+    linked_explanation,
     packet_views,
     result_of,
     rule_ids_in,
@@ -235,6 +236,10 @@ def _rules_by_id(static: dict[str, Any] | None) -> dict[str, Any]:
     return rules
 
 
+def _capfirst(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
 @login_required
 def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     from sgweb.traces.actions import get_trace
@@ -245,6 +250,7 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         raise_for_access(error)
         raise
     static = trace.static_result or {}
+    rules = _rules_by_id(static)
     events = list(trace.events or [])
     result = result_of(events, trace.kernel_result)
     label, css = status_words(trace.status)
@@ -253,7 +259,8 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         "dashboard/traces/detail.html",
         {
             "trace": trace,
-            "static": static_view(static, _rules_by_id(static)),
+            "static": static_view(static, rules),
+            "explanation": linked_explanation(_capfirst(str(static.get("explanation", ""))), rules),
             "packets": packet_views(events),
             "result": result,
             "status_label": label,
