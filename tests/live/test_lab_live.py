@@ -219,3 +219,33 @@ def test_an_allowed_ping_is_traced_to_the_allowing_rule_and_replayed_to_a_late_w
     allowing = [step for step in steps if step["rule_id"] == icmp_rule]
     assert allowing and allowing[0]["label"].startswith("allow icmp from any")
     assert all(p["verdict"] == "ACCEPT" for p in packets)
+
+
+def test_a_group_watcher_sees_the_icmp_rule_hit_summed_over_ports_with_its_last_hit(
+    lab: LiveLab, icmp_rule: str
+) -> None:
+    client = lab.ws(f"/ws/security-groups/{lab.stack.state['group_id']}")
+    try:
+        first = client.receive_type("rule-hits")
+        assert next(r for r in first["rules"] if r["rule_id"] == icmp_rule)["ports"] == 2
+        # The agent starts reading the group's chains now; what they held before is the baseline.
+        settle = time.monotonic() + 2.5
+        while time.monotonic() < settle:
+            latest = client.receive_type("rule-hits", timeout=5)
+        before = next(r for r in latest["rules"] if r["rule_id"] == icmp_rule)
+        argv = [sys.executable, "-I", PROBE, "icmp", lab.stack.ip(SRC), "--timeout", "1"]
+        sent = time.time()
+        result = lab.stack.runner.run(argv, netns=lab.stack.vm(DST)["netns"], check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        deadline = time.monotonic() + 10
+        hit = before
+        while time.monotonic() < deadline:
+            hits = client.receive_type("rule-hits", timeout=10)
+            hit = next(r for r in hits["rules"] if r["rule_id"] == icmp_rule)
+            rose = hit["packets"] > before["packets"]
+            if rose and (hit["last_hit_at"] or 0) >= sent - 0.5:
+                break
+        assert hit["packets"] == before["packets"] + 1, (before, hit)
+        assert hit["last_hit_at"] >= sent - 0.5, (sent, hit)
+    finally:
+        client.close()
