@@ -249,3 +249,14 @@ def test_a_group_watcher_sees_the_icmp_rule_hit_summed_over_ports_with_its_last_
         assert hit["last_hit_at"] >= sent - 0.5, (sent, hit)
     finally:
         client.close()
+
+
+def test_an_ipv6_ping_without_an_ipv6_rule_is_dropped_and_the_kernel_agrees(lab: LiveLab) -> None:
+    trace = lab.trace(protocol="ipv6-icmp")
+    assert trace["family"] == 6 and trace["destination_address"] == lab.stack.ip(DST, 6)
+    assert trace["static"]["verdict"] == "DROP" and trace["static"]["reason"] == "default-drop"
+    assert trace["kernel"]["kernel_verdict"] == "DROP", trace["kernel"]
+    assert trace["kernel"]["agrees"] is True
+    assert lab.trace_rules_left() == ""
+    saved = lab.stack.runner.run(["ip6tables-save", "-t", "raw"], netns=lab.stack.host_of(SRC))
+    assert "TRACE" not in saved.stdout
