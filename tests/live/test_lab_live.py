@@ -219,6 +219,8 @@ def test_an_allowed_ping_is_traced_to_the_allowing_rule_and_replayed_to_a_late_w
     allowing = [step for step in steps if step["rule_id"] == icmp_rule]
     assert allowing and allowing[0]["label"].startswith("allow icmp from any")
     assert all(p["verdict"] == "ACCEPT" for p in packets)
+    replies = [step["label"] for p in packets if p["direction"] == "reply" for step in p["steps"]]
+    assert any(label.startswith("allow RELATED,ESTABLISHED") for label in replies), replies
 
 
 def test_a_group_watcher_sees_the_icmp_rule_hit_summed_over_ports_with_its_last_hit(
