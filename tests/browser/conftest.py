@@ -8,6 +8,7 @@ after each, so no other test of the suite runs with the check off.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,12 +44,28 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         chromium.close()
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    # Remembered on the test item so the page fixture can tell, at teardown, that it failed.
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def page(browser) -> Iterator[object]:  # type: ignore[no-untyped-def]
+def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:  # type: ignore[no-untyped-def]
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(10_000)
     tab = context.new_page()
     yield tab
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        # What the browser showed when the test failed: the first thing to look at in CI.
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"FAILED-{request.node.name}.png"
+        # A crashed page must not hide the test's own failure.
+        with contextlib.suppress(Exception):
+            tab.screenshot(path=str(path), full_page=True)
     context.close()
 
 
