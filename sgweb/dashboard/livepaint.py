@@ -147,21 +147,20 @@ class RuleHit:
     last_hit_at: float | None
     ports: int
 
-    @property
-    def unused(self) -> bool:
-        return self.packets == 0
 
+def group_hits(group: Any) -> dict[str, RuleHit]:
+    """rule id -> hits, from the agents' latest readings of the chains somebody watched.
 
-def group_hits(group: Any) -> tuple[dict[str, RuleHit], bool]:
-    """rule id -> hits, and whether counting is happening at all (some port of the group is
-    watched on a live host). A rule is only called unused while it is being observed."""
+    The first paint never calls a rule unused: the readings cover only the ports that were
+    being watched, so a zero may be a port nobody looked at yet. Once the page's own watch
+    covers every port of the group, live.js marks the rules still at zero."""
     try:
         from sgweb.live.hits import group_rule_hits
 
         message = group_rule_hits(group)
     except Exception:
         log.warning("rule hits of group %s unavailable", group.pk, exc_info=True)
-        return {}, False
+        return {}
     hits = {
         str(entry["rule_id"]): RuleHit(
             packets=int(entry.get("packets") or 0),
@@ -172,7 +171,4 @@ def group_hits(group: Any) -> tuple[dict[str, RuleHit], bool]:
         )
         for entry in message.get("rules") or []
     }
-    # `at` is the newest agent reading summed in; 0 means nobody has watched these chains yet,
-    # so zeros say nothing and no rule may be called unused.
-    observed = bool(message.get("at")) and any(hit.ports for hit in hits.values())
-    return hits, observed
+    return hits

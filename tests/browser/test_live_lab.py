@@ -44,6 +44,13 @@ def lab() -> Iterator[LiveLab]:
         live.close()
 
 
+def _uuid(value: Any) -> str:
+    """A UUID column as the pages print it (SQLite stores it as 32 hex digits)."""
+    import uuid
+
+    return str(uuid.UUID(str(value)))
+
+
 def _packets(page: Any, selector: str) -> int | None:
     value = page.get_attribute(selector, "data-packets")
     return int(value) if value not in (None, "") else None
@@ -119,6 +126,23 @@ def test_port_page_counters_tick_for_the_articles_four_pings(page, lab: LiveLab,
             timeout=LIVE_TIMEOUT_MS,
         )
         assert "never" not in page.inner_text(f"{row} [data-last-hit]")
+        # The pings left h1-vm1 through its allow-all egress rule: once the page's watch has
+        # read every port of the group, that rule has hits and is not "unused"; the IPv6 one,
+        # which nothing used, is.
+        v4_egress = lab.stack.db(
+            "SELECT id FROM security_securitygrouprule WHERE security_group_id = ? AND "
+            "direction = 'egress' AND ethertype = 'IPv4'",
+            lab.stack.state["group_id"].replace("-", ""),
+        )
+        egress_row = f"tr[data-rule-id='{_uuid(v4_egress[0][0])}']"
+        page.wait_for_function(
+            "sel => { const r = document.querySelector(sel);"
+            " return r && Number(r.dataset.hitCount) >= 1; }",
+            arg=egress_row,
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        page.wait_for_selector("tr.is-unused", timeout=LIVE_TIMEOUT_MS)
+        assert "is-unused" not in (page.get_attribute(egress_row, "class") or "")
         screenshot("live-02-group-rule-hits")
     finally:
         lab.delete_rule(rule_id)

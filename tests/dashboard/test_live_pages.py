@@ -134,20 +134,10 @@ def test_group_page_shows_hits_and_marks_unused_rules(
     assert row and "123K" in row.group(1) and 'data-hit-count="123456"' in row.group(0)
     rows = re.findall(r'<tr data-rule-id="([^"]+)"', html)
     assert rows[0] == str(ssh.pk), "sorted by hits, most first"
-    egress = world.web.rules.filter(direction="egress").first()
-    unused = re.search(rf'<tr data-rule-id="{egress.pk}"[^>]*>', html)
-    assert unused and "is-unused" in unused.group(0)
-    assert "never hit</span>" in html
-
-
-def test_group_page_calls_nothing_unused_before_anything_was_observed(
-    world: World, as_alice, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import sgweb.live.hits
-
-    monkeypatch.setattr(sgweb.live.hits, "group_rule_hits", lambda g: _hits(world, 0, 0.0))
-    html = as_alice.get(f"/security-groups/{world.web.pk}").content.decode()
+    # Zeros on the first paint may be ports nobody watched yet: live.js calls rules unused once
+    # its own watch has read every port (the browser lab test sees it).
     assert "is-unused" not in html
+    assert 'data-rule-hits data-group-id="' in html
 
 
 # -- live hooks on the host pages -------------------------------------------------------------

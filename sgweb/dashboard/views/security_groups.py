@@ -204,7 +204,7 @@ def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any
         .distinct()
         .only("id", "name")[:20]
     )
-    hits, observed = group_hits(group)
+    hits = group_hits(group)
     for rule in rules:
         rule.hit = hits.get(str(rule.pk))
     hits_sort = request.GET.get("sort", "")
@@ -216,9 +216,7 @@ def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any
     return {
         "group": group,
         "rules": rules,
-        "hits_observed": observed,
         "hits_sort": hits_sort,
-        "unused_count": sum(1 for rule in rules if rule.hit and rule.hit.unused),
         "ingress_count": sum(1 for rule in rules if rule.direction == "ingress"),
         "egress_count": sum(1 for rule in rules if rule.direction == "egress"),
         "ports": ports,

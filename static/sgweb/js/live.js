@@ -268,8 +268,13 @@
     const groupId = table.dataset.groupId;
     if (!groupId) return;
     const rows = new Map($$("tr[data-rule-id]", table).map((r) => [r.dataset.ruleId, r]));
+    let messages = 0;
 
     function apply(message) {
+      // The first message may predate this page's watch of every port of the group (zeros from
+      // ports nobody was watching); from the second on, every port's chains have been read.
+      messages += 1;
+      const observed = messages >= 2 && Boolean(message.at);
       (message.rules || []).forEach((hit) => {
         const row = rows.get(hit.rule_id);
         if (!row) return;
@@ -280,11 +285,13 @@
         const last = $("[data-last-hit]", row);
         if (last) {
           last.dataset.at = hit.last_hit_at || "";
-          text(last, ago(hit.last_hit_at), hit.last_hit_at ? new Date(hit.last_hit_at * 1000).toLocaleString() : "Not hit since counting started");
+          // Counted hits with no time: they happened before anyone watched the chains.
+          const when = hit.last_hit_at ? ago(hit.last_hit_at) : hit.packets ? "earlier" : "never";
+          text(last, when, hit.last_hit_at ? new Date(hit.last_hit_at * 1000).toLocaleString()
+            : hit.packets ? "Hit before anyone watched: the time was not seen" : "Never hit since its rules were applied");
         }
         row.dataset.hitCount = hit.packets;
-        // Zeros before any agent reading (at = 0) mean "not observed", not "unused".
-        const unused = !hit.packets && hit.ports > 0 && Boolean(message.at);
+        const unused = observed && !hit.packets && hit.ports > 0;
         row.classList.toggle("is-unused", unused);
         const pill = $("[data-unused]", row);
         if (pill) pill.hidden = !unused;
@@ -293,9 +300,9 @@
       });
       const unusedCount = $$("tr.is-unused", table).length;
       const summary = $("[data-unused-count]");
-      if (summary) {
-        summary.textContent = unusedCount ? `${unusedCount} never hit` : "every rule hit";
-        summary.hidden = false;
+      if (summary && observed) {
+        summary.textContent = `${unusedCount} never hit`;
+        summary.hidden = !unusedCount;
       }
       if (table.dataset.sortedBy === "hits") sortByHits(table, table.dataset.sortDir);
     }
