@@ -271,10 +271,10 @@
     let messages = 0;
 
     function apply(message) {
-      // The first message may predate this page's watch of every port of the group (zeros from
-      // ports nobody was watching); from the second on, every port's chains have been read.
+      // The first messages may predate the agents' first reading for this page's watch (zeros
+      // from ports nobody was watching); after about two seconds every port's chains are read.
       messages += 1;
-      const observed = messages >= 2 && Boolean(message.at);
+      const observed = messages >= 3 && Boolean(message.at);
       (message.rules || []).forEach((hit) => {
         const row = rows.get(hit.rule_id);
         if (!row) return;
