@@ -18,7 +18,14 @@ from django.utils import timezone
 from sgweb import dispatch
 from sgweb.firewall.tracepacket import TraceError
 from sgweb.networks.models import Port
-from sgweb.tenancy.access import member_project_ids, role_of, scope, sees_all_projects
+from sgweb.tenancy.access import (
+    member_project_ids,
+    require_change,
+    role_of,
+    scope,
+    sees_all_projects,
+)
+from sgweb.tenancy.choices import Role
 from sgweb.tenancy.errors import Invalid, NotFound, PermissionDenied
 from sgweb.traces import protocol
 from sgweb.traces.models import Trace, TraceStatus
@@ -130,10 +137,25 @@ def start_trace(
     from sgweb.live.compiled import host_target
     from sgweb.traces.static import static_message, trace_static
 
-    if not role_of(actor):
+    role = role_of(actor)
+    if not role:
         raise PermissionDenied("Log in to trace packets.")
+    if role == Role.READER:
+        # A trace sends real packets from a lab VM: readers may look at and share traces but
+        # not start them, whatever the endpoints are.
+        raise PermissionDenied(
+            "Readers may look at traces but not start them.", neutron_type="PolicyNotAuthorized"
+        )
     src = _resolve(actor, source, "source")
     dst = _resolve(actor, destination, "destination")
+    for end in (src, dst):
+        if isinstance(end, Port):
+            # Members trace only from/to ports of their own projects (an outside address as the
+            # other end is fine); admins anything.
+            require_change(
+                actor, end.project_id, not_found=f"Port {getattr(end, 'name', '') or end.pk} "
+                "could not be found.", neutron_type="PortNotFound",
+            )  # fmt: skip
     if isinstance(src, str) and isinstance(dst, str):
         raise Invalid.from_errors({"__all__": ["At least one end of a trace must be a port."]})
     if isinstance(src, Port) and isinstance(dst, Port) and src.pk == dst.pk:

@@ -53,3 +53,42 @@ def test_bad_input_answers_400_and_other_projects_traces_404(world, alice, charl
 
 def test_anonymous_requests_are_refused(world):
     assert APIClient().get("/api/traces").status_code in (401, 403)
+
+
+def test_readers_may_read_and_share_traces_but_not_start_them(world, alice, rita, client_for):
+    created = client_for(alice).post(
+        "/api/traces", {"source": "web1", "destination": "db1", "protocol": "icmp"}, format="json"
+    )
+    trace_id = created.json()["trace"]["id"]
+    assert client_for(rita).get(f"/api/traces/{trace_id}").status_code == 200
+    for fields in (
+        {"source": "web1", "destination": "db1", "protocol": "icmp"},
+        {"source": "198.51.100.7", "destination": str(world.db.pk), "protocol": "tcp", "port": 22},
+    ):
+        refused = client_for(rita).post("/api/traces", fields, format="json")
+        assert refused.status_code == 403, refused.content
+        assert refused.json()["NeutronError"]["type"] == "PolicyNotAuthorized"
+    assert [t["id"] for t in client_for(rita).get("/api/traces").json()["traces"]] == [trace_id]
+
+
+def test_members_trace_only_their_projects_ports_and_admins_anything(
+    world, alice, charlie, adam, client_for
+):
+    outsider = client_for(charlie).post(
+        "/api/traces",
+        {"source": str(world.web.pk), "destination": "203.0.113.9", "protocol": "icmp"},
+        format="json",
+    )
+    assert outsider.status_code == 404  # another project's port is not even named
+    member = client_for(alice).post(
+        "/api/traces",
+        {"source": "203.0.113.9", "destination": "web1", "protocol": "tcp", "port": 22},
+        format="json",
+    )
+    assert member.status_code == 201, member.content
+    admin = client_for(adam).post(
+        "/api/traces",
+        {"source": str(world.web.pk), "destination": str(world.db.pk), "protocol": "icmp"},
+        format="json",
+    )
+    assert admin.status_code == 201, admin.content
