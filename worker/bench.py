@@ -15,9 +15,9 @@ import secrets
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from sgweb.firewall.benchdata import generated_scenario
 from sgweb.firewall.model import INGRESS, IPV4, HostState, SecurityGroup, SecurityGroupRule
 from sgweb.firewall.render import render_ipsets, render_iptables
 from sgweb.firewall.scenario import load_scenario
@@ -25,7 +25,6 @@ from sgweb.kernel.apply import HostFirewall
 from sgweb.kernel.runner import default_runner
 from worker.agent import Agent
 
-GEN = Path("/work/shared/bench/gen_scenario.py")
 BENCH_GROUP = "b3c4d5e6-0000-4000-8000-0000000000be"
 
 
@@ -157,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     path = args.scenario
     if path is None:
-        path = f"/tmp/sgwa-bench-{args.ports}.json"
-        default_runner().run(
-            [sys.executable, str(GEN), "--ports", str(args.ports), "--groups", "10",
-             "--rules", "10", "--seed", "1", "-o", path]
-        )  # fmt: skip
+        path = generated_scenario(args.ports)
     state = load_scenario(path)
     plain = [plain_restore(state) for _ in range(args.runs)]
     plain_noflush = [plain_restore(state, noflush=True) for _ in range(args.runs)]

@@ -32,7 +32,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-GEN = Path("/work/shared/bench/gen_scenario.py")
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/13"
 
@@ -46,18 +45,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _scenario(ports: int) -> str:
-    from sgweb.kernel.runner import default_runner
-
-    path = f"/tmp/sgwv-live-{ports}.json"
-    if not os.path.exists(path):
-        default_runner().run(
-            [sys.executable, str(GEN), "--ports", str(ports), "--groups", "10", "--rules", "10",
-             "--seed", "1", "-o", path]
-        )  # fmt: skip
-    return path
 
 
 def static_verdicts(state: Any, runs: int = 500) -> dict[str, Any]:
@@ -339,9 +326,10 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     django.setup()
+    from sgweb.firewall.benchdata import generated_scenario
     from sgweb.firewall.scenario import load_scenario
 
-    state = load_scenario(_scenario(args.ports))
+    state = load_scenario(generated_scenario(args.ports))
     result: dict[str, Any] = {"static_verdict": static_verdicts(state)}
     if not args.static_only:
         if os.geteuid() != 0:

@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
+from sgweb.firewall.benchdata import SharedDirMissing, generated_scenario
 from sgweb.firewall.tracebench import main
-
-GEN = Path("/work/shared/bench/gen_scenario.py")
 
 
 def test_benchmark_prints_the_figures_for_a_generated_scenario(tmp_path: Path, capsys):
-    scenario = tmp_path / "s30.json"
-    if GEN.exists():
-        subprocess.run(
-            [
-                sys.executable,
-                str(GEN),
-                "--ports",
-                "30",
-                "--groups",
-                "4",
-                "--rules",
-                "8",
-                "--seed",
-                "3",
-                "-o",
-                str(scenario),
-            ],
-            check=True,
-        )
-    else:  # the shared bench directory is not part of the repository
+    try:
+        scenario = generated_scenario(30, groups=4, rules=8, seed=3)
+    except SharedDirMissing:  # the shared bench directory is not part of the repository
         from tests.firewall.test_tracecli import SCENARIO
 
+        scenario = tmp_path / "s30.json"
         scenario.write_text(json.dumps(SCENARIO))
     assert main([str(scenario), "--runs", "40"]) == 0
     figures = json.loads(capsys.readouterr().out)
