@@ -53,6 +53,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # Background processes that start-up hooks launched, stopped when serving ends.
+        self.started_pids: list[int] = []
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("database: migrated")
         if not options["no_redis"]:
@@ -153,4 +155,12 @@ class Command(BaseCommand):
         from daphne.cli import CommandLineInterface
 
         self.stdout.write(f"serving sgweb.asgi on {bind}:{port} (Ctrl-C stops)")
-        CommandLineInterface().run(["-b", bind, "-p", str(port), "sgweb.asgi:application"])
+        try:
+            CommandLineInterface().run(["-b", bind, "-p", str(port), "sgweb.asgi:application"])
+        finally:
+            from sgweb.hostsync import processes
+
+            for pid in self.started_pids:
+                processes.stop(pid)
+            if self.started_pids:
+                self.stdout.write("stopped the workers this run started; lab hosts keep running")
