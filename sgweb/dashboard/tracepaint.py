@@ -17,34 +17,14 @@ from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 
 from sgweb.firewall.ir import (
-    ORIGIN_ACCEPT_UNFILTERED,
     ORIGIN_ANTI_SPOOF,
-    ORIGIN_CONNTRACK_ZONE,
-    ORIGIN_DHCP,
-    ORIGIN_DHCP_SPOOF,
     ORIGIN_ESTABLISHED,
     ORIGIN_FALLBACK,
-    ORIGIN_ICMPV6,
-    ORIGIN_INVALID,
     ORIGIN_JUMP,
-    ORIGIN_NOTRACK,
-    ORIGIN_PORT_SECURITY_OFF,
-    ORIGIN_RA_SPOOF,
     ORIGIN_SG_RULE,
 )
+from sgweb.firewall.tracewords import ORIGIN_STEP_WORDS, PLUMBING_ORIGINS
 
-# Origins that are plumbing: they route the packet to the right chain but decide nothing.
-_PLUMBING = {ORIGIN_JUMP, ORIGIN_CONNTRACK_ZONE, ORIGIN_NOTRACK}
-_WORDS = {
-    ORIGIN_INVALID: "drop INVALID packets",
-    ORIGIN_ESTABLISHED: "RELATED,ESTABLISHED: part of a known connection",
-    ORIGIN_DHCP: "DHCP",
-    ORIGIN_DHCP_SPOOF: "the VM may not answer as a DHCP server",
-    ORIGIN_ICMPV6: "ICMPv6 neighbour discovery / router advertisements",
-    ORIGIN_RA_SPOOF: "the VM may not send router advertisements",
-    ORIGIN_PORT_SECURITY_OFF: "port security off: not filtered",
-    ORIGIN_ACCEPT_UNFILTERED: "accept: the port chains let it through",
-}
 VERDICT_WORDS = {"ACCEPT": "Allowed", "DROP": "Dropped", "unknown": "Unknown"}
 STATUS_WORDS = {
     "pending": ("Waiting for the kernel", "info syncing"),
@@ -133,7 +113,7 @@ def _label(origin: dict[str, Any], target: str, rules: dict[str, Any]) -> str:
         return "anti-spoofing: check the source address and MAC"
     if kind == ORIGIN_FALLBACK:
         return "default drop: no rule allowed it" if target == "DROP" else "no rule matched"
-    return _WORDS.get(kind, kind or "rule")
+    return ORIGIN_STEP_WORDS.get(kind, kind or "rule")
 
 
 def _hop(hop: dict[str, Any], rules: dict[str, Any]) -> HopView:
@@ -152,7 +132,7 @@ def _hop(hop: dict[str, Any], rules: dict[str, Any]) -> HopView:
         if step.get("event") == "policy":
             view.steps.append(StepView(step["chain"], None, "chain policy", "policy"))
             continue
-        if not step.get("matched") or origin.get("kind", ORIGIN_JUMP) in _PLUMBING:
+        if not step.get("matched") or origin.get("kind", ORIGIN_JUMP) in PLUMBING_ORIGINS:
             continue
         target = step.get("target", "")
         rule = rules.get(str(origin.get("rule_id"))) if origin.get("rule_id") else None

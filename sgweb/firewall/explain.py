@@ -18,15 +18,12 @@ from sgweb.firewall.ir import (
     DROP,
     ORIGIN_ACCEPT_UNFILTERED,
     ORIGIN_ANTI_SPOOF,
-    ORIGIN_CONNTRACK_ZONE,
     ORIGIN_DHCP,
     ORIGIN_DHCP_SPOOF,
     ORIGIN_ESTABLISHED,
     ORIGIN_FALLBACK,
     ORIGIN_ICMPV6,
     ORIGIN_INVALID,
-    ORIGIN_JUMP,
-    ORIGIN_NOTRACK,
     ORIGIN_PORT_SECURITY_OFF,
     ORIGIN_RA_SPOOF,
     ORIGIN_SG_RULE,
@@ -47,6 +44,8 @@ from sgweb.firewall.tracewords import (
     ASPECT_PORT,
     ASPECT_PROTOCOL,
     ASPECT_REMOTE,
+    ICMPV6_NAMES,
+    PLUMBING_ORIGINS,
     describe_packet,
     describe_rule,
     in_network,
@@ -71,19 +70,6 @@ REASON_DHCP_SERVER = "dhcp-server"
 REASON_RA = "router-advertisement"
 REASON_INVALID = "invalid"
 REASON_POLICY = "policy"
-
-_ICMPV6_NAMES = {
-    130: "multicast listener query",
-    131: "multicast listener report",
-    132: "multicast listener done",
-    133: "router solicitation",
-    134: "router advertisement",
-    135: "neighbour solicitation",
-    136: "neighbour advertisement",
-    143: "multicast listener report v2",
-}
-# Origins that are plumbing, not a decision about the packet.
-_NOT_DECISIONS = frozenset({ORIGIN_JUMP, ORIGIN_CONNTRACK_ZONE, ORIGIN_NOTRACK})
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +157,7 @@ def _decision_exits(trace: Trace) -> list[tuple[Origin, str]]:
     exits: dict[tuple[str, str | None], tuple[Origin, str]] = {}
     for hit in trace.matched:
         origin = hit.rule.origin
-        if origin.port_id is None or origin.kind in _NOT_DECISIONS:
+        if origin.port_id is None or origin.kind in PLUMBING_ORIGINS:
             continue
         if origin.kind == ORIGIN_ANTI_SPOOF and hit.rule.target == RETURN:
             continue  # passing anti-spoofing is a step on the way, not the egress decision
@@ -312,7 +298,7 @@ def _decision(trace: Trace, origin: Origin, target: str, state: HostState | None
             text = f"allowed at {where}: a DHCP request from the VM"
         return Decision(**base, outcome=ACCEPT, reason=REASON_DHCP, text=text)
     if kind == ORIGIN_ICMPV6 and target != DROP:
-        name = _ICMPV6_NAMES.get(packet.effective_icmp_type or -1, "")
+        name = ICMPV6_NAMES.get(packet.effective_icmp_type or -1, "")
         what = f"ICMPv6 {name}".rstrip()
         if direction == EGRESS:
             text = f"allowed at {where}: {what} from the VM is always let out"

@@ -2,6 +2,9 @@
 
 Used by `explain` for its sentences and by the dashboard to label rules the same way:
 "tcp/22 from 198.51.100.0/24", "icmp type 8 from group web", "udp/53 to 203.0.113.9".
+Also the one place for the words of the built-in rules (by `Origin` kind): as a rule's label
+(`sgweb.live.labels`, live counters and the agent) and as a step of a trace page
+(`sgweb.dashboard.tracepaint`), the ICMPv6 message names, and which origins are plumbing.
 """
 
 from __future__ import annotations
@@ -9,6 +12,20 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 
+from sgweb.firewall.ir import (
+    ORIGIN_ACCEPT_UNFILTERED,
+    ORIGIN_CONNTRACK_ZONE,
+    ORIGIN_DHCP,
+    ORIGIN_DHCP_SPOOF,
+    ORIGIN_ESTABLISHED,
+    ORIGIN_FALLBACK,
+    ORIGIN_ICMPV6,
+    ORIGIN_INVALID,
+    ORIGIN_JUMP,
+    ORIGIN_NOTRACK,
+    ORIGIN_PORT_SECURITY_OFF,
+    ORIGIN_RA_SPOOF,
+)
 from sgweb.firewall.model import EGRESS, INGRESS, HostState, Port, SecurityGroupRule
 from sgweb.firewall.protocols import NAME_BY_NUMBER
 from sgweb.firewall.tracepacket import Packet, TraceError, protocol_number
@@ -18,6 +35,45 @@ ASPECT_PROTOCOL = "protocol"
 ASPECT_PORT = "port"
 ASPECT_ICMP_TYPE = "icmp-type"
 ASPECT_REMOTE = "remote"
+
+# Origins that are plumbing: they route the packet to the right chain but decide nothing.
+PLUMBING_ORIGINS = frozenset({ORIGIN_JUMP, ORIGIN_CONNTRACK_ZONE, ORIGIN_NOTRACK})
+
+ICMPV6_NAMES = {
+    130: "multicast listener query",
+    131: "multicast listener report",
+    132: "multicast listener done",
+    133: "router solicitation",
+    134: "router advertisement",
+    135: "neighbour solicitation",
+    136: "neighbour advertisement",
+    143: "multicast listener report v2",
+}
+
+# A built-in rule's label: what the rule does and why it is there.
+ORIGIN_RULE_LABELS = {
+    ORIGIN_INVALID: "drop INVALID packets",
+    ORIGIN_ESTABLISHED: "allow RELATED,ESTABLISHED (replies and continuations)",
+    ORIGIN_DHCP_SPOOF: "drop DHCP replies sent by the VM (it may not act as a DHCP server)",
+    ORIGIN_RA_SPOOF: "drop router advertisements sent by the VM",
+    ORIGIN_FALLBACK: "default drop",
+    ORIGIN_PORT_SECURITY_OFF: "port security off: accept",
+    ORIGIN_ACCEPT_UNFILTERED: "accept traffic of no filtered port",
+    ORIGIN_CONNTRACK_ZONE: "conntrack zone of the port",
+    ORIGIN_NOTRACK: "stateless group: no connection tracking",
+}
+
+# A built-in rule as a step of a traced packet's path: what it decided about the packet.
+ORIGIN_STEP_WORDS = {
+    ORIGIN_INVALID: "drop INVALID packets",
+    ORIGIN_ESTABLISHED: "RELATED,ESTABLISHED: part of a known connection",
+    ORIGIN_DHCP: "DHCP",
+    ORIGIN_DHCP_SPOOF: "the VM may not answer as a DHCP server",
+    ORIGIN_ICMPV6: "ICMPv6 neighbour discovery / router advertisements",
+    ORIGIN_RA_SPOOF: "the VM may not send router advertisements",
+    ORIGIN_PORT_SECURITY_OFF: "port security off: not filtered",
+    ORIGIN_ACCEPT_UNFILTERED: "accept: the port chains let it through",
+}
 
 _PORTED_PROTOCOLS = frozenset({6, 17, 33, 132, 136})  # tcp udp dccp sctp udplite
 _ICMP = {4: 1, 6: 58}

@@ -10,36 +10,17 @@ from __future__ import annotations
 from sgweb.firewall.ir import (
     ACCEPT,
     DROP,
-    ORIGIN_ACCEPT_UNFILTERED,
     ORIGIN_ANTI_SPOOF,
-    ORIGIN_CONNTRACK_ZONE,
     ORIGIN_DHCP,
-    ORIGIN_DHCP_SPOOF,
-    ORIGIN_ESTABLISHED,
     ORIGIN_FALLBACK,
     ORIGIN_ICMPV6,
-    ORIGIN_INVALID,
     ORIGIN_JUMP,
-    ORIGIN_NOTRACK,
-    ORIGIN_PORT_SECURITY_OFF,
-    ORIGIN_RA_SPOOF,
     ORIGIN_SG_RULE,
     RETURN,
     Rule,
 )
 from sgweb.firewall.model import EGRESS, HostState
-from sgweb.firewall.tracewords import describe_rule
-
-_ICMPV6_NAMES = {
-    130: "multicast listener query",
-    131: "multicast listener report",
-    132: "multicast listener done",
-    133: "router solicitation",
-    134: "router advertisement",
-    135: "neighbour solicitation",
-    136: "neighbour advertisement",
-    143: "multicast listener report v2",
-}
+from sgweb.firewall.tracewords import ICMPV6_NAMES, ORIGIN_RULE_LABELS, describe_rule
 
 
 def short_id(identifier: str | None) -> str:
@@ -79,7 +60,7 @@ def _anti_spoof_label(rule: Rule) -> str:
 
 def _icmpv6_label(rule: Rule) -> str:
     icmp_type = rule.match.icmp_type
-    name = _ICMPV6_NAMES.get(icmp_type or -1, f"type {icmp_type}" if icmp_type else "messages")
+    name = ICMPV6_NAMES.get(icmp_type or -1, f"type {icmp_type}" if icmp_type else "messages")
     verb = "allow" if rule.target in (RETURN, ACCEPT) else "drop"
     return f"{verb} ICMPv6 {name}"
 
@@ -89,19 +70,6 @@ def _dhcp_label(rule: Rule) -> str:
         return "allow DHCP requests from the VM"
     server = rule.match.source.split("/")[0] if rule.match.source else "the subnet's servers"
     return f"allow DHCP replies from {server}"
-
-
-_FIXED = {
-    ORIGIN_INVALID: "drop INVALID packets",
-    ORIGIN_ESTABLISHED: "allow RELATED,ESTABLISHED (replies and continuations)",
-    ORIGIN_DHCP_SPOOF: "drop DHCP replies sent by the VM (it may not act as a DHCP server)",
-    ORIGIN_RA_SPOOF: "drop router advertisements sent by the VM",
-    ORIGIN_FALLBACK: "default drop",
-    ORIGIN_PORT_SECURITY_OFF: "port security off: accept",
-    ORIGIN_ACCEPT_UNFILTERED: "accept traffic of no filtered port",
-    ORIGIN_CONNTRACK_ZONE: "conntrack zone of the port",
-    ORIGIN_NOTRACK: "stateless group: no connection tracking",
-}
 
 
 def rule_label(rule: Rule, state: HostState | None) -> str:
@@ -119,4 +87,4 @@ def rule_label(rule: Rule, state: HostState | None) -> str:
         return f"to {rule.target}"
     if kind == ORIGIN_FALLBACK and rule.target == DROP:
         return "default drop: nothing allowed it"
-    return _FIXED.get(kind, kind)
+    return ORIGIN_RULE_LABELS.get(kind, kind)
