@@ -73,14 +73,30 @@ def _direction(packet: KernelPacket, request: protocol.ProofRequest) -> str | No
     return None
 
 
+UNKNOWN = "unknown"
+DEFINITE = ("ACCEPT", "DROP")
+
+
 def kernel_verdict(directions: list[tuple[str, str | None]]) -> str | None:
-    """DROP if any traversal of the request or reply was dropped; ACCEPT if the request was
-    seen and nothing was dropped; None when the kernel saw no request at all."""
+    """DROP if any traversal of the request or reply was dropped; ACCEPT if a traversal of the
+    request was accepted and nothing was dropped; "unknown" when the request was seen but no
+    traversal of it reached a decision (the trace ended early: that is no evidence of ACCEPT);
+    None when the kernel saw no request at all."""
     if any(verdict == "DROP" for _direction, verdict in directions):
         return "DROP"
-    if any(direction == "request" for direction, _verdict in directions):
+    if any(d == "request" and v == "ACCEPT" for d, v in directions):
         return "ACCEPT"
+    if any(direction == "request" for direction, _verdict in directions):
+        return UNKNOWN
     return None
+
+
+def agreement(kernel: str | None, static: str | None) -> bool | None:
+    """Whether the kernel agreed; None when it gave no definite verdict ("unknown" never agrees
+    and never disagrees: it proves nothing either way)."""
+    if kernel not in DEFINITE:
+        return None
+    return kernel == static
 
 
 def _probe_argv(request: protocol.ProofRequest) -> list[str]:
@@ -152,6 +168,14 @@ class _PacketReporter:
                        "index": len(self.reported) - 1, "direction": direction,
                        "host": self.host, "steps": steps, "verdict": verdict})  # fmt: skip
 
+    def next_attempt(self) -> None:
+        # A new tracer numbers its traversals from 0 again.
+        self.reported = set()
+
+    @property
+    def saw_request(self) -> bool:
+        return any(direction == "request" for direction, _verdict in self.directions)
+
     @property
     def settled(self) -> bool:
         """Observed enough: a dropped request, or a request and its reply."""
@@ -167,6 +191,23 @@ def _observe(tracer: FlowTracer, reporter: _PacketReporter, seconds: float) -> N
         reporter.report(tracer.peek(), final=False)
 
 
+def _trace_probe(
+    runner: Any, netns: str | None, request: protocol.ProofRequest, reporter: _PacketReporter
+) -> bool:
+    """One probe under a fresh tracer; reports what the kernel saw and whether it was answered."""
+    tracer = FlowTracer(runner, netns, matches=_direction_matches(request),
+                        families=(request.family,))  # fmt: skip
+    tracer.start()  # returns once the monitor is subscribed to trace events
+    try:
+        result = runner.run(_probe_argv(request), netns=request.source_netns,
+                            check=False, timeout=15)  # fmt: skip
+    finally:
+        packets = tracer.stop(linger_s=0.3)  # removes the TRACE rules
+    reporter.report(packets, final=True)
+    reporter.next_attempt()
+    return result.returncode == 0
+
+
 def prove(
     request: protocol.ProofRequest,
     agent: Any,
@@ -178,7 +219,7 @@ def prove(
     runner = runner or agent.firewall.runner
     netns = agent.firewall.netns
     reporter = _PacketReporter(request, agent, emit)
-    status, summary, probe_ok = protocol.STATUS_FAILED, "", None
+    status, summary, probe_ok, retried = protocol.STATUS_FAILED, "", None, ""
     with _one_at_a_time:
         agent.pause_drift(request.observe_s + 30)
         try:
@@ -187,17 +228,21 @@ def prove(
                 problem = _check_source(runner, request)
             if problem:
                 summary = f"no proof: {problem}"
+            elif request.mode == protocol.MODE_PROBE:
+                probe_ok = _trace_probe(runner, netns, request, reporter)
+                if not reporter.saw_request:
+                    # A probe the kernel did not see at all is a tracing miss (or a lost packet),
+                    # not evidence: send it once more before reporting anything.
+                    answered = "was answered" if probe_ok else "got no answer"
+                    retried = "retried once: the kernel saw no packet of the first probe, which "
+                    retried += answered
+                    probe_ok = _trace_probe(runner, netns, request, reporter)
             else:
                 tracer = FlowTracer(runner, netns, matches=_direction_matches(request),
                                     families=(request.family,))  # fmt: skip
                 tracer.start()
                 try:
-                    if request.mode == protocol.MODE_PROBE:
-                        result = runner.run(_probe_argv(request), netns=request.source_netns,
-                                            check=False, timeout=15)  # fmt: skip
-                        probe_ok = result.returncode == 0
-                    else:
-                        _observe(tracer, reporter, request.observe_s)
+                    _observe(tracer, reporter, request.observe_s)
                 finally:
                     packets = tracer.stop(linger_s=0.3)  # removes the TRACE rules
                 reporter.report(packets, final=True)
@@ -214,16 +259,19 @@ def prove(
         else:
             status = protocol.STATUS_OBSERVED if directions else protocol.STATUS_TIMEOUT
         summary = _summary(request, verdict, reporter.deciding, probe_ok, len(directions))
+        if retried:
+            summary += f" ({retried})"
     result = {
         "type": "trace-result",
         "trace_id": request.trace_id,
         "status": status,
         "static_verdict": request.static_verdict,
         "kernel_verdict": verdict,
-        "agrees": None if verdict is None else verdict == request.static_verdict,
+        "agrees": agreement(verdict, request.static_verdict),
         "summary": summary,
         "at": time.time(),
         "probe_ok": probe_ok,
+        "retried": bool(retried),
     }
     emit(result)
     return result
@@ -240,8 +288,15 @@ def _summary(
         if request.mode == protocol.MODE_OBSERVE:
             return f"no matching traffic within {request.observe_s:g} s"
         return "the kernel saw no packet of this flow"
-    agreement = "agrees with" if verdict == request.static_verdict else "contradicts"
-    text = f"kernel {verdict} ({deciding}) {agreement} the static verdict {request.static_verdict}"
+    if verdict == UNKNOWN:
+        return (
+            f"the kernel traced {seen} traversal{'s' if seen != 1 else ''} of this flow but saw "
+            f"no ACCEPT or DROP: nothing is proved either way (static verdict "
+            f"{request.static_verdict})"
+        )
+    agreement_text = "agrees with" if verdict == request.static_verdict else "contradicts"
+    text = f"kernel {verdict} ({deciding}) {agreement_text} the static verdict "
+    text += request.static_verdict
     text += f"; {seen} traversal{'s' if seen != 1 else ''} traced"
     if probe_ok is not None:
         text += "; the probe was answered" if probe_ok else "; the probe got no answer"

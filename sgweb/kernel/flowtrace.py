@@ -7,11 +7,11 @@ reported twice. Both rules carry the tracer's tag and are removed afterwards, al
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 
 from sgweb.kernel.ktrace import KernelPacket, KernelTracer, parse_monitor_output
-from sgweb.kernel.runner import CommandRunner
+from sgweb.kernel.netlinkready import wait_subscribed
+from sgweb.kernel.runner import CommandRunner, ProcessHandle
 
 
 class FlowTracer(KernelTracer):
@@ -23,8 +23,11 @@ class FlowTracer(KernelTracer):
         matches: Sequence[Sequence[str]],
         families: Iterable[int] = (4,),
         settle_s: float = 0.2,
+        ready_timeout_s: float = 2.0,
     ) -> None:
         super().__init__(runner, netns, families=families, settle_s=settle_s)
+        self.ready_timeout_s = ready_timeout_s
+        self.ready_after_s: float | None = None  # how long the monitor took to subscribe
         self.matches = [tuple(match) for match in matches]
         self._rules: list[tuple[int, tuple[str, ...]]] = []
 
@@ -38,6 +41,7 @@ class FlowTracer(KernelTracer):
             ["stdbuf", "-oL", "xtables-monitor", "--trace"], netns=self.netns
         )
         try:
+            self._wait_ready(self._monitor)
             for family in self.families:
                 for match in self.matches:
                     self.runner.run(self._flow_rule(family, match, "-I"), netns=self.netns)
@@ -45,8 +49,17 @@ class FlowTracer(KernelTracer):
         except BaseException:
             self._cleanup()
             raise
-        time.sleep(self.settle_s)  # xtables-monitor says nothing when it has subscribed
         return self
+
+    def _wait_ready(self, monitor: ProcessHandle) -> None:
+        # xtables-monitor prints nothing once subscribed, and a fixed sleep lost the first packet
+        # on a busy host: ask the kernel whether its socket joined the trace group.
+        pid = getattr(monitor, "pid", None)
+        if not isinstance(pid, int):
+            return  # a scripted process in unit tests: no kernel to ask, nothing to race
+        self.ready_after_s = wait_subscribed(
+            pid, timeout=self.ready_timeout_s, alive=lambda: monitor.poll() is None
+        )
 
     def _cleanup(self) -> str:
         for family, match in self._rules:

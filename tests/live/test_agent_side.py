@@ -208,3 +208,62 @@ def test_a_missing_lab_namespace_fails_the_proof_with_a_reason():
     result = tracing.prove(request, _agent(runner), lambda message: None, runner=runner)
     assert result["status"] == protocol.STATUS_FAILED and "not there" in result["summary"]
     assert not any("TRACE" in argv for argv in runner.commands())
+
+
+def _probe_runner(*monitor_outputs: str) -> FakeRunner:
+    """A lab host whose successive xtables-monitor runs print `monitor_outputs` in turn."""
+    runner = FakeRunner()
+    runner.on(
+        ["ip", "-o", "link", "show", "eth0"], stdout="2: eth0@if3: link/ether fa:16:3e:00:00:0a"
+    )
+    outputs = list(monitor_outputs)
+
+    def monitor(call: RecordedCall) -> CommandResult:
+        return CommandResult(call.argv, 0, outputs.pop(0) if outputs else "", "", 0.0, call.netns)
+
+    runner.on(["stdbuf", "-oL", "xtables-monitor"], respond=monitor)
+    runner.on(["nft", "-a", "list", "chain"], respond=_listing)
+    runner.on([sys.executable], returncode=0, stdout='{"ok": true}')
+    return runner
+
+
+def _probe_request(trace_id: str, static: str) -> protocol.ProofRequest:
+    return protocol.ProofRequest(
+        trace_id=trace_id, host="compute1", mode=protocol.MODE_PROBE, family=4, protocol="tcp",
+        src="192.0.2.10", dst="192.0.2.20", dport=5432, static_verdict=static,
+        source_netns="lab-h1-vm1", source_mac="fa:16:3e:00:00:0a",
+    )  # fmt: skip
+
+
+def test_a_traversal_without_a_verdict_never_counts_as_agreement():
+    # Only the raw table's part was traced (the trace ended before the filter table decided).
+    undecided = "\n".join(_monitor_output(0x40).splitlines()[:3]) + "\n"
+    runner = _probe_runner(undecided)
+    emitted: list[dict[str, Any]] = []
+    result = tracing.prove(_probe_request("t5", "ACCEPT"), _agent(runner), emitted.append,
+                           runner=runner)  # fmt: skip
+    assert [m["verdict"] for m in emitted if m["type"] == "trace-packet"] == ["unknown"]
+    assert result["kernel_verdict"] == "unknown" and result["agrees"] is None
+    assert "nothing is proved" in result["summary"]
+    assert "agrees" not in result["summary"]
+
+
+def test_a_probe_the_kernel_did_not_see_is_retried_once_and_the_summary_says_why():
+    fallback_position = len(COMPILED.v4.table("filter").chain(INGRESS_B).rules)
+    runner = _probe_runner("", _monitor_output(0x40 + fallback_position - 1))
+    result = tracing.prove(_probe_request("t6", "DROP"), _agent(runner), lambda m: None,
+                           runner=runner)  # fmt: skip
+    probes = [argv for argv in runner.commands() if argv[0] == sys.executable]
+    assert len(probes) == 2
+    assert result["kernel_verdict"] == "DROP" and result["agrees"] is True
+    assert result["retried"] is True
+    assert "retried once: the kernel saw no packet of the first probe" in result["summary"]
+
+
+def test_a_probe_unseen_twice_reports_no_packet_after_one_retry():
+    runner = _probe_runner("", "")
+    result = tracing.prove(_probe_request("t7", "DROP"), _agent(runner), lambda m: None,
+                           runner=runner)  # fmt: skip
+    assert len([argv for argv in runner.commands() if argv[0] == sys.executable]) == 2
+    assert result["kernel_verdict"] is None and result["agrees"] is None
+    assert result["summary"].startswith("the kernel saw no packet of this flow (retried once")
