@@ -9,6 +9,7 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 
+from sgweb.dashboard.access import raise_for_access
 from sgweb.tenancy.errors import ActionError
 
 
@@ -53,6 +54,30 @@ def done(request: HttpRequest, url: str, message: str = "") -> HttpResponse:
     if wants_json(request):
         return JsonResponse({"redirect": url})
     return HttpResponseRedirect(url)
+
+
+def form_refused(
+    request: HttpRequest,
+    form: forms.BaseForm,
+    render_page: Any,
+    error: ActionError,
+    *,
+    aliases: dict[str, str] | None = None,
+    not_found_page: bool = False,
+) -> HttpResponse:
+    """An action refused what the form asked: a 403 (and, with `not_found_page`, a 404) answers
+    as Django's refusal; anything else sends the form back with the action's errors on it."""
+    if error.status_code == 403 or not_found_page:
+        raise_for_access(error)
+    add_action_error(form, error, aliases)
+    return refused(request, form, render_page, status=error.status_code)
+
+
+def button_refused(request: HttpRequest, url: str, error: ActionError) -> HttpResponse:
+    """An action refused a button: a 403/404 answers as Django's refusal, anything else is said
+    in a message on the page it came from."""
+    raise_for_access(error)
+    return refused_message(request, url, error.message, error.status_code)
 
 
 def refused_message(

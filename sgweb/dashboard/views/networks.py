@@ -15,14 +15,17 @@ from django.views.decorators.http import require_POST
 from sgweb.dashboard.access import (
     can_change_project,
     get_visible_or_404,
-    raise_for_access,
     require_change,
     scope,
 )
 from sgweb.dashboard.forms import NetworkForm, SubnetForm
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.shell import build_shell, render_page
-from sgweb.dashboard.views.common import add_action_error, done, refused
+from sgweb.dashboard.views.common import (
+    done,
+    form_refused,
+    refused,
+)
 from sgweb.networks import actions
 from sgweb.networks.models import Network, Port, Subnet
 from sgweb.tenancy import access as tenancy_access
@@ -146,10 +149,7 @@ def subnet_create(request: HttpRequest, network_id: str) -> HttpResponse:
     try:
         subnet = actions.create_subnet(request.user, network, **fields)
     except ActionError as error:
-        if error.status_code == 403:
-            raise_for_access(error)
-        add_action_error(form, error)
-        return refused(request, form, page, status=error.status_code)
+        return form_refused(request, form, page, error)
     return done(
         request,
         reverse("dashboard:network", args=[network.pk]) + "#subnets",
@@ -195,10 +195,7 @@ def network_new(request: HttpRequest) -> HttpResponse:
             description=form.cleaned_data.get("description", ""),
         )
     except ActionError as error:
-        if error.status_code == 403:
-            raise_for_access(error)
-        add_action_error(form, error)
-        return refused(request, form, page, status=error.status_code)
+        return form_refused(request, form, page, error)
     return done(
         request,
         reverse("dashboard:network", args=[network.pk]),

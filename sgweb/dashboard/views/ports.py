@@ -24,7 +24,13 @@ from sgweb.dashboard.hoststate import statuses
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.livepaint import port_chains_view
 from sgweb.dashboard.shell import build_shell, render_page
-from sgweb.dashboard.views.common import add_action_error, done, refused, refused_message
+from sgweb.dashboard.views.common import (
+    button_refused,
+    done,
+    form_refused,
+    refused,
+    refused_message,
+)
 from sgweb.firewall import names
 from sgweb.networks import actions
 from sgweb.networks.models import (
@@ -280,14 +286,12 @@ def port_add_group(request: HttpRequest, port_id: str) -> HttpResponse:
     try:
         actions.update_port(request.user, port, security_groups=[*_current_group_ids(port), wanted])
     except ActionError as error:
-        if error.status_code == 403:
-            raise_for_access(error)
-        add_action_error(form, error, aliases={"security_groups": "security_group"})
-        return refused(
+        return form_refused(
             request,
             form,
             lambda status: _detail_page(request, port, status, group_form=form),
-            status=error.status_code,
+            error,
+            aliases={"security_groups": "security_group"},
         )
     return done(
         request, f"{url}#groups", "Security group attached. The port's host is being updated."
@@ -304,8 +308,7 @@ def port_remove_group(request: HttpRequest, port_id: str, group_id: str) -> Http
     try:
         actions.update_port(request.user, port, security_groups=remaining)
     except ActionError as error:
-        raise_for_access(error)
-        return refused_message(request, url, error.message, error.status_code)
+        return button_refused(request, url, error)
     return done(request, f"{url}#groups", "Security group detached.")
 
 
@@ -352,11 +355,10 @@ def pair_add(request: HttpRequest, port_id: str) -> HttpResponse:
     try:
         actions.update_port(request.user, port, allowed_address_pairs=[*_current_pairs(port), pair])
     except ActionError as error:
-        if error.status_code == 403:
-            raise_for_access(error)
         # The validators name the whole list; the new pair is the one that can be wrong.
-        add_action_error(form, error, aliases={"allowed_address_pairs": "ip_address"})
-        return refused(request, form, page, status=error.status_code)
+        return form_refused(
+            request, form, page, error, aliases={"allowed_address_pairs": "ip_address"}
+        )
     return done(request, f"{url}#pairs", "Allowed address pair added.")
 
 
@@ -374,6 +376,5 @@ def pair_remove(request: HttpRequest, port_id: str, pair_id: int) -> HttpRespons
     try:
         actions.update_port(request.user, port, allowed_address_pairs=pairs)
     except ActionError as error:
-        raise_for_access(error)
-        return refused_message(request, url, error.message, error.status_code)
+        return button_refused(request, url, error)
     return done(request, f"{url}#pairs", "Allowed address pair removed.")

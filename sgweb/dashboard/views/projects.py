@@ -13,11 +13,17 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from sgweb.dashboard.access import is_admin, raise_for_access, require_admin, visible_projects
+from sgweb.dashboard.access import is_admin, require_admin, visible_projects
 from sgweb.dashboard.forms import MemberForm, ProjectForm, QuotaForm
 from sgweb.dashboard.listing import paginate, search_term
 from sgweb.dashboard.shell import render_page
-from sgweb.dashboard.views.common import add_action_error, done, refused, refused_message
+from sgweb.dashboard.views.common import (
+    button_refused,
+    done,
+    form_refused,
+    refused,
+    refused_message,
+)
 from sgweb.networks.models import Port
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.tenancy import actions
@@ -87,10 +93,7 @@ def project_new(request: HttpRequest) -> HttpResponse:
             description=form.cleaned_data.get("description", ""),
         )
     except ActionError as error:
-        if error.status_code == 403:
-            raise_for_access(error)
-        add_action_error(form, error)
-        return refused(request, form, page, status=error.status_code)
+        return form_refused(request, form, page, error)
     return done(
         request,
         reverse("dashboard:project", args=[project.pk]),
@@ -159,14 +162,11 @@ def quota_update(request: HttpRequest, project_id: str) -> HttpResponse:
     try:
         actions.set_quota(request.user, project, **values)
     except ActionError as error:
-        if error.status_code == 403:
-            raise_for_access(error)
-        add_action_error(form, error)
-        return refused(
+        return form_refused(
             request,
             form,
             lambda status: _detail_page(request, project, quota_form=form, status=status),
-            status=error.status_code,
+            error,
         )
     return done(request, reverse("dashboard:project", args=[project.pk]), "Quota saved.")
 
@@ -192,9 +192,7 @@ def member_add(request: HttpRequest, project_id: str) -> HttpResponse:
     try:
         actions.add_member(request.user, project, user)
     except ActionError as error:
-        raise_for_access(error)
-        add_action_error(form, error)
-        return refused(request, form, page, status=error.status_code)
+        return form_refused(request, form, page, error, not_found_page=True)
     return done(
         request, reverse("dashboard:project", args=[project.pk]), f"{username} is now a member."
     )
@@ -212,6 +210,5 @@ def member_remove(request: HttpRequest, project_id: str, user_id: int) -> HttpRe
     try:
         actions.remove_member(request.user, project, user)
     except ActionError as error:
-        raise_for_access(error)
-        return refused_message(request, url, error.message, error.status_code)
+        return button_refused(request, url, error)
     return done(request, url, f"{user.get_username()} removed from {project.name}.")

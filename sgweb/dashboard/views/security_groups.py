@@ -25,7 +25,13 @@ from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.livepaint import group_hits
 from sgweb.dashboard.presentation import PROTOCOL_CHOICES, RULE_PRESETS
 from sgweb.dashboard.shell import build_shell, render_page
-from sgweb.dashboard.views.common import add_action_error, done, refused, refused_message
+from sgweb.dashboard.views.common import (
+    button_refused,
+    done,
+    form_refused,
+    refused,
+    refused_message,
+)
 from sgweb.networks.models import Port, PortSecurityGroup
 from sgweb.security import actions
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
@@ -157,9 +163,7 @@ def group_new(request: HttpRequest) -> HttpResponse:
             description=form.cleaned_data["description"],
         )
     except ActionError as error:
-        raise_for_access(error)
-        add_action_error(form, error)
-        return refused(request, form, page, status=error.status_code)
+        return form_refused(request, form, page, error, not_found_page=True)
     return done(
         request,
         reverse("dashboard:security_group", args=[group.pk]),
@@ -273,11 +277,8 @@ def rule_create(request: HttpRequest, group_id: str) -> HttpResponse:
             for fields in form.rule_fields():
                 created.append(actions.create_security_group_rule(request.user, group, **fields))
     except ActionError as error:
-        if error.status_code == 403:
-            raise_for_access(error)
         # A remote group that does not exist is the form's problem, not a missing page.
-        add_action_error(form, error)
-        return refused(request, form, page, status=error.status_code)
+        return form_refused(request, form, page, error)
     noun = "rule" if len(created) == 1 else f"{len(created)} rules"
     return done(
         request, f"{url}?added={','.join(str(r.pk) for r in created)}#rules", f"Added {noun}."
@@ -296,8 +297,7 @@ def rule_delete(request: HttpRequest, group_id: str, rule_id: str) -> HttpRespon
     try:
         actions.delete_security_group_rule(request.user, rule)
     except ActionError as error:
-        raise_for_access(error)
-        return refused_message(request, url, error.message, error.status_code)
+        return button_refused(request, url, error)
     return done(request, f"{url}#rules", "Rule deleted. Hosts using this group are being updated.")
 
 
@@ -332,9 +332,7 @@ def group_update(request: HttpRequest, group_id: str) -> HttpResponse:
             description=form.cleaned_data["description"],
         )
     except ActionError as error:
-        raise_for_access(error)
-        add_action_error(form, error)
-        return refused(request, form, page, status=error.status_code)
+        return form_refused(request, form, page, error, not_found_page=True)
     return done(request, url, "Security group saved.")
 
 

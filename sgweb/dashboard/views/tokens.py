@@ -11,10 +11,15 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from sgweb.dashboard.access import is_admin, raise_for_access
+from sgweb.dashboard.access import is_admin
 from sgweb.dashboard.forms import TokenForm
 from sgweb.dashboard.shell import render_page
-from sgweb.dashboard.views.common import add_action_error, done, refused, refused_message
+from sgweb.dashboard.views.common import (
+    button_refused,
+    done,
+    form_refused,
+    refused,
+)
 from sgweb.tenancy import actions
 from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import ApiToken
@@ -70,14 +75,12 @@ def token_list(request: HttpRequest) -> HttpResponse:
             request.user, name=form.cleaned_data.get("name", ""), expires_at=expires_at
         )
     except ActionError as error:
-        if error.status_code == 403:
-            raise_for_access(error)
-        add_action_error(form, error, aliases={"expires_at": "expires_in_days"})
-        return refused(
+        return form_refused(
             request,
             form,
             lambda status: _token_page(request, form, status=status),
-            status=error.status_code,
+            error,
+            aliases={"expires_at": "expires_in_days"},
         )
     # The key exists in clear only in this response: it is never stored and never shown again.
     response = _token_page(request, TokenForm(), new_key=key, status=201)
@@ -96,8 +99,7 @@ def token_revoke(request: HttpRequest, token_id: str) -> HttpResponse:
     try:
         actions.revoke_api_token(request.user, token)
     except ActionError as error:
-        raise_for_access(error)
-        return refused_message(request, url, error.message, error.status_code)
+        return button_refused(request, url, error)
     return done(
         request,
         url,

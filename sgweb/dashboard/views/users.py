@@ -12,11 +12,17 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from sgweb.dashboard.access import is_admin, raise_for_access, require_admin, sees_everything
+from sgweb.dashboard.access import is_admin, require_admin, sees_everything
 from sgweb.dashboard.forms import UserForm
 from sgweb.dashboard.listing import paginate, search_term
 from sgweb.dashboard.shell import render_page
-from sgweb.dashboard.views.common import add_action_error, done, refused, refused_message
+from sgweb.dashboard.views.common import (
+    button_refused,
+    done,
+    form_refused,
+    refused,
+    refused_message,
+)
 from sgweb.tenancy import actions
 from sgweb.tenancy.choices import Role
 from sgweb.tenancy.errors import ActionError
@@ -87,10 +93,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
             role=data.get("role") or Role.MEMBER,
         )
     except ActionError as error:
-        if error.status_code == 403:
-            raise_for_access(error)
-        add_action_error(form, error)
-        return refused(request, form, page, status=error.status_code)
+        return form_refused(request, form, page, error)
     return done(
         request,
         reverse("dashboard:users"),
@@ -109,6 +112,5 @@ def user_role(request: HttpRequest, user_id: int) -> HttpResponse:
     try:
         actions.set_role(request.user, user, request.POST.get("role", ""))
     except ActionError as error:
-        raise_for_access(error)
-        return refused_message(request, url, error.message, error.status_code)
+        return button_refused(request, url, error)
     return done(request, url, f"{user.get_username()} is now {request.POST.get('role')}.")
