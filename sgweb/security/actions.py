@@ -30,6 +30,7 @@ from sgweb.security.validators import clean_rule, rule_duplicate_key
 from sgweb.tenancy.access import require_change
 from sgweb.tenancy.errors import Conflict, Invalid, OverQuota
 from sgweb.tenancy.models import Project, Quota
+from sgweb.tenancy.standard import changed_fields
 from sgweb.tenancy.validators import Errors, clean_bool, clean_description, clean_name
 
 if TYPE_CHECKING:
@@ -238,13 +239,10 @@ def update_security_group(actor: Actor, group: SecurityGroup, **changes: Any) ->
         locked = SecurityGroup.objects.select_for_update().get(pk=group.pk)
         rules = list(locked.rules.all())
         before = group_to_dict(locked, rules)
-        changed = {key: value for key, value in values.items() if getattr(locked, key) != value}
+        changed = changed_fields(locked, values)
         if not changed:
             return locked
-        for key, value in changed.items():
-            setattr(locked, key, value)
-        locked.bump_revision()
-        locked.save()
+        locked.save_changes(changed)
         record(
             actor,
             AuditAction.UPDATE,

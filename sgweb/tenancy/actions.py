@@ -28,6 +28,7 @@ from sgweb.tenancy.models import (
     hash_token_key,
 )
 from sgweb.tenancy.representation import project_to_dict
+from sgweb.tenancy.standard import changed_fields
 from sgweb.tenancy.validators import Errors, clean_description, clean_name
 
 if TYPE_CHECKING:
@@ -91,13 +92,10 @@ def update_project(actor: Actor, project: Project, **changes: Any) -> Project:
         )
     with transaction.atomic():
         before = _project_snapshot(project)
-        changed = {key: value for key, value in values.items() if getattr(project, key) != value}
+        changed = changed_fields(project, values)
         if not changed:
             return project
-        for key, value in changed.items():
-            setattr(project, key, value)
-        project.bump_revision()
-        project.save()
+        project.save_changes(changed)
         record(
             actor,
             AuditAction.UPDATE,
@@ -266,7 +264,7 @@ def set_quota(
             "security_groups": quota.security_groups,
             "security_group_rules": quota.security_group_rules,
         }
-        changed = {key: value for key, value in values.items() if getattr(quota, key) != value}
+        changed = changed_fields(quota, values)
         if not changed:
             return quota
         for key, value in changed.items():

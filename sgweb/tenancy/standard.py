@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from django.db import models
+
+
+def changed_fields(instance: models.Model, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of `values` that differ from the instance's current field values."""
+    return {key: value for key, value in values.items() if getattr(instance, key) != value}
 
 
 class StandardAttributes(models.Model):
@@ -24,3 +31,10 @@ class StandardAttributes(models.Model):
 
     def bump_revision(self) -> None:
         self.revision_number += 1
+
+    def save_changes(self, changed: Mapping[str, Any]) -> None:
+        """An action's update: set the changed fields, bump the revision, save."""
+        for key, value in changed.items():
+            setattr(self, key, value)
+        self.bump_revision()
+        self.save()

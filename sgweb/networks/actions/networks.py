@@ -22,6 +22,7 @@ from sgweb.networks.validators import (
 from sgweb.tenancy.access import require_admin, require_change
 from sgweb.tenancy.errors import Conflict, Invalid
 from sgweb.tenancy.models import Project
+from sgweb.tenancy.standard import changed_fields
 from sgweb.tenancy.validators import Errors, clean_bool, clean_description, clean_name
 
 if TYPE_CHECKING:
@@ -89,13 +90,10 @@ def update_network(actor: Actor, network: Network, **changes: Any) -> Network:
     with transaction.atomic():
         locked = Network.objects.select_for_update().get(pk=network.pk)
         before = network_to_dict(locked)
-        changed = {key: value for key, value in values.items() if getattr(locked, key) != value}
+        changed = changed_fields(locked, values)
         if not changed:
             return locked
-        for key, value in changed.items():
-            setattr(locked, key, value)
-        locked.bump_revision()
-        locked.save()
+        locked.save_changes(changed)
         record(
             actor,
             AuditAction.UPDATE,
@@ -242,7 +240,7 @@ def update_subnet(actor: Actor, subnet: Subnet, **changes: Any) -> Subnet:
     with transaction.atomic():
         locked = Subnet.objects.select_for_update().get(pk=subnet.pk)
         before = subnet_to_dict(locked)
-        changed = {key: value for key, value in values.items() if getattr(locked, key) != value}
+        changed = changed_fields(locked, values)
         if not changed:
             return locked
         clash = set(FixedIP.objects.filter(subnet=locked).values_list("ip_address", flat=True)) & (
@@ -253,10 +251,7 @@ def update_subnet(actor: Actor, subnet: Subnet, **changes: Any) -> Subnet:
                 f"Address {sorted(clash)[0]} is already allocated to a port.",
                 neutron_type="IpAddressInUse",
             )
-        for key, value in changed.items():
-            setattr(locked, key, value)
-        locked.bump_revision()
-        locked.save()
+        locked.save_changes(changed)
         record(
             actor,
             AuditAction.UPDATE,
