@@ -9,11 +9,18 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar
 
-from django.db.models import Model, QuerySet
+from django.db.models import Model, Q, QuerySet
 from rest_framework.request import Request
 
-from sgweb.api.query import Filter
-from sgweb.tenancy.access import can_see_project, is_admin, member_project_ids, scope
+from sgweb.api.query import Filter, as_int, as_uuid
+from sgweb.tenancy.access import (
+    can_see_project,
+    is_admin,
+    member_project_ids,
+    role_of,
+    scope,
+    sees_all_projects,
+)
 from sgweb.tenancy.errors import Invalid, MethodNotAllowed, NotFound, PermissionDenied
 from sgweb.tenancy.models import Project
 
@@ -21,6 +28,31 @@ from sgweb.tenancy.models import Project
 STANDARD_READ_ONLY = frozenset(
     {"id", "tenant_id", "project_id", "created_at", "updated_at", "revision_number", "tags"}
 )
+
+# Filters and sort keys every project-owned resource offers.
+PROJECT_FILTERS = {
+    "tenant_id": Filter("project_id", as_uuid),
+    "project_id": Filter("project_id", as_uuid),
+    "revision_number": Filter("revision_number", as_int),
+    "description": Filter("description"),
+}
+STANDARD_SORTS = {
+    "id": "id",
+    "name": "name",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "tenant_id": "project_id",
+    "project_id": "project_id",
+    "revision_number": "revision_number",
+}
+
+
+def required_field(name: str) -> Invalid:
+    """The refusal of a body that lacks `name`, as Neutron words it."""
+    return Invalid(
+        f"Invalid input for operation: {name} is required.",
+        errors={name: ["This field is required."]},
+    )
 
 
 class Resource:
@@ -43,6 +75,13 @@ class Resource:
 
     def scoped(self, request: Request, queryset: QuerySet, field: str = "project") -> QuerySet:
         return scope(request.user, queryset, field)
+
+    def scoped_or_shared(self, request: Request, queryset: QuerySet, shared: Q) -> QuerySet:
+        """`scoped`, plus what `shared` selects for a project member (shared networks are
+        visible to every project, as in Neutron)."""
+        if not sees_all_projects(request.user) and role_of(request.user):
+            return queryset.filter(Q(pk__in=self.scoped(request, queryset).values("pk")) | shared)
+        return self.scoped(request, queryset)
 
     def to_dict(self, obj: Model) -> dict[str, Any]:
         return self.to_dicts([obj])[0]

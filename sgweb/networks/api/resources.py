@@ -8,29 +8,24 @@ from django.db.models import Q, QuerySet
 from rest_framework.request import Request
 
 from sgweb.api.query import Filter, NoMatch, as_bool, as_int, as_uuid
-from sgweb.api.resource import Resource, project_for_create
+from sgweb.api.resource import (
+    PROJECT_FILTERS,
+    STANDARD_SORTS,
+    Resource,
+    project_for_create,
+    required_field,
+)
 from sgweb.networks import actions
 from sgweb.networks.models import FixedIP, Network, Port, PortSecurityGroup, Subnet
 from sgweb.networks.representation import network_to_dict, ports_to_dicts, subnet_to_dict
-from sgweb.tenancy.access import can_change_project, role_of, sees_all_projects
+from sgweb.tenancy.access import can_change_project
 from sgweb.tenancy.errors import Invalid
 
-PROJECT_FILTERS = {
-    "tenant_id": Filter("project_id", as_uuid),
-    "project_id": Filter("project_id", as_uuid),
-    "revision_number": Filter("revision_number", as_int),
-    "description": Filter("description"),
+# Every resource here has an id and a name to filter on besides the project's filters.
+NAMED_FILTERS = {
+    **PROJECT_FILTERS,
     "id": Filter("id", as_uuid),
     "name": Filter("name"),
-}
-STANDARD_SORTS = {
-    "id": "id",
-    "name": "name",
-    "created_at": "created_at",
-    "updated_at": "updated_at",
-    "tenant_id": "project_id",
-    "project_id": "project_id",
-    "revision_number": "revision_number",
 }
 
 
@@ -72,7 +67,7 @@ class Networks(Resource):
     not_found_type = "NetworkNotFound"
     not_found_message = "Network {id} could not be found."
     filters = {
-        **PROJECT_FILTERS,
+        **NAMED_FILTERS,
         "admin_state_up": Filter("admin_state_up", as_bool),
         "shared": Filter("shared", as_bool),
     }
@@ -97,14 +92,7 @@ class Networks(Resource):
     }
 
     def queryset(self, request: Request) -> QuerySet:
-        networks = Network.objects.all()
-        if not sees_all_projects(request.user) and role_of(request.user):
-            # Shared networks are visible to every project, as in Neutron.
-            networks = networks.filter(
-                Q(pk__in=self.scoped(request, Network.objects.all()).values("pk")) | Q(shared=True)
-            )
-        else:
-            networks = self.scoped(request, networks)
+        networks = self.scoped_or_shared(request, Network.objects.all(), Q(shared=True))
         return networks.prefetch_related("subnets")
 
     def to_dict(self, obj: Network) -> dict[str, Any]:
@@ -131,7 +119,7 @@ class Subnets(Resource):
     not_found_type = "SubnetNotFound"
     not_found_message = "Subnet {id} could not be found."
     filters = {
-        **PROJECT_FILTERS,
+        **NAMED_FILTERS,
         "network_id": Filter("network_id", as_uuid),
         "ip_version": Filter("ip_version", as_int),
         "cidr": Filter("cidr"),
@@ -170,15 +158,7 @@ class Subnets(Resource):
     }
 
     def queryset(self, request: Request) -> QuerySet:
-        subnets = Subnet.objects.all()
-        if not sees_all_projects(request.user) and role_of(request.user):
-            subnets = subnets.filter(
-                Q(pk__in=self.scoped(request, Subnet.objects.all()).values("pk"))
-                | Q(network__shared=True)
-            )
-        else:
-            subnets = self.scoped(request, subnets)
-        return subnets
+        return self.scoped_or_shared(request, Subnet.objects.all(), Q(network__shared=True))
 
     def to_dict(self, obj: Subnet) -> dict[str, Any]:
         return subnet_to_dict(obj)
@@ -190,10 +170,7 @@ class Subnets(Resource):
         }
         values = self.map_fields(fields, self.create_fields)
         if "cidr" not in values:
-            raise Invalid(
-                "Invalid input for operation: cidr is required.",
-                errors={"cidr": ["This field is required."]},
-            )
+            raise required_field("cidr")
         return actions.create_subnet(request.user, network, **values)
 
     def update(self, request: Request, obj: Subnet, body: dict[str, Any]) -> Subnet:
@@ -207,10 +184,7 @@ class Subnets(Resource):
 def _network_for(request: Request, body: dict[str, Any]) -> Network:
     network_id = body.get("network_id")
     if not network_id:
-        raise Invalid(
-            "Invalid input for operation: network_id is required.",
-            errors={"network_id": ["This field is required."]},
-        )
+        raise required_field("network_id")
     return Networks().get_object(request, str(network_id))
 
 
@@ -221,7 +195,7 @@ class Ports(Resource):
     not_found_type = "PortNotFound"
     not_found_message = "Port {id} could not be found."
     filters = {
-        **PROJECT_FILTERS,
+        **NAMED_FILTERS,
         "network_id": Filter("network_id", as_uuid),
         "mac_address": Filter("mac_address"),
         "device_id": Filter("device_id"),

@@ -8,20 +8,19 @@ from django.db.models import QuerySet
 from rest_framework.request import Request
 
 from sgweb.api.query import Filter, as_bool, as_int, as_nullable_text, as_uuid
-from sgweb.api.resource import Resource, project_for_create
+from sgweb.api.resource import (
+    PROJECT_FILTERS,
+    STANDARD_SORTS,
+    Resource,
+    project_for_create,
+    required_field,
+)
 from sgweb.security import actions
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.security.representation import groups_to_dicts, rule_to_dict
 from sgweb.tenancy.access import member_project_ids, role_of
 from sgweb.tenancy.choices import Role
 from sgweb.tenancy.errors import Invalid
-
-PROJECT_FILTERS = {
-    "tenant_id": Filter("project_id", as_uuid),
-    "project_id": Filter("project_id", as_uuid),
-    "revision_number": Filter("revision_number", as_int),
-    "description": Filter("description"),
-}
 
 
 class SecurityGroups(Resource):
@@ -36,15 +35,7 @@ class SecurityGroups(Resource):
         "name": Filter("name"),
         "stateful": Filter("stateful", as_bool),
     }
-    sortable = {
-        "id": "id",
-        "name": "name",
-        "created_at": "created_at",
-        "updated_at": "updated_at",
-        "tenant_id": "project_id",
-        "project_id": "project_id",
-        "revision_number": "revision_number",
-    }
+    sortable = STANDARD_SORTS
     create_fields = {"name": "name", "description": "description", "stateful": "stateful"}
     update_fields = create_fields
     read_only = Resource.read_only | {"security_group_rules", "shared"}
@@ -132,10 +123,7 @@ class SecurityGroupRules(Resource):
     def create(self, request: Request, body: dict[str, Any]) -> SecurityGroupRule:
         group_id = body.get("security_group_id")
         if not group_id:
-            raise Invalid(
-                "Invalid input for operation: security_group_id is required.",
-                errors={"security_group_id": ["This field is required."]},
-            )
+            raise required_field("security_group_id")
         group = SecurityGroups().get_object(request, str(group_id))
         if body.get("remote_address_group_id"):
             raise Invalid("Invalid input for operation: remote address groups are not supported.")
