@@ -9,8 +9,10 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 
-from sgweb.dashboard.access import raise_for_access
+from sgweb.dashboard.access import raise_for_access, require_change
+from sgweb.tenancy import access as tenancy_access
 from sgweb.tenancy.errors import ActionError
+from sgweb.tenancy.models import Project
 
 
 def wants_json(request: HttpRequest) -> bool:
@@ -19,6 +21,20 @@ def wants_json(request: HttpRequest) -> bool:
 
 def form_errors(form: forms.BaseForm) -> dict[str, list[str]]:
     return {field: [str(message) for message in errors] for field, errors in form.errors.items()}
+
+
+def create_projects(request: HttpRequest, shell: Any) -> tuple[list[Project], str]:
+    """A create page's project choice: the projects the user may change (by name; none refuses
+    the page, except for an admin) and the id of the one it starts on (the shell's current one)."""
+    projects = list(
+        tenancy_access.writable_projects(request.user).order_by("name").only("id", "name")
+    )
+    if not projects:
+        require_change(request.user, None)
+    # An admin on a fresh install may have no project yet: the page says to create one.
+    fallback = projects[0].pk if projects else ""
+    initial_project = shell.current_project.pk if shell.current_project else fallback
+    return projects, str(initial_project)
 
 
 def add_action_error(

@@ -22,6 +22,7 @@ from sgweb.dashboard.forms import NetworkForm, SubnetForm
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
+    create_projects,
     done,
     form_refused,
     refused,
@@ -160,21 +161,14 @@ def subnet_create(request: HttpRequest, network_id: str) -> HttpResponse:
 @login_required
 def network_new(request: HttpRequest) -> HttpResponse:
     shell = build_shell(request)
-    projects = list(
-        tenancy_access.writable_projects(request.user).order_by("name").only("id", "name")
-    )
-    if not projects:
-        require_change(request.user, None)
+    projects, initial_project = create_projects(request, shell)
     form = NetworkForm(request.POST or None)
-    # An admin on a fresh install may have no project yet: the page says to create one.
-    fallback = projects[0].pk if projects else ""
-    initial_project = shell.current_project.pk if shell.current_project else fallback
 
     def page(status: int = 200) -> HttpResponse:
         return render_page(
             request,
             "dashboard/networks/new.html",
-            {"form": form, "projects": projects, "initial_project": str(initial_project)},
+            {"form": form, "projects": projects, "initial_project": initial_project},
             section="networks",
             shell=shell,
             status=status,

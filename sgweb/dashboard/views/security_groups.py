@@ -27,6 +27,7 @@ from sgweb.dashboard.presentation import PROTOCOL_CHOICES, RULE_PRESETS
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
     button_refused,
+    create_projects,
     done,
     form_refused,
     refused,
@@ -127,21 +128,14 @@ def _id_prefix(query: str) -> Q:
 @login_required
 def group_new(request: HttpRequest) -> HttpResponse:
     shell = build_shell(request)
-    projects = list(
-        tenancy_access.writable_projects(request.user).order_by("name").only("id", "name")
-    )
-    if not projects:
-        require_change(request.user, None)
+    projects, initial_project = create_projects(request, shell)
     form = NewSecurityGroupForm(request.POST or None)
-    # An admin on a fresh install may have no project yet: the page says to create one.
-    fallback = projects[0].pk if projects else ""
-    initial_project = shell.current_project.pk if shell.current_project else fallback
 
     def page(status: int = 200) -> HttpResponse:
         return render_page(
             request,
             "dashboard/security_groups/new.html",
-            {"form": form, "projects": projects, "initial_project": str(initial_project)},
+            {"form": form, "projects": projects, "initial_project": initial_project},
             section="security_groups",
             shell=shell,
             status=status,
