@@ -11,6 +11,7 @@ removed (the tracer's `finally`), and drift checks hold off meanwhile.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
@@ -191,14 +192,263 @@ def _observe(tracer: FlowTracer, reporter: _PacketReporter, seconds: float) -> N
         reporter.report(tracer.peek(), final=False)
 
 
+class _Board:
+    """Where the hosts of one trace meet: Redis keys under the agents' key prefix."""
+
+    def __init__(self, client: Any, prefix: str, trace_id: str) -> None:
+        self.client, self.prefix, self.trace_id = client, prefix, trace_id
+
+    @classmethod
+    def of(cls, agent: Any, trace_id: str) -> _Board | None:
+        store = getattr(agent, "store", None)
+        client, keys = getattr(store, "client", None), getattr(store, "keys", None)
+        if client is None or keys is None:
+            return None  # no Redis (unit tests with a stand-in agent): no other host to meet
+        return cls(client, keys.prefix, trace_id)
+
+    def put(self, host: str, what: str, value: dict[str, Any]) -> None:
+        key = protocol.board_key(self.prefix, self.trace_id, host, what)
+        self.client.set(key, json.dumps(value), ex=300)
+
+    def get(self, host: str, what: str) -> dict[str, Any] | None:
+        raw = self.client.get(protocol.board_key(self.prefix, self.trace_id, host, what))
+        return json.loads(raw) if raw else None
+
+    def wait(self, hosts: list[str], what: str, timeout: float) -> dict[str, dict[str, Any]]:
+        """What each host left under `what`, waiting up to `timeout` for all of them."""
+        found: dict[str, dict[str, Any]] = {}
+        deadline = time.monotonic() + timeout
+        while True:
+            for host in hosts:
+                if host not in found and (value := self.get(host, what)) is not None:
+                    found[host] = value
+            if len(found) == len(hosts) or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.05)
+
+
+class _Peers:
+    """The prover's side of a multi-host proof: waits for the other hosts, collects their hops."""
+
+    def __init__(self, request: protocol.ProofRequest, agent: Any) -> None:
+        self.hosts = [
+            hop["host"] for hop in request.hops if hop["host"] != agent.host and hop["traced"]
+        ]
+        self.board = _Board.of(agent, request.trace_id) if self.hosts else None
+        self.host = agent.host
+        self.missing: dict[str, str] = {}  # host -> why its hop was not traced
+        self.waited = False
+
+    def wait_ready(self) -> None:
+        if self.waited or not self.hosts:
+            return  # a retry finds the other hosts still tracing: no second wait
+        self.waited = True
+        if self.board is None:
+            self.missing = dict.fromkeys(self.hosts, "no shared Redis to coordinate with it")
+            return
+        ready = self.board.wait(self.hosts, "ready", protocol.READY_TIMEOUT_S)
+        for host in self.hosts:
+            if host not in ready:
+                why = f"its tracer was not ready within {protocol.READY_TIMEOUT_S:g} s"
+                self.missing[host] = why
+
+    def done(self) -> None:
+        if self.board is not None:
+            try:
+                self.board.put(self.host, "done", {"at": time.time()})
+            except Exception as exc:  # the hop hosts then stop at their own deadline
+                log.warning("could not tell the other hosts trace %s is done: %s",
+                            self.board.trace_id, exc)  # fmt: skip
+
+    def results(self) -> dict[str, dict[str, Any]]:
+        waiting = [host for host in self.hosts if host not in self.missing]
+        found: dict[str, dict[str, Any]] = {}
+        if self.board is not None and waiting:
+            try:
+                found = self.board.wait(waiting, "hop", protocol.HOP_RESULT_WAIT_S)
+            except Exception as exc:
+                log.warning("could not read the other hosts' hops: %s", exc)
+        for host in waiting:
+            if host not in found:
+                self.missing[host] = "it did not report its hop"
+            elif found[host].get("error"):
+                self.missing[host] = f"its trace failed: {found[host]['error']}"
+        return {host: hop for host, hop in found.items() if host not in self.missing}
+
+
+def trace_hop(
+    request: protocol.ProofRequest, agent: Any, emit: Emit, *, runner: Any | None = None
+) -> dict[str, Any]:
+    """Trace this host's hop of a flow another host probes: say "ready" once the tracer listens,
+    trace until the prover is done (bounded), then leave this hop's result for the prover."""
+    runner = runner or agent.firewall.runner
+    board = _Board.of(agent, request.trace_id)
+    reporter = _PacketReporter(request, agent, emit)
+    hop: dict[str, Any] = {"host": agent.host, "error": None}
+    prover = request.prover_host or ""
+    with _one_at_a_time:
+        agent.pause_drift(protocol.HOP_WINDOW_S + 30)
+        try:
+            if board is None:
+                raise RuntimeError("no shared Redis to meet the probing host")
+            tracer = FlowTracer(runner, agent.firewall.netns, matches=_direction_matches(request),
+                                families=(request.family,))  # fmt: skip
+            tracer.start()  # returns once the monitor is subscribed to trace events
+            try:
+                board.put(agent.host, "ready", {"at": time.time()})
+                deadline = time.monotonic() + protocol.HOP_WINDOW_S
+                while time.monotonic() < deadline and board.get(prover, "done") is None:
+                    time.sleep(0.1)
+                    reporter.report(tracer.peek(), final=False)
+            finally:
+                packets = tracer.stop(linger_s=0.3)  # removes the TRACE rules
+            reporter.report(packets, final=True)
+        except Exception as exc:
+            log.exception("hop of trace %s failed", request.trace_id)
+            hop["error"] = str(exc)
+        finally:
+            agent.pause_drift(5)
+    hop.update(
+        kernel_verdict=kernel_verdict(reporter.directions),
+        traversals=len(reporter.directions),
+        deciding=reporter.deciding,
+    )
+    if board is not None:
+        try:
+            board.put(agent.host, "hop", hop)
+        except Exception as exc:
+            log.warning("could not leave the hop of trace %s: %s", request.trace_id, exc)
+    return hop
+
+
+def _hop_agrees(kernel: str | None, static: str | None) -> bool | None:
+    if static is None:
+        # Static: the packet never gets here. Seeing nothing agrees; a decision here does not.
+        return True if kernel is None else (False if kernel in DEFINITE else None)
+    return agreement(kernel, static)
+
+
+def _hop_result(
+    request: protocol.ProofRequest,
+    own_host: str,
+    reporter: _PacketReporter,
+    others: dict[str, dict[str, Any]],
+    missing: dict[str, str],
+    probe_ok: bool | None,
+    retried: str,
+) -> dict[str, Any]:
+    """The trace-result of a multi-host proof: each traced hop's kernel verdict against the
+    static verdict of the same hop; hops that could not be traced rest on the static verdict."""
+    hops: list[dict[str, Any]] = []
+    traversals = 0
+    for planned in request.hops:
+        host, static = planned["host"], planned.get("static")
+        if host == own_host:
+            kernel, deciding = kernel_verdict(reporter.directions), reporter.deciding
+            traced, why = True, ""
+            traversals += len(reporter.directions)
+        elif host in others:
+            kernel, deciding = others[host].get("kernel_verdict"), others[host].get("deciding", "")
+            traced, why = True, ""
+            traversals += int(others[host].get("traversals") or 0)
+        else:
+            kernel, deciding, traced = None, "", False
+            why = missing.get(host) or planned.get("why") or "it was not traced"
+        hop_agrees = _hop_agrees(kernel, static) if traced else None
+        hops.append({"host": host, "static": static, "kernel": kernel, "traced": traced,
+                     "agrees": hop_agrees, "deciding": deciding, "why": why})  # fmt: skip
+    traced_hops = [hop for hop in hops if hop["traced"]]
+    kernels = [hop["kernel"] for hop in traced_hops]
+    if "DROP" in kernels:
+        verdict: str | None = "DROP"
+    elif "ACCEPT" in kernels:
+        verdict = UNKNOWN if UNKNOWN in kernels else "ACCEPT"
+    else:
+        verdict = UNKNOWN if UNKNOWN in kernels else None
+    votes = [hop["agrees"] for hop in traced_hops]
+    # Only traced hops count, and only when each gave a definite answer: an unknown hop leaves
+    # the whole proof undecided rather than letting the other hops speak for it.
+    agrees = False if False in votes else (True if votes and all(votes) else None)
+    decider = next((hop for hop in traced_hops if hop["kernel"] == "DROP"), None)
+    if decider is None and verdict == "ACCEPT":
+        decider = traced_hops[-1]
+    parts = []
+    if verdict is None:
+        parts.append("the kernel saw no packet of this flow on any traced host")
+    elif verdict == UNKNOWN:
+        parts.append("a traced hop saw the flow but no ACCEPT or DROP: nothing is proved")
+    else:
+        agreement_text = {
+            True: "agrees with",
+            False: "contradicts",
+            None: "cannot be compared with",
+        }
+        place = (
+            f" at {decider['host']} ({decider['deciding'] or 'no decision seen'})"
+            if decider
+            else ""
+        )
+        if len(traced_hops) == len(hops):
+            parts.append(f"kernel {verdict}{place} {agreement_text[agrees]} the static verdict "
+                         f"{request.static_verdict}")  # fmt: skip
+        else:
+            # Part of the path is unproved: compare only what the kernel showed, hop by hop.
+            which = {True: "agrees with", False: "contradicts", None: "cannot be compared with"}
+            parts.append(f"kernel {verdict}{place} on the traced hop"
+                         f"{'s' if len(traced_hops) != 1 else ''}, which {which[agrees]} the "
+                         f"static verdict of the same hop"
+                         f"{'s' if len(traced_hops) != 1 else ''}")  # fmt: skip
+        if decider is not None:
+            parts.append(f"hop {decider['host']} decided")
+    parts.append("per hop: " + ", ".join(
+        f"{hop['host']} kernel {hop['kernel'] or 'nothing seen'} / static "
+        f"{hop['static'] or 'not reached'}" if hop["traced"]
+        else f"{hop['host']} not traced" for hop in hops
+    ))  # fmt: skip
+    for hop in hops:
+        if not hop["traced"]:
+            role = "destination" if hop is hops[-1] else "other"
+            parts.append(f"{role} host {hop['host']}'s part rests on the static verdict "
+                         f"({hop['why']})")  # fmt: skip
+    parts.append(f"{traversals} traversal{'s' if traversals != 1 else ''} traced")
+    if probe_ok is not None:
+        parts.append("the probe was answered" if probe_ok else "the probe got no answer")
+    summary = "; ".join(parts)
+    if retried:
+        summary += f" ({retried})"
+    status = protocol.STATUS_DONE if request.mode == protocol.MODE_PROBE else (
+        protocol.STATUS_OBSERVED if traversals else protocol.STATUS_TIMEOUT)  # fmt: skip
+    return {
+        "type": "trace-result",
+        "trace_id": request.trace_id,
+        "status": status,
+        "static_verdict": request.static_verdict,
+        "kernel_verdict": verdict,
+        "agrees": agrees,
+        "summary": summary,
+        "at": time.time(),
+        "probe_ok": probe_ok,
+        "retried": bool(retried),
+        "hops": hops,
+        "decided_by": decider["host"] if decider else None,
+        "untraced_hosts": [hop["host"] for hop in hops if not hop["traced"]],
+    }
+
+
 def _trace_probe(
-    runner: Any, netns: str | None, request: protocol.ProofRequest, reporter: _PacketReporter
+    runner: Any,
+    netns: str | None,
+    request: protocol.ProofRequest,
+    reporter: _PacketReporter,
+    before_probe: Callable[[], None] | None = None,
 ) -> bool:
     """One probe under a fresh tracer; reports what the kernel saw and whether it was answered."""
     tracer = FlowTracer(runner, netns, matches=_direction_matches(request),
                         families=(request.family,))  # fmt: skip
     tracer.start()  # returns once the monitor is subscribed to trace events
     try:
+        if before_probe is not None:
+            before_probe()  # the other hosts' tracers must be listening before anything is sent
         result = runner.run(_probe_argv(request), netns=request.source_netns,
                             check=False, timeout=15)  # fmt: skip
     finally:
@@ -215,11 +465,15 @@ def prove(
     *,
     runner: Any | None = None,
 ) -> dict[str, Any]:
-    """Run one proof and emit its messages as they happen; returns the trace-result."""
+    """Run one proof and emit its messages as they happen; returns the trace-result (for a
+    ROLE_HOP request: this host's hop result, left for the prover in Redis)."""
     runner = runner or agent.firewall.runner
+    if request.role == protocol.ROLE_HOP:
+        return trace_hop(request, agent, emit, runner=runner)
     netns = agent.firewall.netns
     reporter = _PacketReporter(request, agent, emit)
     status, summary, probe_ok, retried = protocol.STATUS_FAILED, "", None, ""
+    peers = _Peers(request, agent)
     with _one_at_a_time:
         agent.pause_drift(request.observe_s + 30)
         try:
@@ -229,7 +483,7 @@ def prove(
             if problem:
                 summary = f"no proof: {problem}"
             elif request.mode == protocol.MODE_PROBE:
-                probe_ok = _trace_probe(runner, netns, request, reporter)
+                probe_ok = _trace_probe(runner, netns, request, reporter, peers.wait_ready)
                 if not reporter.saw_request:
                     # A probe the kernel did not see at all is a tracing miss (or a lost packet),
                     # not evidence: send it once more before reporting anything.
@@ -242,6 +496,7 @@ def prove(
                                     families=(request.family,))  # fmt: skip
                 tracer.start()
                 try:
+                    peers.wait_ready()
                     _observe(tracer, reporter, request.observe_s)
                 finally:
                     packets = tracer.stop(linger_s=0.3)  # removes the TRACE rules
@@ -251,8 +506,16 @@ def prove(
             summary = f"the kernel trace failed: {exc}"
         finally:
             agent.pause_drift(5)
+            peers.done()  # the other hosts stop tracing now, also when this proof failed
     directions = reporter.directions
     verdict = kernel_verdict(directions)
+    if request.hops and not summary:
+        others = peers.results()
+        result = _hop_result(
+            request, agent.host, reporter, others, peers.missing, probe_ok, retried
+        )
+        emit(result)
+        return result
     if not summary:
         if request.mode == protocol.MODE_PROBE:
             status = protocol.STATUS_DONE

@@ -224,6 +224,12 @@ def _finish(trace: Trace, result: dict[str, Any]) -> None:
 
 
 def _send_proof(trace_id: uuid.UUID, request: protocol.ProofRequest) -> None:
+    from sgweb.traces.proof import hop_requests
+
+    # The other hosts first: the prover waits (bounded) for their "ready" before probing, and a
+    # host whose task could not go is reported by the prover as not traced.
+    for hop in hop_requests(request):
+        dispatch.send_host_task(hop.host, protocol.TASK_PROVE, {"request": hop.to_dict()})
     if dispatch.send_host_task(request.host, protocol.TASK_PROVE, {"request": request.to_dict()}):
         return
     record_event(

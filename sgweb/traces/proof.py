@@ -1,7 +1,9 @@
-"""Which host proves a trace, and how: probes from the source VM in the lab, else observation.
+"""Which hosts prove a trace, and how: probes from the source VM in the lab, else observation.
 
-A trace from a port is proved on that port's host; from an outside address, on the
-destination port's host. A lab VM's namespace is where its probes come from (the lab's own
+A trace from a port is proved on that port's host (the prover); from an outside address, on the
+destination port's host. Every other host the flow crosses traces its own hop at the same time
+(`hop_requests`, role ROLE_HOP), so a packet dropped at the destination's host is seen there.
+A lab VM's namespace is where its probes come from (the lab's own
 record, `sgweb.lab.core.LabState`); a port that is no lab VM cannot send anything, so its host
 watches real traffic for a bounded time instead.
 """
@@ -9,6 +11,7 @@ watches real traffic for a bounded time instead.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 from sgweb.networks.models import Port
@@ -57,6 +60,13 @@ def plan_proof(
             str(trace.pk), protocol.STATUS_FAILED, static, None,
             f"no proof: the agent of host {host} is not running",
         )  # fmt: skip
+    hops = static_hops(trace.static_result or {})
+    if len(hops) > 1 or (hops and hops[0]["host"] != host):
+        for hop in hops:
+            if hop["host"] != host and not agent_alive(hop["host"]):
+                hop["traced"], hop["why"] = False, "its agent is not running"
+    else:
+        hops = []  # one host: the prover's own trace is the whole proof
     request = protocol.ProofRequest(
         trace_id=str(trace.pk),
         host=host,
@@ -71,5 +81,39 @@ def plan_proof(
         static_verdict=static,
         source_netns=lab[0] if lab else None,
         source_mac=lab[1] if lab else None,
+        hops=hops,
     )
     return request, None
+
+
+def static_hops(static: dict[str, Any]) -> list[dict[str, Any]]:
+    """The hosts of the flow in order with the static verdict of each host's part: DROP if the
+    request or its reply is dropped there, ACCEPT if they pass, None if nothing gets there."""
+    verdicts: dict[str, list[str | None]] = {}
+    for leg in ("request", "reply"):
+        for hop in (static.get(leg) or {}).get("hops") or []:
+            seen = verdicts.setdefault(hop["host"], [])
+            if hop.get("reached", True) and hop.get("verdict"):
+                seen.append(hop["verdict"])
+    hops = []
+    for host, seen in verdicts.items():
+        verdict = "DROP" if "DROP" in seen else ("ACCEPT" if seen else None)
+        hops.append({"host": host, "static": verdict, "traced": True, "why": ""})
+    return hops
+
+
+def hop_requests(request: protocol.ProofRequest) -> list[protocol.ProofRequest]:
+    """The requests for the other hosts of the flow: each traces its hop while the prover probes."""
+    return [
+        replace(
+            request,
+            host=hop["host"],
+            role=protocol.ROLE_HOP,
+            mode=protocol.MODE_OBSERVE,
+            prover_host=request.host,
+            source_netns=None,
+            source_mac=None,
+        )
+        for hop in request.hops
+        if hop["host"] != request.host and hop["traced"]
+    ]

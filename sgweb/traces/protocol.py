@@ -26,6 +26,17 @@ FINAL_STATUSES = (STATUS_DONE, STATUS_FAILED, STATUS_TIMEOUT, STATUS_OBSERVED)
 
 OBSERVE_S = 10.0
 
+# A flow across hosts is proved hop by hop: the prover (the source's host, else the
+# destination's) sends the probe and traces its hop; every other host of the flow gets the same
+# request with role ROLE_HOP, starts its own scoped trace, says "ready" in Redis and traces its
+# hop until the prover says "done" (or HOP_WINDOW_S passes), then leaves its hop result there.
+# The prover waits for "ready" before probing and composes the per-hop trace-result.
+ROLE_PROVE = "prove"
+ROLE_HOP = "hop"
+READY_TIMEOUT_S = 6.0  # how long the prover waits for another host's tracer to be ready
+HOP_WINDOW_S = 20.0  # the longest a hop host traces (it stops earlier once the prover is done)
+HOP_RESULT_WAIT_S = 6.0  # how long the prover waits for a hop host's result after "done"
+
 
 @dataclass(frozen=True, slots=True)
 class ProofRequest:
@@ -44,6 +55,11 @@ class ProofRequest:
     source_mac: str | None = None  # that VM's MAC, checked before sending
     observe_s: float = OBSERVE_S
     extra: dict[str, Any] = field(default_factory=dict)
+    role: str = ROLE_PROVE
+    prover_host: str | None = None  # for ROLE_HOP: the host that sends the probe
+    # The hosts of the flow in order, each {"host", "static": ACCEPT|DROP|None (not reached),
+    # "traced": whether its agent is asked to trace, "why": why not}. Empty: one host only.
+    hops: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,3 +68,8 @@ class ProofRequest:
     def from_dict(cls, data: dict[str, Any]) -> ProofRequest:
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def board_key(prefix: str, trace_id: str, host: str, what: str) -> str:
+    """Redis key where the hosts of one trace meet ("ready", "hop" result, "done")."""
+    return f"{prefix}:trace:{trace_id}:{host}:{what}"

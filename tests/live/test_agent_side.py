@@ -267,3 +267,68 @@ def test_a_probe_unseen_twice_reports_no_packet_after_one_retry():
     assert len([argv for argv in runner.commands() if argv[0] == sys.executable]) == 2
     assert result["kernel_verdict"] is None and result["agrees"] is None
     assert result["summary"].startswith("the kernel saw no packet of this flow (retried once")
+
+
+def _two_host_request(trace_id: str, destination: dict[str, Any]) -> protocol.ProofRequest:
+    hops = [{"host": "compute1", "static": "DROP", "traced": True, "why": ""},
+            {"host": "compute2", "static": None, **destination}]  # fmt: skip
+    return protocol.ProofRequest(**{**_probe_request(trace_id, "DROP").to_dict(), "hops": hops})
+
+
+def _dropping_runner() -> FakeRunner:
+    fallback_position = len(COMPILED.v4.table("filter").chain(INGRESS_B).rules)
+    return _probe_runner(_monitor_output(0x40 + fallback_position - 1))
+
+
+def test_a_hop_whose_agent_is_down_rests_on_the_static_verdict_and_does_not_vote():
+    runner = _dropping_runner()
+    request = _two_host_request("t8", {"traced": False, "why": "its agent is not running"})
+    result = tracing.prove(request, _agent(runner), lambda m: None, runner=runner)
+    first, second = result["hops"]
+    assert first["traced"] and first["kernel"] == "DROP" and first["agrees"] is True
+    assert not second["traced"] and second["agrees"] is None
+    assert result["agrees"] is True and result["untraced_hosts"] == ["compute2"]
+    assert (
+        "destination host compute2's part rests on the static verdict (its agent is not running)"
+        in result["summary"]
+    )
+
+
+@pytest.mark.redis
+def test_a_hop_host_that_never_says_ready_is_reported_untraced(client, monkeypatch):
+    redis_client, prefix = client
+    monkeypatch.setattr(protocol, "READY_TIMEOUT_S", 0.3)
+    runner = _dropping_runner()
+    agent = _agent(runner)
+    agent.store = types.SimpleNamespace(client=redis_client,
+                                        keys=types.SimpleNamespace(prefix=prefix))  # fmt: skip
+    request = _two_host_request("t9", {"traced": True, "why": ""})
+    started = time.monotonic()
+    result = tracing.prove(request, agent, lambda m: None, runner=runner)
+    assert time.monotonic() - started < 5
+    assert result["untraced_hosts"] == ["compute2"]
+    assert "its tracer was not ready within 0.3 s" in result["summary"]
+    assert redis_client.get(protocol.board_key(prefix, "t9", "compute1", "done")) is not None
+
+
+@pytest.mark.redis
+def test_a_hop_host_says_ready_traces_until_the_prover_is_done_and_leaves_its_hop(client):
+    redis_client, prefix = client
+    runner = _dropping_runner()
+    agent = _agent(runner)
+    agent.host = "compute2"
+    agent.store = types.SimpleNamespace(client=redis_client,
+                                        keys=types.SimpleNamespace(prefix=prefix))  # fmt: skip
+    request = protocol.ProofRequest(
+        **{**_probe_request("t10", "DROP").to_dict(), "role": protocol.ROLE_HOP,
+           "host": "compute2", "prover_host": "compute1", "mode": protocol.MODE_OBSERVE}
+    )  # fmt: skip
+    redis_client.set(protocol.board_key(prefix, "t10", "compute1", "done"), "{}")
+    emitted: list[dict[str, Any]] = []
+    hop = tracing.prove(request, agent, emitted.append, runner=runner)
+    assert hop["kernel_verdict"] == "DROP" and hop["error"] is None
+    assert redis_client.get(protocol.board_key(prefix, "t10", "compute2", "ready")) is not None
+    stored = json.loads(redis_client.get(protocol.board_key(prefix, "t10", "compute2", "hop")))
+    assert stored["kernel_verdict"] == "DROP" and stored["host"] == "compute2"
+    assert [m["type"] for m in emitted] == ["trace-packet"]  # the prover sends the result
+    assert emitted[0]["host"] == "compute2"

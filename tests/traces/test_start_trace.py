@@ -131,3 +131,41 @@ def test_traces_are_visible_to_the_project_and_readers_not_to_outsiders(world, a
         actions.get_trace(charlie, trace.pk)
     with pytest.raises(NotFound):
         actions.get_trace(alice, "not-a-uuid")
+
+
+def test_a_flow_across_hosts_asks_the_destination_host_to_trace_its_hop_first(
+    world, alice, adam, project_a, alive, django_capture_on_commit_callbacks
+):
+    from tests.controlplane import factories
+
+    app = factories.port(adam, project_a, world.web.network, name="app2",
+                         security_groups=[str(world.group.id)], host="compute2")  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        trace = actions.start_trace(alice, source="web1", destination="app2", protocol="tcp",
+                                    port=5999)  # fmt: skip
+    assert trace.static_result["verdict"] == "DROP"
+    (hop_host, _t1, hop), (prover_host, _t2, prover) = alive
+    assert (hop_host, prover_host) == ("compute2", "compute1") == (app.host.name, trace.host)
+    assert hop["request"]["role"] == tp.ROLE_HOP and hop["request"]["prover_host"] == "compute1"
+    assert prover["request"]["role"] == tp.ROLE_PROVE
+    assert [(h["host"], h["static"], h["traced"]) for h in prover["request"]["hops"]] == [
+        ("compute1", "ACCEPT", True),
+        ("compute2", "DROP", True),
+    ]
+
+
+def test_a_hop_host_whose_agent_is_down_is_planned_untraced_and_not_asked(
+    world, alice, adam, project_a, alive, monkeypatch, django_capture_on_commit_callbacks
+):
+    from tests.controlplane import factories
+
+    factories.port(adam, project_a, world.web.network, name="app2",
+                   security_groups=[str(world.group.id)], host="compute2")  # fmt: skip
+    monkeypatch.setattr(proof, "agent_alive", lambda host: host == "compute1")
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.start_trace(alice, source="web1", destination="app2", protocol="icmp")
+    [(host, _task, kwargs)] = alive
+    assert host == "compute1"
+    planned = kwargs["request"]["hops"][1]
+    assert planned == {"host": "compute2", "static": "ACCEPT", "traced": False,
+                       "why": "its agent is not running"}  # fmt: skip
