@@ -28,10 +28,19 @@ from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.security.representation import group_to_dict, rule_to_dict
 from sgweb.security.validators import clean_rule, rule_duplicate_key
 from sgweb.tenancy.access import require_change
-from sgweb.tenancy.errors import Conflict, Invalid, OverQuota
+from sgweb.tenancy.errors import Conflict, OverQuota
 from sgweb.tenancy.models import Project, Quota
 from sgweb.tenancy.standard import changed_fields
-from sgweb.tenancy.validators import Errors, clean_bool, clean_description, clean_name
+from sgweb.tenancy.validators import (
+    CANNOT_CHANGE,
+    UNRECOGNIZED,
+    Errors,
+    clean_bool,
+    clean_description,
+    clean_name,
+    clean_name_and_description,
+    refuse_fields,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -213,15 +222,9 @@ def update_security_group(actor: Actor, group: SecurityGroup, **changes: Any) ->
         not_found=_group_not_found(group.id),
         neutron_type="SecurityGroupNotFound",
     )
-    unknown = set(changes) - set(GROUP_FIELDS)
-    if unknown:
-        raise Invalid.from_errors({field: ["This field cannot be changed."] for field in unknown})
+    refuse_fields(changes, GROUP_FIELDS, CANNOT_CHANGE)
     errors = Errors()
-    values: dict[str, Any] = {}
-    if "name" in changes:
-        values["name"] = clean_name(errors, changes["name"])
-    if "description" in changes:
-        values["description"] = clean_description(errors, changes["description"])
+    values: dict[str, Any] = clean_name_and_description(errors, changes)
     if "stateful" in changes:
         values["stateful"] = clean_bool(errors, "stateful", changes["stateful"])
     errors.raise_if_any()
@@ -336,9 +339,7 @@ def create_security_group_rule(
         not_found=_group_not_found(group.id),
         neutron_type="SecurityGroupNotFound",
     )
-    unknown = set(fields) - set(RULE_FIELDS)
-    if unknown:
-        raise Invalid.from_errors({field: ["Unrecognized attribute."] for field in unknown})
+    refuse_fields(fields, RULE_FIELDS, UNRECOGNIZED)
     clean = clean_rule(actor, group, fields)
     with transaction.atomic():
         locked = SecurityGroup.objects.select_for_update().get(pk=group.pk)

@@ -29,7 +29,13 @@ from sgweb.tenancy.models import (
 )
 from sgweb.tenancy.representation import project_to_dict
 from sgweb.tenancy.standard import changed_fields
-from sgweb.tenancy.validators import Errors, clean_description, clean_name
+from sgweb.tenancy.validators import (
+    CANNOT_CHANGE,
+    Errors,
+    clean_description,
+    clean_name,
+    refuse_fields,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -71,9 +77,7 @@ def create_project(actor: Actor, *, name: str, description: str = "") -> Project
 
 def update_project(actor: Actor, project: Project, **changes: Any) -> Project:
     require_admin(actor, "Changing a project")
-    unknown = set(changes) - {"name", "description"}
-    if unknown:
-        raise Invalid.from_errors({field: ["This field cannot be changed."] for field in unknown})
+    refuse_fields(changes, {"name", "description"}, CANNOT_CHANGE)
     errors = Errors()
     values: dict[str, Any] = {}
     if "name" in changes:

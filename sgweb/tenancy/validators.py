@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections import defaultdict
+from collections.abc import Iterable
 
 from sgweb.tenancy.errors import Invalid
 
@@ -56,6 +57,28 @@ def clean_name(errors: Errors, value: object, field: str = "name") -> str:
 
 def clean_description(errors: Errors, value: object, field: str = "description") -> str:
     return clean_text(errors, field, value, max_length=MAX_DESCRIPTION_LENGTH)
+
+
+def clean_name_and_description(errors: Errors, changes: dict[str, object]) -> dict[str, str]:
+    """The cleaned name and description of an update, for those of the two it changes."""
+    values: dict[str, str] = {}
+    if "name" in changes:
+        values["name"] = clean_name(errors, changes["name"])
+    if "description" in changes:
+        values["description"] = clean_description(errors, changes["description"])
+    return values
+
+
+CANNOT_CHANGE = "This field cannot be changed."
+UNRECOGNIZED = "Unrecognized attribute."
+
+
+def refuse_fields(given: Iterable[str], allowed: Iterable[str], message: str) -> None:
+    """Refuse the request (400) when it names a field outside `allowed`: each such field gets
+    `message` (`CANNOT_CHANGE` for an update, `UNRECOGNIZED` for a create)."""
+    unknown = set(given) - set(allowed)
+    if unknown:
+        raise Invalid.from_errors({field: [message] for field in unknown})
 
 
 def clean_bool(errors: Errors, field: str, value: object) -> bool:

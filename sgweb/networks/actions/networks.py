@@ -23,7 +23,15 @@ from sgweb.tenancy.access import require_admin, require_change
 from sgweb.tenancy.errors import Conflict, Invalid
 from sgweb.tenancy.models import Project
 from sgweb.tenancy.standard import changed_fields
-from sgweb.tenancy.validators import Errors, clean_bool, clean_description, clean_name
+from sgweb.tenancy.validators import (
+    CANNOT_CHANGE,
+    Errors,
+    clean_bool,
+    clean_description,
+    clean_name,
+    clean_name_and_description,
+    refuse_fields,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -72,15 +80,9 @@ def create_network(
 def update_network(actor: Actor, network: Network, **changes: Any) -> Network:
     _require_network(actor, network)
     allowed = {"name", "description", "admin_state_up", "shared"}
-    unknown = set(changes) - allowed
-    if unknown:
-        raise Invalid.from_errors({field: ["This field cannot be changed."] for field in unknown})
+    refuse_fields(changes, allowed, CANNOT_CHANGE)
     errors = Errors()
-    values: dict[str, Any] = {}
-    if "name" in changes:
-        values["name"] = clean_name(errors, changes["name"])
-    if "description" in changes:
-        values["description"] = clean_description(errors, changes["description"])
+    values: dict[str, Any] = clean_name_and_description(errors, changes)
     for flag in ("admin_state_up", "shared"):
         if flag in changes:
             values[flag] = clean_bool(errors, flag, changes[flag])
@@ -211,15 +213,9 @@ def create_subnet(
 def update_subnet(actor: Actor, subnet: Subnet, **changes: Any) -> Subnet:
     _require_subnet(actor, subnet)
     allowed = {"name", "description", "gateway_ip", "enable_dhcp", "dhcp_servers"}
-    unknown = set(changes) - allowed
-    if unknown:
-        raise Invalid.from_errors({field: ["This field cannot be changed."] for field in unknown})
+    refuse_fields(changes, allowed, CANNOT_CHANGE)
     errors = Errors()
-    values: dict[str, Any] = {}
-    if "name" in changes:
-        values["name"] = clean_name(errors, changes["name"])
-    if "description" in changes:
-        values["description"] = clean_description(errors, changes["description"])
+    values: dict[str, Any] = clean_name_and_description(errors, changes)
     if "enable_dhcp" in changes:
         values["enable_dhcp"] = clean_bool(errors, "enable_dhcp", changes["enable_dhcp"])
     if "gateway_ip" in changes or "dhcp_servers" in changes:

@@ -30,9 +30,18 @@ from sgweb.networks.validators import (
 from sgweb.security.impact import hosts_referencing_groups
 from sgweb.security.models import SecurityGroup
 from sgweb.tenancy.access import can_see_project, is_admin, require_admin, require_change
-from sgweb.tenancy.errors import Conflict, Invalid, NotFound
+from sgweb.tenancy.errors import Conflict, NotFound
 from sgweb.tenancy.models import Project
-from sgweb.tenancy.validators import Errors, clean_bool, clean_description, clean_name
+from sgweb.tenancy.validators import (
+    CANNOT_CHANGE,
+    UNRECOGNIZED,
+    Errors,
+    clean_bool,
+    clean_description,
+    clean_name,
+    clean_name_and_description,
+    refuse_fields,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -240,9 +249,7 @@ def create_port(actor: Actor, project: Project, network: Network, **fields: Any)
         raise NotFound(f"Network {network.id} could not be found.", neutron_type="NetworkNotFound")
     if not can_see_project(actor, network.project_id) and not network.shared:
         raise NotFound(f"Network {network.id} could not be found.", neutron_type="NetworkNotFound")
-    unknown = set(fields) - set(PORT_FIELDS)
-    if unknown:
-        raise Invalid.from_errors({field: ["Unrecognized attribute."] for field in unknown})
+    refuse_fields(fields, PORT_FIELDS, UNRECOGNIZED)
     errors = Errors()
     name = clean_name(errors, fields.get("name", ""))
     description = clean_description(errors, fields.get("description", ""))
@@ -331,17 +338,11 @@ def update_port(actor: Actor, port: Port, **changes: Any) -> Port:
     require_change(
         actor, port.project_id, not_found=_port_not_found(port.id), neutron_type="PortNotFound"
     )
-    unknown = set(changes) - set(PORT_UPDATABLE)
-    if unknown:
-        raise Invalid.from_errors({field: ["This field cannot be changed."] for field in unknown})
+    refuse_fields(changes, PORT_UPDATABLE, CANNOT_CHANGE)
     port = _load_port(port.id)
     before = port_to_dict(port)
     errors = Errors()
-    values: dict[str, Any] = {}
-    if "name" in changes:
-        values["name"] = clean_name(errors, changes["name"])
-    if "description" in changes:
-        values["description"] = clean_description(errors, changes["description"])
+    values: dict[str, Any] = clean_name_and_description(errors, changes)
     for field in ("device_owner", "device_id"):
         if field in changes:
             values[field] = clean_description(errors, changes[field], field)
