@@ -227,17 +227,39 @@ def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any
     }
 
 
+def _detail_page(
+    request: HttpRequest,
+    group: SecurityGroup,
+    status: int = 200,
+    *,
+    rule_form: RuleForm | None = None,
+    edit_form: SecurityGroupForm | None = None,
+) -> HttpResponse:
+    """The group's page; a form sent back with its errors takes the place of the blank one (and
+    a sent-back edit form shows open)."""
+    context = _detail_context(request, group)
+    if rule_form is None:
+        rule_form = RuleForm(initial={"direction": "ingress", "ethertype": "IPv4"})
+    context["rule_form"] = rule_form
+    if edit_form is None:
+        context["edit_form"] = SecurityGroupForm(
+            initial={"name": group.name, "description": group.description}
+        )
+    else:
+        context["edit_form"] = edit_form
+        context["editing"] = True
+    return render_page(
+        request,
+        "dashboard/security_groups/detail.html",
+        context,
+        section="security_groups",
+        status=status,
+    )
+
+
 @login_required
 def group_detail(request: HttpRequest, group_id: str) -> HttpResponse:
-    group = _group_for(request, group_id)
-    context = _detail_context(request, group)
-    context["rule_form"] = RuleForm(initial={"direction": "ingress", "ethertype": "IPv4"})
-    context["edit_form"] = SecurityGroupForm(
-        initial={"name": group.name, "description": group.description}
-    )
-    return render_page(
-        request, "dashboard/security_groups/detail.html", context, section="security_groups"
-    )
+    return _detail_page(request, _group_for(request, group_id))
 
 
 @login_required
@@ -249,18 +271,7 @@ def rule_create(request: HttpRequest, group_id: str) -> HttpResponse:
     url = reverse("dashboard:security_group", args=[group.pk])
 
     def page(status: int = 200) -> HttpResponse:
-        context = _detail_context(request, group)
-        context["rule_form"] = form
-        context["edit_form"] = SecurityGroupForm(
-            initial={"name": group.name, "description": group.description}
-        )
-        return render_page(
-            request,
-            "dashboard/security_groups/detail.html",
-            context,
-            section="security_groups",
-            status=status,
-        )
+        return _detail_page(request, group, status, rule_form=form)
 
     if not form.is_valid():
         return refused(request, form, page)
@@ -304,17 +315,7 @@ def group_update(request: HttpRequest, group_id: str) -> HttpResponse:
     url = reverse("dashboard:security_group", args=[group.pk])
 
     def page(status: int = 200) -> HttpResponse:
-        context = _detail_context(request, group)
-        context["rule_form"] = RuleForm(initial={"direction": "ingress", "ethertype": "IPv4"})
-        context["edit_form"] = form
-        context["editing"] = True
-        return render_page(
-            request,
-            "dashboard/security_groups/detail.html",
-            context,
-            section="security_groups",
-            status=status,
-        )
+        return _detail_page(request, group, status, edit_form=form)
 
     if not form.is_valid():
         return refused(request, form, page)
