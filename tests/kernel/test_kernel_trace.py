@@ -3,18 +3,15 @@ and in order, for each traversal of the host's netfilter."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from sgweb.firewall.ir import BUILTIN_CHAINS
 from sgweb.firewall.traceflow import Flow
 from sgweb.kernel.ktrace import KernelPacket, KernelTracer, parse_monitor_output
-from sgweb.kernel.runner import SubprocessRunner
-from sgweb.kernel.topology import BRIDGE_PER_PORT, SHARED_BRIDGE, remove_namespaces
-from tests.kernel.conftest import new_prefix
-from tests.kernel.harness import FirewallLab, build_lab
-from tests.kernel.test_firewall_e2e import BARE_PORT, DB_PORT, OPEN_PORT, PORTS, WEB_PORT, state
+from tests.kernel.harness import FirewallLab
+
+# The same lab, built once per bridge layout for this module.
+from tests.kernel.test_firewall_e2e import BARE_PORT, DB_PORT, OPEN_PORT, WEB_PORT, lab  # noqa: F401
 
 W, D, B, OPEN = WEB_PORT.id, DB_PORT.id, BARE_PORT.id, OPEN_PORT.id
 
@@ -41,18 +38,6 @@ def test_monitor_output_is_parsed_into_traversals_with_verdicts() -> None:
     assert [s.verdict for s in first.matched()] == ["JUMP:neutron-openvswi-FORWARD", "RETURN",
                                                     "ACCEPT"]  # fmt: skip
     assert first.matched(include_trace_rule=True)[0].is_trace_rule
-
-
-@pytest.fixture(scope="module", params=[SHARED_BRIDGE, BRIDGE_PER_PORT])
-def lab(kernel_runner: SubprocessRunner, request: pytest.FixtureRequest) -> Iterator[FirewallLab]:
-    prefix = new_prefix()
-    try:
-        lab = build_lab(kernel_runner, prefix, PORTS, request.param)
-        lab.apply_fresh(state())
-        lab.settle()
-        yield lab
-    finally:
-        remove_namespaces(prefix, kernel_runner)
 
 
 def _tracer_paths(flow: Flow) -> list[list[tuple[str, str, int | None]]]:
@@ -93,7 +78,11 @@ def _kernel_paths(packets: list[KernelPacket]) -> list[list[tuple[str, str, int 
     ],
 )
 def test_the_kernels_path_for_each_packet_is_the_tracers_path(
-    lab: FirewallLab, source: str, destination: str, family: int, src_address: str | None
+    lab: FirewallLab,  # noqa: F811
+    source: str,
+    destination: str,
+    family: int,
+    src_address: str | None,
 ) -> None:
     protocol = "icmp" if family == 4 else "ipv6-icmp"
     vm = lab.labels.get(source)
