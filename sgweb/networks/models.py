@@ -46,12 +46,32 @@ class Network(StandardAttributes):
     description = models.CharField(max_length=255, blank=True, default="")
     admin_state_up = models.BooleanField(default=True)
     shared = models.BooleanField(default=False)
+    # The network's conntrack zone on every host, fixed at creation: numbered by the compiler
+    # instead, zones would shift when another network's port arrives, and live connections
+    # would lose their state.
+    conntrack_zone = models.PositiveIntegerField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["id"]
 
     def __str__(self) -> str:
         return self.name or str(self.id)
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.conntrack_zone is None:
+            self.conntrack_zone = next_conntrack_zone(type(self).objects)
+        super().save(*args, **kwargs)
+
+
+FIRST_CONNTRACK_ZONE = 4097  # as Neutron; zones below are left to the host's own use
+LAST_CONNTRACK_ZONE = 65535  # CT zones are 16 bits
+
+
+def next_conntrack_zone(networks: models.Manager) -> int | None:
+    """The next free zone; None when all are taken (the compiler then numbers the network)."""
+    highest = networks.aggregate(models.Max("conntrack_zone"))["conntrack_zone__max"]
+    zone = FIRST_CONNTRACK_ZONE if highest is None else highest + 1
+    return zone if zone <= LAST_CONNTRACK_ZONE else None
 
 
 class Subnet(StandardAttributes):

@@ -78,3 +78,17 @@ def test_desired_state_query_count_does_not_grow_with_the_number_of_ports(adam, 
         port(adam, project_a, network, host="compute1", name=f"more{index}")
     assert queries_for("compute1") == few
     assert few <= 10
+
+
+def test_each_network_keeps_its_conntrack_zone_when_another_networks_port_arrives(
+    adam, alice, project_a
+):
+    first, _ = network_with_subnet(alice, project_a, "192.0.2.0/24", "first")
+    second, _ = network_with_subnet(alice, project_a, "198.51.100.0/24", "second")
+    assert (first.conntrack_zone, second.conntrack_zone) == (4097, 4098)
+    port(adam, project_a, second, host="compute1")
+    before = dict(host_state("compute1").conntrack_zones)
+    port(adam, project_a, first, host="compute1")
+    after = dict(host_state("compute1").conntrack_zones)
+    assert before == {str(second.id): 4098}
+    assert after == {str(first.id): 4097, str(second.id): 4098}
