@@ -170,10 +170,6 @@ RA_MATCH = _icmpv6(ICMPV6_TYPE_RA)
 ANY_ICMPV6 = _icmpv6(None)
 
 
-def new_jump(chain: str, target: str, origin: Origin) -> Rule:
-    return new_rule(chain, NO_MATCH, target, origin)
-
-
 # A fixed rule: (match, target, (origin kind, direction)). Target None stands for the port's
 # anti-spoofing chain.
 FixedRule = tuple[Match, "str | None", tuple[str, str]]

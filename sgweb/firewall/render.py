@@ -106,12 +106,6 @@ def render_rule(rule: Rule) -> str:
     return "-A " + rule.chain + _tail(rule)
 
 
-def render_chain_rules(rules: tuple[Rule, ...], out: list[str]) -> None:
-    """Append the -A lines of one chain's rules to out (as one multi-line element)."""
-    if rules:
-        out.append(chain_text(rules))
-
-
 # id(chain) -> (chain, its -A lines). Both families share the host-wide chains, and a compile
 # cache hands back unchanged chains, so most renders after the first are lookups.
 _CHAIN_TEXT: dict[int, tuple[Chain, str]] = {}
