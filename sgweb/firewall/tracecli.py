@@ -25,6 +25,7 @@ from sgweb.firewall.ir import (
     Origin,
 )
 from sgweb.firewall.model import HostState, Port
+from sgweb.firewall.render import render_rule
 from sgweb.firewall.traceflow import reply_to
 from sgweb.firewall.tracer import (
     CT_STATES,
@@ -38,7 +39,7 @@ from sgweb.firewall.tracer import (
     TraceError,
     trace,
 )
-from sgweb.firewall.traceserial import rule_text, trace_json
+from sgweb.firewall.traceserial import trace_json
 
 _PORT_NAMED_KINDS = frozenset(
     {ORIGIN_JUMP, ORIGIN_PORT_SECURITY_OFF, ORIGIN_CONNTRACK_ZONE, ORIGIN_NOTRACK}
@@ -88,7 +89,7 @@ def format_trace(result: Trace, explanation: Explanation, state: HostState | Non
             lines.append(f"{indent}  policy {verdict}")
         elif step.rule is not None:
             mark = "match" if step.matched else "     "
-            text = rule_text(step.rule)
+            text = render_rule(step.rule)
             note = origin_text(step.rule.origin, state)
             lines.append(f"{indent}  {step.position:>4} {mark} {text}  # {note}")
     lines.append(f"verdict: {result.verdict}")

@@ -10,16 +10,11 @@ from dataclasses import asdict
 from typing import Any
 
 from sgweb.firewall.explain import Explanation
-from sgweb.firewall.ir import Origin, Rule
+from sgweb.firewall.ir import Origin
 from sgweb.firewall.render import render_rule
 from sgweb.firewall.traceflow import Endpoint, Flow, Hop
 from sgweb.firewall.tracepacket import Packet
 from sgweb.firewall.tracer import Trace
-
-
-def rule_text(rule: Rule) -> str:
-    """The rule the way iptables-save prints it, from the compiler's renderer."""
-    return render_rule(rule)
 
 
 def origin_dict(origin: Origin) -> dict[str, Any]:
@@ -43,7 +38,7 @@ def trace_json(result: Trace, explanation: Explanation) -> dict[str, Any]:
             "depth": step.depth,
         }
         if step.rule is not None:
-            entry["rule"] = rule_text(step.rule)
+            entry["rule"] = render_rule(step.rule)
             entry["target"] = step.rule.target
             entry["origin"] = origin_dict(step.rule.origin)
         path.append(entry)
@@ -52,7 +47,7 @@ def trace_json(result: Trace, explanation: Explanation) -> dict[str, Any]:
             "table": hit.table,
             "chain": hit.chain,
             "position": hit.position,
-            "rule": rule_text(hit.rule),
+            "rule": render_rule(hit.rule),
             "origin": origin_dict(hit.rule.origin),
         }
         for hit in result.matched
