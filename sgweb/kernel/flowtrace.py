@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from sgweb.kernel.ktrace import KernelPacket, KernelTracer, parse_monitor_output
-from sgweb.kernel.netlinkready import wait_subscribed
-from sgweb.kernel.runner import CommandRunner, ProcessHandle
+from sgweb.kernel.runner import CommandRunner
 
 
 class FlowTracer(KernelTracer):
@@ -22,54 +21,11 @@ class FlowTracer(KernelTracer):
         *,
         matches: Sequence[Sequence[str]],
         families: Iterable[int] = (4,),
-        settle_s: float = 0.2,
+        settle_s: float = 0.0,  # unused: start() waits for the subscription instead of sleeping
         ready_timeout_s: float = 2.0,
     ) -> None:
-        super().__init__(runner, netns, families=families, settle_s=settle_s)
-        self.ready_timeout_s = ready_timeout_s
-        self.ready_after_s: float | None = None  # how long the monitor took to subscribe
+        super().__init__(runner, netns, families=families, ready_timeout_s=ready_timeout_s)
         self.matches = [tuple(match) for match in matches]
-        self._rules: list[tuple[int, tuple[str, ...]]] = []
-
-    def _flow_rule(self, family: int, match: tuple[str, ...], action: str) -> list[str]:
-        self.match = match
-        return self._rule(family, action)
-
-    def start(self) -> FlowTracer:
-        # Line-buffered, so `peek` sees each packet as it happens (a file is block-buffered).
-        self._monitor = self.runner.spawn(
-            ["stdbuf", "-oL", "xtables-monitor", "--trace"], netns=self.netns
-        )
-        try:
-            self._wait_ready(self._monitor)
-            for family in self.families:
-                for match in self.matches:
-                    self.runner.run(self._flow_rule(family, match, "-I"), netns=self.netns)
-                    self._rules.append((family, match))
-        except BaseException:
-            self._cleanup()
-            raise
-        return self
-
-    def _wait_ready(self, monitor: ProcessHandle) -> None:
-        # xtables-monitor prints nothing once subscribed, and a fixed sleep lost the first packet
-        # on a busy host: ask the kernel whether its socket joined the trace group.
-        pid = getattr(monitor, "pid", None)
-        if not isinstance(pid, int):
-            return  # a scripted process in unit tests: no kernel to ask, nothing to race
-        self.ready_after_s = wait_subscribed(
-            pid, timeout=self.ready_timeout_s, alive=lambda: monitor.poll() is None
-        )
-
-    def _cleanup(self) -> str:
-        for family, match in self._rules:
-            self.runner.run(self._flow_rule(family, match, "-D"), netns=self.netns, check=False)
-        self._rules = []
-        output = ""
-        if self._monitor is not None:
-            output = self._monitor.stop().stdout
-            self._monitor = None
-        return output
 
     def peek(self) -> list[KernelPacket]:
         """The packets traced so far, positions resolved, while the tracer keeps running."""

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from sgweb.kernel.netlinkready import wait_subscribed
 from sgweb.kernel.runner import CommandRunner, ProcessHandle
 
 NFPROTO = {"2": 4, "10": 6}
@@ -147,43 +148,56 @@ class KernelTracer:
         *,
         match: Sequence[str] = (),
         families: Iterable[int] = (4, 6),
-        settle_s: float = 0.2,
+        ready_timeout_s: float = 2.0,
     ) -> None:
         self.runner = runner
         self.netns = netns
-        self.match = tuple(match)
+        self.matches = [tuple(match)]  # one TRACE rule per match and family
         self.families = tuple(families)
-        self.settle_s = settle_s
+        self.ready_timeout_s = ready_timeout_s
+        self.ready_after_s: float | None = None  # how long the monitor took to subscribe
         self.tag = f"sgweb-trace-{secrets.token_hex(4)}"
         self.packets: list[KernelPacket] = []
         self._monitor: ProcessHandle | None = None
-        self._inserted: list[int] = []
+        self._inserted: list[tuple[int, tuple[str, ...]]] = []
 
-    def _rule(self, family: int, action: str) -> list[str]:
+    def _rule(self, family: int, match: Sequence[str], action: str) -> list[str]:
         tool = "iptables" if family == 4 else "ip6tables"
         position = ["1"] if action == "-I" else []
         return [
-            tool, "-w", "-t", "raw", action, "PREROUTING", *position, *self.match,
+            tool, "-w", "-t", "raw", action, "PREROUTING", *position, *match,
             "-m", "comment", "--comment", self.tag, "-j", "TRACE",
         ]  # fmt: skip
 
     def start(self) -> KernelTracer:
-        monitor = self.runner.spawn(["xtables-monitor", "--trace"], netns=self.netns)
-        self._monitor = monitor
+        # Line-buffered, so `peek` sees each packet as it happens (a file is block-buffered).
+        self._monitor = self.runner.spawn(
+            ["stdbuf", "-oL", "xtables-monitor", "--trace"], netns=self.netns
+        )
         try:
+            self._wait_ready(self._monitor)
             for family in self.families:
-                self.runner.run(self._rule(family, "-I"), netns=self.netns)
-                self._inserted.append(family)
+                for match in self.matches:
+                    self.runner.run(self._rule(family, match, "-I"), netns=self.netns)
+                    self._inserted.append((family, match))
         except BaseException:
             self._cleanup()
             raise
-        # xtables-monitor says nothing when it has subscribed; give it a moment.
-        time.sleep(self.settle_s)
         return self
 
+    def _wait_ready(self, monitor: ProcessHandle) -> None:
+        # xtables-monitor prints nothing once subscribed, and a fixed sleep lost the first packet
+        # on a busy host: ask the kernel whether its socket joined the trace group.
+        pid = getattr(monitor, "pid", None)
+        if not isinstance(pid, int):
+            return  # a scripted process in unit tests: no kernel to ask, nothing to race
+        self.ready_after_s = wait_subscribed(
+            pid, timeout=self.ready_timeout_s, alive=lambda: monitor.poll() is None
+        )
+
     def _cleanup(self) -> str:
-        for family in self._inserted:
-            self.runner.run(self._rule(family, "-D"), netns=self.netns, check=False)
+        for family, match in self._inserted:
+            self.runner.run(self._rule(family, match, "-D"), netns=self.netns, check=False)
         self._inserted = []
         output = ""
         if self._monitor is not None:
