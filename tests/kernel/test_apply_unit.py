@@ -5,7 +5,7 @@ No kernel needed (no `kernel` marker): these pin the apply protocol itself.
 
 from __future__ import annotations
 
-from sgweb.kernel.apply import HostFirewall, IpsetPlan, PlainDelta, offending_line
+from sgweb.kernel.apply import Counter, HostFirewall, IpsetPlan, PlainDelta, offending_line
 from sgweb.kernel.runner import FakeRunner
 
 V4 = "*filter\n:neutron-openvswi-iabc - [0:0]\n-A neutron-openvswi-iabc -j RETURN\nCOMMIT\n"
@@ -129,5 +129,13 @@ def test_a_report_separates_kernel_time_from_the_rest() -> None:
 def test_a_vanished_chain_reads_as_empty_among_the_watched_ones() -> None:
     runner = FakeRunner()
     runner.on(["iptables", "-w", "-t", "filter", "-L", "gone"], returncode=1, stderr="No chain")
+    runner.on(
+        ["iptables", "-w", "-t", "filter", "-L", "here"],
+        stdout=(
+            "Chain here (1 references)\n"
+            "    pkts      bytes target     prot opt in     out     source   destination\n"
+            "       7      588 RETURN     all  --  *      *       0.0.0.0/0  0.0.0.0/0\n"
+        ),
+    )
     counters = HostFirewall(runner).read_chains(["gone", "here"])
-    assert counters == {"gone": [], "here": []}
+    assert counters == {"gone": [], "here": [Counter(7, 588)]}
