@@ -16,6 +16,7 @@ from sgweb.kernel.apply import (
     PlainDelta,
     offending_line,
 )
+from sgweb.kernel.readback import restore_command, save_command
 from worker import drift
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,10 @@ def owns_tables_alone(firewall: HostFirewall, family: int) -> bool:
     --noflush, and leaves no stale chain behind. Anything foreign (another program's chain or
     rule, a non-ACCEPT policy) means the careful --noflush path.
     """
-    save = "iptables-save" if family == 4 else "ip6tables-save"
     for table in TABLES:
-        listing = firewall.runner.run([save, "-t", table], netns=firewall.netns).stdout
+        listing = firewall.runner.run(
+            [save_command(family), "-t", table], netns=firewall.netns
+        ).stdout
         for line in listing.splitlines():
             if line.startswith(":"):
                 name, policy = [*line[1:].split(), "-"][:2]
@@ -131,42 +133,40 @@ def apply_full(firewall: HostFirewall, compiled: CompiledHost, delta: PlainDelta
     if not sets.ok:
         return sets
     rule_lines: dict[int, int] = {}
+
+    def report(**failure: object) -> ApplyReport:
+        return ApplyReport(
+            ok=not failure,
+            duration_s=time.perf_counter() - started,
+            steps=tuple(steps),
+            rule_lines=rule_lines,
+            chain_lines={},
+            ipset_lines=sets.ipset_lines,
+            warnings=() if failure else sets.warnings,
+            **failure,  # type: ignore[arg-type]
+        )
+
     for family, text in delta.iptables:
         if not alone[family]:
-            report = firewall.apply(PlainDelta(iptables=((family, text),)), rollback=PlainDelta())
-            steps += report.steps
-            if not report.ok:
-                return report
-            rule_lines.update(report.rule_lines)
+            careful = firewall.apply(PlainDelta(iptables=((family, text),)), rollback=PlainDelta())
+            steps += careful.steps
+            if not careful.ok:
+                return careful
+            rule_lines.update(careful.rule_lines)
             continue
         whole = render_iptables(compiled, family)
-        command = "iptables-restore" if family == 4 else "ip6tables-restore"
         step_started = time.perf_counter()
         result = firewall.runner.run(
-            [command], input=whole, netns=firewall.netns, check=False, timeout=300
+            [restore_command(family)], input=whole, netns=firewall.netns, check=False, timeout=300
         )
         steps.append((f"iptables.{family}.tables", time.perf_counter() - step_started))
         rule_lines[family] = sum(1 for line in whole.splitlines() if line.startswith("-A "))
         if result.returncode != 0:
             number, line = offending_line(result.stderr, whole)
-            return ApplyReport(
-                ok=False,
-                duration_s=time.perf_counter() - started,
-                steps=tuple(steps),
-                rule_lines=rule_lines,
-                chain_lines={},
-                ipset_lines=sets.ipset_lines,
+            return report(
                 error=result.stderr.strip() or f"exit status {result.returncode}",
                 failed_step=f"iptables.{family}",
                 offending_line_number=number or None,
                 offending_line=line or None,
             )
-    return ApplyReport(
-        ok=True,
-        duration_s=time.perf_counter() - started,
-        steps=tuple(steps),
-        rule_lines=rule_lines,
-        chain_lines={},
-        ipset_lines=sets.ipset_lines,
-        warnings=sets.warnings,
-    )
+    return report()
