@@ -12,11 +12,14 @@ import threading
 
 from django.db.models import Count, Max
 
-from sgweb.firewall.traceflow import HostTarget, HostTargetCache
+from sgweb.firewall.compiler import compile_host
+from sgweb.firewall.traceflow import HostTarget
+from sgweb.firewall.tracer import prepare
 from sgweb.networks.models import Host, Port, PortSecurityGroup
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 
-_cache = HostTargetCache(limit=64)
+LIMIT = 64  # hosts kept; the oldest compiled goes first
+_cached: dict[str, tuple[tuple[object, ...], HostTarget]] = {}
 _lock = threading.Lock()
 
 
@@ -49,22 +52,20 @@ def host_target(host: Host | str) -> HostTarget:
     key = _fingerprint(host)
     with _lock:
         cached = _cached.get(host.name)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-    target = _cache.target(host.name, host_state(host), revision=key)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    state = host_state(host)
+    compiled = compile_host(state)
+    target = HostTarget(host.name, state, compiled, prepare(compiled))
     with _lock:
+        _cached.pop(host.name, None)
+        if len(_cached) >= LIMIT:
+            _cached.pop(next(iter(_cached)))
         _cached[host.name] = (key, target)
     return target
 
 
-_cached: dict[str, tuple[tuple[object, ...], HostTarget]] = {}
-
-
-def forget(host_name: str | None = None) -> None:
+def forget() -> None:
+    """Drop every compiled host (tests that rebuild the database)."""
     with _lock:
-        if host_name is None:
-            _cached.clear()
-        else:
-            _cached.pop(host_name, None)
-    if host_name is not None:
-        _cache.forget(host_name)
+        _cached.clear()
