@@ -125,6 +125,10 @@ def test_port_page_counters_tick_for_the_articles_four_pings(page, lab: LiveLab,
             arg=row,
             timeout=LIVE_TIMEOUT_MS,
         )
+        # Of the four echo requests only the first matched the new ICMP rule (the rest were
+        # RELATED,ESTABLISHED), and only the destination port's ingress has it: exactly one hit
+        # summed over the group's ports, not "some".
+        assert page.get_attribute(row, "data-hit-count") == "1"
         assert "never" not in page.inner_text(f"{row} [data-last-hit]")
         # The pings left h1-vm1 through its allow-all egress rule: once the page's watch has
         # read every port of the group, that rule has hits and is not "unused"; the IPv6 one,
