@@ -10,7 +10,7 @@ from django import forms
 from sgweb.dashboard.presentation import PRESETS_BY_KEY
 
 
-def _text(required: bool = False, max_length: int | None = None) -> forms.CharField:
+def _text(required: bool = False) -> forms.CharField:
     # No max_length here: the validators say how long is too long, with their message.
     return forms.CharField(required=required, strip=False, empty_value="")
 

@@ -41,10 +41,6 @@ class Listing:
     total: int
     query: str
 
-    @property
-    def rows(self) -> list[Any]:
-        return list(self.page.object_list)
-
 
 def paginate(request: HttpRequest, queryset: QuerySet[Any], per_page: int = PAGE_SIZE) -> Listing:
     paginator = Paginator(queryset, per_page)

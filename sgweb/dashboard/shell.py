@@ -27,12 +27,12 @@ class Shell:
     current_project: Project | None
 
 
-def current_project(request: HttpRequest, projects: list[Project] | None = None) -> Project | None:
-    """The project chosen in the switcher, if it is still one the user may see."""
+def current_project(request: HttpRequest, projects: list[Project]) -> Project | None:
+    """The project chosen in the switcher, if it is still one of `projects` (those the user
+    may see)."""
     wanted = request.session.get(SESSION_PROJECT_KEY)
     if not wanted:
         return None
-    projects = projects if projects is not None else list(visible_projects(request.user))
     return next((p for p in projects if str(p.pk) == wanted), None)
 
 
