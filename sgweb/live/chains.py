@@ -12,7 +12,6 @@ from sgweb.live.labels import group_name, rule_label
 from sgweb.live.wire import chain_key
 from sgweb.networks.models import Port
 
-ROLES = (("ingress", names.ingress_chain), ("egress", names.egress_chain))
 SPOOF_ROLE = "anti-spoofing"
 
 
