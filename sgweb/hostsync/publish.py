@@ -123,16 +123,13 @@ def publish_hosts(
     for name in sorted({name for name in host_names if name}):
         try:
             results.append(publish_host(name, reason, via=via))
-        except (redis.RedisError, OSError, ConnectionError) as exc:
-            log.warning("could not publish host %s (%s): %s; queued for retry", name, reason, exc)
-            PublishBacklog.objects.update_or_create(
-                host_name=name, defaults={"reason": reason[:255], "last_error": str(exc)}
-            )
-            results.append(PublishResult(name, 0, "", OLDER, 0.0, error=str(exc)))
-        except Exception as exc:  # kombu raises its own OperationalError for a dead broker
-            if type(exc).__module__.split(".")[0] not in {"kombu", "celery", "amqp"}:
+        except Exception as exc:
+            # kombu raises its own OperationalError for a dead broker
+            broker = type(exc).__module__.split(".")[0] in {"kombu", "celery", "amqp"}
+            if not broker and not isinstance(exc, (redis.RedisError, OSError, ConnectionError)):
                 raise
-            log.warning("could not nudge host %s (%s): %s; queued for retry", name, reason, exc)
+            what = "nudge" if broker else "publish"
+            log.warning("could not %s host %s (%s): %s; queued for retry", what, name, reason, exc)
             PublishBacklog.objects.update_or_create(
                 host_name=name, defaults={"reason": reason[:255], "last_error": str(exc)}
             )
