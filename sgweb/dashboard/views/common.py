@@ -37,6 +37,16 @@ def create_projects(request: HttpRequest, shell: Any) -> tuple[list[Project], st
     return projects, str(initial_project)
 
 
+def chosen_project(form: forms.BaseForm, projects: list[Project]) -> Project | None:
+    """The one of `create_projects`' projects the posted form names; None, with the error on the
+    form's project field, when it names none of them."""
+    wanted = form.cleaned_data.get("project")
+    project = next((p for p in projects if str(p.pk) == wanted), None)
+    if project is None:
+        form.add_error("project", "Choose a project you may change.")
+    return project
+
+
 def add_action_error(
     form: forms.BaseForm, error: ActionError, aliases: dict[str, str] | None = None
 ) -> None:

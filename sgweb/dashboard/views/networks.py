@@ -22,6 +22,7 @@ from sgweb.dashboard.forms import NetworkForm, SubnetForm
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
+    chosen_project,
     create_projects,
     done,
     form_refused,
@@ -177,9 +178,8 @@ def network_new(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return page()
     form.is_valid()
-    project = next((p for p in projects if str(p.pk) == form.cleaned_data.get("project")), None)
+    project = chosen_project(form, projects)
     if project is None:
-        form.add_error("project", "Choose a project you may change.")
         return refused(request, form, page)
     try:
         network = actions.create_network(

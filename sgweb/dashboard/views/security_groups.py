@@ -27,6 +27,7 @@ from sgweb.dashboard.presentation import PROTOCOL_CHOICES, RULE_PRESETS
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
     button_refused,
+    chosen_project,
     create_projects,
     done,
     form_refused,
@@ -145,9 +146,8 @@ def group_new(request: HttpRequest) -> HttpResponse:
         return page()
     if not form.is_valid():
         return refused(request, form, page)
-    project = next((p for p in projects if str(p.pk) == form.cleaned_data["project"]), None)
+    project = chosen_project(form, projects)
     if project is None:
-        form.add_error("project", "Choose a project you may change.")
         return refused(request, form, page)
     try:
         group = actions.create_security_group(
