@@ -317,6 +317,17 @@ def test_a_member_cannot_create_a_network_in_another_project(
     assert not Network.objects.filter(name="sneaky").exists()
 
 
+def test_a_member_cannot_create_a_group_in_another_project(world: World, as_alice: Client) -> None:
+    answer = as_alice.post(
+        "/security-groups/new",
+        {"project": str(world.people.project_b.pk), "name": "sneaky", "description": ""},
+        HTTP_X_REQUESTED_WITH="fetch",
+    )
+    assert answer.status_code == 400
+    assert "project" in answer.json()["errors"]
+    assert not SecurityGroup.objects.filter(name="sneaky").exists()
+
+
 def test_only_an_admin_creates_projects(world: World, as_alice: Client, as_adam: Client) -> None:
     from sgweb.tenancy.models import Project
 
