@@ -58,6 +58,21 @@ class CounterStreamer(threading.Thread):
         self.last_message: dict[str, Any] | None = None
         self.read_s = 0.0
         self.cpu_s = 0.0  # this thread's own CPU (its iptables children are the process's)
+        # rule ids per chain key, for the compiled state they were looked up in
+        self._ids_compiled: CompiledHost | None = None
+        self._ids: dict[str, list] = {}
+
+    def _rule_ids(
+        self, compiled: CompiledHost | None, key: str, family: int, table: str, chain: str
+    ) -> list:
+        # Finding a chain scans the compiled table (thousands of chains on a big host): once per
+        # chain and applied state, not once a tick.
+        if compiled is not self._ids_compiled:
+            self._ids_compiled, self._ids = compiled, {}
+        ids = self._ids.get(key)
+        if ids is None:
+            ids = self._ids[key] = _rule_ids(compiled, family, table, chain)
+        return ids
 
     def tick(self) -> dict[str, Any] | None:
         host = self.agent.host
@@ -81,7 +96,7 @@ class CounterStreamer(threading.Thread):
         message_chains = []
         last_hits: dict[str, float] = {}
         for key, (family, table, chain, counters) in readings.items():
-            ids = _rule_ids(compiled, family, table, chain)
+            ids = self._rule_ids(compiled, key, family, table, chain)
             previous = self.previous.get(key)
             values = [(c.packets, c.bytes) for c in counters]
             same_shape = previous is not None and len(previous[1]) == len(values)
