@@ -321,10 +321,13 @@ class SecurityGroupConsumer(CountersMixin, LiveConsumer):
 
         while True:
             await asyncio.sleep(wire.TICK_S)
+            # One set per host a tick, not one per reading: a group on a 1000-port host has
+            # thousands of watched chains.
+            watched = {host: set(keys) for host, keys in self.watches.items()}
             current = [
                 reading
                 for (host, key), reading in self.readings.items()
-                if key in set(self.watches.get(host, ()))
+                if key in watched.get(host, ())
             ]
             hits = []
             if self.rule_ids:
