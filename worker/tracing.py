@@ -16,7 +16,8 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sgweb.firewall.ir import CompiledHost
@@ -291,18 +292,12 @@ def trace_hop(
         try:
             if board is None:
                 raise RuntimeError("no shared Redis to meet the probing host")
-            tracer = FlowTracer(runner, agent.firewall.netns, matches=_direction_matches(request),
-                                families=(request.family,))  # fmt: skip
-            tracer.start()  # returns once the monitor is subscribed to trace events
-            try:
+            with _flow_traced(runner, agent.firewall.netns, request, reporter) as tracer:
                 board.put(agent.host, "ready", {"at": time.time()})
                 deadline = time.monotonic() + protocol.HOP_WINDOW_S
                 while time.monotonic() < deadline and board.get(prover, "done") is None:
                     time.sleep(0.1)
                     reporter.report(tracer.peek(), final=False)
-            finally:
-                packets = tracer.stop(linger_s=0.3)  # removes the TRACE rules
-            reporter.report(packets, final=True)
         except Exception as exc:
             log.exception("hop of trace %s failed", request.trace_id)
             hop["error"] = str(exc)
@@ -435,6 +430,23 @@ def _hop_result(
     }
 
 
+@contextmanager
+def _flow_traced(
+    runner: Any, netns: str | None, request: protocol.ProofRequest, reporter: _PacketReporter
+) -> Iterator[FlowTracer]:
+    """A tracer on both directions of the request's flow, listening when the block starts; its
+    TRACE rules are removed when the block ends, and what it saw is reported (final) if the
+    block ended normally."""
+    tracer = FlowTracer(runner, netns, matches=_direction_matches(request),
+                        families=(request.family,))  # fmt: skip
+    tracer.start()  # returns once the monitor is subscribed to trace events
+    try:
+        yield tracer
+    finally:
+        packets = tracer.stop(linger_s=0.3)  # removes the TRACE rules
+    reporter.report(packets, final=True)
+
+
 def _trace_probe(
     runner: Any,
     netns: str | None,
@@ -443,17 +455,11 @@ def _trace_probe(
     before_probe: Callable[[], None] | None = None,
 ) -> bool:
     """One probe under a fresh tracer; reports what the kernel saw and whether it was answered."""
-    tracer = FlowTracer(runner, netns, matches=_direction_matches(request),
-                        families=(request.family,))  # fmt: skip
-    tracer.start()  # returns once the monitor is subscribed to trace events
-    try:
+    with _flow_traced(runner, netns, request, reporter):
         if before_probe is not None:
             before_probe()  # the other hosts' tracers must be listening before anything is sent
         result = runner.run(_probe_argv(request), netns=request.source_netns,
                             check=False, timeout=15)  # fmt: skip
-    finally:
-        packets = tracer.stop(linger_s=0.3)  # removes the TRACE rules
-    reporter.report(packets, final=True)
     reporter.next_attempt()
     return result.returncode == 0
 
@@ -492,15 +498,9 @@ def prove(
                     retried += answered
                     probe_ok = _trace_probe(runner, netns, request, reporter)
             else:
-                tracer = FlowTracer(runner, netns, matches=_direction_matches(request),
-                                    families=(request.family,))  # fmt: skip
-                tracer.start()
-                try:
+                with _flow_traced(runner, netns, request, reporter) as tracer:
                     peers.wait_ready()
                     _observe(tracer, reporter, request.observe_s)
-                finally:
-                    packets = tracer.stop(linger_s=0.3)  # removes the TRACE rules
-                reporter.report(packets, final=True)
         except Exception as exc:
             log.exception("trace %s failed", request.trace_id)
             summary = f"the kernel trace failed: {exc}"
