@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from sgweb.firewall import names
 from sgweb.firewall.ir import (
     ACCEPT,
     DROP,
@@ -330,7 +331,7 @@ def _port_of_device(state: HostState | None, device: str | None) -> Port | None:
     if state is None or device is None:
         return None
     for port in state.ports:
-        if (port.device or "tap" + port.id[:11]) == device:
+        if (port.device or names.device_name(port.id)) == device:
             return port
     return None
 

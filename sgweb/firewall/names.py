@@ -35,6 +35,16 @@ def device_name(port_id: str) -> str:
     return DEVICE_PREFIX + port_id[:DEVICE_ID_CHARS]
 
 
+def veth_name(port_id: str) -> str:
+    """The port's qbr-side veth (hybrid plugging: tap -- qbr -- qvb/qvo -- fabric)."""
+    return "qvb" + port_id[:DEVICE_ID_CHARS]
+
+
+def bridge_name(port_id: str) -> str:
+    """The port's own Linux bridge (hybrid plugging)."""
+    return "qbr" + port_id[:DEVICE_ID_CHARS]
+
+
 def port_chain_name(prefix: str, letter: str, port_id: str) -> str:
     return f"{prefix}-{letter}{port_id[:CHAIN_ID_CHARS]}"
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from sgweb.firewall import names
 from sgweb.firewall.explain import explain
 from sgweb.firewall.model import HostState, Port
 from sgweb.firewall.traceflow import HostTarget, trace_flow
@@ -52,8 +53,8 @@ def sample_packets(state: HostState, count: int, seed: int = 1) -> list[Packet]:
     packets = []
     for _ in range(count):
         port = rng.choice(ports)
-        tap = port.device or "tap" + port.id[:11]
-        veth = "qvb" + port.id[:11]
+        tap = port.device or names.device_name(port.id)
+        veth = names.veth_name(port.id)
         remote = rng.choice(_REMOTES)
         if rng.random() < 0.5:
             packets.append(

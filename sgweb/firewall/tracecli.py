@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from sgweb.firewall import names
 from sgweb.firewall.explain import Explanation, explain
 from sgweb.firewall.ir import (
     ACCEPT,
@@ -182,7 +183,7 @@ def _port(state: HostState | None, key: str) -> Port | None:
         return None
     matches = []
     for port in state.ports:
-        device = port.device or "tap" + port.id[:11]
+        device = port.device or names.device_name(port.id)
         if key in (port.id, device) or (port.name and key == port.name):
             return port
         if len(key) >= 8 and port.id.startswith(key):
@@ -226,18 +227,18 @@ def build_packet(args: argparse.Namespace, state: HostState) -> Packet:
     if source is not None:
         fields["src"] = fields["src"] or _family_address(source, family)
         fields["src_mac"] = fields["src_mac"] or source.mac_address
-        fields["physdev_in"] = fields["physdev_in"] or source.device or "tap" + source.id[:11]
+        fields["physdev_in"] = fields["physdev_in"] or source.device or names.device_name(source.id)
         if forwarded and destination is None and fields["physdev_out"] is None:
             # One bridge per port: the packet leaves qbr through the port's veth (qvb...).
-            fields["physdev_out"] = "qvb" + source.id[:11]
+            fields["physdev_out"] = names.veth_name(source.id)
     if destination is not None:
         fields["dst"] = fields["dst"] or _family_address(destination, family)
         fields["dst_mac"] = fields["dst_mac"] or destination.mac_address
         if forwarded:
-            device = destination.device or "tap" + destination.id[:11]
+            device = destination.device or names.device_name(destination.id)
             fields["physdev_out"] = fields["physdev_out"] or device
             if fields["physdev_in"] is None:
-                fields["physdev_in"] = "qvb" + destination.id[:11]
+                fields["physdev_in"] = names.veth_name(destination.id)
     if forwarded and (fields["physdev_in"] is None) != (fields["physdev_out"] is None):
         # A forwarded bridged frame always has both bridge ports; with one port per qbr, the
         # other one is the port's qvb veth.
@@ -245,7 +246,7 @@ def build_packet(args: argparse.Namespace, state: HostState) -> Packet:
         port = _port(state, given)
         if port is not None:
             side = "physdev_out" if fields["physdev_out"] is None else "physdev_in"
-            fields[side] = "qvb" + port.id[:11]
+            fields[side] = names.veth_name(port.id)
     if fields["src_mac"] is None and fields["physdev_in"] is not None:
         # Entering from a VM's tap without a MAC given: the VM's own MAC is what it sends.
         port = _port(state, fields["physdev_in"])

@@ -15,6 +15,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
+from sgweb.firewall import names
 from sgweb.firewall.explain import Explanation, explain
 from sgweb.firewall.ir import ACCEPT, DROP, CompiledHost
 from sgweb.firewall.model import HostState, Port
@@ -62,7 +63,7 @@ class Endpoint:
     def device(self) -> str | None:
         if self.port is None:
             return None
-        return self.port.device or "tap" + self.port.id[:11]
+        return self.port.device or names.device_name(self.port.id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +167,7 @@ def resolve_endpoint(text: str, targets: list[HostTarget], family: int | None = 
     is_address = _is_address(text)
     for target in targets:
         for port in target.state.ports:
-            device = port.device or "tap" + port.id[:11]
+            device = port.device or names.device_name(port.id)
             if is_address:
                 if text in port.fixed_ips:
                     return Endpoint(text, port, target.name)
@@ -179,13 +180,13 @@ def resolve_endpoint(text: str, targets: list[HostTarget], family: int | None = 
 
 def _veth(port: Port) -> str:
     # The qbr side of the port's veth pair to the integration bridge (qvb...).
-    return "qvb" + port.id[:11]
+    return names.veth_name(port.id)
 
 
 def _bridge(port: Port, layout: str) -> str | None:
     if port.bridge:
         return port.bridge
-    return "qbr" + port.id[:11] if layout == LAYOUT_QBR else None
+    return names.bridge_name(port.id) if layout == LAYOUT_QBR else None
 
 
 def _legs(
