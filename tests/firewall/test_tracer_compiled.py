@@ -273,7 +273,10 @@ def test_remote_group_rule_with_and_without_ipset(enable_ipset: bool):
     assert stranger[0].verdict == "DROP"
     hit = next(h for h in member[0].matched if h.rule.origin.rule_id == "r-pg-web")
     if enable_ipset:
-        assert hit.rule.match.match_set is not None
+        # the web group's set, matched on the source (not just "some set")
+        assert hit.rule.match.match_set == "IPv4" + WEB_ID[:20]
+        assert hit.rule.match.match_set_direction == "src"
+        assert hit.rule.match.source is None
     else:
         assert hit.rule.match.source == "192.0.2.200/32" and hit.rule.origin.member
 
