@@ -9,7 +9,6 @@ a static verdict in 10 ms or less on a 1000-port host.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import random
 import statistics
@@ -20,8 +19,8 @@ from typing import Any
 
 from sgweb.firewall import names
 from sgweb.firewall.explain import explain
-from sgweb.firewall.model import HostState, Port
-from sgweb.firewall.traceflow import HostTarget, trace_flow
+from sgweb.firewall.model import HostState
+from sgweb.firewall.traceflow import HostTarget, port_address, trace_flow
 from sgweb.firewall.tracer import Packet, prepare, trace
 
 _REMOTES = ("198.51.100.7", "203.0.113.200", "192.0.2.250")
@@ -42,14 +41,10 @@ def _timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def _v4(port: Port) -> str | None:
-    return next((a for a in port.fixed_ips if ipaddress.ip_address(a).version == 4), None)
-
-
 def sample_packets(state: HostState, count: int, seed: int = 1) -> list[Packet]:
     """Inbound tcp to random ports and outbound from them, each by its qbr's veth."""
     rng = random.Random(seed)
-    ports = [p for p in state.ports if _v4(p) is not None]
+    ports = [p for p in state.ports if port_address(p, 4) is not None]
     packets = []
     for _ in range(count):
         port = rng.choice(ports)
@@ -60,7 +55,7 @@ def sample_packets(state: HostState, count: int, seed: int = 1) -> list[Packet]:
             packets.append(
                 Packet(
                     src=remote,
-                    dst=_v4(port),
+                    dst=port_address(port, 4),
                     protocol=rng.choice(["tcp", "udp", "icmp"]),
                     dport=rng.choice([22, 53, 80, 443, 5432]),
                     physdev_in=veth,
@@ -70,7 +65,7 @@ def sample_packets(state: HostState, count: int, seed: int = 1) -> list[Packet]:
         else:
             packets.append(
                 Packet(
-                    src=_v4(port),
+                    src=port_address(port, 4),
                     dst=remote,
                     src_mac=port.mac_address,
                     protocol="tcp",

@@ -27,7 +27,7 @@ from sgweb.firewall.ir import (
 )
 from sgweb.firewall.model import HostState, Port
 from sgweb.firewall.render import render_rule
-from sgweb.firewall.traceflow import reply_to
+from sgweb.firewall.traceflow import port_address, reply_to
 from sgweb.firewall.tracer import (
     CT_STATES,
     HOOK_FORWARD,
@@ -191,13 +191,6 @@ def _port(state: HostState | None, key: str) -> Port | None:
     return matches[0] if len(matches) == 1 else None
 
 
-def _family_address(port: Port, family: int | None) -> str | None:
-    for address in port.fixed_ips:
-        if family is None or ipaddress.ip_address(address).version == family:
-            return address
-    return None
-
-
 def build_packet(args: argparse.Namespace, state: HostState) -> Packet:
     """The packet the options describe; --from-port / --to-port fill in what is not given."""
     family = args.family
@@ -225,14 +218,14 @@ def build_packet(args: argparse.Namespace, state: HostState) -> Packet:
     source = _lookup(state, args.from_port, "--from-port")
     destination = _lookup(state, args.to_port, "--to-port")
     if source is not None:
-        fields["src"] = fields["src"] or _family_address(source, family)
+        fields["src"] = fields["src"] or port_address(source, family)
         fields["src_mac"] = fields["src_mac"] or source.mac_address
         fields["physdev_in"] = fields["physdev_in"] or source.device or names.device_name(source.id)
         if forwarded and destination is None and fields["physdev_out"] is None:
             # One bridge per port: the packet leaves qbr through the port's veth (qvb...).
             fields["physdev_out"] = names.veth_name(source.id)
     if destination is not None:
-        fields["dst"] = fields["dst"] or _family_address(destination, family)
+        fields["dst"] = fields["dst"] or port_address(destination, family)
         fields["dst_mac"] = fields["dst_mac"] or destination.mac_address
         if forwarded:
             device = destination.device or names.device_name(destination.id)

@@ -154,11 +154,19 @@ def _is_address(text: str) -> bool:
     return True
 
 
-def _address_of(port: Port, family: int | None) -> str:
+def port_address(port: Port, family: int | None) -> str | None:
+    """The port's first fixed IP of that family (any family: None), or None."""
     for address in port.fixed_ips:
         if family is None or ipaddress.ip_address(address).version == family:
             return address
-    raise TraceError(f"port {port.id} has no IPv{family} address")
+    return None
+
+
+def _address_of(port: Port, family: int | None) -> str:
+    address = port_address(port, family)
+    if address is None:
+        raise TraceError(f"port {port.id} has no IPv{family} address")
+    return address
 
 
 def resolve_endpoint(text: str, targets: list[HostTarget], family: int | None = None) -> Endpoint:
