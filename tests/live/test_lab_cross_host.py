@@ -7,14 +7,12 @@ kernel (h1 let it out) and the result "contradicted" a correct static DROP.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.lab.stack import Stack
-from tests.live.test_lab_live import LiveLab
+from tests.live.test_lab_live import LiveLab, running_lab
 
 pytestmark = [pytest.mark.kernel, pytest.mark.redis]
 
@@ -23,14 +21,7 @@ SRC, DST = "h1-vm1", "h2-vm2"
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[LiveLab]:
-    if os.geteuid() != 0:
-        pytest.skip("kernel: needs root")
-    stack = Stack(hosts=2, vms=2)
-    try:
-        stack.start()
-        yield LiveLab(stack)
-    finally:
-        stack.close()
+    yield from running_lab(hosts=2, vms=2)
 
 
 def _trace(lab: LiveLab, **fields: Any) -> dict[str, Any]:

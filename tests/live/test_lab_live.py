@@ -105,16 +105,21 @@ class LiveLab:
         return "\n".join(line for line in saved.splitlines() if "TRACE" in line)
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[LiveLab]:
+def running_lab(hosts: int, vms: int) -> Iterator[LiveLab]:
+    """A started stack of `hosts` hosts with `vms` VMs each, for a module's `lab` fixture."""
     if os.geteuid() != 0:
         pytest.skip("kernel: needs root")
-    stack = Stack(hosts=1, vms=2)
+    stack = Stack(hosts=hosts, vms=vms)
     try:
         stack.start()
         yield LiveLab(stack)
     finally:
         stack.close()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[LiveLab]:
+    yield from running_lab(hosts=1, vms=2)
 
 
 @pytest.fixture(scope="module")
