@@ -27,6 +27,7 @@ from typing import Any
 
 import redis
 
+from sgweb.hostsync.processes import alive
 from sgweb.kernel.runner import SpawnedProcess, default_runner
 from sgweb.kernel.topology import list_namespaces, remove_namespaces
 
@@ -64,16 +65,6 @@ def wait_for(
 _OWNED = re.compile(r"^sgwt[-_](\d+)[-_][0-9a-f]{6}")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_dead_stacks() -> None:
     """Remove what stacks of test processes that died without cleaning up left behind.
 
@@ -90,13 +81,13 @@ def sweep_dead_stacks() -> None:
         except OSError:
             continue
         owner = next((e[16:] for e in environ if e.startswith(b"SGWEB_OWNER_PID=")), None)
-        if owner and owner.isdigit() and not _pid_alive(int(owner)):
+        if owner and owner.isdigit() and not alive(int(owner)):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(entry.name), signal.SIGKILL)
     dead = {
         match.group(0)
         for name in list_namespaces("sgwt-")
-        if (match := _OWNED.match(name)) and not _pid_alive(int(match.group(1)))
+        if (match := _OWNED.match(name)) and not alive(int(match.group(1)))
     }
     for prefix in dead:
         remove_namespaces(prefix + "-", runner)
@@ -107,7 +98,7 @@ def sweep_dead_stacks() -> None:
     )  # fmt: skip
     for name in listing.stdout.split():
         match = _OWNED.match(name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not alive(int(match.group(1))):
             runner.run(
                 ["dropdb", "--if-exists", "--force", "-h", "127.0.0.1", "-U", "postgres", name],
                 check=False,
