@@ -21,6 +21,7 @@ from sgweb.audit.models import AuditEntry
 from sgweb.dashboard.access import sees_everything
 from sgweb.dashboard.listing import paginate, search_term
 from sgweb.dashboard.shell import build_shell, render_page
+from sgweb.tenancy import access as tenancy_access
 
 
 def readable_entries(user: Any) -> QuerySet[AuditEntry]:
@@ -28,7 +29,10 @@ def readable_entries(user: Any) -> QuerySet[AuditEntry]:
     entries = AuditEntry.objects.select_related("actor", "project")
     if sees_everything(user):
         return entries
-    return entries.filter(Q(project__memberships__user=user) | Q(project__isnull=True, actor=user))
+    return entries.filter(
+        Q(project_id__in=tenancy_access.member_project_ids(user))
+        | Q(project__isnull=True, actor=user)
+    )
 
 
 def _day_start(value: str) -> datetime | None:
