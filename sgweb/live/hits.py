@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sgweb.live import wire
-from sgweb.live.chains import chain_roles
+from sgweb.live.chains import SPOOF_ROLE, chain_roles
 from sgweb.networks.models import Port
 from sgweb.security.models import SecurityGroup
 
@@ -35,7 +35,7 @@ def filtering_chain_keys(prefix: str, port_ids: Iterable[str]) -> list[str]:
         for port_id in port_ids
         for family in (4, 6)
         for name, role in chain_roles(prefix, port_id)
-        if role != "anti-spoofing"
+        if role != SPOOF_ROLE
     ]
 
 
