@@ -183,6 +183,13 @@ def test_an_agent_killed_during_an_apply_converges_when_it_comes_back(stack) -> 
     stack.start_agent(host)
     stack.wait("ping blocked after the restart", lambda: not stack.probe(SRC, DST), timeout=20)
     stack.wait_in_sync()
+    # Positive control: the restarted agent still opens the path, so "blocked" above was the
+    # deletion applied, not a host that passes nothing after the kill.
+    again = add_rule(stack, ethertype="IPv4", protocol="icmp")
+    stack.wait("ping allowed again by the restarted agent", lambda: stack.probe(SRC, DST))
+    stack.api("DELETE", f"/security-group-rules/{again}")
+    stack.wait("ping blocked again", lambda: not stack.probe(SRC, DST))
+    stack.wait_in_sync()
 
 
 def _kill_during_restore(pid: int, within_s: float) -> bool:
