@@ -83,6 +83,19 @@ def test_changes_after_redis_restarted_empty_reach_the_kernel(stack, redis_port)
     stack.wait("ping blocked after the restart", lambda: not stack.probe(SRC, DST), timeout=30)
     print(f"\nconverged {time.perf_counter() - restarted:.2f} s after Redis restarted empty")
     stack.wait_in_sync(timeout=30)
+    # Positive control: the same path opens again, so "blocked" above was the rule's removal
+    # reaching the kernel, not a lab or an agent that stopped passing anything after the restart.
+    again = stack.api(
+        "POST",
+        "/security-group-rules",
+        {"security_group_rule": {"security_group_id": stack.state["group_id"],
+                                 "direction": "ingress", "ethertype": "IPv4",
+                                 "protocol": "icmp"}},
+    )["security_group_rule"]["id"]  # fmt: skip
+    stack.wait("ping allowed again after the restart", lambda: stack.probe(SRC, DST), timeout=30)
+    stack.api("DELETE", f"/security-group-rules/{again}")
+    stack.wait("ping blocked again", lambda: not stack.probe(SRC, DST), timeout=30)
+    stack.wait_in_sync(timeout=30)
 
 
 def test_a_change_made_while_redis_is_down_is_applied_once_it_is_back(stack, redis_port) -> None:
