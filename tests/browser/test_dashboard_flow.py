@@ -133,8 +133,16 @@ def test_reader_sees_a_group_without_write_controls(
     from sgweb.security import actions
 
     group = actions.create_security_group(personas.alice, personas.project_a, name="ro")
+    rule = actions.create_security_group_rule(
+        personas.alice, group, direction="ingress", protocol="tcp", port_range_min=5432
+    )
     log_in(page, live_server, "rita")
     page.goto(f"{live_server.url}/security-groups/{group.pk}")
+    # The group and its rule are shown (so the missing controls below are not an empty or
+    # refused page), yet there is no form and the rule has no delete button.
+    row = page.locator(f"tr[data-rule-id='{rule.pk}']")
+    assert row.count() == 1
+    assert row.locator("button[type=submit]").count() == 0
     assert page.locator("form[data-rule-form]").count() == 0
     assert page.locator("text=Read-only").count() >= 1
 
