@@ -2,7 +2,7 @@
 
 Listing pages build tens of thousands of short-lived dicts; with CPython's default thresholds
 that triggers full collections that walk every long-lived object (Django, URL patterns, models)
-and show up as p95 spikes (measured with `manage.py benchapi`: p95 of the 100-group listing
+and show up as p95 spikes (measured with `python -m bench.api`: p95 of the 100-group listing
 266 ms -> 122 ms). Freezing what exists after start-up moves it out of the collector's reach.
 """
 

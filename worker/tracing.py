@@ -22,10 +22,10 @@ from typing import Any
 
 from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import HostState
+from sgweb.firewall.trace.labels import rule_label
 from sgweb.kernel.flowtrace import FlowTracer
 from sgweb.kernel.ktrace import KernelPacket, KernelStep
 from sgweb.kernel.traffic import PROBE_SCRIPT
-from sgweb.live.labels import rule_label
 from sgweb.traces import protocol
 
 log = logging.getLogger("sgweb.agent.trace")

@@ -23,7 +23,7 @@ from sgweb.firewall.ir import (
     ORIGIN_JUMP,
     ORIGIN_SG_RULE,
 )
-from sgweb.firewall.tracewords import ORIGIN_STEP_WORDS, PLUMBING_ORIGINS
+from sgweb.firewall.trace.words import ORIGIN_STEP_WORDS, PLUMBING_ORIGINS
 
 VERDICT_WORDS = {"ACCEPT": "Allowed", "DROP": "Dropped", "unknown": "Unknown"}
 STATUS_WORDS = {

@@ -8,7 +8,7 @@ from sgweb.firewall import names
 from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import HostState
 from sgweb.firewall.render import render_rule
-from sgweb.live.labels import group_name, rule_label
+from sgweb.firewall.trace.labels import group_name, rule_label
 from sgweb.live.wire import chain_key
 from sgweb.networks.models import Port
 

@@ -13,8 +13,8 @@ import threading
 from django.db.models import Count, Max
 
 from sgweb.firewall.compiler import compile_host
-from sgweb.firewall.traceflow import HostTarget
-from sgweb.firewall.tracer import prepare
+from sgweb.firewall.trace.flow import HostTarget
+from sgweb.firewall.trace.tracer import prepare
 from sgweb.networks.models import Host, Port, PortSecurityGroup
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 

@@ -16,7 +16,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from sgweb import dispatch
-from sgweb.firewall.tracepacket import TraceError
+from sgweb.firewall.trace.packet import TraceError
 from sgweb.networks.models import Port
 from sgweb.tenancy.access import (
     member_project_ids,

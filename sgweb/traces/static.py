@@ -11,8 +11,8 @@ from dataclasses import replace
 from typing import Any
 
 from sgweb.firewall.ir import ACCEPT, DROP
-from sgweb.firewall.traceflow import Flow, HostTarget, trace_flow
-from sgweb.firewall.traceserial import flow_json
+from sgweb.firewall.trace.flow import Flow, HostTarget, trace_flow
+from sgweb.firewall.trace.serial import flow_json
 
 
 def _deciding_hop_reason(flow: Flow) -> str:

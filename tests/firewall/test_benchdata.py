@@ -1,4 +1,4 @@
-"""Bench scenarios come from the shared generator, found beside the repo or by SGWEB_SHARED_DIR."""
+"""Bench scenarios come from the generator the repository carries (bench/gen_scenario.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-import pytest
-
-from sgweb.firewall import benchdata
+from bench import scenarios as benchdata
 
 FAKE_GENERATOR = """
 import argparse, json, sys
@@ -24,12 +22,13 @@ with open(args.o, "w") as out:
 
 
 def test_the_generator_runs_in_process_once_per_parameters(tmp_path: Path, monkeypatch):
-    (tmp_path / "shared" / "bench").mkdir(parents=True)
-    (tmp_path / "shared" / "bench" / "gen_scenario.py").write_text(FAKE_GENERATOR)
-    monkeypatch.setenv("SGWEB_SHARED_DIR", str(tmp_path / "shared"))
+    generator = tmp_path / "gen_scenario.py"
+    generator.write_text(FAKE_GENERATOR)
     monkeypatch.setattr(benchdata, "CACHE", tmp_path / "cache")
     argv = list(sys.argv)
-    path = benchdata.generated_scenario(7, groups=2, rules=3, seed=5, extra_args=("--no-v6",))
+    path = benchdata.generated_scenario(
+        7, groups=2, rules=3, seed=5, extra_args=("--no-v6",), generator=generator
+    )
     assert sys.argv == argv
     document = json.loads(path.read_text())
     assert document["ports"] == 7 and document["no_v6"] is True
@@ -42,10 +41,9 @@ def test_the_generator_runs_in_process_once_per_parameters(tmp_path: Path, monke
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [path.name]
 
 
-def test_a_missing_shared_directory_names_both_places(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("SGWEB_SHARED_DIR", str(tmp_path / "nowhere"))
-    with pytest.raises(benchdata.SharedDirMissing) as raised:
-        benchdata.generated_scenario(5)
-    message = str(raised.value)
-    assert str(tmp_path / "nowhere") in message
-    assert str(benchdata.ROOT.parent / "shared") in message
+def test_the_repository_carries_the_generator_and_its_format(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(benchdata, "CACHE", tmp_path / "cache")
+    assert benchdata.GENERATOR.parent == benchdata.ROOT / "bench"
+    assert "## Format" in (benchdata.ROOT / "bench" / "README.md").read_text()
+    document = json.loads(benchdata.generated_scenario(5, groups=2, rules=2, seed=1).read_text())
+    assert len(document["ports"]) == 5 and len(document["security_groups"]) == 2

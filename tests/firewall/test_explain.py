@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from sgweb.firewall.explain import (
+from sgweb.firewall.model import (
+    AddressPair,
+    HostState,
+    Port,
+    SecurityGroup,
+    SecurityGroupRule,
+)
+from sgweb.firewall.trace.explain import (
     ASPECT_PORT,
     ASPECT_PROTOCOL,
     ASPECT_REMOTE,
@@ -21,14 +28,7 @@ from sgweb.firewall.explain import (
     explain,
     nearest_rule,
 )
-from sgweb.firewall.model import (
-    AddressPair,
-    HostState,
-    Port,
-    SecurityGroup,
-    SecurityGroupRule,
-)
-from sgweb.firewall.tracer import Packet, trace
+from sgweb.firewall.trace.tracer import Packet, trace
 from tests.firewall.test_tracer import DB, HOST, OPEN, WEB, from_port, to_port
 
 

@@ -5,18 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sgweb.firewall.benchdata import SharedDirMissing, generated_scenario
-from sgweb.firewall.tracebench import main
+from bench.scenarios import generated_scenario
+from bench.trace import main
 
 
 def test_benchmark_prints_the_figures_for_a_generated_scenario(tmp_path: Path, capsys):
-    try:
-        scenario = generated_scenario(30, groups=4, rules=8, seed=3)
-    except SharedDirMissing:  # the shared bench directory is not part of the repository
-        from tests.firewall.test_tracecli import SCENARIO
-
-        scenario = tmp_path / "s30.json"
-        scenario.write_text(json.dumps(SCENARIO))
+    scenario = generated_scenario(30, groups=4, rules=8, seed=3)
     assert main([str(scenario), "--runs", "40"]) == 0
     figures = json.loads(capsys.readouterr().out)
     assert figures["ports"] >= 1

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from sgweb.firewall.__main__ import main as firewall_main
-from sgweb.firewall.tracecli import register
+from sgweb.firewall.trace.cli import register
 
 WEB_ID = "11111111-aaaa-4bbb-8ccc-000000000001"
 PORT_ID = "aaaaaaaa-1111-4222-8333-444444444444"

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from sgweb.firewall.traceflow import LAYOUT_SHARED, HostTarget, trace_flow
-from sgweb.firewall.tracer import TraceError
+from sgweb.firewall.trace.flow import LAYOUT_SHARED, HostTarget, trace_flow
+from sgweb.firewall.trace.tracer import TraceError
 from tests.firewall.test_explain import STATE
 from tests.firewall.test_tracer import DB, HOST, OPEN, WEB
 
@@ -138,8 +138,8 @@ def test_flow_between_ports_on_two_compiled_hosts_crosses_both():
 
 
 def test_reply_to_swaps_every_side_and_answers_pings():
-    from sgweb.firewall.traceflow import reply_to
-    from sgweb.firewall.tracer import Packet
+    from sgweb.firewall.trace.flow import reply_to
+    from sgweb.firewall.trace.tracer import Packet
 
     ping = Packet(
         src="198.51.100.7",
@@ -162,7 +162,7 @@ def test_reply_to_swaps_every_side_and_answers_pings():
 
 
 def test_flow_json_is_plain_data_with_every_hop():
-    from sgweb.firewall.traceserial import flow_json
+    from sgweb.firewall.trace.serial import flow_json
 
     flow = trace_flow(HOSTS, OPEN.id, "web-1", protocol="tcp", dport=8000, reply=True)
     data = json.loads(json.dumps(flow_json(flow)))

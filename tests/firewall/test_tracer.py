@@ -37,7 +37,7 @@ from sgweb.firewall.ir import (
     Rule,
     Table,
 )
-from sgweb.firewall.tracer import (
+from sgweb.firewall.trace.tracer import (
     CT_UNTRACKED,
     STEP_POLICY,
     STEP_RETURN,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from sgweb.firewall.compiler import compile_host
-from sgweb.firewall.explain import explain
 from sgweb.firewall.ir import ORIGIN_ICMPV6, ORIGIN_NOTRACK, ORIGIN_RA_SPOOF
 from sgweb.firewall.model import (
     AddressPair,
@@ -14,7 +13,8 @@ from sgweb.firewall.model import (
     SecurityGroup,
     SecurityGroupRule,
 )
-from sgweb.firewall.tracer import Packet, trace
+from sgweb.firewall.trace.explain import explain
+from sgweb.firewall.trace.tracer import Packet, trace
 
 WEB_ID = "11111111-aaaa-4bbb-8ccc-000000000001"
 DB_ID = "22222222-aaaa-4bbb-8ccc-000000000002"

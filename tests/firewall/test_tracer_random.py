@@ -13,7 +13,6 @@ import random
 import pytest
 
 from sgweb.firewall.compiler import compile_host
-from sgweb.firewall.explain import explain
 from sgweb.firewall.ir import ACCEPT, CT, DROP, RETURN, CompiledHost, Match, Rule
 from sgweb.firewall.model import (
     AddressPair,
@@ -23,7 +22,8 @@ from sgweb.firewall.model import (
     SecurityGroupRule,
 )
 from sgweb.firewall.protocols import NUMBER_BY_NAME, normalize_protocol
-from sgweb.firewall.tracer import STEP_RULE, Packet, protocol_number, trace
+from sgweb.firewall.trace.explain import explain
+from sgweb.firewall.trace.tracer import STEP_RULE, Packet, protocol_number, trace
 
 V4_PREFIXES = ["198.51.100.0/24", "198.51.100.64/26", "203.0.113.0/25", "192.0.2.0/24"]
 V6_PREFIXES = ["2001:db8:100::/48", "2001:db8::/32"]

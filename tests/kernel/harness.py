@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from sgweb.firewall.compiler import compile_host
 from sgweb.firewall.ir import ACCEPT, CompiledHost
 from sgweb.firewall.model import HostState, Port
-from sgweb.firewall.traceflow import LAYOUT_QBR, LAYOUT_SHARED, Flow, trace_flow
+from sgweb.firewall.trace.flow import LAYOUT_QBR, LAYOUT_SHARED, Flow, trace_flow
 from sgweb.kernel.apply import HostFirewall, full_delta
 from sgweb.kernel.runner import ProcessHandle, SubprocessRunner
 from sgweb.kernel.topology import (

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.kernel import BENCH_PREFIX, run_kernel_benchmark
 from sgweb.firewall.compiler import compile_host
 from sgweb.firewall.incremental import diff
 from sgweb.kernel.apply import HostFirewall, removal_delta
-from sgweb.kernel.bench import BENCH_PREFIX, run_kernel_benchmark
 from sgweb.kernel.runner import SubprocessRunner
 from sgweb.kernel.topology import list_namespaces
 from tests.kernel.scenarios import make_ports, random_state

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sgweb.firewall.ir import BUILTIN_CHAINS
-from sgweb.firewall.traceflow import Flow
+from sgweb.firewall.trace.flow import Flow
 from sgweb.kernel.ktrace import KernelPacket, KernelTracer, parse_monitor_output
 from tests.kernel.harness import FirewallLab
 

@@ -10,7 +10,7 @@ from dataclasses import replace
 from sgweb.firewall.compiler import compile_host
 from sgweb.firewall.ir import ACCEPT
 from sgweb.firewall.model import EGRESS, IPV4, IPV6, HostState, SecurityGroup, SecurityGroupRule
-from sgweb.firewall.traceflow import LAYOUT_SHARED, trace_flow
+from sgweb.firewall.trace.flow import LAYOUT_SHARED, trace_flow
 from tests.kernel import oracle
 from tests.kernel.scenarios import PROBE_PORTS, make_ports, random_state
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from sgweb.live.wsclient import WebSocketClosed, WsClient
+from bench.wsclient import WebSocketClosed, WsClient
 from tests.lab.stack import PROBE, Stack
 
 pytestmark = [pytest.mark.kernel, pytest.mark.redis]

@@ -38,8 +38,6 @@ class Command(BaseCommand):
         connect.add_argument("--port", type=int, required=True)
         connect.add_argument("--udp", action="store_true")
         connect.add_argument("-6", dest="family", action="store_const", const=6, default=4)
-        bench = sub.add_parser("bench", help="propagation p50/p95 over N rule changes")
-        bench.add_argument("--changes", type=int, default=200)
         wait = sub.add_parser("wait", help="wait until every lab host applied its newest state")
         wait.add_argument("--timeout", type=float, default=30.0)
 
@@ -135,14 +133,6 @@ class Command(BaseCommand):
         self.stdout.write(_verdict(options, f"{protocol_name}/{options['port']}", result))
         if not result.get("ok"):
             raise CommandError("no connection")
-
-    def do_bench(self, options: dict[str, Any]) -> None:
-        from sgweb.hostsync.publish import install
-        from sgweb.lab.bench import propagation
-
-        install()
-        result = propagation(self._state(), options["changes"])
-        self.stdout.write(json.dumps(result, indent=2))
 
     def do_wait(self, options: dict[str, Any]) -> None:
         revisions = core.wait_in_sync(self._state(), options["timeout"])

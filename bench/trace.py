@@ -1,4 +1,4 @@
-"""How long a static verdict takes: `python -m sgweb.firewall.tracebench SCENARIO.json`.
+"""How long a static verdict takes: `python -m bench.trace SCENARIO.json`.
 
 Prints JSON: the one-off cost of compiling and preparing the host, then the median / p95 / max
 of a trace, of a trace plus its explanation, and of a two-host-style flow with its reply, over
@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sgweb.firewall import names
-from sgweb.firewall.explain import explain
 from sgweb.firewall.model import HostState
-from sgweb.firewall.traceflow import HostTarget, port_address, trace_flow
-from sgweb.firewall.tracer import Packet, prepare, trace
+from sgweb.firewall.trace.explain import explain
+from sgweb.firewall.trace.flow import HostTarget, port_address, trace_flow
+from sgweb.firewall.trace.tracer import Packet, prepare, trace
 
 _REMOTES = ("198.51.100.7", "203.0.113.200", "192.0.2.250")
 
@@ -127,7 +127,7 @@ def run_benchmark(scenario: str, host: str | None = None, runs: int = 300) -> di
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sgweb.firewall.tracebench")
+    parser = argparse.ArgumentParser(prog="python -m bench.trace")
     parser.add_argument("scenario", metavar="SCENARIO.json")
     parser.add_argument("--host", default=None)
     parser.add_argument("--runs", type=int, default=300)

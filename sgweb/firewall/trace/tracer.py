@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sgweb.firewall.ir import ACCEPT, CT, DROP, RETURN, CompiledHost, Origin, Rule
-from sgweb.firewall.traceindex import ChainIndex, TraceIndex, prepare, prepared
-from sgweb.firewall.tracematch import FILTER, RAW, PacketView, compile_match
-from sgweb.firewall.tracepacket import (
+from sgweb.firewall.trace.index import ChainIndex, TraceIndex, prepare, prepared
+from sgweb.firewall.trace.match import FILTER, RAW, PacketView, compile_match
+from sgweb.firewall.trace.packet import (
     CT_ESTABLISHED,
     CT_INVALID,
     CT_NEW,

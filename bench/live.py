@@ -1,4 +1,4 @@
-"""`python -m sgweb.live.bench` (or `manage.py livebench`): live counters, static verdicts.
+"""`python -m bench.live` : live counters, static verdicts.
 
 Builds a scratch host namespace (`sgwv-<hex>-host`, a shared bridge with two VMs whose ports are
 the scenario's first two) and applies an N-port scenario's rules to it (default 1000 ports);
@@ -48,7 +48,7 @@ def _free_port() -> int:
 
 
 def static_verdicts(state: Any, runs: int = 500) -> dict[str, Any]:
-    from sgweb.firewall.traceflow import HostTargetCache, trace_flow
+    from sgweb.firewall.trace.flow import HostTargetCache, trace_flow
 
     cache = HostTargetCache()
     started = time.perf_counter()
@@ -113,7 +113,7 @@ class _Watcher(threading.Thread):
 
     def __init__(self, port: int, port_id: str, cookie: str) -> None:
         super().__init__(daemon=True)
-        from sgweb.live.wsclient import WsClient
+        from bench.wsclient import WsClient
 
         self.client = WsClient("127.0.0.1", port, f"/ws/ports/{port_id}", cookie=cookie)
         self.chains = self.client.receive_type("chains", timeout=60)
@@ -139,12 +139,12 @@ def _total_packets(message: dict[str, Any]) -> int:
 def live_counters(
     state: Any, watchers: int, probes: int, steady_s: float, keep: dict[str, Any]
 ) -> dict[str, Any]:
+    from bench.agent import _Quiet, _Store
     from sgweb.firewall.compiler import compile_host
     from sgweb.kernel import topology as topo
     from sgweb.kernel.apply import HostFirewall
     from sgweb.kernel.runner import default_runner
     from worker.agent import Agent
-    from worker.bench import _Quiet, _Store
     from worker.live import start as start_streamer
 
     runner = default_runner()
@@ -300,7 +300,7 @@ def _clean(keep: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sgweb.live.bench")
+    parser = argparse.ArgumentParser(prog="python -m bench.live")
     parser.add_argument("--ports", type=int, default=1000)
     parser.add_argument("--watchers", type=int, default=50)
     parser.add_argument("--probes", type=int, default=20)
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     import django
 
     django.setup()
-    from sgweb.firewall.benchdata import generated_scenario
+    from bench.scenarios import generated_scenario
     from sgweb.firewall.scenario import load_scenario
 
     state = load_scenario(generated_scenario(args.ports))

@@ -1,23 +1,32 @@
 """Propagation: from a change's action returning to every affected host's kernel having it.
 
-Run on a lab (`manage.py lab up --hosts 3`): `manage.py lab bench --changes 200`. Each change adds
-or removes a rule of the lab group, which every lab host uses; the clock starts when the action
-function returns (the API view returns right after it) and stops when the last host's kernel
-shows the rule in (or out of) a port's ingress chain, polled with `iptables -S CHAIN` in each
-host's namespace every few milliseconds.
+Run on a lab (`manage.py lab up --hosts 3`): `python -m bench.propagation --changes 200`.
+Each change adds or removes a rule of the lab group, which every lab host uses; the clock
+starts when the action function returns (the API view returns right after it) and stops when
+the last host's kernel shows the rule in (or out of) a port's ingress chain, polled with
+`iptables -S CHAIN` in each host's namespace every few milliseconds.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import statistics
 import time
 from typing import Any
 
-from django.conf import settings
+from bench.djangosetup import setup
 
-from sgweb.firewall.names import ingress_chain
-from sgweb.kernel.runner import default_runner
-from sgweb.lab.core import LabState, _lab_actor
+setup()
+
+from django.conf import settings  # noqa: E402
+
+from sgweb.firewall.names import ingress_chain  # noqa: E402
+from sgweb.hostsync.publish import install  # noqa: E402
+from sgweb.kernel.runner import default_runner  # noqa: E402
+from sgweb.lab.core import LabState, _lab_actor, lab_dir  # noqa: E402
+from sgweb.security import actions  # noqa: E402
+from sgweb.security.models import SecurityGroup  # noqa: E402
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -26,9 +35,6 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def propagation(state: LabState, changes: int = 200, timeout_s: float = 10.0) -> dict[str, Any]:
-    from sgweb.security import actions
-    from sgweb.security.models import SecurityGroup
-
     runner = default_runner()
     actor = _lab_actor()
     group = SecurityGroup.objects.get(pk=state.group_id)
@@ -74,3 +80,19 @@ def propagation(state: LabState, changes: int = 200, timeout_s: float = 10.0) ->
         "action_p50_s": round(statistics.median(api_s), 4),
         "action_p95_s": round(_percentile(api_s, 0.95), 4),
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.propagation", description=__doc__)
+    parser.add_argument("--changes", type=int, default=200)
+    args = parser.parse_args(argv)
+    state = LabState.load(lab_dir())
+    if state is None:
+        parser.error("no lab: run `manage.py lab up --hosts 3` first")
+    install()
+    print(json.dumps(propagation(state, args.changes), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,34 +1,35 @@
-"""`manage.py benchapi`: API (and dashboard) page latency with 10,000 rules and 5,000 ports.
+"""`python -m bench.api`: API page latency with 10,000 rules and 5,000 ports.
 
 Loads the data with bulk_create into a throwaway test database, then times each target with
 Django's test client (the whole request/response cycle, no network) and prints JSON:
-p50/p95/max in milliseconds and the number of queries per request.
-
-The dashboard adds its pages by providing `sgweb.dashboard.bench.targets(context)` returning
-[(name, url)]; `context` has the ids below and a logged-in session client is used for them.
+p50/p95/max in milliseconds and the number of queries per request. (The dashboard's pages
+have their own benchmark, `python -m bench.pages`.)
 """
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import json
 import statistics
 import time
 from typing import Any
 
-from django.contrib.auth.models import User
-from django.core.management.base import BaseCommand
-from django.db import connection, reset_queries
-from django.test import Client
-from django.test.utils import setup_databases, teardown_databases
-from django.utils.module_loading import import_string
+from bench.djangosetup import setup
 
-from sgweb.gctune import tune_for_serving
-from sgweb.networks.models import FixedIP, Host, Network, Port, PortSecurityGroup, Subnet
-from sgweb.security.models import SecurityGroup, SecurityGroupRule
-from sgweb.tenancy.actions import create_api_token
-from sgweb.tenancy.choices import Role
-from sgweb.tenancy.models import Membership, Profile, Project, Quota
+setup()
+
+from django.contrib.auth.models import User  # noqa: E402
+from django.db import connection, reset_queries  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import setup_databases, teardown_databases  # noqa: E402
+
+from sgweb.gctune import tune_for_serving  # noqa: E402
+from sgweb.networks.models import FixedIP, Host, Network, Port, PortSecurityGroup, Subnet  # noqa: E402
+from sgweb.security.models import SecurityGroup, SecurityGroupRule  # noqa: E402
+from sgweb.tenancy.actions import create_api_token  # noqa: E402
+from sgweb.tenancy.choices import Role  # noqa: E402
+from sgweb.tenancy.models import Membership, Profile, Project, Quota  # noqa: E402
 
 BENCH_PASSWORD = "bench-password"
 
@@ -149,84 +150,74 @@ def api_targets(ctx: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-class Command(BaseCommand):
-    help = "Measure API (and dashboard) page latency with 10,000 rules and 5,000 ports."
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__)
+    parser.add_argument("--rules", type=int, default=10_000)
+    parser.add_argument("--ports", type=int, default=5_000)
+    parser.add_argument("--groups", type=int, default=500)
+    parser.add_argument("--hosts", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=30)
+    parser.add_argument("--as", dest="persona", choices=("member", "admin"), default="member")
+    options = vars(parser.parse_args(argv))
+    old_config = setup_databases(verbosity=0, interactive=False)
+    try:
+        report = run(options)
+    finally:
+        teardown_databases(old_config, verbosity=0)
+    print(json.dumps(report, indent=2))
+    return 0
 
-    def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--rules", type=int, default=10_000)
-        parser.add_argument("--ports", type=int, default=5_000)
-        parser.add_argument("--groups", type=int, default=500)
-        parser.add_argument("--hosts", type=int, default=50)
-        parser.add_argument("--repeat", type=int, default=30)
-        parser.add_argument("--as", dest="persona", choices=("member", "admin"), default="member")
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        old_config = setup_databases(verbosity=0, interactive=False)
-        try:
-            report = self._run(options)
-        finally:
-            teardown_databases(old_config, verbosity=0)
-        self.stdout.write(json.dumps(report, indent=2))
+def run(options: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    ctx = load(options["rules"], options["ports"], options["groups"], options["hosts"])
+    load_seconds = time.perf_counter() - started
+    tune_for_serving()  # as sgweb.asgi does in the server process
+    key = ctx[f"{options['persona']}_key"]
+    api_client = Client(HTTP_X_AUTH_TOKEN=key)
+    results = [measure(api_client, name, url, options["repeat"]) for name, url in api_targets(ctx)]
+    return {
+        "database": connection.vendor,
+        "persona": options["persona"],
+        "rules": options["rules"],
+        "ports": options["ports"],
+        "groups": options["groups"],
+        "load_seconds": round(load_seconds, 2),
+        "target_p95_ms": 150,
+        "results": results,
+    }
 
-    def _run(self, options: dict[str, Any]) -> dict[str, Any]:
-        started = time.perf_counter()
-        ctx = load(options["rules"], options["ports"], options["groups"], options["hosts"])
-        load_seconds = time.perf_counter() - started
-        tune_for_serving()  # as sgweb.asgi does in the server process
-        key = ctx[f"{options['persona']}_key"]
-        api_client = Client(HTTP_X_AUTH_TOKEN=key)
-        results = [
-            self._measure(api_client, name, url, options["repeat"])
-            for name, url in api_targets(ctx)
-        ]
-        try:
-            dashboard_targets = import_string("sgweb.dashboard.bench.targets")
-        except ImportError:
-            dashboard_targets = None
-        if dashboard_targets is not None:
-            browser = Client()
-            browser.login(username=ctx[f"{options['persona']}_username"], password=BENCH_PASSWORD)
-            results += [
-                self._measure(browser, name, url, options["repeat"])
-                for name, url in dashboard_targets(ctx)
-            ]
-        return {
-            "database": connection.vendor,
-            "persona": options["persona"],
-            "rules": options["rules"],
-            "ports": options["ports"],
-            "groups": options["groups"],
-            "load_seconds": round(load_seconds, 2),
-            "target_p95_ms": 150,
-            "results": results,
-        }
 
-    def _measure(self, client: Client, name: str, url: str, repeat: int) -> dict[str, Any]:
-        from django.conf import settings
+def measure(client: Client, name: str, url: str, repeat: int) -> dict[str, Any]:
+    from django.conf import settings
 
-        client.get(url)  # warm caches and the connection
-        samples = []
-        status = None
-        size = 0
-        queries = 0
-        debug = settings.DEBUG
-        for _ in range(repeat):
-            reset_queries()
-            settings.DEBUG = True  # count queries
-            began = time.perf_counter()
-            response = client.get(url)
-            samples.append((time.perf_counter() - began) * 1000)
-            settings.DEBUG = debug
-            queries = len(connection.queries)
-            status = response.status_code
-            size = len(response.content)
-        return {
-            "name": name,
-            "url": url,
-            "status": status,
-            "bytes": size,
-            "queries": queries,
-            "p50_ms": round(statistics.median(samples), 1),
-            "p95_ms": round(_percentile(samples, 0.95), 1),
-            "max_ms": round(max(samples), 1),
-        }
+    client.get(url)  # warm caches and the connection
+    samples = []
+    status = None
+    size = 0
+    queries = 0
+    debug = settings.DEBUG
+    for _ in range(repeat):
+        reset_queries()
+        settings.DEBUG = True  # count queries
+        began = time.perf_counter()
+        response = client.get(url)
+        samples.append((time.perf_counter() - began) * 1000)
+        settings.DEBUG = debug
+        queries = len(connection.queries)
+        status = response.status_code
+        size = len(response.content)
+    return {
+        "name": name,
+        "url": url,
+        "status": status,
+        "bytes": size,
+        "queries": queries,
+        "p50_ms": round(statistics.median(samples), 1),
+        "p95_ms": round(_percentile(samples, 0.95), 1),
+        "max_ms": round(max(samples), 1),
+    }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,9 +1,9 @@
-"""`python -m worker.bench [--ports 1000]`: the agent's kernel figures in a scratch namespace.
+"""`python -m bench.agent [--ports 1000]`: the agent's kernel figures in a scratch namespace.
 
 Prints JSON: a full apply of an N-port host by the agent against plain `ipset restore` +
 `iptables-restore` + `ip6tables-restore` of the same text into a fresh namespace; one group's
 rules changing where 100 ports use it; a remote group's membership changing (ipset only).
-Propagation through the control plane is `manage.py lab bench` (needs Django and a lab).
+Propagation through the control plane is `python -m bench.propagation` (needs Django and a lab).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from sgweb.firewall.benchdata import generated_scenario
+from bench.scenarios import generated_scenario
 from sgweb.firewall.model import INGRESS, IPV4, HostState, SecurityGroup, SecurityGroupRule
 from sgweb.firewall.render import render_ipsets, render_iptables
 from sgweb.firewall.scenario import load_scenario
@@ -149,7 +149,7 @@ def _apply_ms(report: dict[str, Any]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m worker.bench")
+    parser = argparse.ArgumentParser(prog="python -m bench.agent")
     parser.add_argument("--ports", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scenario", help="a scenario JSON (default: generated)")

@@ -14,10 +14,13 @@ Namespaces are named `sgwb-<pid>-...` and removed afterwards, also on failure or
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import statistics
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -272,3 +275,21 @@ def _run(
             "read_all_v4_s": _median(read_all),
         }
     return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.kernel",
+        description="Time full and incremental applies of a scenario in fresh namespaces (root).",
+    )
+    parser.add_argument("scenario", metavar="SCENARIO.json")
+    parser.add_argument("--host", default=None, help="only the ports of this host")
+    parser.add_argument("--runs", type=int, default=5, help="runs per figure (median reported)")
+    args = parser.parse_args(argv)
+    result = run_kernel_benchmark(args.scenario, host=args.host, runs=args.runs)
+    sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

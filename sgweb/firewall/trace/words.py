@@ -3,7 +3,7 @@
 Used by `explain` for its sentences and by the dashboard to label rules the same way:
 "tcp/22 from 198.51.100.0/24", "icmp type 8 from group web", "udp/53 to 203.0.113.9".
 Also the one place for the words of the built-in rules (by `Origin` kind): as a rule's label
-(`sgweb.live.labels`, live counters and the agent) and as a step of a trace page
+(`sgweb.firewall.trace.labels`, live counters and the agent) and as a step of a trace page
 (`sgweb.dashboard.tracepaint`), the ICMPv6 message names, and which origins are plumbing.
 """
 
@@ -28,7 +28,7 @@ from sgweb.firewall.ir import (
 )
 from sgweb.firewall.model import EGRESS, INGRESS, HostState, Port, SecurityGroupRule
 from sgweb.firewall.protocols import NAME_BY_NUMBER
-from sgweb.firewall.tracepacket import Packet, TraceError, protocol_number
+from sgweb.firewall.trace.packet import Packet, TraceError, protocol_number
 
 # Aspects in which a rule can differ from a packet.
 ASPECT_PROTOCOL = "protocol"

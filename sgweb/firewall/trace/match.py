@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from functools import lru_cache
 
 from sgweb.firewall.ir import Match
-from sgweb.firewall.tracepacket import (
+from sgweb.firewall.trace.packet import (
     HOOK_FORWARD,
     HOOK_OUTPUT,
     Packet,

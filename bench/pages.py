@@ -1,6 +1,6 @@
 """Benchmark: dashboard page latency with 10,000 rules and 5,000 ports loaded.
 
-Run: `.venv/bin/python -m tests.dashboard.bench_pages [--rules N] [--ports N] [--repeat N]`.
+Run: `.venv/bin/python -m bench.pages [--rules N] [--ports N] [--repeat N]`.
 It uses a scratch SQLite database (or DATABASE_URL if set), seeds it through `seed_bulk`, and
 prints p50/p95 per page as an admin and as a member, served through Django's test client
 (the whole request/response cycle without a network socket). It prints figures; it asserts

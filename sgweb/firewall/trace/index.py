@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sgweb.firewall.ir import Chain, CompiledHost, IpSet
-from sgweb.firewall.tracematch import Matcher, PacketView, SetIndex
+from sgweb.firewall.trace.match import Matcher, PacketView, SetIndex
 
 
 def is_wildcard(name: str) -> bool:

@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from sgweb.firewall.explain import Explanation
 from sgweb.firewall.ir import Origin
 from sgweb.firewall.render import render_rule
-from sgweb.firewall.traceflow import Endpoint, Flow, Hop
-from sgweb.firewall.tracepacket import Packet
-from sgweb.firewall.tracer import Trace
+from sgweb.firewall.trace.explain import Explanation
+from sgweb.firewall.trace.flow import Endpoint, Flow, Hop
+from sgweb.firewall.trace.packet import Packet
+from sgweb.firewall.trace.tracer import Trace
 
 
 def origin_dict(origin: Origin) -> dict[str, Any]:

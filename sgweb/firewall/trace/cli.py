@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from sgweb.firewall import names
-from sgweb.firewall.explain import Explanation, explain
 from sgweb.firewall.ir import (
     ACCEPT,
     DROP,
@@ -27,8 +26,10 @@ from sgweb.firewall.ir import (
 )
 from sgweb.firewall.model import HostState, Port
 from sgweb.firewall.render import render_rule
-from sgweb.firewall.traceflow import port_address, reply_to
-from sgweb.firewall.tracer import (
+from sgweb.firewall.trace.explain import Explanation, explain
+from sgweb.firewall.trace.flow import port_address, reply_to
+from sgweb.firewall.trace.serial import trace_json
+from sgweb.firewall.trace.tracer import (
     CT_STATES,
     HOOK_FORWARD,
     HOOK_OUTPUT,
@@ -40,7 +41,6 @@ from sgweb.firewall.tracer import (
     TraceError,
     trace,
 )
-from sgweb.firewall.traceserial import trace_json
 
 _PORT_NAMED_KINDS = frozenset(
     {ORIGIN_JUMP, ORIGIN_PORT_SECURITY_OFF, ORIGIN_CONNTRACK_ZONE, ORIGIN_NOTRACK}
@@ -306,7 +306,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sgweb.firewall.tracecli")
+    parser = argparse.ArgumentParser(prog="python -m sgweb.firewall.trace.cli")
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

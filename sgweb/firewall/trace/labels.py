@@ -20,7 +20,7 @@ from sgweb.firewall.ir import (
     Rule,
 )
 from sgweb.firewall.model import EGRESS, HostState
-from sgweb.firewall.tracewords import ICMPV6_NAMES, ORIGIN_RULE_LABELS, describe_rule
+from sgweb.firewall.trace.words import ICMPV6_NAMES, ORIGIN_RULE_LABELS, describe_rule
 
 
 def short_id(identifier: str | None) -> str:

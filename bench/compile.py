@@ -1,4 +1,4 @@
-"""`python -m sgweb.firewall bench SCENARIO.json`: medians of full and incremental compiles.
+"""`python -m bench.compile SCENARIO.json`: medians of full and incremental compiles.
 
 - compile_s: every host of the scenario from cold (no caches), validation included, to text
   (iptables-restore for both families and ipset restore).
@@ -14,11 +14,14 @@ only walk tens of thousands of fresh objects.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import gc
+import json
 import statistics
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +204,19 @@ def run_benchmark(source: str | Path | Mapping[str, Any], runs: int = 7) -> dict
         "member_delta": member,
         "local_join_delta": local_join,
     }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.compile", description="Time full and incremental compiles (JSON)."
+    )
+    parser.add_argument("scenario", metavar="SCENARIO.json")
+    parser.add_argument("--runs", type=int, default=7, help="runs per figure (median reported)")
+    args = parser.parse_args(argv)
+    result = run_benchmark(args.scenario, runs=args.runs)
+    sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from sgweb.firewall import names
-from sgweb.firewall.explain import Explanation, explain
 from sgweb.firewall.ir import ACCEPT, DROP, CompiledHost
 from sgweb.firewall.model import HostState, Port
-from sgweb.firewall.tracer import (
+from sgweb.firewall.trace.explain import Explanation, explain
+from sgweb.firewall.trace.tracer import (
     CT_ESTABLISHED,
     CT_NEW,
     HOOK_INPUT,

@@ -32,7 +32,7 @@ from sgweb.firewall.ir import (
     Origin,
 )
 from sgweb.firewall.model import EGRESS, INGRESS, HostState, Port, SecurityGroupRule
-from sgweb.firewall.tracer import (
+from sgweb.firewall.trace.tracer import (
     CT_ESTABLISHED,
     CT_RELATED,
     HOOK_INPUT,
@@ -40,7 +40,7 @@ from sgweb.firewall.tracer import (
     STEP_RULE,
     Trace,
 )
-from sgweb.firewall.tracewords import (
+from sgweb.firewall.trace.words import (
     ASPECT_ICMP_TYPE,
     ASPECT_PORT,
     ASPECT_PROTOCOL,
@@ -414,7 +414,7 @@ def sentence(explanations: Sequence[Explanation]) -> str:
     return "; ".join(e.text for e in explanations)
 
 
-# The words live in tracewords; callers of explain get them here too.
+# The words live in trace.words; callers of explain get them here too.
 __all__ = [
     "ASPECT_ICMP_TYPE",
     "ASPECT_PORT",

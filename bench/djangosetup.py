@@ -1,0 +1,13 @@
+"""Django for the benchmarks that need the control plane: `python -m bench.<name>` runs outside
+`manage.py`, so each such benchmark calls `setup()` before importing models."""
+
+from __future__ import annotations
+
+import os
+
+
+def setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "sgweb.settings")
+    import django
+
+    django.setup()
