@@ -34,7 +34,7 @@ class _Store:
 
     def publish(self, revision: int, state: HostState) -> None:
         from sgweb.firewall import codec
-        from sgweb.hostsync import protocol
+        from sgweb.wire import sync as protocol
 
         text = codec.dumps(state)
         self.desired = protocol.parse_desired(

@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             "REDIS_URL": REDIS_URL,
             "CELERY_BROKER_URL": REDIS_URL,
             "SGWEB_KEY_PREFIX": keep["key_prefix"],
-            "SGWEB_HOSTSYNC_PUBLISH": "0",
+            "SGWEB_PUBLISH_TO_HOSTS": "0",
             "SGWEB_LIVE_EVENTS": "0",
             "DJANGO_SETTINGS_MODULE": "sgweb.settings",
         }

@@ -22,7 +22,6 @@ setup()
 from django.conf import settings  # noqa: E402
 
 from sgweb.firewall.names import ingress_chain  # noqa: E402
-from sgweb.hostsync.publish import install  # noqa: E402
 from sgweb.kernel.runner import default_runner  # noqa: E402
 from sgweb.lab.core import LabState, _lab_actor, lab_dir  # noqa: E402
 from sgweb.security import actions  # noqa: E402
@@ -89,7 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     state = LabState.load(lab_dir())
     if state is None:
         parser.error("no lab: run `manage.py lab up --hosts 3` first")
-    install()
     print(json.dumps(propagation(state, args.changes), indent=2))
     return 0
 

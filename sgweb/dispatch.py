@@ -1,91 +1,150 @@
-"""The one place that tells the outside world about changes: host agents and live browsers.
+"""The one place that tells the outside world about committed changes: host agents and browsers.
 
-Actions call these from `transaction.on_commit`, so nothing is sent for a change that was rolled
-back. Which hosts a change affects is computed by the caller (see `sgweb.security.impact`).
+Actions (the only writers) call these inside their transaction; nothing leaves before the
+transaction commits, so a change that was rolled back is never announced.
 
-- `hosts_changed`: the desired firewall of these hosts changed. It hands the names to
-  `host_sender`, which `sgweb.hostsync` installs at start-up: publish each host's desired state
-  with a new revision (recorded in `Host.desired_revision`) and nudge its agent.
-- `send_event`: a live event for browsers. `scope` names who may receive it: "global",
-  "project:<project id hex>" or "host:<host name>". `event_sender` is where issue 5 (Channels)
-  plugs in its group_send.
+- `firewall_changed`: the change alters what some hosts' firewalls must hold. It says so in its
+  own words (hosts named directly, groups whose rules changed, groups whose members changed);
+  the host-sync hook (installed by `sgweb.hostsync`) turns that into host names while the
+  transaction still sees the rows, records them with the change, and publishes after commit.
+- `send_event`: a live event for browsers, of one of the kinds in `EventKind` (declared here,
+  once; `sgweb.live.events` turns each into protocol messages for the websockets). `scope` names
+  who may receive it: "global", "project:<project id hex>", "host:<name>" or "trace:<id>".
+- `send_host_task`: a one-off task for one host's agent (a trace proof).
+
+This module sits at the base of the house: it imports no app. The apps above install the
+senders (`install_host_sync`, `install_event_sender`) when Django starts.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
 
-from django.db.models import F
+from django.db import transaction
 
 log = logging.getLogger(__name__)
 
-HostSender = Callable[[list[str], str], None]
+
+class EventKind(StrEnum):
+    """Every live event the control plane sends; each is delivered to at least one websocket."""
+
+    # An audited change of a project's objects (written by `sgweb.audit.record`): the overview's
+    # recent changes and the group page of the group it touches.
+    CHANGE = "change"
+    # A host's agent applied (or failed to apply) a revision / found and repaired drift.
+    HOST_APPLY = "host.apply"
+    HOST_DRIFT = "host.drift"
+    # A trace's kernel proof: one packet's path, then the result.
+    TRACE_PACKET = "trace-packet"
+    TRACE_RESULT = "trace-result"
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallChange:
+    """What a change did to the hosts' firewalls, in the change's own words."""
+
+    reason: str
+    hosts: frozenset[str] = frozenset()  # hosts named directly (a port bound or unbound there)
+    groups: frozenset[str] = frozenset()  # groups whose rules changed: every host using them
+    members_of: frozenset[str] = frozenset()  # groups whose members changed: hosts naming them
+
+
+class HostSync(Protocol):
+    def affected_hosts(self, change: FirewallChange) -> set[str]:
+        """The hosts the change reaches, read inside the change's transaction."""
+
+    def changed(self, hosts: set[str], reason: str) -> None:
+        """Inside the transaction: remember that these hosts must be published."""
+
+    def publish(self, hosts: set[str], reason: str) -> None:
+        """After commit: publish the hosts' new desired state and nudge their agents."""
+
+
 EventSender = Callable[[str, dict[str, Any], str], None]
 HostTaskSender = Callable[[str, str, dict[str, Any]], None]
 
-
-def _no_host_sender(host_names: list[str], reason: str) -> None:
-    # With no agents to publish to, still record that the desired state moved on, so the
-    # dashboard shows the hosts as behind. A real sender records the revision it publishes.
-    from sgweb.networks.models import Host
-
-    Host.objects.filter(name__in=host_names).update(desired_revision=F("desired_revision") + 1)
-    log.debug("hosts changed (%s): %s; no host agent dispatch configured", reason, host_names)
+_host_sync: HostSync | None = None
+_event_sender: EventSender | None = None
+_host_task_sender: HostTaskSender | None = None
 
 
-def _no_event_sender(kind: str, payload: dict[str, Any], scope: str) -> None:
-    log.debug("event %s for %s; no live event sender configured", kind, scope)
+def install_host_sync(hook: HostSync | None, task_sender: HostTaskSender | None = None) -> None:
+    global _host_sync, _host_task_sender
+    _host_sync = hook
+    _host_task_sender = task_sender
 
 
-def _send_host_task(host: str, task: str, kwargs: dict[str, Any]) -> None:
-    from sgweb.hostsync.channel import channel
-    from sgweb.hostsync.protocol import host_queue
-
-    channel().send(task, kwargs, host_queue(host))
+def install_event_sender(sender: EventSender | None) -> None:
+    global _event_sender
+    _event_sender = sender
 
 
-# Replaced at start-up by the agents' and live modules (and by tests).
-host_sender: HostSender = _no_host_sender
-event_sender: EventSender = _no_event_sender
-host_task_sender: HostTaskSender = _send_host_task
+def _ids(values: Iterable[Any]) -> frozenset[str]:
+    return frozenset(str(value) for value in values if value)
 
 
-def set_host_sender(sender: HostSender | None) -> None:
-    global host_sender
-    host_sender = sender or _no_host_sender
-
-
-def set_event_sender(sender: EventSender | None) -> None:
-    global event_sender
-    event_sender = sender or _no_event_sender
-
-
-def hosts_changed(host_names: Iterable[str], reason: str) -> list[str]:
-    """Mark the hosts' desired state as changed and ask their agents to converge."""
-    names = sorted({name for name in host_names if name})
-    if not names:
-        return []
-    try:
-        host_sender(names, reason)
-    except Exception:  # a broker outage must not turn a committed change into a 500
-        log.exception("could not notify hosts %s (%s)", names, reason)
-    send_event("hosts.changed", {"hosts": names, "reason": reason}, scope="global")
+def firewall_changed(
+    reason: str,
+    *,
+    hosts: Iterable[str] = (),
+    groups: Iterable[Any] = (),
+    members_of: Iterable[Any] = (),
+) -> set[str]:
+    """Inside an action's transaction: these hosts' firewalls change; publish after commit."""
+    change = FirewallChange(
+        reason[:200], frozenset(h for h in hosts if h), _ids(groups), _ids(members_of)
+    )
+    hook = _host_sync
+    if hook is None:
+        names = set(change.hosts)
+        log.debug("firewall change (%s) for %s: no host sync installed", reason, names)
+        return names
+    names = hook.affected_hosts(change)
+    if names:
+        hook.changed(names, change.reason)
+        transaction.on_commit(lambda: _publish(hook, names, change.reason))
     return names
 
 
-def send_event(kind: str, payload: dict[str, Any], *, scope: str = "global") -> None:
+def _publish(hook: HostSync, names: set[str], reason: str) -> None:
     try:
-        event_sender(kind, payload, scope)
+        hook.publish(names, reason)
+    except Exception:  # a broker outage must not turn a committed change into a 500
+        log.exception("could not publish hosts %s (%s)", sorted(names), reason)
+
+
+def send_event(kind: EventKind, payload: dict[str, Any], *, scope: str = "global") -> None:
+    """Send a live event now (callers inside a transaction use `send_event_on_commit`)."""
+    sender = _event_sender
+    if sender is None:
+        return
+    try:
+        sender(str(kind), payload, scope)
     except Exception:
         log.exception("could not send live event %s to %s", kind, scope)
 
 
+def send_event_on_commit(kind: EventKind, payload: dict[str, Any], *, scope: str) -> None:
+    transaction.on_commit(lambda: send_event(kind, payload, scope=scope))
+
+
+def project_scope(project_id: Any) -> str:
+    return f"project:{uuid.UUID(str(project_id)).hex}"
+
+
 def send_host_task(host: str, task: str, kwargs: dict[str, Any]) -> bool:
-    """A one-off task for one host's agent (issue 5: prove a trace); False if it could not go."""
+    """A one-off task for one host's agent; False if it could not go."""
+    sender = _host_task_sender
+    if sender is None:
+        log.warning("no host task sender installed: %s for %s not sent", task, host)
+        return False
     try:
-        host_task_sender(host, task, kwargs)
+        sender(host, task, kwargs)
     except Exception:
         log.exception("could not send %s to host %s", task, host)
         return False

@@ -10,6 +10,8 @@ import warnings
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from sgweb.wire import sync as wire_sync
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -45,6 +47,16 @@ def env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigurationError(f"{name}={raw!r} is not an integer") from None
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not a number") from None
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -235,6 +247,29 @@ API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000)
 # Chain prefix of the hybrid iptables driver (the article's layout).
 FIREWALL_CHAIN_PREFIX = env_str("FIREWALL_CHAIN_PREFIX", "neutron-openvswi")
 FIREWALL_ENABLE_IPSET = env_bool("FIREWALL_ENABLE_IPSET", True)
+
+# -- Host sync, live events, lab: every SGWEB_* setting of the web side, read once here. The
+# agent reads its own (worker.config); the names both sides share live in sgweb.wire.
+SGWEB_KEY_PREFIX = env_str("SGWEB_KEY_PREFIX", wire_sync.DEFAULT_KEY_PREFIX)
+SGWEB_CONTROL_QUEUE = env_str("SGWEB_CONTROL_QUEUE", wire_sync.DEFAULT_CONTROL_QUEUE)
+# Where desired states and heartbeats live, when not in the same Redis as everything else.
+SGWEB_SYNC_REDIS_URL = env_str("SGWEB_SYNC_REDIS_URL") or REDIS_URL
+# Committed changes are published to the hosts' agents and sent to live browsers. The test
+# process turns both off (tests/conftest.py) and on again where a test wants them.
+SGWEB_PUBLISH_TO_HOSTS = env_bool("SGWEB_PUBLISH_TO_HOSTS", True)
+SGWEB_LIVE_EVENTS = env_bool("SGWEB_LIVE_EVENTS", True)
+# A change reaching more hosts than this is published by the control worker, not the request.
+SGWEB_PUBLISH_INLINE_HOSTS = env_int("SGWEB_PUBLISH_INLINE_HOSTS", 4)
+SGWEB_RECONCILE_INTERVAL_S = env_float("SGWEB_RECONCILE_INTERVAL_S", 5.0)
+# Exit when this process ends (test harnesses start workers detached and name themselves).
+SGWEB_OWNER_PID = wire_sync.parse_owner_pid(env_str("SGWEB_OWNER_PID"))
+SGWEB_RUN_DIR = Path(env_str("SGWEB_RUN_DIR") or BASE_DIR / "var" / "run")
+SGWEB_LAB_DIR = Path(env_str("SGWEB_LAB_DIR") or BASE_DIR / "var" / "lab")
+# The lab's agents are snappier than a production agent's defaults (see worker.config).
+SGWEB_LAB_AGENT_ENV = {
+    "SGWEB_DRIFT_INTERVAL_S": env_str("SGWEB_DRIFT_INTERVAL_S", "5"),
+    "SGWEB_POLL_INTERVAL_S": env_str("SGWEB_POLL_INTERVAL_S", "2"),
+}
 
 LOGGING = {
     "version": 1,

@@ -37,6 +37,16 @@ def _missing_requirement(marker: str) -> str | None:
     return None
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The test process publishes nothing to host agents and sends no live events unless a test
+    turns that on (pytest-django's `settings` fixture): test hosts never land in the real Redis
+    key space. Processes the tests start (lab stacks) keep the product's defaults."""
+    from django.conf import settings
+
+    settings.SGWEB_PUBLISH_TO_HOSTS = False
+    settings.SGWEB_LIVE_EVENTS = False
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     cache: dict[str, str | None] = {}
     for item in items:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import pytest
 
-from sgweb import dispatch
-from sgweb.live import compiled
+from sgweb.hostsync import compiled
 from sgweb.networks.models import Port
 from sgweb.security.models import SecurityGroup
 from tests.controlplane import factories
+from tests.dispatching import record_dispatch
 
 
 @dataclass
@@ -27,13 +27,8 @@ class World:
 
 @pytest.fixture(autouse=True)
 def no_dispatch(monkeypatch) -> list:
-    sent: list = []
-    monkeypatch.setattr(dispatch, "host_sender", lambda names, reason: None)
-    monkeypatch.setattr(
-        dispatch, "event_sender", lambda kind, payload, scope: sent.append((kind, payload, scope))
-    )
     compiled.forget()
-    return sent
+    return record_dispatch(monkeypatch)["events"]
 
 
 @pytest.fixture

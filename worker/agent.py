@@ -28,9 +28,9 @@ from sgweb.firewall import codec
 from sgweb.firewall.errors import FirewallError
 from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import HostState
-from sgweb.hostsync import protocol
 from sgweb.kernel.apply import HostFirewall
 from sgweb.kernel.runner import CommandError
+from sgweb.wire import sync as protocol
 from worker import conntrack, drift, full_apply
 from worker.store import DesiredStore
 

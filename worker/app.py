@@ -17,9 +17,9 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_ready, worker_shutdown
 
-from sgweb.hostsync import protocol
 from sgweb.kernel.apply import HostFirewall
 from sgweb.kernel.runner import default_runner
+from sgweb.wire import sync as protocol
 from worker.agent import Agent
 from worker.config import AgentConfig
 from worker.store import RedisStore
@@ -135,7 +135,7 @@ class Maintenance(threading.Thread):
         started = False
         last_drift = time.monotonic()
         while not self.stopping.is_set():
-            if protocol.owner_gone():
+            if protocol.owner_gone(config.owner_pid):
                 log.warning("the process that started this agent is gone; exiting")
                 with contextlib.suppress(Exception):
                     self.agent.store.clear_heartbeat()

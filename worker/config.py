@@ -9,6 +9,10 @@
 * ``SGWEB_CONTROL_QUEUE``      where reports go (default ``control``)
 * ``SGWEB_POLL_INTERVAL_S``    how often the agent checks Redis for a revision it missed (5)
 * ``SGWEB_DRIFT_INTERVAL_S``   how often it compares the kernel with what it applied (30; 0: off)
+* ``SGWEB_OWNER_PID``          exit when this process ends (test harnesses set it; optional)
+
+Read once, here; the rest of the agent gets an `AgentConfig`. The names shared with the control
+plane (queues, key layout) come from `sgweb.wire`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from sgweb.hostsync import protocol
+from sgweb.wire import sync as protocol
 
 
 class ConfigError(ValueError):
@@ -44,6 +48,7 @@ class AgentConfig:
     control_queue: str
     poll_interval_s: float
     drift_interval_s: float
+    owner_pid: int | None = None
     heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S
 
     @property
@@ -53,7 +58,8 @@ class AgentConfig:
     @classmethod
     def from_env(cls) -> AgentConfig:
         host = os.environ.get("SGWEB_HOST", "").strip() or socket.gethostname()
-        protocol.host_keys(host)  # validates the name
+        key_prefix = os.environ.get("SGWEB_KEY_PREFIX", protocol.DEFAULT_KEY_PREFIX)
+        protocol.host_keys(host, key_prefix)  # validates the name
         broker = (
             os.environ.get("SGWEB_BROKER_URL")
             or os.environ.get("REDIS_URL")
@@ -64,8 +70,9 @@ class AgentConfig:
             broker_url=broker,
             redis_url=os.environ.get("SGWEB_REDIS_URL") or broker,
             netns=os.environ.get("SGWEB_NETNS") or None,
-            key_prefix=protocol.key_prefix(),
-            control_queue=protocol.control_queue(),
+            key_prefix=key_prefix,
+            control_queue=os.environ.get("SGWEB_CONTROL_QUEUE", protocol.DEFAULT_CONTROL_QUEUE),
             poll_interval_s=_float("SGWEB_POLL_INTERVAL_S", 5.0),
             drift_interval_s=_float("SGWEB_DRIFT_INTERVAL_S", 30.0),
+            owner_pid=protocol.parse_owner_pid(os.environ.get("SGWEB_OWNER_PID")),
         )

@@ -1,7 +1,7 @@
 """Live counters from the agent: read only what browsers watch, about once a second.
 
 A thread of the agent. Each tick it asks Redis which chains are watched on this host
-(`sgweb.live.wire`); if none, it reads nothing. Otherwise it reads just those chains
+(`sgweb.wire.live`); if none, it reads nothing. Otherwise it reads just those chains
 (`sgweb.kernel.nftcounters` over netlink, else `HostFirewall.read_chains`), computes rates
 against its previous reading, labels each position with the rule id of the compiled rule there
 (from the agent's in-memory `CompiledHost`), publishes one `host-counters` message for the host,
@@ -21,7 +21,7 @@ import redis
 
 from sgweb.firewall.ir import CompiledHost
 from sgweb.kernel.nftcounters import NftCounterReader
-from sgweb.live import wire
+from sgweb.wire import live as wire
 
 log = logging.getLogger("sgweb.agent.live")
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import redis
 
-from sgweb.hostsync import protocol
+from sgweb.wire import sync as protocol
 
 
 class DesiredStore(Protocol):

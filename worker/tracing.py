@@ -26,7 +26,7 @@ from sgweb.firewall.trace.labels import rule_label
 from sgweb.kernel.flowtrace import FlowTracer
 from sgweb.kernel.ktrace import KernelPacket, KernelStep
 from sgweb.kernel.traffic import PROBE_SCRIPT
-from sgweb.traces import protocol
+from sgweb.wire import traces as protocol
 
 log = logging.getLogger("sgweb.agent.trace")
 

@@ -8,10 +8,11 @@ from django.conf import settings
 from django.db import models
 
 from sgweb.audit.choices import AuditAction
-from sgweb.tenancy.models import Project
 
 
 class AuditEntry(models.Model):
+    """One change someone made: who, when, to what, with the object before and after."""
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     at = models.DateTimeField(auto_now_add=True)
     actor = models.ForeignKey(
@@ -23,7 +24,11 @@ class AuditEntry(models.Model):
     )
     # Kept when the project goes so the log outlives what it describes.
     project = models.ForeignKey(
-        Project, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_entries"
+        "tenancy.Project",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="audit_entries",
     )
     action = models.CharField(max_length=8, choices=AuditAction.choices)
     object_type = models.CharField(max_length=64)

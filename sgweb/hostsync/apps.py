@@ -8,15 +8,8 @@ class HostSyncConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        import os
-        import sys
+        # Every process of the control plane hands committed firewall changes to this app;
+        # whether they reach Redis is the SGWEB_PUBLISH_TO_HOSTS setting, read when publishing.
+        from sgweb.hostsync.publish import install
 
-        # Every process of the control plane (web, API, workers, management commands) publishes
-        # committed changes to the host agents. Test processes do not, unless a test asks
-        # (`sgweb.hostsync.publish.install()`), so that test hosts never land in the real Redis
-        # key space. SGWEB_HOSTSYNC_PUBLISH=1/0 overrides both ways.
-        wanted = os.environ.get("SGWEB_HOSTSYNC_PUBLISH")
-        if wanted == "1" or (wanted is None and "pytest" not in sys.modules):
-            from sgweb.hostsync.publish import install
-
-            install()
+        install()

@@ -1,7 +1,7 @@
 """The control plane's connection to the agents: Redis for state, the Celery broker for nudges.
 
-One `SyncChannel` per process, built from settings (`REDIS_URL`, `CELERY_BROKER_URL`) and the
-environment (`SGWEB_KEY_PREFIX`, `SGWEB_CONTROL_QUEUE`). Tests swap it with `use_channel(...)` to
+One `SyncChannel` per process, built from settings (`SGWEB_SYNC_REDIS_URL`, `CELERY_BROKER_URL`,
+`SGWEB_KEY_PREFIX`, `SGWEB_CONTROL_QUEUE`). Tests swap it with `use_channel(...)` to
 point everything at a Redis database and key prefix of their own.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-from sgweb.hostsync import protocol
+from sgweb.wire import sync as protocol
 
 
 @dataclass
@@ -79,10 +79,10 @@ def channel() -> SyncChannel:
         from django.conf import settings
 
         _current = SyncChannel(
-            redis_url=getattr(settings, "SGWEB_SYNC_REDIS_URL", None) or settings.REDIS_URL,
+            redis_url=settings.SGWEB_SYNC_REDIS_URL,
             broker_url=settings.CELERY_BROKER_URL,
-            prefix=protocol.key_prefix(),
-            control_queue=protocol.control_queue(),
+            prefix=settings.SGWEB_KEY_PREFIX,
+            control_queue=settings.SGWEB_CONTROL_QUEUE,
         )
     return _current
 

@@ -16,12 +16,11 @@ from pathlib import Path
 
 from django.conf import settings
 
-from sgweb.hostsync import protocol
 from sgweb.kernel.runner import default_runner
 
 
 def run_dir() -> Path:
-    return Path(os.environ.get("SGWEB_RUN_DIR") or settings.BASE_DIR / "var" / "run")
+    return Path(settings.SGWEB_RUN_DIR)
 
 
 def spawn_detached(label: str, argv: list[str], env: dict[str, str], directory: Path) -> int:
@@ -84,24 +83,21 @@ def stop(pid: int, timeout: float = 5.0) -> None:
 
 def worker_env() -> dict[str, str]:
     """What a worker we start inherits on top of our environment: the same broker and DB."""
-    env = {
+    return {
         "PYTHONPATH": str(settings.BASE_DIR),
         "REDIS_URL": settings.REDIS_URL,
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "SGWEB_KEY_PREFIX": protocol.key_prefix(),
-        "SGWEB_CONTROL_QUEUE": protocol.control_queue(),
-        "DATABASE_URL": os.environ.get("DATABASE_URL", settings.DATABASE_URL),
+        "SGWEB_KEY_PREFIX": settings.SGWEB_KEY_PREFIX,
+        "SGWEB_CONTROL_QUEUE": settings.SGWEB_CONTROL_QUEUE,
+        "SGWEB_RECONCILE_INTERVAL_S": str(settings.SGWEB_RECONCILE_INTERVAL_S),
+        "DATABASE_URL": settings.DATABASE_URL,
     }
-    for name in ("SECRET_KEY", "DJANGO_SETTINGS_MODULE", "SGWEB_RECONCILE_INTERVAL_S"):
-        if name in os.environ:
-            env[name] = os.environ[name]
-    return env
 
 
 def control_worker_argv(name: str = "control") -> list[str]:
     return [
         sys.executable, "-m", "celery", "-A", "sgweb.celery", "worker",
-        "-Q", protocol.control_queue(), "--pool", "solo", "--concurrency", "1",
+        "-Q", settings.SGWEB_CONTROL_QUEUE, "--pool", "solo", "--concurrency", "1",
         "--hostname", f"{name}@%h",
         "--without-gossip", "--without-mingle", "--without-heartbeat",
     ]  # fmt: skip

@@ -1,4 +1,4 @@
-"""Publishing a host's desired state: what `sgweb.dispatch.hosts_changed` calls after commit.
+"""Publishing a host's desired state: what `sgweb.dispatch.firewall_changed` calls after commit.
 
 Per host: take the next revision from Redis (one counter per host, so several web servers agree),
 then build the state from the database, store it with its digest unless a newer revision is
@@ -14,18 +14,25 @@ stored state, so a burst of tasks coalesces into one apply plus cheap no-ops.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis
-from django.db.models import Q
+from django.conf import settings
+from django.db.models import F, Q
 
+from sgweb import dispatch
+from sgweb.dispatch import FirewallChange
 from sgweb.firewall import codec
 from sgweb.firewall.model import HostState
-from sgweb.hostsync import protocol
 from sgweb.hostsync.channel import SyncChannel, channel
+from sgweb.hostsync.desired_state import host_state
+from sgweb.hostsync.impact import hosts_referencing_groups, hosts_using_groups
+from sgweb.hostsync.models import PublishBacklog
+from sgweb.networks.choices import HostStatus
+from sgweb.networks.models import Host
+from sgweb.wire import sync as protocol
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +52,6 @@ class PublishResult:
 
 
 def _default_builder(host_name: str) -> HostState:
-    from sgweb.security.desired_state import host_state
-
     return host_state(host_name)
 
 
@@ -58,9 +63,6 @@ def publish_host(
     host_name: str, reason: str = "", *, via: SyncChannel | None = None
 ) -> PublishResult:
     """Publish one host's desired state now; raises redis/kombu errors to the caller."""
-    from sgweb.networks.choices import HostStatus
-    from sgweb.networks.models import Host
-
     via = via or channel()
     keys = via.keys(host_name)
     client = via.redis
@@ -117,8 +119,6 @@ def publish_hosts(
     Never raises for broker or Redis trouble: the change is committed already, and the
     reconciler (control worker) publishes the backlog once Redis answers again.
     """
-    from sgweb.hostsync.models import PublishBacklog
-
     results = []
     for name in sorted({name for name in host_names if name}):
         try:
@@ -138,13 +138,13 @@ def publish_hosts(
 
 
 def inline_hosts_limit() -> int:
-    return int(os.environ.get("SGWEB_PUBLISH_INLINE_HOSTS", "4"))
+    return int(settings.SGWEB_PUBLISH_INLINE_HOSTS)
 
 
 def publish_changed(
     host_names: Iterable[str], reason: str = "", *, via: SyncChannel | None = None
 ) -> list[PublishResult]:
-    """What `dispatch.hosts_changed` calls after commit.
+    """What the dispatcher's hook calls after commit.
 
     A few hosts are published right here, so the agents start before the API call returns.
     A change reaching many hosts (a group used everywhere) would make the request pay for
@@ -164,8 +164,35 @@ def publish_changed(
     return publish_hosts(names, reason, via=via)
 
 
-def install() -> None:
-    """Make `sgweb.dispatch.hosts_changed` publish through this module."""
-    from sgweb import dispatch
+class PublishingHostSync:
+    """`sgweb.dispatch`'s host-sync hook: which hosts a change reaches, and publishing them.
 
-    dispatch.set_host_sender(lambda names, reason: publish_changed(names, reason) and None)
+    With `SGWEB_PUBLISH_TO_HOSTS` off (the test process), nothing reaches Redis; the hosts'
+    desired revision still moves on, so the dashboard shows them behind.
+    """
+
+    def affected_hosts(self, change: FirewallChange) -> set[str]:
+        return (
+            set(change.hosts)
+            | hosts_using_groups(change.groups)
+            | hosts_referencing_groups(change.members_of)
+        )
+
+    def changed(self, hosts: set[str], reason: str) -> None:
+        """Nothing to remember inside the transaction yet: publishing happens after commit."""
+
+    def publish(self, hosts: set[str], reason: str) -> None:
+        if settings.SGWEB_PUBLISH_TO_HOSTS:
+            publish_changed(hosts, reason)
+        else:
+            Host.objects.filter(name__in=hosts).update(desired_revision=F("desired_revision") + 1)
+
+
+def send_host_task(host: str, task: str, kwargs: dict[str, object]) -> None:
+    via = channel()
+    via.send(task, kwargs, protocol.host_queue(host))
+
+
+def install() -> None:
+    """Make `sgweb.dispatch` publish through this module (at start-up, see apps.py)."""
+    dispatch.install_host_sync(PublishingHostSync(), send_host_task)

@@ -20,9 +20,9 @@ import threading
 from dataclasses import dataclass, field
 
 import redis
+from django.conf import settings
 from django.db import close_old_connections
 
-from sgweb.hostsync import protocol
 from sgweb.hostsync.channel import SyncChannel, channel
 from sgweb.hostsync.models import PublishBacklog
 from sgweb.hostsync.publish import publish_hosts
@@ -30,6 +30,7 @@ from sgweb.hostsync.records import record_republish
 from sgweb.hostsync.status import desired_revisions, host_liveness
 from sgweb.networks.choices import HostStatus
 from sgweb.networks.models import Host
+from sgweb.wire import sync as protocol
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def reconcile(*, startup: bool = False, via: SyncChannel | None = None) -> Recon
 
 
 def interval_s() -> float:
-    return float(os.environ.get("SGWEB_RECONCILE_INTERVAL_S", "5"))
+    return float(settings.SGWEB_RECONCILE_INTERVAL_S)
 
 
 class Reconciler(threading.Thread):
@@ -129,7 +130,7 @@ class Reconciler(threading.Thread):
     def run(self) -> None:
         startup = True
         while not self.stopping.is_set():
-            if protocol.owner_gone():
+            if protocol.owner_gone(settings.SGWEB_OWNER_PID):
                 log.warning("the process that started this control worker is gone; exiting")
                 os._exit(0)
             try:

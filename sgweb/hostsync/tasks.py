@@ -11,8 +11,9 @@ from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
 
-from sgweb.hostsync import protocol
+from sgweb.wire import sync as protocol
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def _consumes_control_queue(consumer: Any) -> bool:
         names = {queue.name for queue in consumer.task_consumer.queues}
     except AttributeError:
         return False
-    return protocol.control_queue() in names
+    return settings.SGWEB_CONTROL_QUEUE in names
 
 
 @worker_ready.connect

@@ -23,7 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
-from sgweb.hostsync import processes, protocol
+from sgweb.hostsync import processes
 from sgweb.kernel import topology as topo
 from sgweb.kernel.runner import default_runner
 
@@ -46,7 +46,7 @@ class LabError(RuntimeError):
 
 
 def lab_dir() -> Path:
-    return Path(os.environ.get("SGWEB_LAB_DIR") or settings.BASE_DIR / "var" / "lab")
+    return Path(settings.SGWEB_LAB_DIR)
 
 
 @dataclass
@@ -135,19 +135,10 @@ def _agent_env(prefix: str) -> dict[str, str]:
     env = {
         "PYTHONPATH": str(settings.BASE_DIR),
         "SGWEB_BROKER_URL": settings.CELERY_BROKER_URL,
-        "SGWEB_REDIS_URL": getattr(settings, "SGWEB_SYNC_REDIS_URL", None) or settings.REDIS_URL,
-        "REDIS_URL": settings.REDIS_URL,
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "SGWEB_KEY_PREFIX": protocol.key_prefix(),
-        "SGWEB_CONTROL_QUEUE": protocol.control_queue(),
-        "DATABASE_URL": os.environ.get("DATABASE_URL", settings.DATABASE_URL),
-        "SGWEB_DRIFT_INTERVAL_S": os.environ.get("SGWEB_DRIFT_INTERVAL_S", "5"),
-        "SGWEB_POLL_INTERVAL_S": os.environ.get("SGWEB_POLL_INTERVAL_S", "2"),
-        "SGWEB_RECONCILE_INTERVAL_S": os.environ.get("SGWEB_RECONCILE_INTERVAL_S", "3"),
+        "SGWEB_REDIS_URL": settings.SGWEB_SYNC_REDIS_URL,
+        **processes.worker_env(),
+        **settings.SGWEB_LAB_AGENT_ENV,
     }
-    for name in ("SECRET_KEY", "DJANGO_SETTINGS_MODULE"):
-        if name in os.environ:
-            env[name] = os.environ[name]
     return env
 
 
@@ -167,7 +158,7 @@ def start_control_worker(state: LabState, directory: Path | None = None) -> int:
     """The lab's own control worker, unless `manage.py up` already runs one."""
     directory = directory or lab_dir()
     shared = processes.running(processes.run_dir() / "control.pid")
-    if shared is not None and not os.environ.get("SGWEB_LAB_DIR"):
+    if shared is not None and Path(settings.SGWEB_LAB_DIR) == settings.BASE_DIR / "var" / "lab":
         return shared
     argv = processes.control_worker_argv(f"control-{state.prefix.rstrip('-')}")
     pid = _spawn("control", argv, state.env, directory)
@@ -188,7 +179,7 @@ def bring_up(
     wait_s: float = 60.0,
 ) -> LabState:
     """Build the lab and wait until every host's agent has applied its state."""
-    from sgweb.hostsync.publish import install, publish_hosts
+    from sgweb.hostsync.publish import publish_hosts
     from sgweb.networks.models import Port
 
     if hosts < 1 or vms < 0 or hosts * vms > 200:
@@ -202,7 +193,6 @@ def bring_up(
     if LabState.load(directory) is not None or topo.list_namespaces(prefix):
         tear_down(prefix=prefix)
     directory.mkdir(parents=True, exist_ok=True)
-    install()  # changes made here reach the agents
     actor = _lab_actor()
     project, network, group = _ensure_objects(actor)
     from sgweb.networks import actions as net_actions

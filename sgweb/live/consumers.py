@@ -23,7 +23,8 @@ import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from sgweb.live import events, wire
+from sgweb.live import events
+from sgweb.wire import live as wire
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,12 @@ import time
 from datetime import datetime
 from typing import Any
 
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from sgweb import dispatch
+
 log = logging.getLogger(__name__)
 
 GROUP_GLOBAL = "live.global"
@@ -111,10 +117,10 @@ def protocol_messages(kind: str, payload: dict[str, Any]) -> list[dict[str, Any]
 
 def channels_sender(kind: str, payload: dict[str, Any], scope: str) -> None:
     """Send each protocol message to the scope's group, and host messages to the host's group
-    too (a port page listens there for its host's applies)."""
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
+    too (a port page listens there for its host's applies). Nothing goes out with
+    `SGWEB_LIVE_EVENTS` off (the test process, unless a test turns it on)."""
+    if not settings.SGWEB_LIVE_EVENTS:
+        return
     messages = protocol_messages(kind, payload)
     if not messages:
         return
@@ -131,6 +137,4 @@ def channels_sender(kind: str, payload: dict[str, Any], scope: str) -> None:
 
 
 def install() -> None:
-    from sgweb import dispatch
-
-    dispatch.set_event_sender(channels_sender)
+    dispatch.install_event_sender(channels_sender)

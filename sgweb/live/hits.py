@@ -11,10 +11,10 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sgweb.live import wire
 from sgweb.live.chains import SPOOF_ROLE, chain_roles
 from sgweb.networks.models import Port
 from sgweb.security.models import SecurityGroup
+from sgweb.wire import live as wire
 
 
 def group_ports(group: SecurityGroup) -> dict[str, list[str]]:

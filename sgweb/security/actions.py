@@ -23,7 +23,6 @@ from sgweb.security.choices import (
     Direction,
     Ethertype,
 )
-from sgweb.security.impact import hosts_using_groups
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.security.representation import group_to_dict, rule_to_dict
 from sgweb.security.validators import clean_rule, rule_duplicate_key
@@ -67,17 +66,6 @@ def _group_not_found(group_id: object) -> str:
 def _quota_of(project: Project) -> Quota:
     quota, _ = Quota.objects.get_or_create(project=project)
     return quota
-
-
-def _notify_hosts(hosts: Iterable[str], reason: str) -> None:
-    names = set(hosts)
-    if names:
-        transaction.on_commit(lambda: dispatch.hosts_changed(names, reason))
-
-
-def _notify_browsers(kind: str, payload: dict[str, Any], project_id: uuid.UUID) -> None:
-    scope = f"project:{project_id.hex}"
-    transaction.on_commit(lambda: dispatch.send_event(kind, payload, scope=scope))
 
 
 # --- default group -------------------------------------------------------------------------
@@ -211,7 +199,6 @@ def create_security_group(
             project_id=project.id,
             after=after,
         )
-        _notify_browsers("security_group.created", {"id": str(group.id)}, project.id)
     return group
 
 
@@ -257,8 +244,7 @@ def update_security_group(actor: Actor, group: SecurityGroup, **changes: Any) ->
             after=group_to_dict(locked, rules),
         )
         if "stateful" in changed:
-            _notify_hosts(hosts_using_groups([locked.id]), f"group {locked.id} stateful changed")
-        _notify_browsers("security_group.updated", {"id": str(locked.id)}, locked.project_id)
+            dispatch.firewall_changed(f"group {locked.id} stateful changed", groups=[locked.id])
     return locked
 
 
@@ -293,7 +279,7 @@ def delete_security_group(actor: Actor, group: SecurityGroup) -> None:
             .select_related("security_group")
         )
         referencing_groups = {rule.security_group_id for rule in cascaded}
-        hosts = hosts_using_groups(referencing_groups)
+        dispatch.firewall_changed(f"group {locked.id} deleted", groups=referencing_groups)
         for rule in cascaded:
             record(
                 actor,
@@ -321,8 +307,6 @@ def delete_security_group(actor: Actor, group: SecurityGroup) -> None:
             project_id=project_id,
             before=before,
         )
-        _notify_hosts(hosts, f"group {group_id} deleted")
-        _notify_browsers("security_group.deleted", {"id": str(group_id)}, project_id)
 
 
 # --- rules ---------------------------------------------------------------------------------
@@ -391,12 +375,7 @@ def create_security_group_rule(
             project_id=locked.project_id,
             after=rule_to_dict(rule),
         )
-        _notify_hosts(hosts_using_groups([locked.id]), f"rule {rule.id} added to {locked.id}")
-        _notify_browsers(
-            "security_group_rule.created",
-            {"id": str(rule.id), "security_group_id": str(locked.id)},
-            locked.project_id,
-        )
+        dispatch.firewall_changed(f"rule {rule.id} added to {locked.id}", groups=[locked.id])
     return rule
 
 
@@ -424,9 +403,4 @@ def delete_security_group_rule(actor: Actor, rule: SecurityGroupRule) -> None:
             project_id=group.project_id,
             before=before,
         )
-        _notify_hosts(hosts_using_groups([group.id]), f"rule {rule_id} removed from {group.id}")
-        _notify_browsers(
-            "security_group_rule.deleted",
-            {"id": str(rule_id), "security_group_id": str(group.id)},
-            group.project_id,
-        )
+        dispatch.firewall_changed(f"rule {rule_id} removed from {group.id}", groups=[group.id])

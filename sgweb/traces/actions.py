@@ -27,8 +27,8 @@ from sgweb.tenancy.access import (
 )
 from sgweb.tenancy.choices import Role
 from sgweb.tenancy.errors import Invalid, NotFound, PermissionDenied
-from sgweb.traces import protocol
 from sgweb.traces.models import Trace, TraceStatus
+from sgweb.wire import traces as protocol
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def start_trace(
 ) -> Trace:
     """Trace a packet from `source` to `destination` (each a port the actor may see, by id or
     name, or an address): the static verdict now, the kernel's proof asynchronously."""
-    from sgweb.live.compiled import host_target
+    from sgweb.hostsync.compiled import host_target
     from sgweb.traces.static import static_message, trace_static
 
     role = role_of(actor)

@@ -7,7 +7,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from sgweb.traces import protocol
+from sgweb.wire import traces as protocol
 
 
 class TraceStatus(models.TextChoices):

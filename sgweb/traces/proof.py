@@ -15,8 +15,8 @@ from dataclasses import replace
 from typing import Any
 
 from sgweb.networks.models import Port
-from sgweb.traces import protocol
 from sgweb.traces.models import Trace
+from sgweb.wire import traces as protocol
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The static verdict of a trace: the packet tracer over the involved hosts' desired states.
 
-Hosts come compiled from `sgweb.live.compiled` (cached per host fingerprint), so a verdict
+Hosts come compiled from `sgweb.hostsync.compiled` (cached per host fingerprint), so a verdict
 costs a walk through prepared indexes, not a compile.
 """
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
-from sgweb.traces import protocol
+from sgweb.wire import traces as protocol
 
 
 @shared_task(name=protocol.TASK_RECORD_EVENT, ignore_result=True)

@@ -16,7 +16,7 @@ from sgweb.firewall.model import (
     SecurityGroup,
     SecurityGroupRule,
 )
-from sgweb.hostsync import protocol
+from sgweb.wire import sync as protocol
 
 WEB = "5f0c3f9e-0000-4000-8000-00000000a001"
 DB = "5f0c3f9e-0000-4000-8000-00000000a002"

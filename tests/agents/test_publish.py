@@ -11,11 +11,12 @@ import time
 import pytest
 
 from sgweb.firewall import codec
-from sgweb.hostsync import protocol, publish
+from sgweb.hostsync import publish
 from sgweb.hostsync.channel import SyncChannel, use_channel
 from sgweb.hostsync.models import PublishBacklog
 from sgweb.hostsync.status import desired_revisions, host_liveness
 from sgweb.networks.models import Host
+from sgweb.wire import sync as protocol
 from tests.agents.fakes import SSH, state
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db]

@@ -2,8 +2,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from sgweb.firewall import validate_host_state
+from sgweb.hostsync.desired_state import host_state
 from sgweb.security import actions
-from sgweb.security.desired_state import host_state
 from tests.controlplane.factories import group, network_with_subnet, port
 
 

@@ -125,7 +125,7 @@ class Stack:
             "SGWEB_POLL_INTERVAL_S": "1",
             "SGWEB_RECONCILE_INTERVAL_S": "2",
             "PYTHONPATH": str(ROOT),
-            "SGWEB_HOSTSYNC_PUBLISH": "1",
+            "SGWEB_PUBLISH_TO_HOSTS": "1",
             # Workers exit by themselves if this test process dies without cleaning up.
             "SGWEB_OWNER_PID": str(os.getpid()),
         }

@@ -20,8 +20,8 @@ from sgweb.firewall.model import EGRESS, INGRESS, IPV4, HostState, Port, Securit
 from sgweb.firewall.model import SecurityGroupRule as Rule
 from sgweb.kernel.readback import Counter
 from sgweb.kernel.runner import CommandResult, FakeRunner, RecordedCall
-from sgweb.live import wire
-from sgweb.traces import protocol
+from sgweb.wire import live as wire
+from sgweb.wire import traces as protocol
 from worker import tracing
 from worker.live import CounterStreamer
 

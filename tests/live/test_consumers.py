@@ -11,9 +11,10 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from sgweb.live import events, wire
+from sgweb.live import events
 from sgweb.live.chains import port_chain_keys
 from sgweb.live.routing import websocket_urlpatterns
+from sgweb.wire import live as wire
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 PREFIX = "neutron-openvswi"
@@ -225,12 +226,12 @@ def test_apply_and_drift_events_reach_host_port_and_events_watchers(
 
 
 def test_a_trace_watcher_gets_the_stored_messages_then_live_ones(
-    world, live_redis, alice, bob, monkeypatch
+    world, live_redis, alice, bob, monkeypatch, settings
 ):
     from sgweb.traces import actions
 
     trace = a_trace(world, alice, monkeypatch)
-    events.install()
+    settings.SGWEB_LIVE_EVENTS = True
 
     async def scenario():
         communicator = await connect(f"/ws/traces/{trace.pk}", bob)
@@ -245,12 +246,7 @@ def test_a_trace_watcher_gets_the_stored_messages_then_live_ones(
         assert live["trace_id"] == str(trace.pk) and live["seq"] == 2
         await communicator.disconnect()
 
-    try:
-        run(scenario)
-    finally:
-        from sgweb import dispatch
-
-        dispatch.set_event_sender(None)
+    run(scenario)
 
 
 def test_a_watcher_idle_longer_than_the_layers_blocking_receive_stays_connected(

@@ -7,8 +7,8 @@ import pytest
 from sgweb import dispatch
 from sgweb.tenancy.errors import Invalid, NotFound, PermissionDenied
 from sgweb.traces import actions, proof
-from sgweb.traces import protocol as tp
 from sgweb.traces.models import Trace
+from sgweb.wire import traces as tp
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def alive(monkeypatch) -> list:
     sent: list = []
     monkeypatch.setattr(proof, "agent_alive", lambda host: True)
     monkeypatch.setattr(
-        dispatch, "host_task_sender", lambda host, task, kwargs: sent.append((host, task, kwargs))
+        dispatch, "_host_task_sender", lambda host, task, kwargs: sent.append((host, task, kwargs))
     )
     return sent
 

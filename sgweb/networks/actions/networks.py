@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
 
+from sgweb import dispatch
 from sgweb.audit.choices import AuditAction
 from sgweb.audit.record import record
 from sgweb.networks.models import (
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
     Actor = AbstractBaseUser | None
-from sgweb.networks.actions.common import UNSET, notify
+from sgweb.networks.actions.common import UNSET
 
 # --- networks ------------------------------------------------------------------------------
 
@@ -73,7 +74,6 @@ def create_network(
             project_id=project.id,
             after=network_to_dict(network),
         )
-        notify((), "", "network.created", {"id": str(network.id)}, project.id)
     return network
 
 
@@ -106,7 +106,6 @@ def update_network(actor: Actor, network: Network, **changes: Any) -> Network:
             before=before,
             after=network_to_dict(locked),
         )
-        notify((), "", "network.updated", {"id": str(locked.id)}, locked.project_id)
     return locked
 
 
@@ -134,7 +133,6 @@ def delete_network(actor: Actor, network: Network) -> None:
             project_id=project_id,
             before=before,
         )
-        notify((), "", "network.deleted", {"id": str(network_id)}, project_id)
 
 
 def _require_network(actor: Actor, network: Network) -> None:
@@ -206,7 +204,6 @@ def create_subnet(
             project_id=network.project_id,
             after=subnet_to_dict(subnet),
         )
-        notify((), "", "subnet.created", {"id": str(subnet.id)}, network.project_id)
     return subnet
 
 
@@ -265,13 +262,7 @@ def update_subnet(actor: Actor, subnet: Subnet, **changes: Any) -> Subnet:
                 .values_list("host__name", flat=True)
                 .distinct()
             )
-        notify(
-            hosts,
-            f"subnet {locked.id} DHCP servers changed",
-            "subnet.updated",
-            {"id": str(locked.id)},
-            locked.project_id,
-        )
+        dispatch.firewall_changed(f"subnet {locked.id} DHCP servers changed", hosts=hosts)
     return locked
 
 
@@ -297,7 +288,6 @@ def delete_subnet(actor: Actor, subnet: Subnet) -> None:
             project_id=project_id,
             before=before,
         )
-        notify((), "", "subnet.deleted", {"id": str(subnet_id)}, project_id)
 
 
 def _require_subnet(actor: Actor, subnet: Subnet) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
 
+from sgweb import dispatch
 from sgweb.audit.choices import AuditAction
 from sgweb.audit.record import record
 from sgweb.networks.addressing import allocate_ip, reserved_addresses, unused_mac
@@ -27,7 +28,6 @@ from sgweb.networks.validators import (
     clean_ip,
     clean_mac,
 )
-from sgweb.security.impact import hosts_referencing_groups
 from sgweb.security.models import SecurityGroup
 from sgweb.tenancy.access import can_see_project, is_admin, require_admin, require_change
 from sgweb.tenancy.errors import Conflict, NotFound
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
 
     Actor = AbstractBaseUser | None
-from sgweb.networks.actions.common import notify
 from sgweb.networks.actions.hosts import host_for_binding
 
 PORT_FIELDS = (
@@ -224,12 +223,15 @@ def _load_port(port_id: uuid.UUID) -> Port:
     )
 
 
-def _port_hosts(port: Port, group_ids: Iterable[str]) -> set[str]:
-    """The port's own host plus the hosts whose rules name one of its groups as remote."""
-    hosts = hosts_referencing_groups(list(group_ids))
-    if port.host_id:
-        hosts.add(port.host.name)
-    return hosts
+def _firewall_changed(
+    port: Port, group_ids: Iterable[str], reason: str, also_host: str | None = None
+) -> None:
+    """The port's own host changes, and so do the hosts whose rules name one of its groups as
+    a remote group (the port's addresses are members of those groups' sets)."""
+    hosts = {port.host.name} if port.host_id else set()
+    if also_host:
+        hosts.add(also_host)
+    dispatch.firewall_changed(reason, hosts=hosts, members_of=group_ids)
 
 
 def _clean_host(actor: Actor, value: object, errors: Errors) -> Host | None:
@@ -317,14 +319,7 @@ def create_port(actor: Actor, project: Project, network: Network, **fields: Any)
                 project_id=project.id,
                 after=after,
             )
-            group_ids = after["security_groups"]
-            notify(
-                _port_hosts(port, group_ids),
-                f"port {port.id} created",
-                "port.created",
-                {"id": str(port.id)},
-                project.id,
-            )
+            _firewall_changed(port, after["security_groups"], f"port {port.id} created")
     except IntegrityError as error:
         raise Conflict(
             "The port clashes with an existing one (MAC or IP address in use).",
@@ -410,15 +405,11 @@ def update_port(actor: Actor, port: Port, **changes: Any) -> Port:
                 before=before,
                 after=after,
             )
-            hosts = _port_hosts(reloaded, set(before["security_groups"]) | set(final_groups))
-            if before["binding:host_id"]:
-                hosts.add(before["binding:host_id"])
-            notify(
-                hosts,
+            _firewall_changed(
+                reloaded,
+                set(before["security_groups"]) | set(final_groups),
                 f"port {reloaded.id} updated",
-                "port.updated",
-                {"id": str(reloaded.id)},
-                reloaded.project_id,
+                also_host=before["binding:host_id"],
             )
     except IntegrityError as error:
         raise Conflict(
@@ -443,7 +434,7 @@ def delete_port(actor: Actor, port: Port) -> None:
     with transaction.atomic():
         loaded = _load_port(port.id)
         before = port_to_dict(loaded)
-        hosts = _port_hosts(loaded, before["security_groups"])
+        _firewall_changed(loaded, before["security_groups"], f"port {loaded.id} deleted")
         port_id, project_id = loaded.id, loaded.project_id
         repr_ = loaded.name or loaded.device
         loaded.delete()
@@ -456,4 +447,3 @@ def delete_port(actor: Actor, port: Port) -> None:
             project_id=project_id,
             before=before,
         )
-        notify(hosts, f"port {port_id} deleted", "port.deleted", {"id": str(port_id)}, project_id)

@@ -1,6 +1,6 @@
 """What browsers' watchers and host agents agree on in Redis (pure: no Django, no Channels).
 
-Keys (``P`` is the hostsync key prefix, `sgweb.hostsync.protocol.key_prefix()`):
+Keys (``P`` is the hostsync key prefix, `sgweb.wire.sync.key_prefix()`):
 
 * ``P:live:watchers:HOST``        set of watcher ids watching something on HOST
 * ``P:live:watch:HOST:ID``        JSON list of chain keys that watcher wants, with a TTL the

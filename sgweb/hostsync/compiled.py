@@ -2,7 +2,7 @@
 
 Compiling a 1000-port host takes a while; a page or a trace should cost a lookup. A host's
 compiled state is kept until its fingerprint changes: its desired revision (bumped by every
-change, see `sgweb.dispatch.hosts_changed`) plus a few aggregate counts and times of what its
+change, see `sgweb.hostsync.publish`) plus a few aggregate counts and times of what its
 state is built from, so that changes made without a publish (tests, a shell) are seen too.
 """
 
@@ -45,7 +45,7 @@ def _fingerprint(host: Host) -> tuple[object, ...]:
 
 def host_target(host: Host | str) -> HostTarget:
     """The host's desired state, compiled and prepared for tracing (cached)."""
-    from sgweb.security.desired_state import host_state
+    from sgweb.hostsync.desired_state import host_state
 
     if isinstance(host, str):
         host = Host.objects.get(name=host)

@@ -4,7 +4,8 @@ Pure (no Django, no Celery import), so both sides import the same names. A deplo
 several web servers and many hosts against one Redis; every key is per host, and revisions come
 from one Redis counter per host so all web servers agree on the order of changes.
 
-Keys (``P`` is the key prefix, ``sgweb`` unless ``SGWEB_KEY_PREFIX`` says otherwise):
+Keys (``P`` is the key prefix: ``sgweb`` unless the deployment's ``SGWEB_KEY_PREFIX`` says
+otherwise, read by each side's configuration):
 
 * ``P:host:NAME:revision``          the counter (INCR) that numbers desired states
 * ``P:host:NAME:desired``           the newest desired state document (see `desired_document`)
@@ -40,18 +41,17 @@ HEARTBEAT_TTL_S = 10  # three missed beats and a bit: the host shows as down
 MAX_HOST_NAME = 200
 
 
-def owner_gone() -> bool:
-    """True when SGWEB_OWNER_PID names a process that has ended.
+def owner_gone(owner_pid: int | None) -> bool:
+    """True when `owner_pid` (SGWEB_OWNER_PID, read by each side's configuration) has ended.
 
-    Test harnesses start agents and control workers detached and set this to their own pid,
-    so that a harness killed without cleaning up does not leave workers running forever.
-    The lab command does not set it: its workers must outlive the command.
+    Test harnesses start agents and control workers detached and name themselves as owner, so
+    that a harness killed without cleaning up does not leave workers running forever. The lab
+    command names no owner: its workers must outlive the command.
     """
-    raw = os.environ.get("SGWEB_OWNER_PID", "").strip()
-    if not raw.isdigit():
+    if owner_pid is None:
         return False
     try:
-        os.kill(int(raw), 0)
+        os.kill(owner_pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
@@ -59,12 +59,9 @@ def owner_gone() -> bool:
     return False
 
 
-def key_prefix() -> str:
-    return os.environ.get("SGWEB_KEY_PREFIX", DEFAULT_KEY_PREFIX)
-
-
-def control_queue() -> str:
-    return os.environ.get("SGWEB_CONTROL_QUEUE", DEFAULT_CONTROL_QUEUE)
+def parse_owner_pid(raw: str | None) -> int | None:
+    raw = (raw or "").strip()
+    return int(raw) if raw.isdigit() else None
 
 
 def host_queue(host: str) -> str:
@@ -109,10 +106,10 @@ class HostKeys:
         return self._key("applied_state")
 
 
-def host_keys(host: str, prefix: str | None = None) -> HostKeys:
+def host_keys(host: str, prefix: str) -> HostKeys:
     if not host or len(host) > MAX_HOST_NAME or any(c in host for c in " :\n\t"):
         raise ValueError(f"unusable host name {host!r}")
-    return HostKeys(host, prefix if prefix is not None else key_prefix())
+    return HostKeys(host, prefix)
 
 
 # -- Lua, so that concurrent publishers from several web servers cannot reorder revisions -------
