@@ -12,7 +12,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from sgweb.dashboard.access import is_reader, role_of, sees_everything, visible_projects
+from sgweb.tenancy.access import is_reader, role_of, sees_all_projects, visible_projects
 from sgweb.tenancy.models import Project
 
 SESSION_PROJECT_KEY = "dashboard_project_id"
@@ -40,11 +40,11 @@ def build_shell(request: HttpRequest) -> Shell:
     user = request.user
     projects = list(visible_projects(user).only("id", "name"))
     chosen = current_project(request, projects)
-    if chosen is None and not sees_everything(user) and len(projects) == 1:
+    if chosen is None and not sees_all_projects(user) and len(projects) == 1:
         chosen = projects[0]
     return Shell(
         role=role_of(user),
-        sees_all=sees_everything(user),
+        sees_all=sees_all_projects(user),
         read_only=is_reader(user),
         projects=projects,
         current_project=chosen,

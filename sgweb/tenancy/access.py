@@ -60,10 +60,16 @@ def forget_cached_access(user: AbstractBaseUser) -> None:
         delattr(user, _PROJECT_IDS_CACHE)
 
 
+def is_reader(user: AbstractBaseUser | None) -> bool:
+    return role_of(user) == Role.READER
+
+
 def visible_projects(user: AbstractBaseUser | None) -> QuerySet[Project]:
-    if sees_all_projects(user):
-        return Project.objects.all()
-    return Project.objects.filter(id__in=member_project_ids(user))
+    """The projects a user may see, by name."""
+    projects = Project.objects.all()
+    if not sees_all_projects(user):
+        projects = projects.filter(id__in=member_project_ids(user))
+    return projects.order_by("name")
 
 
 def writable_projects(user: AbstractBaseUser | None) -> QuerySet[Project]:

@@ -18,16 +18,16 @@ from django.utils.dateparse import parse_date
 
 from sgweb.audit.choices import AuditAction
 from sgweb.audit.models import AuditEntry
-from sgweb.dashboard.access import sees_everything
 from sgweb.dashboard.listing import paginate, search_term
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.tenancy import access as tenancy_access
+from sgweb.tenancy.access import sees_all_projects
 
 
 def readable_entries(user: Any) -> QuerySet[AuditEntry]:
     """Admins and readers read everything; members their projects' entries and their own."""
     entries = AuditEntry.objects.select_related("actor", "project")
-    if sees_everything(user):
+    if sees_all_projects(user):
         return entries
     return entries.filter(
         Q(project_id__in=tenancy_access.member_project_ids(user))
@@ -76,7 +76,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         .order_by("username")
         .values_list("username", flat=True)
     )
-    if not sees_everything(request.user):
+    if not sees_all_projects(request.user):
         actors = actors.filter(audit_entries__in=readable_entries(request.user))
     object_types = (
         AuditEntry.objects.order_by("object_type").values_list("object_type", flat=True).distinct()

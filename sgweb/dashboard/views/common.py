@@ -9,7 +9,7 @@ from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 
-from sgweb.dashboard.access import raise_for_access, require_change
+from sgweb.dashboard.guards import deny_unless_changeable, raise_for_access
 from sgweb.tenancy import access as tenancy_access
 from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import Project
@@ -30,7 +30,7 @@ def create_projects(request: HttpRequest, shell: Any) -> tuple[list[Project], st
         tenancy_access.writable_projects(request.user).order_by("name").only("id", "name")
     )
     if not projects:
-        require_change(request.user, None)
+        deny_unless_changeable(request.user, None)
     # An admin on a fresh install may have no project yet: the page says to create one.
     fallback = projects[0].pk if projects else ""
     initial_project = shell.current_project.pk if shell.current_project else fallback

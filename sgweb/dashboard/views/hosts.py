@@ -7,13 +7,13 @@ from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 
-from sgweb.dashboard.access import scope, sees_everything
 from sgweb.dashboard.hoststate import classify_all, statuses
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.presentation import HOST_STATES
 from sgweb.dashboard.shell import render_page
 from sgweb.hostsync.models import HostEvent
 from sgweb.networks.models import Host, Port
+from sgweb.tenancy.access import scope, sees_all_projects
 
 HOST_SORTS = {
     "name": "name",
@@ -33,7 +33,9 @@ def host_list(request: HttpRequest) -> HttpResponse:
         hosts = hosts.filter(Q(name__icontains=query) | Q(description__icontains=query))
     # Members count only their own ports on a host; the host itself is shared infrastructure.
     port_filter = (
-        Q() if sees_everything(request.user) else Q(ports__project__memberships__user=request.user)
+        Q()
+        if sees_all_projects(request.user)
+        else Q(ports__project__memberships__user=request.user)
     )
     hosts = hosts.annotate(port_count=Count("ports", filter=port_filter, distinct=True))
     status = request.GET.get("status", "")
@@ -56,7 +58,7 @@ def host_list(request: HttpRequest) -> HttpResponse:
 def host_detail(request: HttpRequest, name: str) -> HttpResponse:
     host = get_object_or_404(Host, name=name)
     ports = (
-        scope(Port.objects.filter(host=host), request.user)
+        scope(request.user, Port.objects.filter(host=host))
         .select_related("project", "network")
         .prefetch_related("fixed_ips")
     )

@@ -12,13 +12,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from sgweb.dashboard.access import (
-    can_change_project,
-    get_visible_or_404,
-    require_change,
-    scope,
-)
 from sgweb.dashboard.forms import NetworkForm, SubnetForm
+from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
@@ -31,6 +26,7 @@ from sgweb.dashboard.views.common import (
 from sgweb.networks import actions
 from sgweb.networks.models import Network, Port, Subnet
 from sgweb.tenancy import access as tenancy_access
+from sgweb.tenancy.access import can_change_project, scope
 from sgweb.tenancy.errors import ActionError
 
 NETWORK_SORTS = {"name": "name", "project": "project__name", "ports": "port_count"}
@@ -53,7 +49,7 @@ def _port_count() -> Coalesce:
 @login_required
 def network_list(request: HttpRequest) -> HttpResponse:
     shell = build_shell(request)
-    networks = scope(Network.objects.select_related("project"), request.user).prefetch_related(
+    networks = scope(request.user, Network.objects.select_related("project")).prefetch_related(
         "subnets"
     )
     project_id = request.GET.get("project") or (
@@ -91,7 +87,7 @@ def _detail_page(
     request: HttpRequest, network: Network, form: SubnetForm | None = None, status: int = 200
 ) -> HttpResponse:
     subnets = list(network.subnets.order_by("ip_version", "cidr"))
-    port_total = scope(Port.objects.filter(network=network), request.user).count()
+    port_total = scope(request.user, Port.objects.filter(network=network)).count()
     return render_page(
         request,
         "dashboard/networks/detail.html",
@@ -123,7 +119,7 @@ def network_detail(request: HttpRequest, network_id: str) -> HttpResponse:
 @require_POST
 def subnet_create(request: HttpRequest, network_id: str) -> HttpResponse:
     network = _network_for(request, network_id)
-    require_change(request.user, network.project_id)
+    deny_unless_changeable(request.user, network.project_id)
     form = SubnetForm(request.POST)
     form.is_valid()
     data = form.cleaned_data

@@ -5,12 +5,12 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 
-from sgweb.dashboard.access import scope
 from sgweb.dashboard.hoststate import needing_attention_first
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.audit import readable_entries
 from sgweb.networks.models import Network, Port
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
+from sgweb.tenancy.access import scope
 
 RECENT_CHANGES = 12
 HOSTS_SHOWN = 12
@@ -23,7 +23,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     project = shell.current_project
 
     def in_scope(queryset, field: str = "project"):  # type: ignore[no-untyped-def]
-        queryset = scope(queryset, user, field)
+        queryset = scope(user, queryset, field)
         return queryset.filter(**{field: project}) if project else queryset
 
     host_rows, status_counts = needing_attention_first(HOSTS_SHOWN)

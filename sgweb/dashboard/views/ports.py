@@ -12,14 +12,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from sgweb.dashboard.access import (
-    can_change_project,
-    get_visible_or_404,
-    raise_for_access,
-    require_change,
-    scope,
-)
 from sgweb.dashboard.forms import AddressPairForm, PortGroupsForm
+from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404, raise_for_access
 from sgweb.dashboard.hoststate import statuses
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.livepaint import port_chains_view
@@ -42,6 +36,7 @@ from sgweb.networks.models import (
     PortSecurityGroup,
 )
 from sgweb.security.models import SecurityGroup
+from sgweb.tenancy.access import can_change_project, scope
 from sgweb.tenancy.errors import ActionError
 
 PORT_SORTS = {
@@ -83,6 +78,7 @@ def _search(ports: QuerySet[Port], query: str) -> QuerySet[Port]:
 
 def _list_queryset(user: Any) -> QuerySet[Port]:
     return scope(
+        user,
         Port.objects.select_related("project", "network", "host").prefetch_related(
             "fixed_ips",
             Prefetch(
@@ -92,7 +88,6 @@ def _list_queryset(user: Any) -> QuerySet[Port]:
                 ),
             ),
         ),
-        user,
     )
 
 
@@ -134,8 +129,8 @@ def port_list(request: HttpRequest) -> HttpResponse:
     ports, _ = sorted_by(request, ports, PORT_SORTS, "name,pk")
     listing = paginate(request, ports)
 
-    networks = scope(Network.objects.only("id", "name", "project_id"), user)
-    groups = scope(SecurityGroup.objects.only("id", "name", "project_id"), user)
+    networks = scope(user, Network.objects.only("id", "name", "project_id"))
+    groups = scope(user, SecurityGroup.objects.only("id", "name", "project_id"))
     if project_id and _uuid_or_none(project_id):
         networks = networks.filter(project_id=project_id)
         groups = groups.filter(project_id=project_id)
@@ -273,7 +268,7 @@ def _current_pairs(port: Port) -> list[dict[str, str]]:
 @require_POST
 def port_add_group(request: HttpRequest, port_id: str) -> HttpResponse:
     port = _port_for(request, port_id)
-    require_change(request.user, port.project_id)
+    deny_unless_changeable(request.user, port.project_id)
     form = PortGroupsForm(request.POST)
     url = reverse("dashboard:port", args=[port.pk])
     if not form.is_valid():
@@ -302,7 +297,7 @@ def port_add_group(request: HttpRequest, port_id: str) -> HttpResponse:
 @require_POST
 def port_remove_group(request: HttpRequest, port_id: str, group_id: str) -> HttpResponse:
     port = _port_for(request, port_id)
-    require_change(request.user, port.project_id)
+    deny_unless_changeable(request.user, port.project_id)
     url = reverse("dashboard:port", args=[port.pk])
     remaining = [gid for gid in _current_group_ids(port) if gid != group_id]
     try:
@@ -316,7 +311,7 @@ def port_remove_group(request: HttpRequest, port_id: str, group_id: str) -> Http
 @require_POST
 def port_security(request: HttpRequest, port_id: str) -> HttpResponse:
     port = _port_for(request, port_id)
-    require_change(request.user, port.project_id)
+    deny_unless_changeable(request.user, port.project_id)
     url = reverse("dashboard:port", args=[port.pk])
     enable = request.POST.get("enabled") == "true"
     try:
@@ -337,7 +332,7 @@ def port_security(request: HttpRequest, port_id: str) -> HttpResponse:
 @require_POST
 def pair_add(request: HttpRequest, port_id: str) -> HttpResponse:
     port = _port_for(request, port_id)
-    require_change(request.user, port.project_id)
+    deny_unless_changeable(request.user, port.project_id)
     form = AddressPairForm(request.POST)
     url = reverse("dashboard:port", args=[port.pk])
     form.is_valid()
@@ -366,7 +361,7 @@ def pair_add(request: HttpRequest, port_id: str) -> HttpResponse:
 @require_POST
 def pair_remove(request: HttpRequest, port_id: str, pair_id: int) -> HttpResponse:
     port = _port_for(request, port_id)
-    require_change(request.user, port.project_id)
+    deny_unless_changeable(request.user, port.project_id)
     url = reverse("dashboard:port", args=[port.pk])
     pairs = [
         {"ip_address": pair.ip_address, "mac_address": pair.mac_address}

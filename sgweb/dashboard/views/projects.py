@@ -13,8 +13,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from sgweb.dashboard.access import is_admin, require_admin, visible_projects
 from sgweb.dashboard.forms import MemberForm, ProjectForm, QuotaForm
+from sgweb.dashboard.guards import deny_unless_admin
 from sgweb.dashboard.listing import paginate, search_term
 from sgweb.dashboard.shell import render_page
 from sgweb.dashboard.views.common import (
@@ -27,6 +27,7 @@ from sgweb.dashboard.views.common import (
 from sgweb.networks.models import Port
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.tenancy import actions
+from sgweb.tenancy.access import is_admin, visible_projects
 from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import Membership, Project, Quota
 
@@ -71,7 +72,7 @@ def project_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def project_new(request: HttpRequest) -> HttpResponse:
-    require_admin(request.user)
+    deny_unless_admin(request.user)
     form = ProjectForm(request.POST or None)
 
     def page(status: int = 200) -> HttpResponse:
@@ -152,7 +153,7 @@ def project_detail(request: HttpRequest, project_id: str) -> HttpResponse:
 @require_POST
 def quota_update(request: HttpRequest, project_id: str) -> HttpResponse:
     project = _project_for(request, project_id)
-    require_admin(request.user)
+    deny_unless_admin(request.user)
     form = QuotaForm(request.POST)
     form.is_valid()
     values = {
@@ -175,7 +176,7 @@ def quota_update(request: HttpRequest, project_id: str) -> HttpResponse:
 @require_POST
 def member_add(request: HttpRequest, project_id: str) -> HttpResponse:
     project = _project_for(request, project_id)
-    require_admin(request.user)
+    deny_unless_admin(request.user)
     form = MemberForm(request.POST)
     form.is_valid()
     username = (form.cleaned_data.get("username") or "").strip()
@@ -202,7 +203,7 @@ def member_add(request: HttpRequest, project_id: str) -> HttpResponse:
 @require_POST
 def member_remove(request: HttpRequest, project_id: str, user_id: int) -> HttpResponse:
     project = _project_for(request, project_id)
-    require_admin(request.user)
+    deny_unless_admin(request.user)
     url = reverse("dashboard:project", args=[project.pk])
     user = get_user_model().objects.filter(pk=user_id).first()
     if user is None:

@@ -13,14 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from sgweb.dashboard.access import (
-    can_change_project,
-    get_visible_or_404,
-    raise_for_access,
-    require_change,
-    scope,
-)
 from sgweb.dashboard.forms import NewSecurityGroupForm, RuleForm, SecurityGroupForm
+from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404, raise_for_access
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.livepaint import group_hits
 from sgweb.dashboard.presentation import PROTOCOL_CHOICES, RULE_PRESETS
@@ -38,6 +32,7 @@ from sgweb.networks.models import Port, PortSecurityGroup
 from sgweb.security import actions
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.tenancy import access as tenancy_access
+from sgweb.tenancy.access import can_change_project, scope
 from sgweb.tenancy.errors import ActionError
 
 GROUP_SORTS = {
@@ -75,7 +70,7 @@ def _project_filter(request: HttpRequest, shell: Any) -> str:
 @login_required
 def group_list(request: HttpRequest) -> HttpResponse:
     shell = build_shell(request)
-    groups = scope(SecurityGroup.objects.select_related("project"), request.user)
+    groups = scope(request.user, SecurityGroup.objects.select_related("project"))
     project_id = _project_filter(request, shell)
     if project_id:
         groups = groups.filter(project_id=project_id) if _uuid_ok(project_id) else groups.none()
@@ -184,7 +179,7 @@ def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any
         )
     )
     ports_qs = scope(
-        Port.objects.filter(group_links__security_group=group), request.user
+        request.user, Port.objects.filter(group_links__security_group=group)
     ).select_related("host", "network", "project")
     port_total = ports_qs.count()
     ports = list(
@@ -196,7 +191,7 @@ def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any
         .only("id", "name")
     )
     referenced_by = list(
-        scope(SecurityGroup.objects, request.user)
+        scope(request.user, SecurityGroup.objects)
         .filter(rules__remote_group=group)
         .exclude(pk=group.pk)
         .distinct()
@@ -266,7 +261,7 @@ def group_detail(request: HttpRequest, group_id: str) -> HttpResponse:
 @require_POST
 def rule_create(request: HttpRequest, group_id: str) -> HttpResponse:
     group = _group_for(request, group_id)
-    require_change(request.user, group.project_id)
+    deny_unless_changeable(request.user, group.project_id)
     form = RuleForm(request.POST)
     url = reverse("dashboard:security_group", args=[group.pk])
 
@@ -297,7 +292,7 @@ def rule_delete(request: HttpRequest, group_id: str, rule_id: str) -> HttpRespon
     rule = get_visible_or_404(
         SecurityGroupRule.objects.filter(security_group=group), request.user, pk=rule_id
     )
-    require_change(request.user, group.project_id)
+    deny_unless_changeable(request.user, group.project_id)
     url = reverse("dashboard:security_group", args=[group.pk])
     try:
         actions.delete_security_group_rule(request.user, rule)
@@ -310,7 +305,7 @@ def rule_delete(request: HttpRequest, group_id: str, rule_id: str) -> HttpRespon
 @require_POST
 def group_update(request: HttpRequest, group_id: str) -> HttpResponse:
     group = _group_for(request, group_id)
-    require_change(request.user, group.project_id)
+    deny_unless_changeable(request.user, group.project_id)
     form = SecurityGroupForm(request.POST)
     url = reverse("dashboard:security_group", args=[group.pk])
 
@@ -335,7 +330,7 @@ def group_update(request: HttpRequest, group_id: str) -> HttpResponse:
 @require_POST
 def group_delete(request: HttpRequest, group_id: str) -> HttpResponse:
     group = _group_for(request, group_id)
-    require_change(request.user, group.project_id)
+    deny_unless_changeable(request.user, group.project_id)
     try:
         actions.delete_security_group(request.user, group)
     except ActionError as error:

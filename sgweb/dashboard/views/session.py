@@ -8,8 +8,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
-from sgweb.dashboard.access import visible_projects
 from sgweb.dashboard.shell import SESSION_PROJECT_KEY, render_page
+from sgweb.tenancy.access import visible_projects
 
 
 @login_required

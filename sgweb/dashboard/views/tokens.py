@@ -11,7 +11,6 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from sgweb.dashboard.access import is_admin
 from sgweb.dashboard.forms import TokenForm
 from sgweb.dashboard.shell import render_page
 from sgweb.dashboard.views.common import (
@@ -21,6 +20,7 @@ from sgweb.dashboard.views.common import (
     refused,
 )
 from sgweb.tenancy import actions
+from sgweb.tenancy.access import is_admin
 from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import ApiToken
 

@@ -16,8 +16,8 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
-from sgweb.dashboard.access import raise_for_access, require_change, scope
 from sgweb.dashboard.forms import TraceForm
+from sgweb.dashboard.guards import deny_unless_changeable, raise_for_access
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.tracepaint import (
@@ -32,6 +32,7 @@ from sgweb.dashboard.views.common import add_action_error, done, refused
 from sgweb.networks.models import Port
 from sgweb.security.models import SecurityGroupRule
 from sgweb.tenancy import access as tenancy_access
+from sgweb.tenancy.access import scope
 from sgweb.tenancy.errors import ActionError
 
 PROTOCOLS = (("tcp", "TCP"), ("udp", "UDP"), ("icmp", "ICMP (ping)"))
@@ -51,7 +52,7 @@ def _port_label(port: Port) -> str:
 
 
 def _visible_ports(user: Any) -> Any:
-    return scope(Port.objects.select_related("host", "project"), user)
+    return scope(user, Port.objects.select_related("host", "project"))
 
 
 def _resolve_port(user: Any, text: str) -> Port | None:
@@ -137,7 +138,7 @@ def trace_new(request: HttpRequest) -> HttpResponse:
     shell = build_shell(request)
     # Readers look, they do not probe: a trace sends real packets on lab hosts.
     if not _may_run(request.user):
-        require_change(request.user, None)
+        deny_unless_changeable(request.user, None)
     form = TraceForm(request.POST or None)
     initial = _initial(request) if request.method != "POST" else {}
 

@@ -12,8 +12,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from sgweb.dashboard.access import is_admin, require_admin, sees_everything
 from sgweb.dashboard.forms import UserForm
+from sgweb.dashboard.guards import deny_unless_admin
 from sgweb.dashboard.listing import paginate, search_term
 from sgweb.dashboard.shell import render_page
 from sgweb.dashboard.views.common import (
@@ -24,13 +24,14 @@ from sgweb.dashboard.views.common import (
     refused_message,
 )
 from sgweb.tenancy import actions
+from sgweb.tenancy.access import is_admin, sees_all_projects
 from sgweb.tenancy.choices import Role
 from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import Membership
 
 
 def _require_sees_everyone(request: HttpRequest) -> None:
-    if not sees_everything(request.user):
+    if not sees_all_projects(request.user):
         raise PermissionDenied("Only administrators and readers see the list of users.")
 
 
@@ -69,7 +70,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
     _require_sees_everyone(request)
     if request.method != "POST":
         return _page(request, UserForm(initial={"role": Role.MEMBER}))
-    require_admin(request.user)
+    deny_unless_admin(request.user)
     form = UserForm(request.POST)
     form.is_valid()
     data = form.cleaned_data
@@ -104,7 +105,7 @@ def user_list(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def user_role(request: HttpRequest, user_id: int) -> HttpResponse:
-    require_admin(request.user)
+    deny_unless_admin(request.user)
     url = reverse("dashboard:users")
     user = get_user_model().objects.filter(pk=user_id).first()
     if user is None:
