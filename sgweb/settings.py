@@ -128,15 +128,17 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
-    "sgweb.tenancy",
-    "sgweb.networks",
-    "sgweb.security",
+    # Ours, from the base up (see the README's layers).
     "sgweb.audit",
-    "sgweb.dashboard",
+    "sgweb.tenancy",
+    "sgweb.security",
+    "sgweb.networks",
     "sgweb.hostsync",
     "sgweb.lab",
     "sgweb.live",
     "sgweb.traces",
+    "sgweb.operations",
+    "sgweb.dashboard",
 ]
 
 MIDDLEWARE = [

@@ -1,11 +1,23 @@
-"""Top-level routes: the Neutron API, its OpenAPI document, login, and the dashboard."""
+"""Top-level routes: the Neutron API (each app declares its own), its OpenAPI document, the
+traces API, login, and the dashboard."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from sgweb.api import urls as neutron
+from sgweb.networks.api import urls as networks_api
+from sgweb.security.api import urls as security_api
+
+networking = [
+    *neutron.urlpatterns,
+    *security_api.urlpatterns,
+    *networks_api.urlpatterns,
+    neutron.not_found,
+]
+
 urlpatterns = [
-    path("networking", include("sgweb.api.urls")),
+    path("networking", include(networking)),
     path("api/traces", include("sgweb.traces.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -1,23 +1,17 @@
-"""OpenStack Networking API v2.0 routes, mounted at /networking (no trailing slashes; a
-`.json` suffix is accepted like Neutron)."""
+"""The Neutron machinery's own routes (versions, index, extensions, and the 404 for everything
+else) and `resource_routes`, with which each app declares the routes of its resources.
 
-from django.urls import re_path
+Everything is mounted at /networking by `sgweb.urls`: no trailing slashes, and a `.json`
+suffix is accepted like Neutron. This module imports no app.
+"""
+
+from django.urls import URLPattern, re_path
+from rest_framework.fields import Field
 
 from sgweb.api import discovery
+from sgweb.api.resource import Resource
 from sgweb.api.schema import documented
-from sgweb.networks.api import serializers as network_docs
-from sgweb.networks.api.resources import Networks, Ports, Subnets
-from sgweb.security.api import serializers as security_docs
-from sgweb.security.api.resources import SecurityGroupRules, SecurityGroups
-from sgweb.tenancy.api.resources import QuotaDetailsView, QuotaListView, QuotaView
 
-RESOURCES = (
-    (SecurityGroups(), security_docs.GROUP_FIELDS, security_docs.GROUP_WRITABLE),
-    (SecurityGroupRules(), security_docs.RULE_FIELDS, security_docs.RULE_WRITABLE),
-    (Networks(), network_docs.NETWORK_FIELDS, network_docs.NETWORK_WRITABLE),
-    (Subnets(), network_docs.SUBNET_FIELDS, network_docs.SUBNET_WRITABLE),
-    (Ports(), network_docs.PORT_FIELDS, network_docs.PORT_WRITABLE),
-)
 ID = r"(?P<object_id>[^/.]+)"
 JSON = r"(?:\.json)?"
 
@@ -26,22 +20,26 @@ urlpatterns = [
     re_path(r"^/v2\.0/?$", discovery.IndexView.as_view(), name="neutron-index"),
     re_path(rf"^/v2\.0/extensions{JSON}$", discovery.ExtensionsView.as_view()),
     re_path(rf"^/v2\.0/extensions/(?P<alias>[^/]+?){JSON}$", discovery.ExtensionView.as_view()),
-    re_path(rf"^/v2\.0/quotas{JSON}$", QuotaListView.as_view(), name="neutron-quotas"),
-    re_path(rf"^/v2\.0/quotas/(?P<project_id>[^/.]+)/details{JSON}$", QuotaDetailsView.as_view()),
-    re_path(rf"^/v2\.0/quotas/(?P<project_id>[^/.]+){JSON}$", QuotaView.as_view()),
 ]
-for resource, fields, writable in RESOURCES:
-    CollectionView, MemberView = documented(resource, fields, writable)
-    urlpatterns += [
+
+# Last of all the /networking routes: Neutron's NotFound for anything no app claimed.
+not_found = re_path(r"^/(?P<rest>.*)$", discovery.not_found)
+
+
+def resource_routes(
+    resource: Resource, fields: dict[str, Field], writable: dict[str, Field]
+) -> list[URLPattern]:
+    """A collection and a member route for one resource, with its OpenAPI documentation."""
+    collection_view, member_view = documented(resource, fields, writable)
+    return [
         re_path(
             rf"^/v2\.0/{resource.path}{JSON}$",
-            CollectionView.as_view(resource=resource),
+            collection_view.as_view(resource=resource),
             name=f"neutron-{resource.path}",
         ),
         re_path(
             rf"^/v2\.0/{resource.path}/{ID}{JSON}$",
-            MemberView.as_view(resource=resource),
+            member_view.as_view(resource=resource),
             name=f"neutron-{resource.path}-detail",
         ),
     ]
-urlpatterns.append(re_path(r"^/(?P<rest>.*)$", discovery.not_found))

@@ -17,6 +17,7 @@ from sgweb.audit.record import record
 from sgweb.tenancy.access import forget_cached_access, is_admin, require_admin
 from sgweb.tenancy.choices import Role
 from sgweb.tenancy.errors import Conflict, Invalid, NotFound, PermissionDenied
+from sgweb.tenancy.hooks import project_hooks
 from sgweb.tenancy.models import (
     TOKEN_PREFIX_LENGTH,
     ApiToken,
@@ -69,9 +70,8 @@ def create_project(actor: Actor, *, name: str, description: str = "") -> Project
             project_id=project.id,
             after=_project_snapshot(project),
         )
-        from sgweb.security.actions import ensure_default_group
-
-        ensure_default_group(project, actor)
+        for created in project_hooks.created:
+            created(project, actor)
     return project
 
 
@@ -115,14 +115,7 @@ def update_project(actor: Actor, project: Project, **changes: Any) -> Project:
 
 def delete_project(actor: Actor, project: Project) -> None:
     require_admin(actor, "Deleting a project")
-    from sgweb.security.choices import DEFAULT_GROUP_NAME
-
-    in_use = (
-        project.ports.exists()
-        or project.networks.exists()
-        or project.security_groups.exclude(name=DEFAULT_GROUP_NAME).exists()
-    )
-    if in_use:
+    if any(in_use(project) for in_use in project_hooks.in_use):
         raise Conflict(
             f"Project {project.name} still has ports, networks or security groups.",
             neutron_type="ProjectInUse",

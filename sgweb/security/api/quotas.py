@@ -1,4 +1,6 @@
-"""Neutron's quota API for our two quotas: /v2.0/quotas/{project_id}."""
+"""Neutron's quota API for our two quotas, both of security groups: /v2.0/quotas/{project_id}.
+
+The quotas themselves belong to the project (`sgweb.tenancy`); this app counts what is used."""
 
 from __future__ import annotations
 

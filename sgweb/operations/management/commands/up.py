@@ -10,16 +10,18 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
+from daphne.cli import CommandLineInterface
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.module_loading import import_string
 
-from sgweb.tenancy.demo import ensure_admin, ensure_demo
-
-# Start-up steps other parts add (host agents and lab hosts, issue 4): dotted paths of
-# callables taking (command, options). A missing module is skipped, so `up` works without them.
-DEFAULT_UP_HOOKS = ("sgweb.hostsync.up.start", "sgweb.lab.up.start")
+from sgweb.hostsync import processes
+from sgweb.hostsync.reconcile import reconcile
+from sgweb.kernel.runner import SubprocessRunner
+from sgweb.lab.core import bring_up
+from sgweb.operations.demo import ensure_admin, ensure_demo
 
 
 def _listening(host: str, port: int) -> bool:
@@ -39,7 +41,11 @@ class Command(BaseCommand):
         parser.add_argument("--bind", default="0.0.0.0")
         parser.add_argument("--no-demo", action="store_true", help="no demo project")
         parser.add_argument("--no-redis", action="store_true", help="do not start Redis")
-        parser.add_argument("--no-hooks", action="store_true", help="no start-up hooks")
+        parser.add_argument(
+            "--no-hooks",
+            action="store_true",
+            help="no host-agent start-up (no re-sending of lagging hosts, no control worker)",
+        )
         parser.add_argument(
             "--lab",
             action=argparse.BooleanOptionalAction,
@@ -62,12 +68,10 @@ class Command(BaseCommand):
             self._ensure_redis()
         admin = ensure_admin(reset_password=options["reset_admin_password"])
         if not options["no_demo"]:
-            from django.contrib.auth.models import User
-
             created = ensure_demo(User.objects.get(username=admin.username))
             self.stdout.write("demo data: " + ("created" if created else "already there"))
         if not options["no_hooks"]:
-            self._run_hooks(options)
+            self._start_host_agents(options)
         lab = options["lab"]
         if lab is None:
             lab = os.geteuid() == 0 and not options["no_serve"]
@@ -116,8 +120,6 @@ class Command(BaseCommand):
                 "updates and host agents need it (apt-get install redis-server)"
             )
             return
-        from sgweb.kernel.runner import SubprocessRunner
-
         SubprocessRunner().run(
             [server, "--port", str(port), "--bind", host, "--daemonize", "yes",
              "--save", "", "--appendonly", "no"],
@@ -129,22 +131,36 @@ class Command(BaseCommand):
             time.sleep(0.1)
         raise CommandError(f"redis-server did not start listening on {host}:{port}")
 
-    def _run_hooks(self, options: dict[str, Any]) -> None:
-        for path in getattr(settings, "SGWEB_UP_HOOKS", DEFAULT_UP_HOOKS):
-            try:
-                hook = import_string(path)
-            except ImportError:
-                continue
-            hook(self, options)
+    def _start_host_agents(self, options: dict[str, Any]) -> None:
+        """The control worker, after re-sending state to hosts that lag: a control plane that
+        was down while things changed converges here (every host whose applied revision lags,
+        or whose desired state Redis lost, is published again)."""
+        outcome = reconcile(startup=True)
+        if outcome.error:
+            self.stderr.write(f"host agents: Redis unreachable ({outcome.error}); not started")
+            return
+        if outcome.published:
+            self.stdout.write(f"host agents: state re-sent to {', '.join(outcome.published)}")
+        if options.get("no_serve"):
+            # Set-up only (CI's smoke run, scripts): leave nothing running behind.
+            self.stdout.write("host agents: control worker not started (--no-serve)")
+            return
+        try:
+            pid, started = processes.ensure_control_worker()
+        except (OSError, redis.RedisError) as error:
+            self.stderr.write(f"host agents: control worker not started ({error})")
+            return
+        log = processes.run_dir() / "control.log"
+        if started:
+            # The worker outlives this step on purpose; `up` stops it when serving ends.
+            self.started_pids.append(pid)
+        verb = "started" if started else "already running"
+        self.stdout.write(f"host agents: control worker {verb} (pid {pid}, log {log})")
 
     def _start_lab(self) -> None:
         """Lab compute hosts with real agents (issue 4); a failure leaves the web side usable."""
         try:
-            from sgweb.lab import bring_up
-        except ImportError:
-            return
-        try:
-            state = bring_up()
+            state = bring_up(2, 2)
         except Exception as error:  # the dashboard and API are still worth serving
             self.stderr.write(f"lab: not started ({error}); `manage.py lab up` retries")
             return
@@ -152,14 +168,10 @@ class Command(BaseCommand):
         self.stdout.write(f"lab: hosts {hosts} up with their agents (`manage.py lab down` stops)")
 
     def _serve(self, bind: str, port: int) -> None:
-        from daphne.cli import CommandLineInterface
-
         self.stdout.write(f"serving sgweb.asgi on {bind}:{port} (Ctrl-C stops)")
         try:
             CommandLineInterface().run(["-b", bind, "-p", str(port), "sgweb.asgi:application"])
         finally:
-            from sgweb.hostsync import processes
-
             for pid in self.started_pids:
                 processes.stop(pid)
             if self.started_pids:
