@@ -16,8 +16,9 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from sgweb.gctune import tune_for_serving  # noqa: E402
 from sgweb.live.routing import websocket_urlpatterns as live_routes  # noqa: E402
+from sgweb.traces.routing import websocket_urlpatterns as trace_routes  # noqa: E402
 
-websocket_urlpatterns: list = [*live_routes]
+websocket_urlpatterns: list = [*live_routes, *trace_routes]
 
 application = ProtocolTypeRouter(
     {

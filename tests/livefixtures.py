@@ -57,9 +57,10 @@ TEST_REDIS_DB = 12
 
 
 @pytest.fixture
-def live_redis(settings):
+def live_redis(settings, monkeypatch):
     """A Redis database and key prefix of this test's own, for the Channels layer and for the
-    watch keys / counter channels (through `use_channel`); every key removed afterwards."""
+    watch keys / counter channels (through `use_channel`); every key removed afterwards.
+    Live events are on: they go to this test's own layer."""
     import os
     import secrets
 
@@ -76,6 +77,11 @@ def live_redis(settings):
             "CONFIG": {"hosts": [{"address": url, "socket_timeout": 15}], "prefix": prefix},
         }
     }
+    from sgweb import dispatch
+    from sgweb.live.events import channels_sender
+
+    settings.SGWEB_LIVE_EVENTS = True
+    monkeypatch.setattr(dispatch, "_event_sender", channels_sender)
     channel_layers.backends.clear()
     client = redis.Redis.from_url(url)
     with use_channel(SyncChannel(redis_url=url, broker_url=url, prefix=prefix)):

@@ -42,7 +42,9 @@ def record_apply(report: dict[str, Any]) -> None:
     with transaction.atomic():
         host = _record_apply(report)
     if host is not None:
-        dispatch.send_event("host.apply", _host_payload(host, report), scope="global")
+        dispatch.send_event(
+            dispatch.EventKind.HOST_APPLY, _host_payload(host, report), scope="global"
+        )
 
 
 def _record_apply(report: dict[str, Any]) -> Host | None:
@@ -140,7 +142,7 @@ def record_drift(report: dict[str, Any]) -> None:
         detail=report,
     )
     _prune(host)
-    dispatch.send_event("host.drift", _host_payload(host, report), scope="global")
+    dispatch.send_event(dispatch.EventKind.HOST_DRIFT, _host_payload(host, report), scope="global")
 
 
 def record_republish(host_name: str, reason: str) -> None:

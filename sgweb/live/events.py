@@ -1,9 +1,10 @@
 """Live events to browsers through the Channels layer: `sgweb.dispatch.send_event`'s sender.
 
 Scopes map to groups: "global" -> `live.global`, "project:<hex>" -> `live.project.<hex>`,
-"host:<name>" -> `live.host.<name>`, "trace:<id>" -> `live.trace.<id>`. The control tasks send
-"host.apply" / "host.drift" (see `sgweb.hostsync.records`); they become the protocol's `apply`,
-`drift` and `host-status` messages here, so every sender keeps its own vocabulary.
+"host:<name>" -> `live.host.<name>`, "trace:<id>" -> `live.trace.<id>`. Each declared event
+kind (`sgweb.dispatch.EventKind`) becomes the protocol's messages here: `host.apply` and
+`host.drift` become `apply` / `drift` plus `host-status`; `change` and the trace messages go
+as they are. A project's changes also go to `live.changes`, for those who see every project.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from sgweb import dispatch
+from sgweb.dispatch import EventKind
+from sgweb.tenancy.access import member_project_ids, sees_all_projects
 
 log = logging.getLogger(__name__)
 
 GROUP_GLOBAL = "live.global"
+# Every project's changes, for the users who see every project (admins, readers).
+GROUP_ALL_CHANGES = "live.changes"
 
 
 def _safe(text: str) -> str:
@@ -83,8 +88,17 @@ def host_status_message(payload: dict[str, Any], alive: bool = True) -> dict[str
     }
 
 
+def change_groups(user: Any) -> list[str]:
+    """The groups whose `change` messages a user may receive."""
+    if sees_all_projects(user):
+        return [GROUP_ALL_CHANGES]
+    return [project_group(project_id.hex) for project_id in member_project_ids(user)]
+
+
 def protocol_messages(kind: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """The protocol's messages for one dispatched event (none for kinds browsers ignore)."""
+    """The protocol's messages for one dispatched event (`dispatch.EventKind`)."""
+    if kind == EventKind.CHANGE:
+        return [payload]
     report = payload.get("report") or {}
     if kind == "host.apply":
         apply = {
@@ -108,11 +122,9 @@ def protocol_messages(kind: str, payload: dict[str, Any]) -> list[dict[str, Any]
             "at": _unix(report.get("detected_at")) or time.time(),
         }
         return [drift, host_status_message(payload)]
-    if kind == "host-status":
-        return [host_status_message(payload, bool(payload.get("alive", True)))]
-    if kind.startswith("trace-"):
+    if kind in (EventKind.TRACE_PACKET, EventKind.TRACE_RESULT):
         return [payload]
-    return []
+    raise ValueError(f"undeclared live event kind {kind!r}")
 
 
 def channels_sender(kind: str, payload: dict[str, Any], scope: str) -> None:
@@ -129,8 +141,10 @@ def channels_sender(kind: str, payload: dict[str, Any], scope: str) -> None:
         return
     groups = [group_for_scope(scope)]
     host = payload.get("host")
-    if kind.startswith("host") and host and scope != f"host:{host}":
+    if kind in (EventKind.HOST_APPLY, EventKind.HOST_DRIFT) and host and scope != f"host:{host}":
         groups.append(host_group(str(host)))
+    if kind == EventKind.CHANGE and scope != "global":
+        groups.append(GROUP_ALL_CHANGES)
     for message in messages:
         for group in groups:
             async_to_sync(layer.group_send)(group, {"type": "live.message", "message": message})

@@ -1,13 +1,14 @@
-"""WebSocket routes of the live protocol (mounted in `sgweb.asgi.websocket_urlpatterns`)."""
+"""WebSocket routes of the live protocol (mounted by `sgweb.asgi`)."""
 
 from django.urls import path
 
-from sgweb.live import consumers
+from sgweb.live.consumers.groups import SecurityGroupConsumer
+from sgweb.live.consumers.hosts import EventsConsumer, HostConsumer
+from sgweb.live.consumers.ports import PortConsumer
 
 websocket_urlpatterns = [
-    path("ws/ports/<str:port_id>", consumers.PortConsumer.as_asgi()),
-    path("ws/security-groups/<str:group_id>", consumers.SecurityGroupConsumer.as_asgi()),
-    path("ws/hosts/<str:name>", consumers.HostConsumer.as_asgi()),
-    path("ws/events", consumers.EventsConsumer.as_asgi()),
-    path("ws/traces/<str:trace_id>", consumers.TraceConsumer.as_asgi()),
+    path("ws/ports/<str:port_id>", PortConsumer.as_asgi()),
+    path("ws/security-groups/<str:group_id>", SecurityGroupConsumer.as_asgi()),
+    path("ws/hosts/<str:name>", HostConsumer.as_asgi()),
+    path("ws/events", EventsConsumer.as_asgi()),
 ]

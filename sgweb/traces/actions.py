@@ -293,4 +293,5 @@ def record_event(trace_id: str, message: dict[str, Any]) -> None:
         else:
             trace.events = [*trace.events, message]
         trace.save(update_fields=["events", "kernel_result", "status", "finished_at"])
-    dispatch.send_event(str(message.get("type")), message, scope=f"trace:{trace.pk}")
+    kind = dispatch.EventKind(str(message.get("type")))  # trace-packet or trace-result
+    dispatch.send_event(kind, message, scope=f"trace:{trace.pk}")

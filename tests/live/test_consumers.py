@@ -11,9 +11,9 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
+from sgweb.asgi import websocket_urlpatterns
 from sgweb.live import events
 from sgweb.live.chains import port_chain_keys
-from sgweb.live.routing import websocket_urlpatterns
 from sgweb.wire import live as wire
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -226,12 +226,11 @@ def test_apply_and_drift_events_reach_host_port_and_events_watchers(
 
 
 def test_a_trace_watcher_gets_the_stored_messages_then_live_ones(
-    world, live_redis, alice, bob, monkeypatch, settings
+    world, live_redis, alice, bob, monkeypatch
 ):
     from sgweb.traces import actions
 
     trace = a_trace(world, alice, monkeypatch)
-    settings.SGWEB_LIVE_EVENTS = True
 
     async def scenario():
         communicator = await connect(f"/ws/traces/{trace.pk}", bob)
@@ -257,7 +256,7 @@ def test_a_watcher_idle_longer_than_the_layers_blocking_receive_stays_connected(
         await receive_type(communicator, "host-status")
         await asyncio.sleep(6.5)  # channels_redis blocks 5 s per receive
         await sync_to_async(events.channels_sender)(
-            "host-status", {"host": "compute1", "status": "in-sync"}, "host:compute1"
+            "host.apply", {"host": "compute1", "status": "in-sync"}, "host:compute1"
         )
         status = await receive_type(communicator, "host-status")
         assert status["status"] == "in-sync"
@@ -280,3 +279,66 @@ def test_an_agent_coming_alive_is_sent_as_a_host_status_change(world, live_redis
         await communicator.disconnect()
 
     run(scenario)
+
+
+def test_a_rule_added_elsewhere_reaches_the_groups_page_and_the_project_watchers_only(
+    world, live_redis, alice, bob, charlie, rita
+):
+    from sgweb.security import actions as security_actions
+
+    async def scenario():
+        group_page = await connect(f"/ws/security-groups/{world.group.pk}", alice)
+        await receive_type(group_page, "rule-hits")
+        member, reader, outsider = [
+            await connect("/ws/events", user) for user in (bob, rita, charlie)
+        ]
+        rule = await sync_to_async(security_actions.create_security_group_rule)(
+            bob, world.group, direction="ingress", protocol="tcp", port_range_min=443,
+            port_range_max=443,
+        )  # fmt: skip
+        for communicator in (group_page, member, reader):
+            change = await receive_type(communicator, "change")
+            assert change["object_type"] == "security_group_rule"
+            assert change["object_id"] == str(rule.id) and change["action"] == "create"
+            assert change["security_group_id"] == str(world.group.pk)
+            assert change["actor"] == "bob"
+        assert await outsider.receive_nothing(timeout=0.5)
+        for communicator in (group_page, member, reader, outsider):
+            await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_the_group_page_ignores_changes_of_other_groups(world, live_redis, alice):
+    from tests.controlplane.factories import group
+
+    async def scenario():
+        group_page = await connect(f"/ws/security-groups/{world.group.pk}", alice)
+        await receive_type(group_page, "rule-hits")
+        await sync_to_async(group)(alice, world.group.project, "other")
+        seen = []
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            if not await group_page.receive_nothing(timeout=0.2):
+                seen.append((await group_page.receive_json_from())["type"])
+        assert "rule-hits" in seen and "change" not in seen
+        await group_page.disconnect()
+
+    run(scenario)
+
+
+def test_every_declared_event_kind_becomes_protocol_messages():
+    from sgweb.dispatch import EventKind
+
+    samples = {
+        EventKind.CHANGE: {"type": "change", "object_type": "port"},
+        EventKind.HOST_APPLY: {"host": "compute1", "report": {"ok": True}},
+        EventKind.HOST_DRIFT: {"host": "compute1", "report": {"repaired": True}},
+        EventKind.TRACE_PACKET: {"type": "trace-packet"},
+        EventKind.TRACE_RESULT: {"type": "trace-result"},
+    }
+    assert set(samples) == set(EventKind)
+    for kind, payload in samples.items():
+        assert events.protocol_messages(kind, payload), kind
+    with pytest.raises(ValueError):
+        events.protocol_messages("port.updated", {})

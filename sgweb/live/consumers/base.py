@@ -1,0 +1,179 @@
+"""What every live socket shares: authorise, join groups, relay events, watch host status;
+and the counters mixin of the sockets that watch chains."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from typing import Any
+
+import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from sgweb.hostsync.channel import channel
+from sgweb.live.hoststatus import host_statuses
+from sgweb.wire import live as wire
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+STATUS_EVERY_S = 3.0
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(text))
+    except ValueError:
+        return None
+
+
+class LiveConsumer(AsyncJsonWebsocketConsumer):
+    """Accept, authorise (`authorise` returns False for "not yours"), join groups, and relay
+    `live.message` group events as they are."""
+
+    groups_joined: list[str]
+
+    async def connect(self) -> None:
+        self.groups_joined = []
+        self.tasks: list[asyncio.Task] = []
+        self.closed = False
+        await self.accept()
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        try:
+            allowed = await self.authorise(user)
+        except Exception:
+            log.exception("authorising %s failed", self.scope.get("path"))
+            allowed = False
+        if not allowed:
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        await self.start()
+
+    async def authorise(self, user: Any) -> bool:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Join groups, send the first messages, start background work."""
+
+    async def join(self, group: str) -> None:
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.groups_joined.append(group)
+
+    def spawn(self, coroutine: Any) -> None:
+        self.tasks.append(asyncio.ensure_future(coroutine))
+
+    async def disconnect(self, code: int) -> None:
+        self.closed = True
+        for task in getattr(self, "tasks", []):
+            task.cancel()
+        for task in getattr(self, "tasks", []):
+            with contextlib.suppress(BaseException):
+                await task
+        for group in getattr(self, "groups_joined", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Release what `start` took (watches)."""
+
+    async def live_message(self, event: dict[str, Any]) -> None:
+        if self.wants(event["message"]):
+            await self.send_json(event["message"])
+
+    async def watch_status(self, hosts: list[str] | None, every_s: float = STATUS_EVERY_S) -> None:
+        """Send `host-status` whenever a host's status or liveness changes: an agent that dies
+        sends nothing, so its heartbeat expiring is only seen by looking. None: every host."""
+        last: dict[str, dict[str, Any]] = {}
+        while True:
+            statuses = await database_sync_to_async(host_statuses)(hosts)
+            for name, message in statuses.items():
+                changed = last.get(name) != message
+                if changed and (name in last or hosts is not None) and self.wants(message):
+                    await self.send_json(message)
+                last[name] = message
+            await asyncio.sleep(every_s)
+
+    def wants(self, message: dict[str, Any]) -> bool:
+        return True
+
+
+class CountersMixin:
+    """Watch chains on hosts and receive their agents' counter messages."""
+
+    redis: Any
+    prefix: str
+    watches: dict[str, list[str]]  # host -> chain keys
+
+    async def open_redis(self) -> None:
+        via = await database_sync_to_async(channel)()
+        self.prefix = via.prefix
+        self.redis = aioredis.Redis.from_url(via.redis_url, socket_connect_timeout=2)
+
+    async def register_watches(self) -> None:
+        for host, chains in self.watches.items():
+            await wire.register_watch(self.redis, self.prefix, host, self.channel_name, chains)
+
+    async def keep_watching(self) -> None:
+        while True:
+            await asyncio.sleep(wire.WATCH_REFRESH_S)
+            try:
+                await self.refresh_watches()
+                await self.register_watches()
+            except Exception as exc:  # Redis restarting: try again next round
+                log.warning("could not refresh watches: %s", exc)
+
+    async def refresh_watches(self) -> None:
+        """Recompute what to watch (a group's ports change); default: nothing changes."""
+
+    async def release_watches(self) -> None:
+        if not hasattr(self, "redis"):
+            return
+        try:
+            for host in self.watches:
+                await wire.release_watch(self.redis, self.prefix, host, self.channel_name)
+        except Exception as exc:
+            log.warning("could not release watches: %s", exc)
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+
+    async def pump_counters(self) -> None:
+        pubsub = self.redis.pubsub()
+        subscribed: set[str] = set()
+        try:
+            while True:
+                wanted = {wire.counters_channel(self.prefix, host) for host in self.watches}
+                if wanted - subscribed:
+                    await pubsub.subscribe(*(wanted - subscribed))
+                    subscribed |= wanted
+                if subscribed - wanted:
+                    await pubsub.unsubscribe(*(subscribed - wanted))
+                    subscribed &= wanted
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is None or message.get("type") != "message":
+                    continue
+                await self.on_host_counters(json.loads(message["data"]))
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def latest_readings(self, host: str, keys: list[str]) -> dict[str, dict[str, Any]]:
+        values = await self.redis.hmget(wire.readings_key(self.prefix, host), keys)
+        return {key: json.loads(value) for key, value in zip(keys, values, strict=True) if value}
+
+    async def on_host_counters(self, message: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+def parse_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(text))
+    except ValueError:
+        return None

@@ -1,0 +1,51 @@
+"""`/ws/hosts/<name>` (one host) and `/ws/events` (every host the user may see, and changes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+
+from sgweb.live import events
+from sgweb.live.consumers.base import LiveConsumer
+from sgweb.live.hoststatus import visible_host_names
+from sgweb.networks.models import Host
+
+
+class HostConsumer(LiveConsumer):
+    """`/ws/hosts/<name>`: `host-status`, `apply`, `drift` for one host."""
+
+    async def authorise(self, user: Any) -> bool:
+        return await database_sync_to_async(self._visible)(user)
+
+    def _visible(self, user: Any) -> bool:
+        self.host = Host.objects.filter(name=self.scope["url_route"]["kwargs"]["name"]).first()
+        return self.host is not None and self.host.name in visible_host_names(user, [self.host])
+
+    async def start(self) -> None:
+        await self.join(events.host_group(self.host.name))
+        self.spawn(self.watch_status([self.host.name]))
+
+
+class EventsConsumer(LiveConsumer):
+    """`/ws/events`: host events for every host the user may see, and the audited changes of
+    every project they may see (the overview's recent changes)."""
+
+    async def authorise(self, user: Any) -> bool:
+        self.user = user
+        self.visible = await database_sync_to_async(visible_host_names)(user, None)
+        self.change_groups = await database_sync_to_async(events.change_groups)(user)
+        return True
+
+    async def start(self) -> None:
+        await self.join(events.GROUP_GLOBAL)
+        for group in self.change_groups:
+            await self.join(group)
+        # Changes only: the page drew every host's status already.
+        self.spawn(self.watch_status(None, every_s=5.0))
+
+    def wants(self, message: dict[str, Any]) -> bool:
+        if message.get("type") == "change":
+            # Changes outside any project (hosts, users) are for those who see everything.
+            return message.get("project_id") is not None or self.visible is None
+        return self.visible is None or message.get("host") in self.visible

@@ -1,0 +1,48 @@
+"""Which hosts a user may watch, and their `host-status` messages (database + heartbeats)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sgweb.hostsync.status import host_liveness
+from sgweb.live import events
+from sgweb.networks.models import Host, Port
+from sgweb.tenancy.access import member_project_ids, sees_all_projects
+
+
+def visible_host_names(user: Any, hosts: list[Any] | None) -> set[str] | None:
+    """The hosts a user may watch: every one for admins and readers (None: no filter), else
+    those holding a port of the user's projects."""
+    if sees_all_projects(user):
+        return None if hosts is None else {host.name for host in hosts}
+    ports = Port.objects.filter(project_id__in=member_project_ids(user), host__isnull=False)
+    if hosts is not None:
+        ports = ports.filter(host__in=hosts)
+    return set(ports.values_list("host__name", flat=True).distinct())
+
+
+def host_statuses(names: list[str] | None) -> dict[str, dict[str, Any]]:
+    """`host-status` messages from the database and the agents' heartbeats (one MGET)."""
+    hosts = Host.objects.all() if names is None else Host.objects.filter(name__in=names)
+    hosts = list(hosts.order_by("name"))
+    try:
+        live = host_liveness([host.name for host in hosts])
+        alive = {name: entry.alive for name, entry in live.items()}
+    except Exception:
+        alive = {}
+    result = {}
+    for host in hosts:
+        up = alive.get(host.name, False)
+        result[host.name] = events.host_status_message(
+            {
+                "host": host.name,
+                "status": host.status if up else "down",
+                "desired_revision": host.desired_revision,
+                "applied_revision": host.applied_revision,
+                "last_apply_at": host.last_apply_at.timestamp() if host.last_apply_at else None,
+                "last_apply_duration_ms": host.last_apply_duration_ms,
+                "last_error": host.last_error,
+            },
+            up,
+        )
+    return result
