@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sgweb.firewall import codec
+from sgweb.firewall.compiler import CompileCache, compile_host
 from sgweb.firewall.errors import FirewallError
+from sgweb.firewall.incremental import diff
 from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import HostState
 from sgweb.kernel.apply import HostFirewall
@@ -71,15 +73,11 @@ class Outcome:
 
 
 def _default_compile() -> Callable[[HostState], CompiledHost]:
-    from sgweb.firewall.compiler import CompileCache, compile_host
-
     cache = CompileCache()
     return lambda state: compile_host(state, cache=cache)
 
 
 def _default_diff() -> Callable[..., Any]:
-    from sgweb.firewall.incremental import diff
-
     return diff
 
 

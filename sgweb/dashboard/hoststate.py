@@ -15,6 +15,7 @@ from typing import Any
 from django.utils import timezone
 
 from sgweb.dashboard.presentation import HOST_STATES, HostStatusView, host_status
+from sgweb.hostsync.status import host_liveness
 from sgweb.networks.models import Host
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,6 @@ def liveness_for(names: Iterable[str]) -> dict[str, Any] | None:
     if not names:
         return {}
     try:
-        from sgweb.hostsync.status import host_liveness
-
         live = host_liveness(names)
     except Exception:  # an unusable broker configuration must not take the page down
         log.warning("host heartbeats unavailable", exc_info=True)

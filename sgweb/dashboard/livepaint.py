@@ -14,6 +14,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from sgweb.live import chains as live_chains
+from sgweb.live import hits as live_hits
+
 log = logging.getLogger(__name__)
 
 ROLE_ORDER = {"ingress": 0, "egress": 1, "anti-spoofing": 2}
@@ -128,9 +131,7 @@ def port_chains_view(port: Any) -> ChainsView:
     if port.host_id is None:
         return ChainsView(state="no-host")
     try:
-        from sgweb.live.chains import port_chains
-
-        message = port_chains(port)
+        message = live_chains.port_chains(port)
     except Exception as error:  # Redis or the compiler failing must not take the page down
         log.warning("chains of port %s unavailable", port.pk, exc_info=True)
         return ChainsView(state="unavailable", host=port.host.name, error=str(error))
@@ -155,9 +156,7 @@ def group_hits(group: Any) -> dict[str, RuleHit]:
     being watched, so a zero may be a port nobody looked at yet. Once the page's own watch
     covers every port of the group, live.js marks the rules still at zero."""
     try:
-        from sgweb.live.hits import group_rule_hits
-
-        message = group_rule_hits(group)
+        message = live_hits.group_rule_hits(group)
     except Exception:
         log.warning("rule hits of group %s unavailable", group.pk, exc_info=True)
         return {}

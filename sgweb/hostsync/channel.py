@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 from celery import Celery
+from django.conf import settings
 
 from sgweb.wire import sync as protocol
 
@@ -76,8 +77,6 @@ _current: SyncChannel | None = None
 def channel() -> SyncChannel:
     global _current
     if _current is None:
-        from django.conf import settings
-
         _current = SyncChannel(
             redis_url=settings.SGWEB_SYNC_REDIS_URL,
             broker_url=settings.CELERY_BROKER_URL,

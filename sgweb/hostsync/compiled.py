@@ -15,6 +15,7 @@ from django.db.models import Count, Max
 from sgweb.firewall.compiler import compile_host
 from sgweb.firewall.trace.flow import HostTarget
 from sgweb.firewall.trace.tracer import prepare
+from sgweb.hostsync.desired_state import host_state
 from sgweb.networks.models import Host, Port, PortSecurityGroup
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 
@@ -45,7 +46,6 @@ def _fingerprint(host: Host) -> tuple[object, ...]:
 
 def host_target(host: Host | str) -> HostTarget:
     """The host's desired state, compiled and prepared for tracing (cached)."""
-    from sgweb.hostsync.desired_state import host_state
 
     if isinstance(host, str):
         host = Host.objects.get(name=host)

@@ -12,7 +12,11 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 from django.conf import settings
+from django.db import OperationalError
 
+from sgweb.hostsync import records
+from sgweb.hostsync.publish import publish_hosts
+from sgweb.hostsync.reconcile import Reconciler
 from sgweb.wire import sync as protocol
 
 log = logging.getLogger(__name__)
@@ -23,7 +27,6 @@ _reconciler = None
 def _with_retries(write: Any, *args: Any) -> None:
     """SQLite answers concurrent writers with "database is locked" at once in some cases
     (a reader upgrading to a writer); a report is worth a few short retries."""
-    from django.db import OperationalError
 
     for attempt in range(5):
         try:
@@ -37,32 +40,23 @@ def _with_retries(write: Any, *args: Any) -> None:
 
 @shared_task(name=protocol.TASK_RECORD_APPLY, ignore_result=True)
 def record_apply(report: dict[str, Any]) -> None:
-    from sgweb.hostsync.records import record_apply as record
-
-    _with_retries(record, report)
+    _with_retries(records.record_apply, report)
 
 
 @shared_task(name=protocol.TASK_RECORD_DRIFT, ignore_result=True)
 def record_drift(report: dict[str, Any]) -> None:
-    from sgweb.hostsync.records import record_drift as record
-
-    _with_retries(record, report)
+    _with_retries(records.record_drift, report)
 
 
 @shared_task(name=protocol.TASK_REQUEST_STATE, ignore_result=True)
 def request_state(host: str, reason: str = "agent asked") -> None:
-    from sgweb.hostsync.publish import publish_hosts
-    from sgweb.hostsync.records import record_republish
-
     for outcome in publish_hosts([host], reason):
         if not outcome.error:
-            record_republish(outcome.host, reason)
+            records.record_republish(outcome.host, reason)
 
 
 @shared_task(name=protocol.TASK_PUBLISH, ignore_result=True)
 def publish(hosts: list[str], reason: str = "") -> None:
-    from sgweb.hostsync.publish import publish_hosts
-
     publish_hosts(hosts, reason)
 
 
@@ -80,7 +74,6 @@ def _start_reconciler(sender: Any = None, **_: Any) -> None:
     global _reconciler
     if sender is None or not _consumes_control_queue(sender):
         return
-    from sgweb.hostsync.reconcile import Reconciler
 
     _reconciler = Reconciler()
     _reconciler.start()

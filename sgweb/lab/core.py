@@ -22,10 +22,19 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 
 from sgweb.hostsync import processes
+from sgweb.hostsync.publish import publish_hosts
+from sgweb.hostsync.status import desired_revisions, host_liveness
 from sgweb.kernel import topology as topo
 from sgweb.kernel.runner import default_runner
+from sgweb.networks import actions as net_actions
+from sgweb.networks.models import Host, Network, Port
+from sgweb.security import actions as sec_actions
+from sgweb.security.models import SecurityGroup
+from sgweb.tenancy import actions as ten_actions
+from sgweb.tenancy.models import Project
 
 LAB_PREFIX = "sgweb-lab-"
 PROJECT_NAME = "lab"
@@ -92,8 +101,6 @@ class LabState:
 
 
 def _lab_actor() -> Any:
-    from django.contrib.auth import get_user_model
-
     user, created = get_user_model().objects.get_or_create(
         username=LAB_USER, defaults={"is_superuser": True, "is_staff": True}
     )
@@ -104,13 +111,6 @@ def _lab_actor() -> Any:
 
 
 def _ensure_objects(actor: Any) -> tuple[Any, Any, Any]:
-    from sgweb.networks import actions as net_actions
-    from sgweb.networks.models import Network
-    from sgweb.security import actions as sec_actions
-    from sgweb.security.models import SecurityGroup
-    from sgweb.tenancy import actions as ten_actions
-    from sgweb.tenancy.models import Project
-
     project = Project.objects.filter(name=PROJECT_NAME).first() or ten_actions.create_project(
         actor, name=PROJECT_NAME, description="Lab hosts on this machine"
     )
@@ -179,8 +179,6 @@ def bring_up(
     wait_s: float = 60.0,
 ) -> LabState:
     """Build the lab and wait until every host's agent has applied its state."""
-    from sgweb.hostsync.publish import publish_hosts
-    from sgweb.networks.models import Port
 
     if hosts < 1 or vms < 0 or hosts * vms > 200:
         raise LabError("use 1..N hosts and at most 200 VMs in all")
@@ -195,7 +193,6 @@ def bring_up(
     directory.mkdir(parents=True, exist_ok=True)
     actor = _lab_actor()
     project, network, group = _ensure_objects(actor)
-    from sgweb.networks import actions as net_actions
 
     state = LabState(prefix, [], [], str(group.id), str(project.id), str(network.id))
     state.env = _agent_env(prefix)
@@ -203,7 +200,6 @@ def bring_up(
     for h in range(1, hosts + 1):
         host_name = f"{prefix}host{h}"
         net_actions.host_for_binding(host_name)
-        from sgweb.networks.models import Host
 
         Host.objects.filter(name=host_name).update(netns=host_name)
         state.hosts.append(host_name)
@@ -252,7 +248,6 @@ def bring_up(
 
 def wait_in_sync(state: LabState, timeout_s: float = 30.0) -> dict[str, Any]:
     """Until every lab agent reports (heartbeat) the newest stored revision as applied."""
-    from sgweb.hostsync.status import desired_revisions, host_liveness
 
     deadline = time.monotonic() + timeout_s
     while True:
@@ -286,9 +281,6 @@ def tear_down(*, prefix: str | None = None) -> list[str]:
 
 
 def _forget_in_database(prefix: str) -> None:
-    from sgweb.networks import actions as net_actions
-    from sgweb.networks.models import Host, Port
-
     actor = _lab_actor()
     for port in Port.objects.filter(host__name__startswith=prefix):
         net_actions.delete_port(actor, port)

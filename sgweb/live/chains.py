@@ -9,6 +9,7 @@ from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import HostState
 from sgweb.firewall.render import render_rule
 from sgweb.firewall.trace.labels import group_name, rule_label
+from sgweb.hostsync.compiled import host_target
 from sgweb.networks.models import Port
 from sgweb.wire.live import chain_key
 
@@ -67,7 +68,6 @@ def port_chains(port: Port) -> dict[str, Any]:
     """The `chains` message for a port: its i/o/s chains of both families, each rule labelled.
 
     A port bound to no host, or with port security off, has no chains (an empty list)."""
-    from sgweb.hostsync.compiled import host_target
 
     message: dict[str, Any] = {
         "type": "chains",

@@ -11,6 +11,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django.conf import settings
+
+from sgweb.hostsync.channel import channel
 from sgweb.live.chains import SPOOF_ROLE, chain_roles
 from sgweb.networks.models import Port
 from sgweb.security.models import SecurityGroup
@@ -96,9 +99,6 @@ def last_hits(client: Any, prefix: str, rule_ids: list[str]) -> dict[str, float 
 def group_rule_hits(group: SecurityGroup) -> dict[str, Any]:
     """The latest `rule-hits` message from what the agents have observed (zeros where nothing
     was watched yet; `last_hit_at` null for a rule never seen hit)."""
-    from django.conf import settings
-
-    from sgweb.hostsync.channel import channel
 
     via = channel()
     client, prefix = via.redis, via.prefix

@@ -26,7 +26,7 @@ from sgweb.security.choices import (
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.security.representation import group_to_dict, rule_to_dict
 from sgweb.security.validators import clean_rule, rule_duplicate_key
-from sgweb.tenancy.access import require_change
+from sgweb.tenancy.access import is_admin, require_change
 from sgweb.tenancy.errors import Conflict, OverQuota
 from sgweb.tenancy.models import Project, Quota
 from sgweb.tenancy.standard import changed_fields
@@ -255,7 +255,6 @@ def delete_security_group(actor: Actor, group: SecurityGroup) -> None:
         not_found=_group_not_found(group.id),
         neutron_type="SecurityGroupNotFound",
     )
-    from sgweb.tenancy.access import is_admin
 
     if group.name == DEFAULT_GROUP_NAME and not is_admin(actor):
         raise Conflict(

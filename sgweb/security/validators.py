@@ -11,8 +11,11 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sgweb.firewall import normalize_cidr
+from sgweb.firewall import FirewallError, normalize_cidr, validate_rule
+from sgweb.firewall.model import SecurityGroupRule as ModelRule
 from sgweb.security.choices import Direction, Ethertype
+from sgweb.security.models import SecurityGroup
+from sgweb.tenancy.access import can_see_project
 from sgweb.tenancy.errors import NotFound
 from sgweb.tenancy.validators import Errors, clean_description
 
@@ -258,8 +261,6 @@ def check_rule_values(
 def _delegate_to_compiler(clean: CleanRule, errors: Errors) -> None:
     """Ask the firewall compiler whether it can turn the rule into kernel rules, so that the
     API, the forms and the compiler never disagree about what is valid."""
-    from sgweb.firewall import FirewallError, validate_rule
-    from sgweb.firewall.model import SecurityGroupRule as ModelRule
 
     try:
         validate_rule(
@@ -295,8 +296,6 @@ def clean_rule(
     actor: AbstractBaseUser | None, group: SecurityGroup, data: dict[str, Any]
 ) -> CleanRule:
     """Validate a new rule for `group` as `actor` would submit it."""
-    from sgweb.security.models import SecurityGroup
-    from sgweb.tenancy.access import can_see_project
 
     errors = Errors()
     remote_group_id = data.get("remote_group_id") or None

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from sgweb import dispatch
 from sgweb.firewall.trace.packet import TraceError
+from sgweb.hostsync.compiled import host_target
 from sgweb.networks.models import Port
 from sgweb.tenancy.access import (
     member_project_ids,
@@ -28,6 +29,8 @@ from sgweb.tenancy.access import (
 from sgweb.tenancy.choices import Role
 from sgweb.tenancy.errors import Invalid, NotFound, PermissionDenied
 from sgweb.traces.models import Trace, TraceStatus
+from sgweb.traces.proof import hop_requests, plan_proof
+from sgweb.traces.static import static_message, trace_static
 from sgweb.wire import traces as protocol
 
 log = logging.getLogger(__name__)
@@ -134,8 +137,6 @@ def start_trace(
 ) -> Trace:
     """Trace a packet from `source` to `destination` (each a port the actor may see, by id or
     name, or an address): the static verdict now, the kernel's proof asynchronously."""
-    from sgweb.hostsync.compiled import host_target
-    from sgweb.traces.static import static_message, trace_static
 
     role = role_of(actor)
     if not role:
@@ -200,7 +201,6 @@ def start_trace(
     static = static_message(str(trace.id), flow)
     trace.static_result = static
     trace.events = [{**static, "seq": 0}]
-    from sgweb.traces.proof import plan_proof
 
     request, refusal = plan_proof(trace, src, dst)
     if request is None:
@@ -224,7 +224,6 @@ def _finish(trace: Trace, result: dict[str, Any]) -> None:
 
 
 def _send_proof(trace_id: uuid.UUID, request: protocol.ProofRequest) -> None:
-    from sgweb.traces.proof import hop_requests
 
     # The other hosts first: the prover waits (bounded) for their "ready" before probing, and a
     # host whose task could not go is reported by the prover as not traced.
@@ -234,29 +233,11 @@ def _send_proof(trace_id: uuid.UUID, request: protocol.ProofRequest) -> None:
         return
     record_event(
         str(trace_id),
-        result_message(
+        protocol.result_message(
             str(trace_id), protocol.STATUS_FAILED, request.static_verdict, None,
             f"could not reach the agent of host {request.host}",
         ),
     )  # fmt: skip
-
-
-def result_message(
-    trace_id: str, status: str, static_verdict: str, kernel_verdict: str | None, summary: str
-) -> dict[str, Any]:
-    import time
-
-    agrees = None if kernel_verdict is None else kernel_verdict == static_verdict
-    return {
-        "type": "trace-result",
-        "trace_id": trace_id,
-        "status": status,
-        "static_verdict": static_verdict,
-        "kernel_verdict": kernel_verdict,
-        "agrees": agrees,
-        "summary": summary,
-        "at": time.time(),
-    }
 
 
 def visible_traces(actor: Any) -> QuerySet[Trace]:

@@ -14,6 +14,8 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from sgweb.hostsync.status import host_liveness
+from sgweb.lab.core import LabState, lab_dir
 from sgweb.networks.models import Port
 from sgweb.traces.models import Trace
 from sgweb.wire import traces as protocol
@@ -24,8 +26,6 @@ log = logging.getLogger(__name__)
 def lab_namespace(port: Port) -> tuple[str, str] | None:
     """(VM namespace, MAC) of a lab VM's port, None when the port is no lab VM."""
     try:
-        from sgweb.lab.core import LabState, lab_dir
-
         state = LabState.load(lab_dir())
     except Exception as exc:  # no lab, unreadable file: not a lab port
         log.debug("no lab state: %s", exc)
@@ -39,7 +39,6 @@ def lab_namespace(port: Port) -> tuple[str, str] | None:
 
 
 def agent_alive(host: str) -> bool:
-    from sgweb.hostsync.status import host_liveness
 
     return host_liveness([host])[host].alive
 
@@ -48,15 +47,13 @@ def plan_proof(
     trace: Trace, source: Port | str, destination: Port | str
 ) -> tuple[protocol.ProofRequest | None, dict[str, Any] | None]:
     """The request for the proving agent, or (None, a failed trace-result) when none can run."""
-    from sgweb.traces.actions import result_message
-
     prover = source if isinstance(source, Port) else destination
     assert isinstance(prover, Port)
     host = prover.host.name
     lab = lab_namespace(source) if isinstance(source, Port) else None
     static = trace.static_verdict
     if not agent_alive(host):
-        return None, result_message(
+        return None, protocol.result_message(
             str(trace.pk), protocol.STATUS_FAILED, static, None,
             f"no proof: the agent of host {host} is not running",
         )  # fmt: skip

@@ -6,11 +6,10 @@ from typing import Any
 
 from celery import shared_task
 
+from sgweb.traces.actions import record_event as record
 from sgweb.wire import traces as protocol
 
 
 @shared_task(name=protocol.TASK_RECORD_EVENT, ignore_result=True)
 def record_event(trace_id: str, message: dict[str, Any]) -> None:
-    from sgweb.traces.actions import record_event as record
-
     record(trace_id, message)

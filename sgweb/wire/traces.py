@@ -7,6 +7,7 @@ agent sends each protocol message (`trace-packet`, `trace-result`) back to the c
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -73,3 +74,20 @@ class ProofRequest:
 def board_key(prefix: str, trace_id: str, host: str, what: str) -> str:
     """Redis key where the hosts of one trace meet ("ready", "hop" result, "done")."""
     return f"{prefix}:trace:{trace_id}:{host}:{what}"
+
+
+def result_message(
+    trace_id: str, status: str, static_verdict: str, kernel_verdict: str | None, summary: str
+) -> dict[str, Any]:
+    """A `trace-result` message (the control plane's own, when no agent could prove it)."""
+    agrees = None if kernel_verdict is None else kernel_verdict == static_verdict
+    return {
+        "type": "trace-result",
+        "trace_id": trace_id,
+        "status": status,
+        "static_verdict": static_verdict,
+        "kernel_verdict": kernel_verdict,
+        "agrees": agrees,
+        "summary": summary,
+        "at": time.time(),
+    }

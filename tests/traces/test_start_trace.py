@@ -109,7 +109,7 @@ def test_agent_messages_are_stored_in_order_and_finish_the_trace(world, alice, a
               "direction": "request", "host": "compute1", "steps": [],
               "verdict": "ACCEPT"}  # fmt: skip
     actions.record_event(str(trace.pk), packet)
-    result = actions.result_message(str(trace.pk), tp.STATUS_DONE, "ACCEPT", "ACCEPT", "agreed")
+    result = tp.result_message(str(trace.pk), tp.STATUS_DONE, "ACCEPT", "ACCEPT", "agreed")
     actions.record_event(str(trace.pk), result)
     trace.refresh_from_db()
     assert [e["seq"] for e in trace.events] == [0, 1, 2]

@@ -3,6 +3,7 @@ query-string links that keep filters, sortable headers."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django import template
@@ -169,7 +170,6 @@ def per_second(value: Any) -> str:
 @register.filter
 def unix_time(value: Any) -> Any:
     """Unix seconds (the live messages' times) as an aware datetime for the date filter."""
-    from datetime import UTC, datetime
 
     if value in (None, ""):
         return None

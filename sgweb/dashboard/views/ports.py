@@ -56,7 +56,7 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
         return None
 
 
-def _search(ports: QuerySet[Port], query: str) -> QuerySet[Port]:
+def search_ports(ports: QuerySet[Port], query: str) -> QuerySet[Port]:
     """Names, ids (or a tap device's id part), MACs and addresses."""
     term = query.lower()
     if term.startswith("tap"):
@@ -125,7 +125,7 @@ def port_list(request: HttpRequest) -> HttpResponse:
         ports = ports.filter(port_security_enabled=security == "on")
     query = search_term(request)
     if query:
-        ports = _search(ports, query)
+        ports = search_ports(ports, query)
     ports, _ = sorted_by(request, ports, PORT_SORTS, "name,pk")
     listing = paginate(request, ports)
 

@@ -19,6 +19,7 @@ from django.urls import reverse
 from sgweb.dashboard.forms import TraceForm
 from sgweb.dashboard.guards import deny_unless_changeable, raise_for_access
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
+from sgweb.dashboard.presentation import rule_ports_text, rule_protocol_text
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.tracepaint import (
     linked_explanation,
@@ -29,11 +30,13 @@ from sgweb.dashboard.tracepaint import (
     status_words,
 )
 from sgweb.dashboard.views.common import add_action_error, done, refused
+from sgweb.dashboard.views.ports import search_ports
 from sgweb.networks.models import Port
 from sgweb.security.models import SecurityGroupRule
 from sgweb.tenancy import access as tenancy_access
 from sgweb.tenancy.access import scope
 from sgweb.tenancy.errors import ActionError
+from sgweb.traces.actions import get_trace, start_trace, visible_traces
 
 PROTOCOLS = (("tcp", "TCP"), ("udp", "UDP"), ("icmp", "ICMP (ping)"))
 TRACE_SORTS = {"when": "created_at", "status": "status"}
@@ -162,8 +165,6 @@ def trace_new(request: HttpRequest) -> HttpResponse:
     protocol = data.get("protocol", "").strip().lower()
     icmp = protocol.startswith("icmp") or protocol == "ipv6-icmp"
     try:
-        from sgweb.traces.actions import start_trace
-
         trace = start_trace(
             request.user,
             source=ends["source"],
@@ -194,12 +195,11 @@ def trace_new(request: HttpRequest) -> HttpResponse:
 @login_required
 def port_suggestions(request: HttpRequest) -> JsonResponse:
     """Ports for the pickers: name, id prefix, MAC or address, only those the user may see."""
-    from sgweb.dashboard.views.ports import _search
 
     query = search_term(request)
     ports = _visible_ports(request.user).prefetch_related("fixed_ips")
     if query:
-        ports = _search(ports, query)
+        ports = search_ports(ports, query)
     rows = [
         {
             "id": str(port.pk),
@@ -223,8 +223,6 @@ def _rules_by_id(static: dict[str, Any] | None) -> dict[str, Any]:
             continue
     rules = {}
     for rule in SecurityGroupRule.objects.filter(pk__in=ids).select_related("security_group"):
-        from sgweb.dashboard.presentation import rule_ports_text, rule_protocol_text
-
         remote = rule.remote_ip_prefix or (
             f"group {rule.remote_group_id}" if rule.remote_group_id else "anywhere"
         )
@@ -243,7 +241,6 @@ def _capfirst(text: str) -> str:
 
 @login_required
 def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
-    from sgweb.traces.actions import get_trace
 
     try:
         trace = get_trace(request.user, trace_id)
@@ -300,7 +297,6 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         # The protocol's `POST /traces`: the list is where a new trace is filed.
         return trace_new(request)
-    from sgweb.traces.actions import visible_traces
 
     shell = build_shell(request)
     traces = visible_traces(request.user).select_related(

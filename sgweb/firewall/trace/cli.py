@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from sgweb.firewall import names
+from sgweb.firewall.compiler import compile_host  # the compiler's; imported when used
 from sgweb.firewall.ir import (
     ACCEPT,
     DROP,
@@ -26,6 +27,7 @@ from sgweb.firewall.ir import (
 )
 from sgweb.firewall.model import HostState, Port
 from sgweb.firewall.render import render_rule
+from sgweb.firewall.scenario import load_scenario
 from sgweb.firewall.trace.explain import Explanation, explain
 from sgweb.firewall.trace.flow import port_address, reply_to
 from sgweb.firewall.trace.serial import trace_json
@@ -276,8 +278,6 @@ def _lookup(state: HostState, key: str | None, option: str) -> Port | None:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    from sgweb.firewall.compiler import compile_host  # the compiler's; imported when used
-    from sgweb.firewall.scenario import load_scenario
 
     try:
         state = load_scenario(args.scenario, host=args.host)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from sgweb.firewall import names
+from sgweb.firewall.compiler import compile_host as default_compile
 from sgweb.firewall.ir import ACCEPT, DROP, CompiledHost
 from sgweb.firewall.model import HostState, Port
 from sgweb.firewall.trace.explain import Explanation, explain
@@ -111,8 +112,6 @@ class HostTargetCache:
         limit: int = 64,
     ) -> None:
         if compile_host is None:
-            from sgweb.firewall.compiler import compile_host as default_compile
-
             compile_host = default_compile
         self._compile = compile_host
         self._limit = limit

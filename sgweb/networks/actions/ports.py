@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
     Actor = AbstractBaseUser | None
 from sgweb.networks.actions.hosts import host_for_binding
+from sgweb.security.actions import ensure_default_group
 
 PORT_FIELDS = (
     "name",
@@ -272,8 +273,6 @@ def create_port(actor: Actor, project: Project, network: Network, **fields: Any)
     errors.raise_if_any()
 
     if groups_value is None and security_on:
-        from sgweb.security.actions import ensure_default_group
-
         groups = [ensure_default_group(project, actor)]
     if not security_on and (groups or pairs):
         raise Conflict(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -94,7 +95,6 @@ class QuotaView(APIView):
     @extend_schema(operation_id="reset_quota", parameters=[PROJECT_PARAMETER], **QUOTA_DOCS)
     def delete(self, request: Request, project_id: str) -> HttpResponse:
         """Back to the defaults."""
-        from django.conf import settings
 
         project = _project(request, project_id)
         actions.set_quota(

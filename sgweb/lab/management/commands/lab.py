@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from sgweb.hostsync.status import desired_revisions, host_liveness
 from sgweb.lab import core
 
 
@@ -87,8 +89,6 @@ class Command(BaseCommand):
             self._print(state)
 
     def _print(self, state: core.LabState) -> None:
-        from sgweb.hostsync.status import desired_revisions, host_liveness
-
         live = host_liveness(state.hosts)
         wanted = desired_revisions(state.hosts)
         for host in state.hosts:
@@ -150,8 +150,6 @@ def _verdict(options: dict[str, Any], what: str, result: dict[str, Any]) -> str:
 
 
 def _as_dict(state: core.LabState) -> dict[str, Any]:
-    from dataclasses import asdict
-
     data = asdict(state)
     data.pop("env", None)
     return data
