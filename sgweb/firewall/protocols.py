@@ -80,10 +80,18 @@ MULTIPORT_ONLY_PROTOCOLS = frozenset({"udplite"})
 ICMP_PROTOCOLS = frozenset({ICMP, IPV6_ICMP})
 
 ALIASES: dict[str, str] = {"icmpv6": IPV6_ICMP, "ipv6-encap": "ipv6", "hopopt": "0"}
+# IPv6 extension headers and ICMPv6: meaningless in an IPv4 rule (Neutron refuses them there,
+# and "ipv6-encap" by that name too).
+IPV6_ONLY = frozenset({IPV6_ICMP, "ipv6-route", "ipv6-frag", "ipv6-nonxt", "ipv6-opts"})
+IPV6_ONLY_NAMES = frozenset({*IPV6_ONLY, "icmpv6", "ipv6-encap"})
 
 
 class UnknownProtocol(ValueError):
-    pass
+    """`code`: "unknown-protocol", "protocol-number-range" or "protocol-family"."""
+
+    def __init__(self, message: str, code: str = "unknown-protocol") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def normalize_protocol(protocol: str | int | None, ethertype: str) -> str | None:
@@ -97,6 +105,8 @@ def normalize_protocol(protocol: str | int | None, ethertype: str) -> str | None
     text = str(protocol).strip().lower()
     if text in ANY_PROTOCOL:
         return None
+    if ethertype == IPV4 and text in IPV6_ONLY_NAMES:
+        raise UnknownProtocol(f"{text} in an IPv4 rule", "protocol-family")
     if ethertype == IPV6 and text in IPV6_ICMP_ALIASES:
         return IPV6_ICMP
     text = ALIASES.get(text, text)
@@ -105,7 +115,9 @@ def normalize_protocol(protocol: str | int | None, ethertype: str) -> str | None
     if text.isdigit():
         number = int(text)
         if not 0 <= number <= 255:
-            raise UnknownProtocol(f"protocol number {number} is outside 0-255")
+            raise UnknownProtocol(
+                f"protocol number {number} is outside 0-255", "protocol-number-range"
+            )
         if number == 0:
             return None
         canonical = NAME_BY_NUMBER.get(number, str(number))
@@ -113,8 +125,8 @@ def normalize_protocol(protocol: str | int | None, ethertype: str) -> str | None
         canonical = text
     else:
         raise UnknownProtocol(f"unknown protocol {protocol!r}")
-    if ethertype == IPV4 and canonical == IPV6_ICMP:
-        raise UnknownProtocol("ipv6-icmp in an IPv4 rule")
+    if ethertype == IPV4 and canonical in IPV6_ONLY:
+        raise UnknownProtocol(f"{canonical} in an IPv4 rule", "protocol-family")
     return canonical
 
 

@@ -134,74 +134,220 @@ def _int_or_none(value: object) -> int | None:
 @lru_cache(maxsize=CACHE_SIZE)
 def validate_rule(rule: SecurityGroupRule) -> SecurityGroupRule:
     """The rule normalised (protocol spelling, CIDR form, single port filled in), or
-    FirewallError naming the rule id and the field."""
+    FirewallError naming the rule id and the field (the first problem `rule_problems` finds)."""
+    problems, normalised = _check_rule(rule)
+    if problems:
+        raise problems[0]
+    assert normalised is not None
+    return normalised
+
+
+def rule_problems(rule: SecurityGroupRule) -> list[FirewallError]:
+    """Every problem of the rule, each with a field, a `code` and the `values` it is about:
+    the one rule contract the API, the forms and the compiler share."""
+    return _check_rule(rule)[0]
+
+
+def _check_rule(rule: SecurityGroupRule) -> tuple[list[FirewallError], SecurityGroupRule | None]:
+    problems: list[FirewallError] = []
+    rule_id = str(rule.id)
     if not isinstance(rule.id, str) or not names.SAFE_ID.match(rule.id):
-        raise rule_error(str(rule.id), "id", "must be letters, digits and '_.:-'")
+        problems.append(rule_error(rule_id, "id", "must be letters, digits and '_.:-'", "bad-id"))
     if rule.direction not in DIRECTIONS:
-        raise rule_error(rule.id, "direction", f"{rule.direction!r} is not ingress or egress")
-    if rule.ethertype not in ETHERTYPES:
-        raise rule_error(rule.id, "ethertype", f"{rule.ethertype!r} is not IPv4 or IPv6")
-    try:
-        protocol = normalize_protocol(rule.protocol, rule.ethertype)
-    except UnknownProtocol as error:
-        raise rule_error(rule.id, "protocol", str(error)) from None
-    try:
-        low = _int_or_none(rule.port_range_min)
-        high = _int_or_none(rule.port_range_max)
-    except ValueError as error:
-        raise rule_error(rule.id, "port_range_min/port_range_max", str(error)) from None
-    if takes_ports(protocol):
-        if low is None and high is not None:
-            raise rule_error(rule.id, "port_range_min", "a maximum port needs a minimum port")
-        if low is not None:
-            high = low if high is None else high
-            for field, value in (("port_range_min", low), ("port_range_max", high)):
-                if not 1 <= value <= 65535:
-                    raise rule_error(rule.id, field, f"port {value} is outside 1-65535")
-            if low > high:
-                raise rule_error(
-                    rule.id, "port_range_min", f"minimum port {low} is above maximum {high}"
-                )
-    elif takes_icmp_type(protocol):
-        if low is None and high is not None:
-            raise rule_error(rule.id, "port_range_max", "an ICMP code needs an ICMP type")
-        for field, value in (("port_range_min", low), ("port_range_max", high)):
-            if value is not None and not 0 <= value <= 255:
-                kind = "type" if field == "port_range_min" else "code"
-                raise rule_error(rule.id, field, f"ICMP {kind} {value} is outside 0-255")
-    elif low is not None or high is not None:
-        shown = protocol or "any protocol"
-        raise rule_error(
-            rule.id, "port_range_min", f"{shown} takes no port range (only tcp, udp, ...)"
+        problems.append(
+            rule_error(
+                rule_id,
+                "direction",
+                f"{rule.direction!r} is not ingress or egress",
+                "direction",
+                value=rule.direction,
+            )
         )
-    remote_prefix = rule.remote_ip_prefix
-    if remote_prefix is not None and rule.remote_group_id is not None:
-        raise rule_error(
-            rule.id, "remote_ip_prefix", "remote_ip_prefix and remote_group_id are exclusive"
+    ethertype_ok = rule.ethertype in ETHERTYPES
+    if not ethertype_ok:
+        problems.append(
+            rule_error(
+                rule_id,
+                "ethertype",
+                f"{rule.ethertype!r} is not IPv4 or IPv6",
+                "ethertype",
+                value=rule.ethertype,
+            )
         )
-    if remote_prefix is not None:
-        try:
-            remote_prefix = normalize_cidr(remote_prefix, rule.ethertype)
-        except ValueError as error:
-            raise rule_error(rule.id, "remote_ip_prefix", str(error)) from None
-    if rule.remote_group_id is not None and not (
-        isinstance(rule.remote_group_id, str) and names.SAFE_ID.match(rule.remote_group_id)
-    ):
-        raise rule_error(rule.id, "remote_group_id", "must be letters, digits and '_.:-'")
+    protocol = _rule_protocol(rule, problems) if ethertype_ok else None
+    low, high = _rule_ports(rule, protocol, problems)
+    remote_prefix = _rule_remote(rule, problems, ethertype_ok)
+    if problems:
+        return problems, None
     if (protocol, low, high, remote_prefix) == (
         rule.protocol,
         rule.port_range_min,
         rule.port_range_max,
         rule.remote_ip_prefix,
     ):
-        return rule
-    return dataclasses.replace(
+        return [], rule
+    return [], dataclasses.replace(
         rule,
         protocol=protocol,
         port_range_min=low,
         port_range_max=high,
         remote_ip_prefix=remote_prefix,
     )
+
+
+def _rule_protocol(rule: SecurityGroupRule, problems: list[FirewallError]) -> str | None:
+    try:
+        return normalize_protocol(rule.protocol, rule.ethertype)
+    except UnknownProtocol as error:
+        problems.append(
+            rule_error(
+                str(rule.id),
+                "protocol",
+                str(error),
+                error.code,
+                protocol=rule.protocol,
+                ethertype=rule.ethertype,
+            )
+        )
+        return None
+
+
+def _rule_ports(
+    rule: SecurityGroupRule, protocol: str | None, problems: list[FirewallError]
+) -> tuple[int | None, int | None]:
+    rule_id = str(rule.id)
+    found = len(problems)
+    try:
+        low = _int_or_none(rule.port_range_min)
+        high = _int_or_none(rule.port_range_max)
+    except ValueError as error:
+        problems.append(
+            rule_error(rule_id, "port_range_min/port_range_max", str(error), "not-an-integer")
+        )
+        return None, None
+    if low is None and high is None:
+        return None, None
+    if any(p.field == "protocol" for p in problems):
+        return low, high  # what the ports mean depends on the protocol
+    if takes_ports(protocol):
+        if low is None:
+            problems.append(
+                rule_error(
+                    rule_id,
+                    "port_range_min",
+                    "a maximum port needs a minimum port",
+                    "port-max-without-min",
+                    max=high,
+                )
+            )
+            return low, high
+        high = low if high is None else high
+        for field, value in (("port_range_min", low), ("port_range_max", high)):
+            if not 1 <= value <= 65535:
+                problems.append(
+                    rule_error(
+                        rule_id,
+                        field,
+                        f"port {value} is outside 1-65535",
+                        "port-out-of-range",
+                        port=value,
+                    )
+                )
+        if len(problems) == found and low > high:
+            problems.append(
+                rule_error(
+                    rule_id,
+                    "port_range_min",
+                    f"minimum port {low} is above maximum {high}",
+                    "port-range-reversed",
+                    min=low,
+                    max=high,
+                )
+            )
+    elif takes_icmp_type(protocol):
+        if low is None:
+            problems.append(
+                rule_error(
+                    rule_id,
+                    "port_range_max",
+                    "an ICMP code needs an ICMP type",
+                    "icmp-code-without-type",
+                    icmp_code=high,
+                )
+            )
+        for field, kind, value in (
+            ("port_range_min", "type", low),
+            ("port_range_max", "code", high),
+        ):
+            if value is not None and not 0 <= value <= 255:
+                problems.append(
+                    rule_error(
+                        rule_id,
+                        field,
+                        f"ICMP {kind} {value} is outside 0-255",
+                        "icmp-out-of-range",
+                        kind=kind,
+                        value=value,
+                    )
+                )
+    else:
+        shown = protocol or "any protocol"
+        problems.append(
+            rule_error(
+                rule_id,
+                "port_range_min",
+                f"{shown} takes no port range (only tcp, udp, ...)",
+                "no-ports-for-protocol",
+                protocol=protocol,
+            )
+        )
+    return low, high
+
+
+def _rule_remote(
+    rule: SecurityGroupRule, problems: list[FirewallError], ethertype_ok: bool
+) -> str | None:
+    rule_id = str(rule.id)
+    remote_prefix = rule.remote_ip_prefix
+    if remote_prefix is not None and rule.remote_group_id is not None:
+        problems.append(
+            rule_error(
+                rule_id,
+                "remote_ip_prefix",
+                "remote_ip_prefix and remote_group_id are exclusive",
+                "prefix-and-group",
+            )
+        )
+    if remote_prefix is not None:
+        try:
+            remote_prefix = normalize_cidr(remote_prefix)
+        except ValueError as error:
+            problems.append(
+                rule_error(
+                    rule_id, "remote_ip_prefix", str(error), "bad-cidr", value=rule.remote_ip_prefix
+                )
+            )
+            return None
+        version = address_version(remote_prefix)
+        if ethertype_ok and version != _VERSION_BY_ETHERTYPE[rule.ethertype]:
+            problems.append(
+                rule_error(
+                    rule_id,
+                    "remote_ip_prefix",
+                    f"{rule.remote_ip_prefix!r} is an IPv{version} CIDR "
+                    f"in an {rule.ethertype} rule",
+                    "cidr-family",
+                    value=rule.remote_ip_prefix,
+                    ethertype=rule.ethertype,
+                )
+            )
+    if rule.remote_group_id is not None and not (
+        isinstance(rule.remote_group_id, str) and names.SAFE_ID.match(rule.remote_group_id)
+    ):
+        problems.append(
+            rule_error(rule_id, "remote_group_id", "must be letters, digits and '_.:-'", "bad-id")
+        )
+    return remote_prefix
 
 
 def validate_group(group: SecurityGroup) -> SecurityGroup:

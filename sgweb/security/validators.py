@@ -1,8 +1,9 @@
 """Security group rule checks: one set for the API, the dashboard forms and the actions.
 
 `clean_rule` returns a `CleanRule` with normalised values or raises `Invalid` naming every bad
-field. The pure checks (no database) live in `check_rule_values` so they can be handed to the
-firewall compiler's own validator when it exists, keeping API, forms and compiler in agreement.
+field. What a rule may say is written once, in the firewall compiler's `rule_problems`; here
+Neutron's spelling is read and the compiler's codes are put in Neutron's words, so the API,
+the forms and the compiler cannot disagree.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sgweb.firewall import FirewallError, normalize_cidr, validate_rule
+from sgweb.firewall import FirewallError, normalize_cidr
 from sgweb.firewall.model import SecurityGroupRule as ModelRule
-from sgweb.security.choices import Direction, Ethertype
+from sgweb.firewall.protocols import normalize_protocol, takes_ports
+from sgweb.firewall.validate import rule_problems
+from sgweb.security.choices import Ethertype
 from sgweb.security.models import SecurityGroup
 from sgweb.tenancy.access import can_see_project
 from sgweb.tenancy.errors import NotFound
@@ -51,13 +54,6 @@ PROTOCOL_NUMBERS: dict[str, int] = {
     "dccp": 33,
 }
 PROTOCOL_ALIASES = {"icmpv6": "ipv6-icmp", "any": None}
-# Protocols whose port_range_* are destination ports.
-PORT_PROTOCOLS = frozenset({"tcp", "udp", "sctp", "udplite", "dccp"})
-# Protocols whose port_range_* are ICMP type and code.
-ICMP_PROTOCOLS = frozenset({"icmp", "ipv6-icmp"})
-IPV6_ONLY_PROTOCOLS = frozenset(
-    {"ipv6-encap", "ipv6-frag", "ipv6-icmp", "ipv6-nonxt", "ipv6-opts", "ipv6-route"}
-)
 _NAME_BY_NUMBER = {number: name for name, number in PROTOCOL_NUMBERS.items()}
 ANY_PREFIXES = {"0.0.0.0/0", "::/0"}
 
@@ -153,10 +149,7 @@ def _clean_protocol(errors: Errors, value: object) -> str | None:
     if lowered in PROTOCOL_ALIASES:
         return None if PROTOCOL_ALIASES[lowered] is None else lowered
     if lowered.isdigit():
-        if not 0 <= int(lowered) <= 255:
-            errors.add("protocol", f"Protocol number {lowered} is not between 0 and 255.")
-            return None
-        return str(int(lowered))
+        return str(int(lowered))  # its range is the compiler's check
     if lowered not in PROTOCOL_NUMBERS:
         names = ", ".join(sorted(PROTOCOL_NUMBERS))
         errors.add(
@@ -166,6 +159,67 @@ def _clean_protocol(errors: Errors, value: object) -> str | None:
         )
         return None
     return lowered
+
+
+# The compiler's rule contract (`sgweb.firewall.validate.rule_problems`) in Neutron's words:
+# code -> (field the API names, message). The checks themselves live in the compiler, once.
+NEUTRON_WORDS: dict[str, tuple[str | None, str]] = {
+    "direction": ("direction", "'{value}' is not in ['ingress', 'egress']."),
+    "ethertype": ("ethertype", "'{value}' is not in ['IPv4', 'IPv6']."),
+    "unknown-protocol": ("protocol", "Security group rule protocol {protocol} not supported."),
+    "protocol-number-range": ("protocol", "Protocol number {protocol} is not between 0 and 255."),
+    "protocol-family": (
+        "protocol",
+        "Protocol {protocol} is not supported for ethertype {ethertype}.",
+    ),
+    "port-max-without-min": ("port_range_min", "port_range_min is required with port_range_max."),
+    "port-out-of-range": (None, "Invalid port {port}: ports are 1 to 65535."),
+    "port-range-reversed": (
+        "port_range_max",
+        "For TCP/UDP protocols, port_range_min ({min}) must be <= port_range_max ({max}).",
+    ),
+    "icmp-code-without-type": (
+        "port_range_min",
+        "ICMP code (port-range-max) {icmp_code} is provided but ICMP type (port-range-min) "
+        "is missing.",
+    ),
+    "icmp-out-of-range": (None, "Invalid ICMP {kind} {value}: it must be 0 to 255."),
+    "no-ports-for-protocol": (
+        "port_range_min",
+        "Protocol {protocol} has no ports; port ranges are only valid for tcp, udp, sctp, "
+        "udplite, dccp, and type/code for icmp and ipv6-icmp.",
+    ),
+    "prefix-and-group": (
+        "remote_ip_prefix",
+        "Only remote_ip_prefix or remote_group_id may be provided.",
+    ),
+    "bad-cidr": ("remote_ip_prefix", "'{value}' is not a valid IP address or CIDR."),
+    "cidr-family": (
+        "remote_ip_prefix",
+        "Conflicting value ethertype {ethertype} for CIDR {value}.",
+    ),
+}
+# Neutron says this one in its own way: a port range with no protocol at all.
+NO_PROTOCOL_FOR_PORTS = ("protocol", "Must also specify protocol if port range is given.")
+
+
+def neutron_message(error: FirewallError) -> tuple[str, str]:
+    """(field, message) of a compiler problem, in Neutron's words where we know them."""
+    if error.code == "no-ports-for-protocol" and error.values.get("protocol") is None:
+        return NO_PROTOCOL_FOR_PORTS
+    field, template = NEUTRON_WORDS.get(error.code, (None, ""))
+    field = field or (error.field or "__all__").split("/")[0]
+    if not template:
+        return field, f"The firewall cannot apply this rule: {error.problem}."
+    return field, template.format(**error.values)
+
+
+def _neutron_ethertype(value: object) -> object:
+    if value is None or value == "":
+        return Ethertype.IPV4
+    if isinstance(value, str) and value.lower() in ("ipv4", "ipv6"):
+        return "IPv" + value[-1]
+    return value
 
 
 def check_rule_values(
@@ -179,105 +233,42 @@ def check_rule_values(
     remote_ip_prefix: object,
     has_remote_group: bool,
 ) -> tuple[str, str, str | None, int | None, int | None, str | None, str | None]:
-    """The database-free checks; returns the cleaned values (meaningless if errors were added)."""
-    if direction not in Direction.values:
-        errors.add("direction", f"'{direction}' is not in ['ingress', 'egress'].")
-    if ethertype is None or ethertype == "":
-        ethertype = Ethertype.IPV4
-    if isinstance(ethertype, str) and ethertype.lower() in ("ipv4", "ipv6"):
-        ethertype = "IPv" + ethertype[-1]
-    if ethertype not in Ethertype.values:
-        errors.add("ethertype", f"'{ethertype}' is not in ['IPv4', 'IPv6'].")
+    """The database-free checks; returns the cleaned values (meaningless if errors were added).
+
+    Spelling is Neutron's (its protocol names, "ipv4" for IPv4, numbers as strings); what a
+    rule may say is the compiler's `rule_problems`, reported in Neutron's words."""
+    ethertype = _neutron_ethertype(ethertype)
     proto = _clean_protocol(errors, protocol)
     low = _clean_port(errors, "port_range_min", port_range_min)
     high = _clean_port(errors, "port_range_max", port_range_max)
-
-    name = canonical_protocol(proto, str(ethertype)) if proto else None
-    if name in IPV6_ONLY_PROTOCOLS and ethertype == Ethertype.IPV4:
-        errors.add("protocol", f"Protocol {proto} is not supported for ethertype IPv4.")
-
-    if low is not None or high is not None:
-        if name is None:
-            errors.add("protocol", "Must also specify protocol if port range is given.")
-        elif name in PORT_PROTOCOLS:
-            if low is None and high is not None:
-                errors.add("port_range_min", "port_range_min is required with port_range_max.")
-            if low is not None and high is None:
-                high = low  # a single port
-            for field, port in (("port_range_min", low), ("port_range_max", high)):
-                if port is not None and not 1 <= port <= 65535:
-                    errors.add(field, f"Invalid port {port}: ports are 1 to 65535.")
-            if low is not None and high is not None and low > high:
-                errors.add(
-                    "port_range_max",
-                    f"For TCP/UDP protocols, port_range_min ({low}) must be <= "
-                    f"port_range_max ({high}).",
-                )
-        elif name in ICMP_PROTOCOLS:
-            if low is None and high is not None:
-                errors.add(
-                    "port_range_min",
-                    f"ICMP code (port-range-max) {high} is provided but "
-                    "ICMP type (port-range-min) is missing.",
-                )
-            for field, label, value in (
-                ("port_range_min", "type", low),
-                ("port_range_max", "code", high),
-            ):
-                if value is not None and not 0 <= value <= 255:
-                    errors.add(field, f"Invalid ICMP {label} {value}: it must be 0 to 255.")
-        else:
-            errors.add(
-                "port_range_min",
-                f"Protocol {proto} has no ports; port ranges are only valid for "
-                "tcp, udp, sctp, udplite, dccp, and type/code for icmp and ipv6-icmp.",
-            )
-
-    prefix: str | None = None
-    normalized: str | None = None
-    if remote_ip_prefix not in (None, ""):
-        if has_remote_group:
-            errors.add(
-                "remote_ip_prefix", "Only remote_ip_prefix or remote_group_id may be provided."
-            )
-        if not isinstance(remote_ip_prefix, str):
-            errors.add("remote_ip_prefix", "remote_ip_prefix must be a string.")
-        else:
-            prefix = remote_ip_prefix.strip()
-            try:
-                normalized = normalize_cidr(prefix)
-            except ValueError:
-                errors.add("remote_ip_prefix", f"'{prefix}' is not a valid IP address or CIDR.")
-            else:
-                family = "IPv6" if ":" in normalized else "IPv4"
-                if ethertype in Ethertype.values and family != ethertype:
-                    errors.add(
-                        "remote_ip_prefix",
-                        f"Conflicting value ethertype {ethertype} for CIDR {prefix}.",
-                    )
-    return str(direction), str(ethertype), proto, low, high, prefix, normalized
-
-
-def _delegate_to_compiler(clean: CleanRule, errors: Errors) -> None:
-    """Ask the firewall compiler whether it can turn the rule into kernel rules, so that the
-    API, the forms and the compiler never disagree about what is valid."""
-
-    try:
-        validate_rule(
-            ModelRule(
-                id="new-rule",
-                direction=clean.direction,
-                ethertype=clean.ethertype,
-                protocol=neutron_protocol_for_kernel(clean.protocol),
-                port_range_min=clean.port_range_min,
-                port_range_max=clean.port_range_max,
-                remote_ip_prefix=clean.normalized_cidr,
-                remote_group_id=str(clean.remote_group.id) if clean.remote_group else None,
-            )
-        )
-    except FirewallError as error:
-        field = (error.field or "__all__").split("/")[0]
-        errors.add(field, f"The firewall cannot apply this rule: {error.problem}.")
+    prefix = remote_ip_prefix.strip() if isinstance(remote_ip_prefix, str) else None
+    if remote_ip_prefix not in (None, "") and not isinstance(remote_ip_prefix, str):
+        errors.add("remote_ip_prefix", "remote_ip_prefix must be a string.")
+    if errors:
+        return str(direction), str(ethertype), proto, low, high, prefix or None, None
+    candidate = ModelRule(
+        id="new-rule",
+        direction=direction,  # type: ignore[arg-type]
+        ethertype=ethertype,  # type: ignore[arg-type]
+        protocol=neutron_protocol_for_kernel(proto),
+        port_range_min=low,
+        port_range_max=high,
+        remote_ip_prefix=prefix or None,
+        remote_group_id="remote-group" if has_remote_group else None,
+    )
+    problems = rule_problems(candidate)
+    for problem in problems:
+        errors.add(*neutron_message(problem))
+    if problems:
+        return str(direction), str(ethertype), proto, low, high, prefix or None, None
+    if (
+        low is not None
+        and high is None
+        and takes_ports(normalize_protocol(candidate.protocol, str(ethertype)))
+    ):
+        high = low  # a single port
+    normalized = normalize_cidr(prefix) if prefix else None
+    return str(direction), str(ethertype), proto, low, high, prefix or None, normalized
 
 
 # Neutron names whose number differs from the /etc/protocols name the compiler uses.
@@ -327,7 +318,7 @@ def clean_rule(
     )
     description = clean_description(errors, data.get("description"))
     errors.raise_if_any()
-    clean = CleanRule(
+    return CleanRule(
         direction=direction,
         ethertype=ethertype,
         protocol=proto,
@@ -338,6 +329,3 @@ def clean_rule(
         remote_group=remote_group,
         description=description,
     )
-    _delegate_to_compiler(clean, errors)
-    errors.raise_if_any()
-    return clean

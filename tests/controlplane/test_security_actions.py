@@ -287,3 +287,11 @@ def test_deleting_a_group_audits_the_rules_of_other_groups_that_named_it(alice, 
     assert not SecurityGroupRule.objects.filter(pk=rule.pk).exists()
     assert AuditEntry.objects.filter(object_id=str(rule.id), action="delete").exists()
     assert SecurityGroup.objects.get(pk=db.pk).revision_number == revision + 1
+
+
+def test_every_code_of_the_compilers_rule_contract_has_neutron_words():
+    from sgweb.firewall.errors import RULE_CODES
+    from sgweb.security.validators import NEUTRON_WORDS
+
+    # The API sends its own rule id and whole numbers, so these two cannot reach it.
+    assert set(RULE_CODES) - {"bad-id", "not-an-integer"} == set(NEUTRON_WORDS)

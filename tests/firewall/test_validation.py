@@ -181,3 +181,22 @@ def test_user_names_never_reach_rule_text() -> None:
 
     text = render_iptables(compile_host(HostState(ports=(port,), security_groups=(group,))), 4)
     assert "evil" not in text and "web" not in text
+
+
+def test_rule_problems_name_every_bad_field_with_a_code_and_its_values():
+    from sgweb.firewall.model import SecurityGroupRule
+    from sgweb.firewall.validate import rule_problems
+
+    problems = rule_problems(
+        SecurityGroupRule(
+            id="r1", direction="sideways", ethertype="IPv4", protocol="tcp",
+            port_range_min=70000, port_range_max=80, remote_ip_prefix="2001:db8::/64",
+        )
+    )  # fmt: skip
+    found = {(p.field, p.code) for p in problems}
+    assert found == {
+        ("direction", "direction"),
+        ("port_range_min", "port-out-of-range"),
+        ("remote_ip_prefix", "cidr-family"),
+    }
+    assert next(p for p in problems if p.code == "port-out-of-range").values == {"port": 70000}
