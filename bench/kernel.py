@@ -20,7 +20,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -112,10 +112,6 @@ def _plain_restore(runner: CommandRunner, netns: str, compiled: CompiledHost) ->
         runner.run(argv, input=text, netns=netns, timeout=600)
         times[name] = time.perf_counter() - started
     return times
-
-
-def _repeat(runs: int, measure: Callable[[int], float]) -> list[float]:
-    return [measure(run) for run in range(runs)]
 
 
 def run_kernel_benchmark(

@@ -186,102 +186,38 @@ class Agent:
             return self._converge(desired, full=True, reason=reason)
 
     def _converge(self, desired: protocol.Desired, *, full: bool, reason: str) -> Outcome:
-        started = time.time()
+        """Decode, compile, diff and apply one desired state; report either way."""
         clock = time.perf_counter()
-        base: dict[str, Any] = {
-            "host": self.host,
-            "revision": desired.revision,
-            "digest": desired.digest,
-            "reason": reason,
-            "mode": "full" if full else "incremental",
-            "first": self.applies == 0,
-            "started_at": started,
-            "published_at": desired.published_at,
-            "agent_pid": os.getpid(),
-        }
+        base = self._report_base(desired, full=full, reason=reason)
         try:
-            state = codec.from_dict(desired.state)
-            if codec.digest(codec.dumps(state)) != desired.digest:
-                raise codec.CodecError("digest does not match the state (corrupted document)")
+            state = self._decode(desired)
         except codec.CodecError as exc:
             return self._fail(base, clock, f"unreadable desired state: {exc}", None)
-
         applied = self.applied
         if not full and applied is not None and applied.digest == desired.digest:
             applied.revision = desired.revision
             self.failure = None
             report = self._finish(base, clock, ok=True, mode="unchanged", compiled=applied.compiled)
             return Outcome("unchanged", desired.revision, report)
-
-        try:
-            compiled = self.compile(state)
-        except FirewallError as exc:
-            return self._fail(base, clock, f"refused by the compiler: {exc}", None)
-
-        kernel_clock = time.perf_counter()
         previous = None if full or applied is None else applied.compiled
         try:
+            compiled = self.compile(state)
             delta = self.diff(previous, compiled)
             rollback = self.diff(compiled, previous) if previous is not None else None
         except FirewallError as exc:
             return self._fail(base, clock, f"refused by the compiler: {exc}", None)
-        changed_chains = len(getattr(delta, "changed_chains", ()) or ())
-        removed_chains = len(getattr(delta, "removed_chains", ()) or ())
-        if full:
-            # Nothing trustworthy to roll back to on a full apply (start-up, repair): no
-            # whole-table snapshot (an iptables-save per table, ~0.4 s at 50k rules); if a
-            # later family fails, the kernel stays unknown and is re-applied in full.
-            result = full_apply.apply_full(
-                self.firewall, compiled, full_apply.with_existing_sets(delta)
-            )
-        else:
-            result = self.firewall.apply(delta, rollback=rollback)
+        kernel_clock = time.perf_counter()
+        result = self._apply(compiled, delta, rollback, full=full)
         if not result.ok:
-            if (
-                not result.rolled_back
-                and previous is not None
-                and result.failed_step
-                not in (
-                    "ipsets.prepare",
-                    "iptables.4",
-                )
-            ):
-                self.kernel_known = False  # half-applied: the next attempt re-applies everything
-            detail = {
-                "failed_step": result.failed_step,
-                "rolled_back": result.rolled_back,
-                "warnings": list(result.warnings),
-            }
-            return self._fail(
-                base,
-                clock,
-                result.error or "apply failed",
-                result.offending_line,
-                detail,
-                offending_line_number=result.offending_line_number,
-            )
-        extra: dict[str, Any] = {
-            "changed_chains": changed_chains,
-            "removed_chains": removed_chains,
-            "iptables_restored": [family for family, text in delta.iptables if text.strip()],
-            "ipset_changed": bool(delta.ipsets.prepare.strip() or delta.ipsets.commit.strip()),
-            "steps": {name: round(seconds * 1000, 3) for name, seconds in result.steps},
-            "warnings": list(result.warnings),
-        }
+            return self._refused(base, clock, result, previous)
+        extra = self._apply_details(delta, result)
         if full:
-            # Families restored as whole tables already have their jumps and nothing stale.
-            careful = tuple(
-                family for family in (4, 6) if f"iptables.{family}.tables" not in extra["steps"]
-            )
-            if careful:
-                extra["jumps_added"] = self.firewall.ensure_builtin_jumps(compiled)
-            extra["stale_removed"] = full_apply.remove_stale(self.firewall, compiled, careful)
+            self._tidy_after_full_apply(compiled, extra)
         kernel_ms = (time.perf_counter() - kernel_clock) * 1000
-        cut = 0
         before = applied.state if applied is not None else self._state_before_restart()
-        if before is not None:
-            cut = self._cut_connections(before, state, compiled, extra)
-        extra["conntrack_deleted"] = cut
+        extra["conntrack_deleted"] = (
+            self._cut_connections(before, state, compiled, extra) if before is not None else 0
+        )
         self._remember_applied_state(desired)
         self.applied = Applied(desired.revision, desired.digest, state, compiled)
         self.kernel_known = True
@@ -291,10 +227,86 @@ class Agent:
         report = self._finish(base, clock, ok=True, compiled=compiled, kernel_ms=kernel_ms, **extra)
         log.info(
             "applied revision %s (%s, %s): %s chains replaced, %s removed, restored %s, %.1f ms",
-            desired.revision, report["mode"], reason, changed_chains, removed_chains,
-            extra["iptables_restored"], report["duration_ms"],
+            desired.revision, report["mode"], reason, extra["changed_chains"],
+            extra["removed_chains"], extra["iptables_restored"], report["duration_ms"],
         )  # fmt: skip
         return Outcome("applied", desired.revision, report)
+
+    def _report_base(self, desired: protocol.Desired, *, full: bool, reason: str) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "revision": desired.revision,
+            "digest": desired.digest,
+            "reason": reason,
+            "mode": "full" if full else "incremental",
+            "first": self.applies == 0,
+            "started_at": time.time(),
+            "published_at": desired.published_at,
+            "agent_pid": os.getpid(),
+        }
+
+    @staticmethod
+    def _decode(desired: protocol.Desired) -> HostState:
+        state = codec.from_dict(desired.state)
+        if codec.digest(codec.dumps(state)) != desired.digest:
+            raise codec.CodecError("digest does not match the state (corrupted document)")
+        return state
+
+    def _apply(self, compiled: CompiledHost, delta: Any, rollback: Any, *, full: bool) -> Any:
+        if full:
+            # Nothing trustworthy to roll back to on a full apply (start-up, repair): no
+            # whole-table snapshot (an iptables-save per table, ~0.4 s at 50k rules); if a
+            # later family fails, the kernel stays unknown and is re-applied in full.
+            return full_apply.apply_full(
+                self.firewall, compiled, full_apply.with_existing_sets(delta)
+            )
+        return self.firewall.apply(delta, rollback=rollback)
+
+    def _refused(
+        self, base: dict[str, Any], clock: float, result: Any, previous: CompiledHost | None
+    ) -> Outcome:
+        """The kernel refused: the previous rules stay (rolled back), or, if a later step failed
+        after an earlier one took, the kernel is unknown and the next attempt applies in full."""
+        early_steps = ("ipsets.prepare", "iptables.4")
+        if (
+            not result.rolled_back
+            and previous is not None
+            and result.failed_step not in early_steps
+        ):
+            self.kernel_known = False
+        detail = {
+            "failed_step": result.failed_step,
+            "rolled_back": result.rolled_back,
+            "warnings": list(result.warnings),
+        }
+        return self._fail(
+            base,
+            clock,
+            result.error or "apply failed",
+            result.offending_line,
+            detail,
+            offending_line_number=result.offending_line_number,
+        )
+
+    @staticmethod
+    def _apply_details(delta: Any, result: Any) -> dict[str, Any]:
+        return {
+            "changed_chains": len(getattr(delta, "changed_chains", ()) or ()),
+            "removed_chains": len(getattr(delta, "removed_chains", ()) or ()),
+            "iptables_restored": [family for family, text in delta.iptables if text.strip()],
+            "ipset_changed": bool(delta.ipsets.prepare.strip() or delta.ipsets.commit.strip()),
+            "steps": {name: round(seconds * 1000, 3) for name, seconds in result.steps},
+            "warnings": list(result.warnings),
+        }
+
+    def _tidy_after_full_apply(self, compiled: CompiledHost, extra: dict[str, Any]) -> None:
+        # Families restored as whole tables already have their jumps and nothing stale.
+        careful = tuple(
+            family for family in (4, 6) if f"iptables.{family}.tables" not in extra["steps"]
+        )
+        if careful:
+            extra["jumps_added"] = self.firewall.ensure_builtin_jumps(compiled)
+        extra["stale_removed"] = full_apply.remove_stale(self.firewall, compiled, careful)
 
     def _state_before_restart(self) -> HostState | None:
         """What an earlier run of this agent applied, so its removed rules are cut too.

@@ -323,17 +323,15 @@ def _hop_agrees(kernel: str | None, static: str | None) -> bool | None:
     return agreement(kernel, static)
 
 
-def _hop_result(
+def _hop_rows(
     request: protocol.ProofRequest,
     own_host: str,
     reporter: _PacketReporter,
     others: dict[str, dict[str, Any]],
     missing: dict[str, str],
-    probe_ok: bool | None,
-    retried: str,
-) -> dict[str, Any]:
-    """The trace-result of a multi-host proof: each traced hop's kernel verdict against the
-    static verdict of the same hop; hops that could not be traced rest on the static verdict."""
+) -> tuple[list[dict[str, Any]], int]:
+    """One row per planned hop (kernel verdict, deciding rule, agreement), and how many
+    traversals were traced in all."""
     hops: list[dict[str, Any]] = []
     traversals = 0
     for planned in request.hops:
@@ -352,7 +350,13 @@ def _hop_result(
         hop_agrees = _hop_agrees(kernel, static) if traced else None
         hops.append({"host": host, "static": static, "kernel": kernel, "traced": traced,
                      "agrees": hop_agrees, "deciding": deciding, "why": why})  # fmt: skip
-    traced_hops = [hop for hop in hops if hop["traced"]]
+    return hops, traversals
+
+
+def _combined_verdict(
+    traced_hops: list[dict[str, Any]],
+) -> tuple[str | None, bool | None, dict[str, Any] | None]:
+    """(kernel verdict of the whole flow, whether it agrees, the hop that decided)."""
     kernels = [hop["kernel"] for hop in traced_hops]
     if "DROP" in kernels:
         verdict: str | None = "DROP"
@@ -367,34 +371,51 @@ def _hop_result(
     decider = next((hop for hop in traced_hops if hop["kernel"] == "DROP"), None)
     if decider is None and verdict == "ACCEPT":
         decider = traced_hops[-1]
-    parts = []
+    return verdict, agrees, decider
+
+
+AGREEMENT_WORDS = {True: "agrees with", False: "contradicts", None: "cannot be compared with"}
+
+
+def _verdict_sentence(
+    request: protocol.ProofRequest,
+    hops: list[dict[str, Any]],
+    verdict: str | None,
+    agrees: bool | None,
+    decider: dict[str, Any] | None,
+) -> list[str]:
+    traced_hops = [hop for hop in hops if hop["traced"]]
     if verdict is None:
-        parts.append("the kernel saw no packet of this flow on any traced host")
-    elif verdict == UNKNOWN:
-        parts.append("a traced hop saw the flow but no ACCEPT or DROP: nothing is proved")
+        return ["the kernel saw no packet of this flow on any traced host"]
+    if verdict == UNKNOWN:
+        return ["a traced hop saw the flow but no ACCEPT or DROP: nothing is proved"]
+    place = (
+        f" at {decider['host']} ({decider['deciding'] or 'no decision seen'})" if decider else ""
+    )
+    if len(traced_hops) == len(hops):
+        parts = [f"kernel {verdict}{place} {AGREEMENT_WORDS[agrees]} the static verdict "
+                 f"{request.static_verdict}"]  # fmt: skip
     else:
-        agreement_text = {
-            True: "agrees with",
-            False: "contradicts",
-            None: "cannot be compared with",
-        }
-        place = (
-            f" at {decider['host']} ({decider['deciding'] or 'no decision seen'})"
-            if decider
-            else ""
-        )
-        if len(traced_hops) == len(hops):
-            parts.append(f"kernel {verdict}{place} {agreement_text[agrees]} the static verdict "
-                         f"{request.static_verdict}")  # fmt: skip
-        else:
-            # Part of the path is unproved: compare only what the kernel showed, hop by hop.
-            which = {True: "agrees with", False: "contradicts", None: "cannot be compared with"}
-            parts.append(f"kernel {verdict}{place} on the traced hop"
-                         f"{'s' if len(traced_hops) != 1 else ''}, which {which[agrees]} the "
-                         f"static verdict of the same hop"
-                         f"{'s' if len(traced_hops) != 1 else ''}")  # fmt: skip
-        if decider is not None:
-            parts.append(f"hop {decider['host']} decided")
+        # Part of the path is unproved: compare only what the kernel showed, hop by hop.
+        plural = "s" if len(traced_hops) != 1 else ""
+        parts = [
+            f"kernel {verdict}{place} on the traced hop{plural}, which "
+            f"{AGREEMENT_WORDS[agrees]} the static verdict of the same hop{plural}"
+        ]
+    if decider is not None:
+        parts.append(f"hop {decider['host']} decided")
+    return parts
+
+
+def _hop_summary(
+    request: protocol.ProofRequest,
+    hops: list[dict[str, Any]],
+    combined: tuple[str | None, bool | None, dict[str, Any] | None],
+    traversals: int,
+    probe_ok: bool | None,
+    retried: str,
+) -> str:
+    parts = _verdict_sentence(request, hops, *combined)
     parts.append("per hop: " + ", ".join(
         f"{hop['host']} kernel {hop['kernel'] or 'nothing seen'} / static "
         f"{hop['static'] or 'not reached'}" if hop["traced"]
@@ -409,10 +430,27 @@ def _hop_result(
     if probe_ok is not None:
         parts.append("the probe was answered" if probe_ok else "the probe got no answer")
     summary = "; ".join(parts)
-    if retried:
-        summary += f" ({retried})"
-    status = protocol.STATUS_DONE if request.mode == protocol.MODE_PROBE else (
-        protocol.STATUS_OBSERVED if traversals else protocol.STATUS_TIMEOUT)  # fmt: skip
+    return f"{summary} ({retried})" if retried else summary
+
+
+def _hop_result(
+    request: protocol.ProofRequest,
+    own_host: str,
+    reporter: _PacketReporter,
+    others: dict[str, dict[str, Any]],
+    missing: dict[str, str],
+    probe_ok: bool | None,
+    retried: str,
+) -> dict[str, Any]:
+    """The trace-result of a multi-host proof: each traced hop's kernel verdict against the
+    static verdict of the same hop; hops that could not be traced rest on the static verdict."""
+    hops, traversals = _hop_rows(request, own_host, reporter, others, missing)
+    combined = _combined_verdict([hop for hop in hops if hop["traced"]])
+    verdict, agrees, decider = combined
+    if request.mode == protocol.MODE_PROBE:
+        status = protocol.STATUS_DONE
+    else:
+        status = protocol.STATUS_OBSERVED if traversals else protocol.STATUS_TIMEOUT
     return {
         "type": "trace-result",
         "trace_id": request.trace_id,
@@ -420,7 +458,7 @@ def _hop_result(
         "static_verdict": request.static_verdict,
         "kernel_verdict": verdict,
         "agrees": agrees,
-        "summary": summary,
+        "summary": _hop_summary(request, hops, combined, traversals, probe_ok, retried),
         "at": time.time(),
         "probe_ok": probe_ok,
         "retried": bool(retried),

@@ -27,7 +27,6 @@ ROLE_WORDS = {
 }
 _TARGET = re.compile(r"\s-j\s+(\S+)")
 # Kinds whose DROP is the firewall saying no (red), as opposed to plumbing or allowed traffic.
-DENY_KINDS = {"invalid", "fallback", "dhcp-server-spoof", "ra-spoof"}
 
 
 @dataclass

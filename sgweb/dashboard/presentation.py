@@ -108,13 +108,6 @@ class RulePreset:
     # A preset may stand for several Neutron rules (DNS is udp/53 and tcp/53).
     protocols: tuple[str, ...] = ()
 
-    def as_data(self) -> dict[str, Any]:
-        return {
-            "protocol": self.protocol,
-            "port_range_min": self.port_range_min,
-            "port_range_max": self.port_range_max,
-        }
-
     def expand(self) -> list[dict[str, Any]]:
         """The rule fields this preset creates."""
         protocols = self.protocols or (self.protocol,)

@@ -8,6 +8,8 @@ lower case while the article (and Neutron) print it upper case; we keep the arti
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from sgweb.firewall.compiled_rules import gc_paused
 from sgweb.firewall.ir import Chain, CompiledHost, IpSet, Match, Rule
 
@@ -60,40 +62,52 @@ def _render_match(match: Match) -> str:
     if protocol is not None:
         add(" -p " + protocol)
     if match.physdev_in or match.physdev_out or match.physdev_is_bridged or match.physdev_is_in:
-        add(" -m physdev")
-        if match.physdev_is_in:
-            add(" --physdev-is-in")
-        if match.physdev_in:
-            add(" --physdev-in " + match.physdev_in)
-        if match.physdev_out:
-            add(" --physdev-out " + match.physdev_out)
-        if match.physdev_is_bridged:
-            add(" --physdev-is-bridged")
+        _render_physdev(match, add)
     if match.mac_source is not None:
         add(" -m mac --mac-source " + match.mac_source)
     if match.source_port is not None or match.destination_port is not None:
-        module = _PORT_MATCH_MODULE.get(protocol or "")
-        if module is None:
-            raise ValueError(f"protocol {protocol!r} has no port match")
-        add(" -m " + module)
-        if match.source_port is not None:
-            add(" --sport " + _port_range(match.source_port))
-        if match.destination_port is not None:
-            add(" --dport " + _port_range(match.destination_port))
+        _render_ports(match, protocol, add)
     if match.multiport_destination is not None:
         add(" -m multiport --dports " + _port_range(match.multiport_destination))
     if match.icmp_type is not None:
-        code = "" if match.icmp_code is None else f"/{match.icmp_code}"
-        if protocol == "ipv6-icmp":
-            add(f" -m icmp6 --icmpv6-type {match.icmp_type}{code}")
-        else:
-            shown = "any" if match.icmp_type == ICMP_TYPE_ANY and not code else match.icmp_type
-            add(f" -m icmp --icmp-type {shown}{code}")
+        _render_icmp(match, protocol, add)
     if match.match_set is not None:
         add(f" -m set --match-set {match.match_set} {match.match_set_direction}")
     if match.states:
         add(" -m state --state " + ",".join(match.states))
     return "".join(parts)
+
+
+def _render_physdev(match: Match, add: Callable[[str], None]) -> None:
+    add(" -m physdev")
+    if match.physdev_is_in:
+        add(" --physdev-is-in")
+    if match.physdev_in:
+        add(" --physdev-in " + match.physdev_in)
+    if match.physdev_out:
+        add(" --physdev-out " + match.physdev_out)
+    if match.physdev_is_bridged:
+        add(" --physdev-is-bridged")
+
+
+def _render_ports(match: Match, protocol: str | None, add: Callable[[str], None]) -> None:
+    module = _PORT_MATCH_MODULE.get(protocol or "")
+    if module is None:
+        raise ValueError(f"protocol {protocol!r} has no port match")
+    add(" -m " + module)
+    if match.source_port is not None:
+        add(" --sport " + _port_range(match.source_port))
+    if match.destination_port is not None:
+        add(" --dport " + _port_range(match.destination_port))
+
+
+def _render_icmp(match: Match, protocol: str | None, add: Callable[[str], None]) -> None:
+    code = "" if match.icmp_code is None else f"/{match.icmp_code}"
+    if protocol == "ipv6-icmp":
+        add(f" -m icmp6 --icmpv6-type {match.icmp_type}{code}")
+    else:
+        shown = "any" if match.icmp_type == ICMP_TYPE_ANY and not code else match.icmp_type
+        add(f" -m icmp --icmp-type {shown}{code}")
 
 
 def _quote(comment: str) -> str:

@@ -19,6 +19,8 @@ class HostEventKind(models.TextChoices):
 
 
 class HostEvent(models.Model):
+    """One event in a host agent's history: an apply, a failure, drift, a start, a re-send."""
+
     host = models.ForeignKey("networks.Host", on_delete=models.CASCADE, related_name="events")
     at = models.DateTimeField(auto_now_add=True)
     kind = models.CharField(max_length=16, choices=HostEventKind.choices)
@@ -37,6 +39,8 @@ class HostEvent(models.Model):
 
 
 class PublishBacklog(models.Model):
+    """A host whose desired state could not be published; the reconciler retries it."""
+
     host_name = models.CharField(max_length=255, unique=True)
     reason = models.CharField(max_length=255, blank=True, default="")
     since = models.DateTimeField(auto_now_add=True)

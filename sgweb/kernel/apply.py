@@ -138,72 +138,26 @@ class HostFirewall(KernelReadback):
         failed; without it the affected tables are saved before the first family is applied,
         which costs an `iptables-save`, and restored from that.
         """
-        started = time.perf_counter()
-        steps: list[tuple[str, float]] = []
-        warnings: list[str] = []
-        rule_lines: dict[int, int] = {}
-        chain_lines: dict[int, int] = {}
+        run = _ApplyRun(self, delta)
         plan = delta.ipsets
-        ipset_lines = sum(
-            len([line for line in text.splitlines() if line.strip()])
-            for text in (plan.prepare, plan.commit, plan.cleanup)
-        )
-        families = [(family, text) for family, text in delta.iptables if text.strip()]
-        for family, text in families:
-            rule_lines[family], chain_lines[family] = _count_lines(text)
-
-        def finish(**failure: object) -> ApplyReport:
-            return ApplyReport(
-                ok=not failure,
-                duration_s=time.perf_counter() - started,
-                steps=tuple(steps),
-                rule_lines=rule_lines,
-                chain_lines=chain_lines,
-                ipset_lines=ipset_lines,
-                warnings=tuple(warnings),
-                **failure,  # type: ignore[arg-type]
-            )
-
-        def timed(name: str, argv: Sequence[str], text: str) -> CommandResult:
-            step_started = time.perf_counter()
-            result = self._run(argv, input=text, check=False)
-            steps.append((name, time.perf_counter() - step_started))
-            return result
-
-        def ipset_failure(name: str, result: CommandResult, text: str) -> dict[str, object]:
-            number, line = offending_line(result.stderr, text, ipset=True)
-            return {
-                "error": result.stderr.strip() or f"exit status {result.returncode}",
-                "failed_step": name,
-                "offending_line_number": number or None,
-                "offending_line": line or None,
-            }
-
-        def abort_ipsets() -> None:
-            if plan.abort.strip():
-                result = timed("ipsets.abort", ["ipset", "restore"], plan.abort)
-                if result.returncode != 0:
-                    warnings.append(f"ipsets.abort: {result.stderr.strip()}")
-
         if plan.prepare.strip():
-            result = timed("ipsets.prepare", ["ipset", "restore"], plan.prepare)
+            result = run.timed("ipsets.prepare", ["ipset", "restore"], plan.prepare)
             if result.returncode != 0:
-                abort_ipsets()
-                return finish(**ipset_failure("ipsets.prepare", result, plan.prepare))
-
+                run.abort_ipsets()
+                return run.finish(**run.ipset_failure("ipsets.prepare", result, plan.prepare))
         snapshots: dict[int, dict[str, str]] = {}
         applied: list[int] = []
-        for index, (family, text) in enumerate(families):
-            more_to_come = index + 1 < len(families) or bool(plan.commit.strip())
+        for index, (family, text) in enumerate(run.families):
+            more_to_come = index + 1 < len(run.families) or bool(plan.commit.strip())
             if rollback is None and more_to_come:
-                snapshots[family] = self._snapshot_tables(family, _tables_in(text), steps)
+                snapshots[family] = self._snapshot_tables(family, _tables_in(text), run.steps)
             name = f"iptables.{family}"
-            result = timed(name, [restore_command(family), "--noflush"], text)
+            result = run.timed(name, [restore_command(family), "--noflush"], text)
             if result.returncode != 0:
                 number, line = offending_line(result.stderr, text)
-                rolled_back = self._roll_back(applied, rollback, snapshots, steps, warnings)
-                abort_ipsets()
-                return finish(
+                rolled_back = self._roll_back(applied, rollback, snapshots, run.steps, run.warnings)
+                run.abort_ipsets()
+                return run.finish(
                     error=result.stderr.strip() or f"exit status {result.returncode}",
                     failed_step=name,
                     offending_line_number=number or None,
@@ -211,21 +165,19 @@ class HostFirewall(KernelReadback):
                     rolled_back=rolled_back,
                 )
             applied.append(family)
-
         if plan.commit.strip():
-            result = timed("ipsets.commit", ["ipset", "restore"], plan.commit)
+            result = run.timed("ipsets.commit", ["ipset", "restore"], plan.commit)
             if result.returncode != 0:
-                failure = ipset_failure("ipsets.commit", result, plan.commit)
-                rolled_back = self._roll_back(applied, rollback, snapshots, steps, warnings)
-                abort_ipsets()
-                return finish(**failure, rolled_back=rolled_back)
-
+                failure = run.ipset_failure("ipsets.commit", result, plan.commit)
+                rolled_back = self._roll_back(applied, rollback, snapshots, run.steps, run.warnings)
+                run.abort_ipsets()
+                return run.finish(**failure, rolled_back=rolled_back)
         if plan.cleanup.strip():
-            result = timed("ipsets.cleanup", ["ipset", "restore"], plan.cleanup)
+            result = run.timed("ipsets.cleanup", ["ipset", "restore"], plan.cleanup)
             if result.returncode != 0:
                 # The new rules are in force; a leftover set is untidy, not wrong.
-                warnings.append(f"ipsets.cleanup: {result.stderr.strip()}")
-        return finish()
+                run.warnings.append(f"ipsets.cleanup: {result.stderr.strip()}")
+        return run.finish()
 
     def _snapshot_tables(
         self, family: int, tables: Iterable[str], steps: list[tuple[str, float]]
@@ -325,3 +277,56 @@ def _builtin_lines(restore_text: str) -> dict[str, dict[str, list[str]]]:
                     line = f"-A {parts[1]} {spec}"
                 result.setdefault(table, {}).setdefault(parts[1], []).append(line)
     return result
+
+
+class _ApplyRun:
+    """The bookkeeping of one `HostFirewall.apply`: timed steps, warnings, line counts."""
+
+    def __init__(self, firewall: HostFirewall, delta: DeltaLike) -> None:
+        self.firewall = firewall
+        self.plan = delta.ipsets
+        self.started = time.perf_counter()
+        self.steps: list[tuple[str, float]] = []
+        self.warnings: list[str] = []
+        self.families = [(family, text) for family, text in delta.iptables if text.strip()]
+        self.rule_lines: dict[int, int] = {}
+        self.chain_lines: dict[int, int] = {}
+        for family, text in self.families:
+            self.rule_lines[family], self.chain_lines[family] = _count_lines(text)
+        self.ipset_lines = sum(
+            len([line for line in text.splitlines() if line.strip()])
+            for text in (self.plan.prepare, self.plan.commit, self.plan.cleanup)
+        )
+
+    def timed(self, name: str, argv: Sequence[str], text: str) -> CommandResult:
+        step_started = time.perf_counter()
+        result = self.firewall._run(argv, input=text, check=False)
+        self.steps.append((name, time.perf_counter() - step_started))
+        return result
+
+    def ipset_failure(self, name: str, result: CommandResult, text: str) -> dict[str, object]:
+        number, line = offending_line(result.stderr, text, ipset=True)
+        return {
+            "error": result.stderr.strip() or f"exit status {result.returncode}",
+            "failed_step": name,
+            "offending_line_number": number or None,
+            "offending_line": line or None,
+        }
+
+    def abort_ipsets(self) -> None:
+        if self.plan.abort.strip():
+            result = self.timed("ipsets.abort", ["ipset", "restore"], self.plan.abort)
+            if result.returncode != 0:
+                self.warnings.append(f"ipsets.abort: {result.stderr.strip()}")
+
+    def finish(self, **failure: object) -> ApplyReport:
+        return ApplyReport(
+            ok=not failure,
+            duration_s=time.perf_counter() - self.started,
+            steps=tuple(self.steps),
+            rule_lines=self.rule_lines,
+            chain_lines=self.chain_lines,
+            ipset_lines=self.ipset_lines,
+            warnings=tuple(self.warnings),
+            **failure,  # type: ignore[arg-type]
+        )

@@ -22,7 +22,7 @@ class Host(models.Model):
     name = models.CharField(max_length=255, unique=True)
     description = models.CharField(max_length=255, blank=True, default="")
     # Lab hosts are network namespaces on this machine; real hosts have none.
-    netns = models.CharField(max_length=64, null=True, blank=True)
+    netns = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 (none: not a lab host)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     desired_revision = models.PositiveBigIntegerField(default=0)
     applied_revision = models.PositiveBigIntegerField(default=0)
@@ -41,6 +41,8 @@ class Host(models.Model):
 
 
 class Network(StandardAttributes):
+    """A tenant network: one Linux bridge per compute host, with its subnets."""
+
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="networks")
     name = models.CharField(max_length=255, blank=True, default="")
     description = models.CharField(max_length=255, blank=True, default="")
@@ -75,6 +77,8 @@ def next_conntrack_zone(networks: models.Manager) -> int | None:
 
 
 class Subnet(StandardAttributes):
+    """An address range of a network: gateway, DHCP servers and allocation pools."""
+
     network = models.ForeignKey(Network, on_delete=models.CASCADE, related_name="subnets")
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="subnets")
     name = models.CharField(max_length=255, blank=True, default="")
@@ -96,6 +100,8 @@ class Subnet(StandardAttributes):
 
 
 class Port(StandardAttributes):
+    """A VM's NIC: its addresses, host binding, security groups and address pairs."""
+
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="ports")
     network = models.ForeignKey(Network, on_delete=models.PROTECT, related_name="ports")
     name = models.CharField(max_length=255, blank=True, default="")
@@ -150,8 +156,13 @@ class PortSecurityGroup(models.Model):
             models.UniqueConstraint(fields=["port", "security_group"], name="port_group_unique")
         ]
 
+    def __str__(self) -> str:
+        return f"{self.port_id} uses {self.security_group_id}"
+
 
 class FixedIP(models.Model):
+    """One address of a port on one of its network's subnets."""
+
     port = models.ForeignKey(Port, on_delete=models.CASCADE, related_name="fixed_ips")
     subnet = models.ForeignKey(Subnet, on_delete=models.PROTECT, related_name="fixed_ips")
     ip_address = models.GenericIPAddressField()
@@ -167,6 +178,8 @@ class FixedIP(models.Model):
 
 
 class AllowedAddressPair(models.Model):
+    """An extra address (or CIDR) and MAC a port may send from."""
+
     port = models.ForeignKey(Port, on_delete=models.CASCADE, related_name="allowed_address_pairs")
     ip_address = models.CharField(max_length=64)  # an address or a CIDR
     mac_address = models.CharField(max_length=17)  # the port's own MAC when not given
@@ -178,3 +191,6 @@ class AllowedAddressPair(models.Model):
                 fields=["port", "ip_address", "mac_address"], name="address_pair_unique"
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.ip_address} from {self.mac_address}"

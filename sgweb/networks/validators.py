@@ -74,6 +74,38 @@ def clean_subnet_values(
     gateway_given: bool,
 ) -> dict[str, Any]:
     """Cleans a subnet's addressing; fills in Neutron's defaults (.1 gateway, .2 DHCP server)."""
+    network = _clean_network(errors, cidr, ip_version)
+    if network is None:
+        return {}
+    gateway: str | None
+    if gateway_given:
+        gateway = _clean_inside(errors, "gateway_ip", gateway_ip, network, "Gateway")
+    else:
+        gateway = str(network.network_address + 1)
+    servers: list[str] = []
+    if dhcp_servers is None:
+        if enable_dhcp:
+            servers = [str(network.network_address + 2)]
+    elif not isinstance(dhcp_servers, list):
+        errors.add("dhcp_servers", "dhcp_servers must be a list of addresses.")
+    else:
+        for value in dhcp_servers:
+            server = _clean_inside(errors, "dhcp_servers", value, network, "DHCP server")
+            if server:
+                servers.append(server)
+    return {
+        "cidr": str(network),
+        "ip_version": network.version,
+        "gateway_ip": gateway,
+        "dhcp_servers": servers,
+        "allocation_pools": _clean_pools(errors, allocation_pools, network),
+    }
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _clean_network(errors: Errors, cidr: object, ip_version: object) -> Network | None:
     network_text = clean_cidr(errors, "cidr", cidr, strict=True)
     version: int | None = None
     if ip_version not in (None, ""):
@@ -85,69 +117,55 @@ def clean_subnet_values(
             errors.add("ip_version", f"'{ip_version}' is not in [4, 6].")
             version = None
     if network_text is None:
-        return {}
+        return None
     network = ipaddress.ip_network(network_text)
     if version is not None and version != network.version:
         errors.add("cidr", f"CIDR {network_text} is not an IPv{version} network.")
-    version = network.version
-    max_prefix = 30 if version == 4 else 126
+    max_prefix = 30 if network.version == 4 else 126
     if network.prefixlen > max_prefix:
         errors.add("cidr", f"CIDR {network_text} is too small to hold ports.")
-        return {}
+        return None
+    return network
 
-    gateway: str | None
-    if gateway_given:
-        gateway = None
-        if gateway_ip not in (None, ""):
-            gateway = clean_ip(errors, "gateway_ip", gateway_ip)
-            if gateway and ipaddress.ip_address(gateway) not in network:
-                errors.add("gateway_ip", f"Gateway {gateway} is not inside {network_text}.")
-    else:
-        gateway = str(network.network_address + 1)
 
-    servers: list[str] = []
-    if dhcp_servers is None:
-        if enable_dhcp:
-            servers = [str(network.network_address + 2)]
-    elif not isinstance(dhcp_servers, list):
-        errors.add("dhcp_servers", "dhcp_servers must be a list of addresses.")
-    else:
-        for value in dhcp_servers:
-            server = clean_ip(errors, "dhcp_servers", value)
-            if server and ipaddress.ip_address(server) not in network:
-                errors.add("dhcp_servers", f"DHCP server {server} is not inside {network_text}.")
-            elif server:
-                servers.append(server)
+def _clean_inside(
+    errors: Errors, field: str, value: object, network: Network, label: str
+) -> str | None:
+    """An address inside the subnet (None, with an error, when it is not)."""
+    if value in (None, ""):
+        return None
+    address = clean_ip(errors, field, value)
+    if address and ipaddress.ip_address(address) not in network:
+        errors.add(field, f"{label} {address} is not inside {network}.")
+        return None
+    return address
 
+
+def _clean_pools(
+    errors: Errors, allocation_pools: object, network: Network
+) -> list[dict[str, str]]:
     pools: list[dict[str, str]] = []
-    if allocation_pools not in (None, []):
-        if not isinstance(allocation_pools, list):
-            errors.add("allocation_pools", "allocation_pools must be a list of {start, end}.")
+    if allocation_pools in (None, []):
+        return pools
+    if not isinstance(allocation_pools, list):
+        errors.add("allocation_pools", "allocation_pools must be a list of {start, end}.")
+        return pools
+    for pool in allocation_pools:
+        if not isinstance(pool, dict):
+            errors.add("allocation_pools", "Each pool needs a start and an end.")
+            continue
+        start = clean_ip(errors, "allocation_pools", pool.get("start"))
+        end = clean_ip(errors, "allocation_pools", pool.get("end"))
+        if not start or not end:
+            continue
+        start_ip, end_ip = ipaddress.ip_address(start), ipaddress.ip_address(end)
+        if start_ip not in network or end_ip not in network:
+            errors.add("allocation_pools", f"Pool {start}-{end} is not inside {network}.")
+        elif start_ip > end_ip:
+            errors.add("allocation_pools", f"Pool {start}-{end} starts after it ends.")
         else:
-            for pool in allocation_pools:
-                if not isinstance(pool, dict):
-                    errors.add("allocation_pools", "Each pool needs a start and an end.")
-                    continue
-                start = clean_ip(errors, "allocation_pools", pool.get("start"))
-                end = clean_ip(errors, "allocation_pools", pool.get("end"))
-                if not start or not end:
-                    continue
-                start_ip, end_ip = ipaddress.ip_address(start), ipaddress.ip_address(end)
-                if start_ip not in network or end_ip not in network:
-                    errors.add(
-                        "allocation_pools", f"Pool {start}-{end} is not inside {network_text}."
-                    )
-                elif start_ip > end_ip:
-                    errors.add("allocation_pools", f"Pool {start}-{end} starts after it ends.")
-                else:
-                    pools.append({"start": start, "end": end})
-    return {
-        "cidr": network_text,
-        "ip_version": version,
-        "gateway_ip": gateway,
-        "dhcp_servers": servers,
-        "allocation_pools": pools,
-    }
+            pools.append({"start": start, "end": end})
+    return pools
 
 
 def clean_address_pairs(

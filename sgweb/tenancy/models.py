@@ -14,6 +14,8 @@ from sgweb.tenancy.standard import StandardAttributes
 
 
 class Project(StandardAttributes):
+    """A tenant: what its members own (groups, networks, ports) and its quotas."""
+
     name = models.CharField(max_length=255, unique=True)
     description = models.CharField(max_length=255, blank=True, default="")
 
@@ -25,6 +27,8 @@ class Project(StandardAttributes):
 
 
 class Profile(models.Model):
+    """A user's role across the whole control plane (admin, member or reader)."""
+
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile"
     )
@@ -35,6 +39,8 @@ class Profile(models.Model):
 
 
 class Membership(models.Model):
+    """A user's membership of a project."""
+
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
@@ -91,6 +97,8 @@ def default_security_group_rule_quota() -> int:
 
 
 class Quota(models.Model):
+    """A project's limits: security groups and security group rules."""
+
     project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="quota")
     # -1 means unlimited, as in Neutron.
     security_groups = models.IntegerField(default=default_security_group_quota)

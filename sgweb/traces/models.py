@@ -20,6 +20,8 @@ class TraceStatus(models.TextChoices):
 
 
 class Trace(models.Model):
+    """A kept packet trace: who asked what, the static verdict and the kernel's proof."""
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)

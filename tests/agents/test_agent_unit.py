@@ -8,7 +8,6 @@ import pytest
 
 from sgweb.firewall.model import EGRESS, IPV6
 from sgweb.kernel.apply import HostFirewall
-from sgweb.kernel.runner import FakeRunner
 from tests.agents.fakes import (
     FROM_DB,
     PORT_A,
@@ -18,6 +17,7 @@ from tests.agents.fakes import (
     rule,
     state,
 )
+from tests.fakerunner import FakeRunner
 from worker.agent import Agent
 
 

@@ -6,7 +6,7 @@ No kernel needed (no `kernel` marker): these pin the apply protocol itself.
 from __future__ import annotations
 
 from sgweb.kernel.apply import Counter, HostFirewall, IpsetPlan, PlainDelta, offending_line
-from sgweb.kernel.runner import FakeRunner
+from tests.fakerunner import FakeRunner
 
 V4 = "*filter\n:neutron-openvswi-iabc - [0:0]\n-A neutron-openvswi-iabc -j RETURN\nCOMMIT\n"
 V6 = "*filter\n:neutron-openvswi-iabc - [0:0]\n-A neutron-openvswi-iabc -j DROP\nCOMMIT\n"

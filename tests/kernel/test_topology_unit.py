@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from sgweb.kernel.runner import FakeRunner
 from sgweb.kernel.topology import (
     BRIDGE_PER_PORT,
     HostSpec,
@@ -13,6 +12,7 @@ from sgweb.kernel.topology import (
     build,
     host_spec_for_ports,
 )
+from tests.fakerunner import FakeRunner
 
 PORT = "6e3f2eda-3230-45e8-9be5-f382af5b83ea"
 

@@ -19,9 +19,10 @@ from sgweb.firewall.compiler import compile_host
 from sgweb.firewall.model import EGRESS, INGRESS, IPV4, HostState, Port, SecurityGroup
 from sgweb.firewall.model import SecurityGroupRule as Rule
 from sgweb.kernel.readback import Counter
-from sgweb.kernel.runner import CommandResult, FakeRunner, RecordedCall
+from sgweb.kernel.runner import CommandResult
 from sgweb.wire import live as wire
 from sgweb.wire import traces as protocol
+from tests.fakerunner import FakeRunner, RecordedCall
 from worker import tracing
 from worker.live import CounterStreamer
 

@@ -109,20 +109,8 @@ def sort_header(context: dict[str, Any], field: str, label: str) -> SafeString:
 
 
 @register.filter
-def initials(name: str) -> str:
-    return (name or "?")[:2]
-
-
-@register.filter
 def short_id(value: Any) -> str:
     return str(value)[:8]
-
-
-@register.filter
-def get_item(mapping: dict[str, Any] | None, key: str) -> Any:
-    if not mapping:
-        return None
-    return mapping.get(key)
 
 
 @register.filter

@@ -345,10 +345,3 @@ def group_delete(request: HttpRequest, group_id: str) -> HttpResponse:
     return done(
         request, reverse("dashboard:security_groups"), f"Security group {group.name} deleted."
     )
-
-
-def visible_group_choices(request: HttpRequest, project_id: Any) -> list[SecurityGroup]:
-    """Groups a port of `project_id` can use: the project's own."""
-    return list(
-        SecurityGroup.objects.filter(project_id=project_id).order_by("name").only("id", "name")
-    )

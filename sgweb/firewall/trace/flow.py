@@ -135,9 +135,6 @@ class HostTargetCache:
         self._entries[name] = (key, target)
         return target
 
-    def forget(self, name: str) -> None:
-        self._entries.pop(name, None)
-
 
 def _targets(hosts: Iterable[HostTarget] | Mapping[str, tuple[HostState, CompiledHost]]):
     if isinstance(hosts, Mapping):

@@ -111,8 +111,36 @@ def _network(cidr: str) -> tuple[int, int, int]:
 def compile_match(match: Match, sets: Mapping[str, SetIndex]) -> Matcher:
     """A predicate for one rule's matches; each check is a small closure so a rule costs a few
     attribute reads, not a re-parse of its CIDRs."""
-    checks: list[Matcher] = []
+    checks: list[Matcher] = [*_address_checks(match), *_port_checks(match)]
+    if match.in_interface is not None:
+        in_interface = match.in_interface
+        checks.append(lambda v: _interface_matches(v.in_interface, in_interface))
+    if match.protocol is not None:
+        number = protocol_number(match.protocol)
+        if number is not None:
+            checks.append(lambda v: v.proto == number)
+    if match.icmp_type is not None and match.icmp_type != _ICMP_ANY_TYPE:
+        checks.append(_icmp_check(match.icmp_type, match.icmp_code))
+    if (
+        match.physdev_in is not None
+        or match.physdev_out is not None
+        or match.physdev_is_bridged
+        or match.physdev_is_in
+    ):
+        checks.append(_physdev_check(match))
+    if match.states:
+        states = frozenset(s.upper() for s in match.states)
+        checks.append(lambda v: v.state in states)
+    if match.mac_source is not None:
+        mac = match.mac_source.lower()
+        checks.append(lambda v: v.src_mac == mac)
+    if match.match_set is not None:
+        checks.append(_set_check(match, sets))
+    return _all_of(checks)
 
+
+def _address_checks(match: Match) -> list[Matcher]:
+    checks: list[Matcher] = []
     for cidr, attribute in ((match.source, "src"), (match.destination, "dst")):
         if cidr is None:
             continue
@@ -129,16 +157,11 @@ def compile_match(match: Match, sets: Mapping[str, SetIndex]) -> Matcher:
             return v.family == version and address is not None and address & mask == net
 
         checks.append(address_check)
+    return checks
 
-    if match.in_interface is not None:
-        in_interface = match.in_interface
-        checks.append(lambda v: _interface_matches(v.in_interface, in_interface))
 
-    if match.protocol is not None:
-        number = protocol_number(match.protocol)
-        if number is not None:
-            checks.append(lambda v: v.proto == number)
-
+def _port_checks(match: Match) -> list[Matcher]:
+    checks: list[Matcher] = []
     for port_range, attribute in (
         (match.source_port, "sport"),
         (match.destination_port, "dport"),
@@ -153,55 +176,45 @@ def compile_match(match: Match, sets: Mapping[str, SetIndex]) -> Matcher:
             return port is not None and low <= port <= high
 
         checks.append(port_check)
+    return checks
 
-    if match.icmp_type is not None and match.icmp_type != _ICMP_ANY_TYPE:
-        icmp_type, icmp_code = match.icmp_type, match.icmp_code
 
-        def icmp_check(v: PacketView) -> bool:
-            if v.icmp_type != icmp_type:
-                return False
-            return icmp_code is None or v.icmp_code == icmp_code
+def _icmp_check(icmp_type: int, icmp_code: int | None) -> Matcher:
+    def icmp_check(v: PacketView) -> bool:
+        if v.icmp_type != icmp_type:
+            return False
+        return icmp_code is None or v.icmp_code == icmp_code
 
-        checks.append(icmp_check)
+    return icmp_check
 
-    is_in = match.physdev_is_in
-    if (
-        match.physdev_in is not None
-        or match.physdev_out is not None
-        or match.physdev_is_bridged
-        or is_in
-    ):
-        physdev_in, physdev_out = match.physdev_in, match.physdev_out
-        is_bridged = match.physdev_is_bridged
 
-        def physdev_check(v: PacketView) -> bool:
-            if not v.bridged:
-                return False
-            if is_bridged and v.physout is None:
-                return False
-            if is_in and v.physin is None:
-                return False
-            if physdev_in is not None and not _interface_matches(v.physin, physdev_in):
-                return False
-            return physdev_out is None or _interface_matches(v.physout, physdev_out)
+def _physdev_check(match: Match) -> Matcher:
+    physdev_in, physdev_out = match.physdev_in, match.physdev_out
+    is_bridged, is_in = match.physdev_is_bridged, match.physdev_is_in
 
-        checks.append(physdev_check)
+    def physdev_check(v: PacketView) -> bool:
+        if not v.bridged:
+            return False
+        if is_bridged and v.physout is None:
+            return False
+        if is_in and v.physin is None:
+            return False
+        if physdev_in is not None and not _interface_matches(v.physin, physdev_in):
+            return False
+        return physdev_out is None or _interface_matches(v.physout, physdev_out)
 
-    if match.states:
-        states = frozenset(s.upper() for s in match.states)
-        checks.append(lambda v: v.state in states)
+    return physdev_check
 
-    if match.mac_source is not None:
-        mac = match.mac_source.lower()
-        checks.append(lambda v: v.src_mac == mac)
 
-    if match.match_set is not None:
-        ipset = sets.get(match.match_set)
-        if ipset is None:
-            raise TraceError(f"rule names ipset {match.match_set!r}, which is not compiled")
-        attribute = "dst" if match.match_set_direction == "dst" else "src"
-        checks.append(lambda v: ipset.contains(v.family, getattr(v, attribute)))
+def _set_check(match: Match, sets: Mapping[str, SetIndex]) -> Matcher:
+    ipset = sets.get(match.match_set or "")
+    if ipset is None:
+        raise TraceError(f"rule names ipset {match.match_set!r}, which is not compiled")
+    attribute = "dst" if match.match_set_direction == "dst" else "src"
+    return lambda v: ipset.contains(v.family, getattr(v, attribute))
 
+
+def _all_of(checks: list[Matcher]) -> Matcher:
     if not checks:
         return lambda v: True
     if len(checks) == 1:

@@ -104,10 +104,6 @@ class Trace:
     notrack: bool = False
 
     @property
-    def accepted(self) -> bool:
-        return self.verdict == ACCEPT
-
-    @property
     def origin(self) -> Origin | None:
         return self.deciding.origin if self.deciding is not None else None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
@@ -327,6 +328,60 @@ def create_port(actor: Actor, project: Project, network: Network, **fields: Any)
     return port
 
 
+@dataclass
+class _PortChanges:
+    """A port update, cleaned: None for what the update leaves alone."""
+
+    values: dict[str, Any]
+    fixed: Any = None
+    groups: list[SecurityGroup] | None = None
+    pairs: list[tuple[str, str]] | None = None
+    host_change: bool = False
+    host: Host | None = None
+
+
+def _clean_port_changes(actor: Actor, port: Port, changes: dict[str, Any]) -> _PortChanges:
+    errors = Errors()
+    cleaned = _PortChanges(clean_name_and_description(errors, changes))
+    for field in ("device_owner", "device_id"):
+        if field in changes:
+            cleaned.values[field] = clean_description(errors, changes[field], field)
+    for flag in ("admin_state_up", "port_security_enabled"):
+        if flag in changes:
+            cleaned.values[flag] = clean_bool(errors, flag, changes[flag])
+    if "fixed_ips" in changes:
+        cleaned.fixed = _clean_fixed_ips(port.network, changes["fixed_ips"] or [], errors, port)
+    if "security_groups" in changes:
+        cleaned.groups = _clean_groups(
+            actor, port.project, changes["security_groups"] or [], errors
+        )
+    if "allowed_address_pairs" in changes:
+        cleaned.pairs = clean_address_pairs(
+            errors, changes["allowed_address_pairs"] or [], port.mac_address
+        )
+    if "host" in changes:
+        if changes["host"] in (None, "") and port.host_id:
+            require_admin(actor, "Unbinding a port from its host (binding:host_id)")
+        cleaned.host_change = True
+        cleaned.host = _clean_host(actor, changes["host"], errors)
+    errors.raise_if_any()
+    return cleaned
+
+
+def _write_port_changes(locked: Port, cleaned: _PortChanges) -> None:
+    for key, value in cleaned.values.items():
+        setattr(locked, key, value)
+    if cleaned.host_change:
+        locked.host = cleaned.host
+    if cleaned.fixed is not None:
+        _write_fixed_ips(locked, cleaned.fixed)
+    if cleaned.groups is not None:
+        _write_groups(locked, cleaned.groups)
+    if cleaned.pairs is not None:
+        _write_pairs(locked, cleaned.pairs)
+    locked.save()
+
+
 def update_port(actor: Actor, port: Port, **changes: Any) -> Port:
     """Changes: any of PORT_UPDATABLE; `host` is a host name ("" or None unbinds)."""
     require_change(
@@ -335,34 +390,9 @@ def update_port(actor: Actor, port: Port, **changes: Any) -> Port:
     refuse_fields(changes, PORT_UPDATABLE, CANNOT_CHANGE)
     port = _load_port(port.id)
     before = port_to_dict(port)
-    errors = Errors()
-    values: dict[str, Any] = clean_name_and_description(errors, changes)
-    for field in ("device_owner", "device_id"):
-        if field in changes:
-            values[field] = clean_description(errors, changes[field], field)
-    for flag in ("admin_state_up", "port_security_enabled"):
-        if flag in changes:
-            values[flag] = clean_bool(errors, flag, changes[flag])
-    fixed = None
-    if "fixed_ips" in changes:
-        fixed = _clean_fixed_ips(port.network, changes["fixed_ips"] or [], errors, port)
-    groups: list[SecurityGroup] | None = None
-    if "security_groups" in changes:
-        groups = _clean_groups(actor, port.project, changes["security_groups"] or [], errors)
-    pairs = None
-    if "allowed_address_pairs" in changes:
-        pairs = clean_address_pairs(
-            errors, changes["allowed_address_pairs"] or [], port.mac_address
-        )
-    host_change = "host" in changes
-    host = None
-    if host_change:
-        if changes["host"] in (None, "") and port.host_id:
-            require_admin(actor, "Unbinding a port from its host (binding:host_id)")
-        host = _clean_host(actor, changes["host"], errors)
-    errors.raise_if_any()
-
-    security_on = values.get("port_security_enabled", port.port_security_enabled)
+    cleaned = _clean_port_changes(actor, port, changes)
+    security_on = cleaned.values.get("port_security_enabled", port.port_security_enabled)
+    groups, pairs = cleaned.groups, cleaned.pairs
     final_groups = before["security_groups"] if groups is None else [str(g.id) for g in groups]
     final_pairs = before["allowed_address_pairs"] if pairs is None else pairs
     if not security_on and (final_groups or final_pairs):
@@ -375,17 +405,7 @@ def update_port(actor: Actor, port: Port, **changes: Any) -> Port:
     try:
         with transaction.atomic():
             locked = Port.objects.select_for_update().get(pk=port.pk)
-            for key, value in values.items():
-                setattr(locked, key, value)
-            if host_change:
-                locked.host = host
-            if fixed is not None:
-                _write_fixed_ips(locked, fixed)
-            if groups is not None:
-                _write_groups(locked, groups)
-            if pairs is not None:
-                _write_pairs(locked, pairs)
-            locked.save()
+            _write_port_changes(locked, cleaned)
             reloaded = _load_port(locked.pk)
             after = port_to_dict(reloaded)
             if _without_bookkeeping(after) == _without_bookkeeping(before):
