@@ -54,7 +54,12 @@ def _addresses(port: Port, ethertype: str | None = None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
-def _allowances(state: HostState, port: Port) -> set[tuple]:
+# (direction, ethertype, protocol, port_range_min, port_range_max, remote_ip_prefix,
+# remote_group_id) of one stateful rule
+_Allowance = tuple[str, str, str | None, int | None, int | None, str | None, str | None]
+
+
+def _allowances(state: HostState, port: Port) -> set[_Allowance]:
     keys = set()
     for group_id in port.security_groups:
         group = state.group(group_id)
@@ -139,7 +144,7 @@ def plan_cuts(
 
 
 def _remote_groups(state: HostState, port: Port) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for group_id in port.security_groups:
         group = state.group(group_id)
         if group is None:
@@ -154,7 +159,7 @@ def _remote_groups(state: HostState, port: Port) -> set[str]:
 
 def _merge(cuts: list[Cut]) -> list[Cut]:
     """Drop exact duplicates and cuts covered by a protocol-wide cut of the same port."""
-    seen: set[tuple] = set()
+    seen: set[tuple[str, tuple[str, ...], int | None, str | None, int | None]] = set()
     merged = []
     wide = {(c.port_id, c.addresses, c.zone) for c in cuts if c.protocol is None}
     for cut in cuts:

@@ -26,7 +26,9 @@ from sgweb.wire import live as wire
 log = logging.getLogger("sgweb.agent.live")
 
 
-def _rule_ids(compiled: CompiledHost | None, family: int, table: str, chain: str) -> list:
+def _rule_ids(
+    compiled: CompiledHost | None, family: int, table: str, chain: str
+) -> list[str | None]:
     if compiled is None:
         return []
     found = compiled.family(family).table(table)
@@ -60,11 +62,11 @@ class CounterStreamer(threading.Thread):
         self.cpu_s = 0.0  # this thread's own CPU (its iptables children are the process's)
         # rule ids per chain key, for the compiled state they were looked up in
         self._ids_compiled: CompiledHost | None = None
-        self._ids: dict[str, list] = {}
+        self._ids: dict[str, list[str | None]] = {}
 
     def _rule_ids(
         self, compiled: CompiledHost | None, key: str, family: int, table: str, chain: str
-    ) -> list:
+    ) -> list[str | None]:
         # Finding a chain scans the compiled table (thousands of chains on a big host): once per
         # chain and applied state, not once a tick.
         if compiled is not self._ids_compiled:

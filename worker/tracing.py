@@ -18,13 +18,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import HostState
 from sgweb.firewall.trace.labels import rule_label
 from sgweb.kernel.flowtrace import FlowTracer
 from sgweb.kernel.ktrace import KernelPacket, KernelStep
+from sgweb.kernel.runner import CommandRunner
 from sgweb.kernel.traffic import PROBE_SCRIPT
 from sgweb.wire import traces as protocol
 
@@ -114,7 +115,7 @@ def _probe_argv(request: protocol.ProofRequest) -> list[str]:
             "--timeout", "0.8"]  # fmt: skip
 
 
-def _check_source(runner: Any, request: protocol.ProofRequest) -> str | None:
+def _check_source(runner: CommandRunner, request: protocol.ProofRequest) -> str | None:
     """Why the source namespace cannot send for this port (None: it can)."""
     listing = runner.run(["ip", "-o", "link", "show", "eth0"], netns=request.source_netns,
                          check=False)  # fmt: skip
@@ -130,8 +131,8 @@ def _decider(steps: list[dict[str, Any]]) -> str:
         if step["verdict"] in ("DROP", "ACCEPT") and step["table"] == "filter":
             for earlier in reversed(steps[: steps.index(step) + 1]):
                 if earlier["rule_id"] or "default drop" in earlier["label"]:
-                    return earlier["label"]
-            return step["label"]
+                    return cast(str, earlier["label"])
+            return cast(str, step["label"])
     return "no decision seen"
 
 
@@ -486,7 +487,7 @@ def _flow_traced(
 
 
 def _trace_probe(
-    runner: Any,
+    runner: CommandRunner,
     netns: str | None,
     request: protocol.ProofRequest,
     reporter: _PacketReporter,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any
+from typing import Any, cast
 
 from sgweb.firewall.model import (
     AddressPair,
@@ -49,7 +49,7 @@ def _encode(obj: Any) -> Any:
 
 
 def to_dict(state: HostState) -> dict[str, Any]:
-    data = _encode(state)
+    data: dict[str, Any] = _encode(state)
     data["format"] = FORMAT_VERSION
     return data
 
@@ -92,7 +92,7 @@ def from_dict(data: dict[str, Any]) -> HostState:
     if version != FORMAT_VERSION:
         raise CodecError(f"host state format {version!r} is not {FORMAT_VERSION}")
     try:
-        return _decode(HostState, data)
+        return cast(HostState, _decode(HostState, data))
     except (KeyError, TypeError, ValueError) as exc:
         raise CodecError(f"malformed host state document: {exc!r}") from exc
 

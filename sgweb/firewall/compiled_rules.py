@@ -214,7 +214,7 @@ EGRESS_BASE = {
 def emit_fixed(
     chain: str, specs: tuple[FixedRule, ...], origin: PortContext, spoof_chain: str
 ) -> list[Rule]:
-    rules = []
+    rules: list[Rule] = []
     append = rules.append
     made = origin.made
     for match, target, key in specs:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from sgweb.firewall import names
 from sgweb.firewall.compiled_rules import (
@@ -229,9 +230,9 @@ class _HostCompiler:
             slot = built[(family, rule.direction)]
             comment = sg_rule_comment(rule.id)
             for member, match in self._rule_matches(rule):
-                key = (family, rule.direction, id(match))
-                if key not in seen:  # the same rule twice in a group: emitted once
-                    seen.add(key)
+                seen_key = (family, rule.direction, id(match))
+                if seen_key not in seen:  # the same rule twice in a group: emitted once
+                    seen.add(seen_key)
                     slot.append((match, group.id, rule.id, member, comment))
         templates = {key: tuple(value) for key, value in built.items()}
         if entry is not None:
@@ -338,7 +339,7 @@ class _HostCompiler:
         if shared is None:
             shared = self._shared_filter_chains()
             self.cache.remember(("filter", prefix), key, shared)
-        builtins, own = shared  # type: ignore[misc]
+        builtins, own = cast(tuple[tuple[Chain, ...], tuple[Chain, ...]], shared)
         return (*builtins, *sorted((*own, *port_chains), key=_chain_name))
 
     def _shared_filter_chains(self) -> tuple[tuple[Chain, ...], tuple[Chain, ...]]:
@@ -407,7 +408,7 @@ class _HostCompiler:
         if shared is None:
             shared = raw_chains(prefix, self.filtered, zones)
             self.cache.remember(("raw", prefix), key, shared)
-        return shared  # type: ignore[return-value]
+        return cast(tuple[Chain, ...], shared)
 
     # ---- ipsets -----------------------------------------------------------------------
 

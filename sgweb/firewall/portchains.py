@@ -167,7 +167,9 @@ class PortChainBuilder:
             if address_version(pair.ip_address) != family:
                 continue
             mac = pair.mac_address or port.mac_address
-            source = pair.ip_address if "/" in pair.ip_address else pair.ip_address + host
+            source: str | None = (
+                pair.ip_address if "/" in pair.ip_address else pair.ip_address + host
+            )
             pairs.append((source, mac))
             if family == 6:
                 pairs.append((link_local_address(mac) + host, mac))

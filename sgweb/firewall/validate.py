@@ -217,6 +217,7 @@ def _rule_ports(
 ) -> tuple[int | None, int | None]:
     rule_id = str(rule.id)
     found = len(problems)
+    value: int | None  # the port loop and the ICMP loop below
     try:
         low = _int_or_none(rule.port_range_min)
         high = _int_or_none(rule.port_range_max)

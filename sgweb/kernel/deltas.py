@@ -14,17 +14,25 @@ from sgweb.firewall.render import render_ipsets, render_iptables, render_rule
 
 
 class IpsetPlanLike(Protocol):
-    prepare: str
-    commit: str
-    cleanup: str
-    abort: str
+    # Read-only members (properties), so that the frozen dataclasses below and in
+    # sgweb.firewall.incremental satisfy them.
+    @property
+    def prepare(self) -> str: ...
+    @property
+    def commit(self) -> str: ...
+    @property
+    def cleanup(self) -> str: ...
+    @property
+    def abort(self) -> str: ...
 
 
 class DeltaLike(Protocol):
     """What `sgweb.firewall.incremental.diff` returns; only these fields are used here."""
 
-    ipsets: IpsetPlanLike
-    iptables: tuple[tuple[int, str], ...]
+    @property
+    def ipsets(self) -> IpsetPlanLike: ...
+    @property
+    def iptables(self) -> tuple[tuple[int, str], ...]: ...
 
 
 @dataclass(frozen=True, slots=True)

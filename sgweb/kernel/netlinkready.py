@@ -55,7 +55,7 @@ def parse_proc_netlink(text: str) -> list[NetlinkSocket]:
 
 def _socket_inodes(pid: int) -> set[int]:
     """Inodes of the sockets among the process's open fds (empty if it is gone)."""
-    inodes = set()
+    inodes: set[int] = set()
     fd_dir = f"/proc/{pid}/fd"
     try:
         names = os.listdir(fd_dir)

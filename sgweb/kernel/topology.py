@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from sgweb.kernel.netns import list_namespaces, remove_namespace, remove_namespaces
-from sgweb.kernel.runner import CommandRunner
+from sgweb.kernel.runner import CommandResult, CommandRunner
 from sgweb.kernel.traffic import PROBE_SCRIPT, EndpointTraffic
 
 __all__ = [  # the namespace helpers and the probe path are used from here by other modules
@@ -115,8 +115,18 @@ class Topology(EndpointTraffic):
     def host_ns_of(self, vm_label: str) -> str:
         return self.ns(self.host_of_vm[vm_label])
 
-    def run_in(self, label: str, argv: Sequence[str], **kwargs: object):
-        return self.runner.run(argv, netns=self.ns(label), **kwargs)  # type: ignore[arg-type]
+    def run_in(
+        self,
+        label: str,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 30,
+    ) -> CommandResult:
+        return self.runner.run(
+            argv, input=input, netns=self.ns(label), check=check, timeout=timeout
+        )
 
     def endpoints(self) -> list[tuple[str, str, tuple[str, ...]]]:
         """(label, mac, addresses) of every VM and remote."""

@@ -56,9 +56,7 @@ def last_hit_key(prefix: str) -> str:
     return f"{prefix}:live:last_hit"
 
 
-def register_watch(
-    client: Any, prefix: str, host: str, watcher: str, chains: Iterable[str]
-) -> None:
+def register_watch(client: Any, prefix: str, host: str, watcher: str, chains: Iterable[str]) -> Any:
     """Add or refresh one watcher's chains (also the periodic refresh)."""
     pipe = client.pipeline()
     pipe.set(watch_key(prefix, host, watcher), json.dumps(sorted(set(chains))), ex=WATCH_TTL_S)

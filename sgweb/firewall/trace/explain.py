@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import TypedDict
 
 from sgweb.firewall import names
 from sgweb.firewall.ir import (
@@ -88,6 +89,14 @@ class Decision:
     group_name: str | None = None
     nearest_rule_id: str | None = None
     differs: tuple[str, ...] = ()
+
+
+class _DecisionBase(TypedDict):
+    """The fields every Decision of one port and direction shares."""
+
+    port_id: str
+    port_name: str
+    direction: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +178,7 @@ def _decision_exits(trace: Trace) -> list[tuple[Origin, str]]:
 
 
 def _anti_spoof_decision(
-    trace: Trace, origin: Origin, state: HostState | None, where: str, base: dict
+    trace: Trace, origin: Origin, state: HostState | None, where: str, base: _DecisionBase
 ) -> Decision:
     packet = trace.packet
     # (source CIDR or None for "any address", MAC or None for "any MAC") of each RETURN rule
@@ -216,7 +225,7 @@ def _all_stateless(port: Port, state: HostState) -> bool:
 
 
 def _default_drop_decision(
-    trace: Trace, origin: Origin, state: HostState | None, where: str, base: dict
+    trace: Trace, origin: Origin, state: HostState | None, where: str, base: _DecisionBase
 ) -> Decision:
     packet = trace.packet
     direction = origin.direction or INGRESS
@@ -270,7 +279,7 @@ def _decision(trace: Trace, origin: Origin, target: str, state: HostState | None
     port_name = _port_name(state, port_id)
     direction = origin.direction
     where = f"port {port_name} {direction}" if direction else f"port {port_name}"
-    base = {"port_id": port_id, "port_name": port_name, "direction": direction}
+    base: _DecisionBase = {"port_id": port_id, "port_name": port_name, "direction": direction}
     kind = origin.kind
     packet = trace.packet
     if kind == ORIGIN_SG_RULE:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from typing import TypedDict
 
 from sgweb.firewall import names
 from sgweb.firewall.compiler import compile_host as default_compile
@@ -40,7 +41,7 @@ LAYOUTS = (LAYOUT_QBR, LAYOUT_SHARED)
 REQUEST = "request"
 REPLY = "reply"
 
-_ECHO_REPLY = {8: 0, 128: 129}
+_ECHO_REPLY: dict[int | None, int] = {8: 0, 128: 129}
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,9 @@ class HostTargetCache:
         return target
 
 
-def _targets(hosts: Iterable[HostTarget] | Mapping[str, tuple[HostState, CompiledHost]]):
+def _targets(
+    hosts: Iterable[HostTarget] | Mapping[str, tuple[HostState, CompiledHost]],
+) -> list[HostTarget]:
     if isinstance(hosts, Mapping):
         return [HostTarget(name, state, compiled) for name, (state, compiled) in hosts.items()]
     return list(hosts)
@@ -193,11 +196,17 @@ def _bridge(port: Port, layout: str) -> str | None:
     return names.bridge_name(port.id) if layout == LAYOUT_QBR else None
 
 
+class _LegFields(TypedDict):
+    physdev_in: str | None
+    physdev_out: str | None
+    in_interface: str | None
+
+
 def _legs(
     source: Endpoint, destination: Endpoint, layout: str, uplink: str
-) -> list[tuple[str, dict[str, str | None]]]:
+) -> list[tuple[str, _LegFields]]:
     """(host, physdev fields) for each traversal, in the order the packet makes them."""
-    legs: list[tuple[str, dict[str, str | None]]] = []
+    legs: list[tuple[str, _LegFields]] = []
     src_port, dst_port = source.port, destination.port
     same_host = src_port is not None and dst_port is not None and source.host == destination.host
     if src_port is not None and source.host is not None:
