@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
 
@@ -17,21 +17,21 @@ from sgweb.audit.choices import AuditAction
 from sgweb.audit.models import AuditEntry
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser, User
 
 
 def _jsonable(value: dict[str, Any] | None) -> dict[str, Any] | None:
     if value is None:
         return None
     # Round-trip so UUIDs, datetimes and tuples are stored the way they will be read back.
-    return json.loads(json.dumps(value, cls=DjangoJSONEncoder))
+    return cast(dict[str, Any], json.loads(json.dumps(value, cls=DjangoJSONEncoder)))
 
 
 def record(
-    actor: AbstractBaseUser | None,
+    actor: User | AnonymousUser | None,
     action: AuditAction | str,
     object_type: str,
-    object_id: uuid.UUID | str,
+    object_id: uuid.UUID | str | int,
     object_repr: str,
     *,
     project_id: uuid.UUID | str | None = None,

@@ -42,9 +42,9 @@ from sgweb.tenancy.validators import (
 )
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser, User
 
-    Actor = AbstractBaseUser | None
+    Actor = User | AnonymousUser | None  # request.user, or None for the system
 
 GROUP_FIELDS = ("name", "description", "stateful")
 RULE_FIELDS = (

@@ -23,7 +23,7 @@ from sgweb.tenancy.errors import NotFound
 from sgweb.tenancy.validators import Errors, clean_description
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser, User
 
     from sgweb.security.models import SecurityGroup
 
@@ -284,7 +284,7 @@ def neutron_protocol_for_kernel(protocol: str | None) -> str | None:
 
 
 def clean_rule(
-    actor: AbstractBaseUser | None, group: SecurityGroup, data: dict[str, Any]
+    actor: User | AnonymousUser | None, group: SecurityGroup, data: dict[str, Any]
 ) -> CleanRule:
     """Validate a new rule for `group` as `actor` would submit it."""
 

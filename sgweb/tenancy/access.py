@@ -16,14 +16,16 @@ from sgweb.tenancy.errors import NotFound, PermissionDenied
 from sgweb.tenancy.models import Membership, Profile, Project
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser, User
+
+    AnyUser = User | AnonymousUser  # what request.user is
 
 M = TypeVar("M", bound=Model)
 
 _PROJECT_IDS_CACHE = "_sgweb_project_ids"
 
 
-def role_of(user: AbstractBaseUser | None) -> str:
+def role_of(user: AnyUser | None) -> str:
     if user is None or not user.is_authenticated or not user.is_active:
         return ""
     if user.is_superuser:
@@ -34,15 +36,15 @@ def role_of(user: AbstractBaseUser | None) -> str:
         return Role.MEMBER
 
 
-def is_admin(user: AbstractBaseUser | None) -> bool:
+def is_admin(user: AnyUser | None) -> bool:
     return role_of(user) == Role.ADMIN
 
 
-def sees_all_projects(user: AbstractBaseUser | None) -> bool:
+def sees_all_projects(user: AnyUser | None) -> bool:
     return role_of(user) in (Role.ADMIN, Role.READER)
 
 
-def member_project_ids(user: AbstractBaseUser | None) -> frozenset[uuid.UUID]:
+def member_project_ids(user: AnyUser | None) -> frozenset[uuid.UUID]:
     """The projects the user belongs to, cached on the user object for the request."""
     if user is None or not user.is_authenticated:
         return frozenset()
@@ -55,16 +57,16 @@ def member_project_ids(user: AbstractBaseUser | None) -> frozenset[uuid.UUID]:
     return cached
 
 
-def forget_cached_access(user: AbstractBaseUser) -> None:
+def forget_cached_access(user: AnyUser) -> None:
     if hasattr(user, _PROJECT_IDS_CACHE):
         delattr(user, _PROJECT_IDS_CACHE)
 
 
-def is_reader(user: AbstractBaseUser | None) -> bool:
+def is_reader(user: AnyUser | None) -> bool:
     return role_of(user) == Role.READER
 
 
-def visible_projects(user: AbstractBaseUser | None) -> QuerySet[Project]:
+def visible_projects(user: AnyUser | None) -> QuerySet[Project]:
     """The projects a user may see, by name."""
     projects = Project.objects.all()
     if not sees_all_projects(user):
@@ -72,7 +74,7 @@ def visible_projects(user: AbstractBaseUser | None) -> QuerySet[Project]:
     return projects.order_by("name")
 
 
-def writable_projects(user: AbstractBaseUser | None) -> QuerySet[Project]:
+def writable_projects(user: AnyUser | None) -> QuerySet[Project]:
     role = role_of(user)
     if role == Role.ADMIN:
         return Project.objects.all()
@@ -81,9 +83,7 @@ def writable_projects(user: AbstractBaseUser | None) -> QuerySet[Project]:
     return Project.objects.none()
 
 
-def scope(
-    user: AbstractBaseUser | None, queryset: QuerySet[M], field: str = "project"
-) -> QuerySet[M]:
+def scope(user: AnyUser | None, queryset: QuerySet[M], field: str = "project") -> QuerySet[M]:
     """Narrow a queryset to the objects of the projects the user may see."""
     if not role_of(user):
         return queryset.none()
@@ -92,7 +92,7 @@ def scope(
     return queryset.filter(**{f"{field}_id__in": member_project_ids(user)})
 
 
-def can_see_project(user: AbstractBaseUser | None, project_id: uuid.UUID | str | None) -> bool:
+def can_see_project(user: AnyUser | None, project_id: uuid.UUID | str | None) -> bool:
     if not role_of(user):
         return False
     if sees_all_projects(user):
@@ -102,7 +102,7 @@ def can_see_project(user: AbstractBaseUser | None, project_id: uuid.UUID | str |
     return _as_uuid(project_id) in member_project_ids(user)
 
 
-def can_change_project(user: AbstractBaseUser | None, project_id: uuid.UUID | str | None) -> bool:
+def can_change_project(user: AnyUser | None, project_id: uuid.UUID | str | None) -> bool:
     role = role_of(user)
     if role == Role.ADMIN:
         return True
@@ -110,7 +110,7 @@ def can_change_project(user: AbstractBaseUser | None, project_id: uuid.UUID | st
 
 
 def require_change(
-    user: AbstractBaseUser | None,
+    user: AnyUser | None,
     project_id: uuid.UUID | str | None,
     *,
     not_found: str,
@@ -128,7 +128,7 @@ def require_change(
         )
 
 
-def require_admin(user: AbstractBaseUser | None, what: str = "This operation") -> None:
+def require_admin(user: AnyUser | None, what: str = "This operation") -> None:
     if not is_admin(user):
         raise PermissionDenied(
             f"{what} is restricted to admins.", neutron_type="PolicyNotAuthorized"

@@ -6,7 +6,7 @@ Refusals raise the `sgweb.tenancy.errors.ActionError` family and change nothing.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -39,9 +39,9 @@ from sgweb.tenancy.validators import (
 )
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser, User
 
-    Actor = AbstractBaseUser | None
+    Actor = User | AnonymousUser | None  # request.user, or None for the system
 
 
 def _project_snapshot(project: Project) -> dict[str, Any]:
@@ -129,7 +129,7 @@ def delete_project(actor: Actor, project: Project) -> None:
         record(actor, AuditAction.DELETE, "project", project_id, name, before=before)
 
 
-def add_member(actor: Actor, project: Project, user: AbstractBaseUser) -> Membership:
+def add_member(actor: Actor, project: Project, user: User) -> Membership:
     require_admin(actor, "Managing project members")
     with transaction.atomic():
         membership, created = Membership.objects.get_or_create(user=user, project=project)
@@ -147,7 +147,7 @@ def add_member(actor: Actor, project: Project, user: AbstractBaseUser) -> Member
     return membership
 
 
-def remove_member(actor: Actor, project: Project, user: AbstractBaseUser) -> None:
+def remove_member(actor: Actor, project: Project, user: User) -> None:
     require_admin(actor, "Managing project members")
     with transaction.atomic():
         membership = Membership.objects.filter(user=user, project=project).first()
@@ -167,7 +167,7 @@ def remove_member(actor: Actor, project: Project, user: AbstractBaseUser) -> Non
     forget_cached_access(user)
 
 
-def set_role(actor: Actor, user: AbstractBaseUser, role: str) -> Profile:
+def set_role(actor: Actor, user: User, role: str) -> Profile:
     require_admin(actor, "Changing roles")
     if role not in Role.values:
         raise Invalid.from_errors({"role": [f"'{role}' is not one of {', '.join(Role.values)}."]})
@@ -198,7 +198,7 @@ def create_user(
     password: str | None = None,
     email: str = "",
     role: str = Role.MEMBER,
-) -> AbstractBaseUser:
+) -> User:
     require_admin(actor, "Creating users")
     errors = Errors()
     clean = clean_name(errors, username, "username")
@@ -284,11 +284,11 @@ def set_quota(
 
 
 def create_api_token(
-    actor: AbstractBaseUser,
+    actor: Actor,
     *,
     name: str,
     expires_at: datetime | None = None,
-    user: AbstractBaseUser | None = None,
+    user: User | None = None,
 ) -> tuple[ApiToken, str]:
     """A new token for `user` (default: the actor). Returns it with its key, shown only once."""
     owner = user or actor
@@ -296,6 +296,7 @@ def create_api_token(
         require_admin(actor, "Creating tokens for someone else")
     if actor is None or not actor.is_authenticated:
         raise PermissionDenied("Log in to create API tokens.")
+    owner = cast("User", owner)  # `user`, or the actor, who is logged in
     errors = Errors()
     clean = clean_name(errors, name)
     if not clean:
@@ -323,7 +324,7 @@ def create_api_token(
     return token, key
 
 
-def revoke_api_token(actor: AbstractBaseUser, token: ApiToken) -> None:
+def revoke_api_token(actor: User | AnonymousUser, token: ApiToken) -> None:
     if token.user_id != actor.pk and not is_admin(actor):
         raise NotFound("API token not found.")
     with transaction.atomic():

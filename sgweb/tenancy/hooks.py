@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sgweb.tenancy.models import Project
 
-ProjectCreated = Callable[["Project", Any], None]
+ProjectCreated = Callable[["Project", Any], object]  # what a hook returns is not used
 ProjectInUse = Callable[["Project"], bool]
 
 

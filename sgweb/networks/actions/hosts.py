@@ -16,9 +16,9 @@ from sgweb.tenancy.errors import Conflict
 from sgweb.tenancy.validators import Errors, clean_description, clean_name
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser, User
 
-    Actor = AbstractBaseUser | None
+    Actor = User | AnonymousUser | None  # request.user, or None for the system
 
 
 # --- hosts ---------------------------------------------------------------------------------

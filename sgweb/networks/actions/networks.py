@@ -35,9 +35,9 @@ from sgweb.tenancy.validators import (
 )
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.auth.models import AnonymousUser, User
 
-    Actor = AbstractBaseUser | None
+    Actor = User | AnonymousUser | None  # request.user, or None for the system
 from sgweb.networks.actions.common import UNSET
 
 # --- networks ------------------------------------------------------------------------------
