@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from sgweb.tenancy.models import ApiToken, hash_token_key
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 # Writing last_used_at on every request would make every GET a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -17,7 +21,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 class TokenAuthentication(authentication.BaseAuthentication):
     header = "HTTP_X_AUTH_TOKEN"
 
-    def authenticate(self, request: Request):  # type: ignore[override]
+    def authenticate(self, request: Request) -> tuple[User, ApiToken] | None:
         key = request.META.get(self.header)
         if key is None:
             # Also `Authorization: Bearer <key>`, what curl users and HTTP libraries expect.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -50,7 +52,7 @@ def _root(request: HttpRequest) -> str:
 class VersionsView(APIView):
     """GET /networking/ : what keystoneauth's version discovery reads."""
 
-    authentication_classes: list = []
+    authentication_classes = []
     permission_classes = [AllowAny]
 
     @extend_schema(
@@ -92,7 +94,7 @@ class IndexView(APIView):
         )
 
 
-def _extension(alias: str, name: str, description: str) -> dict:
+def _extension(alias: str, name: str, description: str) -> dict[str, Any]:
     return {
         "alias": alias,
         "name": name,

@@ -26,7 +26,9 @@ _TYPES_BY_STATUS = {
 }
 
 
-def neutron_error_body(status_code: int, message: str, neutron_type: str | None = None) -> dict:
+def neutron_error_body(
+    status_code: int, message: str, neutron_type: str | None = None
+) -> dict[str, Any]:
     return {
         "NeutronError": {
             "type": neutron_type or _TYPES_BY_STATUS.get(status_code, "HTTPError"),
@@ -44,9 +46,9 @@ def _flatten(detail: Any) -> str:
     return str(detail)
 
 
-def neutron_exception_handler(exc: Exception, context: dict) -> Response | None:
+def neutron_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ActionError):
-        response = Response(
+        response: Response | None = Response(
             neutron_error_body(exc.status_code, exc.message, exc.neutron_type),
             status=exc.status_code,
         )

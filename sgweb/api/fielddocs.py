@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from typing import Any
 
 from rest_framework import serializers
 
+# Serializer fields by name (quoted: DRF's Field is generic only in its stubs).
+FieldMap = dict[str, "serializers.Field[Any, Any, Any, Any]"]
 
-def writable(
-    fields: dict[str, serializers.Field], *, required: Iterable[str] = ()
-) -> dict[str, serializers.Field]:
+
+def writable(fields: FieldMap, *, required: Iterable[str] = ()) -> FieldMap:
     """The request-body view of an object's fields: read-only ones dropped, only `required`
     ones required (PUT is a partial update)."""
     needed = set(required)
-    result = {}
+    result: FieldMap = {}
     for name, field in fields.items():
         if field.read_only:
             continue

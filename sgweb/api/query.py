@@ -9,15 +9,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 
 from sgweb.tenancy.errors import Invalid
 
 RESERVED_PARAMS = frozenset({"fields", "limit", "marker", "sort_key", "sort_dir", "page_reverse"})
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
+
+M = TypeVar("M", bound=Model)
 
 
 class NoMatch(Exception):
@@ -117,8 +119,8 @@ def parse_list_query(params: Any, *, default_limit: int, max_limit: int) -> List
 
 
 def apply_filters(
-    queryset: QuerySet, filters: dict[str, list[str]], known: dict[str, Filter]
-) -> QuerySet:
+    queryset: QuerySet[M], filters: dict[str, list[str]], known: dict[str, Filter]
+) -> QuerySet[M]:
     """Unknown filter names are ignored, as Neutron does without strict filter validation."""
     for name, raw_values in filters.items():
         spec = known.get(name)
@@ -169,7 +171,7 @@ def _after_marker(ordering: list[tuple[str, bool]], marker_values: dict[str, Any
 
 
 def paginate(
-    queryset: QuerySet, query: ListQuery, sortable: dict[str, str]
+    queryset: QuerySet[M], query: ListQuery, sortable: dict[str, str]
 ) -> tuple[list[Any], bool, bool]:
     """The page of objects, whether there is a next page and whether there is a previous one."""
     ordering: list[tuple[str, bool]] = []
@@ -203,7 +205,7 @@ def paginate(
     queryset = queryset.order_by(*[("-" if desc else "") + column for column, desc in ordering])
     limit = query.limit
     rows = list(queryset[: limit + 1]) if limit else list(queryset)
-    has_more = bool(limit) and len(rows) > limit
+    has_more = bool(limit and len(rows) > limit)
     rows = rows[:limit] if limit else rows
     if query.page_reverse:
         rows.reverse()

@@ -7,7 +7,7 @@ generic views in `sgweb.api.views` do the HTTP part the same way for all of them
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from django.db.models import Model, Q, QuerySet
 from rest_framework.request import Request
@@ -23,6 +23,8 @@ from sgweb.tenancy.access import (
 )
 from sgweb.tenancy.errors import Invalid, MethodNotAllowed, NotFound, PermissionDenied
 from sgweb.tenancy.models import Project
+
+M = TypeVar("M", bound=Model)
 
 # Fields a client may send back unchanged (e.g. a whole GET body) without being refused.
 STANDARD_READ_ONLY = frozenset(
@@ -55,7 +57,7 @@ def required_field(name: str) -> Invalid:
     )
 
 
-class Resource:
+class Resource(Generic[M]):
     singular: ClassVar[str]
     plural: ClassVar[str]
     path: ClassVar[str]
@@ -70,23 +72,25 @@ class Resource:
 
     # --- reading ---
 
-    def queryset(self, request: Request) -> QuerySet:
+    def queryset(self, request: Request) -> QuerySet[M]:
         raise NotImplementedError
 
-    def scoped(self, request: Request, queryset: QuerySet, field: str = "project") -> QuerySet:
+    def scoped(
+        self, request: Request, queryset: QuerySet[M], field: str = "project"
+    ) -> QuerySet[M]:
         return scope(request.user, queryset, field)
 
-    def scoped_or_shared(self, request: Request, queryset: QuerySet, shared: Q) -> QuerySet:
+    def scoped_or_shared(self, request: Request, queryset: QuerySet[M], shared: Q) -> QuerySet[M]:
         """`scoped`, plus what `shared` selects for a project member (shared networks are
         visible to every project, as in Neutron)."""
         if not sees_all_projects(request.user) and role_of(request.user):
             return queryset.filter(Q(pk__in=self.scoped(request, queryset).values("pk")) | shared)
         return self.scoped(request, queryset)
 
-    def to_dict(self, obj: Model) -> dict[str, Any]:
+    def to_dict(self, obj: M) -> dict[str, Any]:
         return self.to_dicts([obj])[0]
 
-    def to_dicts(self, objs: list[Model]) -> list[dict[str, Any]]:
+    def to_dicts(self, objs: list[M]) -> list[dict[str, Any]]:
         """A page at once, so related rows can be fetched in one query per relation."""
         return [self.to_dict(obj) for obj in objs]
 
@@ -98,7 +102,7 @@ class Resource:
             self.not_found_message.format(id=object_id), neutron_type=self.not_found_type
         )
 
-    def get_object(self, request: Request, object_id: str) -> Model:
+    def get_object(self, request: Request, object_id: str) -> M:
         try:
             key = uuid.UUID(object_id)
         except ValueError:
@@ -110,14 +114,14 @@ class Resource:
 
     # --- writing ---
 
-    def create(self, request: Request, body: dict[str, Any]) -> Model:
+    def create(self, request: Request, body: dict[str, Any]) -> M:
         raise MethodNotAllowed(f"Creating {self.plural} is not supported.")
 
-    def update(self, request: Request, obj: Model, body: dict[str, Any]) -> Model:
+    def update(self, request: Request, obj: M, body: dict[str, Any]) -> M:
         # Neutron's rules are immutable: delete and create instead.
         raise MethodNotAllowed(f"Updating {self.plural} is not supported.")
 
-    def delete(self, request: Request, obj: Model) -> None:
+    def delete(self, request: Request, obj: M) -> None:
         raise MethodNotAllowed(f"Deleting {self.plural} is not supported.")
 
     # --- helpers for subclasses ---

@@ -18,11 +18,13 @@ from drf_spectacular.utils import (
 )
 from rest_framework import serializers
 
+from sgweb.api.fielddocs import FieldMap
 from sgweb.api.resource import Resource
 from sgweb.api.views import CollectionView, MemberView
 
 
-class TokenScheme(OpenApiAuthenticationExtension):
+# drf-spectacular's extension base has an unannotated __init_subclass__.
+class TokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
     target_class = "sgweb.api.auth.TokenAuthentication"
     name = "X-Auth-Token"
 
@@ -46,7 +48,7 @@ NEUTRON_ERROR = inline_serializer(
 ERRORS = {400: NEUTRON_ERROR, 401: NEUTRON_ERROR, 403: NEUTRON_ERROR, 404: NEUTRON_ERROR}
 WRITE_ERRORS = {**ERRORS, 409: NEUTRON_ERROR}
 
-STANDARD_FIELDS: dict[str, serializers.Field] = {
+STANDARD_FIELDS: FieldMap = {
     "id": serializers.UUIDField(read_only=True),
     "tenant_id": serializers.CharField(help_text="The project id (32 hex digits)."),
     "project_id": serializers.CharField(help_text="Same as tenant_id."),
@@ -66,7 +68,7 @@ LIST_PARAMETERS = [
 ]
 
 
-def _link_list(name: str) -> serializers.Serializer:
+def _link_list(name: str) -> serializers.Serializer[Any]:
     return inline_serializer(
         name=name,
         fields={"rel": serializers.CharField(), "href": serializers.URLField()},
@@ -75,9 +77,9 @@ def _link_list(name: str) -> serializers.Serializer:
 
 
 def documented(
-    resource: Resource,
-    fields: dict[str, serializers.Field],
-    writable: dict[str, serializers.Field],
+    resource: Resource[Any],
+    fields: FieldMap,
+    writable: FieldMap,
 ) -> tuple[type[CollectionView], type[MemberView]]:
     """Collection and member view classes for `resource`, with their OpenAPI description."""
     title = "".join(part.capitalize() for part in resource.singular.split("_"))

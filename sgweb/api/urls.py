@@ -5,10 +5,12 @@ Everything is mounted at /networking by `sgweb.urls`: no trailing slashes, and a
 suffix is accepted like Neutron. This module imports no app.
 """
 
+from typing import Any
+
 from django.urls import URLPattern, re_path
-from rest_framework.fields import Field
 
 from sgweb.api import discovery
+from sgweb.api.fielddocs import FieldMap
 from sgweb.api.resource import Resource
 from sgweb.api.schema import documented
 
@@ -27,7 +29,7 @@ not_found = re_path(r"^/(?P<rest>.*)$", discovery.not_found)
 
 
 def resource_routes(
-    resource: Resource, fields: dict[str, Field], writable: dict[str, Field]
+    resource: Resource[Any], fields: FieldMap, writable: FieldMap
 ) -> list[URLPattern]:
     """A collection and a member route for one resource, with its OpenAPI documentation."""
     collection_view, member_view = documented(resource, fields, writable)

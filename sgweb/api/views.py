@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -23,15 +23,15 @@ def _body(request: Request, key: str) -> dict[str, Any]:
         raise Invalid("Resource body required")
     if key not in data or not isinstance(data[key], dict):
         raise Invalid(f"Unable to find '{key}' in request body")
-    return data[key]
+    return cast(dict[str, Any], data[key])
 
 
-def _base_url(request: Request, resource: Resource) -> str:
+def _base_url(request: Request, resource: Resource[Any]) -> str:
     return request.build_absolute_uri(request.path)
 
 
 def _links(
-    request: Request, resource: Resource, rows: list[Any], has_next: bool, has_previous: bool
+    request: Request, resource: Resource[Any], rows: list[Any], has_next: bool, has_previous: bool
 ) -> list[dict[str, str]]:
     links = []
     params = [
@@ -54,7 +54,7 @@ def _links(
 
 
 class CollectionView(APIView):
-    resource: Resource = None  # type: ignore[assignment]
+    resource: Resource[Any] = None  # type: ignore[assignment]
 
     def get(self, request: Request) -> Response:
         resource = self.resource
@@ -116,7 +116,7 @@ def _check_revision(request: Request, obj: Any) -> None:
 
 
 class MemberView(APIView):
-    resource: Resource = None  # type: ignore[assignment]
+    resource: Resource[Any] = None  # type: ignore[assignment]
 
     def get(self, request: Request, object_id: str) -> Response:
         resource = self.resource

@@ -60,7 +60,7 @@ def _groups_filter(values: list[str]) -> Q:
     return Q(pk__in=links.values("port_id"))
 
 
-class Networks(Resource):
+class Networks(Resource[Network]):
     singular = "network"
     plural = "networks"
     path = "networks"
@@ -91,7 +91,7 @@ class Networks(Resource):
         "is_default",
     }
 
-    def queryset(self, request: Request) -> QuerySet:
+    def queryset(self, request: Request) -> QuerySet[Network]:
         networks = self.scoped_or_shared(request, Network.objects.all(), Q(shared=True))
         return networks.prefetch_related("subnets")
 
@@ -112,7 +112,7 @@ class Networks(Resource):
         actions.delete_network(request.user, obj)
 
 
-class Subnets(Resource):
+class Subnets(Resource[Subnet]):
     singular = "subnet"
     plural = "subnets"
     path = "subnets"
@@ -157,7 +157,7 @@ class Subnets(Resource):
         "allocation_pools",
     }
 
-    def queryset(self, request: Request) -> QuerySet:
+    def queryset(self, request: Request) -> QuerySet[Subnet]:
         return self.scoped_or_shared(request, Subnet.objects.all(), Q(network__shared=True))
 
     def to_dict(self, obj: Subnet) -> dict[str, Any]:
@@ -188,7 +188,7 @@ def _network_for(request: Request, body: dict[str, Any]) -> Network:
     return Networks().get_object(request, str(network_id))
 
 
-class Ports(Resource):
+class Ports(Resource[Port]):
     singular = "port"
     plural = "ports"
     path = "ports"
@@ -233,7 +233,7 @@ class Ports(Resource):
         "extra_dhcp_opts",
     }
 
-    def queryset(self, request: Request) -> QuerySet:
+    def queryset(self, request: Request) -> QuerySet[Port]:
         return self.scoped(request, Port.objects.all()).select_related("host")
 
     def to_dicts(self, objs: list[Port]) -> list[dict[str, Any]]:

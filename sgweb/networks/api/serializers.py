@@ -2,9 +2,9 @@
 
 from rest_framework import serializers
 
-from sgweb.api.fielddocs import writable
+from sgweb.api.fielddocs import FieldMap, writable
 
-NETWORK_FIELDS = {
+NETWORK_FIELDS: FieldMap = {
     "name": serializers.CharField(max_length=255),
     "description": serializers.CharField(max_length=255, allow_blank=True),
     "admin_state_up": serializers.BooleanField(),
@@ -12,7 +12,7 @@ NETWORK_FIELDS = {
     "status": serializers.CharField(read_only=True),
     "subnets": serializers.ListField(child=serializers.UUIDField(), read_only=True),
 }
-NETWORK_WRITABLE = {
+NETWORK_WRITABLE: FieldMap = {
     "name": serializers.CharField(max_length=255, required=False),
     "description": serializers.CharField(max_length=255, required=False),
     "admin_state_up": serializers.BooleanField(required=False),
@@ -20,7 +20,7 @@ NETWORK_WRITABLE = {
     "project_id": serializers.CharField(required=False),
 }
 
-SUBNET_FIELDS = {
+SUBNET_FIELDS: FieldMap = {
     "name": serializers.CharField(max_length=255),
     "network_id": serializers.UUIDField(),
     "ip_version": serializers.ChoiceField([4, 6]),
@@ -33,7 +33,7 @@ SUBNET_FIELDS = {
 SUBNET_WRITABLE = writable(SUBNET_FIELDS, required=("network_id", "cidr"))
 
 FIXED_IP = {"subnet_id": serializers.UUIDField(), "ip_address": serializers.IPAddressField()}
-PORT_FIELDS = {
+PORT_FIELDS: FieldMap = {
     "name": serializers.CharField(max_length=255),
     "description": serializers.CharField(max_length=255, allow_blank=True),
     "network_id": serializers.UUIDField(),

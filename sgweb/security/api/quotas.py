@@ -5,7 +5,7 @@ The quotas themselves belong to the project (`sgweb.tenancy`); this app counts w
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 from django.http import HttpResponse
@@ -28,7 +28,14 @@ UNLIMITED = ("network", "subnet", "port", "router", "floatingip", "rbac_policy")
 PROJECT_PARAMETER = OpenApiParameter(
     "project_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="32 hex digits"
 )
-QUOTA_DOCS = {"responses": {200: OpenApiTypes.OBJECT}, "tags": ["quotas"]}
+
+
+class _QuotaDocs(TypedDict):
+    responses: dict[int, OpenApiTypes]
+    tags: list[str]
+
+
+QUOTA_DOCS: _QuotaDocs = {"responses": {200: OpenApiTypes.OBJECT}, "tags": ["quotas"]}
 
 
 def quota_dict(quota: Quota) -> dict[str, int]:

@@ -23,7 +23,7 @@ from sgweb.tenancy.choices import Role
 from sgweb.tenancy.errors import Invalid
 
 
-class SecurityGroups(Resource):
+class SecurityGroups(Resource[SecurityGroup]):
     singular = "security_group"
     plural = "security_groups"
     path = "security-groups"
@@ -40,7 +40,7 @@ class SecurityGroups(Resource):
     update_fields = create_fields
     read_only = Resource.read_only | {"security_group_rules", "shared"}
 
-    def queryset(self, request: Request) -> QuerySet:
+    def queryset(self, request: Request) -> QuerySet[SecurityGroup]:
         return self.scoped(request, SecurityGroup.objects.all())
 
     def to_dicts(self, objs: list[SecurityGroup]) -> list[dict[str, Any]]:
@@ -66,7 +66,7 @@ class SecurityGroups(Resource):
         actions.delete_security_group(request.user, obj)
 
 
-class SecurityGroupRules(Resource):
+class SecurityGroupRules(Resource[SecurityGroupRule]):
     singular = "security_group_rule"
     plural = "security_group_rules"
     path = "security-group-rules"
@@ -114,7 +114,7 @@ class SecurityGroupRules(Resource):
         "belongs_to_default_sg",
     }
 
-    def queryset(self, request: Request) -> QuerySet:
+    def queryset(self, request: Request) -> QuerySet[SecurityGroupRule]:
         return self.scoped(request, SecurityGroupRule.objects.all())
 
     def to_dict(self, obj: SecurityGroupRule) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 from rest_framework import serializers
 
-from sgweb.api.fielddocs import writable
+from sgweb.api.fielddocs import FieldMap, writable
 
-RULE_FIELDS = {
+RULE_FIELDS: FieldMap = {
     "security_group_id": serializers.UUIDField(),
     "direction": serializers.ChoiceField(["ingress", "egress"]),
     "ethertype": serializers.ChoiceField(["IPv4", "IPv6"], default="IPv4"),
@@ -25,14 +25,14 @@ RULE_FIELDS = {
 }
 RULE_WRITABLE = writable(RULE_FIELDS, required=("security_group_id", "direction"))
 
-GROUP_FIELDS = {
+GROUP_FIELDS: FieldMap = {
     "name": serializers.CharField(max_length=255),
     "description": serializers.CharField(max_length=255, allow_blank=True),
     "stateful": serializers.BooleanField(default=True),
     "shared": serializers.BooleanField(read_only=True),
     "security_group_rules": serializers.ListField(child=serializers.DictField(), read_only=True),
 }
-GROUP_WRITABLE = {
+GROUP_WRITABLE: FieldMap = {
     "name": serializers.CharField(max_length=255),
     "description": serializers.CharField(max_length=255, required=False),
     "stateful": serializers.BooleanField(required=False),
