@@ -13,12 +13,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import URLPattern  # noqa: E402
 
 from sgweb.gctune import tune_for_serving  # noqa: E402
 from sgweb.live.routing import websocket_urlpatterns as live_routes  # noqa: E402
 from sgweb.traces.routing import websocket_urlpatterns as trace_routes  # noqa: E402
 
-websocket_urlpatterns: list = [*live_routes, *trace_routes]
+websocket_urlpatterns: list[URLPattern] = [*live_routes, *trace_routes]
 
 application = ProtocolTypeRouter(
     {

@@ -72,11 +72,11 @@ def port_chains(port: Port) -> dict[str, Any]:
     message: dict[str, Any] = {
         "type": "chains",
         "port_id": str(port.pk),
-        "host": port.host.name if port.host_id else None,
+        "host": port.host.name if port.host is not None else None,
         "device": port.device,
         "chains": [],
     }
-    if not port.host_id or not port.port_security_enabled:
+    if port.host is None or not port.port_security_enabled:
         return message
     target = host_target(port.host)
     message["chains"] = chains_of(target.compiled, target.state, str(port.pk))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 from sgweb.hostsync.status import host_liveness
 from sgweb.live import events
@@ -10,6 +10,10 @@ from sgweb.networks.models import Host, Port
 from sgweb.tenancy.access import member_project_ids, sees_all_projects
 
 
+@overload
+def visible_host_names(user: Any, hosts: list[Any]) -> set[str]: ...
+@overload
+def visible_host_names(user: Any, hosts: None) -> set[str] | None: ...
 def visible_host_names(user: Any, hosts: list[Any] | None) -> set[str] | None:
     """The hosts a user may watch: every one for admins and readers (None: no filter), else
     those holding a port of the user's projects."""
@@ -23,8 +27,8 @@ def visible_host_names(user: Any, hosts: list[Any] | None) -> set[str] | None:
 
 def host_statuses(names: list[str] | None) -> dict[str, dict[str, Any]]:
     """`host-status` messages from the database and the agents' heartbeats (one MGET)."""
-    hosts = Host.objects.all() if names is None else Host.objects.filter(name__in=names)
-    hosts = list(hosts.order_by("name"))
+    query = Host.objects.all() if names is None else Host.objects.filter(name__in=names)
+    hosts = list(query.order_by("name"))
     try:
         live = host_liveness([host.name for host in hosts])
         alive = {name: entry.alive for name, entry in live.items()}

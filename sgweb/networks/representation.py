@@ -70,7 +70,7 @@ def port_to_dict(
 ) -> dict[str, Any]:
     """Reads the port's fixed_ips, allowed_address_pairs, group_links and host unless given
     (`ports_to_dicts` gives them for a whole page in three queries)."""
-    host_name = port.host.name if port.host_id else ""
+    host_name = port.host.name if port.host is not None else ""
     if fixed_ips is None:
         fixed_ips = [
             {"subnet_id": str(fixed.subnet_id), "ip_address": fixed.ip_address}

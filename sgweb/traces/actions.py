@@ -70,13 +70,16 @@ def _resolve(actor: Any, text: str, field: str) -> Port | str:
 
 def _port_address(port: Port, family: int, field: str) -> str:
     for fixed in port.fixed_ips.all():
-        if _address(fixed.ip_address) and _address(fixed.ip_address).version == family:
-            return str(_address(fixed.ip_address))
+        if (address := _address(fixed.ip_address)) and address.version == family:
+            return str(address)
     raise Invalid.from_errors({field: [f"Port {port.name or port.pk} has no IPv{family} address."]})
 
 
 def _family(source: Port | str, destination: Port | str, protocol_name: str) -> int:
-    families = {_address(e).version for e in (source, destination) if isinstance(e, str)}
+    # The addresses are valid: _resolve made them.
+    families = {
+        ipaddress.ip_address(e).version for e in (source, destination) if isinstance(e, str)
+    }
     if len(families) > 1:
         raise Invalid.from_errors({"destination": ["Source and destination mix IPv4 and IPv6."]})
     if families:
@@ -85,16 +88,20 @@ def _family(source: Port | str, destination: Port | str, protocol_name: str) -> 
 
 
 def _clean_protocol(
-    protocol_name: str, port: int | None, icmp_type: int | None, icmp_code: int | None, family: int
+    protocol_name: str,
+    port: int | str | None,
+    icmp_type: int | str | None,
+    icmp_code: int | str | None,
+    family: int,
 ) -> tuple[str, int | None, int | None, int | None]:
     name = PROTOCOLS.get((protocol_name or "").strip().lower())
     if name is None:
         raise Invalid.from_errors({"protocol": ["Choose tcp, udp or icmp."]})
     if name in ("tcp", "udp"):
-        if port in (None, ""):
+        if port is None or port == "":
             raise Invalid.from_errors({"port": [f"A {name} trace needs a destination port."]})
         try:
-            number = int(port)  # type: ignore[arg-type]
+            number = int(port)
         except (TypeError, ValueError):
             raise Invalid.from_errors({"port": ["The port must be a number."]}) from None
         if not 1 <= number <= 65535:
@@ -104,11 +111,11 @@ def _clean_protocol(
     values = []
     for field, value, default in (("icmp_type", icmp_type, ECHO_REQUEST[family]),
                                   ("icmp_code", icmp_code, 0)):  # fmt: skip
-        if value in (None, ""):
+        if value is None or value == "":
             values.append(default)
             continue
         try:
-            number = int(value)  # type: ignore[arg-type]
+            number = int(value)
         except (TypeError, ValueError):
             raise Invalid.from_errors({field: ["Must be a number."]}) from None
         if not 0 <= number <= 255:
@@ -118,7 +125,7 @@ def _clean_protocol(
 
 
 def _require_host(port: Port, field: str) -> str:
-    if port.host_id is None:
+    if port.host is None:
         raise Invalid.from_errors(
             {field: [f"Port {port.name or port.pk} is not bound to a host: nothing filters it."]}
         )
@@ -131,9 +138,9 @@ def start_trace(
     source: str,
     destination: str,
     protocol: str,
-    port: int | None = None,
-    icmp_type: int | None = None,
-    icmp_code: int | None = None,
+    port: int | str | None = None,  # form fields give strings, the API numbers
+    icmp_type: int | str | None = None,
+    icmp_code: int | str | None = None,
 ) -> Trace:
     """Trace a packet from `source` to `destination` (each a port the actor may see, by id or
     name, or an address): the static verdict now, the kernel's proof asynchronously."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from channels.db import database_sync_to_async
 
@@ -17,7 +17,7 @@ class TraceConsumer(LiveConsumer):
     """`/ws/traces/<trace_id>`: the trace's messages so far, then live ones."""
 
     async def authorise(self, user: Any) -> bool:
-        return await database_sync_to_async(self._find)(user)
+        return cast(bool, await database_sync_to_async(self._find)(user))
 
     def _find(self, user: Any) -> bool:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 from django.conf import settings
 from django.db import models
@@ -72,11 +73,11 @@ class Trace(models.Model):
 
     @property
     def kernel_verdict(self) -> str | None:
-        return self.kernel_result.get("kernel_verdict")
+        return cast(str | None, self.kernel_result.get("kernel_verdict"))
 
     @property
     def agrees(self) -> bool | None:
-        return self.kernel_result.get("agrees")
+        return cast(bool | None, self.kernel_result.get("agrees"))
 
     @property
     def finished(self) -> bool:

@@ -33,7 +33,7 @@ def lab_namespace(port: Port) -> tuple[str, str] | None:
     if state is None:
         return None
     for vm in state.vms:
-        if vm.port_id == str(port.pk) and port.host_id and vm.host == port.host.name:
+        if vm.port_id == str(port.pk) and port.host is not None and vm.host == port.host.name:
             return vm.netns, vm.mac
     return None
 
@@ -48,7 +48,7 @@ def plan_proof(
 ) -> tuple[protocol.ProofRequest | None, dict[str, Any] | None]:
     """The request for the proving agent, or (None, a failed trace-result) when none can run."""
     prover = source if isinstance(source, Port) else destination
-    assert isinstance(prover, Port)
+    assert isinstance(prover, Port) and prover.host is not None  # start_trace checked both
     host = prover.host.name
     lab = lab_namespace(source) if isinstance(source, Port) else None
     static = trace.static_verdict

@@ -40,7 +40,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
 
     async def connect(self) -> None:
         self.groups_joined = []
-        self.tasks: list[asyncio.Task] = []
+        self.tasks: list[asyncio.Task[Any]] = []
         self.closed = False
         await self.accept()
         user = self.scope.get("user")
@@ -111,6 +111,7 @@ class CountersMixin:
     redis: Any
     prefix: str
     watches: dict[str, list[str]]  # host -> chain keys
+    channel_name: str  # the consumer's
 
     async def open_redis(self) -> None:
         via = await database_sync_to_async(channel)()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, cast
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -29,12 +29,17 @@ class SecurityGroupConsumer(CountersMixin, LiveConsumer):
     API, the CLI or another browser)."""
 
     async def authorise(self, user: Any) -> bool:
-        return await database_sync_to_async(self._find)(user)
+        return cast(bool, await database_sync_to_async(self._find)(user))
 
     def _find(self, user: Any) -> bool:
         wanted = parse_uuid(self.scope["url_route"]["kwargs"]["group_id"])
-        self.group = scope(user, SecurityGroup.objects.all()).filter(pk=wanted).first()
-        return self.group is not None and wanted is not None
+        if wanted is None:
+            return False
+        group = scope(user, SecurityGroup.objects.all()).filter(pk=wanted).first()
+        if group is None:
+            return False
+        self.group = group
+        return True
 
     def _layout(self) -> tuple[dict[str, list[str]], list[str], int]:
         hosts = group_ports(self.group)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from channels.db import database_sync_to_async
 
@@ -16,11 +16,14 @@ class HostConsumer(LiveConsumer):
     """`/ws/hosts/<name>`: `host-status`, `apply`, `drift` for one host."""
 
     async def authorise(self, user: Any) -> bool:
-        return await database_sync_to_async(self._visible)(user)
+        return cast(bool, await database_sync_to_async(self._visible)(user))
 
     def _visible(self, user: Any) -> bool:
-        self.host = Host.objects.filter(name=self.scope["url_route"]["kwargs"]["name"]).first()
-        return self.host is not None and self.host.name in visible_host_names(user, [self.host])
+        host = Host.objects.filter(name=self.scope["url_route"]["kwargs"]["name"]).first()
+        if host is None:
+            return False
+        self.host = host
+        return host.name in visible_host_names(user, [host])
 
     async def start(self) -> None:
         await self.join(events.host_group(self.host.name))

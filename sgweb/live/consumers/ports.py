@@ -25,6 +25,8 @@ class PortConsumer(CountersMixin, LiveConsumer):
 
     def _chains(self, user: Any) -> dict[str, Any] | None:
         wanted = parse_uuid(self.scope["url_route"]["kwargs"]["port_id"])
+        if wanted is None:
+            return None
         port = scope(user, Port.objects.select_related("host")).filter(pk=wanted).first()
         return port_chains(port) if port is not None and wanted else None
 

@@ -230,7 +230,7 @@ def _firewall_changed(
 ) -> None:
     """The port's own host changes, and so do the hosts whose rules name one of its groups as
     a remote group (the port's addresses are members of those groups' sets)."""
-    hosts = {port.host.name} if port.host_id else set()
+    hosts = {port.host.name} if port.host is not None else set()
     if also_host:
         hosts.add(also_host)
     dispatch.firewall_changed(reason, hosts=hosts, members_of=group_ids)
