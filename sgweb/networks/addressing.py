@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import uuid
 from collections.abc import Iterator
 
 from sgweb.networks.models import FixedIP, Port, Subnet
@@ -16,7 +17,7 @@ def random_mac() -> str:
     return MAC_PREFIX + "".join(f":{byte:02x}" for byte in tail)
 
 
-def unused_mac(network_id: object, attempts: int = 16) -> str:
+def unused_mac(network_id: uuid.UUID | str, attempts: int = 16) -> str:
     for _ in range(attempts):
         mac = random_mac()
         if not Port.objects.filter(network_id=network_id, mac_address=mac).exists():
@@ -42,7 +43,7 @@ def _candidates(subnet: Subnet) -> Iterator[ipaddress.IPv4Address | ipaddress.IP
         for pool in subnet.allocation_pools:
             current = ipaddress.ip_address(pool["start"])
             end = ipaddress.ip_address(pool["end"])
-            while current <= end:
+            while int(current) <= int(end):  # one family: the pool was validated
                 yield current
                 current += 1
     else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 from sgweb.networks.choices import HostStatus, IpVersion
@@ -59,7 +61,7 @@ class Network(StandardAttributes):
     def __str__(self) -> str:
         return self.name or str(self.id)
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.conntrack_zone is None:
             self.conntrack_zone = next_conntrack_zone(type(self).objects)
         super().save(*args, **kwargs)
@@ -69,7 +71,7 @@ FIRST_CONNTRACK_ZONE = 4097  # as Neutron; zones below are left to the host's ow
 LAST_CONNTRACK_ZONE = 65535  # CT zones are 16 bits
 
 
-def next_conntrack_zone(networks: models.Manager) -> int | None:
+def next_conntrack_zone(networks: models.Manager[Network]) -> int | None:
     """The next free zone; None when all are taken (the compiler then numbers the network)."""
     highest = networks.aggregate(models.Max("conntrack_zone"))["conntrack_zone__max"]
     zone = FIRST_CONNTRACK_ZONE if highest is None else highest + 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from typing import Any, SupportsInt, cast
 
 from sgweb.tenancy.validators import Errors
 
@@ -110,7 +110,7 @@ def _clean_network(errors: Errors, cidr: object, ip_version: object) -> Network 
     version: int | None = None
     if ip_version not in (None, ""):
         try:
-            version = int(ip_version)  # type: ignore[arg-type]
+            version = int(cast(SupportsInt | str, ip_version))  # else TypeError, caught
         except (TypeError, ValueError):
             version = None
         if version not in (4, 6):
@@ -161,7 +161,7 @@ def _clean_pools(
         start_ip, end_ip = ipaddress.ip_address(start), ipaddress.ip_address(end)
         if start_ip not in network or end_ip not in network:
             errors.add("allocation_pools", f"Pool {start}-{end} is not inside {network}.")
-        elif start_ip > end_ip:
+        elif int(start_ip) > int(end_ip):  # one family: both are inside the network
             errors.add("allocation_pools", f"Pool {start}-{end} starts after it ends.")
         else:
             pools.append({"start": start, "end": end})

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsInt, cast
 
 from sgweb.firewall import FirewallError, normalize_cidr
 from sgweb.firewall.model import SecurityGroupRule as ModelRule
@@ -90,8 +90,8 @@ def canonical_protocol(protocol: str | None, ethertype: str) -> str | None:
     """A protocol as one name (or number string when unnamed): "6" -> "tcp", "icmpv6" -> ..."""
     if protocol is None:
         return None
-    value = protocol.lower()
-    value = PROTOCOL_ALIASES.get(value, value)
+    lowered = protocol.lower()
+    value = PROTOCOL_ALIASES.get(lowered, lowered)
     if value is None:
         return None
     if value.isdigit():
@@ -131,7 +131,7 @@ def _clean_port(errors: Errors, field: str, value: object) -> int | None:
         errors.add(field, f"{field} must be an integer.")
         return None
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(cast(SupportsInt | str, value))  # else TypeError, caught
     except (TypeError, ValueError):
         errors.add(field, f"'{value}' is not an integer.")
         return None

@@ -164,7 +164,7 @@ def create_subnet(
     `dhcp_servers` left out means the subnet's second address (when DHCP is on)."""
     _require_network(actor, network)
     errors = Errors()
-    clean = {
+    clean: dict[str, Any] = {
         "name": clean_name(errors, name),
         "description": clean_description(errors, description),
         "enable_dhcp": clean_bool(errors, "enable_dhcp", enable_dhcp),
