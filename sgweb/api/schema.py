@@ -23,8 +23,7 @@ from sgweb.api.resource import Resource
 from sgweb.api.views import CollectionView, MemberView
 
 
-# drf-spectacular's extension base has an unannotated __init_subclass__.
-class TokenScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]
+class TokenScheme(OpenApiAuthenticationExtension):
     target_class = "sgweb.api.auth.TokenAuthentication"
     name = "X-Auth-Token"
 

@@ -26,12 +26,12 @@ class SyncChannel:
     broker_url: str
     prefix: str = protocol.DEFAULT_KEY_PREFIX
     control_queue: str = protocol.DEFAULT_CONTROL_QUEUE
-    _redis: redis.Redis | None = field(default=None, repr=False)
+    _redis: redis.Redis[bytes] | None = field(default=None, repr=False)
     _celery: Celery | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
-    def redis(self) -> redis.Redis:
+    def redis(self) -> redis.Redis[bytes]:
         if self._redis is None:
             # Short timeouts: a publish runs inside a web request; a dead Redis must fail fast
             # (the host goes into the backlog) rather than hang the request.

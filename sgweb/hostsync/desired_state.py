@@ -57,7 +57,8 @@ def _members(group_ids: Iterable[str]) -> tuple[tuple[str, tuple[str, ...]], ...
     if not ids:
         return ()
     addresses: dict[str, set[str]] = defaultdict(set)
-    links = PortSecurityGroup.objects.filter(security_group_id__in=ids)
+    # django-stubs types an FK id lookup as the pk's UUID only; Django takes id strings too.
+    links = PortSecurityGroup.objects.filter(security_group_id__in=ids)  # type: ignore[misc]
     for group_id, address in links.values_list("security_group_id", "port__fixed_ips__ip_address"):
         if address:
             addresses[str(group_id)].add(address)

@@ -17,7 +17,8 @@ def hosts_using_groups(group_ids: Iterable[uuid.UUID | str]) -> set[str]:
     if not ids:
         return set()
     return set(
-        Port.objects.filter(group_links__security_group_id__in=ids, host__isnull=False)
+        # django-stubs types an FK id lookup as the pk's UUID only; Django takes id strings too.
+        Port.objects.filter(group_links__security_group_id__in=ids, host__isnull=False)  # type: ignore[misc]
         .values_list("host__name", flat=True)
         .distinct()
     )
@@ -29,7 +30,9 @@ def hosts_referencing_groups(group_ids: Iterable[uuid.UUID | str]) -> set[str]:
         return set()
     return set(
         Port.objects.filter(
-            group_links__security_group__rules__remote_group_id__in=ids, host__isnull=False
+            # django-stubs types an FK id lookup as the pk's UUID only; Django takes strings too.
+            group_links__security_group__rules__remote_group_id__in=ids,  # type: ignore[misc]
+            host__isnull=False,
         )
         .values_list("host__name", flat=True)
         .distinct()
