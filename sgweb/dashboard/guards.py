@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
 from django.http import Http404
 
@@ -24,7 +24,7 @@ def get_visible_or_404(
 ) -> M:
     try:
         return scope(user, queryset, project_field).get(**lookup)
-    except (queryset.model.DoesNotExist, ValueError, ValidationError) as error:
+    except (ObjectDoesNotExist, ValueError, ValidationError) as error:
         # A malformed UUID in the URL is just another object that does not exist.
         raise Http404("No such object") from error
 

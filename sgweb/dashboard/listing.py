@@ -37,7 +37,7 @@ def sorted_by(
 
 @dataclass
 class Listing:
-    page: Page
+    page: Page[Any]
     total: int
     query: str
 

@@ -298,6 +298,7 @@ def result_of(events: list[dict[str, Any]], kernel_result: Any) -> dict[str, Any
     """The final `trace-result`: the stored kernel result, else the last one in the events."""
     if isinstance(kernel_result, dict) and kernel_result.get("type") == "trace-result":
         return kernel_result
+    event: dict[str, Any]  # (reversed() of a list of dicts with Any values is Any to mypy)
     for event in reversed(events or []):
         if event.get("type") == "trace-result":
             return event

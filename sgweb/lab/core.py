@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -322,7 +322,7 @@ def probe(
         argv.append("--expect-reply")  # the lab's UDP listener echoes: a reply proves the path
     result = default_runner().run(argv, netns=source.netns, check=False, timeout=timeout + 10)
     try:
-        return json.loads(result.stdout.strip().splitlines()[-1])
+        return cast(dict[str, Any], json.loads(result.stdout.strip().splitlines()[-1]))
     except (IndexError, ValueError):
         return {"ok": False, "error": result.stderr.strip()}
 

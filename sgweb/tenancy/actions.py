@@ -233,8 +233,8 @@ def set_quota(
     actor: Actor,
     project: Project,
     *,
-    security_groups: int | None = None,
-    security_group_rules: int | None = None,
+    security_groups: int | str | None = None,  # the dashboard's form gives strings
+    security_group_rules: int | str | None = None,
 ) -> Quota:
     """Limits are counts, or -1 for unlimited (as in Neutron)."""
     require_admin(actor, "Changing quotas")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -64,7 +64,7 @@ def audit_list(request: HttpRequest) -> HttpResponse:
         entries = entries.filter(at__gte=since)
     until = _day_start(params.get("until", ""))
     if until:
-        entries = entries.filter(at__lt=until + timezone.timedelta(days=1))
+        entries = entries.filter(at__lt=until + timedelta(days=1))
     query = search_term(request)
     if query:
         entries = entries.filter(Q(object_repr__icontains=query) | Q(object_id__istartswith=query))

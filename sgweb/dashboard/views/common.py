@@ -3,6 +3,7 @@ inline validation script, and turning the actions' errors into form errors."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -66,7 +67,10 @@ def add_action_error(
 
 
 def refused(
-    request: HttpRequest, form: forms.BaseForm, render_page: Any, status: int = 400
+    request: HttpRequest,
+    form: forms.BaseForm,
+    render_page: Callable[[int], HttpResponse],
+    status: int = 400,
 ) -> HttpResponse:
     """The form is sent back with its errors; nothing was changed."""
     if wants_json(request):

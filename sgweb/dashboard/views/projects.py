@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
@@ -46,7 +46,7 @@ def _count(model: Any) -> Coalesce:
     )
 
 
-def _with_usage(projects: Any) -> Any:
+def _with_usage(projects: QuerySet[Project]) -> QuerySet[Project]:
     return projects.annotate(
         group_count=_count(SecurityGroup),
         rule_count=_count(SecurityGroupRule),

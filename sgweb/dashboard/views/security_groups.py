@@ -45,7 +45,7 @@ GROUP_SORTS = {
 PORTS_SHOWN_ON_GROUP = 25
 
 
-def _count_of(model: Any, field: str) -> Subquery:
+def _count_of(model: Any, field: str) -> Coalesce:
     """A correlated COUNT, so two counts on one list do not multiply each other's joins."""
     return Coalesce(
         Subquery(
@@ -167,7 +167,7 @@ def _group_for(request: HttpRequest, group_id: str) -> SecurityGroup:
 
 
 def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any]:
-    rules = list(
+    rules: list[Any] = list(  # SecurityGroupRules that also carry .hit for the template
         group.rules.select_related("remote_group").order_by(
             # Ingress first ("-direction"): that is what admins read a group for.
             "-direction",
@@ -191,7 +191,7 @@ def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any
         .only("id", "name")
     )
     referenced_by = list(
-        scope(request.user, SecurityGroup.objects)
+        scope(request.user, SecurityGroup.objects.all())
         .filter(rules__remote_group=group)
         .exclude(pk=group.pk)
         .distinct()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, cast
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -24,6 +25,9 @@ from sgweb.tenancy.access import is_admin
 from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import ApiToken
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 EXPIRY_CHOICES = (
     ("", "Never"),
     ("7", "7 days"),
@@ -39,7 +43,7 @@ def _token_page(
     everyone = is_admin(request.user) and request.GET.get("all") == "1"
     tokens = ApiToken.objects.select_related("user").order_by("-created_at")
     if not everyone:
-        tokens = tokens.filter(user=request.user)
+        tokens = tokens.filter(user=cast("User", request.user))  # the views are login_required
     return render_page(
         request,
         "dashboard/tokens/list.html",

@@ -9,10 +9,10 @@ open and share every trace but run none. Outsiders see no trace of another proje
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib.auth.decorators import login_required
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 
@@ -38,6 +38,9 @@ from sgweb.tenancy.access import scope
 from sgweb.tenancy.errors import ActionError
 from sgweb.traces.actions import get_trace, start_trace, visible_traces
 
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
 PROTOCOLS = (("tcp", "TCP"), ("udp", "UDP"), ("icmp", "ICMP (ping)"))
 TRACE_SORTS = {"when": "created_at", "status": "status"}
 PORT_SUGGESTIONS = 12
@@ -54,7 +57,7 @@ def _port_label(port: Port) -> str:
     return f"{name} ({addresses})" if addresses else name
 
 
-def _visible_ports(user: Any) -> Any:
+def _visible_ports(user: Any) -> QuerySet[Port]:
     return scope(user, Port.objects.select_related("host", "project"))
 
 
@@ -222,6 +225,7 @@ def _rules_by_id(static: dict[str, Any] | None) -> dict[str, Any]:
         except ValueError:
             continue
     rules = {}
+    rule: Any  # a SecurityGroupRule that also carries .summary and .group_name for the page
     for rule in SecurityGroupRule.objects.filter(pk__in=ids).select_related("security_group"):
         remote = rule.remote_ip_prefix or (
             f"group {rule.remote_group_id}" if rule.remote_group_id else "anywhere"
@@ -310,7 +314,7 @@ def trace_list(request: HttpRequest) -> HttpResponse:
     if filters["status"]:
         traces = traces.filter(status=filters["status"])
     if filters["who"] == "me":
-        traces = traces.filter(created_by=request.user)
+        traces = traces.filter(created_by=cast("User", request.user))  # login_required
     query = search_term(request)
     if query:
         traces = traces.filter(_search(query))
