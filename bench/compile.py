@@ -212,8 +212,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("scenario", metavar="SCENARIO.json")
     parser.add_argument("--runs", type=int, default=7, help="runs per figure (median reported)")
+    parser.add_argument(
+        "--neutron",
+        action="store_true",
+        help="also run Neutron's own driver on the scenario (bench.neutron_compare), with ratios",
+    )
     args = parser.parse_args(argv)
     result = run_benchmark(args.scenario, runs=args.runs)
+    if args.neutron:
+        from bench.neutron_compare import run_neutron
+
+        result.update(run_neutron(args.scenario, runs=max(1, min(args.runs, 3))))
+        result["neutron_full_ratio"] = round(result["neutron_full_s"] / result["compile_s"], 1)
+        result["neutron_update_ratio"] = round(result["neutron_update_s"] / result["update_s"], 1)
     sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return 0
 
