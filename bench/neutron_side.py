@@ -1,9 +1,9 @@
 """Neutron's own hybrid iptables driver on a scenario: run inside a virtualenv with neutron.
 
 `python -m bench.neutron_compare` makes that virtualenv (var/bench/neutron-venv) and runs this
-file in it with a scenario path; it prints JSON figures. Nothing touches a kernel: every command the driver
-would run (iptables-restore, ipset, conntrack) is captured instead, so the figures are Neutron's
-own compile work up to the restore text, the same span `bench.compile` times for sgweb.
+file in it with a scenario path; it prints JSON figures. Nothing touches a kernel: every command
+the driver would run (iptables-restore, ipset, conntrack) is captured instead, so the figures are
+Neutron's own compile work up to the restore text, the span `bench.compile` times for sgweb.
 
 - full_s: a fresh driver prepares every port of every host of the scenario (groups' rules and
   remote-group members first, as the agent does), then applies once (renders the restore text).
