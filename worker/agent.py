@@ -31,9 +31,10 @@ from sgweb.firewall.incremental import diff
 from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import HostState
 from sgweb.kernel.apply import HostFirewall
-from sgweb.kernel.runner import CommandError
+from sgweb.kernel.conntrack import ConntrackCutter
 from sgweb.wire import sync as protocol
 from worker import conntrack, drift, full_apply
+from worker.cutter import CutFunction, CutQueue
 from worker.store import DesiredStore
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class Agent:
         *,
         compile_fn: Callable[[HostState], CompiledHost] | None = None,
         diff_fn: Callable[..., Any] | None = None,
+        cut_fn: CutFunction | None = None,
     ) -> None:
         self.host = host
         self.store = store
@@ -119,6 +121,10 @@ class Agent:
         self.applies = 0
         self._verified_text: dict[int, str] = {}
         self._drift_paused_until = 0.0
+        # Connections are cut after the apply, off the lock, in bulk over netlink.
+        self.cuts = CutQueue(
+            cut_fn or ConntrackCutter(firewall.netns).cut, self._remember_applied_state
+        )
 
     # -- status -------------------------------------------------------------------------------
 
@@ -142,6 +148,7 @@ class Agent:
             "failed_revision": self.failure.revision if self.failure else None,
             "error": self.failure.error[:500] if self.failure else None,
             "started_at": self.started_at,
+            "conntrack": self.cuts.status(),
         }
 
     # -- converging ---------------------------------------------------------------------------
@@ -215,10 +222,16 @@ class Agent:
             self._tidy_after_full_apply(compiled, extra)
         kernel_ms = (time.perf_counter() - kernel_clock) * 1000
         before = applied.state if applied is not None else self._state_before_restart()
-        extra["conntrack_deleted"] = (
-            self._cut_connections(before, state, compiled, extra) if before is not None else 0
-        )
-        self._remember_applied_state(desired)
+        cuts = conntrack.plan_cuts(before, state, compiled) if before is not None else []
+        if cuts:
+            extra["conntrack_cuts"] = [
+                {"port": c.port_id, "addresses": list(c.addresses), "zone": c.zone,
+                 "protocol": c.protocol, "port_number": c.port, "why": c.why}
+                for c in cuts
+            ]  # fmt: skip
+        # Queued: the apply (and the lock) does not wait for connection tracking; the applied
+        # state is remembered once the cuts ran (see worker.cutter).
+        self.cuts.submit(desired.revision, cuts, desired.state)
         self.applied = Applied(desired.revision, desired.digest, state, compiled)
         self.kernel_known = True
         self.failure = None
@@ -324,34 +337,10 @@ class Agent:
             log.warning("no previous state to cut connections against: %s", exc)
             return None
 
-    def _remember_applied_state(self, desired: protocol.Desired) -> None:
+    def _remember_applied_state(self, state: dict[str, Any]) -> None:
         save = getattr(self.store, "set_applied_state", None)
-        if save is None:
-            return
-        try:
-            save(desired.state)
-        except Exception as exc:
-            log.warning("could not store the applied state: %s", exc)
-
-    def _cut_connections(
-        self, old: HostState, new: HostState, compiled: CompiledHost, extra: dict[str, Any]
-    ) -> int:
-        deleted = 0
-        cuts = conntrack.plan_cuts(old, new, compiled)
-        for cut in cuts:
-            try:
-                deleted += self.firewall.flush_conntrack(
-                    cut.addresses, zone=cut.zone, protocol=cut.protocol, port=cut.port
-                )
-            except CommandError as exc:
-                extra.setdefault("warnings", []).append(f"conntrack: {exc}")
-        if cuts:
-            extra["conntrack_cuts"] = [
-                {"port": c.port_id, "addresses": list(c.addresses), "zone": c.zone,
-                 "protocol": c.protocol, "port_number": c.port, "why": c.why}
-                for c in cuts
-            ]  # fmt: skip
-        return deleted
+        if save is not None:
+            save(state)
 
     def _finish(
         self,

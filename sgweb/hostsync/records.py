@@ -120,8 +120,9 @@ def _apply_message(report: dict[str, Any]) -> str:
         f"{rules.get('4', 0)} IPv4 + {rules.get('6', 0)} IPv6 rules, {report.get('sets', 0)} sets",
         f"{report.get('changed_chains', 0)} chains replaced",
     ]
-    if report.get("conntrack_deleted"):
-        parts.append(f"{report['conntrack_deleted']} conntrack entries cut")
+    if report.get("conntrack_cuts"):
+        # The agent cuts after the apply, off its lock; the heartbeat says how many went.
+        parts.append(f"{len(report['conntrack_cuts'])} connection cuts queued")
     return "; ".join(parts)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,9 @@ from sgweb.firewall.model import (
     SecurityGroup,
     SecurityGroupRule,
 )
+from sgweb.kernel.conntrack import CutResult
 from sgweb.wire import sync as protocol
+from worker.conntrack import Cut
 
 WEB = "5f0c3f9e-0000-4000-8000-00000000a001"
 DB = "5f0c3f9e-0000-4000-8000-00000000a002"
@@ -75,6 +78,22 @@ class RecordingReporter:
 
     def request_state(self, reason: str) -> None:
         self.requests.append(reason)
+
+
+@dataclass
+class RecordingCutter:
+    """Stands in for the netlink cutter: remembers each batch, deletes `per_cut` per cut."""
+
+    batches: list[list[Cut]] = field(default_factory=list)
+    per_cut: int = 1
+
+    def cut(self, cuts: Sequence[Cut]) -> CutResult:
+        self.batches.append(list(cuts))
+        return CutResult(self.per_cut * len(cuts), len(cuts), 0, 0.0)
+
+    @property
+    def cuts(self) -> list[Cut]:
+        return [cut for batch in self.batches for cut in batch]
 
 
 def rule(

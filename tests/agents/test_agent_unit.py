@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import threading
 
 import pytest
 
@@ -13,6 +15,7 @@ from tests.agents.fakes import (
     PORT_A,
     SSH,
     MemoryStore,
+    RecordingCutter,
     RecordingReporter,
     rule,
     state,
@@ -22,11 +25,17 @@ from worker.agent import Agent
 
 
 @pytest.fixture
-def parts() -> tuple[Agent, MemoryStore, RecordingReporter, FakeRunner]:
+def cutter() -> RecordingCutter:
+    return RecordingCutter()
+
+
+@pytest.fixture
+def parts(cutter: RecordingCutter) -> tuple[Agent, MemoryStore, RecordingReporter, FakeRunner]:
     runner = FakeRunner()
     store = MemoryStore()
     reporter = RecordingReporter()
-    agent = Agent("compute1", store, HostFirewall(runner, "sgwt-unit-host"), reporter)
+    firewall = HostFirewall(runner, "sgwt-unit-host")
+    agent = Agent("compute1", store, firewall, reporter, cut_fn=cutter.cut)
     return agent, store, reporter, runner
 
 
@@ -158,27 +167,52 @@ def test_the_same_state_under_a_newer_revision_is_recorded_without_kernel_work(p
     assert len(runner.calls) == calls and reporter.applies[-1]["revision"] == 2
 
 
-def test_removing_a_rule_cuts_the_port_connections_it_allowed(parts) -> None:
+def test_removing_a_rule_cuts_the_port_connections_it_allowed_after_the_apply(
+    parts, cutter
+) -> None:
     agent, store, reporter, runner = parts
     store.publish(1, state(web_rules=(SSH,)))
     agent.sync(1)
     store.publish(2, state())
     agent.sync(2)
-    cuts = [call.argv for call in runner.calls if call.argv[:2] == ("conntrack", "-D")]
-    assert cuts, "no conntrack entries were cut"
-    assert all("192.0.2.10" in argv and "--dport" in argv and "22" in argv for argv in cuts)
+    assert agent.cuts.wait_idle()
+    assert not [call for call in runner.calls if call.argv[0] == "conntrack"], "no process"
+    (cut,) = cutter.cuts
+    assert cut.addresses == ("192.0.2.10",) and (cut.protocol, cut.port) == ("tcp", 22)
     assert reporter.applies[-1]["conntrack_cuts"][0]["why"] == "ingress rule removed"
+    assert agent.heartbeat_payload()["conntrack"]["deleted"] == 1
 
 
-def test_a_restarted_agent_cuts_connections_of_rules_removed_while_it_was_down(parts) -> None:
-    agent, store, reporter, runner = parts
+def test_the_applied_state_is_remembered_only_once_its_cuts_ran(parts) -> None:
+    """A crash between the apply and the cut leaves the older state for the restart to cut
+    against: nothing a removed rule allowed survives a kill -9."""
+    agent, store, _, _ = parts
+    release = threading.Event()
+    agent.cuts._cut = lambda cuts: (release.wait(10), RecordingCutter().cut(cuts))[1]
     store.publish(1, state(web_rules=(SSH,)))
     agent.sync(1)
-    restarted = Agent("compute1", store, agent.firewall, reporter)  # same Redis, new process
+    assert agent.cuts.wait_idle()
+    store.publish(2, state())
+    agent.sync(2)  # returns while its cut waits
+    assert SSH.id in json.dumps(store.applied_state())  # still revision 1's state
+    release.set()
+    assert agent.cuts.wait_idle()
+    assert SSH.id not in json.dumps(store.applied_state())
+
+
+def test_a_restarted_agent_cuts_connections_of_rules_removed_while_it_was_down(
+    parts, cutter
+) -> None:
+    agent, store, reporter, _runner = parts
+    store.publish(1, state(web_rules=(SSH,)))
+    agent.sync(1)
+    assert agent.cuts.wait_idle()
+    # same Redis, new process
+    restarted = Agent("compute1", store, agent.firewall, reporter, cut_fn=cutter.cut)
     store.publish(2, state())  # the SSH rule went while the agent was down
     assert restarted.full_sync("agent start").action == "applied"
     assert reporter.applies[-1]["conntrack_cuts"][0]["why"] == "ingress rule removed"
-    assert any(call.argv[:2] == ("conntrack", "-D") for call in runner.calls)
+    assert restarted.cuts.wait_idle() and cutter.cuts
 
 
 def test_no_stored_state_makes_the_agent_ask_the_control_plane(parts) -> None:

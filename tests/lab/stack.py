@@ -299,6 +299,10 @@ class Stack:
         raw = self.redis.get(self.key(host, "applied"))
         return json.loads(raw) if raw else {}
 
+    def heartbeat(self, host: str) -> dict[str, Any]:
+        raw = self.redis.get(self.key(host, "heartbeat"))
+        return json.loads(raw) if raw else {}
+
     def desired_revision(self, host: str) -> int:
         return int(self.redis.get(self.key(host, "desired_revision")) or 0)
 
