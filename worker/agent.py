@@ -32,8 +32,10 @@ from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import HostState
 from sgweb.kernel.apply import HostFirewall
 from sgweb.kernel.conntrack import ConntrackCutter
+from sgweb.kernel.runner import CommandError
+from sgweb.kernel.watch import KernelWatch
 from sgweb.wire import sync as protocol
-from worker import conntrack, drift, full_apply
+from worker import conntrack, drift, full_apply, watcher
 from worker.cutter import CutFunction, CutQueue
 from worker.store import DesiredStore
 
@@ -105,6 +107,7 @@ class Agent:
         compile_fn: Callable[[HostState], CompiledHost] | None = None,
         diff_fn: Callable[..., Any] | None = None,
         cut_fn: CutFunction | None = None,
+        watch: KernelWatch | None = None,
     ) -> None:
         self.host = host
         self.store = store
@@ -121,6 +124,7 @@ class Agent:
         self.applies = 0
         self._verified_text: dict[int, str] = {}
         self._drift_paused_until = 0.0
+        self.drift_watch = watcher.DriftWatch(firewall, watch)
         # Connections are cut after the apply, off the lock, in bulk over netlink.
         self.cuts = CutQueue(
             cut_fn or ConntrackCutter(firewall.netns).cut, self._remember_applied_state
@@ -410,11 +414,15 @@ class Agent:
         """Hold drift checks while something changes the kernel on purpose (a probe, a trace)."""
         self._drift_paused_until = max(self._drift_paused_until, time.monotonic() + seconds)
 
-    def check_drift(self, *, repair: bool = True) -> drift.DriftFindings | None:
-        """Compare the kernel with the last applied state; repair (full apply) and report.
+    def check_drift(
+        self, *, repair: bool = True, force: bool = False
+    ) -> drift.DriftFindings | None:
+        """Compare the kernel with the last applied state; repair what is ours and report.
 
-        The kernel is read without holding the lock (on a 1000-port host that is about a second
-        of iptables-save), so syncs are not held up; if an apply happened meanwhile, the reading
+        Free when nothing moved (`worker.watcher`: the nf_tables generation and the bridge
+        sysctls as at the last clean check); `force` reads everything anyway. The kernel is
+        read without holding the lock (on a 1000-port host that is about a second of
+        iptables-save), so syncs are not held up; if an apply happened meanwhile, the reading
         may mix two states and this round is skipped.
         """
         applied = self.applied
@@ -422,46 +430,63 @@ class Agent:
             return None
         if time.monotonic() < self._drift_paused_until:
             return None
+        snapshot = self.drift_watch.snapshot()
+        if self.drift_watch.unchanged(snapshot, force=force):
+            return drift.DriftFindings()
         clock = time.perf_counter()
-        texts = {family: self.firewall.save(family) for family in (4, 6)}
-        names = [ipset.name for ipset in applied.compiled.ipsets]
-        sets_text = self.firewall.save_ipsets(names) if names else ""
+        reading = self.drift_watch.read(snapshot, [ipset.name for ipset in applied.compiled.ipsets])
         with self.lock:
             if self.applied is not applied or not self.kernel_known:
                 return None
-            findings = drift.DriftFindings()
-            for family, text in texts.items():
-                drift.compare_iptables(applied.compiled, family, text, findings)
-            if names:
-                drift.compare_ipsets(applied.compiled, sets_text, findings)
-            if not findings:
-                for family, text in texts.items():
-                    verified = self._verified_text.get(family)
-                    if verified is None:
-                        self._verified_text[family] = text
-                    elif verified != text:
-                        drift.compare_text(family, verified, text, findings)
-            if not findings:
-                return findings
-            log.warning("drift on %s: %s", self.host, findings.as_dict())
-            report: dict[str, Any] = {
-                "host": self.host,
-                "revision": applied.revision,
-                "digest": applied.digest,
-                "found": findings.as_dict(),
-                "detected_at": time.time(),
-                "repaired": False,
-            }
+            examined = self.drift_watch.examine(applied.compiled, reading, self._verified_text)
+            if not examined.needs_repair:
+                self.drift_watch.mark_clean(snapshot, full=True)
+                if self.drift_watch.alerts_changed(examined.alerts):
+                    self._report_drift(applied, examined, clock, repaired=[], outcome=None)
+                return examined.findings
+            log.warning("drift on %s: %s", self.host, examined.findings.words())
+            repaired: list[str] = []
+            outcome = None
             if repair:
-                outcome = self._repair(applied)
-                report["repaired"] = outcome.action == "applied"
-                report["error"] = outcome.report.get("error")
-            report["duration_ms"] = round((time.perf_counter() - clock) * 1000, 3)
-            try:
-                self.reporter.drift(report)
-            except Exception as exc:
-                log.warning("could not send drift report: %s", exc)
-            return findings
+                if examined.findings.shape:
+                    outcome = self._repair(applied)
+                    if outcome.action == "applied":
+                        repaired.append(f"re-applied revision {applied.revision} in full.")
+                try:
+                    repaired += self.drift_watch.repair_bypasses(applied.compiled, examined)
+                except CommandError as exc:
+                    outcome = Outcome("failed", applied.revision, {"error": str(exc)})
+            self._report_drift(applied, examined, clock, repaired=repaired, outcome=outcome)
+            return examined.findings
+
+    def _report_drift(
+        self,
+        applied: Applied,
+        examined: watcher.Examined,
+        clock: float,
+        *,
+        repaired: list[str],
+        outcome: Outcome | None,
+    ) -> None:
+        failed = outcome is not None and outcome.action != "applied"
+        report: dict[str, Any] = {
+            "host": self.host,
+            "revision": applied.revision,
+            "digest": applied.digest,
+            "found": examined.findings.as_dict(),
+            "words": examined.findings.words(),
+            "alerts": examined.alerts,
+            "repairs": repaired,
+            "detected_at": time.time(),
+            "repaired": bool(repaired) and not failed,
+            "error": outcome.report.get("error") if failed and outcome is not None else None,
+            "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
+        }
+        self.drift_watch.reported_alerts = list(examined.alerts)
+        try:
+            self.reporter.drift(report)
+        except Exception as exc:
+            log.warning("could not send drift report: %s", exc)
 
     def _repair(self, applied: Applied) -> Outcome:
         """Re-apply exactly what we last applied (not a newer state nobody asked us for yet)."""

@@ -19,6 +19,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 from sgweb.kernel.apply import HostFirewall
 from sgweb.kernel.runner import default_runner
+from sgweb.kernel.watch import KernelWatch
 from sgweb.wire import sync as protocol
 from worker.agent import Agent
 from worker.config import AgentConfig
@@ -87,7 +88,9 @@ def agent() -> Agent:
             store = RedisStore(config.redis_url, config.host, config.key_prefix)
             firewall = HostFirewall(default_runner(), config.netns)
             reporter = CeleryReporter(app, config.control_queue, config.host)
-            _agent = Agent(config.host, store, firewall, reporter)
+            watch = KernelWatch(config.netns)  # the nf_tables generation: free drift checks
+            _agent = Agent(config.host, store, firewall, reporter, watch=watch)
+            _agent.drift_watch.full_every_s = config.drift_full_interval_s
         return _agent
 
 
@@ -133,7 +136,9 @@ class Maintenance(threading.Thread):
 
     def run(self) -> None:
         started = False
-        last_drift = time.monotonic()
+        last_drift = last_poll = time.monotonic()
+        # Wake for whichever comes first: a drift check is cheap enough to run every few seconds.
+        tick = min(self.poll_s, self.drift_s) if self.drift_s > 0 else self.poll_s
         while not self.stopping.is_set():
             if protocol.owner_gone(config.owner_pid):
                 log.warning("the process that started this agent is gone; exiting")
@@ -146,20 +151,23 @@ class Maintenance(threading.Thread):
                     started = outcome.action in ("applied", "failed")
                     log.info("start-up sync: %s r%s", outcome.action, outcome.revision)
                 else:
-                    wanted = self.agent.store.desired_revision()
-                    applied = self.agent.applied
-                    if wanted is None:
-                        self.agent.reporter.request_state("no desired state in Redis")
-                    elif (
-                        applied is None or wanted > applied.revision or not self.agent.kernel_known
-                    ):
-                        self.agent.sync(None, "maintenance: missed revision")
+                    if time.monotonic() - last_poll >= self.poll_s:
+                        last_poll = time.monotonic()
+                        self._catch_up()
                     if self.drift_s > 0 and time.monotonic() - last_drift >= self.drift_s:
                         last_drift = time.monotonic()
                         self.agent.check_drift()
             except Exception as exc:  # Redis restarting, a command failing: try again later
                 log.warning("maintenance: %s", exc)
-            self.stopping.wait(self.poll_s if started else 1.0)
+            self.stopping.wait(tick if started else 1.0)
+
+    def _catch_up(self) -> None:
+        wanted = self.agent.store.desired_revision()
+        applied = self.agent.applied
+        if wanted is None:
+            self.agent.reporter.request_state("no desired state in Redis")
+        elif applied is None or wanted > applied.revision or not self.agent.kernel_known:
+            self.agent.sync(None, "maintenance: missed revision")
 
 
 _threads: list[Any] = []

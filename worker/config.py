@@ -8,7 +8,11 @@
 * ``SGWEB_KEY_PREFIX``         Redis key prefix (default ``sgweb``)
 * ``SGWEB_CONTROL_QUEUE``      where reports go (default ``control``)
 * ``SGWEB_POLL_INTERVAL_S``    how often the agent checks Redis for a revision it missed (5)
-* ``SGWEB_DRIFT_INTERVAL_S``   how often it compares the kernel with what it applied (30; 0: off)
+* ``SGWEB_DRIFT_INTERVAL_S``   how often it checks for drift (3; 0: off). A check that finds the
+                               nf_tables generation and the bridge sysctls as they were costs
+                               ~0.1 ms and reads nothing else; otherwise it reads the rules
+* ``SGWEB_DRIFT_FULL_INTERVAL_S`` how often it reads everything anyway (60): ipset members do not
+                               move the generation
 * ``SGWEB_OWNER_PID``          exit when this process ends (test harnesses set it; optional)
 
 Read once, here; the rest of the agent gets an `AgentConfig`. The names shared with the control
@@ -48,6 +52,7 @@ class AgentConfig:
     control_queue: str
     poll_interval_s: float
     drift_interval_s: float
+    drift_full_interval_s: float = 60.0
     owner_pid: int | None = None
     heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S
 
@@ -73,6 +78,7 @@ class AgentConfig:
             key_prefix=key_prefix,
             control_queue=os.environ.get("SGWEB_CONTROL_QUEUE", protocol.DEFAULT_CONTROL_QUEUE),
             poll_interval_s=_float("SGWEB_POLL_INTERVAL_S", 5.0),
-            drift_interval_s=_float("SGWEB_DRIFT_INTERVAL_S", 30.0),
+            drift_interval_s=_float("SGWEB_DRIFT_INTERVAL_S", 3.0),
+            drift_full_interval_s=_float("SGWEB_DRIFT_FULL_INTERVAL_S", 60.0),
             owner_pid=protocol.parse_owner_pid(os.environ.get("SGWEB_OWNER_PID")),
         )

@@ -26,9 +26,17 @@ class DriftFindings:
     changed_chains: list[str] = field(default_factory=list)
     missing_jumps: list[str] = field(default_factory=list)
     changed_sets: list[str] = field(default_factory=list)
+    # What else decides our traffic (worker.bypass), as sentences: rules ahead of our jumps,
+    # our jumps out of place, policies, bridge sysctls.
+    bypasses: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return any(self.as_dict().values())
+
+    @property
+    def shape(self) -> bool:
+        """Our own chains, jumps or sets differ (a full re-apply puts them right)."""
+        return any(value for key, value in self.as_dict().items() if key != "bypasses")
 
     def as_dict(self) -> dict[str, list[str]]:
         return {
@@ -37,7 +45,22 @@ class DriftFindings:
             "changed_chains": self.changed_chains,
             "missing_jumps": self.missing_jumps,
             "changed_sets": self.changed_sets,
+            "bypasses": self.bypasses,
         }
+
+    def words(self) -> list[str]:
+        """Every finding as a sentence an admin can act on."""
+        said = [
+            *(f"{name}: a chain of ours is missing." for name in self.missing_chains),
+            *(f"{name}: a chain of ours that the applied state does not have." for name in
+              self.extra_chains),
+            *(f"{name}: differs from what was applied." for name in self.changed_chains),
+            *(f"{name}: the jump into our chains is missing, so packets do not reach the "
+              "security groups." for name in self.missing_jumps),
+            *(f"ipset {name}: members differ from the applied state." for name in
+              self.changed_sets),
+        ]  # fmt: skip
+        return said + list(self.bypasses)
 
 
 def expected_shape(compiled: CompiledHost, family: int) -> tuple[dict[str, int], set[str]]:

@@ -251,6 +251,46 @@ class HostFirewall(KernelReadback):
             added += len(lines)
         return added
 
+    def put_jumps_first(
+        self, compiled: CompiledHost, family: int, chains: Iterable[tuple[str, str]], saved: str
+    ) -> int:
+        """Move our jumps back to the top of built-in chains, in compiled order, in one atomic
+        `iptables-restore --noflush`; every other rule stays, in its order, behind them.
+
+        `saved` is the `iptables-save` text the decision was made on: our jumps are deleted as
+        the kernel spells them there, then inserted as we render them. Returns rules moved.
+        """
+        wanted = _builtin_lines(render_iptables(compiled, family))
+        by_table: dict[str, list[str]] = {}
+        moved = 0
+        for table, chain in sorted(set(chains)):
+            specs = wanted.get(table, {}).get(chain, [])
+            lines = [
+                "-D " + line[3:]
+                for line in _saved_lines(saved, table, chain)
+                if self._jumps_to_ours(line)
+            ]
+            lines += [
+                f"-I {chain} {position} {spec.split(' ', 2)[2]}"
+                for position, spec in enumerate(specs, start=1)
+            ]
+            by_table.setdefault(table, []).extend(lines)
+            moved += len(specs)
+        text = "".join(
+            f"*{table}\n" + "\n".join(lines) + "\nCOMMIT\n"
+            for table, lines in by_table.items()
+            if lines
+        )
+        if text:
+            self._run([restore_command(family), "--noflush"], input=text)
+        return moved
+
+    def set_sysctls(self, values: dict[str, int]) -> None:
+        """Write sysctls of this host's namespace (the bridge's call-iptables switches)."""
+        if values:
+            settings = [f"{name}={value}" for name, value in sorted(values.items())]
+            self._run(["sysctl", "-q", "-w", *settings])
+
     def _has_rule(self, family: int, table: str, spec: str) -> bool:
         # spec is "-A CHAIN args..."; -C takes the same arguments.
         argv = shlex.split(spec)
@@ -258,6 +298,18 @@ class HostFirewall(KernelReadback):
             [iptables_command(family), "-w", "-t", table, "-C", *argv[1:]], check=False
         )
         return result.returncode == 0
+
+
+def _saved_lines(saved: str, table: str, chain: str) -> list[str]:
+    """The "-A CHAIN ..." lines of one chain of one table in `iptables-save` text."""
+    current = ""
+    found = []
+    for line in saved.splitlines():
+        if line.startswith("*"):
+            current = line[1:].strip()
+        elif current == table and line.startswith(f"-A {chain} "):
+            found.append(line)
+    return found
 
 
 def _builtin_lines(restore_text: str) -> dict[str, dict[str, list[str]]]:

@@ -43,7 +43,7 @@ NETNS_DIR = "/var/run/netns"
 _TYPE_MASK = 0x3FFF
 
 
-def _attributes(data: bytes) -> Iterable[tuple[int, bytes]]:
+def attributes(data: bytes) -> Iterable[tuple[int, bytes]]:
     offset = 0
     while offset + 4 <= len(data):
         length, kind = struct.unpack_from("=HH", data, offset)
@@ -61,16 +61,16 @@ def _attribute(name: int, value: bytes) -> bytes:
 
 def rule_counter(payload: bytes) -> Counter | None:
     """The counter expression of one NEWRULE message's attributes (after nfgenmsg)."""
-    for kind, value in _attributes(payload):
+    for kind, value in attributes(payload):
         if kind != NFTA_RULE_EXPRESSIONS:
             continue
-        for element_kind, element in _attributes(value):
+        for element_kind, element in attributes(value):
             if element_kind != NFTA_LIST_ELEM:
                 continue
-            fields = dict(_attributes(element))
+            fields = dict(attributes(element))
             if fields.get(NFTA_EXPR_NAME, b"").rstrip(b"\0") != b"counter":
                 continue
-            counter = dict(_attributes(fields.get(NFTA_EXPR_DATA, b"")))
+            counter = dict(attributes(fields.get(NFTA_EXPR_DATA, b"")))
             packets = struct.unpack(">Q", counter.get(NFTA_COUNTER_PACKETS, bytes(8)))[0]
             size = struct.unpack(">Q", counter.get(NFTA_COUNTER_BYTES, bytes(8)))[0]
             return Counter(packets, size)

@@ -114,25 +114,39 @@ class KernelReadback:
 
     def save(self, family: int = 4, tables: Sequence[str] = TABLES) -> str:
         """Our chains and our jumps, counters zeroed: comparable across namespaces."""
-        out = []
-        for table in tables:
-            saved = self._run([save_command(family), "-t", table]).stdout
-            kept = []
-            for line in saved.splitlines():
-                if line.startswith(":"):
-                    name = line[1:].split(" ", 1)[0]
-                    if self.owns_chain(name):
-                        kept.append(f":{name} - [0:0]")
-                elif line.startswith("-A "):
-                    chain = line.split(" ", 2)[1]
-                    if self.owns_chain(chain) or (
-                        chain in BUILTIN_CHAINS and self._jumps_to_ours(line)
-                    ):
-                        kept.append(line)
+        return self.ours_only(self.save_tables(family, tables))
+
+    def save_tables(self, family: int = 4, tables: Sequence[str] = TABLES) -> str:
+        """`iptables-save` of the tables as the kernel has them, everyone's rules included
+        (drift checks look at what else sits in the built-in chains)."""
+        return "".join(self._run([save_command(family), "-t", table]).stdout for table in tables)
+
+    def ours_only(self, saved: str) -> str:
+        """The part of `iptables-save` text that is ours, counters zeroed."""
+        out: list[str] = []
+        kept: list[str] = []
+        table = ""
+
+        def close_table() -> None:
             if kept:
-                out.append(f"*{table}")
-                out.extend(kept)
-                out.append("COMMIT")
+                out.extend([f"*{table}", *kept, "COMMIT"])
+            kept.clear()
+
+        for line in saved.splitlines():
+            if line.startswith("*"):
+                close_table()
+                table = line[1:].strip()
+            elif line.startswith(":"):
+                name = line[1:].split(" ", 1)[0]
+                if self.owns_chain(name):
+                    kept.append(f":{name} - [0:0]")
+            elif line.startswith("-A "):
+                chain = line.split(" ", 2)[1]
+                if self.owns_chain(chain) or (
+                    chain in BUILTIN_CHAINS and self._jumps_to_ours(line)
+                ):
+                    kept.append(line)
+        close_table()
         return "\n".join(out) + ("\n" if out else "")
 
     def _jumps_to_ours(self, line: str) -> bool:

@@ -1,0 +1,192 @@
+"""What makes a drift check free when nothing changed: the nf_tables generation and two sysctls.
+
+Every change to any nf_tables ruleset in a network namespace (iptables-nft, nft, our own
+applies) commits a new generation; the kernel answers NFT_MSG_GETGEN with its id in a few
+microseconds. So a drift check first reads the generation and the bridge sysctls; only when
+either moved since the last clean check does it read the rules (`iptables-save`, the costly
+part). Sysctl writes do not bump the generation, hence they are read too: a file descriptor per
+sysctl, opened once inside the namespace (a descriptor of /proc/sys/net stays bound to the
+namespace it was opened in), read with pread: no process, no namespace switch per check.
+
+Hand-written netlink like `nftcounters` (the same socket helper): pyroute2's NFTSocket cannot be
+opened inside a named namespace (0.9.7), and GETGEN is one 20-byte request.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import socket
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sgweb.kernel.nftcounters import (
+    NETLINK_NETFILTER,
+    NFNL_SUBSYS_NFTABLES,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    attributes,
+)
+
+NFT_MSG_GETGEN = 16
+NFT_MSG_NEWGEN = 15
+NFTA_GEN_ID = 1
+CLONE_NEWNET = 0x40000000
+NETNS_DIR = "/var/run/netns"
+
+# bridged traffic passes iptables only while these are 1 (br_netfilter, per namespace)
+BRIDGE_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables")
+
+T = TypeVar("T")
+
+
+def in_netns(netns: str | None, call: Callable[[], T]) -> T:
+    """Run `call` in a short-lived thread that entered the namespace (sockets and files it
+    opens stay bound to that namespace); the rest of the process never moves."""
+    if netns is None:
+        return call()
+    made: dict[str, object] = {}
+
+    def enter_and_call() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns {netns}")
+            finally:
+                os.close(fd)
+            made["value"] = call()
+        except BaseException as exc:
+            made["error"] = exc
+
+    thread = threading.Thread(target=enter_and_call, name=f"netns-open-{netns}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in made:
+        raise made["error"]  # type: ignore[misc]
+    return made["value"]  # type: ignore[return-value]
+
+
+def sysctl_path(name: str) -> str:
+    return "/proc/sys/" + name.replace(".", "/")
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The cheap reading: equal snapshots mean nothing that decides traffic moved."""
+
+    generation: int | None  # None: nf_tables could not be asked (then every check reads all)
+    sysctls: tuple[tuple[str, int | None], ...]  # None: the sysctl does not exist
+
+
+class KernelWatch:
+    """The generation id and the bridge sysctls of one namespace, read without a process."""
+
+    def __init__(self, netns: str | None) -> None:
+        self.netns = netns
+        self._socket: socket.socket | None = None
+        self._sysctl_fds: dict[str, int | None] = {}
+        self._sequence = 0
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._socket is not None:
+                self._socket.close()
+                self._socket = None
+            for fd in self._sysctl_fds.values():
+                if fd is not None:
+                    os.close(fd)
+            self._sysctl_fds.clear()
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            try:
+                generation: int | None = self._generation()
+            except OSError:
+                self._drop_socket()
+                generation = None
+            return Snapshot(
+                generation, tuple((name, self._sysctl(name)) for name in BRIDGE_SYSCTLS)
+            )
+
+    def generation(self) -> int | None:
+        return self.snapshot().generation
+
+    def sysctls(self) -> dict[str, int | None]:
+        return dict(self.snapshot().sysctls)
+
+    # -- nf_tables generation -----------------------------------------------------------------
+
+    def _drop_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+    def _sock(self) -> socket.socket:
+        if self._socket is None:
+            sock = in_netns(
+                self.netns,
+                lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER),
+            )
+            sock.bind((0, 0))
+            sock.settimeout(5)
+            self._socket = sock
+        return self._socket
+
+    def _generation(self) -> int:
+        sock = self._sock()
+        self._sequence = (self._sequence + 1) & 0xFFFFFFFF
+        body = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETGEN
+        sock.send(struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST, self._sequence, 0)
+                  + body)  # fmt: skip
+        while True:
+            data = sock.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, message_type, _flags, sequence, _pid = struct.unpack_from(
+                    "=IHHII", data, offset
+                )
+                message = data[offset + 16 : offset + length]
+                offset += (length + 3) & ~3
+                if sequence != self._sequence:
+                    continue
+                if message_type == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", message, 0)[0]
+                    raise OSError(code or errno.EPROTO, "nf_tables GETGEN")
+                if message_type & 0xFF == NFT_MSG_NEWGEN:
+                    for name, value in attributes(message[4:]):
+                        if name == NFTA_GEN_ID:
+                            generation: int = struct.unpack(">I", value[:4])[0]
+                            return generation
+                    raise OSError(errno.EPROTO, "nf_tables GETGEN without an id")
+
+    # -- sysctls ------------------------------------------------------------------------------
+
+    def _sysctl(self, name: str) -> int | None:
+        if name not in self._sysctl_fds:
+            path = sysctl_path(name)
+
+            def open_it() -> int | None:
+                try:
+                    return os.open(path, os.O_RDONLY)
+                except FileNotFoundError:
+                    return None  # br_netfilter not loaded: nothing to read (yet)
+
+            self._sysctl_fds[name] = in_netns(self.netns, open_it)
+        fd = self._sysctl_fds[name]
+        if fd is None:
+            del self._sysctl_fds[name]  # try again next time: the module may get loaded
+            return None
+        try:
+            return int(os.pread(fd, 32, 0).strip() or b"0")
+        except (OSError, ValueError):
+            os.close(fd)
+            del self._sysctl_fds[name]
+            return None

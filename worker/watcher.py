@@ -1,0 +1,167 @@
+"""The agent's drift checks: free when nothing moved, thorough when something did.
+
+Each check first takes a `KernelWatch` snapshot (the nf_tables generation and the bridge
+sysctls: no process, ~0.1 ms). Equal to the snapshot of the last clean check means nothing
+that decides traffic changed, and the check ends there; so checks can run every few seconds.
+Otherwise the rules are read (`iptables-save` of raw and filter, both families, everyone's rules)
+and compared: our chains, jumps and sets (`worker.drift`), and what else decides our traffic
+(`worker.bypass`). ipset members do not move the nf_tables generation, so a full check also
+runs every `full_every_s` whatever the snapshot says.
+
+The watch keeps what a single reading cannot know: the policies found at start (a change is
+reported), the foreign rules once found ahead of our jumps (reported while they exist, even once
+our jumps are first again), and the alerts last reported (so a report also goes out when they
+clear).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from sgweb.firewall.ir import CompiledHost
+from sgweb.kernel.apply import HostFirewall
+from sgweb.kernel.watch import KernelWatch, Snapshot
+from worker import bypass, drift
+
+log = logging.getLogger(__name__)
+
+FULL_CHECK_EVERY_S = 60.0
+
+
+@dataclass
+class Reading:
+    """One read of the kernel, taken outside the agent's lock."""
+
+    snapshot: Snapshot | None
+    tables: dict[int, str]  # family -> iptables-save of raw + filter, everyone's rules
+    ours: dict[int, str]  # family -> our part of it, counters zeroed
+    sets: str
+    duration_s: float
+
+
+@dataclass
+class Examined:
+    findings: drift.DriftFindings
+    bypasses: list[bypass.Finding]
+    alerts: list[str]
+
+    @property
+    def needs_repair(self) -> bool:
+        return self.findings.shape or any(f.action == bypass.REPAIR for f in self.bypasses)
+
+
+@dataclass
+class DriftWatch:
+    firewall: HostFirewall
+    watch: KernelWatch | None
+    full_every_s: float = FULL_CHECK_EVERY_S
+    clean: Snapshot | None = None
+    last_full: float = field(default_factory=time.monotonic)
+    policies: dict[tuple[int, str, str], str] = field(default_factory=dict)
+    foreign: dict[tuple[int | None, str, str, str], bypass.Finding] = field(default_factory=dict)
+    reported_alerts: list[str] | None = None  # None: nothing reported since the agent started
+
+    def snapshot(self) -> Snapshot | None:
+        if self.watch is None:
+            return None
+        try:
+            return self.watch.snapshot()
+        except OSError as exc:
+            log.warning("could not read the nf_tables generation: %s", exc)
+            return None
+
+    def unchanged(self, snapshot: Snapshot | None, *, force: bool) -> bool:
+        """Nothing that decides traffic moved since the last clean check (skip reading)."""
+        if force or snapshot is None or snapshot.generation is None or self.clean is None:
+            return False
+        if time.monotonic() - self.last_full >= self.full_every_s:
+            return False
+        return snapshot == self.clean
+
+    def read(self, snapshot: Snapshot | None, set_names: list[str]) -> Reading:
+        started = time.perf_counter()
+        tables = {family: self.firewall.save_tables(family) for family in (4, 6)}
+        ours = {family: self.firewall.ours_only(text) for family, text in tables.items()}
+        sets = self.firewall.save_ipsets(set_names) if set_names else ""
+        return Reading(snapshot, tables, ours, sets, time.perf_counter() - started)
+
+    def examine(
+        self,
+        compiled: CompiledHost,
+        reading: Reading,
+        verified: dict[int, str],
+    ) -> Examined:
+        """Compare one reading with what was applied; `verified` is the agent's memory of the
+        kernel's own text once it matched (updated here)."""
+        findings = drift.DriftFindings()
+        for family, text in reading.ours.items():
+            drift.compare_iptables(compiled, family, text, findings)
+        if compiled.ipsets:
+            drift.compare_ipsets(compiled, reading.sets, findings)
+        if not findings:
+            for family, text in reading.ours.items():
+                known = verified.get(family)
+                if known is None:
+                    verified[family] = text
+                elif known != text:
+                    drift.compare_text(family, known, text, findings)
+        found = self._bypasses(compiled, reading)
+        findings.bypasses.extend(finding.words for finding in found)
+        for finding in found:
+            if finding.kind == bypass.FOREIGN_AHEAD:
+                self.foreign[finding.key] = finding
+        return Examined(findings, found, self._alerts(reading, found))
+
+    def _bypasses(self, compiled: CompiledHost, reading: Reading) -> list[bypass.Finding]:
+        found: list[bypass.Finding] = []
+        for family, text in reading.tables.items():
+            found.extend(bypass.builtin_findings(compiled, family, text, self.policies))
+        if reading.snapshot is not None:
+            found.extend(bypass.sysctl_findings(dict(reading.snapshot.sysctls)))
+        return found
+
+    def _alerts(self, reading: Reading, found: list[bypass.Finding]) -> list[str]:
+        """What stays in force after any repair: not ours to change, so reported until gone."""
+        kernel = {family: bypass.parse_builtins(text) for family, text in reading.tables.items()}
+        for key, finding in list(self.foreign.items()):
+            if finding not in bypass.still_present({key: finding}, kernel):
+                del self.foreign[key]  # removed by whoever put it there
+        alerts = [
+            f.words for f in found if f.action == bypass.ALERT and f.kind != bypass.FOREIGN_AHEAD
+        ]
+        for finding in self.foreign.values():
+            alerts.append(
+                f"{finding.words} Left in place (not ours to remove); our jumps come first again."
+            )
+        return alerts
+
+    def repair_bypasses(self, compiled: CompiledHost, examined: Examined) -> list[str]:
+        """Put our jumps first again and the bridge sysctls back to 1; say what was done."""
+        done: list[str] = []
+        for family in (4, 6):
+            chains = {
+                (f.table, f.chain)
+                for f in examined.bypasses
+                if f.kind == bypass.JUMP_ORDER and f.family == family
+            }
+            if chains:
+                # Read again: a full re-apply may have just changed these chains.
+                saved = self.firewall.save_tables(family)
+                moved = self.firewall.put_jumps_first(compiled, family, chains, saved)
+                where = ", ".join(f"{table} {chain}" for table, chain in sorted(chains))
+                done.append(f"IPv{family} {where}: our {moved} jumps put back first.")
+        sysctls = {f.chain: 1 for f in examined.bypasses if f.kind == bypass.SYSCTL_OFF}
+        if sysctls:
+            self.firewall.set_sysctls(sysctls)
+            done.append(f"{', '.join(sorted(sysctls))} set back to 1.")
+        return done
+
+    def mark_clean(self, snapshot: Snapshot | None, *, full: bool) -> None:
+        self.clean = snapshot
+        if full:
+            self.last_full = time.monotonic()
+
+    def alerts_changed(self, alerts: list[str]) -> bool:
+        return self.reported_alerts is None or alerts != self.reported_alerts
