@@ -13,7 +13,7 @@ from django.db import models
 class HostEventKind(models.TextChoices):
     APPLY = "apply", "Applied"
     APPLY_FAILED = "apply-failed", "Apply failed"
-    DRIFT = "drift", "Drift repaired"
+    DRIFT = "drift", "Drift found"
     AGENT_START = "agent-start", "Agent started"
     REPUBLISH = "republish", "State re-sent"
 
@@ -36,6 +36,35 @@ class HostEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host_id} {self.kind} r{self.revision}"
+
+
+class HostDrift(models.Model):
+    """What a host's agent last said about drift: the alerts still in force (foreign rules ahead
+    of our jumps, changed policies, br_netfilter missing: reported, not ours to change) and its
+    last findings in words. One row per host; an agent report with no alert clears them."""
+
+    host = models.OneToOneField(
+        "networks.Host", on_delete=models.CASCADE, related_name="drift", primary_key=True
+    )
+    alerts = models.JSONField(default=list, blank=True)  # sentences, still in force
+    words = models.JSONField(default=list, blank=True)  # the last findings, as sentences
+    repairs = models.JSONField(default=list, blank=True)  # what the agent put right
+    repaired = models.BooleanField(default=False)
+    detected_at = models.DateTimeField(null=True, blank=True)  # of the last findings
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.host_id}: {len(self.alerts)} alerts"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "alerts": list(self.alerts),
+            "last_findings": list(self.words),
+            "last_repairs": list(self.repairs),
+            "repaired": self.repaired,
+            "detected_at": self.detected_at.isoformat() if self.detected_at else None,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+        }
 
 
 class PublishBacklog(models.Model):

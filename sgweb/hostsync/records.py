@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import F, Q
 
 from sgweb import dispatch
-from sgweb.hostsync.models import HostEvent, HostEventKind
+from sgweb.hostsync.models import HostDrift, HostEvent, HostEventKind
 from sgweb.networks.choices import HostStatus
 from sgweb.networks.models import Host
 
@@ -127,23 +127,51 @@ def _apply_message(report: dict[str, Any]) -> str:
 
 
 def record_drift(report: dict[str, Any]) -> None:
-    host = Host.objects.filter(name=report.get("host")).first()
-    if host is None:
-        return
+    """An agent's drift report: an event with its findings in words (if it found anything),
+    and the host's alerts still in force, replaced by each report (an empty list clears)."""
+    with transaction.atomic():
+        host = Host.objects.filter(name=report.get("host")).first()
+        if host is None:
+            return
+        words = [str(line) for line in report.get("words") or _legacy_words(report)]
+        alerts = [str(line) for line in report.get("alerts") or []]
+        state, _ = HostDrift.objects.get_or_create(host=host)
+        state.alerts = alerts
+        if words:
+            state.words = words
+            state.repairs = [str(line) for line in report.get("repairs") or []]
+            state.repaired = bool(report.get("repaired"))
+            state.detected_at = _when(report.get("detected_at"))
+        state.save()
+        if words:
+            HostEvent.objects.create(
+                host=host,
+                kind=HostEventKind.DRIFT,
+                revision=int(report.get("revision") or 0),
+                duration_ms=int(report.get("duration_ms") or 0),
+                message=_drift_message(report, words),
+                detail=report,
+            )
+            _prune(host)
+    payload = _host_payload(host, report)
+    payload["drift"] = state.as_dict()
+    dispatch.send_event(dispatch.EventKind.HOST_DRIFT, payload, scope="global")
+
+
+def _legacy_words(report: dict[str, Any]) -> list[str]:
+    """An agent from before the words: its finding lists, named."""
     found = report.get("found") or {}
-    summary = ", ".join(f"{key}: {len(value)}" for key, value in sorted(found.items()) if value)
-    repaired = bool(report.get("repaired"))
-    HostEvent.objects.create(
-        host=host,
-        kind=HostEventKind.DRIFT,
-        revision=int(report.get("revision") or 0),
-        duration_ms=int(report.get("duration_ms") or 0),
-        message=f"kernel differed from revision {report.get('revision')} ({summary}); "
-        + ("repaired" if repaired else f"repair failed: {report.get('error')}"),
-        detail=report,
-    )
-    _prune(host)
-    dispatch.send_event(dispatch.EventKind.HOST_DRIFT, _host_payload(host, report), scope="global")
+    return [f"{key}: {item}" for key, items in sorted(found.items()) for item in items or ()]
+
+
+def _drift_message(report: dict[str, Any], words: list[str]) -> str:
+    if report.get("error"):
+        outcome = f"repair failed: {report['error']}"
+    elif report.get("repaired"):
+        outcome = "repaired: " + " ".join(report.get("repairs") or [])
+    else:
+        outcome = "not repaired (alerts only)"
+    return " ".join(words) + f" — {outcome}"
 
 
 def record_republish(host_name: str, reason: str) -> None:

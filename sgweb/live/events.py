@@ -112,12 +112,16 @@ def protocol_messages(kind: str, payload: dict[str, Any]) -> list[dict[str, Any]
         }
         return [apply, host_status_message(payload)]
     if kind == "host.drift":
+        words = [str(line) for line in report.get("words") or ()]
         found = report.get("found") or {}
-        detail = ", ".join(f"{key}: {len(value)}" for key, value in sorted(found.items()) if value)
+        counts = ", ".join(f"{key}: {len(value)}" for key, value in sorted(found.items()) if value)
         drift = {
             "type": "drift",
             "host": payload.get("host"),
-            "detail": detail or "kernel differed from the applied revision",
+            "detail": " ".join(words) or counts or "no drift; alerts cleared",
+            "words": words,
+            "alerts": [str(line) for line in report.get("alerts") or ()],
+            "repairs": [str(line) for line in report.get("repairs") or ()],
             "repaired": bool(report.get("repaired")),
             "at": _unix(report.get("detected_at")) or time.time(),
         }

@@ -7,9 +7,10 @@ import time
 import pytest
 
 from sgweb.hostsync import publish
-from sgweb.hostsync.models import HostEvent, HostEventKind, PublishBacklog
+from sgweb.hostsync.models import HostDrift, HostEvent, HostEventKind, PublishBacklog
 from sgweb.hostsync.reconcile import reconcile
 from sgweb.hostsync.records import record_apply, record_drift
+from sgweb.live.events import protocol_messages
 from sgweb.networks.choices import HostStatus
 from sgweb.networks.models import Host
 from tests.agents.fakes import state
@@ -67,6 +68,34 @@ def test_drift_is_kept_as_a_host_event_the_admin_can_read() -> None:
     )  # fmt: skip
     event = HostEvent.objects.get()
     assert event.kind == HostEventKind.DRIFT and "repaired" in event.message
+
+
+BYPASS = ("IPv4 filter FORWARD: rule 1 `-j ACCEPT` is ahead of our jumps; it accepts matching "
+          "packets before any security group sees them: a bypass.")  # fmt: skip
+
+
+def test_a_bypass_is_kept_in_words_as_an_alert_until_the_agent_says_it_is_gone() -> None:
+    host = Host.objects.create(name="compute1")
+    record_drift({
+        "host": "compute1", "revision": 4, "repaired": True, "words": [BYPASS],
+        "alerts": [BYPASS + " Left in place (not ours to remove); our jumps come first again."],
+        "repairs": ["IPv4 filter FORWARD: our 2 jumps put back first."],
+    })  # fmt: skip
+    drift = HostDrift.objects.get(host=host)
+    assert drift.alerts[0].startswith(BYPASS) and drift.words == [BYPASS] and drift.repaired
+    event = HostEvent.objects.get()
+    assert BYPASS in event.message and "our 2 jumps put back first" in event.message
+    record_drift({"host": "compute1", "revision": 4, "words": [], "alerts": []})
+    drift.refresh_from_db()
+    assert drift.alerts == [] and drift.words == [BYPASS]  # the last findings stay readable
+    assert HostEvent.objects.count() == 1  # a report that only clears alerts is no event
+
+
+def test_the_live_drift_message_carries_the_words_and_the_alerts() -> None:
+    payload = {"host": "compute1", "report": {"words": [BYPASS], "alerts": [BYPASS],
+                                              "repaired": True, "detected_at": 5.0}}  # fmt: skip
+    drift, _status = protocol_messages("host.drift", payload)
+    assert drift["detail"] == BYPASS and drift["words"] == [BYPASS] and drift["alerts"] == [BYPASS]
 
 
 @pytest.mark.redis

@@ -241,5 +241,21 @@ def test_host_page_shows_the_agents_events(world: World, as_adam: Client) -> Non
         message="iptables-restore failed (line: -A neutron-openvswi-ixx)",
     )
     page = as_adam.get(f"/hosts/{world.host.name}").content.decode()
-    assert "Drift repaired" in page and "repaired" in page
+    assert "Drift found" in page and "repaired" in page
     assert "Apply failed" in page and "neutron-openvswi-ixx" in page
+
+
+def test_host_page_shows_a_bypass_in_words_while_the_agent_reports_it(
+    world: World, as_adam: Client
+) -> None:
+    from sgweb.hostsync.records import record_drift
+
+    bypass = "IPv4 filter FORWARD: rule 1 `-j ACCEPT` is ahead of our jumps; a bypass."
+    record_drift({"host": world.host.name, "words": [bypass], "alerts": [bypass],
+                  "repairs": ["our 2 jumps put back first."], "repaired": True})  # fmt: skip
+    page = as_adam.get(f"/hosts/{world.host.name}").content.decode()
+    assert "data-drift-alerts" in page and "rule 1 `-j ACCEPT` is ahead of our jumps" in page
+    assert "our 2 jumps put back first." in page
+    record_drift({"host": world.host.name, "words": [], "alerts": []})
+    page = as_adam.get(f"/hosts/{world.host.name}").content.decode()
+    assert "data-drift-alerts" not in page and "Last drift found" in page

@@ -11,7 +11,7 @@ from sgweb.dashboard.hoststate import classify_all, statuses
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.presentation import HOST_STATES
 from sgweb.dashboard.shell import render_page
-from sgweb.hostsync.models import HostEvent
+from sgweb.hostsync.models import HostDrift, HostEvent
 from sgweb.networks.models import Host, Port
 from sgweb.tenancy.access import scope, sees_all_projects
 
@@ -70,6 +70,7 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
             "host": host,
             "status": statuses([host])[0],
             "listing": listing,
+            "drift": HostDrift.objects.filter(host=host).first(),
             "events": list(
                 HostEvent.objects.filter(host=host).order_by("-at", "-id")[:EVENTS_SHOWN]
             ),
