@@ -121,7 +121,6 @@ class Stack:
             "SGWEB_KEY_PREFIX": self.key_prefix,
             "SGWEB_CONTROL_QUEUE": f"control-{self.key_prefix}",
             "SGWEB_LAB_DIR": str(self.tmp / "lab"),
-            "SGWEB_DRIFT_INTERVAL_S": "2",
             "SGWEB_POLL_INTERVAL_S": "1",
             "SGWEB_RECONCILE_INTERVAL_S": "2",
             "PYTHONPATH": str(ROOT),
