@@ -197,8 +197,9 @@ class KernelReadback:
     ) -> int:
         """Delete connection-tracking entries from or to the given addresses; return how many.
 
-        Used when rules are removed, so connections they allowed stop too ("removed means
-        removed"). Narrow by zone, protocol and destination port where the removed rule was.
+        One `conntrack -D` process per address and direction: for tests and by hand. The agent
+        cuts in bulk over netlink instead (`sgweb.kernel.conntrack`), `bench.detach --old`
+        compares the two. Narrow by zone, protocol and destination port.
         """
         deleted = 0
         for address in addresses:
