@@ -468,21 +468,10 @@ class Agent:
         repaired: list[str],
         outcome: Outcome | None,
     ) -> None:
-        failed = outcome is not None and outcome.action != "applied"
-        report: dict[str, Any] = {
-            "host": self.host,
-            "revision": applied.revision,
-            "digest": applied.digest,
-            "found": examined.findings.as_dict(),
-            "words": examined.findings.words(),
-            "alerts": examined.alerts,
-            "repairs": repaired,
-            "detected_at": time.time(),
-            "repaired": bool(repaired) and not failed,
-            "error": outcome.report.get("error") if failed and outcome is not None else None,
-            "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
-        }
-        self.drift_watch.reported_alerts = list(examined.alerts)
+        error = outcome.report.get("error") if outcome and outcome.action != "applied" else None
+        report = self.drift_watch.report(
+            self.host, applied.revision, applied.digest, examined, repaired, error, clock
+        )
         try:
             self.reporter.drift(report)
         except Exception as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from sgweb.firewall.ir import CompiledHost
 from sgweb.kernel.apply import HostFirewall
@@ -162,6 +163,32 @@ class DriftWatch:
         self.clean = snapshot
         if full:
             self.last_full = time.monotonic()
+
+    def report(
+        self,
+        host: str,
+        revision: int,
+        digest: str,
+        examined: Examined,
+        repaired: list[str],
+        error: str | None,
+        clock: float,
+    ) -> dict[str, Any]:
+        """The drift report for the control plane (and remember which alerts it carried)."""
+        self.reported_alerts = list(examined.alerts)
+        return {
+            "host": host,
+            "revision": revision,
+            "digest": digest,
+            "found": examined.findings.as_dict(),
+            "words": examined.findings.words(),
+            "alerts": examined.alerts,
+            "repairs": repaired,
+            "detected_at": time.time(),
+            "repaired": bool(repaired) and error is None,
+            "error": error,
+            "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
+        }
 
     def alerts_changed(self, alerts: list[str]) -> bool:
         return self.reported_alerts is None or alerts != self.reported_alerts
