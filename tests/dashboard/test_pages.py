@@ -254,8 +254,9 @@ def test_host_page_shows_a_bypass_in_words_while_the_agent_reports_it(
     record_drift({"host": world.host.name, "words": [bypass], "alerts": [bypass],
                   "repairs": ["our 2 jumps put back first."], "repaired": True})  # fmt: skip
     page = as_adam.get(f"/hosts/{world.host.name}").content.decode()
-    assert "data-drift-alerts" in page and "rule 1 `-j ACCEPT` is ahead of our jumps" in page
+    assert f'data-drift-alerts="{world.host.name}">' in page
+    assert "rule 1 `-j ACCEPT` is ahead of our jumps" in page
     assert "our 2 jumps put back first." in page
     record_drift({"host": world.host.name, "words": [], "alerts": []})
     page = as_adam.get(f"/hosts/{world.host.name}").content.decode()
-    assert "data-drift-alerts" not in page and "Last drift found" in page
+    assert f'data-drift-alerts="{world.host.name}" hidden>' in page and "Last drift found" in page

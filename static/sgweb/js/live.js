@@ -379,7 +379,9 @@
         ? `applied revision ${message.revision} in ${message.duration_ms} ms`
         : `failed to apply revision ${message.revision}: ${message.error}`;
     } else if (message.type === "drift") {
-      words = `drift found${message.repaired ? " and repaired" : ""}: ${message.detail}`;
+      words = message.words && message.words.length === 0
+        ? "no drift; alerts cleared"
+        : `drift found${message.repaired ? " and repaired" : ""}: ${message.detail}`;
     }
     const host = document.createElement("span");
     host.className = "mono";
@@ -397,12 +399,29 @@
     if (empty) empty.hidden = true;
   }
 
+  // The host page's alerts (what the agent reports and must not remove) follow each report.
+  function updateDriftAlerts(message) {
+    $$(`[data-drift-alerts="${CSS.escape(message.host)}"]`).forEach((box) => {
+      const list = $("[data-drift-alert-list]", box);
+      const alerts = message.alerts || [];
+      if (list) {
+        list.replaceChildren(...alerts.map((alert) => {
+          const item = document.createElement("li");
+          item.textContent = alert;
+          return item;
+        }));
+      }
+      box.hidden = alerts.length === 0;
+    });
+  }
+
   function initHostEvents(root) {
     const list = $("[data-event-list]");
     const path = root.dataset.liveEvents;
     connect(path, (message) => {
       if (message.type === "host-status") updateHostPills(message);
       else if (message.type === "apply" || message.type === "drift") addEvent(list, message);
+      if (message.type === "drift") updateDriftAlerts(message);
     }, { indicator: $$("[data-live-state]") });
   }
 
