@@ -18,8 +18,10 @@ the agent does about it (`REPAIR`: put right; `ALERT`: reported, left as it is).
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from sgweb.firewall.ir import CompiledHost
 
@@ -34,6 +36,15 @@ JUMP_ORDER = "jump-order"
 POLICY = "policy"
 SYSCTL_OFF = "sysctl-off"
 SYSCTL_MISSING = "sysctl-missing"
+FOREIGN_NFT = "foreign-nft-chain"
+
+# The tables iptables-nft, ip6tables-nft, arptables-nft and ebtables-nft make: anything else in
+# nf_tables was made by someone else (nft, firewalld, another agent).
+XTABLES_TABLES = {
+    (family, name)
+    for family in ("ip", "ip6")
+    for name in ("filter", "raw", "mangle", "nat", "security")
+} | {("arp", "filter"), ("bridge", "filter"), ("bridge", "nat"), ("bridge", "broute")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +227,48 @@ def sysctl_findings(values: dict[str, int | None]) -> list[Finding]:
                 "security group filters the ports on this host's bridges: a bypass; set back "
                 "to 1.",
             ))  # fmt: skip
+    return findings
+
+
+def foreign_tables(listing: str) -> list[tuple[str, str]]:
+    """(family, name) of the `nft list tables` lines that are not iptables-nft's."""
+    found = []
+    for line in listing.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "table" and (parts[1], parts[2]) not in XTABLES_TABLES:
+            found.append((parts[1], parts[2]))
+    return found
+
+
+def nft_findings(family: str, table: str, document: dict[str, Any]) -> list[Finding]:
+    """One alert per base chain of a foreign nf_tables table (`nft -j list table`): it sees
+    packets at a hook beside our chains. An accept there does not skip ours (every base chain
+    of a hook runs), but a drop drops first and a notrack changes what conntrack sees."""
+    items = document.get("nftables") or []
+    untracks = {
+        item["rule"].get("chain")
+        for item in items
+        if "rule" in item and "notrack" in json.dumps(item["rule"].get("expr", []))
+    }
+    findings = []
+    for item in items:
+        chain = item.get("chain") or {}
+        if "hook" not in chain:
+            continue
+        name = chain.get("name", "")
+        hook = f"{chain['hook']}, priority {chain.get('prio')}, policy {chain.get('policy')}"
+        what = [
+            f"nftables table {family} {table} (not iptables'): base chain {name} at hook {hook}"
+        ]
+        if chain.get("policy") == "drop":
+            what.append("it drops what its rules do not accept, whatever the security groups say")
+        if name in untracks:
+            what.append("it untracks packets, so they skip our conntrack zones")
+        if len(what) == 1:
+            what.append("its drops act beside the security groups (an accept there skips nothing)")
+        findings.append(
+            Finding(FOREIGN_NFT, ALERT, None, f"{family} {table}", name, "; ".join(what) + ".")
+        )
     return findings
 
 

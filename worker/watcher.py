@@ -23,6 +23,7 @@ from typing import Any
 
 from sgweb.firewall.ir import CompiledHost
 from sgweb.kernel.apply import HostFirewall
+from sgweb.kernel.runner import CommandError
 from sgweb.kernel.watch import KernelWatch, Snapshot
 from worker import bypass, drift
 
@@ -40,6 +41,8 @@ class Reading:
     ours: dict[int, str]  # family -> our part of it, counters zeroed
     sets: str
     duration_s: float
+    # (family, name) -> `nft -j list table` of each nf_tables table iptables did not make
+    nft: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,7 +89,18 @@ class DriftWatch:
         tables = {family: self.firewall.save_tables(family) for family in (4, 6)}
         ours = {family: self.firewall.ours_only(text) for family, text in tables.items()}
         sets = self.firewall.save_ipsets(set_names) if set_names else ""
-        return Reading(snapshot, tables, ours, sets, time.perf_counter() - started)
+        nft = self._foreign_nft()
+        return Reading(snapshot, tables, ours, sets, time.perf_counter() - started, nft)
+
+    def _foreign_nft(self) -> dict[tuple[str, str], dict[str, Any]]:
+        try:
+            return {
+                table: self.firewall.nft_table(*table)
+                for table in bypass.foreign_tables(self.firewall.nft_tables())
+            }
+        except (CommandError, ValueError) as exc:  # no nft on this host: iptables' view only
+            log.debug("nft tables not read: %s", exc)
+            return {}
 
     def examine(
         self,
@@ -121,6 +135,8 @@ class DriftWatch:
             found.extend(bypass.builtin_findings(compiled, family, text, self.policies))
         if reading.snapshot is not None:
             found.extend(bypass.sysctl_findings(dict(reading.snapshot.sysctls)))
+        for (nft_family, name), document in sorted(reading.nft.items()):
+            found.extend(bypass.nft_findings(nft_family, name, document))
         return found
 
     def _alerts(self, reading: Reading, found: list[bypass.Finding]) -> list[str]:

@@ -7,9 +7,11 @@ about 2 ms per chain on nf_tables), drift checks compare `save()` with what was 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sgweb.firewall.ir import BUILTIN_CHAINS
 from sgweb.firewall.model import DEFAULT_CHAIN_PREFIX
@@ -120,6 +122,17 @@ class KernelReadback:
         """`iptables-save` of the tables as the kernel has them, everyone's rules included
         (drift checks look at what else sits in the built-in chains)."""
         return "".join(self._run([save_command(family), "-t", table]).stdout for table in tables)
+
+    def nft_tables(self) -> str:
+        """`nft list tables`: every nf_tables table, iptables' and anyone else's."""
+        return self._run(["nft", "list", "tables"]).stdout
+
+    def nft_table(self, family: str, name: str) -> dict[str, Any]:
+        """`nft -j list table`: one table's chains (with hooks) and rules, as JSON."""
+        document: dict[str, Any] = json.loads(
+            self._run(["nft", "-j", "list", "table", family, name]).stdout or "{}"
+        )
+        return document
 
     def ours_only(self, saved: str) -> str:
         """The part of `iptables-save` text that is ours, counters zeroed."""

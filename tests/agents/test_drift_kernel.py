@@ -165,3 +165,25 @@ def test_a_check_when_nothing_moved_starts_no_process(agent, netns) -> None:
     assert not the_agent.check_drift()
     assert len(runner.started) > before  # the generation moved: the rules were read
     assert len(reporter.drifts) == 1
+
+
+def test_a_foreign_nftables_table_hooking_beside_ours_is_reported_and_left_alone(
+    agent, netns
+) -> None:
+    the_agent, reporter, _ = agent
+    sh(netns, "nft", "add", "table", "inet", "other")
+    sh(netns, "nft", "add", "chain", "inet", "other", "early",
+       "{ type filter hook prerouting priority -350; policy accept; }")  # fmt: skip
+    sh(netns, "nft", "add", "rule", "inet", "other", "early", "notrack")
+    sh(netns, "nft", "add", "chain", "inet", "other", "late",
+       "{ type filter hook forward priority 0; policy drop; }")  # fmt: skip
+    the_agent.check_drift()
+    alerts = reporter.drifts[-1]["alerts"]
+    early = "nftables table inet other (not iptables'): base chain early at hook prerouting"
+    assert any(early in a and "untracks packets" in a for a in alerts), alerts
+    late = "base chain late at hook forward"
+    assert any(late in a and "drops what its rules do not accept" in a for a in alerts), alerts
+    assert "table inet other" in sh(netns, "nft", "list", "tables")  # not ours to remove
+    sh(netns, "nft", "delete", "table", "inet", "other")
+    the_agent.check_drift()
+    assert reporter.drifts[-1]["alerts"] == []
