@@ -31,6 +31,8 @@ ALERT = "alert"
 # The built-in chains whose rules and policies decide whether packets reach ours.
 WATCHED = {"filter": ("INPUT", "FORWARD", "OUTPUT"), "raw": ("PREROUTING", "OUTPUT")}
 
+_WATCHED_LINES = tuple({f"-A {chain} " for chains in WATCHED.values() for chain in chains})
+
 FOREIGN_AHEAD = "foreign-rule-ahead"
 JUMP_ORDER = "jump-order"
 POLICY = "policy"
@@ -92,7 +94,7 @@ def parse_builtins(saved: str) -> dict[tuple[str, str], BuiltinChain]:
             if name in WATCHED.get(table, ()):
                 policies[(table, name)] = rest.split(" ", 1)[0]
                 rules.setdefault((table, name), [])
-        elif line.startswith("-A "):
+        elif line.startswith(_WATCHED_LINES):
             _, chain, *spec = line.split(" ", 2)
             if chain in WATCHED.get(table, ()):
                 rules.setdefault((table, chain), []).append(spec[0] if spec else "")
@@ -182,6 +184,7 @@ def builtin_findings(
     family: int,
     saved: str,
     baseline: dict[tuple[int, str, str], str],
+    parsed: dict[tuple[str, str], BuiltinChain] | None = None,
 ) -> list[Finding]:
     """Everything in the watched built-in chains of one family that is not as it must be.
 
@@ -189,7 +192,7 @@ def builtin_findings(
     chain not in it yet is added (the agent remembers them for its lifetime).
     """
     findings: list[Finding] = []
-    kernel = parse_builtins(saved)
+    kernel = parsed if parsed is not None else parse_builtins(saved)
     for (table, chain), wanted in sorted(our_jumps(compiled, family).items()):
         found = kernel.get((table, chain))
         if found is not None:
@@ -230,14 +233,9 @@ def sysctl_findings(values: dict[str, int | None]) -> list[Finding]:
     return findings
 
 
-def foreign_tables(listing: str) -> list[tuple[str, str]]:
-    """(family, name) of the `nft list tables` lines that are not iptables-nft's."""
-    found = []
-    for line in listing.splitlines():
-        parts = line.split()
-        if len(parts) == 3 and parts[0] == "table" and (parts[1], parts[2]) not in XTABLES_TABLES:
-            found.append((parts[1], parts[2]))
-    return found
+def foreign_tables(tables: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (family, name) tables that are not iptables-nft's."""
+    return sorted(table for table in tables if table not in XTABLES_TABLES)
 
 
 def nft_findings(family: str, table: str, document: dict[str, Any]) -> list[Finding]:

@@ -93,12 +93,14 @@ class DriftWatch:
         return Reading(snapshot, tables, ours, sets, time.perf_counter() - started, nft)
 
     def _foreign_nft(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Tables iptables did not make, listed over netlink (no process) and, only if there
+        are any, read with `nft -j list table`."""
+        if self.watch is None:
+            return {}
         try:
-            return {
-                table: self.firewall.nft_table(*table)
-                for table in bypass.foreign_tables(self.firewall.nft_tables())
-            }
-        except (CommandError, ValueError) as exc:  # no nft on this host: iptables' view only
+            foreign = bypass.foreign_tables(self.watch.tables())
+            return {table: self.firewall.nft_table(*table) for table in foreign}
+        except (OSError, CommandError, ValueError) as exc:  # no nft: iptables' view only
             log.debug("nft tables not read: %s", exc)
             return {}
 
@@ -122,26 +124,30 @@ class DriftWatch:
                     verified[family] = text
                 elif known != text:
                     drift.compare_text(family, known, text, findings)
-        found = self._bypasses(compiled, reading)
+        parsed = {family: bypass.parse_builtins(text) for family, text in reading.tables.items()}
+        found = self._bypasses(compiled, reading, parsed)
         findings.bypasses.extend(finding.words for finding in found)
         for finding in found:
             if finding.kind == bypass.FOREIGN_AHEAD:
                 self.foreign[finding.key] = finding
-        return Examined(findings, found, self._alerts(reading, found))
+        return Examined(findings, found, self._alerts(parsed, found))
 
-    def _bypasses(self, compiled: CompiledHost, reading: Reading) -> list[bypass.Finding]:
+    def _bypasses(
+        self, compiled: CompiledHost, reading: Reading, parsed: bypass.Parsed
+    ) -> list[bypass.Finding]:
         found: list[bypass.Finding] = []
         for family, text in reading.tables.items():
-            found.extend(bypass.builtin_findings(compiled, family, text, self.policies))
+            found.extend(
+                bypass.builtin_findings(compiled, family, text, self.policies, parsed[family])
+            )
         if reading.snapshot is not None:
             found.extend(bypass.sysctl_findings(dict(reading.snapshot.sysctls)))
         for (nft_family, name), document in sorted(reading.nft.items()):
             found.extend(bypass.nft_findings(nft_family, name, document))
         return found
 
-    def _alerts(self, reading: Reading, found: list[bypass.Finding]) -> list[str]:
+    def _alerts(self, kernel: bypass.Parsed, found: list[bypass.Finding]) -> list[str]:
         """What stays in force after any repair: not ours to change, so reported until gone."""
-        kernel = {family: bypass.parse_builtins(text) for family, text in reading.tables.items()}
         for key, finding in list(self.foreign.items()):
             if finding not in bypass.still_present({key: finding}, kernel):
                 del self.foreign[key]  # removed by whoever put it there

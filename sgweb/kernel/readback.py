@@ -123,10 +123,6 @@ class KernelReadback:
         (drift checks look at what else sits in the built-in chains)."""
         return "".join(self._run([save_command(family), "-t", table]).stdout for table in tables)
 
-    def nft_tables(self) -> str:
-        """`nft list tables`: every nf_tables table, iptables' and anyone else's."""
-        return self._run(["nft", "list", "tables"]).stdout
-
     def nft_table(self, family: str, name: str) -> dict[str, Any]:
         """`nft -j list table`: one table's chains (with hooks) and rules, as JSON."""
         document: dict[str, Any] = json.loads(

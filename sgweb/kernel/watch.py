@@ -32,7 +32,13 @@ from sgweb.kernel.nftcounters import (
     attributes,
 )
 
+NFT_MSG_GETTABLE = 1
 NFT_MSG_GETGEN = 16
+NFTA_TABLE_NAME = 1
+NLM_F_DUMP = 0x300
+NLMSG_DONE = 3
+# nfgen_family numbers -> nft's family names
+NFT_FAMILIES = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
 NFT_MSG_NEWGEN = 15
 NFTA_GEN_ID = 1
 CLONE_NEWNET = 0x40000000
@@ -166,6 +172,47 @@ class KernelWatch:
                             generation: int = struct.unpack(">I", value[:4])[0]
                             return generation
                     raise OSError(errno.EPROTO, "nf_tables GETGEN without an id")
+
+    def tables(self) -> list[tuple[str, str]]:
+        """(family, name) of every nf_tables table: one netlink dump of table headers only
+        (`nft list tables` would fetch the whole ruleset first: seconds on a big host)."""
+        with self._lock:
+            try:
+                return self._tables()
+            except OSError:
+                self._drop_socket()
+                raise
+
+    def _tables(self) -> list[tuple[str, str]]:
+        sock = self._sock()
+        self._sequence = (self._sequence + 1) & 0xFFFFFFFF
+        body = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE
+        sock.send(struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP,
+                              self._sequence, 0) + body)  # fmt: skip
+        found: list[tuple[str, str]] = []
+        while True:
+            data = sock.recv(1 << 16)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, message_type, _flags, sequence, _pid = struct.unpack_from(
+                    "=IHHII", data, offset
+                )
+                message = data[offset + 16 : offset + length]
+                offset += (length + 3) & ~3
+                if sequence != self._sequence:
+                    continue
+                if message_type == NLMSG_DONE:
+                    return found
+                if message_type == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", message, 0)[0]
+                    if code == 0:
+                        return found
+                    raise OSError(code, "nf_tables table dump")
+                family = NFT_FAMILIES.get(message[0], str(message[0]))
+                for name, value in attributes(message[4:]):
+                    if name == NFTA_TABLE_NAME:
+                        found.append((family, value.rstrip(b"\0").decode()))
 
     # -- sysctls ------------------------------------------------------------------------------
 
