@@ -170,8 +170,12 @@ class DriftWatch:
                 if f.kind == bypass.JUMP_ORDER and f.family == family
             }
             if chains:
-                # Read again: a full re-apply may have just changed these chains.
-                saved = self.firewall.save_tables(family)
+                # Read again, just these chains (`iptables -S CHAIN`, not a whole save): a full
+                # re-apply may have just changed them.
+                saved = "".join(
+                    f"*{table}\n{self.firewall.list_rules(family, table, chain)}COMMIT\n"
+                    for table, chain in sorted(chains)
+                )
                 moved = self.firewall.put_jumps_first(compiled, family, chains, saved)
                 where = ", ".join(f"{table} {chain}" for table, chain in sorted(chains))
                 done.append(f"IPv{family} {where}: our {moved} jumps put back first.")

@@ -123,6 +123,10 @@ class KernelReadback:
         (drift checks look at what else sits in the built-in chains)."""
         return "".join(self._run([save_command(family), "-t", table]).stdout for table in tables)
 
+    def list_rules(self, family: int, table: str, chain: str) -> str:
+        """`iptables -S CHAIN`: one chain's rules as "-A CHAIN ..." lines (its policy line too)."""
+        return self._run([iptables_command(family), "-w", "-t", table, "-S", chain]).stdout
+
     def nft_table(self, family: str, name: str) -> dict[str, Any]:
         """`nft -j list table`: one table's chains (with hooks) and rules, as JSON."""
         document: dict[str, Any] = json.loads(
