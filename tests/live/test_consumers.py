@@ -217,6 +217,7 @@ def test_apply_and_drift_events_reach_host_port_and_events_watchers(
         await sync_to_async(events.channels_sender)("host.drift", drift, "global")
         message = await receive_type(host, "drift")
         assert message == {"type": "drift", "host": "compute1", "detail": "rules: 1",
+                           "words": [], "alerts": [], "repairs": [],
                            "repaired": True, "at": 1764190001.0}  # fmt: skip
         assert await outsider.receive_nothing(timeout=0.5)
         for communicator in (host, port, everything, outsider):
