@@ -30,6 +30,10 @@ from worker import bypass, drift
 log = logging.getLogger(__name__)
 
 FULL_CHECK_EVERY_S = 60.0
+# Reading the rules of a big host takes seconds of CPU (iptables-save); when the generation
+# keeps moving (our own applies move it too) reads are spaced so they take at most this share
+# of the time. A bridge sysctl that moved is never deferred (it is read without a process).
+MAX_READ_SHARE = 0.1
 
 
 @dataclass
@@ -63,6 +67,8 @@ class DriftWatch:
     full_every_s: float = FULL_CHECK_EVERY_S
     clean: Snapshot | None = None
     last_full: float = field(default_factory=time.monotonic)
+    read_share: float = MAX_READ_SHARE
+    next_read_at: float = 0.0  # monotonic; reads are spaced by `read_share`
     policies: dict[tuple[int, str, str], str] = field(default_factory=dict)
     foreign: dict[tuple[int | None, str, str, str], bypass.Finding] = field(default_factory=dict)
     reported_alerts: list[str] | None = None  # None: nothing reported since the agent started
@@ -80,8 +86,11 @@ class DriftWatch:
         """Nothing that decides traffic moved since the last clean check (skip reading)."""
         if force or snapshot is None or snapshot.generation is None or self.clean is None:
             return False
-        if time.monotonic() - self.last_full >= self.full_every_s:
+        now = time.monotonic()
+        if now - self.last_full >= self.full_every_s:
             return False
+        if snapshot.sysctls == self.clean.sysctls and now < self.next_read_at:
+            return True  # only the generation moved, and the last read was moments ago
         return snapshot == self.clean
 
     def read(self, snapshot: Snapshot | None, set_names: list[str]) -> Reading:
@@ -90,7 +99,9 @@ class DriftWatch:
         ours = {family: self.firewall.ours_only(text) for family, text in tables.items()}
         sets = self.firewall.save_ipsets(set_names) if set_names else ""
         nft = self._foreign_nft()
-        return Reading(snapshot, tables, ours, sets, time.perf_counter() - started, nft)
+        took = time.perf_counter() - started
+        self.next_read_at = time.monotonic() + took * (1 / self.read_share - 1)
+        return Reading(snapshot, tables, ours, sets, took, nft)
 
     def _foreign_nft(self) -> dict[tuple[str, str], dict[str, Any]]:
         """Tables iptables did not make, listed over netlink (no process) and, only if there

@@ -70,6 +70,8 @@ def agent(netns: str) -> Iterator[tuple[Agent, RecordingReporter, CountingRunner
         cut_fn=RecordingCutter().cut, watch=watch,
     )  # fmt: skip
     the_agent.full_sync("agent start")
+    # Read whenever the generation moved (the agent spaces reads on a busy host; tested below).
+    the_agent.drift_watch.read_share = 1.0
     assert not the_agent.check_drift()  # the first check learns the kernel as applied
     try:
         yield the_agent, reporter, runner
@@ -187,3 +189,18 @@ def test_a_foreign_nftables_table_hooking_beside_ours_is_reported_and_left_alone
     sh(netns, "nft", "delete", "table", "inet", "other")
     the_agent.check_drift()
     assert reporter.drifts[-1]["alerts"] == []
+
+
+def test_reads_are_spaced_when_the_generation_keeps_moving_but_a_sysctl_never_waits(
+    agent, netns
+) -> None:
+    the_agent, reporter, _ = agent
+    watch = the_agent.drift_watch
+    watch.read_share = 0.001  # a read may take 0.1 % of the time: the next one waits long
+    assert not the_agent.check_drift(force=True)
+    sh(netns, "iptables", "-I", "FORWARD", "1", "-j", "ACCEPT")
+    assert not the_agent.check_drift()  # deferred: only the generation moved, just after a read
+    sh(netns, "sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=0")
+    assert the_agent.check_drift()  # a sysctl moved: read now, and the bypass with it
+    said = " ".join(reporter.drifts[-1]["words"])
+    assert "bridge-nf-call-iptables is 0" in said and "`-j ACCEPT` is ahead" in said
