@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from sgweb.hostsync.models import HostEvent, PublishBacklog
+from sgweb.hostsync.models import HostDrift, HostEvent, PublishBacklog
 
 
 @admin.register(HostEvent)
@@ -14,6 +14,17 @@ class HostEventAdmin(admin.ModelAdmin):
     search_fields = ("host__name", "message")
     list_select_related = ("host",)
     readonly_fields = ("host", "at", "kind", "revision", "duration_ms", "message", "detail")
+
+    def has_add_permission(self, request: object) -> bool:
+        return False
+
+
+@admin.register(HostDrift)
+class HostDriftAdmin(admin.ModelAdmin):
+    list_display = ("host", "updated_at", "detected_at", "repaired")
+    search_fields = ("host__name",)
+    list_select_related = ("host",)
+    readonly_fields = ("host", "alerts", "words", "repairs", "repaired", "detected_at")
 
     def has_add_permission(self, request: object) -> bool:
         return False

@@ -222,6 +222,24 @@ def test_an_accept_put_ahead_of_our_jumps_is_flagged_in_words_and_filtering_resu
     stack.wait("the alert cleared", lambda: drift_alerts(stack, host) == [], timeout=30)
 
 
+def test_a_policy_changed_on_a_lab_host_is_flagged_and_left_as_the_admin_set_it(stack) -> None:
+    host = stack.host_of(DST)
+    stack.runner.run(["ip6tables", "-P", "FORWARD", "DROP"], netns=host)
+    try:
+        expected = "IPv6 filter FORWARD: policy changed from ACCEPT to DROP"
+        alerts = stack.wait(
+            "the policy reported in words",
+            lambda: [a for a in drift_alerts(stack, host) or [] if expected in a],
+            timeout=30,
+        )
+        assert "packets no rule decides are now dropped" in alerts[0]
+        saved = stack.runner.run(["ip6tables-save", "-t", "filter"], netns=host).stdout
+        assert ":FORWARD DROP" in saved  # not ours to change back
+    finally:
+        stack.runner.run(["ip6tables", "-P", "FORWARD", "ACCEPT"], netns=host)
+    stack.wait("the alert cleared", lambda: drift_alerts(stack, host) == [], timeout=30)
+
+
 def test_bridge_filtering_switched_off_on_a_lab_host_is_flagged_and_switched_back_on(
     stack,
 ) -> None:
