@@ -129,3 +129,20 @@ def test_the_agent_and_the_core_load_in_a_fresh_interpreter_without_django():
         [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True
     )
     assert loaded.stdout.split() == []
+
+
+def test_the_agents_celery_app_sets_no_django_up_even_when_the_settings_are_in_the_environment():
+    """A test run or a control-plane shell exports DJANGO_SETTINGS_MODULE; Celery's Django
+    fix-up would then set the whole project up in every agent it starts (seconds under load)."""
+    probe = (
+        "import sys\n"
+        "import worker.app\n"
+        "assert worker.app.app._fixups == [], worker.app.app._fixups\n"
+        "worker.app.app.loader.init_worker()\n"
+        "print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] == 'django')))\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "sgweb.settings", "SGWEB_HOST": "compute1"}
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.split() == []
