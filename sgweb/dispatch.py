@@ -6,7 +6,10 @@ transaction commits, so a change that was rolled back is never announced.
 - `firewall_changed`: the change alters what some hosts' firewalls must hold. It says so in its
   own words (hosts named directly, groups whose rules changed, groups whose members changed);
   the host-sync hook (installed by `sgweb.hostsync`) turns that into host names while the
-  transaction still sees the rows, records them with the change, and publishes after commit.
+  transaction still sees the rows, writes the intent to publish them in the same transaction
+  (the outbox, so a process killed after the commit loses nothing), and publishes after commit.
+  One transaction publishes each host once, however many changes it made (a bulk create of
+  600 rules is one publish, not 600).
 - `send_event`: a live event for browsers, of one of the kinds in `EventKind` (declared here,
   once; `sgweb.live.events` turns each into protocol messages for the websockets). `scope` names
   who may receive it: "global", "project:<project id hex>", "host:<name>" or "trace:<id>".
@@ -58,10 +61,11 @@ class HostSync(Protocol):
     def affected_hosts(self, change: FirewallChange) -> set[str]:
         """The hosts the change reaches, read inside the change's transaction."""
 
-    def changed(self, hosts: set[str], reason: str) -> None:
-        """Inside the transaction: remember that these hosts must be published."""
+    def changed(self, hosts: set[str], reason: str) -> dict[str, int]:
+        """Inside the transaction: write the intent to publish these hosts (the outbox);
+        returns host -> the receipt (intent id) that `publish` clears once it has published."""
 
-    def publish(self, hosts: set[str], reason: str) -> None:
+    def publish(self, receipts: dict[str, list[int]], reason: str) -> None:
         """After commit: publish the hosts' new desired state and nudge their agents."""
 
 
@@ -106,16 +110,62 @@ def firewall_changed(
         return names
     names = hook.affected_hosts(change)
     if names:
-        hook.changed(names, change.reason)
-        transaction.on_commit(lambda: _publish(hook, names, change.reason))
+        _PublishBatch.current(hook).add(names, change.reason)
     return names
 
 
-def _publish(hook: HostSync, names: set[str], reason: str) -> None:
-    try:
-        hook.publish(names, reason)
-    except Exception:  # a broker outage must not turn a committed change into a 500
-        log.exception("could not publish hosts %s (%s)", sorted(names), reason)
+class _PublishBatch:
+    """The hosts one transaction changed: their intents are written once, the publish after
+    commit happens once, whatever number of changes the transaction made."""
+
+    def __init__(self, hook: HostSync) -> None:
+        self.hook = hook
+        self.receipts: dict[str, list[int]] = {}
+        self.first_reason = ""
+        self.more_reasons = 0
+        self.callback = self.flush  # one bound object, so the registration can be found again
+
+    @classmethod
+    def current(cls, hook: HostSync) -> _PublishBatch:
+        connection = transaction.get_connection()
+        batch: _PublishBatch | None = getattr(connection, "sgweb_publish_batch", None)
+        # A batch belongs to the transaction whose on-commit list holds it: after a commit, a
+        # rollback, or a rolled-back savepoint that registered it, a fresh batch starts.
+        registered = batch is not None and any(
+            callback is batch.callback for _, callback, _ in connection.run_on_commit
+        )
+        if batch is None or batch.hook is not hook or not registered:
+            batch = cls(hook)
+            connection.sgweb_publish_batch = batch
+            if connection.in_atomic_block:
+                transaction.on_commit(batch.callback)
+        return batch
+
+    def add(self, names: set[str], reason: str) -> None:
+        new = names - set(self.receipts)
+        if not self.first_reason:
+            self.first_reason = reason
+        elif reason != self.first_reason:
+            self.more_reasons += 1
+        if new:
+            for host, receipt in self.hook.changed(new, reason).items():
+                self.receipts.setdefault(host, []).append(receipt)
+        if not transaction.get_connection().in_atomic_block:
+            self.flush()  # autocommit: the change is committed already
+
+    @property
+    def reason(self) -> str:
+        first, more = self.first_reason, self.more_reasons
+        return (f"{first} (and {more} more changes)" if more else first)[:200]
+
+    def flush(self) -> None:
+        receipts, self.receipts = self.receipts, {}
+        if not receipts:
+            return
+        try:
+            self.hook.publish(receipts, self.reason)
+        except Exception:  # a broker outage must not turn a committed change into a 500
+            log.exception("could not publish hosts %s (%s)", sorted(receipts), self.reason)
 
 
 def send_event(kind: EventKind, payload: dict[str, Any], *, scope: str = "global") -> None:

@@ -13,7 +13,7 @@ import pytest
 from sgweb.firewall import codec
 from sgweb.hostsync import publish
 from sgweb.hostsync.channel import SyncChannel, use_channel
-from sgweb.hostsync.models import PublishBacklog
+from sgweb.hostsync.models import PublishIntent
 from sgweb.hostsync.status import desired_revisions, host_liveness
 from sgweb.networks.models import Host
 from sgweb.wire import sync as protocol
@@ -148,12 +148,12 @@ def test_only_a_live_agent_gets_a_nudge_on_its_queue(sync_channel, current_state
         sync_channel.redis.delete("host.compute1")
 
 
-def test_an_unreachable_redis_puts_the_host_in_the_backlog_without_raising(current_state) -> None:
+def test_an_unreachable_redis_keeps_the_intent_to_publish_without_raising(current_state) -> None:
     dead = SyncChannel(redis_url="redis://127.0.0.1:1/0", broker_url="redis://127.0.0.1:1/0")
     with use_channel(dead):
         results = publish.publish_hosts(["compute1"], "rule added")
     assert results[0].error
-    assert PublishBacklog.objects.filter(host_name="compute1").exists()
+    assert PublishIntent.objects.filter(host_name="compute1").exists()
 
 
 def test_liveness_comes_from_the_heartbeat(sync_channel) -> None:
@@ -171,7 +171,7 @@ def test_a_change_reaching_many_hosts_is_published_by_the_control_worker(
     from sgweb.hostsync.tasks import publish as publish_task
 
     names = [f"compute{i}" for i in range(publish.inline_hosts_limit() + 1)]
-    assert publish.publish_changed(names, "group used everywhere") == []
+    assert publish.publish_changed({n: [] for n in names}, "group used everywhere") == []
     assert desired_revisions(names) == dict.fromkeys(names)  # nothing built in the request
     (message,) = sync_channel.redis.lrange(sync_channel.control_queue, 0, -1)
     assert json.loads(message)["headers"]["task"] == protocol.TASK_PUBLISH
@@ -183,6 +183,6 @@ def test_a_change_reaching_many_hosts_is_published_by_the_control_worker(
 def test_a_change_reaching_a_few_hosts_is_published_before_the_request_ends(
     sync_channel, current_state
 ) -> None:
-    results = publish.publish_changed(["compute1", "compute2"], "rule added")
+    results = publish.publish_changed({"compute1": [], "compute2": []}, "rule added")
     assert [r.host for r in results] == ["compute1", "compute2"]
     assert sync_channel.redis.llen(sync_channel.control_queue) == 0
