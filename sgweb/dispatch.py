@@ -8,8 +8,8 @@ transaction commits, so a change that was rolled back is never announced.
   the host-sync hook (installed by `sgweb.hostsync`) turns that into host names while the
   transaction still sees the rows, writes the intent to publish them in the same transaction
   (the outbox, so a process killed after the commit loses nothing), and publishes after commit.
-  One transaction publishes each host once, however many changes it made (a bulk create of
-  600 rules is one publish, not 600).
+  Work wrapped in `publish_once` publishes each host once, however many changes it made (a
+  bulk create of 600 rules is one publish, not 600).
 - `send_event`: a live event for browsers, of one of the kinds in `EventKind` (declared here,
   once; `sgweb.live.events` turns each into protocol messages for the websockets). `scope` names
   who may receive it: "global", "project:<project id hex>", "host:<name>" or "trace:<id>".
@@ -21,9 +21,11 @@ senders (`install_host_sync`, `install_event_sender`) when Django starts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -109,63 +111,74 @@ def firewall_changed(
         log.debug("firewall change (%s) for %s: no host sync installed", reason, names)
         return names
     names = hook.affected_hosts(change)
-    if names:
-        _PublishBatch.current(hook).add(names, change.reason)
+    if not names:
+        return names
+    batch = _batch.get()
+    if batch is not None and batch.hook is hook:
+        batch.add(names, change.reason)
+    else:
+        receipts = {host: [receipt] for host, receipt in hook.changed(names, change.reason).items()}
+        transaction.on_commit(lambda: _publish(hook, receipts, change.reason))
     return names
 
 
+def _publish(hook: HostSync, receipts: dict[str, list[int]], reason: str) -> None:
+    try:
+        hook.publish(receipts, reason)
+    except Exception:  # a broker outage must not turn a committed change into a 500
+        log.exception("could not publish hosts %s (%s)", sorted(receipts), reason)
+
+
 class _PublishBatch:
-    """The hosts one transaction changed: their intents are written once, the publish after
-    commit happens once, whatever number of changes the transaction made."""
+    """The hosts that many changes of one request reach: each host's intent is written once and
+    the publish after commit happens once, whatever the number of changes."""
 
     def __init__(self, hook: HostSync) -> None:
         self.hook = hook
         self.receipts: dict[str, list[int]] = {}
         self.first_reason = ""
         self.more_reasons = 0
-        self.callback = self.flush  # one bound object, so the registration can be found again
-
-    @classmethod
-    def current(cls, hook: HostSync) -> _PublishBatch:
-        connection = transaction.get_connection()
-        batch: _PublishBatch | None = getattr(connection, "sgweb_publish_batch", None)
-        # A batch belongs to the transaction whose on-commit list holds it: after a commit, a
-        # rollback, or a rolled-back savepoint that registered it, a fresh batch starts.
-        registered = batch is not None and any(
-            callback is batch.callback for _, callback, _ in connection.run_on_commit
-        )
-        if batch is None or batch.hook is not hook or not registered:
-            batch = cls(hook)
-            connection.sgweb_publish_batch = batch
-            if connection.in_atomic_block:
-                transaction.on_commit(batch.callback)
-        return batch
 
     def add(self, names: set[str], reason: str) -> None:
-        new = names - set(self.receipts)
         if not self.first_reason:
             self.first_reason = reason
         elif reason != self.first_reason:
             self.more_reasons += 1
+        new = names - set(self.receipts)
         if new:
             for host, receipt in self.hook.changed(new, reason).items():
                 self.receipts.setdefault(host, []).append(receipt)
-        if not transaction.get_connection().in_atomic_block:
-            self.flush()  # autocommit: the change is committed already
 
     @property
     def reason(self) -> str:
         first, more = self.first_reason, self.more_reasons
         return (f"{first} (and {more} more changes)" if more else first)[:200]
 
-    def flush(self) -> None:
-        receipts, self.receipts = self.receipts, {}
-        if not receipts:
-            return
-        try:
-            self.hook.publish(receipts, self.reason)
-        except Exception:  # a broker outage must not turn a committed change into a 500
-            log.exception("could not publish hosts %s (%s)", sorted(receipts), self.reason)
+
+_batch: ContextVar[_PublishBatch | None] = ContextVar("sgweb_publish_batch", default=None)
+
+
+@contextlib.contextmanager
+def publish_once() -> Iterator[None]:
+    """Every firewall change made inside joins one batch, published once after the commit.
+
+    For requests that make many changes in one transaction (a bulk create of 600 rules): use it
+    inside the transaction (`with transaction.atomic(), dispatch.publish_once(): ...`). Without
+    it, each change publishes its own hosts after commit (each is still durable on its own).
+    """
+    hook = _host_sync
+    if hook is None or _batch.get() is not None:
+        yield
+        return
+    batch = _PublishBatch(hook)
+    token = _batch.set(batch)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    if batch.receipts:  # not reached when the work raised: its transaction is rolled back
+        receipts = batch.receipts
+        transaction.on_commit(lambda: _publish(hook, receipts, batch.reason))
 
 
 def send_event(kind: EventKind, payload: dict[str, Any], *, scope: str = "global") -> None:

@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from sgweb import dispatch
 from sgweb.api.query import apply_filters, paginate, parse_list_query, select_fields
 from sgweb.api.resource import Resource
 from sgweb.tenancy.errors import Invalid, PreconditionFailed
@@ -88,7 +89,8 @@ class CollectionView(APIView):
         resource = self.resource
         if not bodies or not all(isinstance(body, dict) for body in bodies):
             raise Invalid(f"Invalid input for operation: '{resource.plural}' needs objects.")
-        with transaction.atomic():
+        # One transaction, and one publish per host for the whole request (not one per object).
+        with transaction.atomic(), dispatch.publish_once():
             created = [resource.create(request, body).pk for body in bodies]
         objs = {obj.pk: obj for obj in resource.queryset(request).filter(pk__in=created)}
         return Response(
