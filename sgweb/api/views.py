@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sgweb import dispatch
+from sgweb.api.idempotency import idempotent
 from sgweb.api.query import apply_filters, paginate, parse_list_query, select_fields
 from sgweb.api.resource import Resource
 from sgweb.tenancy.errors import Invalid, PreconditionFailed
@@ -75,6 +76,7 @@ class CollectionView(APIView):
             body[f"{resource.plural}_links"] = links
         return Response(body)
 
+    @idempotent
     def post(self, request: Request) -> Response:
         resource = self.resource
         data = request.data
@@ -128,6 +130,7 @@ class MemberView(APIView):
         ]
         return Response({resource.singular: select_fields(resource.to_dict(obj), fields)})
 
+    @idempotent
     def put(self, request: Request, object_id: str) -> Response:
         resource = self.resource
         obj = resource.get_object(request, object_id)
@@ -136,6 +139,7 @@ class MemberView(APIView):
         fresh = resource.get_object(request, str(updated.pk))
         return Response({resource.singular: resource.to_dict(fresh)})
 
+    @idempotent
     def delete(self, request: Request, object_id: str) -> HttpResponse:
         resource = self.resource
         obj = resource.get_object(request, object_id)
