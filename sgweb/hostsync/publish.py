@@ -115,14 +115,15 @@ def publish_host(
         )
     )
     if outcome == STORED:
-        told = revision
+        told, told_digest = revision, digest
     else:
         # Someone stored a newer revision (OLDER) or this very state is already stored
         # (UNCHANGED): nudge the agent with what is stored, so a lost task cannot strand it.
-        stored = client.get(keys.desired_revision)
+        stored, stored_digest = client.mget([keys.desired_revision, keys.desired_digest])
         told = int(stored or revision)
+        told_digest = stored_digest.decode() if stored_digest else digest
     Host.objects.filter(name=host_name, desired_revision__lt=told).update(
-        desired_revision=told, desired_digest=digest
+        desired_revision=told, desired_digest=told_digest
     )
     Host.objects.filter(
         Q(name=host_name), Q(applied_revision__lt=told), ~Q(status=HostStatus.FAILED)
