@@ -163,10 +163,29 @@ class _Round:
             self.move_agent(host.name, stored, beat)
         elif self.startup and host.applied_revision < host.desired_revision:
             self.publish(host.name, "control plane start: host lags")
+        elif beat is not None and beat.alive and beat.agent_status == "in-sync":
+            self.confirm_in_sync(host, digest, beat)
+            return
         if host.applied_digest != digest and host.status == HostStatus.IN_SYNC:
             Host.objects.filter(pk=host.pk, status=HostStatus.IN_SYNC).update(
                 status=HostStatus.SYNCING
             )
+
+    @staticmethod
+    def confirm_in_sync(host: Host, digest: str, beat: Liveness) -> None:
+        """The agent says it holds the database's very state: record it, even if its apply
+        report was lost (a Redis flushed with the report still queued)."""
+        if host.status == HostStatus.IN_SYNC and host.applied_digest == digest:
+            return
+        applied = max(host.applied_revision, int(beat.applied_revision or 0))
+        Host.objects.filter(pk=host.pk).update(
+            status=HostStatus.IN_SYNC,
+            applied_digest=digest,
+            applied_revision=applied,
+            desired_digest=digest,
+            desired_revision=max(host.desired_revision, applied),
+            last_error="",
+        )
 
     def move_agent(self, name: str, stored: Stored, beat: Liveness) -> None:
         if beat.agent_status == "failed" and beat.detail.get("failed_revision") == stored.revision:
