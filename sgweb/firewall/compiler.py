@@ -57,8 +57,11 @@ from sgweb.firewall.model import (
 from sgweb.firewall.portchains import (
     _DHCP_REPLY_MATCHES,
     PortChainBuilder,
+    PortChainPrototype,
     Template,
+    has_member_templates,
     merge_templates,
+    prototype_key,
     rule_match,
     same_templates,
     sg_rule_comment,
@@ -165,6 +168,9 @@ class _HostCompiler:
         self.sg_chain = names.sg_chain(self.prefix)
         self.contexts: dict[str, PortContext] = {}
         self._combinations: dict[tuple[str, ...], dict[tuple[int, str], tuple[Template, ...]]] = {}
+        # Per compile: the template tuples they are keyed by (by id) live as long as this does.
+        self._prototypes: dict[tuple[object, ...], PortChainPrototype] = {}
+        self._with_members: dict[tuple[int, int], bool] = {}
 
     def compile(self) -> CompiledHost:
         templates = {gid: self._group_templates(self.groups[gid]) for gid in self._used_groups()}
@@ -295,9 +301,28 @@ class _HostCompiler:
         if entry is not None and entry.key == key and (entry.port is port or entry.port == port):
             return entry.chains
         builder = PortChainBuilder(self.prefix, port, family, stateful, self._context(port.id))
-        chains = builder.build(ingress, egress)
+        chains = builder.lazy_build(self._prototype(port, family, stateful, ingress, egress))
         self.cache.ports[(port.id, family)] = _PortEntry(port, key, chains)
         return chains
+
+    def _prototype(
+        self,
+        port: Port,
+        family: int,
+        stateful: bool,
+        ingress: tuple[Template, ...],
+        egress: tuple[Template, ...],
+    ) -> PortChainPrototype:
+        with_members = self._with_members.get((id(ingress), id(egress)))
+        if with_members is None:
+            with_members = has_member_templates(ingress) or has_member_templates(egress)
+            self._with_members[(id(ingress), id(egress))] = with_members
+        key = prototype_key(port, family, stateful, ingress, egress, with_members)
+        prototype = self._prototypes.get(key)
+        if prototype is None:
+            prototype = PortChainPrototype(self.prefix, port, family, stateful, ingress, egress)
+            self._prototypes[key] = prototype
+        return prototype
 
     def _context(self, port_id: str) -> PortContext:
         context = self.contexts.get(port_id)
