@@ -139,8 +139,8 @@ class LazyChain(Chain):
         _chain_name.__set__(self, name)
         _chain_rules.__set__(self, None)
         _chain_owned.__set__(self, True)
-        object.__setattr__(self, "source", source)
-        object.__setattr__(self, "index", index)
+        _lazy_source.__set__(self, source)
+        _lazy_index.__set__(self, index)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
@@ -167,6 +167,28 @@ class LazyChain(Chain):
 
     def __repr__(self) -> str:
         return f"LazyChain(name={self.name!r}, rules={self.rules!r}, owned={self.owned!r})"
+
+
+_lazy_source = LazyChain.__dict__["source"]
+_lazy_index = LazyChain.__dict__["index"]
+
+
+def lazy_chain(name: str, source: ChainSource, index: int) -> LazyChain:
+    """LazyChain(name, source, index), built without the constructor call (hot loop)."""
+    chain = _new_object(LazyChain)
+    _chain_name.__set__(chain, name)
+    _chain_rules.__set__(chain, None)
+    _chain_owned.__set__(chain, True)
+    _lazy_source.__set__(chain, source)
+    _lazy_index.__set__(chain, index)
+    return chain
+
+
+def new_plain_chain(name: str, rules: tuple[Rule, ...], owned: bool = True) -> Chain:
+    return Chain(name, rules, owned)
+
+
+_new_object = object.__new__
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,11 +31,11 @@ from sgweb.firewall.ir import (
     ORIGIN_SG_RULE,
     RETURN,
     Chain,
-    LazyChain,
     Match,
     Origin,
     PortRange,
     Rule,
+    lazy_chain,
 )
 from sgweb.firewall.model import EGRESS, INGRESS, Port, SecurityGroupRule
 from sgweb.firewall.protocols import MULTIPORT_ONLY_PROTOCOLS, takes_icmp_type, takes_ports
@@ -76,7 +76,6 @@ class PortChainBuilder:
         self.egress = context.egress
         self.spoof = context.spoof
         self.fallback = names.fallback_chain(prefix)
-        self.own_hosts = frozenset(ip + ("/32" if family == 4 else "/128") for ip in port.fixed_ips)
 
     def build(
         self,
@@ -95,9 +94,9 @@ class PortChainBuilder:
         """The (i, o, s) chains; the i and o rules are made only when someone reads them."""
         source = _PortChainSource(self, prototype)
         return (
-            LazyChain(self.ingress, source, 0),
-            LazyChain(self.egress, source, 1),
-            LazyChain(self.spoof, source, 2),
+            lazy_chain(self.ingress, source, 0),
+            lazy_chain(self.egress, source, 1),
+            lazy_chain(self.spoof, source, 2),
         )
 
     def io_rules(
@@ -156,7 +155,8 @@ class PortChainBuilder:
         # The hot loop: one iteration per emitted user rule (most of a host's rules), so the
         # Rule and Origin are filled through their slots inline.
         port_id = self.port.id
-        own_hosts = self.own_hosts
+        host = "/32" if self.family == 4 else "/128"
+        own_hosts = frozenset(ip + host for ip in self.port.fixed_ips)
         append = out.append
         for match, group_id, rule_id, member, comment in templates:
             if member is not None and member in own_hosts:
