@@ -131,11 +131,15 @@ def test_after_redis_lost_its_data_revisions_continue_above_what_the_database_re
 
 
 def test_only_a_live_agent_gets_a_nudge_on_its_queue(sync_channel, current_state) -> None:
-    publish.publish_host("compute1", via=sync_channel)
-    assert sync_channel.redis.llen("host.compute1") == 0
-    sync_channel.redis.set(sync_channel.keys("compute1").heartbeat, json.dumps({"at": 1}), ex=10)
-    result = publish.publish_host("compute1", "rule added", via=sync_channel)
-    messages = sync_channel.redis.lrange("host.compute1", 0, -1)
+    # Queue names are shared by every test run on this Redis: a host name of its own keeps
+    # other runs' nudges out of the count.
+    host = f"nudge-{sync_channel.prefix}"
+    queue = f"host.{host}"
+    publish.publish_host(host, via=sync_channel)
+    assert sync_channel.redis.llen(queue) == 0
+    sync_channel.redis.set(sync_channel.keys(host).heartbeat, json.dumps({"at": 1}), ex=10)
+    result = publish.publish_host(host, "rule added", via=sync_channel)
+    messages = sync_channel.redis.lrange(queue, 0, -1)
     try:
         assert len(messages) == 1
         envelope = json.loads(messages[0])
@@ -145,7 +149,7 @@ def test_only_a_live_agent_gets_a_nudge_on_its_queue(sync_channel, current_state
             "reason": "rule added",
         }
     finally:
-        sync_channel.redis.delete("host.compute1")
+        sync_channel.redis.delete(queue)
 
 
 def test_an_unreachable_redis_keeps_the_intent_to_publish_without_raising(current_state) -> None:
