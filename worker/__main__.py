@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> None:
             "--concurrency",
             "1",
             "--hostname",
-            f"agent@{host_token(config.host)}",
+            # Celery expands %-sequences in node names (%h, %n): an encoded name's % is escaped.
+            "agent@" + host_token(config.host).replace("%", "%%"),
             "--loglevel",
             os.environ.get("SGWEB_LOG_LEVEL", "INFO"),
             # No gossip/mingle/broker heartbeats: agents never talk to each other, and mingle

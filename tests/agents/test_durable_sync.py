@@ -160,25 +160,34 @@ def test_the_reconciler_compares_content_not_revision_numbers(sync_channel, data
 
 
 def test_an_agent_that_applied_another_state_is_nudged(sync_channel, database_state) -> None:
-    Host.objects.create(name="compute1")
-    published = publish.publish_host("compute1", via=sync_channel)
-    beat(sync_channel, "compute1", revision=published.revision - 1, digest="an-older-state")
-    sync_channel.redis.delete(protocol.host_queue("compute1"))
-    outcome = reconcile(via=sync_channel)
-    assert outcome.nudged == ["compute1"]
-    assert sync_channel.redis.llen(protocol.host_queue("compute1")) == 1
+    name = f"{sync_channel.prefix}-compute1"  # queues are not prefixed: a name of our own
+    Host.objects.create(name=name)
+    published = publish.publish_host(name, via=sync_channel)
+    beat(sync_channel, name, revision=published.revision - 1, digest="an-older-state")
+    queue = protocol.host_queue(name)
+    sync_channel.redis.delete(queue)
+    try:
+        outcome = reconcile(via=sync_channel)
+        assert outcome.nudged == [name]
+        assert sync_channel.redis.llen(queue) == 1
+    finally:
+        sync_channel.redis.delete(queue)
 
 
 def test_an_agent_holding_another_state_under_a_higher_revision_gets_one_above_it(
     sync_channel, database_state
 ) -> None:
     """Redis lost its counter and numbered the state below what the agent applied."""
-    Host.objects.create(name="compute1")
-    published = publish.publish_host("compute1", via=sync_channel)
-    beat(sync_channel, "compute1", revision=published.revision + 50, digest="something-else")
-    outcome = reconcile(via=sync_channel)
-    assert outcome.published == ["compute1"]
-    assert stored(sync_channel, "compute1").revision > published.revision + 50
+    name = f"{sync_channel.prefix}-compute1"  # it gets a nudge: a queue of our own
+    Host.objects.create(name=name)
+    published = publish.publish_host(name, via=sync_channel)
+    beat(sync_channel, name, revision=published.revision + 50, digest="something-else")
+    try:
+        outcome = reconcile(via=sync_channel)
+        assert outcome.published == [name]
+        assert stored(sync_channel, name).revision > published.revision + 50
+    finally:
+        sync_channel.redis.delete(protocol.host_queue(name))
 
 
 def test_a_host_shown_in_sync_whose_agent_holds_another_state_is_shown_syncing(
