@@ -12,7 +12,8 @@ transaction commits, so a change that was rolled back is never announced.
   bulk create of 600 rules is one publish, not 600).
 - `send_event`: a live event for browsers, of one of the kinds in `EventKind` (declared here,
   once; `sgweb.live.events` turns each into protocol messages for the websockets). `scope` names
-  who may receive it: "global", "project:<project id hex>", "host:<name>" or "trace:<id>".
+  who may receive it: "global", "project:<project id hex>", "host:<name>", "trace:<id>" or
+  "user:<id>" (that user's own sockets).
 - `send_host_task`: a one-off task for one host's agent (a trace proof).
 
 This module sits at the base of the house: it imports no app. The apps above install the
@@ -47,6 +48,9 @@ class EventKind(StrEnum):
     # A trace's kernel proof: one packet's path, then the result.
     TRACE_PACKET = "trace-packet"
     TRACE_RESULT = "trace-result"
+    # A user's access may have changed (membership, role, deactivation, password, logout):
+    # every live socket of theirs checks it again and closes or narrows what it relays.
+    ACCESS_CHANGED = "access.changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +202,10 @@ def send_event_on_commit(kind: EventKind, payload: dict[str, Any], *, scope: str
 
 def project_scope(project_id: Any) -> str:
     return f"project:{uuid.UUID(str(project_id)).hex}"
+
+
+def user_scope(user_id: Any) -> str:
+    return f"user:{int(user_id)}"
 
 
 def send_host_task(host: str, task: str, kwargs: dict[str, Any]) -> bool:

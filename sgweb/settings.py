@@ -392,6 +392,9 @@ SGWEB_SYNC_REDIS_URL = env_str("SGWEB_SYNC_REDIS_URL") or REDIS_URL
 # process turns both off (tests/conftest.py) and on again where a test wants them.
 SGWEB_PUBLISH_TO_HOSTS = env_bool("SGWEB_PUBLISH_TO_HOSTS", True)
 SGWEB_LIVE_EVENTS = env_bool("SGWEB_LIVE_EVENTS", True)
+# Live sockets check their user's access again on every access change (an event) and, as a
+# backstop for changes that send none (a session expiring), every this many seconds.
+SGWEB_LIVE_ACCESS_RECHECK_S = env_float("SGWEB_LIVE_ACCESS_RECHECK_S", 30.0)
 # A change reaching more hosts than this is published by the control worker, not the request.
 SGWEB_PUBLISH_INLINE_HOSTS = env_int("SGWEB_PUBLISH_INLINE_HOSTS", 4)
 SGWEB_RECONCILE_INTERVAL_S = env_float("SGWEB_RECONCILE_INTERVAL_S", 5.0)
