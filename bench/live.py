@@ -6,8 +6,9 @@ registers the ports in a scratch SQLite database; serves the websockets with a r
 the agent's counter thread (`worker.live.CounterStreamer`) against the namespace; connects W
 watchers (default 50, one per port, raw websocket clients with a logged-in session) and prints:
 
-* the agent's CPU per tick and per watched port while W ports are watched at 1 Hz (the thread's
-  own CPU plus its `iptables -L` children), and the time one tick spends reading;
+* the agent's CPU per published tick, per read and per watched port while W ports are watched
+  (the thread's own CPU plus any `iptables -L` children), and the time one read takes (reads
+  run four times a second, a tick goes out when a counter moved or a second passed);
 * the time from a probe packet (VM 1 pings VM 2) to the watcher of VM 1's port receiving the
   changed counter, p50/p95 over several probes;
 * the static verdict of a flow between two ports of the N-port host (cached compiled host),
@@ -206,6 +207,7 @@ def live_counters(
     time.sleep(3)  # every watch registered and read at least once
     # Steady state: nothing but the counter thread runs commands in this process now.
     cpu_before, ticks_before, read_before = _cpu_seconds(), streamer.ticks, streamer.read_s
+    reads_before = streamer.reads
     thread_before = streamer.cpu_s
     received_before = [len(w.messages) for w in clients]
     wall = time.monotonic()
@@ -216,6 +218,7 @@ def live_counters(
         for w, before in zip(clients, received_before, strict=True)
     ]
     ticks = streamer.ticks - ticks_before
+    reads = streamer.reads - reads_before
     children_s = _cpu_seconds() - cpu_before
     thread_s = streamer.cpu_s - thread_before
     cpu_per_tick = (children_s + thread_s) / max(1, ticks)
@@ -259,7 +262,9 @@ def live_counters(
         "websocket_connect_all_s": round(connect_s, 2),
         "ticks_in_steady_window": ticks,
         "steady_window_s": round(elapsed, 1),
-        "tick_read_ms_avg": round((streamer.read_s - read_before) * 1000 / max(1, ticks), 1),
+        "reads_in_steady_window": reads,
+        "read_ms_avg": round((streamer.read_s - read_before) * 1000 / max(1, reads), 1),
+        "agent_cpu_ms_per_read": round((children_s + thread_s) * 1000 / max(1, reads), 1),
         "agent_cpu_ms_per_tick": round(cpu_per_tick * 1000, 1),
         "agent_cpu_ms_per_tick_per_watched_port": round(cpu_per_tick * 1000 / watched, 2),
         "agent_cpu_share_of_one_core": round((children_s + thread_s) / elapsed, 3),
