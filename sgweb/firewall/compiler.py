@@ -74,7 +74,7 @@ FAMILIES = (4, 6)
 FAMILY_BY_ETHERTYPE = {IPV4: 4, IPV6: 6}
 
 
-@dataclass
+@dataclass(slots=True)
 class _GroupEntry:
     group: SecurityGroup
     context: tuple[object, ...]
@@ -82,7 +82,7 @@ class _GroupEntry:
     templates: dict[tuple[int, str], tuple[Template, ...]]
 
 
-@dataclass
+@dataclass(slots=True)
 class _PortEntry:
     port: Port
     key: tuple[object, ...]

@@ -70,7 +70,7 @@ def _device_tails(device: str) -> tuple[str, str]:
 class HostChains:
     """The FORWARD, INPUT and sg-chain of one host (a ChainSource for their LazyChains)."""
 
-    __slots__ = ("filtered", "forward", "input", "made", "sg_chain", "unfiltered")
+    __slots__ = ("filtered", "forward", "input", "made", "sg_chain", "texts", "unfiltered")
 
     def __init__(
         self,
@@ -86,6 +86,8 @@ class HostChains:
         self.filtered = filtered
         self.unfiltered = unfiltered
         self.made: tuple[tuple[Rule, ...], ...] | None = None
+        # Both families render these very chains: the text is made once.
+        self.texts: dict[int, str] = {}
 
     def chains(self) -> tuple[Chain, Chain, Chain]:
         """(FORWARD, INPUT, sg-chain) of this host; empty ones are plain chains."""
@@ -103,6 +105,12 @@ class HostChains:
 
     def chain_text(self, index: int) -> str:
         """`render.chain_text(self.chain_rules(index))`, without making the rules."""
+        text = self.texts.get(index)
+        if text is None:
+            text = self.texts[index] = self._text(index)
+        return text
+
+    def _text(self, index: int) -> str:
         head = "-A " + (self.forward, self.input, self.sg_chain)[index]
         to_sg = " -j " + self.sg_chain
         accept = " -j " + ACCEPT

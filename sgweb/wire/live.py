@@ -26,7 +26,9 @@ from sgweb.wire.sync import host_token
 WATCH_TTL_S = 10  # a watcher refreshes every WATCH_REFRESH_S; three misses and it is gone
 WATCH_REFRESH_S = 3.0
 READINGS_TTL_S = 7 * 24 * 3600
-TICK_S = 1.0
+TICK_S = 1.0  # a watched host's counters reach the browser at least this often
+READ_S = 0.25  # the agent reads watched chains this often, to show a packet without delay
+MIN_PUBLISH_GAP_S = 0.5  # and publishes a moved counter at once, but not more often than this
 
 
 def chain_key(family: int, table: str, chain: str) -> str:
