@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('hostsync', '0001_initial'),
+        ('hostsync', '0002_publish_outbox'),
         ('networks', '0002_network_conntrack_zone'),
     ]
 
