@@ -74,8 +74,17 @@ def test_a_rule_created_through_the_api_opens_traffic_and_deleting_it_cuts_it(st
     print(f"rule deleted: existing connection cut {cut:.3f} s, new ones blocked "
           f"{time.perf_counter() - deleted:.3f} s after the API returned")  # fmt: skip
     client.stop(timeout=1)
-    report = stack.applied_report(stack.host_of(DST))
-    assert report["conntrack_deleted"] >= 1, report
+    # The agent cuts after the apply, off its lock; its heartbeat says what the cut did.
+    host = stack.host_of(DST)
+    report = stack.applied_report(host)
+    assert report["conntrack_cuts"], report
+
+    def cut_reported() -> dict:
+        status = stack.heartbeat(host).get("conntrack") or {}
+        return status if (status.get("last_cut_revision") or 0) >= report["revision"] else {}
+
+    status = stack.wait("the cut in the heartbeat", cut_reported)
+    assert status["deleted"] >= 1 and not status["errors"], status
 
 
 def test_an_ipv6_rule_opens_ipv6_traffic_between_hosts(stack) -> None:
@@ -162,6 +171,93 @@ def test_flushing_a_lab_host_by_hand_is_reported_as_drift_and_repaired(stack) ->
     assert stack.probe(SRC, DST)
     stack.api("DELETE", f"/security-group-rules/{rule_id}")
     stack.wait_in_sync()
+
+
+def drift_alerts(stack: Stack, host: str) -> list[str] | None:
+    """The host's alerts as the control plane keeps them (None: no drift report yet)."""
+    rows = stack.db(
+        "select d.alerts from hostsync_hostdrift d join networks_host h on h.id = d.host_id"
+        " where h.name = ?",
+        host,
+    )
+    if not rows:
+        return None
+    value = rows[0][0]
+    return json.loads(value) if isinstance(value, str) else list(value)
+
+
+def drift_events(stack: Stack, host: str) -> list[str]:
+    rows = stack.db(
+        "select e.message from hostsync_hostevent e join networks_host h on h.id = e.host_id"
+        " where h.name = ? and e.kind = 'drift' order by e.id",
+        host,
+    )
+    return [row[0] for row in rows]
+
+
+def test_an_accept_put_ahead_of_our_jumps_is_flagged_in_words_and_filtering_resumes(
+    stack,
+) -> None:
+    host = stack.host_of(DST)
+    stack.wait_in_sync()
+    assert not stack.probe(SRC, DST), "ping should start blocked (no ICMP rule)"
+    stack.runner.run(["iptables", "-I", "FORWARD", "1", "-j", "ACCEPT"], netns=host)
+    inserted = time.perf_counter()
+
+    def bypass_reported() -> list[str]:
+        alerts = drift_alerts(stack, host) or []
+        return [alert for alert in alerts if "`-j ACCEPT` is ahead of our jumps" in alert]
+
+    (alert,) = stack.wait("the bypass reported in words", bypass_reported, timeout=30)
+    print(f"\nbypass reported {time.perf_counter() - inserted:.2f} s after iptables -I")
+    assert "accepts matching packets before any security group sees them: a bypass" in alert
+    assert any("our 2 jumps put back first" in message for message in drift_events(stack, host))
+    saved = stack.runner.run(["iptables-save", "-t", "filter"], netns=host).stdout
+    forward = [line for line in saved.splitlines() if line.startswith("-A FORWARD ")]
+    assert forward[:2] == ["-A FORWARD -j neutron-filter-top",
+                           "-A FORWARD -j neutron-openvswi-FORWARD"]  # fmt: skip
+    assert "-A FORWARD -j ACCEPT" in forward  # not ours to remove: left, and reported
+    assert not stack.probe(SRC, DST), "the security groups decide again: real packets"
+    stack.runner.run(["iptables", "-D", "FORWARD", "-j", "ACCEPT"], netns=host)
+    stack.wait("the alert cleared", lambda: drift_alerts(stack, host) == [], timeout=30)
+
+
+def test_a_policy_changed_on_a_lab_host_is_flagged_and_left_as_the_admin_set_it(stack) -> None:
+    host = stack.host_of(DST)
+    stack.runner.run(["ip6tables", "-P", "FORWARD", "DROP"], netns=host)
+    try:
+        expected = "IPv6 filter FORWARD: policy changed from ACCEPT to DROP"
+        alerts = stack.wait(
+            "the policy reported in words",
+            lambda: [a for a in drift_alerts(stack, host) or [] if expected in a],
+            timeout=30,
+        )
+        assert "packets no rule decides are now dropped" in alerts[0]
+        saved = stack.runner.run(["ip6tables-save", "-t", "filter"], netns=host).stdout
+        assert ":FORWARD DROP" in saved  # not ours to change back
+    finally:
+        stack.runner.run(["ip6tables", "-P", "FORWARD", "ACCEPT"], netns=host)
+    stack.wait("the alert cleared", lambda: drift_alerts(stack, host) == [], timeout=30)
+
+
+def test_bridge_filtering_switched_off_on_a_lab_host_is_flagged_and_switched_back_on(
+    stack,
+) -> None:
+    host = stack.host_of(DST)
+    sysctl = "net.bridge.bridge-nf-call-iptables"
+    stack.runner.run(["sysctl", "-q", "-w", f"{sysctl}=0"], netns=host)
+
+    def back_on() -> bool:
+        value = stack.runner.run(["sysctl", "-n", sysctl], netns=host).stdout.strip()
+        return value == "1"
+
+    stack.wait("the sysctl back to 1", back_on, timeout=30)
+    said = stack.wait(
+        "the drift event in words",
+        lambda: [m for m in drift_events(stack, host) if f"{sysctl} is 0" in m],
+    )
+    assert "bridged IPv4 traffic skips iptables" in said[-1] and "set back to 1" in said[-1]
+    assert not stack.probe(SRC, DST), "filtered again: real packets"
 
 
 def test_an_agent_killed_during_an_apply_converges_when_it_comes_back(stack) -> None:
