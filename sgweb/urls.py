@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from sgweb.api import urls as neutron
+from sgweb.hostsync.api import urls as hostsync_api
 from sgweb.networks.api import urls as networks_api
 from sgweb.security.api import urls as security_api
 
@@ -13,6 +14,7 @@ networking = [
     *neutron.urlpatterns,
     *security_api.urlpatterns,
     *networks_api.urlpatterns,
+    *hostsync_api.urlpatterns,
     neutron.not_found,
 ]
 

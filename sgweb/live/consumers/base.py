@@ -19,6 +19,7 @@ from django.conf import settings
 from sgweb.hostsync.channel import channel
 from sgweb.live import events
 from sgweb.live.access import current_user
+from sgweb.live.consumers.counterhub import hub
 from sgweb.live.hoststatus import host_statuses
 from sgweb.wire import live as wire
 
@@ -189,6 +190,7 @@ class CountersMixin:
     async def open_redis(self) -> None:
         via = await database_sync_to_async(channel)()
         self.prefix = via.prefix
+        self.redis_url = via.redis_url
         self.redis = aioredis.Redis.from_url(via.redis_url, socket_connect_timeout=2)
 
     async def register_watches(self) -> None:
@@ -219,24 +221,22 @@ class CountersMixin:
             await self.redis.aclose()
 
     async def pump_counters(self) -> None:
-        pubsub = self.redis.pubsub()
-        subscribed: set[str] = set()
+        """Receive the watched hosts' counter messages from this process's hub (one Redis
+        subscription and one parse per message for every socket of the process)."""
+        counters = hub(self.redis_url)
+        joined: set[str] = set()
         try:
             while True:
                 wanted = {wire.counters_channel(self.prefix, host) for host in self.watches}
-                if wanted - subscribed:
-                    await pubsub.subscribe(*(wanted - subscribed))
-                    subscribed |= wanted
-                if subscribed - wanted:
-                    await pubsub.unsubscribe(*(subscribed - wanted))
-                    subscribed &= wanted
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is None or message.get("type") != "message":
-                    continue
-                await self.on_host_counters(json.loads(message["data"]))
+                if wanted != joined:
+                    counters.discard(self)
+                    for name in wanted:
+                        counters.add(name, self)
+                    joined = wanted
+                counters.ensure_running()
+                await asyncio.sleep(wire.WATCH_REFRESH_S)
         finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+            counters.discard(self)
 
     async def latest_readings(self, host: str, keys: list[str]) -> dict[str, dict[str, Any]]:
         values = await self.redis.hmget(wire.readings_key(self.prefix, host), keys)
