@@ -36,7 +36,7 @@ from sgweb.firewall.ir import (
     PortRange,
     Rule,
 )
-from sgweb.firewall.model import EGRESS, INGRESS, Port, SecurityGroupRule
+from sgweb.firewall.model import COMPAT_NEUTRON, EGRESS, INGRESS, Port, SecurityGroupRule
 from sgweb.firewall.protocols import MULTIPORT_ONLY_PROTOCOLS, takes_icmp_type, takes_ports
 from sgweb.firewall.validate import address_version
 
@@ -60,12 +60,20 @@ def sg_rule_comment(rule_id: str) -> str:
 
 
 class PortChainBuilder:
-    """The i/o/s chains of one filtered port for one family (article 3.3.2/3.3.3 order)."""
+    """The i/o/s chains of one filtered port for one family (article 3.3.2/3.3.3 order, with
+    current Neutron's DHCP order unless the compat layout is the article's)."""
 
     def __init__(
-        self, prefix: str, port: Port, family: int, stateful: bool, context: PortContext
+        self,
+        prefix: str,
+        port: Port,
+        family: int,
+        stateful: bool,
+        context: PortContext,
+        compat: str = COMPAT_NEUTRON,
     ) -> None:
         self.prefix = prefix
+        self.compat = compat
         self.port = port
         self.origin = context
         self.family = family
@@ -88,7 +96,9 @@ class PortChainBuilder:
         in_rules.append(
             new_rule(self.ingress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, INGRESS))
         )
-        out_rules = base_egress_rules(self.egress, self.spoof, origin, self.family, self.stateful)
+        out_rules = base_egress_rules(
+            self.egress, self.spoof, origin, self.family, self.stateful, self.compat
+        )
         self._user_rules(out_rules, self.egress, EGRESS, egress)
         out_rules.append(
             new_rule(self.egress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, EGRESS))

@@ -8,6 +8,7 @@ sentence that explains it. `--json` prints the same as data for scripts and chec
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import json
 import sys
@@ -25,7 +26,7 @@ from sgweb.firewall.ir import (
     ORIGIN_PORT_SECURITY_OFF,
     Origin,
 )
-from sgweb.firewall.model import HostState, Port
+from sgweb.firewall.model import COMPATS, HostState, Port
 from sgweb.firewall.render import render_rule
 from sgweb.firewall.scenario import load_scenario
 from sgweb.firewall.trace.explain import Explanation, explain
@@ -134,9 +135,25 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def add_compat_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--compat",
+        choices=COMPATS,
+        default=None,
+        help="layout variant: neutron (current Neutron's DHCP order, the default) or article "
+        "(the article's layout line for line); default: the scenario's own, else neutron",
+    )
+
+
+def with_compat(state: HostState, compat: str | None) -> HostState:
+    """The state with the layout variant the command line asked for, if it asked."""
+    return state if compat is None else dataclasses.replace(state, compat=compat)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("scenario", help="scenario JSON file (see shared/bench/README.md)")
     parser.add_argument("--host", help="the compute host whose firewall to trace")
+    add_compat_argument(parser)
     packet = parser.add_argument_group("packet")
     packet.add_argument("--src", help="source address")
     packet.add_argument("--dst", help="destination address")
@@ -280,7 +297,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
 
     try:
-        state = load_scenario(args.scenario, host=args.host)
+        state = with_compat(load_scenario(args.scenario, host=args.host), args.compat)
         packet = build_packet(args, state)
         compiled = compile_host(state)
         policies = _policies(args.policy)
