@@ -22,6 +22,7 @@ from sgweb.firewall.model import (
     SecurityGroupRule,
 )
 from sgweb.firewall.protocols import IPV6_ONLY, NAME_BY_NUMBER, NUMBER_BY_NAME, normalize_protocol
+from sgweb.firewall.trace.ctstate import classify
 from sgweb.firewall.trace.explain import explain
 from sgweb.firewall.trace.tracer import STEP_RULE, Packet, protocol_number, trace
 
@@ -239,6 +240,10 @@ def reference_walk(compiled: CompiledHost, packet: Packet) -> tuple[str, list[tu
         return DROP, hits, bool(state["notrack"])
     if state["notrack"]:
         packet = Packet(**{**_fields(packet), "ct_state": "UNTRACKED"})
+    else:
+        # Conntrack's own verdict is taken as given here; the kernel tier checks it against
+        # real kernels (tests/kernel/test_conntrack_truth.py).
+        packet = Packet(**{**_fields(packet), "ct_state": classify(packet, packet.ct_state)[0]})
     verdict = walk("filter", packet.hook, packet)
     return (DROP if verdict == DROP else ACCEPT), hits, bool(state["notrack"])
 

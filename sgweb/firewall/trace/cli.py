@@ -76,6 +76,8 @@ def format_trace(result: Trace, explanation: Explanation, state: HostState | Non
         lines.append("conntrack: untracked (CT --notrack)")
     elif result.zone is not None:
         lines.append(f"conntrack: zone {result.zone}, state {result.ct_state}")
+    if result.ct_reason:
+        lines.append(f"conntrack: {result.ct_reason}")
     previous: tuple[str, str, int] | None = None
     for step in result.path:
         indent = "  " * step.depth
@@ -164,6 +166,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     packet.add_argument("--dport", type=int)
     packet.add_argument("--icmp-type", type=int, help="default for ICMP: echo request")
     packet.add_argument("--icmp-code", type=int)
+    packet.add_argument("--tcp-flags", help="e.g. SYN,ACK (default: SYN)")
     packet.add_argument("--physdev-in", metavar="TAP", help="bridge port the packet enters by")
     packet.add_argument("--physdev-out", metavar="TAP", help="bridge port the packet leaves by")
     packet.add_argument("--in-interface", metavar="DEV", help="input device (the bridge)")
@@ -232,6 +235,7 @@ def build_packet(args: argparse.Namespace, state: HostState) -> Packet:
         "hook": args.hook,
         "ct_state": args.state,
         "family": family,
+        "tcp_flags": args.tcp_flags,
     }
     forwarded = args.hook == HOOK_FORWARD
     source = _lookup(state, args.from_port, "--from-port")
