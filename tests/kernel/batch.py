@@ -37,6 +37,7 @@ class Probe:
     tcp_flags: str = "SYN"
     src_address: str | None = None  # a forged source address
     src_mac: str | None = None  # a forged source MAC
+    dst_address: str | None = None  # e.g. a broadcast; the frame still goes to `destination`
 
     @property
     def is_icmp(self) -> bool:
@@ -195,7 +196,7 @@ class BatchProber:
             src_mac=probe.src_mac or self._mac(probe.source),
             dst_mac=self._mac(probe.destination),
             src=source,
-            dst=self.lab._address(probe.destination, probe.family),
+            dst=probe.dst_address or self.lab._address(probe.destination, probe.family),
             protocol=probe.protocol,
             sport=next(self._ports),
             dport=probe.dport,
@@ -226,7 +227,7 @@ class BatchProber:
         icmp = probe.is_icmp
         return self.lab._trace_flow(
             probe.source,
-            probe.destination,
+            probe.dst_address or probe.destination,
             probe.family,
             protocol=protocol,
             sport=None if icmp else spec.sport,
@@ -252,7 +253,7 @@ def _rounds(probes: list[Probe], lab: FirewallLab) -> list[list[Probe]]:
         key: tuple[object, ...] | None = None
         if probe.protocol not in _PORTED:
             source = probe.src_address or lab._address(probe.source, probe.family)
-            destination = lab._address(probe.destination, probe.family)
+            destination = probe.dst_address or lab._address(probe.destination, probe.family)
             key = (probe.family, probe.protocol, frozenset((source, destination)))
         for members, keys in rounds:
             if key is None or key not in keys:

@@ -118,7 +118,9 @@ class FirewallLab:
     # -- firewall state -----------------------------------------------------------------------
 
     def with_bridges(self, state: HostState) -> HostState:
-        """The state with each port's bridge set as this topology plugs it."""
+        """The state with each port's bridge set as this topology plugs it (with hints)."""
+        if not self.bridge_hints:
+            return state
         ports = tuple(replace(port, bridge=bridge_of(port.id, self.shape)) for port in state.ports)
         return replace(state, ports=ports)
 
