@@ -38,6 +38,8 @@ class Probe:
     src_address: str | None = None  # a forged source address
     src_mac: str | None = None  # a forged source MAC
     dst_address: str | None = None  # e.g. a broadcast; the frame still goes to `destination`
+    answer: bool = True  # answer it if it arrives and is a kind that gets answers
+    sport: int | None = None  # None: one of its own, so that no two probes share a connection
 
     @property
     def is_icmp(self) -> bool:
@@ -46,6 +48,8 @@ class Probe:
     @property
     def answered(self) -> bool:
         """Whether a destination answers it (an ICMP error or reply is never answered)."""
+        if not self.answer:
+            return False
         if self.is_icmp:
             return self.icmp_type in ICMP_ANSWER[self.family]
         if self.protocol == frames.TCP:
@@ -82,6 +86,10 @@ class Outcome:
         if self.answer_arrived is None or self.flow.reply_verdict is None:
             return None
         return self.flow.reply_verdict == ACCEPT
+
+    @property
+    def explanation(self) -> str:
+        return self.flow.text
 
     def disagreement(self) -> str | None:
         if self.arrived != self.tracer_arrived:
@@ -198,7 +206,7 @@ class BatchProber:
             src=source,
             dst=probe.dst_address or self.lab._address(probe.destination, probe.family),
             protocol=probe.protocol,
-            sport=next(self._ports),
+            sport=probe.sport if probe.sport is not None else next(self._ports),
             dport=probe.dport,
             icmp_type=probe.icmp_type,
             icmp_code=probe.icmp_code,
