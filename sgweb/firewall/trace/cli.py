@@ -30,7 +30,7 @@ from sgweb.firewall.model import COMPATS, HostState, Port
 from sgweb.firewall.render import render_rule
 from sgweb.firewall.scenario import load_scenario
 from sgweb.firewall.trace.explain import Explanation, explain
-from sgweb.firewall.trace.flow import port_address, reply_to
+from sgweb.firewall.trace.flow import port_address, trace_reply
 from sgweb.firewall.trace.serial import trace_json
 from sgweb.firewall.trace.tracer import (
     CT_STATES,
@@ -312,7 +312,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     explanation = explain(result, state)
     answer = None
     if args.reply and result.verdict == ACCEPT:
-        answer = trace(compiled, reply_to(packet), policies=policies)
+        answer = trace_reply(compiled, result, policies=policies)
     if args.json:
         data = trace_json(result, explanation)
         if answer is not None:

@@ -275,6 +275,26 @@ def _walk_legs(
     return verdict, tuple(hops)
 
 
+def trace_reply(
+    compiled: CompiledHost,
+    request: Trace,
+    *,
+    index: TraceIndex | None = None,
+    policies: Mapping[str, str] | None = None,
+) -> Trace:
+    """The reply to a request traced through the same host (`reply_to`), ESTABLISHED only if
+    the request's traversal left it a conntrack entry in the zone the reply is given."""
+    answer = trace(compiled, reply_to(request.packet), index=index, policies=policies)
+    if answer.ct_state == CT_ESTABLISHED and not _left_a_connection_by(request, answer):
+        answer = trace(
+            compiled,
+            replace(answer.packet, ct_state=CT_NEW),
+            index=index,
+            policies=policies,
+        )
+    return answer
+
+
 def _request_hop(request_hops: tuple[Hop, ...], position: int, host: str) -> Hop | None:
     # A reply crosses the request's traversals in reverse order.
     if 0 <= position < len(request_hops) and request_hops[position].host == host:
@@ -283,11 +303,14 @@ def _request_hop(request_hops: tuple[Hop, ...], position: int, host: str) -> Hop
 
 
 def _left_a_connection(request: Hop | None, reply: Trace) -> bool:
-    """Whether the request's traversal left a conntrack entry that this reply traversal finds:
-    the request was tracked (not notrack, not INVALID) in the zone the reply is given."""
     if request is None or request.trace is None:
         return False
-    done = request.trace
+    return _left_a_connection_by(request.trace, reply)
+
+
+def _left_a_connection_by(done: Trace, reply: Trace) -> bool:
+    """Whether the request's traversal left a conntrack entry that this reply traversal finds:
+    the request was tracked (not notrack, not INVALID) in the zone the reply is given."""
     tracked = not done.notrack and done.ct_state in (CT_NEW, CT_ESTABLISHED, CT_RELATED)
     return tracked and done.zone == reply.zone
 
