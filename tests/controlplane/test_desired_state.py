@@ -102,9 +102,7 @@ def test_a_deleted_ports_zone_is_not_handed_out_again_while_higher_ones_are_free
     assert [p.conntrack_zone for p in (ports[0], ports[2], newer)] == [4097, 4099, 4100]
 
 
-def test_the_firewall_compat_setting_travels_in_the_desired_state(
-    adam, alice, project_a, settings
-):
+def test_the_firewall_compat_setting_travels_in_the_desired_state(adam, alice, project_a, settings):
     network, _ = network_with_subnet(alice, project_a, "192.0.2.0/24", "net")
     port(adam, project_a, network, host="compute1")
     assert host_state("compute1").compat == "neutron"

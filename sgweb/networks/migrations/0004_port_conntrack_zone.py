@@ -15,7 +15,7 @@ def number_existing_ports(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("networks", "0002_network_conntrack_zone"),
+        ("networks", "0003_host_digests"),
     ]
 
     operations = [
