@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 
+from sgweb.firewall.model import COMPAT_NEUTRON, COMPATS
 from sgweb.wire import sync as wire_sync
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -61,6 +62,13 @@ def env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default).strip().lower() or default
+    if value not in choices:
+        raise ConfigurationError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -381,6 +389,11 @@ API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000)
 # Chain prefix of the hybrid iptables driver (the article's layout).
 FIREWALL_CHAIN_PREFIX = env_str("FIREWALL_CHAIN_PREFIX", "neutron-openvswi")
 FIREWALL_ENABLE_IPSET = env_bool("FIREWALL_ENABLE_IPSET", True)
+# "neutron" (default): current Neutron's safe DHCP order, only 0.0.0.0 -> 255.255.255.255 DHCP
+# passes before the anti-spoofing check; "article": the article's layout line for line, which
+# lets a VM send DHCP requests from any address and MAC. Carried to the agents in the desired
+# state.
+SGWEB_FIREWALL_COMPAT = env_choice("SGWEB_FIREWALL_COMPAT", COMPAT_NEUTRON, COMPATS)
 
 # -- Host sync, live events, lab: every SGWEB_* setting of the web side, read once here. The
 # agent reads its own (worker.config); the names both sides share live in sgweb.wire.

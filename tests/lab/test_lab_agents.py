@@ -23,6 +23,7 @@ from tests.lab.stack import ECHO, Stack
 pytestmark = [pytest.mark.kernel, pytest.mark.redis]
 
 SRC, DST = "h1-vm1", "h2-vm2"  # on different hosts
+NET2 = "h1-net2-vm1"  # the first host's VM on the second network (lab-net2, 203.0.113.0/24)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,33 @@ def test_an_ipv6_rule_opens_ipv6_traffic_between_hosts(stack) -> None:
     assert not stack.probe(SRC, DST), "an IPv6 rule must not open IPv4"
     stack.api("DELETE", f"/security-group-rules/{rule_id}")
     stack.wait("ICMPv6 echo blocked again", lambda: not stack.probe(SRC, DST, family=6))
+    stack.wait_in_sync()
+
+
+def test_a_vm_on_the_second_network_pings_out_and_gets_its_reply(stack) -> None:
+    """Host 1 has ports of two networks, and the control plane names no bridge: each port's
+    conntrack zone is set on its tap and its qvb, so the replies to what NET2 opens come back
+    as ESTABLISHED (the only thing that lets them in: the rule admits NET2's address alone)."""
+    assert stack.vm(NET2)["host"] == stack.vm(SRC)["host"] and stack.ip(NET2).startswith("203.")
+    assert not stack.probe(NET2, DST), "ping should start blocked"
+    for family in (4, 6):
+        rule_id = add_rule(
+            stack,
+            ethertype=f"IPv{family}",
+            protocol="icmp" if family == 4 else "ipv6-icmp",
+            remote_ip_prefix=f"{stack.ip(NET2, family)}/{32 if family == 4 else 128}",
+        )
+        stack.wait(
+            f"IPv{family} ping from {NET2} and its reply",
+            lambda family=family: stack.probe(NET2, DST, family=family),
+        )
+        assert stack.probe(NET2, SRC, family=family), "the same host, the other network"
+        assert not stack.probe(SRC, NET2, family=family), "only NET2's address is admitted"
+        stack.api("DELETE", f"/security-group-rules/{rule_id}")
+        stack.wait(
+            f"IPv{family} ping blocked again",
+            lambda family=family: not stack.probe(NET2, DST, family=family),
+        )
     stack.wait_in_sync()
 
 

@@ -177,6 +177,10 @@ def _is_member(address: str | None, members: tuple[str, ...]) -> bool:
     return canonical in exact or any(in_network(canonical, cidr) for cidr in networks)
 
 
+_ICMP_V4 = 1
+_ICMP_ANY_TYPE = 255
+
+
 def rule_differences(
     rule: SecurityGroupRule, packet: Packet, state: HostState | None = None
 ) -> tuple[str, ...]:
@@ -187,7 +191,9 @@ def rule_differences(
     if wanted is not None and wanted != number:
         differs.append(ASPECT_PROTOCOL)
     low, high = rule.port_range_min, rule.port_range_max
-    if wanted in _ICMP.values() and low is not None:
+    if wanted == _ICMP_V4 and low == _ICMP_ANY_TYPE:
+        pass  # IPv4's icmp match reads type 255 as any type (ICMPv6's does not)
+    elif wanted in _ICMP.values() and low is not None:
         icmp_type = packet.effective_icmp_type if packet.is_icmp else None
         icmp_code = packet.effective_icmp_code if packet.is_icmp else None
         if icmp_type != low or (high is not None and icmp_code != high):
