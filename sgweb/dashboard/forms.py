@@ -8,11 +8,16 @@ from __future__ import annotations
 from django import forms
 
 from sgweb.dashboard.presentation import PRESETS_BY_KEY
+from sgweb.security.validators import NEUTRON_PORT_PROTOCOLS
 
 
 def _text(required: bool = False) -> forms.CharField:
     # No max_length here: the validators say how long is too long, with their message.
     return forms.CharField(required=required, strip=False, empty_value="")
+
+
+def _has_ports(protocol: object) -> bool:
+    return str(protocol or "").lower() in NEUTRON_PORT_PROTOCOLS
 
 
 class SecurityGroupForm(forms.Form):
@@ -48,6 +53,10 @@ class RuleForm(forms.Form):
             "port_range_max": (data.get("port_range_max") or "").strip() or None,
             "description": data.get("description") or "",
         }
+        if base["port_range_min"] and not base["port_range_max"] and _has_ports(base["protocol"]):
+            # The page offers "a single port" by leaving the maximum empty; the API (as
+            # Neutron) wants both ends, so the form says what the user meant.
+            base["port_range_max"] = base["port_range_min"]
         # Only the chosen kind of remote is sent, so a stale value in the hidden field
         # cannot make the rule ambiguous.
         if remote_kind == "group":
