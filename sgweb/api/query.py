@@ -67,6 +67,22 @@ class Filter:
     build: Callable[[list[str]], Q] | None = None
 
 
+def constant(value: object, parse: Callable[[str], Any] = as_text) -> Filter:
+    """A filter on an attribute every row has with the same value (e.g. a network's mtu):
+    everything matches the value, nothing matches another."""
+
+    def build(values: list[str]) -> Q:
+        for raw in values:
+            try:
+                if parse(raw) == value:
+                    return Q()
+            except NoMatch:
+                continue
+        return Q(pk__in=[])
+
+    return Filter("", build=build)
+
+
 @dataclass
 class ListQuery:
     filters: dict[str, list[str]] = field(default_factory=dict)
@@ -121,11 +137,15 @@ def parse_list_query(params: Any, *, default_limit: int, max_limit: int) -> List
 def apply_filters(
     queryset: QuerySet[M], filters: dict[str, list[str]], known: dict[str, Filter]
 ) -> QuerySet[M]:
-    """Unknown filter names are ignored, as Neutron does without strict filter validation."""
+    """Unknown filter names are refused, as Neutron does with its filter-validation
+    extension (which we advertise): a misspelt filter must not silently list everything."""
+    unknown = [name for name in filters if name not in known]
+    if unknown:
+        raise Invalid(
+            f"{unknown} is invalid attribute for filtering", neutron_type="HTTPBadRequest"
+        )
     for name, raw_values in filters.items():
-        spec = known.get(name)
-        if spec is None:
-            continue
+        spec = known[name]
         if spec.build is not None:
             queryset = queryset.filter(spec.build(raw_values))
             continue

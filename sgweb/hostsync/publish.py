@@ -31,7 +31,7 @@ from sgweb.hostsync.desired_state import host_state
 from sgweb.hostsync.impact import hosts_referencing_groups, hosts_using_groups
 from sgweb.hostsync.models import PublishBacklog
 from sgweb.networks.choices import HostStatus
-from sgweb.networks.models import Host
+from sgweb.networks.models import Host, Port
 from sgweb.wire import sync as protocol
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,12 @@ def publish_host(
     recorded = Host.objects.filter(name=host_name).values_list("desired_revision", flat=True)
     floor = next(iter(recorded), 0)
     revision = int(client.eval(protocol.NEXT_REVISION_LUA, 1, keys.revision, floor))
+    # Ports changed since the last publish are carried from this revision on (their status
+    # turns ACTIVE when the agent reports it). Marked before the state is read: a port change
+    # committed after this line stays unmarked and is carried by its own, later publish.
+    Port.objects.filter(host__name=host_name, host_revision__isnull=True).update(
+        host_revision=revision
+    )
 
     started = time.perf_counter()
     state = state_builder(host_name)

@@ -408,6 +408,8 @@ def _clean_port_changes(actor: Actor, port: Port, changes: dict[str, Any]) -> _P
 
 
 def _write_port_changes(locked: Port, cleaned: _PortChanges) -> None:
+    # The port is DOWN again until its host applies the state that carries this change.
+    locked.host_revision = None
     for key, value in cleaned.values.items():
         setattr(locked, key, value)
     if cleaned.host_change:
