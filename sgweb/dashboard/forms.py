@@ -23,6 +23,16 @@ def _has_ports(protocol: object) -> bool:
 class SecurityGroupForm(forms.Form):
     name = _text()
     description = _text()
+    # "true" | "false"; empty leaves the group as it is (the action checks the value).
+    stateful = _text()
+
+    def changes(self) -> dict[str, object]:
+        """The action's keywords: name, description, and stateful when the page sent it."""
+        data = self.cleaned_data
+        values: dict[str, object] = {"name": data["name"], "description": data["description"]}
+        if data.get("stateful"):
+            values["stateful"] = data["stateful"]
+        return values
 
 
 class NewSecurityGroupForm(SecurityGroupForm):
