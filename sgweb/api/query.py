@@ -9,9 +9,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django.db.models import Model, Q, QuerySet
+from django.utils.dateparse import parse_datetime
 
 from sgweb.tenancy.errors import Invalid
 
@@ -47,6 +49,23 @@ def as_int(value: str) -> int:
         return int(value)
     except ValueError:
         raise NoMatch from None
+
+
+def as_time(value: str) -> datetime:
+    """An ISO 8601 time (Neutron's changed_since); one without a zone is UTC."""
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise Invalid(
+            f"Invalid input for operation: '{value}' is not a valid time; give it as ISO 8601 "
+            "(2024-01-31T12:00:00Z)."
+        )
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def nothing(values: list[str]) -> Q:
+    """A filter on a list attribute that is always empty here (e.g. a subnet's
+    service_types): no row has the value asked for."""
+    return Q(pk__in=[])
 
 
 def as_text(value: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from django.db.models import Model, Q, QuerySet
 from rest_framework.request import Request
 
-from sgweb.api.query import Filter, as_int, as_uuid
+from sgweb.api.query import Filter, as_int, as_time, as_uuid
 from sgweb.api.tagquery import fill_tags, tag_filters
 from sgweb.tenancy.access import (
     can_see_project,
@@ -38,6 +38,8 @@ PROJECT_FILTERS = {
     "project_id": Filter("project_id", as_uuid),
     "revision_number": Filter("revision_number", as_int),
     "description": Filter("description"),
+    # standard-attr-timestamp: what changed since a time.
+    "changed_since": Filter("updated_at__gte", as_time),
 }
 STANDARD_SORTS = {
     "id": "id",

@@ -5,6 +5,8 @@ in its own words)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from sgweb.dashboard.presentation import PRESETS_BY_KEY
@@ -26,10 +28,10 @@ class SecurityGroupForm(forms.Form):
     # "true" | "false"; empty leaves the group as it is (the action checks the value).
     stateful = _text()
 
-    def changes(self) -> dict[str, object]:
+    def changes(self) -> dict[str, Any]:
         """The action's keywords: name, description, and stateful when the page sent it."""
         data = self.cleaned_data
-        values: dict[str, object] = {"name": data["name"], "description": data["description"]}
+        values: dict[str, Any] = {"name": data["name"], "description": data["description"]}
         if data.get("stateful"):
             values["stateful"] = data["stateful"]
         return values

@@ -51,6 +51,24 @@ def test_list_parameters_and_known_filters_are_not_refused(as_alice, alice, proj
     assert response.json()["security_groups"] == [{"name": "web"}]
 
 
+def test_changed_since_lists_what_changed_after_a_time(as_alice, alice, project_a):
+    old = group(alice, project_a, "old")
+    SecurityGroup.objects.filter(id=old.id).update(updated_at="2020-01-01T00:00:00Z")
+    group(alice, project_a, "new")
+    since = {"changed_since": "2021-01-01T00:00:00Z"}
+    assert _names(as_alice.get("/security-groups", since), "security_groups") == {"default", "new"}
+    bad = as_alice.get("/security-groups", {"changed_since": "yesterday"})
+    assert bad.status_code == 400
+
+
+def test_subnet_filters_the_cli_sends_are_understood(as_alice, alice, project_a):
+    network_with_subnet(alice, project_a)
+    assert len(as_alice.get("/subnets", {"ipv6_ra_mode": ""}).json()["subnets"]) == 1
+    assert as_alice.get("/subnets", {"service_types": "network:floatingip"}).json() == {
+        "subnets": []
+    }
+
+
 # --- shared filtering ----------------------------------------------------------------------
 
 

@@ -306,6 +306,8 @@ def test_a_lab_port_is_active_once_its_hosts_agent_applied_it(stack) -> None:
     def status() -> str:
         return stack.api("GET", f"/ports/{port}")["port"]["status"]
 
-    stack.wait("the port ACTIVE", lambda: status() == "ACTIVE", timeout=30)
+    # Polled gently: each request of the threaded dev server holds a database connection for
+    # a while (CONN_MAX_AGE), and a fast poll exhausts PostgreSQL's max_connections.
+    stack.wait("the port ACTIVE", lambda: status() == "ACTIVE", timeout=60, every=1.0)
     active = stack.api("GET", "/ports?status=ACTIVE")["ports"]
     assert port in {item["id"] for item in active}

@@ -7,7 +7,16 @@ from typing import Any
 from django.db.models import F, Q, QuerySet
 from rest_framework.request import Request
 
-from sgweb.api.query import Filter, NoMatch, as_bool, as_int, as_uuid, constant
+from sgweb.api.query import (
+    Filter,
+    NoMatch,
+    as_bool,
+    as_int,
+    as_nullable_text,
+    as_uuid,
+    constant,
+    nothing,
+)
 from sgweb.api.resource import (
     PROJECT_FILTERS,
     STANDARD_SORTS,
@@ -164,6 +173,10 @@ class Subnets(Resource[Subnet]):
         "cidr": Filter("cidr"),
         "gateway_ip": Filter("gateway_ip"),
         "enable_dhcp": Filter("enable_dhcp", as_bool),
+        "subnetpool_id": constant(None, as_nullable_text),
+        "ipv6_ra_mode": constant(None, as_nullable_text),
+        "ipv6_address_mode": constant(None, as_nullable_text),
+        "service_types": Filter("", build=nothing),
     }
     sortable = {**STANDARD_SORTS, "cidr": "cidr", "ip_version": "ip_version"}
     tag_model = Subnet
