@@ -101,6 +101,9 @@ def publish_host(
         # (UNCHANGED): nudge the agent with what is stored, so a lost task cannot strand it.
         stored = client.get(keys.desired_revision)
         told = int(stored or revision)
+        # The ports marked above are carried by what is stored: the same state (UNCHANGED),
+        # or a newer one (OLDER), built from a later read.
+        Port.objects.filter(host__name=host_name, host_revision=revision).update(host_revision=told)
     Host.objects.filter(name=host_name, desired_revision__lt=told).update(desired_revision=told)
     Host.objects.filter(
         Q(name=host_name), Q(applied_revision__lt=told), ~Q(status=HostStatus.FAILED)

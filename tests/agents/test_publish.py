@@ -212,3 +212,18 @@ def test_a_publish_marks_the_changed_ports_of_its_host_with_its_revision(
     assert Port.objects.get(pk=changed.pk).host_revision == result.revision
     assert Port.objects.get(pk=applied.pk).host_revision == 1  # already carried earlier
     assert Port.objects.get(pk=other.pk).host_revision is None  # its host was not published
+
+
+def test_a_port_change_that_leaves_the_state_alone_is_carried_by_the_stored_revision(
+    sync_channel, current_state
+) -> None:
+    project = Project.objects.create(name="p")
+    network = Network.objects.create(project=project, name="n")
+    host = Host.objects.create(name="compute1")
+    first = publish.publish_host("compute1", via=sync_channel)
+    renamed = Port.objects.create(
+        project=project, network=network, mac_address="fa:16:3e:00:00:01", host=host
+    )
+    again = publish.publish_host("compute1", via=sync_channel)  # same state: UNCHANGED
+    assert again.outcome == publish.UNCHANGED and again.revision == first.revision
+    assert Port.objects.get(pk=renamed.pk).host_revision == first.revision
