@@ -12,6 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from sgweb import dispatch
+from sgweb.api.idempotency import idempotent
 from sgweb.api.query import apply_filters, paginate, parse_list_query, select_fields
 from sgweb.api.resource import Resource
 from sgweb.api.tags import store_tags, tag_body
@@ -75,6 +77,7 @@ class CollectionView(APIView):
             body[f"{resource.plural}_links"] = links
         return Response(body)
 
+    @idempotent
     def post(self, request: Request) -> Response:
         resource = self.resource
         data = request.data
@@ -90,7 +93,8 @@ class CollectionView(APIView):
         resource = self.resource
         if not bodies or not all(isinstance(body, dict) for body in bodies):
             raise Invalid(f"Invalid input for operation: '{resource.plural}' needs objects.")
-        with transaction.atomic():
+        # One transaction, and one publish per host for the whole request (not one per object).
+        with transaction.atomic(), dispatch.publish_once():
             created = [_create(request, resource, body).pk for body in bodies]
         objs = {obj.pk: obj for obj in resource.queryset(request).filter(pk__in=created)}
         return Response(
@@ -139,6 +143,7 @@ class MemberView(APIView):
         ]
         return Response({resource.singular: select_fields(resource.present([obj])[0], fields)})
 
+    @idempotent
     def put(self, request: Request, object_id: str) -> Response:
         resource = self.resource
         obj = resource.get_object(request, object_id)
@@ -147,6 +152,7 @@ class MemberView(APIView):
         fresh = resource.get_object(request, str(updated.pk))
         return Response({resource.singular: resource.present([fresh])[0]})
 
+    @idempotent
     def delete(self, request: Request, object_id: str) -> HttpResponse:
         resource = self.resource
         obj = resource.get_object(request, object_id)

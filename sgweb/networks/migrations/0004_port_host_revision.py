@@ -9,7 +9,7 @@ def existing_ports_count_as_applied(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("networks", "0002_network_conntrack_zone"),
+        ("networks", "0003_host_digests"),
     ]
 
     operations = [

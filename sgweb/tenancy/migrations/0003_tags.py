@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('contenttypes', '0002_remove_content_type_name'),
-        ('tenancy', '0001_initial'),
+        ('tenancy', '0002_idempotent_requests'),
     ]
 
     operations = [
