@@ -40,7 +40,7 @@ from sgweb.hostsync.desired_state import host_state
 from sgweb.hostsync.impact import hosts_referencing_groups, hosts_using_groups
 from sgweb.hostsync.models import PublishIntent
 from sgweb.networks.choices import HostStatus
-from sgweb.networks.models import Host
+from sgweb.networks.models import Host, Port
 from sgweb.wire import sync as protocol
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,12 @@ def publish_host(
     client = via.redis
     floor = _revision_floor(host_name, via)
     revision = int(client.eval(protocol.NEXT_REVISION_LUA, 1, keys.revision, floor))
+    # Ports changed since the last publish are carried from this revision on (their status
+    # turns ACTIVE when the agent reports it). Marked before the state is read: a port change
+    # committed after this line stays unmarked and is carried by its own, later publish.
+    Port.objects.filter(host__name=host_name, host_revision__isnull=True).update(
+        host_revision=revision
+    )
 
     started = time.perf_counter()
     state = state_builder(host_name)
@@ -122,6 +128,9 @@ def publish_host(
         stored, stored_digest = client.mget([keys.desired_revision, keys.desired_digest])
         told = int(stored or revision)
         told_digest = stored_digest.decode() if stored_digest else digest
+        # The ports marked above are carried by what is stored: the same state (UNCHANGED),
+        # or a newer one (OLDER), built from a later read.
+        Port.objects.filter(host__name=host_name, host_revision=revision).update(host_revision=told)
     Host.objects.filter(name=host_name, desired_revision__lt=told).update(
         desired_revision=told, desired_digest=told_digest
     )

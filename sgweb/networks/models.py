@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db import IntegrityError, models, transaction
 
-from sgweb.networks.choices import HostStatus, IpVersion
+from sgweb.networks.choices import AGENT_SILENT, HostStatus, IpVersion, PortStatus
 from sgweb.tenancy.models import Project
 from sgweb.tenancy.standard import StandardAttributes
 
@@ -106,6 +106,10 @@ class Port(StandardAttributes):
     # instead, zones would shift when another port arrives and live connections would lose
     # their state.
     conntrack_zone = models.PositiveIntegerField(null=True, blank=True, unique=True, editable=False)
+    # The first revision of its host's desired state that carries the port as it is now; None
+    # until that state is published (every change of the port sets None again). The port is
+    # ACTIVE once its host's agent reports it applied this revision.
+    host_revision = models.PositiveBigIntegerField(null=True, blank=True, default=None)
     security_groups = models.ManyToManyField(
         "security.SecurityGroup",
         through="PortSecurityGroup",
@@ -121,6 +125,17 @@ class Port(StandardAttributes):
 
     def __str__(self) -> str:
         return self.name or str(self.id)
+
+    @property
+    def status(self) -> str:
+        """Neutron's port status: ACTIVE when the port is up, bound, and its host's agent
+        (alive) applied the state that carries the port as it is now; DOWN otherwise."""
+        host = self.host
+        if not self.admin_state_up or host is None or self.host_revision is None:
+            return PortStatus.DOWN
+        if host.status in AGENT_SILENT or host.applied_revision < self.host_revision:
+            return PortStatus.DOWN
+        return PortStatus.ACTIVE
 
     @property
     def device(self) -> str:

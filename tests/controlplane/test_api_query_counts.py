@@ -16,7 +16,7 @@ def grow(adam, alice, project_a, network, rounds: int) -> None:
     for index in range(rounds):
         web = group(alice, project_a, f"g{network.name}{index}")
         actions.create_security_group_rule(
-            alice, web, direction="ingress", protocol="tcp", port_range_min=22
+            alice, web, direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22
         )
         port(
             adam, project_a, network, host=f"compute{index}",

@@ -12,7 +12,7 @@ def build_host(adam, alice, project_a, ports: int):
     web = group(alice, project_a, "web")
     db = group(alice, project_a, "db")
     actions.create_security_group_rule(
-        alice, db, direction="ingress", protocol="tcp", port_range_min=5432,
+        alice, db, direction="ingress", protocol="tcp", port_range_min=5432, port_range_max=5432,
         remote_group_id=str(web.id),
     )  # fmt: skip
     network, _ = network_with_subnet(alice, project_a)

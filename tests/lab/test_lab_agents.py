@@ -277,3 +277,65 @@ def test_a_state_the_kernel_refuses_keeps_previous_rules_and_marks_the_host_fail
     stack.api("DELETE", f"/security-group-rules/{allow}")
     stack.api("DELETE", f"/security-groups/{peers}")
     stack.wait_in_sync()
+
+
+def test_a_stateless_group_needs_rules_for_its_replies(stack) -> None:
+    """Stateful, a rule for the request is enough; stateless, the reply is a packet of its own
+    that the receiving port's rules must allow (no conntrack entry lets it back in)."""
+    project = stack.state["project_id"]
+    raw = stack.api(
+        "POST",
+        "/security-groups",
+        {"security_group": {"name": "raw", "stateful": False, "tenant_id": project}},
+    )["security_group"]["id"]
+    stack.api(
+        "POST",
+        "/security-group-rules",
+        {
+            "security_group_rule": {
+                "security_group_id": raw, "direction": "ingress", "ethertype": "IPv4",
+                "protocol": "tcp", "port_range_min": 5003, "port_range_max": 5003,
+            }
+        },
+    )  # fmt: skip
+    ports = [stack.vm(SRC)["port_id"], stack.vm(DST)["port_id"]]
+    stack.listen(DST, 5003)
+    try:
+        for port in ports:
+            stack.api("PUT", f"/ports/{port}", {"port": {"security_groups": [raw]}})
+        stack.wait_in_sync()
+        # The SYN reaches the listener; its SYN-ACK meets no rule on the way back into SRC.
+        assert not stack.probe(SRC, DST, "tcp", 5003), "replies need a rule of their own"
+        stack.api(
+            "POST",
+            "/security-group-rules",
+            {
+                "security_group_rule": {
+                    "security_group_id": raw, "direction": "ingress", "ethertype": "IPv4",
+                    "protocol": "tcp", "port_range_min": 1024, "port_range_max": 65535,
+                    "remote_ip_prefix": f"{stack.ip(DST)}/32",
+                }
+            },
+        )  # fmt: skip
+        stack.wait("the reply allowed", lambda: stack.probe(SRC, DST, "tcp", 5003), timeout=30)
+    finally:
+        for port in ports:
+            stack.api(
+                "PUT", f"/ports/{port}", {"port": {"security_groups": [stack.state["group_id"]]}}
+            )
+        stack.api("DELETE", f"/security-groups/{raw}")
+        stack.wait_in_sync()
+
+
+def test_a_lab_port_is_active_once_its_hosts_agent_applied_it(stack) -> None:
+    port = stack.vm(SRC)["port_id"]
+    stack.api("PUT", f"/ports/{port}", {"port": {"description": "touched by a test"}})
+
+    def status() -> str:
+        return stack.api("GET", f"/ports/{port}")["port"]["status"]
+
+    # Polled gently: each request of the threaded dev server holds a database connection for
+    # a while (CONN_MAX_AGE), and a fast poll exhausts PostgreSQL's max_connections.
+    stack.wait("the port ACTIVE", lambda: status() == "ACTIVE", timeout=60, every=1.0)
+    active = stack.api("GET", "/ports?status=ACTIVE")["ports"]
+    assert port in {item["id"] for item in active}

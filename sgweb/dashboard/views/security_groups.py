@@ -145,18 +145,14 @@ def group_new(request: HttpRequest) -> HttpResponse:
     if project is None:
         return refused(request, form, page)
     try:
-        group = actions.create_security_group(
-            request.user,
-            project,
-            name=form.cleaned_data["name"],
-            description=form.cleaned_data["description"],
-        )
+        group = actions.create_security_group(request.user, project, **form.changes())
     except ActionError as error:
         return form_refused(request, form, page, error, not_found_page=True)
+    kind = "" if group.stateful else " stateless"
     return done(
         request,
         reverse("dashboard:security_group", args=[group.pk]),
-        f"Security group {group.name} created with Neutron's two allow-all egress rules.",
+        f"Security group {group.name}{kind} created with Neutron's two allow-all egress rules.",
     )
 
 
@@ -217,6 +213,9 @@ def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any
         "remote_choices": remote_choices,
         "referenced_by": referenced_by,
         "can_change": can_change_project(request.user, group.project_id),
+        # Neutron lets a group switch between stateful and stateless only while no port uses
+        # it (counted over every project: an admin's port elsewhere counts too).
+        "statefulness_locked": group.port_links.exists(),
         "presets": RULE_PRESETS,
         "protocol_choices": PROTOCOL_CHOICES,
     }
@@ -238,7 +237,11 @@ def _detail_page(
     context["rule_form"] = rule_form
     if edit_form is None:
         context["edit_form"] = SecurityGroupForm(
-            initial={"name": group.name, "description": group.description}
+            initial={
+                "name": group.name,
+                "description": group.description,
+                "stateful": "true" if group.stateful else "false",
+            }
         )
     else:
         context["edit_form"] = edit_form
@@ -315,12 +318,7 @@ def group_update(request: HttpRequest, group_id: str) -> HttpResponse:
     if not form.is_valid():
         return refused(request, form, page)
     try:
-        actions.update_security_group(
-            request.user,
-            group,
-            name=form.cleaned_data["name"],
-            description=form.cleaned_data["description"],
-        )
+        actions.update_security_group(request.user, group, **form.changes())
     except ActionError as error:
         return form_refused(request, form, page, error, not_found_page=True)
     return done(request, url, "Security group saved.")
