@@ -45,6 +45,10 @@ def _percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
+def _rounded_percentile(values: list[float], fraction: float) -> float | None:
+    return round(_percentile(values, fraction), 3) if values else None
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -122,6 +126,7 @@ class _Browsers:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPOSITORY,
         )  # fmt: skip
         self.messages: list[list[tuple[float, int]]] = [[] for _ in port_ids]
+        self.transit: list[float] = []  # agent publishes -> watcher receives, every message
         assert self.process.stdout is not None
         ready = self.process.stdout.readline()
         if not ready.startswith("ready"):
@@ -132,8 +137,9 @@ class _Browsers:
     def _collect(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            index, arrived, total = line.split()
+            index, arrived, total, transit = line.split()
             self.messages[int(index)].append((float(arrived), int(total)))
+            self.transit.append(float(transit))
 
     def close(self) -> None:
         if self.process.stdin is not None:
@@ -201,6 +207,8 @@ def live_counters(
     client = redis.Redis.from_url(REDIS_URL)
     streamer = start_streamer(agent, REDIS_URL, keep["key_prefix"])
     keep["streamer"] = streamer
+    if os.environ.get("SGWV_DEBUG"):
+        print("counter reader:", type(streamer.reader).__name__, file=sys.stderr)
     cookie = f"sessionid={session}"
     started_connecting = time.perf_counter()
     browsers = _Browsers(
@@ -224,6 +232,8 @@ def live_counters(
     ]
     ticks = streamer.ticks - ticks_before
     reads = streamer.reads - reads_before
+    read_ms = (streamer.read_s - read_before) * 1000 / max(1, reads)
+    transit_before = len(browsers.transit)
     children_s = _cpu_seconds() - cpu_before
     thread_s = streamer.cpu_s - thread_before
     cpu_per_tick = (children_s + thread_s) / max(1, ticks)
@@ -267,7 +277,7 @@ def live_counters(
         "ticks_in_steady_window": ticks,
         "steady_window_s": round(elapsed, 1),
         "reads_in_steady_window": reads,
-        "read_ms_avg": round((streamer.read_s - read_before) * 1000 / max(1, reads), 1),
+        "read_ms_avg": round(read_ms, 1),
         "agent_cpu_ms_per_read": round((children_s + thread_s) * 1000 / max(1, reads), 1),
         "agent_cpu_ms_per_tick": round(cpu_per_tick * 1000, 1),
         "agent_cpu_ms_per_tick_per_watched_port": round(cpu_per_tick * 1000 / watched, 2),
@@ -277,6 +287,9 @@ def live_counters(
         "probe_to_watcher_s_p50": round(_percentile(latencies, 0.5), 3) if latencies else None,
         "probe_to_watcher_s_p95": round(_percentile(latencies, 0.95), 3) if latencies else None,
         "probes_seen": f"{len(latencies)}/{probes}",
+        # of every counters message during the probes: the agent's publish to the watcher
+        "publish_to_watcher_s_p50": _rounded_percentile(browsers.transit[transit_before:], 0.5),
+        "publish_to_watcher_s_p95": _rounded_percentile(browsers.transit[transit_before:], 0.95),
     }
 
 

@@ -63,7 +63,25 @@ def sg_rule_comment(rule_id: str) -> str:
 
 class PortChainBuilder:
     """The i/o/s chains of one filtered port for one family (article 3.3.2/3.3.3 order, with
-    current Neutron's DHCP order unless the compat layout is the article's)."""
+    current Neutron's DHCP order unless the compat layout is the article's).
+
+    After `lazy_build` it is also the ChainSource of those chains: text from the prototype,
+    rules on demand (one object per port and family rather than two)."""
+
+    __slots__ = (
+        "compat",
+        "egress",
+        "fallback",
+        "family",
+        "ingress",
+        "origin",
+        "port",
+        "prefix",
+        "prototype",
+        "rules",
+        "spoof",
+        "stateful",
+    )
 
     def __init__(
         self,
@@ -84,6 +102,8 @@ class PortChainBuilder:
         self.egress = context.egress
         self.spoof = context.spoof
         self.fallback = names.fallback_chain(prefix)
+        self.prototype: PortChainPrototype | None = None
+        self.rules: tuple[tuple[Rule, ...], tuple[Rule, ...]] | None = None
 
     def build(
         self,
@@ -100,12 +120,31 @@ class PortChainBuilder:
 
     def lazy_build(self, prototype: PortChainPrototype) -> tuple[Chain, ...]:
         """The (i, o, s) chains; the i and o rules are made only when someone reads them."""
-        source = _PortChainSource(self, prototype)
+        self.prototype = prototype
         return (
-            lazy_chain(self.ingress, source, 0),
-            lazy_chain(self.egress, source, 1),
-            lazy_chain(self.spoof, source, 2),
+            lazy_chain(self.ingress, self, 0),
+            lazy_chain(self.egress, self, 1),
+            lazy_chain(self.spoof, self, 2),
         )
+
+    def chain_rules(self, index: int) -> tuple[Rule, ...]:
+        if index == 2:
+            return self._spoof_rules()
+        if self.rules is None:
+            prototype = self.prototype
+            assert prototype is not None, "chain_rules before lazy_build"
+            self.rules = self.io_rules(prototype.ingress, prototype.egress)
+        return self.rules[index]
+
+    def chain_text(self, index: int) -> str:
+        if index == 2:
+            return self.spoof_text()
+        prototype = self.prototype
+        assert prototype is not None, "chain_text before lazy_build"
+        if index == 0:
+            return prototype.ingress_text.replace(_INGRESS_NAME, self.ingress)
+        text = prototype.egress_text.replace(_EGRESS_NAME, self.egress)
+        return text.replace(_SPOOF_NAME, self.spoof)
 
     def io_rules(
         self, ingress: tuple[Template, ...], egress: tuple[Template, ...]
@@ -310,34 +349,6 @@ class PortChainPrototype:
         self.egress = egress
         self.ingress_text = chain_text(in_rules)
         self.egress_text = chain_text(out_rules)
-
-
-class _PortChainSource:
-    """One port's i and o chains for one family: text from the prototype, rules on demand."""
-
-    __slots__ = ("builder", "prototype", "rules")
-
-    def __init__(self, builder: PortChainBuilder, prototype: PortChainPrototype) -> None:
-        self.builder = builder
-        self.prototype = prototype
-        self.rules: tuple[tuple[Rule, ...], tuple[Rule, ...]] | None = None
-
-    def chain_rules(self, index: int) -> tuple[Rule, ...]:
-        if index == 2:
-            return self.builder._spoof_rules()
-        if self.rules is None:
-            prototype = self.prototype
-            self.rules = self.builder.io_rules(prototype.ingress, prototype.egress)
-        return self.rules[index]
-
-    def chain_text(self, index: int) -> str:
-        builder = self.builder
-        if index == 2:
-            return builder.spoof_text()
-        if index == 0:
-            return self.prototype.ingress_text.replace(_INGRESS_NAME, builder.ingress)
-        text = self.prototype.egress_text.replace(_EGRESS_NAME, builder.egress)
-        return text.replace(_SPOOF_NAME, builder.spoof)
 
 
 def rule_match(rule: SecurityGroupRule, remote_cidr: str | None, set_name: str | None) -> Match:
