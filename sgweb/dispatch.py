@@ -11,6 +11,8 @@ transaction commits, so a change that was rolled back is never announced.
   once; `sgweb.live.events` turns each into protocol messages for the websockets). `scope` names
   who may receive it: "global", "project:<project id hex>", "host:<name>" or "trace:<id>".
 - `send_host_task`: a one-off task for one host's agent (a trace proof).
+- `tracking_delivery`: what the firewall changes made inside a block were sent to (each host
+  and the revision that carries them), so the page the change was made on can follow it.
 
 This module sits at the base of the house: it imports no app. The apps above install the
 senders (`install_host_sync`, `install_event_sender`) when Django starts.
@@ -18,10 +20,13 @@ senders (`install_host_sync`, `install_event_sender`) when Django starts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -61,8 +66,33 @@ class HostSync(Protocol):
     def changed(self, hosts: set[str], reason: str) -> None:
         """Inside the transaction: remember that these hosts must be published."""
 
-    def publish(self, hosts: set[str], reason: str) -> None:
-        """After commit: publish the hosts' new desired state and nudge their agents."""
+    def publish(self, hosts: set[str], reason: str) -> Mapping[str, int] | None:
+        """After commit: publish the hosts' new desired state and nudge their agents; say which
+        revision of each host carries the change where that is known already."""
+
+
+@dataclass
+class Delivery:
+    """Where the firewall changes made inside `tracking_delivery` went: every host they reach
+    and the revision of that host's state that carries them (None while it is not known: the
+    host's publishing was handed to the control worker or could not reach Redis)."""
+
+    at: float = field(default_factory=time.time)
+    hosts: dict[str, int | None] = field(default_factory=dict)
+
+
+_delivery: ContextVar[Delivery | None] = ContextVar("sgweb_delivery", default=None)
+
+
+@contextlib.contextmanager
+def tracking_delivery() -> Iterator[Delivery]:
+    """Collect the hosts (and revisions) of the changes committed inside the block."""
+    delivery = Delivery()
+    token = _delivery.set(delivery)
+    try:
+        yield delivery
+    finally:
+        _delivery.reset(token)
 
 
 EventSender = Callable[[str, dict[str, Any], str], None]
@@ -107,15 +137,26 @@ def firewall_changed(
     names = hook.affected_hosts(change)
     if names:
         hook.changed(names, change.reason)
-        transaction.on_commit(lambda: _publish(hook, names, change.reason))
+        delivery = _delivery.get()
+        if delivery is not None:
+            for name in names:
+                delivery.hosts.setdefault(name, None)
+        transaction.on_commit(lambda: _publish(hook, names, change.reason, delivery))
     return names
 
 
-def _publish(hook: HostSync, names: set[str], reason: str) -> None:
+def _publish(hook: HostSync, names: set[str], reason: str, delivery: Delivery | None) -> None:
+    if delivery is not None:
+        delivery.at = time.time()  # committed now: the change travels from here
     try:
-        hook.publish(names, reason)
+        revisions = hook.publish(names, reason)
     except Exception:  # a broker outage must not turn a committed change into a 500
         log.exception("could not publish hosts %s (%s)", sorted(names), reason)
+        return
+    if delivery is not None:
+        for name, revision in (revisions or {}).items():
+            if revision and revision > (delivery.hosts.get(name) or 0):
+                delivery.hosts[name] = revision
 
 
 def send_event(kind: EventKind, payload: dict[str, Any], *, scope: str = "global") -> None:

@@ -181,11 +181,14 @@ class PublishingHostSync:
     def changed(self, hosts: set[str], reason: str) -> None:
         """Nothing to remember inside the transaction yet: publishing happens after commit."""
 
-    def publish(self, hosts: set[str], reason: str) -> None:
+    def publish(self, hosts: set[str], reason: str) -> dict[str, int]:
+        """The revision each host was told about (it carries the change); hosts handed to the
+        control worker, or waiting in the backlog, are not known yet and left out."""
         if settings.SGWEB_PUBLISH_TO_HOSTS:
-            publish_changed(hosts, reason)
-        else:
-            Host.objects.filter(name__in=hosts).update(desired_revision=F("desired_revision") + 1)
+            results = publish_changed(hosts, reason)
+            return {result.host: result.revision for result in results if result.revision}
+        Host.objects.filter(name__in=hosts).update(desired_revision=F("desired_revision") + 1)
+        return dict(Host.objects.filter(name__in=hosts).values_list("name", "desired_revision"))
 
 
 def send_host_task(host: str, task: str, kwargs: dict[str, object]) -> None:

@@ -3,17 +3,29 @@ inline validation script, and turning the actions' errors into form errors."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 
+from sgweb import dispatch
+from sgweb.dashboard import delivery
 from sgweb.dashboard.guards import deny_unless_changeable, raise_for_access
 from sgweb.tenancy import access as tenancy_access
 from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import Project
+
+
+@contextlib.contextmanager
+def following(request: HttpRequest, what: str) -> Iterator[dispatch.Delivery]:
+    """Run an action so that the next page says where its change went (hosts, revisions and
+    how long they took); a refused action leaves nothing to follow."""
+    with dispatch.tracking_delivery() as sent:
+        yield sent
+    delivery.remember(request, sent, what)
 
 
 def wants_json(request: HttpRequest) -> bool:

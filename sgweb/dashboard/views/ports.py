@@ -21,6 +21,7 @@ from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
     button_refused,
     done,
+    following,
     form_refused,
     refused,
     refused_message,
@@ -279,7 +280,9 @@ def port_add_group(request: HttpRequest, port_id: str) -> HttpResponse:
         )
     wanted = form.cleaned_data["security_group"]
     try:
-        actions.update_port(request.user, port, security_groups=[*_current_group_ids(port), wanted])
+        with following(request, f"port {port.name or port.pk}: group attached"):
+            groups = [*_current_group_ids(port), wanted]
+            actions.update_port(request.user, port, security_groups=groups)
     except ActionError as error:
         return form_refused(
             request,
@@ -288,9 +291,7 @@ def port_add_group(request: HttpRequest, port_id: str) -> HttpResponse:
             error,
             aliases={"security_groups": "security_group"},
         )
-    return done(
-        request, f"{url}#groups", "Security group attached. The port's host is being updated."
-    )
+    return done(request, f"{url}#groups", "Security group attached.")
 
 
 @login_required
@@ -301,7 +302,8 @@ def port_remove_group(request: HttpRequest, port_id: str, group_id: str) -> Http
     url = reverse("dashboard:port", args=[port.pk])
     remaining = [gid for gid in _current_group_ids(port) if gid != group_id]
     try:
-        actions.update_port(request.user, port, security_groups=remaining)
+        with following(request, f"port {port.name or port.pk}: group detached"):
+            actions.update_port(request.user, port, security_groups=remaining)
     except ActionError as error:
         return button_refused(request, url, error)
     return done(request, f"{url}#groups", "Security group detached.")
@@ -315,7 +317,8 @@ def port_security(request: HttpRequest, port_id: str) -> HttpResponse:
     url = reverse("dashboard:port", args=[port.pk])
     enable = request.POST.get("enabled") == "true"
     try:
-        actions.update_port(request.user, port, port_security_enabled=enable)
+        with following(request, f"port {port.name or port.pk}: port security"):
+            actions.update_port(request.user, port, port_security_enabled=enable)
     except ActionError as error:
         raise_for_access(error)
         detail = " ".join(m for ms in error.errors.values() for m in ms)
@@ -348,7 +351,9 @@ def pair_add(request: HttpRequest, port_id: str) -> HttpResponse:
         form.add_error("ip_address", "Give an IP address or CIDR.")
         return refused(request, form, page)
     try:
-        actions.update_port(request.user, port, allowed_address_pairs=[*_current_pairs(port), pair])
+        with following(request, f"port {port.name or port.pk}: address pair added"):
+            pairs = [*_current_pairs(port), pair]
+            actions.update_port(request.user, port, allowed_address_pairs=pairs)
     except ActionError as error:
         # The validators name the whole list; the new pair is the one that can be wrong.
         return form_refused(
@@ -369,7 +374,8 @@ def pair_remove(request: HttpRequest, port_id: str, pair_id: int) -> HttpRespons
         if pair.pk != pair_id
     ]
     try:
-        actions.update_port(request.user, port, allowed_address_pairs=pairs)
+        with following(request, f"port {port.name or port.pk}: address pair removed"):
+            actions.update_port(request.user, port, allowed_address_pairs=pairs)
     except ActionError as error:
         return button_refused(request, url, error)
     return done(request, f"{url}#pairs", "Allowed address pair removed.")

@@ -406,6 +406,83 @@
     }, { indicator: $$("[data-live-state]") });
   }
 
+  /* ------------------------------------------------------------ where a change went */
+
+  // The same words as sgweb/dashboard/delivery.py, which paints the first state.
+  function seconds(value) {
+    if (value === null || value === undefined) return "";
+    return value < 10 ? `${Math.max(value, 0).toFixed(1)} s` : `${Math.round(value)} s`;
+  }
+  function hostDetail(host) {
+    if (host.state === "applied") return `applied revision ${host.revision}${host.seconds != null ? ` in ${seconds(host.seconds)}` : ""}`;
+    if (host.state === "failed") return `apply failed, the previous rules stay (${host.error})`;
+    if (host.state === "no-agent") return "no agent, pending";
+    if (host.state === "down") return "agent down, pending";
+    if (host.revision == null) return "queued";
+    return `applying revision ${host.revision}`;
+  }
+  function deliverySentence(hosts) {
+    if (!hosts.length) return "No host uses it: nothing to apply.";
+    const applied = hosts.filter((h) => h.state === "applied");
+    let head = `Applied on ${applied.length}/${hosts.length} hosts`;
+    const known = [...new Set((applied.length ? applied : hosts).map((h) => h.revision).filter((r) => r != null))].sort((a, b) => a - b);
+    if (known.length === 1) head += ` (revision ${known[0]})`;
+    else if (known.length > 1) head += ` (revisions ${known[0]}\u2013${known[known.length - 1]})`;
+    const times = applied.map((h) => h.seconds).filter((t) => t != null);
+    if (applied.length && times.length && applied.length === hosts.length) head += ` in ${seconds(Math.max(...times))}`;
+    const others = hosts.filter((h) => h.state !== "applied");
+    if (!others.length) return `${head}.`;
+    const named = others.slice(0, 12).map((h) => `${h.name}: ${hostDetail(h)}`).join("; ");
+    const more = others.length > 12 ? `; ${others.length - 12} more` : "";
+    return `${head}; ${named}${more}.`;
+  }
+
+  function initDelivery(box) {
+    let data;
+    try { data = JSON.parse(box.dataset.delivery); } catch (_) { return; }
+    const hosts = new Map(data.hosts.map((h) => [h.name, h]));
+    if (!hosts.size || data.hosts.every((h) => h.state === "applied")) return;
+
+    function paint() {
+      const list = [...hosts.values()];
+      text($("[data-delivery-sentence]", box), deliverySentence(list));
+      list.forEach((host) => {
+        const item = box.querySelector(`[data-delivery-host="${CSS.escape(host.name)}"]`);
+        if (!item) return;
+        if (item.dataset.state !== host.state) tick(item);
+        item.dataset.state = host.state;
+        text($("[data-delivery-detail]", item), hostDetail(host));
+      });
+      box.classList.toggle("bad", list.some((h) => h.state === "failed"));
+      box.classList.toggle("ok", list.every((h) => h.state === "applied"));
+      return list.every((h) => h.state === "applied");
+    }
+
+    const socket = connect("/ws/events", (message) => {
+      const host = hosts.get(message.host);
+      if (!host || host.state === "applied") return;
+      if (message.type === "apply") {
+        // A revision at or past the change's carries it; an unknown one (queued) is the next.
+        const carries = host.revision == null || message.revision >= host.revision;
+        if (message.ok && carries) {
+          if (host.revision == null) host.revision = message.revision;
+          host.state = "applied";
+          host.seconds = message.at ? message.at - data.at : null;
+        } else if (!message.ok && carries) {
+          host.state = "failed";
+          host.error = message.error || "apply failed";
+        }
+      } else if (message.type === "host-status") {
+        if (message.alive === false) host.state = host.state === "no-agent" ? "no-agent" : "down";
+        else if (host.state === "down" || host.state === "no-agent") host.state = "pending";
+        if (message.applied_revision != null && host.revision != null && message.applied_revision >= host.revision) {
+          host.state = "applied";
+        }
+      }
+      if (paint()) socket.close();
+    }, { indicator: [] });
+  }
+
   window.sgweb = Object.assign(window.sgweb || {}, {
     live: { connect, compact, rate, ago, tick, updateHostPills },
   });
@@ -422,6 +499,7 @@
     if (!("WebSocket" in window)) return;
     $$("[data-firewall-chains]").forEach(initChains);
     $$("table[data-rule-hits]").forEach(initRuleHits);
+    $$("[data-delivery]").forEach(initDelivery);
     const events = $("[data-live-events]");
     if (events) initHostEvents(events);
   });
