@@ -159,11 +159,13 @@ def _applied_at(host: Host, revision: int) -> float | None:
     )
     if event is None:
         return host.last_apply_at.timestamp() if host.last_apply_at else None
-    finished = (event.detail or {}).get("finished_at")
-    try:
-        return float(finished)
-    except (TypeError, ValueError):
-        return event.at.timestamp()
+    finished: Any = (event.detail or {}).get("finished_at")
+    if isinstance(finished, int | float | str):
+        try:
+            return float(finished)
+        except ValueError:
+            pass
+    return event.at.timestamp()
 
 
 def take_one(item: dict[str, Any]) -> DeliveryView:
