@@ -262,70 +262,117 @@
     }
   }
 
-  /* ------------------------------------------------------------ security group: rule hits */
+  /* ------------------------------------------------------------ security group: hits, changes */
 
-  function initRuleHits(table) {
-    const groupId = table.dataset.groupId;
-    if (!groupId) return;
-    const rows = new Map($$("tr[data-rule-id]", table).map((r) => [r.dataset.ruleId, r]));
-    let messages = 0;
-
-    function apply(message) {
-      // The first messages may predate the agents' first reading for this page's watch (zeros
-      // from ports nobody was watching); after about two seconds every port's chains are read.
-      messages += 1;
-      const observed = messages >= 3 && Boolean(message.at);
-      (message.rules || []).forEach((hit) => {
-        const row = rows.get(hit.rule_id);
-        if (!row) return;
-        const before = Number(row.dataset.hitCount || 0);
-        const cell = $("[data-hits]", row);
-        text(cell, compact(hit.packets), `${hit.packets} packets, ${hit.bytes} bytes over ${hit.ports} port(s)`);
-        text($("[data-rate]", row), rate(hit.pps));
-        const last = $("[data-last-hit]", row);
-        if (last) {
-          last.dataset.at = hit.last_hit_at || "";
-          // Counted hits with no time: they happened before anyone watched the chains.
-          const when = hit.last_hit_at ? ago(hit.last_hit_at) : hit.packets ? "earlier" : "never";
-          text(last, when, hit.last_hit_at ? new Date(hit.last_hit_at * 1000).toLocaleString()
-            : hit.packets ? "Hit before anyone watched: the time was not seen" : "Never hit since its rules were applied");
-        }
-        row.dataset.hitCount = hit.packets;
-        const unused = observed && !hit.packets && hit.ports > 0;
-        row.classList.toggle("is-unused", unused);
-        const pill = $("[data-unused]", row);
-        if (pill) pill.hidden = !unused;
-        if (hit.packets > before && row.dataset.observed) tick(row);
-        row.dataset.observed = "1";
-      });
-      const unusedCount = $$("tr.is-unused", table).length;
-      const summary = $("[data-unused-count]");
-      if (summary && observed) {
-        summary.textContent = `${unusedCount} never hit`;
-        summary.hidden = !unusedCount;
+  function applyRuleHits(table, message, state) {
+    // The first messages may predate the agents' first reading for this page's watch (zeros
+    // from ports nobody was watching); after about two seconds every port's chains are read.
+    state.messages += 1;
+    const observed = state.messages >= 3 && Boolean(message.at);
+    (message.rules || []).forEach((hit) => {
+      const row = table.querySelector(`tr[data-rule-id="${CSS.escape(hit.rule_id)}"]`);
+      if (!row) return;
+      const before = Number(row.dataset.hitCount || 0);
+      const cell = $("[data-hits]", row);
+      text(cell, compact(hit.packets), `${hit.packets} packets, ${hit.bytes} bytes over ${hit.ports} port(s)`);
+      text($("[data-rate]", row), rate(hit.pps));
+      const last = $("[data-last-hit]", row);
+      if (last) {
+        last.dataset.at = hit.last_hit_at || "";
+        // Counted hits with no time: they happened before anyone watched the chains.
+        const when = hit.last_hit_at ? ago(hit.last_hit_at) : hit.packets ? "earlier" : "never";
+        text(last, when, hit.last_hit_at ? new Date(hit.last_hit_at * 1000).toLocaleString()
+          : hit.packets ? "Hit before anyone watched: the time was not seen" : "Never hit since its rules were applied");
       }
-      if (table.dataset.sortedBy === "hits") sortByHits(table, table.dataset.sortDir);
+      row.dataset.hitCount = hit.packets;
+      const unused = observed && !hit.packets && hit.ports > 0;
+      row.classList.toggle("is-unused", unused);
+      const pill = $("[data-unused]", row);
+      if (pill) pill.hidden = !unused;
+      if (hit.packets > before && row.dataset.observed) tick(row);
+      row.dataset.observed = "1";
+    });
+    const unusedCount = $$("tr.is-unused", table).length;
+    const summary = $("[data-unused-count]");
+    if (summary && observed) {
+      summary.textContent = `${unusedCount} never hit`;
+      summary.hidden = !unusedCount;
     }
+    if (table.dataset.sortedBy === "hits") sortByHits(table, table.dataset.sortDir);
+  }
+
+  const CHANGE_VERBS = { create: "added", update: "changed", delete: "deleted" };
+
+  // Someone else (the API, the CLI, another browser) changed the group: the server draws the
+  // rules again and the page swaps them in, keeping its socket, its sort and its scroll.
+  async function refreshGroup(section, message) {
+    let fresh;
+    try {
+      const response = await fetch(window.location.pathname, { credentials: "same-origin", headers: { Accept: "text/html" } });
+      if (!response.ok) return;
+      fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    } catch (_) { return; }
+    const table = $("table[data-rule-hits]", section);
+    const sorted = table && table.dataset.sortedBy === "hits" ? table.dataset.sortDir : null;
+    const counts = new Map($$("tr[data-rule-id]", section).map((r) => [r.dataset.ruleId, r.dataset.hitCount]));
+    ["[data-rules-body]", "[data-rule-total]", "[data-rule-split]", "[data-revision]", "#group-ports"].forEach((selector) => {
+      const now = $(selector);
+      const next = $(selector, fresh);
+      if (now && next) now.replaceWith(document.importNode(next, true));
+    });
+    $$("tr[data-rule-id]", section).forEach((row) => {
+      if (counts.has(row.dataset.ruleId)) {
+        if (counts.get(row.dataset.ruleId) !== undefined) row.dataset.hitCount = counts.get(row.dataset.ruleId);
+        row.dataset.observed = "1";
+      } else {
+        row.classList.add("is-new");
+        tick(row);
+      }
+    });
+    const newTable = $("table[data-rule-hits]", section);
+    if (newTable && sorted) { newTable.dataset.sortedBy = "hits"; newTable.dataset.sortDir = sorted; sortByHits(newTable, sorted); }
+    const note = $("[data-group-changed]", section);
+    if (note) {
+      const who = message.actor || "someone";
+      const verb = CHANGE_VERBS[message.action] || "changed";
+      const when = new Date((message.at || Date.now() / 1000) * 1000).toLocaleTimeString([], { hour12: false, timeZoneName: "short" });
+      note.textContent = `${who} ${verb} ${message.object_repr} at ${when}.`;
+      note.hidden = false;
+    }
+  }
+
+  function initGroupPage(section) {
+    const groupId = section.dataset.groupLive;
+    if (!groupId) return;
+    const state = { messages: 0 };
+    let pending = null;
 
     // Sorting is client-side: the rows are already here and the counts change every second.
-    const header = $("[data-sort-hits]", table);
-    if (header) {
-      header.addEventListener("click", (event) => {
-        event.preventDefault();
-        const dir = table.dataset.sortedBy === "hits" && table.dataset.sortDir === "desc" ? "asc" : "desc";
-        table.dataset.sortedBy = "hits";
-        table.dataset.sortDir = dir;
-        header.closest("th").setAttribute("aria-sort", dir === "desc" ? "descending" : "ascending");
-        sortByHits(table, dir);
-      });
-    }
+    section.addEventListener("click", (event) => {
+      const header = event.target.closest("[data-sort-hits]");
+      const table = header && header.closest("table");
+      if (!table) return;
+      event.preventDefault();
+      const dir = table.dataset.sortedBy === "hits" && table.dataset.sortDir === "desc" ? "asc" : "desc";
+      table.dataset.sortedBy = "hits";
+      table.dataset.sortDir = dir;
+      header.closest("th").setAttribute("aria-sort", dir === "desc" ? "descending" : "ascending");
+      sortByHits(table, dir);
+    });
 
     connect(`/ws/security-groups/${groupId}`, (message) => {
-      if (message.type === "rule-hits") apply(message);
-    }, { stream: true });
+      if (message.type === "rule-hits") {
+        const table = $("table[data-rule-hits]", section);
+        if (table) applyRuleHits(table, message, state);
+      } else if (message.type === "change") {
+        // A burst (a preset adding two rules) is drawn once.
+        clearTimeout(pending);
+        pending = setTimeout(() => refreshGroup(section, message), 150);
+      }
+    }, { indicator: $$("[data-live-state]", section), stream: Boolean($("table[data-rule-hits]", section)) });
 
     setInterval(() => {
-      $$("[data-last-hit][data-at]", table).forEach((el) => {
+      $$("[data-last-hit][data-at]", section).forEach((el) => {
         if (el.dataset.at) el.textContent = ago(Number(el.dataset.at));
       });
     }, 5000);
@@ -397,12 +444,48 @@
     if (empty) empty.hidden = true;
   }
 
+  // The overview's "Recent changes": a change made anywhere (API, CLI, another browser) is
+  // added on top, as the server draws it (dashboard/overview.html).
+  function addChange(table, message) {
+    if (!table) return;
+    if (table.dataset.project && table.dataset.project !== message.project_id) return;
+    const body = $("tbody", table);
+    const row = document.createElement("tr");
+    const cell = document.createElement("td");
+    const link = document.createElement("a");
+    link.href = `/audit/${encodeURIComponent(message.id)}`;
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.textContent = message.action;
+    const what = document.createElement("strong");
+    what.textContent = message.object_repr.length > 48 ? `${message.object_repr.slice(0, 47)}…` : message.object_repr;
+    link.append(tag, ` ${(message.object_type || "").replace(/_/g, " ")} `, what);
+    const sub = document.createElement("span");
+    sub.className = "sub";
+    const time = document.createElement("time");
+    const at = new Date((message.at || Date.now() / 1000) * 1000);
+    time.dateTime = at.toISOString();
+    time.textContent = at.toLocaleString([], { hour12: false, timeZoneName: "short" });
+    time.title = time.textContent;
+    sub.append(`${message.actor || "system"} · `, time);
+    cell.append(link, sub);
+    row.append(cell);
+    body.prepend(row);
+    tick(row);
+    $$("tr", body).slice(Number(table.dataset.limit || 12)).forEach((old) => old.remove());
+    table.hidden = false;
+    const empty = $("[data-recent-empty]");
+    if (empty) empty.hidden = true;
+  }
+
   function initHostEvents(root) {
     const list = $("[data-event-list]");
+    const changes = $("[data-recent-changes]");
     const path = root.dataset.liveEvents;
     connect(path, (message) => {
       if (message.type === "host-status") updateHostPills(message);
       else if (message.type === "apply" || message.type === "drift") addEvent(list, message);
+      else if (message.type === "change") addChange(changes, message);
     }, { indicator: $$("[data-live-state]") });
   }
 
@@ -498,7 +581,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     if (!("WebSocket" in window)) return;
     $$("[data-firewall-chains]").forEach(initChains);
-    $$("table[data-rule-hits]").forEach(initRuleHits);
+    $$("[data-group-live]").forEach(initGroupPage);
     $$("[data-delivery]").forEach(initDelivery);
     const events = $("[data-live-events]");
     if (events) initHostEvents(events);
