@@ -53,11 +53,21 @@ def host_status(host: Any, now: datetime | None = None, live: Any = None) -> Hos
     def view(key: str, label: str, css: str, detail: str) -> HostStatusView:
         return HostStatusView(key, label, css, detail, heartbeat, live)
 
+    # A host no agent ever reported for (a demo host, a binding to a host not set up yet) is
+    # calm "No agent", not "Down": changes wait for it (syncing on paper), nothing is broken.
     never_reported = (
-        host.last_apply_at is None and not host.applied_revision and host.status == "unknown"
+        host.last_apply_at is None
+        and not host.applied_revision
+        and heartbeat is None
+        and host.status in ("unknown", "syncing")
     )
     if never_reported and not alive:
-        return view("unknown", "No agent", "", "No agent has reported for this host yet")
+        return view(
+            "unknown",
+            "No agent",
+            "",
+            "No agent has ever reported for this host; changes wait until one starts",
+        )
     if host.status == "down" or alive is False:
         since = f"last heartbeat {heartbeat:%Y-%m-%d %H:%M:%S} UTC" if heartbeat else "no heartbeat"
         return view("down", "Down", "bad", f"The agent is not reporting ({since})")

@@ -210,6 +210,11 @@
   function initRuleForms() {
     $$("form[data-rule-form]").forEach((form) => {
       syncRuleForm(form);
+      // While typing, not on leaving the field: "tcp" then Tab must land in the port fields
+      // that "tcp" shows (a change event would show them only after focus has moved past).
+      form.addEventListener("input", (event) => {
+        if (event.target.name === "protocol") syncRuleForm(form);
+      });
       form.addEventListener("change", (event) => {
         const name = event.target.name;
         if (["protocol", "port_range_min", "port_range_max"].includes(name)) {
