@@ -76,7 +76,8 @@ def test_a_rule_added_on_the_group_page_says_where_it_went(
         f"[data-delivery-host='{host}'][data-state='applied']", timeout=LIVE_TIMEOUT_MS
     )
     sentence = box.locator("[data-delivery-sentence]").inner_text()
-    assert re.search(r"Applied on 1/2 hosts \(revision \d+\); ghost-1: no agent, pending\.", sentence)
+    expected = r"Applied on 1/2 hosts \(revision \d+\); ghost-1: no agent, pending\."
+    assert re.search(expected, sentence)
     assert re.search(r"applied revision \d+ in \d+(\.\d)? s", box.inner_text())
     screenshot("daily-01-rule-delivery")
     # Shown once: the next page drawn is calm again.
