@@ -83,6 +83,32 @@ def host_status(host: Any, now: datetime | None = None, live: Any = None) -> Hos
     return view("in-sync", "In sync", "ok", f"Revision {host.applied_revision} applied")
 
 
+@dataclass(frozen=True, slots=True)
+class PortStatusView:
+    label: str
+    css: str
+    detail: str
+
+
+def port_status(port: Any, host: HostStatusView | None) -> PortStatusView:
+    """A port's status as an admin reads it: Neutron's ACTIVE/DOWN, and whether its host's
+    firewall holds its rules (the port's filtering is only as current as its host)."""
+    if not port.admin_state_up:
+        return PortStatusView("Down", "", "Administratively down (admin_state_up is false)")
+    if port.host_id is None or host is None:
+        return PortStatusView("Unbound", "", "Not bound to a host: no firewall holds it yet")
+    if host.key == "in-sync":
+        return PortStatusView("Active", "ok", f"Bound to {port.host.name}; {host.detail}")
+    words = {
+        "syncing": ("Active · syncing", "warn"),
+        "unknown": ("Active · no agent", ""),
+        "failed": ("Active · host failed", "bad"),
+        "down": ("Active · host down", "bad"),
+    }
+    label, css = words.get(host.key, ("Active", ""))
+    return PortStatusView(label, css, f"Bound to {port.host.name}; {host.detail}")
+
+
 def rule_protocol_text(rule: Any) -> str:
     protocol = rule.protocol
     if protocol in (None, "", "any"):

@@ -19,13 +19,22 @@ from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import Project
 
 
+class Followed:
+    """A change being followed to the hosts; `what` may be reworded once the action has said
+    what it made ("web: ingress tcp/22")."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+
 @contextlib.contextmanager
-def following(request: HttpRequest, what: str) -> Iterator[dispatch.Delivery]:
+def following(request: HttpRequest, what: str) -> Iterator[Followed]:
     """Run an action so that the next page says where its change went (hosts, revisions and
     how long they took); a refused action leaves nothing to follow."""
+    followed = Followed(what)
     with dispatch.tracking_delivery() as sent:
-        yield sent
-    delivery.remember(request, sent, what)
+        yield followed
+    delivery.remember(request, sent, followed.what)
 
 
 def wants_json(request: HttpRequest) -> bool:

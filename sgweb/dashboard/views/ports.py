@@ -17,6 +17,7 @@ from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404, r
 from sgweb.dashboard.hoststate import statuses
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.livepaint import port_chains_view
+from sgweb.dashboard.presentation import port_status
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
     button_refused,
@@ -129,9 +130,11 @@ def port_list(request: HttpRequest) -> HttpResponse:
         ports = search_ports(ports, query)
     ports, _ = sorted_by(request, ports, PORT_SORTS, "name,pk")
     listing = paginate(request, ports)
+    listing.page.object_list = list(listing.page.object_list)
+    _add_port_statuses(listing.page.object_list)
 
-    networks = scope(user, Network.objects.only("id", "name", "project_id"))
-    groups = scope(user, SecurityGroup.objects.only("id", "name", "project_id"))
+    networks = scope(user, Network.objects.select_related("project"))
+    groups = scope(user, SecurityGroup.objects.select_related("project"))
     if project_id and _uuid_or_none(project_id):
         networks = networks.filter(project_id=project_id)
         groups = groups.filter(project_id=project_id)
@@ -165,13 +168,28 @@ def port_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _add_port_statuses(ports: Any) -> None:
+    """Each port's status (`presentation.port_status`), its hosts asked in one go."""
+    ports = list(ports)
+    hosts = {port.host.name: port.host for port in ports if port.host is not None}
+    views = dict(zip(hosts, statuses(list(hosts.values())), strict=True))
+    for port in ports:
+        port.status_view = port_status(port, views.get(port.host.name) if port.host else None)
+
+
 def _options(objects: Any, selected: str) -> list[tuple[str, str, bool]]:
     """(value, label, selected) for a filter's <select>, built here rather than in the
-    template: hundreds of options are cheap in Python and slow in template tags."""
+    template: hundreds of options are cheap in Python and slow in template tags. Options from
+    several projects name their project: two groups called `default` must be told apart."""
+    objects = list(objects)
+    projects = {obj.project_id for obj in objects}
     options = []
     for obj in objects:
         value = str(obj.pk)
-        options.append((value, obj.name or value, value == selected))
+        label = obj.name or value
+        if len(projects) > 1:
+            label = f"{label} \u00b7 {obj.project.name}"
+        options.append((value, label, value == selected))
     return options
 
 

@@ -274,9 +274,10 @@ def rule_create(request: HttpRequest, group_id: str) -> HttpResponse:
     created: list[SecurityGroupRule] = []
     try:
         # A preset that stands for several rules (DNS) adds all of them or none.
-        with following(request, f"{group.name}: new rule"), transaction.atomic():
+        with following(request, f"{group.name}: new rule") as followed, transaction.atomic():
             for fields in form.rule_fields():
                 created.append(actions.create_security_group_rule(request.user, group, **fields))
+            followed.what = f"{group.name}: {', '.join(str(rule) for rule in created)}"
     except ActionError as error:
         # A remote group that does not exist is the form's problem, not a missing page.
         return form_refused(request, form, page, error)
