@@ -135,7 +135,7 @@ def register(subparsers: Any) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenario", help="scenario JSON file (see shared/bench/README.md)")
+    parser.add_argument("scenario", help="scenario JSON file (format: bench/README.md)")
     parser.add_argument("--host", help="the compute host whose firewall to trace")
     packet = parser.add_argument_group("packet")
     packet.add_argument("--src", help="source address")

@@ -39,7 +39,12 @@
       event.preventDefault();
       const submitter = event.submitter;
       const accepted = await confirmDialog(form.dataset.confirm, form.dataset.confirmLabel);
-      if (!accepted) return;
+      if (!accepted) {
+        // Cancelled: the form shows what is in force again (a role select back on the role
+        // the user still has), not the choice that was not made.
+        form.reset();
+        return;
+      }
       form.dataset.confirmed = "1";
       if (form.hasAttribute("data-inline-validate")) {
         submitInline(form, submitter);
@@ -298,6 +303,14 @@
         return;
       }
       if (event.ctrlKey || event.metaKey || event.altKey || isTyping(event.target)) return;
+      if (event.key === "?") {
+        const help = $("#keyboard-help");
+        if (help && typeof help.showModal === "function" && !help.open) {
+          event.preventDefault();
+          help.showModal();
+        }
+        return;
+      }
       if (event.key === "/") {
         const search = $("[data-search]");
         if (search) { event.preventDefault(); search.focus(); search.select(); }
