@@ -97,7 +97,7 @@ def _detail_page(
 ) -> HttpResponse:
     """The network's page; a form sent back with its errors shows open in place of the blank
     one (the new-subnet form, the network's own, or one subnet's)."""
-    subnets = list(network.subnets.order_by("ip_version", "cidr"))
+    subnets: list[Any] = list(network.subnets.order_by("ip_version", "cidr"))  # + .edit_form
     for subnet in subnets:
         sent_back = subnet_form is not None and subnet_form[0] == subnet.pk
         subnet.edit_form = subnet_form[1] if subnet_form and sent_back else None
