@@ -398,6 +398,24 @@
     unknown: ["No agent", ""],
   };
 
+  // Where a host's changes stand, as templates/dashboard/hosts/_sync_line.html says it.
+  function syncLine(el, message) {
+    const desired = message.desired_revision != null ? message.desired_revision : Number(el.dataset.desired);
+    const applied = message.applied_revision != null ? message.applied_revision : Number(el.dataset.applied);
+    // A host no agent ever reported for stays "no agent" (the server sends it as unknown).
+    const status = message.status;
+    let words;
+    if (status === "unknown") words = `no agent: revision ${desired} waits until one starts`;
+    else if (status === "down") words = `agent down: revision ${desired} waits`;
+    else if (status === "failed") words = `apply failed: revision ${applied} stays in force`;
+    else if (desired > applied) words = `applying revision ${desired} (revision ${applied} in force)`;
+    else words = `revision ${applied} applied${message.last_apply_duration_ms != null ? ` in ${message.last_apply_duration_ms} ms` : ""}`;
+    el.dataset.desired = desired;
+    el.dataset.applied = applied;
+    el.dataset.status = status;
+    if (el.textContent !== words) { el.textContent = words; tick(el); }
+  }
+
   function updateHostPills(message) {
     const [label, css] = STATUS_PILL[message.status] || [message.status, ""];
     $$(`[data-host-status="${CSS.escape(message.host)}"]`).forEach((pill) => {
@@ -407,6 +425,7 @@
       pill.textContent = label;
       tick(pill);
     });
+    $$(`[data-host-sync="${CSS.escape(message.host)}"]`).forEach((el) => syncLine(el, message));
     $$(`[data-host-field="${CSS.escape(message.host)}"]`).forEach((el) => {
       const field = el.dataset.field;
       if (field === "desired" && message.desired_revision != null) text(el, String(message.desired_revision));

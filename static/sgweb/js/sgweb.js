@@ -282,6 +282,13 @@
     });
   }
 
+  // A link that reloads the page (no inline handlers: the pages run under a strict CSP).
+  function initReload() {
+    document.addEventListener("click", (event) => {
+      if (event.target.closest("[data-reload]")) { event.preventDefault(); window.location.reload(); }
+    });
+  }
+
   function initDismiss() {
     document.addEventListener("click", (event) => {
       const button = event.target.closest("[data-dismiss]");
@@ -356,6 +363,7 @@
     initAutosubmit();
     initCopy();
     initDismiss();
+    initReload();
     initOpenDetails();
     initKeyboard();
     initRelativeTimes();
