@@ -108,7 +108,15 @@
       let payload = {};
       try { payload = await response.json(); } catch (_) { payload = {}; }
       if (response.ok && payload.redirect) {
-        window.location.assign(payload.redirect);
+        const target = new URL(payload.redirect, window.location.href);
+        const here = window.location;
+        if (target.pathname === here.pathname && target.search === here.search) {
+          // Only the #fragment differs: assigning would scroll, not show the change.
+          here.hash = target.hash;
+          here.reload();
+          return;
+        }
+        here.assign(target.href);
         return;
       }
       if (response.ok) { window.location.reload(); return; }
