@@ -233,6 +233,7 @@ def _detail_context(request: HttpRequest, port: Port) -> dict[str, Any]:
         .only("id", "name")
         if group.pk not in attached
     ]
+    host_view = statuses([port.host])[0] if port.host else None
     subnets = {ip.subnet_id: ip.subnet for ip in fixed_ips}
     dhcp_servers = sorted(
         {server for subnet in subnets.values() for server in subnet.dhcp_servers or []}
@@ -246,7 +247,8 @@ def _detail_context(request: HttpRequest, port: Port) -> dict[str, Any]:
         "dhcp_servers": dhcp_servers,
         "chains": firewall_chains(port),
         "chains_view": port_chains_view(port),
-        "host_status": statuses([port.host])[0] if port.host else None,
+        "host_status": host_view,
+        "port_status": port_status(port, host_view),
         "can_change": can_change_project(request.user, port.project_id),
         "can_trace": can_change_project(request.user, port.project_id),
     }
