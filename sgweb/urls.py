@@ -3,9 +3,10 @@ traces API, login, and the dashboard."""
 
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from sgweb.api import urls as neutron
+from sgweb.hostsync.api import urls as hostsync_api
 from sgweb.networks.api import urls as networks_api
 from sgweb.security.api import urls as security_api
 
@@ -13,6 +14,7 @@ networking = [
     *neutron.urlpatterns,
     *security_api.urlpatterns,
     *networks_api.urlpatterns,
+    *hostsync_api.urlpatterns,
     neutron.not_found,
 ]
 
@@ -20,7 +22,7 @@ urlpatterns = [
     path("networking", include(networking)),
     path("api/traces", include("sgweb.traces.urls")),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("accounts/login", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("sgweb.dashboard.urls")),
