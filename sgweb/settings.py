@@ -415,6 +415,8 @@ SGWEB_RECONCILE_INTERVAL_S = env_float("SGWEB_RECONCILE_INTERVAL_S", 5.0)
 SGWEB_OWNER_PID = wire_sync.parse_owner_pid(env_str("SGWEB_OWNER_PID"))
 SGWEB_RUN_DIR = Path(env_str("SGWEB_RUN_DIR") or BASE_DIR / "var" / "run")
 SGWEB_LAB_DIR = Path(env_str("SGWEB_LAB_DIR") or BASE_DIR / "var" / "lab")
+# The namespaces of the lab `manage.py up` builds are named with this prefix (tests give theirs).
+SGWEB_LAB_PREFIX = env_str("SGWEB_LAB_PREFIX", "sgweb-lab-")
 # The lab's agents are snappier than a production agent's defaults (see worker.config).
 SGWEB_LAB_AGENT_ENV = {
     "SGWEB_DRIFT_INTERVAL_S": env_str("SGWEB_DRIFT_INTERVAL_S", "5"),

@@ -1,4 +1,4 @@
-"""Scenario JSON (../shared/bench/README.md) -> a validated HostState for one host."""
+"""Scenario JSON (its format: bench/README.md) -> a validated HostState for one host."""
 
 from __future__ import annotations
 

@@ -245,14 +245,19 @@ class PublishingHostSync:
         )
         return {intent.host_name: int(intent.pk) for intent in intents}
 
-    def publish(self, receipts: dict[str, list[int]], reason: str) -> None:
+    def publish(self, receipts: dict[str, list[int]], reason: str) -> dict[str, int]:
+        """The revision each host was told about (it carries the change); hosts handed to the
+        control worker, or left to the reconciler, are not known yet and left out."""
         if settings.SGWEB_PUBLISH_TO_HOSTS:
-            publish_changed(receipts, reason)
-            return
+            results = publish_changed(receipts, reason)
+            return {result.host: result.revision for result in results if result.revision}
         Host.objects.filter(name__in=list(receipts)).update(
             desired_revision=F("desired_revision") + 1
         )
         PublishIntent.objects.filter(id__in=[i for ids in receipts.values() for i in ids]).delete()
+        return dict(
+            Host.objects.filter(name__in=list(receipts)).values_list("name", "desired_revision")
+        )
 
 
 def send_host_task(host: str, task: str, kwargs: dict[str, object]) -> None:

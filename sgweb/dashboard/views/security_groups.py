@@ -24,6 +24,7 @@ from sgweb.dashboard.views.common import (
     chosen_project,
     create_projects,
     done,
+    following,
     form_refused,
     refused,
     refused_message,
@@ -276,15 +277,16 @@ def rule_create(request: HttpRequest, group_id: str) -> HttpResponse:
     created: list[SecurityGroupRule] = []
     try:
         # A preset that stands for several rules (DNS) adds all of them or none.
-        with transaction.atomic():
+        with following(request, f"{group.name}: new rule") as followed, transaction.atomic():
             for fields in form.rule_fields():
                 created.append(actions.create_security_group_rule(request.user, group, **fields))
+            followed.what = f"{group.name}: {', '.join(str(rule) for rule in created)}"
     except ActionError as error:
         # A remote group that does not exist is the form's problem, not a missing page.
         return form_refused(request, form, page, error)
-    noun = "rule" if len(created) == 1 else f"{len(created)} rules"
+    names = ", ".join(str(rule) for rule in created)
     return done(
-        request, f"{url}?added={','.join(str(r.pk) for r in created)}#rules", f"Added {noun}."
+        request, f"{url}?added={','.join(str(r.pk) for r in created)}#rules", f"Added {names}."
     )
 
 
@@ -297,11 +299,13 @@ def rule_delete(request: HttpRequest, group_id: str, rule_id: str) -> HttpRespon
     )
     deny_unless_changeable(request.user, group.project_id)
     url = reverse("dashboard:security_group", args=[group.pk])
+    words = f"{group.name}: {rule}"
     try:
-        actions.delete_security_group_rule(request.user, rule)
+        with following(request, words):
+            actions.delete_security_group_rule(request.user, rule)
     except ActionError as error:
         return button_refused(request, url, error)
-    return done(request, f"{url}#rules", "Rule deleted. Hosts using this group are being updated.")
+    return done(request, f"{url}#rules", f"Deleted {words}.")
 
 
 @login_required

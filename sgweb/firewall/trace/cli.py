@@ -153,7 +153,7 @@ def with_compat(state: HostState, compat: str | None) -> HostState:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenario", help="scenario JSON file (see shared/bench/README.md)")
+    parser.add_argument("scenario", help="scenario JSON file (format: bench/README.md)")
     parser.add_argument("--host", help="the compute host whose firewall to trace")
     add_compat_argument(parser)
     packet = parser.add_argument_group("packet")

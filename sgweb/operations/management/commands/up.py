@@ -164,7 +164,7 @@ class Command(BaseCommand):
     def _start_lab(self) -> None:
         """Lab compute hosts with real agents (issue 4); a failure leaves the web side usable."""
         try:
-            state = bring_up(2, 2)
+            state = bring_up(2, 2, prefix=settings.SGWEB_LAB_PREFIX)
         except Exception as error:  # the dashboard and API are still worth serving
             self.stderr.write(f"lab: not started ({error}); `manage.py lab up` retries")
             return
