@@ -77,6 +77,51 @@ def rule_counter(payload: bytes) -> Counter | None:
     return None
 
 
+NFTA_RULE_CHAIN = 2
+NFTA_IMMEDIATE_DATA = 2
+NFTA_DATA_VERDICT = 2
+NFTA_VERDICT_CHAIN = 2
+
+
+def rule_summary(payload: bytes) -> tuple[str, Counter, str | None]:
+    """(chain, counter, jump target) of one NEWRULE message's attributes (after nfgenmsg)."""
+    chain = ""
+    counter = Counter(0, 0)
+    target: str | None = None
+    for kind, value in _attributes(payload):
+        if kind == NFTA_RULE_CHAIN:
+            chain = value.rstrip(b"\0").decode()
+        elif kind == NFTA_RULE_EXPRESSIONS:
+            for element_kind, element in _attributes(value):
+                if element_kind != NFTA_LIST_ELEM:
+                    continue
+                fields = dict(_attributes(element))
+                name = fields.get(NFTA_EXPR_NAME, b"").rstrip(b"\0")
+                data = fields.get(NFTA_EXPR_DATA, b"")
+                if name == b"counter":
+                    found = dict(_attributes(data))
+                    counter = Counter(
+                        struct.unpack(">Q", found.get(NFTA_COUNTER_PACKETS, bytes(8)))[0],
+                        struct.unpack(">Q", found.get(NFTA_COUNTER_BYTES, bytes(8)))[0],
+                    )
+                elif name == b"immediate":
+                    target = _jump_target(data) or target
+    return chain, counter, target
+
+
+def _jump_target(immediate: bytes) -> str | None:
+    for kind, value in _attributes(immediate):
+        if kind != NFTA_IMMEDIATE_DATA:
+            continue
+        for data_kind, data in _attributes(value):
+            if data_kind != NFTA_DATA_VERDICT:
+                continue
+            for verdict_kind, verdict in _attributes(data):
+                if verdict_kind == NFTA_VERDICT_CHAIN:
+                    return verdict.rstrip(b"\0").decode()
+    return None
+
+
 def _socket_in(netns: str | None) -> socket.socket:
     if netns is None:
         return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
@@ -172,3 +217,42 @@ class NftCounterReader:
         self, chains: Iterable[str], family: int = 4, table: str = "filter"
     ) -> dict[str, list[Counter]]:
         return {chain: self.read_chain(chain, family, table) for chain in chains}
+
+    def read_table(
+        self, family: int = 4, table: str = "filter"
+    ) -> dict[str, list[tuple[Counter, str | None]]]:
+        """Every chain of a table in one dump (the always-on accounting read, issue 12):
+        chain -> [(counter, the chain a rule jumps to or None)] in rule order. A missing table
+        reads as empty. The jump targets name the rules of the built-in chains, whose positions
+        are not ours to know."""
+        with self._lock:
+            sock = self._sock()
+            self._sequence = (self._sequence + 1) & 0xFFFFFFFF
+            sequence = self._sequence
+            body = struct.pack("=BBH", NFPROTO[family], 0, 0) + _attribute(
+                1, table.encode() + b"\0"
+            )
+            kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
+            header = struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP,
+                                 sequence, 0)  # fmt: skip
+            sock.send(header + body)
+            chains: dict[str, list[tuple[Counter, str | None]]] = {}
+            while True:
+                data = sock.recv(4 << 20)
+                offset = 0
+                while offset + 16 <= len(data):
+                    length, message_type, _flags, seq, _pid = struct.unpack_from("=IHHII", data,
+                                                                                offset)  # fmt: skip
+                    message = data[offset + 16 : offset + length]
+                    offset += (length + 3) & ~3
+                    if seq != sequence:
+                        continue
+                    if message_type == NLMSG_DONE:
+                        return chains
+                    if message_type == NLMSG_ERROR:
+                        code = -struct.unpack_from("=i", message, 0)[0]
+                        if code in (0, errno.ENOENT):
+                            return chains
+                        raise OSError(code, f"nf_tables rule dump of {table}")
+                    chain, counter, target = rule_summary(message[4:])
+                    chains.setdefault(chain, []).append((counter, target))
