@@ -5,6 +5,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from sgweb.accounting.api import urls as accounting_api
 from sgweb.api import urls as neutron
 from sgweb.networks.api import urls as networks_api
 from sgweb.security.api import urls as security_api
@@ -13,6 +14,7 @@ networking = [
     *neutron.urlpatterns,
     *security_api.urlpatterns,
     *networks_api.urlpatterns,
+    *accounting_api.urlpatterns,
     neutron.not_found,
 ]
 

@@ -32,6 +32,12 @@ EXTENSIONS = (
     ("fields", "Fields", "fields= on show and list."),
     ("filter-validation", "Filter parameters validation", "Filter parameters are validated."),
     ("security-groups-shared-filtering", "Security group filtering on the shared field", ""),
+    (
+        "sgweb-rule-hits",
+        "Rule hits",
+        "Hits of rules, groups and ports over a time window: "
+        "GET security-group-rules/{id}/hits, security-groups/{id}/hits, ports/{id}/hits.",
+    ),
 )
 EXTENSION_UPDATED = "2024-01-01T00:00:00-00:00"
 
