@@ -6,6 +6,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from sgweb.accounting.api import urls as accounting_api
+from sgweb.accounting.metrics import metrics_view
 from sgweb.api import urls as neutron
 from sgweb.networks.api import urls as networks_api
 from sgweb.security.api import urls as security_api
@@ -21,6 +22,7 @@ networking = [
 urlpatterns = [
     path("networking", include(networking)),
     path("api/traces", include("sgweb.traces.urls")),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("accounts/login", auth_views.LoginView.as_view(), name="login"),
