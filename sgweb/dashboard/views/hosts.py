@@ -7,6 +7,7 @@ from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 
+from sgweb.dashboard import usage
 from sgweb.dashboard.hoststate import classify_all, statuses
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.presentation import HOST_STATES
@@ -63,6 +64,9 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
         .prefetch_related("fixed_ips")
     )
     listing = paginate(request, ports.order_by("name", "id"))
+    window = usage.window_key(request)
+    # Host-wide counters sum every project's traffic: for those who see every project.
+    accounting = usage.host_usage(host, window) if sees_all_projects(request.user) else None
     return render_page(
         request,
         "dashboard/hosts/detail.html",
@@ -70,6 +74,9 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
             "host": host,
             "status": statuses([host])[0],
             "listing": listing,
+            "accounting": accounting,
+            "window": window,
+            "window_choices": usage.WINDOW_CHOICES,
             "events": list(
                 HostEvent.objects.filter(host=host).order_by("-at", "-id")[:EVENTS_SHOWN]
             ),
