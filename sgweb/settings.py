@@ -295,9 +295,10 @@ def parse_duration(text: str, name: str) -> int:
     return int(number) * units[unit]
 
 
-def parse_retention(text: str) -> tuple[tuple[int, int], ...]:
+def parse_retention(
+    text: str, name: str = "SGWEB_ACCOUNTING_RETENTION"
+) -> tuple[tuple[int, int], ...]:
     """ "10s:1d,1m:7d,1h:90d" -> ((10, 86400), (60, 604800), (3600, 7776000)), finest first."""
-    name = "SGWEB_ACCOUNTING_RETENTION"
     steps = []
     for item in text.split(","):
         if ":" not in item:
@@ -317,6 +318,10 @@ def parse_retention(text: str) -> tuple[tuple[int, int], ...]:
 
 SGWEB_ACCOUNTING_RETENTION = parse_retention(
     env_str("SGWEB_ACCOUNTING_RETENTION", "10s:1d,1m:7d,1h:90d")
+)
+# Ports are many (two series each): their finest step is a minute unless set otherwise.
+SGWEB_ACCOUNTING_PORT_RETENTION = parse_retention(
+    env_str("SGWEB_ACCOUNTING_PORT_RETENTION", "1m:7d,1h:90d"), "SGWEB_ACCOUNTING_PORT_RETENTION"
 )
 SGWEB_METRICS_TOKEN = env_str("SGWEB_METRICS_TOKEN")
 SGWEB_METRICS_ALLOWED_IPS = env_list("SGWEB_METRICS_ALLOWED_IPS", "127.0.0.1/32,::1/128")

@@ -101,8 +101,9 @@ def record(data: dict[str, Any]) -> Recorded:
     return Recorded(True, lost_intervals=lost)
 
 
-def _steps() -> Sequence[int]:
-    return [step for step, _keep in settings.SGWEB_ACCOUNTING_RETENTION]
+def _steps(retention: Sequence[tuple[int, int]] | None = None) -> Sequence[int]:
+    kept = settings.SGWEB_ACCOUNTING_RETENTION if retention is None else retention
+    return [step for step, _keep in kept]
 
 
 def _add(host: Host, document: wire.Deltas) -> None:
@@ -133,6 +134,7 @@ def _add(host: Host, document: wire.Deltas) -> None:
     port_ids = {port for port, _direction in ports} | {key[0] for key in origins}
     known_ports = set(Port.objects.filter(pk__in=list(port_ids)).values_list("pk", flat=True))
     steps = _steps()
+    port_steps = _steps(settings.SGWEB_ACCOUNTING_PORT_RETENTION)
     _add_rule_totals({k: v for k, v in rules.items() if k in known_rules}, at)
     add_samples(
         RuleSample, ("rule_id", "step", "bucket"), ("packets", "bytes"),
@@ -143,7 +145,7 @@ def _add(host: Host, document: wire.Deltas) -> None:
         PortSample, ("port_id", "direction", "step", "bucket"), ("accepted", "dropped"),
         [(port.hex, direction, step, int(at // step * step), accepted, dropped)
          for (port, direction), (accepted, dropped) in ports.items()
-         if port in known_ports and (accepted or dropped) for step in steps],
+         if port in known_ports and (accepted or dropped) for step in port_steps],
     )  # fmt: skip
     add_samples(
         HostSample, ("host_id", "chain", "step", "bucket"), ("packets", "bytes"),
@@ -244,14 +246,15 @@ def prune(now: float | None = None) -> int:
     """Delete the buckets each step keeps no longer; returns how many rows went."""
     now = time.time() if now is None else now
     deleted = 0
-    for step, keep in settings.SGWEB_ACCOUNTING_RETENTION:
-        cutoff = int(now - keep)
-        for model in (RuleSample, PortSample, HostSample):
-            count, _ = model.objects.filter(step=step, bucket__lt=cutoff).delete()
+    for model, retention in (
+        (RuleSample, settings.SGWEB_ACCOUNTING_RETENTION),
+        (HostSample, settings.SGWEB_ACCOUNTING_RETENTION),
+        (PortSample, settings.SGWEB_ACCOUNTING_PORT_RETENTION),
+    ):
+        for step, keep in retention:
+            count, _ = model.objects.filter(step=step, bucket__lt=int(now - keep)).delete()
             deleted += count
-    steps = _steps()
-    for model in (RuleSample, PortSample, HostSample):
-        count, _ = model.objects.exclude(step__in=steps).delete()  # a step no longer kept
+        count, _ = model.objects.exclude(step__in=_steps(retention)).delete()  # not kept now
         deleted += count
     return deleted
 

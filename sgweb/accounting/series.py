@@ -58,7 +58,10 @@ class Window:
         return {"start": self.start, "end": self.end, "step": self.step}
 
 
-def retention() -> tuple[tuple[int, int], ...]:
+def retention(of: str = "rules") -> tuple[tuple[int, int], ...]:
+    """The kept steps of rule and host series, or of port series (`of="ports"`)."""
+    if of == "ports":
+        return tuple(settings.SGWEB_ACCOUNTING_PORT_RETENTION)
     return tuple(settings.SGWEB_ACCOUNTING_RETENTION)
 
 
@@ -69,10 +72,11 @@ def window(
     *,
     max_points: int = DEFAULT_POINTS,
     now: float | None = None,
+    of: str = "rules",
 ) -> Window:
-    """The buckets of a request (see the module docstring)."""
+    """The buckets of a request (see the module docstring); `of="ports"`: port series."""
     seconds = length if isinstance(length, int) else parse_duration(length or "1h", "window")
-    kept = retention()
+    kept = retention(of)
     longest = max(keep for _step, keep in kept)
     if seconds > longest:
         raise Invalid(

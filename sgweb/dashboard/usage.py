@@ -47,8 +47,8 @@ def window_key(request: HttpRequest) -> str:
     return key if key in series.WINDOWS else DEFAULT_WINDOW
 
 
-def _span(key: str, max_points: int) -> series.Window:
-    return series.window(series.WINDOWS[key], max_points=max_points)
+def _span(key: str, max_points: int, of: str = "rules") -> series.Window:
+    return series.window(series.WINDOWS[key], max_points=max_points, of=of)
 
 
 def group_usage(rules: Sequence[Any], key: str) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def group_usage(rules: Sequence[Any], key: str) -> dict[str, Any]:
 
 def port_usage(port: Port, key: str) -> dict[str, Any]:
     """Accepted and dropped packets per direction over the window, and the origin totals."""
-    span = _span(key, series.DEFAULT_POINTS)
+    span = _span(key, series.DEFAULT_POINTS, of="ports")
     directions = series.port_series(port.id, span)
     chart = {
         "t": list(span.buckets()),

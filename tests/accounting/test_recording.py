@@ -43,7 +43,8 @@ def test_a_ports_accepted_and_dropped_packets_and_origin_totals_are_kept(alice, 
     agent = Agent()
     actions.record(agent.document([]))
     actions.record(agent.document([rule_hit(lab, lab.icmp, 3, 252), dropped(lab, 2)]))
-    sample = PortSample.objects.get(port=lab.port, direction="ingress", step=10)
+    sample = PortSample.objects.get(port=lab.port, direction="ingress", step=60)
+    assert not PortSample.objects.filter(step=10).exists()  # ports: a minute at finest
     assert (sample.accepted, sample.dropped) == (3, 2)
     kinds = dict(PortOriginUsage.objects.filter(port=lab.port).values_list("kind", "packets"))
     assert kinds == {"sg-rule": 3, "fallback": 2}
@@ -127,7 +128,10 @@ def test_hits_of_a_deleted_rule_are_ignored(alice, project_a):
     assert not RuleSample.objects.exists()
 
 
-@override_settings(SGWEB_ACCOUNTING_RETENTION=((10, 60), (60, 3600)))
+@override_settings(
+    SGWEB_ACCOUNTING_RETENTION=((10, 60), (60, 3600)),
+    SGWEB_ACCOUNTING_PORT_RETENTION=((10, 60), (60, 3600)),
+)
 def test_pruning_keeps_each_step_for_its_own_retention(alice, project_a):
     lab = alices_lab(alice, project_a)
     agent = Agent()

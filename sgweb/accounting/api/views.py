@@ -57,9 +57,11 @@ def _when(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
-def _span(request: Request) -> series.Window:
+def _span(request: Request, of: str = "rules") -> series.Window:
     params = request.query_params
-    return series.window(params.get("window", "1h"), params.get("step") or None, params.get("end"))
+    return series.window(
+        params.get("window", "1h"), params.get("step") or None, params.get("end"), of=of
+    )
 
 
 def _object_id(object_id: str, not_found: str) -> uuid.UUID:
@@ -146,7 +148,7 @@ class PortHitsView(APIView):
         port = scope(request.user, Port.objects.filter(pk=key)).first()
         if port is None:
             raise NotFound(message)
-        span = _span(request)
+        span = _span(request, of="ports")
         origins = PortOriginUsage.objects.filter(port=port).order_by("direction", "kind", "rule_id")
         return Response(
             {
