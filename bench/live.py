@@ -4,10 +4,12 @@ Builds a scratch host namespace (`sgwv-<hex>-host`, a shared bridge with two VMs
 the scenario's first two) and applies an N-port scenario's rules to it (default 1000 ports);
 registers the ports in a scratch SQLite database; serves the websockets with a real daphne; runs
 the agent's counter thread (`worker.live.CounterStreamer`) against the namespace; connects W
-watchers (default 50, one per port, raw websocket clients with a logged-in session) and prints:
+watchers (default 50, one per port, raw websocket clients with a logged-in session, in a process
+of their own like browsers: `bench.livewatchers`) and prints:
 
-* the agent's CPU per tick and per watched port while W ports are watched at 1 Hz (the thread's
-  own CPU plus its `iptables -L` children), and the time one tick spends reading;
+* the agent's CPU per published tick, per read and per watched port while W ports are watched
+  (the thread's own CPU plus any `iptables -L` children), and the time one read takes (reads
+  run four times a second, a tick goes out when a counter moved or a second passed);
 * the time from a probe packet (VM 1 pings VM 2) to the watcher of VM 1's port receiving the
   changed counter, p50/p95 over several probes;
 * the static verdict of a flow between two ports of the N-port host (cached compiled host),
@@ -25,6 +27,7 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +37,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/13"
+REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -108,32 +112,36 @@ def _cpu_seconds() -> float:
     return times.children_user + times.children_system
 
 
-class _Watcher(threading.Thread):
-    """One browser: connects, then records when each counters message arrives."""
+class _Browsers:
+    """The watchers, in a process of their own (`bench.livewatchers`); per watcher, the
+    (monotonic arrival, total packets) of every counters message it received."""
 
-    def __init__(self, port: int, port_id: str, cookie: str) -> None:
-        super().__init__(daemon=True)
-        from bench.wsclient import WsClient
+    def __init__(self, port: int, port_ids: list[str], cookie: str) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.livewatchers", str(port), cookie, *port_ids],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPOSITORY,
+        )  # fmt: skip
+        self.messages: list[list[tuple[float, int]]] = [[] for _ in port_ids]
+        assert self.process.stdout is not None
+        ready = self.process.stdout.readline()
+        if not ready.startswith("ready"):
+            raise RuntimeError(f"watchers did not start: {ready!r}")
+        self.thread = threading.Thread(target=self._collect, daemon=True)
+        self.thread.start()
 
-        self.client = WsClient("127.0.0.1", port, f"/ws/ports/{port_id}", cookie=cookie)
-        self.chains = self.client.receive_type("chains", timeout=60)
-        self.messages: list[tuple[float, dict[str, Any]]] = []
-        self.stopping = threading.Event()
+    def _collect(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            index, arrived, total = line.split()
+            self.messages[int(index)].append((float(arrived), int(total)))
 
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                message = self.client.receive(timeout=1.0)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if message.get("type") == "counters":
-                self.messages.append((time.monotonic(), message))
-
-
-def _total_packets(message: dict[str, Any]) -> int:
-    return sum(rule["packets"] for chain in message["chains"] for rule in chain["rules"])
+    def close(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 def live_counters(
@@ -195,27 +203,27 @@ def live_counters(
     keep["streamer"] = streamer
     cookie = f"sessionid={session}"
     started_connecting = time.perf_counter()
-    clients = [
-        _Watcher(daphne_port, state.ports[index].id, cookie)
-        for index in range(min(watchers, len(state.ports)))
-    ]
+    browsers = _Browsers(
+        daphne_port, [port.id for port in state.ports[: min(watchers, len(state.ports))]], cookie
+    )
+    keep["browsers"] = browsers
+    clients = browsers.messages
     connect_s = time.perf_counter() - started_connecting
-    for watcher in clients:
-        watcher.start()
-    keep["watchers"] = clients
     time.sleep(3)  # every watch registered and read at least once
     # Steady state: nothing but the counter thread runs commands in this process now.
     cpu_before, ticks_before, read_before = _cpu_seconds(), streamer.ticks, streamer.read_s
+    reads_before = streamer.reads
     thread_before = streamer.cpu_s
-    received_before = [len(w.messages) for w in clients]
+    received_before = [len(messages) for messages in clients]
     wall = time.monotonic()
     time.sleep(steady_s)
     elapsed = time.monotonic() - wall
     rates = [
-        (len(w.messages) - before) / elapsed
-        for w, before in zip(clients, received_before, strict=True)
+        (len(messages) - before) / elapsed
+        for messages, before in zip(clients, received_before, strict=True)
     ]
     ticks = streamer.ticks - ticks_before
+    reads = streamer.reads - reads_before
     children_s = _cpu_seconds() - cpu_before
     thread_s = streamer.cpu_s - thread_before
     cpu_per_tick = (children_s + thread_s) / max(1, ticks)
@@ -225,8 +233,8 @@ def live_counters(
     latencies = []
     for _ in range(probes):
         time.sleep(0.37 + 0.6 * secrets.randbelow(1000) / 1000)  # a random phase against ticks
-        count = len(sensor.messages)
-        baseline = _total_packets(sensor.messages[-1][1]) if sensor.messages else 0
+        count = len(sensor)
+        baseline = sensor[-1][1] if sensor else 0
         argv = [sys.executable, "-I", topo.PROBE_SCRIPT, "icmp",
                 second.fixed_ips[0], "--timeout", "0.3"]  # fmt: skip
         sent = time.monotonic()
@@ -236,8 +244,8 @@ def live_counters(
         deadline = sent + 5
         seen = None
         while time.monotonic() < deadline and seen is None:
-            for arrived, message in sensor.messages[count:]:
-                if arrived >= sent and _total_packets(message) > baseline:
+            for arrived, total in sensor[count:]:
+                if arrived >= sent and total > baseline:
                     seen = arrived - sent
                     break
             time.sleep(0.005)
@@ -248,9 +256,8 @@ def live_counters(
             print("agent side", streamer.ticks, [(c["name"], len(c["rules"]),
                   sum(r["packets"] for r in c["rules"])) for c in agent_side["chains"]],
                   file=sys.stderr)  # fmt: skip
-            last = sensor.messages[-1][1] if sensor.messages else {}
-            print("unseen; last totals", _total_packets(last) if last else None,
-                  len(sensor.messages) - count, file=sys.stderr)  # fmt: skip
+            print("unseen; last totals", sensor[-1][1] if sensor else None,
+                  len(sensor) - count, file=sys.stderr)  # fmt: skip
     client.close()
     return {
         "ports_on_host": len(state.ports),
@@ -259,7 +266,9 @@ def live_counters(
         "websocket_connect_all_s": round(connect_s, 2),
         "ticks_in_steady_window": ticks,
         "steady_window_s": round(elapsed, 1),
-        "tick_read_ms_avg": round((streamer.read_s - read_before) * 1000 / max(1, ticks), 1),
+        "reads_in_steady_window": reads,
+        "read_ms_avg": round((streamer.read_s - read_before) * 1000 / max(1, reads), 1),
+        "agent_cpu_ms_per_read": round((children_s + thread_s) * 1000 / max(1, reads), 1),
         "agent_cpu_ms_per_tick": round(cpu_per_tick * 1000, 1),
         "agent_cpu_ms_per_tick_per_watched_port": round(cpu_per_tick * 1000 / watched, 2),
         "agent_cpu_share_of_one_core": round((children_s + thread_s) / elapsed, 3),
@@ -277,10 +286,9 @@ def _clean(keep: dict[str, Any]) -> None:
     from sgweb.kernel.netns import remove_namespaces
     from sgweb.kernel.runner import default_runner
 
-    for watcher in keep.get("watchers", []):
-        watcher.stopping.set()
+    if "browsers" in keep:
         with contextlib.suppress(Exception):
-            watcher.client.close()
+            keep["browsers"].close()
     if "streamer" in keep:
         keep["streamer"].stopping.set()
         keep["streamer"].join(timeout=5)

@@ -6,10 +6,14 @@ transaction commits, so a change that was rolled back is never announced.
 - `firewall_changed`: the change alters what some hosts' firewalls must hold. It says so in its
   own words (hosts named directly, groups whose rules changed, groups whose members changed);
   the host-sync hook (installed by `sgweb.hostsync`) turns that into host names while the
-  transaction still sees the rows, records them with the change, and publishes after commit.
+  transaction still sees the rows, writes the intent to publish them in the same transaction
+  (the outbox, so a process killed after the commit loses nothing), and publishes after commit.
+  Work wrapped in `publish_once` publishes each host once, however many changes it made (a
+  bulk create of 600 rules is one publish, not 600).
 - `send_event`: a live event for browsers, of one of the kinds in `EventKind` (declared here,
   once; `sgweb.live.events` turns each into protocol messages for the websockets). `scope` names
-  who may receive it: "global", "project:<project id hex>", "host:<name>" or "trace:<id>".
+  who may receive it: "global", "project:<project id hex>", "host:<name>", "trace:<id>" or
+  "user:<id>" (that user's own sockets).
 - `send_host_task`: a one-off task for one host's agent (a trace proof).
 
 This module sits at the base of the house: it imports no app. The apps above install the
@@ -18,9 +22,11 @@ senders (`install_host_sync`, `install_event_sender`) when Django starts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -42,6 +48,9 @@ class EventKind(StrEnum):
     # A trace's kernel proof: one packet's path, then the result.
     TRACE_PACKET = "trace-packet"
     TRACE_RESULT = "trace-result"
+    # A user's access may have changed (membership, role, deactivation, password, logout):
+    # every live socket of theirs checks it again and closes or narrows what it relays.
+    ACCESS_CHANGED = "access.changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +67,11 @@ class HostSync(Protocol):
     def affected_hosts(self, change: FirewallChange) -> set[str]:
         """The hosts the change reaches, read inside the change's transaction."""
 
-    def changed(self, hosts: set[str], reason: str) -> None:
-        """Inside the transaction: remember that these hosts must be published."""
+    def changed(self, hosts: set[str], reason: str) -> dict[str, int]:
+        """Inside the transaction: write the intent to publish these hosts (the outbox);
+        returns host -> the receipt (intent id) that `publish` clears once it has published."""
 
-    def publish(self, hosts: set[str], reason: str) -> None:
+    def publish(self, receipts: dict[str, list[int]], reason: str) -> None:
         """After commit: publish the hosts' new desired state and nudge their agents."""
 
 
@@ -105,17 +115,74 @@ def firewall_changed(
         log.debug("firewall change (%s) for %s: no host sync installed", reason, names)
         return names
     names = hook.affected_hosts(change)
-    if names:
-        hook.changed(names, change.reason)
-        transaction.on_commit(lambda: _publish(hook, names, change.reason))
+    if not names:
+        return names
+    batch = _batch.get()
+    if batch is not None and batch.hook is hook:
+        batch.add(names, change.reason)
+    else:
+        receipts = {host: [receipt] for host, receipt in hook.changed(names, change.reason).items()}
+        transaction.on_commit(lambda: _publish(hook, receipts, change.reason))
     return names
 
 
-def _publish(hook: HostSync, names: set[str], reason: str) -> None:
+def _publish(hook: HostSync, receipts: dict[str, list[int]], reason: str) -> None:
     try:
-        hook.publish(names, reason)
+        hook.publish(receipts, reason)
     except Exception:  # a broker outage must not turn a committed change into a 500
-        log.exception("could not publish hosts %s (%s)", sorted(names), reason)
+        log.exception("could not publish hosts %s (%s)", sorted(receipts), reason)
+
+
+class _PublishBatch:
+    """The hosts that many changes of one request reach: each host's intent is written once and
+    the publish after commit happens once, whatever the number of changes."""
+
+    def __init__(self, hook: HostSync) -> None:
+        self.hook = hook
+        self.receipts: dict[str, list[int]] = {}
+        self.first_reason = ""
+        self.more_reasons = 0
+
+    def add(self, names: set[str], reason: str) -> None:
+        if not self.first_reason:
+            self.first_reason = reason
+        elif reason != self.first_reason:
+            self.more_reasons += 1
+        new = names - set(self.receipts)
+        if new:
+            for host, receipt in self.hook.changed(new, reason).items():
+                self.receipts.setdefault(host, []).append(receipt)
+
+    @property
+    def reason(self) -> str:
+        first, more = self.first_reason, self.more_reasons
+        return (f"{first} (and {more} more changes)" if more else first)[:200]
+
+
+_batch: ContextVar[_PublishBatch | None] = ContextVar("sgweb_publish_batch", default=None)
+
+
+@contextlib.contextmanager
+def publish_once() -> Iterator[None]:
+    """Every firewall change made inside joins one batch, published once after the commit.
+
+    For requests that make many changes in one transaction (a bulk create of 600 rules): use it
+    inside the transaction (`with transaction.atomic(), dispatch.publish_once(): ...`). Without
+    it, each change publishes its own hosts after commit (each is still durable on its own).
+    """
+    hook = _host_sync
+    if hook is None or _batch.get() is not None:
+        yield
+        return
+    batch = _PublishBatch(hook)
+    token = _batch.set(batch)
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+    if batch.receipts:  # not reached when the work raised: its transaction is rolled back
+        receipts = batch.receipts
+        transaction.on_commit(lambda: _publish(hook, receipts, batch.reason))
 
 
 def send_event(kind: EventKind, payload: dict[str, Any], *, scope: str = "global") -> None:
@@ -135,6 +202,10 @@ def send_event_on_commit(kind: EventKind, payload: dict[str, Any], *, scope: str
 
 def project_scope(project_id: Any) -> str:
     return f"project:{uuid.UUID(str(project_id)).hex}"
+
+
+def user_scope(user_id: Any) -> str:
+    return f"user:{int(user_id)}"
 
 
 def send_host_task(host: str, task: str, kwargs: dict[str, Any]) -> bool:

@@ -5,11 +5,15 @@ Malformed values fail at start-up rather than being silently replaced by default
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
-import warnings
+import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 from sgweb.wire import accounting as wire_accounting
 from sgweb.wire import sync as wire_sync
@@ -76,9 +80,15 @@ def parse_database_url(url: str) -> dict[str, object]:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": path,
-            # The web server and the control worker write at once; IMMEDIATE takes the write
-            # lock up front (no "database is locked" on lock upgrade) and waits up to 20 s.
-            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+            "OPTIONS": {
+                # The web server and the control worker write at once; IMMEDIATE takes the
+                # write lock up front (no "database is locked" on lock upgrade) and the busy
+                # timeout waits up to 20 s for it. WAL lets readers (token checks, list pages)
+                # go on while somebody writes; synchronous=NORMAL is WAL's safe setting.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
         }
     if parts.scheme in ("postgres", "postgresql", "pgsql"):
         name = unquote(parts.path.lstrip("/"))
@@ -88,7 +98,9 @@ def parse_database_url(url: str) -> dict[str, object]:
             port = parts.port
         except ValueError:
             raise ConfigurationError(f"DATABASE_URL={url!r} has a malformed port") from None
-        options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        options: dict[str, object] = {
+            key: values[-1] for key, values in parse_qs(parts.query).items()
+        }
         config: dict[str, object] = {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": name,
@@ -96,27 +108,106 @@ def parse_database_url(url: str) -> dict[str, object]:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": unquote(parts.hostname or ""),
             "PORT": str(port or ""),
-            "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60),
         }
-        if options:
-            config["OPTIONS"] = options
-        return config
+        return _postgres_connections(config, options)
     raise ConfigurationError(
         f"DATABASE_URL={url!r}: unsupported scheme {parts.scheme!r} (use sqlite:// or postgresql://)"
     )
 
 
-DEBUG = env_bool("DEBUG", True)
-_DEV_SECRET_KEY = "sgweb-insecure-development-key-change-me"
-SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ConfigurationError("SECRET_KEY must be set when DEBUG is off")
-    warnings.warn("SECRET_KEY is not set; using an insecure development key", stacklevel=1)
-    SECRET_KEY = _DEV_SECRET_KEY
+def _postgres_connections(
+    config: dict[str, object], options: dict[str, object]
+) -> dict[str, object]:
+    """How a PostgreSQL process holds its connections.
 
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*" if DEBUG else "localhost,127.0.0.1")
+    Under the ASGI server every request runs its sync code in a thread of its own, and Django's
+    connections are per thread: persistent connections (CONN_MAX_AGE) are left behind by each
+    request's thread and exhaust `max_connections`. A pool (psycopg's, Django 5.1+) bounds what
+    one process holds, whatever the threads: at most DATABASE_POOL_MAX_SIZE connections, a
+    request waiting up to DATABASE_POOL_TIMEOUT seconds for one. Without the pool, each request
+    opens and closes its own connection (CONN_MAX_AGE 0)."""
+    if env_bool("DATABASE_POOL", True):
+        min_size = env_int("DATABASE_POOL_MIN_SIZE", 1)
+        max_size = env_int("DATABASE_POOL_MAX_SIZE", 8)
+        if not 0 <= min_size <= max_size or max_size < 1:
+            raise ConfigurationError(
+                f"DATABASE_POOL_MIN_SIZE={min_size} and DATABASE_POOL_MAX_SIZE={max_size}: "
+                "need 0 <= min <= max and max >= 1"
+            )
+        options = {
+            **options,
+            "pool": {
+                "min_size": min_size,
+                "max_size": max_size,
+                "timeout": env_float("DATABASE_POOL_TIMEOUT", 10.0),
+            },
+        }
+        # Django refuses persistent connections with a pool: the pool keeps them.
+        config["CONN_MAX_AGE"] = 0
+    else:
+        config["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 0)
+    if options:
+        config["OPTIONS"] = options
+    return config
+
+
+def secret_key_from_file(path: Path) -> str:
+    """The key kept in `path`, generated there on first use (mode 0600).
+
+    Several server processes may start at once: the key is written to a temporary file and
+    linked into place, so exactly one key wins and every process reads that one."""
+    try:
+        key = path.read_text().strip()
+    except FileNotFoundError:
+        key = ""
+    if key:
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(50) + "\n")
+        with contextlib.suppress(FileExistsError):
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    key = path.read_text().strip()
+    if not key:
+        raise ConfigurationError(f"{path} holds no secret key; remove it to have one generated")
+    return key
+
+
+# Off unless asked: the debug pages list every URL and show settings and tracebacks.
+DEBUG = env_bool("DEBUG", False)
+# SECRET_KEY signs sessions and CSRF tokens. Given, or generated once and kept in var/.
+SECRET_KEY_FILE = Path(env_str("SECRET_KEY_FILE") or BASE_DIR / "var" / "secret_key")
+SECRET_KEY = env_str("SECRET_KEY") or secret_key_from_file(SECRET_KEY_FILE)
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+# -- Serving behind TLS and a reverse proxy (README "Production layout").
+# SGWEB_HTTPS: the site is served over https (TLS in front). Cookies are then sent only over
+# TLS and browsers are told to use https from now on (HSTS).
+SGWEB_HTTPS = env_bool("SGWEB_HTTPS", False)
+SESSION_COOKIE_SECURE = SGWEB_HTTPS
+CSRF_COOKIE_SECURE = SGWEB_HTTPS
+SECURE_HSTS_SECONDS = env_int("SGWEB_HSTS_SECONDS", 31_536_000) if SGWEB_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SGWEB_HSTS_INCLUDE_SUBDOMAINS", False)
+# Redirect plain http to https here (usually the proxy in front does it).
+SECURE_SSL_REDIRECT = env_bool("SGWEB_SSL_REDIRECT", False)
+# SGWEB_TRUST_PROXY_HEADERS: a reverse proxy in front sets X-Forwarded-Proto/-Host and strips
+# what clients send; only then may Django believe them. (The client address for login throttling
+# comes from the ASGI server: uvicorn --proxy-headers --forwarded-allow-ips=<proxy>.)
+SGWEB_TRUST_PROXY_HEADERS = env_bool("SGWEB_TRUST_PROXY_HEADERS", False)
+if SGWEB_TRUST_PROXY_HEADERS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "daphne",
@@ -130,6 +221,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "axes",
     # Ours, from the base up (see the README's layers).
     "sgweb.audit",
     "sgweb.tenancy",
@@ -152,7 +244,47 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it answers locked-out logins with 429.
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    # Refuses logins from a username + address that failed too often (django-axes).
+    "sgweb.tenancy.backends.LoginThrottlingBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling: after AXES_FAILURE_LIMIT failed logins for one username from one address,
+# that pair is locked out for SGWEB_LOGIN_COOLOFF_MINUTES; a success resets the count.
+AXES_ENABLED = env_bool("SGWEB_LOGIN_THROTTLING", True)
+AXES_FAILURE_LIMIT = env_int("SGWEB_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_float("SGWEB_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# Access records of every successful login would grow without end; failures are kept.
+AXES_DISABLE_ACCESS_LOG = True
+# Its start-up banner would print on every manage.py command.
+AXES_VERBOSE = False
+
+# Content security policy (django-csp): our pages load scripts, styles, images and sockets
+# from this site only, and no page may frame them. Templates carry no inline scripts; a few
+# carry inline `style` attributes (layout tweaks), allowed through style-src-attr only.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "style-src-attr": [UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 ROOT_URLCONF = "sgweb.urls"
 # The Neutron API has no trailing slashes; redirecting would break POSTs from clients.
@@ -263,6 +395,9 @@ SGWEB_SYNC_REDIS_URL = env_str("SGWEB_SYNC_REDIS_URL") or REDIS_URL
 # process turns both off (tests/conftest.py) and on again where a test wants them.
 SGWEB_PUBLISH_TO_HOSTS = env_bool("SGWEB_PUBLISH_TO_HOSTS", True)
 SGWEB_LIVE_EVENTS = env_bool("SGWEB_LIVE_EVENTS", True)
+# Live sockets check their user's access again on every access change (an event) and, as a
+# backstop for changes that send none (a session expiring), every this many seconds.
+SGWEB_LIVE_ACCESS_RECHECK_S = env_float("SGWEB_LIVE_ACCESS_RECHECK_S", 30.0)
 # A change reaching more hosts than this is published by the control worker, not the request.
 SGWEB_PUBLISH_INLINE_HOSTS = env_int("SGWEB_PUBLISH_INLINE_HOSTS", 4)
 SGWEB_RECONCILE_INTERVAL_S = env_float("SGWEB_RECONCILE_INTERVAL_S", 5.0)

@@ -16,7 +16,7 @@ import pytest
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
-def _redis_listening(host: str = "127.0.0.1", port: int = 6379) -> bool:
+def _listening(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
             return True
@@ -30,8 +30,12 @@ def _missing_requirement(marker: str) -> str | None:
             return "needs root for network namespaces"
         if not shutil.which("iptables-restore") or not shutil.which("ipset"):
             return "needs iptables and ipset (bash .ci/setup installs them)"
-    if marker == "redis" and not _redis_listening():
+    if marker == "redis" and not _listening("127.0.0.1", 6379):
         return "needs Redis on 127.0.0.1:6379"
+    if marker == "postgres" and not _listening("127.0.0.1", 5432):
+        return "needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust auth)"
+    if marker == "postgres" and not shutil.which("createdb"):
+        return "needs PostgreSQL's client programs (bash .ci/setup test installs them)"
     if marker == "browser" and not os.path.exists("/usr/bin/chromium"):
         return "needs Debian's chromium (bash .ci/setup test installs it)"
     return None
@@ -50,7 +54,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     cache: dict[str, str | None] = {}
     for item in items:
-        for marker in ("kernel", "redis", "browser"):
+        for marker in ("kernel", "redis", "browser", "postgres"):
             if item.get_closest_marker(marker) is None:
                 continue
             if marker not in cache:

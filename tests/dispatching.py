@@ -16,8 +16,8 @@ class RecordingHostSync(PublishingHostSync):
     def __init__(self, sent: list[tuple[list[str], str]]) -> None:
         self.sent = sent
 
-    def publish(self, hosts: set[str], reason: str) -> None:
-        self.sent.append((sorted(hosts), reason))
+    def publish(self, receipts: dict[str, list[int]], reason: str) -> None:
+        self.sent.append((sorted(receipts), reason))
 
 
 def record_dispatch(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:

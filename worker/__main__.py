@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+from sgweb.wire.sync import host_token
+
 
 def main(argv: list[str] | None = None) -> None:
     from worker.app import app, config
@@ -20,7 +22,8 @@ def main(argv: list[str] | None = None) -> None:
             "--concurrency",
             "1",
             "--hostname",
-            f"agent@{config.host}",
+            # Celery expands %-sequences in node names (%h, %n): an encoded name's % is escaped.
+            "agent@" + host_token(config.host).replace("%", "%%"),
             "--loglevel",
             os.environ.get("SGWEB_LOG_LEVEL", "INFO"),
             # No gossip/mingle/broker heartbeats: agents never talk to each other, and mingle

@@ -12,6 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from sgweb import dispatch
+from sgweb.api.idempotency import idempotent
 from sgweb.api.query import apply_filters, paginate, parse_list_query, select_fields
 from sgweb.api.resource import Resource
 from sgweb.tenancy.errors import Invalid, PreconditionFailed
@@ -74,6 +76,7 @@ class CollectionView(APIView):
             body[f"{resource.plural}_links"] = links
         return Response(body)
 
+    @idempotent
     def post(self, request: Request) -> Response:
         resource = self.resource
         data = request.data
@@ -88,7 +91,8 @@ class CollectionView(APIView):
         resource = self.resource
         if not bodies or not all(isinstance(body, dict) for body in bodies):
             raise Invalid(f"Invalid input for operation: '{resource.plural}' needs objects.")
-        with transaction.atomic():
+        # One transaction, and one publish per host for the whole request (not one per object).
+        with transaction.atomic(), dispatch.publish_once():
             created = [resource.create(request, body).pk for body in bodies]
         objs = {obj.pk: obj for obj in resource.queryset(request).filter(pk__in=created)}
         return Response(
@@ -126,6 +130,7 @@ class MemberView(APIView):
         ]
         return Response({resource.singular: select_fields(resource.to_dict(obj), fields)})
 
+    @idempotent
     def put(self, request: Request, object_id: str) -> Response:
         resource = self.resource
         obj = resource.get_object(request, object_id)
@@ -134,6 +139,7 @@ class MemberView(APIView):
         fresh = resource.get_object(request, str(updated.pk))
         return Response({resource.singular: resource.to_dict(fresh)})
 
+    @idempotent
     def delete(self, request: Request, object_id: str) -> HttpResponse:
         resource = self.resource
         obj = resource.get_object(request, object_id)

@@ -29,6 +29,8 @@ STATUS_FIELDS = (
     "desired_revision",
     "applied_revision",
     "last_apply_at",
+    "desired_digest",
+    "applied_digest",
 )
 ATTENTION_ORDER = {"failed": 0, "down": 1, "syncing": 2, "unknown": 3, "in-sync": 4}
 

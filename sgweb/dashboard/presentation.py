@@ -63,6 +63,15 @@ def host_status(host: Any, now: datetime | None = None, live: Any = None) -> Hos
         return view("down", "Down", "bad", f"The agent is not reporting ({since})")
     if host.status == "failed" or host.last_error:
         return view("failed", "Failed", "bad", host.last_error or "The last apply failed")
+    applied_digest = getattr(live, "applied_digest", None) or host.applied_digest
+    other_state = bool(host.desired_digest and applied_digest != host.desired_digest)
+    if other_state and host.desired_revision <= host.applied_revision:
+        return view(
+            "syncing",
+            "Syncing",
+            "warn syncing",
+            "The agent holds another state than the one published; the reconciler repairs it",
+        )
     if host.desired_revision > host.applied_revision or host.status == "syncing":
         return view(
             "syncing",

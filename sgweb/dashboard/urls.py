@@ -70,7 +70,9 @@ urlpatterns = [
     path("traces/<str:trace_id>", traces.trace_detail, name="trace"),
     # Hosts
     path("hosts", hosts.host_list, name="hosts"),
-    path("hosts/<str:name>", hosts.host_detail, name="host"),
+    # Host names may hold slashes (any binding:host_id Neutron accepts).
+    path("hosts/<path:name>/decommission", hosts.host_decommission, name="host_decommission"),
+    path("hosts/<path:name>", hosts.host_detail, name="host"),
     # Projects, members, quotas
     path("projects", projects.project_list, name="projects"),
     path("projects/new", projects.project_new, name="project_new"),

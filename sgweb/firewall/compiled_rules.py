@@ -261,11 +261,12 @@ def link_local_address(mac: str) -> str:
 
 
 def _link_local_address(mac: str) -> str:
-    octets = [int(part, 16) for part in mac.split(":")]
-    octets[0] ^= 0x02
-    eui = [*octets[:3], 0xFF, 0xFE, *octets[3:]]
-    groups = [f"{(eui[i] << 8) | eui[i + 1]:x}" for i in range(0, 8, 2)]
-    return "fe80::" + ":".join(groups)
+    # EUI-64: the MAC's halves around ff:fe, the universal/local bit of the first octet flipped;
+    # four 16-bit groups in lower-case hex without leading zeros, none compressed.
+    a, b, c, d, e, f = mac.split(":")
+    first = ((int(a, 16) ^ 0x02) << 8) | int(b, 16)
+    second = (int(c, 16) << 8) | 0xFF
+    return f"fe80::{first:x}:{second:x}:{0xFE00 | int(d, 16):x}:{int(e + f, 16):x}"
 
 
 @contextmanager

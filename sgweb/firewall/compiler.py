@@ -14,9 +14,10 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import cast
 
-from sgweb.firewall import names
+from sgweb.firewall import hostchains, names
 from sgweb.firewall.compiled_rules import (
     _LINK_LOCAL,
     _ORIGIN_SLOTS,
@@ -24,24 +25,20 @@ from sgweb.firewall.compiled_rules import (
     NO_MATCH,
     PortContext,
     gc_paused,
-    jump_match,
     new_origin,
     new_rule,
 )
 from sgweb.firewall.conntrack import assign_zones, raw_chains
+from sgweb.firewall.hostchains import HostChains
 from sgweb.firewall.ir import (
-    ACCEPT,
     DROP,
-    ORIGIN_ACCEPT_UNFILTERED,
     ORIGIN_FALLBACK,
     ORIGIN_JUMP,
-    ORIGIN_PORT_SECURITY_OFF,
     Chain,
     CompiledFamily,
     CompiledHost,
     IpSet,
     Match,
-    Rule,
     Table,
 )
 from sgweb.firewall.model import (
@@ -57,8 +54,11 @@ from sgweb.firewall.model import (
 from sgweb.firewall.portchains import (
     _DHCP_REPLY_MATCHES,
     PortChainBuilder,
+    PortChainPrototype,
     Template,
+    has_member_templates,
     merge_templates,
+    prototype_key,
     rule_match,
     same_templates,
     sg_rule_comment,
@@ -74,7 +74,7 @@ FAMILIES = (4, 6)
 FAMILY_BY_ETHERTYPE = {IPV4: 4, IPV6: 6}
 
 
-@dataclass
+@dataclass(slots=True)
 class _GroupEntry:
     group: SecurityGroup
     context: tuple[object, ...]
@@ -82,7 +82,7 @@ class _GroupEntry:
     templates: dict[tuple[int, str], tuple[Template, ...]]
 
 
-@dataclass
+@dataclass(slots=True)
 class _PortEntry:
     port: Port
     key: tuple[object, ...]
@@ -165,6 +165,9 @@ class _HostCompiler:
         self.sg_chain = names.sg_chain(self.prefix)
         self.contexts: dict[str, PortContext] = {}
         self._combinations: dict[tuple[str, ...], dict[tuple[int, str], tuple[Template, ...]]] = {}
+        # Per compile: the template tuples they are keyed by (by id) live as long as this does.
+        self._prototypes: dict[tuple[object, ...], PortChainPrototype] = {}
+        self._with_members: dict[tuple[int, int], bool] = {}
 
     def compile(self) -> CompiledHost:
         templates = {gid: self._group_templates(self.groups[gid]) for gid in self._used_groups()}
@@ -295,9 +298,28 @@ class _HostCompiler:
         if entry is not None and entry.key == key and (entry.port is port or entry.port == port):
             return entry.chains
         builder = PortChainBuilder(self.prefix, port, family, stateful, self._context(port.id))
-        chains = builder.build(ingress, egress)
+        chains = builder.lazy_build(self._prototype(port, family, stateful, ingress, egress))
         self.cache.ports[(port.id, family)] = _PortEntry(port, key, chains)
         return chains
+
+    def _prototype(
+        self,
+        port: Port,
+        family: int,
+        stateful: bool,
+        ingress: tuple[Template, ...],
+        egress: tuple[Template, ...],
+    ) -> PortChainPrototype:
+        with_members = self._with_members.get((id(ingress), id(egress)))
+        if with_members is None:
+            with_members = has_member_templates(ingress) or has_member_templates(egress)
+            self._with_members[(id(ingress), id(egress))] = with_members
+        key = prototype_key(port, family, stateful, ingress, egress, with_members)
+        prototype = self._prototypes.get(key)
+        if prototype is None:
+            prototype = PortChainPrototype(self.prefix, port, family, stateful, ingress, egress)
+            self._prototypes[key] = prototype
+        return prototype
 
     def _context(self, port_id: str) -> PortContext:
         context = self.contexts.get(port_id)
@@ -354,38 +376,21 @@ class _HostCompiler:
             _builtin("FORWARD", (top, forward)),
             _builtin("OUTPUT", (top, output)),
         )
-        forward_rules: list[Rule] = []
-        input_rules: list[Rule] = []
-        sg_rules: list[Rule] = []
-        for port in self.filtered:
-            context = self._context(port.id)
-            out_match, in_match = _physdev_matches(port.device or "")
-            ingress_origin = context(ORIGIN_JUMP, INGRESS)
-            egress_origin = context(ORIGIN_JUMP, EGRESS)
-            forward_rules.append(new_rule(forward, out_match, self.sg_chain, ingress_origin))
-            forward_rules.append(new_rule(forward, in_match, self.sg_chain, egress_origin))
-            input_rules.append(new_rule(input_, in_match, context.egress, egress_origin))
-            sg_rules.append(new_rule(self.sg_chain, out_match, context.ingress, ingress_origin))
-            sg_rules.append(new_rule(self.sg_chain, in_match, context.egress, egress_origin))
-        sg_rules.append(
-            new_rule(self.sg_chain, NO_MATCH, ACCEPT, new_origin(ORIGIN_ACCEPT_UNFILTERED))
+        host = HostChains(
+            forward,
+            input_,
+            self.sg_chain,
+            [(port, self._context(port.id)) for port in self.filtered],
+            self.unfiltered,
         )
-        for port in self.unfiltered:
-            # Neutron: "Accept all packets when port security is disabled", in our FORWARD
-            # chain so it holds even where the FORWARD policy is DROP.
-            out_match, in_match = _physdev_matches(port.device or "")
-            ingress_origin = new_origin(ORIGIN_PORT_SECURITY_OFF, port.id, INGRESS)
-            egress_origin = new_origin(ORIGIN_PORT_SECURITY_OFF, port.id, EGRESS)
-            forward_rules.append(new_rule(forward, out_match, ACCEPT, ingress_origin))
-            forward_rules.append(new_rule(forward, in_match, ACCEPT, egress_origin))
-            input_rules.append(new_rule(input_, in_match, ACCEPT, egress_origin))
+        forward_chain, input_chain, sg_chain = host.chains()
         own = (
             Chain(top, (new_rule(top, NO_MATCH, local, new_origin(ORIGIN_JUMP)),)),
-            Chain(forward, tuple(forward_rules)),
-            Chain(input_, tuple(input_rules)),
+            forward_chain,
+            input_chain,
             Chain(output, ()),
             Chain(local, ()),
-            Chain(self.sg_chain, tuple(sg_rules)),
+            sg_chain,
             Chain(
                 self.fallback,
                 (new_rule(self.fallback, NO_MATCH, DROP, new_origin(ORIGIN_FALLBACK)),),
@@ -460,23 +465,9 @@ def _builtin(name: str, targets: Sequence[str]) -> Chain:
     return Chain(name, tuple(new_rule(name, NO_MATCH, t, origin) for t in targets), owned=False)
 
 
-_PHYSDEV_CACHE: dict[str, tuple[Match, Match]] = {}
-
-
-def _physdev_matches(device: str) -> tuple[Match, Match]:
-    """(--physdev-out dev: towards the VM, --physdev-in dev: from the VM), both bridged."""
-    cached = _PHYSDEV_CACHE.get(device)
-    if cached is None:
-        cached = (jump_match(physdev_out=device), jump_match(physdev_in=device))
-        if len(_PHYSDEV_CACHE) > 100_000:
-            _PHYSDEV_CACHE.clear()
-        _PHYSDEV_CACHE[device] = cached
-    return cached
-
-
 def clear_caches() -> None:
     """Forget module-level memos (benchmarks use it to measure cold compiles)."""
-    _PHYSDEV_CACHE.clear()
+    hostchains.clear_caches()
     _LINK_LOCAL.clear()
     _DHCP_REPLY_MATCHES.clear()
 
@@ -485,8 +476,7 @@ def _device_of(port: Port) -> str:
     return port.device or ""
 
 
-def _chain_name(chain: Chain) -> str:
-    return chain.name
+_chain_name = attrgetter("name")
 
 
 _WHOLE_FAMILY_HALVES = {

@@ -14,6 +14,7 @@ rules in them, and never assume positions there.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 # Targets that are not chains.
 ACCEPT = "ACCEPT"
@@ -104,6 +105,90 @@ class Chain:
     name: str
     rules: tuple[Rule, ...]
     owned: bool = True  # False for built-in chains, where we only add our jumps
+
+
+class ChainSource(Protocol):
+    """Where a LazyChain's rules and text come from (see sgweb.firewall.portchains)."""
+
+    def chain_rules(self, index: int) -> tuple[Rule, ...]: ...
+
+    def chain_text(self, index: int) -> str: ...
+
+
+_chain_rules = Chain.__dict__["rules"]
+_chain_name = Chain.__dict__["name"]
+_chain_owned = Chain.__dict__["owned"]
+
+
+class LazyChain(Chain):
+    """A Chain whose Rule objects are made the first time someone reads `rules`.
+
+    A host of 500 ports has ~29k rules, nearly all in per-port chains that are rendered and
+    diffed as text and seldom walked rule by rule (the tracer, counters and drift checks do,
+    for the chains they look at). Making those rules only on demand is most of the compile's
+    speed, and the garbage collector never has to walk objects that were never made. The
+    source renders the same text as `render.chain_text(chain.rules)`, byte for byte
+    (tests/firewall/test_saved_compiles.py and test_lazy_chains.py keep it so).
+    """
+
+    __slots__ = ("index", "source")
+    index: int
+    source: ChainSource
+
+    def __init__(self, name: str, source: ChainSource, index: int) -> None:
+        _chain_name.__set__(self, name)
+        _chain_rules.__set__(self, None)
+        _chain_owned.__set__(self, True)
+        _lazy_source.__set__(self, source)
+        _lazy_index.__set__(self, index)
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        rules: tuple[Rule, ...] | None = _chain_rules.__get__(self)
+        if rules is None:
+            rules = self.source.chain_rules(self.index)
+            _chain_rules.__set__(self, rules)
+        return rules
+
+    @property
+    def materialized(self) -> bool:
+        return _chain_rules.__get__(self) is not None
+
+    def text(self) -> str:
+        """The chain's -A lines, newline-separated, without making its rules."""
+        return self.source.chain_text(self.index)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Chain):
+            return NotImplemented
+        return (self.name, self.owned, self.rules) == (other.name, other.owned, other.rules)
+
+    __hash__ = Chain.__hash__
+
+    def __repr__(self) -> str:
+        return f"LazyChain(name={self.name!r}, rules={self.rules!r}, owned={self.owned!r})"
+
+
+_lazy_source = LazyChain.__dict__["source"]
+_lazy_index = LazyChain.__dict__["index"]
+
+
+def lazy_chain(name: str, source: ChainSource, index: int) -> LazyChain:
+    """LazyChain(name, source, index), built without the constructor call (hot loop)."""
+    chain = _new_object(LazyChain)
+    _chain_name.__set__(chain, name)
+    _chain_rules.__set__(chain, None)
+    _chain_owned.__set__(chain, True)
+    _lazy_source.__set__(chain, source)
+    _lazy_index.__set__(chain, index)
+    return chain
+
+
+def new_plain_chain(name: str, rules: tuple[Rule, ...], owned: bool = True) -> Chain:
+    return Chain(name, rules, owned)
+
+
+_new_object = object.__new__
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,9 +35,11 @@ from sgweb.firewall.ir import (
     Origin,
     PortRange,
     Rule,
+    lazy_chain,
 )
 from sgweb.firewall.model import EGRESS, INGRESS, Port, SecurityGroupRule
 from sgweb.firewall.protocols import MULTIPORT_ONLY_PROTOCOLS, takes_icmp_type, takes_ports
+from sgweb.firewall.render import chain_text, match_text
 from sgweb.firewall.validate import address_version
 
 (_set_chain, _set_match, _set_target, _set_origin, _set_args, _set_comment) = _RULE_SLOTS
@@ -74,13 +76,39 @@ class PortChainBuilder:
         self.egress = context.egress
         self.spoof = context.spoof
         self.fallback = names.fallback_chain(prefix)
-        self.own_hosts = frozenset(ip + ("/32" if family == 4 else "/128") for ip in port.fixed_ips)
 
     def build(
         self,
         ingress: tuple[Template, ...],
         egress: tuple[Template, ...],
     ) -> tuple[Chain, ...]:
+        """The (i, o, s) chains, every rule made now."""
+        in_rules, out_rules = self.io_rules(ingress, egress)
+        return (
+            new_chain(self.ingress, in_rules),
+            new_chain(self.egress, out_rules),
+            new_chain(self.spoof, self._spoof_rules()),
+        )
+
+    def lazy_build(self, prototype: PortChainPrototype) -> tuple[Chain, ...]:
+        """The (i, o, s) chains; the i and o rules are made only when someone reads them."""
+        source = _PortChainSource(self, prototype)
+        return (
+            lazy_chain(self.ingress, source, 0),
+            lazy_chain(self.egress, source, 1),
+            lazy_chain(self.spoof, source, 2),
+        )
+
+    def io_rules(
+        self, ingress: tuple[Template, ...], egress: tuple[Template, ...]
+    ) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
+        """The rules of the i and o chains.
+
+        They depend on the port only through its chain names, its DHCP servers and (for
+        templates that stand for one remote member each) its own addresses: the key of
+        `PortChainPrototype` lists exactly these, so a new per-port input here must be added
+        there too (test_lazy_chains.py compares the two for generated hosts).
+        """
         origin = self.origin
         in_rules = base_ingress_head(self.ingress, origin, self.family, self.stateful)
         in_rules.extend(self._dhcp_replies())
@@ -93,11 +121,7 @@ class PortChainBuilder:
         out_rules.append(
             new_rule(self.egress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, EGRESS))
         )
-        return (
-            new_chain(self.ingress, tuple(in_rules)),
-            new_chain(self.egress, tuple(out_rules)),
-            new_chain(self.spoof, self._spoof_rules()),
-        )
+        return tuple(in_rules), tuple(out_rules)
 
     def _dhcp_replies(self) -> list[Rule]:
         server_port, client_port = DHCP_SERVER_PORTS[self.family]
@@ -131,7 +155,8 @@ class PortChainBuilder:
         # The hot loop: one iteration per emitted user rule (most of a host's rules), so the
         # Rule and Origin are filled through their slots inline.
         port_id = self.port.id
-        own_hosts = self.own_hosts
+        host = "/32" if self.family == 4 else "/128"
+        own_hosts = frozenset(ip + host for ip in self.port.fixed_ips)
         append = out.append
         for match, group_id, rule_id, member, comment in templates:
             if member is not None and member in own_hosts:
@@ -152,11 +177,11 @@ class PortChainBuilder:
             _set_comment(rule, comment)
             append(rule)
 
-    def _spoof_rules(self) -> tuple[Rule, ...]:
+    def spoof_pairs(self) -> list[tuple[str | None, str]]:
+        """The (source CIDR or None, upper-case MAC) pairs the s chain lets through, in order."""
         port = self.port
         family = self.family
         host = "/32" if family == 4 else "/128"
-        origin = self.origin(ORIGIN_ANTI_SPOOF, EGRESS)
         pairs: list[tuple[str | None, str]] = []  # (source cidr, mac)
         for ip in port.fixed_ips:
             if address_version(ip) == family:
@@ -176,16 +201,130 @@ class PortChainBuilder:
         if not port.fixed_ips:
             # Neutron: a port without addresses may still speak from its MAC (e.g. DHCP).
             pairs.append((None, port.mac_address))
-        rules = []
-        seen: set[tuple[str | None, str]] = set()
-        for source, mac in pairs:
-            if (source, mac) in seen:
-                continue
-            seen.add((source, mac))
-            match = new_match(source=source, mac_source=mac.upper())
-            rules.append(new_rule(self.spoof, match, RETURN, origin))
+        # Duplicates dropped as given (validated MACs are lower-case), then upper-cased as the
+        # article prints them.
+        return [(source, mac.upper()) for source, mac in dict.fromkeys(pairs)]
+
+    def _spoof_rules(self) -> tuple[Rule, ...]:
+        origin = self.origin(ORIGIN_ANTI_SPOOF, EGRESS)
+        rules = [
+            new_rule(self.spoof, new_match(source=source, mac_source=mac), RETURN, origin)
+            for source, mac in self.spoof_pairs()
+        ]
         rules.append(new_rule(self.spoof, NO_MATCH, DROP, origin))
         return tuple(rules)
+
+    def spoof_text(self) -> str:
+        """`chain_text(self._spoof_rules())` without making the rules: the two shapes of an
+        anti-spoofing rule are rendered once with stand-ins, then filled in."""
+        with_source, without_source, drop = _spoof_tails()
+        head = "-A " + self.spoof
+        lines = [
+            head
+            + (
+                without_source.replace(_MAC, mac)
+                if source is None
+                else with_source.replace(_SOURCE, source).replace(_MAC, mac)
+            )
+            for source, mac in self.spoof_pairs()
+        ]
+        lines.append(head + drop)
+        return "\n".join(lines)
+
+
+# Stand-ins for a port's chain names in a prototype's text, and for the address and MAC of an
+# anti-spoofing rule; no rendered rule contains a NUL.
+_INGRESS_NAME = "\x00i\x00"
+_EGRESS_NAME = "\x00o\x00"
+_SPOOF_NAME = "\x00s\x00"
+_SOURCE = "\x00a\x00"
+_MAC = "\x00m\x00"
+_SPOOF_TAILS: list[tuple[str, str, str]] = []
+
+
+def _spoof_tails() -> tuple[str, str, str]:
+    """The rendered tails of an s-chain rule with and without a source, and of its DROP."""
+    if not _SPOOF_TAILS:
+        _SPOOF_TAILS.append(
+            (
+                match_text(Match(source=_SOURCE, mac_source=_MAC)) + " -j " + RETURN,
+                match_text(Match(mac_source=_MAC)) + " -j " + RETURN,
+                match_text(NO_MATCH) + " -j " + DROP,
+            )
+        )
+    return _SPOOF_TAILS[0]
+
+
+def prototype_key(
+    port: Port,
+    family: int,
+    stateful: bool,
+    ingress: tuple[Template, ...],
+    egress: tuple[Template, ...],
+    with_members: bool,
+) -> tuple[object, ...]:
+    """What the text of a port's i and o chains depends on besides their names (see
+    `PortChainBuilder.io_rules`); the template tuples by identity (the prototype holds them,
+    so an id is not reused while the key lives)."""
+    own = port.fixed_ips if with_members else None
+    return (family, stateful, id(ingress), id(egress), port.dhcp_servers, own)
+
+
+def has_member_templates(templates: tuple[Template, ...]) -> bool:
+    return any(template[3] is not None for template in templates)
+
+
+class PortChainPrototype:
+    """The i and o chain text shared by every port with the same `prototype_key`, rendered
+    once with stand-ins for the chain names; a port's text is then two string replacements."""
+
+    __slots__ = ("egress", "egress_text", "ingress", "ingress_text")
+
+    def __init__(
+        self,
+        prefix: str,
+        port: Port,
+        family: int,
+        stateful: bool,
+        ingress: tuple[Template, ...],
+        egress: tuple[Template, ...],
+    ) -> None:
+        context = PortContext(prefix, port.id)
+        context.ingress, context.egress, context.spoof = _INGRESS_NAME, _EGRESS_NAME, _SPOOF_NAME
+        builder = PortChainBuilder(prefix, port, family, stateful, context)
+        in_rules, out_rules = builder.io_rules(ingress, egress)
+        self.ingress = ingress
+        self.egress = egress
+        self.ingress_text = chain_text(in_rules)
+        self.egress_text = chain_text(out_rules)
+
+
+class _PortChainSource:
+    """One port's i and o chains for one family: text from the prototype, rules on demand."""
+
+    __slots__ = ("builder", "prototype", "rules")
+
+    def __init__(self, builder: PortChainBuilder, prototype: PortChainPrototype) -> None:
+        self.builder = builder
+        self.prototype = prototype
+        self.rules: tuple[tuple[Rule, ...], tuple[Rule, ...]] | None = None
+
+    def chain_rules(self, index: int) -> tuple[Rule, ...]:
+        if index == 2:
+            return self.builder._spoof_rules()
+        if self.rules is None:
+            prototype = self.prototype
+            self.rules = self.builder.io_rules(prototype.ingress, prototype.egress)
+        return self.rules[index]
+
+    def chain_text(self, index: int) -> str:
+        builder = self.builder
+        if index == 2:
+            return builder.spoof_text()
+        if index == 0:
+            return self.prototype.ingress_text.replace(_INGRESS_NAME, builder.ingress)
+        text = self.prototype.egress_text.replace(_EGRESS_NAME, builder.egress)
+        return text.replace(_SPOOF_NAME, builder.spoof)
 
 
 def rule_match(rule: SecurityGroupRule, remote_cidr: str | None, set_name: str | None) -> Match:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sgweb.firewall.compiled_rules import gc_paused
-from sgweb.firewall.ir import Chain, CompiledHost, IpSet, Match, Rule
+from sgweb.firewall.ir import Chain, CompiledHost, IpSet, LazyChain, Match, Rule
 
 # hash:net, not the article's hash:ip: allowed-address-pair CIDRs (IPv6 ones too) are members.
 IPSET_TYPE = "hash:net"
@@ -128,6 +128,8 @@ _CHAIN_TEXT_LIMIT = 50_000
 
 def rendered_chain(chain: Chain) -> str:
     """The -A lines of a (non-empty) chain, newline-separated, memoised per chain object."""
+    if type(chain) is LazyChain:
+        return chain.text()
     cached = _CHAIN_TEXT.get(id(chain))
     if cached is not None and cached[0] is chain:
         return cached[1]
@@ -197,9 +199,14 @@ def _render_tables(
         lines.append("*" + table.name)
         lines.extend(f":{chain.name} - [0:0]" for chain in table.chains if chain.owned)
         for chain in table.chains:
-            if chain.rules and (chain.owned or include_builtin_jumps):
+            if has_rules(chain) and (chain.owned or include_builtin_jumps):
                 lines.append(rendered_chain(chain))
         lines.append("COMMIT")
+
+
+def has_rules(chain: Chain) -> bool:
+    """Whether the chain has rules, without making a LazyChain's (a port chain always has)."""
+    return type(chain) is LazyChain or bool(chain.rules)
 
 
 def _table_order(table) -> int:  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from sgweb.hostsync.models import HostEvent, PublishBacklog
+from sgweb.hostsync.models import HostEvent, PublishIntent
 
 
 @admin.register(HostEvent)
@@ -19,6 +19,6 @@ class HostEventAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.register(PublishBacklog)
-class PublishBacklogAdmin(admin.ModelAdmin):
-    list_display = ("host_name", "since", "reason", "last_error")
+@admin.register(PublishIntent)
+class PublishIntentAdmin(admin.ModelAdmin):
+    list_display = ("host_name", "created_at", "reason", "attempts", "last_error")

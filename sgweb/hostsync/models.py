@@ -1,8 +1,9 @@
 """What the control plane remembers about host agents beyond the Host row itself.
 
 `HostEvent` is the admin-visible history of a host's agent: applies, failures, drift found and
-repaired, agent restarts. `PublishBacklog` holds hosts whose desired state could not be published
-(Redis unreachable at commit time); the reconciler publishes them when Redis is back.
+repaired, agent restarts. `PublishIntent` is the outbox: the intent to publish a host, written in
+the same transaction as the change, deleted once that host's new state is stored in Redis; what a
+dead process or an unreachable Redis left behind, the reconciler publishes.
 """
 
 from __future__ import annotations
@@ -38,13 +39,23 @@ class HostEvent(models.Model):
         return f"{self.host_id} {self.kind} r{self.revision}"
 
 
-class PublishBacklog(models.Model):
-    """A host whose desired state could not be published; the reconciler retries it."""
+class PublishIntent(models.Model):
+    """The outbox: this host's desired state must be published (again).
 
-    host_name = models.CharField(max_length=255, unique=True)
+    Rows are only ever inserted by a change (no row is shared by two transactions, so
+    concurrent changes never wait on each other here) and deleted by whoever stored the host's
+    state in Redis after reading them: the request's after-commit publisher, the control worker,
+    or the reconciler.
+    """
+
+    host_name = models.CharField(max_length=255, db_index=True)
     reason = models.CharField(max_length=255, blank=True, default="")
-    since = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
 
+    class Meta:
+        ordering = ["id"]
+
     def __str__(self) -> str:
-        return self.host_name
+        return f"publish {self.host_name} ({self.reason})"

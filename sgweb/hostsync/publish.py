@@ -9,10 +9,18 @@ higher number, and it read after every commit that preceded its INCR, so the hig
 always carries the newest state; the store is conditional (Lua), so an older revision never
 overwrites a newer one however the publishers interleave. The agent always fetches the newest
 stored state, so a burst of tasks coalesces into one apply plus cheap no-ops.
+
+Durability: a change writes a `PublishIntent` per host in its own transaction (`changed`); the
+publisher deletes exactly the intents it was given once the host's state is stored, so a process
+killed between commit and publish leaves its intents for the reconciler. Each host is published
+on its own: whatever one host's trouble (a dead agent, a state that cannot be built, Redis
+refusing its key), the others are published and the failing host keeps its intent.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -21,6 +29,7 @@ from dataclasses import dataclass
 import redis
 from django.conf import settings
 from django.db.models import F, Q
+from django.db.models.functions import Greatest
 
 from sgweb import dispatch
 from sgweb.dispatch import FirewallChange
@@ -29,7 +38,7 @@ from sgweb.firewall.model import HostState
 from sgweb.hostsync.channel import SyncChannel, channel
 from sgweb.hostsync.desired_state import host_state
 from sgweb.hostsync.impact import hosts_referencing_groups, hosts_using_groups
-from sgweb.hostsync.models import PublishBacklog
+from sgweb.hostsync.models import PublishIntent
 from sgweb.networks.choices import HostStatus
 from sgweb.networks.models import Host
 from sgweb.wire import sync as protocol
@@ -59,15 +68,31 @@ def _default_builder(host_name: str) -> HostState:
 state_builder: Callable[[str], HostState] = _default_builder
 
 
+def _revision_floor(host_name: str, via: SyncChannel) -> int:
+    """The lowest revision the next one may be: above anything the database recorded and above
+    what the agent says it applied, so that a Redis that lost its counter cannot number a new
+    state below one the agent has (the agent would skip it as old)."""
+    recorded = Host.objects.filter(name=host_name).values_list(
+        Greatest("desired_revision", "applied_revision"), flat=True
+    )
+    floor = int(next(iter(recorded), 0) or 0)
+    beat = via.redis.get(via.keys(host_name).heartbeat)
+    if beat:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):  # an odd beat: no floor
+            floor = max(floor, int(json.loads(beat).get("applied_revision") or 0))
+    return floor
+
+
 def publish_host(
-    host_name: str, reason: str = "", *, via: SyncChannel | None = None
+    host_name: str, reason: str = "", *, via: SyncChannel | None = None, force: bool = False
 ) -> PublishResult:
-    """Publish one host's desired state now; raises redis/kombu errors to the caller."""
+    """Publish one host's desired state now; raises redis/kombu errors to the caller.
+
+    `force`: store it under a new revision even if the same state is stored (see the Lua)."""
     via = via or channel()
     keys = via.keys(host_name)
     client = via.redis
-    recorded = Host.objects.filter(name=host_name).values_list("desired_revision", flat=True)
-    floor = next(iter(recorded), 0)
+    floor = _revision_floor(host_name, via)
     revision = int(client.eval(protocol.NEXT_REVISION_LUA, 1, keys.revision, floor))
 
     started = time.perf_counter()
@@ -86,16 +111,20 @@ def publish_host(
             revision,
             document,
             digest,
+            "1" if force else "0",
         )
     )
     if outcome == STORED:
-        told = revision
+        told, told_digest = revision, digest
     else:
         # Someone stored a newer revision (OLDER) or this very state is already stored
         # (UNCHANGED): nudge the agent with what is stored, so a lost task cannot strand it.
-        stored = client.get(keys.desired_revision)
+        stored, stored_digest = client.mget([keys.desired_revision, keys.desired_digest])
         told = int(stored or revision)
-    Host.objects.filter(name=host_name, desired_revision__lt=told).update(desired_revision=told)
+        told_digest = stored_digest.decode() if stored_digest else digest
+    Host.objects.filter(name=host_name, desired_revision__lt=told).update(
+        desired_revision=told, desired_digest=told_digest
+    )
     Host.objects.filter(
         Q(name=host_name), Q(applied_revision__lt=told), ~Q(status=HostStatus.FAILED)
     ).update(status=HostStatus.SYNCING)
@@ -112,29 +141,51 @@ def publish_host(
 
 
 def publish_hosts(
-    host_names: Iterable[str], reason: str = "", *, via: SyncChannel | None = None
+    host_names: Iterable[str],
+    reason: str = "",
+    *,
+    via: SyncChannel | None = None,
+    receipts: dict[str, list[int]] | None = None,
 ) -> list[PublishResult]:
-    """Publish every named host; a host that cannot be published goes into the backlog.
-
-    Never raises for broker or Redis trouble: the change is committed already, and the
-    reconciler (control worker) publishes the backlog once Redis answers again.
+    """Publish every named host, each on its own; clear the intents (`receipts`) of those
+    published. Never raises: the change is committed already; a host that could not be
+    published keeps an intent (one is written if it had none) and the reconciler retries it.
     """
+    receipts = receipts or {}
     results = []
     for name in sorted({name for name in host_names if name}):
         try:
-            results.append(publish_host(name, reason, via=via))
+            result = publish_host(name, reason, via=via)
         except Exception as exc:
-            # kombu raises its own OperationalError for a dead broker
-            broker = type(exc).__module__.split(".")[0] in {"kombu", "celery", "amqp"}
-            if not broker and not isinstance(exc, (redis.RedisError, OSError, ConnectionError)):
-                raise
-            what = "nudge" if broker else "publish"
-            log.warning("could not %s host %s (%s): %s; queued for retry", what, name, reason, exc)
-            PublishBacklog.objects.update_or_create(
-                host_name=name, defaults={"reason": reason[:255], "last_error": str(exc)}
-            )
-            results.append(PublishResult(name, 0, "", OLDER, 0.0, error=str(exc)))
+            results.append(_publish_failed(name, reason, exc, receipts.get(name, [])))
+            continue
+        results.append(result)
+        if receipts.get(name):
+            PublishIntent.objects.filter(id__in=receipts[name]).delete()
     return results
+
+
+def _publish_failed(name: str, reason: str, exc: Exception, receipt: list[int]) -> PublishResult:
+    # kombu raises its own OperationalError for a dead broker
+    broker = type(exc).__module__.split(".")[0] in {"kombu", "celery", "amqp"}
+    expected = broker or isinstance(exc, (redis.RedisError, OSError, ConnectionError))
+    what = "nudge" if broker else "publish"
+    if expected:
+        log.warning("could not %s host %r (%s): %s; kept for retry", what, name, reason, exc)
+    else:  # a bug or bad data for this host alone: say so loudly, publish the others
+        log.exception("could not publish host %r (%s); kept for retry", name, reason)
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    try:
+        kept = PublishIntent.objects.filter(id__in=receipt).update(
+            attempts=F("attempts") + 1, last_error=error
+        )
+        if not kept:
+            PublishIntent.objects.create(
+                host_name=name, reason=reason[:255], attempts=1, last_error=error
+            )
+    except Exception:
+        log.exception("could not keep the intent to publish %r", name)
+    return PublishResult(name, 0, "", OLDER, 0.0, error=error)
 
 
 def inline_hosts_limit() -> int:
@@ -142,26 +193,26 @@ def inline_hosts_limit() -> int:
 
 
 def publish_changed(
-    host_names: Iterable[str], reason: str = "", *, via: SyncChannel | None = None
+    receipts: dict[str, list[int]], reason: str = "", *, via: SyncChannel | None = None
 ) -> list[PublishResult]:
     """What the dispatcher's hook calls after commit.
 
     A few hosts are published right here, so the agents start before the API call returns.
     A change reaching many hosts (a group used everywhere) would make the request pay for
     building every host's state (about 0.15 s for a 1000-port host), so it is handed to the
-    control worker as one task instead; if that cannot be sent, it is published here anyway.
+    control worker as one task instead (with the intents it clears); if that cannot be sent, it
+    is published here anyway.
     """
-    names = sorted({name for name in host_names if name})
+    names = sorted(name for name in receipts if name)
     if len(names) > inline_hosts_limit():
         via = via or channel()
         try:
-            via.send(
-                protocol.TASK_PUBLISH, {"hosts": names, "reason": reason[:200]}, via.control_queue
-            )
+            kwargs = {"hosts": names, "reason": reason[:200], "intents": receipts}
+            via.send(protocol.TASK_PUBLISH, kwargs, via.control_queue)
             return []
         except Exception as exc:
             log.warning("could not hand %d hosts to the control worker: %s", len(names), exc)
-    return publish_hosts(names, reason, via=via)
+    return publish_hosts(names, reason, via=via, receipts=receipts)
 
 
 class PublishingHostSync:
@@ -178,14 +229,21 @@ class PublishingHostSync:
             | hosts_referencing_groups(change.members_of)
         )
 
-    def changed(self, hosts: set[str], reason: str) -> None:
-        """Nothing to remember inside the transaction yet: publishing happens after commit."""
+    def changed(self, hosts: set[str], reason: str) -> dict[str, int]:
+        """The outbox: one intent per host, in the change's own transaction."""
+        intents = PublishIntent.objects.bulk_create(
+            PublishIntent(host_name=name, reason=reason[:255]) for name in sorted(hosts)
+        )
+        return {intent.host_name: int(intent.pk) for intent in intents}
 
-    def publish(self, hosts: set[str], reason: str) -> None:
+    def publish(self, receipts: dict[str, list[int]], reason: str) -> None:
         if settings.SGWEB_PUBLISH_TO_HOSTS:
-            publish_changed(hosts, reason)
-        else:
-            Host.objects.filter(name__in=hosts).update(desired_revision=F("desired_revision") + 1)
+            publish_changed(receipts, reason)
+            return
+        Host.objects.filter(name__in=list(receipts)).update(
+            desired_revision=F("desired_revision") + 1
+        )
+        PublishIntent.objects.filter(id__in=[i for ids in receipts.values() for i in ids]).delete()
 
 
 def send_host_task(host: str, task: str, kwargs: dict[str, object]) -> None:

@@ -1,14 +1,24 @@
-"""The control plane's safety net: re-publish what Redis lost and nudge agents that lag.
+"""The control plane's safety net: whatever diverged, for whatever reason, is repaired.
 
-Runs when a control worker starts and then every `SGWEB_RECONCILE_INTERVAL_S` seconds in that
-worker (`celery -A sgweb.celery worker -Q control`). It covers:
+Runs when a control worker starts and then every `SGWEB_RECONCILE_INTERVAL_S` seconds (5) in
+that worker (`celery -A sgweb.celery worker -Q control`). Each round:
 
-* publishes that failed because Redis was down at commit time (the backlog);
-* a Redis that restarted without its data (no desired state stored for a host);
-* agents whose applied revision lags the desired one (a nudge got lost);
-* at start-up, hosts whose applied revision lags are re-published from the database, so a
-  control plane that was down while things changed converges without a human;
-* the heartbeat copied into `Host.last_heartbeat_at`, and hosts without one marked down.
+1. the outbox: hosts with a `PublishIntent` older than `OUTBOX_GRACE_S` are published (a web
+   server or control worker killed between commit and publish, Redis down at commit time);
+2. content, not revision numbers: for every host, the digest of the desired state built from
+   the database is compared with the digest stored in Redis (different or missing: publish)
+   and with the digest the host's agent says it applied in its heartbeat (different: nudge the
+   agent; if its applied revision is not below the stored one, which only a Redis that lost its
+   counter can cause, the state is re-stored under a revision above the agent's). A host whose
+   agent applied something else is not shown as in sync, whatever its revision numbers say;
+3. the heartbeat copied into `Host.last_heartbeat_at`, hosts without one marked down.
+
+So any divergence is repaired within one interval plus the agent's apply (about 5-6 s by
+default; `bench.repair` measures it). Building every host's state costs about 0.15 s for a
+1000-port host; a round checks content for at most half an interval and goes on with the next
+hosts in the following round, so very large fleets take a few rounds. Every host is handled on
+its own: one that fails (a state that cannot be built, a publish Redis refuses) is logged and
+retried next round, and the others go on.
 """
 
 from __future__ import annotations
@@ -17,17 +27,21 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 
 import redis
 from django.conf import settings
 from django.db import close_old_connections
+from django.db.models import Min
+from django.utils import timezone
 
+from sgweb.firewall import codec
+from sgweb.hostsync import publish
 from sgweb.hostsync.channel import SyncChannel, channel
-from sgweb.hostsync.models import PublishBacklog
-from sgweb.hostsync.publish import publish_hosts
+from sgweb.hostsync.models import PublishIntent
 from sgweb.hostsync.records import record_republish
-from sgweb.hostsync.status import desired_revisions, host_liveness
+from sgweb.hostsync.status import Liveness, host_liveness
 from sgweb.networks.choices import HostStatus
 from sgweb.networks.models import Host
 from sgweb.wire import sync as protocol
@@ -35,6 +49,9 @@ from sgweb.wire import sync as protocol
 log = logging.getLogger(__name__)
 
 HEARTBEAT_COPY_AGE = dt.timedelta(seconds=30)
+# The request's own after-commit publish normally clears its intents within milliseconds; the
+# reconciler leaves younger intents alone so it does not publish the same hosts a second time.
+OUTBOX_GRACE_S = 1.0
 
 
 @dataclass
@@ -42,54 +59,170 @@ class ReconcileResult:
     published: list[str] = field(default_factory=list)
     nudged: list[str] = field(default_factory=list)
     marked_down: list[str] = field(default_factory=list)
+    diverged: list[str] = field(default_factory=list)  # content differed (DB/Redis/agent)
+    failed: dict[str, str] = field(default_factory=dict)  # host -> why it could not be handled
     error: str = ""
 
 
-def reconcile(*, startup: bool = False, via: SyncChannel | None = None) -> ReconcileResult:
-    via = via or channel()
-    result = ReconcileResult()
-    hosts = list(Host.objects.all())
-    names = [host.name for host in hosts]
-    try:
-        via.redis.ping()
-    except (redis.RedisError, OSError) as exc:
-        result.error = str(exc)
-        return result
+@dataclass(frozen=True, slots=True)
+class Stored:
+    revision: int | None
+    digest: str | None
 
-    to_publish: dict[str, str] = {}
-    for backlog in PublishBacklog.objects.all():
-        to_publish[backlog.host_name] = f"retry after failed publish: {backlog.reason}"
-    stored = desired_revisions(names, via=via)
-    live = host_liveness(names, via=via)
-    for host in hosts:
-        if stored.get(host.name) is None:
-            to_publish.setdefault(host.name, "no desired state in Redis")
-        elif startup and host.applied_revision < host.desired_revision:
-            to_publish.setdefault(host.name, "control plane start: host lags")
-    if to_publish:
-        for outcome in publish_hosts(list(to_publish), "reconcile", via=via):
-            if outcome.error:
+
+def stored_states(names: list[str], via: SyncChannel) -> dict[str, Stored]:
+    """name -> the revision and digest stored in Redis (None, None: nothing stored)."""
+    if not names:
+        return {}
+    keys = [via.keys(name) for name in names]
+    values = via.redis.mget([k.desired_revision for k in keys] + [k.desired_digest for k in keys])
+    revisions, digests = values[: len(names)], values[len(names) :]
+    return {
+        name: Stored(
+            int(revision) if revision is not None else None,
+            digest.decode() if isinstance(digest, bytes) else digest,
+        )
+        for name, revision, digest in zip(names, revisions, digests, strict=True)
+    }
+
+
+class _Round:
+    """One reconcile round; the steps share what they read."""
+
+    cursor = 0  # where the content check goes on next round (see the module doc)
+
+    def __init__(self, via: SyncChannel, startup: bool, budget_s: float) -> None:
+        self.via = via
+        self.startup = startup
+        self.budget_s = budget_s
+        self.result = ReconcileResult()
+        self.hosts = list(Host.objects.order_by("name"))
+        self.names = [host.name for host in self.hosts]
+        self.stored = stored_states(self.names, via)
+        self.live = host_liveness(self.names, via=via)
+
+    def publish(self, name: str, reason: str, *, force: bool = False) -> bool:
+        try:
+            publish.publish_host(name, reason, via=self.via, force=force)
+        except Exception as exc:
+            self.result.failed[name] = f"{type(exc).__name__}: {exc}"
+            log.warning("reconcile: could not publish %r (%s): %s", name, reason, exc)
+            return False
+        try:
+            record_republish(name, reason)
+        except Exception:
+            log.exception("reconcile: could not record the re-publish of %r", name)
+        self.result.published.append(name)
+        self.stored.pop(name, None)
+        return True
+
+    def drain_outbox(self) -> None:
+        cutoff = timezone.now() - dt.timedelta(seconds=OUTBOX_GRACE_S)
+        intents = list(
+            PublishIntent.objects.filter(created_at__lte=cutoff).values_list("id", "host_name")
+        )
+        by_host: dict[str, list[int]] = {}
+        for intent_id, name in intents:
+            by_host.setdefault(name, []).append(intent_id)
+        for name, ids in sorted(by_host.items()):
+            if self.publish(name, "reconcile: publish left in the outbox"):
+                PublishIntent.objects.filter(id__in=ids).delete()
+            else:
+                PublishIntent.objects.filter(id__in=ids).update(
+                    last_error=self.result.failed.get(name, "")[:2000]
+                )
+
+    def check_content(self) -> None:
+        started = time.monotonic()
+        count = len(self.hosts)
+        start = _Round.cursor % count if count else 0
+        for step in range(count):
+            if step and time.monotonic() - started > self.budget_s:
+                _Round.cursor = (start + step) % count
+                return
+            host = self.hosts[(start + step) % count]
+            if host.name in self.result.published:
                 continue
-            PublishBacklog.objects.filter(host_name=outcome.host).delete()
-            record_republish(outcome.host, to_publish[outcome.host])
-            result.published.append(outcome.host)
+            try:
+                self.check_host(host)
+            except Exception as exc:  # this host only: the others still get checked
+                self.result.failed[host.name] = f"{type(exc).__name__}: {exc}"
+                log.exception("reconcile: could not check host %r", host.name)
+        _Round.cursor = 0
 
-    now = dt.datetime.now(tz=dt.UTC)
-    for host in hosts:
-        beat = live.get(host.name)
+    def check_host(self, host: Host) -> None:
+        digest = codec.digest(codec.dumps(publish.state_builder(host.name)))
+        stored = self.stored.get(host.name, Stored(None, None))
+        beat = self.live.get(host.name)
+        if stored.digest != digest:
+            self.result.diverged.append(host.name)
+            why = "nothing stored in Redis" if stored.digest is None else "Redis holds another"
+            self.publish(host.name, f"reconcile: database state differs ({why})")
+        elif beat is not None and beat.alive and beat.applied_digest != digest:
+            self.result.diverged.append(host.name)
+            self.move_agent(host.name, stored, beat)
+        elif self.startup and host.applied_revision < host.desired_revision:
+            self.publish(host.name, "control plane start: host lags")
+        elif beat is not None and beat.alive and beat.agent_status == "in-sync":
+            self.confirm_in_sync(host, digest, beat)
+            return
+        if host.applied_digest != digest and host.status == HostStatus.IN_SYNC:
+            Host.objects.filter(pk=host.pk, status=HostStatus.IN_SYNC).update(
+                status=HostStatus.SYNCING
+            )
+
+    @staticmethod
+    def confirm_in_sync(host: Host, digest: str, beat: Liveness) -> None:
+        """The agent says it holds the database's very state: record it, even if its apply
+        report was lost (a Redis flushed with the report still queued)."""
+        if host.status == HostStatus.IN_SYNC and host.applied_digest == digest:
+            return
+        applied = max(host.applied_revision, int(beat.applied_revision or 0))
+        Host.objects.filter(pk=host.pk).update(
+            status=HostStatus.IN_SYNC,
+            applied_digest=digest,
+            applied_revision=applied,
+            desired_digest=digest,
+            desired_revision=max(host.desired_revision, applied),
+            last_error="",
+        )
+
+    def move_agent(self, name: str, stored: Stored, beat: Liveness) -> None:
+        if beat.agent_status == "failed" and beat.detail.get("failed_revision") == stored.revision:
+            return  # it refused this very state; it retries by itself, the host shows failed
+        applied = beat.applied_revision or 0
+        if stored.revision is not None and applied >= stored.revision:
+            self.publish(name, "reconcile: agent holds another state", force=True)
+            return
+        self.via.send(
+            protocol.TASK_SYNC,
+            {"revision": stored.revision, "reason": "reconcile: agent applied another state"},
+            protocol.host_queue(name),
+        )
+        self.result.nudged.append(name)
+
+    def copy_liveness(self) -> None:
+        now = dt.datetime.now(tz=dt.UTC)
+        for host in self.hosts:
+            try:
+                self._copy_one(host, self.live.get(host.name), now)
+            except Exception as exc:
+                self.result.failed.setdefault(host.name, f"{type(exc).__name__}: {exc}")
+                log.exception("reconcile: could not update host %r", host.name)
+
+    def _copy_one(self, host: Host, beat: Liveness | None, now: dt.datetime) -> None:
         if beat is None or not beat.alive:
             if host.status != HostStatus.DOWN and host.last_heartbeat_at is not None:
                 Host.objects.filter(pk=host.pk).update(status=HostStatus.DOWN)
-                result.marked_down.append(host.name)
-            continue
+                self.result.marked_down.append(host.name)
+            return
         seen = dt.datetime.fromtimestamp(beat.last_seen or 0, tz=dt.UTC)
         updates: dict[str, object] = {"last_heartbeat_at": min(seen, now)}
         if host.status in (HostStatus.DOWN, HostStatus.UNKNOWN):
             in_sync = (beat.applied_revision or 0) >= host.desired_revision
-            failed = beat.agent_status == "failed"
             updates["status"] = (
                 HostStatus.FAILED
-                if failed
+                if beat.agent_status == "failed"
                 else HostStatus.IN_SYNC
                 if in_sync
                 else HostStatus.SYNCING
@@ -99,20 +232,27 @@ def reconcile(*, startup: bool = False, via: SyncChannel | None = None) -> Recon
         stale = host.last_heartbeat_at is None or now - host.last_heartbeat_at > HEARTBEAT_COPY_AGE
         if "status" in updates or stale:
             Host.objects.filter(pk=host.pk).update(**updates)
-        wanted = stored.get(host.name)
-        if (
-            host.name not in to_publish
-            and wanted is not None
-            and (beat.applied_revision or 0) < wanted
-            and beat.agent_status != "failed"
-        ):
-            via.send(
-                protocol.TASK_SYNC,
-                {"revision": wanted, "reason": "reconcile: agent lags"},
-                protocol.host_queue(host.name),
-            )
-            result.nudged.append(host.name)
-    return result
+
+
+def reconcile(
+    *, startup: bool = False, via: SyncChannel | None = None, budget_s: float | None = None
+) -> ReconcileResult:
+    via = via or channel()
+    try:
+        via.redis.ping()
+    except (redis.RedisError, OSError) as exc:
+        return ReconcileResult(error=str(exc))
+    work = _Round(via, startup, interval_s() / 2 if budget_s is None else budget_s)
+    work.drain_outbox()
+    work.check_content()
+    work.copy_liveness()
+    return work.result
+
+
+def oldest_intent_age_s() -> float | None:
+    """How long the oldest unpublished change has waited (for the dashboard and metrics)."""
+    oldest = PublishIntent.objects.aggregate(at=Min("created_at"))["at"]
+    return None if oldest is None else (timezone.now() - oldest).total_seconds()
 
 
 def interval_s() -> float:
@@ -137,10 +277,12 @@ class Reconciler(threading.Thread):
                 close_old_connections()
                 outcome = reconcile(startup=startup)
                 startup = startup and bool(outcome.error)
-                if outcome.published or outcome.marked_down:
+                if outcome.published or outcome.marked_down or outcome.nudged:
                     log.info(
-                        "reconcile: published %s, down %s", outcome.published, outcome.marked_down
-                    )
+                        "reconcile: published %s, nudged %s, down %s, failed %s",
+                        outcome.published, outcome.nudged, outcome.marked_down,
+                        sorted(outcome.failed),
+                    )  # fmt: skip
             except Exception:
                 log.exception("reconcile failed")
             finally:

@@ -62,23 +62,24 @@ def _record_apply(report: dict[str, Any]) -> Host | None:
         Q(pk=host.pk), Q(last_apply_at__isnull=True) | Q(last_apply_at__lte=finished)
     )
     if ok:
+        digest = str(report.get("digest") or "")
         current.update(
             last_apply_at=finished,
             last_apply_duration_ms=duration_ms,
             last_error="",
             applied_revision=revision,
+            applied_digest=digest,
         )
         Host.objects.filter(pk=host.pk, applied_revision__lt=revision).update(
-            applied_revision=revision
+            applied_revision=revision, applied_digest=digest
         )
-        # In sync only if nothing newer was published meanwhile (compared in the database, so a
-        # publish racing with this report cannot be overwritten).
-        Host.objects.filter(pk=host.pk, applied_revision__gte=F("desired_revision")).update(
-            status=HostStatus.IN_SYNC
+        # In sync only if nothing newer was published meanwhile and the agent applied the very
+        # state published (compared in the database, so a racing publish cannot be overwritten).
+        same = Q(applied_revision__gte=F("desired_revision")) & (
+            Q(desired_digest="") | Q(applied_digest=F("desired_digest"))
         )
-        Host.objects.filter(pk=host.pk, applied_revision__lt=F("desired_revision")).update(
-            status=HostStatus.SYNCING
-        )
+        Host.objects.filter(Q(pk=host.pk), same).update(status=HostStatus.IN_SYNC)
+        Host.objects.filter(Q(pk=host.pk), ~same).update(status=HostStatus.SYNCING)
     else:
         error = str(report.get("error") or "apply failed")
         line = report.get("error_line")

@@ -56,8 +56,11 @@ def request_state(host: str, reason: str = "agent asked") -> None:
 
 
 @shared_task(name=protocol.TASK_PUBLISH, ignore_result=True)
-def publish(hosts: list[str], reason: str = "") -> None:
-    publish_hosts(hosts, reason)
+def publish(
+    hosts: list[str], reason: str = "", intents: dict[str, list[int]] | None = None
+) -> None:
+    """A change that reached many hosts; `intents` are its outbox rows, cleared per host."""
+    publish_hosts(hosts, reason, receipts=intents or {})
 
 
 def _consumes_control_queue(consumer: Any) -> bool:

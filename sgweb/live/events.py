@@ -1,10 +1,12 @@
 """Live events to browsers through the Channels layer: `sgweb.dispatch.send_event`'s sender.
 
 Scopes map to groups: "global" -> `live.global`, "project:<hex>" -> `live.project.<hex>`,
-"host:<name>" -> `live.host.<name>`, "trace:<id>" -> `live.trace.<id>`. Each declared event
-kind (`sgweb.dispatch.EventKind`) becomes the protocol's messages here: `host.apply` and
-`host.drift` become `apply` / `drift` plus `host-status`; `change` and the trace messages go
-as they are. A project's changes also go to `live.changes`, for those who see every project.
+"host:<name>" -> `live.host.<name>`, "trace:<id>" -> `live.trace.<id>`, "user:<id>" ->
+`live.user.<id>`. Each declared event kind (`sgweb.dispatch.EventKind`) becomes the protocol's
+messages here: `host.apply` and `host.drift` become `apply` / `drift` plus `host-status`;
+`change` and the trace messages go as they are. A project's changes also go to `live.changes`,
+for those who see every project. `access.changed` is no message: it makes every socket of
+the user check their access again.
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ def trace_group(trace_id: str) -> str:
     return "live.trace." + _safe(str(trace_id))
 
 
+def user_group(user_id: int) -> str:
+    """Every live socket of one user, whatever it watches: told when their access changes."""
+    return f"live.user.{int(user_id)}"
+
+
 def group_for_scope(scope: str) -> str:
     if scope == "global":
         return GROUP_GLOBAL
@@ -60,6 +67,8 @@ def group_for_scope(scope: str) -> str:
         return project_group(value)
     if kind == "trace":
         return trace_group(value)
+    if kind == "user":
+        return user_group(int(value))
     raise ValueError(f"unknown event scope {scope!r}")
 
 
@@ -99,6 +108,8 @@ def protocol_messages(kind: str, payload: dict[str, Any]) -> list[dict[str, Any]
     """The protocol's messages for one dispatched event (`dispatch.EventKind`)."""
     if kind == EventKind.CHANGE:
         return [payload]
+    if kind == EventKind.ACCESS_CHANGED:
+        return []  # consumed by the sockets themselves (`LiveConsumer.live_access`)
     report = payload.get("report") or {}
     if kind == "host.apply":
         apply = {
@@ -132,6 +143,13 @@ def channels_sender(kind: str, payload: dict[str, Any], scope: str) -> None:
     too (a port page listens there for its host's applies). Nothing goes out with
     `SGWEB_LIVE_EVENTS` off (the test process, unless a test turns it on)."""
     if not settings.SGWEB_LIVE_EVENTS:
+        return
+    if kind == EventKind.ACCESS_CHANGED:
+        # Not a protocol message: the user's sockets check their access again (`live.access`).
+        layer = get_channel_layer()
+        if layer is not None:
+            event = {"type": "live.access", "user_id": payload.get("user_id")}
+            async_to_sync(layer.group_send)(group_for_scope(scope), event)
         return
     messages = protocol_messages(kind, payload)
     if not messages:

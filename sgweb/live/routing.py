@@ -9,6 +9,6 @@ from sgweb.live.consumers.ports import PortConsumer
 websocket_urlpatterns = [
     path("ws/ports/<str:port_id>", PortConsumer.as_asgi()),
     path("ws/security-groups/<str:group_id>", SecurityGroupConsumer.as_asgi()),
-    path("ws/hosts/<str:name>", HostConsumer.as_asgi()),
+    path("ws/hosts/<path:name>", HostConsumer.as_asgi()),  # any host name, slashes too
     path("ws/events", EventsConsumer.as_asgi()),
 ]

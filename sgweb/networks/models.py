@@ -28,6 +28,10 @@ class Host(models.Model):
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     desired_revision = models.PositiveBigIntegerField(default=0)
     applied_revision = models.PositiveBigIntegerField(default=0)
+    # Content, not numbers: the digest of the state last published for this host, and of the
+    # state its agent says it applied; the reconciler compares both with the database.
+    desired_digest = models.CharField(max_length=64, blank=True, default="")
+    applied_digest = models.CharField(max_length=64, blank=True, default="")
     last_apply_at = models.DateTimeField(null=True, blank=True)
     last_apply_duration_ms = models.PositiveIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")

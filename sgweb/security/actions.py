@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from sgweb import dispatch
@@ -25,7 +25,7 @@ from sgweb.security.choices import (
 )
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.security.representation import group_to_dict, rule_to_dict
-from sgweb.security.validators import clean_rule, rule_duplicate_key
+from sgweb.security.validators import ANY_PREFIXES, CleanRule, clean_rule, rule_duplicate_key
 from sgweb.tenancy.access import is_admin, require_change
 from sgweb.tenancy.errors import Conflict, OverQuota
 from sgweb.tenancy.models import Project, Quota
@@ -311,6 +311,41 @@ def delete_security_group(actor: Actor, group: SecurityGroup) -> None:
 # --- rules ---------------------------------------------------------------------------------
 
 
+def _duplicate_of(group: SecurityGroup, clean: CleanRule) -> SecurityGroupRule | None:
+    """The group's rule that `clean` repeats, if any.
+
+    The database narrows to the few rules with the same direction, ethertype, ports, remote
+    group and prefix (either spelling of "anywhere"); only those are compared in Python, where
+    protocol spellings ("6", "tcp") are folded. A bulk create of n rules costs n small queries,
+    not n scans of a growing group."""
+    key = clean.duplicate_key()
+    if clean.normalized_cidr in ANY_PREFIXES or clean.normalized_cidr is None:
+        prefix = Q(normalized_cidr__isnull=True) | Q(normalized_cidr__in=ANY_PREFIXES)
+    else:
+        prefix = Q(normalized_cidr=clean.normalized_cidr)
+    candidates = group.rules.filter(
+        prefix,
+        direction=clean.direction,
+        ethertype=clean.ethertype,
+        port_range_min=clean.port_range_min,
+        port_range_max=clean.port_range_max,
+        remote_group_id=clean.remote_group.id if clean.remote_group else None,
+    )
+    for existing in candidates:
+        existing_key = rule_duplicate_key(
+            existing.direction,
+            existing.ethertype,
+            existing.protocol,
+            existing.port_range_min,
+            existing.port_range_max,
+            existing.normalized_cidr,
+            existing.remote_group_id,
+        )
+        if existing_key == key:
+            return existing
+    return None
+
+
 def create_security_group_rule(
     actor: Actor, group: SecurityGroup, **fields: Any
 ) -> SecurityGroupRule:
@@ -325,24 +360,18 @@ def create_security_group_rule(
     refuse_fields(fields, RULE_FIELDS, UNRECOGNIZED)
     clean = clean_rule(actor, group, fields)
     with transaction.atomic():
+        # The project first (as creating a group does), then the group: the quota counts the
+        # whole project's rules, so two creates in different groups of one project must queue
+        # here, or both see 99 of 100 and the project ends at 101.
+        Project.objects.select_for_update().filter(pk=group.project_id).first()
         locked = SecurityGroup.objects.select_for_update().get(pk=group.pk)
-        key = clean.duplicate_key()
-        for existing in locked.rules.all():
-            existing_key = rule_duplicate_key(
-                existing.direction,
-                existing.ethertype,
-                existing.protocol,
-                existing.port_range_min,
-                existing.port_range_max,
-                existing.normalized_cidr,
-                existing.remote_group_id,
+        existing = _duplicate_of(locked, clean)
+        if existing is not None:
+            raise Conflict(
+                f"Security group rule already exists. Rule id is {existing.id}.",
+                neutron_type="SecurityGroupRuleExists",
+                errors={"__all__": ["The group already has this rule."]},
             )
-            if existing_key == key:
-                raise Conflict(
-                    f"Security group rule already exists. Rule id is {existing.id}.",
-                    neutron_type="SecurityGroupRuleExists",
-                    errors={"__all__": ["The group already has this rule."]},
-                )
         quota = _quota_of(locked.project)
         used = SecurityGroupRule.objects.filter(project_id=locked.project_id).count()
         if 0 <= quota.security_group_rules <= used:

@@ -106,3 +106,29 @@ class Quota(models.Model):
 
     def __str__(self) -> str:
         return f"quota of {self.project}"
+
+
+class IdempotentRequest(models.Model):
+    """The answer to an API write sent with an `Idempotency-Key` header, kept for a day.
+
+    Stored in the same transaction as the change, so a client whose connection broke after the
+    commit gets the very same answer when it retries, instead of a second change or a refusal
+    (409: the rule exists already; 404: the group is gone).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="idempotent_requests"
+    )
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64)  # sha256 of method, path and body
+    status = models.PositiveSmallIntegerField()
+    body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_per_user")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> {self.status}"

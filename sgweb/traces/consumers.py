@@ -47,4 +47,5 @@ class TraceConsumer(LiveConsumer):
         await self.send_json(message)
 
     async def live_message(self, event: dict[str, Any]) -> None:
-        await self._send_once(event["message"])
+        if not self.closed:
+            await self._send_once(event["message"])

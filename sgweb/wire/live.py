@@ -21,10 +21,14 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from sgweb.wire.sync import host_token
+
 WATCH_TTL_S = 10  # a watcher refreshes every WATCH_REFRESH_S; three misses and it is gone
 WATCH_REFRESH_S = 3.0
 READINGS_TTL_S = 7 * 24 * 3600
-TICK_S = 1.0
+TICK_S = 1.0  # a watched host's counters reach the browser at least this often
+READ_S = 0.25  # the agent reads watched chains this often, to show a packet without delay
+MIN_PUBLISH_GAP_S = 0.5  # and publishes a moved counter at once, but not more often than this
 
 
 def chain_key(family: int, table: str, chain: str) -> str:
@@ -37,19 +41,19 @@ def split_chain_key(key: str) -> tuple[int, str, str]:
 
 
 def watchers_key(prefix: str, host: str) -> str:
-    return f"{prefix}:live:watchers:{host}"
+    return f"{prefix}:live:watchers:{host_token(host)}"
 
 
 def watch_key(prefix: str, host: str, watcher: str) -> str:
-    return f"{prefix}:live:watch:{host}:{watcher}"
+    return f"{prefix}:live:watch:{host_token(host)}:{watcher}"
 
 
 def counters_channel(prefix: str, host: str) -> str:
-    return f"{prefix}:live:counters:{host}"
+    return f"{prefix}:live:counters:{host_token(host)}"
 
 
 def readings_key(prefix: str, host: str) -> str:
-    return f"{prefix}:live:readings:{host}"
+    return f"{prefix}:live:readings:{host_token(host)}"
 
 
 def last_hit_key(prefix: str) -> str:

@@ -15,14 +15,21 @@ otherwise, read by each side's configuration):
 * ``P:host:NAME:applied``           the agent's last apply report (JSON)
 * ``P:host:NAME:applied_state``     the state it last applied (so a restarted agent can cut the
                                     connections of rules removed while it was down)
+
+``NAME`` in keys and queue names is the host's *token* (`host_token`): a plain name (letters,
+digits, ``.``, ``_``, ``-``) is itself, so queue ``host.compute1`` stays as it always was; any
+other string Neutron accepts as ``binding:host_id`` (spaces, ``:``, slashes, unicode, up to 255
+characters) becomes ``~`` + its UTF-8 percent-encoding, which no plain name can collide with.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote
 
 DEFAULT_KEY_PREFIX = "sgweb"
 DEFAULT_CONTROL_QUEUE = "control"
@@ -37,8 +44,32 @@ TASK_PUBLISH = "sgweb.hostsync.publish"  # web -> control: publish these (many) 
 HEARTBEAT_INTERVAL_S = 2.0
 HEARTBEAT_TTL_S = 10  # three missed beats and a bit: the host shows as down
 
-# Hard cap on a host name, so that "host.<name>" queues and keys stay sane.
-MAX_HOST_NAME = 200
+# Neutron's binding:host_id is a string of up to 255 characters; any of them is a usable host.
+MAX_HOST_NAME = 255
+ENCODED_MARK = "~"
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_host_name(host: str) -> str:
+    """The name itself, or ValueError for what no host can be called (empty, too long)."""
+    if not isinstance(host, str) or not host or len(host) > MAX_HOST_NAME:
+        raise ValueError(f"unusable host name {host!r}: 1 to {MAX_HOST_NAME} characters")
+    return host
+
+
+def host_token(host: str) -> str:
+    """The host's name as it appears in Redis keys, queue and node names (see the module doc)."""
+    check_host_name(host)
+    if _PLAIN_NAME.fullmatch(host):
+        return host
+    return ENCODED_MARK + quote(host, safe="")
+
+
+def host_from_token(token: str) -> str:
+    """The inverse of `host_token`."""
+    if token.startswith(ENCODED_MARK):
+        return unquote(token[len(ENCODED_MARK) :], errors="strict")
+    return token
 
 
 def owner_gone(owner_pid: int | None) -> bool:
@@ -65,8 +96,8 @@ def parse_owner_pid(raw: str | None) -> int | None:
 
 
 def host_queue(host: str) -> str:
-    """The Celery queue a host's agent consumes (a contract: ``host.<name>``)."""
-    return f"host.{host}"
+    """The Celery queue a host's agent consumes (a contract: ``host.<token>``)."""
+    return f"host.{host_token(host)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +106,7 @@ class HostKeys:
     prefix: str
 
     def _key(self, suffix: str) -> str:
-        return f"{self.prefix}:host:{self.host}:{suffix}"
+        return f"{self.prefix}:host:{host_token(self.host)}:{suffix}"
 
     @property
     def revision(self) -> str:
@@ -107,9 +138,7 @@ class HostKeys:
 
 
 def host_keys(host: str, prefix: str) -> HostKeys:
-    if not host or len(host) > MAX_HOST_NAME or any(c in host for c in " :\n\t"):
-        raise ValueError(f"unusable host name {host!r}")
-    return HostKeys(host, prefix)
+    return HostKeys(check_host_name(host), prefix)
 
 
 # -- Lua, so that concurrent publishers from several web servers cannot reorder revisions -------
@@ -124,14 +153,16 @@ if current < floor then redis.call('SET', KEYS[1], floor) end
 return redis.call('INCR', KEYS[1])
 """
 
-# KEYS: desired, desired_revision, desired_digest. ARGV: revision, document, digest.
+# KEYS: desired, desired_revision, desired_digest. ARGV: revision, document, digest, force.
 # Store only if newer than what is stored: an older revision never overwrites a newer one.
 # Returns 1 stored, 0 older than stored (dropped), -1 same digest as stored (nothing new).
+# force = "1" stores the same digest under the new revision anyway: the reconciler's way to
+# move an agent that holds a different state under a revision number at or above the stored one.
 STORE_DESIRED_LUA = """
 local revision = tonumber(ARGV[1])
 local stored = tonumber(redis.call('GET', KEYS[2]) or '0')
 if revision <= stored then return 0 end
-if redis.call('GET', KEYS[3]) == ARGV[3] then return -1 end
+if ARGV[4] ~= '1' and redis.call('GET', KEYS[3]) == ARGV[3] then return -1 end
 redis.call('SET', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], revision)
 redis.call('SET', KEYS[3], ARGV[3])

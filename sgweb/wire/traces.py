@@ -11,6 +11,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sgweb.wire.sync import host_token
+
 TASK_PROVE = "sgweb.agent.prove_trace"
 TASK_RECORD_EVENT = "sgweb.traces.record_event"
 
@@ -73,7 +75,7 @@ class ProofRequest:
 
 def board_key(prefix: str, trace_id: str, host: str, what: str) -> str:
     """Redis key where the hosts of one trace meet ("ready", "hop" result, "done")."""
-    return f"{prefix}:trace:{trace_id}:{host}:{what}"
+    return f"{prefix}:trace:{trace_id}:{host_token(host)}:{what}"
 
 
 def result_message(

@@ -13,7 +13,7 @@ import pytest
 from sgweb.firewall import codec
 from sgweb.hostsync import publish
 from sgweb.hostsync.channel import SyncChannel, use_channel
-from sgweb.hostsync.models import PublishBacklog
+from sgweb.hostsync.models import PublishIntent
 from sgweb.hostsync.status import desired_revisions, host_liveness
 from sgweb.networks.models import Host
 from sgweb.wire import sync as protocol
@@ -131,11 +131,15 @@ def test_after_redis_lost_its_data_revisions_continue_above_what_the_database_re
 
 
 def test_only_a_live_agent_gets_a_nudge_on_its_queue(sync_channel, current_state) -> None:
-    publish.publish_host("compute1", via=sync_channel)
-    assert sync_channel.redis.llen("host.compute1") == 0
-    sync_channel.redis.set(sync_channel.keys("compute1").heartbeat, json.dumps({"at": 1}), ex=10)
-    result = publish.publish_host("compute1", "rule added", via=sync_channel)
-    messages = sync_channel.redis.lrange("host.compute1", 0, -1)
+    # Queue names are shared by every test run on this Redis: a host name of its own keeps
+    # other runs' nudges out of the count.
+    host = f"nudge-{sync_channel.prefix}"
+    queue = f"host.{host}"
+    publish.publish_host(host, via=sync_channel)
+    assert sync_channel.redis.llen(queue) == 0
+    sync_channel.redis.set(sync_channel.keys(host).heartbeat, json.dumps({"at": 1}), ex=10)
+    result = publish.publish_host(host, "rule added", via=sync_channel)
+    messages = sync_channel.redis.lrange(queue, 0, -1)
     try:
         assert len(messages) == 1
         envelope = json.loads(messages[0])
@@ -145,15 +149,15 @@ def test_only_a_live_agent_gets_a_nudge_on_its_queue(sync_channel, current_state
             "reason": "rule added",
         }
     finally:
-        sync_channel.redis.delete("host.compute1")
+        sync_channel.redis.delete(queue)
 
 
-def test_an_unreachable_redis_puts_the_host_in_the_backlog_without_raising(current_state) -> None:
+def test_an_unreachable_redis_keeps_the_intent_to_publish_without_raising(current_state) -> None:
     dead = SyncChannel(redis_url="redis://127.0.0.1:1/0", broker_url="redis://127.0.0.1:1/0")
     with use_channel(dead):
         results = publish.publish_hosts(["compute1"], "rule added")
     assert results[0].error
-    assert PublishBacklog.objects.filter(host_name="compute1").exists()
+    assert PublishIntent.objects.filter(host_name="compute1").exists()
 
 
 def test_liveness_comes_from_the_heartbeat(sync_channel) -> None:
@@ -171,7 +175,7 @@ def test_a_change_reaching_many_hosts_is_published_by_the_control_worker(
     from sgweb.hostsync.tasks import publish as publish_task
 
     names = [f"compute{i}" for i in range(publish.inline_hosts_limit() + 1)]
-    assert publish.publish_changed(names, "group used everywhere") == []
+    assert publish.publish_changed({n: [] for n in names}, "group used everywhere") == []
     assert desired_revisions(names) == dict.fromkeys(names)  # nothing built in the request
     (message,) = sync_channel.redis.lrange(sync_channel.control_queue, 0, -1)
     assert json.loads(message)["headers"]["task"] == protocol.TASK_PUBLISH
@@ -183,6 +187,6 @@ def test_a_change_reaching_many_hosts_is_published_by_the_control_worker(
 def test_a_change_reaching_a_few_hosts_is_published_before_the_request_ends(
     sync_channel, current_state
 ) -> None:
-    results = publish.publish_changed(["compute1", "compute2"], "rule added")
+    results = publish.publish_changed({"compute1": [], "compute2": []}, "rule added")
     assert [r.host for r in results] == ["compute1", "compute2"]
     assert sync_channel.redis.llen(sync_channel.control_queue) == 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
+from django.utils import timezone
 
 from sgweb.hostsync import publish
-from sgweb.hostsync.models import HostEvent, HostEventKind, PublishBacklog
+from sgweb.hostsync.models import HostEvent, HostEventKind, PublishIntent
 from sgweb.hostsync.reconcile import reconcile
 from sgweb.hostsync.records import record_apply, record_drift
 from sgweb.networks.choices import HostStatus
@@ -70,12 +72,15 @@ def test_drift_is_kept_as_a_host_event_the_admin_can_read() -> None:
 
 
 @pytest.mark.redis
-def test_reconcile_republishes_lost_and_backlogged_states(sync_channel, monkeypatch) -> None:
+def test_reconcile_republishes_lost_states_and_what_the_outbox_holds(
+    sync_channel, monkeypatch
+) -> None:
     monkeypatch.setattr(publish, "state_builder", lambda name: state())
     Host.objects.create(name="compute1")
     Host.objects.create(name="compute2")
-    PublishBacklog.objects.create(host_name="compute2", reason="redis was down")
+    PublishIntent.objects.create(host_name="compute2", reason="redis was down")
+    PublishIntent.objects.update(created_at=timezone.now() - dt.timedelta(seconds=5))
     outcome = reconcile(via=sync_channel)
     assert sorted(outcome.published) == ["compute1", "compute2"]
-    assert not PublishBacklog.objects.exists()
+    assert not PublishIntent.objects.exists()
     assert reconcile(via=sync_channel).published == []  # nothing left to do

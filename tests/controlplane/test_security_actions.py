@@ -127,6 +127,52 @@ def test_any_prefix_and_no_prefix_are_the_same_rule(alice, project_a):
         )
 
 
+def test_the_duplicate_check_reads_only_rules_with_the_same_ports_and_prefix(
+    alice, adam, project_a
+):
+    """A bulk create of n rules must not read the whole group n times (quadratic: 600 rules
+    held SQLite's write lock for a minute): the database narrows the candidates."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from sgweb.tenancy.actions import set_quota
+
+    set_quota(adam, project_a, security_group_rules=-1)
+    web = group(alice, project_a)
+    for number in range(1000, 1040):
+        actions.create_security_group_rule(
+            alice, web, **_in(protocol="tcp", port_range_min=number, port_range_max=number)
+        )
+    with CaptureQueriesContext(connection) as queries:
+        actions.create_security_group_rule(
+            alice, web, **_in(protocol="tcp", port_range_min=2000, port_range_max=2000)
+        )
+    reads = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith("SELECT") and 'FROM "security_securitygrouprule"' in q["sql"]
+        and "COUNT(" not in q["sql"]
+    ]  # fmt: skip
+    assert reads, "the duplicate check reads rules"
+    assert all("port_range_min" in sql and "normalized_cidr" in sql for sql in reads)
+
+
+def test_rule_quota_holds_across_groups_of_one_project(alice, adam, project_a):
+    """Creating a rule locks the project row: creates in two groups of one project queue
+    for the quota instead of both seeing room for one more."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    web = group(alice, project_a)
+    with CaptureQueriesContext(connection) as queries:
+        actions.create_security_group_rule(alice, web, **_in(protocol="tcp"))
+    locks = [q["sql"] for q in queries.captured_queries if 'FROM "tenancy_project"' in q["sql"]]
+    if connection.features.has_select_for_update:
+        assert any("FOR UPDATE" in sql for sql in locks)
+    else:  # SQLite: IMMEDIATE transactions take the database's write lock up front
+        assert connection.transaction_mode == "IMMEDIATE"
+
+
 def test_remote_prefix_is_normalised_to_its_network(alice, project_a):
     web = group(alice, project_a)
     rule = actions.create_security_group_rule(

@@ -12,7 +12,7 @@ def test_postgres_url_is_parsed_into_django_settings():
 
 def test_short_postgres_scheme_and_options_are_understood():
     config = parse_database_url("postgres://u@db/name?sslmode=require")
-    assert config["OPTIONS"] == {"sslmode": "require"}
+    assert config["OPTIONS"]["sslmode"] == "require"
     assert config["PORT"] == ""
 
 

@@ -28,7 +28,8 @@ PAGES: dict[str, tuple[int, Callable[[World], str]]] = {
     "network list": (10, lambda w: "/networks"),
     "network detail": (10, lambda w: f"/networks/{w.network_a.pk}"),
     "host list": (9, lambda w: "/hosts"),
-    "host detail": (10, lambda w: f"/hosts/{w.host.name}"),
+    # +2: the pending publishes and the port count behind the content digest (constant).
+    "host detail": (12, lambda w: f"/hosts/{w.host.name}"),
     "project list": (9, lambda w: "/projects"),
     "project detail": (10, lambda w: f"/projects/{w.people.project_a.pk}"),
     "audit list": (12, lambda w: "/audit"),

@@ -86,6 +86,7 @@ def test_the_counter_thread_reads_nothing_while_nobody_watches_then_only_the_wat
     wire.register_watch(redis_client, prefix, "compute1", "w1", [f"4:filter:{INGRESS_B}"])
     pubsub = redis_client.pubsub()
     pubsub.subscribe(wire.counters_channel(prefix, "compute1"))
+    streamer.min_gap_s = 0.0  # a moved counter goes out at the very next read
     first = streamer.tick()
     reader.packets = 3
     second = streamer.tick()
@@ -333,3 +334,23 @@ def test_a_hop_host_says_ready_traces_until_the_prover_is_done_and_leaves_its_ho
     assert stored["kernel_verdict"] == "DROP" and stored["host"] == "compute2"
     assert [m["type"] for m in emitted] == ["trace-packet"]  # the prover sends the result
     assert emitted[0]["host"] == "compute2"
+
+
+@pytest.mark.redis
+def test_a_moved_counter_is_published_at_the_next_read_and_a_quiet_one_once_a_tick(client):
+    redis_client, prefix = client
+    streamer = CounterStreamer(_agent(), redis_client, prefix)
+    streamer.reader = reader = FakeReader()
+    wire.register_watch(redis_client, prefix, "compute1", "w1", [f"4:filter:{INGRESS_B}"])
+    assert streamer.tick() is not None  # the first reading always goes out
+    assert streamer.tick() is None  # nothing moved, the last message is fresh
+    reader.packets = 1
+    assert streamer.tick() is None  # moved, but the last message is younger than the gap
+    streamer.published_at -= streamer.min_gap_s
+    moved = streamer.tick()
+    assert moved is not None and moved["chains"][0]["rules"]
+    streamer.published_at -= streamer.min_gap_s
+    assert streamer.tick() is None  # quiet again: no message until a tick has passed
+    streamer.published_at -= streamer.every_s
+    assert streamer.tick() is not None
+    assert streamer.reads == 6 and streamer.ticks == 3

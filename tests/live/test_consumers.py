@@ -50,6 +50,15 @@ async def receive_type(communicator: WebsocketCommunicator, kind: str, timeout: 
             return message
 
 
+async def members_of(live_redis, group: str, count: int, timeout: float = 20.0) -> None:
+    """Wait until `count` sockets joined `group` (channels_redis keeps members in a zset)."""
+    client, prefix = live_redis
+    deadline = time.monotonic() + timeout
+    while await sync_to_async(client.zcard)(f"{prefix}:group:{group}") < count:
+        assert time.monotonic() < deadline, f"{count} sockets never joined {group}"
+        await asyncio.sleep(0.05)
+
+
 def paths(world, trace_id: str = "00000000-0000-0000-0000-000000000000") -> list[str]:
     return [
         f"/ws/ports/{world.web.pk}",
@@ -205,6 +214,8 @@ def test_apply_and_drift_events_reach_host_port_and_events_watchers(
         await receive_type(port, "chains")
         everything = await connect("/ws/events", alice)
         outsider = await connect("/ws/events", charlie)
+        # The sockets are accepted before they are authorised and join their groups.
+        await members_of(live_redis, events.GROUP_GLOBAL, 2)
         await sync_to_async(events.channels_sender)("host.apply", payload, "global")
         for communicator in (host, port, everything):
             apply = await receive_type(communicator, "apply")
@@ -292,6 +303,7 @@ def test_a_rule_added_elsewhere_reaches_the_groups_page_and_the_project_watchers
         member, reader, outsider = [
             await connect("/ws/events", user) for user in (bob, rita, charlie)
         ]
+        await members_of(live_redis, events.GROUP_GLOBAL, 3)
         rule = await sync_to_async(security_actions.create_security_group_rule)(
             bob, world.group, direction="ingress", protocol="tcp", port_range_min=443,
             port_range_max=443,
@@ -337,7 +349,9 @@ def test_every_declared_event_kind_becomes_protocol_messages():
         EventKind.TRACE_PACKET: {"type": "trace-packet"},
         EventKind.TRACE_RESULT: {"type": "trace-result"},
     }
-    assert set(samples) == set(EventKind)
+    # access.changed is for the sockets, not the browsers (tests/live/test_access_revoked.py).
+    assert set(samples) | {EventKind.ACCESS_CHANGED} == set(EventKind)
+    assert events.protocol_messages(EventKind.ACCESS_CHANGED, {"user_id": 1}) == []
     for kind, payload in samples.items():
         assert events.protocol_messages(kind, payload), kind
     with pytest.raises(ValueError):

@@ -49,3 +49,25 @@ def test_netlink_counters_match_iptables_listing_and_a_missing_chain_reads_empty
         assert reader.read_chain(chain, family=6) == []
     finally:
         reader.close()
+
+
+def test_the_counter_shortcut_reads_what_walking_every_attribute_reads(netns, monkeypatch):
+    from sgweb.kernel import nftcounters
+
+    seen = []
+    shortcut = nftcounters.rule_counter
+
+    def both(payload: bytes):
+        quick = shortcut(payload)
+        seen.append((quick, nftcounters._walked_rule_counter(payload)))
+        return quick
+
+    reader = NftCounterReader(netns)
+    try:
+        monkeypatch.setattr(nftcounters, "rule_counter", both)
+        reader.read_chain("neutron-openvswi-isgwt")
+    finally:
+        reader.close()
+    assert len(seen) == 4
+    assert all(quick == walked and quick is not None for quick, walked in seen)
+    assert [(quick.packets, quick.bytes) for quick, _ in seen][2] == (7, 7000)

@@ -6,15 +6,22 @@ from django.contrib.auth.decorators import login_required
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.views.decorators.http import require_POST
 
 from sgweb.dashboard import usage
+from sgweb.dashboard.guards import raise_for_access
 from sgweb.dashboard.hoststate import classify_all, statuses
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.presentation import HOST_STATES
 from sgweb.dashboard.shell import render_page
-from sgweb.hostsync.models import HostEvent
+from sgweb.dashboard.views.common import done, refused_message
+from sgweb.hostsync import actions
+from sgweb.hostsync.models import HostEvent, PublishIntent
 from sgweb.networks.models import Host, Port
-from sgweb.tenancy.access import scope, sees_all_projects
+from sgweb.tenancy.access import is_admin, scope, sees_all_projects
+from sgweb.tenancy.errors import ActionError
+from sgweb.wire.sync import host_queue
 
 HOST_SORTS = {
     "name": "name",
@@ -80,6 +87,27 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
             "events": list(
                 HostEvent.objects.filter(host=host).order_by("-at", "-id")[:EVENTS_SHOWN]
             ),
+            "queue": host_queue(host.name),
+            "pending_publishes": PublishIntent.objects.filter(host_name=host.name).count(),
+            "is_admin": is_admin(request.user),
+            "bound_ports": Port.objects.filter(host=host).count(),
         },
         section="hosts",
     )
+
+
+@login_required
+@require_POST
+def host_decommission(request: HttpRequest, name: str) -> HttpResponse:
+    """Remove a gone host (admins); with `force`, the ports still bound there are unbound."""
+    try:
+        unbound = actions.decommission_host(
+            request.user, name, force=request.POST.get("force") == "1"
+        )
+    except ActionError as error:
+        raise_for_access(error)
+        return refused_message(
+            request, reverse("dashboard:host", args=[name]), error.message, error.status_code
+        )
+    note = f" {len(unbound)} port(s) unbound." if unbound else ""
+    return done(request, reverse("dashboard:hosts"), f"Host {name} decommissioned.{note}")

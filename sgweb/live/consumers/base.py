@@ -1,5 +1,6 @@
-"""What every live socket shares: authorise, join groups, relay events, watch host status;
-and the counters mixin of the sockets that watch chains."""
+"""What every live socket shares: authorise (when it opens, and again whenever its user's
+access changes), join groups, relay events, watch host status; and the counters mixin of the
+sockets that watch chains."""
 
 from __future__ import annotations
 
@@ -13,8 +14,12 @@ from typing import Any
 import redis.asyncio as aioredis
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
 from sgweb.hostsync.channel import channel
+from sgweb.live import events
+from sgweb.live.access import current_user
+from sgweb.live.consumers.counterhub import hub
 from sgweb.live.hoststatus import host_statuses
 from sgweb.wire import live as wire
 
@@ -47,6 +52,15 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
+        # Join the user's group first, then read the user afresh (the middleware loaded it
+        # before): an access change that lands while this socket opens is either seen by
+        # that read or heard as an event, never neither.
+        await self.join(events.user_group(user.pk))
+        user = await database_sync_to_async(current_user)(self.scope)
+        if user is None:
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        self.scope["user"] = user
         try:
             allowed = await self.authorise(user)
         except Exception:
@@ -56,6 +70,7 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_NOT_FOUND)
             return
         await self.start()
+        self.spawn(self.recheck_access_every(settings.SGWEB_LIVE_ACCESS_RECHECK_S))
 
     async def authorise(self, user: Any) -> bool:
         raise NotImplementedError
@@ -67,25 +82,84 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(group, self.channel_name)
         self.groups_joined.append(group)
 
+    async def leave(self, group: str) -> None:
+        await self.channel_layer.group_discard(group, self.channel_name)
+        if group in self.groups_joined:
+            self.groups_joined.remove(group)
+
     def spawn(self, coroutine: Any) -> None:
         self.tasks.append(asyncio.ensure_future(coroutine))
 
     async def disconnect(self, code: int) -> None:
+        await self.release()
+
+    async def release(self) -> None:
+        """Stop relaying: background work, groups, watches. Runs once (on disconnect, or at
+        once when access is revoked: a client that never acknowledges the close must not go
+        on receiving)."""
+        if getattr(self, "released", False):
+            return
+        self.released = True
         self.closed = True
-        for task in getattr(self, "tasks", []):
+        current = asyncio.current_task()
+        others = [task for task in getattr(self, "tasks", []) if task is not current]
+        for task in others:
             task.cancel()
-        for task in getattr(self, "tasks", []):
+        for task in others:
             with contextlib.suppress(BaseException):
                 await task
-        for group in getattr(self, "groups_joined", []):
+        for group in list(getattr(self, "groups_joined", [])):
             await self.channel_layer.group_discard(group, self.channel_name)
+        self.groups_joined = []
         await self.stop()
+
+    # -- access, checked again after the socket opened ---------------------------------------
+
+    async def live_access(self, event: dict[str, Any]) -> None:
+        """`access.changed` for this socket's user (see `sgweb.live.access`)."""
+        await self.recheck_access()
+
+    async def recheck_access_every(self, every_s: float) -> None:
+        """The backstop: a change that sent no event (a session expiring, a database edited
+        by hand) still ends the socket's access within `every_s`."""
+        while not self.closed:
+            await asyncio.sleep(every_s)
+            await self.recheck_access()
+
+    async def recheck_access(self) -> None:
+        if self.closed:
+            return
+        try:
+            user = await database_sync_to_async(current_user)(self.scope)
+            if user is None:
+                await self.revoke(CLOSE_UNAUTHENTICATED)
+                return
+            self.scope["user"] = user
+            allowed = await self.still_allowed(user)
+        except Exception:
+            # Cannot tell (the database is away): fail closed; the browser reconnects and is
+            # authorised afresh.
+            log.exception("rechecking access of %s failed", self.scope.get("path"))
+            allowed = False
+        if not allowed:
+            await self.revoke(CLOSE_NOT_FOUND)
+
+    async def still_allowed(self, user: Any) -> bool:
+        """May `user` (fresh from the database) still watch this? Consumers whose `authorise`
+        is costly, or who relay several projects, override this."""
+        return await self.authorise(user)
+
+    async def revoke(self, code: int) -> None:
+        log.info("live socket %s closed (%s): access changed", self.scope.get("path"), code)
+        await self.release()
+        with contextlib.suppress(Exception):
+            await self.close(code=code)
 
     async def stop(self) -> None:
         """Release what `start` took (watches)."""
 
     async def live_message(self, event: dict[str, Any]) -> None:
-        if self.wants(event["message"]):
+        if not self.closed and self.wants(event["message"]):
             await self.send_json(event["message"])
 
     async def watch_status(self, hosts: list[str] | None, every_s: float = STATUS_EVERY_S) -> None:
@@ -116,6 +190,7 @@ class CountersMixin:
     async def open_redis(self) -> None:
         via = await database_sync_to_async(channel)()
         self.prefix = via.prefix
+        self.redis_url = via.redis_url
         self.redis = aioredis.Redis.from_url(via.redis_url, socket_connect_timeout=2)
 
     async def register_watches(self) -> None:
@@ -146,24 +221,22 @@ class CountersMixin:
             await self.redis.aclose()
 
     async def pump_counters(self) -> None:
-        pubsub = self.redis.pubsub()
-        subscribed: set[str] = set()
+        """Receive the watched hosts' counter messages from this process's hub (one Redis
+        subscription and one parse per message for every socket of the process)."""
+        counters = hub(self.redis_url)
+        joined: set[str] = set()
         try:
             while True:
                 wanted = {wire.counters_channel(self.prefix, host) for host in self.watches}
-                if wanted - subscribed:
-                    await pubsub.subscribe(*(wanted - subscribed))
-                    subscribed |= wanted
-                if subscribed - wanted:
-                    await pubsub.unsubscribe(*(subscribed - wanted))
-                    subscribed &= wanted
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is None or message.get("type") != "message":
-                    continue
-                await self.on_host_counters(json.loads(message["data"]))
+                if wanted != joined:
+                    counters.discard(self)
+                    for name in wanted:
+                        counters.add(name, self)
+                    joined = wanted
+                counters.ensure_running()
+                await asyncio.sleep(wire.WATCH_REFRESH_S)
         finally:
-            with contextlib.suppress(Exception):
-                await pubsub.aclose()
+            counters.discard(self)
 
     async def latest_readings(self, host: str, keys: list[str]) -> dict[str, dict[str, Any]]:
         values = await self.redis.hmget(wire.readings_key(self.prefix, host), keys)

@@ -40,6 +40,17 @@ class EventsConsumer(LiveConsumer):
         self.change_groups = await database_sync_to_async(events.change_groups)(user)
         return True
 
+    async def still_allowed(self, user: Any) -> bool:
+        """Narrow (or widen) to what the user may see now: a member removed from a project
+        stops receiving its changes and its hosts' events; the socket stays open."""
+        before = set(self.change_groups)
+        await self.authorise(user)
+        for group in before - set(self.change_groups):
+            await self.leave(group)
+        for group in set(self.change_groups) - before:
+            await self.join(group)
+        return True
+
     async def start(self) -> None:
         await self.join(events.GROUP_GLOBAL)
         for group in self.change_groups:

@@ -30,6 +30,13 @@ class PortConsumer(CountersMixin, LiveConsumer):
         port = scope(user, Port.objects.select_related("host")).filter(pk=wanted).first()
         return port_chains(port) if port is not None and wanted else None
 
+    async def still_allowed(self, user: Any) -> bool:
+        # Only the visibility (the first `chains` message compiled the host; no need again).
+        return bool(await database_sync_to_async(self._visible)(user))
+
+    def _visible(self, user: Any) -> bool:
+        return scope(user, Port.objects.all()).filter(pk=self.message["port_id"]).exists()
+
     async def start(self) -> None:
         message = self.message
         self.host = message["host"]

@@ -133,14 +133,16 @@ class Command(BaseCommand):
 
     def _start_host_agents(self, options: dict[str, Any]) -> None:
         """The control worker, after re-sending state to hosts that lag: a control plane that
-        was down while things changed converges here (every host whose applied revision lags,
-        or whose desired state Redis lost, is published again)."""
+        was down while things changed converges here (what the outbox holds, every host whose
+        stored or applied state differs in content from the database's, is published again)."""
         outcome = reconcile(startup=True)
         if outcome.error:
             self.stderr.write(f"host agents: Redis unreachable ({outcome.error}); not started")
             return
         if outcome.published:
             self.stdout.write(f"host agents: state re-sent to {', '.join(outcome.published)}")
+        for host, why in sorted(outcome.failed.items()):
+            self.stderr.write(f"host agents: {host}: {why} (retried by the reconciler)")
         if options.get("no_serve"):
             # Set-up only (CI's smoke run, scripts): leave nothing running behind.
             self.stdout.write("host agents: control worker not started (--no-serve)")
