@@ -27,7 +27,7 @@ import redis
 
 from sgweb.firewall.ir import CompiledHost
 from sgweb.wire import accounting as wire
-from worker.accounting_layout import ROOTS, ChainKey, Layout, build_layout, chain_key
+from worker.accounting_layout import ROOTS, ChainKey, Layout, LayoutBuilder, chain_key
 from worker.accounting_read import ChainCounts, ChainReader, Snapshot
 
 log = logging.getLogger("sgweb.agent.accounting")
@@ -57,10 +57,11 @@ class Accountant:
     must_read: set[ChainKey] = field(default_factory=set)  # chains an apply changed
     _layout_for: CompiledHost | None = None
     _layout: Layout | None = None
+    _builder: LayoutBuilder = field(default_factory=LayoutBuilder)
 
     def layout(self, compiled: CompiledHost) -> Layout:
         if compiled is not self._layout_for or self._layout is None:
-            layout = build_layout(compiled)
+            layout = self._builder.build(compiled)
             old = self._layout.chains if self._layout is not None else {}
             self.must_read |= {key for key, chain in layout.chains.items() if old.get(key) != chain}
             self._layout_for, self._layout = compiled, layout
@@ -229,9 +230,12 @@ class AccountingReader(threading.Thread):
             self.load_baseline()
         if self.reader is None:
             self.reader = ChainReader(self.agent.firewall)
+        applied = self.agent.applied
+        layout = self.accountant.layout(applied.compiled)  # outside the lock: applies go on
         started = time.perf_counter()
         with self.agent.lock:  # not during an apply: positions must be the applied ones
-            layout = self.accountant.layout(self.agent.applied.compiled)
+            if self.agent.applied is None or self.agent.applied.compiled is not applied.compiled:
+                return None  # an apply came in between: its layout next time
             read = self.reader.read(
                 layout, self.accountant.baseline, self.accountant.to_read(layout)
             )
