@@ -39,6 +39,12 @@ EXTENSIONS = (
         "Security group rule belongs to the project's default security group",
         "belongs_to_default_sg on rules.",
     ),
+    (
+        "sgweb-rule-hits",
+        "Rule hits",
+        "Hits of rules, groups and ports over a time window: "
+        "GET security-group-rules/{id}/hits, security-groups/{id}/hits, ports/{id}/hits.",
+    ),
 )
 EXTENSION_UPDATED = "2024-01-01T00:00:00-00:00"
 

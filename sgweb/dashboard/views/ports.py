@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from sgweb.dashboard import usage
 from sgweb.dashboard.forms import AddressPairForm, PortGroupsForm
 from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404, raise_for_access
 from sgweb.dashboard.hoststate import statuses
@@ -223,6 +224,7 @@ def firewall_chains(port: Port) -> list[dict[str, str]]:
 
 
 def _detail_context(request: HttpRequest, port: Port) -> dict[str, Any]:
+    window = usage.window_key(request)
     fixed_ips = list(port.fixed_ips.select_related("subnet").order_by("pk"))
     links = list(port.group_links.select_related("security_group").order_by("position"))
     attached = {link.security_group_id for link in links}
@@ -251,6 +253,9 @@ def _detail_context(request: HttpRequest, port: Port) -> dict[str, Any]:
         "port_status": port_status(port, host_view),
         "can_change": can_change_project(request.user, port.project_id),
         "can_trace": can_change_project(request.user, port.project_id),
+        "traffic": usage.port_usage(port, window),
+        "window": window,
+        "window_choices": usage.WINDOW_CHOICES,
     }
 
 

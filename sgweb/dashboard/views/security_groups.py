@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from sgweb.dashboard import usage
 from sgweb.dashboard.forms import NewSecurityGroupForm, RuleForm, SecurityGroupForm
 from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404, raise_for_access
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
@@ -197,6 +198,8 @@ def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any
     hits = group_hits(group)
     for rule in rules:
         rule.hit = hits.get(str(rule.pk))
+    window = usage.window_key(request)
+    spark = usage.group_usage(rules, window)  # sets rule.kept: what the control plane kept
     hits_sort = request.GET.get("sort", "")
     if hits_sort in ("hits", "-hits"):
         # Unknown counts sort as below zero, so "most hit first" ends with the unobserved.
@@ -207,6 +210,9 @@ def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any
         "group": group,
         "rules": rules,
         "hits_sort": hits_sort,
+        "spark": spark,
+        "window": window,
+        "window_choices": usage.WINDOW_CHOICES,
         "ingress_count": sum(1 for rule in rules if rule.direction == "ingress"),
         "egress_count": sum(1 for rule in rules if rule.direction == "egress"),
         "ports": ports,

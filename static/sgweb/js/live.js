@@ -278,14 +278,18 @@
       text($("[data-rate]", row), rate(hit.pps));
       const last = $("[data-last-hit]", row);
       if (last) {
-        last.dataset.at = hit.last_hit_at || "";
-        // Counted hits with no time: they happened before anyone watched the chains.
-        const when = hit.last_hit_at ? ago(hit.last_hit_at) : hit.packets ? "earlier" : "never";
-        text(last, when, hit.last_hit_at ? new Date(hit.last_hit_at * 1000).toLocaleString()
-          : hit.packets ? "Hit before anyone watched: the time was not seen" : "Never hit since its rules were applied");
+        // The later of what this watch saw and the true last hit the control plane kept
+        // (accounting reads every counter, watched or not).
+        const at = Math.max(hit.last_hit_at || 0, Number(last.dataset.keptAt || 0));
+        last.dataset.at = at || "";
+        const when = at ? ago(at) : hit.packets ? "earlier" : "never";
+        text(last, when, at ? new Date(at * 1000).toLocaleString()
+          : hit.packets ? "Hit before accounting saw it: the time is not known yet" : "Never hit since the rule was created");
       }
       row.dataset.hitCount = hit.packets;
-      const unused = observed && !hit.packets && hit.ports > 0;
+      // Unused only if neither the kernel now nor the kept history ever counted a packet.
+      const kept = Number(row.dataset.keptPackets || 0);
+      const unused = observed && !hit.packets && !kept && hit.ports > 0;
       row.classList.toggle("is-unused", unused);
       const pill = $("[data-unused]", row);
       if (pill) pill.hidden = !unused;
