@@ -97,13 +97,19 @@ def _rule_protocol(rule: SecurityGroupRule) -> int | None:
     return number
 
 
+_ICMP_V4 = 1
+_ICMP_ANY_TYPE = 255
+
+
 def describe_rule(rule: SecurityGroupRule, state: HostState | None = None) -> str:
     """E.g. "tcp/22 from 198.51.100.0/24", "icmp type 8 from group web", "any protocol to any"."""
     number = _rule_protocol(rule)
     what = protocol_label(number)
     low, high = rule.port_range_min, rule.port_range_max
     if number in _ICMP.values():
-        if low is not None:
+        if number == _ICMP_V4 and low == _ICMP_ANY_TYPE:
+            what += " of any type (type 255)"  # only IPv4's icmp match reads 255 so
+        elif low is not None:
             what += f" type {low}"
             if high is not None:
                 what += f" code {high}"
@@ -175,10 +181,6 @@ def _is_member(address: str | None, members: tuple[str, ...]) -> bool:
     except ValueError:
         return False
     return canonical in exact or any(in_network(canonical, cidr) for cidr in networks)
-
-
-_ICMP_V4 = 1
-_ICMP_ANY_TYPE = 255
 
 
 def rule_differences(
