@@ -70,3 +70,11 @@ def test_a_port_change_is_followed_to_the_ports_host(world: World, as_adam: Clie
     page = response.content.decode()
     assert "port web-1: group detached" in page
     assert "compute-1" in page and "data-delivery-host" in page
+
+
+def test_a_change_that_reaches_no_host_says_so(world: World, as_charlie: Client) -> None:
+    # Charlie's port is bound to no host: nothing to apply anywhere, said calmly.
+    response = as_charlie.post(
+        f"/ports/{world.port_b.pk}/groups/{world.group_b.pk}/remove", follow=True
+    )
+    assert "No host is affected: nothing to apply." in response.content.decode()
