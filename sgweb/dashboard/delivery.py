@@ -119,7 +119,7 @@ def _revisions(hosts: list[HostDelivery]) -> str:
 def sentence(hosts: list[HostDelivery]) -> str:
     """The change's journey in one sentence (live.js says it the same way)."""
     if not hosts:
-        return "No host uses it: nothing to apply."
+        return "No host is affected: nothing to apply."
     applied = [h for h in hosts if h.state == "applied"]
     head = f"Applied on {len(applied)}/{len(hosts)} hosts"
     revisions = _revisions(applied or hosts)

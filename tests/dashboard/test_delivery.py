@@ -6,12 +6,15 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.db import transaction
 from django.test import Client
 
+from sgweb import dispatch
 from sgweb.dashboard import delivery
 from sgweb.hostsync.models import HostEvent, HostEventKind
 from sgweb.hostsync.status import Liveness
 from sgweb.networks.models import Host
+from sgweb.security import actions
 from tests.dashboard.conftest import World
 from tests.dashboard.test_changes import rule_post
 
@@ -70,3 +73,22 @@ def test_a_port_change_is_followed_to_the_ports_host(world: World, as_adam: Clie
     page = response.content.decode()
     assert "port web-1: group detached" in page
     assert "compute-1" in page and "data-delivery-host" in page
+
+
+def test_a_change_that_reaches_no_host_says_so(world: World, as_charlie: Client) -> None:
+    # Charlie's port is bound to no host: nothing to apply anywhere, said calmly.
+    response = as_charlie.post(
+        f"/ports/{world.port_b.pk}/groups/{world.group_b.pk}/remove", follow=True
+    )
+    assert "No host is affected: nothing to apply." in response.content.decode()
+
+
+def test_changes_published_once_as_a_batch_are_followed_too(world: World) -> None:
+    with dispatch.tracking_delivery() as sent, transaction.atomic(), dispatch.publish_once():
+        for port in (2001, 2002):
+            actions.create_security_group_rule(
+                world.people.alice, world.web, direction="ingress", protocol="tcp",
+                port_range_min=port, port_range_max=port,
+            )  # fmt: skip
+    revision = Host.objects.get(name="compute-1").desired_revision
+    assert sent.hosts == {"compute-1": revision}

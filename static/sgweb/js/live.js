@@ -528,7 +528,7 @@
     return `applying revision ${host.revision}`;
   }
   function deliverySentence(hosts) {
-    if (!hosts.length) return "No host uses it: nothing to apply.";
+    if (!hosts.length) return "No host is affected: nothing to apply.";
     const applied = hosts.filter((h) => h.state === "applied");
     let head = `Applied on ${applied.length}/${hosts.length} hosts`;
     const known = [...new Set((applied.length ? applied : hosts).map((h) => h.revision).filter((r) => r != null))].sort((a, b) => a - b);
