@@ -44,7 +44,7 @@ class RuleSample(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["rule", "step", "bucket"], name="rulesample_key")
         ]
-        indexes = [models.Index(fields=["step", "bucket"], name="rulesample_age")]
+        indexes = [models.Index(fields=["bucket", "step"], name="rulesample_age")]
 
     def __str__(self) -> str:
         return f"{self.rule_id} {self.step}s@{self.bucket}"
@@ -68,7 +68,7 @@ class PortSample(models.Model):
                 fields=["port", "direction", "step", "bucket"], name="portsample_key"
             )
         ]
-        indexes = [models.Index(fields=["step", "bucket"], name="portsample_age")]
+        indexes = [models.Index(fields=["bucket", "step"], name="portsample_age")]
 
     def __str__(self) -> str:
         return f"{self.port_id} {self.direction} {self.step}s@{self.bucket}"
@@ -115,7 +115,7 @@ class HostSample(models.Model):
                 fields=["host", "chain", "step", "bucket"], name="hostsample_key"
             )
         ]
-        indexes = [models.Index(fields=["step", "bucket"], name="hostsample_age")]
+        indexes = [models.Index(fields=["bucket", "step"], name="hostsample_age")]
 
     def __str__(self) -> str:
         return f"{self.host_id} {self.chain} {self.step}s@{self.bucket}"

@@ -75,11 +75,12 @@ def page_kept_packets(stack: Stack, rule_id: str) -> int:
     out = stack.manage(
         "shell", "-c",
         "from django.test import Client; from sgweb.lab.core import _lab_actor; "
-        "client = Client(); client.force_login(_lab_actor()); "
-        f"print(client.get('/security-groups/{stack.state['group_id']}').content.decode())",
+        "client = Client(HTTP_HOST='localhost'); client.force_login(_lab_actor()); "
+        f"page = client.get('/security-groups/{stack.state['group_id']}'); "
+        "print(page.status_code); print(page.content.decode())",
     )  # fmt: skip
     found = re.search(rf'data-rule-id="{rule_id}"[^>]*data-kept-packets="(\d+)"', out)
-    assert found, "the rule's row is not on the group page"
+    assert found, f"the rule's row is not on the group page: {out[:300]}"
     return int(found.group(1))
 
 

@@ -51,7 +51,7 @@ class Migration(migrations.Migration):
                 ('host', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.CASCADE, related_name='samples', to='networks.host')),
             ],
             options={
-                'indexes': [models.Index(fields=['step', 'bucket'], name='hostsample_age')],
+                'indexes': [models.Index(fields=['bucket', 'step'], name='hostsample_age')],
                 'constraints': [models.UniqueConstraint(fields=('host', 'chain', 'step', 'bucket'), name='hostsample_key')],
             },
         ),
@@ -84,7 +84,7 @@ class Migration(migrations.Migration):
                 ('port', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.CASCADE, related_name='samples', to='networks.port')),
             ],
             options={
-                'indexes': [models.Index(fields=['step', 'bucket'], name='portsample_age')],
+                'indexes': [models.Index(fields=['bucket', 'step'], name='portsample_age')],
                 'constraints': [models.UniqueConstraint(fields=('port', 'direction', 'step', 'bucket'), name='portsample_key')],
             },
         ),
@@ -99,7 +99,7 @@ class Migration(migrations.Migration):
                 ('rule', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.CASCADE, related_name='samples', to='security.securitygrouprule')),
             ],
             options={
-                'indexes': [models.Index(fields=['step', 'bucket'], name='rulesample_age')],
+                'indexes': [models.Index(fields=['bucket', 'step'], name='rulesample_age')],
                 'constraints': [models.UniqueConstraint(fields=('rule', 'step', 'bucket'), name='rulesample_key')],
             },
         ),
