@@ -13,6 +13,8 @@
                                ~0.1 ms and reads nothing else; otherwise it reads the rules
 * ``SGWEB_DRIFT_FULL_INTERVAL_S`` how often it reads everything anyway (60): ipset members do not
                                move the generation
+* ``SGWEB_ACCOUNTING_INTERVAL_S`` how often it reads every rule counter and sends the deltas
+                               to the control plane (10; 0: off), see `sgweb.wire.accounting`
 * ``SGWEB_OWNER_PID``          exit when this process ends (test harnesses set it; optional)
 
 Read once, here; the rest of the agent gets an `AgentConfig`. The names shared with the control
@@ -25,6 +27,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from sgweb.wire import accounting
 from sgweb.wire import sync as protocol
 
 
@@ -54,6 +57,7 @@ class AgentConfig:
     drift_interval_s: float
     drift_full_interval_s: float = 60.0
     owner_pid: int | None = None
+    accounting_interval_s: float = accounting.DEFAULT_INTERVAL_S
     heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S
 
     @property
@@ -81,4 +85,7 @@ class AgentConfig:
             drift_interval_s=_float("SGWEB_DRIFT_INTERVAL_S", 3.0),
             drift_full_interval_s=_float("SGWEB_DRIFT_FULL_INTERVAL_S", 60.0),
             owner_pid=protocol.parse_owner_pid(os.environ.get("SGWEB_OWNER_PID")),
+            accounting_interval_s=_float(
+                "SGWEB_ACCOUNTING_INTERVAL_S", accounting.DEFAULT_INTERVAL_S
+            ),
         )
