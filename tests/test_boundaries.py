@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("sgweb.security",),
     ("sgweb.networks",),
     ("sgweb.hostsync",),  # desired state, publishing, reconciling
+    ("sgweb.accounting",),  # rule accounting: totals, series, the hits API, /metrics
     ("sgweb.lab",),
     ("sgweb.live",),
     ("sgweb.traces",),

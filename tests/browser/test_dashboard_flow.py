@@ -110,7 +110,12 @@ def test_deleting_a_rule_asks_first(
 
     group = actions.create_security_group(personas.alice, personas.project_a, name="db")
     rule = actions.create_security_group_rule(
-        personas.alice, group, direction="ingress", protocol="tcp", port_range_min=5432
+        personas.alice,
+        group,
+        direction="ingress",
+        protocol="tcp",
+        port_range_min=5432,
+        port_range_max=5432,
     )
     log_in(page, live_server, "alice")
     page.goto(f"{live_server.url}/security-groups/{group.pk}")
@@ -134,7 +139,12 @@ def test_reader_sees_a_group_without_write_controls(
 
     group = actions.create_security_group(personas.alice, personas.project_a, name="ro")
     rule = actions.create_security_group_rule(
-        personas.alice, group, direction="ingress", protocol="tcp", port_range_min=5432
+        personas.alice,
+        group,
+        direction="ingress",
+        protocol="tcp",
+        port_range_min=5432,
+        port_range_max=5432,
     )
     log_in(page, live_server, "rita")
     page.goto(f"{live_server.url}/security-groups/{group.pk}")
