@@ -69,7 +69,8 @@ def test_member_creates_a_group_adds_rules_and_attaches_it_to_a_port(
     page.wait_for_function(
         "document.querySelector(\"[data-error-for='remote_ip_prefix']\").textContent.includes('valid')"
     )
-    assert "is not a valid IP address or CIDR" in error.inner_text()
+    # The API's words, which are Neutron's (InvalidCIDR), shown inline before anything is saved.
+    assert "Invalid CIDR 203.0.113.300/24 given as IP prefix" in error.inner_text()
     assert page.get_attribute("#r-cidr", "aria-invalid") == "true"
     screenshot("02-group-inline-error")
     assert group.rules.count() == rules_before
