@@ -13,8 +13,9 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from csp.constants import NONE, SELF, UNSAFE_INLINE
+from csp.constants import NONE, SELF
 
+from sgweb.firewall.model import COMPAT_NEUTRON, COMPATS
 from sgweb.wire import accounting as wire_accounting
 from sgweb.wire import sync as wire_sync
 
@@ -63,6 +64,13 @@ def env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default).strip().lower() or default
+    if value not in choices:
+        raise ConfigurationError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -268,14 +276,14 @@ AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
 
 # Content security policy (django-csp): our pages load scripts, styles, images and sockets
-# from this site only, and no page may frame them. Templates carry no inline scripts; a few
-# carry inline `style` attributes (layout tweaks), allowed through style-src-attr only.
+# from this site only, and no page may frame them. Templates carry no inline scripts, styles
+# or event handlers (tests/dashboard/test_no_inline_code.py keeps it so), so nothing inline is
+# allowed; scripts that style elements do it through the CSSOM, which the policy permits.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
         "script-src": [SELF],
         "style-src": [SELF],
-        "style-src-attr": [UNSAFE_INLINE],
         "img-src": [SELF, "data:"],
         "connect-src": [SELF],
         "font-src": [SELF],
@@ -384,6 +392,11 @@ API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000)
 # Chain prefix of the hybrid iptables driver (the article's layout).
 FIREWALL_CHAIN_PREFIX = env_str("FIREWALL_CHAIN_PREFIX", "neutron-openvswi")
 FIREWALL_ENABLE_IPSET = env_bool("FIREWALL_ENABLE_IPSET", True)
+# "neutron" (default): current Neutron's safe DHCP order, only 0.0.0.0 -> 255.255.255.255 DHCP
+# passes before the anti-spoofing check; "article": the article's layout line for line, which
+# lets a VM send DHCP requests from any address and MAC. Carried to the agents in the desired
+# state.
+SGWEB_FIREWALL_COMPAT = env_choice("SGWEB_FIREWALL_COMPAT", COMPAT_NEUTRON, COMPATS)
 
 # -- Host sync, live events, lab: every SGWEB_* setting of the web side, read once here. The
 # agent reads its own (worker.config); the names both sides share live in sgweb.wire.
@@ -405,6 +418,8 @@ SGWEB_RECONCILE_INTERVAL_S = env_float("SGWEB_RECONCILE_INTERVAL_S", 5.0)
 SGWEB_OWNER_PID = wire_sync.parse_owner_pid(env_str("SGWEB_OWNER_PID"))
 SGWEB_RUN_DIR = Path(env_str("SGWEB_RUN_DIR") or BASE_DIR / "var" / "run")
 SGWEB_LAB_DIR = Path(env_str("SGWEB_LAB_DIR") or BASE_DIR / "var" / "lab")
+# The namespaces of the lab `manage.py up` builds are named with this prefix (tests give theirs).
+SGWEB_LAB_PREFIX = env_str("SGWEB_LAB_PREFIX", "sgweb-lab-")
 # The lab's agents are snappier than a production agent's defaults (see worker.config).
 SGWEB_LAB_AGENT_ENV = {
     "SGWEB_DRIFT_INTERVAL_S": env_str("SGWEB_DRIFT_INTERVAL_S", "5"),

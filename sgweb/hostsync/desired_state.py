@@ -116,6 +116,7 @@ def host_state(
                 device=port.device,
                 network_id=str(port.network_id),
                 name=port.name,
+                conntrack_zone=port.conntrack_zone,
             )
         )
     groups = _load_groups(used_ids)
@@ -134,13 +135,5 @@ def host_state(
         enable_ipset=settings.FIREWALL_ENABLE_IPSET if enable_ipset is None else enable_ipset,
         chain_prefix=chain_prefix or settings.FIREWALL_CHAIN_PREFIX,
         host=host_name,
-        conntrack_zones=tuple(
-            sorted(
-                {
-                    (str(port.network_id), port.network.conntrack_zone)
-                    for port in ports
-                    if port.network.conntrack_zone is not None
-                }
-            )
-        ),
+        compat=settings.SGWEB_FIREWALL_COMPAT,
     )

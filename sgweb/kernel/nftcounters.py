@@ -222,7 +222,7 @@ class _Wire:
     measured 0.08-0.14 s for 300 chains alone, 0.55-0.75 s beside one busy thread, and
     0.29-0.38 s beside it with this (the busy thread's fair share, on a loaded machine). These
     calls do not sleep (the kernel answers a dump during the send, and fills the next part in
-    the recv), so they are made holding the lock; a recv that would block (MSG_DONTWAIT: EAGAIN)
+    the recv), so they are made holding the lock; one that would block (MSG_DONTWAIT: EAGAIN)
     falls back to the ordinary socket call, which waits with the lock released."""
 
     def __init__(self, sock: socket.socket) -> None:
@@ -231,7 +231,7 @@ class _Wire:
         self.buffer = ctypes.create_string_buffer(RECEIVE_BUFFER)
 
     def send(self, data: bytes) -> None:
-        sent = _LIBC.send(self.fd, data, len(data), 0)
+        sent = _LIBC.send(self.fd, data, len(data), MSG_DONTWAIT)
         if sent < 0:
             error = ctypes.get_errno()
             if error not in (errno.EAGAIN, errno.EINTR):
