@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 
 from sgweb.accounting.models import HostSample, PortSample, RuleSample, RuleUsage
 from sgweb.tenancy.errors import Invalid
@@ -142,10 +143,20 @@ def rule_series(
     ids = list(rule_ids)
     packets: dict[uuid.UUID, dict[int, int]] = defaultdict(dict)
     sizes: dict[uuid.UUID, dict[int, int]] = defaultdict(dict)
-    rows = RuleSample.objects.filter(
+    query = RuleSample.objects.filter(
         rule_id__in=ids, step=span.step, bucket__gte=span.start, bucket__lt=span.end
     ).values_list("rule_id", "bucket", "packets", "bytes")
-    for rule, bucket, count, size in rows:
+    # Raw rows: Django's per-value converters were most of a group page's time (16,800 rows
+    # for 100 rules over a week); a rule id is made a UUID once per rule, not once per row.
+    sql, params = query.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    as_uuid: dict[Any, uuid.UUID] = {}
+    for stored, bucket, count, size in rows:
+        rule = as_uuid.get(stored)
+        if rule is None:
+            rule = as_uuid[stored] = stored if isinstance(stored, uuid.UUID) else uuid.UUID(stored)
         packets[rule][bucket] = count
         sizes[rule][bucket] = size
     return {
