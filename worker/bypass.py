@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sgweb.firewall.ir import CompiledHost
+from sgweb.kernel.ktrace import TRACE_TAG_PREFIX
 
 REPAIR = "repair"
 ALERT = "alert"
@@ -103,6 +104,11 @@ def parse_builtins(saved: str) -> dict[tuple[str, str], BuiltinChain]:
     }
 
 
+def is_trace_marker(spec: str) -> bool:
+    """Whether a rule is a ping-trace's transient `-j TRACE` (sgweb.kernel.ktrace)."""
+    return target_of(spec) == "TRACE" and TRACE_TAG_PREFIX in spec
+
+
 def target_of(spec: str) -> str | None:
     try:
         parts = shlex.split(spec)
@@ -155,11 +161,14 @@ def chain_findings(
     """Foreign rules ahead of our jumps, and our jumps out of their compiled order."""
     where = f"IPv{family} {table} {chain}"
     ours = set(wanted)
-    positions = [i for i, spec in enumerate(kernel.rules) if target_of(spec) in ours]
+    # A running trace's own TRACE rule sits at the top of raw PREROUTING for the trace's
+    # lifetime: ours, not a bypass, and "repairing" it away would blind the trace.
+    rules = [spec for spec in kernel.rules if not is_trace_marker(spec)]
+    positions = [i for i, spec in enumerate(rules) if target_of(spec) in ours]
     findings = []
     if positions:
         last = max(positions)
-        for index, spec in enumerate(kernel.rules[:last]):
+        for index, spec in enumerate(rules[:last]):
             if target_of(spec) not in ours:
                 findings.append(Finding(
                     FOREIGN_AHEAD, ALERT, family, table, chain,
@@ -167,7 +176,7 @@ def chain_findings(
                     f"{effect(table, spec)}.",
                     rule=spec,
                 ))  # fmt: skip
-    present = tuple(target_of(kernel.rules[i]) or "" for i in positions)
+    present = tuple(target_of(rules[i]) or "" for i in positions)
     # Our jumps first, once each, in order (a missing one is the shape check's finding).
     expected = tuple(target for target in wanted if target in present)
     if present[: len(expected)] != expected or len(present) != len(expected) or findings:

@@ -23,6 +23,9 @@ NFPROTO = {"2": 4, "10": 6}
 RETURN_VERDICT = "0xfffffffb"  # NFT_RETURN as xtables-monitor prints it
 _HANDLE = re.compile(r"# handle (\d+)\s*$")
 
+# The comment that marks a trace's own `-j TRACE` rule (drift checks know it as ours).
+TRACE_TAG_PREFIX = "sgweb-trace-"
+
 
 @dataclass(frozen=True, slots=True)
 class KernelStep:
@@ -156,7 +159,7 @@ class KernelTracer:
         self.families = tuple(families)
         self.ready_timeout_s = ready_timeout_s
         self.ready_after_s: float | None = None  # how long the monitor took to subscribe
-        self.tag = f"sgweb-trace-{secrets.token_hex(4)}"
+        self.tag = f"{TRACE_TAG_PREFIX}{secrets.token_hex(4)}"
         self.packets: list[KernelPacket] = []
         self._monitor: ProcessHandle | None = None
         self._inserted: list[tuple[int, tuple[str, ...]]] = []

@@ -31,6 +31,15 @@ def test_a_rule_between_our_two_jumps_is_ahead_of_one_of_them() -> None:
     assert kinds == [(bypass.FOREIGN_AHEAD, bypass.ALERT), (bypass.JUMP_ORDER, bypass.REPAIR)]
 
 
+def test_a_running_traces_own_trace_rule_ahead_of_our_jumps_is_ours() -> None:
+    marker = '-p tcp -m comment --comment "sgweb-trace-0a1b2c3d" -j TRACE'
+    text = saved([marker, *OURS])
+    assert bypass.builtin_findings(COMPILED, 4, text, {}) == []
+    # Someone else's TRACE rule is still foreign.
+    foreign = saved(["-p tcp -j TRACE", *OURS])
+    assert bypass.builtin_findings(COMPILED, 4, foreign, {})
+
+
 def test_our_jumps_swapped_or_doubled_are_put_back_in_order() -> None:
     for forward in ([OURS[1], OURS[0]], [*OURS, OURS[0]]):
         (finding,) = bypass.builtin_findings(COMPILED, 4, saved(forward), {})
