@@ -20,6 +20,12 @@ ETHERTYPES = (IPV4, IPV6)
 
 DEFAULT_CHAIN_PREFIX = "neutron-openvswi"
 
+# Packet logging (Neutron's logging API): which events of a port are logged.
+LOG_ALL = "ALL"
+LOG_ACCEPT = "ACCEPT"
+LOG_DROP = "DROP"
+LOG_EVENTS = (LOG_ALL, LOG_ACCEPT, LOG_DROP)
+
 
 @dataclass(frozen=True, slots=True)
 class SecurityGroupRule:
@@ -66,6 +72,24 @@ class Port:
     # The Linux bridge the tap is plugged into. Traffic towards the VM enters that bridge from
     # another port, so the raw table can only put it into the port's conntrack zone by bridge.
     bridge: str | None = None
+    # The packet-log events of this port (LOG_ALL, LOG_ACCEPT, LOG_DROP) or None: not logged.
+    # The control plane resolves log resources (of the port or of one of its groups) into it.
+    log_events: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """How a host's logged ports send packets to the agent: NFLOG groups per family, and the
+    rate limit of each log rule (Neutron's defaults: 100 packets/s, burst 25), so that a flood
+    cannot overload the agent or the control plane."""
+
+    rate: int = 100  # packets per second
+    burst: int = 25
+    nflog_group_v4: int = 10
+    nflog_group_v6: int = 11
+
+    def nflog_group(self, family: int) -> int:
+        return self.nflog_group_v4 if family == 4 else self.nflog_group_v6
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +108,7 @@ class HostState:
     # Explicit conntrack zones (network id or, failing that, port id -> zone); where missing the
     # compiler assigns them deterministically.
     conntrack_zones: tuple[tuple[str, int], ...] = field(default=())
+    log_settings: LogSettings = field(default=LogSettings())
 
     def group(self, group_id: str) -> SecurityGroup | None:
         for group in self.security_groups:

@@ -38,6 +38,7 @@ from sgweb.firewall.ir import (
     lazy_chain,
 )
 from sgweb.firewall.model import EGRESS, INGRESS, Port, SecurityGroupRule
+from sgweb.firewall.packetlog import PortLog, drop_log_rule, with_accept_logs
 from sgweb.firewall.protocols import MULTIPORT_ONLY_PROTOCOLS, takes_icmp_type, takes_ports
 from sgweb.firewall.render import chain_text, match_text
 from sgweb.firewall.validate import address_version
@@ -65,9 +66,18 @@ class PortChainBuilder:
     """The i/o/s chains of one filtered port for one family (article 3.3.2/3.3.3 order)."""
 
     def __init__(
-        self, prefix: str, port: Port, family: int, stateful: bool, context: PortContext
+        self,
+        prefix: str,
+        port: Port,
+        family: int,
+        stateful: bool,
+        context: PortContext,
+        log: PortLog | None = None,
     ) -> None:
         self.prefix = prefix
+        # Packet logging: a logged port's chains are built eagerly (see compiler), never from
+        # a prototype, since its log prefixes name the port.
+        self.log = log
         self.port = port
         self.origin = context
         self.family = family
@@ -109,19 +119,30 @@ class PortChainBuilder:
         `PortChainPrototype` lists exactly these, so a new per-port input here must be added
         there too (test_lazy_chains.py compares the two for generated hosts).
         """
-        origin = self.origin
-        in_rules = base_ingress_head(self.ingress, origin, self.family, self.stateful)
+        in_rules = base_ingress_head(self.ingress, self.origin, self.family, self.stateful)
         in_rules.extend(self._dhcp_replies())
-        self._user_rules(in_rules, self.ingress, INGRESS, ingress)
-        in_rules.append(
-            new_rule(self.ingress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, INGRESS))
+        in_rules = self._user_and_fallback(in_rules, self.ingress, INGRESS, ingress)
+        out_rules = base_egress_rules(
+            self.egress, self.spoof, self.origin, self.family, self.stateful
         )
-        out_rules = base_egress_rules(self.egress, self.spoof, origin, self.family, self.stateful)
-        self._user_rules(out_rules, self.egress, EGRESS, egress)
-        out_rules.append(
-            new_rule(self.egress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, EGRESS))
-        )
+        out_rules = self._user_and_fallback(out_rules, self.egress, EGRESS, egress)
         return tuple(in_rules), tuple(out_rules)
+
+    def _user_and_fallback(
+        self, rules: list[Rule], chain: str, direction: str, templates: tuple[Template, ...]
+    ) -> list[Rule]:
+        """`rules` + the user rules + the jump to the default drop, with the port's packet-log
+        rules where logging asks for them."""
+        start = len(rules)
+        self._user_rules(rules, chain, direction, templates)
+        log = self.log
+        if log is not None and log.accepts:
+            rules = with_accept_logs(rules, start, self.port.id, direction, log)
+        if log is not None and log.drops:
+            rules.append(drop_log_rule(chain, self.port.id, direction, log))
+        fallback = self.origin(ORIGIN_FALLBACK, direction)
+        rules.append(new_rule(chain, NO_MATCH, self.fallback, fallback))
+        return rules
 
     def _dhcp_replies(self) -> list[Rule]:
         server_port, client_port = DHCP_SERVER_PORTS[self.family]
