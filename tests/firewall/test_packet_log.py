@@ -12,6 +12,7 @@ import pytest
 from sgweb.firewall import codec
 from sgweb.firewall.compiler import CompileCache, compile_host
 from sgweb.firewall.errors import FirewallError
+from sgweb.firewall.incremental import diff
 from sgweb.firewall.ir import NFLOG, ORIGIN_LOG_ACCEPT, ORIGIN_LOG_DROP, CompiledHost
 from sgweb.firewall.model import HostState, LogSettings
 from sgweb.firewall.render import render_ipsets, render_iptables
@@ -23,6 +24,8 @@ from tests.firewall import scenarios
 A_IN = "neutron-openvswi-iaaaaaaaa-0"
 A_OUT = "neutron-openvswi-oaaaaaaaa-0"
 A = scenarios.PORT_A
+_RESTORE = {4: "iptables-restore", 6: "ip6tables-restore"}
+_SAVE = {4: "iptables-save", 6: "ip6tables-save"}
 LIMIT = "-m limit --limit 100/sec --limit-burst 25"
 
 
@@ -194,10 +197,7 @@ def test_the_kernel_dumps_logged_chains_back_exactly_as_rendered() -> None:
     try:
         runner.run(["ipset", "restore"], input=render_ipsets(compiled), netns=netns)
         for family in (4, 6):
-            restore, save = (
-                ("iptables" if family == 4 else "ip6tables") + "-restore",
-                ("iptables" if family == 4 else "ip6tables") + "-save",
-            )
+            restore, save = _RESTORE[family], _SAVE[family]
             text = render_iptables(compiled, family)
             runner.run([restore, "--noflush"], input=text, netns=netns)
             dumped = runner.run([save], netns=netns).stdout.splitlines()
@@ -205,6 +205,36 @@ def test_the_kernel_dumps_logged_chains_back_exactly_as_rendered() -> None:
                 assert [line for line in dumped if line.startswith(f"-A {chain} ")] == _lines(
                     compiled, family, chain
                 )
+    finally:
+        runner.release_netns(netns)
+        runner.run(["ip", "netns", "del", netns], check=False)
+        runner.close()
+
+
+@pytest.mark.kernel
+def test_disabling_the_log_removes_its_nflog_rules_by_an_incremental_apply() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    plain_state = scenarios.host_state()
+    logged, plain = compile_host(_logging(plain_state, {A: "ALL"})), compile_host(plain_state)
+    runner = SubprocessRunner()
+    netns = f"sgwc-{os.getpid()}-{secrets.token_hex(3)}"
+    runner.run(["ip", "netns", "add", netns])
+    try:
+        runner.run(["ipset", "restore"], input=render_ipsets(logged), netns=netns)
+        for family in (4, 6):
+            runner.run(
+                [_RESTORE[family], "--noflush"], input=render_iptables(logged, family), netns=netns
+            )
+        delta = diff(logged, plain)
+        for family, text in delta.iptables:
+            runner.run([_RESTORE[family], "--noflush"], input=text, netns=netns)
+        for family in (4, 6):
+            dumped = runner.run([_SAVE[family]], netns=netns).stdout
+            assert "NFLOG" not in dumped
+            for chain in (A_IN, A_OUT):
+                kernel = [line for line in dumped.splitlines() if line.startswith(f"-A {chain} ")]
+                assert kernel == _lines(plain, family, chain)
     finally:
         runner.release_netns(netns)
         runner.run(["ip", "netns", "del", netns], check=False)
