@@ -55,6 +55,21 @@ def test_a_member_creates_lists_shows_disables_and_deletes_a_log(alice, web_vm):
     assert sorted(actions) == ["create", "delete", "update"]
 
 
+def test_every_change_of_a_log_publishes_the_hosts_of_the_ports_it_covers(
+    alice, web_vm, dispatched, django_capture_on_commit_callbacks
+):
+    web, _ = web_vm
+    api = NeutronClient(alice)
+    dispatched["hosts"].clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        body = {"resource_type": "security_group", "resource_id": str(web.id)}
+        log_id = api.post("/log/logs", {"log": body}).json()["log"]["id"]
+        api.put(f"/log/logs/{log_id}", {"log": {"name": "renamed"}})  # no firewall change
+        api.put(f"/log/logs/{log_id}", {"log": {"enabled": False}})
+        api.delete(f"/log/logs/{log_id}")  # disabled: nothing left to remove
+    assert [hosts for hosts, _ in dispatched["hosts"]] == [["compute1"], ["compute1"]]
+
+
 def test_a_port_target_and_a_group_log_add_up_to_all_events(alice, web_vm):
     web, vm = web_vm
     api = NeutronClient(alice)
