@@ -54,12 +54,27 @@ def measure(database: str, options: dict[str, Any]) -> dict[str, Any]:
         for _name, paths in targets(ctx):
             hammer(site.port, paths, headers, concurrency=options["workers"] * 2, seconds=1.0)
         results = []
+        cores = os.cpu_count() or 1
         for name, paths in targets(ctx):
+            cpu_before = site.cpu_seconds()
             seen = hammer(
                 site.port, paths, headers,
                 concurrency=options["concurrency"], seconds=options["seconds"],
             )  # fmt: skip
-            results.append({"page": name, **seen.summary(), "load_avg": _load()})
+            cpu_ms = (site.cpu_seconds() - cpu_before) * 1000 / max(1, len(seen.latencies_ms))
+            results.append(
+                {
+                    "page": name,
+                    **seen.summary(),
+                    # The servers' CPU per request, and what the cores would serve if the server
+                    # had them to itself (the load generator and other work excluded).
+                    "server_cpu_ms_per_request": round(cpu_ms, 1),
+                    "req_per_s_if_cores_were_idle": round(cores * 1000 / cpu_ms, 1)
+                    if cpu_ms
+                    else None,
+                    "load_avg": _load(),
+                }
+            )
             if seen.failures:
                 results[-1]["failures"] = seen.failures[:3]
         return {

@@ -10,8 +10,9 @@ of their own like browsers: `bench.livewatchers`) and prints:
 * the agent's CPU per published tick, per read and per watched port while W ports are watched
   (the thread's own CPU plus any `iptables -L` children), and the time one read takes (reads
   run four times a second, a tick goes out when a counter moved or a second passed);
-* the time from a probe packet (VM 1 pings VM 2) to the watcher of VM 1's port receiving the
-  changed counter, p50/p95 over several probes;
+* the time from a probe packet (VM 1 pings VM 2) leaving VM 1 to the watcher of VM 1's port
+  receiving the changed counter, p50/p95 over several probes (and the same from starting the
+  probe process, which adds a Python start in the VM's namespace);
 * the static verdict of a flow between two ports of the N-port host (cached compiled host),
   p50/p95 over many runs, and the one-off compile.
 
@@ -43,6 +44,10 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def _rounded_percentile(values: list[float], fraction: float) -> float | None:
+    return round(_percentile(values, fraction), 3) if values else None
 
 
 def _free_port() -> int:
@@ -122,6 +127,8 @@ class _Browsers:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPOSITORY,
         )  # fmt: skip
         self.messages: list[list[tuple[float, int]]] = [[] for _ in port_ids]
+        self.walls: list[list[float]] = [[] for _ in port_ids]  # time.time() at arrival
+        self.transit: list[float] = []  # agent publishes -> watcher receives, every message
         assert self.process.stdout is not None
         ready = self.process.stdout.readline()
         if not ready.startswith("ready"):
@@ -132,8 +139,10 @@ class _Browsers:
     def _collect(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
-            index, arrived, total = line.split()
+            index, arrived, total, transit, wall = line.split()
+            self.walls[int(index)].append(float(wall))
             self.messages[int(index)].append((float(arrived), int(total)))
+            self.transit.append(float(transit))
 
     def close(self) -> None:
         if self.process.stdin is not None:
@@ -201,6 +210,8 @@ def live_counters(
     client = redis.Redis.from_url(REDIS_URL)
     streamer = start_streamer(agent, REDIS_URL, keep["key_prefix"])
     keep["streamer"] = streamer
+    if os.environ.get("SGWV_DEBUG"):
+        print("counter reader:", type(streamer.reader).__name__, file=sys.stderr)
     cookie = f"sessionid={session}"
     started_connecting = time.perf_counter()
     browsers = _Browsers(
@@ -224,13 +235,17 @@ def live_counters(
     ]
     ticks = streamer.ticks - ticks_before
     reads = streamer.reads - reads_before
+    read_ms = (streamer.read_s - read_before) * 1000 / max(1, reads)
+    transit_before = len(browsers.transit)
     children_s = _cpu_seconds() - cpu_before
     thread_s = streamer.cpu_s - thread_before
     cpu_per_tick = (children_s + thread_s) / max(1, ticks)
     watched = len(clients)
     # Latency: VM 1 pings VM 2; the watcher of VM 1's port sees its egress counters move.
     sensor = clients[0]
-    latencies = []
+    sensor_walls = browsers.walls[0]
+    latencies = []  # from the packet leaving VM 1 (the probe says when it sent it)
+    with_spawn = []  # from starting the probe process (the figure before it said)
     for _ in range(probes):
         time.sleep(0.37 + 0.6 * secrets.randbelow(1000) / 1000)  # a random phase against ticks
         count = len(sensor)
@@ -241,16 +256,23 @@ def live_counters(
         probe = runner.run(argv, netns=prefix + "vm1", check=False, timeout=10)
         if os.environ.get("SGWV_DEBUG"):
             print("probe", probe.returncode, probe.stdout.strip(), baseline, file=sys.stderr)
+        try:
+            packet_at = float(json.loads(probe.stdout.strip().splitlines()[-1])["sent_at"])
+        except (ValueError, KeyError, IndexError):
+            packet_at = None
         deadline = sent + 5
         seen = None
         while time.monotonic() < deadline and seen is None:
-            for arrived, total in sensor[count:]:
+            for offset, (arrived, total) in enumerate(sensor[count:]):
                 if arrived >= sent and total > baseline:
                     seen = arrived - sent
+                    wall = sensor_walls[count + offset]
+                    if packet_at is not None:
+                        latencies.append(wall - packet_at)
                     break
             time.sleep(0.005)
         if seen is not None:
-            latencies.append(seen)
+            with_spawn.append(seen)
         elif os.environ.get("SGWV_DEBUG"):
             agent_side = streamer.last_message or {"chains": []}
             print("agent side", streamer.ticks, [(c["name"], len(c["rules"]),
@@ -267,16 +289,23 @@ def live_counters(
         "ticks_in_steady_window": ticks,
         "steady_window_s": round(elapsed, 1),
         "reads_in_steady_window": reads,
-        "read_ms_avg": round((streamer.read_s - read_before) * 1000 / max(1, reads), 1),
+        "read_ms_avg": round(read_ms, 1),
         "agent_cpu_ms_per_read": round((children_s + thread_s) * 1000 / max(1, reads), 1),
         "agent_cpu_ms_per_tick": round(cpu_per_tick * 1000, 1),
         "agent_cpu_ms_per_tick_per_watched_port": round(cpu_per_tick * 1000 / watched, 2),
         "agent_cpu_share_of_one_core": round((children_s + thread_s) / elapsed, 3),
         "counters_per_watcher_per_s_min": round(min(rates), 2),
         "counters_per_watcher_per_s_max": round(max(rates), 2),
-        "probe_to_watcher_s_p50": round(_percentile(latencies, 0.5), 3) if latencies else None,
-        "probe_to_watcher_s_p95": round(_percentile(latencies, 0.95), 3) if latencies else None,
-        "probes_seen": f"{len(latencies)}/{probes}",
+        "packet_to_watcher_s_p50": _rounded_percentile(latencies, 0.5),
+        "packet_to_watcher_s_p95": _rounded_percentile(latencies, 0.95),
+        # the same from starting the probe process (python in the VM's namespace), which the
+        # figure included before the probe said when its packet left
+        "probe_start_to_watcher_s_p50": _rounded_percentile(with_spawn, 0.5),
+        "probe_start_to_watcher_s_p95": _rounded_percentile(with_spawn, 0.95),
+        "probes_seen": f"{len(with_spawn)}/{probes}",
+        # of every counters message during the probes: the agent's publish to the watcher
+        "publish_to_watcher_s_p50": _rounded_percentile(browsers.transit[transit_before:], 0.5),
+        "publish_to_watcher_s_p95": _rounded_percentile(browsers.transit[transit_before:], 0.95),
     }
 
 

@@ -4,8 +4,9 @@ They run in a process of their own, as browsers do: fifty client threads inside 
 process would compete with its counter thread for the interpreter lock at every one of its
 netlink calls, which no real agent has to. One websocket per port id; prints `ready N` once
 every socket got its `chains` message, then one line per `counters` message:
-`<watcher index> <time.monotonic() at arrival> <total packets>` (the monotonic clock is the
-machine's, so the parent compares it with its own). Stops when stdin closes.
+`<watcher index> <time.monotonic() at arrival> <total packets> <seconds since the agent
+published it> <time.time() at arrival>` (both clocks are the machine's, so the parent compares
+them with its own). Stops when stdin closes.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ def _watch(client: WsClient, index: int, lock: threading.Lock, stopping: threadi
         except OSError:
             return
         if message.get("type") == "counters":
-            arrived = time.monotonic()
+            arrived, wall = time.monotonic(), time.time()
             total = sum(rule["packets"] for chain in message["chains"] for rule in chain["rules"])
+            transit = wall - float(message.get("at") or wall)
             with lock:
-                sys.stdout.write(f"{index} {arrived:.6f} {total}\n")
+                sys.stdout.write(f"{index} {arrived:.6f} {total} {transit:.6f} {wall:.6f}\n")
                 sys.stdout.flush()
 
 

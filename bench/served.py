@@ -165,6 +165,28 @@ class ServedSite:
             text = error.read().decode()
             return error.code, (json.loads(text) if text.startswith("{") else {"text": text})
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) used so far by the server and its worker processes: what a
+        request costs, whatever else the machine is doing."""
+        if self.server is None:
+            return 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        stats: dict[int, tuple[int, float]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        family = {self.server.pid}
+        grew = True
+        while grew:
+            grown = family | {pid for pid, (ppid, _) in stats.items() if ppid in family}
+            grew, family = grown != family, grown
+        return sum(stats[pid][1] for pid in family if pid in stats)
+
     def server_errors(self) -> str:
         return self.server.read_output()[1][-3000:] if self.server is not None else ""
 

@@ -15,6 +15,8 @@ transaction commits, so a change that was rolled back is never announced.
   who may receive it: "global", "project:<project id hex>", "host:<name>", "trace:<id>" or
   "user:<id>" (that user's own sockets).
 - `send_host_task`: a one-off task for one host's agent (a trace proof).
+- `tracking_delivery`: what the firewall changes made inside a block were sent to (each host
+  and the revision that carries them), so the page the change was made on can follow it.
 
 This module sits at the base of the house: it imports no app. The apps above install the
 senders (`install_host_sync`, `install_event_sender`) when Django starts.
@@ -24,10 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -71,8 +74,42 @@ class HostSync(Protocol):
         """Inside the transaction: write the intent to publish these hosts (the outbox);
         returns host -> the receipt (intent id) that `publish` clears once it has published."""
 
-    def publish(self, receipts: dict[str, list[int]], reason: str) -> None:
-        """After commit: publish the hosts' new desired state and nudge their agents."""
+    def publish(self, receipts: dict[str, list[int]], reason: str) -> Mapping[str, int] | None:
+        """After commit: publish the hosts' new desired state and nudge their agents; say which
+        revision of each host carries the change where that is known already."""
+
+
+@dataclass
+class Delivery:
+    """Where the firewall changes made inside `tracking_delivery` went: every host they reach
+    and the revision of that host's state that carries them (None while it is not known: the
+    host's publishing was handed to the control worker or could not reach Redis)."""
+
+    at: float = field(default_factory=time.time)
+    hosts: dict[str, int | None] = field(default_factory=dict)
+
+    def reached(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.hosts.setdefault(name, None)
+
+    def published(self, revisions: Mapping[str, int] | None) -> None:
+        for name, revision in (revisions or {}).items():
+            if revision and revision > (self.hosts.get(name) or 0):
+                self.hosts[name] = revision
+
+
+_delivery: ContextVar[Delivery | None] = ContextVar("sgweb_delivery", default=None)
+
+
+@contextlib.contextmanager
+def tracking_delivery() -> Iterator[Delivery]:
+    """Collect the hosts (and revisions) of the changes committed inside the block."""
+    delivery = Delivery()
+    token = _delivery.set(delivery)
+    try:
+        yield delivery
+    finally:
+        _delivery.reset(token)
 
 
 EventSender = Callable[[str, dict[str, Any], str], None]
@@ -117,20 +154,30 @@ def firewall_changed(
     names = hook.affected_hosts(change)
     if not names:
         return names
+    delivery = _delivery.get()
+    if delivery is not None:
+        delivery.reached(names)
     batch = _batch.get()
     if batch is not None and batch.hook is hook:
         batch.add(names, change.reason)
     else:
         receipts = {host: [receipt] for host, receipt in hook.changed(names, change.reason).items()}
-        transaction.on_commit(lambda: _publish(hook, receipts, change.reason))
+        transaction.on_commit(lambda: _publish(hook, receipts, change.reason, delivery))
     return names
 
 
-def _publish(hook: HostSync, receipts: dict[str, list[int]], reason: str) -> None:
+def _publish(
+    hook: HostSync, receipts: dict[str, list[int]], reason: str, delivery: Delivery | None = None
+) -> None:
+    if delivery is not None:
+        delivery.at = time.time()  # committed now: the change travels from here
     try:
-        hook.publish(receipts, reason)
+        revisions = hook.publish(receipts, reason)
     except Exception:  # a broker outage must not turn a committed change into a 500
         log.exception("could not publish hosts %s (%s)", sorted(receipts), reason)
+        return
+    if delivery is not None:
+        delivery.published(revisions)
 
 
 class _PublishBatch:
@@ -181,8 +228,8 @@ def publish_once() -> Iterator[None]:
     finally:
         _batch.reset(token)
     if batch.receipts:  # not reached when the work raised: its transaction is rolled back
-        receipts = batch.receipts
-        transaction.on_commit(lambda: _publish(hook, receipts, batch.reason))
+        receipts, delivery = batch.receipts, _delivery.get()
+        transaction.on_commit(lambda: _publish(hook, receipts, batch.reason, delivery))
 
 
 def send_event(kind: EventKind, payload: dict[str, Any], *, scope: str = "global") -> None:

@@ -6,14 +6,17 @@ Malformed values fail at start-up rather than being silently replaced by default
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from csp.constants import NONE, SELF, UNSAFE_INLINE
+from csp.constants import NONE, SELF
 
+from sgweb.firewall.model import COMPAT_NEUTRON, COMPATS
+from sgweb.wire import accounting as wire_accounting
 from sgweb.wire import sync as wire_sync
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -61,6 +64,13 @@ def env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise ConfigurationError(f"{name}={raw!r} is not a number") from None
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env_str(name, default).strip().lower() or default
+    if value not in choices:
+        raise ConfigurationError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -227,6 +237,7 @@ INSTALLED_APPS = [
     "sgweb.networks",
     "sgweb.packetlogs",
     "sgweb.hostsync",
+    "sgweb.accounting",
     "sgweb.lab",
     "sgweb.live",
     "sgweb.traces",
@@ -266,14 +277,14 @@ AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
 
 # Content security policy (django-csp): our pages load scripts, styles, images and sockets
-# from this site only, and no page may frame them. Templates carry no inline scripts; a few
-# carry inline `style` attributes (layout tweaks), allowed through style-src-attr only.
+# from this site only, and no page may frame them. Templates carry no inline scripts, styles
+# or event handlers (tests/dashboard/test_no_inline_code.py keeps it so), so nothing inline is
+# allowed; scripts that style elements do it through the CSSOM, which the policy permits.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
         "script-src": [SELF],
         "style-src": [SELF],
-        "style-src-attr": [UNSAFE_INLINE],
         "img-src": [SELF, "data:"],
         "connect-src": [SELF],
         "font-src": [SELF],
@@ -382,12 +393,20 @@ API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000)
 # Chain prefix of the hybrid iptables driver (the article's layout).
 FIREWALL_CHAIN_PREFIX = env_str("FIREWALL_CHAIN_PREFIX", "neutron-openvswi")
 FIREWALL_ENABLE_IPSET = env_bool("FIREWALL_ENABLE_IPSET", True)
+<<<<<<< HEAD
 # Packet logging (Neutron's logging API): each log rule's rate limit (packets/s, burst) and the
 # NFLOG group per family the hosts' agents listen on. Neutron's defaults.
 PACKET_LOG_RATE = env_int("PACKET_LOG_RATE", 100)
 PACKET_LOG_BURST = env_int("PACKET_LOG_BURST", 25)
 PACKET_LOG_NFLOG_GROUP_V4 = env_int("PACKET_LOG_NFLOG_GROUP_V4", 10)
 PACKET_LOG_NFLOG_GROUP_V6 = env_int("PACKET_LOG_NFLOG_GROUP_V6", 11)
+=======
+# "neutron" (default): current Neutron's safe DHCP order, only 0.0.0.0 -> 255.255.255.255 DHCP
+# passes before the anti-spoofing check; "article": the article's layout line for line, which
+# lets a VM send DHCP requests from any address and MAC. Carried to the agents in the desired
+# state.
+SGWEB_FIREWALL_COMPAT = env_choice("SGWEB_FIREWALL_COMPAT", COMPAT_NEUTRON, COMPATS)
+>>>>>>> main
 
 # -- Host sync, live events, lab: every SGWEB_* setting of the web side, read once here. The
 # agent reads its own (worker.config); the names both sides share live in sgweb.wire.
@@ -409,11 +428,63 @@ SGWEB_RECONCILE_INTERVAL_S = env_float("SGWEB_RECONCILE_INTERVAL_S", 5.0)
 SGWEB_OWNER_PID = wire_sync.parse_owner_pid(env_str("SGWEB_OWNER_PID"))
 SGWEB_RUN_DIR = Path(env_str("SGWEB_RUN_DIR") or BASE_DIR / "var" / "run")
 SGWEB_LAB_DIR = Path(env_str("SGWEB_LAB_DIR") or BASE_DIR / "var" / "lab")
+# The namespaces of the lab `manage.py up` builds are named with this prefix (tests give theirs).
+SGWEB_LAB_PREFIX = env_str("SGWEB_LAB_PREFIX", "sgweb-lab-")
 # The lab's agents are snappier than a production agent's defaults (see worker.config).
 SGWEB_LAB_AGENT_ENV = {
     "SGWEB_DRIFT_INTERVAL_S": env_str("SGWEB_DRIFT_INTERVAL_S", "5"),
     "SGWEB_POLL_INTERVAL_S": env_str("SGWEB_POLL_INTERVAL_S", "2"),
 }
+
+# -- Accounting (issue 12): agents send per-origin deltas every SGWEB_ACCOUNTING_INTERVAL_S (the
+# lab's agents get it too); series are kept per step for its own retention ("STEP:KEEP,...",
+# units s m h d w); /metrics answers a bearer token or the allowed addresses (CIDRs).
+SGWEB_ACCOUNTING_INTERVAL_S = env_float(
+    "SGWEB_ACCOUNTING_INTERVAL_S", wire_accounting.DEFAULT_INTERVAL_S
+)
+SGWEB_LAB_AGENT_ENV["SGWEB_ACCOUNTING_INTERVAL_S"] = str(SGWEB_ACCOUNTING_INTERVAL_S)
+
+
+def parse_duration(text: str, name: str) -> int:
+    """ "10s", "1m", "6h", "90d", "2w" -> seconds (a positive whole number)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = text.strip()
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) <= 0:
+        raise ConfigurationError(f"{name}: {text!r} is not a duration like 10s, 1m, 6h, 90d")
+    return int(number) * units[unit]
+
+
+def parse_retention(
+    text: str, name: str = "SGWEB_ACCOUNTING_RETENTION"
+) -> tuple[tuple[int, int], ...]:
+    """ "10s:1d,1m:7d,1h:90d" -> ((10, 86400), (60, 604800), (3600, 7776000)), finest first."""
+    steps = []
+    for item in text.split(","):
+        if ":" not in item:
+            raise ConfigurationError(f"{name}: {item!r} is not STEP:KEEP (e.g. 10s:1d)")
+        step, keep = (parse_duration(part, name) for part in item.split(":", 1))
+        if keep < step:
+            raise ConfigurationError(f"{name}: {item!r} keeps less than one step")
+        steps.append((step, keep))
+    steps.sort()
+    for (finer, _), (coarser, _) in itertools.pairwise(steps):
+        if coarser % finer:
+            raise ConfigurationError(f"{name}: step {coarser}s is not a multiple of {finer}s")
+    if not steps:
+        raise ConfigurationError(f"{name} is empty")
+    return tuple(steps)
+
+
+SGWEB_ACCOUNTING_RETENTION = parse_retention(
+    env_str("SGWEB_ACCOUNTING_RETENTION", "10s:1d,1m:7d,1h:90d")
+)
+# Ports are many (two series each): their finest step is a minute unless set otherwise.
+SGWEB_ACCOUNTING_PORT_RETENTION = parse_retention(
+    env_str("SGWEB_ACCOUNTING_PORT_RETENTION", "1m:7d,1h:90d"), "SGWEB_ACCOUNTING_PORT_RETENTION"
+)
+SGWEB_METRICS_TOKEN = env_str("SGWEB_METRICS_TOKEN")
+SGWEB_METRICS_ALLOWED_IPS = env_list("SGWEB_METRICS_ALLOWED_IPS", "127.0.0.1/32,::1/128")
 
 LOGGING = {
     "version": 1,

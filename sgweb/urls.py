@@ -5,6 +5,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from sgweb.accounting.api import urls as accounting_api
+from sgweb.accounting.metrics import metrics_view
 from sgweb.api import urls as neutron
 from sgweb.hostsync.api import urls as hostsync_api
 from sgweb.networks.api import urls as networks_api
@@ -16,6 +18,7 @@ networking = [
     *security_api.urlpatterns,
     *networks_api.urlpatterns,
     *packetlogs_api.urlpatterns,
+    *accounting_api.urlpatterns,
     *hostsync_api.urlpatterns,
     neutron.not_found,
 ]
@@ -23,6 +26,7 @@ networking = [
 urlpatterns = [
     path("networking", include(networking)),
     path("api/traces", include("sgweb.traces.urls")),
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("accounts/login", auth_views.LoginView.as_view(), name="login"),

@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("sgweb.networks",),
     ("sgweb.packetlogs",),  # Neutron's logging API: which ports log
     ("sgweb.hostsync",),  # desired state, publishing, reconciling
+    ("sgweb.accounting",),  # rule accounting: totals, series, the hits API, /metrics
     ("sgweb.lab",),
     ("sgweb.live",),
     ("sgweb.traces",),

@@ -31,6 +31,7 @@ from sgweb.firewall.incremental import diff
 from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import HostState
 from sgweb.kernel.apply import HostFirewall
+from sgweb.kernel.carry import delta_with_counters, read_carry
 from sgweb.kernel.runner import CommandError
 from sgweb.wire import sync as protocol
 from worker import conntrack, drift, full_apply
@@ -257,9 +258,10 @@ class Agent:
             # Nothing trustworthy to roll back to on a full apply (start-up, repair): no
             # whole-table snapshot (an iptables-save per table, ~0.4 s at 50k rules); if a
             # later family fails, the kernel stays unknown and is re-applied in full.
-            return full_apply.apply_full(
-                self.firewall, compiled, full_apply.with_existing_sets(delta)
-            )
+            # Counters survive a full apply too (issue 12): read just before, written back.
+            carried = {family: read_carry(self.firewall, family) for family in (4, 6)}
+            delta = delta_with_counters(full_apply.with_existing_sets(delta), carried)
+            return full_apply.apply_full(self.firewall, compiled, delta, carried)
         return self.firewall.apply(delta, rollback=rollback)
 
     def _refused(

@@ -19,7 +19,9 @@ from celery.signals import worker_ready, worker_shutdown
 
 from sgweb.kernel.apply import HostFirewall
 from sgweb.kernel.runner import default_runner
+from sgweb.wire import accounting as accounting_wire
 from sgweb.wire import sync as protocol
+from worker import accounting
 from worker.agent import Agent
 from worker.config import AgentConfig
 from worker.store import RedisStore
@@ -89,6 +91,14 @@ def agent() -> Agent:
             reporter = CeleryReporter(app, config.control_queue, config.host)
             _agent = Agent(config.host, store, firewall, reporter)
         return _agent
+
+
+def send_accounting(document: dict[str, Any]) -> None:
+    app.send_task(
+        accounting_wire.TASK_RECORD_ACCOUNTING,
+        kwargs={"deltas": document},
+        queue=config.control_queue,
+    )
 
 
 @app.task(name=protocol.TASK_SYNC, ignore_result=True)
@@ -177,6 +187,13 @@ def _on_ready(**_: Any) -> None:
     from worker import live  # issue 5: live counters for whatever browsers watch
 
     _threads.append(live.start(the_agent, config.redis_url, config.key_prefix))
+    if config.accounting_interval_s > 0:  # issue 12: every counter, every interval
+        _threads.append(
+            accounting.start(
+                the_agent, config.redis_url, config.key_prefix, send_accounting,
+                config.accounting_interval_s,
+            )
+        )  # fmt: skip
     log.info("agent for %s ready on queue %s (netns %s)", config.host, config.queue, config.netns)
 
 

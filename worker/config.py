@@ -9,6 +9,8 @@
 * ``SGWEB_CONTROL_QUEUE``      where reports go (default ``control``)
 * ``SGWEB_POLL_INTERVAL_S``    how often the agent checks Redis for a revision it missed (5)
 * ``SGWEB_DRIFT_INTERVAL_S``   how often it compares the kernel with what it applied (30; 0: off)
+* ``SGWEB_ACCOUNTING_INTERVAL_S`` how often it reads every rule counter and sends the deltas
+                               to the control plane (10; 0: off), see `sgweb.wire.accounting`
 * ``SGWEB_OWNER_PID``          exit when this process ends (test harnesses set it; optional)
 
 Read once, here; the rest of the agent gets an `AgentConfig`. The names shared with the control
@@ -21,6 +23,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from sgweb.wire import accounting
 from sgweb.wire import sync as protocol
 
 
@@ -49,6 +52,7 @@ class AgentConfig:
     poll_interval_s: float
     drift_interval_s: float
     owner_pid: int | None = None
+    accounting_interval_s: float = accounting.DEFAULT_INTERVAL_S
     heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S
 
     @property
@@ -75,4 +79,7 @@ class AgentConfig:
             poll_interval_s=_float("SGWEB_POLL_INTERVAL_S", 5.0),
             drift_interval_s=_float("SGWEB_DRIFT_INTERVAL_S", 30.0),
             owner_pid=protocol.parse_owner_pid(os.environ.get("SGWEB_OWNER_PID")),
+            accounting_interval_s=_float(
+                "SGWEB_ACCOUNTING_INTERVAL_S", accounting.DEFAULT_INTERVAL_S
+            ),
         )

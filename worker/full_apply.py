@@ -16,7 +16,8 @@ from sgweb.kernel.apply import (
     PlainDelta,
     offending_line,
 )
-from sgweb.kernel.readback import restore_command, save_command
+from sgweb.kernel.carry import Carried, restore_argv, with_counters
+from sgweb.kernel.readback import save_command
 from worker import drift
 
 log = logging.getLogger(__name__)
@@ -116,10 +117,17 @@ def owns_tables_alone(firewall: HostFirewall, family: int) -> bool:
     return True
 
 
-def apply_full(firewall: HostFirewall, compiled: CompiledHost, delta: PlainDelta) -> ApplyReport:
+def apply_full(
+    firewall: HostFirewall,
+    compiled: CompiledHost,
+    delta: PlainDelta,
+    carried: dict[int, Carried] | None = None,
+) -> ApplyReport:
     """Apply everything: whole tables where we are alone, --noflush elsewhere.
 
     Sets go first (filled and swapped in: rules may reference them at once), then each family.
+    `carried` (per family, `sgweb.kernel.carry.read_carry`) puts back the counters of rules
+    that survive; `delta` is expected to carry them already.
     """
     alone = {family: owns_tables_alone(firewall, family) for family in (4, 6)}
     if not any(alone.values()):
@@ -155,9 +163,11 @@ def apply_full(firewall: HostFirewall, compiled: CompiledHost, delta: PlainDelta
             rule_lines.update(careful.rule_lines)
             continue
         whole = render_iptables(compiled, family)
+        if carried and family in carried:
+            whole = with_counters(whole, carried[family])
         step_started = time.perf_counter()
         result = firewall.runner.run(
-            [restore_command(family)], input=whole, netns=firewall.netns, check=False, timeout=300
+            restore_argv(family, whole), input=whole, netns=firewall.netns, check=False, timeout=300
         )
         steps.append((f"iptables.{family}.tables", time.perf_counter() - step_started))
         rule_lines[family] = sum(1 for line in whole.splitlines() if line.startswith("-A "))

@@ -8,7 +8,7 @@ publishes one `host-counters` message for the host with rates against the previo
 reading, keeps the latest reading per chain for first paints, and notes when a rule's count rose.
 
 When to publish: the chains are read every `wire.READ_S` (a quarter second; slower if reading
-takes long, so the thread stays under a fifth of a core), and a reading goes out as soon as a
+costs much CPU, so the thread stays under a fifth of a core), and a reading goes out as soon as a
 counter moved, but at most every `wire.MIN_PUBLISH_GAP_S`, and otherwise once a `wire.TICK_S`
 even when nothing moved. A packet thus reaches the browser within a read interval instead of
 up to a whole second later, while busy chains still cause about two messages a second, quiet
@@ -204,11 +204,14 @@ class CounterStreamer(threading.Thread):
                 log.warning("live counters: %s", exc)
             except Exception:
                 log.exception("live counters failed")
-            self.cpu_s += time.thread_time() - cpu
+            used = time.thread_time() - cpu
+            self.cpu_s += used
             # Reads keep a steady rhythm (the time spent reading counts against the interval),
-            # but a read that costs much waits four times its cost: at most a fifth of a core.
+            # but a read that costs much CPU waits four times that: at most a fifth of a core.
+            # (CPU, not wall time: on a busy machine a read waits for a core far longer than
+            # it computes, and backing off for that would only delay the next packet.)
             spent = time.monotonic() - began
-            interval = min(self.every_s, max(self.read_every_s, 5 * spent))
+            interval = min(self.every_s, max(self.read_every_s, 5 * used))
             self.stopping.wait(max(0.02, interval - spent))
 
 

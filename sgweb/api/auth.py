@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from django.db import OperationalError, connection
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
@@ -16,6 +17,30 @@ if TYPE_CHECKING:
 
 # Writing last_used_at on every request would make every GET a write.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+SQLITE_TOUCH_WAIT_MS = 50
+
+
+def touch_last_used(token: ApiToken, now: datetime) -> None:
+    """Note when the token was used, without ever making a request wait for the write lock.
+
+    On SQLite one writer at a time holds the database (a bulk create may hold it for
+    seconds); reads go on beside it (WAL), and so must token checks: the note waits at most
+    SQLITE_TOUCH_WAIT_MS, else it is left to a later request."""
+    stamp = ApiToken.objects.filter(pk=token.pk)
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        stamp.update(last_used_at=now)
+        token.last_used_at = now
+        return
+    wait_ms = int(float(connection.settings_dict.get("OPTIONS", {}).get("timeout", 5)) * 1000)
+    with connection.cursor() as cursor:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_TOUCH_WAIT_MS}")
+        try:
+            stamp.update(last_used_at=now)
+            token.last_used_at = now
+        except OperationalError:
+            return  # "database is locked": somebody is writing; a later request notes it
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout = {wait_ms}")
 
 
 class TokenAuthentication(authentication.BaseAuthentication):
@@ -45,8 +70,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
         if not token.user.is_active:
             raise exceptions.AuthenticationFailed("The token's user is disabled.")
         if token.last_used_at is None or now - token.last_used_at >= LAST_USED_RESOLUTION:
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
-            token.last_used_at = now
+            touch_last_used(token, now)
         return token.user, token
 
     def authenticate_header(self, request: Request) -> str:

@@ -32,6 +32,19 @@ EXTENSIONS = (
     ("fields", "Fields", "fields= on show and list."),
     ("filter-validation", "Filter parameters validation", "Filter parameters are validated."),
     ("security-groups-shared-filtering", "Security group filtering on the shared field", ""),
+    ("standard-attr-tag", "Tag support", "Tags on groups, rules, networks, subnets and ports."),
+    ("tag-creation", "Tag creation extension", "tags in the body of a create."),
+    (
+        "security-groups-rules-belongs-to-default-sg",
+        "Security group rule belongs to the project's default security group",
+        "belongs_to_default_sg on rules.",
+    ),
+    (
+        "sgweb-rule-hits",
+        "Rule hits",
+        "Hits of rules, groups and ports over a time window: "
+        "GET security-group-rules/{id}/hits, security-groups/{id}/hits, ports/{id}/hits.",
+    ),
 )
 EXTENSION_UPDATED = "2024-01-01T00:00:00-00:00"
 

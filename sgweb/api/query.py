@@ -9,9 +9,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django.db.models import Model, Q, QuerySet
+from django.utils.dateparse import parse_datetime
 
 from sgweb.tenancy.errors import Invalid
 
@@ -49,6 +51,23 @@ def as_int(value: str) -> int:
         raise NoMatch from None
 
 
+def as_time(value: str) -> datetime:
+    """An ISO 8601 time (Neutron's changed_since); one without a zone is UTC."""
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise Invalid(
+            f"Invalid input for operation: '{value}' is not a valid time; give it as ISO 8601 "
+            "(2024-01-31T12:00:00Z)."
+        )
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def nothing(values: list[str]) -> Q:
+    """A filter on a list attribute that is always empty here (e.g. a subnet's
+    service_types): no row has the value asked for."""
+    return Q(pk__in=[])
+
+
 def as_text(value: str) -> str:
     return value
 
@@ -65,6 +84,22 @@ class Filter:
     parse: Callable[[str], Any] = as_text
     # A custom Q builder for fields that are not one column (e.g. fixed_ips=ip_address=...).
     build: Callable[[list[str]], Q] | None = None
+
+
+def constant(value: object, parse: Callable[[str], Any] = as_text) -> Filter:
+    """A filter on an attribute every row has with the same value (e.g. a network's mtu):
+    everything matches the value, nothing matches another."""
+
+    def build(values: list[str]) -> Q:
+        for raw in values:
+            try:
+                if parse(raw) == value:
+                    return Q()
+            except NoMatch:
+                continue
+        return Q(pk__in=[])
+
+    return Filter("", build=build)
 
 
 @dataclass
@@ -121,11 +156,15 @@ def parse_list_query(params: Any, *, default_limit: int, max_limit: int) -> List
 def apply_filters(
     queryset: QuerySet[M], filters: dict[str, list[str]], known: dict[str, Filter]
 ) -> QuerySet[M]:
-    """Unknown filter names are ignored, as Neutron does without strict filter validation."""
+    """Unknown filter names are refused, as Neutron does with its filter-validation
+    extension (which we advertise): a misspelt filter must not silently list everything."""
+    unknown = [name for name in filters if name not in known]
+    if unknown:
+        raise Invalid(
+            f"{unknown} is invalid attribute for filtering", neutron_type="HTTPBadRequest"
+        )
     for name, raw_values in filters.items():
-        spec = known.get(name)
-        if spec is None:
-            continue
+        spec = known[name]
         if spec.build is not None:
             queryset = queryset.filter(spec.build(raw_values))
             continue

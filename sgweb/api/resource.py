@@ -12,7 +12,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from django.db.models import Model, Q, QuerySet
 from rest_framework.request import Request
 
-from sgweb.api.query import Filter, as_int, as_uuid
+from sgweb.api.query import Filter, as_int, as_time, as_uuid
+from sgweb.api.tagquery import fill_tags, tag_filters
 from sgweb.tenancy.access import (
     can_see_project,
     is_admin,
@@ -37,6 +38,8 @@ PROJECT_FILTERS = {
     "project_id": Filter("project_id", as_uuid),
     "revision_number": Filter("revision_number", as_int),
     "description": Filter("description"),
+    # standard-attr-timestamp: what changed since a time.
+    "changed_since": Filter("updated_at__gte", as_time),
 }
 STANDARD_SORTS = {
     "id": "id",
@@ -69,6 +72,21 @@ class Resource(Generic[M]):
     create_fields: ClassVar[dict[str, str]] = {}
     update_fields: ClassVar[dict[str, str]] = {}
     read_only: ClassVar[frozenset[str]] = STANDARD_READ_ONLY
+    # The model whose rows carry Neutron's tags (None: the resource has no tags).
+    tag_model: ClassVar[type[Model] | None] = None
+
+    def list_filters(self) -> dict[str, Filter]:
+        """Every filter a list accepts; any other name is refused (filter-validation)."""
+        if self.tag_model is None:
+            return self.filters
+        return {**self.filters, **tag_filters(self.tag_model)}
+
+    def present(self, objs: list[M]) -> list[dict[str, Any]]:
+        """What the API answers: `to_dicts` with each resource's tags."""
+        dicts = self.to_dicts(objs)
+        if self.tag_model is not None:
+            fill_tags(self.tag_model, dicts)
+        return dicts
 
     # --- reading ---
 

@@ -20,6 +20,7 @@ from rest_framework import serializers
 
 from sgweb.api.fielddocs import FieldMap
 from sgweb.api.resource import Resource
+from sgweb.api.tags import TagsView, TagView
 from sgweb.api.views import CollectionView, MemberView
 
 
@@ -97,7 +98,7 @@ def documented(
         name=f"{title}Request",
         fields={resource.singular: inline_serializer(name=f"{title}Fields", fields=writable)},
     )
-    filters = [OpenApiParameter(name, str, many=True) for name in resource.filters]
+    filters = [OpenApiParameter(name, str, many=True) for name in resource.list_filters()]
     tags = [resource.path]
     object_id = OpenApiParameter("object_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
@@ -148,3 +149,76 @@ def documented(
     Collection.__name__ = f"{title}CollectionView"
     Member.__name__ = f"{title}MemberView"
     return Collection, Member
+
+
+TAG_LIST = inline_serializer(
+    name="TagList", fields={"tags": serializers.ListField(child=serializers.CharField())}
+)
+
+
+def documented_tags(resource: Resource[Any]) -> tuple[type[TagsView], type[TagView]]:
+    """The tag views of `resource` (standard-attr-tag), with their OpenAPI description."""
+    title = "".join(part.capitalize() for part in resource.singular.split("_"))
+    name = resource.singular
+    tags = [resource.path]
+    object_id = OpenApiParameter("object_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+    tag = OpenApiParameter("tag", str, OpenApiParameter.PATH)
+
+    @extend_schema_view(
+        get=extend_schema(
+            operation_id=f"list_{name}_tags",
+            parameters=[object_id],
+            responses={200: TAG_LIST, **ERRORS},
+            tags=tags,
+        ),
+        put=extend_schema(
+            operation_id=f"replace_{name}_tags",
+            parameters=[object_id],
+            request=TAG_LIST,
+            responses={200: TAG_LIST, **WRITE_ERRORS},
+            tags=tags,
+        ),
+        post=extend_schema(
+            operation_id=f"add_{name}_tags",
+            parameters=[object_id],
+            request=TAG_LIST,
+            responses={201: TAG_LIST, **WRITE_ERRORS},
+            tags=tags,
+        ),
+        delete=extend_schema(
+            operation_id=f"remove_{name}_tags",
+            parameters=[object_id],
+            responses={204: None, **WRITE_ERRORS},
+            tags=tags,
+        ),
+    )
+    class Tags(TagsView):
+        pass
+
+    @extend_schema_view(
+        get=extend_schema(
+            operation_id=f"check_{name}_tag",
+            parameters=[object_id, tag],
+            responses={204: None, **ERRORS},
+            tags=tags,
+        ),
+        put=extend_schema(
+            operation_id=f"add_{name}_tag",
+            parameters=[object_id, tag],
+            request=None,
+            responses={201: None, **WRITE_ERRORS},
+            tags=tags,
+        ),
+        delete=extend_schema(
+            operation_id=f"remove_{name}_tag",
+            parameters=[object_id, tag],
+            responses={204: None, **WRITE_ERRORS},
+            tags=tags,
+        ),
+    )
+    class OneTag(TagView):
+        pass
+
+    Tags.__name__ = f"{title}TagsView"
+    OneTag.__name__ = f"{title}TagView"
+    return Tags, OneTag

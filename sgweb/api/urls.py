@@ -12,7 +12,7 @@ from django.urls import URLPattern, re_path
 from sgweb.api import discovery
 from sgweb.api.fielddocs import FieldMap
 from sgweb.api.resource import Resource
-from sgweb.api.schema import documented
+from sgweb.api.schema import documented, documented_tags
 
 ID = r"(?P<object_id>[^/.]+)"
 JSON = r"(?:\.json)?"
@@ -31,9 +31,10 @@ not_found = re_path(r"^/(?P<rest>.*)$", discovery.not_found)
 def resource_routes(
     resource: Resource[Any], fields: FieldMap, writable: FieldMap
 ) -> list[URLPattern]:
-    """A collection and a member route for one resource, with its OpenAPI documentation."""
+    """A collection and a member route for one resource, with its OpenAPI documentation, and
+    the tag routes when the resource has tags."""
     collection_view, member_view = documented(resource, fields, writable)
-    return [
+    routes = [
         re_path(
             rf"^/v2\.0/{resource.path}{JSON}$",
             collection_view.as_view(resource=resource),
@@ -45,3 +46,18 @@ def resource_routes(
             name=f"neutron-{resource.path}-detail",
         ),
     ]
+    if resource.tag_model is not None:
+        tags_view, tag_view = documented_tags(resource)
+        routes += [
+            re_path(
+                rf"^/v2\.0/{resource.path}/{ID}/tags{JSON}$",
+                tags_view.as_view(resource=resource),
+                name=f"neutron-{resource.path}-tags",
+            ),
+            re_path(
+                rf"^/v2\.0/{resource.path}/{ID}/tags/(?P<tag>[^/]+)$",
+                tag_view.as_view(resource=resource),
+                name=f"neutron-{resource.path}-tag",
+            ),
+        ]
+    return routes

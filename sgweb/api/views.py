@@ -16,6 +16,7 @@ from sgweb import dispatch
 from sgweb.api.idempotency import idempotent
 from sgweb.api.query import apply_filters, paginate, parse_list_query, select_fields
 from sgweb.api.resource import Resource
+from sgweb.api.tags import store_tags, tag_body
 from sgweb.tenancy.errors import Invalid, PreconditionFailed
 
 
@@ -66,10 +67,10 @@ class CollectionView(APIView):
             max_limit=settings.API_MAX_PAGE_SIZE,
         )
         resource.before_list(request)
-        queryset = apply_filters(resource.queryset(request), query.filters, resource.filters)
+        queryset = apply_filters(resource.queryset(request), query.filters, resource.list_filters())
         rows, has_next, has_previous = paginate(queryset, query, resource.sortable)
         body: dict[str, Any] = {
-            resource.plural: [select_fields(data, query.fields) for data in resource.to_dicts(rows)]
+            resource.plural: [select_fields(data, query.fields) for data in resource.present(rows)]
         }
         links = _links(request, resource, rows, has_next, has_previous)
         if links:
@@ -82,9 +83,10 @@ class CollectionView(APIView):
         data = request.data
         if isinstance(data, dict) and isinstance(data.get(resource.plural), list):
             return self._bulk_create(request, data[resource.plural])
-        obj = resource.create(request, _body(request, resource.singular))
+        with transaction.atomic():
+            obj = _create(request, resource, _body(request, resource.singular))
         fresh = resource.get_object(request, str(obj.pk))
-        return Response({resource.singular: resource.to_dict(fresh)}, status=201)
+        return Response({resource.singular: resource.present([fresh])[0]}, status=201)
 
     def _bulk_create(self, request: Request, bodies: list[Any]) -> Response:
         """Neutron's bulk create: all or nothing."""
@@ -93,11 +95,22 @@ class CollectionView(APIView):
             raise Invalid(f"Invalid input for operation: '{resource.plural}' needs objects.")
         # One transaction, and one publish per host for the whole request (not one per object).
         with transaction.atomic(), dispatch.publish_once():
-            created = [resource.create(request, body).pk for body in bodies]
+            created = [_create(request, resource, body).pk for body in bodies]
         objs = {obj.pk: obj for obj in resource.queryset(request).filter(pk__in=created)}
         return Response(
-            {resource.plural: resource.to_dicts([objs[pk] for pk in created])}, status=201
+            {resource.plural: resource.present([objs[pk] for pk in created])}, status=201
         )
+
+
+def _create(request: Request, resource: Resource[Any], body: dict[str, Any]) -> Any:
+    """Create one object; `tags` in the body (Neutron's tag-creation) are set with it."""
+    if resource.tag_model is None or "tags" not in body:
+        return resource.create(request, body)
+    tags = tag_body(body)
+    obj = resource.create(request, {key: value for key, value in body.items() if key != "tags"})
+    if tags:
+        store_tags(request, resource, obj, tags)
+    return obj
 
 
 def _check_revision(request: Request, obj: Any) -> None:
@@ -128,7 +141,7 @@ class MemberView(APIView):
         fields = [
             part for value in request.query_params.getlist("fields") for part in value.split(",")
         ]
-        return Response({resource.singular: select_fields(resource.to_dict(obj), fields)})
+        return Response({resource.singular: select_fields(resource.present([obj])[0], fields)})
 
     @idempotent
     def put(self, request: Request, object_id: str) -> Response:
@@ -137,7 +150,7 @@ class MemberView(APIView):
         _check_revision(request, obj)
         updated = resource.update(request, obj, _body(request, resource.singular))
         fresh = resource.get_object(request, str(updated.pk))
-        return Response({resource.singular: resource.to_dict(fresh)})
+        return Response({resource.singular: resource.present([fresh])[0]})
 
     @idempotent
     def delete(self, request: Request, object_id: str) -> HttpResponse:

@@ -5,9 +5,12 @@ in its own words)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from sgweb.dashboard.presentation import PRESETS_BY_KEY
+from sgweb.security.validators import NEUTRON_PORT_PROTOCOLS
 
 
 def _text(required: bool = False) -> forms.CharField:
@@ -15,9 +18,23 @@ def _text(required: bool = False) -> forms.CharField:
     return forms.CharField(required=required, strip=False, empty_value="")
 
 
+def _has_ports(protocol: object) -> bool:
+    return str(protocol or "").lower() in NEUTRON_PORT_PROTOCOLS
+
+
 class SecurityGroupForm(forms.Form):
     name = _text()
     description = _text()
+    # "true" | "false"; empty leaves the group as it is (the action checks the value).
+    stateful = _text()
+
+    def changes(self) -> dict[str, Any]:
+        """The action's keywords: name, description, and stateful when the page sent it."""
+        data = self.cleaned_data
+        values: dict[str, Any] = {"name": data["name"], "description": data["description"]}
+        if data.get("stateful"):
+            values["stateful"] = data["stateful"]
+        return values
 
 
 class NewSecurityGroupForm(SecurityGroupForm):
@@ -48,6 +65,10 @@ class RuleForm(forms.Form):
             "port_range_max": (data.get("port_range_max") or "").strip() or None,
             "description": data.get("description") or "",
         }
+        if base["port_range_min"] and not base["port_range_max"] and _has_ports(base["protocol"]):
+            # The page offers "a single port" by leaving the maximum empty; the API (as
+            # Neutron) wants both ends, so the form says what the user meant.
+            base["port_range_max"] = base["port_range_min"]
         # Only the chosen kind of remote is sent, so a stale value in the hidden field
         # cannot make the rule ambiguous.
         if remote_kind == "group":

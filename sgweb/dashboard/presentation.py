@@ -53,11 +53,21 @@ def host_status(host: Any, now: datetime | None = None, live: Any = None) -> Hos
     def view(key: str, label: str, css: str, detail: str) -> HostStatusView:
         return HostStatusView(key, label, css, detail, heartbeat, live)
 
+    # A host no agent ever reported for (a demo host, a binding to a host not set up yet) is
+    # calm "No agent", not "Down": changes wait for it (syncing on paper), nothing is broken.
     never_reported = (
-        host.last_apply_at is None and not host.applied_revision and host.status == "unknown"
+        host.last_apply_at is None
+        and not host.applied_revision
+        and heartbeat is None
+        and host.status in ("unknown", "syncing")
     )
     if never_reported and not alive:
-        return view("unknown", "No agent", "", "No agent has reported for this host yet")
+        return view(
+            "unknown",
+            "No agent",
+            "",
+            "No agent has ever reported for this host; changes wait until one starts",
+        )
     if host.status == "down" or alive is False:
         since = f"last heartbeat {heartbeat:%Y-%m-%d %H:%M:%S} UTC" if heartbeat else "no heartbeat"
         return view("down", "Down", "bad", f"The agent is not reporting ({since})")
@@ -80,6 +90,32 @@ def host_status(host: Any, now: datetime | None = None, live: Any = None) -> Hos
             f"Applying revision {host.desired_revision} (applied {host.applied_revision})",
         )
     return view("in-sync", "In sync", "ok", f"Revision {host.applied_revision} applied")
+
+
+@dataclass(frozen=True, slots=True)
+class PortStatusView:
+    label: str
+    css: str
+    detail: str
+
+
+def port_status(port: Any, host: HostStatusView | None) -> PortStatusView:
+    """A port's status as an admin reads it: Neutron's ACTIVE/DOWN, and whether its host's
+    firewall holds its rules (the port's filtering is only as current as its host)."""
+    if not port.admin_state_up:
+        return PortStatusView("Down", "", "Administratively down (admin_state_up is false)")
+    if port.host_id is None or host is None:
+        return PortStatusView("Unbound", "", "Not bound to a host: no firewall holds it yet")
+    if host.key == "in-sync":
+        return PortStatusView("Active", "ok", f"Bound to {port.host.name}; {host.detail}")
+    words = {
+        "syncing": ("Active · syncing", "warn"),
+        "unknown": ("Active · no agent", ""),
+        "failed": ("Active · host failed", "bad"),
+        "down": ("Active · host down", "bad"),
+    }
+    label, css = words.get(host.key, ("Active", ""))
+    return PortStatusView(label, css, f"Bound to {port.host.name}; {host.detail}")
 
 
 def rule_protocol_text(rule: Any) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from sgweb.dashboard import delivery
 from sgweb.tenancy.access import is_reader, role_of, sees_all_projects, visible_projects
 from sgweb.tenancy.models import Project
 
@@ -65,4 +66,7 @@ def render_page(
         "shell": shell or build_shell(request),
         "nav_section": section,
     }
+    if status == 200:
+        # The changes this session just made, followed to the hosts (dashboard/delivery.py).
+        context["deliveries"] = delivery.take(request)
     return render(request, template, context, status=status)

@@ -227,6 +227,7 @@ class PacketView:
     host: str
     verdict: str
     steps: list[StepView]
+    order: str = ""  # packet_order: along the path
 
     @property
     def key(self) -> str:
@@ -265,22 +266,38 @@ def _mark_kernel_deciding(steps: list[StepView]) -> None:
         chosen.deciding = True
 
 
-def packet_views(events: list[dict[str, Any]]) -> list[PacketView]:
+DIRECTION_ORDER = {"request": 0, "reply": 1}
+
+
+def host_order(static: StaticView | None) -> list[str]:
+    """The hosts in the order the request meets them (the static walk's order)."""
+    order: list[str] = []
+    for hop in [*(static.request if static else []), *(static.reply if static else [])]:
+        if hop.host and hop.host not in order:
+            order.append(hop.host)
+    return order
+
+
+def packet_order(packet: PacketView, hosts: list[str]) -> str:
+    """A sort key that reads along the packet's path: the request before the reply, each in
+    the order of the hosts it crosses, then the packets in the order they were sent (live.js
+    and traces.js insert arriving packets by the same key, `data-order`)."""
+    rank = hosts.index(packet.host) if packet.host in hosts else len(hosts)
+    return f"{DIRECTION_ORDER.get(packet.direction, 2)}-{rank:03d}-{packet.index:06d}"
+
+
+def packet_views(
+    events: list[dict[str, Any]],
+    rules: dict[str, Any] | None = None,
+    hosts: list[str] | None = None,
+) -> list[PacketView]:
+    """The kernel's packets along the path (`packet_order`), each rule in the words the static
+    walk uses for it (the agent's label only for rules this page does not know)."""
     packets = []
     for event in events or []:
         if event.get("type") != "trace-packet":
             continue
-        steps = [
-            StepView(
-                chain=step.get("chain", ""),
-                position=step.get("position"),
-                label=step.get("label") or "",
-                verdict=step.get("verdict", ""),
-                rule_id=step.get("rule_id"),
-                plumbing=is_plumbing(step),
-            )
-            for step in event.get("steps") or []
-        ]
+        steps = [_kernel_step(step, rules or {}) for step in event.get("steps") or []]
         _mark_kernel_deciding(steps)
         packets.append(
             PacketView(
@@ -291,7 +308,83 @@ def packet_views(events: list[dict[str, Any]]) -> list[PacketView]:
                 steps=steps,
             )
         )
+    order = hosts or []
+    for packet in packets:
+        packet.order = packet_order(packet, order)
+    packets.sort(key=lambda packet: packet.order)
     return packets
+
+
+def _kernel_step(step: dict[str, Any], rules: dict[str, Any]) -> StepView:
+    rule_id = step.get("rule_id")
+    rule = rules.get(str(rule_id)) if rule_id else None
+    label = step.get("label") or ""
+    if rule is not None:
+        label = _label({"kind": ORIGIN_SG_RULE, "rule_id": rule_id}, "", rules)
+    return StepView(
+        chain=step.get("chain", ""),
+        position=step.get("position"),
+        label=label,
+        verdict=step.get("verdict", ""),
+        rule_id=rule_id,
+        group_id=str(rule.security_group_id) if rule is not None else None,
+        group_name=rule.group_name if rule is not None else None,
+        plumbing=is_plumbing(step),
+    )
+
+
+def kernel_rule_ids(events: list[dict[str, Any]]) -> set[str]:
+    """The rule ids the kernel's packets name, to word them like the static walk."""
+    return {
+        str(step["rule_id"])
+        for event in events or []
+        if event.get("type") == "trace-packet"
+        for step in event.get("steps") or []
+        if step.get("rule_id")
+    }
+
+
+VERDICT_VERBS = {"ACCEPT": "allowed", "DROP": "dropped"}
+
+
+def result_sentence(result: dict[str, Any] | None, packets: list[PacketView]) -> str:
+    """The kernel's answer in one sentence: whether it agreed, which host decided and by which
+    rule, and what rests on the rules alone."""
+    if not result:
+        return ""
+    summary = str(result.get("summary") or "")
+    kernel = result.get("kernel_verdict")
+    agrees = result.get("agrees")
+    if summary.startswith("no proof: "):
+        why = summary[len("no proof: ") :]
+        return f"Not proven in the kernel: {why}; the verdict above is the rules' alone."
+    if kernel not in VERDICT_VERBS or agrees is None:
+        label, _ = status_words(str(result.get("status", "")))
+        return f"{label}: {summary}." if summary else f"{label}."
+    decided_by = result.get("decided_by")
+    deciding = next(
+        (p for p in packets if p.verdict == kernel and (not decided_by or p.host == decided_by)),
+        None,
+    )
+    host = decided_by or (deciding.host if deciding else "") or "the host"
+    where = f" at “{deciding.deciding_label}”" if deciding and deciding.deciding_label else ""
+    head = "The kernel agreed" if agrees else "The kernel disagreed"
+    sentence = f"{head}: {host} {VERDICT_VERBS[kernel]} the packet{where}"
+    if not agrees:
+        rules_say = VERDICT_VERBS.get(str(result.get("static_verdict", "")), "otherwise")
+        sentence += f", where the rules say {rules_say}"
+    untraced = [str(h) for h in result.get("untraced_hosts") or []]
+    if untraced:
+        rests = "rests" if len(untraced) == 1 else "rest"
+        sentence += f"; {', '.join(untraced)} {rests} on the rules (not traced)"
+    traced = sum(1 for p in packets)
+    if traced:
+        sentence += f"; {traced} packet{'s' if traced != 1 else ''} traced"
+    if result.get("probe_ok") is not None:
+        sentence += (
+            ", the probe was answered" if result["probe_ok"] else ", the probe got no answer"
+        )
+    return sentence + "."
 
 
 def result_of(events: list[dict[str, Any]], kernel_result: Any) -> dict[str, Any] | None:

@@ -62,7 +62,19 @@ urlpatterns = [
     path("networks", networks.network_list, name="networks"),
     path("networks/new", networks.network_new, name="network_new"),
     path("networks/<str:network_id>", networks.network_detail, name="network"),
+    path("networks/<str:network_id>/edit", networks.network_update, name="network_update"),
+    path("networks/<str:network_id>/delete", networks.network_delete, name="network_delete"),
     path("networks/<str:network_id>/subnets", networks.subnet_create, name="subnet_create"),
+    path(
+        "networks/<str:network_id>/subnets/<str:subnet_id>/edit",
+        networks.subnet_update,
+        name="subnet_update",
+    ),
+    path(
+        "networks/<str:network_id>/subnets/<str:subnet_id>/delete",
+        networks.subnet_delete,
+        name="subnet_delete",
+    ),
     # Packet traces (issue 5)
     path("traces", traces.trace_list, name="traces"),
     path("traces/new", traces.trace_new, name="trace_new"),

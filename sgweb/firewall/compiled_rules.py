@@ -27,7 +27,7 @@ from sgweb.firewall.ir import (
     PortRange,
     Rule,
 )
-from sgweb.firewall.model import EGRESS, INGRESS
+from sgweb.firewall.model import COMPAT_ARTICLE, COMPAT_NEUTRON, COMPATS, EGRESS, INGRESS
 
 # Frozen dataclasses run object.__setattr__ per field in __init__; ~25k rules per 500 ports
 # make that the compiler's main cost, so rules and origins are filled through their slots.
@@ -149,6 +149,14 @@ ESTABLISHED_MATCH = Match(states=("RELATED", "ESTABLISHED"))
 DHCP_SERVER_PORTS = {4: (67, 68), 6: (547, 546)}
 DHCP_CLIENT_REQUEST = {4: _udp(68, 67), 6: _udp(546, 547)}
 DHCP_SERVER_REPLY = {4: _udp(67, 68), 6: _udp(547, 546)}
+# A DHCPv4 client that has no address yet: the only DHCP let out before the anti-spoofing check.
+DHCP_DISCOVER = Match(
+    source="0.0.0.0/32",
+    destination="255.255.255.255/32",
+    protocol="udp",
+    source_port=PortRange(68, 68),
+    destination_port=PortRange(67, 67),
+)
 
 ICMPV6_TYPE_MLD_QUERY = 130
 ICMPV6_TYPE_MLD_REPORT = 131
@@ -185,17 +193,28 @@ def _ingress_head(family: int, stateful: bool) -> tuple[FixedRule, ...]:
     return tuple(specs)
 
 
-def _egress_base(family: int, stateful: bool) -> tuple[FixedRule, ...]:
+def _egress_base(family: int, stateful: bool, compat: str) -> tuple[FixedRule, ...]:
     specs: list[FixedRule] = []
+    article = compat == COMPAT_ARTICLE
     if family == 6:
         specs.extend(
             (match, RETURN, (ORIGIN_ICMPV6, EGRESS)) for match in ICMPV6_ALLOWED_UNSPECIFIED_SOURCE
         )
-    specs.append((DHCP_CLIENT_REQUEST[family], RETURN, (ORIGIN_DHCP, EGRESS)))
+    if article:
+        # The article: every DHCP request passes before the source check, from any address
+        # and MAC (kept only as a compatibility layout: it lets a VM spoof DHCP traffic).
+        specs.append((DHCP_CLIENT_REQUEST[family], RETURN, (ORIGIN_DHCP, EGRESS)))
+    elif family == 4:
+        # Current Neutron: only a client without an address yet (0.0.0.0 -> broadcast).
+        specs.append((DHCP_DISCOVER, RETURN, (ORIGIN_DHCP, EGRESS)))
     specs.append((NO_MATCH, None, (ORIGIN_ANTI_SPOOF, EGRESS)))
+    if not article and family == 4:
+        specs.append((DHCP_CLIENT_REQUEST[family], RETURN, (ORIGIN_DHCP, EGRESS)))
     if family == 6:
         specs.append((RA_MATCH, DROP, (ORIGIN_RA_SPOOF, EGRESS)))
         specs.append((ANY_ICMPV6, RETURN, (ORIGIN_ICMPV6, EGRESS)))
+    if not article and family == 6:
+        specs.append((DHCP_CLIENT_REQUEST[family], RETURN, (ORIGIN_DHCP, EGRESS)))
     specs.append((DHCP_SERVER_REPLY[family], DROP, (ORIGIN_DHCP_SPOOF, EGRESS)))
     if stateful:
         specs.append((INVALID_MATCH, DROP, (ORIGIN_INVALID, EGRESS)))
@@ -207,7 +226,10 @@ INGRESS_HEAD = {
     (f, stateful): _ingress_head(f, stateful) for f in (4, 6) for stateful in (True, False)
 }
 EGRESS_BASE = {
-    (f, stateful): _egress_base(f, stateful) for f in (4, 6) for stateful in (True, False)
+    (f, stateful, compat): _egress_base(f, stateful, compat)
+    for f in (4, 6)
+    for stateful in (True, False)
+    for compat in COMPATS
 }
 
 
@@ -238,12 +260,19 @@ def base_ingress_head(chain: str, origin: PortContext, family: int, stateful: bo
 
 
 def base_egress_rules(
-    chain: str, spoof_chain: str, origin: PortContext, family: int, stateful: bool = True
+    chain: str,
+    spoof_chain: str,
+    origin: PortContext,
+    family: int,
+    stateful: bool = True,
+    compat: str = COMPAT_NEUTRON,
 ) -> list[Rule]:
     """DHCP client out, the anti-spoofing jump, no DHCP server from the VM, then INVALID drop
-    and RELATED,ESTABLISHED return for stateful ports (article 3.3.2); for IPv6 also DAD
-    from ::, RAs from the VM dropped and the rest of ICMPv6 allowed."""
-    return emit_fixed(chain, EGRESS_BASE[(family, stateful)], origin, spoof_chain)
+    and RELATED,ESTABLISHED return for stateful ports; for IPv6 also DAD from ::, RAs from the
+    VM dropped and the rest of ICMPv6 allowed. COMPAT_NEUTRON lets only a DHCPv4 discover
+    from 0.0.0.0 pass before the anti-spoofing jump and every other DHCP request after it;
+    COMPAT_ARTICLE is the article's 3.3.2 order (every DHCP request before it)."""
+    return emit_fixed(chain, EGRESS_BASE[(family, stateful, compat)], origin, spoof_chain)
 
 
 _LINK_LOCAL: dict[str, str] = {}

@@ -1,7 +1,8 @@
 """Compile a host's desired state into the article's iptables layout (Neutron's hybrid driver).
 
 Layout and order follow the article (3.3.1-3.3.4); what it does not show (IPv6, conntrack zones,
-stateless groups, port security off) follows current Neutron's iptables_firewall.py.
+stateless groups, port security off) follows current Neutron's iptables_firewall.py, and so does
+the DHCP order unless `HostState.compat` asks for the article's (see compiled_rules).
 
 Speed: a host of 500 ports is ~25k rules, so the work per rule must be a few hundred ns.
 Everything that does not depend on the port (a group rule's Match) is built once per group and
@@ -293,6 +294,7 @@ class _HostCompiler:
         ingress = combination[(family, INGRESS)]
         egress = combination[(family, EGRESS)]
         # The key holds the template tuples themselves (compared by identity first), so an id
+<<<<<<< HEAD
         # can never be reused by a different tuple while the entry lives. The port (compared
         # below) carries its log events; the host's log settings count only when it logs.
         log = None
@@ -311,6 +313,17 @@ class _HostCompiler:
         else:
             builder = PortChainBuilder(self.prefix, port, family, stateful, context)
             chains = builder.lazy_build(self._prototype(port, family, stateful, ingress, egress))
+=======
+        # can never be reused by a different tuple while the entry lives.
+        key = (stateful, self.prefix, self.state.compat, ingress, egress)
+        entry = self.cache.ports.get((port.id, family))
+        if entry is not None and entry.key == key and (entry.port is port or entry.port == port):
+            return entry.chains
+        builder = PortChainBuilder(
+            self.prefix, port, family, stateful, self._context(port.id), self.state.compat
+        )
+        chains = builder.lazy_build(self._prototype(port, family, stateful, ingress, egress))
+>>>>>>> main
         self.cache.ports[(port.id, family)] = _PortEntry(port, key, chains)
         return chains
 
@@ -326,10 +339,13 @@ class _HostCompiler:
         if with_members is None:
             with_members = has_member_templates(ingress) or has_member_templates(egress)
             self._with_members[(id(ingress), id(egress))] = with_members
-        key = prototype_key(port, family, stateful, ingress, egress, with_members)
+        compat = self.state.compat
+        key = prototype_key(port, family, stateful, ingress, egress, with_members, compat)
         prototype = self._prototypes.get(key)
         if prototype is None:
-            prototype = PortChainPrototype(self.prefix, port, family, stateful, ingress, egress)
+            prototype = PortChainPrototype(
+                self.prefix, port, family, stateful, ingress, egress, compat
+            )
             self._prototypes[key] = prototype
         return prototype
 

@@ -20,11 +20,17 @@ ETHERTYPES = (IPV4, IPV6)
 
 DEFAULT_CHAIN_PREFIX = "neutron-openvswi"
 
+<<<<<<< HEAD
 # Packet logging (Neutron's logging API): which events of a port are logged.
 LOG_ALL = "ALL"
 LOG_ACCEPT = "ACCEPT"
 LOG_DROP = "DROP"
 LOG_EVENTS = (LOG_ALL, LOG_ACCEPT, LOG_DROP)
+=======
+COMPAT_NEUTRON = "neutron"
+COMPAT_ARTICLE = "article"
+COMPATS = (COMPAT_NEUTRON, COMPAT_ARTICLE)
+>>>>>>> main
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +73,14 @@ class Port:
     dhcp_servers: tuple[str, ...] = ()  # the DHCP servers of the port's subnets (v4 and v6)
     host: str | None = None
     device: str | None = None  # None: "tap" + the first 11 characters of the id
-    network_id: str | None = None  # ports of one network share a conntrack zone
+    network_id: str | None = None
     name: str = ""  # for explanations only; never reaches rule text
-    # The Linux bridge the tap is plugged into. Traffic towards the VM enters that bridge from
-    # another port, so the raw table can only put it into the port's conntrack zone by bridge.
+    # Only for a Linux bridge shared by several ports (the Linux-bridge layout): traffic towards
+    # those VMs enters that bridge from another port, so the raw table zones it by bridge and
+    # the ports on it share one zone. None (the hybrid layout, what the control plane sends):
+    # the port has its own zone, set on both of its devices (tap... and qvb...).
     bridge: str | None = None
+<<<<<<< HEAD
     # The packet-log events of this port (LOG_ALL, LOG_ACCEPT, LOG_DROP) or None: not logged.
     # The control plane resolves log resources (of the port or of one of its groups) into it.
     log_events: str | None = None
@@ -90,6 +99,11 @@ class LogSettings:
 
     def nflog_group(self, family: int) -> int:
         return self.nflog_group_v4 if family == 4 else self.nflog_group_v6
+=======
+    # The port's own conntrack zone (the control plane stores one per port, from 4097 up, so it
+    # never changes while the port lives); None: numbered by the compiler.
+    conntrack_zone: int | None = None
+>>>>>>> main
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +119,17 @@ class HostState:
     enable_ipset: bool = True
     chain_prefix: str = DEFAULT_CHAIN_PREFIX
     host: str | None = None
-    # Explicit conntrack zones (network id or, failing that, port id -> zone); where missing the
-    # compiler assigns them deterministically.
+    # Explicit conntrack zones (port id or, failing that, network id -> zone) for ports without
+    # their own `conntrack_zone`; where missing the compiler numbers them deterministically.
     conntrack_zones: tuple[tuple[str, int], ...] = field(default=())
+<<<<<<< HEAD
     log_settings: LogSettings = field(default=LogSettings())
+=======
+    # The layout variant: COMPAT_NEUTRON (current Neutron: only 0.0.0.0 -> 255.255.255.255 DHCP
+    # passes before the anti-spoofing check) or COMPAT_ARTICLE (the article's layout line for
+    # line: every DHCP request passes before it, whatever its source address and MAC).
+    compat: str = "neutron"
+>>>>>>> main
 
     def group(self, group_id: str) -> SecurityGroup | None:
         for group in self.security_groups:

@@ -37,8 +37,12 @@ from sgweb.firewall.ir import (
     Rule,
     lazy_chain,
 )
+<<<<<<< HEAD
 from sgweb.firewall.model import EGRESS, INGRESS, Port, SecurityGroupRule
 from sgweb.firewall.packetlog import PortLog, drop_log_rule, with_accept_logs
+=======
+from sgweb.firewall.model import COMPAT_NEUTRON, EGRESS, INGRESS, Port, SecurityGroupRule
+>>>>>>> main
 from sgweb.firewall.protocols import MULTIPORT_ONLY_PROTOCOLS, takes_icmp_type, takes_ports
 from sgweb.firewall.render import chain_text, match_text
 from sgweb.firewall.validate import address_version
@@ -63,7 +67,26 @@ def sg_rule_comment(rule_id: str) -> str:
 
 
 class PortChainBuilder:
-    """The i/o/s chains of one filtered port for one family (article 3.3.2/3.3.3 order)."""
+    """The i/o/s chains of one filtered port for one family (article 3.3.2/3.3.3 order, with
+    current Neutron's DHCP order unless the compat layout is the article's).
+
+    After `lazy_build` it is also the ChainSource of those chains: text from the prototype,
+    rules on demand (one object per port and family rather than two)."""
+
+    __slots__ = (
+        "compat",
+        "egress",
+        "fallback",
+        "family",
+        "ingress",
+        "origin",
+        "port",
+        "prefix",
+        "prototype",
+        "rules",
+        "spoof",
+        "stateful",
+    )
 
     def __init__(
         self,
@@ -72,12 +95,19 @@ class PortChainBuilder:
         family: int,
         stateful: bool,
         context: PortContext,
+<<<<<<< HEAD
         log: PortLog | None = None,
     ) -> None:
         self.prefix = prefix
         # Packet logging: a logged port's chains are built eagerly (see compiler), never from
         # a prototype, since its log prefixes name the port.
         self.log = log
+=======
+        compat: str = COMPAT_NEUTRON,
+    ) -> None:
+        self.prefix = prefix
+        self.compat = compat
+>>>>>>> main
         self.port = port
         self.origin = context
         self.family = family
@@ -86,6 +116,8 @@ class PortChainBuilder:
         self.egress = context.egress
         self.spoof = context.spoof
         self.fallback = names.fallback_chain(prefix)
+        self.prototype: PortChainPrototype | None = None
+        self.rules: tuple[tuple[Rule, ...], tuple[Rule, ...]] | None = None
 
     def build(
         self,
@@ -102,28 +134,61 @@ class PortChainBuilder:
 
     def lazy_build(self, prototype: PortChainPrototype) -> tuple[Chain, ...]:
         """The (i, o, s) chains; the i and o rules are made only when someone reads them."""
-        source = _PortChainSource(self, prototype)
+        self.prototype = prototype
         return (
-            lazy_chain(self.ingress, source, 0),
-            lazy_chain(self.egress, source, 1),
-            lazy_chain(self.spoof, source, 2),
+            lazy_chain(self.ingress, self, 0),
+            lazy_chain(self.egress, self, 1),
+            lazy_chain(self.spoof, self, 2),
         )
+
+    def chain_rules(self, index: int) -> tuple[Rule, ...]:
+        if index == 2:
+            return self._spoof_rules()
+        if self.rules is None:
+            prototype = self.prototype
+            assert prototype is not None, "chain_rules before lazy_build"
+            self.rules = self.io_rules(prototype.ingress, prototype.egress)
+        return self.rules[index]
+
+    def chain_text(self, index: int) -> str:
+        if index == 2:
+            return self.spoof_text()
+        prototype = self.prototype
+        assert prototype is not None, "chain_text before lazy_build"
+        if index == 0:
+            return prototype.ingress_text.replace(_INGRESS_NAME, self.ingress)
+        text = prototype.egress_text.replace(_EGRESS_NAME, self.egress)
+        return text.replace(_SPOOF_NAME, self.spoof)
 
     def io_rules(
         self, ingress: tuple[Template, ...], egress: tuple[Template, ...]
     ) -> tuple[tuple[Rule, ...], tuple[Rule, ...]]:
         """The rules of the i and o chains.
 
-        They depend on the port only through its chain names, its DHCP servers and (for
-        templates that stand for one remote member each) its own addresses: the key of
+        They depend on the port only through its chain names, its DHCP servers, the host's
+        compat layout and (for templates that stand for one remote member each) its own
+        addresses: the key of
         `PortChainPrototype` lists exactly these, so a new per-port input here must be added
         there too (test_lazy_chains.py compares the two for generated hosts).
         """
         in_rules = base_ingress_head(self.ingress, self.origin, self.family, self.stateful)
         in_rules.extend(self._dhcp_replies())
+<<<<<<< HEAD
         in_rules = self._user_and_fallback(in_rules, self.ingress, INGRESS, ingress)
         out_rules = base_egress_rules(
             self.egress, self.spoof, self.origin, self.family, self.stateful
+=======
+        self._user_rules(in_rules, self.ingress, INGRESS, ingress)
+        in_rules.append(
+            new_rule(self.ingress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, INGRESS))
+        )
+        out_rules = base_egress_rules(
+            self.egress, self.spoof, origin, self.family, self.stateful, self.compat
+        )
+        self._user_rules(out_rules, self.egress, EGRESS, egress)
+        out_rules.append(
+            new_rule(self.egress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, EGRESS))
+>>>>>>> main
         )
         out_rules = self._user_and_fallback(out_rules, self.egress, EGRESS, egress)
         return tuple(in_rules), tuple(out_rules)
@@ -283,12 +348,13 @@ def prototype_key(
     ingress: tuple[Template, ...],
     egress: tuple[Template, ...],
     with_members: bool,
+    compat: str = COMPAT_NEUTRON,
 ) -> tuple[object, ...]:
     """What the text of a port's i and o chains depends on besides their names (see
     `PortChainBuilder.io_rules`); the template tuples by identity (the prototype holds them,
     so an id is not reused while the key lives)."""
     own = port.fixed_ips if with_members else None
-    return (family, stateful, id(ingress), id(egress), port.dhcp_servers, own)
+    return (family, stateful, id(ingress), id(egress), port.dhcp_servers, own, compat)
 
 
 def has_member_templates(templates: tuple[Template, ...]) -> bool:
@@ -309,43 +375,16 @@ class PortChainPrototype:
         stateful: bool,
         ingress: tuple[Template, ...],
         egress: tuple[Template, ...],
+        compat: str = COMPAT_NEUTRON,
     ) -> None:
         context = PortContext(prefix, port.id)
         context.ingress, context.egress, context.spoof = _INGRESS_NAME, _EGRESS_NAME, _SPOOF_NAME
-        builder = PortChainBuilder(prefix, port, family, stateful, context)
+        builder = PortChainBuilder(prefix, port, family, stateful, context, compat)
         in_rules, out_rules = builder.io_rules(ingress, egress)
         self.ingress = ingress
         self.egress = egress
         self.ingress_text = chain_text(in_rules)
         self.egress_text = chain_text(out_rules)
-
-
-class _PortChainSource:
-    """One port's i and o chains for one family: text from the prototype, rules on demand."""
-
-    __slots__ = ("builder", "prototype", "rules")
-
-    def __init__(self, builder: PortChainBuilder, prototype: PortChainPrototype) -> None:
-        self.builder = builder
-        self.prototype = prototype
-        self.rules: tuple[tuple[Rule, ...], tuple[Rule, ...]] | None = None
-
-    def chain_rules(self, index: int) -> tuple[Rule, ...]:
-        if index == 2:
-            return self.builder._spoof_rules()
-        if self.rules is None:
-            prototype = self.prototype
-            self.rules = self.builder.io_rules(prototype.ingress, prototype.egress)
-        return self.rules[index]
-
-    def chain_text(self, index: int) -> str:
-        builder = self.builder
-        if index == 2:
-            return builder.spoof_text()
-        if index == 0:
-            return self.prototype.ingress_text.replace(_INGRESS_NAME, builder.ingress)
-        text = self.prototype.egress_text.replace(_EGRESS_NAME, builder.egress)
-        return text.replace(_SPOOF_NAME, builder.spoof)
 
 
 def rule_match(rule: SecurityGroupRule, remote_cidr: str | None, set_name: str | None) -> Match:

@@ -1,4 +1,4 @@
-"""Scenario JSON (../shared/bench/README.md) -> a validated HostState for one host."""
+"""Scenario JSON (its format: bench/README.md) -> a validated HostState for one host."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 from sgweb.firewall.errors import FirewallError
 from sgweb.firewall.model import (
+    COMPAT_NEUTRON,
     DEFAULT_CHAIN_PREFIX,
     AddressPair,
     HostState,
@@ -54,6 +55,7 @@ def build_scenario_state(
         chain_prefix=str(document.get("chain_prefix") or DEFAULT_CHAIN_PREFIX),
         host=host,
         conntrack_zones=tuple(sorted((str(k), v) for k, v in dict(zones).items())),
+        compat=str(document.get("compat") or COMPAT_NEUTRON),
     )
 
 
@@ -132,6 +134,7 @@ def _port(raw: Mapping[str, Any]) -> Port:
         network_id=raw.get("network_id"),
         name=str(raw.get("name") or ""),
         bridge=raw.get("bridge"),
+        conntrack_zone=raw.get("conntrack_zone"),
     )
 
 

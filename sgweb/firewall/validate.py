@@ -15,6 +15,7 @@ from functools import lru_cache
 from sgweb.firewall import names
 from sgweb.firewall.errors import FirewallError, group_error, port_error, rule_error
 from sgweb.firewall.model import (
+    COMPATS,
     DIRECTIONS,
     ETHERTYPES,
     IPV4,
@@ -395,6 +396,8 @@ def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
         problem = names.interface_name_problem(port.bridge)
         if problem:
             raise port_error(port.id, "bridge", problem)
+    if port.conntrack_zone is not None and not _is_zone(port.conntrack_zone):
+        raise port_error(port.id, "conntrack_zone", f"{port.conntrack_zone!r} is not 1-65535")
     # i/o/s chains: prefix + "-" + letter + up to 10 characters of the id.
     if (
         len(chain_prefix) + 2 + min(len(port.id), names.CHAIN_ID_CHARS)
@@ -557,9 +560,13 @@ def validate_host_state(state: HostState, *, memo: ValidationMemo | None = None)
     validate_log_settings(state.log_settings)
     zones = []
     for key, zone in state.conntrack_zones:
-        if isinstance(zone, bool) or not isinstance(zone, int) or not MIN_ZONE <= zone <= MAX_ZONE:
+        if not _is_zone(zone):
             raise FirewallError("conntrack zone", str(key), "zone", f"{zone!r} is not 1-65535")
         zones.append((key, zone))
+    if state.compat not in COMPATS:
+        raise FirewallError(
+            "host", state.host, "compat", f"{state.compat!r} is not one of {', '.join(COMPATS)}"
+        )
     return dataclasses.replace(
         state,
         ports=ports,
@@ -567,6 +574,10 @@ def validate_host_state(state: HostState, *, memo: ValidationMemo | None = None)
         remote_group_members=tuple(members),
         conntrack_zones=tuple(zones),
     )
+
+
+def _is_zone(zone: object) -> bool:
+    return isinstance(zone, int) and not isinstance(zone, bool) and MIN_ZONE <= zone <= MAX_ZONE
 
 
 def _check_ports_distinct(ports: tuple[Port, ...]) -> None:

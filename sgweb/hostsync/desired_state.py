@@ -119,7 +119,11 @@ def host_state(
                 device=port.device,
                 network_id=str(port.network_id),
                 name=port.name,
+<<<<<<< HEAD
                 log_events=log_events.get(str(port.id)),
+=======
+                conntrack_zone=port.conntrack_zone,
+>>>>>>> main
             )
         )
     groups = _load_groups(used_ids)
@@ -138,6 +142,7 @@ def host_state(
         enable_ipset=settings.FIREWALL_ENABLE_IPSET if enable_ipset is None else enable_ipset,
         chain_prefix=chain_prefix or settings.FIREWALL_CHAIN_PREFIX,
         host=host_name,
+<<<<<<< HEAD
         log_settings=model.LogSettings(
             rate=settings.PACKET_LOG_RATE,
             burst=settings.PACKET_LOG_BURST,
@@ -153,4 +158,7 @@ def host_state(
                 }
             )
         ),
+=======
+        compat=settings.SGWEB_FIREWALL_COMPAT,
+>>>>>>> main
     )

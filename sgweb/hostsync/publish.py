@@ -40,7 +40,7 @@ from sgweb.hostsync.desired_state import host_state
 from sgweb.hostsync.impact import hosts_referencing_groups, hosts_using_groups
 from sgweb.hostsync.models import PublishIntent
 from sgweb.networks.choices import HostStatus
-from sgweb.networks.models import Host
+from sgweb.networks.models import Host, Port
 from sgweb.wire import sync as protocol
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,12 @@ def publish_host(
     client = via.redis
     floor = _revision_floor(host_name, via)
     revision = int(client.eval(protocol.NEXT_REVISION_LUA, 1, keys.revision, floor))
+    # Ports changed since the last publish are carried from this revision on (their status
+    # turns ACTIVE when the agent reports it). Marked before the state is read: a port change
+    # committed after this line stays unmarked and is carried by its own, later publish.
+    Port.objects.filter(host__name=host_name, host_revision__isnull=True).update(
+        host_revision=revision
+    )
 
     started = time.perf_counter()
     state = state_builder(host_name)
@@ -122,6 +128,9 @@ def publish_host(
         stored, stored_digest = client.mget([keys.desired_revision, keys.desired_digest])
         told = int(stored or revision)
         told_digest = stored_digest.decode() if stored_digest else digest
+        # The ports marked above are carried by what is stored: the same state (UNCHANGED),
+        # or a newer one (OLDER), built from a later read.
+        Port.objects.filter(host__name=host_name, host_revision=revision).update(host_revision=told)
     Host.objects.filter(name=host_name, desired_revision__lt=told).update(
         desired_revision=told, desired_digest=told_digest
     )
@@ -236,14 +245,19 @@ class PublishingHostSync:
         )
         return {intent.host_name: int(intent.pk) for intent in intents}
 
-    def publish(self, receipts: dict[str, list[int]], reason: str) -> None:
+    def publish(self, receipts: dict[str, list[int]], reason: str) -> dict[str, int]:
+        """The revision each host was told about (it carries the change); hosts handed to the
+        control worker, or left to the reconciler, are not known yet and left out."""
         if settings.SGWEB_PUBLISH_TO_HOSTS:
-            publish_changed(receipts, reason)
-            return
+            results = publish_changed(receipts, reason)
+            return {result.host: result.revision for result in results if result.revision}
         Host.objects.filter(name__in=list(receipts)).update(
             desired_revision=F("desired_revision") + 1
         )
         PublishIntent.objects.filter(id__in=[i for ids in receipts.values() for i in ids]).delete()
+        return dict(
+            Host.objects.filter(name__in=list(receipts)).values_list("name", "desired_revision")
+        )
 
 
 def send_host_task(host: str, task: str, kwargs: dict[str, object]) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from sgweb.firewall.ir import BUILTIN_CHAINS, CompiledHost
 from sgweb.firewall.render import render_iptables
+from sgweb.kernel.carry import restore_argv
 from sgweb.kernel.deltas import (
     DeltaLike,
     IpsetPlan,
@@ -152,7 +153,7 @@ class HostFirewall(KernelReadback):
             if rollback is None and more_to_come:
                 snapshots[family] = self._snapshot_tables(family, _tables_in(text), run.steps)
             name = f"iptables.{family}"
-            result = run.timed(name, [restore_command(family), "--noflush"], text)
+            result = run.timed(name, restore_argv(family, text, "--noflush"), text)
             if result.returncode != 0:
                 number, line = offending_line(result.stderr, text)
                 rolled_back = self._roll_back(applied, rollback, snapshots, run.steps, run.warnings)
@@ -207,7 +208,7 @@ class HostFirewall(KernelReadback):
             if rollback is not None:
                 text = rollback_texts.get(family, "")
                 results = (
-                    [self._run([restore_command(family), "--noflush"], input=text, check=False)]
+                    [self._run(restore_argv(family, text, "--noflush"), input=text, check=False)]
                     if text.strip()
                     else []
                 )

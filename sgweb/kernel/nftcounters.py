@@ -21,6 +21,7 @@ import socket
 import struct
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from sgweb.kernel.readback import Counter
 
@@ -105,6 +106,76 @@ def _walked_rule_counter(payload: bytes) -> Counter | None:
     return None
 
 
+# The counter expression as the kernel dumps it: NFTA_EXPR_NAME "counter", then NFTA_EXPR_DATA
+# (28 bytes) holding NFTA_COUNTER_BYTES and NFTA_COUNTER_PACKETS, both big-endian u64.
+_COUNTER_NAME = b"counter\0"
+_COUNTER_DATA = b"\x1c\x00\x02\x00\x0c\x00\x01\x00"
+_COUNTER_PACKETS = b"\x0c\x00\x02\x00"
+
+
+def _counter_at(data: bytes, start: int, end: int) -> Counter | None:
+    """The counter of the rule message in data[start:end], found by its encoding; None if it is
+    not there in that shape (then the caller parses the attributes)."""
+    at = data.find(_COUNTER_NAME, start, end)
+    while at >= 0:
+        body = at + len(_COUNTER_NAME)
+        if (
+            data[body : body + 8] == _COUNTER_DATA
+            and data[body + 16 : body + 20] == _COUNTER_PACKETS
+            and body + 28 <= end
+        ):
+            size = int.from_bytes(data[body + 8 : body + 16], "big")
+            packets = int.from_bytes(data[body + 20 : body + 28], "big")
+            return Counter(packets, size)
+        at = data.find(_COUNTER_NAME, body, end)  # "counter" inside a comment, say
+    return None
+
+
+NFTA_RULE_CHAIN = 2
+NFTA_IMMEDIATE_DATA = 2
+NFTA_DATA_VERDICT = 2
+NFTA_VERDICT_CHAIN = 2
+
+
+def rule_summary(payload: bytes) -> tuple[str, Counter, str | None]:
+    """(chain, counter, jump target) of one NEWRULE message's attributes (after nfgenmsg)."""
+    chain = ""
+    counter = Counter(0, 0)
+    target: str | None = None
+    for kind, value in _attributes(payload):
+        if kind == NFTA_RULE_CHAIN:
+            chain = value.rstrip(b"\0").decode()
+        elif kind == NFTA_RULE_EXPRESSIONS:
+            for element_kind, element in _attributes(value):
+                if element_kind != NFTA_LIST_ELEM:
+                    continue
+                fields = dict(_attributes(element))
+                name = fields.get(NFTA_EXPR_NAME, b"").rstrip(b"\0")
+                data = fields.get(NFTA_EXPR_DATA, b"")
+                if name == b"counter":
+                    found = dict(_attributes(data))
+                    counter = Counter(
+                        struct.unpack(">Q", found.get(NFTA_COUNTER_PACKETS, bytes(8)))[0],
+                        struct.unpack(">Q", found.get(NFTA_COUNTER_BYTES, bytes(8)))[0],
+                    )
+                elif name == b"immediate":
+                    target = _jump_target(data) or target
+    return chain, counter, target
+
+
+def _jump_target(immediate: bytes) -> str | None:
+    for kind, value in _attributes(immediate):
+        if kind != NFTA_IMMEDIATE_DATA:
+            continue
+        for data_kind, data in _attributes(value):
+            if data_kind != NFTA_DATA_VERDICT:
+                continue
+            for verdict_kind, verdict in _attributes(data):
+                if verdict_kind == NFTA_VERDICT_CHAIN:
+                    return verdict.rstrip(b"\0").decode()
+    return None
+
+
 def _socket_in(netns: str | None) -> socket.socket:
     if netns is None:
         return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
@@ -151,7 +222,7 @@ class _Wire:
     measured 0.08-0.14 s for 300 chains alone, 0.55-0.75 s beside one busy thread, and
     0.29-0.38 s beside it with this (the busy thread's fair share, on a loaded machine). These
     calls do not sleep (the kernel answers a dump during the send, and fills the next part in
-    the recv), so they are made holding the lock; a recv that would block (MSG_DONTWAIT: EAGAIN)
+    the recv), so they are made holding the lock; one that would block (MSG_DONTWAIT: EAGAIN)
     falls back to the ordinary socket call, which waits with the lock released."""
 
     def __init__(self, sock: socket.socket) -> None:
@@ -160,7 +231,7 @@ class _Wire:
         self.buffer = ctypes.create_string_buffer(RECEIVE_BUFFER)
 
     def send(self, data: bytes) -> None:
-        sent = _LIBC.send(self.fd, data, len(data), 0)
+        sent = _LIBC.send(self.fd, data, len(data), MSG_DONTWAIT)
         if sent < 0:
             error = ctypes.get_errno()
             if error not in (errno.EAGAIN, errno.EINTR):
@@ -250,3 +321,55 @@ class NftCounterReader:
         self, chains: Iterable[str], family: int = 4, table: str = "filter"
     ) -> dict[str, list[Counter]]:
         return {chain: self.read_chain(chain, family, table) for chain in chains}
+
+    def read_chain_fast(self, chain: str, family: int = 4, table: str = "filter") -> list[Counter]:
+        """`read_chain` that finds each rule's counter by its fixed encoding instead of walking
+        every attribute: a few microseconds per rule (the always-on accounting reads thousands
+        of chains). Falls back to the full parse for a rule whose encoding differs."""
+        return self._dump(chain, family, table, fast=True)
+
+    def read_chain_targets(
+        self, chain: str, family: int = 4, table: str = "filter"
+    ) -> list[tuple[Counter, str | None]]:
+        """(counter, the chain a rule jumps to or None) per rule: for the built-in chains,
+        whose positions are not ours to know (a few rules, fully parsed)."""
+        return self._dump(chain, family, table, targets=True)
+
+    def _dump(
+        self, chain: str, family: int, table: str, *, fast: bool = False, targets: bool = False
+    ) -> list[Any]:
+        with self._lock:
+            sock = self._sock()
+            self._sequence = (self._sequence + 1) & 0xFFFFFFFF
+            sequence = self._sequence
+            body = struct.pack("=BBH", NFPROTO[family], 0, 0)
+            body += _attribute(1, table.encode() + b"\0") + _attribute(2, chain.encode() + b"\0")
+            kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
+            header = struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP,
+                                 sequence, 0)  # fmt: skip
+            sock.send(header + body)
+            out: list[Any] = []
+            unpack = struct.unpack_from
+            while True:
+                data = sock.recv(1 << 20)
+                offset = 0
+                while offset + 16 <= len(data):
+                    length, message_type, _flags, seq, _pid = unpack("=IHHII", data, offset)
+                    start, offset = offset, offset + ((length + 3) & ~3)
+                    if seq != sequence:
+                        continue
+                    if message_type == NLMSG_DONE:
+                        return out
+                    if message_type == NLMSG_ERROR:
+                        code = -unpack("=i", data, start + 16)[0]
+                        if code in (0, errno.ENOENT):
+                            return out if code == 0 else []
+                        raise OSError(code, f"nf_tables rule dump of {chain}")
+                    if fast:
+                        found = _counter_at(data, start + 20, start + length)
+                        if found is None:
+                            found = rule_counter(data[start + 20 : start + length]) or Counter(0, 0)
+                        out.append(found)
+                    elif targets:
+                        _chain, counter, target = rule_summary(data[start + 20 : start + length])
+                        out.append((counter, target))

@@ -95,12 +95,15 @@ def icmp_echo(
             sock.sendto(_icmp_packet(v6, request_type, icmp_code, ident, 1), (dst, 0))
             return {"ok": True, "sent": True}
         answered = []
+        sent_at = time.time()  # when the first request left (latency measurements)
         for sequence in range(1, count + 1):
             if sequence > 1:
                 time.sleep(interval)
+            else:
+                sent_at = time.time()
             sock.sendto(_icmp_packet(v6, request_type, icmp_code, ident, sequence), (dst, 0))
             answered.append(_await_echo_reply(sock, v6, dst, ident, sequence, timeout))
-        return {"ok": all(answered), "answered": answered}
+        return {"ok": all(answered), "answered": answered, "sent_at": sent_at}
 
 
 def tcp_connect(dst: str, port: int, src: str | None, timeout: float) -> dict[str, object]:

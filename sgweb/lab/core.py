@@ -1,11 +1,13 @@
 """Lab hosts on one machine: compute hosts as namespaces, VMs as namespaces, real agents.
 
-`bring_up` registers a lab project, network (v4 + v6 subnets), a security group and one port per
-VM through the action functions (so audit and dispatch see them like any change), builds the
-namespaces with `sgweb.kernel.topology` (Neutron's qbr-per-port shape, a fabric namespace joining
-the hosts), and starts one agent per host (`python -m worker`, managing that host's namespace)
-plus a control worker, as background processes with pid files under the lab directory.
-`tear_down` stops them and removes everything. Only documentation addresses are used.
+`bring_up` registers a lab project, two networks (v4 + v6 subnets each), a security group and
+one port per VM through the action functions (so audit and dispatch see them like any change),
+builds the namespaces with `sgweb.kernel.topology` (Neutron's qbr-per-port shape, a fabric
+namespace joining the hosts; the first host also has VMs on the second network, so its conntrack
+zones must keep two networks apart), and starts one agent per host (`python -m worker`, managing
+that host's namespace) plus a control worker, as background processes with pid files under the
+lab directory. `tear_down` stops them and removes everything. Only documentation addresses are
+used.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ GROUP_NAME = "lab-vms"
 LAB_USER = "sgweb-lab"
 SUBNET_V4 = "198.51.100.0/24"
 SUBNET_V6 = "2001:db8:100::/64"
+NETWORK2_NAME = "lab-net2"  # the second network, with VMs on the first host only
+SUBNET2_V4 = "203.0.113.0/24"
+SUBNET2_V6 = "2001:db8:203::/64"
 _TOOLS = ("ip", "iptables-restore", "ip6tables-restore", "ipset", "conntrack", "setsid")
 _ALLOWED = [
     ipaddress.ip_network(n)
@@ -67,6 +72,7 @@ class LabVm:
     mac: str
     addresses: list[str]  # with prefix length
     netns: str
+    network: str = NETWORK_NAME
 
 
 @dataclass
@@ -110,15 +116,20 @@ def _lab_actor() -> Any:
     return user
 
 
+def _ensure_network(actor: Any, project: Any, name: str, v4: str, v6: str, label: str) -> Any:
+    network = Network.objects.filter(project=project, name=name).first()
+    if network is None:
+        network = net_actions.create_network(actor, project, name=name)
+        net_actions.create_subnet(actor, network, cidr=v4, name=f"{label}-v4", ip_version=4)
+        net_actions.create_subnet(actor, network, cidr=v6, name=f"{label}-v6", ip_version=6)
+    return network
+
+
 def _ensure_objects(actor: Any) -> tuple[Any, Any, Any]:
     project = Project.objects.filter(name=PROJECT_NAME).first() or ten_actions.create_project(
         actor, name=PROJECT_NAME, description="Lab hosts on this machine"
     )
-    network = Network.objects.filter(project=project, name=NETWORK_NAME).first()
-    if network is None:
-        network = net_actions.create_network(actor, project, name=NETWORK_NAME)
-        net_actions.create_subnet(actor, network, cidr=SUBNET_V4, name="lab-v4", ip_version=4)
-        net_actions.create_subnet(actor, network, cidr=SUBNET_V6, name="lab-v6", ip_version=6)
+    network = _ensure_network(actor, project, NETWORK_NAME, SUBNET_V4, SUBNET_V6, "lab")
     group = SecurityGroup.objects.filter(project=project, name=GROUP_NAME).first()
     if group is None:
         group = sec_actions.create_security_group(
@@ -177,10 +188,13 @@ def bring_up(
     prefix: str = LAB_PREFIX,
     control_worker: bool = True,
     wait_s: float = 60.0,
+    net2_vms: int = 1,
 ) -> LabState:
-    """Build the lab and wait until every host's agent has applied its state."""
+    """Build the lab and wait until every host's agent has applied its state.
 
-    if hosts < 1 or vms < 0 or hosts * vms > 200:
+    The first host also gets `net2_vms` VMs on the second network (lab-net2)."""
+
+    if hosts < 1 or vms < 0 or net2_vms < 0 or hosts * vms + net2_vms > 200:
         raise LabError("use 1..N hosts and at most 200 VMs in all")
     if os.geteuid() != 0:
         raise LabError("lab hosts are network namespaces: run this as root")
@@ -193,6 +207,11 @@ def bring_up(
     directory.mkdir(parents=True, exist_ok=True)
     actor = _lab_actor()
     project, network, group = _ensure_objects(actor)
+    network2 = None
+    if net2_vms:
+        network2 = _ensure_network(
+            actor, project, NETWORK2_NAME, SUBNET2_V4, SUBNET2_V6, NETWORK2_NAME
+        )
 
     state = LabState(prefix, [], [], str(group.id), str(project.id), str(network.id))
     state.env = _agent_env(prefix)
@@ -203,35 +222,14 @@ def bring_up(
 
         Host.objects.filter(name=host_name).update(netns=host_name)
         state.hosts.append(host_name)
+        plan = [(f"h{h}-vm{v}", network) for v in range(1, vms + 1)]
+        if h == 1 and network2 is not None:
+            plan += [(f"h{h}-net2-vm{v}", network2) for v in range(1, net2_vms + 1)]
         host_vms = []
-        for v in range(1, vms + 1):
-            label = f"h{h}-vm{v}"
-            port = net_actions.create_port(
-                actor,
-                project,
-                network,
-                name=f"{prefix}{label}",
-                security_groups=[str(group.id)],
-                host=host_name,
-            )
-            port = Port.objects.prefetch_related("fixed_ips__subnet").get(pk=port.pk)
-            addresses = []
-            for fixed in port.fixed_ips.all():
-                length = ipaddress.ip_network(fixed.subnet.cidr).prefixlen
-                if not any(ipaddress.ip_address(fixed.ip_address) in n for n in _ALLOWED):
-                    raise LabError(f"lab address {fixed.ip_address} outside documentation ranges")
-                addresses.append(f"{fixed.ip_address}/{length}")
-            vm = LabVm(
-                name=label,
-                host=host_name,
-                port_id=str(port.id),
-                device=port.device,
-                mac=port.mac_address,
-                addresses=addresses,
-                netns=prefix + label,
-            )
+        for label, vm_network in plan:
+            vm = _create_vm(actor, project, vm_network, group, host_name, label, prefix)
             state.vms.append(vm)
-            host_vms.append(topo.VmSpec(label, vm.port_id, vm.mac, tuple(addresses), vm.device))
+            host_vms.append(topo.VmSpec(label, vm.port_id, vm.mac, tuple(vm.addresses), vm.device))
         specs.append(topo.HostSpec(f"host{h}", tuple(host_vms), topo.BRIDGE_PER_PORT))
     state.save(directory)
     built = topo.build(topo.TopologySpec(prefix, tuple(specs)), default_runner())
@@ -244,6 +242,37 @@ def bring_up(
     state.save(directory)
     wait_in_sync(state, wait_s)
     return state
+
+
+def _create_vm(
+    actor: Any, project: Any, network: Any, group: Any, host_name: str, label: str, prefix: str
+) -> LabVm:
+    """The VM's port (through the actions, so audit and dispatch see it) and its addresses."""
+    port = net_actions.create_port(
+        actor,
+        project,
+        network,
+        name=f"{prefix}{label}",
+        security_groups=[str(group.id)],
+        host=host_name,
+    )
+    port = Port.objects.prefetch_related("fixed_ips__subnet").get(pk=port.pk)
+    addresses = []
+    for fixed in port.fixed_ips.all():
+        length = ipaddress.ip_network(fixed.subnet.cidr).prefixlen
+        if not any(ipaddress.ip_address(fixed.ip_address) in n for n in _ALLOWED):
+            raise LabError(f"lab address {fixed.ip_address} outside documentation ranges")
+        addresses.append(f"{fixed.ip_address}/{length}")
+    return LabVm(
+        name=label,
+        host=host_name,
+        port_id=str(port.id),
+        device=port.device,
+        mac=port.mac_address,
+        addresses=addresses,
+        netns=prefix + label,
+        network=network.name,
+    )
 
 
 def wait_in_sync(state: LabState, timeout_s: float = 30.0) -> dict[str, Any]:

@@ -37,10 +37,14 @@ def host_statuses(names: list[str] | None) -> dict[str, dict[str, Any]]:
     result = {}
     for host in hosts:
         up = alive.get(host.name, False)
+        # As the pages say it (dashboard.presentation.host_status): a host no agent ever
+        # reported for has "no agent", it is not down.
+        never = host.last_apply_at is None and not host.applied_revision
+        silent = "unknown" if never and host.last_heartbeat_at is None else "down"
         result[host.name] = events.host_status_message(
             {
                 "host": host.name,
-                "status": host.status if up else "down",
+                "status": host.status if up else silent,
                 "desired_revision": host.desired_revision,
                 "applied_revision": host.applied_revision,
                 "last_apply_at": host.last_apply_at.timestamp() if host.last_apply_at else None,

@@ -9,6 +9,15 @@ class HostStatus(models.TextChoices):
     DOWN = "down", "Down"
 
 
+# No agent reports for the host (never seen, or its heartbeat stopped).
+AGENT_SILENT = frozenset({HostStatus.UNKNOWN, HostStatus.DOWN})
+
+
+class PortStatus(models.TextChoices):
+    ACTIVE = "ACTIVE", "Active"
+    DOWN = "DOWN", "Down"
+
+
 class IpVersion(models.IntegerChoices):
     V4 = 4, "IPv4"
     V6 = 6, "IPv6"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import models
+from django.db import IntegrityError, models, transaction
 
-from sgweb.networks.choices import HostStatus, IpVersion
+from sgweb.networks.choices import AGENT_SILENT, HostStatus, IpVersion, PortStatus
 from sgweb.tenancy.models import Project
 from sgweb.tenancy.standard import StandardAttributes
 
@@ -54,32 +54,12 @@ class Network(StandardAttributes):
     description = models.CharField(max_length=255, blank=True, default="")
     admin_state_up = models.BooleanField(default=True)
     shared = models.BooleanField(default=False)
-    # The network's conntrack zone on every host, fixed at creation: numbered by the compiler
-    # instead, zones would shift when another network's port arrives, and live connections
-    # would lose their state.
-    conntrack_zone = models.PositiveIntegerField(null=True, blank=True, unique=True, editable=False)
 
     class Meta:
         ordering = ["id"]
 
     def __str__(self) -> str:
         return self.name or str(self.id)
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.conntrack_zone is None:
-            self.conntrack_zone = next_conntrack_zone(type(self).objects)
-        super().save(*args, **kwargs)
-
-
-FIRST_CONNTRACK_ZONE = 4097  # as Neutron; zones below are left to the host's own use
-LAST_CONNTRACK_ZONE = 65535  # CT zones are 16 bits
-
-
-def next_conntrack_zone(networks: models.Manager[Network]) -> int | None:
-    """The next free zone; None when all are taken (the compiler then numbers the network)."""
-    highest = networks.aggregate(models.Max("conntrack_zone"))["conntrack_zone__max"]
-    zone = FIRST_CONNTRACK_ZONE if highest is None else highest + 1
-    return zone if zone <= LAST_CONNTRACK_ZONE else None
 
 
 class Subnet(StandardAttributes):
@@ -121,6 +101,15 @@ class Port(StandardAttributes):
     device_id = models.CharField(max_length=255, blank=True, default="")
     admin_state_up = models.BooleanField(default=True)
     port_security_enabled = models.BooleanField(default=True)
+    # The port's own conntrack zone on its host (Neutron's hybrid driver: one zone per port),
+    # fixed at creation and unique across hosts, so it survives a move: numbered by the compiler
+    # instead, zones would shift when another port arrives and live connections would lose
+    # their state.
+    conntrack_zone = models.PositiveIntegerField(null=True, blank=True, unique=True, editable=False)
+    # The first revision of its host's desired state that carries the port as it is now; None
+    # until that state is published (every change of the port sets None again). The port is
+    # ACTIVE once its host's agent reports it applied this revision.
+    host_revision = models.PositiveBigIntegerField(null=True, blank=True, default=None)
     security_groups = models.ManyToManyField(
         "security.SecurityGroup",
         through="PortSecurityGroup",
@@ -138,13 +127,59 @@ class Port(StandardAttributes):
         return self.name or str(self.id)
 
     @property
+    def status(self) -> str:
+        """Neutron's port status: ACTIVE when the port is up, bound, and its host's agent
+        (alive) applied the state that carries the port as it is now; DOWN otherwise."""
+        host = self.host
+        if not self.admin_state_up or host is None or self.host_revision is None:
+            return PortStatus.DOWN
+        if host.status in AGENT_SILENT or host.applied_revision < self.host_revision:
+            return PortStatus.DOWN
+        return PortStatus.ACTIVE
+
+    @property
     def device(self) -> str:
         return _device_name(str(self.id))
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.conntrack_zone is not None:
+            super().save(*args, **kwargs)
+            return
+        manager = type(self).objects
+        for attempt in range(ZONE_ATTEMPTS):
+            self.conntrack_zone = next_conntrack_zone(manager)
+            try:
+                with transaction.atomic():  # a savepoint, so a lost race can be retried
+                    super().save(*args, **kwargs)
+                return
+            except IntegrityError:
+                taken = manager.filter(conntrack_zone=self.conntrack_zone).exclude(pk=self.pk)
+                last = attempt + 1 == ZONE_ATTEMPTS
+                if self.conntrack_zone is None or last or not taken.exists():
+                    raise  # another constraint, or too many races
 
     def ordered_security_group_ids(self) -> list[str]:
         """The port's group ids in the order they were given (uses a prefetch when present)."""
         links = sorted(self.group_links.all(), key=lambda link: link.position)
         return [str(link.security_group_id) for link in links]
+
+
+FIRST_CONNTRACK_ZONE = 4097  # as Neutron; zones below are left to the host's own use
+LAST_CONNTRACK_ZONE = 65535  # CT zones are 16 bits
+ZONE_ATTEMPTS = 5  # concurrent creations may pick the same zone; the unique index decides
+
+
+def next_conntrack_zone(ports: models.Manager[Port]) -> int | None:
+    """The next zone after the highest in use, or the lowest free one once the top is reached;
+    None when all are taken (the compiler then numbers the port on its host)."""
+    highest = ports.aggregate(models.Max("conntrack_zone"))["conntrack_zone__max"]
+    if highest is None or highest < LAST_CONNTRACK_ZONE:
+        return FIRST_CONNTRACK_ZONE if highest is None else max(highest + 1, FIRST_CONNTRACK_ZONE)
+    used = set(ports.filter(conntrack_zone__isnull=False).values_list("conntrack_zone", flat=True))
+    for zone in range(FIRST_CONNTRACK_ZONE, LAST_CONNTRACK_ZONE + 1):
+        if zone not in used:
+            return zone
+    return None
 
 
 class PortSecurityGroup(models.Model):

@@ -90,7 +90,7 @@ def port_to_dict(
         "network_id": str(port.network_id),
         "mac_address": port.mac_address,
         "admin_state_up": port.admin_state_up,
-        "status": "ACTIVE" if port.admin_state_up and host_name else "DOWN",
+        "status": port.status,
         "device_id": port.device_id,
         "device_owner": port.device_owner,
         "fixed_ips": fixed_ips,

@@ -232,6 +232,18 @@ def update_security_group(actor: Actor, group: SecurityGroup, **changes: Any) ->
         changed = changed_fields(locked, values)
         if not changed:
             return locked
+        if "stateful" in changed and locked.port_links.exists():
+            # Neutron refuses it too: the ports' connections would change meaning under them.
+            raise Conflict(
+                f"Security Group {locked.id} in use.",
+                neutron_type="SecurityGroupInUse",
+                errors={
+                    "stateful": [
+                        "Ports use this group; remove it from them before switching between "
+                        "stateful and stateless."
+                    ]
+                },
+            )
         locked.save_changes(changed)
         record(
             actor,

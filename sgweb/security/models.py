@@ -57,4 +57,23 @@ class SecurityGroupRule(StandardAttributes):
         ordering = ["id"]
 
     def __str__(self) -> str:
-        return f"{self.direction} {self.ethertype} {self.protocol or 'any'}"
+        """How the audit log and messages name a rule: "ingress tcp/22 from 203.0.113.0/24"."""
+        family = " IPv6" if self.ethertype == Ethertype.IPV6 else ""
+        words = f"{self.direction}{family} {self.protocol or 'any'}{self._ports_words()}"
+        toward = "from" if self.direction == Direction.INGRESS else "to"
+        if self.remote_group_id is not None:
+            remote = self.remote_group
+            return f"{words} {toward} group {remote.name if remote else self.remote_group_id}"
+        if self.remote_ip_prefix:
+            return f"{words} {toward} {self.normalized_cidr or self.remote_ip_prefix}"
+        return words
+
+    def _ports_words(self) -> str:
+        low, high = self.port_range_min, self.port_range_max
+        if (self.protocol or "").lower() in {"icmp", "1", "ipv6-icmp", "icmpv6", "58"}:
+            if low is None:
+                return ""
+            return f" type {low}" + (f" code {high}" if high is not None else "")
+        if low is None:
+            return ""
+        return f"/{low}" if high in (None, low) else f"/{low}-{high}"

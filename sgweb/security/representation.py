@@ -6,7 +6,7 @@ model instances; the model variants go through them, so both always agree.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -83,17 +83,61 @@ def _group_dict(group: SecurityGroup, rules: list[dict[str, Any]]) -> dict[str, 
     }
 
 
+class GroupRulesCache:
+    """The rule dictionaries of groups, by group revision (per process, bounded).
+
+    A group's rules change only through actions that bump its revision (a rule created or
+    deleted, a remote group deleted with its referencing rules; Neutron's rules are otherwise
+    immutable), so (id, revision, updated_at) names one exact list of rules. A listing page
+    of 100 groups embeds thousands of rules: converting them from rows is most of its cost,
+    and most of them did not change since the last listing. Entries of older revisions are
+    never asked for again and age out."""
+
+    def __init__(self, max_groups: int = 20_000) -> None:
+        self.max_groups = max_groups
+        self.entries: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
+
+    @staticmethod
+    def key(group: SecurityGroup) -> tuple[Any, ...]:
+        return (group.id, group.revision_number, group.updated_at, group.name)
+
+    def get(self, group: SecurityGroup) -> list[dict[str, Any]] | None:
+        key = self.key(group)
+        rules = self.entries.get(key)
+        if rules is not None:
+            self.entries.move_to_end(key)
+        return rules
+
+    def put(self, group: SecurityGroup, rules: list[dict[str, Any]]) -> None:
+        self.entries[self.key(group)] = rules
+        while len(self.entries) > self.max_groups:
+            self.entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+
+group_rules_cache = GroupRulesCache()
+
+
 def groups_to_dicts(groups: Sequence[SecurityGroup]) -> list[dict[str, Any]]:
-    """Many groups with their rules: one query for all the rules, as rows."""
-    by_group: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-    if groups:
-        defaults = {group.id for group in groups if group.name == DEFAULT_GROUP_NAME}
+    """Many groups with their rules: the rules of groups whose revision was seen before come
+    from `group_rules_cache`, the others from one query, as rows."""
+    known = {group.id: group_rules_cache.get(group) for group in groups}
+    missing = [group for group in groups if known[group.id] is None]
+    if missing:
+        by_group: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+        defaults = {group.id for group in missing if group.name == DEFAULT_GROUP_NAME}
         rows = (
-            SecurityGroupRule.objects.filter(security_group_id__in=[g.id for g in groups])
+            SecurityGroupRule.objects.filter(security_group_id__in=[g.id for g in missing])
             .order_by("created_at", "id")
             .values(*RULE_COLUMNS)
         )
         for row in rows:
             group_id = row["security_group_id"]
             by_group[group_id].append(rule_row_to_dict(row, default_group=group_id in defaults))
-    return [_group_dict(group, by_group.get(group.id, [])) for group in groups]
+        for group in missing:
+            known[group.id] = rules = by_group.get(group.id, [])
+            group_rules_cache.put(group, rules)
+    # Copies of the cached dictionaries: `fields=` selection and callers may change theirs.
+    return [_group_dict(group, [dict(rule) for rule in known[group.id] or ()]) for group in groups]

@@ -156,62 +156,152 @@ def _clean_protocol(errors: Errors, value: object) -> str | None:
             "protocol",
             f"Security group rule protocol {value} not supported. Only protocol values "
             f"[None, {names}] and integer representations [0 to 255] are supported.",
+            neutron_type="SecurityGroupRuleInvalidProtocol",
         )
         return None
     return lowered
 
 
 # The compiler's rule contract (`sgweb.firewall.validate.rule_problems`) in Neutron's words:
-# code -> (field the API names, message). The checks themselves live in the compiler, once.
-NEUTRON_WORDS: dict[str, tuple[str | None, str]] = {
-    "direction": ("direction", "'{value}' is not in ['ingress', 'egress']."),
-    "ethertype": ("ethertype", "'{value}' is not in ['IPv4', 'IPv6']."),
-    "unknown-protocol": ("protocol", "Security group rule protocol {protocol} not supported."),
-    "protocol-number-range": ("protocol", "Protocol number {protocol} is not between 0 and 255."),
+# code -> (field the API names, message, Neutron's exception name or None for plain
+# InvalidInput). The checks themselves live in the compiler, once; the words and names are
+# neutron/extensions/securitygroup.py's.
+NEUTRON_WORDS: dict[str, tuple[str | None, str, str | None]] = {
+    "direction": ("direction", "'{value}' is not in ['ingress', 'egress'].", None),
+    "ethertype": (
+        "ethertype",
+        "Security group rule for ethertype '{value}' not supported. Allowed values are "
+        "['IPv4', 'IPv6'].",
+        "SecurityGroupRuleInvalidEtherType",
+    ),
+    "unknown-protocol": (
+        "protocol",
+        "Security group rule protocol {protocol} not supported.",
+        "SecurityGroupRuleInvalidProtocol",
+    ),
+    "protocol-number-range": (
+        "protocol",
+        "Protocol number {protocol} is not between 0 and 255.",
+        "SecurityGroupRuleInvalidProtocol",
+    ),
     "protocol-family": (
         "protocol",
-        "Protocol {protocol} is not supported for ethertype {ethertype}.",
+        "Invalid ethertype {ethertype} for protocol {protocol}.",
+        "SecurityGroupEthertypeConflictWithProtocol",
     ),
-    "port-max-without-min": ("port_range_min", "port_range_min is required with port_range_max."),
-    "port-out-of-range": (None, "Invalid port {port}: ports are 1 to 65535."),
+    "port-max-without-min": (
+        "port_range_min",
+        "For TCP/UDP protocols, port_range_min must be <= port_range_max",
+        "SecurityGroupInvalidPortRange",
+    ),
+    "port-out-of-range": (
+        None,
+        "Invalid value for port {port}: ports are 1 to 65535.",
+        "SecurityGroupInvalidPortValue",
+    ),
     "port-range-reversed": (
         "port_range_max",
-        "For TCP/UDP protocols, port_range_min ({min}) must be <= port_range_max ({max}).",
+        "For TCP/UDP protocols, port_range_min must be <= port_range_max",
+        "SecurityGroupInvalidPortRange",
     ),
     "icmp-code-without-type": (
         "port_range_min",
         "ICMP code (port-range-max) {icmp_code} is provided but ICMP type (port-range-min) "
         "is missing.",
+        "SecurityGroupMissingIcmpType",
     ),
-    "icmp-out-of-range": (None, "Invalid ICMP {kind} {value}: it must be 0 to 255."),
+    "icmp-out-of-range": (
+        None,
+        "Invalid value for ICMP {kind} ({attr}) {value}. It must be 0 to 255.",
+        "SecurityGroupInvalidIcmpValue",
+    ),
     "no-ports-for-protocol": (
         "port_range_min",
-        "Protocol {protocol} has no ports; port ranges are only valid for tcp, udp, sctp, "
-        "udplite, dccp, and type/code for icmp and ipv6-icmp.",
+        "Ports cannot be specified for protocol {protocol}. Ports are only supported for "
+        "DCCP, SCTP, TCP, UDP, UDPLITE.",
+        "SecurityGroupInvalidProtocolForPort",
     ),
     "prefix-and-group": (
         "remote_ip_prefix",
         "Only remote_ip_prefix or remote_group_id may be provided.",
+        "SecurityGroupMultipleRemoteEntites",  # sic: Neutron's spelling
     ),
-    "bad-cidr": ("remote_ip_prefix", "'{value}' is not a valid IP address or CIDR."),
+    "bad-cidr": ("remote_ip_prefix", "Invalid CIDR {value} given as IP prefix.", "InvalidCIDR"),
     "cidr-family": (
         "remote_ip_prefix",
-        "Conflicting value ethertype {ethertype} for CIDR {value}.",
+        "Conflicting value ethertype {ethertype} for CIDR {value}",
+        "SecurityGroupRuleParameterConflict",
     ),
 }
 # Neutron says this one in its own way: a port range with no protocol at all.
-NO_PROTOCOL_FOR_PORTS = ("protocol", "Must also specify protocol if port range is given.")
+NO_PROTOCOL_FOR_PORTS = (
+    "protocol",
+    "Must also specify protocol if port range is given.",
+    "SecurityGroupProtocolRequiredWithPorts",
+)
+ETHERTYPE_CONFLICT = "SecurityGroupEthertypeConflictWithProtocol"
+# Neutron refuses these in IPv4 rules, by name and by number
+# (securitygroups_db._validate_ethertype_and_protocol).
+IPV6_ONLY_PROTOCOLS = frozenset(
+    {"ipv6-encap", "ipv6-frag", "ipv6-icmp", "icmpv6", "ipv6-nonxt", "ipv6-opts", "ipv6-route"}
+    | {"41", "44", "58", "59", "60", "43"}
+)
+# The reverse: IGMP exists only in IPv4 (IPv6 does its group management in ICMPv6), so an
+# IPv6 rule for it could never match; refused in the same words. ("icmp" in an IPv6 rule is
+# Neutron's legacy spelling of ICMPv6 and is converted, not refused.)
+IPV4_ONLY_PROTOCOLS = frozenset({"igmp", "2"})
+# Protocols with ports, where Neutron wants both ends of the range (_validate_port_range).
+NEUTRON_PORT_PROTOCOLS = frozenset(
+    {"tcp", "udp", "sctp", "dccp", "udplite", "6", "17", "132", "33", "136"}
+)
 
 
-def neutron_message(error: FirewallError) -> tuple[str, str]:
-    """(field, message) of a compiler problem, in Neutron's words where we know them."""
+def neutron_message(error: FirewallError) -> tuple[str, str, str | None]:
+    """(field, message, Neutron type) of a compiler problem, in Neutron's words where we know
+    them."""
     if error.code == "no-ports-for-protocol" and error.values.get("protocol") is None:
         return NO_PROTOCOL_FOR_PORTS
-    field, template = NEUTRON_WORDS.get(error.code, (None, ""))
+    field, template, neutron_type = NEUTRON_WORDS.get(error.code, (None, "", None))
     field = field or (error.field or "__all__").split("/")[0]
     if not template:
-        return field, f"The firewall cannot apply this rule: {error.problem}."
-    return field, template.format(**error.values)
+        return field, f"The firewall cannot apply this rule: {error.problem}.", None
+    values = dict(error.values)
+    if error.code == "icmp-out-of-range":
+        values["attr"] = "port_range_min" if values.get("kind") == "type" else "port_range_max"
+    return field, template.format(**values), neutron_type
+
+
+def _neutron_refusal(
+    errors: Errors, ethertype: str, protocol: str | None, low: int | None, high: int | None
+) -> bool:
+    """The refusals Neutron makes before any firewall question; True when one was made."""
+    family_only = IPV6_ONLY_PROTOCOLS if ethertype == Ethertype.IPV4 else IPV4_ONLY_PROTOCOLS
+    if protocol in family_only:
+        errors.add(
+            "protocol",
+            f"Invalid ethertype {ethertype} for protocol {protocol}.",
+            neutron_type=ETHERTYPE_CONFLICT,
+        )
+        return True
+    if protocol in NEUTRON_PORT_PROTOCOLS and (low is None) != (high is None):
+        # Neutron reads a lone minimum as a broken range, not as one port.
+        errors.add(
+            "port_range_max" if high is None else "port_range_min",
+            "For TCP/UDP protocols, port_range_min must be <= port_range_max",
+            neutron_type="SecurityGroupInvalidPortRange",
+        )
+        return True
+    return False
+
+
+def _canonical_ipv6_icmp(protocol: str | None, ethertype: str) -> str | None:
+    """Neutron stores ICMPv6 rules given in legacy spelling ("icmp", "icmpv6", "1") as
+    "ipv6-icmp" / "58" (_make_canonical_ipv6_icmp_protocol)."""
+    if ethertype != Ethertype.IPV6:
+        return protocol
+    if protocol in ("icmp", "icmpv6"):
+        return "ipv6-icmp"
+    return "58" if protocol == "1" else protocol
 
 
 def _neutron_ethertype(value: object) -> object:
@@ -246,6 +336,9 @@ def check_rule_values(
         errors.add("remote_ip_prefix", "remote_ip_prefix must be a string.")
     if errors:
         return str(direction), str(ethertype), proto, low, high, prefix or None, None
+    proto = _canonical_ipv6_icmp(proto, str(ethertype))
+    if _neutron_refusal(errors, str(ethertype), proto, low, high):
+        return str(direction), str(ethertype), proto, low, high, prefix or None, None
     candidate = ModelRule(
         id="new-rule",
         direction=direction,  # type: ignore[arg-type]
@@ -258,7 +351,8 @@ def check_rule_values(
     )
     problems = rule_problems(candidate)
     for problem in problems:
-        errors.add(*neutron_message(problem))
+        field, message, neutron_type = neutron_message(problem)
+        errors.add(field, message, neutron_type=neutron_type)
     if problems:
         return str(direction), str(ethertype), proto, low, high, prefix or None, None
     if (

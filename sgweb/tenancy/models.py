@@ -7,6 +7,7 @@ import secrets
 import uuid
 
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.db import models
 
 from sgweb.tenancy.choices import Role
@@ -106,6 +107,28 @@ class Quota(models.Model):
 
     def __str__(self) -> str:
         return f"quota of {self.project}"
+
+
+class Tag(models.Model):
+    """A tag on a resource with standard attributes (Neutron's standard-attr-tag): groups,
+    rules, networks, subnets and ports. The resource holds `tag_set`, so tags go with it."""
+
+    content_type = models.ForeignKey(ContentType, on_delete=models.CASCADE)
+    object_id = models.UUIDField()
+    tag = models.CharField(max_length=255)
+
+    class Meta:
+        ordering = ["tag"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["content_type", "object_id", "tag"], name="tag_once_per_resource"
+            )
+        ]
+        # ?tags=... asks "which resources of this kind carry the tag".
+        indexes = [models.Index(fields=["content_type", "tag"])]
+
+    def __str__(self) -> str:
+        return self.tag
 
 
 class IdempotentRequest(models.Model):

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from django.contrib.contenttypes.fields import GenericRelation
 from django.db import models
 
 
@@ -25,6 +26,8 @@ class StandardAttributes(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField(auto_now=True)
     revision_number = models.PositiveIntegerField(default=0)
+    # Neutron's tags (standard-attr-tag); deleting the resource deletes its tags.
+    tag_set = GenericRelation("tenancy.Tag")
 
     class Meta:
         abstract = True

@@ -19,16 +19,29 @@ MAX_DESCRIPTION_LENGTH = 255
 class Errors:
     def __init__(self) -> None:
         self.by_field: dict[str, list[str]] = defaultdict(list)
+        # (type, message) of the first problem Neutron has its own exception for.
+        self.typed: tuple[str, str] | None = None
 
-    def add(self, field: str, message: str) -> None:
+    def add(self, field: str, message: str, *, neutron_type: str | None = None) -> None:
+        """`neutron_type`: Neutron's exception name for this problem (e.g.
+        SecurityGroupInvalidPortRange); a lone such problem is answered with it and its words."""
         self.by_field[field].append(message)
+        if neutron_type and self.typed is None:
+            self.typed = (neutron_type, message)
 
     def __bool__(self) -> bool:
         return bool(self.by_field)
 
     def raise_if_any(self) -> None:
-        if self.by_field:
-            raise Invalid.from_errors(dict(self.by_field))
+        if not self.by_field:
+            return
+        errors = dict(self.by_field)
+        if self.typed is not None:
+            neutron_type, message = self.typed
+            if sum(len(messages) for messages in errors.values()) > 1:
+                message = Invalid.from_errors(errors).message
+            raise Invalid(message, neutron_type=neutron_type, errors=errors)
+        raise Invalid.from_errors(errors)
 
 
 def _has_control_characters(value: str) -> bool:

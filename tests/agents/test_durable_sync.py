@@ -206,3 +206,14 @@ def test_a_reconcile_round_goes_on_past_a_host_that_fails(sync_channel, database
     outcome = reconcile(via=sync_channel)
     assert "alpha" in outcome.failed
     assert outcome.published == ["bravo"]
+
+
+def test_a_publish_in_flight_is_left_to_its_publisher_for_the_grace_period(
+    sync_channel, database_state
+) -> None:
+    Host.objects.create(name="compute1")
+    with transaction.atomic():  # committed; its publisher is about to publish
+        publish.PublishingHostSync().changed({"compute1"}, "rule added")
+    assert reconcile(via=sync_channel).published == []
+    age_intents()
+    assert reconcile(via=sync_channel).published == ["compute1"]

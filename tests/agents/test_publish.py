@@ -15,7 +15,8 @@ from sgweb.hostsync import publish
 from sgweb.hostsync.channel import SyncChannel, use_channel
 from sgweb.hostsync.models import PublishIntent
 from sgweb.hostsync.status import desired_revisions, host_liveness
-from sgweb.networks.models import Host
+from sgweb.networks.models import Host, Network, Port
+from sgweb.tenancy.models import Project
 from sgweb.wire import sync as protocol
 from tests.agents.fakes import SSH, state
 
@@ -190,3 +191,43 @@ def test_a_change_reaching_a_few_hosts_is_published_before_the_request_ends(
     results = publish.publish_changed({"compute1": [], "compute2": []}, "rule added")
     assert [r.host for r in results] == ["compute1", "compute2"]
     assert sync_channel.redis.llen(sync_channel.control_queue) == 0
+
+
+def test_a_publish_marks_the_changed_ports_of_its_host_with_its_revision(
+    sync_channel, current_state
+) -> None:
+    project = Project.objects.create(name="p")
+    network = Network.objects.create(project=project, name="n")
+    here, elsewhere = Host.objects.create(name="compute1"), Host.objects.create(name="compute2")
+    changed = Port.objects.create(
+        project=project, network=network, mac_address="fa:16:3e:00:00:01", host=here
+    )
+    applied = Port.objects.create(
+        project=project,
+        network=network,
+        mac_address="fa:16:3e:00:00:02",
+        host=here,
+        host_revision=1,
+    )
+    other = Port.objects.create(
+        project=project, network=network, mac_address="fa:16:3e:00:00:03", host=elsewhere
+    )
+    result = publish.publish_host("compute1", via=sync_channel)
+    assert Port.objects.get(pk=changed.pk).host_revision == result.revision
+    assert Port.objects.get(pk=applied.pk).host_revision == 1  # already carried earlier
+    assert Port.objects.get(pk=other.pk).host_revision is None  # its host was not published
+
+
+def test_a_port_change_that_leaves_the_state_alone_is_carried_by_the_stored_revision(
+    sync_channel, current_state
+) -> None:
+    project = Project.objects.create(name="p")
+    network = Network.objects.create(project=project, name="n")
+    host = Host.objects.create(name="compute1")
+    first = publish.publish_host("compute1", via=sync_channel)
+    renamed = Port.objects.create(
+        project=project, network=network, mac_address="fa:16:3e:00:00:01", host=host
+    )
+    again = publish.publish_host("compute1", via=sync_channel)  # same state: UNCHANGED
+    assert again.outcome == publish.UNCHANGED and again.revision == first.revision
+    assert Port.objects.get(pk=renamed.pk).host_revision == first.revision

@@ -52,11 +52,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     return report
 
 
+# The two widths every page must work at: a desktop and a narrow laptop / split screen.
+WIDTHS = (1440, 800)
+
+
 @pytest.fixture
 def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:  # type: ignore[no-untyped-def]
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    # A test parametrized with `width` (one of WIDTHS) runs at that width.
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    width = int(params.get("width", 1400))
+    context = browser.new_context(viewport={"width": width, "height": 900})
     context.set_default_timeout(10_000)
     tab = context.new_page()
+    # Any script error on any page fails the test: the dashboard must run without them.
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
     yield tab
     report = getattr(request.node, "report_call", None)
     if report is not None and report.failed:
@@ -67,6 +77,8 @@ def page(browser, request: pytest.FixtureRequest) -> Iterator[object]:  # type: 
         with contextlib.suppress(Exception):
             tab.screenshot(path=str(path), full_page=True)
     context.close()
+    if errors:
+        pytest.fail(f"script errors on the page: {errors}")
 
 
 @pytest.fixture
@@ -74,7 +86,8 @@ def screenshot(page):  # type: ignore[no-untyped-def]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
     def take(name: str) -> Path:
-        path = SCREENSHOTS / f"{name}.png"
+        width = (page.viewport_size or {}).get("width", 1400)
+        path = SCREENSHOTS / (f"{name}.png" if width == 1400 else f"{name}-{width}.png")
         # Sticky bars would be drawn at the scroll position in a full-page capture.
         page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(path), full_page=True)

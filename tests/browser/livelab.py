@@ -20,7 +20,7 @@ DASHBOARD_PASSWORD = "browser tests only"
 
 class LiveLab:
     def __init__(self, hosts: int = 2, vms: int = 2) -> None:
-        self.stack = Stack(hosts=hosts, vms=vms)
+        self.stack = Stack(hosts=hosts, vms=vms, net2_vms=0)  # the pages count the group's ports
         self.url = ""
         self.daphne: Any = None
 

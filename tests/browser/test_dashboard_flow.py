@@ -69,7 +69,8 @@ def test_member_creates_a_group_adds_rules_and_attaches_it_to_a_port(
     page.wait_for_function(
         "document.querySelector(\"[data-error-for='remote_ip_prefix']\").textContent.includes('valid')"
     )
-    assert "is not a valid IP address or CIDR" in error.inner_text()
+    # The API's words, which are Neutron's (InvalidCIDR), shown inline before anything is saved.
+    assert "Invalid CIDR 203.0.113.300/24 given as IP prefix" in error.inner_text()
     assert page.get_attribute("#r-cidr", "aria-invalid") == "true"
     screenshot("02-group-inline-error")
     assert group.rules.count() == rules_before
@@ -110,7 +111,12 @@ def test_deleting_a_rule_asks_first(
 
     group = actions.create_security_group(personas.alice, personas.project_a, name="db")
     rule = actions.create_security_group_rule(
-        personas.alice, group, direction="ingress", protocol="tcp", port_range_min=5432
+        personas.alice,
+        group,
+        direction="ingress",
+        protocol="tcp",
+        port_range_min=5432,
+        port_range_max=5432,
     )
     log_in(page, live_server, "alice")
     page.goto(f"{live_server.url}/security-groups/{group.pk}")
@@ -134,7 +140,12 @@ def test_reader_sees_a_group_without_write_controls(
 
     group = actions.create_security_group(personas.alice, personas.project_a, name="ro")
     rule = actions.create_security_group_rule(
-        personas.alice, group, direction="ingress", protocol="tcp", port_range_min=5432
+        personas.alice,
+        group,
+        direction="ingress",
+        protocol="tcp",
+        port_range_min=5432,
+        port_range_max=5432,
     )
     log_in(page, live_server, "rita")
     page.goto(f"{live_server.url}/security-groups/{group.pk}")

@@ -206,7 +206,8 @@ def test_a_trace_of_an_allowed_tcp_connection_shows_the_allowing_rule(
         # The sentence names the rule by its short id, linked to its group's rules.
         assert f"rule {rule_id[:8]}" in page.inner_text("[data-explanation]")
         assert page.locator(f"[data-explanation] a[data-rule-link='{rule_id}']").count() == 1
-        deciding = page.locator(f".trace-step.deciding[data-rule-id='{rule_id}']")
+        static_panel = page.locator("section[aria-labelledby='static-heading']")
+        deciding = static_panel.locator(f".trace-step.deciding[data-rule-id='{rule_id}']")
         assert deciding.count() == 1
         assert "tcp/5001" in deciding.inner_text()
         link = deciding.locator("a.tag").get_attribute("href")
@@ -214,6 +215,16 @@ def test_a_trace_of_an_allowed_tcp_connection_shows_the_allowing_rule(
         result = _kernel_result(page)
         assert "kernel agreed" in result.lower(), result
         assert page.locator("[data-trace-packets] .packet").count() >= 1
+        # Once finished, the kernel's packets name the rule in the same words (issue 14).
+        kernel_step = page.locator(f"[data-trace-packets] .trace-step[data-rule-id='{rule_id}']")
+        kernel_step.first.wait_for(timeout=LIVE_TIMEOUT_MS)
+        words = deciding.locator(".words").inner_text()
+        page.wait_for_function(
+            "([sel, words]) => [...document.querySelectorAll(sel)]"
+            ".some((el) => el.querySelector('.words').innerText === words)",
+            arg=[f"[data-trace-packets] .trace-step[data-rule-id='{rule_id}']", words],
+            timeout=LIVE_TIMEOUT_MS,
+        )
         screenshot("live-05-trace-allowed-proven")
 
         # Kept: the list shows who ran it and the result; the link reopens it.

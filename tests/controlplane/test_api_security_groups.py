@@ -205,7 +205,7 @@ def test_invalid_rule_gets_400_invalid_input_with_the_reason(as_alice, alice, pr
         },
     )
     assert response.status_code == 400
-    assert error_type(response) == "InvalidInput"
+    assert error_type(response) == "SecurityGroupRuleParameterConflict"
     assert "Conflicting value ethertype IPv6" in response.json()["NeutronError"]["message"]
     assert state() == before
 

@@ -3,6 +3,7 @@ from django.test.utils import CaptureQueriesContext
 
 from sgweb.firewall import validate_host_state
 from sgweb.hostsync.desired_state import host_state
+from sgweb.networks import actions as net_actions
 from sgweb.security import actions
 from tests.controlplane.factories import group, network_with_subnet, port
 
@@ -11,7 +12,7 @@ def build_host(adam, alice, project_a, ports: int):
     web = group(alice, project_a, "web")
     db = group(alice, project_a, "db")
     actions.create_security_group_rule(
-        alice, db, direction="ingress", protocol="tcp", port_range_min=5432,
+        alice, db, direction="ingress", protocol="tcp", port_range_min=5432, port_range_max=5432,
         remote_group_id=str(web.id),
     )  # fmt: skip
     network, _ = network_with_subnet(alice, project_a)
@@ -80,15 +81,30 @@ def test_desired_state_query_count_does_not_grow_with_the_number_of_ports(adam, 
     assert few <= 11  # 10, and one for the packet logs covering the host's ports
 
 
-def test_each_network_keeps_its_conntrack_zone_when_another_networks_port_arrives(
-    adam, alice, project_a
-):
+def test_each_port_keeps_its_own_conntrack_zone_when_another_port_arrives(adam, alice, project_a):
     first, _ = network_with_subnet(alice, project_a, "192.0.2.0/24", "first")
     second, _ = network_with_subnet(alice, project_a, "198.51.100.0/24", "second")
-    assert (first.conntrack_zone, second.conntrack_zone) == (4097, 4098)
-    port(adam, project_a, second, host="compute1")
-    before = dict(host_state("compute1").conntrack_zones)
-    port(adam, project_a, first, host="compute1")
-    after = dict(host_state("compute1").conntrack_zones)
-    assert before == {str(second.id): 4098}
-    assert after == {str(first.id): 4097, str(second.id): 4098}
+    one = port(adam, project_a, second, host="compute1")
+    before = {p.id: p.conntrack_zone for p in host_state("compute1").ports}
+    two = port(adam, project_a, first, host="compute1")
+    after = {p.id: p.conntrack_zone for p in host_state("compute1").ports}
+    assert before == {str(one.id): 4097}
+    assert after == {str(one.id): 4097, str(two.id): 4098}
+
+
+def test_a_deleted_ports_zone_is_not_handed_out_again_while_higher_ones_are_free(
+    adam, alice, project_a
+):
+    network, _ = network_with_subnet(alice, project_a, "192.0.2.0/24", "net")
+    ports = [port(adam, project_a, network, host="compute1") for _ in range(3)]
+    net_actions.delete_port(adam, ports[1])
+    newer = port(adam, project_a, network, host="compute1")
+    assert [p.conntrack_zone for p in (ports[0], ports[2], newer)] == [4097, 4099, 4100]
+
+
+def test_the_firewall_compat_setting_travels_in_the_desired_state(adam, alice, project_a, settings):
+    network, _ = network_with_subnet(alice, project_a, "192.0.2.0/24", "net")
+    port(adam, project_a, network, host="compute1")
+    assert host_state("compute1").compat == "neutron"
+    settings.SGWEB_FIREWALL_COMPAT = "article"
+    assert host_state("compute1").compat == "article"

@@ -40,6 +40,12 @@ class Cli:
     def json(self, *args: str):
         return json.loads(self.run(*args, "-f", "json"))
 
+    def refused(self, *args: str) -> str:
+        """The error the client prints for a request the API refuses."""
+        result = self.runner.run([*self.base, *args], check=False, timeout=60)
+        assert result.returncode != 0, f"openstack {' '.join(args)} was accepted"
+        return result.stderr
+
 
 @pytest.fixture
 def cli(live_server, alice, project_a) -> Cli:
@@ -103,3 +109,52 @@ def test_openstack_cli_manages_groups_rules_and_ports(cli: Cli, project_a):
     # the group is free again and can go
     cli.run("security", "group", "delete", web["id"])
     assert {g["Name"] for g in cli.json("security", "group", "list")} == {"default"}
+
+
+def test_openstack_cli_tags_groups_ports_and_networks_and_filters_on_them(cli: Cli):
+    web = cli.json("security", "group", "create", "web", "--tag", "prod")
+    assert web["tags"] == ["prod"]
+    cli.json("security", "group", "create", "db")
+    cli.run("security", "group", "set", "web", "--tag", "blue")
+    assert cli.json("security", "group", "show", "web")["tags"] == ["blue", "prod"]
+    listed = cli.json("security", "group", "list", "--tags", "prod,blue")
+    assert [g["Name"] for g in listed] == ["web"]
+    not_prod = cli.json("security", "group", "list", "--not-tags", "prod")
+    assert {g["Name"] for g in not_prod} == {"default", "db"}
+    cli.run("security", "group", "unset", "web", "--tag", "prod")
+    assert cli.json("security", "group", "show", "web")["tags"] == ["blue"]
+    cli.run("security", "group", "set", "web", "--no-tag")
+    assert cli.json("security", "group", "show", "web")["tags"] == []
+
+    cli.run("network", "set", "net", "--tag", "lab")
+    assert [n["Name"] for n in cli.json("network", "list", "--tags", "lab")] == ["net"]
+    cli.json("port", "create", "vm1", "--network", "net", "--tag", "frontend")
+    cli.json("port", "create", "vm2", "--network", "net")
+    assert [p["Name"] for p in cli.json("port", "list", "--any-tags", "frontend,x")] == ["vm1"]
+    assert cli.json("port", "show", "vm1")["tags"] == ["frontend"]
+
+
+def test_openstack_cli_shows_neutrons_refusals(cli: Cli):
+    cli.json("security", "group", "create", "web")
+    cli.json("security", "group", "create", "raw", "--stateless")
+    mixed = cli.refused(
+        "port", "create", "vm1", "--network", "net",
+        "--security-group", "web", "--security-group", "raw",
+    )  # fmt: skip
+    assert "Cannot apply both stateful and stateless security groups" in mixed
+
+    cli.json("port", "create", "vm1", "--network", "net", "--security-group", "web")
+    assert "Port has security group associated" in cli.refused(
+        "port", "set", "vm1", "--disable-port-security"
+    )
+    in_use = cli.refused("security", "group", "set", "web", "--stateless")
+    assert "Security Group" in in_use and "in use" in in_use
+    assert "Invalid ethertype IPv4 for protocol ipv6-icmp" in cli.refused(
+        "security", "group", "rule", "create", "web", "--ethertype", "IPv4",
+        "--protocol", "ipv6-icmp",
+    )  # fmt: skip
+    # The group no port uses can still switch.
+    cli.run("security", "group", "set", "raw", "--stateful")
+    assert cli.json("security", "group", "show", "raw")["stateful"] is True
+    port = cli.json("port", "show", "vm1")
+    assert port["status"] == "DOWN"  # bound to no host: no agent carries it

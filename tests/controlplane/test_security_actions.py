@@ -183,36 +183,118 @@ def test_remote_prefix_is_normalised_to_its_network(alice, project_a):
 
 
 @pytest.mark.parametrize(
-    ("fields", "field", "words"),
+    ("fields", "field", "words", "neutron_type"),
     [
-        ({"direction": "sideways"}, "direction", "not in"),
-        (_in(ethertype="IPv5"), "ethertype", "not in"),
-        (_in(remote_ip_prefix="2001:db8::/32"), "remote_ip_prefix", "Conflicting"),
-        (_in(remote_ip_prefix="192.0.2.300/24"), "remote_ip_prefix", "valid"),
-        (_in(protocol="tcp", port_range_min=0, port_range_max=10), "port_range_min", "1 to 65535"),
+        ({"direction": "sideways"}, "direction", "not in", "InvalidInput"),
+        (
+            _in(ethertype="IPv5"),
+            "ethertype",
+            "ethertype 'IPv5' not supported",
+            "SecurityGroupRuleInvalidEtherType",
+        ),
+        (
+            _in(remote_ip_prefix="2001:db8::/32"),
+            "remote_ip_prefix",
+            "Conflicting",
+            "SecurityGroupRuleParameterConflict",
+        ),
+        (_in(remote_ip_prefix="192.0.2.300/24"), "remote_ip_prefix", "Invalid CIDR", "InvalidCIDR"),
+        (
+            _in(protocol="tcp", port_range_min=0, port_range_max=10),
+            "port_range_min",
+            "Invalid value for port 0",
+            "SecurityGroupInvalidPortValue",
+        ),
         (
             _in(protocol="tcp", port_range_min=1, port_range_max=70000),
             "port_range_max",
-            "1 to 65535",
+            "Invalid value for port 70000",
+            "SecurityGroupInvalidPortValue",
         ),
-        (_in(protocol="tcp", port_range_min=90, port_range_max=80), "port_range_max", "must be <="),
-        (_in(protocol="icmp", port_range_min=256), "port_range_min", "0 to 255"),
-        (_in(protocol="icmp", port_range_min=8, port_range_max=300), "port_range_max", "0 to 255"),
-        (_in(protocol="icmp", port_range_max=0), "port_range_min", "missing"),
-        (_in(protocol="banana"), "protocol", "not supported"),
-        (_in(protocol="256"), "protocol", "between 0 and 255"),
-        (_in(port_range_min=22, port_range_max=22), "protocol", "Must also specify protocol"),
-        (_in(protocol="gre", port_range_min=22), "port_range_min", "no ports"),
+        (
+            _in(protocol="tcp", port_range_min=90, port_range_max=80),
+            "port_range_max",
+            "port_range_min must be <= port_range_max",
+            "SecurityGroupInvalidPortRange",
+        ),
+        (
+            _in(protocol="tcp", port_range_min=22),
+            "port_range_max",
+            "For TCP/UDP protocols, port_range_min must be <= port_range_max",
+            "SecurityGroupInvalidPortRange",
+        ),
+        (
+            _in(protocol="udp", port_range_max=53),
+            "port_range_min",
+            "For TCP/UDP protocols, port_range_min must be <= port_range_max",
+            "SecurityGroupInvalidPortRange",
+        ),
+        (
+            _in(protocol="icmp", port_range_min=256),
+            "port_range_min",
+            "ICMP type (port_range_min) 256. It must be 0 to 255.",
+            "SecurityGroupInvalidIcmpValue",
+        ),
+        (
+            _in(protocol="icmp", port_range_min=8, port_range_max=300),
+            "port_range_max",
+            "0 to 255",
+            "SecurityGroupInvalidIcmpValue",
+        ),
+        (
+            _in(protocol="icmp", port_range_max=0),
+            "port_range_min",
+            "missing",
+            "SecurityGroupMissingIcmpType",
+        ),
+        (_in(protocol="banana"), "protocol", "not supported", "SecurityGroupRuleInvalidProtocol"),
+        (
+            _in(protocol="256"),
+            "protocol",
+            "between 0 and 255",
+            "SecurityGroupRuleInvalidProtocol",
+        ),
+        (
+            _in(port_range_min=22, port_range_max=22),
+            "protocol",
+            "Must also specify protocol",
+            "SecurityGroupProtocolRequiredWithPorts",
+        ),
+        (
+            _in(protocol="gre", port_range_min=22),
+            "port_range_min",
+            "Ports cannot be specified for protocol gre",
+            "SecurityGroupInvalidProtocolForPort",
+        ),
         (
             _in(ethertype="IPv4", protocol="ipv6-icmp"),
             "protocol",
-            "not supported for ethertype IPv4",
+            "Invalid ethertype IPv4 for protocol ipv6-icmp.",
+            "SecurityGroupEthertypeConflictWithProtocol",
         ),
-        (_in(description="a\nb"), "description", "control characters"),
+        (
+            _in(ethertype="IPv4", protocol="41"),
+            "protocol",
+            "Invalid ethertype IPv4 for protocol 41.",
+            "SecurityGroupEthertypeConflictWithProtocol",
+        ),
+        (
+            _in(ethertype="IPv4", protocol="ipv6-encap"),
+            "protocol",
+            "Invalid ethertype IPv4 for protocol ipv6-encap.",
+            "SecurityGroupEthertypeConflictWithProtocol",
+        ),
+        (
+            _in(ethertype="IPv6", protocol="igmp"),
+            "protocol",
+            "Invalid ethertype IPv6 for protocol igmp.",
+            "SecurityGroupEthertypeConflictWithProtocol",
+        ),
+        (_in(description="a\nb"), "description", "control characters", "InvalidInput"),
     ],
 )
 def test_bad_rule_is_refused_naming_the_field_and_nothing_changes(
-    alice, project_a, fields, field, words
+    alice, project_a, fields, field, words, neutron_type
 ):
     web = group(alice, project_a)
     before = counts()
@@ -220,7 +302,19 @@ def test_bad_rule_is_refused_naming_the_field_and_nothing_changes(
         actions.create_security_group_rule(alice, web, **fields)
     assert field in refusal.value.errors
     assert words in refusal.value.message
+    assert refusal.value.neutron_type == neutron_type
     assert counts() == before
+
+
+def test_icmp_in_an_ipv6_rule_is_stored_as_ipv6_icmp_as_neutron_does(alice, project_a):
+    web = group(alice, project_a)
+    named = actions.create_security_group_rule(
+        alice, web, direction="ingress", ethertype="IPv6", protocol="icmp"
+    )
+    numbered = actions.create_security_group_rule(
+        alice, web, direction="egress", ethertype="IPv6", protocol="1"
+    )
+    assert (named.protocol, numbered.protocol) == ("ipv6-icmp", "58")
 
 
 def test_remote_prefix_and_remote_group_together_are_refused(alice, project_a):

@@ -111,7 +111,8 @@ def test_a_bad_cidr_is_refused_next_to_the_field_with_the_validators_words(
         (
             {"protocol": "tcp", "port_range_min": "0"},
             "port_range_min",
-            {"protocol": "tcp", "port_range_min": 0},
+            # The form reads a lone minimum as one port: 0 to 0.
+            {"protocol": "tcp", "port_range_min": 0, "port_range_max": 0},
         ),
         (
             {"protocol": "tcp", "port_range_min": "90", "port_range_max": "80"},
@@ -198,6 +199,42 @@ def test_a_member_creates_renames_and_deletes_a_group(world: World, as_alice: Cl
     assert not SecurityGroup.objects.filter(pk=group.pk).exists()
 
 
+def test_a_member_creates_a_stateless_group_and_switches_it_while_unused(
+    world: World, as_alice: Client
+) -> None:
+    project = world.people.project_a
+    as_alice.post(
+        "/security-groups/new",
+        {"project": str(project.pk), "name": "raw", "description": "", "stateful": "false"},
+    )
+    group = SecurityGroup.objects.get(project=project, name="raw")
+    assert group.stateful is False
+    page = as_alice.get(f"/security-groups/{group.pk}").content.decode()
+    assert 'name="stateful"' in page and "Stateless: replies need rules" in page
+    as_alice.post(
+        f"/security-groups/{group.pk}/edit",
+        {"name": "raw", "description": "", "stateful": "true"},
+    )
+    group.refresh_from_db()
+    assert group.stateful is True
+
+
+def test_a_group_in_use_keeps_its_statefulness_and_the_page_says_why(
+    world: World, as_alice: Client
+) -> None:
+    page = as_alice.get(f"/security-groups/{world.web.pk}").content.decode()
+    assert "Ports use this group: remove it from them to switch" in page
+    answer = as_alice.post(
+        f"/security-groups/{world.web.pk}/edit",
+        {"name": "web", "description": "Web servers", "stateful": "false"},
+        **FETCH,
+    )
+    assert answer.status_code == 409
+    assert "remove it from them" in answer.json()["errors"]["stateful"][0]
+    world.web.refresh_from_db()
+    assert world.web.stateful is True
+
+
 def test_a_group_in_use_is_not_deleted_and_the_page_says_why(
     world: World, as_alice: Client
 ) -> None:
@@ -260,7 +297,7 @@ def test_port_security_cannot_be_disabled_while_groups_are_attached(
     page = as_alice.post(f"/ports/{port.pk}/port-security", {"enabled": "false"}, follow=True)
     port.refresh_from_db()
     assert port.port_security_enabled
-    assert "Remove the groups and address pairs first." in page.content.decode()
+    assert "Remove the security groups first." in page.content.decode()
 
     as_alice.post(f"/ports/{port.pk}/groups/{world.web.pk}/remove")
     as_alice.post(f"/ports/{port.pk}/port-security", {"enabled": "false"})

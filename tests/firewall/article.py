@@ -1,11 +1,20 @@
 # ruff: noqa: E501  (the article's lines are quoted verbatim)
-"""The article's worked example (3.3.2-3.3.4) as model objects and its printed iptables lines."""
+"""The article's worked example (3.3.2-3.3.4) as model objects and its printed iptables lines.
+
+The article lets every DHCP request pass before the anti-spoofing check; its hosts use the
+`article` compat layout, the only one that reproduces it line for line."""
 
 from __future__ import annotations
 
 import re
 
-from sgweb.firewall.model import HostState, Port, SecurityGroup, SecurityGroupRule
+from sgweb.firewall.model import (
+    COMPAT_ARTICLE,
+    HostState,
+    Port,
+    SecurityGroup,
+    SecurityGroupRule,
+)
 
 PORT_ID = "6e3f2eda-3230-45e8-9be5-f382af5b83ea"
 GROUP_ID = "0aff643b-7b34-4384-b482-f37eccef5b90"
@@ -42,12 +51,16 @@ SSH_FROM_REMOTE_GROUP = SecurityGroupRule(
 
 
 def host_without_groups() -> HostState:
-    return HostState(ports=(ARTICLE_PORT,))
+    return HostState(ports=(ARTICLE_PORT,), compat=COMPAT_ARTICLE)
 
 
 def host_with_seven_rules() -> HostState:
     port = Port(**{**_fields(ARTICLE_PORT), "security_groups": (GROUP_ID,)})
-    return HostState(ports=(port,), security_groups=(SecurityGroup(GROUP_ID, rules=SEVEN_RULES),))
+    return HostState(
+        ports=(port,),
+        security_groups=(SecurityGroup(GROUP_ID, rules=SEVEN_RULES),),
+        compat=COMPAT_ARTICLE,
+    )
 
 
 def host_with_remote_group(enable_ipset: bool) -> HostState:
@@ -58,6 +71,7 @@ def host_with_remote_group(enable_ipset: bool) -> HostState:
         security_groups=(group, SecurityGroup(REMOTE_GROUP_ID, name="default")),
         remote_group_members=((REMOTE_GROUP_ID, REMOTE_MEMBERS),),
         enable_ipset=enable_ipset,
+        compat=COMPAT_ARTICLE,
     )
 
 

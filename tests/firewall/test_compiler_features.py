@@ -43,15 +43,18 @@ def test_ipv6_port_gets_neighbour_discovery_dhcpv6_and_link_local_anti_spoofing(
         "--dport 546 -j RETURN" in ingress
     )
     egress = _lines(compiled, 6, "neutron-openvswi-oaaaaaaaa-0")
-    assert egress[:5] == [
+    # Current Neutron: DHCPv6 requests only after the source check, after ICMPv6.
+    assert egress[:7] == [
         "-A neutron-openvswi-oaaaaaaaa-0 -s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 "
         "--icmpv6-type 131 -j RETURN",
         "-A neutron-openvswi-oaaaaaaaa-0 -s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 "
         "--icmpv6-type 135 -j RETURN",
         "-A neutron-openvswi-oaaaaaaaa-0 -s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 "
         "--icmpv6-type 143 -j RETURN",
-        "-A neutron-openvswi-oaaaaaaaa-0 -p udp -m udp --sport 546 --dport 547 -j RETURN",
         "-A neutron-openvswi-oaaaaaaaa-0 -j neutron-openvswi-saaaaaaaa-0",
+        "-A neutron-openvswi-oaaaaaaaa-0 -p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP",
+        "-A neutron-openvswi-oaaaaaaaa-0 -p ipv6-icmp -j RETURN",
+        "-A neutron-openvswi-oaaaaaaaa-0 -p udp -m udp --sport 546 --dport 547 -j RETURN",
     ]
     assert (
         "-A neutron-openvswi-oaaaaaaaa-0 -p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP" in egress
@@ -65,6 +68,36 @@ def test_ipv6_port_gets_neighbour_discovery_dhcpv6_and_link_local_anti_spoofing(
         "FA:16:3E:00:00:0A -j RETURN",
         "-A neutron-openvswi-saaaaaaaa-0 -j DROP",
     ]
+
+
+def test_only_a_dhcp_discover_from_0_0_0_0_passes_before_the_anti_spoofing_check() -> None:
+    egress = _lines(compile_host(scenarios.host_state()), 4, "neutron-openvswi-oaaaaaaaa-0")
+    assert egress[:4] == [
+        "-A neutron-openvswi-oaaaaaaaa-0 -s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp "
+        "--sport 68 --dport 67 -j RETURN",
+        "-A neutron-openvswi-oaaaaaaaa-0 -j neutron-openvswi-saaaaaaaa-0",
+        "-A neutron-openvswi-oaaaaaaaa-0 -p udp -m udp --sport 68 --dport 67 -j RETURN",
+        "-A neutron-openvswi-oaaaaaaaa-0 -p udp -m udp --sport 67 --dport 68 -j DROP",
+    ]
+
+
+def test_the_article_compat_layout_lets_every_dhcp_request_pass_before_the_check() -> None:
+    state = dataclasses.replace(scenarios.host_state(), compat="article")
+    egress = _lines(compile_host(state), 4, "neutron-openvswi-oaaaaaaaa-0")
+    assert egress[:3] == [
+        "-A neutron-openvswi-oaaaaaaaa-0 -p udp -m udp --sport 68 --dport 67 -j RETURN",
+        "-A neutron-openvswi-oaaaaaaaa-0 -j neutron-openvswi-saaaaaaaa-0",
+        "-A neutron-openvswi-oaaaaaaaa-0 -p udp -m udp --sport 67 --dport 68 -j DROP",
+    ]
+
+
+def test_an_unknown_compat_layout_is_refused() -> None:
+    import pytest
+
+    from sgweb.firewall import FirewallError
+
+    with pytest.raises(FirewallError, match="'linuxbridge' is not one of neutron, article"):
+        compile_host(dataclasses.replace(scenarios.host_state(), compat="linuxbridge"))
 
 
 def test_ipv6_rules_use_ip6tables_syntax_and_v6_sets() -> None:
@@ -127,33 +160,51 @@ def test_stateless_group_bypasses_conntrack_and_has_no_state_rules() -> None:
     )
 
 
-def test_conntrack_zones_are_per_network_from_4097_and_explicit_ones_win() -> None:
+def test_each_port_has_its_own_conntrack_zone_from_4097_and_given_ones_win() -> None:
     state = scenarios.host_state()
     raw = compile_host(state).v4.table("raw").chain("neutron-openvswi-PREROUTING")
     zones = {r.match.physdev_in: r.target_args for r in raw.rules if r.match.physdev_in}
-    assert zones["tapaaaaaaaa-00"] == zones["tapeeeeeeee-00"] == ("--zone", "4097")
+    assert zones["tapaaaaaaaa-00"] == ("--zone", "4097")
     assert zones["tapbbbbbbbb-00"] == ("--zone", "4098")
-    pinned = dataclasses.replace(state, conntrack_zones=(("net-1", 7),))
-    raw = compile_host(pinned).v4.table("raw").chain("neutron-openvswi-PREROUTING")
+    assert zones["tapeeeeeeee-00"] != zones["tapaaaaaaaa-00"]
+    by_network = dataclasses.replace(state, conntrack_zones=(("net-1", 7),))
+    raw = compile_host(by_network).v4.table("raw").chain("neutron-openvswi-PREROUTING")
     zones = {r.match.physdev_in: r.target_args for r in raw.rules if r.match.physdev_in}
     assert zones["tapbbbbbbbb-00"] == ("--zone", "7")
+    # The zone the control plane stored for the port wins over everything else.
+    ports = tuple(
+        dataclasses.replace(p, conntrack_zone=5000) if p.id.startswith("bbbb") else p
+        for p in state.ports
+    )
+    pinned = dataclasses.replace(by_network, ports=ports)
+    raw = compile_host(pinned).v4.table("raw").chain("neutron-openvswi-PREROUTING")
+    zones = {r.match.physdev_in: r.target_args for r in raw.rules if r.match.physdev_in}
+    assert zones["tapbbbbbbbb-00"] == zones["qvbbbbbbbbb-00"] == ("--zone", "5000")
 
 
-def test_traffic_towards_vms_is_zoned_by_their_bridge() -> None:
+def test_traffic_towards_a_vm_is_zoned_by_its_qvb_without_any_bridge_name() -> None:
+    # Neutron's hybrid driver: the zone on both of the port's devices, whatever the networks.
+    state = scenarios.host_state()
+    raw = compile_host(state).v4.table("raw").chain("neutron-openvswi-PREROUTING")
+    lines = [render_rule(r) for r in raw.rules]
+    assert (
+        "-A neutron-openvswi-PREROUTING -m physdev --physdev-in tapaaaaaaaa-00 -j CT --zone 4097"
+        in lines
+    )
+    assert (
+        "-A neutron-openvswi-PREROUTING -m physdev --physdev-in qvbaaaaaaaa-00 -j CT --zone 4097"
+        in lines
+    )
+    assert not any("--physdev-is-in" in line for line in lines)
+
+
+def test_ports_on_a_shared_bridge_share_its_zone() -> None:
     base = scenarios.host_state()
     ports = tuple(dataclasses.replace(p, bridge="br0", network_id=None) for p in base.ports)
     raw = compile_host(dataclasses.replace(base, ports=ports)).v4.table("raw")
     lines = [render_rule(r) for r in raw.chain("neutron-openvswi-PREROUTING").rules]
     assert lines[-1] == "-A neutron-openvswi-PREROUTING -i br0 -j CT --zone 4097"
-    single_network = compile_host(
-        dataclasses.replace(
-            base, ports=tuple(dataclasses.replace(p, network_id=None) for p in base.ports)
-        )
-    )
-    last = single_network.v4.table("raw").chain("neutron-openvswi-PREROUTING").rules[-1]
-    assert render_rule(last) == (
-        "-A neutron-openvswi-PREROUTING -m physdev --physdev-is-in -j CT --zone 4097"
-    )
+    assert not any("--physdev-in qvb" in line for line in lines)
 
 
 def test_a_rule_shared_by_two_groups_is_emitted_once() -> None:
@@ -253,13 +304,16 @@ def test_a_stateless_port_on_its_own_bridge_is_untracked_both_ways() -> None:
     assert towards[0].origin.port_id == scenarios.PORT_C
 
 
-def test_ports_of_different_networks_on_one_bridge_are_refused() -> None:
+def test_ports_with_different_given_zones_on_one_bridge_are_refused() -> None:
     import pytest
 
     from sgweb.firewall import FirewallError
 
     base = scenarios.host_state()
-    ports = tuple(dataclasses.replace(p, bridge="br0") for p in base.ports)
+    ports = tuple(
+        dataclasses.replace(p, bridge="br0", conntrack_zone=5000 + index)
+        for index, p in enumerate(base.ports)
+    )
     with pytest.raises(FirewallError, match="bridge br0 would carry conntrack zones"):
         compile_host(dataclasses.replace(base, ports=ports))
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 
 from sgweb.firewall.compiler import CompileCache, compile_host
-from sgweb.firewall.incremental import diff
-from sgweb.firewall.ir import BUILTIN_CHAINS
+from sgweb.firewall.incremental import diff, in_place_edits
+from sgweb.firewall.ir import BUILTIN_CHAINS, Chain, Match, Origin, Rule
 from sgweb.firewall.model import SecurityGroupRule
 from sgweb.firewall.names import MAX_IPSET_NAME_LENGTH
 from sgweb.firewall.render import render_iptables
@@ -49,7 +50,7 @@ def test_no_change_gives_an_empty_delta() -> None:
     assert delta.changed_chains == () and delta.removed_chains == ()
 
 
-def test_a_group_rule_change_rewrites_only_the_chains_of_ports_using_it() -> None:
+def test_a_group_rule_change_edits_in_place_only_the_chains_of_ports_using_it() -> None:
     state = scenarios.host_state()
     cache = CompileCache()
     before = compile_host(state, cache=cache)
@@ -61,8 +62,56 @@ def test_a_group_rule_change_rewrites_only_the_chains_of_ports_using_it() -> Non
     assert delta.changed_chains == ("neutron-openvswi-ibbbbbbbb-0",)
     assert [family for family, _text in delta.iptables] == [4]
     text = dict(delta.iptables)[4]
-    assert text.startswith("*filter\n:neutron-openvswi-ibbbbbbbb-0 - [0:0]\n")
+    # One inserted rule, nothing re-declared: the chain's other rules keep their counters.
+    assert text.startswith("*filter\n-I neutron-openvswi-ibbbbbbbb-0 ")
+    assert ":neutron-openvswi-ibbbbbbbb-0" not in text
     assert "*raw" not in text
+
+
+def test_without_in_place_a_changed_chain_is_redeclared_and_refilled() -> None:
+    state = scenarios.host_state()
+    extra = SecurityGroupRule("db-redis", "ingress", "IPv4", "tcp", 6379, 6379)
+    after_state = scenarios.with_group_rules(
+        state, scenarios.DB, (*scenarios.DB_GROUP.rules, extra)
+    )
+    delta = diff(compile_host(state), compile_host(after_state), in_place=False)
+    text = dict(delta.iptables)[4]
+    assert text.startswith("*filter\n:neutron-openvswi-ibbbbbbbb-0 - [0:0]\n")
+
+
+def _play(edits: list[str], rules: list[str]) -> list[str]:
+    """What the kernel does with -D N / -I N lines, on a list of rule tails."""
+    rules = list(rules)
+    for line in edits:
+        op, _chain, number, *rest = line.split(" ", 3)
+        if op == "-D":
+            del rules[int(number) - 1]
+        else:
+            rules.insert(int(number) - 1, " " + rest[0])
+    return rules
+
+
+def test_in_place_edits_turn_any_old_chain_into_the_new_one_keeping_common_rules() -> None:
+    rng = random.Random(12)
+    pool = [f"-s 192.0.2.{n}/32 -j RETURN" for n in range(8)]
+    for _round in range(300):
+        old_tails = [rng.choice(pool) for _ in range(rng.randint(1, 8))]
+        new_tails = [rng.choice(pool) for _ in range(rng.randint(0, 8))]
+        old, new = _chain(old_tails), _chain(new_tails)
+        edits = in_place_edits(old, new)
+        if edits is None:
+            assert not set(old_tails) & set(new_tails)
+            continue
+        assert _play(edits, [" " + t for t in old_tails]) == [" " + t for t in new_tails]
+        assert sum(line.startswith("-D") for line in edits) <= len(old_tails)
+
+
+def _chain(tails: list[str]) -> Chain:
+    rules = []
+    for tail in tails:
+        address = tail.split()[1]
+        rules.append(Rule("c", Match(source=address), "RETURN", Origin("sg-rule")))
+    return Chain("c", tuple(rules))
 
 
 def test_without_a_cache_unchanged_chains_are_still_recognised_by_content() -> None:

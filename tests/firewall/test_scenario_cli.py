@@ -101,6 +101,31 @@ def test_ipsets_prints_ipset_restore_input(tmp_path: Path, capsys) -> None:  # t
     )
 
 
+def test_compat_article_gives_the_articles_dhcp_order_on_compile_ipsets_and_trace(  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys
+) -> None:
+    path = _write(tmp_path, DOC)
+    safe_line = "-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN"
+    assert main(["compile", path, "--host", "compute1"]) == 0
+    assert safe_line in capsys.readouterr().out
+    assert main(["compile", path, "--host", "compute1", "--compat", "article"]) == 0
+    assert safe_line not in capsys.readouterr().out
+    assert main(["ipsets", path, "--host", "compute1", "--compat", "article"]) == 0
+    assert "create IPv4aaaaaaaa" in capsys.readouterr().out
+    # A spoofed DHCP request: the article's layout lets it out, the default stops it.
+    spoofed = [
+        "trace", path, "--host", "compute1", "--from-port", "p1000000-0000-4000-8000-000000000001",
+        "--src", "192.0.2.99", "--dst", "192.0.2.20", "-p", "udp", "--sport", "68",
+        "--dport", "67", "--json",
+    ]  # fmt: skip
+    assert main(spoofed) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "DROP"
+    assert main([*spoofed, "--compat", "article"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "ACCEPT"
+    with pytest.raises(SystemExit):  # argparse refuses it with the choices
+        main(["compile", path, "--compat", "linuxbridge"])
+
+
 def test_errors_are_one_line_on_stderr_with_exit_status_2(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     bad = json.loads(json.dumps(DOC))
     bad["security_groups"][0]["rules"][0]["port_range_min"] = 70000

@@ -229,6 +229,13 @@ def hand_host(ports: list[HandPort], ipsets: tuple[IpSet, ...] = ()) -> Compiled
         raw_rules.append(
             _rule(f"{P}-PREROUTING", Match(physdev_in=port.tap), CT, kind, port, target_args=args)
         )
+    for port in ports:  # towards the VMs: by each port's qvb veth, as the compiler does
+        if not port.port_security:
+            continue
+        args = ("--notrack",) if port.notrack else ("--zone", str(port.zone))
+        kind = ORIGIN_NOTRACK if port.notrack else ORIGIN_CONNTRACK_ZONE
+        qvb = Match(physdev_in="qvb" + port.id[:11])
+        raw_rules.append(_rule(f"{P}-PREROUTING", qvb, CT, kind, port, target_args=args))
     raw = Table(
         "raw",
         (
@@ -322,6 +329,7 @@ def test_ssh_from_the_allowed_prefix_returns_from_the_ingress_chain_and_is_accep
     assert result.verdict == ACCEPT
     assert chains_hit(result) == [
         "PREROUTING",
+        "PREROUTING",
         "FORWARD",
         "neutron-filter-top",
         "FORWARD",
@@ -333,7 +341,7 @@ def test_ssh_from_the_allowed_prefix_returns_from_the_ingress_chain_and_is_accep
     ssh = [hit for hit in result.matched if hit.rule.origin.rule_id == "r-ssh"]
     assert ssh and ssh[0].key == (("filter", f"{P}-iaaaaaaaa-1", 4))
     assert result.deciding.rule.origin.kind == ORIGIN_ACCEPT_UNFILTERED
-    assert result.zone is None  # the zone rule keys on physdev-in of the VM's tap only
+    assert result.zone == 4097  # towards the VM: the zone rule of its qvb
 
 
 def test_unmatched_ingress_falls_to_the_fallback_drop():
@@ -387,14 +395,15 @@ def test_icmp_type_and_code_must_both_match_when_the_rule_names_a_code():
                 WEB.id,
                 WEB.ip,
                 WEB.mac,
-                ingress=[(Match(protocol="icmp", icmp_type=3, icmp_code=4), "r-frag")],
+                ingress=[(Match(protocol="icmp", icmp_type=8, icmp_code=0), "r-echo")],
             )
         ]
     )
-    frag = trace(host, to_port(WEB, src="203.0.113.1", protocol="icmp", icmp_type=3, icmp_code=4))
-    other = trace(host, to_port(WEB, src="203.0.113.1", protocol="icmp", icmp_type=3, icmp_code=1))
-    ping = trace(host, to_port(WEB, src="203.0.113.1", protocol="icmp"))
-    assert (frag.verdict, other.verdict, ping.verdict) == (ACCEPT, DROP, DROP)
+    # Types that open a connection, so that conntrack's verdict does not get in the way.
+    echo = trace(host, to_port(WEB, src="203.0.113.1", protocol="icmp", icmp_type=8, icmp_code=0))
+    other = trace(host, to_port(WEB, src="203.0.113.1", protocol="icmp", icmp_type=8, icmp_code=1))
+    stamp = trace(host, to_port(WEB, src="203.0.113.1", protocol="icmp", icmp_type=13))
+    assert (echo.verdict, other.verdict, stamp.verdict) == (ACCEPT, DROP, DROP)
 
 
 def test_anti_spoofing_drops_a_forged_source_address():
@@ -509,8 +518,9 @@ def test_stateless_port_is_untracked_so_established_does_not_match():
     )
     dns = trace(HOST, from_port(STATELESS, dst="203.0.113.9", protocol="udp", dport=53))
     assert dns.notrack and dns.ct_state == CT_UNTRACKED
-    # The reply enters through the uplink, not the stateless tap, so it is tracked.
-    assert not reply.notrack and reply.verdict == ACCEPT
+    # The reply enters through the port's qvb, which is untracked too (Neutron's hybrid driver
+    # sets the port's CT on both of its devices): it needs a rule of its own, and has none.
+    assert reply.notrack and reply.ct_state == CT_UNTRACKED and reply.verdict == DROP
     invalid_out = trace(
         HOST, from_port(STATELESS, dst="203.0.113.9", protocol="tcp", dport=1, ct_state="INVALID")
     )

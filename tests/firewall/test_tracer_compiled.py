@@ -181,12 +181,20 @@ def test_icmp_type_with_code_and_type_alone():
     )[0]
     ping = run(inbound(WEB_PORT, src="203.0.113.1", protocol="1"))[0]
     timestamp = run(inbound(WEB_PORT, src="203.0.113.1", protocol="icmp", icmp_type=13))[0]
+    related = run(
+        inbound(
+            WEB_PORT, src="203.0.113.1", protocol="icmp", icmp_type=3, icmp_code=4,
+            ct_state="RELATED",
+        )
+    )[0]  # fmt: skip
+    # An unreachable that quotes no connection is INVALID to conntrack, whatever the rules say.
     assert [unreach.verdict, other_code.verdict, ping.verdict, timestamp.verdict] == [
-        "ACCEPT",
+        "DROP",
         "DROP",
         "ACCEPT",
         "DROP",
     ]
+    assert unreach.ct_state == "INVALID" and related.verdict == "ACCEPT"
 
 
 def test_anti_spoofing_by_address_and_by_mac():

@@ -22,6 +22,7 @@ from sgweb.firewall.model import (
     SecurityGroupRule,
 )
 from sgweb.firewall.protocols import IPV6_ONLY, NAME_BY_NUMBER, NUMBER_BY_NAME, normalize_protocol
+from sgweb.firewall.trace.ctstate import classify
 from sgweb.firewall.trace.explain import explain
 from sgweb.firewall.trace.tracer import STEP_RULE, Packet, protocol_number, trace
 
@@ -37,13 +38,14 @@ def _uuid(rng: random.Random) -> str:
 def _random_rule(rng: random.Random, group_ids: list[str]) -> SecurityGroupRule:
     direction = rng.choice(["ingress", "egress"])
     ethertype = rng.choice(["IPv4", "IPv4", "IPv6"])
-    protocol = rng.choice(["tcp", "udp", "icmp", None, "17", "132"])
+    protocol = rng.choice(["tcp", "udp", "icmp", None, "17", "132", "udplite", "253"])
     low = high = None
-    if protocol in ("tcp", "udp", "17", "132") and rng.random() < 0.8:
+    if protocol in ("tcp", "udp", "17", "132", "udplite") and rng.random() < 0.8:
         low = rng.choice([22, 53, 80, 1000, 65535])
         high = low if rng.random() < 0.5 else min(65535, low + rng.randrange(0, 50))
     elif protocol == "icmp" and rng.random() < 0.6:
-        low = rng.choice([0, 3, 8, 128, 135]) if ethertype == "IPv6" else rng.choice([0, 3, 8])
+        v6_types = [0, 1, 3, 8, 128, 129, 135, 255]
+        low = rng.choice(v6_types) if ethertype == "IPv6" else rng.choice([0, 3, 8, 11, 13, 255])
         high = rng.choice([None, 0, 1])
     prefix = group = None
     choice = rng.random()
@@ -71,15 +73,19 @@ def random_state(seed: int, ports: int = 12) -> HostState:
         mac = f"fa:16:3e:00:{seed % 256:02x}:{index:02x}"
         fixed = (f"192.0.2.{10 + index}", f"2001:db8:1::{10 + index:x}")
         pairs = (AddressPair(f"203.0.113.{10 + index}", rng.choice([None, "fa:16:3e:aa:00:01"])),)
+        port_id = _uuid(rng)
         port_list.append(
             Port(
-                _uuid(rng),
+                port_id,
                 mac,
                 fixed,
                 tuple(rng.sample(group_ids, rng.randrange(3))),
                 pairs if rng.random() < 0.3 else (),
                 port_security_enabled=rng.random() < 0.9,
                 dhcp_servers=("192.0.2.2",),
+                # Two networks on one host; half the seeds name no bridge (the hybrid way).
+                network_id=f"net-{index % 2}",
+                bridge=None if seed % 2 else "qbr" + port_id[:11],
             )
         )
     members = []
@@ -105,16 +111,19 @@ def random_packet(rng: random.Random, state: HostState) -> Packet:
         else rng.choice(["2001:db8:100::7", "2001:db8:ff::1"])
     )
     remote = rng.choice([*others, outside])
-    protocol = rng.choice(["tcp", "udp", "icmp" if family == 4 else "ipv6-icmp", "sctp", "47"])
+    icmp = "icmp" if family == 4 else "ipv6-icmp"
+    protocol = rng.choice(["tcp", "udp", icmp, icmp, "sctp", "47", "udplite", "253"])
     fields: dict[str, object] = {
         "protocol": protocol,
         "ct_state": rng.choice(["NEW", "NEW", "ESTABLISHED", "INVALID"]),
     }
-    if protocol in ("tcp", "udp", "sctp"):
+    if protocol in ("tcp", "udp", "sctp", "udplite"):
         fields["sport"] = rng.choice([67, 68, 40000])
         fields["dport"] = rng.choice([22, 53, 67, 68, 80, 1000, 1020, 65535])
+        if protocol == "tcp":
+            fields["tcp_flags"] = rng.choice([None, None, "SYN,ACK", "ACK", "RST"])
     elif protocol in ("icmp", "ipv6-icmp"):
-        fields["icmp_type"] = rng.choice([0, 3, 8, 128, 134, 135])
+        fields["icmp_type"] = rng.choice([0, 1, 3, 8, 11, 13, 128, 129, 134, 135, 200, 255])
         fields["icmp_code"] = rng.choice([0, 1])
     tap = port.device or "tap" + port.id[:11]
     if rng.random() < 0.5:  # leaving the VM
@@ -169,7 +178,9 @@ def _ref_matches(match: Match, packet: Packet, table: str, compiled: CompiledHos
     ):
         if port_range and (value is None or not port_range.low <= value <= port_range.high):
             return False
-    if match.icmp_type is not None:
+    # xt_icmp reads type 255 as any type; ip6t_icmp6 has no such wildcard.
+    any_type = match.icmp_type == 255 and protocol_number(match.protocol) == 1
+    if match.icmp_type is not None and not any_type:
         if packet.effective_icmp_type != match.icmp_type:
             return False
         if match.icmp_code is not None and packet.effective_icmp_code != match.icmp_code:
@@ -239,6 +250,10 @@ def reference_walk(compiled: CompiledHost, packet: Packet) -> tuple[str, list[tu
         return DROP, hits, bool(state["notrack"])
     if state["notrack"]:
         packet = Packet(**{**_fields(packet), "ct_state": "UNTRACKED"})
+    else:
+        # Conntrack's own verdict is taken as given here; the kernel tier checks it against
+        # real kernels (tests/kernel/test_conntrack_truth.py).
+        packet = Packet(**{**_fields(packet), "ct_state": classify(packet, packet.ct_state)[0]})
     verdict = walk("filter", packet.hook, packet)
     return (DROP if verdict == DROP else ACCEPT), hits, bool(state["notrack"])
 

@@ -100,6 +100,9 @@ class FirewallLab:
     labels: dict[str, str]  # port id -> VM label
     state: HostState = field(default_factory=HostState)
     compiled: CompiledHost | None = None
+    # Name each port's bridge in the state (the Linux-bridge way). Without hints the compiler
+    # zones traffic towards a VM by its qvb veth, which only the bridge-per-port shape has.
+    bridge_hints: bool = True
 
     @property
     def runner(self) -> SubprocessRunner:
@@ -115,7 +118,9 @@ class FirewallLab:
     # -- firewall state -----------------------------------------------------------------------
 
     def with_bridges(self, state: HostState) -> HostState:
-        """The state with each port's bridge set as this topology plugs it."""
+        """The state with each port's bridge set as this topology plugs it (with hints)."""
+        if not self.bridge_hints:
+            return state
         ports = tuple(replace(port, bridge=bridge_of(port.id, self.shape)) for port in state.ports)
         return replace(state, ports=ports)
 
@@ -172,7 +177,9 @@ class FirewallLab:
                 return next(a for a in addresses if _version(a) == family)
         raise KeyError(endpoint)
 
-    def _trace_flow(self, source: str, destination: str, family: int, **packet: object) -> Flow:
+    def _trace_flow(
+        self, source: str, destination: str, family: int, *, reply: bool = True, **packet: object
+    ) -> Flow:
         assert self.compiled is not None
         src = source if source in self.labels else self._address(source, family)
         dst = destination if destination in self.labels else self._address(destination, family)
@@ -183,7 +190,7 @@ class FirewallLab:
             family=family,
             layout=LAYOUT_SHARED if self.shape == SHARED_BRIDGE else LAYOUT_QBR,
             uplink=UPLINK,
-            reply=True,
+            reply=reply,
             **packet,  # type: ignore[arg-type]
         )
 

@@ -61,17 +61,46 @@ def random_rule(rng: random.Random, rule_id: str, group_ids: list[str]) -> Secur
     )
 
 
-def random_groups(rng: random.Random, count: int, max_rules: int) -> tuple[SecurityGroup, ...]:
+# What the wide generator adds: every protocol the kernel tier's probes send, ICMP types that
+# conntrack treats differently (replies, errors, 255 which only IPv4 reads as "any").
+WIDE_PROTOCOLS = ("tcp", "udp", "icmp", None, "udplite", "253", "tcp", "icmp")
+WIDE_ICMP_TYPES = {IPV4: (0, 3, 8, 11, 13, 255), IPV6: (1, 3, 128, 129, 135, 255)}
+
+
+def random_wide_rule(rng: random.Random, rule_id: str, group_ids: list[str]) -> SecurityGroupRule:
+    """Like random_rule, over every protocol and ICMP type the batch probes send."""
+    rule = random_rule(rng, rule_id, group_ids)
+    protocol = rng.choice(WIDE_PROTOCOLS)
+    if protocol == "icmp" and rule.ethertype == IPV6:
+        protocol = "ipv6-icmp"
+    low = high = None
+    if protocol in ("tcp", "udp", "udplite") and rng.random() < 0.7:
+        low = rng.choice(PROBE_PORTS)
+        high = low if rng.random() < 0.6 else min(65535, low + rng.choice((1, 10, 100)))
+    elif protocol in ("icmp", "ipv6-icmp") and rng.random() < 0.6:
+        low = rng.choice(WIDE_ICMP_TYPES[rule.ethertype])
+        high = 0 if rng.random() < 0.3 else None
+    return replace(rule, protocol=protocol, port_range_min=low, port_range_max=high)
+
+
+def random_groups(
+    rng: random.Random,
+    count: int,
+    max_rules: int,
+    *,
+    wide: bool = False,
+    stateless_chance: float = 0.1,
+) -> tuple[SecurityGroup, ...]:
     ids = [f"{rng.getrandbits(32):08x}-{index:04x}-4000-8000-{rng.getrandbits(48):012x}"
            for index in range(count)]  # fmt: skip
     groups = []
+    make_rule = random_wide_rule if wide else random_rule
     for group_id in ids:
         rules = tuple(
-            random_rule(rng, f"{group_id[:8]}-r{n}", ids) for n in range(rng.randint(0, max_rules))
+            make_rule(rng, f"{group_id[:8]}-r{n}", ids) for n in range(rng.randint(0, max_rules))
         )
-        groups.append(
-            SecurityGroup(group_id, f"g{group_id[:4]}", stateful=rng.random() > 0.1, rules=rules)
-        )
+        stateful = rng.random() > stateless_chance
+        groups.append(SecurityGroup(group_id, f"g{group_id[:4]}", stateful=stateful, rules=rules))
     return tuple(groups)
 
 
@@ -84,6 +113,26 @@ def make_ports(count: int, *, first: int = 20, dhcp_server: str = "192.0.2.2") -
                 mac_address=f"fa:16:3e:00:01:{index:02x}",
                 fixed_ips=(f"192.0.2.{index}", f"2001:db8::{index:x}"),
                 dhcp_servers=(dhcp_server,),
+            )
+        )
+    return tuple(ports)
+
+
+def make_two_network_ports(count: int, *, first: int = 20) -> tuple[Port, ...]:
+    """Ports alternating between two networks (192.0.2.0/24 and 203.0.113.0/24 with their
+    IPv6 subnets) on one host: the host's conntrack zones must keep both apart."""
+    ports = []
+    for offset, index in enumerate(range(first, first + count)):
+        second = offset % 2 == 1
+        v4 = f"203.0.113.{index}" if second else f"192.0.2.{index}"
+        v6 = f"2001:db8:3::{index:x}" if second else f"2001:db8::{index:x}"
+        ports.append(
+            Port(
+                id=f"{index:08x}-6666-4666-8666-{index:012x}",
+                mac_address=f"fa:16:3e:00:02:{index:02x}",
+                fixed_ips=(v4, v6),
+                dhcp_servers=("192.0.2.2",) if not second else (),
+                network_id="net-b" if second else "net-a",
             )
         )
     return tuple(ports)
@@ -111,10 +160,12 @@ def random_state(
     groups: int = 3,
     max_rules: int = 6,
     psec_off_chance: float = 0.1,
+    wide: bool = False,
+    stateless_chance: float = 0.1,
 ) -> HostState:
     """Random groups assigned at random to the given ports (their identities are kept)."""
     rng = random.Random(seed)
-    group_list = random_groups(rng, groups, max_rules)
+    group_list = random_groups(rng, groups, max_rules, wide=wide, stateless_chance=stateless_chance)
     assigned = []
     for port in ports:
         chosen = tuple(

@@ -107,7 +107,9 @@ def sweep_dead_stacks() -> None:
 
 
 class Stack:
-    def __init__(self, hosts: int = 2, vms: int = 2, redis_port: int = 6379) -> None:
+    def __init__(
+        self, hosts: int = 2, vms: int = 2, redis_port: int = 6379, net2_vms: int = 1
+    ) -> None:
         self.runner = default_runner()
         self.prefix = f"sgwt-{os.getpid()}-{secrets.token_hex(3)}-"
         self.tmp = Path(tempfile.mkdtemp(prefix="sgwt-stack-"))
@@ -136,6 +138,7 @@ class Stack:
         self.token = ""
         self.base_url = ""
         self.hosts, self.vms = hosts, vms
+        self.net2_vms = net2_vms  # the first host's VMs on the lab's second network
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -167,6 +170,7 @@ class Stack:
         self.manage("migrate", "-v0", "--skip-checks")
         out = self.manage(
             "lab", "up", "--hosts", str(self.hosts), "--vms", str(self.vms),
+            "--net2-vms", str(self.net2_vms),
             "--prefix", self.prefix, "--json",
         )  # fmt: skip
         self.state = json.loads(out[out.index("{") :])

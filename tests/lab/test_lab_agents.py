@@ -23,6 +23,7 @@ from tests.lab.stack import ECHO, Stack
 pytestmark = [pytest.mark.kernel, pytest.mark.redis]
 
 SRC, DST = "h1-vm1", "h2-vm2"  # on different hosts
+NET2 = "h1-net2-vm1"  # the first host's VM on the second network (lab-net2, 203.0.113.0/24)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,33 @@ def test_an_ipv6_rule_opens_ipv6_traffic_between_hosts(stack) -> None:
     assert not stack.probe(SRC, DST), "an IPv6 rule must not open IPv4"
     stack.api("DELETE", f"/security-group-rules/{rule_id}")
     stack.wait("ICMPv6 echo blocked again", lambda: not stack.probe(SRC, DST, family=6))
+    stack.wait_in_sync()
+
+
+def test_a_vm_on_the_second_network_pings_out_and_gets_its_reply(stack) -> None:
+    """Host 1 has ports of two networks, and the control plane names no bridge: each port's
+    conntrack zone is set on its tap and its qvb, so the replies to what NET2 opens come back
+    as ESTABLISHED (the only thing that lets them in: the rule admits NET2's address alone)."""
+    assert stack.vm(NET2)["host"] == stack.vm(SRC)["host"] and stack.ip(NET2).startswith("203.")
+    assert not stack.probe(NET2, DST), "ping should start blocked"
+    for family in (4, 6):
+        rule_id = add_rule(
+            stack,
+            ethertype=f"IPv{family}",
+            protocol="icmp" if family == 4 else "ipv6-icmp",
+            remote_ip_prefix=f"{stack.ip(NET2, family)}/{32 if family == 4 else 128}",
+        )
+        stack.wait(
+            f"IPv{family} ping from {NET2} and its reply",
+            lambda family=family: stack.probe(NET2, DST, family=family),
+        )
+        assert stack.probe(NET2, SRC, family=family), "the same host, the other network"
+        assert not stack.probe(SRC, NET2, family=family), "only NET2's address is admitted"
+        stack.api("DELETE", f"/security-group-rules/{rule_id}")
+        stack.wait(
+            f"IPv{family} ping blocked again",
+            lambda family=family: not stack.probe(NET2, DST, family=family),
+        )
     stack.wait_in_sync()
 
 
@@ -172,7 +200,9 @@ def test_an_agent_killed_during_an_apply_converges_when_it_comes_back(stack) -> 
     caught = _kill_during_restore(pid, within_s=2.0)
     print(f"\nagent killed {'while restoring' if caught else 'around the apply'}")
     stack.start_agent(host)
-    stack.wait("ping allowed after the restart", lambda: stack.probe(SRC, DST), timeout=20)
+    # A restarted agent starts Celery and reads its state first: 20 s and more on a loaded
+    # machine, so the deadline is generous (it only bounds a hang).
+    stack.wait("ping allowed after the restart", lambda: stack.probe(SRC, DST), timeout=90)
     stack.wait_in_sync()
 
     # Down while things change: the restarted agent reads the newest state and converges.
@@ -181,7 +211,7 @@ def test_an_agent_killed_during_an_apply_converges_when_it_comes_back(stack) -> 
     time.sleep(0.5)
     assert stack.probe(SRC, DST), "nobody applied the change while the agent was down"
     stack.start_agent(host)
-    stack.wait("ping blocked after the restart", lambda: not stack.probe(SRC, DST), timeout=20)
+    stack.wait("ping blocked after the restart", lambda: not stack.probe(SRC, DST), timeout=90)
     stack.wait_in_sync()
     # Positive control: the restarted agent still opens the path, so "blocked" above was the
     # deletion applied, not a host that passes nothing after the kill.
@@ -249,3 +279,65 @@ def test_a_state_the_kernel_refuses_keeps_previous_rules_and_marks_the_host_fail
     stack.api("DELETE", f"/security-group-rules/{allow}")
     stack.api("DELETE", f"/security-groups/{peers}")
     stack.wait_in_sync()
+
+
+def test_a_stateless_group_needs_rules_for_its_replies(stack) -> None:
+    """Stateful, a rule for the request is enough; stateless, the reply is a packet of its own
+    that the receiving port's rules must allow (no conntrack entry lets it back in)."""
+    project = stack.state["project_id"]
+    raw = stack.api(
+        "POST",
+        "/security-groups",
+        {"security_group": {"name": "raw", "stateful": False, "tenant_id": project}},
+    )["security_group"]["id"]
+    stack.api(
+        "POST",
+        "/security-group-rules",
+        {
+            "security_group_rule": {
+                "security_group_id": raw, "direction": "ingress", "ethertype": "IPv4",
+                "protocol": "tcp", "port_range_min": 5003, "port_range_max": 5003,
+            }
+        },
+    )  # fmt: skip
+    ports = [stack.vm(SRC)["port_id"], stack.vm(DST)["port_id"]]
+    stack.listen(DST, 5003)
+    try:
+        for port in ports:
+            stack.api("PUT", f"/ports/{port}", {"port": {"security_groups": [raw]}})
+        stack.wait_in_sync()
+        # The SYN reaches the listener; its SYN-ACK meets no rule on the way back into SRC.
+        assert not stack.probe(SRC, DST, "tcp", 5003), "replies need a rule of their own"
+        stack.api(
+            "POST",
+            "/security-group-rules",
+            {
+                "security_group_rule": {
+                    "security_group_id": raw, "direction": "ingress", "ethertype": "IPv4",
+                    "protocol": "tcp", "port_range_min": 1024, "port_range_max": 65535,
+                    "remote_ip_prefix": f"{stack.ip(DST)}/32",
+                }
+            },
+        )  # fmt: skip
+        stack.wait("the reply allowed", lambda: stack.probe(SRC, DST, "tcp", 5003), timeout=30)
+    finally:
+        for port in ports:
+            stack.api(
+                "PUT", f"/ports/{port}", {"port": {"security_groups": [stack.state["group_id"]]}}
+            )
+        stack.api("DELETE", f"/security-groups/{raw}")
+        stack.wait_in_sync()
+
+
+def test_a_lab_port_is_active_once_its_hosts_agent_applied_it(stack) -> None:
+    port = stack.vm(SRC)["port_id"]
+    stack.api("PUT", f"/ports/{port}", {"port": {"description": "touched by a test"}})
+
+    def status() -> str:
+        return stack.api("GET", f"/ports/{port}")["port"]["status"]
+
+    # Polled gently: each request of the threaded dev server holds a database connection for
+    # a while (CONN_MAX_AGE), and a fast poll exhausts PostgreSQL's max_connections.
+    stack.wait("the port ACTIVE", lambda: status() == "ACTIVE", timeout=60, every=1.0)
+    active = stack.api("GET", "/ports?status=ACTIVE")["ports"]
+    assert port in {item["id"] for item in active}

@@ -6,6 +6,8 @@ auth), the real Redis channel layer, and the real actions and auth views changin
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import pytest
@@ -23,8 +25,23 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
 
 
+# Every socket a scenario opened, so `run` can disconnect them the way a browser would: an
+# application still running when the scenario's event loop closes is cancelled instead, and
+# the loop's close then waits on it.
+_OPENED: list[WebsocketCommunicator] = []
+
+
 def run(scenario):
-    return async_to_sync(scenario)()
+    async def scenario_then_disconnect():
+        try:
+            return await asyncio.wait_for(scenario(), timeout=120)
+        finally:
+            while _OPENED:
+                communicator = _OPENED.pop()
+                with contextlib.suppress(Exception):
+                    await communicator.disconnect(timeout=5)
+
+    return async_to_sync(scenario_then_disconnect)()
 
 
 def logged_in(user) -> Client:
@@ -41,6 +58,7 @@ async def open_socket(path: str, browser: Client, origin: str = "http://localhos
         (b"cookie", f"sessionid={browser.cookies['sessionid'].value}".encode()),
     ]
     communicator = WebsocketCommunicator(application, path, headers=headers)
+    _OPENED.append(communicator)
     connected, _ = await communicator.connect(timeout=10)
     assert connected, path
     return communicator

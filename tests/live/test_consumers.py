@@ -282,7 +282,8 @@ def test_an_agent_coming_alive_is_sent_as_a_host_status_change(world, live_redis
     async def scenario():
         communicator = await connect("/ws/hosts/compute1", alice)
         first = await receive_type(communicator, "host-status")
-        assert first["alive"] is False and first["status"] == "down"
+        # No agent ever reported for it: "no agent" (unknown), not "down".
+        assert first["alive"] is False and first["status"] == "unknown"
         beat = json.dumps({"at": time.time(), "status": "in-sync"})
         await sync_to_async(client.set)(f"{prefix}:host:compute1:heartbeat", beat, ex=30)
         changed = await receive_type(communicator, "host-status", timeout=8)

@@ -3,17 +3,38 @@ inline validation script, and turning the actions' errors into form errors."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 
+from sgweb import dispatch
+from sgweb.dashboard import delivery
 from sgweb.dashboard.guards import deny_unless_changeable, raise_for_access
 from sgweb.tenancy import access as tenancy_access
 from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import Project
+
+
+class Followed:
+    """A change being followed to the hosts; `what` may be reworded once the action has said
+    what it made ("web: ingress tcp/22")."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+
+@contextlib.contextmanager
+def following(request: HttpRequest, what: str) -> Iterator[Followed]:
+    """Run an action so that the next page says where its change went (hosts, revisions and
+    how long they took); a refused action leaves nothing to follow."""
+    followed = Followed(what)
+    with dispatch.tracking_delivery() as sent:
+        yield followed
+    delivery.remember(request, sent, followed.what)
 
 
 def wants_json(request: HttpRequest) -> bool:

@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from sgweb.dashboard import usage
 from sgweb.dashboard.guards import raise_for_access
 from sgweb.dashboard.hoststate import classify_all, statuses
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
@@ -70,6 +71,9 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
         .prefetch_related("fixed_ips")
     )
     listing = paginate(request, ports.order_by("name", "id"))
+    window = usage.window_key(request)
+    # Host-wide counters sum every project's traffic: for those who see every project.
+    accounting = usage.host_usage(host, window) if sees_all_projects(request.user) else None
     return render_page(
         request,
         "dashboard/hosts/detail.html",
@@ -77,6 +81,9 @@ def host_detail(request: HttpRequest, name: str) -> HttpResponse:
             "host": host,
             "status": statuses([host])[0],
             "listing": listing,
+            "accounting": accounting,
+            "window": window,
+            "window_choices": usage.WINDOW_CHOICES,
             "events": list(
                 HostEvent.objects.filter(host=host).order_by("-at", "-id")[:EVENTS_SHOWN]
             ),

@@ -13,15 +13,18 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from sgweb.dashboard.forms import NetworkForm, SubnetForm
-from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404
+from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404, raise_for_access
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
+    button_refused,
     chosen_project,
     create_projects,
     done,
+    following,
     form_refused,
     refused,
+    refused_message,
 )
 from sgweb.networks import actions
 from sgweb.networks.models import Network, Port, Subnet
@@ -84,9 +87,20 @@ def network_list(request: HttpRequest) -> HttpResponse:
 
 
 def _detail_page(
-    request: HttpRequest, network: Network, form: SubnetForm | None = None, status: int = 200
+    request: HttpRequest,
+    network: Network,
+    form: SubnetForm | None = None,
+    status: int = 200,
+    *,
+    edit_form: NetworkForm | None = None,
+    subnet_form: tuple[Any, SubnetForm] | None = None,
 ) -> HttpResponse:
-    subnets = list(network.subnets.order_by("ip_version", "cidr"))
+    """The network's page; a form sent back with its errors shows open in place of the blank
+    one (the new-subnet form, the network's own, or one subnet's)."""
+    subnets: list[Any] = list(network.subnets.order_by("ip_version", "cidr"))  # + .edit_form
+    for subnet in subnets:
+        sent_back = subnet_form is not None and subnet_form[0] == subnet.pk
+        subnet.edit_form = subnet_form[1] if subnet_form and sent_back else None
     port_total = scope(request.user, Port.objects.filter(network=network)).count()
     return render_page(
         request,
@@ -96,6 +110,7 @@ def _detail_page(
             "subnets": subnets,
             "port_total": port_total,
             "form": form or SubnetForm(initial={"enable_dhcp": True}),
+            "edit_form": edit_form,
             "can_change": can_change_project(request.user, network.project_id),
             "adding": form is not None,
         },
@@ -191,3 +206,100 @@ def network_new(request: HttpRequest) -> HttpResponse:
         reverse("dashboard:network", args=[network.pk]),
         f"Network {network.name or network.pk} created. Add a subnet so its ports get addresses.",
     )
+
+
+@login_required
+@require_POST
+def network_update(request: HttpRequest, network_id: str) -> HttpResponse:
+    network = _network_for(request, network_id)
+    deny_unless_changeable(request.user, network.project_id)
+    form = NetworkForm(request.POST)
+    form.is_valid()
+    url = reverse("dashboard:network", args=[network.pk])
+
+    def page(status: int = 200) -> HttpResponse:
+        return _detail_page(request, network, status=status, edit_form=form)
+
+    try:
+        actions.update_network(
+            request.user,
+            network,
+            name=form.cleaned_data.get("name", ""),
+            description=form.cleaned_data.get("description", ""),
+        )
+    except ActionError as error:
+        return form_refused(request, form, page, error)
+    return done(request, url, "Network saved.")
+
+
+@login_required
+@require_POST
+def network_delete(request: HttpRequest, network_id: str) -> HttpResponse:
+    network = _network_for(request, network_id)
+    deny_unless_changeable(request.user, network.project_id)
+    try:
+        actions.delete_network(request.user, network)
+    except ActionError as error:
+        raise_for_access(error)
+        detail = "; ".join(m for ms in error.errors.values() for m in ms)
+        url = reverse("dashboard:network", args=[network.pk])
+        return refused_message(request, url, f"{error.message} {detail}".strip(), 409)
+    return done(
+        request, reverse("dashboard:networks"), f"Network {network.name or network.pk} deleted."
+    )
+
+
+def _subnet_for(request: HttpRequest, network: Network, subnet_id: str) -> Subnet:
+    return get_visible_or_404(Subnet.objects.filter(network=network), request.user, pk=subnet_id)
+
+
+@login_required
+@require_POST
+def subnet_update(request: HttpRequest, network_id: str, subnet_id: str) -> HttpResponse:
+    network = _network_for(request, network_id)
+    subnet = _subnet_for(request, network, subnet_id)
+    deny_unless_changeable(request.user, network.project_id)
+    form = SubnetForm(request.POST)
+    form.is_valid()
+    data = form.cleaned_data
+    fields: dict[str, Any] = {
+        "name": data.get("name", ""),
+        "enable_dhcp": bool(data.get("enable_dhcp")),
+        "dhcp_servers": _addresses(data.get("dhcp_servers", "")),
+    }
+    gateway = data.get("gateway_ip", "").strip()
+    fields["gateway_ip"] = None if gateway.lower() in ("", "none") else gateway
+
+    def page(status: int = 200) -> HttpResponse:
+        return _detail_page(request, network, status=status, subnet_form=(subnet.pk, form))
+
+    try:
+        # A DHCP change reaches the hosts of the network's ports: the next page follows it.
+        with following(request, f"subnet {subnet.cidr}"):
+            actions.update_subnet(request.user, subnet, **fields)
+    except ActionError as error:
+        return form_refused(request, form, page, error)
+    return done(
+        request,
+        reverse("dashboard:network", args=[network.pk]) + "#subnets",
+        f"Subnet {subnet.cidr} saved.",
+    )
+
+
+@login_required
+@require_POST
+def subnet_delete(request: HttpRequest, network_id: str, subnet_id: str) -> HttpResponse:
+    network = _network_for(request, network_id)
+    subnet = _subnet_for(request, network, subnet_id)
+    deny_unless_changeable(request.user, network.project_id)
+    url = reverse("dashboard:network", args=[network.pk]) + "#subnets"
+    try:
+        actions.delete_subnet(request.user, subnet)
+    except ActionError as error:
+        return button_refused(request, url, error)
+    return done(request, url, f"Subnet {subnet.cidr} deleted.")
+
+
+def _addresses(text: str) -> list[str]:
+    """A list of addresses as typed: commas or spaces between them."""
+    return [part for part in text.replace(",", " ").split() if part]

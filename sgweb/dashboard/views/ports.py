@@ -12,15 +12,18 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from sgweb.dashboard import usage
 from sgweb.dashboard.forms import AddressPairForm, PortGroupsForm
 from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404, raise_for_access
 from sgweb.dashboard.hoststate import statuses
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.livepaint import port_chains_view
+from sgweb.dashboard.presentation import port_status
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
     button_refused,
     done,
+    following,
     form_refused,
     refused,
     refused_message,
@@ -128,9 +131,11 @@ def port_list(request: HttpRequest) -> HttpResponse:
         ports = search_ports(ports, query)
     ports, _ = sorted_by(request, ports, PORT_SORTS, "name,pk")
     listing = paginate(request, ports)
+    listing.page.object_list = list(listing.page.object_list)
+    _add_port_statuses(listing.page.object_list)
 
-    networks = scope(user, Network.objects.only("id", "name", "project_id"))
-    groups = scope(user, SecurityGroup.objects.only("id", "name", "project_id"))
+    networks = scope(user, Network.objects.select_related("project"))
+    groups = scope(user, SecurityGroup.objects.select_related("project"))
     if project_id and _uuid_or_none(project_id):
         networks = networks.filter(project_id=project_id)
         groups = groups.filter(project_id=project_id)
@@ -164,13 +169,28 @@ def port_list(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _add_port_statuses(ports: Any) -> None:
+    """Each port's status (`presentation.port_status`), its hosts asked in one go."""
+    ports = list(ports)
+    hosts = {port.host.name: port.host for port in ports if port.host is not None}
+    views = dict(zip(hosts, statuses(list(hosts.values())), strict=True))
+    for port in ports:
+        port.status_view = port_status(port, views.get(port.host.name) if port.host else None)
+
+
 def _options(objects: Any, selected: str) -> list[tuple[str, str, bool]]:
     """(value, label, selected) for a filter's <select>, built here rather than in the
-    template: hundreds of options are cheap in Python and slow in template tags."""
+    template: hundreds of options are cheap in Python and slow in template tags. Options from
+    several projects name their project: two groups called `default` must be told apart."""
+    objects = list(objects)
+    projects = {obj.project_id for obj in objects}
     options = []
     for obj in objects:
         value = str(obj.pk)
-        options.append((value, obj.name or value, value == selected))
+        label = obj.name or value
+        if len(projects) > 1:
+            label = f"{label} \u00b7 {obj.project.name}"
+        options.append((value, label, value == selected))
     return options
 
 
@@ -204,6 +224,7 @@ def firewall_chains(port: Port) -> list[dict[str, str]]:
 
 
 def _detail_context(request: HttpRequest, port: Port) -> dict[str, Any]:
+    window = usage.window_key(request)
     fixed_ips = list(port.fixed_ips.select_related("subnet").order_by("pk"))
     links = list(port.group_links.select_related("security_group").order_by("position"))
     attached = {link.security_group_id for link in links}
@@ -214,6 +235,7 @@ def _detail_context(request: HttpRequest, port: Port) -> dict[str, Any]:
         .only("id", "name")
         if group.pk not in attached
     ]
+    host_view = statuses([port.host])[0] if port.host else None
     subnets = {ip.subnet_id: ip.subnet for ip in fixed_ips}
     dhcp_servers = sorted(
         {server for subnet in subnets.values() for server in subnet.dhcp_servers or []}
@@ -227,9 +249,13 @@ def _detail_context(request: HttpRequest, port: Port) -> dict[str, Any]:
         "dhcp_servers": dhcp_servers,
         "chains": firewall_chains(port),
         "chains_view": port_chains_view(port),
-        "host_status": statuses([port.host])[0] if port.host else None,
+        "host_status": host_view,
+        "port_status": port_status(port, host_view),
         "can_change": can_change_project(request.user, port.project_id),
         "can_trace": can_change_project(request.user, port.project_id),
+        "traffic": usage.port_usage(port, window),
+        "window": window,
+        "window_choices": usage.WINDOW_CHOICES,
     }
 
 
@@ -279,7 +305,9 @@ def port_add_group(request: HttpRequest, port_id: str) -> HttpResponse:
         )
     wanted = form.cleaned_data["security_group"]
     try:
-        actions.update_port(request.user, port, security_groups=[*_current_group_ids(port), wanted])
+        with following(request, f"port {port.name or port.pk}: group attached"):
+            groups = [*_current_group_ids(port), wanted]
+            actions.update_port(request.user, port, security_groups=groups)
     except ActionError as error:
         return form_refused(
             request,
@@ -288,9 +316,7 @@ def port_add_group(request: HttpRequest, port_id: str) -> HttpResponse:
             error,
             aliases={"security_groups": "security_group"},
         )
-    return done(
-        request, f"{url}#groups", "Security group attached. The port's host is being updated."
-    )
+    return done(request, f"{url}#groups", "Security group attached.")
 
 
 @login_required
@@ -301,7 +327,8 @@ def port_remove_group(request: HttpRequest, port_id: str, group_id: str) -> Http
     url = reverse("dashboard:port", args=[port.pk])
     remaining = [gid for gid in _current_group_ids(port) if gid != group_id]
     try:
-        actions.update_port(request.user, port, security_groups=remaining)
+        with following(request, f"port {port.name or port.pk}: group detached"):
+            actions.update_port(request.user, port, security_groups=remaining)
     except ActionError as error:
         return button_refused(request, url, error)
     return done(request, f"{url}#groups", "Security group detached.")
@@ -315,7 +342,8 @@ def port_security(request: HttpRequest, port_id: str) -> HttpResponse:
     url = reverse("dashboard:port", args=[port.pk])
     enable = request.POST.get("enabled") == "true"
     try:
-        actions.update_port(request.user, port, port_security_enabled=enable)
+        with following(request, f"port {port.name or port.pk}: port security"):
+            actions.update_port(request.user, port, port_security_enabled=enable)
     except ActionError as error:
         raise_for_access(error)
         detail = " ".join(m for ms in error.errors.values() for m in ms)
@@ -348,7 +376,9 @@ def pair_add(request: HttpRequest, port_id: str) -> HttpResponse:
         form.add_error("ip_address", "Give an IP address or CIDR.")
         return refused(request, form, page)
     try:
-        actions.update_port(request.user, port, allowed_address_pairs=[*_current_pairs(port), pair])
+        with following(request, f"port {port.name or port.pk}: address pair added"):
+            pairs = [*_current_pairs(port), pair]
+            actions.update_port(request.user, port, allowed_address_pairs=pairs)
     except ActionError as error:
         # The validators name the whole list; the new pair is the one that can be wrong.
         return form_refused(
@@ -369,7 +399,8 @@ def pair_remove(request: HttpRequest, port_id: str, pair_id: int) -> HttpRespons
         if pair.pk != pair_id
     ]
     try:
-        actions.update_port(request.user, port, allowed_address_pairs=pairs)
+        with following(request, f"port {port.name or port.pk}: address pair removed"):
+            actions.update_port(request.user, port, allowed_address_pairs=pairs)
     except ActionError as error:
         return button_refused(request, url, error)
     return done(request, f"{url}#pairs", "Allowed address pair removed.")

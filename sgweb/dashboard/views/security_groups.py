@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from sgweb.dashboard import usage
 from sgweb.dashboard.forms import NewSecurityGroupForm, RuleForm, SecurityGroupForm
 from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404, raise_for_access
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
@@ -24,6 +25,7 @@ from sgweb.dashboard.views.common import (
     chosen_project,
     create_projects,
     done,
+    following,
     form_refused,
     refused,
     refused_message,
@@ -145,18 +147,14 @@ def group_new(request: HttpRequest) -> HttpResponse:
     if project is None:
         return refused(request, form, page)
     try:
-        group = actions.create_security_group(
-            request.user,
-            project,
-            name=form.cleaned_data["name"],
-            description=form.cleaned_data["description"],
-        )
+        group = actions.create_security_group(request.user, project, **form.changes())
     except ActionError as error:
         return form_refused(request, form, page, error, not_found_page=True)
+    kind = "" if group.stateful else " stateless"
     return done(
         request,
         reverse("dashboard:security_group", args=[group.pk]),
-        f"Security group {group.name} created with Neutron's two allow-all egress rules.",
+        f"Security group {group.name}{kind} created with Neutron's two allow-all egress rules.",
     )
 
 
@@ -200,6 +198,8 @@ def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any
     hits = group_hits(group)
     for rule in rules:
         rule.hit = hits.get(str(rule.pk))
+    window = usage.window_key(request)
+    spark = usage.group_usage(rules, window)  # sets rule.kept: what the control plane kept
     hits_sort = request.GET.get("sort", "")
     if hits_sort in ("hits", "-hits"):
         # Unknown counts sort as below zero, so "most hit first" ends with the unobserved.
@@ -210,6 +210,9 @@ def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any
         "group": group,
         "rules": rules,
         "hits_sort": hits_sort,
+        "spark": spark,
+        "window": window,
+        "window_choices": usage.WINDOW_CHOICES,
         "ingress_count": sum(1 for rule in rules if rule.direction == "ingress"),
         "egress_count": sum(1 for rule in rules if rule.direction == "egress"),
         "ports": ports,
@@ -217,6 +220,9 @@ def _detail_context(request: HttpRequest, group: SecurityGroup) -> dict[str, Any
         "remote_choices": remote_choices,
         "referenced_by": referenced_by,
         "can_change": can_change_project(request.user, group.project_id),
+        # Neutron lets a group switch between stateful and stateless only while no port uses
+        # it (counted over every project: an admin's port elsewhere counts too).
+        "statefulness_locked": group.port_links.exists(),
         "presets": RULE_PRESETS,
         "protocol_choices": PROTOCOL_CHOICES,
     }
@@ -238,7 +244,11 @@ def _detail_page(
     context["rule_form"] = rule_form
     if edit_form is None:
         context["edit_form"] = SecurityGroupForm(
-            initial={"name": group.name, "description": group.description}
+            initial={
+                "name": group.name,
+                "description": group.description,
+                "stateful": "true" if group.stateful else "false",
+            }
         )
     else:
         context["edit_form"] = edit_form
@@ -273,15 +283,16 @@ def rule_create(request: HttpRequest, group_id: str) -> HttpResponse:
     created: list[SecurityGroupRule] = []
     try:
         # A preset that stands for several rules (DNS) adds all of them or none.
-        with transaction.atomic():
+        with following(request, f"{group.name}: new rule") as followed, transaction.atomic():
             for fields in form.rule_fields():
                 created.append(actions.create_security_group_rule(request.user, group, **fields))
+            followed.what = f"{group.name}: {', '.join(str(rule) for rule in created)}"
     except ActionError as error:
         # A remote group that does not exist is the form's problem, not a missing page.
         return form_refused(request, form, page, error)
-    noun = "rule" if len(created) == 1 else f"{len(created)} rules"
+    names = ", ".join(str(rule) for rule in created)
     return done(
-        request, f"{url}?added={','.join(str(r.pk) for r in created)}#rules", f"Added {noun}."
+        request, f"{url}?added={','.join(str(r.pk) for r in created)}#rules", f"Added {names}."
     )
 
 
@@ -294,11 +305,13 @@ def rule_delete(request: HttpRequest, group_id: str, rule_id: str) -> HttpRespon
     )
     deny_unless_changeable(request.user, group.project_id)
     url = reverse("dashboard:security_group", args=[group.pk])
+    words = f"{group.name}: {rule}"
     try:
-        actions.delete_security_group_rule(request.user, rule)
+        with following(request, words):
+            actions.delete_security_group_rule(request.user, rule)
     except ActionError as error:
         return button_refused(request, url, error)
-    return done(request, f"{url}#rules", "Rule deleted. Hosts using this group are being updated.")
+    return done(request, f"{url}#rules", f"Deleted {words}.")
 
 
 @login_required
@@ -315,12 +328,7 @@ def group_update(request: HttpRequest, group_id: str) -> HttpResponse:
     if not form.is_valid():
         return refused(request, form, page)
     try:
-        actions.update_security_group(
-            request.user,
-            group,
-            name=form.cleaned_data["name"],
-            description=form.cleaned_data["description"],
-        )
+        actions.update_security_group(request.user, group, **form.changes())
     except ActionError as error:
         return form_refused(request, form, page, error, not_found_page=True)
     return done(request, url, "Security group saved.")

@@ -22,9 +22,12 @@ from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.presentation import rule_ports_text, rule_protocol_text
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.tracepaint import (
+    host_order,
+    kernel_rule_ids,
     linked_explanation,
     packet_views,
     result_of,
+    result_sentence,
     rule_ids_in,
     static_view,
     status_words,
@@ -217,9 +220,9 @@ def port_suggestions(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"ports": rows})
 
 
-def _rules_by_id(static: dict[str, Any] | None) -> dict[str, Any]:
+def _rules_by_id(static: dict[str, Any] | None, also: set[str] | None = None) -> dict[str, Any]:
     ids = []
-    for text in rule_ids_in(static):
+    for text in rule_ids_in(static) | (also or set()):
         try:
             ids.append(uuid.UUID(text))
         except ValueError:
@@ -243,6 +246,9 @@ def _capfirst(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+PROOF_MODES = {"probe": "sending real packets", "observe": "watching real traffic"}
+
+
 @login_required
 def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
 
@@ -252,19 +258,25 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         raise_for_access(error)
         raise
     static = trace.static_result or {}
-    rules = _rules_by_id(static)
     events = list(trace.events or [])
+    rules = _rules_by_id(static, kernel_rule_ids(events))
     result = result_of(events, trace.kernel_result)
     label, css = status_words(trace.status)
+    static_paths = static_view(static, rules)
+    hosts = host_order(static_paths)
+    packets = packet_views(events, rules, hosts)
     return render_page(
         request,
         "dashboard/traces/detail.html",
         {
             "trace": trace,
-            "static": static_view(static, rules),
+            "static": static_paths,
             "explanation": linked_explanation(_capfirst(str(static.get("explanation", ""))), rules),
-            "packets": packet_views(events),
+            "packets": packets,
+            "host_order": " ".join(hosts),
             "result": result,
+            "result_sentence": result_sentence(result, packets),
+            "proven_by": PROOF_MODES.get(trace.mode or ""),
             "status_label": label,
             "status_css": css,
             "finished": trace.finished,

@@ -8,6 +8,7 @@ sentence that explains it. `--json` prints the same as data for scripts and chec
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import json
 import sys
@@ -25,11 +26,11 @@ from sgweb.firewall.ir import (
     ORIGIN_PORT_SECURITY_OFF,
     Origin,
 )
-from sgweb.firewall.model import HostState, Port
+from sgweb.firewall.model import COMPATS, HostState, Port
 from sgweb.firewall.render import render_rule
 from sgweb.firewall.scenario import load_scenario
 from sgweb.firewall.trace.explain import Explanation, explain
-from sgweb.firewall.trace.flow import port_address, reply_to
+from sgweb.firewall.trace.flow import port_address, trace_reply
 from sgweb.firewall.trace.serial import trace_json
 from sgweb.firewall.trace.tracer import (
     CT_STATES,
@@ -75,6 +76,8 @@ def format_trace(result: Trace, explanation: Explanation, state: HostState | Non
         lines.append("conntrack: untracked (CT --notrack)")
     elif result.zone is not None:
         lines.append(f"conntrack: zone {result.zone}, state {result.ct_state}")
+    if result.ct_reason:
+        lines.append(f"conntrack: {result.ct_reason}")
     previous: tuple[str, str, int] | None = None
     for step in result.path:
         indent = "  " * step.depth
@@ -134,9 +137,25 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+def add_compat_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--compat",
+        choices=COMPATS,
+        default=None,
+        help="layout variant: neutron (current Neutron's DHCP order, the default) or article "
+        "(the article's layout line for line); default: the scenario's own, else neutron",
+    )
+
+
+def with_compat(state: HostState, compat: str | None) -> HostState:
+    """The state with the layout variant the command line asked for, if it asked."""
+    return state if compat is None else dataclasses.replace(state, compat=compat)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("scenario", help="scenario JSON file (see shared/bench/README.md)")
+    parser.add_argument("scenario", help="scenario JSON file (format: bench/README.md)")
     parser.add_argument("--host", help="the compute host whose firewall to trace")
+    add_compat_argument(parser)
     packet = parser.add_argument_group("packet")
     packet.add_argument("--src", help="source address")
     packet.add_argument("--dst", help="destination address")
@@ -147,6 +166,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     packet.add_argument("--dport", type=int)
     packet.add_argument("--icmp-type", type=int, help="default for ICMP: echo request")
     packet.add_argument("--icmp-code", type=int)
+    packet.add_argument("--tcp-flags", help="e.g. SYN,ACK (default: SYN)")
     packet.add_argument("--physdev-in", metavar="TAP", help="bridge port the packet enters by")
     packet.add_argument("--physdev-out", metavar="TAP", help="bridge port the packet leaves by")
     packet.add_argument("--in-interface", metavar="DEV", help="input device (the bridge)")
@@ -215,6 +235,7 @@ def build_packet(args: argparse.Namespace, state: HostState) -> Packet:
         "hook": args.hook,
         "ct_state": args.state,
         "family": family,
+        "tcp_flags": args.tcp_flags,
     }
     forwarded = args.hook == HOOK_FORWARD
     source = _lookup(state, args.from_port, "--from-port")
@@ -280,7 +301,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
 
     try:
-        state = load_scenario(args.scenario, host=args.host)
+        state = with_compat(load_scenario(args.scenario, host=args.host), args.compat)
         packet = build_packet(args, state)
         compiled = compile_host(state)
         policies = _policies(args.policy)
@@ -291,7 +312,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     explanation = explain(result, state)
     answer = None
     if args.reply and result.verdict == ACCEPT:
-        answer = trace(compiled, reply_to(packet), policies=policies)
+        answer = trace_reply(compiled, result, policies=policies)
     if args.json:
         data = trace_json(result, explanation)
         if answer is not None:

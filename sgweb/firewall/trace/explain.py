@@ -320,6 +320,8 @@ def _decision(trace: Trace, origin: Origin, target: str, state: HostState | None
         return Decision(**base, outcome=ACCEPT, reason=REASON_PORT_SECURITY_OFF, text=text)
     if kind == ORIGIN_INVALID:
         text = f"dropped at {where} as INVALID by conntrack"
+        if trace.ct_reason:
+            text += f" ({trace.ct_reason}, before any security group rule)"
         return Decision(**base, outcome=DROP, reason=REASON_INVALID, text=text)
     if kind == ORIGIN_DHCP_SPOOF or (kind == ORIGIN_DHCP and target == DROP):
         text = f"dropped at {where}: the VM may not act as a DHCP server"

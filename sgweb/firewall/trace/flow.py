@@ -24,6 +24,7 @@ from sgweb.firewall.trace.explain import Explanation, explain
 from sgweb.firewall.trace.tracer import (
     CT_ESTABLISHED,
     CT_NEW,
+    CT_RELATED,
     HOOK_INPUT,
     HOOK_OUTPUT,
     Packet,
@@ -41,7 +42,8 @@ LAYOUTS = (LAYOUT_QBR, LAYOUT_SHARED)
 REQUEST = "request"
 REPLY = "reply"
 
-_ECHO_REPLY: dict[int | None, int] = {8: 0, 128: 129}
+# Requests conntrack pairs with an answer (nf_conntrack_proto_icmp{,v6}.c's invmap).
+_ICMP_ANSWER: dict[int | None, int] = {8: 0, 13: 14, 15: 16, 17: 18, 128: 129, 139: 140}
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,24 +250,75 @@ def _walk_legs(
     layout: str,
     uplink: str,
     leg: str,
+    request_hops: tuple[Hop, ...] | None = None,
 ) -> tuple[str, tuple[Hop, ...]]:
+    """Trace each traversal in turn; with `request_hops`, the legs are a reply's, and each
+    traversal's conntrack state is checked against what its request left behind."""
     hops: list[Hop] = []
     verdict = ACCEPT
-    for host, fields in _legs(source, destination, layout, uplink):
+    legs = _legs(source, destination, layout, uplink)
+    for position, (host, fields) in enumerate(legs):
         hop_packet = replace(packet, **fields)
         if verdict == DROP:
             hops.append(Hop(host, leg, hop_packet, None, None))
             continue
         target = by_name[host]
         result = trace(target.compiled, hop_packet, index=target.index)
+        if request_hops is not None and result.ct_state == CT_ESTABLISHED:
+            request = _request_hop(request_hops, len(legs) - 1 - position, host)
+            if not _left_a_connection(request, result):
+                # No entry for this reply in its zone: conntrack sees a packet of its own.
+                hop_packet = replace(hop_packet, ct_state=CT_NEW)
+                result = trace(target.compiled, hop_packet, index=target.index)
         hops.append(Hop(host, leg, hop_packet, result, explain(result, target.state)))
         verdict = result.verdict
     return verdict, tuple(hops)
 
 
+def trace_reply(
+    compiled: CompiledHost,
+    request: Trace,
+    *,
+    index: TraceIndex | None = None,
+    policies: Mapping[str, str] | None = None,
+) -> Trace:
+    """The reply to a request traced through the same host (`reply_to`), ESTABLISHED only if
+    the request's traversal left it a conntrack entry in the zone the reply is given."""
+    answer = trace(compiled, reply_to(request.packet), index=index, policies=policies)
+    if answer.ct_state == CT_ESTABLISHED and not _left_a_connection_by(request, answer):
+        answer = trace(
+            compiled,
+            replace(answer.packet, ct_state=CT_NEW),
+            index=index,
+            policies=policies,
+        )
+    return answer
+
+
+def _request_hop(request_hops: tuple[Hop, ...], position: int, host: str) -> Hop | None:
+    # A reply crosses the request's traversals in reverse order.
+    if 0 <= position < len(request_hops) and request_hops[position].host == host:
+        return request_hops[position]
+    return None
+
+
+def _left_a_connection(request: Hop | None, reply: Trace) -> bool:
+    if request is None or request.trace is None:
+        return False
+    return _left_a_connection_by(request.trace, reply)
+
+
+def _left_a_connection_by(done: Trace, reply: Trace) -> bool:
+    """Whether the request's traversal left a conntrack entry that this reply traversal finds:
+    the request was tracked (not notrack, not INVALID) in the zone the reply is given."""
+    tracked = not done.notrack and done.ct_state in (CT_NEW, CT_ESTABLISHED, CT_RELATED)
+    return tracked and done.zone == reply.zone
+
+
 def reply_to(request: Packet) -> Packet:
     """The answer to `request` as the same host sees it: addresses, ports, MACs and bridge
-    ports swapped, an echo request answered by an echo reply, conntrack state ESTABLISHED."""
+    ports swapped, an echo request answered by an echo reply, a SYN by a SYN-ACK, conntrack
+    state ESTABLISHED (trace_flow checks each traversal really has the connection)."""
     request_type = request.effective_icmp_type
     hook, physdev_in, physdev_out = request.hook, request.physdev_out, request.physdev_in
     if request.hook == HOOK_INPUT:  # the host answers from its own stack
@@ -279,13 +332,24 @@ def reply_to(request: Packet) -> Packet:
         dst=request.src,
         sport=request.dport,
         dport=request.sport,
-        icmp_type=_ECHO_REPLY.get(request_type, request_type) if request.is_icmp else None,
+        icmp_type=_ICMP_ANSWER.get(request_type, request_type) if request.is_icmp else None,
+        tcp_flags=_answer_flags(request),
         src_mac=request.dst_mac,
         dst_mac=request.src_mac,
         physdev_in=physdev_in,
         physdev_out=physdev_out,
         ct_state=CT_ESTABLISHED,
     )
+
+
+def _answer_flags(request: Packet) -> str | None:
+    if request.protocol_number != _TCP:
+        return None
+    flags = request.flag_set
+    return "SYN,ACK" if "SYN" in flags and "ACK" not in flags else "ACK"
+
+
+_TCP = 6
 
 
 def trace_flow(
@@ -305,12 +369,16 @@ def trace_flow(
     ct_state: str = CT_NEW,
     src_address: str | None = None,
     src_mac: str | None = None,
+    tcp_flags: str | None = None,
 ) -> Flow:
     """Trace `source` -> `destination` (port ids, names, devices or addresses) over `hosts`.
 
     `src_address` / `src_mac` override what the source port would send (to show spoofing).
-    With `reply`, an accepted request is followed by its reply (ports swapped, ESTABLISHED,
-    echo reply for an echo request) through the same hosts in reverse order.
+    With `reply`, an accepted request is followed by its reply (ports swapped, echo reply for
+    an echo request, SYN-ACK for a SYN) through the same hosts in reverse order: ESTABLISHED
+    where the request left a conntrack entry in the zone the reply gets, otherwise a packet of
+    its own (a request from a stateless port leaves none: its TCP and ICMP replies are
+    INVALID to a stateful port's conntrack).
     """
     if layout not in LAYOUTS:
         raise TraceError(f"layout must be one of {', '.join(LAYOUTS)}")
@@ -335,10 +403,13 @@ def trace_flow(
         src_mac=src_mac or (src.port.mac_address if src.port else None),
         dst_mac=dst.port.mac_address if dst.port else None,
         ct_state=ct_state,
+        tcp_flags=tcp_flags,
     )
     verdict, hops = _walk_legs(request, src, dst, by_name, layout, uplink, REQUEST)
     if not reply or verdict != ACCEPT:
         return Flow(src, dst, verdict, hops)
     answer = reply_to(request)
-    reply_verdict, reply_hops = _walk_legs(answer, dst, src, by_name, layout, uplink, REPLY)
+    reply_verdict, reply_hops = _walk_legs(
+        answer, dst, src, by_name, layout, uplink, REPLY, request_hops=hops
+    )
     return Flow(src, dst, verdict, hops, reply_verdict, reply_hops)

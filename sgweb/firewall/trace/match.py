@@ -22,7 +22,10 @@ from sgweb.firewall.trace.packet import (
 
 RAW = "raw"
 FILTER = "filter"
-_ICMP_ANY_TYPE = 255  # iptables' "--icmp-type any"
+# xt_icmp (IPv4) treats type 255 as "any type"; ip6t_icmp6 has no wildcard and matches 255
+# literally, so Neutron's IPv6 rule with type 255 allows only type 255.
+_ICMP_ANY_TYPE = 255
+_IPV4_ICMP = 1
 
 Matcher = Callable[["PacketView"], bool]
 
@@ -119,7 +122,9 @@ def compile_match(match: Match, sets: Mapping[str, SetIndex]) -> Matcher:
         number = protocol_number(match.protocol)
         if number is not None:
             checks.append(lambda v: v.proto == number)
-    if match.icmp_type is not None and match.icmp_type != _ICMP_ANY_TYPE:
+    if match.icmp_type is not None and not (
+        match.icmp_type == _ICMP_ANY_TYPE and protocol_number(match.protocol) == _IPV4_ICMP
+    ):
         checks.append(_icmp_check(match.icmp_type, match.icmp_code))
     if (
         match.physdev_in is not None

@@ -31,6 +31,8 @@ PROTOCOL_NUMBERS: Mapping[str, int] = {
 # "all" / 0 in a rule means any protocol, exactly like a rule without -p.
 _ANY_PROTOCOL = ("all", "any", "0")
 
+TCP_FLAG_NAMES = ("SYN", "ACK", "FIN", "RST", "PSH", "URG")
+
 _ECHO_REQUEST = {4: 8, 6: 128}
 _ICMP_NUMBERS = {4: 1, 6: 58}
 
@@ -86,6 +88,9 @@ class Packet:
     hook: str = HOOK_FORWARD
     ct_state: str = CT_NEW
     family: int | None = None
+    # TCP flags as "SYN", "SYN,ACK", ... (None: a SYN, a connection's first packet). They
+    # matter only to conntrack: a packet that opens no connection must be a SYN or an ACK.
+    tcp_flags: str | None = None
 
     def __post_init__(self) -> None:
         families = {_address_family(a) for a in (self.src, self.dst) if a is not None}
@@ -113,12 +118,26 @@ class Packet:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 255:
                 raise TraceError(f"{name} {value} is not between 0 and 255")
+        if self.tcp_flags is not None:
+            flags = self.flag_set
+            unknown = flags - set(TCP_FLAG_NAMES)
+            if unknown or not flags:
+                raise TraceError(
+                    f"TCP flags {self.tcp_flags!r}: use {', '.join(TCP_FLAG_NAMES)} joined by ','"
+                )
         if self.hook == HOOK_INPUT and self.physdev_out is not None:
             raise TraceError("a packet delivered to the host (INPUT) leaves by no bridge port")
 
     @property
     def protocol_number(self) -> int | None:
         return protocol_number(self.protocol)
+
+    @property
+    def flag_set(self) -> frozenset[str]:
+        """The TCP flags, upper case ({"SYN"} when none were given)."""
+        if self.tcp_flags is None:
+            return frozenset({"SYN"})
+        return frozenset(part.strip().upper() for part in self.tcp_flags.split(",") if part.strip())
 
     @property
     def is_icmp(self) -> bool:

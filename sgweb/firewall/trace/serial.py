@@ -61,6 +61,7 @@ def trace_json(result: Trace, explanation: Explanation) -> dict[str, Any]:
         "family": result.family,
         "packet": packet_dict(result.packet),
         "ct_state": result.ct_state,
+        "ct_reason": result.ct_reason,
         "zone": result.zone,
         "details": explanation.to_dict(),
     }

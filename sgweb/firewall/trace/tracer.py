@@ -26,7 +26,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+<<<<<<< HEAD
 from sgweb.firewall.ir import ACCEPT, CT, DROP, NFLOG, RETURN, CompiledHost, Origin, Rule
+=======
+from sgweb.firewall.ir import ACCEPT, CT, DROP, RETURN, CompiledHost, Origin, Rule
+from sgweb.firewall.trace.ctstate import classify
+>>>>>>> main
 from sgweb.firewall.trace.index import ChainIndex, TraceIndex, prepare, prepared
 from sgweb.firewall.trace.match import FILTER, RAW, PacketView, compile_match
 from sgweb.firewall.trace.packet import (
@@ -102,6 +107,9 @@ class Trace:
     ct_state: str  # the state the filter table saw (UNTRACKED after CT --notrack)
     zone: int | None = None  # the conntrack zone a raw-table CT rule gave the packet
     notrack: bool = False
+    # Why the filter table saw another state than the packet's own (conntrack refused it or
+    # leaves it untracked: see ctstate); None when it saw the packet's state.
+    ct_reason: str | None = None
 
     @property
     def origin(self) -> Origin | None:
@@ -238,7 +246,9 @@ def trace(
     walk = _Walk(index, family, policies or {})
     raw_view = PacketView(packet, RAW, packet.ct_state, index.sets)
     verdict, deciding = walk.table(RAW, _RAW_CHAIN[packet.hook], raw_view)
-    state = CT_UNTRACKED if walk.notrack else packet.ct_state
+    state, reason = CT_UNTRACKED, None
+    if not walk.notrack:
+        state, reason = classify(packet, packet.ct_state)
     if verdict == ACCEPT:
         filter_view = PacketView(packet, FILTER, state, index.sets)
         verdict, deciding = walk.table(FILTER, packet.hook, filter_view)
@@ -252,6 +262,7 @@ def trace(
         ct_state=state,
         zone=walk.zone,
         notrack=walk.notrack,
+        ct_reason=reason,
     )
 
 

@@ -103,13 +103,19 @@ def _rule_protocol(rule: SecurityGroupRule) -> int | None:
     return number
 
 
+_ICMP_V4 = 1
+_ICMP_ANY_TYPE = 255
+
+
 def describe_rule(rule: SecurityGroupRule, state: HostState | None = None) -> str:
     """E.g. "tcp/22 from 198.51.100.0/24", "icmp type 8 from group web", "any protocol to any"."""
     number = _rule_protocol(rule)
     what = protocol_label(number)
     low, high = rule.port_range_min, rule.port_range_max
     if number in _ICMP.values():
-        if low is not None:
+        if number == _ICMP_V4 and low == _ICMP_ANY_TYPE:
+            what += " of any type (type 255)"  # only IPv4's icmp match reads 255 so
+        elif low is not None:
             what += f" type {low}"
             if high is not None:
                 what += f" code {high}"
@@ -193,7 +199,9 @@ def rule_differences(
     if wanted is not None and wanted != number:
         differs.append(ASPECT_PROTOCOL)
     low, high = rule.port_range_min, rule.port_range_max
-    if wanted in _ICMP.values() and low is not None:
+    if wanted == _ICMP_V4 and low == _ICMP_ANY_TYPE:
+        pass  # IPv4's icmp match reads type 255 as any type (ICMPv6's does not)
+    elif wanted in _ICMP.values() and low is not None:
         icmp_type = packet.effective_icmp_type if packet.is_icmp else None
         icmp_code = packet.effective_icmp_code if packet.is_icmp else None
         if icmp_type != low or (high is not None and icmp_code != high):

@@ -105,9 +105,11 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         others = [task for task in getattr(self, "tasks", []) if task is not current]
         for task in others:
             task.cancel()
-        for task in others:
-            with contextlib.suppress(BaseException):
-                await task
+        if others:
+            # Bounded, and a cancellation of this very task still propagates (suppressing
+            # BaseException around `await task` swallowed it and could keep a closing event
+            # loop waiting for this consumer forever).
+            await asyncio.wait(others, timeout=5)
         for group in list(getattr(self, "groups_joined", [])):
             await self.channel_layer.group_discard(group, self.channel_name)
         self.groups_joined = []

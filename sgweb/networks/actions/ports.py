@@ -31,7 +31,7 @@ from sgweb.networks.validators import (
 )
 from sgweb.security.models import SecurityGroup
 from sgweb.tenancy.access import can_see_project, is_admin, require_admin, require_change
-from sgweb.tenancy.errors import Conflict, NotFound
+from sgweb.tenancy.errors import Conflict, Invalid, NotFound
 from sgweb.tenancy.models import Project
 from sgweb.tenancy.validators import (
     CANNOT_CHANGE,
@@ -173,6 +173,49 @@ def _clean_fixed_ips(
     return result
 
 
+def _refuse_security_off_with(
+    *, pairs_given: bool, groups_given: bool, pairs_kept: bool = False, groups_kept: bool = False
+) -> None:
+    """A port without port security filters nothing, so it may not carry groups or address
+    pairs; Neutron's exceptions, in its order (ml2 _portsec_ext_port_*_processing)."""
+    if pairs_given or pairs_kept:
+        raise Conflict(
+            "Port Security must be enabled in order to have allowed address pairs on a port.",
+            neutron_type="AddressPairAndPortSecurityRequired",
+            errors={"port_security_enabled": ["Remove the allowed address pairs first."]},
+        )
+    if groups_given:
+        raise Invalid(
+            "Port security must be enabled and port must have an IP address in order to use "
+            "security groups.",
+            neutron_type="PortSecurityAndIPRequiredForSecurityGroups",
+            errors={"security_groups": ["A port without port security uses no groups."]},
+        )
+    if groups_kept:
+        raise Conflict(
+            "Port has security group associated. Cannot disable port security or IP address "
+            "until security group is removed.",
+            neutron_type="PortSecurityPortHasSecurityGroup",
+            errors={"port_security_enabled": ["Remove the security groups first."]},
+        )
+
+
+def refuse_mixed_statefulness(groups: list[SecurityGroup]) -> None:
+    """Neutron's _validate_sgs_for_port: one port's connections are tracked or not, never
+    both."""
+    if len({group.stateful for group in groups}) > 1:
+        raise Conflict(
+            "Error Cannot apply both stateful and stateless security groups on the same port "
+            "at the same time while attempting the operation.",
+            neutron_type="SecurityGroupConflict",
+            errors={
+                "security_groups": [
+                    "Stateful and stateless groups cannot be used together on one port."
+                ]
+            },
+        )
+
+
 def _write_fixed_ips(port: Port, wanted: list[tuple[Subnet, str | None]]) -> None:
     keep = {(subnet.id, address) for subnet, address in wanted if address}
     for fixed in list(port.fixed_ips.all()):
@@ -275,13 +318,9 @@ def create_port(actor: Actor, project: Project, network: Network, **fields: Any)
 
     if groups_value is None and security_on:
         groups = [ensure_default_group(project, actor)]
-    if not security_on and (groups or pairs):
-        raise Conflict(
-            "Port security must be enabled and port must have an IP address in order to use "
-            "security groups or allowed address pairs.",
-            neutron_type="PortSecurityAndIPRequiredForSecurityGroups",
-            errors={"port_security_enabled": ["Remove the groups and address pairs first."]},
-        )
+    if not security_on:
+        _refuse_security_off_with(pairs_given=bool(pairs), groups_given=bool(groups))
+    refuse_mixed_statefulness(groups)
     if mac and Port.objects.filter(network=network, mac_address=mac).exists():
         raise Conflict(
             f"Unable to complete operation for network {network.id}. The mac address {mac} "
@@ -369,6 +408,8 @@ def _clean_port_changes(actor: Actor, port: Port, changes: dict[str, Any]) -> _P
 
 
 def _write_port_changes(locked: Port, cleaned: _PortChanges) -> None:
+    # The port is DOWN again until its host applies the state that carries this change.
+    locked.host_revision = None
     for key, value in cleaned.values.items():
         setattr(locked, key, value)
     if cleaned.host_change:
@@ -394,14 +435,15 @@ def update_port(actor: Actor, port: Port, **changes: Any) -> Port:
     security_on = cleaned.values.get("port_security_enabled", port.port_security_enabled)
     groups, pairs = cleaned.groups, cleaned.pairs
     final_groups = before["security_groups"] if groups is None else [str(g.id) for g in groups]
-    final_pairs = before["allowed_address_pairs"] if pairs is None else pairs
-    if not security_on and (final_groups or final_pairs):
-        raise Conflict(
-            "Port has security group associated. Cannot disable port security or ip address "
-            "until security group is removed.",
-            neutron_type="PortSecurityPortHasSecurityGroup",
-            errors={"port_security_enabled": ["Remove the groups and address pairs first."]},
+    if not security_on:
+        _refuse_security_off_with(
+            pairs_given=bool(pairs),
+            groups_given=bool(groups),
+            pairs_kept=pairs is None and bool(before["allowed_address_pairs"]),
+            groups_kept=groups is None and bool(before["security_groups"]),
         )
+    if groups is not None:
+        refuse_mixed_statefulness(groups)
     try:
         with transaction.atomic():
             locked = Port.objects.select_for_update().get(pk=port.pk)

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from rest_framework.request import Request
 
-from sgweb.api.query import Filter, NoMatch, as_bool, as_int, as_uuid
+from sgweb.api.query import (
+    Filter,
+    NoMatch,
+    as_bool,
+    as_int,
+    as_nullable_text,
+    as_uuid,
+    constant,
+    nothing,
+)
 from sgweb.api.resource import (
     PROJECT_FILTERS,
     STANDARD_SORTS,
@@ -16,6 +25,7 @@ from sgweb.api.resource import (
     required_field,
 )
 from sgweb.networks import actions
+from sgweb.networks.choices import AGENT_SILENT, PortStatus
 from sgweb.networks.models import FixedIP, Network, Port, PortSecurityGroup, Subnet
 from sgweb.networks.representation import network_to_dict, ports_to_dicts, subnet_to_dict
 from sgweb.tenancy.access import can_change_project
@@ -60,6 +70,36 @@ def _groups_filter(values: list[str]) -> Q:
     return Q(pk__in=links.values("port_id"))
 
 
+def _network_status(values: list[str]) -> Q:
+    wanted = set(values)
+    return Q(admin_state_up__in=[status == "ACTIVE" for status in wanted & {"ACTIVE", "DOWN"}])
+
+
+def _with_subnets(values: list[str]) -> Q:
+    ids = []
+    for value in values:
+        try:
+            ids.append(as_uuid(value))
+        except NoMatch:
+            continue
+    return Q(pk__in=Subnet.objects.filter(id__in=ids).values("network_id"))
+
+
+def _port_status(values: list[str]) -> Q:
+    """The SQL twin of `Port.status`."""
+    active = (
+        Q(admin_state_up=True, host__isnull=False, host_revision__isnull=False)
+        & Q(host__applied_revision__gte=F("host_revision"))
+        & ~Q(host__status__in=AGENT_SILENT)
+    )
+    wanted = set(values) & {PortStatus.ACTIVE, PortStatus.DOWN}
+    if wanted == {PortStatus.ACTIVE}:
+        return active
+    if wanted == {PortStatus.DOWN}:
+        return ~active
+    return Q() if wanted else Q(pk__in=[])
+
+
 class Networks(Resource[Network]):
     singular = "network"
     plural = "networks"
@@ -70,8 +110,16 @@ class Networks(Resource[Network]):
         **NAMED_FILTERS,
         "admin_state_up": Filter("admin_state_up", as_bool),
         "shared": Filter("shared", as_bool),
+        # A network is ACTIVE exactly when it is administratively up.
+        "status": Filter("", build=_network_status),
+        "subnets": Filter("", build=_with_subnets),
+        "mtu": constant(1500, as_int),
+        "port_security_enabled": constant(True, as_bool),
+        "router:external": constant(False, as_bool),
+        "is_default": constant(False, as_bool),
     }
     sortable = STANDARD_SORTS
+    tag_model = Network
     create_fields = {
         "name": "name",
         "description": "description",
@@ -105,7 +153,7 @@ class Networks(Resource[Network]):
         )
 
     def update(self, request: Request, obj: Network, body: dict[str, Any]) -> Network:
-        values = self.map_fields(body, self.create_fields, current=self.to_dict(obj))
+        values = self.map_fields(body, self.create_fields, current=self.present([obj])[0])
         return actions.update_network(request.user, obj, **values)
 
     def delete(self, request: Request, obj: Network) -> None:
@@ -125,8 +173,13 @@ class Subnets(Resource[Subnet]):
         "cidr": Filter("cidr"),
         "gateway_ip": Filter("gateway_ip"),
         "enable_dhcp": Filter("enable_dhcp", as_bool),
+        "subnetpool_id": constant(None, as_nullable_text),
+        "ipv6_ra_mode": constant(None, as_nullable_text),
+        "ipv6_address_mode": constant(None, as_nullable_text),
+        "service_types": Filter("", build=nothing),
     }
     sortable = {**STANDARD_SORTS, "cidr": "cidr", "ip_version": "ip_version"}
+    tag_model = Subnet
     create_fields = {
         "name": "name",
         "description": "description",
@@ -174,7 +227,7 @@ class Subnets(Resource[Subnet]):
         return actions.create_subnet(request.user, network, **values)
 
     def update(self, request: Request, obj: Subnet, body: dict[str, Any]) -> Subnet:
-        values = self.map_fields(body, self.update_fields, current=self.to_dict(obj))
+        values = self.map_fields(body, self.update_fields, current=self.present([obj])[0])
         return actions.update_subnet(request.user, obj, **values)
 
     def delete(self, request: Request, obj: Subnet) -> None:
@@ -205,8 +258,11 @@ class Ports(Resource[Port]):
         "binding:host_id": Filter("host__name"),
         "security_groups": Filter("", build=_groups_filter),
         "fixed_ips": Filter("", build=_fixed_ips_filter),
+        "status": Filter("", build=_port_status),
+        "binding:vnic_type": constant("normal"),
     }
     sortable = {**STANDARD_SORTS, "mac_address": "mac_address", "network_id": "network_id"}
+    tag_model = Port
     create_fields = {
         "name": "name",
         "description": "description",
@@ -258,7 +314,7 @@ class Ports(Resource[Port]):
         return actions.create_port(request.user, project, network, **values)
 
     def update(self, request: Request, obj: Port, body: dict[str, Any]) -> Port:
-        values = self.map_fields(body, self.update_fields, current=self.to_dict(obj))
+        values = self.map_fields(body, self.update_fields, current=self.present([obj])[0])
         return actions.update_port(request.user, obj, **values)
 
     def delete(self, request: Request, obj: Port) -> None:

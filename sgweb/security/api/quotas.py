@@ -113,6 +113,18 @@ class QuotaView(APIView):
         return HttpResponse(status=204)
 
 
+class QuotaDefaultView(APIView):
+    @extend_schema(operation_id="show_quota_default", parameters=[PROJECT_PARAMETER], **QUOTA_DOCS)
+    def get(self, request: Request, project_id: str) -> Response:
+        """What the project's quotas are when nobody set them (and after a reset)."""
+        _project(request, project_id)
+        defaults = Quota(
+            security_groups=settings.QUOTA_SECURITY_GROUPS,
+            security_group_rules=settings.QUOTA_SECURITY_GROUP_RULES,
+        )
+        return Response({"quota": quota_dict(defaults)})
+
+
 class QuotaDetailsView(APIView):
     @extend_schema(operation_id="show_quota_details", parameters=[PROJECT_PARAMETER], **QUOTA_DOCS)
     def get(self, request: Request, project_id: str) -> Response:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from rest_framework.request import Request
 
-from sgweb.api.query import Filter, as_bool, as_int, as_nullable_text, as_uuid
+from sgweb.api.query import Filter, as_bool, as_int, as_nullable_text, as_uuid, constant
 from sgweb.api.resource import (
     PROJECT_FILTERS,
     STANDARD_SORTS,
@@ -15,12 +15,25 @@ from sgweb.api.resource import (
     project_for_create,
     required_field,
 )
+from sgweb.api.tagquery import fill_tags
 from sgweb.security import actions
+from sgweb.security.choices import DEFAULT_GROUP_NAME
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.security.representation import groups_to_dicts, rule_to_dict
 from sgweb.tenancy.access import member_project_ids, role_of
 from sgweb.tenancy.choices import Role
 from sgweb.tenancy.errors import Invalid
+
+
+def _in_default_group(values: list[str]) -> Q:
+    """belongs_to_default_sg=true|false"""
+    wanted = {as_bool(value) for value in values}
+    in_default = Q(security_group__name=DEFAULT_GROUP_NAME)
+    if wanted == {True}:
+        return in_default
+    if wanted == {False}:
+        return ~in_default
+    return Q()
 
 
 class SecurityGroups(Resource[SecurityGroup]):
@@ -34,8 +47,12 @@ class SecurityGroups(Resource[SecurityGroup]):
         "id": Filter("id", as_uuid),
         "name": Filter("name"),
         "stateful": Filter("stateful", as_bool),
+        # security-groups-shared-filtering: groups shared with the caller's project through
+        # RBAC. We have no RBAC for groups, so none is shared.
+        "shared": constant(False, as_bool),
     }
     sortable = STANDARD_SORTS
+    tag_model = SecurityGroup
     create_fields = {"name": "name", "description": "description", "stateful": "stateful"}
     update_fields = create_fields
     read_only = Resource.read_only | {"security_group_rules", "shared"}
@@ -45,6 +62,13 @@ class SecurityGroups(Resource[SecurityGroup]):
 
     def to_dicts(self, objs: list[SecurityGroup]) -> list[dict[str, Any]]:
         return groups_to_dicts(objs)
+
+    def present(self, objs: list[SecurityGroup]) -> list[dict[str, Any]]:
+        dicts = super().present(objs)
+        fill_tags(
+            SecurityGroupRule, [rule for data in dicts for rule in data["security_group_rules"]]
+        )
+        return dicts
 
     def before_list(self, request: Request) -> None:
         # Neutron creates a project's default group the first time its members look.
@@ -59,7 +83,7 @@ class SecurityGroups(Resource[SecurityGroup]):
         return actions.create_security_group(request.user, project, **values)
 
     def update(self, request: Request, obj: SecurityGroup, body: dict[str, Any]) -> SecurityGroup:
-        values = self.map_fields(body, self.update_fields, current=self.to_dict(obj))
+        values = self.map_fields(body, self.update_fields, current=self.present([obj])[0])
         return actions.update_security_group(request.user, obj, **values)
 
     def delete(self, request: Request, obj: SecurityGroup) -> None:
@@ -84,6 +108,8 @@ class SecurityGroupRules(Resource[SecurityGroupRule]):
         "remote_ip_prefix": Filter("remote_ip_prefix", as_nullable_text),
         "normalized_cidr": Filter("normalized_cidr", as_nullable_text),
         "remote_group_id": Filter("remote_group_id", as_uuid),
+        "remote_address_group_id": constant(None, as_nullable_text),
+        "belongs_to_default_sg": Filter("", build=_in_default_group),
     }
     sortable = {
         "id": "id",
@@ -114,11 +140,21 @@ class SecurityGroupRules(Resource[SecurityGroupRule]):
         "belongs_to_default_sg",
     }
 
+    tag_model = SecurityGroupRule
+
     def queryset(self, request: Request) -> QuerySet[SecurityGroupRule]:
-        return self.scoped(request, SecurityGroupRule.objects.all())
+        # Whether the rule's group is its project's default group, in the same query.
+        in_default = ExpressionWrapper(
+            Q(security_group__name=DEFAULT_GROUP_NAME), output_field=BooleanField()
+        )
+        rules = SecurityGroupRule.objects.annotate(in_default_group=in_default)
+        return self.scoped(request, rules)
 
     def to_dict(self, obj: SecurityGroupRule) -> dict[str, Any]:
-        return rule_to_dict(obj)
+        in_default = getattr(obj, "in_default_group", None)
+        if in_default is None:
+            in_default = obj.security_group.name == DEFAULT_GROUP_NAME
+        return rule_to_dict(obj, default_group=bool(in_default))
 
     def create(self, request: Request, body: dict[str, Any]) -> SecurityGroupRule:
         group_id = body.get("security_group_id")

@@ -4,7 +4,12 @@ from django.urls import re_path
 
 from sgweb.api.urls import JSON, resource_routes
 from sgweb.security.api import serializers as docs
-from sgweb.security.api.quotas import QuotaDetailsView, QuotaListView, QuotaView
+from sgweb.security.api.quotas import (
+    QuotaDefaultView,
+    QuotaDetailsView,
+    QuotaListView,
+    QuotaView,
+)
 from sgweb.security.api.resources import SecurityGroupRules, SecurityGroups
 
 PROJECT = r"(?P<project_id>[^/.]+)"
@@ -14,5 +19,6 @@ urlpatterns = [
     *resource_routes(SecurityGroupRules(), docs.RULE_FIELDS, docs.RULE_WRITABLE),
     re_path(rf"^/v2\.0/quotas{JSON}$", QuotaListView.as_view(), name="neutron-quotas"),
     re_path(rf"^/v2\.0/quotas/{PROJECT}/details{JSON}$", QuotaDetailsView.as_view()),
+    re_path(rf"^/v2\.0/quotas/{PROJECT}/default{JSON}$", QuotaDefaultView.as_view()),
     re_path(rf"^/v2\.0/quotas/{PROJECT}{JSON}$", QuotaView.as_view()),
 ]

@@ -262,70 +262,121 @@
     }
   }
 
-  /* ------------------------------------------------------------ security group: rule hits */
+  /* ------------------------------------------------------------ security group: hits, changes */
 
-  function initRuleHits(table) {
-    const groupId = table.dataset.groupId;
-    if (!groupId) return;
-    const rows = new Map($$("tr[data-rule-id]", table).map((r) => [r.dataset.ruleId, r]));
-    let messages = 0;
-
-    function apply(message) {
-      // The first messages may predate the agents' first reading for this page's watch (zeros
-      // from ports nobody was watching); after about two seconds every port's chains are read.
-      messages += 1;
-      const observed = messages >= 3 && Boolean(message.at);
-      (message.rules || []).forEach((hit) => {
-        const row = rows.get(hit.rule_id);
-        if (!row) return;
-        const before = Number(row.dataset.hitCount || 0);
-        const cell = $("[data-hits]", row);
-        text(cell, compact(hit.packets), `${hit.packets} packets, ${hit.bytes} bytes over ${hit.ports} port(s)`);
-        text($("[data-rate]", row), rate(hit.pps));
-        const last = $("[data-last-hit]", row);
-        if (last) {
-          last.dataset.at = hit.last_hit_at || "";
-          // Counted hits with no time: they happened before anyone watched the chains.
-          const when = hit.last_hit_at ? ago(hit.last_hit_at) : hit.packets ? "earlier" : "never";
-          text(last, when, hit.last_hit_at ? new Date(hit.last_hit_at * 1000).toLocaleString()
-            : hit.packets ? "Hit before anyone watched: the time was not seen" : "Never hit since its rules were applied");
-        }
-        row.dataset.hitCount = hit.packets;
-        const unused = observed && !hit.packets && hit.ports > 0;
-        row.classList.toggle("is-unused", unused);
-        const pill = $("[data-unused]", row);
-        if (pill) pill.hidden = !unused;
-        if (hit.packets > before && row.dataset.observed) tick(row);
-        row.dataset.observed = "1";
-      });
-      const unusedCount = $$("tr.is-unused", table).length;
-      const summary = $("[data-unused-count]");
-      if (summary && observed) {
-        summary.textContent = `${unusedCount} never hit`;
-        summary.hidden = !unusedCount;
+  function applyRuleHits(table, message, state) {
+    // The first messages may predate the agents' first reading for this page's watch (zeros
+    // from ports nobody was watching); after about two seconds every port's chains are read.
+    state.messages += 1;
+    const observed = state.messages >= 3 && Boolean(message.at);
+    (message.rules || []).forEach((hit) => {
+      const row = table.querySelector(`tr[data-rule-id="${CSS.escape(hit.rule_id)}"]`);
+      if (!row) return;
+      const before = Number(row.dataset.hitCount || 0);
+      const cell = $("[data-hits]", row);
+      text(cell, compact(hit.packets), `${hit.packets} packets, ${hit.bytes} bytes over ${hit.ports} port(s)`);
+      text($("[data-rate]", row), rate(hit.pps));
+      const last = $("[data-last-hit]", row);
+      if (last) {
+        // The later of what this watch saw and the true last hit the control plane kept
+        // (accounting reads every counter, watched or not).
+        const at = Math.max(hit.last_hit_at || 0, Number(last.dataset.keptAt || 0));
+        last.dataset.at = at || "";
+        const when = at ? ago(at) : hit.packets ? "earlier" : "never";
+        text(last, when, at ? new Date(at * 1000).toLocaleString()
+          : hit.packets ? "Hit before accounting saw it: the time is not known yet" : "Never hit since the rule was created");
       }
-      if (table.dataset.sortedBy === "hits") sortByHits(table, table.dataset.sortDir);
+      row.dataset.hitCount = hit.packets;
+      // Unused only if neither the kernel now nor the kept history ever counted a packet.
+      const kept = Number(row.dataset.keptPackets || 0);
+      const unused = observed && !hit.packets && !kept && hit.ports > 0;
+      row.classList.toggle("is-unused", unused);
+      const pill = $("[data-unused]", row);
+      if (pill) pill.hidden = !unused;
+      if (hit.packets > before && row.dataset.observed) tick(row);
+      row.dataset.observed = "1";
+    });
+    const unusedCount = $$("tr.is-unused", table).length;
+    const summary = $("[data-unused-count]");
+    if (summary && observed) {
+      summary.textContent = `${unusedCount} never hit`;
+      summary.hidden = !unusedCount;
     }
+    if (table.dataset.sortedBy === "hits") sortByHits(table, table.dataset.sortDir);
+  }
+
+  const CHANGE_VERBS = { create: "added", update: "changed", delete: "deleted" };
+
+  // Someone else (the API, the CLI, another browser) changed the group: the server draws the
+  // rules again and the page swaps them in, keeping its socket, its sort and its scroll.
+  async function refreshGroup(section, message) {
+    let fresh;
+    try {
+      const response = await fetch(window.location.pathname, { credentials: "same-origin", headers: { Accept: "text/html" } });
+      if (!response.ok) return;
+      fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    } catch (_) { return; }
+    const table = $("table[data-rule-hits]", section);
+    const sorted = table && table.dataset.sortedBy === "hits" ? table.dataset.sortDir : null;
+    const counts = new Map($$("tr[data-rule-id]", section).map((r) => [r.dataset.ruleId, r.dataset.hitCount]));
+    ["[data-rules-body]", "[data-rule-total]", "[data-rule-split]", "[data-revision]", "#group-ports"].forEach((selector) => {
+      const now = $(selector);
+      const next = $(selector, fresh);
+      if (now && next) now.replaceWith(document.importNode(next, true));
+    });
+    $$("tr[data-rule-id]", section).forEach((row) => {
+      if (counts.has(row.dataset.ruleId)) {
+        if (counts.get(row.dataset.ruleId) !== undefined) row.dataset.hitCount = counts.get(row.dataset.ruleId);
+        row.dataset.observed = "1";
+      } else {
+        row.classList.add("is-new");
+        tick(row);
+      }
+    });
+    const newTable = $("table[data-rule-hits]", section);
+    if (newTable && sorted) { newTable.dataset.sortedBy = "hits"; newTable.dataset.sortDir = sorted; sortByHits(newTable, sorted); }
+    const note = $("[data-group-changed]", section);
+    if (note) {
+      const who = message.actor || "someone";
+      const verb = CHANGE_VERBS[message.action] || "changed";
+      const when = new Date((message.at || Date.now() / 1000) * 1000).toLocaleTimeString([], { hour12: false, timeZoneName: "short" });
+      note.textContent = `${who} ${verb} ${message.object_repr} at ${when}.`;
+      note.hidden = false;
+    }
+  }
+
+  function initGroupPage(section) {
+    const groupId = section.dataset.groupLive;
+    if (!groupId) return;
+    const state = { messages: 0 };
+    let pending = null;
 
     // Sorting is client-side: the rows are already here and the counts change every second.
-    const header = $("[data-sort-hits]", table);
-    if (header) {
-      header.addEventListener("click", (event) => {
-        event.preventDefault();
-        const dir = table.dataset.sortedBy === "hits" && table.dataset.sortDir === "desc" ? "asc" : "desc";
-        table.dataset.sortedBy = "hits";
-        table.dataset.sortDir = dir;
-        header.closest("th").setAttribute("aria-sort", dir === "desc" ? "descending" : "ascending");
-        sortByHits(table, dir);
-      });
-    }
+    section.addEventListener("click", (event) => {
+      const header = event.target.closest("[data-sort-hits]");
+      const table = header && header.closest("table");
+      if (!table) return;
+      event.preventDefault();
+      const dir = table.dataset.sortedBy === "hits" && table.dataset.sortDir === "desc" ? "asc" : "desc";
+      table.dataset.sortedBy = "hits";
+      table.dataset.sortDir = dir;
+      header.closest("th").setAttribute("aria-sort", dir === "desc" ? "descending" : "ascending");
+      sortByHits(table, dir);
+    });
 
     connect(`/ws/security-groups/${groupId}`, (message) => {
-      if (message.type === "rule-hits") apply(message);
-    }, { stream: true });
+      if (message.type === "rule-hits") {
+        const table = $("table[data-rule-hits]", section);
+        if (table) applyRuleHits(table, message, state);
+      } else if (message.type === "change") {
+        // A burst (a preset adding two rules) is drawn once.
+        clearTimeout(pending);
+        pending = setTimeout(() => refreshGroup(section, message), 150);
+      }
+    }, { indicator: $$("[data-live-state]", section), stream: Boolean($("table[data-rule-hits]", section)) });
 
     setInterval(() => {
-      $$("[data-last-hit][data-at]", table).forEach((el) => {
+      $$("[data-last-hit][data-at]", section).forEach((el) => {
         if (el.dataset.at) el.textContent = ago(Number(el.dataset.at));
       });
     }, 5000);
@@ -351,6 +402,24 @@
     unknown: ["No agent", ""],
   };
 
+  // Where a host's changes stand, as templates/dashboard/hosts/_sync_line.html says it.
+  function syncLine(el, message) {
+    const desired = message.desired_revision != null ? message.desired_revision : Number(el.dataset.desired);
+    const applied = message.applied_revision != null ? message.applied_revision : Number(el.dataset.applied);
+    // A host no agent ever reported for stays "no agent" (the server sends it as unknown).
+    const status = message.status;
+    let words;
+    if (status === "unknown") words = `no agent: revision ${desired} waits until one starts`;
+    else if (status === "down") words = `agent down: revision ${desired} waits`;
+    else if (status === "failed") words = `apply failed: revision ${applied} stays in force`;
+    else if (desired > applied) words = `applying revision ${desired} (revision ${applied} in force)`;
+    else words = `revision ${applied} applied${message.last_apply_duration_ms != null ? ` in ${message.last_apply_duration_ms} ms` : ""}`;
+    el.dataset.desired = desired;
+    el.dataset.applied = applied;
+    el.dataset.status = status;
+    if (el.textContent !== words) { el.textContent = words; tick(el); }
+  }
+
   function updateHostPills(message) {
     const [label, css] = STATUS_PILL[message.status] || [message.status, ""];
     $$(`[data-host-status="${CSS.escape(message.host)}"]`).forEach((pill) => {
@@ -360,6 +429,7 @@
       pill.textContent = label;
       tick(pill);
     });
+    $$(`[data-host-sync="${CSS.escape(message.host)}"]`).forEach((el) => syncLine(el, message));
     $$(`[data-host-field="${CSS.escape(message.host)}"]`).forEach((el) => {
       const field = el.dataset.field;
       if (field === "desired" && message.desired_revision != null) text(el, String(message.desired_revision));
@@ -397,13 +467,126 @@
     if (empty) empty.hidden = true;
   }
 
+  // The overview's "Recent changes": a change made anywhere (API, CLI, another browser) is
+  // added on top, as the server draws it (dashboard/overview.html).
+  function addChange(table, message) {
+    if (!table) return;
+    if (table.dataset.project && table.dataset.project !== message.project_id) return;
+    const body = $("tbody", table);
+    const row = document.createElement("tr");
+    const cell = document.createElement("td");
+    const link = document.createElement("a");
+    link.href = `/audit/${encodeURIComponent(message.id)}`;
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.textContent = message.action;
+    const what = document.createElement("strong");
+    what.textContent = message.object_repr.length > 48 ? `${message.object_repr.slice(0, 47)}…` : message.object_repr;
+    link.append(tag, ` ${(message.object_type || "").replace(/_/g, " ")} `, what);
+    const sub = document.createElement("span");
+    sub.className = "sub";
+    const time = document.createElement("time");
+    const at = new Date((message.at || Date.now() / 1000) * 1000);
+    time.dateTime = at.toISOString();
+    time.textContent = at.toLocaleString([], { hour12: false, timeZoneName: "short" });
+    time.title = time.textContent;
+    sub.append(`${message.actor || "system"} · `, time);
+    cell.append(link, sub);
+    row.append(cell);
+    body.prepend(row);
+    tick(row);
+    $$("tr", body).slice(Number(table.dataset.limit || 12)).forEach((old) => old.remove());
+    table.hidden = false;
+    const empty = $("[data-recent-empty]");
+    if (empty) empty.hidden = true;
+  }
+
   function initHostEvents(root) {
     const list = $("[data-event-list]");
+    const changes = $("[data-recent-changes]");
     const path = root.dataset.liveEvents;
     connect(path, (message) => {
       if (message.type === "host-status") updateHostPills(message);
       else if (message.type === "apply" || message.type === "drift") addEvent(list, message);
+      else if (message.type === "change") addChange(changes, message);
     }, { indicator: $$("[data-live-state]") });
+  }
+
+  /* ------------------------------------------------------------ where a change went */
+
+  // The same words as sgweb/dashboard/delivery.py, which paints the first state.
+  function seconds(value) {
+    if (value === null || value === undefined) return "";
+    return value < 10 ? `${Math.max(value, 0).toFixed(1)} s` : `${Math.round(value)} s`;
+  }
+  function hostDetail(host) {
+    if (host.state === "applied") return `applied revision ${host.revision}${host.seconds != null ? ` in ${seconds(host.seconds)}` : ""}`;
+    if (host.state === "failed") return `apply failed, the previous rules stay (${host.error})`;
+    if (host.state === "no-agent") return "no agent, pending";
+    if (host.state === "down") return "agent down, pending";
+    if (host.revision == null) return "queued";
+    return `applying revision ${host.revision}`;
+  }
+  function deliverySentence(hosts) {
+    if (!hosts.length) return "No host is affected: nothing to apply.";
+    const applied = hosts.filter((h) => h.state === "applied");
+    let head = `Applied on ${applied.length}/${hosts.length} hosts`;
+    const known = [...new Set((applied.length ? applied : hosts).map((h) => h.revision).filter((r) => r != null))].sort((a, b) => a - b);
+    if (known.length === 1) head += ` (revision ${known[0]})`;
+    else if (known.length > 1) head += ` (revisions ${known[0]}\u2013${known[known.length - 1]})`;
+    const times = applied.map((h) => h.seconds).filter((t) => t != null);
+    if (applied.length && times.length && applied.length === hosts.length) head += ` in ${seconds(Math.max(...times))}`;
+    const others = hosts.filter((h) => h.state !== "applied");
+    if (!others.length) return `${head}.`;
+    const named = others.slice(0, 12).map((h) => `${h.name}: ${hostDetail(h)}`).join("; ");
+    const more = others.length > 12 ? `; ${others.length - 12} more` : "";
+    return `${head}; ${named}${more}.`;
+  }
+
+  function initDelivery(box) {
+    let data;
+    try { data = JSON.parse(box.dataset.delivery); } catch (_) { return; }
+    const hosts = new Map(data.hosts.map((h) => [h.name, h]));
+    if (!hosts.size || data.hosts.every((h) => h.state === "applied")) return;
+
+    function paint() {
+      const list = [...hosts.values()];
+      text($("[data-delivery-sentence]", box), deliverySentence(list));
+      list.forEach((host) => {
+        const item = box.querySelector(`[data-delivery-host="${CSS.escape(host.name)}"]`);
+        if (!item) return;
+        if (item.dataset.state !== host.state) tick(item);
+        item.dataset.state = host.state;
+        text($("[data-delivery-detail]", item), hostDetail(host));
+      });
+      box.classList.toggle("bad", list.some((h) => h.state === "failed"));
+      box.classList.toggle("ok", list.every((h) => h.state === "applied"));
+      return list.every((h) => h.state === "applied");
+    }
+
+    const socket = connect("/ws/events", (message) => {
+      const host = hosts.get(message.host);
+      if (!host || host.state === "applied") return;
+      if (message.type === "apply") {
+        // A revision at or past the change's carries it; an unknown one (queued) is the next.
+        const carries = host.revision == null || message.revision >= host.revision;
+        if (message.ok && carries) {
+          if (host.revision == null) host.revision = message.revision;
+          host.state = "applied";
+          host.seconds = message.at ? message.at - data.at : null;
+        } else if (!message.ok && carries) {
+          host.state = "failed";
+          host.error = message.error || "apply failed";
+        }
+      } else if (message.type === "host-status") {
+        if (message.alive === false) host.state = host.state === "no-agent" ? "no-agent" : "down";
+        else if (host.state === "down" || host.state === "no-agent") host.state = "pending";
+        if (message.applied_revision != null && host.revision != null && message.applied_revision >= host.revision) {
+          host.state = "applied";
+        }
+      }
+      if (paint()) socket.close();
+    }, { indicator: [] });
   }
 
   window.sgweb = Object.assign(window.sgweb || {}, {
@@ -421,7 +604,8 @@
   document.addEventListener("DOMContentLoaded", () => {
     if (!("WebSocket" in window)) return;
     $$("[data-firewall-chains]").forEach(initChains);
-    $$("table[data-rule-hits]").forEach(initRuleHits);
+    $$("[data-group-live]").forEach(initGroupPage);
+    $$("[data-delivery]").forEach(initDelivery);
     const events = $("[data-live-events]");
     if (events) initHostEvents(events);
   });

@@ -39,7 +39,12 @@
       event.preventDefault();
       const submitter = event.submitter;
       const accepted = await confirmDialog(form.dataset.confirm, form.dataset.confirmLabel);
-      if (!accepted) return;
+      if (!accepted) {
+        // Cancelled: the form shows what is in force again (a role select back on the role
+        // the user still has), not the choice that was not made.
+        form.reset();
+        return;
+      }
       form.dataset.confirmed = "1";
       if (form.hasAttribute("data-inline-validate")) {
         submitInline(form, submitter);
@@ -103,7 +108,15 @@
       let payload = {};
       try { payload = await response.json(); } catch (_) { payload = {}; }
       if (response.ok && payload.redirect) {
-        window.location.assign(payload.redirect);
+        const target = new URL(payload.redirect, window.location.href);
+        const here = window.location;
+        if (target.pathname === here.pathname && target.search === here.search) {
+          // Only the #fragment differs: assigning would scroll, not show the change.
+          here.hash = target.hash;
+          here.reload();
+          return;
+        }
+        here.assign(target.href);
         return;
       }
       if (response.ok) { window.location.reload(); return; }
@@ -210,6 +223,11 @@
   function initRuleForms() {
     $$("form[data-rule-form]").forEach((form) => {
       syncRuleForm(form);
+      // While typing, not on leaving the field: "tcp" then Tab must land in the port fields
+      // that "tcp" shows (a change event would show them only after focus has moved past).
+      form.addEventListener("input", (event) => {
+        if (event.target.name === "protocol") syncRuleForm(form);
+      });
       form.addEventListener("change", (event) => {
         const name = event.target.name;
         if (["protocol", "port_range_min", "port_range_max"].includes(name)) {
@@ -272,6 +290,13 @@
     });
   }
 
+  // A link that reloads the page (no inline handlers: the pages run under a strict CSP).
+  function initReload() {
+    document.addEventListener("click", (event) => {
+      if (event.target.closest("[data-reload]")) { event.preventDefault(); window.location.reload(); }
+    });
+  }
+
   function initDismiss() {
     document.addEventListener("click", (event) => {
       const button = event.target.closest("[data-dismiss]");
@@ -293,6 +318,14 @@
         return;
       }
       if (event.ctrlKey || event.metaKey || event.altKey || isTyping(event.target)) return;
+      if (event.key === "?") {
+        const help = $("#keyboard-help");
+        if (help && typeof help.showModal === "function" && !help.open) {
+          event.preventDefault();
+          help.showModal();
+        }
+        return;
+      }
       if (event.key === "/") {
         const search = $("[data-search]");
         if (search) { event.preventDefault(); search.focus(); search.select(); }
@@ -338,6 +371,7 @@
     initAutosubmit();
     initCopy();
     initDismiss();
+    initReload();
     initOpenDetails();
     initKeyboard();
     initRelativeTimes();

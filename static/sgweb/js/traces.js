@@ -211,6 +211,36 @@
     }
   }
 
+  // As tracepaint.packet_order: the request before the reply, each along the hosts it
+  // crosses (the static walk's order), then by the packets' order of sending.
+  function orderKey(packets, message) {
+    const hosts = (packets.dataset.hostOrder || "").split(" ").filter(Boolean);
+    const rank = hosts.includes(message.host) ? hosts.indexOf(message.host) : hosts.length;
+    const direction = { request: 0, reply: 1 }[message.direction];
+    const pad = (n, w) => String(n).padStart(w, "0");
+    return `${direction === undefined ? 2 : direction}-${pad(rank, 3)}-${pad(Number(message.index) || 0, 6)}`;
+  }
+  function insertInOrder(packets, block, message) {
+    block.dataset.order = orderKey(packets, message);
+    const after = $$("[data-order]", packets).find((el) => el.dataset.order > block.dataset.order);
+    packets.insertBefore(block, after || null);
+  }
+
+  // Once the trace is finished, the server's drawing replaces the live one: the same rule
+  // words as the static walk, and the result in one sentence.
+  async function redrawFinished(root) {
+    try {
+      const response = await fetch(window.location.pathname, { credentials: "same-origin" });
+      if (!response.ok) return;
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      ["[data-trace-result]", "[data-trace-packets]"].forEach((selector) => {
+        const now = $(selector, root);
+        const next = $(selector, fresh);
+        if (now && next) now.replaceWith(document.importNode(next, true));
+      });
+    } catch (_) { /* the live drawing stays */ }
+  }
+
   function initTrace(root) {
     const id = root.dataset.traceId;
     const packets = $("[data-trace-packets]", root);
@@ -219,11 +249,12 @@
       if (message.type === "trace-packet") {
         const key = `${message.direction}-${message.index}-${message.host}`;
         if (packets.querySelector(`[data-packet-key="${CSS.escape(key)}"]`)) return;
-        packets.append(packetBlock(message));
+        insertInOrder(packets, packetBlock(message), message);
         const empty = $("[data-packets-empty]", root);
         if (empty) empty.hidden = true;
       } else if (message.type === "trace-result") {
         showResult(root, message);
+        redrawFinished(root);
         // A finished trace sends nothing more: close rather than hold a socket open.
         if (client) client.close();
         $$("[data-live-state]", root).forEach((el) => el.remove());

@@ -22,6 +22,12 @@ class Command(BaseCommand):
         up = sub.add_parser("up", help="build the lab and start its agents")
         up.add_argument("--hosts", type=int, default=2)
         up.add_argument("--vms", type=int, default=2, help="VMs per host")
+        up.add_argument(
+            "--net2-vms",
+            type=int,
+            default=1,
+            help="VMs of the first host on the second network, lab-net2 (0: none)",
+        )
         up.add_argument("--prefix", default=core.LAB_PREFIX, help="namespace name prefix")
         up.add_argument("--no-control-worker", action="store_true")
         up.add_argument("--json", action="store_true", help="print the lab as JSON")
@@ -63,6 +69,7 @@ class Command(BaseCommand):
             options["vms"],
             prefix=options["prefix"],
             control_worker=not options["no_control_worker"],
+            net2_vms=options["net2_vms"],
         )
         if options["json"]:
             self.stdout.write(json.dumps(_as_dict(state), indent=2))
@@ -101,7 +108,8 @@ class Command(BaseCommand):
             for vm in state.vms:
                 if vm.host == host:
                     self.stdout.write(
-                        f"  {vm.name:10} {vm.device}  {vm.mac}  {' '.join(vm.addresses)}"
+                        f"  {vm.name:12} {vm.device}  {vm.mac}  {vm.network:9} "
+                        f"{' '.join(vm.addresses)}"
                     )
 
     def do_ping(self, options: dict[str, Any]) -> None:

@@ -38,7 +38,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--no-serve", action="store_true", help="set up, then exit")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--bind", default="0.0.0.0")
+        # This machine only: the demo prints its admin's password. Serving other machines
+        # is a choice (--bind 0.0.0.0 and ALLOWED_HOSTS; see the README's production layout).
+        parser.add_argument("--bind", default="127.0.0.1")
         parser.add_argument("--no-demo", action="store_true", help="no demo project")
         parser.add_argument("--no-redis", action="store_true", help="do not start Redis")
         parser.add_argument(
@@ -83,7 +85,7 @@ class Command(BaseCommand):
         self._serve(options["bind"], options["port"])
 
     def _print_credentials(self, admin: Any, options: dict[str, Any]) -> None:
-        host = "localhost" if options["bind"] in ("0.0.0.0", "::") else options["bind"]
+        host = "localhost" if options["bind"] in ("0.0.0.0", "::", "127.0.0.1") else options["bind"]
         url = f"http://{host}:{options['port']}"
         password = admin.password or "(unchanged; --reset-admin-password prints a new one)"
         self.stdout.write(
@@ -162,7 +164,7 @@ class Command(BaseCommand):
     def _start_lab(self) -> None:
         """Lab compute hosts with real agents (issue 4); a failure leaves the web side usable."""
         try:
-            state = bring_up(2, 2)
+            state = bring_up(2, 2, prefix=settings.SGWEB_LAB_PREFIX)
         except Exception as error:  # the dashboard and API are still worth serving
             self.stderr.write(f"lab: not started ({error}); `manage.py lab up` retries")
             return

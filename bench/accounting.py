@@ -1,0 +1,222 @@
+"""`python -m bench.accounting [--ports 1000]`: what always-on accounting costs a host (root).
+
+In a scratch namespace holding an N-port host (the generated scenario, applied by the agent):
+
+* read: one accounting tick (read the counters of the chains that can have changed, the
+  per-origin deltas, the document, the baseline written to Redis) on an idle host, with 10% of
+  the ports busy, and with every rule hit (the worst case: every chain read and written);
+  wall time and CPU time, and the CPU share of one core at the accounting interval;
+* apply: one group's rule change (a group used by 100 ports gains a rule) applied three ways,
+  alternating: re-declaring the changed chains as before issue 12 (counters reset), re-declaring
+  them with the counters read just before and written back (`[p:b]`, `iptables-restore -c`),
+  and editing them in place (`-D`/`-I`, what the agent does now). The carry's and the in-place
+  edit's added cost are relative to the first.
+
+Prints JSON; asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import statistics
+import sys
+import time
+from typing import Any
+
+import redis
+
+from bench.agent import _drop, _namespace, _Quiet, _Store, _with_bench_group
+from bench.scenarios import generated_scenario
+from sgweb.firewall.compiler import CompileCache, compile_host
+from sgweb.firewall.incremental import diff
+from sgweb.firewall.ir import CompiledHost
+from sgweb.firewall.render import rendered_chain
+from sgweb.firewall.scenario import load_scenario
+from sgweb.kernel.apply import HostFirewall
+from sgweb.kernel.carry import Carried, read_carry, with_counters
+from sgweb.kernel.deltas import PlainDelta
+from sgweb.kernel.nftcounters import NftCounterReader
+from sgweb.kernel.runner import default_runner
+from sgweb.wire import accounting as wire
+from worker.accounting import AccountingReader
+from worker.agent import Agent
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+def _bump(firewall: HostFirewall, compiled: CompiledHost, by: int, busy: set[str] | None) -> None:
+    """Traffic, as counters: every rule on the way of the busy ports' packets (all ports when
+    `busy` is None) counts `by` more; the other rules keep their counts. Chains are re-declared
+    with every count (`iptables-restore -c`), the built-in chains' jumps deleted and re-added."""
+    for family in (4, 6):
+        now = read_carry(firewall, family)
+        table = compiled.family(family).table("filter")
+        assert table is not None
+        lines: list[str] = []
+        for chain in table.chains:
+            touched = [busy is None or r.origin.port_id in busy or not r.origin.port_id
+                       for r in chain.rules]  # fmt: skip
+            if not chain.rules or not any(touched) or (busy is not None and not chain.owned
+                                                       and family == 6):  # fmt: skip
+                continue
+            taken: dict[str, int] = {}
+            rendered = rendered_chain(chain).split("\n")
+            if chain.owned:
+                lines.append(f":{chain.name} - [0:0]")
+            for line, hit in zip(rendered, touched, strict=True):
+                old = now.get(("filter", chain.name), {}).get(line.lower(), [])
+                index = taken.get(line, 0)
+                taken[line] = index + 1
+                packets = old[index].packets if index < len(old) else 0
+                size = old[index].bytes if index < len(old) else 0
+                if hit:
+                    packets, size = packets + by, size + by * 90
+                if not chain.owned:
+                    lines.append("-D" + line[2:])
+                lines.append(f"[{packets}:{size}] {line}")
+        text = "*filter\n" + "\n".join(lines) + "\nCOMMIT\n"
+        firewall.apply(PlainDelta(iptables=((family, text),))).raise_for_error()
+
+
+def read_figures(agent: Agent, runs: int, interval_s: float) -> dict[str, Any]:
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/11")
+    prefix = f"sgwb-{secrets.token_hex(3)}"
+    sent: list[dict[str, Any]] = []
+    reader = AccountingReader(agent, client, prefix, sent.append, interval_s)
+    assert agent.applied is not None
+    compiled = agent.applied.compiled
+    ports = [port.id for port in agent.applied.state.ports]
+    cases = {"idle": set(), "busy_10pct": set(ports[: len(ports) // 10]), "every_rule_hit": None}
+    result: dict[str, Any] = {}
+    try:
+        reader.tick()  # the baseline: everything read once
+        for name, busy in cases.items():
+            walls, cpus, chains = [], [], []
+            for run in range(runs):
+                if busy is None or busy:
+                    _bump(agent.firewall, compiled, 1 + run, busy)
+                wall, cpu = time.perf_counter(), time.process_time()
+                document = reader.tick()
+                cpus.append(time.process_time() - cpu)
+                walls.append(time.perf_counter() - wall)
+                assert document is not None and reader.reader is not None
+                chains.append(reader.reader.chains_read)
+            last = sent[-1]
+            result[name] = {
+                "chains_read": int(statistics.median(chains)),
+                "origins_in_a_document": len(last["origins"]),
+                "document_bytes": len(json.dumps(last)),
+                "tick_ms_median": round(statistics.median(walls) * 1000, 1),
+                "tick_ms_p95": round(_p95(walls) * 1000, 1),
+                "tick_cpu_ms_median": round(statistics.median(cpus) * 1000, 1),
+                "cpu_share_of_a_core_at_interval_pct": round(
+                    statistics.median(cpus) / interval_s * 100, 3
+                ),
+            }
+    finally:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+    result["kernel_rules"] = sum(
+        len(chain.rules)
+        for family in (4, 6)
+        for table in compiled.family(family).tables
+        for chain in table.chains
+    )
+    result["chains"] = sum(
+        1 for family in (4, 6) for table in compiled.family(family).tables for _ in table.chains
+    )
+    result["interval_s"] = interval_s
+    return result
+
+
+def _carried_for(
+    reader: NftCounterReader, before: CompiledHost, chains: tuple[str, ...]
+) -> dict[int, Carried]:
+    """Counters of the chains about to be re-declared, by rule text (what a carry reads)."""
+    carried: dict[int, Carried] = {}
+    for family in (4, 6):
+        for table in before.family(family).tables:
+            for chain in table.chains:
+                if chain.name not in chains or not chain.rules:
+                    continue
+                counters = reader.read_chain(chain.name, family, table.name)
+                lines = rendered_chain(chain).split("\n")
+                by_text = carried.setdefault(family, {}).setdefault((table.name, chain.name), {})
+                for line, counter in zip(lines, counters, strict=False):
+                    by_text.setdefault(line.lower(), []).append(counter)
+    return carried
+
+
+def apply_figures(firewall: HostFirewall, base: Any, runs: int) -> dict[str, Any]:
+    cache = CompileCache()
+    before = compile_host(_with_bench_group(base, extra_rules=0), cache=cache)
+    after = compile_host(_with_bench_group(base, extra_rules=1), cache=cache)
+    firewall.apply(diff(None, before, include_builtin_jumps=True)).raise_for_error()
+    reader = NftCounterReader(firewall.netns)
+    times: dict[str, list[float]] = {"rewrite": [], "carry": [], "in_place": []}
+    changed = diff(before, after, in_place=False).changed_chains
+    for _ in range(runs):
+        for mode in times:
+            started = time.perf_counter()
+            if mode == "rewrite":
+                delta: Any = diff(before, after, in_place=False)
+            elif mode == "in_place":
+                delta = diff(before, after)
+            else:
+                plain = diff(before, after, in_place=False)
+                carried = _carried_for(reader, before, changed)
+                delta = PlainDelta(
+                    ipsets=plain.ipsets,  # type: ignore[arg-type]
+                    iptables=tuple(
+                        (f, with_counters(t, carried.get(f, {}))) for f, t in plain.iptables
+                    ),
+                )
+            firewall.apply(delta).raise_for_error()
+            times[mode].append(time.perf_counter() - started)
+            firewall.apply(diff(after, before, in_place=False)).raise_for_error()  # untimed
+    median = {mode: statistics.median(values) for mode, values in times.items()}
+    return {
+        "changed_chains": len(changed),
+        **{f"{mode}_ms_median": round(value * 1000, 1) for mode, value in median.items()},
+        **{f"{mode}_ms_p95": round(_p95(values) * 1000, 1) for mode, values in times.items()},
+        "carry_added_cost_pct": round((median["carry"] / median["rewrite"] - 1) * 100, 1),
+        "in_place_added_cost_pct": round((median["in_place"] / median["rewrite"] - 1) * 100, 1),
+        "in_place_vs_carry_pct": round((median["in_place"] / median["carry"] - 1) * 100, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.accounting")
+    parser.add_argument("--ports", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--interval", type=float, default=wire.DEFAULT_INTERVAL_S)
+    args = parser.parse_args(argv)
+    state = load_scenario(generated_scenario(args.ports))
+    netns = _namespace()
+    try:
+        store = _Store()
+        agent = Agent("bench", store, HostFirewall(default_runner(), netns), _Quiet())
+        store.publish(1, state)
+        agent.sync(1)
+        result: dict[str, Any] = {"ports": len(state.ports)}
+        result["accounting_read"] = read_figures(agent, args.runs, args.interval)
+    finally:
+        _drop(netns)
+    netns = _namespace()
+    try:
+        result["group_change_apply"] = apply_figures(
+            HostFirewall(default_runner(), netns), state, args.runs
+        )
+    finally:
+        _drop(netns)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

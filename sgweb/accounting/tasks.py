@@ -1,0 +1,23 @@
+"""The control queue's accounting task: agents send it by name (`sgweb.wire.accounting`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+
+from sgweb.accounting import actions
+from sgweb.wire import accounting as wire
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name=wire.TASK_RECORD_ACCOUNTING, ignore_result=True)
+def record_accounting(deltas: dict[str, Any]) -> None:
+    try:
+        actions.record(deltas)
+    except wire.DeltasError as exc:
+        log.error("accounting: %s", exc)  # a malformed document changes nothing
+        return
+    actions.prune_now_and_then()

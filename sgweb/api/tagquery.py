@@ -1,0 +1,63 @@
+"""Reading tags for lists: the four tag filters and the tags of a page of resources."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Model, Q
+
+from sgweb.api.query import Filter
+from sgweb.tenancy.models import Tag
+
+
+def _split(values: list[str]) -> list[str]:
+    return [tag for value in values for tag in value.split(",") if tag]
+
+
+def tag_filters(model: type[Model]) -> dict[str, Filter]:
+    """The four tag filters of one kind of resource."""
+
+    def carrying(tags: Iterable[str]) -> Q:
+        # The content type is looked up when a list is asked for (Django caches it), never
+        # when the URLconf is loaded.
+        content_type = ContentType.objects.get_for_model(model)
+        found = Tag.objects.filter(content_type=content_type, tag__in=list(tags))
+        return Q(pk__in=found.values("object_id"))
+
+    def all_of(values: list[str]) -> Q:
+        condition = Q()
+        for tag in _split(values):
+            condition &= carrying([tag])
+        return condition
+
+    def any_of(values: list[str]) -> Q:
+        return carrying(_split(values))
+
+    def negated(build: Callable[[list[str]], Q]) -> Callable[[list[str]], Q]:
+        return lambda values: ~build(values) if _split(values) else Q()
+
+    return {
+        "tags": Filter("", build=all_of),
+        "tags-any": Filter("", build=any_of),
+        "not-tags": Filter("", build=negated(all_of)),
+        "not-tags-any": Filter("", build=negated(any_of)),
+    }
+
+
+def fill_tags(model: type[Model], dicts: list[dict[str, Any]]) -> None:
+    """Put each resource's tags into its dictionary: one query for a whole page."""
+    if not dicts:
+        return
+    content_type = ContentType.objects.get_for_model(model)
+    ids = [uuid.UUID(data["id"]) for data in dicts]
+    by_object: dict[uuid.UUID, list[str]] = defaultdict(list)
+    for object_id, tag in Tag.objects.filter(
+        content_type=content_type, object_id__in=ids
+    ).values_list("object_id", "tag"):
+        by_object[object_id].append(tag)
+    for data, object_id in zip(dicts, ids, strict=True):
+        data["tags"] = sorted(by_object.get(object_id, []))

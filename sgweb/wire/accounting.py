@@ -1,0 +1,153 @@
+"""Always-on accounting between the agents and the control plane (issue 12); pure.
+
+Every agent reads all of its rule counters every interval (``SGWEB_ACCOUNTING_INTERVAL_S``,
+default 10 s), with or without watchers, and sends what each origin counted since its previous
+reading to the control queue as one `TASK_RECORD_ACCOUNTING` task (a `Deltas` document).
+
+Readings are numbered ``(run, seq)``: `run` is when the agent process started (a float, so a
+restarted agent's readings sort after its predecessor's), `seq` counts its readings. A document
+says which reading its deltas start from (`base`) and which they end at (`reading`). The control
+plane keeps the last reading it counted per host and:
+
+* counts a document whose base is that reading (the usual case);
+* counts a document whose base is newer (documents in between were lost, e.g. a Redis restart
+  dropped the queue), and says how many intervals were lost;
+* drops a document whose base is older (it overlaps what was counted: a redelivered task, or an
+  agent that restarted from a baseline saved before its last document went out): at most one
+  interval is lost that way, nothing is ever counted twice.
+
+The agent keeps its baseline (the last counters it sent) in Redis (`baseline_key`), so an agent
+that was down for an hour sends the hour's traffic once, in its first document; a counter that
+went down (its rule was re-created) counts from zero again, never as negative traffic.
+
+Entries of `origins`: ``[kind, rule_id, port_id, direction, verdict, packets, bytes]`` summed
+over the host's kernel rules with that origin in this interval (both families), where kind is
+the compiler's origin kind (``sg-rule``, ``anti-spoofing``, ``dhcp``, ``invalid``,
+``established``, ``fallback``, ...), verdict ``accept`` | ``drop`` | ``pass`` (a rule that
+neither accepts nor drops for the port: jumps, the anti-spoofing chain's RETURN). Entries of
+`chains`: ``[name, packets, bytes]`` for the host-wide chains (`HOST_CHAINS`), counted at the
+rules that jump into them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+TASK_RECORD_ACCOUNTING = "sgweb.accounting.record"  # agent -> control: one interval's deltas
+DEFAULT_INTERVAL_S = 10.0
+
+ACCEPT = "accept"
+DROP = "drop"
+PASS = "pass"
+VERDICTS = (ACCEPT, DROP, PASS)
+
+# Host-wide chains shown on the host page, by the name a reader knows them by.
+HOST_FORWARD = "FORWARD"  # everything the host bridged or routed into our chains
+HOST_INPUT = "INPUT"  # what VMs sent to the host itself
+HOST_SG_CHAIN = "sg-chain"  # traffic of filtered ports
+HOST_FALLBACK = "sg-fallback"  # the fallback DROP
+HOST_CHAINS = (HOST_FORWARD, HOST_INPUT, HOST_SG_CHAIN, HOST_FALLBACK)
+
+ReadingId = tuple[float, int]  # (run, seq)
+
+
+def baseline_key(prefix: str, host: str) -> str:
+    """Redis hash: chain key -> JSON counters of the last reading sent; ``_reading`` -> its id."""
+    return f"{prefix}:host:{host}:accounting_baseline"
+
+
+@dataclass(frozen=True, slots=True)
+class OriginDelta:
+    kind: str
+    rule_id: str | None
+    port_id: str | None
+    direction: str | None
+    verdict: str
+    packets: int
+    bytes: int
+
+    def as_list(self) -> list[Any]:
+        return [
+            self.kind, self.rule_id, self.port_id, self.direction, self.verdict, self.packets,
+            self.bytes,
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Deltas:
+    host: str
+    reading: ReadingId
+    base: ReadingId | None  # None: the agent had no baseline; nothing is counted before now
+    started_at: float  # the wall-clock time of the base reading (or of `at` when none)
+    at: float  # when this reading was taken
+    origins: tuple[OriginDelta, ...]
+    chains: tuple[tuple[str, int, int], ...]
+    read_ms: float = 0.0  # what the kernel read cost the agent
+    resets: int = 0  # rules whose counter went down since the base (re-created rules)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "reading": list(self.reading),
+            "base": list(self.base) if self.base is not None else None,
+            "started_at": self.started_at,
+            "at": self.at,
+            "origins": [origin.as_list() for origin in self.origins],
+            "chains": [list(chain) for chain in self.chains],
+            "read_ms": self.read_ms,
+            "resets": self.resets,
+        }
+
+
+class DeltasError(ValueError):
+    pass
+
+
+def parse_deltas(data: dict[str, Any]) -> Deltas:
+    """The document from its JSON form; a malformed one is refused whole."""
+    try:
+        base = data.get("base")
+        origins = tuple(
+            OriginDelta(
+                str(kind), _text(rule_id), _text(port_id), _text(direction), str(verdict),
+                int(packets), int(size),
+            )
+            for kind, rule_id, port_id, direction, verdict, packets, size in data["origins"]
+        )  # fmt: skip
+        chains = tuple((str(name), int(p), int(b)) for name, p, b in data.get("chains", ()))
+        deltas = Deltas(
+            host=str(data["host"]),
+            reading=(float(data["reading"][0]), int(data["reading"][1])),
+            base=(float(base[0]), int(base[1])) if base is not None else None,
+            started_at=float(data["started_at"]),
+            at=float(data["at"]),
+            origins=origins,
+            chains=chains,
+            read_ms=float(data.get("read_ms", 0.0)),
+            resets=int(data.get("resets", 0)),
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise DeltasError(f"malformed accounting document: {exc}") from None
+    for origin in deltas.origins:
+        if origin.verdict not in VERDICTS or origin.packets < 0 or origin.bytes < 0:
+            raise DeltasError(f"malformed origin delta {origin}")
+    return deltas
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def lost_between(last: ReadingId | None, base: ReadingId | None) -> int | None:
+    """How the control plane takes a document whose deltas start at `base`, having counted up to
+    `last`: None to drop it (overlap), else the number of intervals lost in between (0: none)."""
+    if base is None or last is None:
+        return 0
+    if base == last:
+        return 0
+    if base < last:
+        return None
+    if base[0] == last[0]:
+        return base[1] - last[1]
+    return 1  # a new run whose baseline is newer than what we counted: at least one lost

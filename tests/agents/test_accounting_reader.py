@@ -1,0 +1,201 @@
+"""The agent's accounting on made-up kernels: deltas per origin by rule identity, and reads of
+only the chains that can have changed.
+
+The kernel side (real netlink dumps of a real namespace) is in tests/lab; here a fake netlink
+answers from the compiled state itself, so every case is exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from sgweb.firewall.compiler import compile_host
+from sgweb.firewall.ir import CompiledHost
+from sgweb.firewall.model import INGRESS, SecurityGroupRule
+from sgweb.kernel.readback import Counter
+from sgweb.wire import accounting as wire
+from tests.kernel.test_firewall_e2e import WEB_GROUP, WEB_PORT, state
+from worker.accounting import Accountant, Pending
+from worker.accounting_layout import ROOTS, build_layout, chain_key
+from worker.accounting_read import ChainReader
+
+INGRESS_CHAIN = f"neutron-openvswi-i{WEB_PORT.id[:10]}"
+
+
+class FakeKernel:
+    """Per-rule packet counts by (chain, rule id or origin kind); the netlink reader's calls."""
+
+    def __init__(self, compiled: CompiledHost) -> None:
+        self.compiled = compiled
+        self.counts: dict[tuple[str, str], int] = {}
+        self.dumped: list[str] = []
+
+    def _rules(self, chain: str, family: int) -> list[tuple[Counter, str | None]]:
+        table = self.compiled.family(family).table("filter")
+        found = table.chain(chain) if table is not None else None
+        out = []
+        for rule in found.rules if found is not None else ():
+            packets = self.counts.get((chain, name_of(rule)), 0) if family == 4 else 0
+            out.append((Counter(packets, packets * 100), rule.target))
+        return out
+
+    def read_chain_fast(self, chain: str, family: int, table: str) -> list[Counter]:
+        self.dumped.append(chain)
+        return [counter for counter, _ in self._rules(chain, family)]
+
+    def read_chain_targets(self, chain: str, family: int, table: str) -> list:
+        return self._rules(chain, family)
+
+
+def name_of(rule) -> str:
+    """A rule as the tests name it: its security group rule id, its origin kind, or for a jump
+    "->TARGET" (and "@PORT/DIRECTION" where a port's jump)."""
+    origin = rule.origin
+    if origin.kind != "jump":
+        return origin.rule_id or origin.kind
+    where = f"@{origin.port_id}/{origin.direction}" if origin.port_id else ""
+    return f"->{rule.target}{where}"
+
+
+def reader_for(kernel: FakeKernel) -> ChainReader:
+    reader = ChainReader.__new__(ChainReader)
+    reader.netlink, reader.use_netlink, reader.chains_read, reader.mismatched = kernel, True, 0, 0
+    return reader
+
+
+def take(accountant: Accountant, kernel: FakeKernel, at: float) -> Pending:
+    layout = accountant.layout(kernel.compiled)
+    kernel.dumped.clear()
+    read = reader_for(kernel).read(layout, accountant.baseline, accountant.to_read(layout))
+    pending = accountant.deltas(layout, read, at)
+    accountant.sent(pending)
+    return pending
+
+
+def origin(pending: Pending, rule_id: str) -> tuple[int, int]:
+    found = [o for o in pending.document.origins if o.rule_id == rule_id]
+    return (sum(o.packets for o in found), sum(o.bytes for o in found))
+
+
+def pings(kernel: FakeKernel, to_icmp: int) -> None:
+    """`to_icmp` echo requests through FORWARD, the sg-chain and the web port's ingress chain."""
+    for key in (*ENTRY, (INGRESS_CHAIN, "web-icmp")):
+        kernel.counts[key] = kernel.counts.get(key, 0) + to_icmp
+
+
+# The jumps an echo request to the web port takes before its ingress chain.
+ENTRY = (
+    ("FORWARD", "->neutron-openvswi-FORWARD"),
+    ("neutron-openvswi-FORWARD", f"->neutron-openvswi-sg-chain@{WEB_PORT.id}/ingress"),
+    ("neutron-openvswi-sg-chain", f"->{INGRESS_CHAIN}@{WEB_PORT.id}/ingress"),
+)
+
+
+@pytest.fixture
+def kernel() -> FakeKernel:
+    return FakeKernel(compile_host(state()))
+
+
+def test_the_first_reading_is_a_baseline_and_the_next_gives_per_origin_deltas(kernel) -> None:
+    accountant = Accountant("h1", run=1.0)
+    pings(kernel, 5)
+    first = take(accountant, kernel, 10.0)
+    assert first.document.base is None and first.document.origins == ()
+    pings(kernel, 4)
+    second = take(accountant, kernel, 20.0)
+    assert second.document.base == (1.0, 1) and second.document.reading == (1.0, 2)
+    assert origin(second, "web-icmp") == (4, 400)
+    [icmp] = [o for o in second.document.origins if o.rule_id == "web-icmp"]
+    assert (icmp.port_id, icmp.direction, icmp.verdict) == (WEB_PORT.id, INGRESS, wire.ACCEPT)
+
+
+def test_an_idle_host_reads_only_its_builtin_chains(kernel) -> None:
+    accountant = Accountant("h1", run=1.0)
+    take(accountant, kernel, 1)  # the first read: everything
+    assert len(kernel.dumped) == len(build_layout(kernel.compiled).chains)
+    take(accountant, kernel, 2)
+    assert kernel.dumped == []  # nothing entered our chains: their baselines stand
+
+
+def test_traffic_reads_the_chains_on_its_way_and_nothing_else(kernel) -> None:
+    accountant = Accountant("h1", run=1.0)
+    take(accountant, kernel, 1)
+    pings(kernel, 2)
+    pending = take(accountant, kernel, 2)
+    assert sorted(kernel.dumped) == sorted(
+        ["neutron-openvswi-FORWARD", "neutron-openvswi-sg-chain", INGRESS_CHAIN]
+    )
+    assert origin(pending, "web-icmp") == (2, 200)
+    # The next idle read keeps the counts it did not read, and sends nothing new.
+    assert take(accountant, kernel, 3).document.origins == ()
+
+
+def test_a_rule_inserted_above_keeps_the_history_of_the_rules_below(kernel) -> None:
+    accountant = Accountant("h1", run=1.0)
+    pings(kernel, 5)
+    take(accountant, kernel, 1)
+    ssh = SecurityGroupRule("web-ssh", INGRESS, "IPv4", "tcp", 22, 22)
+    group = replace(WEB_GROUP, rules=(ssh, *WEB_GROUP.rules))
+    kernel.compiled = compile_host(
+        replace(state(), security_groups=(group, *state().security_groups[1:]))
+    )
+    pings(kernel, 1)
+    pending = take(accountant, kernel, 2)
+    assert origin(pending, "web-icmp") == (1, 100)
+    assert pending.document.resets == 0
+
+
+def test_a_counter_that_went_down_is_a_new_baseline_never_negative_traffic(kernel) -> None:
+    accountant = Accountant("h1", run=1.0)
+    pings(kernel, 50)
+    take(accountant, kernel, 1)
+    pings(kernel, 1)  # something entered, so the chains are read...
+    kernel.counts[(INGRESS_CHAIN, "web-icmp")] = 3  # ...and the rule was re-created since
+    pending = take(accountant, kernel, 2)
+    assert origin(pending, "web-icmp") == (3, 300)
+    assert pending.document.resets == 1
+    assert all(o.packets >= 0 and o.bytes >= 0 for o in pending.document.origins)
+
+
+def test_a_chain_caught_mid_apply_is_skipped_not_misattributed(kernel) -> None:
+    accountant = Accountant("h1", run=1.0)
+    take(accountant, kernel, 1)
+    pings(kernel, 5)
+    layout = accountant.layout(kernel.compiled)
+    reader = reader_for(kernel)
+    original = kernel.read_chain_fast
+    kernel.read_chain_fast = lambda chain, family, table: original(chain, family, table)[1:]  # type: ignore[method-assign]
+    read = reader.read(layout, accountant.baseline, set())
+    assert reader.mismatched >= 1
+    assert origin(accountant.deltas(layout, read, 2), "web-icmp") == (0, 0)
+
+
+def test_the_host_chains_are_counted_at_the_jumps_into_them(kernel) -> None:
+    accountant = Accountant("h1", run=1.0)
+    take(accountant, kernel, 1)
+    pings(kernel, 8)
+    kernel.counts[("neutron-openvswi-sg-fallback", "fallback")] = 2
+    kernel.counts[(INGRESS_CHAIN, "fallback")] = 2
+    pending = take(accountant, kernel, 2)
+    chains = {name: packets for name, packets, _bytes in pending.document.chains}
+    assert chains == {wire.HOST_FORWARD: 8, wire.HOST_SG_CHAIN: 8, wire.HOST_FALLBACK: 2}
+
+
+def test_verdicts_say_what_ended_a_packets_way_through_a_port() -> None:
+    layout = build_layout(compile_host(state()))
+    verdicts = {(kind, verdict) for kind, _rule, port, _d, verdict in layout.origin_keys if port}
+    assert ("sg-rule", wire.ACCEPT) in verdicts
+    assert ("fallback", wire.DROP) in verdicts
+    assert ("invalid", wire.DROP) in verdicts
+    assert ("anti-spoofing", wire.PASS) in verdicts and ("anti-spoofing", wire.DROP) in verdicts
+    assert chain_key(4, ROOTS[0]) == "4:filter:FORWARD"
+
+
+def test_a_document_survives_its_json_round_trip(kernel) -> None:
+    accountant = Accountant("h1", run=1.0)
+    take(accountant, kernel, 1)
+    pings(kernel, 2)
+    document = take(accountant, kernel, 2).document
+    assert wire.parse_deltas(document.as_dict()) == document

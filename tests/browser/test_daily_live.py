@@ -1,0 +1,115 @@
+"""Daily use against a real lab, in a real browser, at 1440 and 800 px (issue 14).
+
+One lab (a host with one VM and its real agent, `sgwt-` namespaces) and one daphne serving the
+dashboard and its websockets are shared by the module and always torn down. A second host,
+`ghost-1`, has a port of the lab's group but no agent: changes reach it on paper only.
+
+- After a rule is added from the group page, the page says where it went: the lab host applies
+  it ("applied revision N in 0.4 s") and the ghost host waits ("no agent, pending"), live.
+- Someone else adds and deletes a rule through the API: the open group page shows it without a
+  reload and says who did it; the overview's recent changes get the entry too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import WIDTHS
+from tests.browser.livelab import LiveLab, log_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.kernel, pytest.mark.redis]
+
+LIVE_TIMEOUT_MS = 30_000
+GHOST = "ghost-1"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[LiveLab]:
+    if os.geteuid() != 0:
+        pytest.skip("kernel: needs root")
+    live = LiveLab(hosts=1, vms=1)
+    try:
+        live.start()
+        vm = live.stack.state["vms"][0]
+        port = live.stack.api("GET", f"/ports/{vm['port_id']}")["port"]
+        live.stack.api(
+            "POST",
+            "/ports",
+            {"port": {"network_id": port["network_id"], "name": "ghost-vm",
+                      "binding:host_id": GHOST,
+                      "security_groups": [live.stack.state["group_id"]]}},
+        )  # fmt: skip
+        yield live
+    finally:
+        live.close()
+
+
+def group_url(lab: LiveLab) -> str:
+    return f"{lab.url}/security-groups/{lab.stack.state['group_id']}"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_rule_added_on_the_group_page_says_where_it_went(
+    page: Any, lab: LiveLab, screenshot: Any, width: int
+) -> None:
+    log_in(page, lab)
+    page.goto(group_url(lab))
+    page.click("button.preset:has-text('Custom')")
+    # Typing the protocol and pressing Tab lands in the port field it brought up.
+    page.click("#r-protocol")
+    page.keyboard.type("tcp")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "r-port-min"
+    page.keyboard.type(str(7000 + width))
+    with page.expect_navigation():
+        page.click("button:has-text('Add rule')")
+    box = page.locator("[data-delivery]")
+    assert box.count() == 1
+    host = lab.stack.state["vms"][0]["host"]
+    # The lab host's agent applies it: the sentence changes without a reload.
+    page.wait_for_selector(
+        f"[data-delivery-host='{host}'][data-state='applied']", timeout=LIVE_TIMEOUT_MS
+    )
+    sentence = box.locator("[data-delivery-sentence]").inner_text()
+    expected = r"Applied on 1/2 hosts \(revision \d+\); ghost-1: no agent, pending\."
+    assert re.search(expected, sentence)
+    assert re.search(r"applied revision \d+ in \d+(\.\d)? s", box.inner_text())
+    screenshot("daily-01-rule-delivery")
+    # Shown once: the next page drawn is calm again.
+    page.reload()
+    assert page.locator("[data-delivery]").count() == 0
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_group_page_and_the_overview_follow_changes_made_elsewhere(
+    page: Any, lab: LiveLab, screenshot: Any, width: int
+) -> None:
+    log_in(page, lab)
+    page.goto(group_url(lab))
+    page.wait_for_selector("#rules [data-live-state][data-state='live']", timeout=LIVE_TIMEOUT_MS)
+    rule_id = lab.add_rule(protocol="udp", port_range_min=5000 + width, port_range_max=5000 + width)
+    row = page.locator(f"tr[data-rule-id='{rule_id}']")
+    row.wait_for(timeout=LIVE_TIMEOUT_MS)
+    note = page.locator("[data-group-changed]")
+    assert f"added lab-vms: ingress udp/{5000 + width}" in note.inner_text()
+    screenshot("daily-02-group-follows-the-api")
+    lab.delete_rule(rule_id)
+    row.wait_for(state="detached", timeout=LIVE_TIMEOUT_MS)
+    assert "deleted" in note.inner_text()
+
+    page.goto(f"{lab.url}/")
+    page.wait_for_selector("[data-live-state][data-state='live']", timeout=LIVE_TIMEOUT_MS)
+    rule_id = lab.add_rule(protocol="udp", port_range_min=6000 + width, port_range_max=6000 + width)
+    try:
+        page.wait_for_selector(
+            f"[data-recent-changes] tr:first-child:has-text('udp/{6000 + width}')",
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        screenshot("daily-03-overview-recent-changes-live")
+    finally:
+        lab.delete_rule(rule_id)

@@ -1,0 +1,282 @@
+"""Always-on accounting (issue 12): every rule counter, every interval, as per-origin deltas.
+
+A thread of the agent. Every `interval_s` it reads the host's counters (`accounting_read`: only
+the chains that can have changed since the baseline), subtracts the baseline rule by rule
+(rules are known by their identity, `accounting_layout`, so a rule keeps its history when others
+are inserted above it, and a re-created rule whose counter went down counts from zero, never
+negative), sums the deltas per origin and sends them to the control queue
+(`sgweb.wire.accounting`).
+
+The baseline (the counters last sent) is kept in Redis, so a restarted agent does not count
+again what its predecessor sent, and an agent down for an hour sends that hour once. A document
+that could not be sent (Redis restarting) is not lost: the baseline stays where it was and the
+next document covers both intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from sgweb.firewall.ir import CompiledHost
+from sgweb.wire import accounting as wire
+from worker.accounting_layout import ROOTS, ChainKey, Layout, LayoutBuilder, chain_key
+from worker.accounting_read import ChainCounts, ChainReader, Snapshot
+
+log = logging.getLogger("sgweb.agent.accounting")
+
+
+@dataclass
+class Pending:
+    """A document and the baseline it becomes once sent."""
+
+    document: wire.Deltas
+    snapshot: Snapshot
+    host_chains: ChainCounts
+    read_chains: int = 0
+
+
+@dataclass
+class Accountant:
+    """The arithmetic: readings in, `Deltas` out; the baseline kept by rule identity."""
+
+    host: str
+    run: float = field(default_factory=time.time)
+    seq: int = 0
+    baseline: Snapshot | None = None  # None: nothing sent yet, nothing to subtract
+    base_id: wire.ReadingId | None = None
+    base_at: float | None = None
+    host_baseline: ChainCounts = field(default_factory=dict)
+    must_read: set[ChainKey] = field(default_factory=set)  # chains an apply changed
+    _layout_for: CompiledHost | None = None
+    _layout: Layout | None = None
+    _builder: LayoutBuilder = field(default_factory=LayoutBuilder)
+
+    def layout(self, compiled: CompiledHost) -> Layout:
+        if compiled is not self._layout_for or self._layout is None:
+            layout = self._builder.build(compiled)
+            old = self._layout.chains if self._layout is not None else {}
+            self.must_read |= {key for key, chain in layout.chains.items() if old.get(key) != chain}
+            self._layout_for, self._layout = compiled, layout
+        return self._layout
+
+    def to_read(self, layout: Layout) -> set[ChainKey]:
+        """Chains read whatever their entry jumps say: changed by an apply, or not in the
+        baseline yet (everything, the first time)."""
+        baseline = self.baseline
+        if baseline is None:
+            return set(layout.chains)
+        return self.must_read | {key for key in layout.chains if key not in baseline}
+
+    def restore(self, saved: Snapshot, base: wire.ReadingId, at: float, hosts: ChainCounts) -> None:
+        """Start from a baseline a previous run of this agent saved."""
+        self.baseline, self.base_id, self.base_at = saved, base, at
+        self.host_baseline = hosts
+
+    def deltas(self, layout: Layout, read: Snapshot, at: float, read_ms: float = 0.0) -> Pending:
+        """This reading's deltas against the baseline, and the baseline it would become."""
+        sums = [[0, 0] for _ in layout.origin_keys]
+        baseline = self.baseline
+        counting = baseline is not None
+        snapshot: Snapshot = {key: read[key] for key in read if key not in layout.chains}
+        resets = 0
+        for key, chain in layout.chains.items():
+            counts = read.get(key)
+            before = baseline.get(key) if baseline is not None else None
+            if counts is None:  # not entered since the baseline: unchanged
+                if before is not None:
+                    snapshot[key] = before
+                continue
+            snapshot[key] = counts
+            if not counting or before == counts:
+                continue
+            before = before or {}
+            for identity, origin in zip(chain.identities, chain.origins, strict=True):
+                now = counts[identity]
+                then = before.get(identity, (0, 0))
+                if now == then:
+                    continue
+                if now[0] < then[0] or now[1] < then[1]:
+                    resets += 1  # re-created: its count since then is all new
+                    then = (0, 0)
+                total = sums[origin]
+                total[0] += now[0] - then[0]
+                total[1] += now[1] - then[1]
+        host_now = host_chain_counts(layout, snapshot)
+        document = wire.Deltas(
+            host=self.host,
+            reading=(self.run, self.seq + 1),
+            base=self.base_id if counting else None,
+            started_at=self.base_at if counting and self.base_at is not None else at,
+            at=at,
+            origins=tuple(
+                wire.OriginDelta(*layout.origin_keys[index], packets, size)
+                for index, (packets, size) in enumerate(sums)
+                if packets or size
+            ),
+            chains=_subtract(host_now, self.host_baseline) if counting else (),
+            read_ms=round(read_ms, 3),
+            resets=resets,
+        )
+        return Pending(document, snapshot, host_now)
+
+    def sent(self, pending: Pending) -> None:
+        """The document went out: its reading is the new baseline."""
+        self.seq = pending.document.reading[1]
+        self.baseline = pending.snapshot
+        self.base_id, self.base_at = pending.document.reading, pending.document.at
+        self.host_baseline = pending.host_chains
+        self.must_read = set()
+
+
+def host_chain_counts(layout: Layout, snapshot: Snapshot) -> ChainCounts:
+    """Packets into the host-wide chains, from the rules that count them (see the layout)."""
+    totals: ChainCounts = {}
+    for name, rules in layout.host_rules.items():
+        packets = size = 0
+        for key, identity in rules:
+            value = snapshot.get(key, {}).get(identity)
+            if value is not None:
+                packets += value[0]
+                size += value[1]
+        totals[name] = (packets, size)
+    return totals
+
+
+def _subtract(now: ChainCounts, before: ChainCounts) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for name, (packets, size) in now.items():
+        base = before.get(name, (0, 0))
+        if packets < base[0] or size < base[1]:
+            base = (0, 0)
+        if (packets, size) != base:
+            out.append((name, packets - base[0], size - base[1]))
+    return tuple(out)
+
+
+class AccountingReader(threading.Thread):
+    def __init__(
+        self, agent: Any, client: Any, prefix: str, send: Callable[[dict[str, Any]], None],
+        interval_s: float,
+    ) -> None:  # fmt: skip
+        super().__init__(name="sgweb-accounting", daemon=True)
+        self.agent = agent
+        self.client = client
+        self.prefix = prefix
+        self.send = send
+        self.interval_s = interval_s
+        self.stopping = threading.Event()
+        self.accountant = Accountant(agent.host)
+        self.reader: ChainReader | None = None
+        self.reads = 0
+        self.read_s = 0.0
+        self.cpu_s = 0.0
+        self.unsent = 0
+        self._loaded = False
+        self._saved: Snapshot = {}
+
+    def load_baseline(self) -> None:
+        """The baseline an earlier run of this agent saved, if Redis still has it."""
+        self._loaded = True
+        saved = self.client.hgetall(wire.baseline_key(self.prefix, self.agent.host))
+        meta = saved.pop(b"_reading", None)
+        if not meta:
+            log.info("no accounting baseline in Redis: counting starts with the first reading")
+            return
+        reading = json.loads(meta)
+        snapshot: Snapshot = {
+            chain.decode(): {identity: (p, b) for identity, (p, b) in json.loads(value).items()}
+            for chain, value in saved.items()
+        }
+        hosts = {name: (p, b) for name, (p, b) in reading.get("hosts", {}).items()}
+        self.accountant.restore(
+            snapshot, (float(reading["run"]), int(reading["seq"])), float(reading["at"]), hosts
+        )
+        self._saved = dict(snapshot)
+
+    def save_baseline(self, pending: Pending) -> None:
+        """Write the chains whose counts changed since the last save (all, if Redis lost it)."""
+        key = wire.baseline_key(self.prefix, self.agent.host)
+        document = pending.document
+        if not self.client.exists(key):
+            self._saved = {}
+        saved = self._saved
+        changed = {
+            chain: json.dumps(counts)
+            for chain, counts in pending.snapshot.items()
+            if saved.get(chain) is not counts and saved.get(chain) != counts
+        }
+        gone = [chain for chain in saved if chain not in pending.snapshot]
+        meta = {"run": document.reading[0], "seq": document.reading[1], "at": document.at,
+                "hosts": pending.host_chains}  # fmt: skip
+        pipe = self.client.pipeline(transaction=True)
+        if gone:
+            pipe.hdel(key, *gone)
+        pipe.hset(key, mapping={"_reading": json.dumps(meta), **changed})
+        pipe.execute()
+        self._saved = dict(pending.snapshot)
+
+    def tick(self) -> wire.Deltas | None:
+        if self.agent.applied is None or not self.agent.kernel_known:
+            return None
+        if not self._loaded:
+            self.load_baseline()
+        if self.reader is None:
+            self.reader = ChainReader(self.agent.firewall)
+        applied = self.agent.applied
+        layout = self.accountant.layout(applied.compiled)  # outside the lock: applies go on
+        started = time.perf_counter()
+        with self.agent.lock:  # not during an apply: positions must be the applied ones
+            if self.agent.applied is None or self.agent.applied.compiled is not applied.compiled:
+                return None  # an apply came in between: its layout next time
+            read = self.reader.read(
+                layout, self.accountant.baseline, self.accountant.to_read(layout)
+            )
+        read_s = time.perf_counter() - started
+        pending = self.accountant.deltas(layout, read, time.time(), read_s * 1000)
+        pending.read_chains = self.reader.chains_read
+        self.read_s += read_s
+        self.reads += 1
+        try:
+            self.send(pending.document.as_dict())
+        except Exception as exc:  # the broker is away: the next document covers this one too
+            self.unsent += 1
+            log.warning("accounting: could not send deltas (kept for the next one): %s", exc)
+            return None
+        self.accountant.sent(pending)
+        try:
+            self.save_baseline(pending)
+        except Exception as exc:
+            log.warning("accounting: could not save the baseline: %s", exc)
+        return pending.document
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            began = time.monotonic()
+            cpu = time.thread_time()
+            try:
+                self.tick()
+            except Exception:
+                log.exception("accounting read failed")
+            self.cpu_s += time.thread_time() - cpu
+            self.stopping.wait(max(0.5, self.interval_s - (time.monotonic() - began)))
+
+
+def start(
+    agent: Any, redis_url: str, prefix: str, send: Callable[[dict[str, Any]], None],
+    interval_s: float,
+) -> AccountingReader:  # fmt: skip
+    client = redis.Redis.from_url(url=redis_url, socket_timeout=5, socket_connect_timeout=2)
+    reader = AccountingReader(agent, client, prefix, send, interval_s)
+    reader.start()
+    return reader
+
+
+__all__ = ["ROOTS", "Accountant", "AccountingReader", "Pending", "chain_key", "start"]
