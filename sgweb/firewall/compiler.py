@@ -294,36 +294,23 @@ class _HostCompiler:
         ingress = combination[(family, INGRESS)]
         egress = combination[(family, EGRESS)]
         # The key holds the template tuples themselves (compared by identity first), so an id
-<<<<<<< HEAD
         # can never be reused by a different tuple while the entry lives. The port (compared
         # below) carries its log events; the host's log settings count only when it logs.
         log = None
         if port.log_events is not None:
             log = PortLog(port.log_events, self.state.log_settings, family)
-        key = (stateful, self.prefix, ingress, egress, log)
-        entry = self.cache.ports.get((port.id, family))
-        if entry is not None and entry.key == key and (entry.port is port or entry.port == port):
-            return entry.chains
-        context = self._context(port.id)
-        if log is not None:
-            # Few ports log, and their log prefixes name the port: built whole, no prototype.
-            chains = PortChainBuilder(self.prefix, port, family, stateful, context, log).build(
-                ingress, egress
-            )
-        else:
-            builder = PortChainBuilder(self.prefix, port, family, stateful, context)
-            chains = builder.lazy_build(self._prototype(port, family, stateful, ingress, egress))
-=======
-        # can never be reused by a different tuple while the entry lives.
-        key = (stateful, self.prefix, self.state.compat, ingress, egress)
+        key = (stateful, self.prefix, self.state.compat, ingress, egress, log)
         entry = self.cache.ports.get((port.id, family))
         if entry is not None and entry.key == key and (entry.port is port or entry.port == port):
             return entry.chains
         builder = PortChainBuilder(
-            self.prefix, port, family, stateful, self._context(port.id), self.state.compat
+            self.prefix, port, family, stateful, self._context(port.id), self.state.compat, log
         )
-        chains = builder.lazy_build(self._prototype(port, family, stateful, ingress, egress))
->>>>>>> main
+        if log is not None:
+            # Few ports log, and their log prefixes name the port: built whole, no prototype.
+            chains = builder.build(ingress, egress)
+        else:
+            chains = builder.lazy_build(self._prototype(port, family, stateful, ingress, egress))
         self.cache.ports[(port.id, family)] = _PortEntry(port, key, chains)
         return chains
 

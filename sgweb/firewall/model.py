@@ -20,17 +20,15 @@ ETHERTYPES = (IPV4, IPV6)
 
 DEFAULT_CHAIN_PREFIX = "neutron-openvswi"
 
-<<<<<<< HEAD
+COMPAT_NEUTRON = "neutron"
+COMPAT_ARTICLE = "article"
+COMPATS = (COMPAT_NEUTRON, COMPAT_ARTICLE)
+
 # Packet logging (Neutron's logging API): which events of a port are logged.
 LOG_ALL = "ALL"
 LOG_ACCEPT = "ACCEPT"
 LOG_DROP = "DROP"
 LOG_EVENTS = (LOG_ALL, LOG_ACCEPT, LOG_DROP)
-=======
-COMPAT_NEUTRON = "neutron"
-COMPAT_ARTICLE = "article"
-COMPATS = (COMPAT_NEUTRON, COMPAT_ARTICLE)
->>>>>>> main
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +78,9 @@ class Port:
     # the ports on it share one zone. None (the hybrid layout, what the control plane sends):
     # the port has its own zone, set on both of its devices (tap... and qvb...).
     bridge: str | None = None
-<<<<<<< HEAD
+    # The port's own conntrack zone (the control plane stores one per port, from 4097 up, so it
+    # never changes while the port lives); None: numbered by the compiler.
+    conntrack_zone: int | None = None
     # The packet-log events of this port (LOG_ALL, LOG_ACCEPT, LOG_DROP) or None: not logged.
     # The control plane resolves log resources (of the port or of one of its groups) into it.
     log_events: str | None = None
@@ -99,11 +99,6 @@ class LogSettings:
 
     def nflog_group(self, family: int) -> int:
         return self.nflog_group_v4 if family == 4 else self.nflog_group_v6
-=======
-    # The port's own conntrack zone (the control plane stores one per port, from 4097 up, so it
-    # never changes while the port lives); None: numbered by the compiler.
-    conntrack_zone: int | None = None
->>>>>>> main
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,14 +117,11 @@ class HostState:
     # Explicit conntrack zones (port id or, failing that, network id -> zone) for ports without
     # their own `conntrack_zone`; where missing the compiler numbers them deterministically.
     conntrack_zones: tuple[tuple[str, int], ...] = field(default=())
-<<<<<<< HEAD
-    log_settings: LogSettings = field(default=LogSettings())
-=======
     # The layout variant: COMPAT_NEUTRON (current Neutron: only 0.0.0.0 -> 255.255.255.255 DHCP
     # passes before the anti-spoofing check) or COMPAT_ARTICLE (the article's layout line for
     # line: every DHCP request passes before it, whatever its source address and MAC).
     compat: str = "neutron"
->>>>>>> main
+    log_settings: LogSettings = field(default=LogSettings())
 
     def group(self, group_id: str) -> SecurityGroup | None:
         for group in self.security_groups:

@@ -37,12 +37,8 @@ from sgweb.firewall.ir import (
     Rule,
     lazy_chain,
 )
-<<<<<<< HEAD
-from sgweb.firewall.model import EGRESS, INGRESS, Port, SecurityGroupRule
-from sgweb.firewall.packetlog import PortLog, drop_log_rule, with_accept_logs
-=======
 from sgweb.firewall.model import COMPAT_NEUTRON, EGRESS, INGRESS, Port, SecurityGroupRule
->>>>>>> main
+from sgweb.firewall.packetlog import PortLog, drop_log_rule, with_accept_logs
 from sgweb.firewall.protocols import MULTIPORT_ONLY_PROTOCOLS, takes_icmp_type, takes_ports
 from sgweb.firewall.render import chain_text, match_text
 from sgweb.firewall.validate import address_version
@@ -79,6 +75,7 @@ class PortChainBuilder:
         "fallback",
         "family",
         "ingress",
+        "log",
         "origin",
         "port",
         "prefix",
@@ -95,19 +92,14 @@ class PortChainBuilder:
         family: int,
         stateful: bool,
         context: PortContext,
-<<<<<<< HEAD
+        compat: str = COMPAT_NEUTRON,
         log: PortLog | None = None,
     ) -> None:
         self.prefix = prefix
+        self.compat = compat
         # Packet logging: a logged port's chains are built eagerly (see compiler), never from
         # a prototype, since its log prefixes name the port.
         self.log = log
-=======
-        compat: str = COMPAT_NEUTRON,
-    ) -> None:
-        self.prefix = prefix
-        self.compat = compat
->>>>>>> main
         self.port = port
         self.origin = context
         self.family = family
@@ -173,22 +165,9 @@ class PortChainBuilder:
         """
         in_rules = base_ingress_head(self.ingress, self.origin, self.family, self.stateful)
         in_rules.extend(self._dhcp_replies())
-<<<<<<< HEAD
         in_rules = self._user_and_fallback(in_rules, self.ingress, INGRESS, ingress)
         out_rules = base_egress_rules(
-            self.egress, self.spoof, self.origin, self.family, self.stateful
-=======
-        self._user_rules(in_rules, self.ingress, INGRESS, ingress)
-        in_rules.append(
-            new_rule(self.ingress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, INGRESS))
-        )
-        out_rules = base_egress_rules(
-            self.egress, self.spoof, origin, self.family, self.stateful, self.compat
-        )
-        self._user_rules(out_rules, self.egress, EGRESS, egress)
-        out_rules.append(
-            new_rule(self.egress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, EGRESS))
->>>>>>> main
+            self.egress, self.spoof, self.origin, self.family, self.stateful, self.compat
         )
         out_rules = self._user_and_fallback(out_rules, self.egress, EGRESS, egress)
         return tuple(in_rules), tuple(out_rules)

@@ -119,11 +119,8 @@ def host_state(
                 device=port.device,
                 network_id=str(port.network_id),
                 name=port.name,
-<<<<<<< HEAD
-                log_events=log_events.get(str(port.id)),
-=======
                 conntrack_zone=port.conntrack_zone,
->>>>>>> main
+                log_events=log_events.get(str(port.id)),
             )
         )
     groups = _load_groups(used_ids)
@@ -142,23 +139,11 @@ def host_state(
         enable_ipset=settings.FIREWALL_ENABLE_IPSET if enable_ipset is None else enable_ipset,
         chain_prefix=chain_prefix or settings.FIREWALL_CHAIN_PREFIX,
         host=host_name,
-<<<<<<< HEAD
+        compat=settings.SGWEB_FIREWALL_COMPAT,
         log_settings=model.LogSettings(
             rate=settings.PACKET_LOG_RATE,
             burst=settings.PACKET_LOG_BURST,
             nflog_group_v4=settings.PACKET_LOG_NFLOG_GROUP_V4,
             nflog_group_v6=settings.PACKET_LOG_NFLOG_GROUP_V6,
         ),
-        conntrack_zones=tuple(
-            sorted(
-                {
-                    (str(port.network_id), port.network.conntrack_zone)
-                    for port in ports
-                    if port.network.conntrack_zone is not None
-                }
-            )
-        ),
-=======
-        compat=settings.SGWEB_FIREWALL_COMPAT,
->>>>>>> main
     )

@@ -26,12 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-<<<<<<< HEAD
 from sgweb.firewall.ir import ACCEPT, CT, DROP, NFLOG, RETURN, CompiledHost, Origin, Rule
-=======
-from sgweb.firewall.ir import ACCEPT, CT, DROP, RETURN, CompiledHost, Origin, Rule
 from sgweb.firewall.trace.ctstate import classify
->>>>>>> main
 from sgweb.firewall.trace.index import ChainIndex, TraceIndex, prepare, prepared
 from sgweb.firewall.trace.match import FILTER, RAW, PacketView, compile_match
 from sgweb.firewall.trace.packet import (
