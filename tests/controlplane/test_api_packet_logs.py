@@ -29,6 +29,8 @@ def _events(port_id) -> str | None:
 def test_a_member_creates_lists_shows_disables_and_deletes_a_log(alice, web_vm):
     web, vm = web_vm
     api = NeutronClient(alice)
+    aliases = {item["alias"] for item in api.get("/extensions").json()["extensions"]}
+    assert "logging" in aliases
     assert api.get("/log/loggable-resources").json() == {
         "loggable_resources": [{"type": "security_group"}]
     }
