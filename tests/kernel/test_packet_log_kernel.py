@@ -4,13 +4,16 @@ ACCEPT log in front of the rule that allowed it), and the verdicts stay what the
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
 
+from sgweb.firewall import names
 from sgweb.firewall.ir import ORIGIN_LOG_ACCEPT, ORIGIN_LOG_DROP, CompiledHost
-from sgweb.firewall.model import HostState
+from sgweb.firewall.model import HostState, LogSettings
 from sgweb.kernel.runner import SubprocessRunner
 from sgweb.kernel.topology import SHARED_BRIDGE, remove_namespaces
 from tests.kernel.conftest import new_prefix
@@ -67,3 +70,41 @@ def test_a_blocked_tcp_connect_passes_the_drop_log_in_front_of_the_default_drop(
     seen = lab.tcp("outside", WEB_PORT.id, 9)
     seen.assert_agrees(expected_ok=False)
     assert ORIGIN_LOG_DROP in log_kinds(lab.compiled, dict(seen.kernel_hits))
+
+
+_FLOOD = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "for _ in range(int(sys.argv[2])):\n"
+    "    s.sendto(b'x', (sys.argv[1], 9))\n"
+)
+
+
+def test_a_flood_at_a_logged_port_is_logged_within_the_rate_limit(
+    kernel_runner: SubprocessRunner,
+) -> None:
+    prefix = new_prefix()
+    try:
+        lab = build_lab(kernel_runner, prefix, PORTS, SHARED_BRIDGE)
+        compiled = lab.apply_fresh(
+            replace(logged_state(), log_settings=LogSettings(rate=1, burst=5))
+        )
+        lab.settle()
+        chain = names.ingress_chain(compiled.chain_prefix, WEB_PORT.id)
+        rules = compiled.v4.table("filter").chain(chain).rules  # type: ignore[union-attr]
+        log_at = next(i for i, r in enumerate(rules) if r.origin.kind == ORIGIN_LOG_DROP)
+        before = lab.firewall.read_chain(chain)
+        started = time.monotonic()
+        outside = lab.topology.ns(lab._endpoint_label("outside"))
+        kernel_runner.run(
+            [sys.executable, "-c", _FLOOD, WEB_PORT.fixed_ips[0], "2000"], netns=outside
+        )
+        after = lab.firewall.read_chain(chain)
+        elapsed = time.monotonic() - started
+        logged = after[log_at].packets - before[log_at].packets
+        dropped = after[log_at + 1].packets - before[log_at + 1].packets
+        # Every datagram reached the default drop; the log took the burst and 1/s after it.
+        assert dropped >= 1000
+        assert 5 <= logged <= 5 + int(elapsed) + 1, (logged, elapsed)
+    finally:
+        remove_namespaces(prefix, kernel_runner)
