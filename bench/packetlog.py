@@ -1,9 +1,9 @@
 """`python -m bench.packetlog [--ports 1000]`: what packet logging costs the compiler.
 
 One generated host (bench.scenarios), compiled cold and rendered to text (both families) with
-no port logged, a tenth of the ports logged (event ALL) and every port logged. A logged port's
-chains are built whole instead of from a shared prototype (its log prefixes name the port), so
-the figures show what that costs. Medians of --runs runs; rules counts the -A lines.
+no port logged, a tenth of the ports logged (event ALL) and every port logged. Logged ports
+share chain prototypes (a stand-in for the port id in the log prefixes), so the cost is the
+extra rules. Medians of --runs runs; rules counts the -A lines.
 """
 
 from __future__ import annotations

@@ -306,11 +306,7 @@ class _HostCompiler:
         builder = PortChainBuilder(
             self.prefix, port, family, stateful, self._context(port.id), self.state.compat, log
         )
-        if log is not None:
-            # Few ports log, and their log prefixes name the port: built whole, no prototype.
-            chains = builder.build(ingress, egress)
-        else:
-            chains = builder.lazy_build(self._prototype(port, family, stateful, ingress, egress))
+        chains = builder.lazy_build(self._prototype(port, family, stateful, ingress, egress, log))
         self.cache.ports[(port.id, family)] = _PortEntry(port, key, chains)
         return chains
 
@@ -321,17 +317,18 @@ class _HostCompiler:
         stateful: bool,
         ingress: tuple[Template, ...],
         egress: tuple[Template, ...],
+        log: PortLog | None,
     ) -> PortChainPrototype:
         with_members = self._with_members.get((id(ingress), id(egress)))
         if with_members is None:
             with_members = has_member_templates(ingress) or has_member_templates(egress)
             self._with_members[(id(ingress), id(egress))] = with_members
         compat = self.state.compat
-        key = prototype_key(port, family, stateful, ingress, egress, with_members, compat)
+        key = prototype_key(port, family, stateful, ingress, egress, with_members, compat, log)
         prototype = self._prototypes.get(key)
         if prototype is None:
             prototype = PortChainPrototype(
-                self.prefix, port, family, stateful, ingress, egress, compat
+                self.prefix, port, family, stateful, ingress, egress, compat, log
             )
             self._prototypes[key] = prototype
         return prototype

@@ -15,7 +15,8 @@ names event, direction and port:
 
 NFLOG decides nothing: the packet goes on with the next rule, so the verdict of a logged port
 is the verdict it had without logging. A port without logging gets no rule at all; its chains
-stay byte-identical.
+stay byte-identical. Logged ports share chain prototypes like the others: the prototype's text
+carries a stand-in for the port id in the prefixes (see portchains.PortChainPrototype).
 """
 
 from __future__ import annotations

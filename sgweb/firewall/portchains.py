@@ -76,6 +76,7 @@ class PortChainBuilder:
         "family",
         "ingress",
         "log",
+        "log_port_id",
         "origin",
         "port",
         "prefix",
@@ -97,9 +98,10 @@ class PortChainBuilder:
     ) -> None:
         self.prefix = prefix
         self.compat = compat
-        # Packet logging: a logged port's chains are built eagerly (see compiler), never from
-        # a prototype, since its log prefixes name the port.
+        # Packet logging: the port id in the log prefixes; a prototype renders a stand-in,
+        # which `chain_text` fills in, so logged ports share prototypes too.
         self.log = log
+        self.log_port_id = port.id
         self.port = port
         self.origin = context
         self.family = family
@@ -148,9 +150,13 @@ class PortChainBuilder:
         prototype = self.prototype
         assert prototype is not None, "chain_text before lazy_build"
         if index == 0:
-            return prototype.ingress_text.replace(_INGRESS_NAME, self.ingress)
-        text = prototype.egress_text.replace(_EGRESS_NAME, self.egress)
-        return text.replace(_SPOOF_NAME, self.spoof)
+            text = prototype.ingress_text.replace(_INGRESS_NAME, self.ingress)
+        else:
+            text = prototype.egress_text.replace(_EGRESS_NAME, self.egress)
+            text = text.replace(_SPOOF_NAME, self.spoof)
+        if self.log is not None:
+            text = text.replace(_LOG_PORT_ID, self.port.id)
+        return text
 
     def io_rules(
         self, ingress: tuple[Template, ...], egress: tuple[Template, ...]
@@ -181,9 +187,9 @@ class PortChainBuilder:
         self._user_rules(rules, chain, direction, templates)
         log = self.log
         if log is not None and log.accepts:
-            rules = with_accept_logs(rules, start, self.port.id, direction, log)
+            rules = with_accept_logs(rules, start, self.log_port_id, direction, log)
         if log is not None and log.drops:
-            rules.append(drop_log_rule(chain, self.port.id, direction, log))
+            rules.append(drop_log_rule(chain, self.log_port_id, direction, log))
         fallback = self.origin(ORIGIN_FALLBACK, direction)
         rules.append(new_rule(chain, NO_MATCH, self.fallback, fallback))
         return rules
@@ -302,6 +308,7 @@ class PortChainBuilder:
 _INGRESS_NAME = "\x00i\x00"
 _EGRESS_NAME = "\x00o\x00"
 _SPOOF_NAME = "\x00s\x00"
+_LOG_PORT_ID = "\x00p\x00"
 _SOURCE = "\x00a\x00"
 _MAC = "\x00m\x00"
 _SPOOF_TAILS: list[tuple[str, str, str]] = []
@@ -328,12 +335,13 @@ def prototype_key(
     egress: tuple[Template, ...],
     with_members: bool,
     compat: str = COMPAT_NEUTRON,
+    log: PortLog | None = None,
 ) -> tuple[object, ...]:
     """What the text of a port's i and o chains depends on besides their names (see
     `PortChainBuilder.io_rules`); the template tuples by identity (the prototype holds them,
     so an id is not reused while the key lives)."""
     own = port.fixed_ips if with_members else None
-    return (family, stateful, id(ingress), id(egress), port.dhcp_servers, own, compat)
+    return (family, stateful, id(ingress), id(egress), port.dhcp_servers, own, compat, log)
 
 
 def has_member_templates(templates: tuple[Template, ...]) -> bool:
@@ -355,10 +363,12 @@ class PortChainPrototype:
         ingress: tuple[Template, ...],
         egress: tuple[Template, ...],
         compat: str = COMPAT_NEUTRON,
+        log: PortLog | None = None,
     ) -> None:
         context = PortContext(prefix, port.id)
         context.ingress, context.egress, context.spoof = _INGRESS_NAME, _EGRESS_NAME, _SPOOF_NAME
-        builder = PortChainBuilder(prefix, port, family, stateful, context, compat)
+        builder = PortChainBuilder(prefix, port, family, stateful, context, compat, log)
+        builder.log_port_id = _LOG_PORT_ID
         in_rules, out_rules = builder.io_rules(ingress, egress)
         self.ingress = ingress
         self.egress = egress

@@ -15,7 +15,7 @@ from sgweb.firewall.errors import FirewallError
 from sgweb.firewall.incremental import diff
 from sgweb.firewall.ir import NFLOG, ORIGIN_LOG_ACCEPT, ORIGIN_LOG_DROP, CompiledHost
 from sgweb.firewall.model import HostState, LogSettings
-from sgweb.firewall.render import render_ipsets, render_iptables
+from sgweb.firewall.render import chain_text, render_ipsets, render_iptables, rendered_chain
 from sgweb.firewall.trace.packet import Packet
 from sgweb.firewall.trace.tracer import trace
 from sgweb.kernel.runner import SubprocessRunner
@@ -239,3 +239,20 @@ def test_disabling_the_log_removes_its_nflog_rules_by_an_incremental_apply() -> 
         runner.release_netns(netns)
         runner.run(["ip", "netns", "del", netns], check=False)
         runner.close()
+
+
+def test_logged_ports_share_prototypes_and_their_text_is_their_rules() -> None:
+    # Prototype text carries a stand-in for the port id; each port's text must still be exactly
+    # its own rules, rendered (what counters, the tracer and drift checks read).
+    state = scenarios.host_state()
+    logged = _logging(state, {p.id: "ALL" for p in state.ports})
+    compiled = compile_host(logged)
+    for family in (4, 6):
+        table = compiled.family(family).table("filter")
+        assert table is not None
+        for chain in table.chains:
+            if chain.rules:
+                assert rendered_chain(chain) == chain_text(chain.rules), chain.name
+    text = render_iptables(compiled, 4)
+    assert "\x00" not in text
+    assert f'"DROP ingress {scenarios.PORT_B}"' in text
