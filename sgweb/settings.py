@@ -235,6 +235,7 @@ INSTALLED_APPS = [
     "sgweb.tenancy",
     "sgweb.security",
     "sgweb.networks",
+    "sgweb.packetlogs",
     "sgweb.hostsync",
     "sgweb.accounting",
     "sgweb.lab",
@@ -392,6 +393,12 @@ API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 1000)
 # Chain prefix of the hybrid iptables driver (the article's layout).
 FIREWALL_CHAIN_PREFIX = env_str("FIREWALL_CHAIN_PREFIX", "neutron-openvswi")
 FIREWALL_ENABLE_IPSET = env_bool("FIREWALL_ENABLE_IPSET", True)
+# Packet logging (Neutron's logging API): each log rule's rate limit (packets/s, burst) and the
+# NFLOG group per family the hosts' agents listen on. Neutron's defaults.
+PACKET_LOG_RATE = env_int("PACKET_LOG_RATE", 100)
+PACKET_LOG_BURST = env_int("PACKET_LOG_BURST", 25)
+PACKET_LOG_NFLOG_GROUP_V4 = env_int("PACKET_LOG_NFLOG_GROUP_V4", 10)
+PACKET_LOG_NFLOG_GROUP_V6 = env_int("PACKET_LOG_NFLOG_GROUP_V6", 11)
 # "neutron" (default): current Neutron's safe DHCP order, only 0.0.0.0 -> 255.255.255.255 DHCP
 # passes before the anti-spoofing check; "article": the article's layout line for line, which
 # lets a VM send DHCP requests from any address and MAC. Carried to the agents in the desired

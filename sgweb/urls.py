@@ -10,12 +10,14 @@ from sgweb.accounting.metrics import metrics_view
 from sgweb.api import urls as neutron
 from sgweb.hostsync.api import urls as hostsync_api
 from sgweb.networks.api import urls as networks_api
+from sgweb.packetlogs.api import urls as packetlogs_api
 from sgweb.security.api import urls as security_api
 
 networking = [
     *neutron.urlpatterns,
     *security_api.urlpatterns,
     *networks_api.urlpatterns,
+    *packetlogs_api.urlpatterns,
     *accounting_api.urlpatterns,
     *hostsync_api.urlpatterns,
     neutron.not_found,

@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("sgweb.api",),  # the Neutron machinery
     ("sgweb.security",),
     ("sgweb.networks",),
+    ("sgweb.packetlogs",),  # Neutron's logging API: which ports log
     ("sgweb.hostsync",),  # desired state, publishing, reconciling
     ("sgweb.accounting",),  # rule accounting: totals, series, the hits API, /metrics
     ("sgweb.lab",),

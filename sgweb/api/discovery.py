@@ -27,6 +27,7 @@ EXTENSIONS = (
     ("quotas", "Quota management support", "Expose functions for quotas management."),
     ("quota_details", "Quota details management support", "Quota usage details."),
     ("stateful-security-group", "Stateful security group", "Stateless security groups."),
+    ("logging", "Logging API Extension", "Packet logs of security groups (/v2.0/log/logs)."),
     ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("fields", "Fields", "fields= on show and list."),

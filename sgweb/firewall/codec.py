@@ -16,6 +16,7 @@ from typing import Any, cast
 from sgweb.firewall.model import (
     AddressPair,
     HostState,
+    LogSettings,
     Port,
     SecurityGroup,
     SecurityGroupRule,
@@ -33,16 +34,24 @@ class CodecError(ValueError):
 # Fields holding nested dataclasses; every other field is a scalar or a tuple of scalars. Walking
 # `dataclasses.fields` keeps the codec in step when the model gains a field.
 _NESTED: dict[type, dict[str, type]] = {
-    HostState: {"ports": Port, "security_groups": SecurityGroup},
+    HostState: {"ports": Port, "security_groups": SecurityGroup, "log_settings": LogSettings},
     SecurityGroup: {"rules": SecurityGroupRule},
     Port: {"allowed_address_pairs": AddressPair},
 }
 _PAIRS = {"remote_group_members", "conntrack_zones"}  # tuples of (key, value) pairs
+_SINGLE = {"log_settings"}  # one nested dataclass, not a tuple of them
+# Fields left out of the document while they hold their default: a host without packet logging
+# keeps the very document (and digest) it had before logging existed.
+_OMITTED_AT_DEFAULT = {"log_events", "log_settings"}
 
 
 def _encode(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: _encode(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if f.name not in _OMITTED_AT_DEFAULT or getattr(obj, f.name) != f.default
+        }
     if isinstance(obj, tuple | list):
         return [_encode(item) for item in obj]
     return obj
@@ -73,7 +82,9 @@ def _decode(cls: type, data: Any) -> Any:
         if f.name not in data:
             continue  # the model's default applies
         value = data[f.name]
-        if f.name in nested:
+        if f.name in _SINGLE:
+            value = _decode(nested[f.name], value)
+        elif f.name in nested:
             value = tuple(_decode(nested[f.name], item) for item in value)
         elif f.name in _PAIRS:
             value = tuple(

@@ -52,6 +52,7 @@ from sgweb.firewall.model import (
     SecurityGroup,
     SecurityGroupRule,
 )
+from sgweb.firewall.packetlog import PortLog
 from sgweb.firewall.portchains import (
     _DHCP_REPLY_MATCHES,
     PortChainBuilder,
@@ -293,15 +294,19 @@ class _HostCompiler:
         ingress = combination[(family, INGRESS)]
         egress = combination[(family, EGRESS)]
         # The key holds the template tuples themselves (compared by identity first), so an id
-        # can never be reused by a different tuple while the entry lives.
-        key = (stateful, self.prefix, self.state.compat, ingress, egress)
+        # can never be reused by a different tuple while the entry lives. The port (compared
+        # below) carries its log events; the host's log settings count only when it logs.
+        log = None
+        if port.log_events is not None:
+            log = PortLog(port.log_events, self.state.log_settings, family)
+        key = (stateful, self.prefix, self.state.compat, ingress, egress, log)
         entry = self.cache.ports.get((port.id, family))
         if entry is not None and entry.key == key and (entry.port is port or entry.port == port):
             return entry.chains
         builder = PortChainBuilder(
-            self.prefix, port, family, stateful, self._context(port.id), self.state.compat
+            self.prefix, port, family, stateful, self._context(port.id), self.state.compat, log
         )
-        chains = builder.lazy_build(self._prototype(port, family, stateful, ingress, egress))
+        chains = builder.lazy_build(self._prototype(port, family, stateful, ingress, egress, log))
         self.cache.ports[(port.id, family)] = _PortEntry(port, key, chains)
         return chains
 
@@ -312,17 +317,18 @@ class _HostCompiler:
         stateful: bool,
         ingress: tuple[Template, ...],
         egress: tuple[Template, ...],
+        log: PortLog | None,
     ) -> PortChainPrototype:
         with_members = self._with_members.get((id(ingress), id(egress)))
         if with_members is None:
             with_members = has_member_templates(ingress) or has_member_templates(egress)
             self._with_members[(id(ingress), id(egress))] = with_members
         compat = self.state.compat
-        key = prototype_key(port, family, stateful, ingress, egress, with_members, compat)
+        key = prototype_key(port, family, stateful, ingress, egress, with_members, compat, log)
         prototype = self._prototypes.get(key)
         if prototype is None:
             prototype = PortChainPrototype(
-                self.prefix, port, family, stateful, ingress, egress, compat
+                self.prefix, port, family, stateful, ingress, egress, compat, log
             )
             self._prototypes[key] = prototype
         return prototype

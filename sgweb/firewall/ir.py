@@ -21,7 +21,10 @@ ACCEPT = "ACCEPT"
 DROP = "DROP"
 RETURN = "RETURN"
 CT = "CT"  # raw table: conntrack zone / notrack, see Rule.target_args
-BUILTIN_TARGETS = frozenset({ACCEPT, DROP, RETURN, CT})
+# Packet logging: copies the packet to an NFLOG group (see Rule.target_args) and goes on with
+# the next rule; it decides nothing.
+NFLOG = "NFLOG"
+BUILTIN_TARGETS = frozenset({ACCEPT, DROP, RETURN, CT, NFLOG})
 
 BUILTIN_CHAINS = frozenset({"INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"})
 
@@ -40,6 +43,9 @@ ORIGIN_SG_RULE = "sg-rule"  # a user security group rule
 ORIGIN_FALLBACK = "fallback"  # jump to sg-fallback / its DROP
 ORIGIN_CONNTRACK_ZONE = "conntrack-zone"
 ORIGIN_NOTRACK = "notrack"  # a stateless group's conntrack bypass
+ORIGIN_LOG_DROP = "log-drop"  # NFLOG in front of a logged port's default drop
+ORIGIN_LOG_ACCEPT = "log-accept"  # NFLOG in front of a logged port's user rule (rule_id set)
+LOG_ORIGINS = frozenset({ORIGIN_LOG_DROP, ORIGIN_LOG_ACCEPT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +93,9 @@ class Match:
     mac_source: str | None = None  # -m mac --mac-source, rendered upper-case like iptables-save
     match_set: str | None = None  # -m set --match-set NAME DIR
     match_set_direction: str | None = None  # "src" | "dst"
+    # -m limit --limit N/sec --limit-burst B (packet-log rules only)
+    limit_rate: int | None = None
+    limit_burst: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,12 @@ COMPAT_NEUTRON = "neutron"
 COMPAT_ARTICLE = "article"
 COMPATS = (COMPAT_NEUTRON, COMPAT_ARTICLE)
 
+# Packet logging (Neutron's logging API): which events of a port are logged.
+LOG_ALL = "ALL"
+LOG_ACCEPT = "ACCEPT"
+LOG_DROP = "DROP"
+LOG_EVENTS = (LOG_ALL, LOG_ACCEPT, LOG_DROP)
+
 
 @dataclass(frozen=True, slots=True)
 class SecurityGroupRule:
@@ -75,6 +81,24 @@ class Port:
     # The port's own conntrack zone (the control plane stores one per port, from 4097 up, so it
     # never changes while the port lives); None: numbered by the compiler.
     conntrack_zone: int | None = None
+    # The packet-log events of this port (LOG_ALL, LOG_ACCEPT, LOG_DROP) or None: not logged.
+    # The control plane resolves log resources (of the port or of one of its groups) into it.
+    log_events: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    """How a host's logged ports send packets to the agent: NFLOG groups per family, and the
+    rate limit of each log rule (Neutron's defaults: 100 packets/s, burst 25), so that a flood
+    cannot overload the agent or the control plane."""
+
+    rate: int = 100  # packets per second
+    burst: int = 25
+    nflog_group_v4: int = 10
+    nflog_group_v6: int = 11
+
+    def nflog_group(self, family: int) -> int:
+        return self.nflog_group_v4 if family == 4 else self.nflog_group_v6
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +121,7 @@ class HostState:
     # passes before the anti-spoofing check) or COMPAT_ARTICLE (the article's layout line for
     # line: every DHCP request passes before it, whatever its source address and MAC).
     compat: str = "neutron"
+    log_settings: LogSettings = field(default=LogSettings())
 
     def group(self, group_id: str) -> SecurityGroup | None:
         for group in self.security_groups:

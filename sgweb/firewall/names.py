@@ -25,6 +25,11 @@ INGRESS_LETTER = "i"
 EGRESS_LETTER = "o"
 SPOOF_LETTER = "s"
 
+# NFLOG prefixes: NF_LOG_PREFIXLEN is 64 including the NUL.
+MAX_LOG_PREFIX_LENGTH = 63
+# The longest "<event> <direction> " head of a log prefix ("ACCEPT ingress ").
+LOG_PREFIX_HEAD_LENGTH = len("ACCEPT ingress ")
+
 # Characters allowed in ids that end up in chain, set and device names and in rule comments.
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
 # What the kernel accepts in an interface name (no '/', ':' or whitespace), kept conservative.
@@ -33,6 +38,12 @@ SAFE_INTERFACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 def device_name(port_id: str) -> str:
     return DEVICE_PREFIX + port_id[:DEVICE_ID_CHARS]
+
+
+def log_prefix(event: str, direction: str, port_id: str) -> str:
+    """The --nflog-prefix of a port's log rule: the agent reads event, direction and port from
+    each logged packet's prefix (e.g. "DROP ingress 6c1a...")."""
+    return f"{event} {direction} {port_id}"
 
 
 def veth_name(port_id: str) -> str:

@@ -38,6 +38,7 @@ from sgweb.firewall.ir import (
     lazy_chain,
 )
 from sgweb.firewall.model import COMPAT_NEUTRON, EGRESS, INGRESS, Port, SecurityGroupRule
+from sgweb.firewall.packetlog import PortLog, drop_log_rule, with_accept_logs
 from sgweb.firewall.protocols import MULTIPORT_ONLY_PROTOCOLS, takes_icmp_type, takes_ports
 from sgweb.firewall.render import chain_text, match_text
 from sgweb.firewall.validate import address_version
@@ -74,6 +75,8 @@ class PortChainBuilder:
         "fallback",
         "family",
         "ingress",
+        "log",
+        "log_port_id",
         "origin",
         "port",
         "prefix",
@@ -91,9 +94,14 @@ class PortChainBuilder:
         stateful: bool,
         context: PortContext,
         compat: str = COMPAT_NEUTRON,
+        log: PortLog | None = None,
     ) -> None:
         self.prefix = prefix
         self.compat = compat
+        # Packet logging: the port id in the log prefixes; a prototype renders a stand-in,
+        # which `chain_text` fills in, so logged ports share prototypes too.
+        self.log = log
+        self.log_port_id = port.id
         self.port = port
         self.origin = context
         self.family = family
@@ -142,9 +150,13 @@ class PortChainBuilder:
         prototype = self.prototype
         assert prototype is not None, "chain_text before lazy_build"
         if index == 0:
-            return prototype.ingress_text.replace(_INGRESS_NAME, self.ingress)
-        text = prototype.egress_text.replace(_EGRESS_NAME, self.egress)
-        return text.replace(_SPOOF_NAME, self.spoof)
+            text = prototype.ingress_text.replace(_INGRESS_NAME, self.ingress)
+        else:
+            text = prototype.egress_text.replace(_EGRESS_NAME, self.egress)
+            text = text.replace(_SPOOF_NAME, self.spoof)
+        if self.log is not None:
+            text = text.replace(_LOG_PORT_ID, self.port.id)
+        return text
 
     def io_rules(
         self, ingress: tuple[Template, ...], egress: tuple[Template, ...]
@@ -157,21 +169,30 @@ class PortChainBuilder:
         `PortChainPrototype` lists exactly these, so a new per-port input here must be added
         there too (test_lazy_chains.py compares the two for generated hosts).
         """
-        origin = self.origin
-        in_rules = base_ingress_head(self.ingress, origin, self.family, self.stateful)
+        in_rules = base_ingress_head(self.ingress, self.origin, self.family, self.stateful)
         in_rules.extend(self._dhcp_replies())
-        self._user_rules(in_rules, self.ingress, INGRESS, ingress)
-        in_rules.append(
-            new_rule(self.ingress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, INGRESS))
-        )
+        in_rules = self._user_and_fallback(in_rules, self.ingress, INGRESS, ingress)
         out_rules = base_egress_rules(
-            self.egress, self.spoof, origin, self.family, self.stateful, self.compat
+            self.egress, self.spoof, self.origin, self.family, self.stateful, self.compat
         )
-        self._user_rules(out_rules, self.egress, EGRESS, egress)
-        out_rules.append(
-            new_rule(self.egress, NO_MATCH, self.fallback, origin(ORIGIN_FALLBACK, EGRESS))
-        )
+        out_rules = self._user_and_fallback(out_rules, self.egress, EGRESS, egress)
         return tuple(in_rules), tuple(out_rules)
+
+    def _user_and_fallback(
+        self, rules: list[Rule], chain: str, direction: str, templates: tuple[Template, ...]
+    ) -> list[Rule]:
+        """`rules` + the user rules + the jump to the default drop, with the port's packet-log
+        rules where logging asks for them."""
+        start = len(rules)
+        self._user_rules(rules, chain, direction, templates)
+        log = self.log
+        if log is not None and log.accepts:
+            rules = with_accept_logs(rules, start, self.log_port_id, direction, log)
+        if log is not None and log.drops:
+            rules.append(drop_log_rule(chain, self.log_port_id, direction, log))
+        fallback = self.origin(ORIGIN_FALLBACK, direction)
+        rules.append(new_rule(chain, NO_MATCH, self.fallback, fallback))
+        return rules
 
     def _dhcp_replies(self) -> list[Rule]:
         server_port, client_port = DHCP_SERVER_PORTS[self.family]
@@ -287,6 +308,7 @@ class PortChainBuilder:
 _INGRESS_NAME = "\x00i\x00"
 _EGRESS_NAME = "\x00o\x00"
 _SPOOF_NAME = "\x00s\x00"
+_LOG_PORT_ID = "\x00p\x00"
 _SOURCE = "\x00a\x00"
 _MAC = "\x00m\x00"
 _SPOOF_TAILS: list[tuple[str, str, str]] = []
@@ -313,12 +335,13 @@ def prototype_key(
     egress: tuple[Template, ...],
     with_members: bool,
     compat: str = COMPAT_NEUTRON,
+    log: PortLog | None = None,
 ) -> tuple[object, ...]:
     """What the text of a port's i and o chains depends on besides their names (see
     `PortChainBuilder.io_rules`); the template tuples by identity (the prototype holds them,
     so an id is not reused while the key lives)."""
     own = port.fixed_ips if with_members else None
-    return (family, stateful, id(ingress), id(egress), port.dhcp_servers, own, compat)
+    return (family, stateful, id(ingress), id(egress), port.dhcp_servers, own, compat, log)
 
 
 def has_member_templates(templates: tuple[Template, ...]) -> bool:
@@ -340,10 +363,12 @@ class PortChainPrototype:
         ingress: tuple[Template, ...],
         egress: tuple[Template, ...],
         compat: str = COMPAT_NEUTRON,
+        log: PortLog | None = None,
     ) -> None:
         context = PortContext(prefix, port.id)
         context.ingress, context.egress, context.spoof = _INGRESS_NAME, _EGRESS_NAME, _SPOOF_NAME
-        builder = PortChainBuilder(prefix, port, family, stateful, context, compat)
+        builder = PortChainBuilder(prefix, port, family, stateful, context, compat, log)
+        builder.log_port_id = _LOG_PORT_ID
         in_rules, out_rules = builder.io_rules(ingress, egress)
         self.ingress = ingress
         self.egress = egress

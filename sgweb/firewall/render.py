@@ -75,6 +75,8 @@ def _render_match(match: Match) -> str:
         add(f" -m set --match-set {match.match_set} {match.match_set_direction}")
     if match.states:
         add(" -m state --state " + ",".join(match.states))
+    if match.limit_rate is not None:
+        add(f" -m limit --limit {match.limit_rate}/sec --limit-burst {match.limit_burst}")
     return "".join(parts)
 
 

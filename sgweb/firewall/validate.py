@@ -20,8 +20,10 @@ from sgweb.firewall.model import (
     ETHERTYPES,
     IPV4,
     IPV6,
+    LOG_EVENTS,
     AddressPair,
     HostState,
+    LogSettings,
     Port,
     SecurityGroup,
     SecurityGroupRule,
@@ -38,6 +40,10 @@ _VERSION_BY_ETHERTYPE = {IPV4: 4, IPV6: 6}
 CACHE_SIZE = 1 << 16
 MIN_ZONE = 1
 MAX_ZONE = 65535
+# xt_limit: at most 10000 packets/s (XT_LIMIT_SCALE) and a burst of 10000.
+MAX_LOG_RATE = 10_000
+MAX_LOG_BURST = 10_000
+MAX_NFLOG_GROUP = 65535
 
 
 def normalize_cidr(value: str, ethertype: str | None = None) -> str:
@@ -424,6 +430,7 @@ def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
     for group_id in port.security_groups:
         if not _safe_id(group_id):
             raise port_error(port.id, "security_groups", f"bad group id {group_id!r}")
+    _check_port_logging(port)
     changed = (
         device != port.device
         or mac != port.mac_address
@@ -441,6 +448,35 @@ def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
         dhcp_servers=dhcp_servers,
         allowed_address_pairs=tuple(pairs),
     )
+
+
+def _check_port_logging(port: Port) -> None:
+    if port.log_events is None:
+        return
+    if port.log_events not in LOG_EVENTS:
+        raise port_error(port.id, "log_events", f"must be one of {', '.join(LOG_EVENTS)}")
+    if names.LOG_PREFIX_HEAD_LENGTH + len(port.id) > names.MAX_LOG_PREFIX_LENGTH:
+        longest = names.MAX_LOG_PREFIX_LENGTH - names.LOG_PREFIX_HEAD_LENGTH
+        raise port_error(port.id, "id", f"a logged port's id has at most {longest} characters")
+
+
+def _bounded(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def validate_log_settings(settings: LogSettings) -> LogSettings:
+    """The packet-log settings as they are, or FirewallError naming the bad field."""
+    checks = (
+        ("rate", settings.rate, MAX_LOG_RATE),
+        ("burst", settings.burst, MAX_LOG_BURST),
+        ("nflog_group_v4", settings.nflog_group_v4, MAX_NFLOG_GROUP),
+        ("nflog_group_v6", settings.nflog_group_v6, MAX_NFLOG_GROUP),
+    )
+    for field, value, high in checks:
+        # NFLOG group 0 is legal but iptables-save leaves it out; 1.. keeps render == save.
+        if not _bounded(value, 1, high):
+            raise FirewallError("log settings", "host", field, f"{value!r} is not 1-{high}")
+    return settings
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -521,6 +557,7 @@ def validate_host_state(state: HostState, *, memo: ValidationMemo | None = None)
             if port.port_security_enabled:
                 used_groups.add(group_id)
     _check_remote_groups(groups, used_groups, group_by_id, member_ids)
+    validate_log_settings(state.log_settings)
     zones = []
     for key, zone in state.conntrack_zones:
         if not _is_zone(zone):

@@ -15,6 +15,7 @@ from django.db.models import Prefetch
 
 from sgweb.firewall import model
 from sgweb.networks.models import Host, Port, PortSecurityGroup, Subnet
+from sgweb.packetlogs.coverage import port_log_events
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.security.validators import neutron_protocol_for_kernel
 
@@ -93,8 +94,10 @@ def host_state(
     )
     used_ids: set[str] = set()
     port_states: list[model.Port] = []
+    groups_of = {str(port.id): tuple(port.ordered_security_group_ids()) for port in ports}
+    log_events = port_log_events(ports, groups_of)
     for port in ports:
-        group_ids = tuple(port.ordered_security_group_ids())
+        group_ids = groups_of[str(port.id)]
         used_ids.update(group_ids)
         dhcp_servers: list[str] = []
         for subnet in port.network.subnets.all():
@@ -117,6 +120,7 @@ def host_state(
                 network_id=str(port.network_id),
                 name=port.name,
                 conntrack_zone=port.conntrack_zone,
+                log_events=log_events.get(str(port.id)),
             )
         )
     groups = _load_groups(used_ids)
@@ -136,4 +140,10 @@ def host_state(
         chain_prefix=chain_prefix or settings.FIREWALL_CHAIN_PREFIX,
         host=host_name,
         compat=settings.SGWEB_FIREWALL_COMPAT,
+        log_settings=model.LogSettings(
+            rate=settings.PACKET_LOG_RATE,
+            burst=settings.PACKET_LOG_BURST,
+            nflog_group_v4=settings.PACKET_LOG_NFLOG_GROUP_V4,
+            nflog_group_v6=settings.PACKET_LOG_NFLOG_GROUP_V6,
+        ),
     )

@@ -78,7 +78,7 @@ def test_desired_state_query_count_does_not_grow_with_the_number_of_ports(adam, 
     for index in range(8):
         port(adam, project_a, network, host="compute1", name=f"more{index}")
     assert queries_for("compute1") == few
-    assert few <= 10
+    assert few <= 11  # 10, and one for the packet logs covering the host's ports
 
 
 def test_each_port_keeps_its_own_conntrack_zone_when_another_port_arrives(adam, alice, project_a):

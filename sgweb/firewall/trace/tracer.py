@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sgweb.firewall.ir import ACCEPT, CT, DROP, RETURN, CompiledHost, Origin, Rule
+from sgweb.firewall.ir import ACCEPT, CT, DROP, NFLOG, RETURN, CompiledHost, Origin, Rule
 from sgweb.firewall.trace.ctstate import classify
 from sgweb.firewall.trace.index import ChainIndex, TraceIndex, prepare, prepared
 from sgweb.firewall.trace.match import FILTER, RAW, PacketView, compile_match
@@ -194,6 +194,8 @@ class _Walk:
             if target == CT:
                 self._conntrack(rule)
                 continue
+            if target == NFLOG:
+                continue  # a copy to the packet log; the packet goes on
             if len(stack) >= _MAX_DEPTH:
                 raise TraceError(f"jumps nest deeper than {_MAX_DEPTH} at {chain.chain.name}")
             callee = self.index.chain(self.family, table, target)

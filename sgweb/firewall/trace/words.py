@@ -22,6 +22,8 @@ from sgweb.firewall.ir import (
     ORIGIN_ICMPV6,
     ORIGIN_INVALID,
     ORIGIN_JUMP,
+    ORIGIN_LOG_ACCEPT,
+    ORIGIN_LOG_DROP,
     ORIGIN_NOTRACK,
     ORIGIN_PORT_SECURITY_OFF,
     ORIGIN_RA_SPOOF,
@@ -61,6 +63,8 @@ ORIGIN_RULE_LABELS = {
     ORIGIN_ACCEPT_UNFILTERED: "accept traffic of no filtered port",
     ORIGIN_CONNTRACK_ZONE: "conntrack zone of the port",
     ORIGIN_NOTRACK: "stateless group: no connection tracking",
+    ORIGIN_LOG_DROP: "packet log: what the default drop is about to drop (rate-limited)",
+    ORIGIN_LOG_ACCEPT: "packet log: the next rule is about to accept (rate-limited)",
 }
 
 # A built-in rule as a step of a traced packet's path: what it decided about the packet.
@@ -73,6 +77,8 @@ ORIGIN_STEP_WORDS = {
     ORIGIN_RA_SPOOF: "the VM may not send router advertisements",
     ORIGIN_PORT_SECURITY_OFF: "port security off: not filtered",
     ORIGIN_ACCEPT_UNFILTERED: "accept: the port chains let it through",
+    ORIGIN_LOG_DROP: "copied to the packet log (DROP event)",
+    ORIGIN_LOG_ACCEPT: "copied to the packet log (ACCEPT event)",
 }
 
 _PORTED_PROTOCOLS = frozenset({6, 17, 33, 132, 136})  # tcp udp dccp sctp udplite
