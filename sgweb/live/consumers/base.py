@@ -164,7 +164,9 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         if not self.closed and self.wants(event["message"]):
             await self.send_json(event["message"])
 
-    async def watch_status(self, hosts: list[str] | None, every_s: float = STATUS_EVERY_S) -> None:
+    async def watch_status(
+        self, hosts: list[str] | None, every_s: float = STATUS_EVERY_S, first_round: bool = False
+    ) -> None:
         """Send `host-status` whenever a host's status or liveness changes: an agent that dies
         sends nothing, so its heartbeat expiring is only seen by looking. None: every host."""
         last: dict[str, dict[str, Any]] = {}
@@ -172,7 +174,8 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
             statuses = await database_sync_to_async(host_statuses)(hosts)
             for name, message in statuses.items():
                 changed = last.get(name) != message
-                if changed and (name in last or hosts is not None) and self.wants(message):
+                wanted = name in last or hosts is not None or first_round
+                if changed and wanted and self.wants(message):
                     await self.send_json(message)
                 last[name] = message
             await asyncio.sleep(every_s)

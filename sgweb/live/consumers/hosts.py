@@ -55,8 +55,11 @@ class EventsConsumer(LiveConsumer):
         await self.join(events.GROUP_GLOBAL)
         for group in self.change_groups:
             await self.join(group)
-        # Changes only: the page drew every host's status already.
-        self.spawn(self.watch_status(None, every_s=5.0))
+        # Changes only: the page drew every host's status already. A page following a change
+        # to its hosts (`?statuses=now`) also needs the state as the socket opens: an agent may
+        # have applied it between the page's render and this moment.
+        snapshot = b"statuses=now" in self.scope.get("query_string", b"")
+        self.spawn(self.watch_status(None, every_s=5.0, first_round=snapshot))
 
     def wants(self, message: dict[str, Any]) -> bool:
         if message.get("type") == "change":

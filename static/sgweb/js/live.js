@@ -583,7 +583,9 @@
       return list.every((h) => h.state === "applied");
     }
 
-    const socket = connect("/ws/events", (message) => {
+    // statuses=now: the hosts' state as the socket opens (an apply may have finished between
+    // this page's render and the socket).
+    const socket = connect("/ws/events?statuses=now", (message) => {
       const host = hosts.get(message.host);
       if (!host || host.state === "applied") return;
       if (message.type === "apply") {
