@@ -65,7 +65,12 @@ def hash_token_key(key: str) -> str:
 
 
 def generate_token_key() -> str:
-    return secrets.token_urlsafe(32)
+    # A key starting with "-" is read as an option by argparse-based clients (`openstack
+    # --os-token -abc...` fails with "expected one argument"), so such keys are drawn again.
+    while True:
+        key = secrets.token_urlsafe(32)
+        if not key.startswith("-"):
+            return key
 
 
 class ApiToken(models.Model):

@@ -28,7 +28,7 @@ class Cli:
             OPENSTACK,
             "--os-auth-type", "admin_token",
             "--os-endpoint", endpoint,
-            "--os-token", token,
+            f"--os-token={token}",
         ]  # fmt: skip
         self.runner = SubprocessRunner()
 

@@ -2,7 +2,7 @@ import pytest
 
 from sgweb.audit.models import AuditEntry
 from sgweb.security.models import SecurityGroup
-from sgweb.tenancy import actions
+from sgweb.tenancy import actions, models
 from sgweb.tenancy.access import visible_projects
 from sgweb.tenancy.errors import Conflict, Invalid, NotFound, PermissionDenied
 from sgweb.tenancy.models import ApiToken, Project
@@ -51,6 +51,14 @@ def test_token_key_is_returned_once_and_only_its_hash_is_stored(alice):
     assert key not in (token.key_hash, token.prefix)
     assert key.startswith(token.prefix)
     assert ApiToken.objects.get().key_hash == token.key_hash
+
+
+def test_token_keys_never_start_with_a_dash_that_command_lines_would_read_as_an_option(
+    monkeypatch,
+):
+    drawn = iter(["-starts-like-an-option", "fine-key"])
+    monkeypatch.setattr(models.secrets, "token_urlsafe", lambda _n: next(drawn))
+    assert models.generate_token_key() == "fine-key"
 
 
 def test_a_token_needs_a_name(alice):
