@@ -1,11 +1,17 @@
-"""Network namespaces by name: list them by prefix, remove them for good."""
+"""Network namespaces by name: list them by prefix, remove them for good, open things inside."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import threading
+from collections.abc import Callable
+from typing import TypeVar
 
-from sgweb.kernel.runner import NETNS_DIR, CommandRunner
+from sgweb.kernel.runner import CLONE_NEWNET, NETNS_DIR, CommandRunner
+
+T = TypeVar("T")
 
 
 def list_namespaces(prefix: str) -> list[str]:
@@ -40,3 +46,32 @@ def remove_namespaces(prefix: str, runner: CommandRunner) -> list[str]:
     if not prefix:
         raise ValueError("refusing to remove namespaces with an empty prefix")
     return [name for name in list_namespaces(prefix) if remove_namespace(name, runner)]
+
+
+def in_netns(netns: str | None, call: Callable[[], T]) -> T:
+    """Run `call` in a short-lived thread that entered the namespace (sockets and files it
+    opens stay bound to that namespace); the rest of the process never moves."""
+    if netns is None:
+        return call()
+    made: dict[str, object] = {}
+
+    def enter_and_call() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns {netns}")
+            finally:
+                os.close(fd)
+            made["value"] = call()
+        except BaseException as exc:
+            made["error"] = exc
+
+    # A thread of its own enters the namespace and dies with it; what it opened stays there.
+    thread = threading.Thread(target=enter_and_call, name=f"netns-open-{netns}", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in made:
+        raise made["error"]  # type: ignore[misc]
+    return made["value"]  # type: ignore[return-value]

@@ -8,8 +8,9 @@ n-th rule's, the same positions `iptables -L` shows.
 
 Only for the nf_tables backend (what this project targets); `available()` says whether the
 socket could be opened, and callers fall back to `KernelReadback.read_chains` otherwise. The
-socket is opened inside the namespace (a short-lived thread enters it), and a netlink socket
-belongs to the namespace it was created in for good, so reads need no namespace switching.
+socket is opened inside the namespace (`netns.in_netns`: a short-lived thread enters it), and a
+netlink socket belongs to the namespace it was created in for good, so reads need no namespace
+switching.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
+from sgweb.kernel.netns import in_netns
 from sgweb.kernel.readback import Counter
 
 NETLINK_NETFILTER = 12
@@ -39,8 +41,6 @@ NFTA_EXPR_DATA = 2
 NFTA_COUNTER_BYTES = 1
 NFTA_COUNTER_PACKETS = 2
 NFPROTO = {4: 2, 6: 10}
-CLONE_NEWNET = 0x40000000
-NETNS_DIR = "/var/run/netns"
 _TYPE_MASK = 0x3FFF
 
 
@@ -176,33 +176,6 @@ def _jump_target(immediate: bytes) -> str | None:
     return None
 
 
-def _socket_in(netns: str | None) -> socket.socket:
-    if netns is None:
-        return socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-    made: dict[str, object] = {}
-
-    def enter_and_open() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {netns}")
-            finally:
-                os.close(fd)
-            made["socket"] = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
-        except BaseException as exc:
-            made["error"] = exc
-
-    # A thread of its own enters the namespace and dies with it; the socket stays there.
-    thread = threading.Thread(target=enter_and_open, name=f"nft-open-{netns}", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in made:
-        raise made["error"]  # type: ignore[misc]
-    return made["socket"]  # type: ignore[return-value]
-
-
 # libc through PyDLL: its calls keep the interpreter lock (CDLL's release it). See _Wire.
 _LIBC = ctypes.PyDLL(None, use_errno=True)
 _LIBC.send.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int]
@@ -260,7 +233,10 @@ class NftCounterReader:
 
     def _sock(self) -> socket.socket:
         if self._socket is None:
-            sock = _socket_in(self.netns)
+            sock = in_netns(
+                self.netns,
+                lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER),
+            )
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             sock.bind((0, 0))
             self._socket = sock

@@ -8,22 +8,21 @@ part). Sysctl writes do not bump the generation, hence they are read too: a file
 sysctl, opened once inside the namespace (a descriptor of /proc/sys/net stays bound to the
 namespace it was opened in), read with pread: no process, no namespace switch per check.
 
-Hand-written netlink like `nftcounters` (the same socket helper): pyroute2's NFTSocket cannot be
-opened inside a named namespace (0.9.7), and GETGEN is one 20-byte request.
+Hand-written netlink like `nftcounters` (the socket opened by the same `netns.in_netns`):
+pyroute2's NFTSocket cannot be opened inside a named namespace (0.9.7), and GETGEN is one 20-byte
+request.
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import socket
 import struct
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
+from sgweb.kernel.netns import in_netns
 from sgweb.kernel.nftcounters import (
     NETLINK_NETFILTER,
     NFNL_SUBSYS_NFTABLES,
@@ -41,41 +40,9 @@ NLMSG_DONE = 3
 NFT_FAMILIES = {1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6"}
 NFT_MSG_NEWGEN = 15
 NFTA_GEN_ID = 1
-CLONE_NEWNET = 0x40000000
-NETNS_DIR = "/var/run/netns"
 
 # bridged traffic passes iptables only while these are 1 (br_netfilter, per namespace)
 BRIDGE_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables")
-
-T = TypeVar("T")
-
-
-def in_netns(netns: str | None, call: Callable[[], T]) -> T:
-    """Run `call` in a short-lived thread that entered the namespace (sockets and files it
-    opens stay bound to that namespace); the rest of the process never moves."""
-    if netns is None:
-        return call()
-    made: dict[str, object] = {}
-
-    def enter_and_call() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {netns}")
-            finally:
-                os.close(fd)
-            made["value"] = call()
-        except BaseException as exc:
-            made["error"] = exc
-
-    thread = threading.Thread(target=enter_and_call, name=f"netns-open-{netns}", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in made:
-        raise made["error"]  # type: ignore[misc]
-    return made["value"]  # type: ignore[return-value]
 
 
 def sysctl_path(name: str) -> str:
