@@ -21,10 +21,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from sgweb.hostsync.processes import alive
@@ -343,3 +344,69 @@ class Stack:
         command = "iptables-save" if family == 4 else "ip6tables-save"
         saved = self.runner.run([command], netns=host).stdout
         return sum(1 for line in saved.splitlines() if line.startswith("-A "))
+
+
+class PrivateRedis:
+    """A redis-server of a test's own on a free port (never the machine's Redis): a test may
+    kill it, start it again empty (no data is saved) or flush it, and touches nobody else."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.process = self._spawn()
+
+    def _spawn(self) -> SpawnedProcess:
+        process = default_runner().spawn(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no"]
+        )  # fmt: skip
+
+        def answers() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(f"redis on port {self.port}", answers, timeout=10)
+        return process
+
+    def kill(self) -> None:
+        """SIGKILL: it dies mid-work, the way a crash would."""
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.stop(timeout=2)
+
+    def start(self) -> None:
+        """Start again on the same port, empty."""
+        self.process = self._spawn()
+
+    def restart_empty(self) -> None:
+        self.kill()
+        self.start()
+
+    def stop(self) -> None:
+        self.process.stop(timeout=2)
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[PrivateRedis]:
+    server = PrivateRedis()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def stack_on(
+    server: PrivateRedis, hosts: int, vms: int, env: dict[str, str] | None = None
+) -> Iterator[Stack]:
+    """A started stack whose Celery and Channels use `server`, with `env` added to its
+    processes' environment; closed afterwards, also when a test fails."""
+    if os.geteuid() != 0:
+        pytest.skip("kernel: needs root")
+    lab = Stack(hosts=hosts, vms=vms, redis_port=server.port)
+    lab.env.update(env or {})
+    try:
+        yield lab.start()
+    finally:
+        lab.close()

@@ -16,9 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sgweb.kernel.runner import SpawnedProcess
-from tests.lab.stack import Stack, _free_port
-from tests.lab.test_redis_restart import _start_redis
+from tests.lab.stack import PrivateRedis, Stack, stack_on
 
 pytestmark = [pytest.mark.kernel, pytest.mark.redis]
 
@@ -26,25 +24,9 @@ SRC, DST = "h1-vm1", "h1-vm2"
 
 
 @pytest.fixture(scope="module")
-def redis_port() -> Iterator[list[SpawnedProcess | int]]:
-    port = _free_port()
-    holder: list = [port, _start_redis(port)]
-    try:
-        yield holder
-    finally:
-        holder[1].stop(timeout=2)
-
-
-@pytest.fixture(scope="module")
-def stack(redis_port) -> Iterator[Stack]:
-    if os.geteuid() != 0:
-        pytest.skip("kernel: needs root")
-    lab = Stack(hosts=1, vms=2, redis_port=redis_port[0])
-    lab.env["SGWEB_ACCOUNTING_INTERVAL_S"] = "1"
-    try:
-        yield lab.start()
-    finally:
-        lab.close()
+def stack(redis_server: PrivateRedis) -> Iterator[Stack]:
+    with stack_on(redis_server, hosts=1, vms=2, env={"SGWEB_ACCOUNTING_INTERVAL_S": "1"}) as lab:
+        yield lab
 
 
 def add_rule(stack: Stack, **fields: object) -> str:
@@ -151,15 +133,12 @@ def test_an_agent_killed_and_restarted_counts_what_it_missed_once(
 
 
 def test_redis_restarting_empty_loses_at_most_one_interval_and_says_so(
-    stack: Stack, icmp_rule: str, redis_port: list
+    stack: Stack, icmp_rule: str, redis_server: PrivateRedis
 ) -> None:
     ping(stack, 2)
     before = kernel_packets(stack, icmp_rule)
     counted(stack, icmp_rule, before)
-    process = redis_port[1]
-    os.kill(process.pid, signal.SIGKILL)
-    process.stop(timeout=2)
-    redis_port[1] = _start_redis(redis_port[0])
+    redis_server.restart_empty()
     stack.wait_in_sync(timeout=45)
     ping(stack, 3)
     now = kernel_packets(stack, icmp_rule)

@@ -31,8 +31,7 @@ import pytest
 
 from sgweb.kernel.runner import SpawnedProcess
 from tests.lab import convergence
-from tests.lab.stack import MANAGE, Stack
-from tests.lab.test_redis_restart import _free_port, _start_redis
+from tests.lab.stack import MANAGE, PrivateRedis, Stack, stack_on
 
 pytestmark = [pytest.mark.kernel, pytest.mark.redis]
 
@@ -76,26 +75,10 @@ print("NOT KILLED")
 
 
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[list]:
-    port = _free_port()
-    holder: list = [port, _start_redis(port)]
-    try:
-        yield holder
-    finally:
-        holder[1].stop(timeout=2)
-
-
-@pytest.fixture(scope="module")
-def stack(redis_server) -> Iterator[Stack]:
-    if os.geteuid() != 0:
-        pytest.skip("kernel: needs root")
-    lab = Stack(hosts=2, vms=1, redis_port=redis_server[0])
+def stack(redis_server: PrivateRedis) -> Iterator[Stack]:
     # Every API change goes through the control worker, so killing it is on the path.
-    lab.env["SGWEB_PUBLISH_INLINE_HOSTS"] = "0"
-    try:
-        yield lab.start()
-    finally:
-        lab.close()
+    with stack_on(redis_server, hosts=2, vms=1, env={"SGWEB_PUBLISH_INLINE_HOSTS": "0"}) as lab:
+        yield lab
 
 
 def _kill(pid: int) -> None:
@@ -126,7 +109,7 @@ def _toggle_icmp(stack: Stack) -> None:
         stack.api("POST", "/security-group-rules", {"security_group_rule": body})
 
 
-def _fault(stack: Stack, fault: str, redis_server: list) -> None:
+def _fault(stack: Stack, fault: str) -> None:
     if fault == "web":
         script = KILLED_AFTER_COMMIT.replace("{group}", stack.state["group_id"])
         env = [f"{k}={v}" for k, v in stack.env.items()]
@@ -169,7 +152,7 @@ def test_nothing_committed_is_lost_whatever_process_dies_or_whatever_redis_forge
     for round_number in range(ROUNDS):
         fault = FAULTS[round_number % len(FAULTS)]
         started = time.monotonic()
-        _fault(stack, fault, redis_server)
+        _fault(stack, fault)
         last: dict = {}
 
         def converged() -> bool:
