@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from django.db.models import Model
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
@@ -47,6 +48,7 @@ ERRORS = {
     400: OpenApiResponse(description="Malformed or too large window, step or end"),
     404: OpenApiResponse(description="No such object, or not one of your projects'"),
 }
+M = TypeVar("M", bound=Model)
 SERIES_NOTE = (
     "`window` gives the buckets: `start` (Unix seconds, first bucket), `end` (exclusive) and "
     "`step` (seconds); every series has one value per bucket."
@@ -57,18 +59,23 @@ def _when(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
-def _span(request: Request, of: str = "rules") -> series.Window:
-    params = request.query_params
-    return series.window(
-        params.get("window", "1h"), params.get("step") or None, params.get("end"), of=of
-    )
-
-
-def _object_id(object_id: str, not_found: str) -> uuid.UUID:
+def _visible_and_span(
+    request: Request, model: type[M], object_id: str, not_found: str, of: str = "rules"
+) -> tuple[M, series.Window]:
+    """The object the caller may see by its id (a malformed id, another project's object or
+    none at all: 404 with `not_found`), then the window the query asks for (malformed: 400)."""
     try:
-        return uuid.UUID(object_id)
+        key = uuid.UUID(object_id)
     except ValueError:
         raise NotFound(not_found) from None
+    found = scope(request.user, model._default_manager.filter(pk=key)).first()
+    if found is None:
+        raise NotFound(not_found)
+    params = request.query_params
+    span = series.window(
+        params.get("window", "1h"), params.get("step") or None, params.get("end"), of=of
+    )
+    return found, span
 
 
 def rule_hits(rule: SecurityGroupRule, usage: RuleUsage | None, values: dict[str, list[int]],
@@ -97,11 +104,7 @@ class RuleHitsView(APIView):
     )  # fmt: skip
     def get(self, request: Request, object_id: str) -> Response:
         message = f"Security group rule {object_id} does not exist"
-        key = _object_id(object_id, message)
-        rule = scope(request.user, SecurityGroupRule.objects.filter(pk=key)).first()
-        if rule is None:
-            raise NotFound(message)
-        span = _span(request)
+        rule, span = _visible_and_span(request, SecurityGroupRule, object_id, message)
         values = series.rule_series([rule.id], span)[rule.id]
         usage = RuleUsage.objects.filter(rule=rule).first()
         return Response({"rule_hits": {**rule_hits(rule, usage, values), "window": span.as_dict()}})
@@ -115,11 +118,7 @@ class GroupHitsView(APIView):
     )  # fmt: skip
     def get(self, request: Request, object_id: str) -> Response:
         message = f"Security group {object_id} does not exist"
-        key = _object_id(object_id, message)
-        group = scope(request.user, SecurityGroup.objects.filter(pk=key)).first()
-        if group is None:
-            raise NotFound(message)
-        span = _span(request)
+        group, span = _visible_and_span(request, SecurityGroup, object_id, message)
         rules = list(group.rules.order_by("created_at", "id"))
         values = series.rule_series([rule.id for rule in rules], span)
         usage = series.usage_of(rule.id for rule in rules)
@@ -144,11 +143,7 @@ class PortHitsView(APIView):
     )  # fmt: skip
     def get(self, request: Request, object_id: str) -> Response:
         message = f"Port {object_id} could not be found."
-        key = _object_id(object_id, message)
-        port = scope(request.user, Port.objects.filter(pk=key)).first()
-        if port is None:
-            raise NotFound(message)
-        span = _span(request, of="ports")
+        port, span = _visible_and_span(request, Port, object_id, message, of="ports")
         origins = PortOriginUsage.objects.filter(port=port).order_by("direction", "kind", "rule_id")
         return Response(
             {
