@@ -19,7 +19,7 @@ from sgweb.packetlogs.choices import SECURITY_GROUP, LogEvent
 from sgweb.packetlogs.models import Log
 from sgweb.packetlogs.representation import log_to_dict
 from sgweb.security.models import SecurityGroup
-from sgweb.tenancy.access import require_change
+from sgweb.tenancy.access import require_change, require_project_change
 from sgweb.tenancy.models import Project
 from sgweb.tenancy.standard import changed_fields
 from sgweb.tenancy.validators import (
@@ -27,6 +27,7 @@ from sgweb.tenancy.validators import (
     Errors,
     clean_bool,
     clean_description,
+    clean_flags,
     clean_name,
     clean_name_and_description,
     refuse_fields,
@@ -92,7 +93,7 @@ def create_log(
     resource: SecurityGroup | None = None,
     target: Port | None = None,
 ) -> Log:
-    require_change(actor, project.id, not_found=f"Project {project.id} could not be found.")
+    require_project_change(actor, project)
     errors = Errors()
     clean = clean_name(errors, name)
     desc = clean_description(errors, description)
@@ -129,8 +130,7 @@ def update_log(actor: Actor, log: Log, **changes: Any) -> Log:
     refuse_fields(changes, UPDATABLE, CANNOT_CHANGE)
     errors = Errors()
     values: dict[str, Any] = clean_name_and_description(errors, changes)
-    if "enabled" in changes:
-        values["enabled"] = clean_bool(errors, "enabled", changes["enabled"])
+    values.update(clean_flags(errors, changes, ("enabled",)))
     errors.raise_if_any()
     with transaction.atomic():
         locked = Log.objects.select_for_update().get(pk=log.pk)

@@ -26,7 +26,7 @@ from sgweb.security.choices import (
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.security.representation import group_to_dict, rule_to_dict
 from sgweb.security.validators import ANY_PREFIXES, CleanRule, clean_rule, rule_duplicate_key
-from sgweb.tenancy.access import is_admin, require_change
+from sgweb.tenancy.access import is_admin, require_change, require_project_change
 from sgweb.tenancy.errors import Conflict, OverQuota
 from sgweb.tenancy.models import Project, Quota
 from sgweb.tenancy.standard import changed_fields
@@ -36,6 +36,7 @@ from sgweb.tenancy.validators import (
     Errors,
     clean_bool,
     clean_description,
+    clean_flags,
     clean_name,
     clean_name_and_description,
     refuse_fields,
@@ -142,7 +143,7 @@ def create_security_group(
     description: str = "",
     stateful: bool = True,
 ) -> SecurityGroup:
-    require_change(actor, project.id, not_found=f"Project {project.id} could not be found.")
+    require_project_change(actor, project)
     errors = Errors()
     clean = clean_name(errors, name)
     desc = clean_description(errors, description)
@@ -212,8 +213,7 @@ def update_security_group(actor: Actor, group: SecurityGroup, **changes: Any) ->
     refuse_fields(changes, GROUP_FIELDS, CANNOT_CHANGE)
     errors = Errors()
     values: dict[str, Any] = clean_name_and_description(errors, changes)
-    if "stateful" in changes:
-        values["stateful"] = clean_bool(errors, "stateful", changes["stateful"])
+    values.update(clean_flags(errors, changes, ("stateful",)))
     errors.raise_if_any()
     if (
         "name" in values

@@ -128,6 +128,11 @@ def require_change(
         )
 
 
+def require_project_change(user: AnyUser | None, project: Project) -> None:
+    """Refuse unless the user may create objects in the project (as `require_change`)."""
+    require_change(user, project.id, not_found=f"Project {project.id} could not be found.")
+
+
 def require_admin(user: AnyUser | None, what: str = "This operation") -> None:
     if not is_admin(user):
         raise PermissionDenied(

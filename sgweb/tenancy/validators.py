@@ -101,3 +101,10 @@ def clean_bool(errors: Errors, field: str, value: object) -> bool:
         return value.lower() == "true"
     errors.add(field, f"'{value}' is not a valid boolean value.")
     return False
+
+
+def clean_flags(
+    errors: Errors, changes: dict[str, object], flags: Iterable[str]
+) -> dict[str, bool]:
+    """The cleaned booleans of an update, for those of `flags` it changes."""
+    return {flag: clean_bool(errors, flag, changes[flag]) for flag in flags if flag in changes}

@@ -20,7 +20,7 @@ from sgweb.networks.representation import network_to_dict, subnet_to_dict
 from sgweb.networks.validators import (
     clean_subnet_values,
 )
-from sgweb.tenancy.access import require_admin, require_change
+from sgweb.tenancy.access import require_admin, require_change, require_project_change
 from sgweb.tenancy.errors import Conflict, Invalid
 from sgweb.tenancy.models import Project
 from sgweb.tenancy.standard import changed_fields
@@ -29,6 +29,7 @@ from sgweb.tenancy.validators import (
     Errors,
     clean_bool,
     clean_description,
+    clean_flags,
     clean_name,
     clean_name_and_description,
     refuse_fields,
@@ -52,7 +53,7 @@ def create_network(
     admin_state_up: bool = True,
     shared: bool = False,
 ) -> Network:
-    require_change(actor, project.id, not_found=f"Project {project.id} could not be found.")
+    require_project_change(actor, project)
     errors = Errors()
     values = {
         "name": clean_name(errors, name),
@@ -83,9 +84,7 @@ def update_network(actor: Actor, network: Network, **changes: Any) -> Network:
     refuse_fields(changes, allowed, CANNOT_CHANGE)
     errors = Errors()
     values: dict[str, Any] = clean_name_and_description(errors, changes)
-    for flag in ("admin_state_up", "shared"):
-        if flag in changes:
-            values[flag] = clean_bool(errors, flag, changes[flag])
+    values.update(clean_flags(errors, changes, ("admin_state_up", "shared")))
     errors.raise_if_any()
     if "shared" in values and values["shared"] != network.shared:
         require_admin(actor, "Sharing a network")

@@ -30,7 +30,13 @@ from sgweb.networks.validators import (
     clean_mac,
 )
 from sgweb.security.models import SecurityGroup
-from sgweb.tenancy.access import can_see_project, is_admin, require_admin, require_change
+from sgweb.tenancy.access import (
+    can_see_project,
+    is_admin,
+    require_admin,
+    require_change,
+    require_project_change,
+)
 from sgweb.tenancy.errors import Conflict, Invalid, NotFound
 from sgweb.tenancy.models import Project
 from sgweb.tenancy.validators import (
@@ -291,7 +297,7 @@ def create_port(actor: Actor, project: Project, network: Network, **fields: Any)
     """Fields: name, description, mac_address, fixed_ips, security_groups (None: the project's
     default group), port_security_enabled, allowed_address_pairs, host (a host name),
     device_owner, device_id, admin_state_up."""
-    require_change(actor, project.id, not_found=f"Project {project.id} could not be found.")
+    require_project_change(actor, project)
     if network.project_id != project.id and not network.shared and not is_admin(actor):
         raise NotFound(f"Network {network.id} could not be found.", neutron_type="NetworkNotFound")
     if not can_see_project(actor, network.project_id) and not network.shared:
