@@ -11,14 +11,20 @@ equal the sum of the tracer's predicted hits: each rule hit once per traversal i
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import Counter as Multiset
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from sgweb.firewall.ir import ACCEPT
+from sgweb.firewall.model import HostState, Port
 from sgweb.firewall.trace.flow import Flow
+from sgweb.kernel.runner import SubprocessRunner
+from sgweb.kernel.topology import BRIDGE_PER_PORT, SHARED_BRIDGE, Shape, remove_namespaces
 from tests.kernel import frames, wires
-from tests.kernel.harness import REMOTES, FirewallLab, HitKey, _delta, _flow_hits
+from tests.kernel.conftest import new_prefix
+from tests.kernel.harness import REMOTES, FirewallLab, HitKey, _delta, _flow_hits, build_lab
 
 PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 136: "udplite"}
 # Requests conntrack pairs with an answer (the tracer's flow uses the same pairs).
@@ -289,3 +295,27 @@ def _answer(spec: frames.FrameSpec, probe: Probe) -> frames.FrameSpec:
         icmp_type=icmp_type if probe.is_icmp else spec.icmp_type,
         tcp_flags="SYN,ACK",
     )
+
+
+@contextlib.contextmanager
+def probers_of_both_layouts(
+    runner: SubprocessRunner, ports: tuple[Port, ...], state: HostState
+) -> Iterator[dict[Shape, BatchProber]]:
+    """A lab of `ports` in each bridge layout (the shared bridge named to the compiler, bridges
+    per port not), loaded with `state`, each with its prober; all removed afterwards, also
+    when a test fails."""
+    prefixes = []
+    built: dict[Shape, BatchProber] = {}
+    try:
+        for shape in (SHARED_BRIDGE, BRIDGE_PER_PORT):
+            prefixes.append(new_prefix())
+            lab = build_lab(runner, prefixes[-1], ports, shape)
+            lab.bridge_hints = shape == SHARED_BRIDGE
+            lab.apply_fresh(state)
+            built[shape] = BatchProber(lab)
+        yield built
+    finally:
+        for prober in built.values():
+            prober.close()
+        for prefix in prefixes:
+            remove_namespaces(prefix, runner)

@@ -6,6 +6,7 @@ serves many random rule sets) or generated.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from dataclasses import replace
 
@@ -207,3 +208,45 @@ def add_remote_member(state: HostState, address: str) -> HostState:
     """A port on another host joined every group: only remote group members change."""
     members = tuple((gid, (*addresses, address)) for gid, addresses in state.remote_group_members)
     return replace(state, remote_group_members=members)
+
+
+# The remotes random probes come from, with the address of each family (the labs' "outside"
+# and "other" remotes).
+REMOTE_ADDRESSES = {
+    "outside": ("198.51.100.7", "2001:db8:1::7"),
+    "other": ("203.0.113.9", "2001:db8:2::9"),
+}
+
+
+def an_ingress_rule_of(
+    state: HostState, port_id: str, rng: random.Random
+) -> SecurityGroupRule | None:
+    """One of the ingress rules guarding the port (None for a remote or an unguarded port):
+    random probes aim at it so that allowed traffic is well represented too."""
+    port = next((p for p in state.ports if p.id == port_id), None)
+    if port is None:
+        return None
+    rules = [
+        rule
+        for group in state.security_groups
+        if group.id in port.security_groups
+        for rule in group.rules
+        if rule.direction == INGRESS
+    ]
+    return rng.choice(rules) if rules else None
+
+
+def a_source_for(
+    state: HostState, rule: SecurityGroupRule, destination: str, family: int, rng: random.Random
+) -> str | None:
+    """An endpoint the rule's remote side lets in (a group member or a remote in the CIDR)."""
+    if rule.remote_group_id is not None:
+        members = [p.id for p in state.ports if rule.remote_group_id in p.security_groups]
+        members = [m for m in members if m != destination]
+        return rng.choice(members) if members else None
+    candidates = []
+    for name, addresses in REMOTE_ADDRESSES.items():
+        address = ipaddress.ip_address(addresses[0 if family == 4 else 1])
+        if rule.remote_ip_prefix is None or address in ipaddress.ip_network(rule.remote_ip_prefix):
+            candidates.append(name)
+    return rng.choice(candidates) if candidates else None

@@ -14,28 +14,29 @@ whole batch must be what the tracer says. A failure names the seed and the probe
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from sgweb.firewall.model import INGRESS, HostState, SecurityGroupRule
+from sgweb.firewall.model import HostState
 from sgweb.kernel.runner import SubprocessRunner
-from sgweb.kernel.topology import BRIDGE_PER_PORT, SHARED_BRIDGE, Shape, remove_namespaces
-from tests.kernel.batch import BatchProber, Outcome, Probe
-from tests.kernel.conftest import new_prefix
-from tests.kernel.harness import FirewallLab, build_lab
-from tests.kernel.scenarios import PROBE_PORTS, make_two_network_ports, random_state
+from sgweb.kernel.topology import BRIDGE_PER_PORT, SHARED_BRIDGE, Shape
+from tests.kernel.batch import BatchProber, Outcome, Probe, probers_of_both_layouts
+from tests.kernel.harness import FirewallLab
+from tests.kernel.scenarios import (
+    PROBE_PORTS,
+    REMOTE_ADDRESSES,
+    a_source_for,
+    an_ingress_rule_of,
+    make_two_network_ports,
+    random_state,
+)
 
 pytestmark = pytest.mark.kernel
 
 PORTS = make_two_network_ports(5)
-REMOTE_ADDRESSES = {
-    "outside": ("198.51.100.7", "2001:db8:1::7"),
-    "other": ("203.0.113.9", "2001:db8:2::9"),
-}
 SEEDS = range(6)
 PROBES_PER_SEED = 100
 ICMP_TYPES = {4: (8, 8, 8, 0, 3, 11, 13, 255), 6: (128, 128, 128, 129, 1, 3, 135, 200, 255)}
@@ -46,21 +47,8 @@ UDPLITE = 136
 
 @pytest.fixture(scope="module")
 def probers(kernel_runner: SubprocessRunner) -> Iterator[dict[Shape, BatchProber]]:
-    prefixes = []
-    built: dict[Shape, BatchProber] = {}
-    try:
-        for shape in (SHARED_BRIDGE, BRIDGE_PER_PORT):
-            prefixes.append(new_prefix())
-            lab = build_lab(kernel_runner, prefixes[-1], PORTS, shape)
-            lab.bridge_hints = shape == SHARED_BRIDGE
-            lab.apply_fresh(random_state(0, PORTS))
-            built[shape] = BatchProber(lab)
+    with probers_of_both_layouts(kernel_runner, PORTS, random_state(0, PORTS)) as built:
         yield built
-    finally:
-        for prober in built.values():
-            prober.close()
-        for prefix in prefixes:
-            remove_namespaces(prefix, kernel_runner)
 
 
 @pytest.mark.parametrize("shape", (SHARED_BRIDGE, BRIDGE_PER_PORT))
@@ -117,7 +105,7 @@ def random_probe(lab: FirewallLab, state: HostState, rng: random.Random) -> Prob
     kind = rng.choice(KINDS)
     dport = rng.choice(PROBE_PORTS)
     icmp_type = rng.choice(ICMP_TYPES[family])
-    guide = _an_ingress_rule_of(state, destination, rng)
+    guide = an_ingress_rule_of(state, destination, rng)
     if guide is not None and rng.random() < 0.6:
         # Aim at what some rule allows, so that allowed traffic is well represented too.
         family = 4 if guide.ethertype == "IPv4" else 6
@@ -127,7 +115,7 @@ def random_probe(lab: FirewallLab, state: HostState, rng: random.Random) -> Prob
                 icmp_type = guide.port_range_min
             else:
                 dport = guide.port_range_min
-        source = _a_source_for(state, guide, destination, family, rng) or source
+        source = a_source_for(state, guide, destination, family, rng) or source
     protocol = (1 if family == 4 else 58) if kind == "icmp" else PROTOCOL_NUMBERS[kind]
     forged_address = forged_mac = None
     if source not in REMOTE_ADDRESSES and rng.random() < 0.12:
@@ -156,35 +144,3 @@ def _kind_of(protocol: str | None, rng: random.Random) -> str:
     if protocol in ("tcp", "udp", "udplite"):
         return protocol
     return rng.choice(KINDS)
-
-
-def _an_ingress_rule_of(
-    state: HostState, port_id: str, rng: random.Random
-) -> SecurityGroupRule | None:
-    port = next((p for p in state.ports if p.id == port_id), None)
-    if port is None:
-        return None
-    rules = [
-        rule
-        for group in state.security_groups
-        if group.id in port.security_groups
-        for rule in group.rules
-        if rule.direction == INGRESS
-    ]
-    return rng.choice(rules) if rules else None
-
-
-def _a_source_for(
-    state: HostState, rule: SecurityGroupRule, destination: str, family: int, rng: random.Random
-) -> str | None:
-    """An endpoint the rule's remote side lets in (a group member or a remote in the CIDR)."""
-    if rule.remote_group_id is not None:
-        members = [p.id for p in state.ports if rule.remote_group_id in p.security_groups]
-        members = [m for m in members if m != destination]
-        return rng.choice(members) if members else None
-    candidates = []
-    for name, addresses in REMOTE_ADDRESSES.items():
-        address = ipaddress.ip_address(addresses[0 if family == 4 else 1])
-        if rule.remote_ip_prefix is None or address in ipaddress.ip_network(rule.remote_ip_prefix):
-            candidates.append(name)
-    return rng.choice(candidates) if candidates else None

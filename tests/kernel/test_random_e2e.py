@@ -6,24 +6,29 @@ A failure names the seed and the probe, so it can be replayed with the scenarios
 
 from __future__ import annotations
 
-import ipaddress
 import random
 from collections.abc import Iterator
 
 import pytest
 
-from sgweb.firewall.model import INGRESS, HostState, SecurityGroupRule
 from sgweb.kernel.runner import SubprocessRunner
 from sgweb.kernel.topology import BRIDGE_PER_PORT, SHARED_BRIDGE, remove_namespaces
 from tests.kernel import oracle
 from tests.kernel.conftest import new_prefix
 from tests.kernel.harness import FirewallLab, build_lab
-from tests.kernel.scenarios import PROBE_PORTS, make_ports, random_state
+from tests.kernel.scenarios import (
+    PROBE_PORTS,
+    REMOTE_ADDRESSES,
+    a_source_for,
+    an_ingress_rule_of,
+    make_ports,
+    random_state,
+)
 
 pytestmark = pytest.mark.kernel
 
 PORTS = make_ports(4)
-REMOTE_NAMES = ("outside", "other")
+REMOTE_NAMES = tuple(REMOTE_ADDRESSES)
 SEEDS = range(12)
 PROBES_PER_SEED = 8
 
@@ -61,14 +66,14 @@ def test_random_firewalls_agree_with_the_tracer_probe_by_probe(
         family = rng.choice((4, 4, 6))
         kind = rng.choice(("icmp", "tcp", "udp"))
         port_number = rng.choice(PROBE_PORTS)
-        guide = _an_ingress_rule_of(state, destination, rng)
+        guide = an_ingress_rule_of(state, destination, rng)
         if guide is not None and rng.random() < 0.6:
             # Aim at what some rule allows, so that allowed traffic is well represented too.
             family = 4 if guide.ethertype == "IPv4" else 6
             kind = {"tcp": "tcp", "udp": "udp"}.get(guide.protocol or "", "icmp")
             if kind != "icmp" and guide.port_range_min is not None:
                 port_number = guide.port_range_min
-            source = _a_source_for(state, guide, destination, family, rng) or source
+            source = a_source_for(state, guide, destination, family, rng) or source
         if kind == "icmp":
             observation = lab.ping(source, destination, family=family)
         elif kind == "tcp":
@@ -89,41 +94,3 @@ def test_random_firewalls_agree_with_the_tracer_probe_by_probe(
                 family,
             )
         observation.assert_agrees(intended)
-
-
-def _an_ingress_rule_of(
-    state: HostState, port_id: str, rng: random.Random
-) -> SecurityGroupRule | None:
-    port = next((p for p in state.ports if p.id == port_id), None)
-    if port is None:
-        return None
-    rules = [
-        rule
-        for group in state.security_groups
-        if group.id in port.security_groups
-        for rule in group.rules
-        if rule.direction == INGRESS
-    ]
-    return rng.choice(rules) if rules else None
-
-
-REMOTE_ADDRESSES = {
-    "outside": ("198.51.100.7", "2001:db8:1::7"),
-    "other": ("203.0.113.9", "2001:db8:2::9"),
-}
-
-
-def _a_source_for(
-    state: HostState, rule: SecurityGroupRule, destination: str, family: int, rng: random.Random
-) -> str | None:
-    """An endpoint the rule's remote side lets in (a group member or a remote in the CIDR)."""
-    if rule.remote_group_id is not None:
-        members = [p.id for p in state.ports if rule.remote_group_id in p.security_groups]
-        members = [m for m in members if m != destination]
-        return rng.choice(members) if members else None
-    candidates = []
-    for name, addresses in REMOTE_ADDRESSES.items():
-        address = ipaddress.ip_address(addresses[0 if family == 4 else 1])
-        if rule.remote_ip_prefix is None or address in ipaddress.ip_network(rule.remote_ip_prefix):
-            candidates.append(name)
-    return rng.choice(candidates) if candidates else None

@@ -28,7 +28,7 @@ from sgweb.firewall.model import (
 )
 from sgweb.kernel.runner import SubprocessRunner
 from sgweb.kernel.topology import BRIDGE_PER_PORT, SHARED_BRIDGE, Shape, remove_namespaces
-from tests.kernel.batch import BatchProber, BatchResult, Outcome, Probe
+from tests.kernel.batch import BatchProber, BatchResult, Outcome, Probe, probers_of_both_layouts
 from tests.kernel.conftest import new_prefix
 from tests.kernel.harness import FirewallLab, build_lab
 from tests.kernel.scenarios import make_two_network_ports
@@ -102,21 +102,8 @@ def test_vms_of_two_networks_on_one_host_get_the_replies_of_what_they_open(
 
 @pytest.fixture(scope="module")
 def probers(kernel_runner: SubprocessRunner) -> Iterator[dict[Shape, BatchProber]]:
-    prefixes = []
-    built: dict[Shape, BatchProber] = {}
-    try:
-        for shape in (SHARED_BRIDGE, BRIDGE_PER_PORT):
-            prefixes.append(new_prefix())
-            lab = build_lab(kernel_runner, prefixes[-1], PORTS, shape)
-            lab.bridge_hints = shape == SHARED_BRIDGE
-            lab.apply_fresh(_state((), {}))
-            built[shape] = BatchProber(lab)
+    with probers_of_both_layouts(kernel_runner, PORTS, _state((), {})) as built:
         yield built
-    finally:
-        for prober in built.values():
-            prober.close()
-        for prefix in prefixes:
-            remove_namespaces(prefix, kernel_runner)
 
 
 def _run(prober: BatchProber, state: HostState, probes: list[Probe]) -> BatchResult:
