@@ -104,6 +104,10 @@ class NetworkForm(forms.Form):
     description = _text()
     project = _text()
 
+    def changes(self) -> dict[str, Any]:
+        """The action's keywords: name and description."""
+        return {"name": self.cleaned_data["name"], "description": self.cleaned_data["description"]}
+
 
 class ProjectForm(forms.Form):
     name = _text()

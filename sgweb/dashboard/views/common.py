@@ -124,11 +124,40 @@ def form_refused(
     return refused(request, form, render_page, status=error.status_code)
 
 
-def button_refused(request: HttpRequest, url: str, error: ActionError) -> HttpResponse:
+def button_refused(
+    request: HttpRequest, url: str, error: ActionError, *, with_details: bool = False
+) -> HttpResponse:
     """An action refused a button: a 403/404 answers as Django's refusal, anything else is said
-    in a message on the page it came from."""
+    in a message on the page it came from (`with_details`: followed by the action's per-field
+    messages, say how many ports still use what was to be deleted)."""
     raise_for_access(error)
-    return refused_message(request, url, error.message, error.status_code)
+    message = error.message
+    if with_details:
+        detail = "; ".join(m for ms in error.errors.values() for m in ms)
+        message = f"{message} {detail}".strip()
+    return refused_message(request, url, message, error.status_code)
+
+
+def save_edit(
+    request: HttpRequest,
+    form: forms.BaseForm,
+    render_page: Callable[[int], HttpResponse],
+    change: Callable[[], object],
+    url: str,
+    saved: str,
+    *,
+    not_found_page: bool = False,
+) -> HttpResponse:
+    """An object's edit form, posted from the object's page: `change` runs the action on the
+    form's values; refused, the page shows again with the form open and the action's errors on
+    it (see `form_refused`); done, back to `url` with the message `saved`."""
+    if not form.is_valid():
+        return refused(request, form, render_page)
+    try:
+        change()
+    except ActionError as error:
+        return form_refused(request, form, render_page, error, not_found_page=not_found_page)
+    return done(request, url, saved)
 
 
 def refused_message(

@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from sgweb.dashboard.forms import NetworkForm, SubnetForm
-from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404, raise_for_access
+from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
@@ -24,7 +24,7 @@ from sgweb.dashboard.views.common import (
     following,
     form_refused,
     refused,
-    refused_message,
+    save_edit,
 )
 from sgweb.networks import actions
 from sgweb.networks.models import Network, Port, Subnet
@@ -214,22 +214,14 @@ def network_update(request: HttpRequest, network_id: str) -> HttpResponse:
     network = _network_for(request, network_id)
     deny_unless_changeable(request.user, network.project_id)
     form = NetworkForm(request.POST)
-    form.is_valid()
-    url = reverse("dashboard:network", args=[network.pk])
-
-    def page(status: int = 200) -> HttpResponse:
-        return _detail_page(request, network, status=status, edit_form=form)
-
-    try:
-        actions.update_network(
-            request.user,
-            network,
-            name=form.cleaned_data.get("name", ""),
-            description=form.cleaned_data.get("description", ""),
-        )
-    except ActionError as error:
-        return form_refused(request, form, page, error)
-    return done(request, url, "Network saved.")
+    return save_edit(
+        request,
+        form,
+        lambda status: _detail_page(request, network, status=status, edit_form=form),
+        lambda: actions.update_network(request.user, network, **form.changes()),
+        reverse("dashboard:network", args=[network.pk]),
+        "Network saved.",
+    )
 
 
 @login_required
@@ -239,11 +231,9 @@ def network_delete(request: HttpRequest, network_id: str) -> HttpResponse:
     deny_unless_changeable(request.user, network.project_id)
     try:
         actions.delete_network(request.user, network)
-    except ActionError as error:
-        raise_for_access(error)
-        detail = "; ".join(m for ms in error.errors.values() for m in ms)
+    except ActionError as error:  # NetworkInUse (409): how many ports are still on it
         url = reverse("dashboard:network", args=[network.pk])
-        return refused_message(request, url, f"{error.message} {detail}".strip(), 409)
+        return button_refused(request, url, error, with_details=True)
     return done(
         request, reverse("dashboard:networks"), f"Network {network.name or network.pk} deleted."
     )

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from sgweb.dashboard import usage
 from sgweb.dashboard.forms import NewSecurityGroupForm, RuleForm, SecurityGroupForm
-from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404, raise_for_access
+from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.livepaint import group_hits
 from sgweb.dashboard.presentation import PROTOCOL_CHOICES, RULE_PRESETS
@@ -28,7 +28,7 @@ from sgweb.dashboard.views.common import (
     following,
     form_refused,
     refused,
-    refused_message,
+    save_edit,
 )
 from sgweb.networks.models import Port, PortSecurityGroup
 from sgweb.security import actions
@@ -320,18 +320,15 @@ def group_update(request: HttpRequest, group_id: str) -> HttpResponse:
     group = _group_for(request, group_id)
     deny_unless_changeable(request.user, group.project_id)
     form = SecurityGroupForm(request.POST)
-    url = reverse("dashboard:security_group", args=[group.pk])
-
-    def page(status: int = 200) -> HttpResponse:
-        return _detail_page(request, group, status, edit_form=form)
-
-    if not form.is_valid():
-        return refused(request, form, page)
-    try:
-        actions.update_security_group(request.user, group, **form.changes())
-    except ActionError as error:
-        return form_refused(request, form, page, error, not_found_page=True)
-    return done(request, url, "Security group saved.")
+    return save_edit(
+        request,
+        form,
+        lambda status: _detail_page(request, group, status, edit_form=form),
+        lambda: actions.update_security_group(request.user, group, **form.changes()),
+        reverse("dashboard:security_group", args=[group.pk]),
+        "Security group saved.",
+        not_found_page=True,
+    )
 
 
 @login_required
@@ -342,14 +339,8 @@ def group_delete(request: HttpRequest, group_id: str) -> HttpResponse:
     try:
         actions.delete_security_group(request.user, group)
     except ActionError as error:
-        raise_for_access(error)
-        detail = "; ".join(m for ms in error.errors.values() for m in ms)
-        return refused_message(
-            request,
-            reverse("dashboard:security_group", args=[group.pk]),
-            f"{error.message} {detail}".strip(),
-            error.status_code,
-        )
+        url = reverse("dashboard:security_group", args=[group.pk])
+        return button_refused(request, url, error, with_details=True)
     return done(
         request, reverse("dashboard:security_groups"), f"Security group {group.name} deleted."
     )
