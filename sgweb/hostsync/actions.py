@@ -52,7 +52,10 @@ def get_host(actor: AnyUser, name: str) -> Host:
 
 
 def decommission_host(actor: AnyUser, name: str, *, force: bool = False) -> list[str]:
-    """Remove a gone host; returns the ids of the ports that were unbound (force)."""
+    """Remove a gone host; returns the ids of the ports that were unbound (force).
+
+    The admin's removal. `sgweb.networks.actions.delete_host` is the lab tear-down's plain
+    removal of an unbound host's record (no liveness check, no host-sync clean-up)."""
     host = get_host(actor, name)
     beat = host_liveness([name])[name]
     if beat.alive:

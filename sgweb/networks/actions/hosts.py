@@ -43,6 +43,14 @@ def create_host(
 
 
 def delete_host(actor: Actor, host: Host) -> None:
+    """Remove the record of a host no port is bound to (refused otherwise).
+
+    Only the lab's tear-down uses it, after it has stopped the host's agent and deleted its
+    ports. The admin's way to remove a host (dashboard, `decommission_host`) is
+    `sgweb.hostsync.actions.decommission_host`: it refuses while the agent still heartbeats,
+    may unbind the ports, and also drops the host's pending publishes and its Redis keys.
+    This one cannot call it (networks sits below hostsync) and stays the plain record removal:
+    a tear-down must not wait for a stopped agent's heartbeat to age."""
     require_admin(actor, "Removing a compute host")
     with transaction.atomic():
         if host.ports.exists():
