@@ -130,7 +130,10 @@ class CompiledRouter:
 def groups_on_router(state: RouterState) -> Iterator[tuple[FirewallGroup, list[RouterInterface]]]:
     """Each group (id order) with its interfaces on this router (port id order); groups with
     none are left out, as Neutron applies a group only where it has ports."""
-    interfaces = {interface.port_id: interface for interface in state.router.interfaces}
+    # A dual-stack port is one interface per subnet; the first by subnet id stands for it.
+    interfaces: dict[str, RouterInterface] = {}
+    for interface in sorted(state.router.interfaces, key=lambda i: i.subnet_id, reverse=True):
+        interfaces[interface.port_id] = interface
     for group in sorted(state.firewall_groups, key=lambda g: g.id):
         mine = [interfaces[p] for p in sorted(set(group.ports)) if p in interfaces]
         if mine:
