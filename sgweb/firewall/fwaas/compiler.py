@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 
 from sgweb.firewall.fwaas.model import (
     ALLOW,
@@ -256,20 +257,47 @@ def render_full(compiled: CompiledFamily) -> str:
 
 
 def render_delta(previous: CompiledFamily, new: CompiledFamily) -> str:
-    """`iptables-restore --noflush` input taking `previous` to `new` by whole chains: a chain
-    that changed is declared again (which flushes it) and refilled, a chain that went away is
-    flushed and deleted, the rest keep their rules and counters. "" when nothing changed.
-    Built-in chains never change after the first full apply, so they are never touched."""
+    """`iptables-restore --noflush` input taking `previous` to `new`: a changed chain is edited
+    in place (`-D N` for rules that went, bottom up; `-I N` for rules that came, top down) so
+    the rules that stay keep their counters (the live counters per firewall rule); a chain
+    that keeps none of its rules, and a new chain, is declared (which flushes it) and filled;
+    a chain that went away is flushed and deleted after the jumps to it were edited away.
+    "" when nothing changed. Built-in chains are never touched after the first full apply."""
     old = dict(previous.chains)
     now = dict(new.chains)
-    changed = [name for name, specs in new.chains if old.get(name) != specs]
+    declared: list[str] = []
+    rules: list[str] = []
+    for name, specs in new.chains:
+        before = old.get(name)
+        if before == specs:
+            continue
+        edits = in_place_edits(name, before, specs) if before else None
+        if edits is None:
+            declared.append(f":{name} - [0:0]")
+            rules += [f"-A {name} {spec}" for spec in specs]
+        else:
+            rules += edits
     removed = sorted(name for name in old if name not in now)
-    if not changed and not removed:
+    if not declared and not rules and not removed:
         return ""
-    lines = ["*filter"]
-    lines += [f":{name} - [0:0]" for name in changed + removed]
-    for name in changed:
-        lines += [f"-A {name} {spec}" for spec in now[name]]
+    lines = ["*filter", *declared, *(f":{name} - [0:0]" for name in removed), *rules]
     lines += [f"-X {name}" for name in removed]
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
+
+
+def in_place_edits(name: str, old: tuple[str, ...], new: tuple[str, ...]) -> list[str] | None:
+    """-D/-I lines keeping a longest common subsequence of the rules; None if none is kept.
+    Deleting bottom-up leaves exactly the kept rules in order; inserting top-down then puts
+    each new rule at its final position, since every position above it is final already."""
+    matcher = SequenceMatcher(None, old, new, autojunk=False)
+    kept_old: set[int] = set()
+    kept_new: set[int] = set()
+    for block in matcher.get_matching_blocks():
+        kept_old.update(range(block.a, block.a + block.size))
+        kept_new.update(range(block.b, block.b + block.size))
+    if not kept_old:
+        return None
+    lines = [f"-D {name} {i + 1}" for i in reversed(range(len(old))) if i not in kept_old]
+    lines += [f"-I {name} {i + 1} {new[i]}" for i in range(len(new)) if i not in kept_new]
+    return lines

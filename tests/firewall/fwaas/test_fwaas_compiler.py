@@ -82,9 +82,31 @@ def test_a_policy_change_touches_only_its_chains() -> None:
     )
     after = compile_router(after_state)
     delta = render_delta(before.family(4), after.family(4))
-    assert delta.splitlines()[1] == ":neutron-l3-agent-ov4fa11ed00 - [0:0]"
-    assert ":neutron-l3-agent-FORWARD" not in delta
+    # deny-db was the chain's 5th rule (after INVALID and ESTABLISHED): only it goes.
+    assert delta == "*filter\n-D neutron-l3-agent-ov4fa11ed00 5\nCOMMIT\n"
     assert render_delta(before.family(6), after.family(6)) == ""  # no IPv6 rule changed
+
+
+def test_an_inserted_rule_is_inserted_at_its_position() -> None:
+    before = compile_router(STATE)
+    new_rule = FirewallRule(id="r-new", protocol="tcp", destination_port="443", action="allow")
+    rules = (*PROD_EGRESS.rules[:1], new_rule, *PROD_EGRESS.rules[1:])
+    after = compile_router(
+        replace(
+            STATE,
+            firewall_groups=(
+                APP_GROUP_OBJ,
+                replace(WEB_GROUP_OBJ, egress_policy=replace(PROD_EGRESS, rules=rules)),
+            ),
+        )
+    )
+    delta = render_delta(before.family(4), after.family(4))
+    assert delta.splitlines()[1:-1] == [
+        "-I neutron-l3-agent-ov4fa11ed00 4 -p tcp -m tcp --dport 443 -j neutron-l3-agent-accepted"
+    ]
+    # the origins follow: the rule after it is one further down, position 3 in the policy
+    origin = after.family(4).origins[("neutron-l3-agent-ov4fa11ed00", 4)]
+    assert (origin.rule_name, origin.position) == ("allow-http", 3)
 
 
 def test_a_removed_group_s_chains_are_flushed_and_deleted() -> None:
@@ -93,7 +115,7 @@ def test_a_removed_group_s_chains_are_flushed_and_deleted() -> None:
     delta = render_delta(before.family(4), after.family(4))
     assert "-X neutron-l3-agent-iv4fa11ed00" in delta
     assert "-X neutron-l3-agent-ov4fa11ed00" in delta
-    assert ":neutron-l3-agent-FORWARD - [0:0]" in delta
+    assert "-D neutron-l3-agent-FORWARD 1" in delta  # its jumps go by in-place deletes
 
 
 @pytest.mark.parametrize(
