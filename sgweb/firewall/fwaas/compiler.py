@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+from functools import lru_cache
 
 from sgweb.firewall.fwaas.model import (
     ALLOW,
@@ -166,6 +167,7 @@ def policy_of(group: FirewallGroup, direction: str) -> FirewallPolicy | None:
     return group.ingress_policy if direction == INGRESS else group.egress_policy
 
 
+@lru_cache(maxsize=65536)
 def rule_spec(rule: FirewallRule) -> str:
     """One firewall rule as iptables-save prints it (-s -d -p -m proto --sport --dport -j)."""
     parts: list[str] = []

@@ -8,6 +8,7 @@ compiler calls them again so that a bad state never reaches iptables-restore. Er
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from sgweb.firewall.errors import FirewallError
 from sgweb.firewall.fwaas.model import (
@@ -29,11 +30,15 @@ def rule_error(rule: FirewallRule, field: str, problem: str, code: str) -> Firew
     return FirewallError(RULE_KIND, rule.id, field, problem, code)
 
 
+# Parsing dominates compile time (one policy is shared by many groups and both directions);
+# rules are frozen, so a rule checked once is good for the whole run. Failures are not cached.
+@lru_cache(maxsize=65536)
 def parse_network(text: str) -> Network:
     """An address or CIDR as a network; host bits are masked, as iptables does."""
     return ipaddress.ip_network(text.strip(), strict=False)
 
 
+@lru_cache(maxsize=65536)
 def parse_port_range(text: str) -> tuple[int, int]:
     """ "80" -> (80, 80), "80:90" -> (80, 90); ValueError for anything else."""
     parts = text.strip().split(":")
@@ -47,6 +52,7 @@ def parse_port_range(text: str) -> tuple[int, int]:
     return low, high
 
 
+@lru_cache(maxsize=65536)
 def validate_rule(rule: FirewallRule) -> None:
     """Raise FirewallError for the first field the kernel (or Neutron) would refuse."""
     if rule.ip_version not in (4, 6):
