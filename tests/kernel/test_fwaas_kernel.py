@@ -230,6 +230,18 @@ def test_an_incremental_change_rewrites_only_the_changed_chain_and_keeps_other_c
     assert hits["allow-db"] >= 1
 
 
+def test_drift_is_found_and_a_full_apply_repairs_it_keeping_counters(lab: RouterLab) -> None:
+    compiled = _apply(lab, STATE)
+    assert lab.ping(lab.web, OTHER_APP_IP).ok
+    # Someone deletes deny-db by hand: the kernel now lets .10:5432 through.
+    lab.runner.run(["iptables", "-D", "neutron-l3-agent-ov4fa11ed00", "5"], netns=lab.router)
+    assert lab.firewall.drift(compiled) == [(4, "neutron-l3-agent-ov4fa11ed00")]
+    lab.firewall.apply(compiled).raise_for_error()  # a full apply, as the agent repairs
+    assert lab.firewall.drift(compiled) == []
+    hits = {hit.origin.rule_name: hit.counter.packets for hit in lab.firewall.rule_hits(compiled)}
+    assert hits["allow-icmp"] == 1  # carried over the full restore
+
+
 def test_a_failed_ipv6_apply_puts_ipv4_back(lab: RouterLab) -> None:
     good = _apply(lab, STATE)
     open_policy = FirewallPolicy(id="p-open", name="open", rules=())

@@ -34,6 +34,7 @@ from sgweb.firewall.fwaas.model import (
     FirewallGroup,
     FirewallPolicy,
     FirewallRule,
+    NetworkNodeState,
     RouterInterface,
     RouterState,
 )
@@ -199,6 +200,11 @@ def compile_router(state: RouterState) -> CompiledRouter:
         namespace=state.router.namespace,
         families=tuple(_compile_family(state, family) for family in FAMILIES),
     )
+
+
+def compile_network_node(state: NetworkNodeState) -> dict[str, CompiledRouter]:
+    """Every router of a network node, by router id (each has its own namespace)."""
+    return {router.router.id: compile_router(router) for router in state.routers}
 
 
 def _compile_family(state: RouterState, family: int) -> CompiledFamily:

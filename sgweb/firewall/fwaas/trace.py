@@ -11,7 +11,8 @@ first (id order) accepts or drops and the other is not consulted; the result say
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from sgweb.firewall.fwaas.compiler import (
     DEFAULT_CHAIN,
@@ -81,6 +82,10 @@ class RouterTrace:
     @property
     def layer(self) -> str:
         return "router"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON for the trace page and the API (steps in the order the kernel took)."""
+        return asdict(self)
 
 
 def interface_for(state: RouterState, address: str) -> RouterInterface | None:

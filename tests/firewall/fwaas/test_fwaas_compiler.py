@@ -174,3 +174,13 @@ def test_a_port_in_two_groups_is_refused() -> None:
     with pytest.raises(FirewallError) as error:
         compile_router(replace(STATE, firewall_groups=(APP_GROUP_OBJ, other)))
     assert error.value.code == "port-in-use"
+
+
+def test_a_network_node_compiles_each_router_on_its_own() -> None:
+    from sgweb.firewall.fwaas.compiler import compile_network_node
+    from sgweb.firewall.fwaas.model import NetworkNodeState
+
+    other = RouterState(router=replace(STATE.router, id="r2-0000"))
+    compiled = compile_network_node(NetworkNodeState(host="net1", routers=(STATE, other)))
+    assert sorted(compiled) == ["r1-0000-0000", "r2-0000"]
+    assert compiled["r2-0000"].namespace == "qrouter-r2-0000"

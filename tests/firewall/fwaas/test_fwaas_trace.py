@@ -79,3 +79,11 @@ def test_without_groups_the_router_forwards() -> None:
 def test_a_destination_the_router_has_no_interface_for_is_an_error() -> None:
     with pytest.raises(TraceError):
         trace_router(STATE, tcp("192.0.2.5", "203.0.113.9", 80))
+
+
+def test_the_result_serialises_for_the_trace_page() -> None:
+    import json
+
+    data = trace_router(STATE, tcp("192.0.2.5", "198.51.100.10", 5432)).as_dict()
+    assert json.loads(json.dumps(data))["deciding"]["rule"]["rule_name"] == "deny-db"
+    assert data["verdict"] == DROP and data["steps"][0]["direction"] == "egress"
