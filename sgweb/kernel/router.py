@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from sgweb.firewall.fwaas.compiler import FAMILIES, CompiledFamily, CompiledRouter, RuleOrigin
 from sgweb.firewall.fwaas.compiler import render_delta as fwaas_render_delta
 from sgweb.firewall.fwaas.compiler import render_full as fwaas_render_full
+from sgweb.firewall.fwaas.model import RouterState
+from sgweb.firewall.fwaas.trace import ACCEPT, trace_router
+from sgweb.firewall.trace.packet import Packet, TraceError
 from sgweb.kernel.apply import ApplyReport, offending_line
 from sgweb.kernel.carry import read_carry, restore_argv, with_counters
 from sgweb.kernel.readback import Counter, save_command
@@ -164,6 +167,35 @@ class RouterFirewall:
                 drifted.append((family, "FORWARD"))
         return drifted
 
+    # -- connections -----------------------------------------------------------------------------
+
+    def flows(self) -> list[Flow]:
+        flows = []
+        for family in FAMILIES:
+            name = "ipv6" if family == 6 else "ipv4"
+            listing = self._run(["conntrack", "-L", "-f", name], check=False)
+            flows += parse_flows(listing.stdout, family)
+        return flows
+
+    def cut_denied_connections(self, state: RouterState) -> list[Flow]:
+        """Delete the conntrack entries of connections the firewall now in force would not
+        let start: otherwise they would go on as ESTABLISHED through a new deny. Neutron's
+        driver deletes entries after a change too; deciding per connection with the tracer
+        keeps the allowed ones. Traffic to and from the router itself is left alone."""
+        own = {interface.ip_address for interface in state.router.interfaces}
+        cut = []
+        for flow in self.flows():
+            if flow.src in own or flow.dst in own:
+                continue
+            try:
+                verdict = trace_router(state, flow.packet()).verdict
+            except TraceError:
+                continue  # not routed between two of this router's subnets
+            if verdict != ACCEPT:
+                self._run(flow.delete_argv(), check=False)
+                cut.append(flow)
+        return cut
+
     def rule_hits(self, compiled: CompiledRouter) -> list[RuleHits]:
         """The counter of every firewall rule in every policy chain, one save per family."""
         hits = []
@@ -187,6 +219,77 @@ class RouterFirewall:
         return hits
 
 
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """One conntrack entry's original direction, as `conntrack -L` prints it."""
+
+    family: int
+    protocol: str
+    src: str
+    dst: str
+    sport: int | None = None
+    dport: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    icmp_id: int | None = None
+
+    def packet(self) -> Packet:
+        return Packet(
+            src=self.src,
+            dst=self.dst,
+            protocol=self.protocol,
+            sport=self.sport,
+            dport=self.dport,
+            icmp_type=self.icmp_type,
+            icmp_code=self.icmp_code,
+        )
+
+    def delete_argv(self) -> list[str]:
+        argv = ["conntrack", "-D", "-f", "ipv6" if self.family == 6 else "ipv4"]
+        # conntrack-tools calls ICMPv6 "icmpv6" where conntrack -L prints "ipv6-icmp".
+        protocol = "icmpv6" if self.protocol == "ipv6-icmp" else self.protocol
+        argv += ["-p", protocol, "-s", self.src, "-d", self.dst]
+        if self.sport is not None and self.dport is not None:
+            argv += ["--sport", str(self.sport), "--dport", str(self.dport)]
+        if self.icmp_id is not None:
+            prefix = "--icmpv6" if self.family == 6 else "--icmp"
+            argv += [f"{prefix}-type", str(self.icmp_type), f"{prefix}-code",
+                     str(self.icmp_code), f"{prefix}-id", str(self.icmp_id)]  # fmt: skip
+        return argv
+
+
+def parse_flows(listing: str, family: int) -> list[Flow]:
+    """The original-direction tuples of `conntrack -L` output (tcp, udp, icmp, ipv6-icmp)."""
+    flows = []
+    for line in listing.splitlines():
+        fields = line.split()
+        if not fields or fields[0] not in ("tcp", "udp", "icmp", "ipv6-icmp"):
+            continue
+        values: dict[str, str] = {}
+        for field in fields[1:]:
+            key, _, value = field.partition("=")
+            if value and key not in values:  # the first of each is the original direction
+                values[key] = value
+        if "src" not in values or "dst" not in values:
+            continue
+
+        numbers = {key: int(value) for key, value in values.items() if value.isdigit()}
+        flows.append(
+            Flow(
+                family,
+                fields[0],
+                values["src"],
+                values["dst"],
+                numbers.get("sport"),
+                numbers.get("dport"),
+                numbers.get("type"),
+                numbers.get("code"),
+                numbers.get("id"),
+            )
+        )
+    return flows
+
+
 def read_carry_from(saved: str) -> dict[tuple[str, str], dict[str, list[Counter]]]:
     """`carry.read_carry` for a save already in hand (one filter table)."""
     carried: dict[tuple[str, str], dict[str, list[Counter]]] = {}
@@ -204,4 +307,4 @@ def read_carry_from(saved: str) -> dict[tuple[str, str], dict[str, list[Counter]
     return carried
 
 
-__all__ = ["RouterFirewall", "RuleHits", "read_carry", "read_carry_from"]
+__all__ = ["Flow", "RouterFirewall", "RuleHits", "parse_flows", "read_carry", "read_carry_from"]

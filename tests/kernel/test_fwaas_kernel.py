@@ -269,6 +269,45 @@ def test_drift_is_found_and_a_full_apply_repairs_it_keeping_counters(lab: Router
     assert hits["allow-icmp"] == 1  # carried over the full restore
 
 
+def test_a_new_deny_cuts_established_connections_it_denies_and_keeps_the_others(
+    lab: RouterLab,
+) -> None:
+    first = _apply(lab, STATE)
+    server = lab.runner.spawn(
+        [sys.executable, "-I", probe_module.__file__, "listen", "tcp", "--port", "5432", "--echo"],
+        netns=lab.app,
+    )
+    _wait_for_listener(lab.runner, lab.app, "tcp", 5432)
+    http = lab.listen(lab.app, 80)
+    argv = [sys.executable, "-I", probe_module.__file__, "stream", OTHER_APP_IP, "--port", "5432",
+            "--interval", "0.05"]  # fmt: skip
+    stream = lab.runner.spawn(argv, netns=lab.web)
+    try:
+        stream.wait_for_output('"seq": 3', timeout=5)
+        # allow-db goes: new connections to 5432 fall to the default drop.
+        rules = tuple(r for r in PROD_EGRESS.rules if r.id != "r-db")
+        web_group = replace(WEB_GROUP_OBJ, egress_policy=replace(PROD_EGRESS, rules=rules))
+        state = replace(STATE, firewall_groups=(APP_GROUP_OBJ, web_group))
+        _apply(lab, state, previous=first)
+        assert lab.connect(lab.web, OTHER_APP_IP, 5432).verdict == DROP
+        time.sleep(0.3)
+        assert _last_ok(stream) is True  # established: still allowed until cut
+        assert lab.connect(lab.web, OTHER_APP_IP, 80).ok
+        cut = lab.firewall.cut_denied_connections(state)
+        assert [(f.protocol, f.dst, f.dport) for f in cut] == [("tcp", OTHER_APP_IP, 5432)]
+        time.sleep(0.6)
+        assert _last_ok(stream) is False
+    finally:
+        for handle in (stream, server, http):
+            handle.stop()
+
+
+def _last_ok(stream: ProcessHandle) -> bool | None:
+    stdout, _stderr = stream.read_output()
+    tries = [json.loads(line) for line in stdout.splitlines() if '"seq"' in line]
+    return tries[-1]["ok"] if tries else None
+
+
 def test_a_failed_ipv6_apply_puts_ipv4_back(lab: RouterLab) -> None:
     good = _apply(lab, STATE)
     open_policy = FirewallPolicy(id="p-open", name="open", rules=())
