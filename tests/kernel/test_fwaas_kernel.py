@@ -302,6 +302,40 @@ def test_a_new_deny_cuts_established_connections_it_denies_and_keeps_the_others(
             handle.stop()
 
 
+def test_a_running_ping_stops_when_a_deny_rule_is_put_first_and_its_flow_cut(
+    lab: RouterLab,
+) -> None:
+    first = _apply(lab, STATE)
+    deny_ping = FirewallRule(id="r-no-ping", name="no-ping", protocol="icmp", action="deny")
+    rules = (deny_ping, *PROD_EGRESS.rules)
+    web_group = replace(WEB_GROUP_OBJ, egress_policy=replace(PROD_EGRESS, rules=rules))
+    state = replace(STATE, firewall_groups=(APP_GROUP_OBJ, web_group))
+    # One identifier for all requests: one conntrack flow, like `ping`.
+    argv = [sys.executable, "-I", probe_module.__file__, "icmp", OTHER_APP_IP, "--count", "25",
+            "--timeout", "0.2"]  # fmt: skip
+    ping = lab.runner.spawn(argv, netns=lab.web)
+    try:
+        time.sleep(0.5)
+        _apply(lab, state, previous=first)
+        cut = lab.firewall.cut_denied_connections(state)
+        assert [(flow.protocol, flow.dst) for flow in cut] == [("icmp", OTHER_APP_IP)]
+    finally:
+        result = ping.stop(timeout=30) if ping.poll() is not None else _wait(ping)
+    answered = json.loads(result.stdout)["answered"]
+    assert answered[0] is True and answered[-1] is False
+    trace = trace_router(state, Packet(src=WEB_IP, dst=OTHER_APP_IP, protocol="icmp"))
+    assert trace.words.startswith(
+        "dropped by firewall rule no-ping (policy prod-egress, position 1)"
+    )
+
+
+def _wait(handle: ProcessHandle, seconds: float = 30):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while handle.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return handle.stop()
+
+
 def _last_ok(stream: ProcessHandle) -> bool | None:
     stdout, _stderr = stream.read_output()
     tries = [json.loads(line) for line in stdout.splitlines() if '"seq"' in line]
