@@ -5,7 +5,11 @@ Figures (medians of `--runs`, the spread as [min, max]):
 - `render_s`: both families' full restore text;
 - `full_apply_s`: RouterFirewall.apply into a fresh namespace (save, restore per family);
 - `insert_apply_s`: one rule inserted in the middle of the policy: compile, delta, apply;
-- `hits_s`: reading every firewall rule's counter (one iptables-save -c per family).
+- `hits_s`: reading every firewall rule's counter (one iptables-save -c per family);
+- `shared`: one policy (`--shared-rules`) used by the groups of `--shared-routers` routers on
+  one network node, each router its own namespace: one rule inserted, then per router compile,
+  delta and apply (`per_router_s` p50/p95) and the node's total (`node_total_s`), which is the
+  kernel part of "time until every network node's kernel has it" (the rest is the dispatch).
 
 The group's ingress and egress policies share the N rules (3/4 IPv4, 1/4 IPv6, a mix of tcp,
 udp, icmp, any, ranges and CIDRs from the documentation ranges), as admins reuse one policy.
@@ -108,6 +112,38 @@ def with_inserted_rule(state: RouterState, run: int) -> RouterState:
     return replace(state, firewall_groups=(replace(group, egress_policy=changed),))
 
 
+def shared_policy_figures(runner: SubprocessRunner, prefix: str, routers: int, rules: int):  # type: ignore[no-untyped-def]
+    base = make_state(rules, 2)
+    states = [
+        replace(base, router=replace(base.router, id=f"bench-router-{n}", name=f"r{n}"))
+        for n in range(routers)
+    ]
+    compiled = [compile_router(state) for state in states]
+    firewalls = []
+    for n, first in enumerate(compiled):
+        netns = f"{prefix}shared-{n}"
+        runner.run(["ip", "netns", "add", netns])
+        firewall = RouterFirewall(runner, netns)
+        firewall.apply(first).raise_for_error()
+        firewalls.append(firewall)
+    per_router = []
+    started = time.perf_counter()
+    for state, first, firewall in zip(states, compiled, firewalls, strict=True):
+        router_started = time.perf_counter()
+        changed = compile_router(with_inserted_rule(state, 0))
+        firewall.apply(changed, first).raise_for_error()
+        per_router.append(time.perf_counter() - router_started)
+    total = time.perf_counter() - started
+    per_router.sort()
+    return {
+        "routers": routers,
+        "rules": rules,
+        "per_router_s": {"p50": round(statistics.median(per_router), 4),
+                         "p95": round(per_router[int(0.95 * (len(per_router) - 1))], 4)},
+        "node_total_s": round(total, 4),
+    }  # fmt: skip
+
+
 def _timed(function, *args):  # type: ignore[no-untyped-def]
     started = time.perf_counter()
     result = function(*args)
@@ -124,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", type=int, default=1000)
     parser.add_argument("--interfaces", type=int, default=10)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--shared-routers", type=int, default=50)
+    parser.add_argument("--shared-rules", type=int, default=100)
     args = parser.parse_args(argv)
     state = make_state(args.rules, args.interfaces)
     figures: dict[str, list[float]] = {k: [] for k in
@@ -155,6 +193,11 @@ def main(argv: list[str] | None = None) -> int:
                 assert len(hits) == 2 * args.rules + 1, len(hits)
             finally:
                 remove_namespaces(netns, runner)
+        shared = (
+            shared_policy_figures(runner, prefix, args.shared_routers, args.shared_rules)
+            if args.shared_routers
+            else None
+        )
     finally:
         remove_namespaces(prefix, runner)
         runner.close()
@@ -164,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "kernel_rule_lines": lines,
         **{name: summary(values) for name, values in figures.items()},
+        "shared": shared,
         "loadavg": " ".join(f"{value:.2f}" for value in os.getloadavg()),
     }
     print(json.dumps(result, indent=2))
