@@ -75,8 +75,7 @@ class RouterFirewall:
         for family, text, rollback in texts:
             if not text:
                 continue
-            rule_lines[family] = sum(1 for line in text.splitlines() if "-A " in line[:20])
-            chain_lines[family] = sum(1 for line in text.splitlines() if line[:1] in (":", "-X"))
+            rule_lines[family], chain_lines[family] = _count_lines(text)
             options = ("--noflush",) if previous is not None else ()
             step_started = time.perf_counter()
             result = self._run(restore_argv(family, text, *options), input=text, check=False)
@@ -217,6 +216,19 @@ class RouterFirewall:
                     packets, size = counts.strip("[]").split(":")
                     hits.append(RuleHits(origin, chain, Counter(int(packets), int(size))))
         return hits
+
+
+def _count_lines(text: str) -> tuple[int, int]:
+    """(rule lines -A/-I/-D, chain lines :/-X) of restore input, counters or not."""
+    rules = chains = 0
+    for line in text.splitlines():
+        if line.startswith("["):
+            line = line.split(" ", 1)[-1]
+        if line[:3] in ("-A ", "-I ", "-D "):
+            rules += 1
+        elif line.startswith(":") or line.startswith("-X "):
+            chains += 1
+    return rules, chains
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sgweb.kernel.router import parse_flows
+from sgweb.kernel.router import _count_lines, parse_flows
 
 LISTING_V4 = """\
 tcp      6 431999 ESTABLISHED src=192.0.2.5 dst=198.51.100.11 sport=40312 dport=5432 \
@@ -33,3 +33,8 @@ def test_deletes_name_exactly_one_connection() -> None:
     (ping6,) = parse_flows(LISTING_V6, 6)
     assert ping6.delete_argv()[4:6] == ["-p", "icmpv6"]  # conntrack-tools' name
     assert ping6.delete_argv()[-2:] == ["--icmpv6-id", "7"] and ping6.packet().family == 6
+
+
+def test_the_report_counts_rule_and_chain_lines_with_or_without_counters() -> None:
+    text = "*filter\n:a - [0:0]\n[3:180] -A a -j ACCEPT\n-I b 2 -j DROP\n-D c 1\n-X d\nCOMMIT\n"
+    assert _count_lines(text) == (3, 2)
