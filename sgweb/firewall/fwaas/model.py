@@ -5,13 +5,15 @@ Django, so the agent can use it alone; the control plane builds it from ORM obje
 adapter. Names are kept for explanations only ("dropped by firewall rule deny-db (policy
 prod-egress, position 3) on router r1 interface to net-app"); they never reach rule text.
 
-Semantics (Neutron FWaaS v2): a firewall group applies to router interface ports; its ingress
-policy filters what enters the router through such a port (traffic coming from the port's
-network), its egress policy what leaves the router through it (traffic going to that network).
-A policy's enabled rules are matched in order, first match wins (allow ACCEPT, deny DROP,
-reject REJECT); established traffic is allowed, INVALID dropped; a packet that matches no rule
-of a policy the group has is dropped. A group without a policy for a direction lets that
-direction pass; a group with admin_state_up false filters nothing.
+Semantics (Neutron FWaaS v2, as neutron-fwaas's iptables v2 driver applies them): a firewall
+group applies to router interface ports; its ingress policy filters what goes toward the port's
+network (leaves the router by that interface, `-o qr-...`), its egress policy what comes from
+that network into the router (`-i qr-...`). A policy's enabled rules are matched in order, first
+match wins (allow ACCEPT, deny DROP, reject REJECT); established traffic is allowed, INVALID
+dropped; a packet that matches no rule is dropped. A group without a policy for a direction
+drops that direction's new connections too (the driver installs only the INVALID/ESTABLISHED
+rules and the default drop); a group with admin_state_up false drops everything through its
+ports (Neutron: "does not forward packets"). See sgweb/firewall/fwaas/compiler.py.
 """
 
 from __future__ import annotations
