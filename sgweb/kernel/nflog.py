@@ -30,6 +30,7 @@ the only part that starts a process.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import json
 import logging
@@ -99,6 +100,10 @@ def parse_prefix(prefix: object) -> tuple[str, str, str] | None:
     return event, direction, port_id
 
 
+# A host has a few prefixes per logged port: each is split once.
+_parse_prefix_cached = functools.lru_cache(maxsize=8192)(parse_prefix)
+
+
 def _int(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
@@ -108,7 +113,8 @@ def _int(value: object) -> int | None:
 def decode_record(record: dict[str, Any], now: float | None = None) -> LogPacket | None:
     """A `LogPacket` from one ulogd JSON object; None for what is not a logged IP packet of
     ours (foreign prefix, ARP, a truncated header)."""
-    named = parse_prefix(record.get("oob.prefix"))
+    prefix = record.get("oob.prefix")
+    named = _parse_prefix_cached(prefix) if isinstance(prefix, str) else None
     family = _FAMILIES.get(record.get("oob.family"))  # type: ignore[arg-type]
     src, dst = record.get("src_ip"), record.get("dest_ip")
     if named is None or family is None or not isinstance(src, str) or not isinstance(dst, str):
