@@ -256,3 +256,40 @@ def test_a_batch_the_broker_did_not_take_goes_out_with_the_next_one() -> None:
     (batch,) = [wire.parse_flow_batch(d) for d in send.documents]
     assert batch.shed == 1
     assert [(f.first_seen, f.count) for f in batch.flows] == [(100.0, 1), (106.0, 1)]
+
+
+def test_the_agent_reads_the_drop_logs_settings_from_its_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.config import AgentConfig, ConfigError
+
+    monkeypatch.setenv("SGWEB_HOST", "compute-1")
+    default = AgentConfig.from_env()
+    assert (default.packet_log_interval_s, default.packet_log_max_flows) == (
+        wire.SEND_INTERVAL_S, wire.MAX_OPEN_FLOWS,
+    )  # fmt: skip
+    monkeypatch.setenv("SGWEB_PACKET_LOG_INTERVAL_S", "0")
+    monkeypatch.setenv("SGWEB_PACKET_LOG_MAX_FLOWS", "300")
+    config = AgentConfig.from_env()
+    assert (config.packet_log_interval_s, config.packet_log_max_flows) == (0.0, 300)
+    for bad in ("many", "0", "-5"):
+        monkeypatch.setenv("SGWEB_PACKET_LOG_MAX_FLOWS", bad)
+        with pytest.raises(ConfigError, match="SGWEB_PACKET_LOG_MAX_FLOWS"):
+            AgentConfig.from_env()
+
+
+def test_the_agent_sends_a_batch_as_the_record_flows_task_on_the_control_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker import app as agent_app
+
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(agent_app.app, "send_task", lambda *a, **kw: calls.append((a, kw)))
+    document = wire.FlowBatch("compute-1", 1, 1.0, 2.0).as_dict()
+    agent_app.send_flows(document)
+    assert calls == [
+        (
+            (wire.TASK_RECORD_FLOWS,),
+            {"kwargs": {"batch": document}, "queue": agent_app.config.control_queue},
+        )
+    ]

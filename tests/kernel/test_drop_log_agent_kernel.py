@@ -26,7 +26,7 @@ from worker.packetlog import FlowTable, PacketLog
 
 pytestmark = pytest.mark.kernel
 
-OUTSIDE_V4 = "198.51.100.7"
+OUTSIDE_V4, OUTSIDE_V6 = "198.51.100.7", "2001:db8:1::7"
 WEB_V4, DB_V4 = WEB_PORT.fixed_ips[0], DB_PORT.fixed_ips[0]
 ARRIVES_WITHIN_S = 2.0
 
@@ -89,17 +89,20 @@ def logged_lab(kernel_runner: SubprocessRunner) -> Iterator[LoggedLab]:
         remove_namespaces(prefix, kernel_runner)
 
 
+@pytest.mark.parametrize("family", [4, 6])
 def test_a_blocked_ping_arrives_as_a_drop_flow_of_the_port_within_two_seconds(
-    logged_lab: LoggedLab,
+    logged_lab: LoggedLab, family: int
 ) -> None:
-    logged_lab.lab.ping("outside", DB_PORT.id).assert_agrees(expected_ok=False)
+    logged_lab.lab.ping("outside", DB_PORT.id, family=family).assert_agrees(expected_ok=False)
+    protocol, echo = (1, 8) if family == 4 else (58, 128)
     flows = logged_lab.sent.wait_for(
-        lambda f: f.port_id == DB_PORT.id and f.protocol == 1, ARRIVES_WITHIN_S
+        lambda f: f.port_id == DB_PORT.id and f.protocol == protocol, ARRIVES_WITHIN_S
     )
-    assert flows, "no drop flow for the blocked ping"
+    assert flows, f"no drop flow for the blocked IPv{family} ping"
     flow = flows[-1]
-    assert (flow.event, flow.direction, flow.ethertype) == ("DROP", "ingress", "IPv4")
-    assert (flow.src, flow.dst, flow.icmp_type, flow.icmp_code) == (OUTSIDE_V4, DB_V4, 8, 0)
+    assert (flow.event, flow.direction, flow.ethertype) == ("DROP", "ingress", f"IPv{family}")
+    outside, db = (OUTSIDE_V4, DB_V4) if family == 4 else (OUTSIDE_V6, DB_PORT.fixed_ips[1])
+    assert (flow.src, flow.dst, flow.icmp_type, flow.icmp_code) == (outside, db, echo, 0)
     assert flow.decided_by == "fallback" and flow.src_port is None
 
 
