@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -49,6 +50,7 @@ from sgweb.kernel.runner import CommandRunner, SpawnedProcess
 log = logging.getLogger("sgweb.kernel.nflog")
 
 ULOGD = "ulogd"
+RUN_DIR = "/run/sgweb"
 PLUGIN_GLOBS = ("/usr/lib/*/ulogd", "/usr/lib/ulogd", "/usr/lib64/ulogd", "/usr/local/lib/ulogd")
 PLUGINS = (
     "ulogd_inppkt_NFLOG.so",
@@ -185,6 +187,45 @@ def find_plugin_dir() -> str:
     )
 
 
+def _read_pid(path: str) -> int | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its parent to reap it."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def end_stale(pidfile: str, timeout: float = 2.0) -> bool:
+    """End the ulogd that `pidfile` names, if it still runs (and is a ulogd: a pid can be
+    reused); True if there was one."""
+    pid = _read_pid(pidfile)
+    if pid is None:
+        return False
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as handle:
+            if handle.read().strip() != ULOGD:
+                return False
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if _running(pid):
+            os.kill(pid, signal.SIGKILL)
+    except (OSError, ProcessLookupError):
+        return False
+    log.warning("packet log: ended a ulogd (pid %s) an earlier agent left running", pid)
+    return True
+
+
 class UlogdReceiver:
     """ulogd in a namespace, bound to `groups`; each decoded packet goes to `on_packet` from
     this receiver's reader thread. `received` counts the JSON lines read, `foreign` the lines
@@ -196,11 +237,16 @@ class UlogdReceiver:
         netns: str | None,
         groups: Sequence[int],
         on_packet: Callable[[LogPacket], None],
+        run_dir: str = RUN_DIR,
     ) -> None:
         self.runner = runner
         self.netns = netns
         self.groups = tuple(groups)
         self.on_packet = on_packet
+        # Where the pid of the namespace's ulogd is kept: an agent that died without stopping
+        # its ulogd left it bound to the groups (one listener per group and namespace), so
+        # the next one ends it first.
+        self.pidfile = os.path.join(run_dir, f"ulogd-{netns or 'host'}.pid")
         self.received = 0
         self.foreign = 0
         self._process: SpawnedProcess | None = None
@@ -216,9 +262,13 @@ class UlogdReceiver:
         conf = os.path.join(self._dir, "ulogd.conf")
         with open(conf, "w", encoding="utf-8") as handle:
             handle.write(ulogd_config(self.groups, plugin_dir, logfile))
+        end_stale(self.pidfile)
         process = self.runner.spawn([ULOGD, "-c", conf], netns=self.netns, stream_stdout=True)
         assert isinstance(process, SpawnedProcess)
         self._process = process
+        os.makedirs(os.path.dirname(self.pidfile), exist_ok=True)
+        with open(self.pidfile, "w", encoding="utf-8") as handle:
+            handle.write(f"{process.pid}\n")
         self._reader = threading.Thread(target=self._read, name="sgweb-nflog", daemon=True)
         self._reader.start()
         self._wait_bound(logfile, ready_timeout)
@@ -280,6 +330,9 @@ class UlogdReceiver:
             self._reader = None
         if process is not None:
             process.stop(timeout=2.0)
+            with contextlib.suppress(OSError):
+                if _read_pid(self.pidfile) == process.pid:
+                    os.unlink(self.pidfile)
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None

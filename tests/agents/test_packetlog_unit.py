@@ -8,6 +8,7 @@ the decoder does not read; the real-kernel tier is tests/kernel/test_drop_log_ag
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -293,3 +294,21 @@ def test_the_agent_sends_a_batch_as_the_record_flows_task_on_the_control_queue(
             {"kwargs": {"batch": document}, "queue": agent_app.config.control_queue},
         )
     ]
+
+
+def test_without_ulogd_the_agent_says_so_and_keeps_sending_what_it_has(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sgweb.kernel import nflog
+
+    monkeypatch.setattr(nflog.shutil, "which", lambda name: None)
+    send = Capture()
+    log = PacketLog(
+        "compute-1", runner=None, netns=None,  # type: ignore[arg-type]
+        state_of=lambda: logged_state(state(), "ALL"), send=send,
+    )  # fmt: skip
+    log.table.add(packet(time.time()))
+    log.tick()
+    assert log.receiver is None
+    assert "install Debian's ulogd2" in caplog.text
+    assert len(send.flows()) == 1

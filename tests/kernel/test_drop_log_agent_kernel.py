@@ -7,6 +7,8 @@ without logging removes the NFLOG rules and ends the receiver.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -229,3 +231,47 @@ def test_a_state_without_logging_removes_the_nflog_rules_and_ends_the_receiver(
     while agent.receiver is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert agent.receiver is None and not receiver.alive
+
+
+def blocked_connect_arrives(logged_lab: LoggedLab, sent: Capture, port: int) -> bool:
+    logged_lab.lab.tcp("outside", WEB_PORT.id, port)
+    return bool(sent.wait_for(lambda f: f.dst_port == port, ARRIVES_WITHIN_S))
+
+
+def test_a_ulogd_that_ended_is_started_again_and_drops_arrive_again(
+    logged_lab: LoggedLab,
+) -> None:
+    agent = logged_lab.agent
+    first = agent.receiver
+    assert first is not None and first._process is not None
+    os.kill(first._process.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while agent.receiver in (first, None) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert agent.receiver is not first and agent.receiver is not None
+    assert blocked_connect_arrives(logged_lab, logged_lab.sent, 10)
+
+
+def test_a_ulogd_an_earlier_agent_left_bound_is_ended_by_the_next_agent(
+    logged_lab: LoggedLab,
+) -> None:
+    earlier = logged_lab.agent
+    earlier.close = lambda: None  # type: ignore[method-assign]  # a crash: ulogd is left
+    earlier.stopping.set()
+    earlier.join(timeout=5)
+    left = earlier.receiver
+    assert left is not None and left.alive
+    sent = Capture()
+    later = PacketLog(
+        "host1", logged_lab.lab.runner, logged_lab.lab.host_ns, lambda: logged_lab.lab.state, sent
+    )
+    try:
+        later.tick()
+        assert later.receiver is not None and later.receiver.alive
+        assert not left.alive
+        later.start()
+        assert blocked_connect_arrives(logged_lab, sent, 11)
+    finally:
+        later.stopping.set()
+        later.join(timeout=5)
+        later.close()
