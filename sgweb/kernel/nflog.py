@@ -51,6 +51,8 @@ log = logging.getLogger("sgweb.kernel.nflog")
 
 ULOGD = "ulogd"
 RUN_DIR = "/run/sgweb"
+QUEUE_THRESHOLD = 32
+QUEUE_TIMEOUT_CS = 5
 PLUGIN_GLOBS = ("/usr/lib/*/ulogd", "/usr/lib/ulogd", "/usr/lib64/ulogd", "/usr/local/lib/ulogd")
 PLUGINS = (
     "ulogd_inppkt_NFLOG.so",
@@ -161,13 +163,15 @@ def ulogd_config(groups: Sequence[int], plugin_dir: str, logfile: str) -> str:
             f"stack=log{index}:NFLOG,base{index}:BASE,ip2str{index}:IP2STR,json{index}:JSON"
         )
     for index, group in enumerate(groups):
-        # qthreshold 1: the kernel hands each packet over at once (the drop log's latency).
+        # The kernel hands packets over QUEUE_THRESHOLD at a time, or after QUEUE_TIMEOUT_CS
+        # hundredths of a second: one message per packet would cost a wake-up each.
         # A bigger socket buffer rides out a burst from many ports; past it the kernel drops
         # log copies, which ulogd reports in its log.
         lines += [
             f"[log{index}]",
             f"group={group}",
-            "netlink_qthreshold=1",
+            f"netlink_qthreshold={QUEUE_THRESHOLD}",
+            f"netlink_qtimeout={QUEUE_TIMEOUT_CS}",
             "netlink_socket_buffer_size=425984",
             "netlink_socket_buffer_maxsize=1703936",
             f"[json{index}]",
