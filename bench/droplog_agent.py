@@ -10,9 +10,10 @@ process with the real ulogd2; its send function serialises each batch to JSON as
 
 Printed (JSON): the rate the sender reached, log packets the agent received, flows and batches
 sent, shed; CPU as % of one core over the window for this process (the reader and the sender
-thread; the main thread sleeps), for ulogd, and both; and the pure cost per packet of decoding
-a ulogd JSON line and adding it to the flow table (µs, no kernel). Run it with the load average
-printed beside it: the machine is shared.
+thread; the main thread sleeps), for ulogd, and both; the latency from a drop's log timestamp
+to the batch that first carries its flow (p50/p95 over single drops 100 ms apart); and the pure
+cost per packet of decoding a ulogd JSON line and adding it to the flow table (µs, no kernel).
+Run it with the load average printed beside it: the machine is shared.
 """
 
 from __future__ import annotations
@@ -54,6 +55,15 @@ while sent < total:
 print(sent, time.monotonic() - start)
 """
 
+_SINGLES = """
+import socket, sys, time
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"x", (sys.argv[1], 9))
+    s.close()
+    time.sleep(0.1)
+"""
+
 SAMPLE = json.dumps({
     "timestamp": "2026-12-07T02:24:31.888973", "dvc": "Netfilter", "raw.pktlen": 29,
     "raw.pktcount": 1, "oob.prefix": f"DROP ingress {WEB_PORT.id}", "oob.time.sec": 1796610271,
@@ -85,13 +95,19 @@ def _cpu_self() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(rate: int, seconds: float, flows: int) -> dict[str, Any]:
+def measure(rate: int, seconds: float, flows: int, latency_probes: int = 40) -> dict[str, Any]:
     runner = SubprocessRunner()
     batches: list[int] = []
+
+    first_reports: dict[tuple[Any, ...], float] = {}  # flow -> logged -> first sent, s
 
     def send(document: dict[str, Any]) -> None:
         json.dumps(document)  # what Celery's JSON serializer does with it
         batches.append(len(document["flows"]))
+        now = time.time()
+        for flow in document["flows"]:
+            key = (flow["src_port"], flow["dst_port"], flow["first_seen"])
+            first_reports.setdefault(key, now - flow["first_seen"])
 
     agent = None
     try:
@@ -120,6 +136,15 @@ def measure(rate: int, seconds: float, flows: int) -> dict[str, Any]:
         sender.popen.wait(timeout=seconds + 10)
         sent, took = sender.stop().stdout.split()
         time.sleep(2 * agent.interval_s)
+        # Latency: single drops, one new 5-tuple each, 100 ms apart; from the kernel's log
+        # timestamp to the batch that first carries the flow.
+        first_reports.clear()
+        runner.run(
+            [sys.executable, "-c", _SINGLES, WEB_PORT.fixed_ips[0], str(latency_probes)],
+            netns=lab.topology.ns("outside"),
+        )
+        time.sleep(2 * agent.interval_s + 0.2)
+        latencies = sorted(first_reports.values())
         window = wall1 - wall0
         agent_pct = (cpu1 - cpu0) / window * 100
         ulogd_pct = (ulogd1 - ulogd0) / window * 100
@@ -135,6 +160,11 @@ def measure(rate: int, seconds: float, flows: int) -> dict[str, Any]:
             "agent_cpu_pct": round(agent_pct, 2),
             "ulogd_cpu_pct": round(ulogd_pct, 2),
             "total_cpu_pct": round(agent_pct + ulogd_pct, 2),
+            "latency_probes": len(latencies),
+            "latency_ms_p50": round(latencies[len(latencies) // 2] * 1000) if latencies else None,
+            "latency_ms_p95": (
+                round(latencies[int(len(latencies) * 0.95)] * 1000) if latencies else None
+            ),
         }
     finally:
         if agent is not None:
