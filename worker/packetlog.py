@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sgweb.firewall.model import HostState
-from sgweb.kernel.nflog import LogPacket, UlogdReceiver
+from sgweb.kernel.nflog import LogPacket, UlogdMissing, UlogdReceiver
 from sgweb.kernel.runner import CommandRunner
 from sgweb.wire import packetlog as wire
 
@@ -36,6 +36,8 @@ log = logging.getLogger("sgweb.agent.packetlog")
 
 DECIDED_BY_FALLBACK = "fallback"  # the DROP log sits right in front of the default drop
 _ETHERTYPES = {4: "IPv4", 6: "IPv6"}
+MISSING_RETRY_S = 60.0
+FAILED_RETRY_S = 5.0
 
 
 def packet_key(packet: LogPacket) -> tuple[Any, ...]:
@@ -196,6 +198,7 @@ class PacketLog(threading.Thread):
         self.sequence = 0
         self.sent_flows = 0
         self._next_try = 0.0  # after a receiver failed to start: not before this
+        self._said_missing = False
 
     def run(self) -> None:
         try:
@@ -207,9 +210,14 @@ class PacketLog(threading.Thread):
     def tick(self) -> None:
         try:
             self.keep_receiver()
-        except Exception as exc:  # ulogd missing or failing: say so, try again later
+        except UlogdMissing as exc:  # said once; installed later, it is found within a minute
+            if not self._said_missing:
+                log.warning("packet log: %s; logged ports' packets are not received", exc)
+                self._said_missing = True
+            self._next_try = time.monotonic() + MISSING_RETRY_S
+        except Exception as exc:  # ulogd failing to start: say so, try again shortly
             log.warning("packet log: %s", exc)
-            self._next_try = time.monotonic() + 10 * max(self.interval_s, 0.5)
+            self._next_try = time.monotonic() + FAILED_RETRY_S
         self.flush()
 
     def keep_receiver(self) -> None:
