@@ -38,6 +38,7 @@ DECIDED_BY_FALLBACK = "fallback"  # the DROP log sits right in front of the defa
 _ETHERTYPES = {4: "IPv4", 6: "IPv6"}
 MISSING_RETRY_S = 60.0
 FAILED_RETRY_S = 5.0
+ENDED_RETRY_S = 1.0
 
 
 def packet_key(packet: LogPacket) -> tuple[Any, ...]:
@@ -224,8 +225,9 @@ class PacketLog(threading.Thread):
         groups = logged_groups(self.state_of())
         receiver = self.receiver
         if receiver is not None and (receiver.groups != groups or not receiver.alive):
-            if not receiver.alive:
+            if not receiver.alive:  # started again a second later: a crash loop stays slow
                 log.warning("packet log: ulogd ended: %s", receiver.log_text()[-300:])
+                self._next_try = time.monotonic() + ENDED_RETRY_S
             receiver.stop()
             self.receiver = receiver = None
         if receiver is None and groups and time.monotonic() >= self._next_try:
