@@ -12,7 +12,8 @@ Printed (JSON): the rate the sender reached, log packets the agent received, flo
 sent, shed; CPU as % of one core over the window for this process (the reader and the sender
 thread; the main thread sleeps), for ulogd, and both; the latency from a drop's log timestamp
 to the batch that first carries its flow (p50/p95 over single drops 100 ms apart); and the pure
-cost per packet of decoding a ulogd JSON line and adding it to the flow table (µs, no kernel).
+cost per packet of decoding a ulogd JSON line and adding it to the flow table (µs, no kernel),
+and the table's memory with all its open-flow places taken (the agent's bound).
 Run it with the load average printed beside it: the machine is shared.
 """
 
@@ -24,6 +25,7 @@ import os
 import resource
 import sys
 import time
+import tracemalloc
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +34,7 @@ from typing import Any
 import psutil
 
 from sgweb.firewall.model import LogSettings
-from sgweb.kernel.nflog import decode_line
+from sgweb.kernel.nflog import LogPacket, decode_line
 from sgweb.kernel.runner import SubprocessRunner
 from sgweb.kernel.topology import SHARED_BRIDGE, remove_namespaces
 from tests.kernel.harness import build_lab
@@ -88,6 +90,24 @@ def pure_cost_us(packets: int = 50_000, flows: int = 50) -> float:
         if i % 500 == 0:
             table.drain()
     return (time.perf_counter() - started) / packets * 1e6
+
+
+def table_bytes_at_bound() -> int:
+    """The flow table's memory with every open-flow place taken (distinct 5-tuples, several
+    ports), by tracemalloc: the agent's bound for the drop log's state."""
+    table = FlowTable()
+    ports = [f"{i:08d}-aaaa-4aaa-8aaa-{i:012d}" for i in range(8)]
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for i in range(table.max_open + 1000):  # packets made here: the table keeps one a flow
+        table.add(
+            LogPacket("DROP", "ingress", ports[i % 8], 4, 6, f"198.51.100.{i % 250}",
+                      "192.0.2.11", 1024 + i, 5432, time=100.0 + i / 1e6)
+        )  # fmt: skip
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    assert len(table) == table.max_open
+    return sum(stat.size_diff for stat in after.compare_to(before, "filename"))
 
 
 def _cpu_self() -> float:
@@ -186,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     result = measure(args.rate, args.seconds, args.flows)
     result["pure_us_per_packet"] = round(pure_cost_us(), 2)
+    result["open_flows_bound"] = FlowTable().max_open
+    result["table_mib_at_bound"] = round(table_bytes_at_bound() / 2**20, 2)
     result["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
     print(json.dumps(result))
     return 0

@@ -284,3 +284,17 @@ def test_a_ulogd_an_earlier_agent_left_bound_is_ended_by_the_next_agent(
         later.stopping.set()
         later.join(timeout=5)
         later.close()
+
+
+def test_new_nflog_groups_in_the_state_move_the_receiver_to_them(logged_lab: LoggedLab) -> None:
+    lab, agent = logged_lab.lab, logged_lab.agent
+    moved = LogSettings(nflog_group_v4=20, nflog_group_v6=21)
+    lab.apply_fresh(replace(logged(state(), web="ALL", db="DROP"), log_settings=moved))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        receiver = agent.receiver
+        if receiver is not None and receiver.groups == (20, 21):
+            break
+        time.sleep(0.05)
+    assert agent.receiver is not None and agent.receiver.groups == (20, 21)
+    assert blocked_connect_arrives(logged_lab, logged_lab.sent, 12)
