@@ -132,6 +132,19 @@ def test_a_blocked_tcp_connect_arrives_as_a_drop_flow_with_its_five_tuple(
     assert flow.first_seen <= flow.last_seen <= time.time()
 
 
+def test_a_connect_the_vm_may_not_make_arrives_as_an_egress_drop_flow(
+    logged_lab: LoggedLab,
+) -> None:
+    logged_lab.lab.tcp(WEB_PORT.id, "outside", 22).assert_agrees(expected_ok=False)
+    flows = logged_lab.sent.wait_for(
+        lambda f: f.port_id == WEB_PORT.id and f.dst_port == 22, ARRIVES_WITHIN_S
+    )
+    assert flows, "no drop flow for the VM's blocked connect"
+    flow = flows[-1]
+    assert (flow.event, flow.direction, flow.protocol) == ("DROP", "egress", 6)
+    assert (flow.src, flow.dst) == (WEB_V4, OUTSIDE_V4)
+
+
 def test_an_allowed_connection_arrives_once_as_an_accept_flow_when_accepts_are_logged(
     logged_lab: LoggedLab,
 ) -> None:
