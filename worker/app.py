@@ -21,8 +21,9 @@ from sgweb.kernel.apply import HostFirewall
 from sgweb.kernel.runner import default_runner
 from sgweb.kernel.watch import KernelWatch
 from sgweb.wire import accounting as accounting_wire
+from sgweb.wire import packetlog as packetlog_wire
 from sgweb.wire import sync as protocol
-from worker import accounting
+from worker import accounting, packetlog
 from worker.agent import Agent
 from worker.config import AgentConfig
 from worker.store import RedisStore
@@ -103,6 +104,14 @@ def send_accounting(document: dict[str, Any]) -> None:
     app.send_task(
         accounting_wire.TASK_RECORD_ACCOUNTING,
         kwargs={"deltas": document},
+        queue=config.control_queue,
+    )
+
+
+def send_flows(document: dict[str, Any]) -> None:
+    app.send_task(
+        packetlog_wire.TASK_RECORD_FLOWS,
+        kwargs={"batch": document},
         queue=config.control_queue,
     )
 
@@ -203,6 +212,18 @@ def _on_ready(**_: Any) -> None:
             accounting.start(
                 the_agent, config.redis_url, config.key_prefix, send_accounting,
                 config.accounting_interval_s,
+            )
+        )  # fmt: skip
+    if config.packet_log_interval_s > 0:  # issue 13: ulogd runs only while a port is logged
+        _threads.append(
+            packetlog.start(
+                config.host, default_runner(), config.netns,
+                lambda: the_agent.applied.state if the_agent.applied else None,
+                send_flows, config.packet_log_interval_s,
+                packetlog.FlowTable(
+                    max_open=config.packet_log_max_flows,
+                    max_per_port=max(1, config.packet_log_max_flows // 4),
+                ),
             )
         )  # fmt: skip
     log.info("agent for %s ready on queue %s (netns %s)", config.host, config.queue, config.netns)

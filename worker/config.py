@@ -15,6 +15,10 @@
                                move the generation
 * ``SGWEB_ACCOUNTING_INTERVAL_S`` how often it reads every rule counter and sends the deltas
                                to the control plane (10; 0: off), see `sgweb.wire.accounting`
+* ``SGWEB_PACKET_LOG_INTERVAL_S`` how often the drop log's flows are sent (0.5; 0: the agent
+                               receives no logged packets at all), see `worker.packetlog`
+* ``SGWEB_PACKET_LOG_MAX_FLOWS`` open flows the agent keeps at most (10000); a port at most a
+                               quarter of them. What finds no room is shed and counted
 * ``SGWEB_OWNER_PID``          exit when this process ends (test harnesses set it; optional)
 
 Read once, here; the rest of the agent gets an `AgentConfig`. The names shared with the control
@@ -27,7 +31,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from sgweb.wire import accounting
+from sgweb.wire import accounting, packetlog
 from sgweb.wire import sync as protocol
 
 
@@ -45,6 +49,19 @@ def _float(name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
+def _int(name: str, default: int, minimum: int = 1) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below {minimum}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
     host: str
@@ -59,6 +76,8 @@ class AgentConfig:
     owner_pid: int | None = None
     accounting_interval_s: float = accounting.DEFAULT_INTERVAL_S
     heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S
+    packet_log_interval_s: float = packetlog.SEND_INTERVAL_S
+    packet_log_max_flows: int = packetlog.MAX_OPEN_FLOWS
 
     @property
     def queue(self) -> str:
@@ -88,4 +107,6 @@ class AgentConfig:
             accounting_interval_s=_float(
                 "SGWEB_ACCOUNTING_INTERVAL_S", accounting.DEFAULT_INTERVAL_S
             ),
+            packet_log_interval_s=_float("SGWEB_PACKET_LOG_INTERVAL_S", packetlog.SEND_INTERVAL_S),
+            packet_log_max_flows=_int("SGWEB_PACKET_LOG_MAX_FLOWS", packetlog.MAX_OPEN_FLOWS),
         )
