@@ -122,15 +122,19 @@ def newest_first(flows: QuerySet[DropFlow]) -> QuerySet[DropFlow]:
     return flows.order_by("-last_seen", "-id")
 
 
-def top_dropping_ports(user: Any, hours: float = 1.0, limit: int = 5) -> list[dict[str, Any]]:
+def top_dropping_ports(
+    user: Any, hours: float = 1.0, limit: int = 5, project_id: Any = None
+) -> list[dict[str, Any]]:
     """The ports with the most dropped packets seen in the last `hours` (the overview's list).
 
     A flow counts with its whole count when its last packet falls in the window: a flow's
     packets are not kept per minute, so this is "drops of flows active in the last hour"."""
     since = timezone.now() - timedelta(hours=hours)
+    flows = visible_flows(user)
+    if project_id is not None:
+        flows = flows.filter(project_id=project_id)
     rows = (
-        visible_flows(user)
-        .filter(event="DROP", last_seen__gte=since)
+        flows.filter(event="DROP", last_seen__gte=since)
         .values("port_id", "port__name", "host")
         .annotate(packets=Sum("count"), flows=Count("id"))
         .order_by("-packets", "port_id")[:limit]
