@@ -7,7 +7,7 @@ import pytest
 
 from tests.controlplane import factories
 from tests.droplog.batches import FlowAgent
-from tests.livefixtures import World, no_dispatch, world  # noqa: F401
+from tests.livefixtures import World, live_redis, no_dispatch, world  # noqa: F401
 from tests.personas import *  # noqa: F403
 
 
