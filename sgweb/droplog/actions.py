@@ -155,8 +155,13 @@ def record(data: dict[str, Any]) -> Recorded:
     port_ids = {pid for flow in batch.flows if (pid := _uuid(flow.port_id)) is not None}
     with transaction.atomic():
         state, stale = _count_batch(batch)
-        ports = {str(p.pk): p for p in Port.objects.filter(pk__in=port_ids).only("id", "project")}
-        rows = {row.key: row for row in DropFlow.objects.filter(key__in=list(keys))}
+        ports = {
+            str(p.pk): p for p in Port.objects.filter(pk__in=port_ids).only("id", "project", "name")
+        }
+        rows = {
+            row.key: row
+            for row in DropFlow.objects.filter(key__in=list(keys)).select_related("port")
+        }
         created: dict[str, DropFlow] = {}
         changed: dict[str, DropFlow] = {}
         unknown = 0

@@ -24,6 +24,7 @@ def flow_to_dict(row: DropFlow) -> dict[str, Any]:
     return {
         "id": row.key,
         "port_id": str(row.port_id),
+        "port_name": row.port.name,
         "project_id": row.project_id.hex,
         "host": row.host,
         "direction": row.direction,

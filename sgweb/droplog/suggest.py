@@ -10,6 +10,8 @@ It is only ever a pre-filled form: nothing is applied without the admin's click.
 from __future__ import annotations
 
 import ipaddress
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,48 +60,68 @@ def remote_address(flow: DropFlow) -> str:
     return flow.src if flow.direction == "ingress" else flow.dst
 
 
-def _remote_group(flow: DropFlow, address: str) -> str | None:
-    ports = FixedIP.objects.filter(
-        ip_address=address, port__project_id=flow.project_id
-    ).values_list("port_id", flat=True)
-    link = (
-        PortSecurityGroup.objects.filter(port_id__in=list(ports[:5]))
-        .order_by("port_id", "position", "id")
-        .values_list("security_group_id", flat=True)
-        .first()
-    )
-    return str(link) if link else None
+class _Context:
+    """What the suggestions of many flows need, read in three queries for all of them."""
 
+    def __init__(self, flows: Sequence[DropFlow]) -> None:
+        drops = [flow for flow in flows if flow.event == "DROP"]
+        wanted = {(flow.project_id, remote_address(flow)) for flow in drops}
+        holders: dict[tuple[Any, str], list[Any]] = defaultdict(list)
+        for port_id, project_id, address in FixedIP.objects.filter(
+            ip_address__in={address for _project, address in wanted}
+        ).values_list("port_id", "port__project_id", "ip_address"):
+            if (project_id, address) in wanted:
+                holders[(project_id, address)].append(port_id)
+        ports = {flow.port_id for flow in drops} | {pid for ids in holders.values() for pid in ids}
+        self.groups: dict[Any, list[str]] = defaultdict(list)
+        for port_id, group_id in (
+            PortSecurityGroup.objects.filter(port_id__in=ports)
+            .order_by("port_id", "position", "id")
+            .values_list("port_id", "security_group_id")
+        ):
+            self.groups[port_id].append(str(group_id))
+        self.holders = {key: sorted(ids, key=str) for key, ids in holders.items()}
+        near = {flow.nearest_rule_id for flow in drops if flow.nearest_rule_id}
+        self.rule_groups = {
+            str(rule_id): str(group_id)
+            for rule_id, group_id in SecurityGroupRule.objects.filter(pk__in=near).values_list(
+                "pk", "security_group_id"
+            )
+        }
 
-def _target_group(flow: DropFlow) -> str | None:
-    own = [
-        str(gid)
-        for gid in PortSecurityGroup.objects.filter(port_id=flow.port_id)
-        .order_by("position", "id")
-        .values_list("security_group_id", flat=True)
-    ]
-    if not own:
+    def remote_group(self, flow: DropFlow, address: str) -> str | None:
+        for port_id in self.holders.get((flow.project_id, address), ()):
+            if self.groups.get(port_id):
+                return self.groups[port_id][0]
         return None
-    if flow.nearest_rule_id:
-        near = (
-            SecurityGroupRule.objects.filter(pk=flow.nearest_rule_id)
-            .values_list("security_group_id", flat=True)
-            .first()
-        )
-        if near is not None and str(near) in own:
-            return str(near)
-    return own[0]
+
+    def target_group(self, flow: DropFlow) -> str | None:
+        own = self.groups.get(flow.port_id, [])
+        if not own:
+            return None
+        near = self.rule_groups.get(flow.nearest_rule_id)
+        return near if near in own else own[0]
+
+
+def suggested_rules(flows: Sequence[DropFlow]) -> dict[str, SuggestedRule | None]:
+    """Flow key -> the narrowest rule allowing it, or None (not a drop, or the port has no
+    group)."""
+    context = _Context(flows)
+    return {flow.key: _suggest(flow, context) for flow in flows}
 
 
 def suggested_rule(flow: DropFlow) -> SuggestedRule | None:
-    """The narrowest rule allowing the flow, or None (not a drop, or the port has no group)."""
+    return suggested_rules([flow])[flow.key]
+
+
+def _suggest(flow: DropFlow, context: _Context) -> SuggestedRule | None:
     if flow.event != "DROP":
         return None
-    group = _target_group(flow)
+    group = context.target_group(flow)
     if group is None:
         return None
     address = remote_address(flow)
-    remote_group = _remote_group(flow, address)
+    remote_group = context.remote_group(flow, address)
     prefix = None
     if remote_group is None:
         bits = ipaddress.ip_address(address).max_prefixlen

@@ -72,3 +72,21 @@ def test_a_malformed_filter_is_a_clear_400(alice, logged, params):
     response = NeutronClient(alice).get("/sgweb-drops", params)
     assert response.status_code == 400
     assert response.json()["NeutronError"]["message"].startswith("Invalid input")
+
+
+def test_the_list_costs_the_same_queries_for_three_flows_or_thirty(alice, world, agent):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = NeutronClient(alice)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert client.get("/sgweb-drops").status_code == 200
+        return len(captured)
+
+    actions.record(agent.batch(*(blocked_ssh(world.web, sport=42000 + n) for n in range(3))))
+    queries()  # the first request also notes the token's use
+    few = queries()
+    actions.record(agent.batch(*(blocked_ssh(world.db, sport=43000 + n) for n in range(27))))
+    assert queries() == few

@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 from sgweb.droplog import query
 from sgweb.droplog.models import DropFlow
 from sgweb.droplog.representation import flow_to_dict
-from sgweb.droplog.suggest import suggested_rule
+from sgweb.droplog.suggest import SuggestedRule, suggested_rules
 
 PARAMETERS = [
     OpenApiParameter(name, OpenApiTypes.STR, description=text)
@@ -40,8 +40,7 @@ PARAMETERS = [
 ]
 
 
-def drop_to_dict(flow: DropFlow) -> dict[str, Any]:
-    rule = suggested_rule(flow)
+def drop_to_dict(flow: DropFlow, rule: SuggestedRule | None) -> dict[str, Any]:
     return {**flow_to_dict(flow), "suggested_rule": rule.as_dict() if rule else None}
 
 
@@ -58,4 +57,5 @@ class DropsView(APIView):
         params = request.query_params
         flows = query.filtered(query.visible_flows(request.user), params)
         rows = list(query.newest_first(flows).select_related("port")[: query.limit_of(params)])
-        return Response({"drops": [drop_to_dict(flow) for flow in rows]})
+        rules = suggested_rules(rows)
+        return Response({"drops": [drop_to_dict(flow, rules[flow.key]) for flow in rows]})

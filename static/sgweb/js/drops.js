@@ -62,7 +62,7 @@
     const event = el("td");
     event.append(el("span", flow.event, "tag"), " ", el("span", flow.direction, "sub"));
     const what = el("td", null, "mono");
-    const port = el("a", flow.port_id);
+    const port = el("a", flow.port_name || flow.port_id);
     port.href = `/ports/${flow.port_id}`;
     let detail = `${flow.protocol} ${endpoint(flow.src, flow.src_port)} → ${endpoint(flow.dst, flow.dst_port)}`;
     if (flow.icmp_type != null) detail += ` type ${flow.icmp_type}/${flow.icmp_code}`;
