@@ -90,3 +90,13 @@ def test_the_list_costs_the_same_queries_for_three_flows_or_thirty(alice, world,
     few = queries()
     actions.record(agent.batch(*(blocked_ssh(world.db, sport=43000 + n) for n in range(27))))
     assert queries() == few
+
+
+def test_the_drops_route_is_in_the_openapi_schema_and_the_extension_list(client, alice):
+    assert b"/networking/v2.0/sgweb-drops" in client.get("/api/schema").content
+    extensions = NeutronClient(alice).get("/extensions").json()["extensions"]
+    assert "sgweb-drops" in {e["alias"] for e in extensions}
+
+
+def test_an_anonymous_caller_gets_401(logged):
+    assert NeutronClient().get("/sgweb-drops").status_code == 401
