@@ -18,9 +18,10 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
-from sgweb.droplog.models import DropFlow
+from sgweb.droplog.models import DropFlow, HostDropLog
 from sgweb.droplog.representation import PROTOCOL_NUMBERS
-from sgweb.tenancy.access import scope
+from sgweb.networks.models import Port
+from sgweb.tenancy.access import scope, sees_all_projects
 from sgweb.tenancy.errors import Invalid
 
 FILTERS = (
@@ -120,6 +121,21 @@ def limit_of(params: Mapping[str, str]) -> int:
 
 def newest_first(flows: QuerySet[DropFlow]) -> QuerySet[DropFlow]:
     return flows.order_by("-last_seen", "-id")
+
+
+def shed_by_host(user: Any, host: str = "") -> list[dict[str, Any]]:
+    """What agents could not keep (log packets shed under load), per host: every host for those
+    who see every project, the hosts of their ports for a member."""
+    states = HostDropLog.objects.filter(shed__gt=0)
+    if host:
+        states = states.filter(host=host)
+    if not sees_all_projects(user):
+        ports = scope(user, Port.objects.filter(host__isnull=False))
+        states = states.filter(host__in=ports.values("host__name"))
+    return [
+        {"host": state.host, "shed": state.shed, "last_batch_at": state.last_batch_at}
+        for state in states.order_by("host")
+    ]
 
 
 def top_dropping_ports(

@@ -100,3 +100,15 @@ def test_the_drops_route_is_in_the_openapi_schema_and_the_extension_list(client,
 
 def test_an_anonymous_caller_gets_401(logged):
     assert NeutronClient().get("/sgweb-drops").status_code == 401
+
+
+def test_what_agents_shed_is_said_to_those_with_ports_on_the_host(alice, charlie, rita, world):
+    from tests.droplog.batches import FlowAgent
+
+    actions.record(FlowAgent("compute1").batch(blocked_ssh(world.web), shed=40))
+    actions.record(FlowAgent("compute2").batch(shed=7))
+    shed = NeutronClient(alice).get("/sgweb-drops").json()["shed"]
+    assert shed == [{"host": "compute1", "shed": 40}]  # alice has no port on compute2
+    assert NeutronClient(charlie).get("/sgweb-drops").json()["shed"] == []
+    everything = NeutronClient(rita).get("/sgweb-drops").json()["shed"]
+    assert everything == [{"host": "compute1", "shed": 40}, {"host": "compute2", "shed": 7}]

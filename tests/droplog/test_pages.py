@@ -140,3 +140,9 @@ def test_the_overview_lists_the_ports_with_the_most_drops_in_the_last_hour(alice
     text = client_for(alice).get("/").content.decode()
     assert "Most drops, last hour" in text
     assert f'data-dropping-port="{world.web.pk}"' in text
+
+
+def test_the_drops_page_says_what_the_hosts_agent_shed(alice, world, agent):
+    actions.record(agent.batch(blocked_ssh(world.web), shed=40))
+    text = client_for(alice).get(f"/drops?port_id={world.web.pk}").content.decode()
+    assert "shed log packets: compute1 40" in text

@@ -88,6 +88,7 @@ def drop_list(request: HttpRequest) -> HttpResponse:
             "error": error,
             "shown": SHOWN,
             "hidden_filters": {k: params[k] for k in SUBJECTS if params[k]},
+            "shed": query.shed_by_host(request.user, params["host"]),
         },
         section="drops",
         shell=shell,

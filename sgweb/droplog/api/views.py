@@ -58,4 +58,11 @@ class DropsView(APIView):
         flows = query.filtered(query.visible_flows(request.user), params)
         rows = list(query.newest_first(flows).select_related("port")[: query.limit_of(params)])
         rules = suggested_rules(rows)
-        return Response({"drops": [drop_to_dict(flow, rules[flow.key]) for flow in rows]})
+        shed = query.shed_by_host(request.user, str(params.get("host") or "").strip())
+        return Response(
+            {
+                "drops": [drop_to_dict(flow, rules[flow.key]) for flow in rows],
+                # Log packets the agents shed (bounded memory): these flows are not all there was.
+                "shed": [{"host": item["host"], "shed": item["shed"]} for item in shed],
+            }
+        )
