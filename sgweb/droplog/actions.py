@@ -188,7 +188,14 @@ def record(data: dict[str, Any]) -> Recorded:
         state.save()
         DropFlow.objects.bulk_create(list(created.values()))
         if changed:
-            DropFlow.objects.bulk_update(list(changed.values()), UPDATED)
+            # One upsert on the unique key, not bulk_update's CASE per column and row (4 ms
+            # per flow at 500 flows a batch).
+            DropFlow.objects.bulk_create(
+                list(changed.values()),
+                update_conflicts=True,
+                unique_fields=["key"],
+                update_fields=UPDATED,
+            )
         _announce([*created.values(), *changed.values()], ports)
     prune_now_and_then()
     return Recorded(len(created) + len(changed), len(created), unknown, stale)
