@@ -134,7 +134,10 @@ def main() -> None:
         started = time.perf_counter()
         actions.record(document)
         grown.append(time.perf_counter() - started)
-    loadavg = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else []
+    loadavg: list[str] = []
+    if os.path.exists("/proc/loadavg"):
+        with open("/proc/loadavg") as source:
+            loadavg = source.read().split()[:3]
     result = {
         "database": settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1],
         "ports": args.ports,
