@@ -74,13 +74,21 @@ def _uuid(text: str) -> uuid.UUID | None:
 def _target(host: str) -> HostTarget | None:
     if not Host.objects.filter(name=host).exists():
         return None
-    return host_target(host)
+    try:
+        return host_target(host)
+    except Exception:  # the flows are kept unexplained rather than lost with the batch
+        log.exception("drop log: could not compile host %s to explain its flows", host)
+        return None
 
 
 def _explain(target: HostTarget | None, host: str, flow: wire.Flow) -> FlowExplanation:
     if target is None:
-        return FlowExplanation(f"host {host} is not known to the control plane")
-    return explanations.explain(target, flow)
+        return FlowExplanation(f"host {host}'s rules could not be read to explain this flow")
+    try:
+        return explanations.explain(target, flow)
+    except Exception as exc:  # a tracer bug must not lose what the agent saw
+        log.exception("drop log: could not explain a flow of port %s", flow.port_id)
+        return FlowExplanation(f"could not explain the flow: {exc}")
 
 
 def _count_batch(batch: wire.FlowBatch) -> tuple[HostDropLog, bool]:

@@ -121,3 +121,17 @@ def test_retention_drops_the_oldest_flows_first(world, agent):
     assert sorted(DropFlow.objects.values_list("src_port", flat=True)) == [41002, 41003, 41004]
     with override_settings(SGWEB_PACKET_LOG_RETENTION=60):
         assert actions.prune(now=RUN + 74) == 1  # last seen RUN+13 is older than a minute
+
+
+def test_a_flow_the_tracer_cannot_explain_is_kept_all_the_same(world, agent, monkeypatch):
+    from sgweb.droplog import explain
+
+    def broken(target, flow):
+        raise RuntimeError("tracer bug")
+
+    monkeypatch.setattr(explain, "explain_flow", broken)
+    actions.explanations.forget()
+    actions.record(agent.batch(blocked_ssh(world.web)))
+    row = DropFlow.objects.get()
+    assert row.count == 3 and row.explanation == "could not explain the flow: tracer bug"
+    actions.explanations.forget()
