@@ -54,6 +54,9 @@ class EventKind(StrEnum):
     # A user's access may have changed (membership, role, deactivation, password, logout):
     # every live socket of theirs checks it again and closes or narrows what it relays.
     ACCESS_CHANGED = "access.changed"
+    # Logged flows of one project's ports, new or grown (`sgweb.droplog.actions.record`): the
+    # drops pages and the overview's drop list of those who may see the project.
+    DROP_FLOWS = "drop-flows"
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,6 +238,7 @@ INSTALLED_APPS = [
     "sgweb.packetlogs",
     "sgweb.hostsync",
     "sgweb.accounting",
+    "sgweb.droplog",
     "sgweb.lab",
     "sgweb.live",
     "sgweb.traces",
@@ -480,6 +481,12 @@ SGWEB_ACCOUNTING_RETENTION = parse_retention(
 SGWEB_ACCOUNTING_PORT_RETENTION = parse_retention(
     env_str("SGWEB_ACCOUNTING_PORT_RETENTION", "1m:7d,1h:90d"), "SGWEB_ACCOUNTING_PORT_RETENTION"
 )
+# -- Drop log (issue 13): logged flows are kept this long (a duration) and at most this many
+# rows; the oldest (by last packet) go first.
+SGWEB_PACKET_LOG_RETENTION = parse_duration(
+    env_str("SGWEB_PACKET_LOG_RETENTION", "7d"), "SGWEB_PACKET_LOG_RETENTION"
+)
+SGWEB_PACKET_LOG_MAX_FLOWS = env_int("SGWEB_PACKET_LOG_MAX_FLOWS", 100_000)
 SGWEB_METRICS_TOKEN = env_str("SGWEB_METRICS_TOKEN")
 SGWEB_METRICS_ALLOWED_IPS = env_list("SGWEB_METRICS_ALLOWED_IPS", "127.0.0.1/32,::1/128")
 

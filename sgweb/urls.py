@@ -8,6 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from sgweb.accounting.api import urls as accounting_api
 from sgweb.accounting.metrics import metrics_view
 from sgweb.api import urls as neutron
+from sgweb.droplog.api import urls as droplog_api
 from sgweb.hostsync.api import urls as hostsync_api
 from sgweb.networks.api import urls as networks_api
 from sgweb.packetlogs.api import urls as packetlogs_api
@@ -19,6 +20,7 @@ networking = [
     *networks_api.urlpatterns,
     *packetlogs_api.urlpatterns,
     *accounting_api.urlpatterns,
+    *droplog_api.urlpatterns,
     *hostsync_api.urlpatterns,
     neutron.not_found,
 ]

@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("sgweb.packetlogs",),  # Neutron's logging API: which ports log
     ("sgweb.hostsync",),  # desired state, publishing, reconciling
     ("sgweb.accounting",),  # rule accounting: totals, series, the hits API, /metrics
+    ("sgweb.droplog",),  # the drop log: logged flows, explained (needs compiled hosts)
     ("sgweb.lab",),
     ("sgweb.live",),
     ("sgweb.traces",),

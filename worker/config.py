@@ -17,7 +17,7 @@
                                to the control plane (10; 0: off), see `sgweb.wire.accounting`
 * ``SGWEB_PACKET_LOG_INTERVAL_S`` how often the drop log's flows are sent (0.5; 0: the agent
                                receives no logged packets at all), see `worker.packetlog`
-* ``SGWEB_PACKET_LOG_MAX_FLOWS`` open flows the agent keeps at most (10000); a port at most a
+* ``SGWEB_PACKET_LOG_OPEN_FLOWS`` open flows the agent keeps at most (10000); a port at most a
                                quarter of them. What finds no room is shed and counted
 * ``SGWEB_OWNER_PID``          exit when this process ends (test harnesses set it; optional)
 
@@ -108,5 +108,5 @@ class AgentConfig:
                 "SGWEB_ACCOUNTING_INTERVAL_S", accounting.DEFAULT_INTERVAL_S
             ),
             packet_log_interval_s=_float("SGWEB_PACKET_LOG_INTERVAL_S", packetlog.SEND_INTERVAL_S),
-            packet_log_max_flows=_int("SGWEB_PACKET_LOG_MAX_FLOWS", packetlog.MAX_OPEN_FLOWS),
+            packet_log_max_flows=_int("SGWEB_PACKET_LOG_OPEN_FLOWS", packetlog.MAX_OPEN_FLOWS),
         )

@@ -46,6 +46,11 @@ EXTENSIONS = (
         "Hits of rules, groups and ports over a time window: "
         "GET security-group-rules/{id}/hits, security-groups/{id}/hits, ports/{id}/hits.",
     ),
+    (
+        "sgweb-drops",
+        "Drop log",
+        "Logged flows of security groups, explained, newest first: GET sgweb-drops.",
+    ),
 )
 EXTENSION_UPDATED = "2024-01-01T00:00:00-00:00"
 

@@ -4,6 +4,7 @@ from django.urls import path
 
 from sgweb.dashboard.views import (
     audit,
+    drops,
     hosts,
     networks,
     overview,
@@ -80,6 +81,10 @@ urlpatterns = [
     path("traces/new", traces.trace_new, name="trace_new"),
     path("traces/ports", traces.port_suggestions, name="trace_ports"),
     path("traces/<str:trace_id>", traces.trace_detail, name="trace"),
+    # The drop log (issue 13)
+    path("drops", drops.drop_list, name="drops"),
+    path("drops/<str:key>/trace", drops.drop_trace, name="drop_trace"),
+    path("drops/<str:key>/allow", drops.drop_allow, name="drop_allow"),
     # Hosts
     path("hosts", hosts.host_list, name="hosts"),
     # Host names may hold slashes (any binding:host_id Neutron accepts).

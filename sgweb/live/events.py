@@ -5,7 +5,9 @@ Scopes map to groups: "global" -> `live.global`, "project:<hex>" -> `live.projec
 `live.user.<id>`. Each declared event kind (`sgweb.dispatch.EventKind`) becomes the protocol's
 messages here: `host.apply` and `host.drift` become `apply` / `drift` plus `host-status`;
 `change` and the trace messages go as they are. A project's changes also go to `live.changes`,
-for those who see every project. `access.changed` is no message: it makes every socket of
+for those who see every project. `drop-flows` (a project's logged flows) goes only to the drop
+log's groups: `live.drops.<project hex>` for its members and `live.drops` for those who see
+every project (`/ws/drops`). `access.changed` is no message: it makes every socket of
 the user check their access again.
 """
 
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 GROUP_GLOBAL = "live.global"
 # Every project's changes, for the users who see every project (admins, readers).
 GROUP_ALL_CHANGES = "live.changes"
+# Every project's logged flows, for the users who see every project.
+GROUP_ALL_DROPS = "live.drops"
 
 
 def _safe(text: str) -> str:
@@ -46,6 +50,17 @@ def host_group(host: str) -> str:
 
 def project_group(project_hex: str) -> str:
     return "live.project." + _safe(project_hex)
+
+
+def drops_group(project_hex: str) -> str:
+    return "live.drops." + _safe(project_hex)
+
+
+def drop_groups(user: Any) -> list[str]:
+    """The groups whose `drop-flows` messages a user may receive."""
+    if sees_all_projects(user):
+        return [GROUP_ALL_DROPS]
+    return [drops_group(project_id.hex) for project_id in member_project_ids(user)]
 
 
 def trace_group(trace_id: str) -> str:
@@ -137,7 +152,7 @@ def protocol_messages(kind: str, payload: dict[str, Any]) -> list[dict[str, Any]
             "at": _unix(report.get("detected_at")) or time.time(),
         }
         return [drift, host_status_message(payload)]
-    if kind in (EventKind.TRACE_PACKET, EventKind.TRACE_RESULT):
+    if kind in (EventKind.TRACE_PACKET, EventKind.TRACE_RESULT, EventKind.DROP_FLOWS):
         return [payload]
     raise ValueError(f"undeclared live event kind {kind!r}")
 
@@ -162,6 +177,10 @@ def channels_sender(kind: str, payload: dict[str, Any], scope: str) -> None:
     if layer is None:
         return
     groups = [group_for_scope(scope)]
+    if kind == EventKind.DROP_FLOWS:
+        # Not the project's group (the overview's changes): only the drop log's sockets.
+        kind_of, _, project_hex = scope.partition(":")
+        groups = [GROUP_ALL_DROPS] + ([drops_group(project_hex)] if kind_of == "project" else [])
     host = payload.get("host")
     if kind in (EventKind.HOST_APPLY, EventKind.HOST_DRIFT) and host and scope != f"host:{host}":
         groups.append(host_group(str(host)))

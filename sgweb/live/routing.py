@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from sgweb.live.consumers.drops import DropsConsumer
 from sgweb.live.consumers.groups import SecurityGroupConsumer
 from sgweb.live.consumers.hosts import EventsConsumer, HostConsumer
 from sgweb.live.consumers.ports import PortConsumer
@@ -11,4 +12,5 @@ websocket_urlpatterns = [
     path("ws/security-groups/<str:group_id>", SecurityGroupConsumer.as_asgi()),
     path("ws/hosts/<path:name>", HostConsumer.as_asgi()),  # any host name, slashes too
     path("ws/events", EventsConsumer.as_asgi()),
+    path("ws/drops", DropsConsumer.as_asgi()),
 ]

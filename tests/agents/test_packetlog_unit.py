@@ -270,12 +270,12 @@ def test_the_agent_reads_the_drop_logs_settings_from_its_environment(
         wire.SEND_INTERVAL_S, wire.MAX_OPEN_FLOWS,
     )  # fmt: skip
     monkeypatch.setenv("SGWEB_PACKET_LOG_INTERVAL_S", "0")
-    monkeypatch.setenv("SGWEB_PACKET_LOG_MAX_FLOWS", "300")
+    monkeypatch.setenv("SGWEB_PACKET_LOG_OPEN_FLOWS", "300")
     config = AgentConfig.from_env()
     assert (config.packet_log_interval_s, config.packet_log_max_flows) == (0.0, 300)
     for bad in ("many", "0", "-5"):
-        monkeypatch.setenv("SGWEB_PACKET_LOG_MAX_FLOWS", bad)
-        with pytest.raises(ConfigError, match="SGWEB_PACKET_LOG_MAX_FLOWS"):
+        monkeypatch.setenv("SGWEB_PACKET_LOG_OPEN_FLOWS", bad)
+        with pytest.raises(ConfigError, match="SGWEB_PACKET_LOG_OPEN_FLOWS"):
             AgentConfig.from_env()
 
 

@@ -350,6 +350,7 @@ def test_every_declared_event_kind_becomes_protocol_messages():
         EventKind.HOST_DRIFT: {"host": "compute1", "report": {"repaired": True}},
         EventKind.TRACE_PACKET: {"type": "trace-packet"},
         EventKind.TRACE_RESULT: {"type": "trace-result"},
+        EventKind.DROP_FLOWS: {"type": "drop-flows", "flows": []},
     }
     # access.changed is for the sockets, not the browsers (tests/live/test_access_revoked.py).
     assert set(samples) | {EventKind.ACCESS_CHANGED} == set(EventKind)

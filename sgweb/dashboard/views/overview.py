@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from sgweb.dashboard.hoststate import needing_attention_first
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.audit import readable_entries
+from sgweb.droplog.query import top_dropping_ports
 from sgweb.networks.models import Network, Port
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.tenancy.access import scope
@@ -39,6 +40,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     if project is not None:
         entries = entries.filter(project=project)
     recent = list(entries.order_by("-at")[:RECENT_CHANGES])
+    dropping = top_dropping_ports(user, project_id=project.pk if project else None)
     return render_page(
         request,
         "dashboard/overview.html",
@@ -50,6 +52,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             "in_sync_count": status_counts.get("in-sync", 0),
             "counts": counts,
             "recent": recent,
+            "dropping": dropping,
         },
         section="overview",
         shell=shell,

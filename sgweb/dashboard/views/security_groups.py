@@ -240,7 +240,10 @@ def _detail_page(
     a sent-back edit form shows open)."""
     context = _detail_context(request, group)
     if rule_form is None:
-        rule_form = RuleForm(initial={"direction": "ingress", "ethertype": "IPv4"})
+        # A link may fill the form in (the drop log's "Allow this"); nothing is added until
+        # the admin submits it.
+        prefill = {key: request.GET[key] for key in RULE_PREFILL if request.GET.get(key)}
+        rule_form = RuleForm(initial={"direction": "ingress", "ethertype": "IPv4", **prefill})
     context["rule_form"] = rule_form
     if edit_form is None:
         context["edit_form"] = SecurityGroupForm(
@@ -260,6 +263,12 @@ def _detail_page(
         section="security_groups",
         status=status,
     )
+
+
+RULE_PREFILL = (
+    "direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_kind",
+    "remote_ip_prefix", "remote_group_id", "description",
+)  # fmt: skip
 
 
 @login_required
