@@ -64,6 +64,8 @@ PORT_FIELDS = (
     "device_id",
     "admin_state_up",
 )
+# Neutron's device_owner of a router's port (sgweb.routers creates and deletes these).
+ROUTER_INTERFACE_OWNER = "network:router_interface"
 PORT_UPDATABLE = tuple(field for field in PORT_FIELDS if field != "mac_address")
 
 
@@ -492,6 +494,14 @@ def delete_port(actor: Actor, port: Port) -> None:
     require_change(
         actor, port.project_id, not_found=_port_not_found(port.id), neutron_type="PortNotFound"
     )
+    if port.device_owner == ROUTER_INTERFACE_OWNER:
+        # Its router owns it: removing the router's interface removes it (Neutron's rule).
+        raise Conflict(
+            f"Port {port.id} cannot be deleted directly via the port API: has device owner "
+            f"{ROUTER_INTERFACE_OWNER}.",
+            neutron_type="L3PortInUse",
+            errors={"__all__": ["Remove the router's interface on this subnet instead."]},
+        )
     with transaction.atomic():
         loaded = _load_port(port.id)
         before = port_to_dict(loaded)

@@ -1,0 +1,17 @@
+from django.apps import AppConfig
+
+
+class FwaasConfig(AppConfig):
+    name = "sgweb.fwaas"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from sgweb.tenancy.hooks import project_hooks
+
+        project_hooks.in_use.append(
+            lambda project: (
+                project.firewall_rules.exists()
+                or project.firewall_policies.exists()
+                or project.firewall_groups.exists()
+            )
+        )
