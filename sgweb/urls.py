@@ -10,7 +10,9 @@ from sgweb.accounting.metrics import metrics_view
 from sgweb.api import urls as neutron
 from sgweb.hostsync.api import urls as hostsync_api
 from sgweb.networks.api import urls as networks_api
+from sgweb.fwaas.api import urls as fwaas_api
 from sgweb.packetlogs.api import urls as packetlogs_api
+from sgweb.routers.api import urls as routers_api
 from sgweb.security.api import urls as security_api
 
 networking = [
@@ -18,6 +20,8 @@ networking = [
     *security_api.urlpatterns,
     *networks_api.urlpatterns,
     *packetlogs_api.urlpatterns,
+    *routers_api.urlpatterns,
+    *fwaas_api.urlpatterns,
     *accounting_api.urlpatterns,
     *hostsync_api.urlpatterns,
     neutron.not_found,

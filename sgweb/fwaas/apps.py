@@ -6,7 +6,11 @@ class FwaasConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from sgweb.fwaas.actions import port_in_group
+        from sgweb.routers.hooks import interface_in_use
         from sgweb.tenancy.hooks import project_hooks
+
+        interface_in_use.append(port_in_group)
 
         project_hooks.in_use.append(
             lambda project: (
