@@ -88,9 +88,7 @@ def test_changing_a_rule_is_checked_as_a_whole(alice, rules):
     assert (updated.protocol, updated.destination_port) == ("icmp", None)
 
 
-def test_insert_puts_a_rule_before_after_or_on_top_and_remove_takes_it_out(
-    alice, project_a, rules
-):
+def test_insert_puts_a_rule_before_after_or_on_top_and_remove_takes_it_out(alice, project_a, rules):
     policy = actions.create_policy(alice, project_a, name="p", firewall_rules=[rules["a"]])
     actions.insert_rule(alice, policy, rules["b"], insert_after=rules["a"])
     actions.insert_rule(alice, policy, rules["c"], insert_before=rules["b"])
@@ -98,7 +96,8 @@ def test_insert_puts_a_rule_before_after_or_on_top_and_remove_takes_it_out(
     assert names(policy) == ["d", "a", "c", "b"]
     # insert_before wins over insert_after, as in Neutron.
     actions.remove_rule(alice, policy, rules["d"])
-    actions.insert_rule(alice, policy, rules["d"], insert_before=rules["c"], insert_after=rules["b"])
+    before_c, after_b = rules["c"], rules["b"]
+    actions.insert_rule(alice, policy, rules["d"], insert_before=before_c, insert_after=after_b)
     assert names(policy) == ["a", "d", "c", "b"]
     actions.move_rule(alice, policy, rules["b"], offset=-1)
     actions.move_rule(alice, policy, rules["a"], offset=-1)  # already first
