@@ -62,16 +62,22 @@ def test_a_network_node_state_holds_its_routers_interfaces_and_the_groups_on_the
                             name="prod-egress",
                             rules=(
                                 model.FirewallRule(
-                                    id=str(allow.id), name="allow-ssh", protocol="tcp",
-                                    destination_port="22", action="allow",
+                                    id=str(allow.id),
+                                    name="allow-ssh",
+                                    protocol="tcp",
+                                    destination_port="22",
+                                    action="allow",
                                 ),
                                 model.FirewallRule(
-                                    id=str(deny.id), name="deny-db", protocol="tcp",
+                                    id=str(deny.id),
+                                    name="deny-db",
+                                    protocol="tcp",
                                     destination_port="5432",
                                     destination_ip_address="198.51.100.0/24",
-                                    action="deny", enabled=False,
+                                    action="deny",
+                                    enabled=False,
                                 ),
-                            ),  # fmt: skip
+                            ),
                         ),
                         ports=(str(pair.app_port.id),),
                     ),
