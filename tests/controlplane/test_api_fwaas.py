@@ -89,9 +89,7 @@ def test_firewall_rules_policies_and_groups_answer_in_neutrons_shapes(alice, pro
     assert {"router", "fwaas_v2"} <= aliases
 
 
-def test_another_projects_routers_and_firewall_objects_are_invisible(
-    alice, charlie, project_a
-):
+def test_another_projects_routers_and_firewall_objects_are_invisible(alice, charlie, project_a):
     alpha = NeutronClient(alice)
     router = alpha.post("/routers", {"router": {"name": "r1"}}).json()["router"]
     rule = alpha.post("/fwaas/firewall_rules", {"firewall_rule": {"name": "x"}}).json()
