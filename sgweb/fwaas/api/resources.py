@@ -8,7 +8,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,6 +26,8 @@ from sgweb.fwaas.representation import (
 )
 from sgweb.networks.api.resources import Ports
 from sgweb.tenancy.errors import Invalid
+
+OBJECT_ID = OpenApiParameter("object_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 NAMED = {**PROJECT_FILTERS, "id": Filter("id", as_uuid), "name": Filter("name")}
 NOT_BODY = ("project_id", "tenant_id")
@@ -281,6 +283,7 @@ class InsertRuleView(_PolicyRuleView):
         request=OpenApiTypes.OBJECT,
         responses={200: OpenApiTypes.OBJECT},
         tags=["fwaas"],
+        parameters=[OBJECT_ID],
     )
     def put(self, request: Request, object_id: str) -> Response:
         keys = {"firewall_rule_id", "insert_before", "insert_after"}
@@ -301,6 +304,7 @@ class RemoveRuleView(_PolicyRuleView):
         request=OpenApiTypes.OBJECT,
         responses={200: OpenApiTypes.OBJECT},
         tags=["fwaas"],
+        parameters=[OBJECT_ID],
     )
     def put(self, request: Request, object_id: str) -> Response:
         policy, _, rule = self._policy_and_body(request, object_id, {"firewall_rule_id"})

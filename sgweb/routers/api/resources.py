@@ -7,7 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q, QuerySet
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -21,6 +21,8 @@ from sgweb.routers.choices import RouterStatus
 from sgweb.routers.models import Router
 from sgweb.routers.representation import interface_to_dict, router_to_dict
 from sgweb.tenancy.errors import Invalid
+
+OBJECT_ID = OpenApiParameter("object_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
 
 
 def _router_status(values: list[str]) -> Q:
@@ -114,6 +116,7 @@ class AddInterfaceView(APIView):
         request=OpenApiTypes.OBJECT,
         responses={200: OpenApiTypes.OBJECT},
         tags=["routers"],
+        parameters=[OBJECT_ID],
     )
     def put(self, request: Request, object_id: str) -> Response:
         router = Routers().get_object(request, object_id)
@@ -142,6 +145,7 @@ class RemoveInterfaceView(APIView):
         request=OpenApiTypes.OBJECT,
         responses={200: OpenApiTypes.OBJECT},
         tags=["routers"],
+        parameters=[OBJECT_ID],
     )
     def put(self, request: Request, object_id: str) -> Response:
         router = Routers().get_object(request, object_id)
