@@ -39,8 +39,9 @@ def test_openstack_cli_creates_a_router_between_two_subnets_and_removes_it(
     ports = Port.objects.filter(device_id=router["id"]).order_by("network__name")
     assert [p.device_owner for p in ports] == ["network:router_interface"] * 2
     assert sorted(p.fixed_ips.get().ip_address for p in ports) == ["192.0.2.1", "198.51.100.1"]
+    cli.run("router", "set", "r1", "--description", "web to app")
     shown = cli.json("router", "show", "r1")
-    assert shown["id"] == router["id"]
+    assert (shown["id"], shown["description"]) == (router["id"], "web to app")
     assert [r["Name"] for r in cli.json("router", "list")] == ["r1"]
     # Every change reached the router's network node.
     assert {tuple(hosts) for hosts, _ in dispatched["network_nodes"]} == {("network1",)}
