@@ -148,3 +148,21 @@ def test_only_admins_place_a_router_and_only_on_a_network_node(adam, alice, proj
     with pytest.raises(PermissionDenied):
         actions.create_router(alice, project_a, host=node)
     assert actions.create_router(adam, project_a, host=node).host == node
+
+
+def test_a_routers_port_keeps_its_address_and_owner_and_no_port_claims_to_be_one(
+    adam, alice, project_a
+):
+    pair = routed_pair(adam, alice, project_a)
+    before = state()
+    with pytest.raises(Conflict, match="belongs to router"):
+        network_actions.update_port(alice, pair.web_port, device_owner="compute:nova")
+    with pytest.raises(Conflict, match="belongs to router"):
+        network_actions.update_port(alice, pair.web_port, fixed_ips=[{"ip_address": "192.0.2.9"}])
+    with pytest.raises(Invalid):
+        network_actions.create_port(
+            alice, project_a, pair.web, device_owner="network:router_interface"
+        )
+    assert state() == before
+    renamed = network_actions.update_port(alice, pair.web_port, name="gateway")
+    assert renamed.name == "gateway"

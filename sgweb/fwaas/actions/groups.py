@@ -22,6 +22,7 @@ from sgweb.fwaas.models import FirewallGroup, FirewallGroupPort, FirewallPolicy
 from sgweb.fwaas.representation import group_to_dict
 from sgweb.networks.models import Port
 from sgweb.routers.choices import ROUTER_INTERFACE
+from sgweb.routers.models import RouterInterface
 from sgweb.tenancy.access import is_admin, require_admin, require_change
 from sgweb.tenancy.errors import Conflict, Invalid, NotFound
 from sgweb.tenancy.models import Project
@@ -79,7 +80,10 @@ def _check_ports(
             continue
         if port.project_id != project.id and not is_admin(actor):
             raise NotFound(f"Port {port.id} could not be found.", neutron_type="PortNotFound")
-        if port.device_owner != ROUTER_INTERFACE:
+        if (
+            port.device_owner != ROUTER_INTERFACE
+            or not RouterInterface.objects.filter(port=port).exists()
+        ):
             raise Invalid(
                 f"Port {port.id} is not a router interface: firewall groups filter router "
                 "ports only.",
