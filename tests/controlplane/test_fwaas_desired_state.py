@@ -97,3 +97,32 @@ def test_a_router_that_is_down_is_left_out_and_a_node_without_routers_is_empty(
     assert network_node_state(pair.node) == model.NetworkNodeState(host="network1")
     network_with_subnet(alice, project_a, "203.0.113.0/24", "spare")
     assert network_node_state("nowhere") == model.NetworkNodeState(host="nowhere")
+
+
+def test_the_installed_sender_hears_of_a_node_after_commit_and_can_build_its_state(
+    adam, alice, project_a, monkeypatch, django_capture_on_commit_callbacks
+):
+    from sgweb import dispatch
+
+    pair = routed_pair(adam, alice, project_a)
+    built: list[model.NetworkNodeState] = []
+
+    def sender(hosts, reason):
+        built.extend(network_node_state(host) for host in sorted(hosts))
+
+    monkeypatch.setattr(dispatch, "_network_node_sender", sender)
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        actions.create_group(alice, project_a, name="edge", ports=[pair.web_port])
+        assert built == []  # nothing leaves before the commit
+    for callback in callbacks:
+        callback()
+    assert [state.host for state in built] == ["network1"]
+    assert built[0].routers[0].firewall_groups[0].name == "edge"
+
+    def broken(hosts, reason):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(dispatch, "_network_node_sender", broken)
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.create_group(alice, project_a, name="edge2", ports=[pair.app_port])
+    assert project_a.firewall_groups.count() == 2  # the committed change stands
