@@ -40,7 +40,9 @@ def test_every_firewall_page_shows_the_routers_groups_policies_and_rules(world, 
         ],
         reverse("dashboard:firewall_groups"): ["app-edge", "prod-egress", "PENDING"],
         reverse("dashboard:firewall_policies"): ["prod-egress"],
-        reverse("dashboard:firewall_policy", args=[policy.pk]): ["allow-ssh", "deny-db", "↓"],
+        reverse("dashboard:firewall_policy", args=[policy.pk]): [
+            "allow-ssh", "deny-db", "Move down: deny-db will be matched before allow-ssh",
+        ],
         reverse("dashboard:firewall_rules"): ["allow-ssh", "deny-db", "prod-egress"],
     }  # fmt: skip
     for url, wanted in pages.items():

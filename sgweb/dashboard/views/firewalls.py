@@ -104,13 +104,22 @@ def _visible_policy(request: HttpRequest, policy_id: str) -> FirewallPolicy:
 def policy_detail(request: HttpRequest, policy_id: str) -> HttpResponse:
     policy = _visible_policy(request, policy_id)
     rules = policy.ordered_rules()
+    # Each row knows its neighbours, so the up/down buttons can say what the move changes.
+    rows = [
+        {
+            "rule": rule,
+            "above": rules[index - 1] if index else None,
+            "below": rules[index + 1] if index + 1 < len(rules) else None,
+        }
+        for index, rule in enumerate(rules)
+    ]
     groups = FirewallGroup.objects.filter(Q(ingress_policy=policy) | Q(egress_policy=policy))
     return render_page(
         request,
         "dashboard/firewalls/policy.html",
         {
             "policy": policy,
-            "rules": rules,
+            "rows": rows,
             "groups": scope(request.user, groups).order_by("name"),
             "can_change": can_change_project(request.user, policy.project_id),
         },
