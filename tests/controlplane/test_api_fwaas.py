@@ -33,6 +33,11 @@ def test_a_member_builds_a_router_and_its_interface_in_neutrons_shapes(adam, ali
     assert (twice.status_code, error_type(twice)) == (400, "BadRequest")
     listed = api.get("/routers", {"status": "PENDING"}).json()["routers"]
     assert [r["name"] for r in listed] == ["r1"]
+    gateway = api.post(
+        "/routers", {"router": {"name": "r2", "external_gateway_info": {"network_id": "x"}}}
+    )
+    assert gateway.status_code == 400
+    assert "external_gateway_info is not supported" in gateway.json()["NeutronError"]["message"]
     removed = api.put(
         f"/routers/{router['id']}/remove_router_interface", {"subnet_id": str(subnet.id)}
     )

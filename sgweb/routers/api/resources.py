@@ -39,6 +39,12 @@ def _router_status(values: list[str]) -> Q:
     return condition
 
 
+# Router features we do not have; a create asking for them is refused, not ignored.
+UNSUPPORTED = frozenset(
+    {"external_gateway_info", "distributed", "ha", "routes", "availability_zone_hints", "flavor_id"}
+)
+
+
 class Routers(Resource[Router]):
     singular = "router"
     plural = "routers"
@@ -86,6 +92,13 @@ class Routers(Resource[Router]):
                 fields.pop(key, None)
         if fields.get("availability_zone_hints") == []:
             fields.pop("availability_zone_hints")
+        unsupported = sorted(set(fields) & UNSUPPORTED)
+        if unsupported:
+            raise Invalid(
+                f"Invalid input for operation: {unsupported[0]} is not supported: routers here "
+                "route between tenant subnets only (no gateway, DVR, HA or extra routes).",
+                errors={key: ["Not supported."] for key in unsupported},
+            )
         return actions.create_router(
             request.user, project, **self.map_fields(fields, self.create_fields)
         )
