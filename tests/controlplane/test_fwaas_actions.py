@@ -251,3 +251,16 @@ def test_every_change_is_audited(alice, project_a, rules):
         ("firewall_policy", "create"),
         ("firewall_policy", "update"),
     ]
+
+
+def test_a_project_with_routers_or_firewall_objects_cannot_be_deleted(adam, alice, project_a):
+    from sgweb.tenancy.actions import delete_project
+
+    rule = actions.create_rule(alice, project_a, name="lonely")
+    with pytest.raises(Conflict):
+        delete_project(adam, project_a)
+    actions.delete_rule(alice, rule)
+    router = router_actions.create_router(alice, project_a, name="r1")
+    with pytest.raises(Conflict):
+        delete_project(adam, project_a)
+    router_actions.delete_router(alice, router)
