@@ -15,6 +15,9 @@ transaction commits, so a change that was rolled back is never announced.
   who may receive it: "global", "project:<project id hex>", "host:<name>", "trace:<id>" or
   "user:<id>" (that user's own sockets).
 - `send_host_task`: a one-off task for one host's agent (a trace proof).
+- `network_nodes_changed`: the change alters what some network nodes' routers must hold (a
+  router, its interfaces, or the firewall groups on them); after commit the installed
+  `NetworkNodeSender` (the agent path of issue 16) publishes each node's new `NetworkNodeState`.
 - `tracking_delivery`: what the firewall changes made inside a block were sent to (each host
   and the revision that carries them), so the page the change was made on can follow it.
 
@@ -117,16 +120,45 @@ def tracking_delivery() -> Iterator[Delivery]:
 
 EventSender = Callable[[str, dict[str, Any], str], None]
 HostTaskSender = Callable[[str, str, dict[str, Any]], None]
+# After commit: publish these network nodes' router state (host names), for this reason.
+NetworkNodeSender = Callable[[frozenset[str], str], None]
 
 _host_sync: HostSync | None = None
 _event_sender: EventSender | None = None
 _host_task_sender: HostTaskSender | None = None
+_network_node_sender: NetworkNodeSender | None = None
 
 
 def install_host_sync(hook: HostSync | None, task_sender: HostTaskSender | None = None) -> None:
     global _host_sync, _host_task_sender
     _host_sync = hook
     _host_task_sender = task_sender
+
+
+def install_network_node_sender(sender: NetworkNodeSender | None) -> None:
+    global _network_node_sender
+    _network_node_sender = sender
+
+
+def network_nodes_changed(reason: str, *, hosts: Iterable[str | None]) -> frozenset[str]:
+    """Inside an action's transaction: these network nodes' routers change; after commit the
+    installed sender publishes them. Routers not scheduled on a node (None) reach nothing."""
+    names = frozenset(host for host in hosts if host)
+    if not names:
+        return names
+
+    def send() -> None:
+        sender = _network_node_sender
+        if sender is None:
+            log.debug("network nodes %s changed (%s): no sender installed", sorted(names), reason)
+            return
+        try:
+            sender(names, reason[:200])
+        except Exception:  # a broker outage must not turn a committed change into a 500
+            log.exception("could not publish network nodes %s (%s)", sorted(names), reason)
+
+    transaction.on_commit(send)
+    return names
 
 
 def install_event_sender(sender: EventSender | None) -> None:

@@ -236,6 +236,8 @@ INSTALLED_APPS = [
     "sgweb.security",
     "sgweb.networks",
     "sgweb.packetlogs",
+    "sgweb.routers",
+    "sgweb.fwaas",
     "sgweb.hostsync",
     "sgweb.accounting",
     "sgweb.droplog",
@@ -387,6 +389,11 @@ SPECTACULAR_SETTINGS = {
 # Per-project quotas unless an admin sets others (Neutron's defaults).
 QUOTA_SECURITY_GROUPS = env_int("QUOTA_SECURITY_GROUPS", 10)
 QUOTA_SECURITY_GROUP_RULES = env_int("QUOTA_SECURITY_GROUP_RULES", 100)
+# Per project, as Neutron's defaults (-1: unlimited).
+QUOTA_ROUTERS = env_int("QUOTA_ROUTERS", 10)
+QUOTA_FIREWALL_RULES = env_int("QUOTA_FIREWALL_RULES", 100)
+QUOTA_FIREWALL_POLICIES = env_int("QUOTA_FIREWALL_POLICIES", 10)
+QUOTA_FIREWALL_GROUPS = env_int("QUOTA_FIREWALL_GROUPS", 10)
 # Neutron's default page size is unlimited; we bound pages and give `*_links` with "next",
 # which OpenStack clients follow.
 API_DEFAULT_PAGE_SIZE = env_int("API_DEFAULT_PAGE_SIZE", 100)

@@ -9,9 +9,11 @@ from sgweb.accounting.api import urls as accounting_api
 from sgweb.accounting.metrics import metrics_view
 from sgweb.api import urls as neutron
 from sgweb.droplog.api import urls as droplog_api
+from sgweb.fwaas.api import urls as fwaas_api
 from sgweb.hostsync.api import urls as hostsync_api
 from sgweb.networks.api import urls as networks_api
 from sgweb.packetlogs.api import urls as packetlogs_api
+from sgweb.routers.api import urls as routers_api
 from sgweb.security.api import urls as security_api
 
 networking = [
@@ -19,6 +21,8 @@ networking = [
     *security_api.urlpatterns,
     *networks_api.urlpatterns,
     *packetlogs_api.urlpatterns,
+    *routers_api.urlpatterns,
+    *fwaas_api.urlpatterns,
     *accounting_api.urlpatterns,
     *droplog_api.urlpatterns,
     *hostsync_api.urlpatterns,

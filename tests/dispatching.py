@@ -21,11 +21,16 @@ class RecordingHostSync(PublishingHostSync):
 
 
 def record_dispatch(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
-    sent: dict[str, list[Any]] = {"hosts": [], "events": []}
+    sent: dict[str, list[Any]] = {"hosts": [], "events": [], "network_nodes": []}
     monkeypatch.setattr(dispatch, "_host_sync", RecordingHostSync(sent["hosts"]))
     monkeypatch.setattr(
         dispatch,
         "_event_sender",
         lambda kind, payload, scope: sent["events"].append((kind, payload, scope)),
+    )
+    monkeypatch.setattr(
+        dispatch,
+        "_network_node_sender",
+        lambda hosts, reason: sent["network_nodes"].append((sorted(hosts), reason)),
     )
     return sent

@@ -30,6 +30,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("sgweb.security",),
     ("sgweb.networks",),
     ("sgweb.packetlogs",),  # Neutron's logging API: which ports log
+    ("sgweb.routers",),  # Neutron's routers (routing only) on network nodes
+    ("sgweb.fwaas",),  # FWaaS v2: firewall rules, policies and groups on router ports
     ("sgweb.hostsync",),  # desired state, publishing, reconciling
     ("sgweb.accounting",),  # rule accounting: totals, series, the hits API, /metrics
     ("sgweb.droplog",),  # the drop log: logged flows, explained (needs compiled hosts)

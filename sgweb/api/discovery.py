@@ -40,6 +40,8 @@ EXTENSIONS = (
         "Security group rule belongs to the project's default security group",
         "belongs_to_default_sg on rules.",
     ),
+    ("router", "Neutron L3 Router", "Routers (routing only: no gateway, NAT or floating IPs)."),
+    ("fwaas_v2", "Firewall as a Service v2", "Firewall groups, policies and rules on routers."),
     (
         "sgweb-rule-hits",
         "Rule hits",
@@ -61,6 +63,10 @@ RESOURCES = (
     ("subnet", "subnets", "subnets"),
     ("port", "ports", "ports"),
     ("quota", "quotas", "quotas"),
+    ("router", "routers", "routers"),
+    ("firewall_rule", "firewall_rules", "fwaas/firewall_rules"),
+    ("firewall_policy", "firewall_policies", "fwaas/firewall_policies"),
+    ("firewall_group", "firewall_groups", "fwaas/firewall_groups"),
 )
 
 

@@ -5,6 +5,7 @@ from django.urls import path
 from sgweb.dashboard.views import (
     audit,
     drops,
+    firewalls,
     hosts,
     networks,
     overview,
@@ -76,6 +77,18 @@ urlpatterns = [
         networks.subnet_delete,
         name="subnet_delete",
     ),
+    # Routers and FWaaS v2 (issue 16)
+    path("routers", firewalls.router_list, name="routers"),
+    path("routers/<str:router_id>", firewalls.router_detail, name="router"),
+    path("firewall-groups", firewalls.group_list, name="firewall_groups"),
+    path("firewall-policies", firewalls.policy_list, name="firewall_policies"),
+    path("firewall-policies/<str:policy_id>", firewalls.policy_detail, name="firewall_policy"),
+    path(
+        "firewall-policies/<str:policy_id>/rules/<str:rule_id>/move",
+        firewalls.policy_move_rule,
+        name="firewall_policy_move_rule",
+    ),
+    path("firewall-rules", firewalls.rule_list, name="firewall_rules"),
     # Packet traces (issue 5)
     path("traces", traces.trace_list, name="traces"),
     path("traces/new", traces.trace_new, name="trace_new"),

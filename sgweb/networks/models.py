@@ -25,6 +25,9 @@ class Host(models.Model):
     description = models.CharField(max_length=255, blank=True, default="")
     # Lab hosts are network namespaces on this machine; real hosts have none.
     netns = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 (none: not a lab host)
+    # A network node also runs routers (their namespaces, with the firewall groups on their
+    # interfaces); its agent is the same worker.
+    network_node = models.BooleanField(default=False)
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     desired_revision = models.PositiveBigIntegerField(default=0)
     applied_revision = models.PositiveBigIntegerField(default=0)

@@ -155,7 +155,7 @@ def test_nothing_is_dispatched_for_a_refused_change(
     vm = port(alice, project_a, net)
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(NotFound):
         actions.delete_port(charlie, vm)
-    assert dispatched == {"hosts": [], "events": []}
+    assert dispatched == {"hosts": [], "events": [], "network_nodes": []}
 
 
 def test_changing_dhcp_servers_notifies_the_hosts_of_the_networks_ports(

@@ -25,7 +25,12 @@ if TYPE_CHECKING:
 
 
 def create_host(
-    actor: Actor, *, name: str, description: str = "", netns: str | None = None
+    actor: Actor,
+    *,
+    name: str,
+    description: str = "",
+    netns: str | None = None,
+    network_node: bool = False,
 ) -> Host:
     require_admin(actor, "Registering a compute host")
     errors = Errors()
@@ -37,7 +42,9 @@ def create_host(
     if Host.objects.filter(name=clean).exists():
         raise Conflict(f"Host {clean} already exists.", errors={"name": ["Name already taken."]})
     with transaction.atomic():
-        host = Host.objects.create(name=clean, description=desc, netns=netns or None)
+        host = Host.objects.create(
+            name=clean, description=desc, netns=netns or None, network_node=bool(network_node)
+        )
         record(actor, AuditAction.CREATE, "host", host.id, host.name, after=_host_dict(host))
     return host
 
@@ -64,7 +71,12 @@ def delete_host(actor: Actor, host: Host) -> None:
 
 
 def _host_dict(host: Host) -> dict[str, Any]:
-    return {"name": host.name, "description": host.description, "netns": host.netns}
+    return {
+        "name": host.name,
+        "description": host.description,
+        "netns": host.netns,
+        "network_node": host.network_node,
+    }
 
 
 def host_for_binding(name: str) -> Host:

@@ -70,6 +70,8 @@ PORT_FIELDS = (
     "device_id",
     "admin_state_up",
 )
+# Neutron's device_owner of a router's port (sgweb.routers creates and deletes these).
+ROUTER_INTERFACE_OWNER = "network:router_interface"
 PORT_UPDATABLE = tuple(field for field in PORT_FIELDS if field != "mac_address")
 
 
@@ -307,6 +309,8 @@ def create_port(actor: Actor, project: Project, network: Network, **fields: Any)
     name = clean_name(errors, fields.get("name", ""))
     description = clean_description(errors, fields.get("description", ""))
     device_owner = clean_description(errors, fields.get("device_owner", ""), "device_owner")
+    if device_owner == ROUTER_INTERFACE_OWNER:
+        errors.add("device_owner", "Use the router's add_router_interface to make its port.")
     device_id = clean_description(errors, fields.get("device_id", ""), "device_id")
     admin_state_up = clean_bool(errors, "admin_state_up", fields.get("admin_state_up", True))
     security_on = clean_bool(
@@ -429,6 +433,37 @@ def _write_port_changes(locked: Port, cleaned: _PortChanges) -> None:
     locked.save()
 
 
+# What makes a router's port its router's: its address, owner and binding stay as made.
+ROUTER_PORT_FIXED = ("fixed_ips", "device_owner", "device_id", "host")
+
+
+def _refuse_router_port_changes(
+    port: Port, changes: dict[str, Any], current: dict[str, Any]
+) -> None:
+    """A router interface's port is changed through its router (sgweb.routers), and no port
+    becomes one by saying so (the router would not know it)."""
+    names = {"fixed_ips": "fixed_ips", "device_owner": "device_owner", "device_id": "device_id",
+             "host": "binding:host_id"}  # fmt: skip
+    if port.device_owner == ROUTER_INTERFACE_OWNER:
+        changed = [
+            field
+            for field in ROUTER_PORT_FIXED
+            if field in changes and changes[field] != current[names[field]]
+        ]
+        if changed:
+            raise Conflict(
+                f"Port {port.id} belongs to router {port.device_id}: its {changed[0]} cannot "
+                "be changed via the port API.",
+                neutron_type="L3PortInUse",
+                errors={field: ["Owned by the router."] for field in changed},
+            )
+    elif changes.get("device_owner") == ROUTER_INTERFACE_OWNER:
+        raise Invalid(
+            f"device_owner {ROUTER_INTERFACE_OWNER} is set by adding a router interface.",
+            errors={"device_owner": ["Use the router's add_router_interface instead."]},
+        )
+
+
 def update_port(actor: Actor, port: Port, **changes: Any) -> Port:
     """Changes: any of PORT_UPDATABLE; `host` is a host name ("" or None unbinds)."""
     require_change(
@@ -437,6 +472,7 @@ def update_port(actor: Actor, port: Port, **changes: Any) -> Port:
     refuse_fields(changes, PORT_UPDATABLE, CANNOT_CHANGE)
     port = _load_port(port.id)
     before = port_to_dict(port)
+    _refuse_router_port_changes(port, changes, before)
     cleaned = _clean_port_changes(actor, port, changes)
     security_on = cleaned.values.get("port_security_enabled", port.port_security_enabled)
     groups, pairs = cleaned.groups, cleaned.pairs
@@ -498,6 +534,14 @@ def delete_port(actor: Actor, port: Port) -> None:
     require_change(
         actor, port.project_id, not_found=_port_not_found(port.id), neutron_type="PortNotFound"
     )
+    if port.device_owner == ROUTER_INTERFACE_OWNER:
+        # Its router owns it: removing the router's interface removes it (Neutron's rule).
+        raise Conflict(
+            f"Port {port.id} cannot be deleted directly via the port API: has device owner "
+            f"{ROUTER_INTERFACE_OWNER}.",
+            neutron_type="L3PortInUse",
+            errors={"__all__": ["Remove the router's interface on this subnet instead."]},
+        )
     with transaction.atomic():
         loaded = _load_port(port.id)
         before = port_to_dict(loaded)

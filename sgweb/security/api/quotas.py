@@ -22,7 +22,14 @@ from sgweb.tenancy.errors import Invalid, NotFound
 from sgweb.tenancy.models import Project, Quota
 
 # Resources we do not limit are reported as unlimited, as Neutron does for -1.
-UNLIMITED = ("network", "subnet", "port", "router", "floatingip", "rbac_policy")
+UNLIMITED = ("network", "subnet", "port", "floatingip", "rbac_policy")
+# Limited for every project alike, by settings (QUOTA_ROUTERS, QUOTA_FIREWALL_*).
+FIXED = {
+    "router": "QUOTA_ROUTERS",
+    "firewall_rule": "QUOTA_FIREWALL_RULES",
+    "firewall_policy": "QUOTA_FIREWALL_POLICIES",
+    "firewall_group": "QUOTA_FIREWALL_GROUPS",
+}
 
 
 PROJECT_PARAMETER = OpenApiParameter(
@@ -43,6 +50,7 @@ def quota_dict(quota: Quota) -> dict[str, int]:
         "security_group": quota.security_groups,
         "security_group_rule": quota.security_group_rules,
         **dict.fromkeys(UNLIMITED, -1),
+        **{resource: getattr(settings, name) for resource, name in FIXED.items()},
     }
 
 
@@ -88,7 +96,7 @@ class QuotaView(APIView):
         body = request.data.get("quota") if isinstance(request.data, dict) else None
         if not isinstance(body, dict):
             raise Invalid("Unable to find 'quota' in request body")
-        unknown = set(body) - {"security_group", "security_group_rule", *UNLIMITED}
+        unknown = set(body) - {"security_group", "security_group_rule", *UNLIMITED, *FIXED}
         if unknown:
             raise Invalid(f"Unrecognized attribute(s) '{', '.join(sorted(unknown))}'")
         quota = actions.set_quota(
