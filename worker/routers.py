@@ -1,0 +1,383 @@
+"""The network node's side of the agent: converge each router namespace to the newest router state.
+
+Same worker, same lock as the port chains (`worker.agent.Agent`): a host with the network-node
+role has router state stored for it (`sgweb.wire.routers`) and gets `router_sync` nudges on its
+usual queue; a host without any simply finds nothing and does nothing.
+
+Per router the filter table goes in with `sgweb.kernel.router.RouterFirewall`: whole tables on the
+first apply after start (and on repair), only the changed chains afterwards, so the counters of
+unchanged firewall rules keep counting. Several routers are one state: if router B refuses its
+table after router A took its new one, A is put back to what it had, so the previous state stays
+in force on every router and the report names the router and the line the kernel refused. After
+an apply, connections the new rules would not let start are cut (conntrack), as Neutron does.
+
+Revisions as on the port path: a nudge for a revision already applied is a no-op; otherwise the
+newest stored state is read, so a burst of nudges coalesces; never an older one over a newer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import redis
+
+from sgweb.firewall.errors import FirewallError
+from sgweb.firewall.fwaas import codec
+from sgweb.firewall.fwaas.compiler import CompiledRouter, compile_network_node
+from sgweb.firewall.fwaas.model import NetworkNodeState, RouterState
+from sgweb.kernel.apply import ApplyReport
+from sgweb.kernel.netns import list_namespaces
+from sgweb.kernel.router import EMPTY_FILTER, RouterFirewall, RuleHits
+from sgweb.kernel.routerns import router_netns
+from sgweb.kernel.runner import CommandRunner
+from sgweb.kernel.watch import KernelWatch
+from sgweb.wire import routers as wire
+from sgweb.wire import sync as protocol
+from worker.agent import Outcome
+
+log = logging.getLogger(__name__)
+
+RETRY_REFUSED_AFTER_S = 60.0
+
+
+class RouterStore(Protocol):
+    def desired_revision(self) -> int | None: ...
+
+    def fetch(self) -> protocol.Desired | None: ...
+
+    def set_applied(self, report: dict[str, Any]) -> None: ...
+
+
+class RedisRouterStore:
+    def __init__(self, url: str, host: str, prefix: str) -> None:
+        self.keys = wire.router_keys(host, prefix)
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
+        )
+
+    def desired_revision(self) -> int | None:
+        value = self.client.get(self.keys.desired_revision)
+        return int(value) if value is not None else None
+
+    def fetch(self) -> protocol.Desired | None:
+        raw = self.client.get(self.keys.desired)
+        return wire.parse_desired(raw) if raw is not None else None
+
+    def set_applied(self, report: dict[str, Any]) -> None:
+        self.client.set(self.keys.applied, json.dumps(report, sort_keys=True))
+
+
+# Makes a router's namespace and interfaces exist before its table goes in (the L3 agent's
+# plumbing, `sgweb.kernel.routerns`); None where something else plumbs (tests, a lab that
+# builds its routers up front).
+Plumber = Callable[[RouterState, str], None]
+
+
+@dataclass
+class AppliedRouters:
+    revision: int
+    digest: str
+    state: NetworkNodeState
+    compiled: dict[str, CompiledRouter]
+
+
+@dataclass
+class RouterFailure:
+    revision: int
+    error: str
+    at: float = field(default_factory=time.monotonic)
+
+
+class RouterAgent:
+    def __init__(
+        self,
+        host: str,
+        store: RouterStore,
+        runner: CommandRunner,
+        report: Callable[[dict[str, Any]], None],
+        *,
+        lock: threading.RLock | None = None,
+        netns_prefix: str = "",
+        plumb: Plumber | None = None,
+        unplumb: Callable[[str], None] | None = None,
+    ) -> None:
+        self.host = host
+        self.store = store
+        self.runner = runner
+        self.report = report
+        self.lock = lock or threading.RLock()
+        self.netns_prefix = netns_prefix
+        self.plumb = plumb
+        self.unplumb = unplumb
+        self.applied: AppliedRouters | None = None
+        self.failure: RouterFailure | None = None
+        self.kernel_known = False  # until a full apply, the namespaces hold who knows what
+        self._watches: dict[str, KernelWatch] = {}
+        self._clean_generation: dict[str, int | None] = {}
+
+    def netns(self, router_id: str) -> str:
+        return router_netns(router_id, self.netns_prefix)
+
+    def firewall(self, router_id: str) -> RouterFirewall:
+        return RouterFirewall(self.runner, self.netns(router_id))
+
+    def heartbeat_payload(self) -> dict[str, Any]:
+        applied = self.applied
+        return {
+            "router_revision": applied.revision if applied else None,
+            "router_digest": applied.digest if applied else None,
+            "routers": len(applied.compiled) if applied else 0,
+            "router_error": self.failure.error[:500] if self.failure else None,
+        }
+
+    # -- converging -----------------------------------------------------------------------------
+
+    def sync(self, revision: int | None = None, reason: str = "") -> Outcome:
+        with self.lock:
+            applied = self.applied
+            known = applied is not None and self.kernel_known
+            if revision is not None and known and applied and revision <= applied.revision:
+                return Outcome("skipped", applied.revision)
+            desired = self.store.fetch()
+            if desired is None:
+                return Outcome("missing")  # not a network node, or nothing published yet
+            if known and applied and desired.revision <= applied.revision:
+                return Outcome("skipped", applied.revision)
+            failure = self.failure
+            if (
+                revision is None
+                and failure is not None
+                and failure.revision == desired.revision
+                and time.monotonic() - failure.at < RETRY_REFUSED_AFTER_S
+            ):
+                return Outcome("skipped", desired.revision)
+            return self._converge(desired, full=not self.kernel_known, reason=reason)
+
+    def full_sync(self, reason: str) -> Outcome:
+        with self.lock:
+            desired = self.store.fetch()
+            if desired is None:
+                return Outcome("missing")
+            return self._converge(desired, full=True, reason=reason)
+
+    def _converge(self, desired: protocol.Desired, *, full: bool, reason: str) -> Outcome:
+        clock = time.perf_counter()
+        base = {
+            "host": self.host,
+            "revision": desired.revision,
+            "digest": desired.digest,
+            "reason": reason,
+            "mode": "full" if full else "incremental",
+            "published_at": desired.published_at,
+            "started_at": time.time(),
+            "agent_pid": os.getpid(),
+        }
+        try:
+            state = codec.from_dict(desired.state)
+            if codec.digest(codec.dumps(state)) != desired.digest:
+                raise codec.CodecError("digest does not match the state (corrupted document)")
+            if state.host != self.host:
+                raise codec.CodecError(f"a router state for {state.host!r}, not {self.host!r}")
+        except codec.CodecError as exc:
+            return self._fail(base, clock, f"unreadable router state: {exc}")
+        try:
+            compiled = compile_network_node(state)
+        except FirewallError as exc:
+            return self._fail(base, clock, f"refused by the compiler: {exc}")
+        applied = self.applied
+        previous = {} if full or applied is None else applied.compiled
+        by_id = {router.router.id: router for router in state.routers}
+        done: list[tuple[str, CompiledRouter, CompiledRouter | None]] = []
+        routers: dict[str, Any] = {}
+        for router_id in sorted(compiled):
+            new, old = compiled[router_id], previous.get(router_id)
+            if old is not None and old == new:
+                continue
+            try:
+                if self.plumb is not None:
+                    self.plumb(by_id[router_id], self.netns(router_id))
+                result = self.firewall(router_id).apply(new, old)
+            except Exception as exc:  # plumbing or the runner failed outright
+                result = _failed_report(f"{type(exc).__name__}: {exc}")
+            routers[router_id] = _router_summary(result)
+            if not result.ok:
+                self._put_back(done)
+                return self._fail(base, clock, result.error or "apply failed", router_id, result)
+            done.append((router_id, new, old))
+        gone = sorted(set(applied.compiled if applied else {}) - set(compiled))
+        for router_id in gone:
+            self._remove(router_id)
+        cut = self._cut(state, [router_id for router_id, _new, _old in done])
+        self.applied = AppliedRouters(desired.revision, desired.digest, state, compiled)
+        self.kernel_known = True
+        self.failure = None
+        self._clean_generation.clear()
+        report = {
+            **base,
+            "ok": True,
+            "routers": routers,
+            "removed_routers": gone,
+            "cut_connections": cut,
+            "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
+        }
+        self._send(report)
+        log.info(
+            "router revision %s applied (%s, %s): %d of %d routers changed, %.1f ms",
+            desired.revision, base["mode"], reason, len(done), len(compiled),
+            report["duration_ms"],
+        )  # fmt: skip
+        return Outcome("applied", desired.revision, report)
+
+    def _put_back(self, done: list[tuple[str, CompiledRouter, CompiledRouter | None]]) -> None:
+        """Routers that took the new state before another refused it get their old one back;
+        one that had no known old state leaves the kernel unknown (the next apply is full)."""
+        for router_id, new, old in reversed(done):
+            if old is None:
+                self.kernel_known = False
+                continue
+            back = self.firewall(router_id).apply(old, new)
+            if not back.ok:
+                log.error("could not put router %s back: %s", router_id, back.error)
+                self.kernel_known = False
+
+    def _remove(self, router_id: str) -> None:
+        """A router this node no longer has: its namespace goes (plumbed by us) or its table is
+        emptied, so nothing of ours filters traffic there any more."""
+        watch = self._watches.pop(router_id, None)
+        if watch is not None:
+            watch.close()
+        netns = self.netns(router_id)
+        if self.unplumb is not None:
+            self.unplumb(netns)
+            return
+        if netns in list_namespaces(netns):
+            for family in (4, 6):
+                restore = "ip6tables-restore" if family == 6 else "iptables-restore"
+                self.runner.run([restore], input=EMPTY_FILTER, netns=netns, check=False)
+
+    def _cut(self, state: NetworkNodeState, changed: list[str]) -> int:
+        total = 0
+        for router in state.routers:
+            if router.router.id in changed:
+                try:
+                    total += len(self.firewall(router.router.id).cut_denied_connections(router))
+                except Exception as exc:  # conntrack missing: the new rules are in force anyway
+                    log.warning("could not cut connections on %s: %s", router.router.id, exc)
+        return total
+
+    def _fail(
+        self,
+        base: dict[str, Any],
+        clock: float,
+        error: str,
+        router_id: str | None = None,
+        result: ApplyReport | None = None,
+    ) -> Outcome:
+        self.failure = RouterFailure(base["revision"], error)
+        report = {
+            **base,
+            "ok": False,
+            "error": error,
+            "failed_router": router_id,
+            "failed_step": result.failed_step if result else None,
+            "error_line": result.offending_line if result else None,
+            "error_line_number": result.offending_line_number if result else None,
+            "rolled_back": result.rolled_back if result else False,
+            "still_applied": self.applied.revision if self.applied else None,
+            "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
+        }
+        self._send(report)
+        log.error("router revision %s failed: %s", base["revision"], error)
+        return Outcome("failed", base["revision"], report)
+
+    def _send(self, report: dict[str, Any]) -> None:
+        try:
+            self.store.set_applied(report)
+        except Exception as exc:
+            log.warning("could not store router apply report: %s", exc)
+        try:
+            self.report(report)
+        except Exception as exc:
+            log.warning("could not send router apply report: %s", exc)
+
+    # -- reading back, drift ----------------------------------------------------------------------
+
+    def rule_hits(self) -> dict[str, list[RuleHits]]:
+        """Every firewall rule's counters, per router (the router page's live counters)."""
+        applied = self.applied
+        if applied is None:
+            return {}
+        return {rid: self.firewall(rid).rule_hits(c) for rid, c in sorted(applied.compiled.items())}
+
+    def check_drift(self, *, repair: bool = True) -> dict[str, list[tuple[int, str]]]:
+        """Routers whose namespace holds other chains than we applied, repaired by a full apply
+        of that router. Cheap when nothing moved: a router's tables are read only when its
+        namespace's nf_tables generation changed since its last clean check."""
+        applied = self.applied
+        if applied is None or not self.kernel_known:
+            return {}
+        drifted: dict[str, list[tuple[int, str]]] = {}
+        for router_id, compiled in sorted(applied.compiled.items()):
+            watch = self._watches.get(router_id)
+            if watch is None:
+                watch = self._watches[router_id] = KernelWatch(self.netns(router_id))
+            try:
+                generation = watch.generation()
+            except Exception:
+                generation = None
+            if generation is not None and self._clean_generation.get(router_id) == generation:
+                continue
+            with self.lock:
+                if self.applied is not applied:
+                    return drifted  # an apply came in between: the next round looks again
+                try:
+                    chains = self.firewall(router_id).drift(compiled)
+                except Exception as exc:  # the namespace went away: report it as drift
+                    chains = [(0, f"namespace unreadable: {exc}")]
+                if not chains:
+                    self._clean_generation[router_id] = generation
+                    continue
+                drifted[router_id] = chains
+                log.warning("drift on router %s: %s", router_id, chains)
+                if repair:
+                    self._repair(router_id, compiled, applied)
+        return drifted
+
+    def _repair(self, router_id: str, compiled: CompiledRouter, applied: AppliedRouters) -> None:
+        router = next(r for r in applied.state.routers if r.router.id == router_id)
+        try:
+            if self.plumb is not None:
+                self.plumb(router, self.netns(router_id))
+            result = self.firewall(router_id).apply(compiled, None)
+        except Exception as exc:
+            result = _failed_report(f"{type(exc).__name__}: {exc}")
+        report = {
+            "host": self.host,
+            "revision": applied.revision,
+            "digest": applied.digest,
+            "reason": "drift repair",
+            "mode": "full",
+            "ok": result.ok,
+            "error": result.error,
+            "routers": {router_id: _router_summary(result)},
+        }
+        self._send(report)
+
+
+def _failed_report(error: str) -> ApplyReport:
+    return ApplyReport(False, 0.0, (), {}, {}, 0, error=error, failed_step="plumb")
+
+
+def _router_summary(result: ApplyReport) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "steps": {name: round(seconds * 1000, 3) for name, seconds in result.steps},
+        "rule_lines": {str(k): v for k, v in result.rule_lines.items()},
+    }
