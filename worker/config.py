@@ -16,6 +16,13 @@
 * ``SGWEB_ACCOUNTING_INTERVAL_S`` how often it reads every rule counter and sends the deltas
                                to the control plane (10; 0: off), see `sgweb.wire.accounting`
 * ``SGWEB_OWNER_PID``          exit when this process ends (test harnesses set it; optional)
+* ``SGWEB_ROUTER_NETNS_PREFIX`` put before ``qrouter-<id>`` in router namespace names (a lab's
+                               prefix; default none), see `worker.routers`
+* ``SGWEB_ROUTER_PLUMB``       1 (default): the agent creates router namespaces and their qr-
+                               interfaces itself, as Neutron's L3 agent; 0: something else does
+* ``SGWEB_ROUTER_BRIDGE``      the bridge every router interface joins (a lab's one segment);
+                               default Neutron's ``brq`` + the network id's first 11 characters
+* ``SGWEB_ROUTER_BRIDGE_NETNS`` the namespace holding those bridges (default ``SGWEB_NETNS``)
 
 Read once, here; the rest of the agent gets an `AgentConfig`. The names shared with the control
 plane (queues, key layout) come from `sgweb.wire`.
@@ -45,6 +52,17 @@ def _float(name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a flag (1/0)")
+
+
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
     host: str
@@ -59,6 +77,10 @@ class AgentConfig:
     owner_pid: int | None = None
     accounting_interval_s: float = accounting.DEFAULT_INTERVAL_S
     heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S
+    router_netns_prefix: str = ""
+    router_plumb: bool = True
+    router_bridge: str | None = None
+    router_bridge_netns: str | None = None
 
     @property
     def queue(self) -> str:
@@ -87,5 +109,11 @@ class AgentConfig:
             owner_pid=protocol.parse_owner_pid(os.environ.get("SGWEB_OWNER_PID")),
             accounting_interval_s=_float(
                 "SGWEB_ACCOUNTING_INTERVAL_S", accounting.DEFAULT_INTERVAL_S
+            ),
+            router_netns_prefix=os.environ.get("SGWEB_ROUTER_NETNS_PREFIX", ""),
+            router_plumb=_flag("SGWEB_ROUTER_PLUMB", True),
+            router_bridge=os.environ.get("SGWEB_ROUTER_BRIDGE") or None,
+            router_bridge_netns=(
+                os.environ.get("SGWEB_ROUTER_BRIDGE_NETNS") or os.environ.get("SGWEB_NETNS") or None
             ),
         )

@@ -31,11 +31,16 @@ import redis
 from sgweb.firewall.errors import FirewallError
 from sgweb.firewall.fwaas import codec
 from sgweb.firewall.fwaas.compiler import CompiledRouter, compile_network_node
-from sgweb.firewall.fwaas.model import NetworkNodeState, RouterState
+from sgweb.firewall.fwaas.model import (
+    DEVICE_ID_CHARS,
+    NetworkNodeState,
+    RouterInterface,
+    RouterState,
+)
 from sgweb.kernel.apply import ApplyReport
 from sgweb.kernel.netns import list_namespaces
 from sgweb.kernel.router import EMPTY_FILTER, RouterFirewall, RuleHits
-from sgweb.kernel.routerns import router_netns
+from sgweb.kernel.routerns import plumb_router, router_netns, router_ports, unplumb_router
 from sgweb.kernel.runner import CommandRunner
 from sgweb.kernel.watch import KernelWatch
 from sgweb.wire import routers as wire
@@ -381,3 +386,67 @@ def _router_summary(result: ApplyReport) -> dict[str, Any]:
         "steps": {name: round(seconds * 1000, 3) for name, seconds in result.steps},
         "rule_lines": {str(k): v for k, v in result.rule_lines.items()},
     }
+
+
+# -- the agent process's wiring (worker.app) ------------------------------------------------------
+
+BRIDGE_PREFIX = "brq"  # Neutron's Linux-bridge agent: brq + the network id's first 11 characters
+
+
+def make_plumber(runner: CommandRunner, bridge_netns: str | None, bridge: str | None) -> Plumber:
+    """The L3 agent's plumbing for `RouterAgent`: each interface on its network's bridge."""
+
+    def bridge_for(interface: RouterInterface) -> str:
+        return bridge or BRIDGE_PREFIX + interface.network_id[:DEVICE_ID_CHARS]
+
+    def plumb(state: RouterState, netns: str) -> None:
+        plumb_router(runner, bridge_netns, netns, router_ports(state.router, bridge_for))
+
+    return plumb
+
+
+class RouterMaintenance(threading.Thread):
+    """Start-up full apply of the stored router state, then: catch missed router revisions and
+    repair drift of router chains. Apart from the port path's loop, so that a network node's
+    routers are not held up by its port chains (and a compute host pays one Redis GET a poll)."""
+
+    def __init__(self, agent: RouterAgent, poll_s: float, drift_s: float) -> None:
+        super().__init__(name="sgweb-router-maintenance", daemon=True)
+        self.agent = agent
+        self.poll_s = poll_s
+        self.drift_s = drift_s
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        started = False
+        last_drift = last_poll = time.monotonic()
+        tick = min(self.poll_s, self.drift_s) if self.drift_s > 0 else self.poll_s
+        while not self.stopping.is_set():
+            try:
+                if not started:
+                    outcome = self.agent.full_sync("agent start")
+                    started = True
+                    if outcome.action != "missing":
+                        log.info("router start-up sync: %s r%s", outcome.action, outcome.revision)
+                else:
+                    if time.monotonic() - last_poll >= self.poll_s:
+                        last_poll = time.monotonic()
+                        self.catch_up()
+                    if self.drift_s > 0 and time.monotonic() - last_drift >= self.drift_s:
+                        last_drift = time.monotonic()
+                        self.agent.check_drift()
+            except Exception as exc:  # Redis restarting, a command failing: try again later
+                log.warning("router maintenance: %s", exc)
+            self.stopping.wait(tick if started else 1.0)
+
+    def catch_up(self) -> None:
+        wanted = self.agent.store.desired_revision()
+        applied = self.agent.applied
+        if wanted is None:
+            return
+        if applied is None or wanted > applied.revision or not self.agent.kernel_known:
+            self.agent.sync(None, "maintenance: missed router revision")
+
+
+def unplumb(runner: CommandRunner, netns: str) -> None:
+    unplumb_router(runner, netns)

@@ -6,9 +6,13 @@ between two VM namespaces on two networks prove the deny, the allow, and the cou
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import pytest
 import redis
@@ -32,17 +36,22 @@ from sgweb.kernel.routerns import (
     router_netns,
     router_ports,
 )
-from sgweb.kernel.runner import SubprocessRunner
+from sgweb.kernel.runner import SubprocessRunner, default_runner
 from sgweb.kernel.topology import tap_name
+from sgweb.wire import routers as wire
+from sgweb.wire import sync as protocol
 from tests.firewall.fwaas.example import APP, ROUTER, WEB
 from tests.kernel.test_fwaas_kernel import RouterLab
+from tests.lab.stack import wait_for
 from worker.routers import RedisRouterStore, RouterAgent
 
 pytestmark = [pytest.mark.kernel, pytest.mark.redis]
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
 HOST = "network1"
-BRIDGES = {"net-web-id": "brq-net-web", "net-app-id": "brq-net-app"}
+# Named as Neutron's Linux-bridge agent names them (brq + network id[:11]): the agent process
+# below finds them by that name.
+BRIDGES = {"net-web-id": "brqnet-web-id", "net-app-id": "brqnet-app-id"}
 WEB_VM, APP_VM = "192.0.2.5", "198.51.100.10"
 V4_ROUTER = replace(ROUTER, interfaces=(WEB, APP))
 
@@ -208,3 +217,58 @@ def test_a_state_the_kernel_refuses_leaves_the_previous_rules_in_force(node, mon
     assert not report["ok"] and report["failed_router"] == ROUTER.id
     assert "no-such-chain" in (report["error_line"] or "")
     assert not node.lab.ping(node.web, APP_VM).ok  # the deny stays
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def agent_process(node: NetworkNode) -> Iterator[None]:
+    """`python -m worker` for the network node (real Celery on the real Redis); its polling is
+    set to ten minutes, so router revisions reach it through the nudge on its queue."""
+    env = {
+        "SGWEB_HOST": HOST,
+        "SGWEB_NETNS": node.host,
+        "SGWEB_ROUTER_NETNS_PREFIX": node.prefix,
+        "SGWEB_BROKER_URL": REDIS_URL,
+        "SGWEB_KEY_PREFIX": node.channel.prefix,
+        "SGWEB_CONTROL_QUEUE": node.channel.control_queue,
+        "SGWEB_POLL_INTERVAL_S": "600",
+        "SGWEB_DRIFT_INTERVAL_S": "0",
+        "SGWEB_ACCOUNTING_INTERVAL_S": "0",
+        "SGWEB_OWNER_PID": str(os.getpid()),
+        "PYTHONPATH": str(ROOT),
+    }
+    argv = ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "worker"]
+    process = default_runner().spawn(argv)
+    keys = protocol.host_keys(HOST, node.channel.prefix)
+    try:
+        wait_for("the agent's heartbeat", lambda: node.channel.redis.exists(keys.heartbeat), 60)
+        yield
+    finally:
+        process.stop(timeout=3)
+        node.channel.redis.delete(protocol.host_queue(HOST))
+
+
+def _applied(node: NetworkNode) -> dict:
+    raw = node.channel.redis.get(wire.router_keys(HOST, node.channel.prefix).applied)
+    return json.loads(raw) if raw else {}
+
+
+def test_the_agent_process_applies_a_published_deny_then_allow_on_its_nudges(
+    node, agent_process
+) -> None:
+    denied = node.publish(_group(DENY, rule_id="r-deny-ping", name="deny-ping"))
+    wait_for("the deny applied", lambda: _applied(node).get("revision") == denied, 30)
+    assert _applied(node)["ok"], _applied(node)
+    assert not node.lab.ping(node.web, APP_VM).ok
+    allowed = node.publish(_group(ALLOW, rule_id="r-allow-ping", name="allow-ping"))
+    wait_for("the allow applied", lambda: _applied(node).get("revision") == allowed, 30)
+    assert _ping_eventually(node, True, node.web, APP_VM)
+    heartbeat = protocol.host_keys(HOST, node.channel.prefix).heartbeat
+
+    def beat() -> dict:
+        return json.loads(node.channel.redis.get(heartbeat) or "{}")
+
+    wait_for("the heartbeat names it", lambda: beat().get("router_revision") == allowed, 10)
+    assert beat()["router_digest"] == _applied(node)["digest"]
