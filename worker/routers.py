@@ -34,6 +34,7 @@ from sgweb.firewall.fwaas.compiler import CompiledRouter, compile_network_node
 from sgweb.firewall.fwaas.model import (
     DEVICE_ID_CHARS,
     NetworkNodeState,
+    Router,
     RouterInterface,
     RouterState,
 )
@@ -126,6 +127,7 @@ class RouterAgent:
         self.kernel_known = False  # until a full apply, the namespaces hold who knows what
         self._watches: dict[str, KernelWatch] = {}
         self._clean_generation: dict[str, int | None] = {}
+        self._plumbed: dict[str, Router] = {}
 
     def netns(self, router_id: str) -> str:
         return router_netns(router_id, self.netns_prefix)
@@ -203,11 +205,11 @@ class RouterAgent:
         routers: dict[str, Any] = {}
         for router_id in sorted(compiled):
             new, old = compiled[router_id], previous.get(router_id)
-            if old is not None and old == new:
-                continue
             try:
-                if self.plumb is not None:
-                    self.plumb(by_id[router_id], self.netns(router_id))
+                # Interfaces can change without the table changing (a router without groups).
+                self._plumb(by_id[router_id], again=full)
+                if old is not None and old == new:
+                    continue
                 result = self.firewall(router_id).apply(new, old)
             except Exception as exc:  # plumbing or the runner failed outright
                 result = _failed_report(f"{type(exc).__name__}: {exc}")
@@ -219,6 +221,7 @@ class RouterAgent:
         gone = sorted(set(applied.compiled if applied else {}) - set(compiled))
         for router_id in gone:
             self._remove(router_id)
+        kernel_applied_at = time.time()  # every router's new rules in force from here on
         cut = self._cut(state, [router_id for router_id, _new, _old in done])
         self.applied = AppliedRouters(desired.revision, desired.digest, state, compiled)
         self.kernel_known = True
@@ -230,6 +233,7 @@ class RouterAgent:
             "routers": routers,
             "removed_routers": gone,
             "cut_connections": cut,
+            "kernel_applied_at": kernel_applied_at,
             "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
         }
         self._send(report)
@@ -239,6 +243,18 @@ class RouterAgent:
             report["duration_ms"],
         )  # fmt: skip
         return Outcome("applied", desired.revision, report)
+
+    def _plumb(self, state: RouterState, *, again: bool) -> None:
+        """The router's namespace and interfaces, unless they are as last plumbed: plumbing
+        is several `ip` commands per router, which a rule change must not pay for."""
+        if self.plumb is None:
+            return
+        router = state.router
+        if not again and self._plumbed.get(router.id) == router:
+            return
+        self._plumbed.pop(router.id, None)
+        self.plumb(state, self.netns(router.id))
+        self._plumbed[router.id] = router
 
     def _put_back(self, done: list[tuple[str, CompiledRouter, CompiledRouter | None]]) -> None:
         """Routers that took the new state before another refused it get their old one back;
@@ -255,6 +271,7 @@ class RouterAgent:
     def _remove(self, router_id: str) -> None:
         """A router this node no longer has: its namespace goes (plumbed by us) or its table is
         emptied, so nothing of ours filters traffic there any more."""
+        self._plumbed.pop(router_id, None)
         watch = self._watches.pop(router_id, None)
         if watch is not None:
             watch.close()
@@ -358,8 +375,7 @@ class RouterAgent:
     def _repair(self, router_id: str, compiled: CompiledRouter, applied: AppliedRouters) -> None:
         router = next(r for r in applied.state.routers if r.router.id == router_id)
         try:
-            if self.plumb is not None:
-                self.plumb(router, self.netns(router_id))
+            self._plumb(router, again=True)
             result = self.firewall(router_id).apply(compiled, None)
         except Exception as exc:
             result = _failed_report(f"{type(exc).__name__}: {exc}")

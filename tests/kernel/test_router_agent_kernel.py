@@ -29,12 +29,14 @@ from sgweb.firewall.fwaas.model import (
 )
 from sgweb.hostsync import routers_publish
 from sgweb.hostsync.channel import SyncChannel
+from sgweb.kernel.netns import list_namespaces
 from sgweb.kernel.routerns import (
     NO_ICMP_RATELIMIT,
     plumb_router,
     route_via_gateway,
     router_netns,
     router_ports,
+    unplumb_router,
 )
 from sgweb.kernel.runner import SubprocessRunner, default_runner
 from sgweb.kernel.topology import tap_name
@@ -118,8 +120,10 @@ def node(kernel_runner: SubprocessRunner, netns_prefix: str) -> Iterator[Network
 
     reports: list[dict] = []
     store = RedisRouterStore(REDIS_URL, HOST, prefix)
-    agent = RouterAgent(HOST, store, runner, reports.append, netns_prefix=netns_prefix,
-                        plumb=plumb)  # fmt: skip
+    agent = RouterAgent(
+        HOST, store, runner, reports.append, netns_prefix=netns_prefix, plumb=plumb,
+        unplumb=lambda netns: unplumb_router(runner, netns),
+    )  # fmt: skip
     try:
         yield NetworkNode(runner, host, web, app, netns_prefix, channel, agent, reports)
     finally:
@@ -178,6 +182,24 @@ def test_a_published_deny_stops_a_ping_across_the_router_and_an_allow_lets_it_th
     hits = {h.origin.rule_name: h.counter.packets for h in node.agent.rule_hits()[ROUTER.id]}
     assert hits["allow-ping"] >= 3
     assert node.agent.check_drift() == {}
+
+
+def test_an_interface_removed_from_the_router_is_unplugged_and_a_removed_router_goes(
+    node,
+) -> None:
+    node.agent.sync(node.publish(), "both interfaces")
+    assert _ping_eventually(node, True, node.web, APP_VM)
+    netns = router_netns(ROUTER.id, node.prefix)
+    one_leg = replace(V4_ROUTER, interfaces=(WEB,))
+    state = NetworkNodeState(HOST, (RouterState(one_leg),))
+    revision = routers_publish.publish_network_node(HOST, state, via=node.channel).revision
+    assert node.agent.sync(revision, "interface removed").action == "applied"
+    devices = node.runner.run(["ip", "-o", "link", "show"], netns=netns).stdout
+    assert WEB.device in devices and APP.device not in devices
+    assert not node.lab.ping(node.web, APP_VM).ok
+    empty = routers_publish.publish_network_node(HOST, NetworkNodeState(HOST), via=node.channel)
+    assert node.agent.sync(empty.revision, "router deleted").action == "applied"
+    assert list_namespaces(netns) == []
 
 
 def test_a_nudge_for_an_applied_revision_is_a_no_op_and_the_newest_state_wins(node) -> None:
