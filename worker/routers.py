@@ -9,7 +9,9 @@ first apply after start (and on repair), only the changed chains afterwards, so 
 unchanged firewall rules keep counting. Several routers are one state: if router B refuses its
 table after router A took its new one, A is put back to what it had, so the previous state stays
 in force on every router and the report names the router and the line the kernel refused. After
-an apply, connections the new rules would not let start are cut (conntrack), as Neutron does.
+an apply, connections the new rules would not let start are cut (conntrack), as Neutron does:
+off the lock, in a thread of their own (`RouterCuts`), so the next revision never waits for a
+conntrack dump of every changed router.
 
 Revisions as on the port path: a nudge for a revision already applied is a no-op; otherwise the
 newest stored state is read, so a burst of nudges coalesces; never an older one over a newer.
@@ -86,6 +88,59 @@ class RedisRouterStore:
 Plumber = Callable[[RouterState, str], None]
 
 
+class RouterCuts:
+    """Cuts the connections each changed router's new rules would not let start, in a daemon
+    thread; a router queued again before its turn is cut once, against its newest state (the
+    rules in force by then)."""
+
+    def __init__(self, firewall: Callable[[str], RouterFirewall]) -> None:
+        self.firewall = firewall
+        self._pending: dict[str, RouterState] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread: threading.Thread | None = None
+        self.cut_total = 0
+
+    def submit(self, routers: list[RouterState]) -> None:
+        if not routers:
+            return
+        with self._lock:
+            for router in routers:
+                self._pending[router.router.id] = router
+            self._idle.clear()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sgweb-router-cuts", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """True once every queued router was cut (tests, benchmarks)."""
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        self._idle.set()
+                        break
+                    router_id = min(self._pending)
+                    router = self._pending.pop(router_id)
+                try:
+                    cut = self.firewall(router_id).cut_denied_connections(router)
+                    self.cut_total += len(cut)
+                    if cut:
+                        log.info("cut %d connections on router %s", len(cut), router_id)
+                except Exception as exc:  # conntrack missing: the new rules hold anyway
+                    log.warning("could not cut connections on %s: %s", router_id, exc)
+
+
 @dataclass
 class AppliedRouters:
     revision: int
@@ -128,6 +183,7 @@ class RouterAgent:
         self._watches: dict[str, KernelWatch] = {}
         self._clean_generation: dict[str, int | None] = {}
         self._plumbed: dict[str, Router] = {}
+        self.cuts = RouterCuts(self.firewall)
 
     def netns(self, router_id: str) -> str:
         return router_netns(router_id, self.netns_prefix)
@@ -222,7 +278,7 @@ class RouterAgent:
         for router_id in gone:
             self._remove(router_id)
         kernel_applied_at = time.time()  # every router's new rules in force from here on
-        cut = self._cut(state, [router_id for router_id, _new, _old in done])
+        self.cuts.submit([r for r in state.routers if r.router.id in {d[0] for d in done}])
         self.applied = AppliedRouters(desired.revision, desired.digest, state, compiled)
         self.kernel_known = True
         self.failure = None
@@ -232,7 +288,7 @@ class RouterAgent:
             "ok": True,
             "routers": routers,
             "removed_routers": gone,
-            "cut_connections": cut,
+            "cuts_queued": len(done),
             "kernel_applied_at": kernel_applied_at,
             "duration_ms": round((time.perf_counter() - clock) * 1000, 3),
         }
@@ -283,16 +339,6 @@ class RouterAgent:
             for family in (4, 6):
                 restore = "ip6tables-restore" if family == 6 else "iptables-restore"
                 self.runner.run([restore], input=EMPTY_FILTER, netns=netns, check=False)
-
-    def _cut(self, state: NetworkNodeState, changed: list[str]) -> int:
-        total = 0
-        for router in state.routers:
-            if router.router.id in changed:
-                try:
-                    total += len(self.firewall(router.router.id).cut_denied_connections(router))
-                except Exception as exc:  # conntrack missing: the new rules are in force anyway
-                    log.warning("could not cut connections on %s: %s", router.router.id, exc)
-        return total
 
     def _fail(
         self,

@@ -294,3 +294,19 @@ def test_the_agent_process_applies_a_published_deny_then_allow_on_its_nudges(
 
     wait_for("the heartbeat names it", lambda: beat().get("router_revision") == allowed, 10)
     assert beat()["router_digest"] == _applied(node)["digest"]
+
+
+def test_connections_a_new_deny_would_not_let_start_are_cut_after_the_apply(node) -> None:
+    node.agent.sync(node.publish(_group(ALLOW)), "allow")
+    assert _ping_eventually(node, True, node.web, APP_VM)
+    netns = router_netns(ROUTER.id, node.prefix)
+
+    def icmp_entries() -> list[str]:
+        listing = node.runner.run(["conntrack", "-L", "-p", "icmp"], netns=netns, check=False)
+        return [line for line in listing.stdout.splitlines() if f"dst={APP_VM}" in line]
+
+    assert icmp_entries()  # the allowed pings' flows are tracked (30 s timeout)
+    assert node.agent.sync(node.publish(_group(DENY)), "deny").action == "applied"
+    assert node.agent.cuts.wait_idle(10)
+    assert icmp_entries() == []
+    assert node.agent.cuts.cut_total >= 1

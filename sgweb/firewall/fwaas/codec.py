@@ -35,17 +35,16 @@ class CodecError(ValueError):
     """The text is not a NetworkNodeState document this version understands."""
 
 
-# Fields holding nested dataclasses: a tuple of them, or one (None allowed where the model says).
+# Fields holding a tuple of nested dataclasses. A group's policies are not nested: a policy is
+# usually shared (one policy on the groups of 50 routers), so the document holds each policy
+# once, under "policies", and a group names its policies by id. That keeps a node's document
+# (and the agent's decode and digest check) proportional to the distinct rules, not to
+# rules x groups.
 _MANY: dict[type, dict[str, type]] = {
-    NetworkNodeState: {"routers": RouterState},
-    RouterState: {"firewall_groups": FirewallGroup},
     Router: {"interfaces": RouterInterface},
     FirewallPolicy: {"rules": FirewallRule},
 }
-_ONE: dict[type, dict[str, type]] = {
-    RouterState: {"router": Router},
-    FirewallGroup: {"ingress_policy": FirewallPolicy, "egress_policy": FirewallPolicy},
-}
+_POLICY_FIELDS = ("ingress_policy", "egress_policy")
 
 
 def canonical(state: NetworkNodeState) -> NetworkNodeState:
@@ -73,10 +72,38 @@ def _encode(obj: Any) -> Any:
     return obj
 
 
-def to_dict(state: NetworkNodeState) -> dict[str, Any]:
-    data: dict[str, Any] = _encode(canonical(state))
-    data["format"] = FORMAT_VERSION
+def _encode_group(group: FirewallGroup, policies: dict[str, FirewallPolicy]) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for f in dataclasses.fields(group):
+        value = getattr(group, f.name)
+        if f.name in _POLICY_FIELDS:
+            if value is not None:
+                known = policies.setdefault(value.id, value)
+                if known != value:
+                    raise ValueError(f"two different policies with id {value.id!r}")
+                value = value.id
+        else:
+            value = _encode(value)
+        data[f.name] = value
     return data
+
+
+def to_dict(state: NetworkNodeState) -> dict[str, Any]:
+    state = canonical(state)
+    policies: dict[str, FirewallPolicy] = {}
+    routers = [
+        {
+            "router": _encode(router.router),
+            "firewall_groups": [_encode_group(g, policies) for g in router.firewall_groups],
+        }
+        for router in state.routers
+    ]
+    return {
+        "format": FORMAT_VERSION,
+        "host": state.host,
+        "routers": routers,
+        "policies": [_encode(policies[key]) for key in sorted(policies)],
+    }
 
 
 def dumps(state: NetworkNodeState) -> str:
@@ -93,22 +120,39 @@ def _decode(cls: type, data: Any) -> Any:
     if not isinstance(data, dict):
         raise CodecError(f"{cls.__name__} must be a JSON object, not {type(data).__name__}")
     many = _MANY.get(cls, {})
-    one = _ONE.get(cls, {})
     values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
             continue  # the model's default applies
         value = data[f.name]
         if f.name in many:
-            if not isinstance(value, list):
-                raise CodecError(f"{cls.__name__}.{f.name} must be a list")
-            value = tuple(_decode(many[f.name], item) for item in value)
-        elif f.name in one:
-            value = None if value is None else _decode(one[f.name], value)
+            value = tuple(_decode(many[f.name], item) for item in _list(value, f.name))
         elif isinstance(value, list):
             value = tuple(value)
         values[f.name] = value
     return cls(**values)
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise CodecError(f"{what} must be a list")
+    return value
+
+
+def _decode_group(data: Any, policies: dict[str, FirewallPolicy]) -> FirewallGroup:
+    if not isinstance(data, dict):
+        raise CodecError("a firewall group must be a JSON object")
+    named: dict[str, FirewallPolicy | None] = {}
+    for name in _POLICY_FIELDS:
+        policy_id = data.get(name)
+        if policy_id is not None and policy_id not in policies:
+            raise CodecError(f"firewall group names policy {policy_id!r}, which is not there")
+        named[name] = policies[policy_id] if policy_id is not None else None
+    rest = {key: value for key, value in data.items() if key not in _POLICY_FIELDS}
+    group: FirewallGroup = _decode(FirewallGroup, rest)
+    return dataclasses.replace(
+        group, ingress_policy=named["ingress_policy"], egress_policy=named["egress_policy"]
+    )
 
 
 def from_dict(data: dict[str, Any]) -> NetworkNodeState:
@@ -118,13 +162,26 @@ def from_dict(data: dict[str, Any]) -> NetworkNodeState:
     if version != FORMAT_VERSION:
         raise CodecError(f"network node state format {version!r} is not {FORMAT_VERSION}")
     try:
-        state = _decode(NetworkNodeState, data)
+        policies = {}
+        for item in _list(data.get("policies", []), "policies"):
+            policy = _decode(FirewallPolicy, item)
+            policies[policy.id] = policy
+        routers = []
+        for item in _list(data.get("routers", []), "routers"):
+            if not isinstance(item, dict):
+                raise CodecError("a router state must be a JSON object")
+            groups = _list(item.get("firewall_groups", []), "firewall_groups")
+            routers.append(
+                RouterState(
+                    router=_decode(Router, item["router"]),
+                    firewall_groups=tuple(_decode_group(g, policies) for g in groups),
+                )
+            )
+        return NetworkNodeState(host=data["host"], routers=tuple(routers))
+    except CodecError:
+        raise
     except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, CodecError):
-            raise
         raise CodecError(f"malformed network node state document: {exc!r}") from exc
-    assert isinstance(state, NetworkNodeState)
-    return state
 
 
 def loads(text: str) -> NetworkNodeState:

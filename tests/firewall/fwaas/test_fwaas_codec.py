@@ -58,8 +58,34 @@ def test_a_changed_rule_order_changes_the_digest() -> None:
         json.dumps({"format": 1, "host": "n", "routers": {"a": 1}}),
         json.dumps({"format": 1, "host": "n", "routers": [{"router": 5}]}),
         json.dumps({"format": 1, "host": "n", "routers": [{"router": {"name": "no id"}}]}),
+        json.dumps(
+            {
+                "format": 1,
+                "host": "n",
+                "routers": [
+                    {"router": {"id": "r"}, "firewall_groups": [{"id": "g", "ingress_policy": "p"}]}
+                ],
+            }
+        ),
     ],
 )
 def test_a_document_that_is_not_a_network_node_state_is_refused(text: str) -> None:
     with pytest.raises(codec.CodecError):
         codec.loads(text)
+
+
+def test_a_policy_shared_by_many_groups_is_in_the_document_once() -> None:
+    text = codec.dumps(NODE)
+    assert text.count('"name":"deny-db"') == 1
+    back = codec.loads(text)
+    group = next(g for g in back.routers[1].firewall_groups if g.id == WEB_GROUP_OBJ.id)
+    assert group.egress_policy == WEB_GROUP_OBJ.egress_policy
+
+
+def test_two_different_policies_under_one_id_cannot_be_encoded() -> None:
+    policy = WEB_GROUP_OBJ.egress_policy
+    assert policy is not None
+    impostor = replace(APP_GROUP_OBJ, ingress_policy=replace(policy, name="other"))
+    state = NetworkNodeState("n", (replace(STATE, firewall_groups=(WEB_GROUP_OBJ, impostor)),))
+    with pytest.raises(ValueError, match=policy.id):
+        codec.dumps(state)
