@@ -104,3 +104,33 @@ def test_the_first_apply_is_whole_tables_in_the_router_namespace_and_a_repeat_is
     assert reports[-1]["mode"] == "full" and reports[-1]["ok"]
     assert the_agent.sync(1).action == "skipped"
     assert the_agent.heartbeat_payload()["router_revision"] == 1
+
+
+def test_when_one_router_refuses_its_table_the_routers_that_took_theirs_are_put_back() -> None:
+    second = replace(STATE, router=replace(STATE.router, id="r2-0000-0000", name="r2"))
+    store = MemoryRouterStore()
+    store.publish(1, NetworkNodeState("network1", (STATE, second)))
+    runner = FakeRunner()
+    the_agent, reports = agent(store, runner)
+    assert the_agent.sync(1).action == "applied"
+    policy = STATE.firewall_groups[1].egress_policy
+    assert policy is not None
+    fewer = replace(policy, rules=policy.rules[1:])
+    groups = tuple(
+        replace(g, egress_policy=fewer) if g.egress_policy else g for g in STATE.firewall_groups
+    )
+    changed = (replace(STATE, firewall_groups=groups), replace(second, firewall_groups=groups))
+    store.publish(2, NetworkNodeState("network1", changed))
+    runner.on(
+        ("iptables-restore",), returncode=2, stderr="line 3 failed", netns="t-qrouter-r2-0000-0000"
+    )
+    runner.calls.clear()
+    assert the_agent.sync(2).action == "failed"
+    assert reports[-1]["failed_router"] == "r2-0000-0000"
+    assert reports[-1]["still_applied"] == 1
+    first_netns = f"t-qrouter-{STATE.router.id}"
+    first_router = [
+        c for c in runner.calls if c.netns == first_netns and c.argv[0] == "iptables-restore"
+    ]
+    assert len(first_router) == 2  # the change, then the change undone
+    assert the_agent.applied is not None and the_agent.applied.revision == 1
