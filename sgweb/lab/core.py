@@ -148,6 +148,12 @@ def _agent_env(prefix: str) -> dict[str, str]:
         "SGWEB_BROKER_URL": settings.CELERY_BROKER_URL,
         "SGWEB_REDIS_URL": settings.SGWEB_SYNC_REDIS_URL,
         **processes.worker_env(),
+        # Issue 16: a lab host with router state is a network node; its routers' namespaces
+        # carry the lab prefix (tear_down removes them with the rest) and their interfaces join
+        # the lab's one L2 segment, the fabric bridge, where both lab networks live.
+        "SGWEB_ROUTER_NETNS_PREFIX": prefix,
+        "SGWEB_ROUTER_BRIDGE": topo.FABRIC_BRIDGE,
+        "SGWEB_ROUTER_BRIDGE_NETNS": prefix + "fabric",
         **settings.SGWEB_LAB_AGENT_ENV,
     }
     return env
