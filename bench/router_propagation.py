@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--routers", type=int, default=50, help="in all, split over the nodes")
     parser.add_argument("--rules", type=int, default=100, help="in the shared policy")
     parser.add_argument("--inserts", type=int, default=10)
+    parser.add_argument("--pause", type=float, default=1.5, help="seconds between inserts")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("needs root (network namespaces)")
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 max(float(r["kernel_applied_at"]) for r in reports.values()) - t0
             )
             figures["agent_apply_ms"] += [float(r["duration_ms"]) for r in reports.values()]
-            time.sleep(0.2)  # let the heartbeats and the cut settle between inserts
+            time.sleep(args.pause)  # a change on a quiet node: the previous cuts are done
         with open("/proc/loadavg") as handle:
             load = handle.read().split()[:3]
         print(
