@@ -90,13 +90,11 @@ def with_rule(policy: FirewallPolicy, run: int) -> FirewallPolicy:
     return replace(policy, rules=(*policy.rules[:middle], new, *policy.rules[middle:]))
 
 
-def start_agent(
-    runner: SubprocessRunner, host: str, netns: str, prefix: str, key_prefix: str
-) -> SpawnedProcess:
+def start_agent(runner: SubprocessRunner, host: str, netns: str, key_prefix: str) -> SpawnedProcess:
     env = {
         "SGWEB_HOST": host,
         "SGWEB_NETNS": netns,
-        "SGWEB_ROUTER_NETNS_PREFIX": prefix,
+        "SGWEB_ROUTER_NETNS_PREFIX": f"{host}-",  # per node: see worker.routers strays
         "SGWEB_BROKER_URL": REDIS_URL,
         "SGWEB_KEY_PREFIX": key_prefix,
         "SGWEB_CONTROL_QUEUE": f"control-{key_prefix}",
@@ -174,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 bridge = "brq" + network[:11]
                 runner.run(["ip", "link", "add", bridge, "type", "bridge"], netns=host)
                 runner.run(["ip", "link", "set", bridge, "up"], netns=host)
-            agents.append(start_agent(runner, host, host, prefix, key_prefix))
+            agents.append(start_agent(runner, host, host, key_prefix))
         for host in hosts:
             keys = protocol.host_keys(host, key_prefix)
             deadline = time.monotonic() + 60

@@ -284,6 +284,8 @@ class RouterAgent:
         gone = sorted(set(applied.compiled if applied else {}) - set(compiled))
         for router_id in gone:
             self._remove(router_id)
+        if full:
+            gone += self._remove_strays(set(compiled))
         kernel_applied_at = time.time()  # every router's new rules in force from here on
         self.cuts.submit([r for r in state.routers if r.router.id in {d[0] for d in done}])
         self.applied = AppliedRouters(desired.revision, desired.digest, state, compiled)
@@ -372,6 +374,23 @@ class RouterAgent:
             if not back.ok:
                 log.error("could not put router %s back: %s", router_id, back.error)
                 self.kernel_known = False
+
+    def _remove_strays(self, wanted: set[str]) -> list[str]:
+        """Router namespaces of ours that the state does not name, from before a restart (a
+        router deleted while the agent was down would otherwise go on routing and filtering
+        with its old rules), as Neutron's L3 agent cleans up at start. Only where we plumb:
+        otherwise someone else owns the namespaces."""
+        if self.unplumb is None:
+            return []
+        marker = self.netns("")
+        strays = []
+        for netns in list_namespaces(marker):
+            router_id = netns[len(marker) :]
+            if router_id and router_id not in wanted:
+                log.info("removing router namespace %s, which the state no longer has", netns)
+                self.unplumb(netns)
+                strays.append(router_id)
+        return strays
 
     def _remove(self, router_id: str) -> None:
         """A router this node no longer has: its namespace goes (plumbed by us) or its table is

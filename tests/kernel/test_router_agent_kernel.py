@@ -310,3 +310,15 @@ def test_connections_a_new_deny_would_not_let_start_are_cut_after_the_apply(node
     assert node.agent.cuts.wait_idle(10)
     assert icmp_entries() == []
     assert node.agent.cuts.cut_total >= 1
+
+
+def test_a_restarted_agent_removes_router_namespaces_its_state_no_longer_has(node) -> None:
+    stray = router_netns("deleted-while-down", node.prefix)
+    node.runner.run(["ip", "netns", "add", stray])
+    assert node.agent.full_sync("agent start").action == "missing"  # nothing published yet
+    assert list_namespaces(stray) == [stray]
+    node.publish()
+    assert node.agent.full_sync("agent start").action == "applied"
+    assert list_namespaces(stray) == []
+    assert node.reports[-1]["removed_routers"] == ["deleted-while-down"]
+    assert list_namespaces(router_netns(ROUTER.id, node.prefix))
