@@ -16,8 +16,10 @@
 * ``SGWEB_ACCOUNTING_INTERVAL_S`` how often it reads every rule counter and sends the deltas
                                to the control plane (10; 0: off), see `sgweb.wire.accounting`
 * ``SGWEB_OWNER_PID``          exit when this process ends (test harnesses set it; optional)
-* ``SGWEB_ROUTER_NETNS_PREFIX`` put before ``qrouter-<id>`` in router namespace names (a lab's
-                               prefix; default none), see `worker.routers`
+* ``SGWEB_ROUTER_NETNS_PREFIX`` put before ``qrouter-<id>`` in router namespace names (default
+                               none); a plumbing agent's start removes the ``<prefix>qrouter-*``
+                               namespaces its state does not name, so each network node sharing
+                               a machine (a lab) needs a prefix of its own, see `worker.routers`
 * ``SGWEB_ROUTER_PLUMB``       1 (default): the agent creates router namespaces and their qr-
                                interfaces itself, as Neutron's L3 agent; 0: something else does
 * ``SGWEB_ROUTER_BRIDGE``      the bridge every router interface joins (a lab's one segment);
