@@ -92,3 +92,15 @@ def test_only_a_live_agent_gets_a_router_nudge_on_its_queue(sync_channel) -> Non
         assert body[1] == {"revision": result.revision, "reason": "rule added"}
     finally:
         sync_channel.redis.delete(queue)
+
+
+def test_a_router_apply_report_reaches_every_listener_even_when_one_fails(monkeypatch) -> None:
+    heard: list[dict] = []
+
+    def broken(report: dict) -> None:
+        raise RuntimeError("a listener's bug")
+
+    monkeypatch.setattr(routers_publish, "router_apply_listeners", [broken, heard.append])
+    report = {"host": "network1", "revision": 3, "ok": False, "error": "line 2 failed"}
+    routers_publish.record_router_apply(report)
+    assert heard == [report]
