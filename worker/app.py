@@ -23,7 +23,7 @@ from sgweb.kernel.watch import KernelWatch
 from sgweb.wire import accounting as accounting_wire
 from sgweb.wire import routers as router_wire
 from sgweb.wire import sync as protocol
-from worker import accounting, routers
+from worker import accounting, router_io, router_threads, routers
 from worker.agent import Agent
 from worker.config import AgentConfig
 from worker.store import RedisStore
@@ -116,19 +116,19 @@ def router_agent() -> routers.RouterAgent:
         if _router_agent is None:
             runner = default_runner()
             plumb = (
-                routers.make_plumber(runner, config.router_bridge_netns, config.router_bridge)
+                router_io.make_plumber(runner, config.router_bridge_netns, config.router_bridge)
                 if config.router_plumb
                 else None
             )
             _router_agent = routers.RouterAgent(
                 config.host,
-                routers.RedisRouterStore(config.redis_url, config.host, config.key_prefix),
+                router_io.RedisRouterStore(config.redis_url, config.host, config.key_prefix),
                 runner,
                 CeleryReporter(app, config.control_queue, config.host).router_apply,
                 lock=the_agent.lock,
                 netns_prefix=config.router_netns_prefix,
                 plumb=plumb,
-                unplumb=(lambda netns: routers.unplumb(runner, netns)) if plumb else None,
+                unplumb=(lambda netns: router_io.unplumb(runner, netns)) if plumb else None,
             )
         return _router_agent
 
@@ -238,7 +238,7 @@ def _on_ready(**_: Any) -> None:
     maintenance = Maintenance(the_agent, config.poll_interval_s, config.drift_interval_s)
     maintenance.start()
     _threads.extend([heartbeat, maintenance])
-    router_maintenance = routers.RouterMaintenance(
+    router_maintenance = router_threads.RouterMaintenance(
         router_agent(), config.poll_interval_s, config.drift_interval_s
     )
     router_maintenance.start()  # issue 16: a network node's routers

@@ -19,7 +19,6 @@ newest stored state is read, so a burst of nudges coalesces; never an older one 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -27,29 +26,26 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import redis
+from typing import Any
 
 from sgweb.firewall.errors import FirewallError
 from sgweb.firewall.fwaas import codec
 from sgweb.firewall.fwaas.compiler import CompiledRouter, compile_network_node
 from sgweb.firewall.fwaas.model import (
-    DEVICE_ID_CHARS,
     NetworkNodeState,
     Router,
-    RouterInterface,
     RouterState,
 )
 from sgweb.kernel.apply import ApplyReport
 from sgweb.kernel.netns import list_namespaces
 from sgweb.kernel.router import EMPTY_FILTER, RouterFirewall, RuleHits
-from sgweb.kernel.routerns import plumb_router, router_netns, router_ports, unplumb_router
+from sgweb.kernel.routerns import router_netns
 from sgweb.kernel.runner import CommandRunner
 from sgweb.kernel.watch import KernelWatch
-from sgweb.wire import routers as wire
 from sgweb.wire import sync as protocol
 from worker.agent import Outcome
+from worker.router_io import Plumber, RouterStore
+from worker.router_threads import RouterCuts
 
 log = logging.getLogger(__name__)
 
@@ -58,92 +54,6 @@ RETRY_REFUSED_AFTER_S = 60.0
 # namespace, mostly waiting on fork/exec and the kernel's commit, so a node with 50 routers
 # would otherwise pay 100 process round trips in a row. A few at a time is plenty.
 APPLY_WORKERS = 4
-
-
-class RouterStore(Protocol):
-    def desired_revision(self) -> int | None: ...
-
-    def fetch(self) -> protocol.Desired | None: ...
-
-    def set_applied(self, report: dict[str, Any]) -> None: ...
-
-
-class RedisRouterStore:
-    def __init__(self, url: str, host: str, prefix: str) -> None:
-        self.keys = wire.router_keys(host, prefix)
-        self.client = redis.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=10
-        )
-
-    def desired_revision(self) -> int | None:
-        value = self.client.get(self.keys.desired_revision)
-        return int(value) if value is not None else None
-
-    def fetch(self) -> protocol.Desired | None:
-        raw = self.client.get(self.keys.desired)
-        return wire.parse_desired(raw) if raw is not None else None
-
-    def set_applied(self, report: dict[str, Any]) -> None:
-        self.client.set(self.keys.applied, json.dumps(report, sort_keys=True))
-
-
-# Makes a router's namespace and interfaces exist before its table goes in (the L3 agent's
-# plumbing, `sgweb.kernel.routerns`); None where something else plumbs (tests, a lab that
-# builds its routers up front).
-Plumber = Callable[[RouterState, str], None]
-
-
-class RouterCuts:
-    """Cuts the connections each changed router's new rules would not let start, in a daemon
-    thread; a router queued again before its turn is cut once, against its newest state (the
-    rules in force by then)."""
-
-    def __init__(self, firewall: Callable[[str], RouterFirewall]) -> None:
-        self.firewall = firewall
-        self._pending: dict[str, RouterState] = {}
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._thread: threading.Thread | None = None
-        self.cut_total = 0
-
-    def submit(self, routers: list[RouterState]) -> None:
-        if not routers:
-            return
-        with self._lock:
-            for router in routers:
-                self._pending[router.router.id] = router
-            self._idle.clear()
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="sgweb-router-cuts", daemon=True
-                )
-                self._thread.start()
-        self._wake.set()
-
-    def wait_idle(self, timeout: float = 30.0) -> bool:
-        """True once every queued router was cut (tests, benchmarks)."""
-        return self._idle.wait(timeout)
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            while True:
-                with self._lock:
-                    if not self._pending:
-                        self._idle.set()
-                        break
-                    router_id = min(self._pending)
-                    router = self._pending.pop(router_id)
-                try:
-                    cut = self.firewall(router_id).cut_denied_connections(router)
-                    self.cut_total += len(cut)
-                    if cut:
-                        log.info("cut %d connections on router %s", len(cut), router_id)
-                except Exception as exc:  # conntrack missing: the new rules hold anyway
-                    log.warning("could not cut connections on %s: %s", router_id, exc)
 
 
 @dataclass
@@ -516,67 +426,3 @@ def _router_summary(result: ApplyReport) -> dict[str, Any]:
         "steps": {name: round(seconds * 1000, 3) for name, seconds in result.steps},
         "rule_lines": {str(k): v for k, v in result.rule_lines.items()},
     }
-
-
-# -- the agent process's wiring (worker.app) ------------------------------------------------------
-
-BRIDGE_PREFIX = "brq"  # Neutron's Linux-bridge agent: brq + the network id's first 11 characters
-
-
-def make_plumber(runner: CommandRunner, bridge_netns: str | None, bridge: str | None) -> Plumber:
-    """The L3 agent's plumbing for `RouterAgent`: each interface on its network's bridge."""
-
-    def bridge_for(interface: RouterInterface) -> str:
-        return bridge or BRIDGE_PREFIX + interface.network_id[:DEVICE_ID_CHARS]
-
-    def plumb(state: RouterState, netns: str) -> None:
-        plumb_router(runner, bridge_netns, netns, router_ports(state.router, bridge_for))
-
-    return plumb
-
-
-class RouterMaintenance(threading.Thread):
-    """Start-up full apply of the stored router state, then: catch missed router revisions and
-    repair drift of router chains. Apart from the port path's loop, so that a network node's
-    routers are not held up by its port chains (and a compute host pays one Redis GET a poll)."""
-
-    def __init__(self, agent: RouterAgent, poll_s: float, drift_s: float) -> None:
-        super().__init__(name="sgweb-router-maintenance", daemon=True)
-        self.agent = agent
-        self.poll_s = poll_s
-        self.drift_s = drift_s
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        started = False
-        last_drift = last_poll = time.monotonic()
-        tick = min(self.poll_s, self.drift_s) if self.drift_s > 0 else self.poll_s
-        while not self.stopping.is_set():
-            try:
-                if not started:
-                    outcome = self.agent.full_sync("agent start")
-                    started = True
-                    if outcome.action != "missing":
-                        log.info("router start-up sync: %s r%s", outcome.action, outcome.revision)
-                else:
-                    if time.monotonic() - last_poll >= self.poll_s:
-                        last_poll = time.monotonic()
-                        self.catch_up()
-                    if self.drift_s > 0 and time.monotonic() - last_drift >= self.drift_s:
-                        last_drift = time.monotonic()
-                        self.agent.check_drift()
-            except Exception as exc:  # Redis restarting, a command failing: try again later
-                log.warning("router maintenance: %s", exc)
-            self.stopping.wait(tick if started else 1.0)
-
-    def catch_up(self) -> None:
-        wanted = self.agent.store.desired_revision()
-        applied = self.agent.applied
-        if wanted is None:
-            return
-        if applied is None or wanted > applied.revision or not self.agent.kernel_known:
-            self.agent.sync(None, "maintenance: missed router revision")
-
-
-def unplumb(runner: CommandRunner, netns: str) -> None:
-    unplumb_router(runner, netns)

@@ -45,7 +45,8 @@ from sgweb.wire import sync as protocol
 from tests.firewall.fwaas.example import APP, ROUTER, WEB
 from tests.kernel.test_fwaas_kernel import RouterLab
 from tests.lab.stack import wait_for
-from worker.routers import RedisRouterStore, RouterAgent
+from worker.router_io import RedisRouterStore
+from worker.routers import RouterAgent
 
 pytestmark = [pytest.mark.kernel, pytest.mark.redis]
 
