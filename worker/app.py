@@ -22,8 +22,9 @@ from sgweb.kernel.runner import default_runner
 from sgweb.kernel.watch import KernelWatch
 from sgweb.wire import accounting as accounting_wire
 from sgweb.wire import packetlog as packetlog_wire
+from sgweb.wire import routers as router_wire
 from sgweb.wire import sync as protocol
-from worker import accounting, packetlog
+from worker import accounting, packetlog, router_io, router_threads, routers
 from worker.agent import Agent
 from worker.config import AgentConfig
 from worker.store import RedisStore
@@ -70,6 +71,11 @@ class CeleryReporter:
             protocol.TASK_RECORD_DRIFT, kwargs={"report": report}, queue=self.queue
         )
 
+    def router_apply(self, report: dict[str, Any]) -> None:
+        self.celery.send_task(
+            router_wire.TASK_RECORD_ROUTER_APPLY, kwargs={"report": report}, queue=self.queue
+        )
+
     def request_state(self, reason: str) -> None:
         # At most one request every few seconds: the control plane needs one to republish.
         now = time.monotonic()
@@ -100,6 +106,34 @@ def agent() -> Agent:
         return _agent
 
 
+_router_agent: routers.RouterAgent | None = None
+
+
+def router_agent() -> routers.RouterAgent:
+    """The network node's side (issue 16): same process, same lock as the port chains."""
+    global _router_agent
+    the_agent = agent()
+    with _agent_lock:
+        if _router_agent is None:
+            runner = default_runner()
+            plumb = (
+                router_io.make_plumber(runner, config.router_bridge_netns, config.router_bridge)
+                if config.router_plumb
+                else None
+            )
+            _router_agent = routers.RouterAgent(
+                config.host,
+                router_io.RedisRouterStore(config.redis_url, config.host, config.key_prefix),
+                runner,
+                CeleryReporter(app, config.control_queue, config.host).router_apply,
+                lock=the_agent.lock,
+                netns_prefix=config.router_netns_prefix,
+                plumb=plumb,
+                unplumb=(lambda netns: router_io.unplumb(runner, netns)) if plumb else None,
+            )
+        return _router_agent
+
+
 def send_accounting(document: dict[str, Any]) -> None:
     app.send_task(
         accounting_wire.TASK_RECORD_ACCOUNTING,
@@ -122,6 +156,12 @@ def sync(revision: int | None = None, reason: str = "") -> dict[str, Any]:
     return {"action": outcome.action, "revision": outcome.revision}
 
 
+@app.task(name=router_wire.TASK_ROUTER_SYNC, ignore_result=True)
+def router_sync(revision: int | None = None, reason: str = "") -> dict[str, Any]:
+    outcome = router_agent().sync(revision, reason)
+    return {"action": outcome.action, "revision": outcome.revision}
+
+
 from worker import tracing  # noqa: E402  (issue 5: the trace proof task, registered on `app`)
 
 tracing.register(app, agent, config.control_queue)
@@ -136,7 +176,10 @@ class Heartbeat(threading.Thread):
 
     def beat(self) -> None:
         try:
-            self.agent.store.beat(self.agent.heartbeat_payload(), protocol.HEARTBEAT_TTL_S)
+            payload = self.agent.heartbeat_payload()
+            if _router_agent is not None:
+                payload.update(_router_agent.heartbeat_payload())
+            self.agent.store.beat(payload, protocol.HEARTBEAT_TTL_S)
         except Exception as exc:
             log.warning("heartbeat failed: %s", exc)
 
@@ -204,6 +247,11 @@ def _on_ready(**_: Any) -> None:
     maintenance = Maintenance(the_agent, config.poll_interval_s, config.drift_interval_s)
     maintenance.start()
     _threads.extend([heartbeat, maintenance])
+    router_maintenance = router_threads.RouterMaintenance(
+        router_agent(), config.poll_interval_s, config.drift_interval_s
+    )
+    router_maintenance.start()  # issue 16: a network node's routers
+    _threads.append(router_maintenance)
     from worker import live  # issue 5: live counters for whatever browsers watch
 
     _threads.append(live.start(the_agent, config.redis_url, config.key_prefix))

@@ -20,6 +20,15 @@
 * ``SGWEB_PACKET_LOG_OPEN_FLOWS`` open flows the agent keeps at most (10000); a port at most a
                                quarter of them. What finds no room is shed and counted
 * ``SGWEB_OWNER_PID``          exit when this process ends (test harnesses set it; optional)
+* ``SGWEB_ROUTER_NETNS_PREFIX`` put before ``qrouter-<id>`` in router namespace names (default
+                               none); a plumbing agent's start removes the ``<prefix>qrouter-*``
+                               namespaces its state does not name, so each network node sharing
+                               a machine (a lab) needs a prefix of its own, see `worker.routers`
+* ``SGWEB_ROUTER_PLUMB``       1 (default): the agent creates router namespaces and their qr-
+                               interfaces itself, as Neutron's L3 agent; 0: something else does
+* ``SGWEB_ROUTER_BRIDGE``      the bridge every router interface joins (a lab's one segment);
+                               default Neutron's ``brq`` + the network id's first 11 characters
+* ``SGWEB_ROUTER_BRIDGE_NETNS`` the namespace holding those bridges (default ``SGWEB_NETNS``)
 
 Read once, here; the rest of the agent gets an `AgentConfig`. The names shared with the control
 plane (queues, key layout) come from `sgweb.wire`.
@@ -62,6 +71,17 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def _flag(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a flag (1/0)")
+
+
 @dataclass(frozen=True, slots=True)
 class AgentConfig:
     host: str
@@ -78,6 +98,10 @@ class AgentConfig:
     heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S
     packet_log_interval_s: float = packetlog.SEND_INTERVAL_S
     packet_log_max_flows: int = packetlog.MAX_OPEN_FLOWS
+    router_netns_prefix: str = ""
+    router_plumb: bool = True
+    router_bridge: str | None = None
+    router_bridge_netns: str | None = None
 
     @property
     def queue(self) -> str:
@@ -109,4 +133,10 @@ class AgentConfig:
             ),
             packet_log_interval_s=_float("SGWEB_PACKET_LOG_INTERVAL_S", packetlog.SEND_INTERVAL_S),
             packet_log_max_flows=_int("SGWEB_PACKET_LOG_OPEN_FLOWS", packetlog.MAX_OPEN_FLOWS),
+            router_netns_prefix=os.environ.get("SGWEB_ROUTER_NETNS_PREFIX", ""),
+            router_plumb=_flag("SGWEB_ROUTER_PLUMB", True),
+            router_bridge=os.environ.get("SGWEB_ROUTER_BRIDGE") or None,
+            router_bridge_netns=(
+                os.environ.get("SGWEB_ROUTER_BRIDGE_NETNS") or os.environ.get("SGWEB_NETNS") or None
+            ),
         )

@@ -17,6 +17,8 @@ from django.db import OperationalError
 from sgweb.hostsync import records
 from sgweb.hostsync.publish import publish_hosts
 from sgweb.hostsync.reconcile import Reconciler
+from sgweb.hostsync.routers_publish import record_router_apply as _record_router_apply
+from sgweb.wire import routers as router_wire
 from sgweb.wire import sync as protocol
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,12 @@ def record_apply(report: dict[str, Any]) -> None:
 @shared_task(name=protocol.TASK_RECORD_DRIFT, ignore_result=True)
 def record_drift(report: dict[str, Any]) -> None:
     _with_retries(records.record_drift, report)
+
+
+@shared_task(name=router_wire.TASK_RECORD_ROUTER_APPLY, ignore_result=True)
+def record_router_apply(report: dict[str, Any]) -> None:
+    """A network node's router apply report (issue 16)."""
+    _record_router_apply(report)
 
 
 @shared_task(name=protocol.TASK_REQUEST_STATE, ignore_result=True)

@@ -148,6 +148,11 @@ def _agent_env(prefix: str) -> dict[str, str]:
         "SGWEB_BROKER_URL": settings.CELERY_BROKER_URL,
         "SGWEB_REDIS_URL": settings.SGWEB_SYNC_REDIS_URL,
         **processes.worker_env(),
+        # Issue 16: a lab host with router state is a network node; its routers' interfaces
+        # join the lab's one L2 segment, the fabric bridge, where both lab networks live (the
+        # namespaces' prefix is per host, see start_agent).
+        "SGWEB_ROUTER_BRIDGE": topo.FABRIC_BRIDGE,
+        "SGWEB_ROUTER_BRIDGE_NETNS": prefix + "fabric",
         **settings.SGWEB_LAB_AGENT_ENV,
     }
     return env
@@ -159,7 +164,11 @@ def _spawn(label: str, argv: list[str], env: dict[str, str], directory: Path) ->
 
 def start_agent(state: LabState, host: str, directory: Path | None = None) -> int:
     directory = directory or lab_dir()
-    env = {**state.env, "SGWEB_HOST": host, "SGWEB_NETNS": host}
+    # A router's namespace is <host namespace>-qrouter-<id>: under the lab prefix (tear_down
+    # removes it with the rest) and apart from other lab network nodes' routers, whose
+    # namespaces an agent's start-up clean-up must not take for its own strays.
+    env = {**state.env, "SGWEB_HOST": host, "SGWEB_NETNS": host,
+           "SGWEB_ROUTER_NETNS_PREFIX": f"{host}-"}  # fmt: skip
     pid = _spawn(f"agent-{host}", [sys.executable, "-m", "worker"], env, directory)
     state.pids[f"agent-{host}"] = pid
     return pid

@@ -1,0 +1,66 @@
+"""The router contract between the control plane and a network node's agent (issue 16).
+
+The port chains' contract (`sgweb.wire.sync`) carried over to routers: a network node's agent is
+the same worker as on a compute host and consumes the same queue (``host.<token>``); what it is
+told about is a second document, the network node's `NetworkNodeState`
+(`sgweb.firewall.fwaas.codec`), numbered by a counter of its own so that router changes and port
+changes never wait for each other. Pure (no Django, no Celery import).
+
+Keys (``P`` the key prefix, ``NAME`` the host token as in `sgweb.wire.sync`):
+
+* ``P:host:NAME:routers:revision``          the counter (INCR) numbering router states
+* ``P:host:NAME:routers:desired``           the newest router state document
+* ``P:host:NAME:routers:desired_revision``  its revision
+* ``P:host:NAME:routers:desired_digest``    its digest
+* ``P:host:NAME:routers:applied``           the agent's last router apply report (JSON)
+
+Storing uses `sync.STORE_DESIRED_LUA` (only a newer revision is stored) and the document is
+`sync.desired_document`, so both paths read and order states the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sgweb.wire import sync
+
+TASK_ROUTER_SYNC = "sgweb.agent.router_sync"  # control -> host queue: "router revision N waits"
+TASK_RECORD_ROUTER_APPLY = "sgweb.hostsync.record_router_apply"  # agent -> control: a report
+
+NEXT_REVISION_LUA = sync.NEXT_REVISION_LUA
+STORE_DESIRED_LUA = sync.STORE_DESIRED_LUA
+desired_document = sync.desired_document
+parse_desired = sync.parse_desired
+
+
+@dataclass(frozen=True, slots=True)
+class RouterKeys:
+    host: str
+    prefix: str
+
+    def _key(self, suffix: str) -> str:
+        return f"{self.prefix}:host:{sync.host_token(self.host)}:routers:{suffix}"
+
+    @property
+    def revision(self) -> str:
+        return self._key("revision")
+
+    @property
+    def desired(self) -> str:
+        return self._key("desired")
+
+    @property
+    def desired_revision(self) -> str:
+        return self._key("desired_revision")
+
+    @property
+    def desired_digest(self) -> str:
+        return self._key("desired_digest")
+
+    @property
+    def applied(self) -> str:
+        return self._key("applied")
+
+
+def router_keys(host: str, prefix: str) -> RouterKeys:
+    return RouterKeys(sync.check_host_name(host), prefix)

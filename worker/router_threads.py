@@ -1,0 +1,113 @@
+"""The network node agent's threads: connection cuts after an apply, and its maintenance loop."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sgweb.firewall.fwaas.model import RouterState
+from sgweb.kernel.router import RouterFirewall
+
+if TYPE_CHECKING:  # the agent builds a RouterCuts; RouterMaintenance drives an agent
+    from worker.routers import RouterAgent
+
+log = logging.getLogger(__name__)
+
+
+class RouterCuts:
+    """Cuts the connections each changed router's new rules would not let start, in a daemon
+    thread; a router queued again before its turn is cut once, against its newest state (the
+    rules in force by then)."""
+
+    def __init__(self, firewall: Callable[[str], RouterFirewall]) -> None:
+        self.firewall = firewall
+        self._pending: dict[str, RouterState] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._thread: threading.Thread | None = None
+        self.cut_total = 0
+
+    def submit(self, routers: list[RouterState]) -> None:
+        if not routers:
+            return
+        with self._lock:
+            for router in routers:
+                self._pending[router.router.id] = router
+            self._idle.clear()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sgweb-router-cuts", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """True once every queued router was cut (tests, benchmarks)."""
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        self._idle.set()
+                        break
+                    router_id = min(self._pending)
+                    router = self._pending.pop(router_id)
+                try:
+                    cut = self.firewall(router_id).cut_denied_connections(router)
+                    self.cut_total += len(cut)
+                    if cut:
+                        log.info("cut %d connections on router %s", len(cut), router_id)
+                except Exception as exc:  # conntrack missing: the new rules hold anyway
+                    log.warning("could not cut connections on %s: %s", router_id, exc)
+
+
+class RouterMaintenance(threading.Thread):
+    """Start-up full apply of the stored router state, then: catch missed router revisions and
+    repair drift of router chains. Apart from the port path's loop, so that a network node's
+    routers are not held up by its port chains (and a compute host pays one Redis GET a poll)."""
+
+    def __init__(self, agent: RouterAgent, poll_s: float, drift_s: float) -> None:
+        super().__init__(name="sgweb-router-maintenance", daemon=True)
+        self.agent = agent
+        self.poll_s = poll_s
+        self.drift_s = drift_s
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        started = False
+        last_drift = last_poll = time.monotonic()
+        tick = min(self.poll_s, self.drift_s) if self.drift_s > 0 else self.poll_s
+        while not self.stopping.is_set():
+            try:
+                if not started:
+                    outcome = self.agent.full_sync("agent start")
+                    started = True
+                    if outcome.action != "missing":
+                        log.info("router start-up sync: %s r%s", outcome.action, outcome.revision)
+                else:
+                    if time.monotonic() - last_poll >= self.poll_s:
+                        last_poll = time.monotonic()
+                        self.catch_up()
+                    if self.drift_s > 0 and time.monotonic() - last_drift >= self.drift_s:
+                        last_drift = time.monotonic()
+                        self.agent.check_drift()
+            except Exception as exc:  # Redis restarting, a command failing: try again later
+                log.warning("router maintenance: %s", exc)
+            self.stopping.wait(tick if started else 1.0)
+
+    def catch_up(self) -> None:
+        wanted = self.agent.store.desired_revision()
+        applied = self.agent.applied
+        if wanted is None:
+            return
+        if applied is None or wanted > applied.revision or not self.agent.kernel_known:
+            self.agent.sync(None, "maintenance: missed router revision")
