@@ -16,7 +16,7 @@ import json
 import os
 from typing import Any
 
-from bench.served import ServedSite, hammer, postgres_listening
+from bench.served import SERVERS, ServedSite, hammer, postgres_listening
 
 BASE = "/networking/v2.0"
 
@@ -47,7 +47,9 @@ def seed(site: ServedSite, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(database: str, options: dict[str, Any]) -> dict[str, Any]:
-    with ServedSite(database, workers=options["workers"]) as site:
+    with ServedSite(
+        database, workers=options["workers"], server=options["server"], threads=options["threads"]
+    ) as site:
         ctx = seed(site, options)
         headers = {"X-Auth-Token": ctx[f"{options['persona']}_key"]}
         # Warm every worker's imports, caches and connections.
@@ -79,6 +81,7 @@ def measure(database: str, options: dict[str, Any]) -> dict[str, Any]:
                 results[-1]["failures"] = seen.failures[:3]
         return {
             "database": database,
+            "server": options["server"],
             "workers": options["workers"],
             "concurrency": options["concurrency"],
             "results": results,
@@ -93,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.api_served", description=__doc__)
     parser.add_argument("--database", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--server", choices=SERVERS, default="uvicorn")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn's threads per worker")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rules", type=int, default=10_000)
