@@ -4,6 +4,9 @@ this process or in another one (which changes the access generation in Redis).""
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -13,6 +16,16 @@ from sgweb.tenancy import accessgen, actions
 from sgweb.tenancy.models import ApiToken
 from tests.controlplane.api_helpers import NeutronClient
 from tests.controlplane.factories import group
+
+
+@pytest.fixture(autouse=True)
+def own_access_generation(settings):
+    """A generation key of this test's own: test processes sharing Redis change theirs."""
+    settings.SGWEB_KEY_PREFIX = f"sgwt-tokens-{secrets.token_hex(4)}"
+    auth.token_checks.clear()
+    yield
+    with contextlib.suppress(Exception):  # no Redis: nothing was written
+        accessgen._redis().delete(f"{settings.SGWEB_KEY_PREFIX}:access-generation")
 
 
 def token_queries(api: NeutronClient) -> int:
