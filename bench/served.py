@@ -1,5 +1,6 @@
-"""The README's production layout on this machine, for benchmarks and tests: several uvicorn
-worker processes behind one socket, a database of its own (a SQLite file, or a PostgreSQL
+"""The README's production layout on this machine, for benchmarks and tests: gunicorn's
+threaded workers serving HTTP (`server="uvicorn"`: uvicorn's workers, the ASGI app, to compare),
+a database of its own (a SQLite file, or a PostgreSQL
 database created for it), Redis keys and queues of its own, no DEBUG, no static files.
 
 `ServedSite(...).start()` migrates, starts the server and waits for it; `close()` stops it and
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MANAGE = str(ROOT / "manage.py")
 TEST_REDIS_DB = 11
 PG = ["-h", "127.0.0.1", "-U", "postgres"]
-SERVERS = ("uvicorn", "gunicorn")
+SERVERS = ("gunicorn", "uvicorn")
 
 
 def free_port() -> int:
@@ -55,7 +56,7 @@ class ServedSite:
         self,
         database: str = "sqlite",
         workers: int = 2,
-        server: str = "uvicorn",
+        server: str = "gunicorn",
         threads: int = 4,
         **env: str,
     ) -> None:

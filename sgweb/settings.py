@@ -88,6 +88,11 @@ def parse_database_url(url: str) -> dict[str, object]:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": path,
+            # 0 (a connection per request) unless set: under ASGI every request has a context
+            # of its own and would leave its connection behind. The WSGI entry point (a fixed
+            # set of gunicorn threads) keeps them open: opening and setting up a SQLite file
+            # costs more CPU than a small list page (sgweb/wsgi.py).
+            "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 0),
             "OPTIONS": {
                 # The web server and the control worker write at once; IMMEDIATE takes the
                 # write lock up front (no "database is locked" on lock upgrade) and the busy
