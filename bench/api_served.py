@@ -2,11 +2,12 @@
 
 Starts the README's production layout (gunicorn's threaded workers, DEBUG off, the PostgreSQL
 connection pool or SQLite in WAL mode; `--server uvicorn` serves the ASGI app instead) on a
-database of its own, loads the same data as `bench.api` (10,000 rules, 5,000 ports by
-default), then keeps `--concurrency` keep-alive clients busy on each list page for `--seconds` and prints JSON per database and page:
-requests per second, p50/p95/p99/max latency, errors. Target (issue 10): >= 200 req/s,
-p99 <= 250 ms, no errors, at concurrency 16 on a 2-core machine. The machine's load average
-is printed with the figures: other work on the machine moves them.
+database of its own, loads the same data as `bench.api` (10,000 rules, 5,000 ports by default),
+then keeps `--concurrency` keep-alive clients busy on each list page for `--seconds` and prints
+JSON per database and page: requests per second, p50/p95/p99/max latency, errors, the servers'
+CPU per request. Target (issue 10): >= 200 req/s, p99 <= 250 ms, no errors, at concurrency 16
+on a 2-core machine. The machine's load average is printed with the figures: other work on the
+machine moves them.
 """
 
 from __future__ import annotations
