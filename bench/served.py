@@ -1,5 +1,6 @@
-"""The README's production layout on this machine, for benchmarks and tests: several uvicorn
-worker processes behind one socket, a database of its own (a SQLite file, or a PostgreSQL
+"""The README's production layout on this machine, for benchmarks and tests: gunicorn's
+threaded workers serving HTTP (`server="uvicorn"`: uvicorn's workers, the ASGI app, to compare),
+a database of its own (a SQLite file, or a PostgreSQL
 database created for it), Redis keys and queues of its own, no DEBUG, no static files.
 
 `ServedSite(...).start()` migrates, starts the server and waits for it; `close()` stops it and
@@ -33,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MANAGE = str(ROOT / "manage.py")
 TEST_REDIS_DB = 11
 PG = ["-h", "127.0.0.1", "-U", "postgres"]
+SERVERS = ("gunicorn", "uvicorn")
 
 
 def free_port() -> int:
@@ -50,9 +52,20 @@ def postgres_listening() -> bool:
 
 
 class ServedSite:
-    def __init__(self, database: str = "sqlite", workers: int = 2, **env: str) -> None:
+    def __init__(
+        self,
+        database: str = "sqlite",
+        workers: int = 2,
+        server: str = "gunicorn",
+        threads: int = 4,
+        **env: str,
+    ) -> None:
         if database not in ("sqlite", "postgres"):
             raise ValueError(f"database {database!r}: sqlite or postgres")
+        if server not in SERVERS:
+            raise ValueError(f"server {server!r}: one of {', '.join(SERVERS)}")
+        self.server_kind = server
+        self.threads = threads
         self.runner = default_runner()
         self.database = database
         self.workers = workers
@@ -87,15 +100,24 @@ class ServedSite:
         if self.pg_database:
             self.runner.run(["createdb", *PG, self.pg_database], timeout=60)
         self.manage("migrate", "-v0", "--skip-checks", timeout=600)
-        argv = [
-            *self._env_argv(), sys.executable, "-m", "uvicorn", "sgweb.asgi:application",
+        self.server = self.runner.spawn([*self._env_argv(), *self.server_argv()])
+        self.wait_until("the server answers", self._answers, timeout=120)
+        return self
+
+    def server_argv(self) -> list[str]:
+        if self.server_kind == "gunicorn":
+            return [
+                sys.executable, "-m", "gunicorn", "sgweb.wsgi:application",
+                "--bind", f"127.0.0.1:{self.port}", "--workers", str(self.workers),
+                "--worker-class", "gthread", "--threads", str(self.threads),
+                "--keep-alive", "75", "--forwarded-allow-ips", "127.0.0.1",
+            ]  # fmt: skip
+        return [
+            sys.executable, "-m", "uvicorn", "sgweb.asgi:application",
             "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
             "--lifespan", "off", "--no-access-log",
             "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1",
         ]  # fmt: skip
-        self.server = self.runner.spawn(argv)
-        self.wait_until("the server answers", self._answers, timeout=120)
-        return self
 
     def close(self) -> None:
         try:

@@ -88,6 +88,11 @@ def parse_database_url(url: str) -> dict[str, object]:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": path,
+            # 0 (a connection per request) unless set: under ASGI every request has a context
+            # of its own and would leave its connection behind. The WSGI entry point (a fixed
+            # set of gunicorn threads) keeps them open: opening and setting up a SQLite file
+            # costs more CPU than a small list page (sgweb/wsgi.py).
+            "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 0),
             "OPTIONS": {
                 # The web server and the control worker write at once; IMMEDIATE takes the
                 # write lock up front (no "database is locked" on lock upgrade) and the busy
@@ -368,7 +373,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["sgweb.api.renderers.FastJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "sgweb.api.errors.neutron_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -125,6 +125,8 @@ class Port(StandardAttributes):
         constraints = [
             models.UniqueConstraint(fields=["network", "mac_address"], name="port_mac_per_network")
         ]
+        # A project's page of ports in id order (the API's default) without sorting them all.
+        indexes = [models.Index(fields=["project", "id"], name="port_project_page")]
 
     def __str__(self) -> str:
         return self.name or str(self.id)

@@ -19,7 +19,11 @@ class SecurityGroup(StandardAttributes):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["project", "name"])]
+        indexes = [
+            models.Index(fields=["project", "name"]),
+            # A project's page in id order (the API's default) without sorting all its rows.
+            models.Index(fields=["project", "id"], name="group_project_page"),
+        ]
 
     def __str__(self) -> str:
         return self.name or str(self.id)
@@ -55,6 +59,13 @@ class SecurityGroupRule(StandardAttributes):
 
     class Meta:
         ordering = ["id"]
+        # A project's page of rules in id order (the API's default) reads 101 index entries
+        # instead of sorting the project's 10,000 rules (16 ms a page on SQLite).
+        indexes = [
+            models.Index(fields=["project", "id"], name="rule_project_page"),
+            # The same for one group's rules (?security_group_id=, the CLI's rule list).
+            models.Index(fields=["security_group", "id"], name="rule_group_page"),
+        ]
 
     def __str__(self) -> str:
         """How the audit log and messages name a rule: "ingress tcp/22 from 203.0.113.0/24"."""

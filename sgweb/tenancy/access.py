@@ -57,6 +57,11 @@ def member_project_ids(user: AnyUser | None) -> frozenset[uuid.UUID]:
     return cached
 
 
+def remember_project_ids(user: AnyUser, project_ids: frozenset[uuid.UUID]) -> None:
+    """What `member_project_ids` would read, known already (the API's cached token checks)."""
+    setattr(user, _PROJECT_IDS_CACHE, project_ids)
+
+
 def forget_cached_access(user: AnyUser) -> None:
     if hasattr(user, _PROJECT_IDS_CACHE):
         delattr(user, _PROJECT_IDS_CACHE)

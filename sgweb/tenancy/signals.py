@@ -15,10 +15,13 @@ from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_delete, post_save
 
 from sgweb import dispatch
-from sgweb.tenancy.models import Membership, Profile
+from sgweb.tenancy import accessgen
+from sgweb.tenancy.models import ApiToken, Membership, Profile
 
 
 def access_changed(user_id: Any) -> None:
+    # Token checks cached by the API's server processes are made again (sgweb.api.auth).
+    accessgen.changed()
     if user_id is None:
         return
     dispatch.send_event_on_commit(
@@ -37,6 +40,12 @@ def _of_user(sender: Any, instance: Any, **kwargs: Any) -> None:
     access_changed(instance.pk)
 
 
+def _of_token(sender: Any, instance: ApiToken, **kwargs: Any) -> None:
+    # A token created, changed (its expiry) or revoked: no socket follows a token, but the
+    # API's cached token checks must not outlive it.
+    accessgen.changed()
+
+
 def _on_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     if user is not None:
         access_changed(user.pk)
@@ -52,6 +61,8 @@ def connect() -> None:
     post_save.connect(_of_user, sender=user_model, dispatch_uid="access-user")
     post_delete.connect(_of_user, sender=user_model, dispatch_uid="access-user-del")
     user_logged_out.connect(_on_logout, dispatch_uid="access-logout")
+    post_save.connect(_of_token, sender=ApiToken, dispatch_uid="access-token")
+    post_delete.connect(_of_token, sender=ApiToken, dispatch_uid="access-token-del")
 
 
 __all__ = ["access_changed", "connect"]

@@ -65,8 +65,13 @@ class SecurityGroups(Resource[SecurityGroup]):
 
     def present(self, objs: list[SecurityGroup]) -> list[dict[str, Any]]:
         dicts = super().present(objs)
+        rules_of_page = SecurityGroupRule.objects.filter(
+            security_group_id__in=[obj.pk for obj in objs]
+        ).values("id")
         fill_tags(
-            SecurityGroupRule, [rule for data in dicts for rule in data["security_group_rules"]]
+            SecurityGroupRule,
+            [rule for data in dicts for rule in data["security_group_rules"]],
+            among=rules_of_page,
         )
         return dicts
 
