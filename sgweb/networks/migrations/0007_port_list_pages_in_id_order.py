@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('networks', '0005_port_host_revision'),
+        ('networks', '0006_host_network_node'),
         ('security', '0002_list_pages_in_id_order'),
         ('tenancy', '0003_tags'),
     ]
