@@ -45,6 +45,9 @@ class FakeKernel:
         self.dumped.append(chain)
         return [counter for counter, _ in self._rules(chain, family)]
 
+    def read_chain_pairs(self, chain: str, family: int, table: str) -> list[tuple[int, int]]:
+        return [(c.packets, c.bytes) for c in self.read_chain_fast(chain, family, table)]
+
     def read_chain_targets(self, chain: str, family: int, table: str) -> list:
         return self._rules(chain, family)
 
