@@ -23,6 +23,7 @@ import secrets
 import statistics
 import sys
 import time
+from collections import deque
 from typing import Any
 
 import redis
@@ -86,8 +87,9 @@ def _bump(firewall: HostFirewall, compiled: CompiledHost, by: int, busy: set[str
 def read_figures(agent: Agent, runs: int, interval_s: float) -> dict[str, Any]:
     client = redis.Redis.from_url("redis://127.0.0.1:6379/11")
     prefix = f"sgwb-{secrets.token_hex(3)}"
-    sent: list[dict[str, Any]] = []
+    sent: deque[dict[str, Any]] = deque(maxlen=1)  # the last only: a real agent keeps none
     reader = AccountingReader(agent, client, prefix, sent.append, interval_s)
+    reader.settle_heap = True  # as the agent's reader does
     assert agent.applied is not None
     compiled = agent.applied.compiled
     ports = [port.id for port in agent.applied.state.ports]
