@@ -235,7 +235,7 @@ class AccountingReader(threading.Thread):
             self._saved = {}
         saved = self._saved
         changed = {
-            chain: json.dumps(counts)
+            chain: _counts_json(counts)
             for chain, counts in pending.snapshot.items()
             if saved.get(chain) is not counts and saved.get(chain) != counts
         }
@@ -296,6 +296,13 @@ class AccountingReader(threading.Thread):
                 log.exception("accounting read failed")
             self.cpu_s += time.thread_time() - cpu
             self.stopping.wait(max(0.5, self.interval_s - (time.monotonic() - began)))
+
+
+def _counts_json(counts: ChainCounts) -> str:
+    """`json.dumps(counts)`, twice as fast: every chain of a busy host is saved every reading
+    (3,000 chains, 29,000 rules: 40 ms of json.dumps calls). Identities are hex digits, a dot
+    and digits (`accounting_layout.identities`), or "jump:" and a chain name: nothing to escape."""
+    return "{" + ",".join([f'"{key}":[{p},{b}]' for key, (p, b) in counts.items()]) + "}"
 
 
 def settle_heap() -> None:
