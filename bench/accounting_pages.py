@@ -133,6 +133,9 @@ def main() -> None:
                  "sg-fallback") for b in range((now - 86400) // 10 * 10, now, 10)])  # fmt: skip
     seeded = time.perf_counter() - started
 
+    from sgweb.gctune import tune_for_serving
+
+    tune_for_serving()  # as sgweb.asgi does in the server process
     client = Client()
     client.force_login(user)
     result: dict[str, Any] = {

@@ -15,11 +15,12 @@ next document covers both intervals.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,14 @@ import redis
 
 from sgweb.firewall.ir import CompiledHost
 from sgweb.wire import accounting as wire
-from worker.accounting_layout import ROOTS, ChainKey, Layout, LayoutBuilder, chain_key
+from worker.accounting_layout import (
+    ROOTS,
+    ChainKey,
+    ChainLayout,
+    Layout,
+    LayoutBuilder,
+    chain_key,
+)
 from worker.accounting_read import ChainCounts, ChainReader, Snapshot
 
 log = logging.getLogger("sgweb.agent.accounting")
@@ -97,18 +105,17 @@ class Accountant:
             snapshot[key] = counts
             if not counting or before == counts:
                 continue
-            before = before or {}
-            for identity, origin in zip(chain.identities, chain.origins, strict=True):
-                now = counts[identity]
-                then = before.get(identity, (0, 0))
-                if now == then:
+            for (packets, size), (packets_then, size_then), origin in _paired(
+                chain, counts, before
+            ):
+                if packets == packets_then and size == size_then:
                     continue
-                if now[0] < then[0] or now[1] < then[1]:
+                if packets < packets_then or size < size_then:
                     resets += 1  # re-created: its count since then is all new
-                    then = (0, 0)
+                    packets_then = size_then = 0
                 total = sums[origin]
-                total[0] += now[0] - then[0]
-                total[1] += now[1] - then[1]
+                total[0] += packets - packets_then
+                total[1] += size - size_then
         host_now = host_chain_counts(layout, snapshot)
         document = wire.Deltas(
             host=self.host,
@@ -134,6 +141,24 @@ class Accountant:
         self.base_id, self.base_at = pending.document.reading, pending.document.at
         self.host_baseline = pending.host_chains
         self.must_read = set()
+
+
+def _paired(
+    chain: ChainLayout, counts: ChainCounts, before: ChainCounts | None
+) -> Iterable[tuple[tuple[int, int], tuple[int, int], int]]:
+    """(now, then, origin index) per rule of a chain. Usually the baseline holds the same rules
+    in the same places, and they pair up by position (no look-ups: a 1000-port host with every
+    rule hit has 57,000 of them); otherwise by identity, a rule new since then from zero."""
+    if before is not None and len(before) == len(counts) and tuple(before) == chain.identities:
+        return zip(counts.values(), before.values(), chain.origins, strict=True)
+    old = before or {}
+    return (
+        (counts[identity], old.get(identity, _NONE), origin)
+        for identity, origin in zip(chain.identities, chain.origins, strict=True)
+    )
+
+
+_NONE = (0, 0)
 
 
 def host_chain_counts(layout: Layout, snapshot: Snapshot) -> ChainCounts:
@@ -181,6 +206,7 @@ class AccountingReader(threading.Thread):
         self.unsent = 0
         self._loaded = False
         self._saved: Snapshot = {}
+        self.settle_heap = False  # the agent's own reader: True (see `settle_heap`)
 
     def load_baseline(self) -> None:
         """The baseline an earlier run of this agent saved, if Redis still has it."""
@@ -209,7 +235,7 @@ class AccountingReader(threading.Thread):
             self._saved = {}
         saved = self._saved
         changed = {
-            chain: json.dumps(counts)
+            chain: _counts_json(counts)
             for chain, counts in pending.snapshot.items()
             if saved.get(chain) is not counts and saved.get(chain) != counts
         }
@@ -231,7 +257,10 @@ class AccountingReader(threading.Thread):
         if self.reader is None:
             self.reader = ChainReader(self.agent.firewall)
         applied = self.agent.applied
+        known = self.accountant._layout
         layout = self.accountant.layout(applied.compiled)  # outside the lock: applies go on
+        if self.settle_heap and layout is not known:
+            settle_heap()
         started = time.perf_counter()
         with self.agent.lock:  # not during an apply: positions must be the applied ones
             if self.agent.applied is None or self.agent.applied.compiled is not applied.compiled:
@@ -269,12 +298,34 @@ class AccountingReader(threading.Thread):
             self.stopping.wait(max(0.5, self.interval_s - (time.monotonic() - began)))
 
 
+def _counts_json(counts: ChainCounts) -> str:
+    """`json.dumps(counts)`, twice as fast: every chain of a busy host is saved every reading
+    (3,000 chains, 29,000 rules: 40 ms of json.dumps calls). Identities are hex digits, a dot
+    and digits (`accounting_layout.identities`), or "jump:" and a chain name: nothing to escape."""
+    return "{" + ",".join([f'"{key}":[{p},{b}]' for key, (p, b) in counts.items()]) + "}"
+
+
+def settle_heap() -> None:
+    """Collect what earlier states left, then put everything alive out of the garbage
+    collector's reach (`gc.freeze`), once per applied state.
+
+    A reading of a 1000-port host with every rule hit makes ~100,000 objects; that sets off
+    full collections, and each walked the agent's whole heap (the compiled state: ~100 ms a
+    collection, 8 of them in 5 readings, more than the kernel's side of the readings). Frozen,
+    the compiled state is not walked; the next state unfreezes it, so an earlier state's garbage
+    is still collected."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 def start(
     agent: Any, redis_url: str, prefix: str, send: Callable[[dict[str, Any]], None],
     interval_s: float,
 ) -> AccountingReader:  # fmt: skip
     client = redis.Redis.from_url(url=redis_url, socket_timeout=5, socket_connect_timeout=2)
     reader = AccountingReader(agent, client, prefix, send, interval_s)
+    reader.settle_heap = True
     reader.start()
     return reader
 

@@ -7,9 +7,13 @@ counted something since the baseline (plus chains the baseline does not know yet
 apply changed). A chain nobody entered did not count anything: its baseline stands. On an idle
 host a read is three tiny dumps per family; with every port busy it reads everything.
 
-Each chain is one netlink dump (`NftCounterReader.read_chain_fast`, the counter found by its
-encoding); a full-table dump costs the kernel far more (every expression of every rule, ~12 MB
-for 30,000 rules) and is not used. Without nf_tables netlink, `iptables-save -c` per family.
+Each chain is one netlink dump (`NftCounterReader.read_chain_pairs`: the counters found by their
+encoding in the dump's buffers, no per-message parsing). The kernel's side is the floor: it
+writes every expression of every rule dumped (~430 bytes a rule with iptables-nft's matches),
+about 2.5 us a rule, ~140 ms of system time for the 28,700 rules of one family of a 1000-port
+host. One dump of the whole table costs more (~200 ms a family: the kernel walks the table's
+rules again up to where it stopped for every 32 kB buffer), so it is not used. Without
+nf_tables netlink, `iptables-save -c` per family.
 """
 
 from __future__ import annotations
@@ -70,15 +74,12 @@ class ChainReader:
             if chain is None or key in seen:
                 continue
             seen.add(key)
-            counters = self.netlink.read_chain_fast(chain.name, chain.family, TABLE)
+            pairs = self.netlink.read_chain_pairs(chain.name, chain.family, TABLE)
             self.chains_read += 1
-            if len(counters) != len(chain.identities):
+            if len(pairs) != len(chain.identities):
                 self.mismatched += 1  # not what was applied (yet): keep the baseline
                 continue
-            counts = {
-                identity: (counter.packets, counter.bytes)
-                for identity, counter in zip(chain.identities, counters, strict=True)
-            }
+            counts = dict(zip(chain.identities, pairs, strict=True))
             read[key] = counts
             before = baseline.get(key) if baseline is not None else None
             for position, target in chain.jumps:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import socket
 import struct
 import threading
@@ -129,6 +130,24 @@ def _counter_at(data: bytes, start: int, end: int) -> Counter | None:
             return Counter(packets, size)
         at = data.find(_COUNTER_NAME, body, end)  # "counter" inside a comment, say
     return None
+
+
+# Every counter expression of a dump at once (the accounting reads every rule of a host): the
+# encoding above, its two values captured as one 20-byte piece that `_PAIR` unpacks in C.
+_COUNTERS = re.compile(
+    re.escape(_COUNTER_NAME + _COUNTER_DATA) + rb"(.{8}\x0c\x00\x02\x00.{8})", re.DOTALL
+)
+_PAIR = struct.Struct(">Q4xQ")  # bytes, packets
+_DONE_TAIL = struct.Struct("=IHHII")
+NLMSG_HEADER = 16
+
+
+def counter_pairs(data: bytes) -> list[tuple[int, int]]:
+    """(packets, bytes) of every counter expression in dumped rule messages, in order."""
+    found = _COUNTERS.findall(data)
+    if not found:
+        return []
+    return [(packets, size) for size, packets in _PAIR.iter_unpack(b"".join(found))]
 
 
 NFTA_RULE_CHAIN = 2
@@ -304,6 +323,49 @@ class NftCounterReader:
         of chains). Falls back to the full parse for a rule whose encoding differs."""
         return self._dump(chain, family, table, fast=True)
 
+    def read_chain_pairs(
+        self, chain: str, family: int = 4, table: str = "filter"
+    ) -> list[tuple[int, int]]:
+        """(packets, bytes) per rule, for reading every chain of a host (the accounting): each
+        buffer of the dump is searched for counter expressions whole (`counter_pairs`), not
+        message by message. A buffer that does not start with this dump's messages (one left
+        over from a dump that failed half way, say) is walked message by message instead; a
+        missing chain reads as empty."""
+        with self._lock:
+            try:
+                return self._pairs(self._sock(), chain, family, table)
+            except BaseException:
+                self.close()  # whatever the kernel still sends for this dump must not be read next
+                raise
+
+    def _pairs(
+        self, sock: socket.socket, chain: str, family: int, table: str
+    ) -> list[tuple[int, int]]:
+        self._sequence = sequence = (self._sequence + 1) & 0xFFFFFFFF
+        sock.send(_rule_dump_request(chain, family, table, sequence))
+        pairs: list[tuple[int, int]] = []
+        header = _DONE_TAIL.unpack_from
+        while True:
+            data = sock.recv(1 << 20)
+            if len(data) < NLMSG_HEADER + 4:
+                raise OSError(errno.EIO, f"short netlink message in the rule dump of {chain}")
+            _length, kind, _flags, seq, _pid = header(data, 0)
+            if seq != sequence:
+                if _walk_pairs(data, sequence, chain, pairs):
+                    return pairs
+            elif kind == NLMSG_DONE:
+                return pairs
+            elif kind == NLMSG_ERROR:
+                code = -struct.unpack_from("=i", data, NLMSG_HEADER)[0]
+                if code in (0, errno.ENOENT):
+                    return pairs if code == 0 else []
+                raise OSError(code, f"nf_tables rule dump of {chain}")
+            else:
+                pairs += counter_pairs(data)
+                length, kind, _flags, seq, _pid = header(data, len(data) - 20)
+                if length == 20 and kind == NLMSG_DONE and seq == sequence:
+                    return pairs  # the dump's end came in the same buffer
+
     def read_chain_targets(
         self, chain: str, family: int = 4, table: str = "filter"
     ) -> list[tuple[Counter, str | None]]:
@@ -349,3 +411,35 @@ class NftCounterReader:
                     elif targets:
                         _chain, counter, target = rule_summary(data[start + 20 : start + length])
                         out.append((counter, target))
+
+
+def _rule_dump_request(chain: str, family: int, table: str, sequence: int) -> bytes:
+    body = struct.pack("=BBH", NFPROTO[family], 0, 0)
+    body += _attribute(1, table.encode() + b"\0") + _attribute(2, chain.encode() + b"\0")
+    kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
+    header = struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, sequence, 0)
+    return header + body
+
+
+def _walk_pairs(data: bytes, sequence: int, chain: str, pairs: list[tuple[int, int]]) -> bool:
+    """`read_chain_pairs` one message at a time: others' messages skipped; True at the end."""
+    offset = 0
+    while offset + NLMSG_HEADER <= len(data):
+        length, kind, _flags, seq, _pid = _DONE_TAIL.unpack_from(data, offset)
+        start, offset = offset, offset + ((length + 3) & ~3)
+        if length < NLMSG_HEADER:
+            raise OSError(errno.EIO, f"malformed netlink message in the rule dump of {chain}")
+        if seq != sequence:
+            continue
+        if kind == NLMSG_DONE:
+            return True
+        if kind == NLMSG_ERROR:
+            code = -struct.unpack_from("=i", data, start + NLMSG_HEADER)[0]
+            if code in (0, errno.ENOENT):
+                if code == errno.ENOENT:
+                    pairs.clear()
+                return True
+            raise OSError(code, f"nf_tables rule dump of {chain}")
+        counter = rule_counter(data[start + 20 : start + length]) or _ZERO
+        pairs.append((counter.packets, counter.bytes))
+    return False

@@ -7,9 +7,12 @@ answers from the compiled state itself, so every case is exact.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import replace
+from types import SimpleNamespace
 
 import pytest
+import redis
 
 from sgweb.firewall.compiler import compile_host
 from sgweb.firewall.ir import CompiledHost
@@ -17,7 +20,7 @@ from sgweb.firewall.model import INGRESS, SecurityGroupRule
 from sgweb.kernel.readback import Counter
 from sgweb.wire import accounting as wire
 from tests.kernel.test_firewall_e2e import WEB_GROUP, WEB_PORT, state
-from worker.accounting import Accountant, Pending
+from worker.accounting import Accountant, AccountingReader, Pending
 from worker.accounting_layout import ROOTS, build_layout, chain_key
 from worker.accounting_read import ChainReader
 
@@ -44,6 +47,9 @@ class FakeKernel:
     def read_chain_fast(self, chain: str, family: int, table: str) -> list[Counter]:
         self.dumped.append(chain)
         return [counter for counter, _ in self._rules(chain, family)]
+
+    def read_chain_pairs(self, chain: str, family: int, table: str) -> list[tuple[int, int]]:
+        return [(c.packets, c.bytes) for c in self.read_chain_fast(chain, family, table)]
 
     def read_chain_targets(self, chain: str, family: int, table: str) -> list:
         return self._rules(chain, family)
@@ -199,3 +205,24 @@ def test_a_document_survives_its_json_round_trip(kernel) -> None:
     pings(kernel, 2)
     document = take(accountant, kernel, 2).document
     assert wire.parse_deltas(document.as_dict()) == document
+
+
+def test_a_saved_baseline_reads_back_as_it_was_sent(kernel) -> None:
+    """The baseline's JSON is written by hand (`_counts_json`, for speed): a restarted agent
+    must read back exactly the counts its predecessor sent."""
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/11")
+    prefix = f"sgwt-{secrets.token_hex(3)}"
+    agent = SimpleNamespace(host="h1")
+    try:
+        first = AccountingReader(agent, client, prefix, lambda document: None, 10.0)
+        take(first.accountant, kernel, 1)
+        pings(kernel, 7)
+        pending = take(first.accountant, kernel, 2)
+        first.save_baseline(pending)
+        second = AccountingReader(agent, client, prefix, lambda document: None, 10.0)
+        second.load_baseline()
+        assert second.accountant.baseline == pending.snapshot
+        assert second.accountant.base_id == pending.document.reading
+    finally:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)

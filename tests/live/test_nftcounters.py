@@ -71,3 +71,38 @@ def test_the_counter_shortcut_reads_what_walking_every_attribute_reads(netns, mo
     assert len(seen) == 4
     assert all(quick == walked and quick is not None for quick, walked in seen)
     assert [(quick.packets, quick.bytes) for quick, _ in seen][2] == (7, 7000)
+
+
+def test_the_accounting_read_of_whole_buffers_matches_the_listing_even_after_an_unread_dump(
+    netns,
+):
+    """`read_chain_pairs` searches whole dump buffers for counters: a chain of several 32 kB
+    buffers reads rule by rule what the listing shows, a missing chain reads empty, and a dump
+    nobody read (left in the socket) fails the next read, which drops the socket: its buffers
+    are never taken for another chain's."""
+    from sgweb.kernel.nftcounters import _rule_dump_request
+
+    runner = default_runner()
+    big = "neutron-openvswi-osgwt"
+    lines = [f":{big} -"] + [
+        f"[{n}:{n * 60}] -A {big} -s 192.0.2.{n % 250 + 1}/32 -p tcp --dport {1000 + n} "
+        f'-m comment --comment "sg-rule {n}" -j RETURN'
+        for n in range(400)
+    ]
+    runner.run(["iptables-restore", "-c", "-n"], input="*filter\n" + "\n".join(lines) +
+               "\nCOMMIT\n", netns=netns)  # fmt: skip
+    reader = NftCounterReader(netns)
+    try:
+        firewall = HostFirewall(runner, netns)
+        listed = [(c.packets, c.bytes) for c in firewall.read_chain(big)]
+        assert len(listed) == 400 and listed[399] == (399, 399 * 60)
+        assert reader.read_chain_pairs(big) == listed
+        assert reader.read_chain_pairs("neutron-openvswi-inothere") == []
+        reader._sock().send(_rule_dump_request(big, 4, "filter", 0xFFFF))  # never read
+        small = [(c.packets, c.bytes) for c in firewall.read_chain("neutron-openvswi-isgwt")]
+        with pytest.raises(OSError):  # the kernel: a dump is still running on that socket
+            reader.read_chain_pairs("neutron-openvswi-isgwt")
+        assert reader.read_chain_pairs("neutron-openvswi-isgwt") == small  # a new socket
+        assert reader.read_chain_pairs(big) == listed
+    finally:
+        reader.close()
