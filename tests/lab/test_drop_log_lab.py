@@ -122,6 +122,9 @@ def test_a_blocked_ping_is_stored_as_an_explained_drop_within_two_seconds(
     assert flow["icmp_type"] == 8
     assert flow["explanation"], "a stored drop must be explained"
     assert "drop" in flow["explanation"].lower(), flow["explanation"]
+    # The tracer, fed the logged packet, reaches the kernel's verdict: the halves agree.
+    assert flow["verdict"] == "DROP" and flow["rule_id"] is None, flow
+    assert "rules in force now" not in flow["explanation"], flow["explanation"]
     assert flow["suggested_rule"] is not None
 
 
@@ -140,6 +143,7 @@ def test_a_blocked_tcp_connect_is_stored_with_its_five_tuple_and_explanation(
     assert flow["event"] == "DROP" and flow["direction"] == "ingress"
     assert flow["src_port"] and flow["dst"] == stack.ip(DST)
     assert flow["explanation"] and "5432" in flow["explanation"], flow["explanation"]
+    assert flow["verdict"] == "DROP", flow
     suggested = flow["suggested_rule"]
     assert suggested["protocol"] == "tcp" and suggested["port_range_min"] == 5432
 
@@ -165,6 +169,8 @@ def test_an_allowed_connection_is_stored_once_as_accept_when_accepts_are_logged(
             if f["protocol"] == "tcp" and f["dst_port"] == 8080
         ]  # fmt: skip
         assert flow[0]["event"] == "ACCEPT"
+        # Explained as the kernel decided: accepted by the rule just added.
+        assert flow[0]["verdict"] == "ACCEPT" and flow[0]["rule_id"] == rule, flow[0]
         # Only the first packet of each new connection is logged, never the replies.
         assert all(f["count"] == 1 for f in accepted), accepted
         assert all(f["direction"] == "ingress" for f in accepted)
