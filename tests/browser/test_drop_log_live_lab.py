@@ -4,7 +4,7 @@ One lab (a host with two VMs, its real agent with ulogd2, the control worker, `s
 and one daphne serving the dashboard and /ws/drops. A packet log on the destination port (made
 through the Neutron logging API); a real blocked ping appears on the port's drops page without a
 reload, explained; "Allow this" fills in the rule form; the admin's click adds the rule and the
-next ping is answered.
+next ping is answered. A member of another project, on their own /ws/drops, receives nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.wsclient import WsClient
 from tests.browser.livelab import LiveLab, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.kernel, pytest.mark.redis]
@@ -36,6 +37,35 @@ def lab() -> Iterator[LiveLab]:
         live.close()
 
 
+def outsider_socket(lab: LiveLab) -> WsClient:
+    """/ws/drops of a member of another project (a session of their own)."""
+    out = lab.stack.manage(
+        "shell", "-c",
+        "from django.contrib.sessions.backends.db import SessionStore; "
+        "from sgweb.lab.core import _lab_actor; from sgweb.tenancy import actions as t; "
+        "a = _lab_actor(); p = t.create_project(a, name='elsewhere'); "
+        "u = t.create_user(a, username='olga'); t.add_member(a, p, u); s = SessionStore(); "
+        "s['_auth_user_id'] = str(u.pk); "
+        "s['_auth_user_backend'] = 'django.contrib.auth.backends.ModelBackend'; "
+        "s['_auth_user_hash'] = u.get_session_auth_hash(); s.create(); print(s.session_key)",
+    )  # fmt: skip
+    port = int(lab.url.rsplit(":", 1)[1])
+    cookie = f"sessionid={out.strip().splitlines()[-1]}"
+    return WsClient("127.0.0.1", port, "/ws/drops", cookie=cookie)
+
+
+def drop_flows_within(client: WsClient, seconds: float) -> list[dict]:
+    got, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            message = client.receive(timeout=max(0.01, deadline - time.monotonic()))
+        except TimeoutError:
+            break
+        if message.get("type") == "drop-flows":
+            got.append(message)
+    return got
+
+
 def test_a_real_drop_appears_live_and_allow_this_then_the_admins_click_lets_the_ping_through(
     page, lab: LiveLab, screenshot
 ) -> None:
@@ -45,6 +75,7 @@ def test_a_real_drop_appears_live_and_allow_this_then_the_admins_click_lets_the_
             "project_id": stack.state["project_id"]}  # fmt: skip
     log_id = stack.api("POST", "/log/logs", {"log": body})["log"]["id"]
     added: list[str] = []
+    outsider = outsider_socket(lab)
     try:
         stack.wait_in_sync()
         log_in(page, lab)
@@ -61,6 +92,7 @@ def test_a_real_drop_appears_live_and_allow_this_then_the_admins_click_lets_the_
         text = row.inner_text()
         assert "default drop" in text and "icmp" in text.lower(), text
         screenshot("drops-live-lab-row")
+        assert drop_flows_within(outsider, 1.0) == [], "another project's member got the drop"
 
         rules_before = len(stack.api("GET", "/security-group-rules")["security_group_rules"])
         row.locator("[data-allow-this]").click()
@@ -81,6 +113,7 @@ def test_a_real_drop_appears_live_and_allow_this_then_the_admins_click_lets_the_
         stack.wait_in_sync()
         stack.wait("the next ping answered", lambda: lab.ping(SRC, DST, count=1), timeout=20)
     finally:
+        outsider.close()
         for rule_id in added:
             lab.delete_rule(rule_id)
         stack.api("DELETE", f"/log/logs/{log_id}")
