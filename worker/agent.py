@@ -126,6 +126,9 @@ class Agent:
         self._verified_text: dict[int, str] = {}
         self._drift_paused_until = 0.0
         self.drift_watch = watcher.DriftWatch(firewall, watch)
+        # Called with each state before its rules are applied (the drop log binds its NFLOG
+        # groups first, see worker.packetlog); a failure is logged, never stops the apply.
+        self.before_apply: Callable[[HostState], None] | None = None
         # Connections are cut after the apply, off the lock, in bulk over netlink.
         self.cuts = CutQueue(
             cut_fn or ConntrackCutter(firewall.netns).cut, self._remember_applied_state
@@ -218,6 +221,11 @@ class Agent:
             rollback = self.diff(compiled, previous) if previous is not None else None
         except FirewallError as exc:
             return self._fail(base, clock, f"refused by the compiler: {exc}", None)
+        if self.before_apply is not None:
+            try:
+                self.before_apply(state)
+            except Exception:
+                log.exception("preparing for revision %s failed", desired.revision)
         kernel_clock = time.perf_counter()
         result = self._apply(compiled, delta, rollback, full=full)
         if not result.ok:

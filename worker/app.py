@@ -263,17 +263,17 @@ def _on_ready(**_: Any) -> None:
             )
         )  # fmt: skip
     if config.packet_log_interval_s > 0:  # issue 13: ulogd runs only while a port is logged
-        _threads.append(
-            packetlog.start(
-                config.host, default_runner(), config.netns,
-                lambda: the_agent.applied.state if the_agent.applied else None,
-                send_flows, config.packet_log_interval_s,
-                packetlog.FlowTable(
-                    max_open=config.packet_log_max_flows,
-                    max_per_port=max(1, config.packet_log_max_flows // 4),
-                ),
-            )
+        packet_log = packetlog.start(
+            config.host, default_runner(), config.netns,
+            lambda: the_agent.applied.state if the_agent.applied else None,
+            send_flows, config.packet_log_interval_s,
+            packetlog.FlowTable(
+                max_open=config.packet_log_max_flows,
+                max_per_port=max(1, config.packet_log_max_flows // 4),
+            ),
         )  # fmt: skip
+        the_agent.before_apply = packet_log.prepare  # groups bound before their rules apply
+        _threads.append(packet_log)
     log.info("agent for %s ready on queue %s (netns %s)", config.host, config.queue, config.netns)
 
 

@@ -200,6 +200,11 @@ class PacketLog(threading.Thread):
         self.sent_flows = 0
         self._next_try = 0.0  # after a receiver failed to start: not before this
         self._said_missing = False
+        # The state the agent is about to apply (`prepare`): its groups are bound before its
+        # NFLOG rules reach the kernel. A copy sent to a group nobody listens on is lost, so
+        # binding only after the apply lost the first drops after a log was enabled.
+        self._prepared: HostState | None = None
+        self._lock = threading.Lock()
 
     def run(self) -> None:
         try:
@@ -208,7 +213,21 @@ class PacketLog(threading.Thread):
         finally:
             self.close()
 
+    def prepare(self, state: HostState) -> None:
+        """Called by the agent before it applies `state` (`Agent.before_apply`): bind the NFLOG
+        groups that state logs to, waiting until ulogd listens (only when they change)."""
+        self._prepared = state
+        self._keep()
+
     def tick(self) -> None:
+        self._keep()
+        self.flush()
+
+    def _keep(self) -> None:
+        with self._lock:
+            self._keep_locked()
+
+    def _keep_locked(self) -> None:
         try:
             self.keep_receiver()
         except UlogdMissing as exc:  # said once; installed later, it is found within a minute
@@ -219,10 +238,12 @@ class PacketLog(threading.Thread):
         except Exception as exc:  # ulogd failing to start: say so, try again shortly
             log.warning("packet log: %s", exc)
             self._next_try = time.monotonic() + FAILED_RETRY_S
-        self.flush()
 
     def keep_receiver(self) -> None:
-        groups = logged_groups(self.state_of())
+        # The newest state the agent tried (a failed apply leaves a listener bound to groups no
+        # rule sends to: harmless), else the applied one.
+        wanted = self._prepared if self._prepared is not None else self.state_of()
+        groups = logged_groups(wanted)
         receiver = self.receiver
         if receiver is not None and (receiver.groups != groups or not receiver.alive):
             if not receiver.alive:  # started again a second later: a crash loop stays slow

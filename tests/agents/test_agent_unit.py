@@ -255,3 +255,19 @@ def test_a_group_listing_its_ipv6_egress_rule_first_still_lets_ipv4_out(parts) -
     (text,) = [call.input for call in runner.calls if call.argv[0] == "iptables-restore"]
     egress_chain = f"neutron-openvswi-o{PORT_A[:10]}"
     assert f'-A {egress_chain} -m comment --comment "sg-rule e4" -j RETURN' in text
+
+
+def test_the_before_apply_hook_sees_each_state_before_the_kernel_and_cannot_stop_the_apply(
+    parts,
+) -> None:
+    agent, store, reporter, runner = parts
+    seen: list[tuple[int, int]] = []  # (ports in the state, kernel calls made so far)
+
+    def before_apply(host_state) -> None:  # type: ignore[no-untyped-def]
+        seen.append((len(host_state.ports), len(restores(runner))))
+        raise RuntimeError("ulogd would not start")
+
+    agent.before_apply = before_apply
+    store.publish(1, state(web_rules=(SSH,)))
+    assert agent.sync(1, "test").action == "applied"
+    assert seen == [(len(state().ports), 0)] and reporter.applies[-1]["ok"]

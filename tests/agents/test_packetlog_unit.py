@@ -314,3 +314,49 @@ def test_without_ulogd_the_agent_says_so_and_keeps_sending_what_it_has(
     assert log.receiver is None
     assert caplog.text.count("install Debian's ulogd2") == 1
     assert len(send.flows()) == 1
+
+
+class FakeReceiver:
+    """A `UlogdReceiver` that binds at once; remembers every one started."""
+
+    started: list[FakeReceiver] = []
+
+    def __init__(self, runner: Any, netns: Any, groups: tuple[int, ...], on_packet: Any) -> None:
+        self.groups, self.alive = groups, False
+
+    def start(self) -> None:
+        self.alive = True
+        FakeReceiver.started.append(self)
+
+    def stop(self) -> None:
+        self.alive = False
+
+    def log_text(self) -> str:
+        return ""
+
+
+def test_the_groups_of_a_state_about_to_be_applied_are_bound_before_its_rules_and_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import worker.packetlog as module
+
+    monkeypatch.setattr(module, "UlogdReceiver", FakeReceiver)
+    FakeReceiver.started = []
+    applied: list[HostState] = [state()]  # no port logged yet
+    log = PacketLog(
+        "compute-1", runner=None, netns=None,  # type: ignore[arg-type]
+        state_of=lambda: applied[-1], send=Capture(),
+    )  # fmt: skip
+    log.tick()
+    assert log.receiver is None
+    # The agent is about to apply a state that logs a port: the receiver listens first, so the
+    # first copies the new NFLOG rules send are not lost.
+    log.prepare(logged_state(state(), "DROP"))
+    assert log.receiver is not None and log.receiver.groups == (10, 11)
+    log.tick()  # the thread, while the apply still runs, keeps it
+    assert len(FakeReceiver.started) == 1 and log.receiver.alive
+    applied.append(logged_state(state(), "DROP"))
+    log.tick()
+    assert len(FakeReceiver.started) == 1
+    log.prepare(state())  # logging off: the receiver goes
+    assert log.receiver is None
