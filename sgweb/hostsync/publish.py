@@ -204,6 +204,9 @@ def publish_changed(
     return publish_hosts(names, reason, via=via, receipts=receipts, reuse=reuse)
 
 
+_local = threading.local()
+
+
 class PublishingHostSync:
     """`sgweb.dispatch`'s host-sync hook: which hosts a change reaches, and publishing them.
 
@@ -211,16 +214,13 @@ class PublishingHostSync:
     desired revision still moves on, so the dashboard shows them behind.
     """
 
-    def __init__(self) -> None:
-        self._local = threading.local()
-
     def _ports_touched(self) -> set[str]:
         """Hosts whose ports a change in this thread touched and that were not published yet:
         published in full; the others keep their stored ports (see `fanout`). A rolled-back
         change leaves its hosts here, which only costs them one full build."""
-        touched: set[str] | None = getattr(self._local, "touched", None)
+        touched: set[str] | None = getattr(_local, "touched", None)
         if touched is None:
-            touched = self._local.touched = set()
+            touched = _local.touched = set()
         return touched
 
     def affected_hosts(self, change: FirewallChange) -> set[str]:

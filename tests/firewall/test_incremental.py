@@ -151,6 +151,28 @@ def test_membership_change_gives_zero_iptables_lines_and_a_set_swap() -> None:
     assert delta.ipsets.abort == "destroy IPv422222222-bbbb-4bbb-8-n\n"
 
 
+def test_one_member_joining_or_leaving_a_big_group_adds_or_deletes_just_that_member() -> None:
+    """A port joining a group of thousands must not refill the whole set on every host."""
+    crowd = tuple(f"198.51.100.{i}" for i in range(1, 201))
+    state = scenarios.with_members(scenarios.host_state(), scenarios.DB, crowd)
+    cache = CompileCache()
+    before = compile_host(state, cache=cache)
+    joined = (*crowd[1:], "203.0.113.7")  # one left, one came
+    after = compile_host(scenarios.with_members(state, scenarios.DB, joined), cache=cache)
+    delta = diff(before, after)
+    assert delta.iptables == ()
+    assert delta.ipsets.prepare == "" and delta.ipsets.abort == ""
+    assert delta.ipsets.commit == (
+        "add IPv422222222-bbbb-4bbb-8 203.0.113.7 -exist\n"
+        "del IPv422222222-bbbb-4bbb-8 198.51.100.1 -exist\n"
+    )
+    undo = diff(after, before)  # the agent's rollback
+    assert undo.ipsets.commit == (
+        "add IPv422222222-bbbb-4bbb-8 198.51.100.1 -exist\n"
+        "del IPv422222222-bbbb-4bbb-8 203.0.113.7 -exist\n"
+    )
+
+
 def test_temporary_set_names_fit_ipsets_limit() -> None:
     delta = diff(None, compile_host(scenarios.host_state()))
     names = [line.split()[1] for line in delta.ipsets.prepare.splitlines()]
