@@ -24,10 +24,12 @@ compile time and that its delta is ipset add/del lines only.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import dataclasses
 import ipaddress
 import json
 import os
+import pstats
 import secrets
 import shutil
 import socket
@@ -130,7 +132,7 @@ def load(hosts: int, ports: int) -> tuple[User, SecurityGroup, list[str]]:
                 mac_address=f"fa:16:3e:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
                 host=host_rows[i % hosts],
                 host_revision=0,
-            )  # fmt: skip
+            )
             for i in range(total)
         ),
         batch_size=2000,
@@ -234,11 +236,17 @@ def run(hosts: int, ports: int) -> dict[str, Any]:
 def _rule_change(admin, group, names, agents, private, via) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     # Each agent's state before the change, compiled as it would be in memory (untimed).
     before_bytes = private.bytes_in()
+    profiler = cProfile.Profile() if os.environ.get("FANOUT_PROFILE") else None
     cpu, wall = time.process_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
     actions.create_security_group_rule(
         admin, group, direction="ingress", ethertype="IPv4", protocol="tcp",
         port_range_min=8443, port_range_max=8443,
     )  # fmt: skip
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
     published_s = time.perf_counter() - wall
     control_cpu_s = time.process_time() - cpu
     control_bytes = private.bytes_in() - before_bytes

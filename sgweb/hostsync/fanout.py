@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.db import connection
 from django.db.models.functions import Greatest
 
 from sgweb.firewall import manifest
@@ -237,37 +237,26 @@ def _store_manifests(built: list[Built], via: SyncChannel, force: bool) -> list[
 
 
 def _update_hosts(told: dict[str, tuple[int, str]]) -> None:
-    """Every host's desired revision and digest, in a few statements for many hosts."""
-    names = sorted(told)
-    for start in range(0, len(names), 200):
-        chunk = names[start : start + 200]
-        Host.objects.filter(name__in=chunk).update(
-            desired_digest=Case(
-                *(
-                    When(name=n, desired_revision__lt=told[n][0], then=Value(told[n][1]))
-                    for n in chunk
-                ),
-                default=F("desired_digest"),
-            ),
-            desired_revision=Case(
-                *(
-                    When(name=n, desired_revision__lt=told[n][0], then=Value(told[n][0]))
-                    for n in chunk
-                ),
-                default=F("desired_revision"),
-                output_field=IntegerField(),
-            ),
+    """Every host's desired revision and digest, and SYNCING where its agent is behind: two
+    statements run for all hosts at once (a per-host UPDATE through the ORM costs more than
+    the rest of a thousand-host publish)."""
+    table = connection.ops.quote_name(Host._meta.db_table)
+    rows = [(revision, digest, name, revision) for name, (revision, digest) in sorted(told.items())]
+    behind = [
+        (HostStatus.SYNCING.value, name, revision, HostStatus.FAILED.value)
+        for name, (revision, _) in sorted(told.items())
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f"UPDATE {table} SET desired_revision = %s, desired_digest = %s"
+            " WHERE name = %s AND desired_revision < %s",
+            rows,
         )
-        Host.objects.filter(
-            Q(name__in=chunk),
-            ~Q(status=HostStatus.FAILED),
-            Q(
-                applied_revision__lt=Case(
-                    *(When(name=n, then=Value(told[n][0])) for n in chunk),
-                    output_field=IntegerField(),
-                )
-            ),
-        ).update(status=HostStatus.SYNCING)
+        cursor.executemany(
+            f"UPDATE {table} SET status = %s WHERE name = %s AND applied_revision < %s"
+            " AND status != %s",
+            behind,
+        )
 
 
 def _nudge(told: dict[str, tuple[int, str]], reason: str, via: SyncChannel) -> set[str]:
@@ -280,7 +269,8 @@ def _nudge(told: dict[str, tuple[int, str]], reason: str, via: SyncChannel) -> s
     if not live:
         return set()
     app = via.celery
-    with app.producer_or_acquire() as producer:
+    # One pipeline for all the nudges (kombu's publish batch), not a round trip each.
+    with app.producer_or_acquire() as producer, producer.batch():
         for name in live:
             app.send_task(
                 protocol.TASK_SYNC,
