@@ -12,6 +12,7 @@ objects, which also lets `incremental.diff` skip unchanged chains by identity.
 
 from __future__ import annotations
 
+import bisect
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -106,6 +107,11 @@ class CompileCache:
         default_factory=dict
     )
     sorted_members: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict
+    )
+    # group id -> its members as last sorted (the tuple, as a set, and the sorted entries), so
+    # that a port joining a group of thousands re-sorts nothing (see `_members_edited`)
+    last_members: dict[str, tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]] = field(
         default_factory=dict
     )
     ipsets: dict[str, IpSet] = field(default_factory=dict)
@@ -441,7 +447,7 @@ class _HostCompiler:
         result = []
         for name in sorted(referenced):
             ethertype, remote = referenced[name]
-            v4, v6 = self._sorted_members(self.members.get(remote, ()))
+            v4, v6 = self._sorted_members(self.members.get(remote, ()), remote)
             members = v4 if ethertype == IPV4 else v6
             family = "inet" if ethertype == IPV4 else "inet6"
             cached = self.cache.ipsets.get(name)
@@ -456,8 +462,14 @@ class _HostCompiler:
             result.append(cached)
         return tuple(result)
 
-    def _sorted_members(self, members: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def _sorted_members(
+        self, members: tuple[str, ...], group_id: str = ""
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         cached = self.cache.sorted_members.get(members)
+        if cached is None and group_id:
+            cached = _members_edited(self.cache.last_members.get(group_id), members)
+            if cached is not None:
+                self.cache.sorted_members[members] = cached
         if cached is None:
             v4 = sorted(
                 {e for m in members if address_version(m) == 4 for e in _ipset_entries(m)},
@@ -469,7 +481,53 @@ class _HostCompiler:
             )
             cached = (tuple(v4), tuple(v6))
             self.cache.sorted_members[members] = cached
+        if group_id:
+            last = self.cache.last_members.get(group_id)
+            if last is None or last[1:] != cached:
+                self.cache.last_members[group_id] = (frozenset(members), *cached)
         return cached
+
+
+def _members_edited(
+    last: tuple[frozenset[str], tuple[str, ...], tuple[str, ...]] | None,
+    members: tuple[str, ...],
+) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The sorted entries of `members` from those of the group's previous members, when only a
+    few came or went: bisect them in and out instead of sorting thousands again. None when
+    there is nothing to start from or too much changed."""
+    if last is None:
+        return None
+    before, v4, v6 = last
+    after = frozenset(members)
+    added, removed = after - before, before - after
+    if len(added) + len(removed) > max(16, len(after) // 16):
+        return None
+    lists = {4: list(v4), 6: list(v6)}
+    produced_after = {e for m in added for e in _ipset_entries(m)}
+    for member in removed:
+        for entry in _ipset_entries(member):
+            if entry in produced_after or _still_produced(entry, after):
+                continue
+            target = lists[address_version(member)]
+            index = bisect.bisect_left(target, _ip_key(entry), key=_ip_key)
+            if index < len(target) and target[index] == entry:
+                del target[index]
+    for member in added:
+        for entry in _ipset_entries(member):
+            target = lists[address_version(member)]
+            index = bisect.bisect_left(target, _ip_key(entry), key=_ip_key)
+            if index == len(target) or target[index] != entry:
+                target.insert(index, entry)
+    return tuple(lists[4]), tuple(lists[6])
+
+
+def _still_produced(entry: str, members: frozenset[str]) -> bool:
+    """Whether another member still yields this ipset entry (see `_ipset_entries`)."""
+    if entry in members or f"{entry}/32" in members or f"{entry}/128" in members:
+        return True
+    return any(
+        entry in halves and whole in members for whole, halves in _WHOLE_FAMILY_HALVES.items()
+    )
 
 
 def _builtin(name: str, targets: Sequence[str]) -> Chain:

@@ -236,3 +236,22 @@ def test_a_cache_returns_the_same_chain_objects_for_untouched_ports() -> None:
     old = before.v4.table("filter").chain("neutron-openvswi-iaaaaaaaa-0")
     assert after.v4.table("filter").chain("neutron-openvswi-iaaaaaaaa-0") is old
     assert diff(before, after).empty
+
+
+def test_members_edited_in_place_sort_exactly_as_a_fresh_compile_would() -> None:
+    """The compiler bisects a few new members into the sorted set instead of sorting it again;
+    whatever joins or leaves (hosts, ranges, /32 spellings, v6), the set is the same."""
+    rng = random.Random(15)
+    pool = [f"198.51.100.{i}" for i in range(1, 255)] + [f"2001:db8::{i:x}" for i in range(1, 99)]
+    pool += ["203.0.113.0/28", "198.51.100.7/32", "0.0.0.0/0", "2001:db8:1::/64"]
+    members = tuple(sorted(rng.sample(pool, 200)))
+    state = scenarios.with_members(scenarios.host_state(), scenarios.DB, members)
+    cache = CompileCache()
+    compile_host(state, cache=cache)
+    for _ in range(40):
+        edited = set(members)
+        for _ in range(rng.randrange(1, 6)):
+            edited.symmetric_difference_update({rng.choice(pool)})
+        members = tuple(sorted(edited))
+        changed = scenarios.with_members(state, scenarios.DB, members)
+        assert compile_host(changed, cache=cache).ipsets == compile_host(changed).ipsets
