@@ -7,11 +7,15 @@ import pytest
 from sgweb.firewall import manifest
 from sgweb.hostsync import fanout, publish
 from sgweb.hostsync.desired_state import host_state
+from sgweb.kernel.apply import HostFirewall
 from sgweb.networks import actions as net_actions
 from sgweb.networks.models import Host
 from sgweb.security import actions
+from tests.agents.fakes import RecordingReporter
 from tests.controlplane.factories import group, network_with_subnet, port
+from tests.fakerunner import FakeRunner
 from tests.personas import *  # noqa: F403  (the personas' fixtures)
+from worker.agent import Agent
 from worker.store import RedisStore
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db]
@@ -141,3 +145,21 @@ def test_an_expired_piece_is_stored_again_by_the_next_publish(sync_channel, clou
     for host, store in agents(sync_channel).items():
         desired = store.fetch()
         assert desired is not None and desired.assembled == host_state(host)
+
+
+def test_an_agent_whose_pieces_are_gone_asks_to_be_published_and_applies_nothing(
+    sync_channel, cloud
+) -> None:
+    """A fresh agent finds the manifest but a piece expired: it applies nothing, says why, and
+    asks the control plane for a publish (which stores every piece again)."""
+    publish.publish_hosts(["compute1"], "first", via=sync_channel)
+    for key in shared_keys(sync_channel, "sg"):
+        sync_channel.redis.delete(key)
+    runner, reporter = FakeRunner(), RecordingReporter()
+    store = RedisStore(sync_channel.redis_url, "compute1", sync_channel.prefix)
+    agent = Agent("compute1", store, HostFirewall(runner, "sgwt-fanout"), reporter)
+    outcome = agent.sync(None, "start")
+    assert outcome.action == "failed" and not runner.calls
+    assert reporter.requests and "shared pieces" in reporter.requests[0]
+    (told,) = publish.publish_hosts(["compute1"], "asked", via=sync_channel)
+    assert agent.sync(told.revision, "nudged").action == "applied"
