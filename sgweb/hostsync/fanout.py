@@ -161,13 +161,12 @@ def _reused_manifest(
 def _build(
     names: list[str],
     revisions: dict[str, int],
-    reuse: set[str],
-    via: SyncChannel,
+    stored: dict[str, dict[str, Any]],
     builder: Callable[[str], HostState] | None,
 ) -> tuple[list[Built], dict[str, Exception]]:
+    """Each host's manifest: from `stored` (its manifest as stored last: ports kept) or in full."""
     shared = SharedParts()
     pieces = _Pieces()
-    stored = _stored_manifests(sorted(reuse & set(names)), via) if builder is None else {}
     shared.preload(str(gid) for m in stored.values() for gid in m.get("uses", ()))
     built: list[Built] = []
     failed: dict[str, Exception] = {}
@@ -297,19 +296,22 @@ def publish_many(
     outcomes: dict[str, Outcome] = {}
     for _attempt in range(REPUBLISH_ATTEMPTS):
         revisions = _revisions(names, via)
-        _mark_ports(revisions)
-        built, failed = _build(names, revisions, reuse_set, via, builder)
+        kept = _stored_manifests(sorted(reuse_set & set(names)), via) if builder is None else {}
+        # Only hosts whose ports are read now carry their changed ports from this revision.
+        _mark_ports({name: rev for name, rev in revisions.items() if name not in kept})
+        built, failed = _build(names, revisions, kept, builder)
         rebuild = _store_pieces(built, via)
-        if rebuild:  # a reused ports piece expired: these hosts are read in full
-            again, more_failed = _build(sorted(rebuild), revisions, set(), via, builder)
+        if rebuild:  # a kept ports piece expired: these hosts are read in full
+            _mark_ports({name: revisions[name] for name in rebuild})
+            again, more_failed = _build(sorted(rebuild), revisions, {}, builder)
             failed.update(more_failed)
             built = [b for b in built if b.host not in rebuild] + again
             _store_pieces(again, via)
         for name, exc in failed.items():
             outcomes[name] = Outcome(name, 0, "", OLDER, 0.0, exc)
         results = _store_manifests(built, via, force)
-        told = _told(built, results, via)
         retry = _lost_ports(built, results, via)
+        told = _told(built, results, via, retry)
         _update_hosts(told)
         _nudge({n: t for n, t in told.items() if n not in retry}, reason, via)
         for item, result in zip(built, results, strict=True):
@@ -321,8 +323,12 @@ def publish_many(
     return [outcomes[name] for name in sorted(outcomes)]
 
 
-def _told(built: list[Built], results: list[int], via: SyncChannel) -> dict[str, tuple[int, str]]:
-    """Per host, the revision and digest stored now: its own, or a newer one already stored."""
+def _told(
+    built: list[Built], results: list[int], via: SyncChannel, retry: set[str]
+) -> dict[str, tuple[int, str]]:
+    """Per host, the revision and digest stored now: its own, or a newer one already stored.
+    The ports marked with a revision that was not stored move to the one stored (it carries
+    them), or, for the hosts published again (`retry`), are left for that publish to mark."""
     told = {}
     others = [item for item, result in zip(built, results, strict=True) if result != STORED]
     values = via.redis.mget(
@@ -339,9 +345,9 @@ def _told(built: list[Built], results: list[int], via: SyncChannel) -> dict[str,
             int(revision or item.revision),
             digest.decode() if digest else item.manifest.digest,
         )
-        # The ports marked for this revision are carried by what is stored.
+        carried = None if item.host in retry else told[item.host][0]
         Port.objects.filter(host__name=item.host, host_revision=item.revision).update(
-            host_revision=told[item.host][0]
+            host_revision=carried
         )
     return told
 
