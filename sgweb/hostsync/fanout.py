@@ -101,9 +101,10 @@ def _floors(names: list[str], via: SyncChannel) -> dict[str, int]:
 
 def _revisions(names: list[str], via: SyncChannel) -> dict[str, int]:
     floors = _floors(names, via)
+    script = via.redis.register_script(protocol.NEXT_REVISION_LUA)  # EVALSHA: no script text
     pipe = via.redis.pipeline(transaction=False)
     for name in names:
-        pipe.eval(protocol.NEXT_REVISION_LUA, 1, via.keys(name).revision, floors[name])
+        script(keys=[via.keys(name).revision], args=[floors[name]], client=pipe)
     return {name: int(rev) for name, rev in zip(names, pipe.execute(), strict=True)}
 
 
@@ -258,15 +259,15 @@ def _update_hosts(told: dict[str, tuple[int, str]]) -> None:
         )
 
 
-def _nudge(told: dict[str, tuple[int, str]], reason: str, via: SyncChannel) -> set[str]:
-    """Nudge the hosts whose agent is alive (see `publish.publish_host`), over one broker
-    connection; returns the hosts that could not be nudged (their agent reads the newest state
-    at its next sync anyway; the caller keeps their intents)."""
+def _nudge(told: dict[str, tuple[int, str]], reason: str, via: SyncChannel) -> None:
+    """Nudge the hosts whose agent is alive: a stopped agent reads the newest state when it
+    starts, and a queue nobody consumes would fill up. Broker errors propagate (the caller
+    publishes one host at a time then, keeping the intents of those it cannot nudge)."""
     names = sorted(told)
     alive = via.redis.mget([via.keys(name).heartbeat for name in names])
     live = [name for name, beat in zip(names, alive, strict=True) if beat is not None]
     if not live:
-        return set()
+        return
     app = via.celery
     # One pipeline for all the nudges (kombu's publish batch), not a round trip each.
     with app.producer_or_acquire() as producer, producer.batch():
@@ -276,8 +277,10 @@ def _nudge(told: dict[str, tuple[int, str]], reason: str, via: SyncChannel) -> s
                 kwargs={"revision": told[name][0], "reason": reason[:200]},
                 queue=protocol.host_queue(name),
                 producer=producer,
+                # Celery repeats the arguments in a header for its logs; a thousand nudges
+                # would write the reason twice each.
+                kwargsrepr=f"revision {told[name][0]}",
             )
-    return set()
 
 
 def publish_many(
