@@ -35,6 +35,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from typing import Any
@@ -59,6 +60,11 @@ from sgweb.tenancy.choices import Role  # noqa: E402
 from sgweb.tenancy.models import Profile, Project, Quota  # noqa: E402
 from sgweb.wire import sync as protocol  # noqa: E402
 from worker.store import RedisStore  # noqa: E402
+
+
+def _say(what: str) -> None:
+    """Progress on stderr: a thousand-host run takes minutes on a busy machine."""
+    print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -209,23 +215,27 @@ def run(hosts: int, ports: int) -> dict[str, Any]:
     out: dict[str, Any] = {"hosts": hosts, "ports_per_host": ports, "ports": hosts * ports}
     try:
         loaded = time.perf_counter()
+        _say(f"loading {hosts} hosts x {ports} ports")
         admin, group, names = load(hosts, ports)
         out["load_s"] = round(time.perf_counter() - loaded, 1)
         for name in names:  # live agents: they get nudges
             via.redis.set(via.keys(name).heartbeat, json.dumps({"applied_revision": 0}), ex=3600)
         with use_channel(via), override_settings(SGWEB_PUBLISH_INLINE_HOSTS=10**9,
                                                  SGWEB_PUBLISH_TO_HOSTS=True):  # fmt: skip
+            _say("first publish (every host in full)")
             first = time.perf_counter()
             publish.publish_hosts(names, "bench: first publish", via=via)
             out["first_publish_s"] = round(time.perf_counter() - first, 2)
             decoded: dict[str, Any] = {}
             agents = {n: SimulatedAgent(private.url, n, prefix, decoded) for n in names}
+            _say("agents read and compile the state before the change")
             for agent in agents.values():  # warm: pieces held, caches as after the last apply
                 agent.converge()
                 agent.forget_compiled()
             for name in names:
                 via.redis.delete(protocol.host_queue(name))
 
+            _say("the rule change")
             out["rule_change"] = _rule_change(admin, group, names, agents, private, via)
             out["membership_change"] = _membership_change(agents[names[0]], group)
     finally:
