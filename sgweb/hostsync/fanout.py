@@ -197,16 +197,17 @@ def _store_pieces(built: list[Built], via: SyncChannel) -> set[str]:
             if p.text or key not in unique:
                 unique[key] = p
     keys = sorted(unique)
+    # EXPIRE both refreshes a piece's life and says whether Redis has it (0: it has not).
     pipe = via.redis.pipeline(transaction=False)
     for key in keys:
-        pipe.exists(key)
+        pipe.expire(key, protocol.SHARED_TTL_S)
     present = dict(zip(keys, pipe.execute(), strict=True))
     pipe = via.redis.pipeline(transaction=False)
     lost: set[str] = set()
     for key in keys:
         if present[key]:
-            pipe.expire(key, protocol.SHARED_TTL_S)
-        elif unique[key].text:
+            continue
+        if unique[key].text:
             pipe.set(key, unique[key].text, ex=protocol.SHARED_TTL_S)
         else:
             lost.add(key)
