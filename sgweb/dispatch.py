@@ -67,7 +67,10 @@ class FirewallChange:
     """What a change did to the hosts' firewalls, in the change's own words."""
 
     reason: str
-    hosts: frozenset[str] = frozenset()  # hosts named directly (a port bound or unbound there)
+    # Hosts named directly: anything about their ports changed (a port bound, unbound or
+    # edited there, its DHCP servers, its packet logging). Only these hosts' ports are read
+    # again; for the others a change of `groups` / `members_of` touches groups alone.
+    hosts: frozenset[str] = frozenset()
     groups: frozenset[str] = frozenset()  # groups whose rules changed: every host using them
     members_of: frozenset[str] = frozenset()  # groups whose members changed: hosts naming them
 

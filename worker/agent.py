@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sgweb.firewall import codec
+from sgweb.firewall import codec, manifest
 from sgweb.firewall.compiler import CompileCache, compile_host
 from sgweb.firewall.errors import FirewallError
 from sgweb.firewall.incremental import diff
@@ -43,6 +43,10 @@ from worker.store import DesiredStore
 log = logging.getLogger(__name__)
 
 RETRY_REFUSED_AFTER_S = 60.0
+
+
+class MissingPieces(codec.CodecError):
+    """A manifest whose shared pieces the store could not read."""
 
 
 class Reporter(Protocol):
@@ -206,6 +210,10 @@ class Agent:
         base = self._report_base(desired, full=full, reason=reason)
         try:
             state = self._decode(desired)
+        except MissingPieces as exc:
+            # Expired or damaged pieces: a publish stores every piece it names again.
+            self.reporter.request_state(str(exc))
+            return self._fail(base, clock, f"unreadable desired state: {exc}", None)
         except codec.CodecError as exc:
             return self._fail(base, clock, f"unreadable desired state: {exc}", None)
         applied = self.applied
@@ -273,6 +281,10 @@ class Agent:
 
     @staticmethod
     def _decode(desired: protocol.Desired) -> HostState:
+        if isinstance(desired.assembled, HostState):
+            return desired.assembled  # assembled from pieces the store checked by hash
+        if manifest.is_manifest(desired.state):
+            raise MissingPieces("the desired state's shared pieces could not be read")
         state = codec.from_dict(desired.state)
         if codec.digest(codec.dumps(state)) != desired.digest:
             raise codec.CodecError("digest does not match the state (corrupted document)")
@@ -494,6 +506,7 @@ class Agent:
             digest=applied.digest,
             published_at=0.0,
             state=codec.to_dict(applied.state),
+            assembled=applied.state,
         )
         self.kernel_known = False
         return self._converge(desired, full=True, reason="drift repair")

@@ -12,9 +12,11 @@ objects, which also lets `incremental.diff` skip unchanged chains by identity.
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import cast
 
@@ -108,7 +110,13 @@ class CompileCache:
     sorted_members: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = field(
         default_factory=dict
     )
+    # group id -> its members as last sorted (the tuple, as a set, and the sorted entries), so
+    # that a port joining a group of thousands re-sorts nothing (see `_members_edited`)
+    last_members: dict[str, tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict
+    )
     ipsets: dict[str, IpSet] = field(default_factory=dict)
+    last: tuple[HostState, CompiledHost] | None = None  # the last compile's input and output
     # (family, direction, group ids) -> (the groups' template tuples, merged)
     merged: dict[tuple[object, ...], tuple[tuple[object, ...], tuple[Template, ...]]] = field(
         default_factory=dict
@@ -150,7 +158,38 @@ def compile_host(state: HostState, *, cache: CompileCache | None = None) -> Comp
     cache = cache if cache is not None else CompileCache()
     with gc_paused():
         state = validate_host_state(state, memo=cache.validation)
-        return _HostCompiler(state, cache).compile()
+        compiled = _members_only(state, cache)
+        if compiled is None:
+            compiled = _HostCompiler(state, cache).compile()
+        cache.last = (state, compiled)
+        return compiled
+
+
+# Every HostState field but the members: when none of them changed, only the ipsets can.
+_NOT_MEMBERS = tuple(f.name for f in fields(HostState) if f.name != "remote_group_members")
+
+
+def _members_only(state: HostState, cache: CompileCache) -> CompiledHost | None:
+    """A change of remote groups' members alone (a port joining a group of thousands), with
+    ipsets on: the rules name the sets, not their members, so the last compile stands with
+    its sets refilled. None when anything else changed (the full compile runs)."""
+    if cache.last is None or not state.enable_ipset:
+        return None
+    before, compiled = cache.last
+    for name in _NOT_MEMBERS:
+        old, new = getattr(before, name), getattr(state, name)
+        if old is not new and old != new:
+            return None
+    members = dict(state.remote_group_members)
+    ipsets = []
+    for ipset in compiled.ipsets:
+        v4, v6 = sorted_members(cache, members.get(ipset.group_id, ()), ipset.group_id)
+        entries = v4 if ipset.family == "inet" else v6
+        if entries is not ipset.members and entries != ipset.members:
+            ipset = IpSet(ipset.name, ipset.family, entries, ipset.group_id)
+            cache.ipsets[ipset.name] = ipset
+        ipsets.append(ipset)
+    return dataclasses.replace(compiled, ipsets=tuple(ipsets))
 
 
 class _HostCompiler:
@@ -441,7 +480,7 @@ class _HostCompiler:
         result = []
         for name in sorted(referenced):
             ethertype, remote = referenced[name]
-            v4, v6 = self._sorted_members(self.members.get(remote, ()))
+            v4, v6 = self._sorted_members(self.members.get(remote, ()), remote)
             members = v4 if ethertype == IPV4 else v6
             family = "inet" if ethertype == IPV4 else "inet6"
             cached = self.cache.ipsets.get(name)
@@ -456,20 +495,78 @@ class _HostCompiler:
             result.append(cached)
         return tuple(result)
 
-    def _sorted_members(self, members: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        cached = self.cache.sorted_members.get(members)
-        if cached is None:
-            v4 = sorted(
-                {e for m in members if address_version(m) == 4 for e in _ipset_entries(m)},
-                key=_ip_key,
-            )
-            v6 = sorted(
-                {e for m in members if address_version(m) == 6 for e in _ipset_entries(m)},
-                key=_ip_key,
-            )
-            cached = (tuple(v4), tuple(v6))
-            self.cache.sorted_members[members] = cached
+    def _sorted_members(
+        self, members: tuple[str, ...], group_id: str = ""
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return sorted_members(self.cache, members, group_id)
+
+
+def sorted_members(
+    cache: CompileCache, members: tuple[str, ...], group_id: str = ""
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A group's ipset entries (v4, v6), sorted; remembered per members tuple and group."""
+    cached = cache.sorted_members.get(members)
+    last = cache.last_members.get(group_id) if group_id else None
+    if last is not None and cached is not None and last[1] is cached[0] and last[2] is cached[1]:
         return cached
+    after = frozenset(members)
+    if cached is None and last is not None:
+        cached = _members_edited(last, after)
+        if cached is not None:
+            cache.sorted_members[members] = cached
+    if cached is None:
+        v4 = sorted(
+            {e for m in members if address_version(m) == 4 for e in _ipset_entries(m)},
+            key=_ip_key,
+        )
+        v6 = sorted(
+            {e for m in members if address_version(m) == 6 for e in _ipset_entries(m)},
+            key=_ip_key,
+        )
+        cached = (tuple(v4), tuple(v6))
+        cache.sorted_members[members] = cached
+    if group_id:
+        cache.last_members[group_id] = (after, *cached)
+    return cached
+
+
+def _members_edited(
+    last: tuple[frozenset[str], tuple[str, ...], tuple[str, ...]],
+    after: frozenset[str],
+) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The sorted entries of members `after` from those of the group's previous members, when
+    only a few came or went: bisect them in and out instead of sorting thousands again. None
+    when too much changed."""
+    before, v4, v6 = last
+    added, removed = after - before, before - after
+    if len(added) + len(removed) > max(16, len(after) // 16):
+        return None
+    lists = {4: list(v4), 6: list(v6)}
+    produced_after = {e for m in added for e in _ipset_entries(m)}
+    for member in removed:
+        for entry in _ipset_entries(member):
+            if entry in produced_after or _still_produced(entry, after):
+                continue
+            target = lists[address_version(member)]
+            index = bisect.bisect_left(target, _ip_key(entry), key=_ip_key)
+            if index < len(target) and target[index] == entry:
+                del target[index]
+    for member in added:
+        for entry in _ipset_entries(member):
+            target = lists[address_version(member)]
+            index = bisect.bisect_left(target, _ip_key(entry), key=_ip_key)
+            if index == len(target) or target[index] != entry:
+                target.insert(index, entry)
+    return tuple(lists[4]), tuple(lists[6])
+
+
+def _still_produced(entry: str, members: frozenset[str]) -> bool:
+    """Whether another member still yields this ipset entry (see `_ipset_entries`)."""
+    if entry in members or f"{entry}/32" in members or f"{entry}/128" in members:
+        return True
+    return any(
+        entry in halves and whole in members for whole, halves in _WHOLE_FAMILY_HALVES.items()
+    )
 
 
 def _builtin(name: str, targets: Sequence[str]) -> Chain:

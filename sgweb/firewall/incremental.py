@@ -10,7 +10,8 @@ issue 12, kept for the benchmark that compares the two). It never names a chain 
 except the optional jumps from the built-in chains.
 
 ipsets: changed sets are filled under a temporary name and swapped in, so a set is never seen
-half-filled; new sets exist (empty) before iptables references them; sets nobody references any
+half-filled (a set that gains or loses only a few members gets just those added and deleted);
+new sets exist (empty) before iptables references them; sets nobody references any
 more are destroyed only after iptables stopped using them. The host agent runs, in order:
 ipsets.prepare, iptables per family, ipsets.commit, ipsets.cleanup; on failure ipsets.abort.
 """
@@ -230,6 +231,8 @@ def _ipset_plan(old_sets: tuple[IpSet, ...], new_sets: tuple[IpSet, ...]) -> Ips
             old is ipset or (old.members == ipset.members and old.family == ipset.family)
         ):
             continue
+        if old is not None and old.family == ipset.family and _member_edits(old, ipset, commit):
+            continue
         if old is None:
             # Created empty first: iptables may reference it before commit fills it.
             prepare.append(ipset_create_line(ipset.name, ipset.family))
@@ -248,6 +251,19 @@ def _ipset_plan(old_sets: tuple[IpSet, ...], new_sets: tuple[IpSet, ...]) -> Ips
         cleanup=_text(cleanup),
         abort=_text(abort_temporaries + abort_created),
     )
+
+
+def _member_edits(old: IpSet, new: IpSet, out: list[str]) -> bool:
+    """A few members came or went (a port joined or left a group of thousands): add and
+    delete just those, in the commit step, instead of refilling the whole set aside; False
+    (nothing written) when so much changed that a refill and swap is the smaller job."""
+    before, after = set(old.members), set(new.members)
+    added, removed = after - before, before - after
+    if (len(added) + len(removed)) * 4 > len(after):
+        return False
+    out.extend(f"add {new.name} {member} -exist" for member in sorted(added))
+    out.extend(f"del {new.name} {member} -exist" for member in sorted(removed))
+    return True
 
 
 def _set_name(ipset: IpSet) -> str:

@@ -70,13 +70,53 @@ def _members(group_ids: Iterable[str]) -> tuple[tuple[str, tuple[str, ...]], ...
     return tuple((group_id, tuple(sorted(addresses.get(group_id, ())))) for group_id in ids)
 
 
-def host_state(
-    host: Host | str,
-    *,
-    chain_prefix: str | None = None,
-    enable_ipset: bool | None = None,
-) -> model.HostState:
-    host_name = host.name if isinstance(host, Host) else host
+class SharedParts:
+    """Groups and remote-group members read once for many hosts (one publish of a change).
+
+    A change to a group used on a hundred hosts used to read and encode the group and its remote
+    groups' members once per host; a publisher building all of them shares one of these. Its
+    reads are as fresh as the first host that needed them: the publisher takes every host's
+    revision before it builds any (see `sgweb.hostsync.fanout`).
+    """
+
+    def __init__(self) -> None:
+        self.groups: dict[str, model.SecurityGroup] = {}
+        self.members: dict[str, tuple[str, ...]] = {}
+        self._absent: set[str] = set()  # asked for and not there (a deleted remote group)
+
+    def load_groups(self, ids: Iterable[str]) -> None:
+        wanted = set(ids) - set(self.groups) - self._absent
+        for group in _load_groups(wanted):
+            self.groups[str(group.id)] = _group(group)
+        self._absent |= wanted - set(self.groups)
+
+    def load_members(self, ids: Iterable[str]) -> None:
+        wanted = set(ids) - set(self.members)
+        self.members.update(_members(wanted))
+
+    def closure(self, used: Iterable[str]) -> tuple[list[str], list[str]]:
+        """(every group a host using `used` needs, the remote groups among their rules)."""
+        used = set(used)
+        self.load_groups(used)
+        remote = {
+            rule.remote_group_id
+            for gid in used
+            if gid in self.groups
+            for rule in self.groups[gid].rules
+            if rule.remote_group_id
+        }
+        self.load_groups(remote)
+        self.load_members(remote)
+        present = sorted(gid for gid in used | remote if gid in self.groups)
+        return present, sorted(remote)
+
+    def preload(self, used: Iterable[str]) -> None:
+        """Read what many hosts need in a fixed number of queries, before building them."""
+        self.closure(used)
+
+
+def host_ports(host_name: str) -> tuple[model.Port, ...]:
+    """The host's own ports, as the compiler takes them (a fixed number of queries)."""
     ports = list(
         Port.objects.filter(host__name=host_name)
         .order_by("id")
@@ -92,13 +132,11 @@ def host_state(
             ),
         )
     )
-    used_ids: set[str] = set()
     port_states: list[model.Port] = []
     groups_of = {str(port.id): tuple(port.ordered_security_group_ids()) for port in ports}
     log_events = port_log_events(ports, groups_of)
     for port in ports:
         group_ids = groups_of[str(port.id)]
-        used_ids.update(group_ids)
         dhcp_servers: list[str] = []
         for subnet in port.network.subnets.all():
             if subnet.enable_dhcp:
@@ -123,27 +161,44 @@ def host_state(
                 log_events=log_events.get(str(port.id)),
             )
         )
-    groups = _load_groups(used_ids)
-    remote_ids = {
-        str(rule.remote_group_id)
-        for group in groups
-        for rule in group.rules.all()
-        if rule.remote_group_id
-    }
-    groups += _load_groups(remote_ids - used_ids)
-    groups.sort(key=lambda group: str(group.id))
-    return model.HostState(
-        ports=tuple(port_states),
-        security_groups=tuple(_group(group) for group in groups),
-        remote_group_members=_members(remote_ids),
-        enable_ipset=settings.FIREWALL_ENABLE_IPSET if enable_ipset is None else enable_ipset,
-        chain_prefix=chain_prefix or settings.FIREWALL_CHAIN_PREFIX,
-        host=host_name,
-        compat=settings.SGWEB_FIREWALL_COMPAT,
-        log_settings=model.LogSettings(
+    return tuple(port_states)
+
+
+def host_scalars(host_name: str) -> dict[str, object]:
+    """Every HostState field a host's ports and groups do not decide: from the settings."""
+    return {
+        "enable_ipset": settings.FIREWALL_ENABLE_IPSET,
+        "chain_prefix": settings.FIREWALL_CHAIN_PREFIX,
+        "host": host_name,
+        "compat": settings.SGWEB_FIREWALL_COMPAT,
+        "log_settings": model.LogSettings(
             rate=settings.PACKET_LOG_RATE,
             burst=settings.PACKET_LOG_BURST,
             nflog_group_v4=settings.PACKET_LOG_NFLOG_GROUP_V4,
             nflog_group_v6=settings.PACKET_LOG_NFLOG_GROUP_V6,
         ),
+    }
+
+
+def host_state(
+    host: Host | str,
+    *,
+    chain_prefix: str | None = None,
+    enable_ipset: bool | None = None,
+    shared: SharedParts | None = None,
+) -> model.HostState:
+    host_name = host.name if isinstance(host, Host) else host
+    ports = host_ports(host_name)
+    shared = shared or SharedParts()
+    present, remote = shared.closure(gid for port in ports for gid in port.security_groups)
+    scalars = host_scalars(host_name)
+    if chain_prefix:
+        scalars["chain_prefix"] = chain_prefix
+    if enable_ipset is not None:
+        scalars["enable_ipset"] = enable_ipset
+    return model.HostState(
+        ports=ports,
+        security_groups=tuple(shared.groups[gid] for gid in present),
+        remote_group_members=tuple((gid, shared.members.get(gid, ())) for gid in remote),
+        **scalars,  # type: ignore[arg-type]
     )

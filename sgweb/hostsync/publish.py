@@ -19,28 +19,24 @@ refusing its key), the others are published and the failing host keeps its inten
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import time
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis
 from django.conf import settings
-from django.db.models import F, Q
-from django.db.models.functions import Greatest
+from django.db.models import F
 
 from sgweb import dispatch
 from sgweb.dispatch import FirewallChange
-from sgweb.firewall import codec
 from sgweb.firewall.model import HostState
+from sgweb.hostsync import fanout
 from sgweb.hostsync.channel import SyncChannel, channel
 from sgweb.hostsync.desired_state import host_state
 from sgweb.hostsync.impact import hosts_referencing_groups, hosts_using_groups
 from sgweb.hostsync.models import PublishIntent
-from sgweb.networks.choices import HostStatus
-from sgweb.networks.models import Host, Port
+from sgweb.networks.models import Host
 from sgweb.wire import sync as protocol
 
 log = logging.getLogger(__name__)
@@ -68,85 +64,25 @@ def _default_builder(host_name: str) -> HostState:
 state_builder: Callable[[str], HostState] = _default_builder
 
 
-def _revision_floor(host_name: str, via: SyncChannel) -> int:
-    """The lowest revision the next one may be: above anything the database recorded and above
-    what the agent says it applied, so that a Redis that lost its counter cannot number a new
-    state below one the agent has (the agent would skip it as old)."""
-    recorded = Host.objects.filter(name=host_name).values_list(
-        Greatest("desired_revision", "applied_revision"), flat=True
-    )
-    floor = int(next(iter(recorded), 0) or 0)
-    beat = via.redis.get(via.keys(host_name).heartbeat)
-    if beat:
-        with contextlib.suppress(ValueError, TypeError, AttributeError):  # an odd beat: no floor
-            floor = max(floor, int(json.loads(beat).get("applied_revision") or 0))
-    return floor
+def _builder() -> Callable[[str], HostState] | None:
+    """None for the database (shared parts read once per publish), else a test's builder."""
+    return None if state_builder is _default_builder else state_builder
 
 
 def publish_host(
     host_name: str, reason: str = "", *, via: SyncChannel | None = None, force: bool = False
 ) -> PublishResult:
-    """Publish one host's desired state now; raises redis/kombu errors to the caller.
+    """Publish one host's desired state now (in full, from the database); raises redis/kombu
+    errors and the host's own build error to the caller.
 
     `force`: store it under a new revision even if the same state is stored (see the Lua)."""
     via = via or channel()
-    keys = via.keys(host_name)
-    client = via.redis
-    floor = _revision_floor(host_name, via)
-    revision = int(client.eval(protocol.NEXT_REVISION_LUA, 1, keys.revision, floor))
-    # Ports changed since the last publish are carried from this revision on (their status
-    # turns ACTIVE when the agent reports it). Marked before the state is read: a port change
-    # committed after this line stays unmarked and is carried by its own, later publish.
-    Port.objects.filter(host__name=host_name, host_revision__isnull=True).update(
-        host_revision=revision
+    (outcome,) = fanout.publish_many([host_name], reason, via=via, force=force, builder=_builder())
+    if outcome.error is not None:
+        raise outcome.error
+    return PublishResult(
+        outcome.host, outcome.revision, outcome.digest, outcome.outcome, outcome.build_ms
     )
-
-    started = time.perf_counter()
-    state = state_builder(host_name)
-    text = codec.dumps(state)
-    digest = codec.digest(text)
-    build_ms = (time.perf_counter() - started) * 1000
-    document = protocol.desired_document(revision, digest, text, time.time())
-    outcome = int(
-        client.eval(
-            protocol.STORE_DESIRED_LUA,
-            3,
-            keys.desired,
-            keys.desired_revision,
-            keys.desired_digest,
-            revision,
-            document,
-            digest,
-            "1" if force else "0",
-        )
-    )
-    if outcome == STORED:
-        told, told_digest = revision, digest
-    else:
-        # Someone stored a newer revision (OLDER) or this very state is already stored
-        # (UNCHANGED): nudge the agent with what is stored, so a lost task cannot strand it.
-        stored, stored_digest = client.mget([keys.desired_revision, keys.desired_digest])
-        told = int(stored or revision)
-        told_digest = stored_digest.decode() if stored_digest else digest
-        # The ports marked above are carried by what is stored: the same state (UNCHANGED),
-        # or a newer one (OLDER), built from a later read.
-        Port.objects.filter(host__name=host_name, host_revision=revision).update(host_revision=told)
-    Host.objects.filter(name=host_name, desired_revision__lt=told).update(
-        desired_revision=told, desired_digest=told_digest
-    )
-    Host.objects.filter(
-        Q(name=host_name), Q(applied_revision__lt=told), ~Q(status=HostStatus.FAILED)
-    ).update(status=HostStatus.SYNCING)
-    # Only a live agent gets a nudge: one that is down reads the newest state when it starts
-    # (it beats before it reads, and we store before we look), and a queue nobody consumes
-    # would otherwise fill up with tasks.
-    if client.exists(keys.heartbeat):
-        via.send(
-            protocol.TASK_SYNC,
-            {"revision": told, "reason": reason[:200]},
-            protocol.host_queue(host_name),
-        )
-    return PublishResult(host_name, told, digest, outcome, build_ms)
 
 
 def publish_hosts(
@@ -155,14 +91,49 @@ def publish_hosts(
     *,
     via: SyncChannel | None = None,
     receipts: dict[str, list[int]] | None = None,
+    reuse: Iterable[str] = (),
 ) -> list[PublishResult]:
-    """Publish every named host, each on its own; clear the intents (`receipts`) of those
-    published. Never raises: the change is committed already; a host that could not be
-    published keeps an intent (one is written if it had none) and the reconciler retries it.
+    """Publish every named host; clear the intents (`receipts`) of those published. Never
+    raises: the change is committed already; a host that could not be published keeps an
+    intent (one is written if it had none) and the reconciler retries it.
+
+    `reuse`: hosts whose own ports the change did not touch (see `fanout`). All hosts go out
+    together (pipelined, shared pieces once); if Redis or the broker fails on the way, each
+    host is tried on its own, so one host's trouble does not hold up the others.
     """
     receipts = receipts or {}
+    names = sorted({name for name in host_names if name})
+    if not names:
+        return []
+    via = via or channel()
+    try:
+        outcomes = fanout.publish_many(names, reason, via=via, reuse=reuse, builder=_builder())
+    except Exception as exc:
+        log.warning("publishing %d hosts together failed (%s); one by one", len(names), exc)
+        return _publish_one_by_one(names, reason, via, receipts)
     results = []
-    for name in sorted({name for name in host_names if name}):
+    done: list[int] = []
+    for outcome in outcomes:
+        if outcome.error is not None:
+            failed = receipts.get(outcome.host, [])
+            results.append(_publish_failed(outcome.host, reason, outcome.error, failed))
+            continue
+        results.append(
+            PublishResult(
+                outcome.host, outcome.revision, outcome.digest, outcome.outcome, outcome.build_ms
+            )
+        )
+        done += receipts.get(outcome.host, [])
+    if done:
+        PublishIntent.objects.filter(id__in=done).delete()
+    return results
+
+
+def _publish_one_by_one(
+    names: list[str], reason: str, via: SyncChannel, receipts: dict[str, list[int]]
+) -> list[PublishResult]:
+    results = []
+    for name in names:
         try:
             result = publish_host(name, reason, via=via)
         except Exception as exc:
@@ -202,7 +173,11 @@ def inline_hosts_limit() -> int:
 
 
 def publish_changed(
-    receipts: dict[str, list[int]], reason: str = "", *, via: SyncChannel | None = None
+    receipts: dict[str, list[int]],
+    reason: str = "",
+    *,
+    via: SyncChannel | None = None,
+    reuse: Iterable[str] = (),
 ) -> list[PublishResult]:
     """What the dispatcher's hook calls after commit.
 
@@ -216,12 +191,20 @@ def publish_changed(
     if len(names) > inline_hosts_limit():
         via = via or channel()
         try:
-            kwargs = {"hosts": names, "reason": reason[:200], "intents": receipts}
+            kwargs = {
+                "hosts": names,
+                "reason": reason[:200],
+                "intents": receipts,
+                "reuse": sorted(set(reuse) & set(names)),
+            }
             via.send(protocol.TASK_PUBLISH, kwargs, via.control_queue)
             return []
         except Exception as exc:
             log.warning("could not hand %d hosts to the control worker: %s", len(names), exc)
-    return publish_hosts(names, reason, via=via, receipts=receipts)
+    return publish_hosts(names, reason, via=via, receipts=receipts, reuse=reuse)
+
+
+_local = threading.local()
 
 
 class PublishingHostSync:
@@ -231,7 +214,17 @@ class PublishingHostSync:
     desired revision still moves on, so the dashboard shows them behind.
     """
 
+    def _ports_touched(self) -> set[str]:
+        """Hosts whose ports a change in this thread touched and that were not published yet:
+        published in full; the others keep their stored ports (see `fanout`). A rolled-back
+        change leaves its hosts here, which only costs them one full build."""
+        touched: set[str] | None = getattr(_local, "touched", None)
+        if touched is None:
+            touched = _local.touched = set()
+        return touched
+
     def affected_hosts(self, change: FirewallChange) -> set[str]:
+        self._ports_touched().update(change.hosts)
         return (
             set(change.hosts)
             | hosts_using_groups(change.groups)
@@ -248,8 +241,11 @@ class PublishingHostSync:
     def publish(self, receipts: dict[str, list[int]], reason: str) -> dict[str, int]:
         """The revision each host was told about (it carries the change); hosts handed to the
         control worker, or left to the reconciler, are not known yet and left out."""
+        touched = self._ports_touched()
+        reuse = set(receipts) - touched
+        touched.difference_update(receipts)
         if settings.SGWEB_PUBLISH_TO_HOSTS:
-            results = publish_changed(receipts, reason)
+            results = publish_changed(receipts, reason, reuse=reuse)
             return {result.host: result.revision for result in results if result.revision}
         Host.objects.filter(name__in=list(receipts)).update(
             desired_revision=F("desired_revision") + 1

@@ -36,7 +36,7 @@ from django.db import close_old_connections
 from django.db.models import Min
 from django.utils import timezone
 
-from sgweb.firewall import codec
+from sgweb.firewall import manifest
 from sgweb.hostsync import publish
 from sgweb.hostsync.channel import SyncChannel, channel
 from sgweb.hostsync.models import PublishIntent
@@ -154,7 +154,7 @@ class _Round:
         _Round.cursor = 0
 
     def check_host(self, host: Host) -> None:
-        digest = codec.digest(codec.dumps(publish.state_builder(host.name)))
+        digest = manifest.state_digest(publish.state_builder(host.name))
         stored = self.stored.get(host.name, Stored(None, None))
         beat = self.live.get(host.name)
         if stored.digest != digest:

@@ -65,10 +65,14 @@ def request_state(host: str, reason: str = "agent asked") -> None:
 
 @shared_task(name=protocol.TASK_PUBLISH, ignore_result=True)
 def publish(
-    hosts: list[str], reason: str = "", intents: dict[str, list[int]] | None = None
+    hosts: list[str],
+    reason: str = "",
+    intents: dict[str, list[int]] | None = None,
+    reuse: list[str] | None = None,
 ) -> None:
-    """A change that reached many hosts; `intents` are its outbox rows, cleared per host."""
-    publish_hosts(hosts, reason, receipts=intents or {})
+    """A change that reached many hosts; `intents` are its outbox rows, cleared per host;
+    `reuse` the hosts whose ports it did not touch (see `sgweb.hostsync.fanout`)."""
+    publish_hosts(hosts, reason, receipts=intents or {}, reuse=reuse or ())
 
 
 def _consumes_control_queue(consumer: Any) -> bool:

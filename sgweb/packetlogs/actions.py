@@ -75,7 +75,12 @@ def _publish(log: Log, reason: str) -> None:
         host = Port.objects.filter(pk=log.target_id).values_list("host__name", flat=True).first()
         dispatch.firewall_changed(reason, hosts=[host] if host else [])
     elif log.resource_id is not None:
-        dispatch.firewall_changed(reason, groups=[log.resource_id])
+        # Named as hosts, not as a group change: a log changes the ports of a host's state,
+        # which a change of `groups` never does (sgweb.hostsync.fanout keeps their ports).
+        hosts = Port.objects.filter(
+            group_links__security_group_id=log.resource_id, host__isnull=False
+        )
+        dispatch.firewall_changed(reason, hosts=set(hosts.values_list("host__name", flat=True)))
     else:
         hosts = Port.objects.filter(project_id=log.project_id, host__isnull=False)
         dispatch.firewall_changed(reason, hosts=set(hosts.values_list("host__name", flat=True)))

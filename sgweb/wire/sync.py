@@ -15,6 +15,14 @@ otherwise, read by each side's configuration):
 * ``P:host:NAME:applied``           the agent's last apply report (JSON)
 * ``P:host:NAME:applied_state``     the state it last applied (so a restarted agent can cut the
                                     connections of rules removed while it was down)
+* ``P:shared:KIND:HASH``            a piece of hosts' states shared by content (KIND ``ports``,
+                                    ``sg`` or ``members``, HASH the sha256 of its text), stored
+                                    once for every host naming it, expiring SHARED_TTL_S after
+                                    the last publish that named it (see `shared_key`)
+
+A desired document's ``state`` is either a whole state (format 1, what older publishers wrote)
+or a manifest (format 2, `sgweb.firewall.manifest`) naming shared pieces by hash; its digest is
+the manifest's. An agent keeps the pieces it holds and fetches the missing ones in one MGET.
 
 ``NAME`` in keys and queue names is the host's *token* (`host_token`): a plain name (letters,
 digits, ``.``, ``_``, ``-``) is itself, so queue ``host.compute1`` stays as it always was; any
@@ -42,6 +50,10 @@ TASK_REQUEST_STATE = "sgweb.hostsync.request_state"  # agent -> control: please 
 TASK_PUBLISH = "sgweb.hostsync.publish"  # web -> control: publish these (many) hosts
 
 HEARTBEAT_INTERVAL_S = 2.0
+# Shared pieces live a week after the last publish that named them: an agent holds what it
+# applied in memory, and one that starts and finds a piece gone asks to be published again
+# (the publish stores every piece it names), so expiry is the garbage collection.
+SHARED_TTL_S = 7 * 24 * 3600
 HEARTBEAT_TTL_S = 10  # three missed beats and a bit: the host shows as down
 
 # Neutron's binding:host_id is a string of up to 255 characters; any of them is a usable host.
@@ -141,6 +153,11 @@ def host_keys(host: str, prefix: str) -> HostKeys:
     return HostKeys(check_host_name(host), prefix)
 
 
+def shared_key(prefix: str, kind: str, digest: str) -> str:
+    """Where a shared piece of hosts' states is stored (see the module doc)."""
+    return f"{prefix}:shared:{kind}:{digest}"
+
+
 # -- Lua, so that concurrent publishers from several web servers cannot reorder revisions -------
 
 # KEYS: revision counter. ARGV: floor. A Redis that lost its data (restart without persistence)
@@ -184,6 +201,9 @@ class Desired:
     digest: str
     published_at: float
     state: dict[str, Any]
+    # The decoded state, when the reader already assembled and checked it from a manifest's
+    # pieces (worker.store): the agent then does not decode `state` again.
+    assembled: Any = None
 
 
 def parse_desired(text: str | bytes) -> Desired:

@@ -14,7 +14,7 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from sgweb.firewall import codec
+from sgweb.firewall import manifest
 from sgweb.hostsync import publish
 from sgweb.hostsync.models import PublishIntent
 from sgweb.hostsync.reconcile import reconcile
@@ -99,7 +99,7 @@ def test_a_host_with_an_odd_name_is_published_and_read_by_its_agent(
     agent_side = RedisStore(sync_channel.redis_url, name, sync_channel.prefix)
     fetched = agent_side.fetch()
     assert fetched is not None and fetched.revision == result.revision
-    assert fetched.digest == codec.digest(codec.dumps(database_state["state"]))
+    assert fetched.digest == manifest.state_digest(database_state["state"])
 
 
 def test_one_host_that_cannot_be_built_does_not_stop_the_others(
@@ -142,7 +142,7 @@ def test_a_change_whose_publisher_died_after_commit_is_published_by_the_reconcil
     assert outcome.published == ["compute1"]
     after = stored(sync_channel, "compute1")
     assert after.revision > before.revision
-    assert after.digest == codec.digest(codec.dumps(database_state["state"]))
+    assert after.digest == manifest.state_digest(database_state["state"])
     assert not PublishIntent.objects.exists()
 
 
@@ -153,9 +153,7 @@ def test_the_reconciler_compares_content_not_revision_numbers(sync_channel, data
     database_state["state"] = state(web_rules=(SSH,))  # committed, never published, no intent
     outcome = reconcile(via=sync_channel)
     assert outcome.diverged == ["compute1"] and outcome.published == ["compute1"]
-    assert stored(sync_channel, "compute1").digest == codec.digest(
-        codec.dumps(database_state["state"])
-    )
+    assert stored(sync_channel, "compute1").digest == manifest.state_digest(database_state["state"])
     assert reconcile(via=sync_channel).published == []  # converged: nothing more to do
 
 

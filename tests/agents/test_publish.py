@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from sgweb.firewall import codec
+from sgweb.firewall import codec, manifest
 from sgweb.hostsync import publish
 from sgweb.hostsync.channel import SyncChannel, use_channel
 from sgweb.hostsync.models import PublishIntent
@@ -19,6 +19,7 @@ from sgweb.networks.models import Host, Network, Port
 from sgweb.tenancy.models import Project
 from sgweb.wire import sync as protocol
 from tests.agents.fakes import SSH, state
+from worker.store import PieceCache, assemble_desired
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db]
 
@@ -33,6 +34,11 @@ def current_state(monkeypatch):
 
 def stored(channel: SyncChannel, host: str) -> protocol.Desired:
     return protocol.parse_desired(channel.redis.get(channel.keys(host).desired))
+
+
+def assembled(channel: SyncChannel, document: protocol.Desired):
+    """The whole state a stored manifest names, as an agent reads it."""
+    return assemble_desired(document, channel.redis, channel.prefix, PieceCache()).assembled
 
 
 def _body(message: bytes) -> str:
@@ -51,8 +57,8 @@ def test_each_change_gets_a_higher_revision_and_the_digest_of_its_state(
     assert second.revision > first.revision
     document = stored(sync_channel, "compute1")
     assert document.revision == second.revision
-    assert document.digest == codec.digest(codec.dumps(current_state["state"]))
-    assert codec.from_dict(document.state) == current_state["state"]
+    assert document.digest == manifest.state_digest(current_state["state"])
+    assert assembled(sync_channel, document) == current_state["state"]
     assert Host.objects.get(name="compute1").desired_revision == second.revision
 
 

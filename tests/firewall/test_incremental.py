@@ -151,6 +151,28 @@ def test_membership_change_gives_zero_iptables_lines_and_a_set_swap() -> None:
     assert delta.ipsets.abort == "destroy IPv422222222-bbbb-4bbb-8-n\n"
 
 
+def test_one_member_joining_or_leaving_a_big_group_adds_or_deletes_just_that_member() -> None:
+    """A port joining a group of thousands must not refill the whole set on every host."""
+    crowd = tuple(f"198.51.100.{i}" for i in range(1, 201))
+    state = scenarios.with_members(scenarios.host_state(), scenarios.DB, crowd)
+    cache = CompileCache()
+    before = compile_host(state, cache=cache)
+    joined = (*crowd[1:], "203.0.113.7")  # one left, one came
+    after = compile_host(scenarios.with_members(state, scenarios.DB, joined), cache=cache)
+    delta = diff(before, after)
+    assert delta.iptables == ()
+    assert delta.ipsets.prepare == "" and delta.ipsets.abort == ""
+    assert delta.ipsets.commit == (
+        "add IPv422222222-bbbb-4bbb-8 203.0.113.7 -exist\n"
+        "del IPv422222222-bbbb-4bbb-8 198.51.100.1 -exist\n"
+    )
+    undo = diff(after, before)  # the agent's rollback
+    assert undo.ipsets.commit == (
+        "add IPv422222222-bbbb-4bbb-8 198.51.100.1 -exist\n"
+        "del IPv422222222-bbbb-4bbb-8 203.0.113.7 -exist\n"
+    )
+
+
 def test_temporary_set_names_fit_ipsets_limit() -> None:
     delta = diff(None, compile_host(scenarios.host_state()))
     names = [line.split()[1] for line in delta.ipsets.prepare.splitlines()]
@@ -214,3 +236,25 @@ def test_a_cache_returns_the_same_chain_objects_for_untouched_ports() -> None:
     old = before.v4.table("filter").chain("neutron-openvswi-iaaaaaaaa-0")
     assert after.v4.table("filter").chain("neutron-openvswi-iaaaaaaaa-0") is old
     assert diff(before, after).empty
+
+
+def test_members_edited_in_place_compile_exactly_as_a_fresh_compile_would() -> None:
+    """The compiler bisects a few new members into the sorted set instead of sorting it again;
+    whatever joins or leaves (hosts, ranges, /32 spellings, v6), the set is the same."""
+    rng = random.Random(15)
+    pool = [f"198.51.100.{i}" for i in range(1, 255)] + [f"2001:db8::{i:x}" for i in range(1, 99)]
+    pool += ["203.0.113.0/28", "198.51.100.7/32", "0.0.0.0/0", "2001:db8:1::/64"]
+    members = tuple(sorted(rng.sample(pool, 200)))
+    state = scenarios.with_members(scenarios.host_state(), scenarios.DB, members)
+    cache = CompileCache()
+    compile_host(state, cache=cache)
+    for _ in range(40):
+        edited = set(members)
+        for _ in range(rng.randrange(1, 6)):
+            edited.symmetric_difference_update({rng.choice(pool)})
+        members = tuple(sorted(edited))
+        changed = scenarios.with_members(state, scenarios.DB, members)
+        edited_compile, fresh = compile_host(changed, cache=cache), compile_host(changed)
+        assert edited_compile.ipsets == fresh.ipsets
+        for family in (4, 6):  # the chains too: a members-only change keeps the last compile's
+            assert render_iptables(edited_compile, family) == render_iptables(fresh, family)

@@ -146,6 +146,23 @@ def test_membership_delta_swaps_sets_without_touching_iptables(make_netns, runne
     assert _kernel_state(runner, netns) == _kernel_state(runner, fresh)
 
 
+def test_a_small_membership_delta_edits_the_set_in_place_as_a_full_apply_would_fill_it(
+    make_netns, runner
+) -> None:  # type: ignore[no-untyped-def]
+    crowd = tuple(f"198.51.100.{i}" for i in range(1, 201))
+    state = scenarios.with_members(scenarios.host_state(), scenarios.DB, crowd)
+    before = compile_host(state)
+    after = compile_host(scenarios.with_members(state, scenarios.DB, (*crowd[1:], "203.0.113.7")))
+    netns, fresh = make_netns(), make_netns()
+    _apply_full(runner, netns, before)
+
+    delta = diff(before, after)
+    assert delta.iptables == () and "swap" not in delta.ipsets.commit
+    runner.run(["ipset", "restore"], input=delta.ipsets.commit, netns=netns)
+    _apply_full(runner, fresh, after)
+    assert _kernel_state(runner, netns) == _kernel_state(runner, fresh)
+
+
 def test_ipset_abort_removes_what_prepare_created(make_netns, runner) -> None:  # type: ignore[no-untyped-def]
     netns = make_netns()
     delta = diff(None, compile_host(scenarios.host_state()))

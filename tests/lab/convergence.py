@@ -14,7 +14,7 @@ from typing import Any
 
 SCRIPT = """
 import json
-from sgweb.firewall import codec
+from sgweb.firewall import manifest
 from sgweb.firewall.compiler import compile_host
 from sgweb.hostsync.desired_state import host_state
 from sgweb.hostsync.status import host_liveness
@@ -41,7 +41,7 @@ for host in Host.objects.exclude(netns=None).exclude(netns=""):
     )
     out[host.name] = {
         "kernel": {k: v for k, v in findings.as_dict().items() if v},
-        "digest": codec.digest(codec.dumps(state)),
+        "digest": manifest.state_digest(state),
         "agent_digest": beat.applied_digest,
         "icmp_allowed": icmp,
     }

@@ -1,0 +1,360 @@
+"""`python -m bench.fanout --hosts 100 --ports 100`: one rule change to a group on every host.
+
+A throwaway test database holds `--hosts` hosts with `--ports` ports each, all in one group that
+admits its own members (Neutron's default group), so every host's state names the group and
+all its members (hosts x ports addresses). A private redis-server (its own port, removed at the
+end) carries the states and the nudges; every simulated host has a heartbeat, so each gets a
+real Celery nudge. The change is the real action (`create_security_group_rule`), published
+inline by the real dispatcher hook (`SGWEB_PUBLISH_INLINE_HOSTS` raised so no control worker is
+needed); the control side's wall and CPU time are measured around it, and Redis bytes written
+are Redis's own count of bytes received (INFO total_net_input_bytes) over the window.
+
+Then each simulated agent does what a real one does on its nudge, without a kernel: fetch the
+manifest and the pieces it lacks (its own RedisStore and piece cache, warmed by the state before
+the change), assemble, compile with its own CompileCache (warm from compiling the state before),
+diff both ways (delta and rollback). Those run one after another in this process (a fleet runs
+them in parallel, one per host), so a host "has" the change at
+    (publish finished, every nudge sent) + (that host's own fetch-assemble-compile-diff time);
+Celery's delivery of the nudge (a BRPOP already waiting) and the kernel apply are not in it.
+Prints JSON: p50 / p95 / max of that, the control plane's wall and CPU time, Redis bytes.
+Also: a membership change (one port joins the group) compiled and diffed on one agent: its
+compile time and that its delta is ipset add/del lines only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import ipaddress
+import json
+import os
+import pstats
+import secrets
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+from bench.djangosetup import setup
+
+setup()
+
+import redis  # noqa: E402
+from django.contrib.auth.models import User  # noqa: E402
+from django.test.utils import override_settings, setup_databases, teardown_databases  # noqa: E402
+
+from sgweb.firewall import manifest  # noqa: E402
+from sgweb.firewall.compiler import CompileCache, compile_host  # noqa: E402
+from sgweb.firewall.incremental import diff  # noqa: E402
+from sgweb.hostsync import publish  # noqa: E402
+from sgweb.hostsync.channel import SyncChannel, use_channel  # noqa: E402
+from sgweb.networks.models import FixedIP, Host, Network, Port, PortSecurityGroup, Subnet  # noqa: E402
+from sgweb.security import actions  # noqa: E402
+from sgweb.security.models import SecurityGroup, SecurityGroupRule  # noqa: E402
+from sgweb.tenancy.choices import Role  # noqa: E402
+from sgweb.tenancy.models import Profile, Project, Quota  # noqa: E402
+from sgweb.wire import sync as protocol  # noqa: E402
+from worker.store import RedisStore  # noqa: E402
+
+
+def _say(what: str) -> None:
+    """Progress on stderr: a thousand-host run takes minutes on a busy machine."""
+    print(f"{time.strftime('%H:%M:%S')} {what}", file=sys.stderr, flush=True)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+class PrivateRedis:
+    """A redis-server of our own: the bench writes megabytes and counts bytes received."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.dir = tempfile.mkdtemp(prefix="sgweb-fanout-redis-")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        client = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        self.client = client
+
+    def bytes_in(self) -> int:
+        return int(self.client.info("stats")["total_net_input_bytes"])
+
+    def close(self) -> None:
+        self.client.close()
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def load(hosts: int, ports: int) -> tuple[User, SecurityGroup, list[str]]:
+    admin = User.objects.create_user("bench-admin")
+    Profile.objects.create(user=admin, role=Role.ADMIN)
+    project = Project.objects.create(name="bench")
+    Quota.objects.create(project=project, security_groups=-1, security_group_rules=-1)
+    group = SecurityGroup.objects.create(project=project, name="default", description="bench")
+    SecurityGroupRule.objects.bulk_create(
+        [
+            SecurityGroupRule(security_group=group, project=project, direction="ingress",
+                              ethertype="IPv4", remote_group=group),
+            SecurityGroupRule(security_group=group, project=project, direction="egress",
+                              ethertype="IPv4"),
+            SecurityGroupRule(security_group=group, project=project, direction="egress",
+                              ethertype="IPv6"),
+        ]
+    )  # fmt: skip
+    host_rows = Host.objects.bulk_create(Host(name=f"bench-{i:04d}") for i in range(hosts))
+    network = Network.objects.create(project=project, name="bench-net")
+    cidr = ipaddress.ip_network("100.64.0.0/10")
+    subnet = Subnet.objects.create(
+        network=network, project=project, name="bench-v4", ip_version=4, cidr=str(cidr),
+        gateway_ip="100.64.0.1", dhcp_servers=["100.64.0.2"],
+    )  # fmt: skip
+    total = hosts * ports
+    port_rows = Port.objects.bulk_create(
+        (
+            Port(
+                project=project,
+                network=network,
+                name=f"port-{i:06d}",
+                mac_address=f"fa:16:3e:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}",
+                host=host_rows[i % hosts],
+                host_revision=0,
+            )
+            for i in range(total)
+        ),
+        batch_size=2000,
+    )
+    FixedIP.objects.bulk_create(
+        (
+            FixedIP(port=port, subnet=subnet, ip_address=str(cidr.network_address + 10 + i))
+            for i, port in enumerate(port_rows)
+        ),
+        batch_size=2000,
+    )
+    PortSecurityGroup.objects.bulk_create(
+        (PortSecurityGroup(port=port, security_group=group, position=0) for port in port_rows),
+        batch_size=2000,
+    )
+    return admin, group, [host.name for host in host_rows]
+
+
+class SimulatedAgent:
+    """What a real agent keeps between changes: its store (piece cache), compile cache and the
+    last compiled state. Decoded pieces are shared between the simulated agents of this
+    process (`shared_decode`), else a thousand copies of the member list would not fit in
+    memory; each agent still reads its missing pieces from Redis itself."""
+
+    def __init__(self, url: str, host: str, prefix: str, decoded: dict[str, Any]) -> None:
+        self.store = RedisStore(url, host, prefix)
+        self.store.cache.decode = self._decode
+        self.decoded = decoded
+        self.cache = self._fresh_cache()
+        self.compiled: Any = None
+        self.revision = 0
+        self.last_state: Any = None
+
+    def _decode(self, kind: str, text: str | bytes, expected: str) -> Any:
+        if expected not in self.decoded:
+            self.decoded[expected] = manifest.decode_piece(kind, text, expected)
+        return self.decoded[expected]
+
+    def converge(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        desired = self.store.fetch()
+        assert desired is not None and desired.assembled is not None, "no assembled state"
+        fetched = time.perf_counter()
+        compiled = compile_host(desired.assembled, cache=self.cache)
+        compiled_at = time.perf_counter()
+        delta = diff(self.compiled, compiled)
+        if self.compiled is not None:
+            diff(compiled, self.compiled)  # the rollback the agent keeps
+        done = time.perf_counter()
+        self.compiled, self.revision = compiled, desired.revision
+        self.last_state = desired.assembled
+        return {
+            "revision": desired.revision,
+            "fetch_s": fetched - started,
+            "compile_s": compiled_at - fetched,
+            "diff_s": done - compiled_at,
+            "total_s": done - started,
+            "iptables_lines": sum(text.count("\n") for _, text in delta.iptables),
+            "ipset_text": delta.ipsets.prepare + delta.ipsets.commit,
+        }
+
+    def forget_compiled(self) -> None:
+        """Between changes, a real agent holds one host's compiled state; the bench would hold
+        them all. Re-done (untimed) right before this host's turn (see `warm`)."""
+        self.compiled = None
+        self.cache = self._fresh_cache()
+
+    def _fresh_cache(self) -> CompileCache:
+        # The sorted members of the (shared, decoded once) member lists are shared too: every
+        # real agent holds them sorted from its last compile; sorting 50,000 addresses again
+        # for each simulated one would only make the run take an hour.
+        cache = CompileCache()
+        cache.sorted_members = self.decoded.setdefault("sorted members", {})
+        return cache
+
+
+def run(hosts: int, ports: int) -> dict[str, Any]:
+    private = PrivateRedis()
+    prefix = f"fanout-{secrets.token_hex(3)}"
+    via = SyncChannel(redis_url=private.url, broker_url=private.url, prefix=prefix,
+                      control_queue=f"control-{prefix}")  # fmt: skip
+    out: dict[str, Any] = {"hosts": hosts, "ports_per_host": ports, "ports": hosts * ports}
+    try:
+        loaded = time.perf_counter()
+        _say(f"loading {hosts} hosts x {ports} ports")
+        admin, group, names = load(hosts, ports)
+        out["load_s"] = round(time.perf_counter() - loaded, 1)
+        for name in names:  # live agents: they get nudges
+            via.redis.set(via.keys(name).heartbeat, json.dumps({"applied_revision": 0}), ex=3600)
+        with use_channel(via), override_settings(SGWEB_PUBLISH_INLINE_HOSTS=10**9,
+                                                 SGWEB_PUBLISH_TO_HOSTS=True):  # fmt: skip
+            _say("first publish (every host in full)")
+            first = time.perf_counter()
+            publish.publish_hosts(names, "bench: first publish", via=via)
+            out["first_publish_s"] = round(time.perf_counter() - first, 2)
+            decoded: dict[str, Any] = {}
+            agents = {n: SimulatedAgent(private.url, n, prefix, decoded) for n in names}
+            _say("agents read and compile the state before the change")
+            for agent in agents.values():  # warm: pieces held, caches as after the last apply
+                agent.converge()
+                agent.forget_compiled()
+            for name in names:
+                via.redis.delete(protocol.host_queue(name))
+
+            _say("the rule change")
+            out["rule_change"] = _rule_change(admin, group, names, agents, private, via)
+            out["membership_change"] = _membership_change(agents[names[0]], group)
+    finally:
+        private.close()
+    return out
+
+
+def _rule_change(admin, group, names, agents, private, via) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    # Each agent's state before the change, compiled as it would be in memory (untimed).
+    before_bytes = private.bytes_in()
+    profiler = cProfile.Profile() if os.environ.get("FANOUT_PROFILE") else None
+    cpu, wall = time.process_time(), time.perf_counter()
+    if profiler:
+        profiler.enable()
+    actions.create_security_group_rule(
+        admin, group, direction="ingress", ethertype="IPv4", protocol="tcp",
+        port_range_min=8443, port_range_max=8443,
+    )  # fmt: skip
+    if profiler:
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    published_s = time.perf_counter() - wall
+    control_cpu_s = time.process_time() - cpu
+    control_bytes = private.bytes_in() - before_bytes
+    nudged = sum(1 for name in names if via.redis.llen(protocol.host_queue(name)))
+    latencies, totals, fetched = [], [], 0
+    for name in names:
+        agent = agents[name]
+        revision = agent.revision
+        # Its compiled state before the change (what its memory holds), rebuilt untimed from
+        # the pieces of the previous revision still in its cache.
+        agent.compiled = compile_host(_previous_state(agent), cache=agent.cache)
+        pieces_before = agent.store.cache.fetched
+        result = agent.converge()
+        fetched += agent.store.cache.fetched - pieces_before
+        assert result["revision"] > revision, f"{name} did not get a new revision"
+        latencies.append(published_s + result["total_s"])
+        totals.append(result["total_s"])
+        agent.forget_compiled()
+    agent_bytes = private.bytes_in() - before_bytes - control_bytes
+    return {
+        "hosts_with_it_p50_s": round(_percentile(latencies, 0.5), 3),
+        "hosts_with_it_p95_s": round(_percentile(latencies, 0.95), 3),
+        "hosts_with_it_max_s": round(max(latencies), 3),
+        "control_publish_wall_s": round(published_s, 3),
+        "control_cpu_s": round(control_cpu_s, 3),
+        "redis_bytes_written_by_control": control_bytes,
+        "redis_bytes_sent_by_agents_reading": agent_bytes,
+        "hosts_nudged": nudged,
+        "agent_fetch_compile_diff_ms_p50": round(statistics.median(totals) * 1000, 2),
+        "agent_fetch_compile_diff_ms_max": round(max(totals) * 1000, 2),
+        "pieces_fetched_per_agent": round(fetched / len(names), 2),
+    }
+
+
+def _previous_state(agent: SimulatedAgent) -> Any:
+    """The state the agent applied last (kept as objects; its compiled form is rebuilt)."""
+    return agent.last_state
+
+
+def _membership_change(agent: SimulatedAgent, group: SecurityGroup) -> dict[str, Any]:
+    """One address joins the group's member set: compile + diff on one (warm) agent."""
+    desired = agent.store.fetch()
+    assert desired is not None and desired.assembled is not None
+    state = desired.assembled
+    cache = CompileCache()
+    before = compile_host(state, cache=cache)
+    gid = str(group.id)
+    members = dict(state.remote_group_members)[gid]
+    joined = tuple(sorted((*members, "100.127.255.250")))
+    after_state = dataclasses.replace(
+        state,
+        remote_group_members=tuple(
+            (g, joined if g == gid else m) for g, m in state.remote_group_members
+        ),
+    )
+    samples = []
+    delta = None
+    for _ in range(20):
+        warm = CompileCache()
+        compile_host(state, cache=warm)
+        started = time.perf_counter()
+        after = compile_host(after_state, cache=warm)
+        delta = diff(before, after)
+        samples.append(time.perf_counter() - started)
+    assert delta is not None
+    lines = (delta.ipsets.prepare + delta.ipsets.commit).splitlines()
+    return {
+        "members": len(joined),
+        "compile_and_diff_ms_p50": round(statistics.median(samples) * 1000, 3),
+        "iptables_lines": sum(text.count("\n") for _, text in delta.iptables),
+        "ipset_lines": lines,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--ports", type=int, default=100, help="ports per host")
+    args = parser.parse_args(argv)
+    old_config = setup_databases(verbosity=0, interactive=False)
+    try:
+        result = run(args.hosts, args.ports)
+    finally:
+        teardown_databases(old_config, verbosity=0)
+    with open("/proc/loadavg") as loadavg:
+        result["loadavg"] = loadavg.read().split()[:3]
+    result["pid"] = os.getpid()
+    print(json.dumps(result, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
