@@ -112,3 +112,38 @@ def test_the_api_answers_with_the_three_layers(routed, alice):
     layers = response.json()["trace"]["static"]["path"]["layers"]
     assert [layer["reached"] for layer in layers] == [True, True, False]
     assert layers[1]["router"]["deciding"]["rule"]["rule_name"] == "deny-db"
+
+
+def test_the_trace_page_shows_the_three_layers_as_one_path_with_the_deciding_rule(routed, alice):
+    from django.test import Client
+
+    trace = actions.start_trace(alice, source="web-vm", destination="app-vm", protocol="tcp",
+                                port=5432)  # fmt: skip
+    client = Client()
+    client.force_login(alice)
+    page = client.get(f"/traces/{trace.pk}")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "The path through router r1" in html
+    layers = html.split('data-layer="')[1:]
+    assert [layer.split('"', 1)[0] for layer in layers] == [
+        "source-egress",
+        "router",
+        "destination-ingress",
+    ]
+    assert "deciding layer" in layers[1] and "deciding layer" not in layers[0]
+    assert "rule deny-db (policy prod-egress, position 2)" in layers[1]
+    assert "not reached: dropped before" in layers[2]
+    assert "dropped by firewall rule deny-db (policy prod-egress, position 2) on router r1" in html
+
+
+def test_a_trace_within_one_network_has_no_router_path_on_its_page(world, alice, monkeypatch):
+    from django.test import Client
+
+    monkeypatch.setattr(proof, "agent_alive", lambda host: False)
+    trace = actions.start_trace(alice, source="web1", destination="db1", protocol="icmp")
+    assert "path" not in trace.static_result
+    client = Client()
+    client.force_login(alice)
+    html = client.get(f"/traces/{trace.pk}").content.decode()
+    assert "data-trace-path" not in html
