@@ -11,6 +11,8 @@ _LAYER_LABELS = {
     "source-egress": "source egress",
     "router": "router",
     "destination-ingress": "destination ingress",
+    "destination-egress": "destination egress",
+    "source-ingress": "source ingress",
 }
 _CSS = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "drop"}
 _STEP_VERDICTS = {"accept": "ACCEPT", "drop": "DROP", "reject": "REJECT", "return": "RETURN"}
@@ -53,6 +55,8 @@ class PathView:
     verdict: str
     words: str
     layers: list[LayerView]
+    reply_verdict: str | None = None
+    reply_layers: list[LayerView] = field(default_factory=list)
 
 
 def _step_words(step: dict[str, Any]) -> str:
@@ -87,15 +91,11 @@ def _router_steps(router: dict[str, Any] | None) -> list[RouterStepView]:
     ]
 
 
-def path_view(static: dict[str, Any] | None) -> PathView | None:
-    """None for a trace that crosses no router (the hosts' view says it all)."""
-    path = (static or {}).get("path")
-    if not isinstance(path, dict):
-        return None
-    layers = []
-    for layer in path.get("layers") or []:
+def _layers(layers: Any, deciding: Any) -> list[LayerView]:
+    views = []
+    for layer in layers or []:
         router = layer.get("router") if isinstance(layer.get("router"), dict) else None
-        layers.append(
+        views.append(
             LayerView(
                 kind=str(layer.get("kind")),
                 label=_LAYER_LABELS.get(str(layer.get("kind")), str(layer.get("kind"))),
@@ -103,14 +103,24 @@ def path_view(static: dict[str, Any] | None) -> PathView | None:
                 reached=bool(layer.get("reached")),
                 verdict=layer.get("verdict"),
                 words=str(layer.get("words") or ""),
-                deciding=layer.get("kind") == path.get("deciding"),
+                deciding=deciding is not None and layer.get("kind") == deciding,
                 steps=_router_steps(router),
                 not_consulted=list((router or {}).get("not_consulted") or []),
             )
         )
+    return views
+
+
+def path_view(static: dict[str, Any] | None) -> PathView | None:
+    """None for a trace that crosses no router (the hosts' view says it all)."""
+    path = (static or {}).get("path")
+    if not isinstance(path, dict):
+        return None
     return PathView(
         router_name=str(path.get("router_name") or ""),
         verdict=str(path.get("verdict") or ""),
         words=str(path.get("words") or ""),
-        layers=layers,
+        layers=_layers(path.get("layers"), path.get("deciding")),
+        reply_verdict=path.get("reply_verdict"),
+        reply_layers=_layers(path.get("reply_layers"), path.get("reply_deciding")),
     )

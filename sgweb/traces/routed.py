@@ -17,13 +17,12 @@ from typing import Any
 
 from sgweb.firewall.fwaas.model import RouterState
 from sgweb.firewall.fwaas.path import LAYER_ROUTER, PathTrace, trace_path
-from sgweb.firewall.ir import ACCEPT, DROP
 from sgweb.fwaas.desired_state import network_node_state
 from sgweb.hostsync.compiled import host_target
 from sgweb.networks.models import Port
 from sgweb.routers.lookup import router_between
 from sgweb.tenancy.errors import Invalid
-from sgweb.traces.static import static_message
+from sgweb.traces.static import overall_verdict, static_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +77,12 @@ def find_route(source: Port, destination: Port, family: int) -> Route | None:
 
 
 def _reason(path: PathTrace, flow_reason: str) -> str:
-    if path.deciding != LAYER_ROUTER:
+    if path.deciding == LAYER_ROUTER:
+        layer = path.layer(LAYER_ROUTER)
+    elif path.reply_deciding == LAYER_ROUTER:
+        layer = path.reply_layers[1]
+    else:
         return flow_reason
-    layer = path.layer(LAYER_ROUTER)
     step = layer.router.deciding if layer.router is not None else None
     return f"firewall-{step.reason}" if step is not None else flow_reason
 
@@ -98,7 +100,8 @@ def routed_static(
     icmp_code: int | None = None,
 ) -> dict[str, Any]:
     """The `trace-static` message of a trace across `route`: the hosts' flow (source and
-    destination traversals), the verdict and words of the whole path, and its three layers."""
+    destination traversals, request and reply), the verdict and words of the whole path, and
+    its three layers each way."""
     assert source.host is not None and destination.host is not None  # start_trace checked
     path = trace_path(
         host_target(source.host.name),
@@ -112,12 +115,14 @@ def routed_static(
         icmp_type=icmp_type,
         icmp_code=icmp_code,
         family=family,
+        reply=True,
     )
-    message = static_message(trace_id, path.as_flow())
+    flow = path.as_flow()
+    message = static_message(trace_id, flow)
     return {
         **message,
         # A reject is a drop to whoever waits for the packet; the path keeps the difference.
-        "verdict": ACCEPT if path.verdict == ACCEPT else DROP,
+        "verdict": overall_verdict(flow),
         "explanation": path.words,
         "reason": _reason(path, str(message.get("reason", ""))),
         "path": path.as_dict(),

@@ -147,3 +147,18 @@ def test_a_trace_within_one_network_has_no_router_path_on_its_page(world, alice,
     client.force_login(alice)
     html = client.get(f"/traces/{trace.pk}").content.decode()
     assert "data-trace-path" not in html
+
+
+def test_an_allowed_ping_across_the_router_shows_its_reply_coming_back_on_the_page(routed, alice):
+    from django.test import Client
+
+    trace = actions.start_trace(alice, source="web-vm", destination="app-vm", protocol="icmp")
+    assert trace.static_result["reply"]["verdict"] == "ACCEPT"
+    assert trace.static_result["path"]["reply_verdict"] == "ACCEPT"
+    client = Client()
+    client.force_login(alice)
+    html = client.get(f"/traces/{trace.pk}").content.decode()
+    assert "The reply, back along the path" in html
+    legs = [chunk.split('"', 1)[0] for chunk in html.split('data-leg="')[1:]]
+    assert legs == ["request"] * 3 + ["reply"] * 3
+    assert 'data-layer="source-ingress" data-leg="reply"' in html

@@ -23,17 +23,21 @@ from sgweb.firewall.fwaas.trace import DROP as ROUTER_DROP
 from sgweb.firewall.fwaas.trace import REJECTED as ROUTER_REJECTED
 from sgweb.firewall.fwaas.trace import RouterTrace, interface_for, trace_router
 from sgweb.firewall.ir import ACCEPT, DROP
+from sgweb.firewall.trace.explain import explain
 from sgweb.firewall.trace.flow import (
     LAYOUT_QBR,
+    REPLY,
     REQUEST,
     Endpoint,
     Flow,
     Hop,
     HostTarget,
+    reply_to,
     resolve_endpoint,
+    trace_reply,
     trace_stretch,
 )
-from sgweb.firewall.trace.packet import CT_NEW, Packet, TraceError
+from sgweb.firewall.trace.packet import CT_ESTABLISHED, CT_NEW, Packet, TraceError
 from sgweb.firewall.trace.serial import hop_json, packet_dict
 
 REJECT = "REJECT"  # the router answered (ICMP unreachable / TCP RST): the packet never arrives
@@ -42,6 +46,17 @@ LAYER_SOURCE = "source-egress"
 LAYER_ROUTER = "router"
 LAYER_DESTINATION = "destination-ingress"
 LAYERS = (LAYER_SOURCE, LAYER_ROUTER, LAYER_DESTINATION)
+# The reply crosses them the other way: out of the destination port, back through the router,
+# into the source port.
+LAYER_REPLY_DESTINATION = "destination-egress"
+LAYER_REPLY_SOURCE = "source-ingress"
+REPLY_LAYERS = (LAYER_REPLY_DESTINATION, LAYER_ROUTER, LAYER_REPLY_SOURCE)
+_SG_SIDES = {
+    LAYER_SOURCE: ("egress", "source"),
+    LAYER_DESTINATION: ("ingress", "destination"),
+    LAYER_REPLY_DESTINATION: ("egress", "destination"),
+    LAYER_REPLY_SOURCE: ("ingress", "source"),
+}
 
 _VERDICT_OF_ROUTER = {ROUTER_ACCEPT: ACCEPT, ROUTER_DROP: DROP, ROUTER_REJECTED: REJECT}
 _VERB = {ACCEPT: "allowed", DROP: "dropped", REJECT: "rejected"}
@@ -85,6 +100,10 @@ class PathTrace:
     layers: tuple[Layer, ...]  # always the three, in LAYERS order
     deciding: str | None  # the kind of the layer that stopped the packet; None when allowed
     words: str
+    # The reply, traced only when asked for and the request arrived (REPLY_LAYERS order).
+    reply_verdict: str | None = None
+    reply_layers: tuple[Layer, ...] = ()
+    reply_deciding: str | None = None
 
     def layer(self, kind: str) -> Layer:
         return next(layer for layer in self.layers if layer.kind == kind)
@@ -94,7 +113,12 @@ class PathTrace:
         kernel proof already read (the router is in `as_dict()["layers"]`). A reject counts
         as a drop there: the packet does not arrive."""
         hops = tuple(layer.hop for layer in self.layers if layer.hop is not None)
-        return Flow(self.source, self.destination, ACCEPT if self.verdict == ACCEPT else DROP, hops)
+        replies = tuple(layer.hop for layer in self.reply_layers if layer.hop is not None)
+        reply = None
+        if self.reply_verdict is not None:
+            reply = ACCEPT if self.reply_verdict == ACCEPT else DROP
+        verdict = ACCEPT if self.verdict == ACCEPT else DROP
+        return Flow(self.source, self.destination, verdict, hops, reply, replies)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +129,9 @@ class PathTrace:
             "words": self.words,
             "packet": packet_dict(self.packet),
             "layers": [layer.as_dict() for layer in self.layers],
+            "reply_verdict": self.reply_verdict,
+            "reply_deciding": self.reply_deciding,
+            "reply_layers": [layer.as_dict() for layer in self.reply_layers],
         }
 
 
@@ -126,8 +153,7 @@ def _side(state: RouterState, address: str, side: str) -> RouterInterface:
 def _sg_layer(kind: str, end: Endpoint, hop: Hop) -> Layer:
     port = end.port
     assert port is not None  # _port_end made sure
-    direction = "egress" if kind == LAYER_SOURCE else "ingress"
-    role = "source" if kind == LAYER_SOURCE else "destination"
+    direction, role = _SG_SIDES[kind]
     title = f"{direction} security groups of {role} port {port.name or port.id} on {end.host}"
     if hop.trace is None or hop.explanation is None:
         return Layer(kind, title, False, None, "not reached: dropped before", hop)
@@ -149,9 +175,55 @@ def _path_words(layers: tuple[Layer, ...], deciding: Layer | None, router: str) 
         )
     if deciding.kind == LAYER_ROUTER:
         return deciding.words  # already names the rule, policy, position, router and interface
-    if deciding.kind == LAYER_SOURCE:
+    if deciding.kind in (LAYER_SOURCE, LAYER_REPLY_DESTINATION):
         return f"{deciding.words}; decided by the {deciding.title}, before router {router}"
     return f"{deciding.words}; decided by the {deciding.title}, after router {router} forwarded it"
+
+
+def _reply(
+    source_host: HostTarget,
+    destination_host: HostTarget,
+    router: RouterState,
+    request_hops: tuple[Hop, Hop],
+    back: tuple[RouterInterface, RouterInterface],
+    ends: tuple[Endpoint, Endpoint],
+) -> tuple[str, tuple[Layer, ...]]:
+    """The reply to an arrived request, back along the path: each port's conntrack entry decides
+    whether its chain sees it ESTABLISHED (`trace_reply`); the router saw the request pass its
+    FORWARD chain, so its conntrack holds the connection."""
+    source_hop, destination_hop = request_hops
+    assert source_hop.trace is not None and destination_hop.trace is not None
+    answer = trace_reply(destination_host.compiled, destination_hop.trace)
+    out_of_destination = Hop(
+        destination_host.name,
+        REPLY,
+        answer.packet,
+        answer,
+        explain(answer, destination_host.state),
+    )
+    verdict = answer.verdict
+    routed: RouterTrace | None = None
+    if verdict == ACCEPT:
+        routed = trace_router(
+            router,
+            replace(answer.packet, ct_state=CT_ESTABLISHED),
+            in_port_id=back[0].port_id,
+            out_port_id=back[1].port_id,
+        )
+        verdict = _VERDICT_OF_ROUTER[routed.verdict]
+    into_source = Hop(source_host.name, REPLY, reply_to(source_hop.packet), None, None)
+    if verdict == ACCEPT:
+        result = trace_reply(source_host.compiled, source_hop.trace)
+        into_source = Hop(
+            source_host.name, REPLY, result.packet, result, explain(result, source_host.state)
+        )
+        verdict = result.verdict
+    layers = (
+        _sg_layer(LAYER_REPLY_DESTINATION, ends[1], out_of_destination),
+        _router_layer(router, routed),
+        _sg_layer(LAYER_REPLY_SOURCE, ends[0], into_source),
+    )
+    return verdict, layers
 
 
 def trace_path(
@@ -170,6 +242,7 @@ def trace_path(
     layout: str = LAYOUT_QBR,
     uplink: str = "eth1",
     ct_state: str = CT_NEW,
+    reply: bool = False,
 ) -> PathTrace:
     """Trace `source` (a port on `source_host`: id, name or device) to `destination` (a port on
     `destination_host`) through `router`, which routes between their subnets.
@@ -177,6 +250,7 @@ def trace_path(
     The router's interfaces are found as the router routes: the one on the source's subnet is
     where the packet enters, the one on the destination's subnet where it leaves. On the source
     side the frame is addressed to the router's MAC; on the destination side it comes from it.
+    With `reply`, a request that arrives is followed by its reply back along the path.
     """
     src = _port_end(source, source_host, family, "source")
     dst = _port_end(destination, destination_host, family, "destination")
@@ -228,26 +302,56 @@ def trace_path(
         _router_layer(router, routed),
         _sg_layer(LAYER_DESTINATION, dst, destination_hop),
     )
-    deciding = next((layer for layer in layers if layer.reached and layer.verdict != ACCEPT), None)
+    deciding = _deciding(layers)
+    name = router.router.name or router.router.id
+    words = _path_words(layers, deciding, name)
+    reply_verdict: str | None = None
+    reply_layers: tuple[Layer, ...] = ()
+    reply_deciding: Layer | None = None
+    if reply and verdict == ACCEPT:
+        assert source_hop.trace is not None and destination_hop.trace is not None
+        reply_verdict, reply_layers = _reply(
+            source_host,
+            destination_host,
+            router,
+            (source_hop, destination_hop),
+            (outbound, inbound),
+            (src, dst),
+        )
+        reply_deciding = _deciding(reply_layers)
+        if reply_deciding is not None:
+            words = "the request passes all three layers, but its reply is " + _path_words(
+                reply_layers, reply_deciding, name
+            )
     return PathTrace(
         source=src,
         destination=dst,
         router_id=router.router.id,
-        router_name=router.router.name or router.router.id,
+        router_name=name,
         packet=sent,
         verdict=verdict,
         layers=layers,
         deciding=deciding.kind if deciding else None,
-        words=_path_words(layers, deciding, router.router.name or router.router.id),
+        words=words,
+        reply_verdict=reply_verdict,
+        reply_layers=reply_layers,
+        reply_deciding=reply_deciding.kind if reply_deciding else None,
     )
+
+
+def _deciding(layers: tuple[Layer, ...]) -> Layer | None:
+    return next((layer for layer in layers if layer.reached and layer.verdict != ACCEPT), None)
 
 
 __all__ = [
     "LAYERS",
     "LAYER_DESTINATION",
+    "LAYER_REPLY_DESTINATION",
+    "LAYER_REPLY_SOURCE",
     "LAYER_ROUTER",
     "LAYER_SOURCE",
     "REJECT",
+    "REPLY_LAYERS",
     "Layer",
     "PathTrace",
     "trace_path",

@@ -7,17 +7,28 @@ from dataclasses import replace
 
 import pytest
 
+from sgweb.firewall.compiler import compile_host
 from sgweb.firewall.fwaas.path import (
     LAYER_DESTINATION,
+    LAYER_REPLY_DESTINATION,
     LAYER_ROUTER,
     LAYER_SOURCE,
     LAYERS,
+    REPLY_LAYERS,
     PathTrace,
     trace_path,
 )
+from sgweb.firewall.trace.flow import HostTarget
 from sgweb.firewall.trace.packet import TraceError
 from tests.firewall.fwaas.example import STATE
-from tests.firewall.fwaas.path_example import APP_1, COMPUTE1, COMPUTE2, WEB_1
+from tests.firewall.fwaas.path_example import (
+    APP_1,
+    APP_SG,
+    COMPUTE1,
+    COMPUTE2,
+    COMPUTE2_STATE,
+    WEB_1,
+)
 
 NOT_CONSULTED = (
     "; firewall group app-fw was not consulted (the first verdict in the router's FORWARD chain "
@@ -144,3 +155,41 @@ def test_a_router_without_an_interface_on_the_destination_subnet_is_an_error() -
     only_web = replace(STATE, router=replace(STATE.router, interfaces=STATE.router.interfaces[:1]))
     with pytest.raises(TraceError, match="no interface on the destination"):
         trace_path(COMPUTE1, COMPUTE2, only_web, "web-1", "app-1", protocol="icmp")
+
+
+def test_the_reply_of_an_allowed_ping_comes_back_through_the_router_as_established() -> None:
+    path = trace_path(COMPUTE1, COMPUTE2, STATE, "web-1", "app-1", protocol="icmp", reply=True)
+    assert (path.verdict, path.reply_verdict, path.reply_deciding) == ("ACCEPT", "ACCEPT", None)
+    assert [layer.kind for layer in path.reply_layers] == list(REPLY_LAYERS)
+    router = path.reply_layers[1].router
+    assert router is not None and router.words.startswith(
+        "allowed as part of an established connection by firewall group"
+    )
+    into_source = path.reply_layers[2].hop
+    assert into_source is not None and into_source.packet.effective_icmp_type == 0
+    assert into_source.packet.src_mac == "fa:16:3e:00:00:01"  # the router's, on net-web
+    flow = path.as_flow()
+    assert flow.reply_verdict == "ACCEPT" and len(flow.reply_hops) == 2
+
+
+def test_a_stateless_destination_group_drops_the_reply_and_the_words_say_so() -> None:
+    stateless = replace(COMPUTE2_STATE, security_groups=(replace(APP_SG, stateful=False),))
+    compute2 = HostTarget("compute2", stateless, compile_host(stateless))
+    path = trace_path(COMPUTE1, compute2, STATE, "web-1", "app-1", protocol="icmp", reply=True)
+    assert (path.verdict, path.reply_verdict) == ("ACCEPT", "DROP")
+    assert path.reply_deciding == LAYER_REPLY_DESTINATION
+    assert path.words.startswith(
+        "the request passes all three layers, but its reply is dropped at port app-1 egress"
+    )
+    assert path.words.endswith(
+        "decided by the egress security groups of destination port app-1 on compute2, "
+        "before router r1"
+    )
+    assert not path.reply_layers[1].reached and path.as_flow().reply_verdict == "DROP"
+
+
+def test_a_dropped_request_has_no_reply() -> None:
+    path = trace_path(
+        COMPUTE1, COMPUTE2, STATE, "web-1", "app-1", protocol="tcp", sport=1, dport=80, reply=True
+    )
+    assert path.reply_verdict is None and path.reply_layers == ()
