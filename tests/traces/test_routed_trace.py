@@ -162,3 +162,13 @@ def test_an_allowed_ping_across_the_router_shows_its_reply_coming_back_on_the_pa
     legs = [chunk.split('"', 1)[0] for chunk in html.split('data-leg="')[1:]]
     assert legs == ["request"] * 3 + ["reply"] * 3
     assert 'data-layer="source-ingress" data-leg="reply"' in html
+
+
+def test_a_router_that_is_down_forwards_nothing_and_the_trace_says_so(routed, alice):
+    from sgweb.routers import actions as router_actions
+
+    pair, _web_vm, _app_vm = routed
+    router_actions.update_router(alice, pair.router, admin_state_up=False)
+    with pytest.raises(Invalid) as error:
+        actions.start_trace(alice, source="web-vm", destination="app-vm", protocol="icmp")
+    assert "router r1 is administratively down" in str(error.value.errors)
