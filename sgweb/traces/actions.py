@@ -30,6 +30,7 @@ from sgweb.tenancy.choices import Role
 from sgweb.tenancy.errors import Invalid, NotFound, PermissionDenied
 from sgweb.traces.models import Trace, TraceStatus
 from sgweb.traces.proof import hop_requests, plan_proof
+from sgweb.traces.routed import find_route, routed_static
 from sgweb.traces.static import static_message, trace_static
 from sgweb.wire import traces as protocol
 
@@ -55,7 +56,7 @@ def _resolve(actor: Any, text: str, field: str) -> Port | str:
     address = _address(text)
     if address is not None:
         return str(address)
-    ports = scope(actor, Port.objects.select_related("host"))
+    ports = scope(actor, Port.objects.select_related("host", "network"))
     try:
         return ports.get(pk=uuid.UUID(text))
     except (ValueError, Port.DoesNotExist):
@@ -192,20 +193,30 @@ def start_trace(
         icmp_type=itype,
         icmp_code=icode,
     )
+    # Two ports on different networks: the path crosses the router between them (or nothing).
+    both_ports = isinstance(src, Port) and isinstance(dst, Port)
+    route = find_route(src, dst, family) if both_ports else None  # type: ignore[arg-type]
     try:
-        flow = trace_static(
-            [host_target(host) for host in dict.fromkeys(hosts)],
-            str(src.pk) if isinstance(src, Port) else src,
-            str(dst.pk) if isinstance(dst, Port) else dst,
-            protocol=name,
-            family=family,
-            dport=dport,
-            icmp_type=itype,
-            icmp_code=icode,
-        )
+        if route is not None:
+            assert isinstance(src, Port) and isinstance(dst, Port)
+            static = routed_static(
+                str(trace.id), src, dst, route, protocol=name, family=family, dport=dport,
+                icmp_type=itype, icmp_code=icode,
+            )  # fmt: skip
+        else:
+            flow = trace_static(
+                [host_target(host) for host in dict.fromkeys(hosts)],
+                str(src.pk) if isinstance(src, Port) else src,
+                str(dst.pk) if isinstance(dst, Port) else dst,
+                protocol=name,
+                family=family,
+                dport=dport,
+                icmp_type=itype,
+                icmp_code=icode,
+            )
+            static = static_message(str(trace.id), flow)
     except TraceError as exc:
         raise Invalid.from_errors({"__all__": [str(exc)]}) from None
-    static = static_message(str(trace.id), flow)
     trace.static_result = static
     trace.events = [{**static, "seq": 0}]
 

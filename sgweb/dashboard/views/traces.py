@@ -19,6 +19,7 @@ from django.urls import reverse
 from sgweb.dashboard.forms import TraceForm
 from sgweb.dashboard.guards import deny_unless_changeable, raise_for_access
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
+from sgweb.dashboard.pathpaint import path_view
 from sgweb.dashboard.presentation import rule_ports_text, rule_protocol_text
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.tracepaint import (
@@ -271,6 +272,7 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
         {
             "trace": trace,
             "static": static_paths,
+            "path": path_view(static),
             "explanation": linked_explanation(_capfirst(str(static.get("explanation", ""))), rules),
             "packets": packets,
             "host_order": " ".join(hosts),

@@ -275,6 +275,30 @@ def _walk_legs(
     return verdict, tuple(hops)
 
 
+def trace_stretch(
+    packet: Packet,
+    source: Endpoint,
+    destination: Endpoint,
+    hosts: Iterable[HostTarget],
+    *,
+    layout: str = LAYOUT_QBR,
+    uplink: str = "eth1",
+    leg: str = REQUEST,
+) -> tuple[str, tuple[Hop, ...]]:
+    """Trace one stretch of a longer path: the traversals of the ends that are ports on
+    `hosts` (an end given as a bare address is filtered elsewhere). A routed path walks its
+    source side and its destination side as two stretches, with the router between them."""
+    if layout not in LAYOUTS:
+        raise TraceError(f"layout must be one of {', '.join(LAYOUTS)}")
+    by_name = {
+        target.name: (
+            target if target.index is not None else replace(target, index=prepare(target.compiled))
+        )
+        for target in hosts
+    }
+    return _walk_legs(packet, source, destination, by_name, layout, uplink, leg)
+
+
 def trace_reply(
     compiled: CompiledHost,
     request: Trace,
