@@ -59,6 +59,13 @@ def _send(names: frozenset[str], reason: str) -> None:
     publish_nodes(names, reason)
 
 
+def stored_router_revision(name: str, *, via: SyncChannel | None = None) -> int:
+    """The revision of the newest router state stored for `name` (0: none)."""
+    via = via or channel()
+    raw = via.redis.get(wire.router_keys(name, via.prefix).desired_revision)
+    return int(raw or 0)
+
+
 def network_node_names() -> list[str]:
     """Hosts with the network-node role, and any host a router is scheduled on."""
     return list(
