@@ -130,3 +130,13 @@ def test_a_deny_rule_on_the_router_stops_the_ping_and_an_allow_lets_it_through(
         stack.api("DELETE", f"/fwaas/firewall_policies/{policy['id']}")
         stack.api("DELETE", f"/fwaas/firewall_rules/{rule['id']}")
     stack.wait("the ping through without a group", lambda: pings(stack, 6), timeout=10)
+
+
+def test_manage_py_lab_ping_works_across_the_router_and_status_names_it(
+    stack, pings_admitted
+) -> None:
+    stack.wait("ping across the router", lambda: pings(stack))
+    out = stack.manage("lab", "ping", NET1_VM, NET2_VM, "--count", "2")
+    assert out.count(": ok") == 2, out
+    status = stack.manage("lab", "status")
+    assert "network node" in status and "lab-router" in status, status
