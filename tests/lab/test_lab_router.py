@@ -8,6 +8,7 @@ control worker, API server); timings are printed (run with -s), never asserted.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from sgweb.kernel.netns import list_namespaces
+from sgweb.wire import routers as wire
 from tests.lab.stack import Stack
 
 pytestmark = [pytest.mark.kernel, pytest.mark.redis]
@@ -51,6 +53,19 @@ def pings_admitted(stack: Stack) -> Iterator[None]:
 def router_ports(stack: Stack) -> list[str]:
     ports = stack.api("GET", "/ports")["ports"]
     return sorted(p["id"] for p in ports if p["device_id"] == stack.state["router_id"])
+
+
+def denied_packets(stack: Stack, rule_id: str) -> int:
+    """The rule's packets as the network node's agent reads them while a page watches."""
+    keys = wire.router_keys(stack.state["network_nodes"][0], stack.key_prefix)
+
+    def counted() -> int:
+        stack.redis.set(keys.watched, "1", ex=wire.WATCH_TTL_S)  # what the router page does
+        raw = stack.redis.get(keys.hits)
+        rules = json.loads(raw)["routers"].get(stack.state["router_id"], {}) if raw else {}
+        return int(rules.get(rule_id, [0])[0])
+
+    return int(stack.wait("the deny rule's packets counted", counted, timeout=10))
 
 
 def pings(stack: Stack, family: int = 4) -> bool:
@@ -119,6 +134,8 @@ def test_a_deny_rule_on_the_router_stops_the_ping_and_an_allow_lets_it_through(
             ]
 
         stack.wait("the group ACTIVE", lambda: status() == "ACTIVE", timeout=15)
+        stack.probe(NET1_VM, NET2_VM)  # one more denied packet for the counters
+        assert denied_packets(stack, rule["id"]) > 0
         started = time.perf_counter()
         stack.api("PUT", f"/fwaas/firewall_rules/{rule['id']}",
                   {"firewall_rule": {"action": "allow"}})  # fmt: skip
