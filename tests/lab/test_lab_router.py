@@ -157,3 +157,12 @@ def test_manage_py_lab_ping_works_across_the_router_and_status_names_it(
     assert out.count(": ok") == 2, out
     status = stack.manage("lab", "status")
     assert "network node" in status and "lab-router" in status, status
+
+
+def test_lab_down_removes_the_router_its_namespace_and_the_network_node(stack) -> None:
+    """Last in the module: it takes the lab down (the fixture's own `lab down` finds nothing)."""
+    node = stack.state["network_nodes"][0]
+    stack.manage("lab", "down", "--prefix", stack.prefix)
+    assert not list_namespaces(f"{node}-qrouter-")
+    assert stack.db("SELECT count(*) FROM routers_router")[0][0] == 0
+    assert stack.db("SELECT count(*) FROM networks_host WHERE name = ?", node)[0][0] == 0
