@@ -252,6 +252,13 @@ def _on_ready(**_: Any) -> None:
     )
     router_maintenance.start()  # issue 16: a network node's routers
     _threads.append(router_maintenance)
+    store = router_agent().store
+    if isinstance(store, router_io.RedisRouterStore):  # counters while a router page watches
+        router_counters = router_threads.RouterCounters(
+            router_agent(), store.client, config.key_prefix
+        )
+        router_counters.start()
+        _threads.append(router_counters)
     from worker import live  # issue 5: live counters for whatever browsers watch
 
     _threads.append(live.start(the_agent, config.redis_url, config.key_prefix))

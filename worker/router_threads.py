@@ -1,15 +1,18 @@
-"""The network node agent's threads: connection cuts after an apply, and its maintenance loop."""
+"""The network node agent's threads: connection cuts after an apply, its maintenance loop, and
+the firewall rule counters a router page watches."""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sgweb.firewall.fwaas.model import RouterState
 from sgweb.kernel.router import RouterFirewall
+from sgweb.wire import routers as router_wire
 
 if TYPE_CHECKING:  # the agent builds a RouterCuts; RouterMaintenance drives an agent
     from worker.routers import RouterAgent
@@ -111,3 +114,40 @@ class RouterMaintenance(threading.Thread):
             return
         if applied is None or wanted > applied.revision or not self.agent.kernel_known:
             self.agent.sync(None, "maintenance: missed router revision")
+
+
+class RouterCounters(threading.Thread):
+    """The routers' firewall rule counters for the router page: read (one save per family and
+    router) only while a browser watches this node (`wire.router_keys(...).watched`), written
+    to Redis with an expiry once a `wire.HITS_EVERY_S`."""
+
+    def __init__(self, agent: RouterAgent, client: Any, prefix: str) -> None:
+        super().__init__(name="sgweb-router-counters", daemon=True)
+        self.agent = agent
+        self.client = client
+        self.keys = router_wire.router_keys(agent.host, prefix)
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(router_wire.HITS_EVERY_S):
+            try:
+                if self.client.exists(self.keys.watched):
+                    self.publish()
+            except Exception as exc:  # Redis restarting, a namespace going: next tick
+                log.warning("router counters: %s", exc)
+
+    def publish(self) -> None:
+        summed: dict[str, dict[str, tuple[int, int]]] = {}
+        for router_id, hits in self.agent.rule_hits().items():
+            rules = summed.setdefault(router_id, {})
+            for hit in hits:
+                packets, size = rules.get(hit.origin.rule_id, (0, 0))
+                rules[hit.origin.rule_id] = (
+                    packets + hit.counter.packets,
+                    size + hit.counter.bytes,
+                )
+        document = router_wire.hits_document(time.time(), summed)
+        self.client.set(self.keys.hits, json.dumps(document), ex=router_wire.HITS_TTL_S)
+
+    def stop(self) -> None:
+        self.stopping.set()

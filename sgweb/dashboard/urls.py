@@ -80,6 +80,7 @@ urlpatterns = [
     # Routers and FWaaS v2 (issue 16)
     path("routers", firewalls.router_list, name="routers"),
     path("routers/<str:router_id>", firewalls.router_detail, name="router"),
+    path("routers/<str:router_id>/hits", firewalls.router_hits, name="router_hits"),
     path("firewall-groups", firewalls.group_list, name="firewall_groups"),
     path("firewall-policies", firewalls.policy_list, name="firewall_policies"),
     path("firewall-policies/<str:policy_id>", firewalls.policy_detail, name="firewall_policy"),

@@ -111,3 +111,17 @@ class FirewallGroupPort(models.Model):
 
     def __str__(self) -> str:
         return f"{self.group_id} on {self.port_id}"
+
+
+class NodeRouterApply(models.Model):
+    """A network node's last router apply report, as its agent sent it (`sgweb.fwaas.status`):
+    a node that refused its router state makes the groups on its routers show ERROR."""
+
+    host_name = models.CharField(max_length=255, unique=True)
+    revision = models.BigIntegerField(default=0)
+    ok = models.BooleanField(default=True)
+    error = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.host_name} r{self.revision} {'ok' if self.ok else 'failed'}"

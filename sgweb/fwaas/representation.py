@@ -6,6 +6,7 @@ from typing import Any
 
 from sgweb.fwaas.choices import FirewallGroupStatus
 from sgweb.fwaas.models import FirewallGroup, FirewallPolicy, FirewallRule
+from sgweb.fwaas.status import failed_nodes
 from sgweb.networks.choices import AGENT_SILENT, HostStatus
 from sgweb.tenancy.representation import standard_fields
 
@@ -54,6 +55,7 @@ def group_status(group: FirewallGroup) -> str:
     if not ports:
         return FirewallGroupStatus.INACTIVE
     status = FirewallGroupStatus.ACTIVE
+    nodes = set()
     for port in ports:
         interface = getattr(port, "router_interface", None)
         host = interface.router.host if interface is not None else None
@@ -61,6 +63,11 @@ def group_status(group: FirewallGroup) -> str:
             status = FirewallGroupStatus.PENDING
         elif host.status == HostStatus.FAILED:
             return FirewallGroupStatus.ERROR
+        else:
+            nodes.add(host.name)
+    # A node whose agent refused its router state (the port path may be fine there).
+    if nodes and failed_nodes(nodes):
+        return FirewallGroupStatus.ERROR
     return status
 
 

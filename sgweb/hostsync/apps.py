@@ -10,6 +10,8 @@ class HostSyncConfig(AppConfig):
     def ready(self) -> None:
         # Every process of the control plane hands committed firewall changes to this app;
         # whether they reach Redis is the SGWEB_PUBLISH_TO_HOSTS setting, read when publishing.
+        from sgweb.hostsync import network_nodes
         from sgweb.hostsync.publish import install
 
         install()
+        network_nodes.install()  # issue 16: routers and firewall groups on network nodes

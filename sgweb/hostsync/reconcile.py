@@ -40,6 +40,7 @@ from sgweb.firewall import manifest
 from sgweb.hostsync import publish
 from sgweb.hostsync.channel import SyncChannel, channel
 from sgweb.hostsync.models import PublishIntent
+from sgweb.hostsync.network_nodes import check_network_nodes
 from sgweb.hostsync.records import record_republish
 from sgweb.hostsync.status import Liveness, host_liveness
 from sgweb.networks.choices import HostStatus
@@ -61,6 +62,7 @@ class ReconcileResult:
     marked_down: list[str] = field(default_factory=list)
     diverged: list[str] = field(default_factory=list)  # content differed (DB/Redis/agent)
     failed: dict[str, str] = field(default_factory=dict)  # host -> why it could not be handled
+    routers: dict[str, str] = field(default_factory=dict)  # network node -> published / nudged
     error: str = ""
 
 
@@ -249,6 +251,8 @@ def reconcile(
     work.drain_outbox()
     work.check_content()
     work.copy_liveness()
+    # Issue 16: network nodes' router state, compared by content the same way (see network_nodes).
+    work.result.routers = check_network_nodes(via)
     return work.result
 
 
@@ -280,11 +284,11 @@ class Reconciler(threading.Thread):
                 close_old_connections()
                 outcome = reconcile(startup=startup)
                 startup = startup and bool(outcome.error)
-                if outcome.published or outcome.marked_down or outcome.nudged:
+                if outcome.published or outcome.marked_down or outcome.nudged or outcome.routers:
                     log.info(
-                        "reconcile: published %s, nudged %s, down %s, failed %s",
+                        "reconcile: published %s, nudged %s, down %s, failed %s, routers %s",
                         outcome.published, outcome.nudged, outcome.marked_down,
-                        sorted(outcome.failed),
+                        sorted(outcome.failed), outcome.routers,
                     )  # fmt: skip
             except Exception:
                 log.exception("reconcile failed")

@@ -108,3 +108,13 @@ def record_router_apply(report: dict[str, Any]) -> None:
             listener(report)
         except Exception:
             log.exception("router apply listener %r failed", listener)
+
+
+def watch_rule_hits(host: str, *, via: SyncChannel | None = None) -> dict[str, Any] | None:
+    """Tell `host`'s agent a browser watches its routers' counters (for `wire.WATCH_TTL_S`) and
+    return the agent's latest counters (`wire.hits_document`), None before its first reading."""
+    via = via or channel()
+    keys = wire.router_keys(host, via.prefix)
+    via.redis.set(keys.watched, "1", ex=wire.WATCH_TTL_S)
+    raw = via.redis.get(keys.hits)
+    return json.loads(raw) if raw else None

@@ -128,8 +128,8 @@ def route_via_gateway(runner: CommandRunner, vm_netns: str, gateways: Iterable[s
     gateway made on-link first, since lab VMs hold host-prefix addresses."""
     commands = []
     for gateway in gateways:
-        family = "-6 " if ":" in gateway else ""
-        everything = "::/0" if ":" in gateway else "default"
-        commands.append(f"{family}route replace {gateway} dev eth0")
-        commands.append(f"{family}route replace {everything} via {gateway} dev eth0")
+        # `ip -batch` takes no options per line: the addresses name the family.
+        everything = "::/0" if ":" in gateway else "0.0.0.0/0"
+        commands.append(f"route replace {gateway} dev eth0")
+        commands.append(f"route replace {everything} via {gateway} dev eth0")
     runner.run(["ip", "-batch", "-"], input="\n".join(commands) + "\n", netns=vm_netns)

@@ -2,6 +2,9 @@
 
 `bring_up` registers a lab project, two networks (v4 + v6 subnets each), a security group and
 one port per VM through the action functions (so audit and dispatch see them like any change),
+and (issue 16) a network-node host with a router between the two networks: its own agent (the
+same worker) plumbs the router's namespace, its qr- interfaces on the fabric bridge, and every
+VM routes to the other network through its subnet's gateway on that router,
 builds the namespaces with `sgweb.kernel.topology` (Neutron's qbr-per-port shape, a fabric
 namespace joining the hosts; the first host also has VMs on the second network, so its conntrack
 zones must keep two networks apart), and starts one agent per host (`python -m worker`, managing
@@ -26,13 +29,20 @@ from typing import Any, cast
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from sgweb.fwaas import actions as fw_actions
+from sgweb.fwaas.models import FirewallGroup
 from sgweb.hostsync import processes
+from sgweb.hostsync.network_nodes import publish_nodes, stored_router_revision
 from sgweb.hostsync.publish import publish_hosts
+from sgweb.hostsync.routers_publish import applied_report
 from sgweb.hostsync.status import desired_revisions, host_liveness
 from sgweb.kernel import topology as topo
+from sgweb.kernel.routerns import route_via_gateway
 from sgweb.kernel.runner import default_runner
 from sgweb.networks import actions as net_actions
-from sgweb.networks.models import Host, Network, Port
+from sgweb.networks.models import Host, Network, Port, Subnet
+from sgweb.routers import actions as router_actions
+from sgweb.routers.models import Router
 from sgweb.security import actions as sec_actions
 from sgweb.security.models import SecurityGroup
 from sgweb.tenancy import actions as ten_actions
@@ -48,6 +58,8 @@ SUBNET_V6 = "2001:db8:100::/64"
 NETWORK2_NAME = "lab-net2"  # the second network, with VMs on the first host only
 SUBNET2_V4 = "203.0.113.0/24"
 SUBNET2_V6 = "2001:db8:203::/64"
+ROUTER_NAME = "lab-router"  # between lab-net and lab-net2, on the lab's network node
+NETWORK_NODE_LABEL = "network1"
 _TOOLS = ("ip", "iptables-restore", "ip6tables-restore", "ipset", "conntrack", "setsid")
 _ALLOWED = [
     ipaddress.ip_network(n)
@@ -85,6 +97,8 @@ class LabState:
     network_id: str
     pids: dict[str, int] = field(default_factory=dict)  # process label -> pid
     env: dict[str, str] = field(default_factory=dict)
+    network_nodes: list[str] = field(default_factory=list)  # hosts running the lab's router
+    router_id: str = ""
 
     def vm(self, name: str) -> LabVm:
         for vm in self.vms:
@@ -158,6 +172,39 @@ def _agent_env(prefix: str) -> dict[str, str]:
     return env
 
 
+def _build_router(actor: Any, project: Any, node: Host, networks: list[Any]) -> Any:
+    """The lab's router on `node` with an interface on every subnet (v4 and v6) of `networks`."""
+    for old in Router.objects.filter(project=project, name=ROUTER_NAME):
+        _delete_router(actor, old)
+    router = router_actions.create_router(actor, project, name=ROUTER_NAME, host=node)
+    for subnet in Subnet.objects.filter(network__in=networks).order_by("cidr"):
+        router_actions.add_interface(actor, router, subnet)
+    return router
+
+
+def _delete_router(actor: Any, router: Any) -> None:
+    """Its interfaces leave their firewall groups first (Neutron refuses otherwise)."""
+    ports = [interface.port for interface in router.interfaces.select_related("port")]
+    for group in FirewallGroup.objects.filter(port_links__port__in=ports).distinct():
+        keep = [link.port for link in group.port_links.exclude(port__in=ports)]
+        fw_actions.update_group(actor, group, ports=keep)
+    for port in ports:
+        router_actions.remove_interface(actor, router, port=port)
+    router_actions.delete_router(actor, router)
+
+
+def _route_vms_via_gateways(state: LabState) -> None:
+    """Each VM's default routes through its subnets' gateways (the router's interfaces), so
+    traffic to the other network crosses the router and its firewall groups."""
+    gateways: dict[str, list[str]] = {}
+    for subnet in Subnet.objects.filter(network__project_id=state.project_id):
+        if subnet.gateway_ip:
+            gateways.setdefault(subnet.network.name, []).append(subnet.gateway_ip)
+    runner = default_runner()
+    for vm in state.vms:
+        route_via_gateway(runner, vm.netns, sorted(gateways.get(vm.network, [])))
+
+
 def _spawn(label: str, argv: list[str], env: dict[str, str], directory: Path) -> int:
     return processes.spawn_detached(label, argv, env, directory)
 
@@ -198,10 +245,12 @@ def bring_up(
     control_worker: bool = True,
     wait_s: float = 60.0,
     net2_vms: int = 1,
+    router: bool = True,
 ) -> LabState:
     """Build the lab and wait until every host's agent has applied its state.
 
-    The first host also gets `net2_vms` VMs on the second network (lab-net2)."""
+    The first host also gets `net2_vms` VMs on the second network (lab-net2); with `router`
+    (and a second network) a network node routes between the two networks."""
 
     if hosts < 1 or vms < 0 or net2_vms < 0 or hosts * vms + net2_vms > 200:
         raise LabError("use 1..N hosts and at most 200 VMs in all")
@@ -240,13 +289,24 @@ def bring_up(
             state.vms.append(vm)
             host_vms.append(topo.VmSpec(label, vm.port_id, vm.mac, tuple(vm.addresses), vm.device))
         specs.append(topo.HostSpec(f"host{h}", tuple(host_vms), topo.BRIDGE_PER_PORT))
+    if network2 is not None and router:
+        node_name = f"{prefix}{NETWORK_NODE_LABEL}"
+        node = net_actions.host_for_binding(node_name)
+        Host.objects.filter(name=node_name).update(netns=node_name, network_node=True)
+        node.refresh_from_db()
+        state.network_nodes.append(node_name)
+        specs.append(topo.HostSpec(NETWORK_NODE_LABEL, (), topo.BRIDGE_PER_PORT))
+        state.router_id = str(_build_router(actor, project, node, [network, network2]).id)
     state.save(directory)
     built = topo.build(topo.TopologySpec(prefix, tuple(specs)), default_runner())
     topo.wait_until_up(built)
-    publish_hosts(state.hosts, "lab up")
+    if state.router_id:
+        _route_vms_via_gateways(state)
+    publish_hosts(state.hosts + state.network_nodes, "lab up")
+    publish_nodes(state.network_nodes, "lab up")
     if control_worker:
         start_control_worker(state, directory)
-    for host_name in state.hosts:
+    for host_name in state.hosts + state.network_nodes:
         start_agent(state, host_name, directory)
     state.save(directory)
     wait_in_sync(state, wait_s)
@@ -285,19 +345,26 @@ def _create_vm(
 
 
 def wait_in_sync(state: LabState, timeout_s: float = 30.0) -> dict[str, Any]:
-    """Until every lab agent reports (heartbeat) the newest stored revision as applied."""
+    """Until every lab agent reports (heartbeat) the newest stored revision as applied, and
+    every network node the newest router state."""
 
     deadline = time.monotonic() + timeout_s
+    names = state.hosts + state.network_nodes
     while True:
-        live = host_liveness(state.hosts)
-        wanted = desired_revisions(state.hosts)
-        lagging = {
+        live = host_liveness(names)
+        wanted = desired_revisions(names)
+        lagging: dict[str, Any] = {
             name: (live[name].applied_revision, wanted[name])
-            for name in state.hosts
+            for name in names
             if not live[name].alive or (live[name].applied_revision or 0) < (wanted[name] or 0)
         }
+        for name in state.network_nodes:
+            report = applied_report(name) or {}
+            stored = stored_router_revision(name)
+            if not report.get("ok") or int(report.get("revision") or 0) < stored:
+                lagging[f"{name} routers"] = (report.get("revision"), stored, report.get("error"))
         if not lagging:
-            return {name: wanted[name] for name in state.hosts}
+            return {name: wanted[name] for name in names}
         if time.monotonic() > deadline:
             raise LabError(f"hosts not in sync after {timeout_s} s: {lagging}")
         time.sleep(0.1)
@@ -320,6 +387,8 @@ def tear_down(*, prefix: str | None = None) -> list[str]:
 
 def _forget_in_database(prefix: str) -> None:
     actor = _lab_actor()
+    for router in Router.objects.filter(host__name__startswith=prefix):
+        _delete_router(actor, router)
     for port in Port.objects.filter(host__name__startswith=prefix):
         net_actions.delete_port(actor, port)
     for host in Host.objects.filter(name__startswith=prefix):

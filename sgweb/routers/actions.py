@@ -122,7 +122,9 @@ def update_router(actor: Actor, router: Router, **changes: Any) -> Router:
         values["admin_state_up"] = clean_bool(errors, "admin_state_up", changes["admin_state_up"])
     errors.raise_if_any()
     with transaction.atomic():
-        locked = Router.objects.select_for_update().select_related("host").get(pk=router.pk)
+        locked = (
+            Router.objects.select_for_update(of=("self",)).select_related("host").get(pk=router.pk)
+        )
         before = router_to_dict(locked)
         changed = changed_fields(locked, values)
         if not changed:
@@ -149,7 +151,9 @@ def update_router(actor: Actor, router: Router, **changes: Any) -> Router:
 def delete_router(actor: Actor, router: Router) -> None:
     _require_router(actor, router)
     with transaction.atomic():
-        locked = Router.objects.select_for_update().select_related("host").get(pk=router.pk)
+        locked = (
+            Router.objects.select_for_update(of=("self",)).select_related("host").get(pk=router.pk)
+        )
         interfaces = locked.interfaces.count()
         if interfaces:
             raise Conflict(
@@ -188,7 +192,9 @@ def add_interface(actor: Actor, router: Router, subnet: Subnet) -> RouterInterfa
     if not subnet.gateway_ip:
         raise _bad_router_request(router, "Subnet for router interface must have a gateway IP")
     with transaction.atomic():
-        locked = Router.objects.select_for_update().select_related("host").get(pk=router.pk)
+        locked = (
+            Router.objects.select_for_update(of=("self",)).select_related("host").get(pk=router.pk)
+        )
         new_net = ipaddress.ip_network(subnet.cidr)
         for other in Subnet.objects.filter(router_interfaces__router=locked):
             if other.pk == subnet.pk:
@@ -247,7 +253,9 @@ def remove_interface(
             neutron_type="BadRequest",
         )
     with transaction.atomic():
-        locked = Router.objects.select_for_update().select_related("host").get(pk=router.pk)
+        locked = (
+            Router.objects.select_for_update(of=("self",)).select_related("host").get(pk=router.pk)
+        )
         interfaces = RouterInterface.objects.filter(router=locked).select_related(
             "router", "subnet", "port"
         )

@@ -13,6 +13,9 @@ Keys (``P`` the key prefix, ``NAME`` the host token as in `sgweb.wire.sync`):
 * ``P:host:NAME:routers:desired_revision``  its revision
 * ``P:host:NAME:routers:desired_digest``    its digest
 * ``P:host:NAME:routers:applied``           the agent's last router apply report (JSON)
+* ``P:host:NAME:routers:watched``           set (with a short expiry) while a browser shows this
+                                            node's router counters; the agent reads none otherwise
+* ``P:host:NAME:routers:hits``              the agent's latest rule counters (`hits_document`)
 
 Storing uses `sync.STORE_DESIRED_LUA` (only a newer revision is stored) and the document is
 `sync.desired_document`, so both paths read and order states the same way.
@@ -26,6 +29,10 @@ from sgweb.wire import sync
 
 TASK_ROUTER_SYNC = "sgweb.agent.router_sync"  # control -> host queue: "router revision N waits"
 TASK_RECORD_ROUTER_APPLY = "sgweb.hostsync.record_router_apply"  # agent -> control: a report
+
+WATCH_TTL_S = 5  # a router page renews it with every poll
+HITS_TTL_S = 10  # counters of an agent that stopped reading them go away
+HITS_EVERY_S = 1.0
 
 NEXT_REVISION_LUA = sync.NEXT_REVISION_LUA
 STORE_DESIRED_LUA = sync.STORE_DESIRED_LUA
@@ -60,6 +67,26 @@ class RouterKeys:
     @property
     def applied(self) -> str:
         return self._key("applied")
+
+    @property
+    def watched(self) -> str:
+        return self._key("watched")
+
+    @property
+    def hits(self) -> str:
+        return self._key("hits")
+
+
+def hits_document(at: float, routers: dict[str, dict[str, tuple[int, int]]]) -> dict[str, object]:
+    """{"at": t, "routers": {router id: {rule id: [packets, bytes]}}}: a rule's counters summed
+    over the chains it is in (both directions, several groups)."""
+    return {
+        "at": at,
+        "routers": {
+            router: {rule: [packets, size] for rule, (packets, size) in sorted(rules.items())}
+            for router, rules in sorted(routers.items())
+        },
+    }
 
 
 def router_keys(host: str, prefix: str) -> RouterKeys:

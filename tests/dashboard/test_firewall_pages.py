@@ -70,3 +70,25 @@ def test_outsiders_see_no_router_of_another_project(world, firewalled):
     assert client.get(reverse("dashboard:router", args=[pair.router.pk])).status_code == 404
     assert client.get(reverse("dashboard:firewall_policy", args=[policy.pk])).status_code == 404
     assert str(pair.router.pk) not in client.get(reverse("dashboard:routers")).content.decode()
+
+
+def test_the_router_page_lists_its_rules_in_order_and_serves_their_live_counters(
+    world, firewalled, monkeypatch
+):
+    pair, rules, _, _ = firewalled
+    client = client_for(world.people.alice)
+    text = client.get(reverse("dashboard:router", args=[pair.router.pk])).content.decode()
+    assert "Firewall rules, live" in text and "router-hits.js" in text
+    assert text.index(f'data-rule-id="{rules[0].pk}"') < text.index(f'data-rule-id="{rules[1].pk}"')
+    watched = []
+
+    def agent_counters(host: str) -> dict:
+        watched.append(host)
+        return {"at": 1.5, "routers": {str(pair.router.pk): {str(rules[1].pk): [7, 420]}}}
+
+    monkeypatch.setattr("sgweb.dashboard.views.firewalls.watch_rule_hits", agent_counters)
+    url = reverse("dashboard:router_hits", args=[pair.router.pk])
+    answer = client.get(url).json()
+    assert answer == {"at": 1.5, "rules": {str(rules[1].pk): {"packets": 7, "bytes": 420}}}
+    assert watched == [pair.node.name], "asking keeps the network node's agent reading"
+    assert client_for(world.people.charlie).get(url).status_code == 404

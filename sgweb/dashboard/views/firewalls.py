@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Model, Q, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
@@ -19,6 +19,7 @@ from sgweb.dashboard.views.common import button_refused, done
 from sgweb.fwaas import actions as fwaas_actions
 from sgweb.fwaas.models import FirewallGroup, FirewallPolicy, FirewallRule
 from sgweb.fwaas.representation import group_status
+from sgweb.hostsync.routers_publish import watch_rule_hits
 from sgweb.routers.models import Router
 from sgweb.tenancy.access import can_change_project, scope
 from sgweb.tenancy.errors import ActionError
@@ -59,9 +60,50 @@ def router_detail(request: HttpRequest, router_id: str) -> HttpResponse:
     return render_page(
         request,
         "dashboard/firewalls/router.html",
-        {"router": router, "rows": rows},
+        {"router": router, "rows": rows, "policies": _policies_of(rows)},
         section="routers",
     )
+
+
+def _policies_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The policies of the groups on the router's interfaces, each once, rules in order: the
+    rows the live counters fill in."""
+    seen: dict[Any, dict[str, Any]] = {}
+    for row in rows:
+        group = row["group"]
+        if group is None:
+            continue
+        for direction, policy_id in (("ingress", group.ingress_policy_id),
+                                     ("egress", group.egress_policy_id)):  # fmt: skip
+            if policy_id is None:
+                continue
+            entry = seen.get(policy_id)
+            if entry is None:
+                policy = FirewallPolicy.objects.get(pk=policy_id)
+                links = policy.rule_links.select_related("rule").order_by("position")
+                entry = seen[policy_id] = {"policy": policy, "rules": [link.rule for link in links],
+                                           "uses": []}  # fmt: skip
+            entry["uses"].append(f"{group.name or group.pk} {direction}")
+    return list(seen.values())
+
+
+@login_required
+def router_hits(request: HttpRequest, router_id: str) -> JsonResponse:
+    """The router's firewall rule counters, as its network node's agent last read them (the
+    request also keeps the agent reading them for a few seconds: see `watch_rule_hits`)."""
+    router = get_visible_or_404(Router.objects.select_related("host"), request.user, pk=router_id)
+    if router.host is None:
+        return JsonResponse({"at": None, "rules": {}, "error": "no network node"})
+    try:
+        document = watch_rule_hits(router.host.name)
+    except Exception as exc:  # Redis away: the page says so and keeps polling
+        return JsonResponse({"at": None, "rules": {}, "error": f"counters unavailable: {exc}"})
+    routers = (document or {}).get("routers", {})
+    rules = {
+        rule_id: {"packets": counts[0], "bytes": counts[1]}
+        for rule_id, counts in routers.get(str(router.pk), {}).items()
+    }
+    return JsonResponse({"at": (document or {}).get("at"), "rules": rules})
 
 
 @login_required

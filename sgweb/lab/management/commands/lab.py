@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from sgweb.hostsync.routers_publish import applied_report
 from sgweb.hostsync.status import desired_revisions, host_liveness
 from sgweb.lab import core
 
@@ -27,6 +28,11 @@ class Command(BaseCommand):
             type=int,
             default=1,
             help="VMs of the first host on the second network, lab-net2 (0: none)",
+        )
+        up.add_argument(
+            "--no-router",
+            action="store_true",
+            help="no network node and router between lab-net and lab-net2 (VMs on one L2 segment)",
         )
         up.add_argument("--prefix", default=core.LAB_PREFIX, help="namespace name prefix")
         up.add_argument("--no-control-worker", action="store_true")
@@ -70,18 +76,27 @@ class Command(BaseCommand):
             prefix=options["prefix"],
             control_worker=not options["no_control_worker"],
             net2_vms=options["net2_vms"],
+            router=not options["no_router"],
         )
         if options["json"]:
             self.stdout.write(json.dumps(_as_dict(state), indent=2))
             return
         self.stdout.write(f"lab up in {time.perf_counter() - started:.1f} s")
         self._print(state)
+        if not state.vms:
+            return
+        routed = [vm for vm in state.vms if vm.network == core.NETWORK2_NAME]
+        across = (
+            f"  manage.py lab ping {state.vms[-1].name} {routed[0].name}"
+            f"   # across the router {core.ROUTER_NAME} on {state.network_nodes[0]}\n"
+            if routed and state.router_id
+            else ""
+        )
         self.stdout.write(
             f"VMs are in group {core.GROUP_NAME} ({state.group_id}): egress only. Try\n"
-            f"  manage.py lab ping {state.vms[0].name} {state.vms[-1].name}\n"
-            "then add an ingress ICMP rule to the group and ping again."
-            if state.vms
-            else ""
+            f"  manage.py lab ping {state.vms[0].name} {state.vms[-1].name}\n{across}"
+            "then add an ingress ICMP rule to the group and ping again; firewall groups on the"
+            " router's interfaces filter what crosses it."
         )
 
     def do_down(self, options: dict[str, Any]) -> None:
@@ -96,8 +111,16 @@ class Command(BaseCommand):
             self._print(state)
 
     def _print(self, state: core.LabState) -> None:
-        live = host_liveness(state.hosts)
-        wanted = desired_revisions(state.hosts)
+        live = host_liveness(state.hosts + state.network_nodes)
+        wanted = desired_revisions(state.hosts + state.network_nodes)
+        for host in state.network_nodes:
+            report = applied_report(host) or {}
+            self.stdout.write(
+                f"{host}: network node, agent {'alive' if live[host].alive else 'DOWN'}, "
+                f"router {core.ROUTER_NAME} ({state.router_id}) between {core.NETWORK_NAME} and "
+                f"{core.NETWORK2_NAME}: routers applied r{report.get('revision')}"
+                f"{'' if report.get('ok', True) else ' FAILED: ' + str(report.get('error'))}"
+            )
         for host in state.hosts:
             beat = live[host]
             self.stdout.write(

@@ -1,0 +1,168 @@
+"""The lab's router between its two networks, with real agents (issue 16): VMs of lab-net and
+lab-net2 reach each other through the network node's router namespace, and a firewall group on
+the router's interfaces, made through the API, stops and lets through real pings.
+
+One stack for the module (database, Redis keys, two compute hosts, a network node, agents,
+control worker, API server); timings are printed (run with -s), never asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from sgweb.kernel.netns import list_namespaces
+from sgweb.wire import routers as wire
+from tests.lab.stack import Stack
+
+pytestmark = [pytest.mark.kernel, pytest.mark.redis]
+
+NET1_VM, NET2_VM = "h2-vm1", "h1-net2-vm1"  # lab-net on host 2, lab-net2 on host 1
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    if os.geteuid() != 0:
+        pytest.skip("kernel: needs root")
+    lab = Stack(hosts=2, vms=1, net2_vms=1)
+    try:
+        yield lab.start()
+    finally:
+        lab.close()
+
+
+@pytest.fixture(scope="module")
+def pings_admitted(stack: Stack) -> Iterator[None]:
+    """The VMs' security group admits ICMP, so only the router's firewall decides."""
+    ids = []
+    for ethertype, protocol in (("IPv4", "icmp"), ("IPv6", "ipv6-icmp")):
+        body = {"security_group_id": stack.state["group_id"], "direction": "ingress",
+                "ethertype": ethertype, "protocol": protocol}  # fmt: skip
+        rule = stack.api("POST", "/security-group-rules", {"security_group_rule": body})
+        ids.append(rule["security_group_rule"]["id"])
+    stack.wait_in_sync()
+    yield
+    for rule_id in ids:
+        stack.api("DELETE", f"/security-group-rules/{rule_id}")
+
+
+def router_ports(stack: Stack) -> list[str]:
+    ports = stack.api("GET", "/ports")["ports"]
+    return sorted(p["id"] for p in ports if p["device_id"] == stack.state["router_id"])
+
+
+def denied_packets(stack: Stack, rule_id: str) -> int:
+    """The rule's packets as the network node's agent reads them while a page watches."""
+    keys = wire.router_keys(stack.state["network_nodes"][0], stack.key_prefix)
+
+    def counted() -> int:
+        stack.redis.set(keys.watched, "1", ex=wire.WATCH_TTL_S)  # what the router page does
+        raw = stack.redis.get(keys.hits)
+        rules = json.loads(raw)["routers"].get(stack.state["router_id"], {}) if raw else {}
+        return int(rules.get(rule_id, [0])[0])
+
+    return int(stack.wait("the deny rule's packets counted", counted, timeout=10))
+
+
+def pings(stack: Stack, family: int = 4) -> bool:
+    return stack.probe(NET1_VM, NET2_VM, family=family) and stack.probe(
+        NET2_VM, NET1_VM, family=family
+    )
+
+
+def test_the_lab_has_a_network_node_whose_router_joins_both_networks(stack) -> None:
+    node = stack.state["network_nodes"][0]
+    assert list_namespaces(f"{node}-qrouter-{stack.state['router_id']}")
+    assert len(router_ports(stack)) == 4, "an interface on each network's v4 and v6 subnet"
+    assert stack.ip(NET1_VM).startswith("198.51.100.") and stack.ip(NET2_VM).startswith("203.")
+
+
+def test_vms_of_the_two_networks_ping_each_other_across_the_router(stack, pings_admitted) -> None:
+    stack.wait("IPv4 ping across the router", lambda: pings(stack))
+    stack.wait("IPv6 ping across the router", lambda: pings(stack, 6))
+
+
+def test_a_deny_rule_on_the_router_stops_the_ping_and_an_allow_lets_it_through(
+    stack, pings_admitted
+) -> None:
+    stack.wait("ping across the router", lambda: pings(stack))
+    project = stack.state["project_id"]
+    rule = stack.api(
+        "POST",
+        "/fwaas/firewall_rules",
+        {
+            "firewall_rule": {
+                "name": "deny-ping",
+                "protocol": "icmp",
+                "action": "deny",
+                "project_id": project,
+            }
+        },
+    )["firewall_rule"]
+    policy = stack.api(
+        "POST",
+        "/fwaas/firewall_policies",
+        {
+            "firewall_policy": {
+                "name": "lab-edge",
+                "firewall_rules": [rule["id"]],
+                "project_id": project,
+            }
+        },
+    )["firewall_policy"]
+    started = time.perf_counter()
+    group = stack.api(
+        "POST",
+        "/fwaas/firewall_groups",
+        {"firewall_group": {"name": "lab-fw", "project_id": project,
+                            "ingress_firewall_policy_id": policy["id"],
+                            "egress_firewall_policy_id": policy["id"],
+                            "ports": router_ports(stack)}},
+    )["firewall_group"]  # fmt: skip
+    try:
+        stack.wait("the ping stopped by the router", lambda: not stack.probe(NET1_VM, NET2_VM),
+                   timeout=10)  # fmt: skip
+        print(f"\ndeny rule: ping stopped {time.perf_counter() - started:.3f} s after the API call")
+
+        def status() -> str:
+            return stack.api("GET", f"/fwaas/firewall_groups/{group['id']}")["firewall_group"][
+                "status"
+            ]
+
+        stack.wait("the group ACTIVE", lambda: status() == "ACTIVE", timeout=15)
+        stack.probe(NET1_VM, NET2_VM)  # one more denied packet for the counters
+        assert denied_packets(stack, rule["id"]) > 0
+        started = time.perf_counter()
+        stack.api("PUT", f"/fwaas/firewall_rules/{rule['id']}",
+                  {"firewall_rule": {"action": "allow"}})  # fmt: skip
+        stack.wait("the ping allowed again", lambda: pings(stack), timeout=10)
+        print(f"allow: ping through {time.perf_counter() - started:.3f} s after the API call")
+        assert not stack.probe(NET1_VM, NET2_VM, family=6), "IPv6 falls to the default drop"
+    finally:
+        stack.api("DELETE", f"/fwaas/firewall_groups/{group['id']}")
+        stack.api("DELETE", f"/fwaas/firewall_policies/{policy['id']}")
+        stack.api("DELETE", f"/fwaas/firewall_rules/{rule['id']}")
+    stack.wait("the ping through without a group", lambda: pings(stack, 6), timeout=10)
+
+
+def test_manage_py_lab_ping_works_across_the_router_and_status_names_it(
+    stack, pings_admitted
+) -> None:
+    stack.wait("ping across the router", lambda: pings(stack))
+    out = stack.manage("lab", "ping", NET1_VM, NET2_VM, "--count", "2")
+    assert out.count(": ok") == 2, out
+    status = stack.manage("lab", "status")
+    assert "network node" in status and "lab-router" in status, status
+
+
+def test_lab_down_removes_the_router_its_namespace_and_the_network_node(stack) -> None:
+    """Last in the module: it takes the lab down (the fixture's own `lab down` finds nothing)."""
+    node = stack.state["network_nodes"][0]
+    stack.manage("lab", "down", "--prefix", stack.prefix)
+    assert not list_namespaces(f"{node}-qrouter-")
+    assert stack.db("SELECT count(*) FROM routers_router")[0][0] == 0
+    assert stack.db("SELECT count(*) FROM networks_host WHERE name = ?", node)[0][0] == 0
