@@ -7,6 +7,9 @@ from rest_framework.renderers import JSONRenderer
 from sgweb.networks.choices import HostStatus, PortStatus
 from sgweb.networks.models import Host, Port
 from sgweb.networks.representation import port_to_dict
+from sgweb.security import actions as security_actions
+from sgweb.security.models import SecurityGroup
+from sgweb.security.representation import group_to_dict
 from tests.controlplane.api_helpers import NeutronClient
 from tests.controlplane.factories import group, network_with_subnet, port
 
@@ -75,3 +78,37 @@ def test_a_page_of_ports_by_rows_links_to_the_next_and_previous_pages(alice, ada
     assert [data["id"] for data in second["ports"]] == ordered[2:4]
     previous = next(link for link in second["ports_links"] if link["rel"] == "previous")
     assert f"marker={ordered[2]}" in previous["href"]
+
+
+def test_the_security_groups_list_reads_as_each_group_shown_alone(alice, project_a):
+    web = group(alice, project_a, "wéb ☃")
+    rule = security_actions.create_security_group_rule(
+        alice, web, direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22,
+        remote_ip_prefix="198.51.100.0/24", description="ssh ünï",
+    )  # fmt: skip
+    group(alice, project_a, "empty")
+    api = NeutronClient(alice)
+    assert api.put(f"/security-groups/{web.id}/tags/blue", {}).status_code == 201
+    assert api.put(f"/security-group-rules/{rule.id}/tags/ssh", {}).status_code == 201
+    # Twice: the first listing fills the rules cache, the second reads from it.
+    for _ in range(2):
+        listed = api.get("/security-groups")
+        assert listed.status_code == 200
+        assert listed.content == _drf_bytes(listed.data)
+        groups = listed.json()["security_groups"]
+        assert {data["name"] for data in groups} == {"wéb ☃", "empty", "default"}
+        for data in groups:
+            assert api.get(f"/security-groups/{data['id']}").json()["security_group"] == data
+            model = SecurityGroup.objects.get(pk=data["id"])
+            expected = group_to_dict(model, model.rules.order_by("created_at", "id"))
+            assert {**expected, "tags": data["tags"]} == {
+                **data,
+                "security_group_rules": [
+                    {**rule, "tags": []} for rule in data["security_group_rules"]
+                ],
+            }
+    by_name = {data["name"]: data for data in groups}
+    assert by_name["wéb ☃"]["tags"] == ["blue"]
+    ssh = next(r for r in by_name["wéb ☃"]["security_group_rules"] if r["id"] == str(rule.id))
+    assert ssh["tags"] == ["ssh"]
+    assert all(r["belongs_to_default_sg"] for r in by_name["default"]["security_group_rules"])
