@@ -46,14 +46,18 @@ def _links(
     if "limit" not in request.query_params:
         params.append(("limit", str(settings.API_DEFAULT_PAGE_SIZE)))
     base = _base_url(request, resource)
+    first, last = (_row_id(rows[0]), _row_id(rows[-1])) if rows else ("", "")
     if rows and has_next:
-        links.append(
-            {"rel": "next", "href": f"{base}?{urlencode([*params, ('marker', str(rows[-1].pk))])}"}
-        )
+        links.append({"rel": "next", "href": f"{base}?{urlencode([*params, ('marker', last)])}"})
     if rows and has_previous:
-        previous = [*params, ("marker", str(rows[0].pk)), ("page_reverse", "True")]
+        previous = [*params, ("marker", first), ("page_reverse", "True")]
         links.append({"rel": "previous", "href": f"{base}?{urlencode(previous)}"})
     return links
+
+
+def _row_id(row: Any) -> str:
+    """The id of a page's model instance or `.values()` row."""
+    return str(row["id"] if isinstance(row, dict) else row.pk)
 
 
 class CollectionView(APIView):
@@ -68,9 +72,12 @@ class CollectionView(APIView):
         )
         resource.before_list(request)
         queryset = apply_filters(resource.queryset(request), query.filters, resource.list_filters())
+        if resource.list_columns:
+            queryset = queryset.values(*resource.list_columns)
         rows, has_next, has_previous = paginate(queryset, query, resource.sortable)
+        page = resource.present_rows(rows) if resource.list_columns else resource.present(rows)
         body: dict[str, Any] = {
-            resource.plural: [select_fields(data, query.fields) for data in resource.present(rows)]
+            resource.plural: [select_fields(data, query.fields) for data in page]
         }
         links = _links(request, resource, rows, has_next, has_previous)
         if links:

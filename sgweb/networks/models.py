@@ -88,6 +88,25 @@ class Subnet(StandardAttributes):
         return f"{self.name or self.id} ({self.cidr})"
 
 
+def port_device(port_id: str) -> str:
+    """`Port.device` from the port's id."""
+    return _device_name(port_id)
+
+
+def port_status(
+    admin_state_up: bool,
+    host_revision: int | None,
+    host_status: str | None,
+    applied_revision: int | None,
+) -> str:
+    """`Port.status` from plain values (lists read ports as rows; host fields None: unbound)."""
+    if not admin_state_up or host_status is None or host_revision is None:
+        return PortStatus.DOWN
+    if host_status in AGENT_SILENT or (applied_revision or 0) < host_revision:
+        return PortStatus.DOWN
+    return PortStatus.ACTIVE
+
+
 class Port(StandardAttributes):
     """A VM's NIC: its addresses, host binding, security groups and address pairs."""
 
@@ -136,15 +155,15 @@ class Port(StandardAttributes):
         """Neutron's port status: ACTIVE when the port is up, bound, and its host's agent
         (alive) applied the state that carries the port as it is now; DOWN otherwise."""
         host = self.host
-        if not self.admin_state_up or host is None or self.host_revision is None:
+        if host is None:
             return PortStatus.DOWN
-        if host.status in AGENT_SILENT or host.applied_revision < self.host_revision:
-            return PortStatus.DOWN
-        return PortStatus.ACTIVE
+        return port_status(
+            self.admin_state_up, self.host_revision, host.status, host.applied_revision
+        )
 
     @property
     def device(self) -> str:
-        return _device_name(str(self.id))
+        return port_device(str(self.id))
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.conntrack_zone is not None:

@@ -13,8 +13,10 @@ from sgweb.networks.models import (
     Port,
     PortSecurityGroup,
     Subnet,
+    port_device,
+    port_status,
 )
-from sgweb.tenancy.representation import standard_fields
+from sgweb.tenancy.representation import standard_fields, standard_fields_of_row
 
 
 def network_to_dict(network: Network) -> dict[str, Any]:
@@ -61,56 +63,118 @@ def subnet_to_dict(subnet: Subnet) -> dict[str, Any]:
     }
 
 
-def port_to_dict(
-    port: Port,
-    *,
-    fixed_ips: list[dict[str, str]] | None = None,
-    pairs: list[dict[str, str]] | None = None,
-    group_ids: list[str] | None = None,
-) -> dict[str, Any]:
-    """Reads the port's fixed_ips, allowed_address_pairs, group_links and host unless given
-    (`ports_to_dicts` gives them for a whole page in three queries)."""
-    host_name = port.host.name if port.host is not None else ""
-    if fixed_ips is None:
-        fixed_ips = [
-            {"subnet_id": str(fixed.subnet_id), "ip_address": fixed.ip_address}
-            for fixed in port.fixed_ips.all()
-        ]
-    if pairs is None:
-        pairs = [
-            {"ip_address": pair.ip_address, "mac_address": pair.mac_address}
-            for pair in port.allowed_address_pairs.all()
-        ]
-    if group_ids is None:
-        group_ids = port.ordered_security_group_ids()
+# The columns of a port a list reads as `.values()` rows (the host's through its join).
+PORT_COLUMNS = (
+    "id",
+    "name",
+    "description",
+    "network_id",
+    "mac_address",
+    "admin_state_up",
+    "device_id",
+    "device_owner",
+    "port_security_enabled",
+    "host_revision",
+    "host__name",
+    "host__status",
+    "host__applied_revision",
+    "project_id",
+    "created_at",
+    "updated_at",
+    "revision_number",
+)
+
+
+def port_row(port: Port) -> dict[str, Any]:
+    """A port as the row `PORT_COLUMNS` reads (reads `port.host`)."""
+    host = port.host
     return {
-        "id": str(port.id),
+        "id": port.id,
         "name": port.name,
         "description": port.description,
-        "network_id": str(port.network_id),
+        "network_id": port.network_id,
         "mac_address": port.mac_address,
         "admin_state_up": port.admin_state_up,
-        "status": port.status,
         "device_id": port.device_id,
         "device_owner": port.device_owner,
+        "port_security_enabled": port.port_security_enabled,
+        "host_revision": port.host_revision,
+        "host__name": host.name if host is not None else None,
+        "host__status": host.status if host is not None else None,
+        "host__applied_revision": host.applied_revision if host is not None else None,
+        "project_id": port.project_id,
+        "created_at": port.created_at,
+        "updated_at": port.updated_at,
+        "revision_number": port.revision_number,
+    }
+
+
+def port_row_to_dict(
+    row: dict[str, Any],
+    *,
+    fixed_ips: list[dict[str, str]],
+    pairs: list[dict[str, str]],
+    group_ids: list[str],
+) -> dict[str, Any]:
+    """A port's dictionary from its row: lists of thousands of ports build no model instances,
+    and `port_to_dict` goes through here, so both always agree."""
+    host_name = row["host__name"] or ""
+    port_id = str(row["id"])
+    return {
+        "id": port_id,
+        "name": row["name"],
+        "description": row["description"],
+        "network_id": str(row["network_id"]),
+        "mac_address": row["mac_address"],
+        "admin_state_up": row["admin_state_up"],
+        "status": port_status(
+            row["admin_state_up"],
+            row["host_revision"],
+            row["host__status"],
+            row["host__applied_revision"],
+        ),
+        "device_id": row["device_id"],
+        "device_owner": row["device_owner"],
         "fixed_ips": fixed_ips,
         "allowed_address_pairs": pairs,
         "security_groups": group_ids,
-        "port_security_enabled": port.port_security_enabled,
+        "port_security_enabled": row["port_security_enabled"],
         "binding:host_id": host_name,
         "binding:vif_type": "bridge" if host_name else "unbound",
         "binding:vnic_type": "normal",
         "binding:profile": {},
         "binding:vif_details": {"port_filter": True} if host_name else {},
         "extra_dhcp_opts": [],
-        "device": port.device,
-        **standard_fields(port),
+        "device": port_device(port_id),
+        **standard_fields_of_row(row),
     }
 
 
+def port_to_dict(port: Port) -> dict[str, Any]:
+    """Reads the port's fixed_ips, allowed_address_pairs, group_links and host."""
+    return port_row_to_dict(
+        port_row(port),
+        fixed_ips=[
+            {"subnet_id": str(fixed.subnet_id), "ip_address": fixed.ip_address}
+            for fixed in port.fixed_ips.all()
+        ],
+        pairs=[
+            {"ip_address": pair.ip_address, "mac_address": pair.mac_address}
+            for pair in port.allowed_address_pairs.all()
+        ],
+        group_ids=port.ordered_security_group_ids(),
+    )
+
+
 def ports_to_dicts(ports: Sequence[Port]) -> list[dict[str, Any]]:
-    """Many ports (with `host` selected): three row queries instead of per-port prefetches."""
-    ids = [port.pk for port in ports]
+    """Many ports (with `host` selected): see `port_rows_to_dicts`."""
+    return port_rows_to_dicts([port_row(port) for port in ports])
+
+
+def port_rows_to_dicts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Many ports from their rows: three row queries for their addresses, pairs and groups
+    instead of per-port prefetches."""
+    ids = [row["id"] for row in rows]
     fixed: dict[Any, list[dict[str, str]]] = defaultdict(list)
     pairs: dict[Any, list[dict[str, str]]] = defaultdict(list)
     groups: dict[Any, list[str]] = defaultdict(list)
@@ -134,11 +198,11 @@ def ports_to_dicts(ports: Sequence[Port]) -> list[dict[str, Any]]:
         ):
             groups[port_id].append(str(group_id))
     return [
-        port_to_dict(
-            port,
-            fixed_ips=fixed.get(port.pk, []),
-            pairs=pairs.get(port.pk, []),
-            group_ids=groups.get(port.pk, []),
+        port_row_to_dict(
+            row,
+            fixed_ips=fixed.get(row["id"], []),
+            pairs=pairs.get(row["id"], []),
+            group_ids=groups.get(row["id"], []),
         )
-        for port in ports
+        for row in rows
     ]

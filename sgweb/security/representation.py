@@ -12,7 +12,7 @@ from typing import Any
 
 from sgweb.security.choices import DEFAULT_GROUP_NAME
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
-from sgweb.tenancy.representation import standard_fields, standard_fields_of_row
+from sgweb.tenancy.representation import standard_fields_of_row
 
 RULE_COLUMNS = (
     "id",
@@ -72,14 +72,35 @@ def group_to_dict(
 
 
 def _group_dict(group: SecurityGroup, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    return _group_row_dict(group_row(group), rules)
+
+
+# The columns of a group a list reads as `.values()` rows.
+GROUP_COLUMNS = (
+    "id",
+    "name",
+    "description",
+    "stateful",
+    "project_id",
+    "created_at",
+    "updated_at",
+    "revision_number",
+)
+
+
+def group_row(group: SecurityGroup) -> dict[str, Any]:
+    return {column: getattr(group, column) for column in GROUP_COLUMNS}
+
+
+def _group_row_dict(row: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "id": str(group.id),
-        "name": group.name,
-        "description": group.description,
-        "stateful": group.stateful,
+        "id": str(row["id"]),
+        "name": row["name"],
+        "description": row["description"],
+        "stateful": row["stateful"],
         "shared": False,
         "security_group_rules": rules,
-        **standard_fields(group),
+        **standard_fields_of_row(row),
     }
 
 
@@ -98,17 +119,18 @@ class GroupRulesCache:
         self.entries: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
 
     @staticmethod
-    def key(group: SecurityGroup) -> tuple[Any, ...]:
-        return (group.id, group.revision_number, group.updated_at, group.name)
+    def key(group: dict[str, Any]) -> tuple[Any, ...]:
+        """`group` is the group's row (`GROUP_COLUMNS`)."""
+        return (group["id"], group["revision_number"], group["updated_at"], group["name"])
 
-    def get(self, group: SecurityGroup) -> list[dict[str, Any]] | None:
+    def get(self, group: dict[str, Any]) -> list[dict[str, Any]] | None:
         key = self.key(group)
         rules = self.entries.get(key)
         if rules is not None:
             self.entries.move_to_end(key)
         return rules
 
-    def put(self, group: SecurityGroup, rules: list[dict[str, Any]]) -> None:
+    def put(self, group: dict[str, Any], rules: list[dict[str, Any]]) -> None:
         self.entries[self.key(group)] = rules
         while len(self.entries) > self.max_groups:
             self.entries.popitem(last=False)
@@ -121,15 +143,21 @@ group_rules_cache = GroupRulesCache()
 
 
 def groups_to_dicts(groups: Sequence[SecurityGroup]) -> list[dict[str, Any]]:
-    """Many groups with their rules: the rules of groups whose revision was seen before come
-    from `group_rules_cache`, the others from one query, as rows."""
-    known = {group.id: group_rules_cache.get(group) for group in groups}
-    missing = [group for group in groups if known[group.id] is None]
+    """Many groups with their rules: see `group_rows_to_dicts`."""
+    return group_rows_to_dicts([group_row(group) for group in groups])
+
+
+def group_rows_to_dicts(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Many groups (their `GROUP_COLUMNS` rows) with their rules: the rules of groups whose
+    revision was seen before come from `group_rules_cache`, the others from one query, as
+    rows."""
+    known = {group["id"]: group_rules_cache.get(group) for group in groups}
+    missing = [group for group in groups if known[group["id"]] is None]
     if missing:
         by_group: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-        defaults = {group.id for group in missing if group.name == DEFAULT_GROUP_NAME}
+        defaults = {group["id"] for group in missing if group["name"] == DEFAULT_GROUP_NAME}
         rows = (
-            SecurityGroupRule.objects.filter(security_group_id__in=[g.id for g in missing])
+            SecurityGroupRule.objects.filter(security_group_id__in=[g["id"] for g in missing])
             .order_by("created_at", "id")
             .values(*RULE_COLUMNS)
         )
@@ -137,7 +165,10 @@ def groups_to_dicts(groups: Sequence[SecurityGroup]) -> list[dict[str, Any]]:
             group_id = row["security_group_id"]
             by_group[group_id].append(rule_row_to_dict(row, default_group=group_id in defaults))
         for group in missing:
-            known[group.id] = rules = by_group.get(group.id, [])
+            known[group["id"]] = rules = by_group.get(group["id"], [])
             group_rules_cache.put(group, rules)
     # Copies of the cached dictionaries: `fields=` selection and callers may change theirs.
-    return [_group_dict(group, [dict(rule) for rule in known[group.id] or ()]) for group in groups]
+    return [
+        _group_row_dict(group, [dict(rule) for rule in known[group["id"]] or ()])
+        for group in groups
+    ]

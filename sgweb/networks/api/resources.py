@@ -27,7 +27,13 @@ from sgweb.api.resource import (
 from sgweb.networks import actions
 from sgweb.networks.choices import AGENT_SILENT, PortStatus
 from sgweb.networks.models import FixedIP, Network, Port, PortSecurityGroup, Subnet
-from sgweb.networks.representation import network_to_dict, ports_to_dicts, subnet_to_dict
+from sgweb.networks.representation import (
+    PORT_COLUMNS,
+    network_to_dict,
+    port_rows_to_dicts,
+    ports_to_dicts,
+    subnet_to_dict,
+)
 from sgweb.tenancy.access import can_change_project
 from sgweb.tenancy.errors import Invalid
 
@@ -292,8 +298,13 @@ class Ports(Resource[Port]):
     def queryset(self, request: Request) -> QuerySet[Port]:
         return self.scoped(request, Port.objects.all()).select_related("host")
 
+    list_columns = PORT_COLUMNS
+
     def to_dicts(self, objs: list[Port]) -> list[dict[str, Any]]:
         return ports_to_dicts(objs)
+
+    def rows_to_dicts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return port_rows_to_dicts(rows)
 
     def create(self, request: Request, body: dict[str, Any]) -> Port:
         network = _network_for(request, body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
@@ -19,7 +20,12 @@ from sgweb.api.tagquery import fill_tags
 from sgweb.security import actions
 from sgweb.security.choices import DEFAULT_GROUP_NAME
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
-from sgweb.security.representation import groups_to_dicts, rule_to_dict
+from sgweb.security.representation import (
+    GROUP_COLUMNS,
+    group_rows_to_dicts,
+    groups_to_dicts,
+    rule_to_dict,
+)
 from sgweb.tenancy.access import member_project_ids, role_of
 from sgweb.tenancy.choices import Role
 from sgweb.tenancy.errors import Invalid
@@ -56,6 +62,7 @@ class SecurityGroups(Resource[SecurityGroup]):
     create_fields = {"name": "name", "description": "description", "stateful": "stateful"}
     update_fields = create_fields
     read_only = Resource.read_only | {"security_group_rules", "shared"}
+    list_columns = GROUP_COLUMNS
 
     def queryset(self, request: Request) -> QuerySet[SecurityGroup]:
         return self.scoped(request, SecurityGroup.objects.all())
@@ -63,10 +70,15 @@ class SecurityGroups(Resource[SecurityGroup]):
     def to_dicts(self, objs: list[SecurityGroup]) -> list[dict[str, Any]]:
         return groups_to_dicts(objs)
 
-    def present(self, objs: list[SecurityGroup]) -> list[dict[str, Any]]:
-        dicts = super().present(objs)
+    def rows_to_dicts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return group_rows_to_dicts(rows)
+
+    def with_tags(self, dicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        dicts = super().with_tags(dicts)
+        if not dicts:
+            return dicts
         rules_of_page = SecurityGroupRule.objects.filter(
-            security_group_id__in=[obj.pk for obj in objs]
+            security_group_id__in=[uuid.UUID(data["id"]) for data in dicts]
         ).values("id")
         fill_tags(
             SecurityGroupRule,
