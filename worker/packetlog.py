@@ -23,10 +23,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sgweb.firewall.compiler import port_is_stateful
 from sgweb.firewall.model import HostState
 from sgweb.kernel.nflog import LogPacket, UlogdMissing, UlogdReceiver
 from sgweb.kernel.runner import CommandRunner
@@ -39,6 +40,8 @@ _ETHERTYPES = {4: "IPv4", 6: "IPv6"}
 MISSING_RETRY_S = 60.0
 FAILED_RETRY_S = 5.0
 ENDED_RETRY_S = 1.0
+CT_NEW = "NEW"
+CT_UNTRACKED = "UNTRACKED"
 
 
 def packet_key(packet: LogPacket) -> tuple[Any, ...]:
@@ -166,6 +169,35 @@ def logged_groups(state: HostState | None) -> tuple[int, ...]:
     return tuple(sorted({settings.nflog_group(4), settings.nflog_group(6)}))
 
 
+def ct_states(state: HostState | None) -> dict[str, str]:
+    """The conntrack state of every logged packet of each port of `state`, by port id.
+
+    ulogd's JSON carries no conntrack state, but the chains fix it: both NFLOG rules (in front
+    of the default drop, in front of a user rule) sit after the port chain's RELATED,ESTABLISHED
+    accept and INVALID drop, so a logged packet of a stateful port opens a NEW connection, and
+    one of a port whose groups are all stateless was never tracked (the raw table's notrack)."""
+    if state is None:
+        return {}
+    groups = {group.id: group for group in state.security_groups}
+    return {
+        port.id: CT_NEW if port_is_stateful(port, groups) else CT_UNTRACKED
+        for port in state.ports
+        if port.log_events
+        and port.port_security_enabled
+        # a state that never passed validation (a failed apply) may name a group it lacks
+        and all(gid in groups for gid in port.security_groups)
+    }
+
+
+def with_ct_states(flows: list[wire.Flow], states: Mapping[str, str]) -> list[wire.Flow]:
+    """`flows` with the conntrack state of their port (a port the state no longer has: none)."""
+    return [
+        flow if flow.ct_state is not None or flow.port_id not in states
+        else replace(flow, ct_state=states[flow.port_id])
+        for flow in flows
+    ]  # fmt: skip
+
+
 Send = Callable[[dict[str, Any]], None]
 
 
@@ -205,6 +237,7 @@ class PacketLog(threading.Thread):
         # binding only after the apply lost the first drops after a log was enabled.
         self._prepared: HostState | None = None
         self._lock = threading.Lock()
+        self._ct_states: tuple[HostState | None, dict[str, str]] = (None, {})
 
     def run(self) -> None:
         try:
@@ -263,6 +296,7 @@ class PacketLog(threading.Thread):
         flows, shed = self.table.drain(now)
         if not flows and not shed:
             return 0
+        flows = with_ct_states(flows, self._port_ct_states())
         sent = 0
         for start in range(0, max(len(flows), 1), self.batch_size):
             chunk = tuple(flows[start : start + self.batch_size])
@@ -280,6 +314,18 @@ class PacketLog(threading.Thread):
             sent += 1
             self.sent_flows += len(chunk)
         return sent
+
+    def _port_ct_states(self) -> dict[str, str]:
+        # The applied state decided the packets (the one about to be applied, before the
+        # first apply); derived once per state, not per batch.
+        state = self.state_of()
+        if state is None:
+            state = self._prepared
+        cached, states = self._ct_states
+        if state is not cached:
+            states = ct_states(state)
+            self._ct_states = (state, states)
+        return states
 
     def close(self) -> None:
         if self.receiver is not None:

@@ -23,7 +23,7 @@ from sgweb.firewall.ir import ACCEPT, DROP
 from sgweb.firewall.model import Port
 from sgweb.firewall.trace.explain import explain
 from sgweb.firewall.trace.flow import HostTarget
-from sgweb.firewall.trace.packet import CT_NEW, CT_STATES, Packet, TraceError
+from sgweb.firewall.trace.packet import CT_NEW, CT_STATES, CT_UNTRACKED, Packet, TraceError
 from sgweb.firewall.trace.tracer import trace
 from sgweb.wire.packetlog import EVENT_DROP, Flow
 
@@ -73,7 +73,11 @@ def logged_packet(port: Port, flow: Flow) -> Packet:
     device = port.device or names.device_name(port.id)
     veth = names.veth_name(port.id)
     ingress = flow.direction == "ingress"
+    # An UNTRACKED flow is traced as NEW: whether conntrack tracks it is the raw table's call
+    # (the port's groups), which the tracer walks itself.
     ct_state = flow.ct_state if flow.ct_state in CT_STATES else CT_NEW
+    if ct_state == CT_UNTRACKED:
+        ct_state = CT_NEW
     return Packet(
         src=flow.src,
         dst=flow.dst,

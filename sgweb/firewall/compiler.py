@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import cast
@@ -192,6 +192,14 @@ def _members_only(state: HostState, cache: CompileCache) -> CompiledHost | None:
     return dataclasses.replace(compiled, ipsets=tuple(ipsets))
 
 
+def port_is_stateful(port: Port, groups: Mapping[str, SecurityGroup]) -> bool:
+    """Whether the port's chains track connections (`groups`: the host's groups by id)."""
+    # Neutron's stateless groups: a port is stateless only when all its groups are.
+    if not port.security_groups:
+        return True
+    return any(groups[gid].stateful for gid in port.security_groups)
+
+
 class _HostCompiler:
     def __init__(self, state: HostState, cache: CompileCache) -> None:
         self.state = state
@@ -243,10 +251,7 @@ class _HostCompiler:
         return list(seen)
 
     def _is_stateful(self, port: Port) -> bool:
-        # Neutron's stateless groups: a port is stateless only when all its groups are.
-        if not port.security_groups:
-            return True
-        return any(self.groups[gid].stateful for gid in port.security_groups)
+        return port_is_stateful(port, self.groups)
 
     def _group_context(self, group: SecurityGroup) -> tuple[object, ...]:
         if self.state.enable_ipset:

@@ -259,6 +259,30 @@ def test_a_batch_the_broker_did_not_take_goes_out_with_the_next_one() -> None:
     assert [(f.first_seen, f.count) for f in batch.flows] == [(100.0, 1), (106.0, 1)]
 
 
+def test_a_logged_packet_is_new_in_a_stateful_port_and_untracked_in_a_stateless_one() -> None:
+    # ulogd's JSON has no conntrack state: the agent derives it from the applied state.
+    stateful = logged_state(state(), "ALL")
+    groups = tuple(replace(group, stateful=False) for group in stateful.security_groups)
+    stateless = replace(stateful, security_groups=groups)
+    applied = [stateful]
+    send = Capture()
+    log = PacketLog(
+        "compute-1", runner=None, netns=None,  # type: ignore[arg-type]
+        state_of=lambda: applied[-1], send=send,
+    )  # fmt: skip
+    log.table.add(packet(100.0))
+    log.table.add(packet(100.0, port="a-port-the-state-does-not-have"))
+    log.flush(now=100.0)
+    applied.append(stateless)
+    log.table.add(packet(101.0, event="ACCEPT"))
+    log.flush(now=101.0)
+    assert [(f.port_id, f.event, f.ct_state) for f in send.flows()] == [
+        (PORT, "DROP", "NEW"),
+        ("a-port-the-state-does-not-have", "DROP", None),
+        (PORT, "ACCEPT", "UNTRACKED"),
+    ]
+
+
 def test_the_agent_reads_the_drop_logs_settings_from_its_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -10,6 +10,7 @@ from django.test import Client
 from sgweb.droplog import actions
 from sgweb.droplog.models import DropFlow
 from sgweb.security.models import SecurityGroupRule
+from tests.controlplane.api_helpers import NeutronClient
 from tests.droplog.batches import blocked_ping, blocked_ssh
 
 pytestmark = pytest.mark.django_db
@@ -48,6 +49,16 @@ def test_a_ports_drops_page_shows_the_flow_explained_with_trace_and_allow(alice,
     assert "dropped at port web1 ingress by the default drop" in text
     assert "203.0.113.9:40000" in text and "Trace this" in text and "Allow this" in text
     assert 'data-drops-live="/ws/drops"' in text
+
+
+def test_the_drops_page_and_api_show_the_conntrack_state_the_agent_derived(alice, world, agent):
+    actions.record(agent.batch(blocked_ssh(world.web, ct_state="UNTRACKED")))
+    text = client_for(alice).get(f"/drops?port_id={world.web.pk}").content.decode()
+    assert "<span data-drop-ct-state>UNTRACKED</span>" in text
+    # Traced as the raw table decides (the group is stateful): the same words as a NEW drop.
+    assert "dropped at port web1 ingress by the default drop" in text
+    (found,) = NeutronClient(alice).get("/sgweb-drops").json()["drops"]
+    assert found["ct_state"] == "UNTRACKED"
 
 
 @pytest.mark.parametrize("subject", ["port_id", "security_group_id", "host", "project_id"])

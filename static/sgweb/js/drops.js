@@ -60,7 +60,13 @@
     const count = el("td", String(flow.count), "num");
     count.dataset.dropCount = "";
     const event = el("td");
-    event.append(el("span", flow.event, "tag"), " ", el("span", flow.direction, "sub"));
+    const how = el("span", flow.direction, "sub");
+    if (flow.ct_state) {
+      const state = el("span", flow.ct_state);
+      state.dataset.dropCtState = "";
+      how.append(" · ", state);
+    }
+    event.append(el("span", flow.event, "tag"), " ", how);
     const what = el("td", null, "mono");
     const port = el("a", flow.port_name || flow.port_id);
     port.href = `/ports/${flow.port_id}`;
