@@ -86,6 +86,16 @@ def _publish(log: Log, reason: str) -> None:
         dispatch.firewall_changed(reason, hosts=set(hosts.values_list("host__name", flat=True)))
 
 
+def owner_project(resource: SecurityGroup | None, target: Port | None) -> Project | None:
+    """The project a log goes into when its creator names none and belongs to no single
+    project (an admin): as Neutron does, the target port's, else the resource group's."""
+    if target is not None:
+        return target.project
+    if resource is not None:
+        return resource.project
+    return None
+
+
 def create_log(
     actor: Actor,
     project: Project,

@@ -113,6 +113,31 @@ def test_a_target_outside_the_named_group_is_refused(alice, adam, project_a, web
     assert "target_id" in response.content.decode()
 
 
+def test_an_admin_without_a_project_logs_a_port_or_group_into_its_owners_project(
+    adam, project_a, project_b, web_vm
+):
+    web, vm = web_vm
+    api = NeutronClient(adam)
+
+    def create(**fields):
+        return api.post("/log/logs", {"log": {"resource_type": "security_group", **fields}})
+
+    by_port = create(target_id=str(vm.id), event="DROP")
+    assert by_port.status_code == 201, by_port.content
+    assert by_port.json()["log"]["project_id"] == project_a.id.hex
+    by_group = create(resource_id=str(web.id))
+    assert by_group.status_code == 201, by_group.content
+    assert by_group.json()["log"]["project_id"] == project_a.id.hex
+    assert _events(vm.id) == "ALL"
+    # Named, the project still decides (and a port of another project is refused).
+    named = create(target_id=str(vm.id), project_id=project_b.id.hex)
+    assert named.status_code == 400 and "target_id" in named.content.decode()
+    # Neither port nor group: nothing to take a project from.
+    nothing = create()
+    assert nothing.status_code == 400 and "project_id" in nothing.content.decode()
+    assert Log.objects.filter(project=project_a).count() == Log.objects.count() == 2
+
+
 def test_an_outsider_neither_sees_nor_logs_another_projects_groups(alice, charlie, web_vm):
     web, vm = web_vm
     created = NeutronClient(alice).post(

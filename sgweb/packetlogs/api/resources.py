@@ -18,6 +18,7 @@ from sgweb.packetlogs.choices import SECURITY_GROUP
 from sgweb.packetlogs.models import Log
 from sgweb.packetlogs.representation import log_to_dict
 from sgweb.security.api.resources import SecurityGroups
+from sgweb.tenancy.access import member_project_ids
 
 
 class Logs(Resource[Log]):
@@ -54,7 +55,6 @@ class Logs(Resource[Log]):
         return log_to_dict(obj)
 
     def create(self, request: Request, body: dict[str, Any]) -> Log:
-        project = project_for_create(request, body)
         fields = {
             key: value
             for key, value in body.items()
@@ -66,6 +66,12 @@ class Logs(Resource[Log]):
             values["resource"] = SecurityGroups().get_object(request, str(body["resource_id"]))
         if body.get("target_id"):
             values["target"] = Ports().get_object(request, str(body["target_id"]))
+        project = None
+        named = body.get("project_id") or body.get("tenant_id")
+        if not named and len(member_project_ids(request.user)) != 1:
+            project = actions.owner_project(values.get("resource"), values.get("target"))
+        if project is None:
+            project = project_for_create(request, body)
         return actions.create_log(request.user, project, **values)
 
     def update(self, request: Request, obj: Log, body: dict[str, Any]) -> Log:
