@@ -91,13 +91,13 @@ def check_network_nodes(via: SyncChannel) -> dict[str, str]:
 
 
 def _check_one(name: str, via: SyncChannel) -> str:
-    digest = codec.digest(codec.dumps(network_node_state(name)))
+    state = network_node_state(name)  # built once: for the digest and, if it differs, to publish
+    digest = codec.digest(codec.dumps(state))
     keys = wire.router_keys(name, via.prefix)
     raw = via.redis.get(keys.desired_digest)
     stored = raw.decode() if isinstance(raw, bytes) else raw
     if stored != digest:
-        publish_network_node(name, network_node_state(name), "reconcile: router state differs",
-                             via=via)  # fmt: skip
+        publish_network_node(name, state, "reconcile: router state differs", via=via)
         return "published"
     report = applied_report(name, via=via) or {}
     if report.get("digest") == digest:
