@@ -267,6 +267,7 @@ class FirewallLab:
             )
         finally:
             listener.stop()
+            self._close_leftover_tcp(src_label, self._endpoint_label(destination))
         flow = self._trace_flow(
             source, destination, family, protocol="tcp", sport=45000, dport=port
         )
@@ -279,6 +280,23 @@ class FirewallLab:
             _flow_hits(flow, with_reply=flow.verdict == ACCEPT),  # the SYN and its SYN-ACK
             compare_counters=not ok,
         )
+
+    def _close_leftover_tcp(self, *labels: str, timeout: float = 2.0) -> None:
+        """Let the probe's connection finish closing before the next probe flushes conntrack.
+
+        A FIN sent after that flush has no conntrack entry, so the kernel drops it as INVALID
+        and the endpoint retransmits it for many seconds: each copy lands in some later probe's
+        counters (CI saw a listener's late FIN counted against three later seeds). Wait for the
+        close to finish; destroy whatever is still half-closed when the wait runs out."""
+        connected = ["ss", "-Htn", "state", "connected", "exclude", "time-wait"]
+        deadline = time.monotonic() + timeout
+        for label in labels:
+            netns = self.topology.ns(label)
+            while self.runner.run(connected, netns=netns, check=False).stdout.strip():
+                if time.monotonic() >= deadline:
+                    self.runner.run(["ss", "-K", *connected[2:]], netns=netns, check=False)
+                    break
+                time.sleep(0.02)
 
     def udp(
         self,
