@@ -265,7 +265,7 @@ class KernelTracer:
     def _judge(self, result: CommandResult | None, exited_early: bool, drops: int) -> None:
         if result is not None and (exited_early or result.returncode not in (0, -signal.SIGTERM)):
             why = result.stderr.strip() or f"exit status {result.returncode}"
-            self.lost = f"the trace monitor stopped early ({why})"
+            self.lost = f"the trace monitor stopped early: {why}"
         elif drops:
             self.lost = f"the kernel dropped {drops} trace events (the monitor's queue was full)"
 
