@@ -3,6 +3,7 @@ layer the boundary test keeps, and every model says in a line what it is."""
 
 from __future__ import annotations
 
+import ast
 import re
 
 from django.apps import apps
@@ -51,3 +52,29 @@ def test_every_model_of_ours_has_a_docstring():
         and (not model.__doc__ or model.__doc__.startswith(f"{model.__name__}("))
     ]
     assert missing == []
+
+
+def test_only_the_settings_and_the_agents_config_read_the_environment():
+    """Web-side settings are read once in settings.py, the agent's in worker/config.py; the
+    entry points only name the settings module (`os.environ.setdefault`)."""
+    readers = {"sgweb/settings.py", "worker/config.py"}
+    offenders = []
+    for top in ("sgweb", "worker"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            name = str(path.relative_to(ROOT))
+            if name in readers or "migrations" in path.parts:
+                continue
+            tree = ast.parse(path.read_text())
+            naming = {
+                id(node.func.value)
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and ast.unparse(node.func) == "os.environ.setdefault"
+            }
+            offenders += [
+                f"{name}:{node.lineno}"
+                for node in ast.walk(tree)
+                if isinstance(node, ast.Attribute)
+                and ast.unparse(node) in ("os.getenv", "os.environ", "os.environb")
+                and id(node) not in naming
+            ]
+    assert offenders == []
