@@ -126,7 +126,7 @@ def protocol_messages(kind: str, payload: dict[str, Any]) -> list[dict[str, Any]
     if kind == EventKind.ACCESS_CHANGED:
         return []  # consumed by the sockets themselves (`LiveConsumer.live_access`)
     report = payload.get("report") or {}
-    if kind == "host.apply":
+    if kind == EventKind.HOST_APPLY:
         apply = {
             "type": "apply",
             "host": payload.get("host"),
@@ -137,7 +137,7 @@ def protocol_messages(kind: str, payload: dict[str, Any]) -> list[dict[str, Any]
             "at": _unix(report.get("finished_at")) or time.time(),
         }
         return [apply, host_status_message(payload)]
-    if kind == "host.drift":
+    if kind == EventKind.HOST_DRIFT:
         words = [str(line) for line in report.get("words") or ()]
         found = report.get("found") or {}
         counts = ", ".join(f"{key}: {len(value)}" for key, value in sorted(found.items()) if value)
