@@ -16,7 +16,6 @@ from django.utils import timezone
 HEARTBEAT_STALE_AFTER = timedelta(seconds=90)
 
 ICMP_PROTOCOLS = {"icmp", "1", "ipv6-icmp", "icmpv6", "58"}
-PORTED_PROTOCOLS = {"tcp", "udp", "sctp", "udplite", "6", "17", "132", "136"}
 PROTOCOL_NAMES = {"6": "tcp", "17": "udp", "1": "icmp", "58": "ipv6-icmp", "132": "sctp"}
 
 
