@@ -222,9 +222,9 @@ def _rule_protocol(rule: SecurityGroupRule, problems: list[FirewallError]) -> st
 def _rule_ports(
     rule: SecurityGroupRule, protocol: str | None, problems: list[FirewallError]
 ) -> tuple[int | None, int | None]:
+    """The rule's port range (or ICMP type and code) as numbers; a lone minimum port is one
+    port. What the two fields may hold depends on the protocol."""
     rule_id = str(rule.id)
-    found = len(problems)
-    value: int | None  # the port loop and the ICMP loop below
     try:
         low = _int_or_none(rule.port_range_min)
         high = _int_or_none(rule.port_range_max)
@@ -238,78 +238,85 @@ def _rule_ports(
     if any(p.field == "protocol" for p in problems):
         return low, high  # what the ports mean depends on the protocol
     if takes_ports(protocol):
-        if low is None:
-            problems.append(
-                rule_error(
-                    rule_id,
-                    "port_range_min",
-                    "a maximum port needs a minimum port",
-                    "port-max-without-min",
-                    max=high,
-                )
-            )
-            return low, high
-        high = low if high is None else high
-        for field, value in (("port_range_min", low), ("port_range_max", high)):
-            if not 1 <= value <= 65535:
-                problems.append(
-                    rule_error(
-                        rule_id,
-                        field,
-                        f"port {value} is outside 1-65535",
-                        "port-out-of-range",
-                        port=value,
-                    )
-                )
-        if len(problems) == found and low > high:
-            problems.append(
-                rule_error(
-                    rule_id,
-                    "port_range_min",
-                    f"minimum port {low} is above maximum {high}",
-                    "port-range-reversed",
-                    min=low,
-                    max=high,
-                )
-            )
-    elif takes_icmp_type(protocol):
-        if low is None:
-            problems.append(
-                rule_error(
-                    rule_id,
-                    "port_range_max",
-                    "an ICMP code needs an ICMP type",
-                    "icmp-code-without-type",
-                    icmp_code=high,
-                )
-            )
-        for field, kind, value in (
-            ("port_range_min", "type", low),
-            ("port_range_max", "code", high),
-        ):
-            if value is not None and not 0 <= value <= 255:
-                problems.append(
-                    rule_error(
-                        rule_id,
-                        field,
-                        f"ICMP {kind} {value} is outside 0-255",
-                        "icmp-out-of-range",
-                        kind=kind,
-                        value=value,
-                    )
-                )
-    else:
-        shown = protocol or "any protocol"
+        return _port_range(rule_id, low, high, problems)
+    if takes_icmp_type(protocol):
+        problems.extend(_icmp_problems(rule_id, low, high))
+        return low, high
+    shown = protocol or "any protocol"
+    problems.append(
+        rule_error(
+            rule_id,
+            "port_range_min",
+            f"{shown} takes no port range (only tcp, udp, ...)",
+            "no-ports-for-protocol",
+            protocol=protocol,
+        )
+    )
+    return low, high
+
+
+def _port_range(
+    rule_id: str, low: int | None, high: int | None, problems: list[FirewallError]
+) -> tuple[int | None, int | None]:
+    if low is None:
         problems.append(
             rule_error(
                 rule_id,
                 "port_range_min",
-                f"{shown} takes no port range (only tcp, udp, ...)",
-                "no-ports-for-protocol",
-                protocol=protocol,
+                "a maximum port needs a minimum port",
+                "port-max-without-min",
+                max=high,
+            )
+        )
+        return low, high
+    high = low if high is None else high
+    outside = [
+        rule_error(
+            rule_id, field, f"port {value} is outside 1-65535", "port-out-of-range", port=value
+        )
+        for field, value in (("port_range_min", low), ("port_range_max", high))
+        if not 1 <= value <= 65535
+    ]
+    problems.extend(outside)
+    if not outside and low > high:
+        problems.append(
+            rule_error(
+                rule_id,
+                "port_range_min",
+                f"minimum port {low} is above maximum {high}",
+                "port-range-reversed",
+                min=low,
+                max=high,
             )
         )
     return low, high
+
+
+def _icmp_problems(rule_id: str, low: int | None, high: int | None) -> list[FirewallError]:
+    found = []
+    if low is None:
+        found.append(
+            rule_error(
+                rule_id,
+                "port_range_max",
+                "an ICMP code needs an ICMP type",
+                "icmp-code-without-type",
+                icmp_code=high,
+            )
+        )
+    for field, kind, value in (("port_range_min", "type", low), ("port_range_max", "code", high)):
+        if value is not None and not 0 <= value <= 255:
+            found.append(
+                rule_error(
+                    rule_id,
+                    field,
+                    f"ICMP {kind} {value} is outside 0-255",
+                    "icmp-out-of-range",
+                    kind=kind,
+                    value=value,
+                )
+            )
+    return found
 
 
 def _rule_remote(
