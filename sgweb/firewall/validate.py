@@ -391,11 +391,10 @@ def _safe_id(value: object) -> bool:
     return isinstance(value, str) and names.SAFE_ID.match(value) is not None
 
 
-def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
-    """The port normalised (device filled in, MAC lower-case, canonical addresses)."""
+def _check_port_names(port: Port, device: str, chain_prefix: str) -> None:
+    """The id, devices and conntrack zone the kernel will be given for the port."""
     if not _safe_id(port.id):
         raise port_error(str(port.id), "id", "must be letters, digits and '_.:-'")
-    device = port.device if port.device is not None else names.device_name(port.id)
     problem = names.interface_name_problem(device)
     if problem:
         raise port_error(port.id, "device", problem)
@@ -412,28 +411,37 @@ def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
     ):
         chain = names.ingress_chain(chain_prefix, port.id)
         raise port_error(port.id, "id", names.chain_name_problem(chain) or "chain name too long")
+
+
+def _address_pair(port_id: str, pair: AddressPair) -> AddressPair:
+    """The pair normalised (the same object when it already was)."""
+    try:
+        # A bare address stays bare (the anti-spoof rule adds /32 or /128).
+        if "/" in pair.ip_address:
+            ip = normalize_cidr(pair.ip_address)
+        else:
+            ip = normalize_address(pair.ip_address)
+    except (TypeError, ValueError) as error:
+        raise port_error(port_id, "allowed_address_pairs", str(error)) from None
+    try:
+        pair_mac = None if pair.mac_address is None else normalize_mac(pair.mac_address)
+    except ValueError as error:
+        raise port_error(port_id, "allowed_address_pairs", str(error)) from None
+    same = ip == pair.ip_address and pair_mac == pair.mac_address
+    return pair if same else AddressPair(ip_address=ip, mac_address=pair_mac)
+
+
+def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
+    """The port normalised (device filled in, MAC lower-case, canonical addresses)."""
+    device = port.device if port.device is not None else names.device_name(str(port.id))
+    _check_port_names(port, device, chain_prefix)
     try:
         mac = normalize_mac(port.mac_address)
     except ValueError as error:
         raise port_error(port.id, "mac_address", str(error)) from None
     fixed_ips = tuple(_port_address(port.id, "fixed_ips", ip) for ip in port.fixed_ips)
     dhcp_servers = tuple(_port_address(port.id, "dhcp_servers", ip) for ip in port.dhcp_servers)
-    pairs = []
-    for pair in port.allowed_address_pairs:
-        try:
-            # A bare address stays bare (the anti-spoof rule adds /32 or /128).
-            if "/" in pair.ip_address:
-                ip = normalize_cidr(pair.ip_address)
-            else:
-                ip = normalize_address(pair.ip_address)
-        except (TypeError, ValueError) as error:
-            raise port_error(port.id, "allowed_address_pairs", str(error)) from None
-        try:
-            pair_mac = None if pair.mac_address is None else normalize_mac(pair.mac_address)
-        except ValueError as error:
-            raise port_error(port.id, "allowed_address_pairs", str(error)) from None
-        same = ip == pair.ip_address and pair_mac == pair.mac_address
-        pairs.append(pair if same else AddressPair(ip_address=ip, mac_address=pair_mac))
+    pairs = [_address_pair(port.id, pair) for pair in port.allowed_address_pairs]
     for group_id in port.security_groups:
         if not _safe_id(group_id):
             raise port_error(port.id, "security_groups", f"bad group id {group_id!r}")
