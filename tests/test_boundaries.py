@@ -2,7 +2,8 @@
 
 Every import between our packages (module-level and inside functions alike) must point down
 the list below; the pure core imports nothing of ours, the kernel edge only the core, the
-agent never Django, the Neutron machinery no feature app. A fresh interpreter proves the agent
+agent never Django, the Neutron machinery no feature app; no package loops, no two files in an
+import circle, and no product module imports a benchmark. A fresh interpreter proves the agent
 and the core load without Django.
 """
 
