@@ -177,12 +177,12 @@ def _decision_exits(trace: Trace) -> list[tuple[Origin, str]]:
     return list(exits.values())
 
 
-def _anti_spoof_decision(
-    trace: Trace, origin: Origin, state: HostState | None, where: str, base: _DecisionBase
-) -> Decision:
-    packet = trace.packet
-    # (source CIDR or None for "any address", MAC or None for "any MAC") of each RETURN rule
-    # the s-chain tried: exactly what the kernel compared the packet with.
+def _spoof_allowed(
+    trace: Trace, origin: Origin, state: HostState | None
+) -> list[tuple[str | None, str | None]]:
+    """(source CIDR or None for "any address", MAC or None for "any MAC") of each RETURN rule
+    the s-chain tried: exactly what the kernel compared the packet with (the port's own
+    addresses when the trace shows none)."""
     allowed: list[tuple[str | None, str | None]] = []
     for step in trace.path:
         rule = step.rule
@@ -197,6 +197,14 @@ def _anti_spoof_decision(
     port = _find_port(state, origin.port_id or "")
     if not allowed and port is not None:
         allowed = [(ip, port.mac_address) for ip in port.fixed_ips]
+    return allowed
+
+
+def _anti_spoof_decision(
+    trace: Trace, origin: Origin, state: HostState | None, where: str, base: _DecisionBase
+) -> Decision:
+    packet = trace.packet
+    allowed = _spoof_allowed(trace, origin, state)
     mac = (packet.src_mac or "").lower()
     same_ip = [m for cidr, m in allowed if cidr is None or in_network(packet.src, cidr)]
     if same_ip and packet.src_mac is None:
