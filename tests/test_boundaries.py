@@ -10,6 +10,7 @@ and the core load without Django.
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import subprocess
 import sys
@@ -58,6 +59,12 @@ def package_of(module: str) -> str | None:
     return f"sgweb.{parts[1]}"
 
 
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    """A source file's syntax tree, parsed once for all the tests of a run."""
+    return ast.parse(path.read_text())
+
+
 def _modules() -> dict[str, Path]:
     found = {}
     for top in ("sgweb", "worker"):
@@ -69,12 +76,13 @@ def _modules() -> dict[str, Path]:
     return found
 
 
+@functools.cache
 def import_edges() -> dict[str, set[str]]:
     """package -> the packages of ours it imports (including `from sgweb import dispatch`)."""
     edges: dict[str, set[str]] = defaultdict(set)
     for module, path in _modules().items():
         source = package_of(module)
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parsed(path)):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -159,7 +167,7 @@ def module_edges() -> dict[str, set[str]]:
     modules = _modules()
     edges: dict[str, set[str]] = defaultdict(set)
     for module, path in modules.items():
-        tree = ast.parse(path.read_text())
+        tree = parsed(path)
         for node in _import_nodes(tree):
             for name in _imported_names(node):
                 if name in modules and name != module and not module.startswith(name + "."):
@@ -197,7 +205,7 @@ def test_no_product_module_imports_a_benchmark_or_a_test_tool():
     offenders = sorted(
         f"{module}: {name}"
         for module, path in _modules().items()
-        for node in _import_nodes(ast.parse(path.read_text()))
+        for node in _import_nodes(parsed(path))
         for name in _imported_names(node)
         if name.split(".")[0] in ("bench", "tests")
     )

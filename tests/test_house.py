@@ -8,7 +8,7 @@ import re
 
 from django.apps import apps
 
-from tests.test_boundaries import RANK, ROOT
+from tests.test_boundaries import RANK, ROOT, parsed
 
 
 def architecture_tree() -> str:
@@ -64,7 +64,7 @@ def test_only_the_settings_and_the_agents_config_read_the_environment():
             name = str(path.relative_to(ROOT))
             if name in readers or "migrations" in path.parts:
                 continue
-            tree = ast.parse(path.read_text())
+            tree = parsed(path)
             naming = {
                 id(node.func.value)
                 for node in ast.walk(tree)
