@@ -2,13 +2,15 @@
 
 Every import between our packages (module-level and inside functions alike) must point down
 the list below; the pure core imports nothing of ours, the kernel edge only the core, the
-agent never Django, the Neutron machinery no feature app. A fresh interpreter proves the agent
+agent never Django, the Neutron machinery no feature app; no package loops, no two files in an
+import circle, and no product module imports a benchmark. A fresh interpreter proves the agent
 and the core load without Django.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
 import os
 import subprocess
 import sys
@@ -57,6 +59,12 @@ def package_of(module: str) -> str | None:
     return f"sgweb.{parts[1]}"
 
 
+@functools.cache
+def parsed(path: Path) -> ast.Module:
+    """A source file's syntax tree, parsed once for all the tests of a run."""
+    return ast.parse(path.read_text())
+
+
 def _modules() -> dict[str, Path]:
     found = {}
     for top in ("sgweb", "worker"):
@@ -68,12 +76,13 @@ def _modules() -> dict[str, Path]:
     return found
 
 
+@functools.cache
 def import_edges() -> dict[str, set[str]]:
     """package -> the packages of ours it imports (including `from sgweb import dispatch`)."""
     edges: dict[str, set[str]] = defaultdict(set)
     for module, path in _modules().items():
         source = package_of(module)
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(parsed(path)):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
@@ -84,6 +93,85 @@ def import_edges() -> dict[str, set[str]]:
                 target = package_of(name)
                 if target and source and target != source and target in RANK:
                     edges[source].add(target)
+    return edges
+
+
+def _import_nodes(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements that run (at import time or in a function), not those under
+    `if TYPE_CHECKING:`, which only the type checker follows."""
+    found: list[ast.Import | ast.ImportFrom] = []
+    pending: list[ast.AST] = [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            pending.extend(node.orelse)
+        else:
+            pending.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _imported_names(node: ast.Import | ast.ImportFrom) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if node.module and not node.level:
+        return [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+    return []
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one node (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph.get(start, ()))))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+            elif child not in index:
+                index[child] = low[child] = len(index)
+                stack.append(child)
+                on_stack.add(child)
+                work.append((child, iter(sorted(graph.get(child, ())))))
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+    return found
+
+
+def module_edges() -> dict[str, set[str]]:
+    """module -> the modules of ours it imports (at import time or inside a function). An
+    import of a module's own parent package is no edge: Python runs the package first anyway."""
+    modules = _modules()
+    edges: dict[str, set[str]] = defaultdict(set)
+    for module, path in modules.items():
+        tree = parsed(path)
+        for node in _import_nodes(tree):
+            for name in _imported_names(node):
+                if name in modules and name != module and not module.startswith(name + "."):
+                    edges[module].add(name)
     return edges
 
 
@@ -102,6 +190,28 @@ def test_every_import_points_down_the_layers():
     assert upward == []
 
 
+def test_no_package_loops():
+    assert _cycles(import_edges()) == []
+
+
+def test_no_two_files_import_each_other_in_a_circle():
+    """A circle of imports (such as traces/actions.py <-> traces/proof.py was, one side hidden
+    inside a function) means neither file can be read without the other; `if TYPE_CHECKING:`
+    imports are no circle."""
+    assert _cycles(module_edges()) == []
+
+
+def test_no_product_module_imports_a_benchmark_or_a_test_tool():
+    offenders = sorted(
+        f"{module}: {name}"
+        for module, path in _modules().items()
+        for node in _import_nodes(parsed(path))
+        for name in _imported_names(node)
+        if name.split(".")[0] in ("bench", "tests")
+    )
+    assert offenders == []
+
+
 def test_the_core_and_the_contracts_import_nothing_of_ours_and_the_kernel_only_the_core():
     edges = import_edges()
     for package, allowed in PURE.items():
@@ -117,18 +227,27 @@ def test_the_neutron_machinery_imports_no_feature_app():
 
 
 def test_the_agent_and_the_core_load_in_a_fresh_interpreter_without_django():
+    """Every module of the agent, the core, the contracts and the kernel edge (the agent's
+    Celery app aside: celery itself imports the bare django package, see the next test)."""
+    pure = [
+        module
+        for module in _modules()
+        if package_of(module) in {"worker", *PURE}
+        and module not in ("worker.app", "worker.__main__")
+        and not module.endswith(".__main__")
+    ]
+    above = [package for package in RANK if RANK[package] > RANK["worker"]]
     probe = (
-        "import sys\n"
-        "import worker.agent, worker.live, worker.tracing, worker.store\n"
-        "import sgweb.firewall.compiler, sgweb.firewall.trace.flow, sgweb.kernel.apply\n"
+        "import importlib, sys\n"
+        f"for module in {sorted(pure)!r}:\n"
+        "    importlib.import_module(module)\n"
         "ours = ('django', 'rest_framework', 'channels')\n"
-        "apps = ('sgweb.tenancy', 'sgweb.audit', 'sgweb.api', 'sgweb.security',\n"
-        "        'sgweb.networks', 'sgweb.hostsync', 'sgweb.lab', 'sgweb.live',\n"
-        "        'sgweb.traces', 'sgweb.operations', 'sgweb.dashboard', 'sgweb.dispatch')\n"
+        f"apps = {tuple(above)!r}\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ours\n"
         "       or any(m == a or m.startswith(a + '.') for a in apps)]\n"
         "print('\\n'.join(sorted(bad)))\n"
     )
+    assert {"worker.agent", "sgweb.firewall.compiler", "sgweb.kernel.apply"} <= set(pure)
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     loaded = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from sgweb.wire.sync import host_token
@@ -25,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
             # Celery expands %-sequences in node names (%h, %n): an encoded name's % is escaped.
             "agent@" + host_token(config.host).replace("%", "%%"),
             "--loglevel",
-            os.environ.get("SGWEB_LOG_LEVEL", "INFO"),
+            config.log_level,
             # No gossip/mingle/broker heartbeats: agents never talk to each other, and mingle
             # alone adds a second to every start.
             "--without-gossip",

@@ -29,6 +29,7 @@
 * ``SGWEB_ROUTER_BRIDGE``      the bridge every router interface joins (a lab's one segment);
                                default Neutron's ``brq`` + the network id's first 11 characters
 * ``SGWEB_ROUTER_BRIDGE_NETNS`` the namespace holding those bridges (default ``SGWEB_NETNS``)
+* ``SGWEB_LOG_LEVEL``          the agent's log level (default ``INFO``)
 
 Read once, here; the rest of the agent gets an `AgentConfig`. The names shared with the control
 plane (queues, key layout) come from `sgweb.wire`.
@@ -71,6 +72,18 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level() -> str:
+    raw = os.environ.get("SGWEB_LOG_LEVEL", "").strip().upper()
+    if not raw:
+        return "INFO"
+    if raw not in LOG_LEVELS:
+        raise ConfigError(f"SGWEB_LOG_LEVEL={raw!r} is not one of {', '.join(LOG_LEVELS)}")
+    return raw
+
+
 def _flag(name: str, default: bool) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if not raw:
@@ -102,6 +115,7 @@ class AgentConfig:
     router_plumb: bool = True
     router_bridge: str | None = None
     router_bridge_netns: str | None = None
+    log_level: str = "INFO"
 
     @property
     def queue(self) -> str:
@@ -139,4 +153,5 @@ class AgentConfig:
             router_bridge_netns=(
                 os.environ.get("SGWEB_ROUTER_BRIDGE_NETNS") or os.environ.get("SGWEB_NETNS") or None
             ),
+            log_level=_log_level(),
         )

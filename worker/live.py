@@ -96,60 +96,16 @@ class CounterStreamer(threading.Thread):
             return None
         applied = self.agent.applied
         compiled = applied.compiled if applied is not None else None
-        by_table: dict[tuple[int, str], list[str]] = defaultdict(list)
-        for key in sorted(watched):
-            family, table, chain = wire.split_chain_key(key)
-            by_table[(family, table)].append(chain)
-        started = time.perf_counter()
-        readings = {}
-        for (family, table), chains in by_table.items():
-            for chain, counters in self.reader.read_chains(chains, family, table).items():
-                readings[wire.chain_key(family, table, chain)] = (family, table, chain, counters)
-        self.read_s += time.perf_counter() - started
-        self.reads += 1
+        readings = self._read(watched)
         if not self._due(readings):
             return None
         self.published_at = time.monotonic()
         now = time.time()
-        message_chains = []
         last_hits: dict[str, float] = {}
-        for key, (family, table, chain, counters) in readings.items():
-            ids = self._rule_ids(compiled, key, family, table, chain)
-            previous = self.previous.get(key)
-            values = [(c.packets, c.bytes) for c in counters]
-            same_shape = previous is not None and len(previous[1]) == len(values)
-            elapsed = max(1e-6, now - previous[0]) if previous is not None else 0.0
-            rules = []
-            for index, (packets, size) in enumerate(values):
-                pps = bps = 0.0
-                rule_id = ids[index] if index < len(ids) else None
-                if same_shape:
-                    before_packets, before_bytes = previous[1][index]  # type: ignore[index]
-                    pps = max(0, packets - before_packets) / elapsed
-                    bps = max(0, size - before_bytes) / elapsed
-                    if rule_id and packets > before_packets:
-                        last_hits[rule_id] = now
-                rules.append(
-                    {
-                        "position": index + 1,
-                        "packets": packets,
-                        "bytes": size,
-                        "pps": round(pps, 3),
-                        "bps": round(bps, 3),
-                        "rule_id": rule_id,
-                    }
-                )
-            self.previous[key] = (now, values)
-            message_chains.append(
-                {
-                    "key": key,
-                    "name": chain,
-                    "family": family,
-                    "table": table,
-                    "at": now,
-                    "rules": rules,
-                }
-            )
+        message_chains = [
+            self._chain_message(key, reading, compiled, now, last_hits)
+            for key, reading in readings.items()
+        ]
         for key in set(self.previous) - set(readings):
             del self.previous[key]
         message = {
@@ -163,6 +119,61 @@ class CounterStreamer(threading.Thread):
         self.ticks += 1
         self.last_message = message
         return message
+
+    def _read(self, watched: set[str]) -> dict[str, tuple[int, str, str, list[Any]]]:
+        """chain key -> (family, table, chain, counters): one read per table."""
+        by_table: dict[tuple[int, str], list[str]] = defaultdict(list)
+        for key in sorted(watched):
+            family, table, chain = wire.split_chain_key(key)
+            by_table[(family, table)].append(chain)
+        started = time.perf_counter()
+        readings = {}
+        for (family, table), chains in by_table.items():
+            for chain, counters in self.reader.read_chains(chains, family, table).items():
+                readings[wire.chain_key(family, table, chain)] = (family, table, chain, counters)
+        self.read_s += time.perf_counter() - started
+        self.reads += 1
+        return readings
+
+    def _chain_message(
+        self,
+        key: str,
+        reading: tuple[int, str, str, list[Any]],
+        compiled: CompiledHost | None,
+        now: float,
+        last_hits: dict[str, float],
+    ) -> dict[str, Any]:
+        """One chain's counters and rates since the last reading; rules that counted a packet
+        go into `last_hits`."""
+        family, table, chain, counters = reading
+        ids = self._rule_ids(compiled, key, family, table, chain)
+        previous = self.previous.get(key)
+        values = [(c.packets, c.bytes) for c in counters]
+        same_shape = previous is not None and len(previous[1]) == len(values)
+        elapsed = max(1e-6, now - previous[0]) if previous is not None else 0.0
+        rules = []
+        for index, (packets, size) in enumerate(values):
+            pps = bps = 0.0
+            rule_id = ids[index] if index < len(ids) else None
+            if same_shape:
+                before_packets, before_bytes = previous[1][index]  # type: ignore[index]
+                pps = max(0, packets - before_packets) / elapsed
+                bps = max(0, size - before_bytes) / elapsed
+                if rule_id and packets > before_packets:
+                    last_hits[rule_id] = now
+            rules.append(
+                {
+                    "position": index + 1,
+                    "packets": packets,
+                    "bytes": size,
+                    "pps": round(pps, 3),
+                    "bps": round(bps, 3),
+                    "rule_id": rule_id,
+                }
+            )
+        self.previous[key] = (now, values)
+        return {"key": key, "name": chain, "family": family, "table": table, "at": now,
+                "rules": rules}  # fmt: skip
 
     def _due(self, readings: dict[str, tuple[int, str, str, list[Any]]]) -> bool:
         """Whether this reading goes out: a counter moved (and the last message is at least

@@ -55,27 +55,8 @@ class RuleForm(forms.Form):
 
     def rule_fields(self) -> list[dict[str, object]]:
         """The Neutron rule fields to create; a preset such as DNS stands for several rules."""
-        data = self.cleaned_data
-        remote_kind = data.get("remote_kind") or "cidr"
-        base: dict[str, object] = {
-            "direction": data.get("direction") or "ingress",
-            "ethertype": data.get("ethertype") or "IPv4",
-            "protocol": (data.get("protocol") or "").strip() or None,
-            "port_range_min": (data.get("port_range_min") or "").strip() or None,
-            "port_range_max": (data.get("port_range_max") or "").strip() or None,
-            "description": data.get("description") or "",
-        }
-        if base["port_range_min"] and not base["port_range_max"] and _has_ports(base["protocol"]):
-            # The page offers "a single port" by leaving the maximum empty; the API (as
-            # Neutron) wants both ends, so the form says what the user meant.
-            base["port_range_max"] = base["port_range_min"]
-        # Only the chosen kind of remote is sent, so a stale value in the hidden field
-        # cannot make the rule ambiguous.
-        if remote_kind == "group":
-            base["remote_group_id"] = (data.get("remote_group_id") or "").strip() or None
-        else:
-            base["remote_ip_prefix"] = (data.get("remote_ip_prefix") or "").strip() or None
-        preset = PRESETS_BY_KEY.get(data.get("preset") or "")
+        base = _rule_base(self.cleaned_data)
+        preset = PRESETS_BY_KEY.get(self.cleaned_data.get("preset") or "")
         if preset is None or preset.key == "custom":
             return [base]
         rules = []
@@ -88,6 +69,33 @@ class RuleForm(forms.Form):
                     rule["port_range_min"] = 128
             rules.append(rule)
         return rules
+
+
+def _rule_base(data: dict[str, Any]) -> dict[str, object]:
+    """The rule form's own fields as the API takes them (empty: left out, None)."""
+
+    def text(key: str) -> str | None:
+        return (data.get(key) or "").strip() or None
+
+    base: dict[str, object] = {
+        "direction": data.get("direction") or "ingress",
+        "ethertype": data.get("ethertype") or "IPv4",
+        "protocol": text("protocol"),
+        "port_range_min": text("port_range_min"),
+        "port_range_max": text("port_range_max"),
+        "description": data.get("description") or "",
+    }
+    if base["port_range_min"] and not base["port_range_max"] and _has_ports(base["protocol"]):
+        # The page offers "a single port" by leaving the maximum empty; the API (as
+        # Neutron) wants both ends, so the form says what the user meant.
+        base["port_range_max"] = base["port_range_min"]
+    # Only the chosen kind of remote is sent, so a stale value in the hidden field
+    # cannot make the rule ambiguous.
+    if (data.get("remote_kind") or "cidr") == "group":
+        base["remote_group_id"] = text("remote_group_id")
+    else:
+        base["remote_ip_prefix"] = text("remote_ip_prefix")
+    return base
 
 
 class PortGroupsForm(forms.Form):

@@ -16,7 +16,6 @@ from django.utils import timezone
 HEARTBEAT_STALE_AFTER = timedelta(seconds=90)
 
 ICMP_PROTOCOLS = {"icmp", "1", "ipv6-icmp", "icmpv6", "58"}
-PORTED_PROTOCOLS = {"tcp", "udp", "sctp", "udplite", "6", "17", "132", "136"}
 PROTOCOL_NAMES = {"6": "tcp", "17": "udp", "1": "icmp", "58": "ipv6-icmp", "132": "sctp"}
 
 
@@ -34,21 +33,23 @@ class HostStatusView:
     live: Any = None
 
 
+def _heartbeat(host: Any, live: Any, now: datetime) -> tuple[datetime | None, bool | None]:
+    """The agent's last heartbeat and whether it is alive (None: nothing says either way)."""
+    if live is not None:
+        seen = live.last_seen
+        heartbeat = None if seen is None else datetime.fromtimestamp(seen, tz=UTC)
+        return heartbeat, bool(live.alive)
+    heartbeat = host.last_heartbeat_at
+    return heartbeat, None if heartbeat is None else now - heartbeat <= HEARTBEAT_STALE_AFTER
+
+
 def host_status(host: Any, now: datetime | None = None, live: Any = None) -> HostStatusView:
     """A host's state as the dashboard shows it.
 
     `live` is the agent's heartbeat as read from Redis (the agents do not write heartbeats to
     the database). Without it (Redis unreachable) the database's last word is used.
     """
-    now = now or timezone.now()
-    if live is not None:
-        alive: bool | None = bool(live.alive)
-        heartbeat = (
-            datetime.fromtimestamp(live.last_seen, tz=UTC) if live.last_seen is not None else None
-        )
-    else:
-        heartbeat = host.last_heartbeat_at
-        alive = None if heartbeat is None else now - heartbeat <= HEARTBEAT_STALE_AFTER
+    heartbeat, alive = _heartbeat(host, live, now or timezone.now())
 
     def view(key: str, label: str, css: str, detail: str) -> HostStatusView:
         return HostStatusView(key, label, css, detail, heartbeat, live)

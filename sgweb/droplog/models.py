@@ -12,6 +12,8 @@ from django.db import models
 
 
 class DropFlow(models.Model):
+    """One logged flow at one port, stored once and counted as it grows."""
+
     # A digest of the flow key (`sgweb.droplog.actions.flow_key`): unique, nulls and all.
     key = models.CharField(max_length=40, unique=True)
     port = models.ForeignKey("networks.Port", on_delete=models.CASCADE, related_name="drop_flows")

@@ -45,7 +45,6 @@ ORIGIN_CONNTRACK_ZONE = "conntrack-zone"
 ORIGIN_NOTRACK = "notrack"  # a stateless group's conntrack bypass
 ORIGIN_LOG_DROP = "log-drop"  # NFLOG in front of a logged port's default drop
 ORIGIN_LOG_ACCEPT = "log-accept"  # NFLOG in front of a logged port's user rule (rule_id set)
-LOG_ORIGINS = frozenset({ORIGIN_LOG_DROP, ORIGIN_LOG_ACCEPT})
 
 
 @dataclass(frozen=True, slots=True)

@@ -222,9 +222,9 @@ def _rule_protocol(rule: SecurityGroupRule, problems: list[FirewallError]) -> st
 def _rule_ports(
     rule: SecurityGroupRule, protocol: str | None, problems: list[FirewallError]
 ) -> tuple[int | None, int | None]:
+    """The rule's port range (or ICMP type and code) as numbers; a lone minimum port is one
+    port. What the two fields may hold depends on the protocol."""
     rule_id = str(rule.id)
-    found = len(problems)
-    value: int | None  # the port loop and the ICMP loop below
     try:
         low = _int_or_none(rule.port_range_min)
         high = _int_or_none(rule.port_range_max)
@@ -238,78 +238,85 @@ def _rule_ports(
     if any(p.field == "protocol" for p in problems):
         return low, high  # what the ports mean depends on the protocol
     if takes_ports(protocol):
-        if low is None:
-            problems.append(
-                rule_error(
-                    rule_id,
-                    "port_range_min",
-                    "a maximum port needs a minimum port",
-                    "port-max-without-min",
-                    max=high,
-                )
-            )
-            return low, high
-        high = low if high is None else high
-        for field, value in (("port_range_min", low), ("port_range_max", high)):
-            if not 1 <= value <= 65535:
-                problems.append(
-                    rule_error(
-                        rule_id,
-                        field,
-                        f"port {value} is outside 1-65535",
-                        "port-out-of-range",
-                        port=value,
-                    )
-                )
-        if len(problems) == found and low > high:
-            problems.append(
-                rule_error(
-                    rule_id,
-                    "port_range_min",
-                    f"minimum port {low} is above maximum {high}",
-                    "port-range-reversed",
-                    min=low,
-                    max=high,
-                )
-            )
-    elif takes_icmp_type(protocol):
-        if low is None:
-            problems.append(
-                rule_error(
-                    rule_id,
-                    "port_range_max",
-                    "an ICMP code needs an ICMP type",
-                    "icmp-code-without-type",
-                    icmp_code=high,
-                )
-            )
-        for field, kind, value in (
-            ("port_range_min", "type", low),
-            ("port_range_max", "code", high),
-        ):
-            if value is not None and not 0 <= value <= 255:
-                problems.append(
-                    rule_error(
-                        rule_id,
-                        field,
-                        f"ICMP {kind} {value} is outside 0-255",
-                        "icmp-out-of-range",
-                        kind=kind,
-                        value=value,
-                    )
-                )
-    else:
-        shown = protocol or "any protocol"
+        return _port_range(rule_id, low, high, problems)
+    if takes_icmp_type(protocol):
+        problems.extend(_icmp_problems(rule_id, low, high))
+        return low, high
+    shown = protocol or "any protocol"
+    problems.append(
+        rule_error(
+            rule_id,
+            "port_range_min",
+            f"{shown} takes no port range (only tcp, udp, ...)",
+            "no-ports-for-protocol",
+            protocol=protocol,
+        )
+    )
+    return low, high
+
+
+def _port_range(
+    rule_id: str, low: int | None, high: int | None, problems: list[FirewallError]
+) -> tuple[int | None, int | None]:
+    if low is None:
         problems.append(
             rule_error(
                 rule_id,
                 "port_range_min",
-                f"{shown} takes no port range (only tcp, udp, ...)",
-                "no-ports-for-protocol",
-                protocol=protocol,
+                "a maximum port needs a minimum port",
+                "port-max-without-min",
+                max=high,
+            )
+        )
+        return low, high
+    high = low if high is None else high
+    outside = [
+        rule_error(
+            rule_id, field, f"port {value} is outside 1-65535", "port-out-of-range", port=value
+        )
+        for field, value in (("port_range_min", low), ("port_range_max", high))
+        if not 1 <= value <= 65535
+    ]
+    problems.extend(outside)
+    if not outside and low > high:
+        problems.append(
+            rule_error(
+                rule_id,
+                "port_range_min",
+                f"minimum port {low} is above maximum {high}",
+                "port-range-reversed",
+                min=low,
+                max=high,
             )
         )
     return low, high
+
+
+def _icmp_problems(rule_id: str, low: int | None, high: int | None) -> list[FirewallError]:
+    found = []
+    if low is None:
+        found.append(
+            rule_error(
+                rule_id,
+                "port_range_max",
+                "an ICMP code needs an ICMP type",
+                "icmp-code-without-type",
+                icmp_code=high,
+            )
+        )
+    for field, kind, value in (("port_range_min", "type", low), ("port_range_max", "code", high)):
+        if value is not None and not 0 <= value <= 255:
+            found.append(
+                rule_error(
+                    rule_id,
+                    field,
+                    f"ICMP {kind} {value} is outside 0-255",
+                    "icmp-out-of-range",
+                    kind=kind,
+                    value=value,
+                )
+            )
+    return found
 
 
 def _rule_remote(
@@ -384,11 +391,10 @@ def _safe_id(value: object) -> bool:
     return isinstance(value, str) and names.SAFE_ID.match(value) is not None
 
 
-def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
-    """The port normalised (device filled in, MAC lower-case, canonical addresses)."""
+def _check_port_names(port: Port, device: str, chain_prefix: str) -> None:
+    """The id, devices and conntrack zone the kernel will be given for the port."""
     if not _safe_id(port.id):
         raise port_error(str(port.id), "id", "must be letters, digits and '_.:-'")
-    device = port.device if port.device is not None else names.device_name(port.id)
     problem = names.interface_name_problem(device)
     if problem:
         raise port_error(port.id, "device", problem)
@@ -405,28 +411,37 @@ def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
     ):
         chain = names.ingress_chain(chain_prefix, port.id)
         raise port_error(port.id, "id", names.chain_name_problem(chain) or "chain name too long")
+
+
+def _address_pair(port_id: str, pair: AddressPair) -> AddressPair:
+    """The pair normalised (the same object when it already was)."""
+    try:
+        # A bare address stays bare (the anti-spoof rule adds /32 or /128).
+        if "/" in pair.ip_address:
+            ip = normalize_cidr(pair.ip_address)
+        else:
+            ip = normalize_address(pair.ip_address)
+    except (TypeError, ValueError) as error:
+        raise port_error(port_id, "allowed_address_pairs", str(error)) from None
+    try:
+        pair_mac = None if pair.mac_address is None else normalize_mac(pair.mac_address)
+    except ValueError as error:
+        raise port_error(port_id, "allowed_address_pairs", str(error)) from None
+    same = ip == pair.ip_address and pair_mac == pair.mac_address
+    return pair if same else AddressPair(ip_address=ip, mac_address=pair_mac)
+
+
+def validate_port(port: Port, chain_prefix: str = "neutron-openvswi") -> Port:
+    """The port normalised (device filled in, MAC lower-case, canonical addresses)."""
+    device = port.device if port.device is not None else names.device_name(str(port.id))
+    _check_port_names(port, device, chain_prefix)
     try:
         mac = normalize_mac(port.mac_address)
     except ValueError as error:
         raise port_error(port.id, "mac_address", str(error)) from None
     fixed_ips = tuple(_port_address(port.id, "fixed_ips", ip) for ip in port.fixed_ips)
     dhcp_servers = tuple(_port_address(port.id, "dhcp_servers", ip) for ip in port.dhcp_servers)
-    pairs = []
-    for pair in port.allowed_address_pairs:
-        try:
-            # A bare address stays bare (the anti-spoof rule adds /32 or /128).
-            if "/" in pair.ip_address:
-                ip = normalize_cidr(pair.ip_address)
-            else:
-                ip = normalize_address(pair.ip_address)
-        except (TypeError, ValueError) as error:
-            raise port_error(port.id, "allowed_address_pairs", str(error)) from None
-        try:
-            pair_mac = None if pair.mac_address is None else normalize_mac(pair.mac_address)
-        except ValueError as error:
-            raise port_error(port.id, "allowed_address_pairs", str(error)) from None
-        same = ip == pair.ip_address and pair_mac == pair.mac_address
-        pairs.append(pair if same else AddressPair(ip_address=ip, mac_address=pair_mac))
+    pairs = [_address_pair(port.id, pair) for pair in port.allowed_address_pairs]
     for group_id in port.security_groups:
         if not _safe_id(group_id):
             raise port_error(port.id, "security_groups", f"bad group id {group_id!r}")

@@ -11,6 +11,8 @@ from sgweb.tenancy.standard import StandardAttributes
 
 
 class FirewallRule(StandardAttributes):
+    """One FWaaS v2 rule: what it matches and whether it allows, denies or rejects."""
+
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="firewall_rules")
     name = models.CharField(max_length=255, blank=True, default="")
     description = models.CharField(max_length=255, blank=True, default="")
@@ -34,6 +36,8 @@ class FirewallRule(StandardAttributes):
 
 
 class FirewallPolicy(StandardAttributes):
+    """An ordered list of firewall rules (through `PolicyRule`), shareable across projects."""
+
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="firewall_policies")
     name = models.CharField(max_length=255, blank=True, default="")
     description = models.CharField(max_length=255, blank=True, default="")
@@ -73,6 +77,8 @@ class PolicyRule(models.Model):
 
 
 class FirewallGroup(StandardAttributes):
+    """Router ports guarded by an ingress and an egress policy."""
+
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="firewall_groups")
     name = models.CharField(max_length=255, blank=True, default="")
     description = models.CharField(max_length=255, blank=True, default="")

@@ -12,6 +12,8 @@ from django.db import models
 
 
 class HostEventKind(models.TextChoices):
+    """What a host's event says happened there."""
+
     APPLY = "apply", "Applied"
     APPLY_FAILED = "apply-failed", "Apply failed"
     DRIFT = "drift", "Drift found"

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 import redis
 from django.conf import settings
 from django.db import close_old_connections
-from django.db.models import Min
 from django.utils import timezone
 
 from sgweb.firewall import manifest
@@ -254,12 +253,6 @@ def reconcile(
     # Issue 16: network nodes' router state, compared by content the same way (see network_nodes).
     work.result.routers = check_network_nodes(via)
     return work.result
-
-
-def oldest_intent_age_s() -> float | None:
-    """How long the oldest unpublished change has waited (for the dashboard and metrics)."""
-    oldest = PublishIntent.objects.aggregate(at=Min("created_at"))["at"]
-    return None if oldest is None else (timezone.now() - oldest).total_seconds()
 
 
 def interval_s() -> float:

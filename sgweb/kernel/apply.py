@@ -83,9 +83,6 @@ class ApplyReport:
         """Time spent in the kernel tools (ipset, iptables-restore, rollback), not in Python."""
         return sum(seconds for _step, seconds in self.steps)
 
-    def step_seconds(self, name: str) -> float:
-        return sum(seconds for step, seconds in self.steps if step == name)
-
     def raise_for_error(self) -> None:
         if not self.ok:
             raise ApplyError(self)

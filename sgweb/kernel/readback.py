@@ -110,10 +110,6 @@ class KernelReadback:
                 result.setdefault((table, chain), []).append(Counter(int(packets), int(bytes_)))
         return result
 
-    def zero_counters(self, family: int = 4, tables: Sequence[str] = TABLES) -> None:
-        for table in tables:
-            self._run([iptables_command(family), "-w", "-t", table, "-Z"])
-
     def save(self, family: int = 4, tables: Sequence[str] = TABLES) -> str:
         """Our chains and our jumps, counters zeroed: comparable across namespaces."""
         return self.ours_only(self.save_tables(family, tables))

@@ -406,15 +406,6 @@ def populate_neighbours(topology: Topology) -> None:
             )
 
 
-def set_neighbour(topology: Topology, label: str, address: str, mac: str) -> None:
-    ip = ipaddress.ip_address(address)
-    topology.run_in(
-        label,
-        ["ip", "neigh", "replace", str(ip), "lladdr", mac, "dev", "eth0",
-         "nud", "permanent"],
-    )  # fmt: skip
-
-
 def add_vm(topology: Topology, host_label: str, vm: VmSpec) -> None:
     """Plug one more VM into an already built host; every endpoint learns its addresses."""
     hosts = list(topology.spec.hosts)
@@ -454,11 +445,6 @@ def remove_vm(topology: Topology, vm_label: str) -> None:
 def bridge_of(port_id: str, shape: Shape) -> str:
     """The bridge a port's tap is plugged into (the raw table zones inbound traffic by it)."""
     return HOST_BRIDGE if shape == SHARED_BRIDGE else _port_device("qbr", port_id)
-
-
-def uplink_device(shape: Shape) -> str | None:
-    """The host's bridge port towards the fabric in the shared shape (None: one qvb per port)."""
-    return HOST_UPLINK if shape == SHARED_BRIDGE else None
 
 
 def host_spec_for_ports(

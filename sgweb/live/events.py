@@ -119,40 +119,50 @@ def change_groups(user: Any) -> list[str]:
     return [project_group(project_id.hex) for project_id in member_project_ids(user)]
 
 
+def _apply_message(payload: dict[str, Any]) -> dict[str, Any]:
+    report = payload.get("report") or {}
+    return {
+        "type": "apply",
+        "host": payload.get("host"),
+        "revision": report.get("revision", payload.get("applied_revision")),
+        "ok": bool(report.get("ok", not payload.get("last_error"))),
+        "duration_ms": report.get("duration_ms", payload.get("last_apply_duration_ms")),
+        "error": report.get("error") or "",
+        "at": _unix(report.get("finished_at")) or time.time(),
+    }
+
+
+def _drift_message(payload: dict[str, Any]) -> dict[str, Any]:
+    report = payload.get("report") or {}
+    words = [str(line) for line in report.get("words") or ()]
+    found = report.get("found") or {}
+    counts = ", ".join(f"{key}: {len(value)}" for key, value in sorted(found.items()) if value)
+    return {
+        "type": "drift",
+        "host": payload.get("host"),
+        "detail": " ".join(words) or counts or "no drift; alerts cleared",
+        "words": words,
+        "alerts": [str(line) for line in report.get("alerts") or ()],
+        "repairs": [str(line) for line in report.get("repairs") or ()],
+        "repaired": bool(report.get("repaired")),
+        "at": _unix(report.get("detected_at")) or time.time(),
+    }
+
+
 def protocol_messages(kind: str, payload: dict[str, Any]) -> list[dict[str, Any]]:
     """The protocol's messages for one dispatched event (`dispatch.EventKind`)."""
-    if kind == EventKind.CHANGE:
-        return [payload]
     if kind == EventKind.ACCESS_CHANGED:
         return []  # consumed by the sockets themselves (`LiveConsumer.live_access`)
-    report = payload.get("report") or {}
-    if kind == "host.apply":
-        apply = {
-            "type": "apply",
-            "host": payload.get("host"),
-            "revision": report.get("revision", payload.get("applied_revision")),
-            "ok": bool(report.get("ok", not payload.get("last_error"))),
-            "duration_ms": report.get("duration_ms", payload.get("last_apply_duration_ms")),
-            "error": report.get("error") or "",
-            "at": _unix(report.get("finished_at")) or time.time(),
-        }
-        return [apply, host_status_message(payload)]
-    if kind == "host.drift":
-        words = [str(line) for line in report.get("words") or ()]
-        found = report.get("found") or {}
-        counts = ", ".join(f"{key}: {len(value)}" for key, value in sorted(found.items()) if value)
-        drift = {
-            "type": "drift",
-            "host": payload.get("host"),
-            "detail": " ".join(words) or counts or "no drift; alerts cleared",
-            "words": words,
-            "alerts": [str(line) for line in report.get("alerts") or ()],
-            "repairs": [str(line) for line in report.get("repairs") or ()],
-            "repaired": bool(report.get("repaired")),
-            "at": _unix(report.get("detected_at")) or time.time(),
-        }
-        return [drift, host_status_message(payload)]
-    if kind in (EventKind.TRACE_PACKET, EventKind.TRACE_RESULT, EventKind.DROP_FLOWS):
+    if kind == EventKind.HOST_APPLY:
+        return [_apply_message(payload), host_status_message(payload)]
+    if kind == EventKind.HOST_DRIFT:
+        return [_drift_message(payload), host_status_message(payload)]
+    if kind in (
+        EventKind.CHANGE,
+        EventKind.TRACE_PACKET,
+        EventKind.TRACE_RESULT,
+        EventKind.DROP_FLOWS,
+    ):
         return [payload]
     raise ValueError(f"undeclared live event kind {kind!r}")
 

@@ -133,19 +133,7 @@ def _require_host(port: Port, field: str) -> str:
     return port.host.name
 
 
-def start_trace(
-    actor: Any,
-    *,
-    source: str,
-    destination: str,
-    protocol: str,
-    port: int | str | None = None,  # form fields give strings, the API numbers
-    icmp_type: int | str | None = None,
-    icmp_code: int | str | None = None,
-) -> Trace:
-    """Trace a packet from `source` to `destination` (each a port the actor may see, by id or
-    name, or an address): the static verdict now, the kernel's proof asynchronously."""
-
+def _require_tracer(actor: Any) -> None:
     role = role_of(actor)
     if not role:
         raise PermissionDenied("Log in to trace packets.")
@@ -155,6 +143,10 @@ def start_trace(
         raise PermissionDenied(
             "Readers may look at traces but not start them.", neutron_type="PolicyNotAuthorized"
         )
+
+
+def _ends(actor: Any, source: str, destination: str) -> tuple[Port | str, Port | str]:
+    """The trace's two ends: at least one a port the actor may change, never the same port."""
     src = _resolve(actor, source, "source")
     dst = _resolve(actor, destination, "destination")
     for end in (src, dst):
@@ -169,6 +161,48 @@ def start_trace(
         raise Invalid.from_errors({"__all__": ["At least one end of a trace must be a port."]})
     if isinstance(src, Port) and isinstance(dst, Port) and src.pk == dst.pk:
         raise Invalid.from_errors({"destination": ["Source and destination are the same port."]})
+    return src, dst
+
+
+def _static_verdict(
+    trace: Trace, src: Port | str, dst: Port | str, route: Any, hosts: list[str]
+) -> dict[str, Any]:
+    """What the compiled rules say, through the router between two networks when there is
+    one (`route`), else on the ends' hosts."""
+    if route is not None:
+        assert isinstance(src, Port) and isinstance(dst, Port)
+        return routed_static(
+            str(trace.id), src, dst, route, protocol=trace.protocol, family=trace.family,
+            dport=trace.port, icmp_type=trace.icmp_type, icmp_code=trace.icmp_code,
+        )  # fmt: skip
+    flow = trace_static(
+        [host_target(host) for host in dict.fromkeys(hosts)],
+        str(src.pk) if isinstance(src, Port) else src,
+        str(dst.pk) if isinstance(dst, Port) else dst,
+        protocol=trace.protocol,
+        family=trace.family,
+        dport=trace.port,
+        icmp_type=trace.icmp_type,
+        icmp_code=trace.icmp_code,
+    )
+    return static_message(str(trace.id), flow)
+
+
+def start_trace(
+    actor: Any,
+    *,
+    source: str,
+    destination: str,
+    protocol: str,
+    port: int | str | None = None,  # form fields give strings, the API numbers
+    icmp_type: int | str | None = None,
+    icmp_code: int | str | None = None,
+) -> Trace:
+    """Trace a packet from `source` to `destination` (each a port the actor may see, by id or
+    name, or an address): the static verdict now, the kernel's proof asynchronously."""
+
+    _require_tracer(actor)
+    src, dst = _ends(actor, source, destination)
     family = _family(src, dst, (protocol or "").strip().lower())
     name, dport, itype, icode = _clean_protocol(protocol, port, icmp_type, icmp_code, family)
     hosts = []
@@ -197,24 +231,7 @@ def start_trace(
     both_ports = isinstance(src, Port) and isinstance(dst, Port)
     route = find_route(src, dst, family) if both_ports else None  # type: ignore[arg-type]
     try:
-        if route is not None:
-            assert isinstance(src, Port) and isinstance(dst, Port)
-            static = routed_static(
-                str(trace.id), src, dst, route, protocol=name, family=family, dport=dport,
-                icmp_type=itype, icmp_code=icode,
-            )  # fmt: skip
-        else:
-            flow = trace_static(
-                [host_target(host) for host in dict.fromkeys(hosts)],
-                str(src.pk) if isinstance(src, Port) else src,
-                str(dst.pk) if isinstance(dst, Port) else dst,
-                protocol=name,
-                family=family,
-                dport=dport,
-                icmp_type=itype,
-                icmp_code=icode,
-            )
-            static = static_message(str(trace.id), flow)
+        static = _static_verdict(trace, src, dst, route, hosts)
     except TraceError as exc:
         raise Invalid.from_errors({"__all__": [str(exc)]}) from None
     trace.static_result = static

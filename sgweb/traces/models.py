@@ -12,6 +12,8 @@ from sgweb.wire import traces as protocol
 
 
 class TraceStatus(models.TextChoices):
+    """Where a trace stands (the values are the wire's, `sgweb.wire.traces`)."""
+
     PENDING = protocol.STATUS_PENDING, "pending"
     RUNNING = protocol.STATUS_RUNNING, "running"
     DONE = protocol.STATUS_DONE, "done"

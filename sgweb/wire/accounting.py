@@ -71,9 +71,6 @@ class OriginDelta(NamedTuple):
     packets: int
     bytes: int
 
-    def as_list(self) -> list[Any]:
-        return list(self)
-
 
 @dataclass(frozen=True, slots=True)
 class Deltas:

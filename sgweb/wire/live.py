@@ -97,13 +97,5 @@ def watched_chains(client: Any, prefix: str, host: str) -> set[str]:
     return chains
 
 
-def watcher_count(client: Any, prefix: str, host: str) -> int:
-    members = client.smembers(watchers_key(prefix, host))
-    if not members:
-        return 0
-    names = [m.decode() if isinstance(m, bytes) else m for m in members]
-    return sum(1 for v in client.mget([watch_key(prefix, host, m) for m in names]) if v)
-
-
 def now() -> float:
     return time.time()

@@ -271,3 +271,18 @@ def test_the_before_apply_hook_sees_each_state_before_the_kernel_and_cannot_stop
     store.publish(1, state(web_rules=(SSH,)))
     assert agent.sync(1, "test").action == "applied"
     assert seen == [(len(state().ports), 0)] and reporter.applies[-1]["ok"]
+
+
+def test_the_agent_reads_its_log_level_with_the_rest_of_its_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker.config import AgentConfig, ConfigError
+
+    monkeypatch.setenv("SGWEB_HOST", "compute-1")
+    monkeypatch.delenv("SGWEB_LOG_LEVEL", raising=False)
+    assert AgentConfig.from_env().log_level == "INFO"
+    monkeypatch.setenv("SGWEB_LOG_LEVEL", "debug")
+    assert AgentConfig.from_env().log_level == "DEBUG"
+    monkeypatch.setenv("SGWEB_LOG_LEVEL", "chatty")
+    with pytest.raises(ConfigError, match="SGWEB_LOG_LEVEL"):
+        AgentConfig.from_env()

@@ -226,6 +226,46 @@ def _reply(
     return verdict, layers
 
 
+def _request(
+    hosts: tuple[HostTarget, HostTarget],
+    router: RouterState,
+    sent: Packet,
+    ends: tuple[Endpoint, Endpoint],
+    sides: tuple[RouterInterface, RouterInterface],
+    *,
+    layout: str,
+    uplink: str,
+) -> tuple[str, RouterTrace | None, Hop, Hop]:
+    """The request along the path: out of the source's host, through the router, into the
+    destination's host, each stretch walked only if everything before let it through."""
+    (source_host, destination_host), (src, dst), (inbound, outbound) = hosts, ends, sides
+    beyond = Endpoint(dst.address)  # the destination side is the router's to forward
+    before = Endpoint(src.address)
+    verdict, (source_hop,) = trace_stretch(
+        sent, src, beyond, [source_host], layout=layout, uplink=uplink
+    )
+    routed: RouterTrace | None = None
+    if verdict == ACCEPT:
+        routed = trace_router(
+            router, sent, in_port_id=inbound.port_id, out_port_id=outbound.port_id
+        )
+        verdict = _VERDICT_OF_ROUTER[routed.verdict]
+    assert dst.port is not None  # _port_end made sure
+    forwarded = replace(sent, src_mac=outbound.mac_address, dst_mac=dst.port.mac_address)
+    # Not reached unless everything before let it through (as a flow's later hop shows it).
+    destination_hop = Hop(destination_host.name, REQUEST, forwarded, None, None)
+    if verdict == ACCEPT:
+        verdict, (destination_hop,) = trace_stretch(
+            forwarded,
+            before,
+            dst,
+            [destination_host],
+            layout=layout,
+            uplink=uplink,
+        )
+    return verdict, routed, source_hop, destination_hop
+
+
 def trace_path(
     source_host: HostTarget,
     destination_host: HostTarget,
@@ -273,30 +313,10 @@ def trace_path(
         dst_mac=inbound.mac_address,
         ct_state=ct_state,
     )
-    beyond = Endpoint(dst.address)  # the destination side is the router's to forward
-    before = Endpoint(src.address)
-    verdict, (source_hop,) = trace_stretch(
-        sent, src, beyond, [source_host], layout=layout, uplink=uplink
-    )
-    routed: RouterTrace | None = None
-    if verdict == ACCEPT:
-        routed = trace_router(
-            router, sent, in_port_id=inbound.port_id, out_port_id=outbound.port_id
-        )
-        verdict = _VERDICT_OF_ROUTER[routed.verdict]
-    assert dst.port is not None  # _port_end made sure
-    forwarded = replace(sent, src_mac=outbound.mac_address, dst_mac=dst.port.mac_address)
-    # Not reached unless everything before let it through (as a flow's later hop shows it).
-    destination_hop = Hop(destination_host.name, REQUEST, forwarded, None, None)
-    if verdict == ACCEPT:
-        verdict, (destination_hop,) = trace_stretch(
-            forwarded,
-            before,
-            dst,
-            [destination_host],
-            layout=layout,
-            uplink=uplink,
-        )
+    verdict, routed, source_hop, destination_hop = _request(
+        (source_host, destination_host), router, sent, (src, dst), (inbound, outbound),
+        layout=layout, uplink=uplink,
+    )  # fmt: skip
     layers = (
         _sg_layer(LAYER_SOURCE, src, source_hop),
         _router_layer(router, routed),

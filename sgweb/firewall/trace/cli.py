@@ -213,6 +213,44 @@ def _port(state: HostState | None, key: str) -> Port | None:
     return matches[0] if len(matches) == 1 else None
 
 
+def _from_port(fields: dict[str, Any], source: Port, family: int | None, alone: bool) -> None:
+    """What --from-port says about the packet's source; `alone`: forwarded, no --to-port."""
+    fields["src"] = fields["src"] or port_address(source, family)
+    fields["src_mac"] = fields["src_mac"] or source.mac_address
+    fields["physdev_in"] = fields["physdev_in"] or source.device or names.device_name(source.id)
+    if alone and fields["physdev_out"] is None:
+        # One bridge per port: the packet leaves qbr through the port's veth (qvb...).
+        fields["physdev_out"] = names.veth_name(source.id)
+
+
+def _to_port(
+    fields: dict[str, Any], destination: Port, family: int | None, forwarded: bool
+) -> None:
+    fields["dst"] = fields["dst"] or port_address(destination, family)
+    fields["dst_mac"] = fields["dst_mac"] or destination.mac_address
+    if forwarded:
+        device = destination.device or names.device_name(destination.id)
+        fields["physdev_out"] = fields["physdev_out"] or device
+        if fields["physdev_in"] is None:
+            fields["physdev_in"] = names.veth_name(destination.id)
+
+
+def _bridge_ports(fields: dict[str, Any], state: HostState, forwarded: bool) -> None:
+    if forwarded and (fields["physdev_in"] is None) != (fields["physdev_out"] is None):
+        # A forwarded bridged frame always has both bridge ports; with one port per qbr, the
+        # other one is the port's qvb veth.
+        given = fields["physdev_in"] or fields["physdev_out"]
+        port = _port(state, given)
+        if port is not None:
+            side = "physdev_out" if fields["physdev_out"] is None else "physdev_in"
+            fields[side] = names.veth_name(port.id)
+    if fields["src_mac"] is None and fields["physdev_in"] is not None:
+        # Entering from a VM's tap without a MAC given: the VM's own MAC is what it sends.
+        port = _port(state, fields["physdev_in"])
+        if port is not None:
+            fields["src_mac"] = port.mac_address
+
+
 def build_packet(args: argparse.Namespace, state: HostState) -> Packet:
     """The packet the options describe; --from-port / --to-port fill in what is not given."""
     family = args.family
@@ -241,33 +279,10 @@ def build_packet(args: argparse.Namespace, state: HostState) -> Packet:
     source = _lookup(state, args.from_port, "--from-port")
     destination = _lookup(state, args.to_port, "--to-port")
     if source is not None:
-        fields["src"] = fields["src"] or port_address(source, family)
-        fields["src_mac"] = fields["src_mac"] or source.mac_address
-        fields["physdev_in"] = fields["physdev_in"] or source.device or names.device_name(source.id)
-        if forwarded and destination is None and fields["physdev_out"] is None:
-            # One bridge per port: the packet leaves qbr through the port's veth (qvb...).
-            fields["physdev_out"] = names.veth_name(source.id)
+        _from_port(fields, source, family, forwarded and destination is None)
     if destination is not None:
-        fields["dst"] = fields["dst"] or port_address(destination, family)
-        fields["dst_mac"] = fields["dst_mac"] or destination.mac_address
-        if forwarded:
-            device = destination.device or names.device_name(destination.id)
-            fields["physdev_out"] = fields["physdev_out"] or device
-            if fields["physdev_in"] is None:
-                fields["physdev_in"] = names.veth_name(destination.id)
-    if forwarded and (fields["physdev_in"] is None) != (fields["physdev_out"] is None):
-        # A forwarded bridged frame always has both bridge ports; with one port per qbr, the
-        # other one is the port's qvb veth.
-        given = fields["physdev_in"] or fields["physdev_out"]
-        port = _port(state, given)
-        if port is not None:
-            side = "physdev_out" if fields["physdev_out"] is None else "physdev_in"
-            fields[side] = names.veth_name(port.id)
-    if fields["src_mac"] is None and fields["physdev_in"] is not None:
-        # Entering from a VM's tap without a MAC given: the VM's own MAC is what it sends.
-        port = _port(state, fields["physdev_in"])
-        if port is not None:
-            fields["src_mac"] = port.mac_address
+        _to_port(fields, destination, family, forwarded)
+    _bridge_ports(fields, state, forwarded)
     if fields["in_interface"] is None and args.hook != HOOK_OUTPUT:
         # Bridged traffic reaches the IP hooks with the bridge as its input device; the raw
         # table's per-bridge conntrack zone rules match on it.

@@ -177,12 +177,12 @@ def _decision_exits(trace: Trace) -> list[tuple[Origin, str]]:
     return list(exits.values())
 
 
-def _anti_spoof_decision(
-    trace: Trace, origin: Origin, state: HostState | None, where: str, base: _DecisionBase
-) -> Decision:
-    packet = trace.packet
-    # (source CIDR or None for "any address", MAC or None for "any MAC") of each RETURN rule
-    # the s-chain tried: exactly what the kernel compared the packet with.
+def _spoof_allowed(
+    trace: Trace, origin: Origin, state: HostState | None
+) -> list[tuple[str | None, str | None]]:
+    """(source CIDR or None for "any address", MAC or None for "any MAC") of each RETURN rule
+    the s-chain tried: exactly what the kernel compared the packet with (the port's own
+    addresses when the trace shows none)."""
     allowed: list[tuple[str | None, str | None]] = []
     for step in trace.path:
         rule = step.rule
@@ -197,6 +197,14 @@ def _anti_spoof_decision(
     port = _find_port(state, origin.port_id or "")
     if not allowed and port is not None:
         allowed = [(ip, port.mac_address) for ip in port.fixed_ips]
+    return allowed
+
+
+def _anti_spoof_decision(
+    trace: Trace, origin: Origin, state: HostState | None, where: str, base: _DecisionBase
+) -> Decision:
+    packet = trace.packet
+    allowed = _spoof_allowed(trace, origin, state)
     mac = (packet.src_mac or "").lower()
     same_ip = [m for cidr, m in allowed if cidr is None or in_network(packet.src, cidr)]
     if same_ip and packet.src_mac is None:
@@ -274,6 +282,45 @@ def _default_drop_decision(
     )
 
 
+def _rule_decision(
+    origin: Origin, state: HostState | None, where: str, base: _DecisionBase
+) -> Decision:
+    """Allowed by a security group rule (through a remote group's member, maybe)."""
+    rule, group_id = _find_rule(state, origin)
+    group_name = _group_name(state, group_id) if group_id else None
+    detail = f" ({describe_rule(rule, state)})" if rule is not None else ""
+    member = f" via member {origin.member}" if origin.member else ""
+    of_group = f" of group {group_name}" if group_name else ""
+    text = f"allowed at {where} by rule {origin.rule_id}{detail}{of_group}{member}"
+    return Decision(
+        **base,
+        outcome=ACCEPT,
+        reason=REASON_RULE,
+        text=text,
+        rule_id=origin.rule_id,
+        group_id=group_id,
+        group_name=group_name,
+    )
+
+
+def _always_allowed(trace: Trace, origin: Origin, where: str, base: _DecisionBase) -> Decision:
+    """What the port's chains let through before any rule: DHCP, the ICMPv6 it needs."""
+    packet, direction = trace.packet, origin.direction
+    if origin.kind == ORIGIN_DHCP:
+        if direction == INGRESS:
+            text = f"allowed at {where}: a DHCP reply from the subnet's DHCP server {packet.src}"
+        else:
+            text = f"allowed at {where}: a DHCP request from the VM"
+        return Decision(**base, outcome=ACCEPT, reason=REASON_DHCP, text=text)
+    name = ICMPV6_NAMES.get(packet.effective_icmp_type or -1, "")
+    what = f"ICMPv6 {name}".rstrip()
+    if direction == EGRESS:
+        text = f"allowed at {where}: {what} from the VM is always let out"
+    else:
+        text = f"allowed at {where}: {what} is always let in"
+    return Decision(**base, outcome=ACCEPT, reason=REASON_ICMPV6, text=text)
+
+
 def _decision(trace: Trace, origin: Origin, target: str, state: HostState | None) -> Decision:
     port_id = origin.port_id or ""
     port_name = _port_name(state, port_id)
@@ -281,40 +328,13 @@ def _decision(trace: Trace, origin: Origin, target: str, state: HostState | None
     where = f"port {port_name} {direction}" if direction else f"port {port_name}"
     base: _DecisionBase = {"port_id": port_id, "port_name": port_name, "direction": direction}
     kind = origin.kind
-    packet = trace.packet
     if kind == ORIGIN_SG_RULE:
-        rule, group_id = _find_rule(state, origin)
-        group_name = _group_name(state, group_id) if group_id else None
-        detail = f" ({describe_rule(rule, state)})" if rule is not None else ""
-        member = f" via member {origin.member}" if origin.member else ""
-        of_group = f" of group {group_name}" if group_name else ""
-        text = f"allowed at {where} by rule {origin.rule_id}{detail}{of_group}{member}"
-        return Decision(
-            **base,
-            outcome=ACCEPT,
-            reason=REASON_RULE,
-            text=text,
-            rule_id=origin.rule_id,
-            group_id=group_id,
-            group_name=group_name,
-        )
+        return _rule_decision(origin, state, where, base)
     if kind == ORIGIN_ESTABLISHED:
         text = f"allowed at {where} as part of an established connection"
         return Decision(**base, outcome=ACCEPT, reason=REASON_ESTABLISHED, text=text)
-    if kind == ORIGIN_DHCP and target != DROP:
-        if direction == INGRESS:
-            text = f"allowed at {where}: a DHCP reply from the subnet's DHCP server {packet.src}"
-        else:
-            text = f"allowed at {where}: a DHCP request from the VM"
-        return Decision(**base, outcome=ACCEPT, reason=REASON_DHCP, text=text)
-    if kind == ORIGIN_ICMPV6 and target != DROP:
-        name = ICMPV6_NAMES.get(packet.effective_icmp_type or -1, "")
-        what = f"ICMPv6 {name}".rstrip()
-        if direction == EGRESS:
-            text = f"allowed at {where}: {what} from the VM is always let out"
-        else:
-            text = f"allowed at {where}: {what} is always let in"
-        return Decision(**base, outcome=ACCEPT, reason=REASON_ICMPV6, text=text)
+    if kind in (ORIGIN_DHCP, ORIGIN_ICMPV6) and target != DROP:
+        return _always_allowed(trace, origin, where, base)
     if kind == ORIGIN_PORT_SECURITY_OFF:
         text = f"let through: port security is disabled on port {port_name}"
         return Decision(**base, outcome=ACCEPT, reason=REASON_PORT_SECURITY_OFF, text=text)

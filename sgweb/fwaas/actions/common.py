@@ -81,11 +81,5 @@ def policy_not_found(policy_id: object) -> NotFound:
     )
 
 
-def group_not_found(group_id: object) -> NotFound:
-    return NotFound(
-        f"Firewall Group {group_id} could not be found.", neutron_type="FirewallGroupNotFound"
-    )
-
-
 def repr_of(obj: FirewallRule | FirewallPolicy | FirewallGroup) -> str:
     return obj.name or str(obj.id)

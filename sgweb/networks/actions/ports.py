@@ -295,25 +295,41 @@ def _clean_host(actor: Actor, value: object, errors: Errors) -> Host | None:
     return host_for_binding(name) if name else None
 
 
-def create_port(actor: Actor, project: Project, network: Network, **fields: Any) -> Port:
-    """Fields: name, description, mac_address, fixed_ips, security_groups (None: the project's
-    default group), port_security_enabled, allowed_address_pairs, host (a host name),
-    device_owner, device_id, admin_state_up."""
-    require_project_change(actor, project)
+@dataclass
+class _NewPort:
+    """A port create's fields, cleaned."""
+
+    values: dict[str, Any]  # the Port's own columns (name ... port_security_enabled, host)
+    mac: str | None
+    fixed: Any  # None: the network's default addresses
+    groups: list[SecurityGroup]
+    groups_given: bool
+    pairs: Any
+
+
+def _require_network(actor: Actor, project: Project, network: Network) -> None:
     if network.project_id != project.id and not network.shared and not is_admin(actor):
         raise NotFound(f"Network {network.id} could not be found.", neutron_type="NetworkNotFound")
     if not can_see_project(actor, network.project_id) and not network.shared:
         raise NotFound(f"Network {network.id} could not be found.", neutron_type="NetworkNotFound")
-    refuse_fields(fields, PORT_FIELDS, UNRECOGNIZED)
+
+
+def _clean_new_port(
+    actor: Actor, project: Project, network: Network, fields: dict[str, Any]
+) -> _NewPort:
     errors = Errors()
-    name = clean_name(errors, fields.get("name", ""))
-    description = clean_description(errors, fields.get("description", ""))
-    device_owner = clean_description(errors, fields.get("device_owner", ""), "device_owner")
-    if device_owner == ROUTER_INTERFACE_OWNER:
+    values: dict[str, Any] = {
+        "name": clean_name(errors, fields.get("name", "")),
+        "description": clean_description(errors, fields.get("description", "")),
+        "device_owner": clean_description(errors, fields.get("device_owner", ""), "device_owner"),
+    }
+    if values["device_owner"] == ROUTER_INTERFACE_OWNER:
         errors.add("device_owner", "Use the router's add_router_interface to make its port.")
-    device_id = clean_description(errors, fields.get("device_id", ""), "device_id")
-    admin_state_up = clean_bool(errors, "admin_state_up", fields.get("admin_state_up", True))
-    security_on = clean_bool(
+    values["device_id"] = clean_description(errors, fields.get("device_id", ""), "device_id")
+    values["admin_state_up"] = clean_bool(
+        errors, "admin_state_up", fields.get("admin_state_up", True)
+    )
+    values["port_security_enabled"] = clean_bool(
         errors, "port_security_enabled", fields.get("port_security_enabled", True)
     )
     mac: str | None = None
@@ -323,10 +339,22 @@ def create_port(actor: Actor, project: Project, network: Network, **fields: Any)
     groups_value = fields.get("security_groups")
     groups = [] if groups_value is None else _clean_groups(actor, project, groups_value, errors)
     pairs = clean_address_pairs(errors, fields.get("allowed_address_pairs"), mac or "pending")
-    host = _clean_host(actor, fields.get("host"), errors)
+    values["host"] = _clean_host(actor, fields.get("host"), errors)
     errors.raise_if_any()
+    return _NewPort(values, mac, fixed, groups, groups_value is not None, pairs)
 
-    if groups_value is None and security_on:
+
+def create_port(actor: Actor, project: Project, network: Network, **fields: Any) -> Port:
+    """Fields: name, description, mac_address, fixed_ips, security_groups (None: the project's
+    default group), port_security_enabled, allowed_address_pairs, host (a host name),
+    device_owner, device_id, admin_state_up."""
+    require_project_change(actor, project)
+    _require_network(actor, project, network)
+    refuse_fields(fields, PORT_FIELDS, UNRECOGNIZED)
+    new = _clean_new_port(actor, project, network, fields)
+    mac, fixed, groups, pairs = new.mac, new.fixed, new.groups, new.pairs
+    security_on = new.values["port_security_enabled"]
+    if not new.groups_given and security_on:
         groups = [ensure_default_group(project, actor)]
     if not security_on:
         _refuse_security_off_with(pairs_given=bool(pairs), groups_given=bool(groups))
@@ -343,14 +371,8 @@ def create_port(actor: Actor, project: Project, network: Network, **fields: Any)
             port = Port.objects.create(
                 project=project,
                 network=network,
-                name=name,
-                description=description,
                 mac_address=mac or unused_mac(network.id),
-                host=host,
-                device_owner=device_owner,
-                device_id=device_id,
-                admin_state_up=admin_state_up,
-                port_security_enabled=security_on,
+                **new.values,
             )
             _write_fixed_ips(port, _default_fixed_ips(network) if fixed is None else fixed)
             _write_groups(port, groups)

@@ -32,7 +32,6 @@ SUBNET_FIELDS: FieldMap = {
 }
 SUBNET_WRITABLE = writable(SUBNET_FIELDS, required=("network_id", "cidr"))
 
-FIXED_IP = {"subnet_id": serializers.UUIDField(), "ip_address": serializers.IPAddressField()}
 PORT_FIELDS: FieldMap = {
     "name": serializers.CharField(max_length=255),
     "description": serializers.CharField(max_length=255, allow_blank=True),
