@@ -126,5 +126,7 @@ def routed_static(
         "verdict": overall_verdict(flow),
         "explanation": path.words,
         "reason": _reason(path, str(message.get("reason", ""))),
-        "path": path.as_dict(),
+        # The network node whose router namespace forwards it: the page orders the kernel's
+        # packets along the path with it.
+        "path": {**path.as_dict(), "router_host": route.host},
     }

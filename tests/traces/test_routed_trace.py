@@ -194,6 +194,7 @@ def test_the_proof_of_a_routed_trace_has_the_router_as_a_hop_between_the_two_hos
         ("compute2", None),
     ]
     assert hops[1]["router_id"] == str(pair.router.pk) and hops[1]["router"] == "r1"
+    assert trace.static_result["path"]["router_host"] == "network1"  # the page's packet order
     assert all(hop["traced"] for hop in hops)
 
 
