@@ -33,6 +33,7 @@ ACTION_CHAINS = (ACCEPTED_CHAIN, DROPPED_CHAIN, REJECTED_CHAIN)
 @dataclass(frozen=True, slots=True)
 class RouterHop:
     router_id: str
+    name: str  # what the trace page calls it next to the node's packets
     netns: str
     describe: Describe
 
@@ -59,7 +60,7 @@ def router_hop(request: protocol.ProofRequest, host: str, router_agent: Any) -> 
     if compiled is None:
         raise RuntimeError(f"router {name} is not applied on network node {host}")
     netns = router_agent.netns(router_id)
-    return RouterHop(router_id, netns, lambda packet: describe_packet(packet, compiled))
+    return RouterHop(router_id, str(name), netns, lambda packet: describe_packet(packet, compiled))
 
 
 def _label(step: KernelStep, family: int, compiled: CompiledRouter) -> tuple[str, str | None]:

@@ -317,6 +317,7 @@ def trace_hop(
             route = router_trace.router_hop(request, agent.host, router_agent)
             if route is not None:
                 netns, reporter.describe = route.netns, route.describe
+                reporter.emit = lambda message: emit({**message, "router": route.name})
             with _flow_traced(runner, netns, request, reporter) as tracer:
                 board.put(agent.host, "ready", {"at": time.time()})
                 deadline = time.monotonic() + protocol.HOP_WINDOW_S

@@ -228,6 +228,7 @@ class PacketView:
     verdict: str
     steps: list[StepView]
     order: str = ""  # packet_order: along the path
+    router: str = ""  # a router's hop: the router whose namespace its network node traced
 
     @property
     def key(self) -> str:
@@ -310,6 +311,7 @@ def packet_views(
                 host=event.get("host", ""),
                 verdict=event.get("verdict", "unknown"),
                 steps=steps,
+                router=str(event.get("router") or ""),
             )
         )
     order = hosts or []

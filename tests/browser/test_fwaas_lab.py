@@ -149,7 +149,7 @@ def test_a_deny_rule_on_the_router_stops_the_ping_counts_it_live_and_the_trace_p
         assert "firewall rule deny-ping (policy lab-edge, position 1)" in result, result
         packets = page.locator("[data-trace-packets] .packet")
         packets.first.wait_for(timeout=LIVE_TIMEOUT_MS)
-        assert packets.filter(has_text=node).count() >= 1
+        assert packets.filter(has_text=node).filter(has_text="router lab-router").count() >= 1
         screenshot("fwaas-02-trace-router-drop-proven")
     finally:
         _remove(lab, made)

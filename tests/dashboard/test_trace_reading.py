@@ -65,9 +65,13 @@ def test_kernel_packets_follow_the_path_not_the_host_names() -> None:
 def test_a_routed_traces_router_packets_come_between_the_source_and_destination_hosts() -> None:
     order = host_order(static_through("host2", "host1"), router_host="network1")
     assert order == ["host2", "network1", "host1"]
-    events = [packet("host1"), packet("network1"), packet("host2")]
+    events = [packet("host1"), {**packet("network1"), "router": "r1"}, packet("host2")]
     views = packet_views(events, rules(), order)
-    assert [p.host for p in views] == ["host2", "network1", "host1"]
+    assert [(p.host, p.router) for p in views] == [
+        ("host2", ""),
+        ("network1", "r1"),  # the page names the router whose namespace the node traced
+        ("host1", ""),
+    ]
 
 
 def test_a_rule_is_worded_as_the_static_walk_words_it() -> None:

@@ -137,6 +137,7 @@ def test_the_network_node_traces_the_router_namespace_and_names_the_rule_that_dr
     assert hop["deciding"] == "firewall rule deny-ping (policy lab-edge, position 1)"
     [packet] = emitted
     assert packet["host"] == "network1" and packet["verdict"] == "DROP"
+    assert packet["router"] == "lab-router"  # the page says whose namespace this was
     # The DROP line itself is said in the words of the rule that sent the packet there.
     drop = packet["steps"][-1]
     assert drop["verdict"] == "DROP" and drop["rule_id"] == "rule-deny-ping"
