@@ -11,7 +11,9 @@ Figures (p50 / p95 / max over `--inserts`):
   `kernel_applied_at`, same machine clock);
 - `reported_s`: until the last node's report was in Redis;
 - `agent_apply_ms`: the agents' own duration per apply (decode, compile, per-router delta and
-  apply; the conntrack cuts follow in a thread of their own).
+  apply; the conntrack cuts follow in a thread of their own);
+- `agent_cpu_ms`: CPU each node's agent used per change, with its restores (what the change
+  costs a node whatever else runs; the wall times above include waiting for a core).
 
     python -m bench.router_propagation --nodes 2 --routers 50 --rules 100 --inserts 10   (root)
 
@@ -140,6 +142,16 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU an agent used so far, its own and its waited-for children's (the restores): what
+    one change costs a network node whatever else the machine is doing, unlike the wall times,
+    which on a loaded 2-core machine are mostly waiting for a core."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    utime, stime, child_utime, child_stime = (int(value) for value in fields[11:15])
+    return (utime + stime + child_utime + child_stime) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/router_propagation.py")
     parser.add_argument("--nodes", type=int, default=2)
@@ -164,7 +176,12 @@ def main(argv: list[str] | None = None) -> int:
     policy = FirewallPolicy(
         id="bench-shared", name="shared", rules=tuple(make_rule(i) for i in range(args.rules))
     )
-    figures: dict[str, list[float]] = {"in_kernel_s": [], "reported_s": [], "agent_apply_ms": []}
+    figures: dict[str, list[float]] = {
+        "in_kernel_s": [],
+        "reported_s": [],
+        "agent_apply_ms": [],
+        "agent_cpu_ms": [],
+    }
     try:
         for host in hosts:
             runner.run(["ip", "netns", "add", host])
@@ -194,9 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         first_s = time.monotonic() - started
         for run in range(args.inserts):
             policy = with_rule(policy, run)
+            cpu_before = [cpu_seconds(agent.popen.pid) for agent in agents]
             t0 = time.time()
             revisions = publish_all(policy)
             reports = wait_applied(client, hosts, key_prefix, revisions, 60)
+            figures["agent_cpu_ms"] += [
+                (cpu_seconds(agent.popen.pid) - before) * 1000
+                for agent, before in zip(agents, cpu_before, strict=True)
+            ]
             figures["reported_s"].append(time.time() - t0)
             figures["in_kernel_s"].append(
                 max(float(r["kernel_applied_at"]) for r in reports.values()) - t0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from sgweb.firewall.ir import BUILTIN_CHAINS, CompiledHost
@@ -16,7 +17,7 @@ from sgweb.kernel.apply import (
     PlainDelta,
     offending_line,
 )
-from sgweb.kernel.carry import Carried, restore_argv, with_counters
+from sgweb.kernel.carry import Carried, carry_ipv6_counters, restore_argv, with_counters
 from sgweb.kernel.readback import save_command
 from worker import drift
 
@@ -131,7 +132,7 @@ def apply_full(
     """
     alone = {family: owns_tables_alone(firewall, family) for family in (4, 6)}
     if not any(alone.values()):
-        return firewall.apply(delta, rollback=PlainDelta())
+        return _with_ipv6_counters(firewall, delta, firewall.apply(delta, rollback=PlainDelta()))
     started = time.perf_counter()
     plan = delta.ipsets
     sets = firewall.apply(
@@ -141,6 +142,7 @@ def apply_full(
     if not sets.ok:
         return sets
     rule_lines: dict[int, int] = {}
+    warnings: list[str] = []
 
     def report(**failure: object) -> ApplyReport:
         return ApplyReport(
@@ -150,7 +152,7 @@ def apply_full(
             rule_lines=rule_lines,
             chain_lines={},
             ipset_lines=sets.ipset_lines,
-            warnings=() if failure else sets.warnings,
+            warnings=() if failure else (*sets.warnings, *warnings),
             **failure,  # type: ignore[arg-type]
         )
 
@@ -160,6 +162,7 @@ def apply_full(
             steps += careful.steps
             if not careful.ok:
                 return careful
+            warnings += carry_ipv6_counters(firewall.netns, family, text)
             rule_lines.update(careful.rule_lines)
             continue
         whole = render_iptables(compiled, family)
@@ -179,4 +182,18 @@ def apply_full(
                 offending_line_number=number or None,
                 offending_line=line or None,
             )
+        warnings += carry_ipv6_counters(firewall.netns, family, whole)
     return report()
+
+
+def _with_ipv6_counters(
+    firewall: HostFirewall, delta: PlainDelta, report: ApplyReport
+) -> ApplyReport:
+    if not report.ok:
+        return report
+    warnings = [
+        warning
+        for family, text in delta.iptables
+        for warning in carry_ipv6_counters(firewall.netns, family, text)
+    ]
+    return replace(report, warnings=report.warnings + tuple(warnings)) if warnings else report

@@ -6,7 +6,9 @@ reply and `xtables-monitor --trace` reports their paths (`sgweb.kernel.flowtrace
 nothing is sent: the same tracing watches real traffic between the two addresses for a bounded
 time. Each traversal becomes a `trace-packet` message, its steps labelled with the agent's
 compiled rules; the `trace-result` says whether the kernel agreed. The TRACE rules are always
-removed (the tracer's `finally`), and drift checks hold off meanwhile.
+removed (the tracer's `finally`), and drift checks hold off meanwhile. A trace the monitor did not
+read whole (`KernelTracer.lost`) is no evidence that a packet passed: a probe traced so is sent
+again once, and what stays incomplete proves at most a DROP it did show.
 """
 
 from __future__ import annotations
@@ -82,13 +84,16 @@ UNKNOWN = "unknown"
 DEFINITE = ("ACCEPT", "DROP")
 
 
-def kernel_verdict(directions: list[tuple[str, str | None]]) -> str | None:
+def kernel_verdict(directions: list[tuple[str, str | None]], lost: str | None = None) -> str | None:
     """DROP if any traversal of the request or reply was dropped; ACCEPT if a traversal of the
     request was accepted and nothing was dropped; "unknown" when the request was seen but no
     traversal of it reached a decision (the trace ended early: that is no evidence of ACCEPT);
-    None when the kernel saw no request at all."""
+    None when the kernel saw no request at all. A trace that `lost` events proves a DROP it
+    showed, nothing else: the missing events may hold a drop, or the packet itself."""
     if any(verdict == "DROP" for _direction, verdict in directions):
         return "DROP"
+    if lost:
+        return UNKNOWN
     if any(d == "request" and v == "ACCEPT" for d, v in directions):
         return "ACCEPT"
     if any(direction == "request" for direction, _verdict in directions):
@@ -160,6 +165,11 @@ class _PacketReporter:
         self.reported: set[int] = set()
         self.directions: list[tuple[str, str | None]] = []
         self.deciding = ""
+        self.lost: str | None = None  # why the trace that was reported is incomplete
+
+    @property
+    def verdict(self) -> str | None:
+        return kernel_verdict(self.directions, self.lost)
 
     def report(self, packets: list[KernelPacket], *, final: bool) -> None:
         for position, packet in enumerate(packets):
@@ -330,9 +340,10 @@ def trace_hop(
         finally:
             agent.pause_drift(5)
     hop.update(
-        kernel_verdict=kernel_verdict(reporter.directions),
+        kernel_verdict=reporter.verdict,
         traversals=len(reporter.directions),
         deciding=reporter.deciding,
+        lost=reporter.lost,
     )
     if board is not None:
         try:
@@ -362,20 +373,22 @@ def _hop_rows(
     traversals = 0
     for planned in request.hops:
         host, static = planned["host"], planned.get("static")
+        lost = None
         if host == own_host:
-            kernel, deciding = kernel_verdict(reporter.directions), reporter.deciding
+            kernel, deciding, lost = reporter.verdict, reporter.deciding, reporter.lost
             traced, why = True, ""
             traversals += len(reporter.directions)
         elif host in others:
             kernel, deciding = others[host].get("kernel_verdict"), others[host].get("deciding", "")
-            traced, why = True, ""
+            traced, why, lost = True, "", others[host].get("lost")
             traversals += int(others[host].get("traversals") or 0)
         else:
             kernel, deciding, traced = None, "", False
             why = missing.get(host) or planned.get("why") or "it was not traced"
         hop_agrees = _hop_agrees(kernel, static) if traced else None
         hops.append({"host": host, "static": static, "kernel": kernel, "traced": traced,
-                     "agrees": hop_agrees, "deciding": deciding, "why": why})  # fmt: skip
+                     "agrees": hop_agrees, "deciding": deciding, "why": why,
+                     "lost": lost})  # fmt: skip
         if planned.get("router_id"):
             hops[-1]["router"] = planned.get("router") or planned["router_id"]
     return hops, traversals
@@ -416,6 +429,9 @@ def _verdict_sentence(
     if verdict is None:
         return ["the kernel saw no packet of this flow on any traced host"]
     if verdict == UNKNOWN:
+        lost = [f"{hop['host']}: {hop['lost']}" for hop in traced_hops if hop.get("lost")]
+        if lost:
+            return [f"a traced hop's trace is incomplete ({'; '.join(lost)}): nothing is proved"]
         return ["a traced hop saw the flow but no ACCEPT or DROP: nothing is proved"]
     place = (
         f" at {decider['host']} ({decider['deciding'] or 'no decision seen'})" if decider else ""
@@ -520,11 +536,17 @@ def _hop_result(
 
 @contextmanager
 def _flow_traced(
-    runner: Any, netns: str | None, request: protocol.ProofRequest, reporter: _PacketReporter
+    runner: Any,
+    netns: str | None,
+    request: protocol.ProofRequest,
+    reporter: _PacketReporter,
+    *,
+    report_lost: bool = True,
 ) -> Iterator[FlowTracer]:
     """A tracer on both directions of the request's flow, listening when the block starts; its
     TRACE rules are removed when the block ends, and what it saw is reported (final) if the
-    block ended normally."""
+    block ended normally; an incomplete trace only when `report_lost` (else the caller, told
+    by `tracer.lost`, traces again)."""
     tracer = FlowTracer(runner, netns, matches=_direction_matches(request),
                         families=(request.family,))  # fmt: skip
     tracer.start()  # returns once the monitor is subscribed to trace events
@@ -532,6 +554,9 @@ def _flow_traced(
         yield tracer
     finally:
         packets = tracer.stop(linger_s=0.3)  # removes the TRACE rules
+    if tracer.lost and not report_lost:
+        return
+    reporter.lost = tracer.lost
     reporter.report(packets, final=True)
 
 
@@ -541,15 +566,19 @@ def _trace_probe(
     request: protocol.ProofRequest,
     reporter: _PacketReporter,
     before_probe: Callable[[], None] | None = None,
-) -> bool:
-    """One probe under a fresh tracer; reports what the kernel saw and whether it was answered."""
-    with _flow_traced(runner, netns, request, reporter):
+    *,
+    last: bool = True,
+) -> tuple[bool, str | None]:
+    """One probe under a fresh tracer; reports what the kernel saw (an incomplete trace only
+    when this is the `last` attempt); returns whether the probe was answered and why the trace
+    was incomplete (None: it was whole)."""
+    with _flow_traced(runner, netns, request, reporter, report_lost=last) as tracer:
         if before_probe is not None:
             before_probe()  # the other hosts' tracers must be listening before anything is sent
         result = runner.run(_probe_argv(request), netns=request.source_netns,
                             check=False, timeout=15)  # fmt: skip
     reporter.next_attempt()
-    return result.returncode == 0
+    return result.returncode == 0, tracer.lost
 
 
 def prove(
@@ -578,14 +607,14 @@ def prove(
             if problem:
                 summary = f"no proof: {problem}"
             elif request.mode == protocol.MODE_PROBE:
-                probe_ok = _trace_probe(runner, netns, request, reporter, peers.wait_ready)
-                if not reporter.saw_request:
-                    # A probe the kernel did not see at all is a tracing miss (or a lost packet),
-                    # not evidence: send it once more before reporting anything.
-                    answered = "was answered" if probe_ok else "got no answer"
-                    retried = "retried once: the kernel saw no packet of the first probe, which "
-                    retried += answered
-                    probe_ok = _trace_probe(runner, netns, request, reporter)
+                probe_ok, lost = _trace_probe(
+                    runner, netns, request, reporter, peers.wait_ready, last=False
+                )
+                if lost or not reporter.saw_request:
+                    # A trace the monitor did not read whole, or a probe the kernel did not see
+                    # at all (a lost packet), is no evidence: send it once more first.
+                    retried = _retry_reason(lost, probe_ok)
+                    probe_ok, _lost = _trace_probe(runner, netns, request, reporter)
             else:
                 with _flow_traced(runner, netns, request, reporter) as tracer:
                     peers.wait_ready()
@@ -597,7 +626,7 @@ def prove(
             agent.pause_drift(5)
             peers.done()  # the other hosts stop tracing now, also when this proof failed
     directions = reporter.directions
-    verdict = kernel_verdict(directions)
+    verdict = reporter.verdict
     if request.hops and not summary:
         others = peers.results()
         result = _hop_result(
@@ -610,7 +639,7 @@ def prove(
             status = protocol.STATUS_DONE
         else:
             status = protocol.STATUS_OBSERVED if directions else protocol.STATUS_TIMEOUT
-        summary = _summary(request, verdict, reporter.deciding, probe_ok, len(directions))
+        summary = _summary(request, verdict, reporter, probe_ok)
         if retried:
             summary += f" ({retried})"
     result = {
@@ -629,17 +658,32 @@ def prove(
     return result
 
 
+def _retry_reason(lost: str | None, probe_ok: bool) -> str:
+    answered = "was answered" if probe_ok else "got no answer"
+    if lost:
+        return (
+            f"retried once: the trace of the first probe, which {answered}, was incomplete ({lost})"
+        )
+    return f"retried once: the kernel saw no packet of the first probe, which {answered}"
+
+
 def _summary(
     request: protocol.ProofRequest,
     verdict: str | None,
-    deciding: str,
+    reporter: _PacketReporter,
     probe_ok: bool | None,
-    seen: int,
 ) -> str:
+    deciding, seen = reporter.deciding, len(reporter.directions)
     if verdict is None:
         if request.mode == protocol.MODE_OBSERVE:
             return f"no matching traffic within {request.observe_s:g} s"
         return "the kernel saw no packet of this flow"
+    if verdict == UNKNOWN and reporter.lost:
+        return (
+            f"the kernel trace is incomplete ({reporter.lost}): {seen} "
+            f"traversal{'s' if seen != 1 else ''} seen, nothing is proved either way (static "
+            f"verdict {request.static_verdict})"
+        )
     if verdict == UNKNOWN:
         return (
             f"the kernel traced {seen} traversal{'s' if seen != 1 else ''} of this flow but saw "
@@ -652,6 +696,8 @@ def _summary(
     text += f"; {seen} traversal{'s' if seen != 1 else ''} traced"
     if probe_ok is not None:
         text += "; the probe was answered" if probe_ok else "; the probe got no answer"
+    if reporter.lost:
+        text += f"; the trace is incomplete ({reporter.lost})"
     return text
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from sgweb.kernel import nftcarry
 from sgweb.kernel.deltas import DeltaLike, IpsetPlan, PlainDelta
 from sgweb.kernel.readback import TABLES, Counter, KernelReadback, save_command
 
@@ -92,3 +93,17 @@ def restore_argv(family: int, restore_text: str, *options: str) -> list[str]:
     restore = "iptables-restore" if family == 4 else "ip6tables-restore"
     counters = ["-c"] if carries_counters(restore_text) else []
     return [restore, *options, *counters]
+
+
+def carry_ipv6_counters(netns: str | None, family: int, restore_text: str) -> list[str]:
+    """After a restore of `restore_text` went in: give IPv6 rules the counts it carries, which
+    `ip6tables-restore -c` ignores (`sgweb.kernel.nftcarry`). Returns warnings: a failed
+    write-back leaves the new rules in force with counters from zero (the accounting takes a
+    counter that went down as a new baseline), so it never fails the apply."""
+    if family != 6 or not carries_counters(restore_text):
+        return []
+    try:
+        nftcarry.write_back(netns, family, restore_text)
+    except OSError as exc:
+        return [f"IPv6 counters were not carried over: {exc}"]
+    return []

@@ -31,7 +31,10 @@ class FlowTracer(KernelTracer):
         """The packets traced so far, positions resolved, while the tracer keeps running."""
         if self._monitor is None:
             return []
-        finished, self.packets = self.packets, parse_monitor_output(self._monitor.read_output()[0])
+        output = self._monitor.read_output()[0]
+        # Only whole lines: the monitor may be writing the last one right now ("...:ACC").
+        output = output[: output.rfind("\n") + 1]
+        finished, self.packets = self.packets, parse_monitor_output(output)
         try:
             self._resolve_positions()
             return self.packets

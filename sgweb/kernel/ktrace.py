@@ -6,18 +6,33 @@ removed afterwards), listens with `xtables-monitor --trace` in the namespace, an
 output into ordered steps: every rule that matched, by chain and position, and the policies
 applied. Positions come from nft rule handles (`nft -a list chain`), whose order is the rule
 order. The kernel notes measured this method as the one that gives the exact per-rule path.
+
+A trace is only as whole as the monitor's reading of it (see `netlinkready`): its socket gets a
+receive buffer that holds a probe's burst, `stop` waits until it has read and printed every
+queued event before stopping it, and stops it before the TRACE rules go (it asks the kernel for
+each traced rule's text, and a rule deleted under it makes it exit). Whatever still went wrong
+(events dropped, the monitor gone early) is said in `lost`: such a trace is not evidence.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
+import signal
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sgweb.kernel.netlinkready import wait_subscribed
-from sgweb.kernel.runner import CommandRunner, ProcessHandle
+from sgweb.kernel.netlinkready import (
+    grow_receive_buffer,
+    trace_socket,
+    wait_subscribed,
+    waiting_for_events,
+)
+from sgweb.kernel.runner import CommandResult, CommandRunner, ProcessHandle
+
+log = logging.getLogger(__name__)
 
 NFPROTO = {"2": 4, "10": 6}
 RETURN_VERDICT = "0xfffffffb"  # NFT_RETURN as xtables-monitor prints it
@@ -159,6 +174,8 @@ class KernelTracer:
         self.families = tuple(families)
         self.ready_timeout_s = ready_timeout_s
         self.ready_after_s: float | None = None  # how long the monitor took to subscribe
+        self.receive_buffer: int | None = None  # the monitor socket's buffer, once grown
+        self.lost: str | None = None  # why the trace is incomplete (None: the monitor read all)
         self.tag = f"{TRACE_TAG_PREFIX}{secrets.token_hex(4)}"
         self.packets: list[KernelPacket] = []
         self._monitor: ProcessHandle | None = None
@@ -197,21 +214,70 @@ class KernelTracer:
         self.ready_after_s = wait_subscribed(
             pid, timeout=self.ready_timeout_s, alive=lambda: monitor.poll() is None
         )
+        try:
+            self.receive_buffer = grow_receive_buffer(pid)
+        except OSError as exc:  # traced all the same; a burst may then overrun it (see `lost`)
+            log.warning("trace monitor keeps its default receive buffer: %s", exc)
 
-    def _cleanup(self) -> str:
+    def _cleanup(self) -> CommandResult | None:
+        # The monitor first: it looks each traced rule up by handle, and one deleted before it
+        # printed that rule's events makes it exit ("error: No such file or directory").
+        result = None
+        if self._monitor is not None:
+            result = self._monitor.stop()
+            self._monitor = None
         for family, match in self._inserted:
             self.runner.run(self._rule(family, match, "-D"), netns=self.netns, check=False)
         self._inserted = []
-        output = ""
-        if self._monitor is not None:
-            output = self._monitor.stop().stdout
-            self._monitor = None
-        return output
+        return result
 
-    def stop(self, *, linger_s: float = 0.1) -> list[KernelPacket]:
-        time.sleep(linger_s)  # the last events are still on their way through netlink
-        output = self._cleanup()
-        self.packets = parse_monitor_output(output)
+    def _drain(self, timeout_s: float) -> int:
+        """Wait until the monitor has read and printed every queued event (bounded); returns
+        how many events the kernel dropped for want of room in its receive queue."""
+        monitor = self._monitor
+        pid = getattr(monitor, "pid", None)
+        if monitor is None or not isinstance(pid, int):
+            return 0  # a scripted process in unit tests: its output is all there is
+        deadline = time.monotonic() + timeout_s
+        drops, last_output, quiet_since = 0, -1, time.monotonic()
+        while monitor.poll() is None:
+            found = trace_socket(pid)
+            if found is None:
+                break
+            sock, fd = found
+            drops = sock.drops
+            if sock.rmem == 0:
+                waiting = waiting_for_events(pid, fd)
+                if waiting:
+                    break
+                if waiting is None:  # no word from the kernel: quiet output for 0.2 s will do
+                    size = len(monitor.read_output()[0])
+                    if size != last_output:
+                        last_output, quiet_since = size, time.monotonic()
+                    elif time.monotonic() - quiet_since >= 0.2:
+                        break
+            if time.monotonic() >= deadline:
+                self.lost = f"the trace monitor had not read every event after {timeout_s:g} s"
+                break
+            time.sleep(0.01)
+        return drops
+
+    def _judge(self, result: CommandResult | None, exited_early: bool, drops: int) -> None:
+        if result is not None and (exited_early or result.returncode not in (0, -signal.SIGTERM)):
+            why = result.stderr.strip() or f"exit status {result.returncode}"
+            self.lost = f"the trace monitor stopped early: {why}"
+        elif drops:
+            self.lost = f"the kernel dropped {drops} trace events (the monitor's queue was full)"
+
+    def stop(self, *, linger_s: float = 0.1, drain_timeout_s: float = 5.0) -> list[KernelPacket]:
+        time.sleep(linger_s)  # the probe's last packets may still be crossing the bridges
+        drops = self._drain(drain_timeout_s)
+        exited_early = self._monitor is not None and self._monitor.poll() is not None
+        result = self._cleanup()
+        self._judge(result, exited_early, drops)
+        if self.lost:
+            log.warning("kernel trace %s is incomplete: %s", self.tag, self.lost)
+        self.packets = parse_monitor_output(result.stdout if result is not None else "")
         self._resolve_positions()
         return self.packets
 

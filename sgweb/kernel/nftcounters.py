@@ -278,39 +278,46 @@ class NftCounterReader:
     def read_chain(self, chain: str, family: int = 4, table: str = "filter") -> list[Counter]:
         """Counters by position; a missing chain reads as empty (like `read_chains`)."""
         with self._lock:
-            self._sock()
-            wire = self._wire
-            assert wire is not None
-            self._sequence = (self._sequence + 1) & 0xFFFFFFFF
-            sequence = self._sequence
-            body = struct.pack("=BBH", NFPROTO[family], 0, 0)
-            body += _attribute(1, table.encode() + b"\0") + _attribute(2, chain.encode() + b"\0")
-            kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
-            header = struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP,
-                                 sequence, 0)  # fmt: skip
-            wire.send(header + body)
-            counters: list[Counter] = []
-            while True:
-                data = wire.recv()
-                offset = 0
-                while offset + 16 <= len(data):
-                    length, message_type, _flags, seq, _pid = struct.unpack_from("=IHHII", data,
-                                                                                offset)  # fmt: skip
-                    message = data[offset + 16 : offset + length]
-                    offset += (length + 3) & ~3
-                    if seq != sequence:
-                        continue
-                    if message_type == NLMSG_DONE:
+            try:
+                return self._read_chain_locked(chain, family, table)
+            except BaseException:
+                self.close()  # what the kernel still sends for this dump must not be read next
+                raise
+
+    def _read_chain_locked(self, chain: str, family: int, table: str) -> list[Counter]:
+        self._sock()
+        wire = self._wire
+        assert wire is not None
+        self._sequence = (self._sequence + 1) & 0xFFFFFFFF
+        sequence = self._sequence
+        body = struct.pack("=BBH", NFPROTO[family], 0, 0)
+        body += _attribute(1, table.encode() + b"\0") + _attribute(2, chain.encode() + b"\0")
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
+        header = struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP,
+                             sequence, 0)  # fmt: skip
+        wire.send(header + body)
+        counters: list[Counter] = []
+        while True:
+            data = wire.recv()
+            offset = 0
+            while offset + 16 <= len(data):
+                length, message_type, _flags, seq, _pid = struct.unpack_from("=IHHII", data,
+                                                                            offset)  # fmt: skip
+                message = data[offset + 16 : offset + length]
+                offset += (length + 3) & ~3
+                if seq != sequence:
+                    continue
+                if message_type == NLMSG_DONE:
+                    return counters
+                if message_type == NLMSG_ERROR:
+                    code = -struct.unpack_from("=i", message, 0)[0]
+                    if code in (0,):
                         return counters
-                    if message_type == NLMSG_ERROR:
-                        code = -struct.unpack_from("=i", message, 0)[0]
-                        if code in (0,):
-                            return counters
-                        if code == errno.ENOENT:
-                            return []
-                        raise OSError(code, f"nf_tables rule dump of {chain}")
-                    counter = rule_counter(message[4:])  # after struct nfgenmsg
-                    counters.append(counter if counter is not None else _ZERO)
+                    if code == errno.ENOENT:
+                        return []
+                    raise OSError(code, f"nf_tables rule dump of {chain}")
+                counter = rule_counter(message[4:])  # after struct nfgenmsg
+                counters.append(counter if counter is not None else _ZERO)
 
     def read_chains(
         self, chains: Iterable[str], family: int = 4, table: str = "filter"
@@ -377,40 +384,49 @@ class NftCounterReader:
         self, chain: str, family: int, table: str, *, fast: bool = False, targets: bool = False
     ) -> list[Any]:
         with self._lock:
-            sock = self._sock()
-            self._sequence = (self._sequence + 1) & 0xFFFFFFFF
-            sequence = self._sequence
-            body = struct.pack("=BBH", NFPROTO[family], 0, 0)
-            body += _attribute(1, table.encode() + b"\0") + _attribute(2, chain.encode() + b"\0")
-            kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
-            header = struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP,
-                                 sequence, 0)  # fmt: skip
-            sock.send(header + body)
-            out: list[Any] = []
-            unpack = struct.unpack_from
-            while True:
-                data = sock.recv(1 << 20)
-                offset = 0
-                while offset + 16 <= len(data):
-                    length, message_type, _flags, seq, _pid = unpack("=IHHII", data, offset)
-                    start, offset = offset, offset + ((length + 3) & ~3)
-                    if seq != sequence:
-                        continue
-                    if message_type == NLMSG_DONE:
-                        return out
-                    if message_type == NLMSG_ERROR:
-                        code = -unpack("=i", data, start + 16)[0]
-                        if code in (0, errno.ENOENT):
-                            return out if code == 0 else []
-                        raise OSError(code, f"nf_tables rule dump of {chain}")
-                    if fast:
-                        found = _counter_at(data, start + 20, start + length)
-                        if found is None:
-                            found = rule_counter(data[start + 20 : start + length]) or Counter(0, 0)
-                        out.append(found)
-                    elif targets:
-                        _chain, counter, target = rule_summary(data[start + 20 : start + length])
-                        out.append((counter, target))
+            try:
+                return self._dump_locked(chain, family, table, fast=fast, targets=targets)
+            except BaseException:
+                self.close()  # what the kernel still sends for this dump must not be read next
+                raise
+
+    def _dump_locked(
+        self, chain: str, family: int, table: str, *, fast: bool, targets: bool
+    ) -> list[Any]:
+        sock = self._sock()
+        self._sequence = (self._sequence + 1) & 0xFFFFFFFF
+        sequence = self._sequence
+        body = struct.pack("=BBH", NFPROTO[family], 0, 0)
+        body += _attribute(1, table.encode() + b"\0") + _attribute(2, chain.encode() + b"\0")
+        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
+        header = struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP,
+                             sequence, 0)  # fmt: skip
+        sock.send(header + body)
+        out: list[Any] = []
+        unpack = struct.unpack_from
+        while True:
+            data = sock.recv(1 << 20)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, message_type, _flags, seq, _pid = unpack("=IHHII", data, offset)
+                start, offset = offset, offset + ((length + 3) & ~3)
+                if seq != sequence:
+                    continue
+                if message_type == NLMSG_DONE:
+                    return out
+                if message_type == NLMSG_ERROR:
+                    code = -unpack("=i", data, start + 16)[0]
+                    if code in (0, errno.ENOENT):
+                        return out if code == 0 else []
+                    raise OSError(code, f"nf_tables rule dump of {chain}")
+                if fast:
+                    found = _counter_at(data, start + 20, start + length)
+                    if found is None:
+                        found = rule_counter(data[start + 20 : start + length]) or Counter(0, 0)
+                    out.append(found)
+                elif targets:
+                    _chain, counter, target = rule_summary(data[start + 20 : start + length])
+                    out.append((counter, target))
 
 
 def _rule_dump_request(chain: str, family: int, table: str, sequence: int) -> bytes:

@@ -22,7 +22,7 @@ from sgweb.firewall.fwaas.model import RouterState
 from sgweb.firewall.fwaas.trace import ACCEPT, trace_router
 from sgweb.firewall.trace.packet import Packet, TraceError
 from sgweb.kernel.apply import ApplyReport, offending_line
-from sgweb.kernel.carry import read_carry, restore_argv, with_counters
+from sgweb.kernel.carry import carry_ipv6_counters, read_carry, restore_argv, with_counters
 from sgweb.kernel.readback import Counter, save_command
 from sgweb.kernel.runner import CommandResult, CommandRunner
 
@@ -72,6 +72,7 @@ class RouterFirewall:
         rule_lines: dict[int, int] = {}
         chain_lines: dict[int, int] = {}
         applied: list[tuple[int, str]] = []
+        carried_warnings: list[str] = []
         for family, text, rollback in texts:
             if not text:
                 continue
@@ -98,6 +99,7 @@ class RouterFirewall:
                     warnings=tuple(warnings),
                 )
             applied.append((family, rollback))
+            carried_warnings += carry_ipv6_counters(self.netns, family, text)
         return ApplyReport(
             ok=True,
             duration_s=time.perf_counter() - started,
@@ -105,6 +107,7 @@ class RouterFirewall:
             rule_lines=rule_lines,
             chain_lines=chain_lines,
             ipset_lines=0,
+            warnings=tuple(carried_warnings),
         )
 
     def _full_texts(

@@ -28,6 +28,7 @@ from worker import full_apply
 pytestmark = pytest.mark.kernel
 
 ICMP_RULE = "web-icmp"
+ICMP6_RULE = "web-icmp6"
 UNRELATED = SecurityGroupRule(
     "web-ssh", INGRESS, "IPv4", "tcp", 22, 22, remote_ip_prefix="203.0.113.0/24"
 )
@@ -45,15 +46,15 @@ def lab(kernel_runner: SubprocessRunner) -> Iterator[FirewallLab]:
         remove_namespaces(prefix, kernel_runner)
 
 
-def rule_packets(lab: FirewallLab, compiled: CompiledHost, rule_id: str) -> int:
+def rule_packets(lab: FirewallLab, compiled: CompiledHost, rule_id: str, family: int = 4) -> int:
     """Packets the kernel counted for one security group rule, over every chain it is in."""
     total = 0
-    table = compiled.family(4).table("filter")
+    table = compiled.family(family).table("filter")
     assert table is not None
     for chain in table.chains:
         positions = [i for i, r in enumerate(chain.rules) if r.origin.rule_id == rule_id]
         if positions:
-            counters = lab.firewall.read_chain(chain.name)
+            counters = lab.firewall.read_chain(chain.name, family)
             assert len(counters) == len(chain.rules), f"{chain.name} is not what was compiled"
             total += sum(counters[i].packets for i in positions)
     return total
@@ -65,10 +66,10 @@ def with_unrelated_rule(base: HostState) -> HostState:
     return replace(base, security_groups=groups)
 
 
-def ping_web(lab: FirewallLab, count: int) -> None:
+def ping_web(lab: FirewallLab, count: int, family: int = 4) -> None:
     for _ in range(count):
         # lab.ping flushes conntrack first: each echo request is NEW, so the ICMP rule counts it
-        assert lab.ping("outside", WEB_PORT.id).kernel_ok
+        assert lab.ping("outside", WEB_PORT.id, family=family).kernel_ok
 
 
 def test_adding_an_unrelated_rule_keeps_the_counter_of_a_rule_that_carried_pings(
@@ -123,3 +124,27 @@ def test_without_a_carry_a_full_reapply_would_have_zeroed_the_counter(lab: Firew
     assert rule_packets(lab, compiled, ICMP_RULE) >= 1
     lab.firewall.apply(full_apply.with_existing_sets(diff(None, compiled))).raise_for_error()
     assert rule_packets(lab, compiled, ICMP_RULE) == 0
+
+
+@pytest.mark.parametrize("whole_tables", [True, False], ids=["whole-tables", "noflush"])
+def test_a_full_reapply_carries_ipv6_counters_over_too(
+    lab: FirewallLab, whole_tables: bool
+) -> None:
+    """ip6tables-restore -c ignores the counts (iptables-nft 1.8.9); the agent's full apply
+    writes them back over netlink, whether it replaces whole tables or adds to shared ones."""
+    compiled = lab.compiled
+    assert compiled is not None
+    ping_web(lab, 2, family=6)
+    hits = rule_packets(lab, compiled, ICMP6_RULE, family=6)
+    assert hits >= 2
+    if not whole_tables:  # someone else's chain: the apply must leave the tables shared
+        lab.runner.run(["ip6tables", "-w", "-N", "sgweb-test-foreign"], netns=lab.host_ns)
+    assert full_apply.owns_tables_alone(lab.firewall, 6) is whole_tables
+    carried = {family: read_carry(lab.firewall, family) for family in (4, 6)}
+    delta = delta_with_counters(full_apply.with_existing_sets(diff(None, compiled)), carried)
+    report = full_apply.apply_full(lab.firewall, compiled, delta, carried)
+    assert report.ok, report.error
+    assert not report.warnings
+    assert rule_packets(lab, compiled, ICMP6_RULE, family=6) == hits
+    ping_web(lab, 1, family=6)
+    assert rule_packets(lab, compiled, ICMP6_RULE, family=6) == hits + 1

@@ -7,6 +7,7 @@ import pytest
 
 from sgweb.firewall.ir import BUILTIN_CHAINS
 from sgweb.firewall.trace.flow import Flow
+from sgweb.kernel.flowtrace import FlowTracer
 from sgweb.kernel.ktrace import KernelPacket, KernelTracer, parse_monitor_output
 from tests.kernel.harness import FirewallLab
 
@@ -113,3 +114,27 @@ def test_the_kernels_path_for_each_packet_is_the_tracers_path(
     assert _kernel_paths(kernel) == _tracer_paths(observation.flow)
     decided = [p.verdict for p in kernel]
     assert ("DROP" in decided) == (not observation.kernel_ok)
+
+
+@pytest.mark.kernel
+def test_every_traversal_of_an_allowed_tcp_connection_is_traced_with_its_verdict_each_time(
+    lab: FirewallLab,  # noqa: F811
+) -> None:
+    # The agent's proof of an allowed TCP connection: a TRACE rule per direction, one monitor.
+    # Each probe is a burst of trace events (SYN to close, every packet on each bridge it
+    # crosses); a monitor that fell behind used to lose the end of it (see test_trace_complete).
+    web, db = WEB_PORT.fixed_ips[0], DB_PORT.fixed_ips[0]
+    for attempt in range(5):
+        tracer = FlowTracer(lab.runner, lab.host_ns, families=(4,), matches=[
+            ["-s", web, "-d", db, "-p", "tcp"], ["-s", db, "-d", web, "-p", "tcp"],
+        ])  # fmt: skip
+        tracer.start()
+        try:
+            lab.tcp(W, D, 5432).assert_agrees(True)
+        finally:
+            packets = tracer.stop(linger_s=0.3)
+        assert tracer.lost is None, f"attempt {attempt}: {tracer.lost}"
+        directions = {(packet.src, packet.dst) for packet in packets}
+        assert directions == {(web, db), (db, web)}, f"attempt {attempt}: {directions}"
+        undecided = [packet for packet in packets if packet.verdict != "ACCEPT"]
+        assert not undecided, f"attempt {attempt}: {len(undecided)} of {len(packets)} undecided"

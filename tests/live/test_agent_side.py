@@ -212,8 +212,9 @@ def test_a_missing_lab_namespace_fails_the_proof_with_a_reason():
     assert not any("TRACE" in argv for argv in runner.commands())
 
 
-def _probe_runner(*monitor_outputs: str) -> FakeRunner:
-    """A lab host whose successive xtables-monitor runs print `monitor_outputs` in turn."""
+def _probe_runner(*monitor_outputs: str | CommandResult) -> FakeRunner:
+    """A lab host whose successive xtables-monitor runs print `monitor_outputs` in turn (a
+    CommandResult: a monitor that also ended so)."""
     runner = FakeRunner()
     runner.on(
         ["ip", "-o", "link", "show", "eth0"], stdout="2: eth0@if3: link/ether fa:16:3e:00:00:0a"
@@ -221,7 +222,10 @@ def _probe_runner(*monitor_outputs: str) -> FakeRunner:
     outputs = list(monitor_outputs)
 
     def monitor(call: RecordedCall) -> CommandResult:
-        return CommandResult(call.argv, 0, outputs.pop(0) if outputs else "", "", 0.0, call.netns)
+        output = outputs.pop(0) if outputs else ""
+        if isinstance(output, CommandResult):
+            return output
+        return CommandResult(call.argv, 0, output, "", 0.0, call.netns)
 
     runner.on(["stdbuf", "-oL", "xtables-monitor"], respond=monitor)
     runner.on(["nft", "-a", "list", "chain"], respond=_listing)
@@ -269,6 +273,66 @@ def test_a_probe_unseen_twice_reports_no_packet_after_one_retry():
     assert len([argv for argv in runner.commands() if argv[0] == sys.executable]) == 2
     assert result["kernel_verdict"] is None and result["agrees"] is None
     assert result["summary"].startswith("the kernel saw no packet of this flow (retried once")
+
+
+ENOBUFS = "cannot receive from nfnetlink socket: No buffer space available\n"
+
+
+def _died(output: str) -> CommandResult:
+    """A monitor that exited on ENOBUFS after printing `output` (its queue was full)."""
+    return CommandResult(("xtables-monitor",), 1, output, ENOBUFS, 0.1)
+
+
+def _accepted() -> str:
+    return "\n".join([
+        *_monitor_output(0x40).splitlines()[:3],
+        f" TRACE: 2 7a7a7a7a filter:{PREFIX}-sg-chain:rule:0x91:ACCEPT  "
+        f"-4 -t filter -A {PREFIX}-sg-chain -j ACCEPT",
+    ]) + "\n"  # fmt: skip
+
+
+def test_a_probe_whose_trace_the_monitor_cut_short_is_traced_again_and_the_whole_trace_decides():
+    undecided = "\n".join(_monitor_output(0x40).splitlines()[:3]) + "\n"
+    runner = _probe_runner(_died(undecided), _accepted())
+    emitted: list[dict[str, Any]] = []
+    result = tracing.prove(_probe_request("t8", "ACCEPT"), _agent(runner), emitted.append,
+                           runner=runner)  # fmt: skip
+    assert len([argv for argv in runner.commands() if argv[0] == sys.executable]) == 2
+    # The cut-short traversal is not shown: only the second trace's packet is.
+    assert [m["verdict"] for m in emitted if m["type"] == "trace-packet"] == ["ACCEPT"]
+    assert result["kernel_verdict"] == "ACCEPT" and result["agrees"] is True
+    assert result["retried"] is True
+    assert (
+        "retried once: the trace of the first probe, which was answered, was incomplete (the "
+        "trace monitor stopped early: cannot receive from nfnetlink socket: No buffer space "
+        "available)"
+    ) in result["summary"]
+
+
+def test_an_accept_seen_by_a_trace_that_stayed_incomplete_proves_nothing():
+    runner = _probe_runner(_died(""), _died(_accepted()))
+    result = tracing.prove(_probe_request("t9", "ACCEPT"), _agent(runner), lambda m: None,
+                           runner=runner)  # fmt: skip
+    assert result["kernel_verdict"] == "unknown" and result["agrees"] is None
+    assert result["summary"].startswith(
+        "the kernel trace is incomplete (the trace monitor stopped early: cannot receive from "
+        "nfnetlink socket: No buffer space available): 1 traversal seen, nothing is proved"
+    )
+
+
+def test_a_drop_seen_by_a_trace_that_stayed_incomplete_still_counts_and_says_so():
+    fallback_position = len(COMPILED.v4.table("filter").chain(INGRESS_B).rules)
+    dropped = _monitor_output(0x40 + fallback_position - 1)
+    runner = _probe_runner(_died(""), _died(dropped))
+    result = tracing.prove(_probe_request("t10", "DROP"), _agent(runner), lambda m: None,
+                           runner=runner)  # fmt: skip
+    assert result["kernel_verdict"] == "DROP" and result["agrees"] is True
+    assert result["summary"].endswith(
+        "; the trace is incomplete (the trace monitor stopped early: cannot receive from "
+        "nfnetlink socket: No buffer space available) (retried once: the trace of the first "
+        "probe, which was answered, was incomplete (the trace monitor stopped early: cannot "
+        "receive from nfnetlink socket: No buffer space available))"
+    )
 
 
 def _two_host_request(trace_id: str, destination: dict[str, Any]) -> protocol.ProofRequest:

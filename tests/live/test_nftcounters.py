@@ -106,3 +106,32 @@ def test_the_accounting_read_of_whole_buffers_matches_the_listing_even_after_an_
         assert reader.read_chain_pairs(big) == listed
     finally:
         reader.close()
+
+
+class _BrokenSocket:
+    """Stands in for a socket whose dump failed half way (the kernel may still be sending)."""
+
+    closed = False
+
+    def send(self, data: bytes) -> None:
+        raise OSError("the dump failed half way")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.parametrize("read", ["read_chain", "read_chain_fast", "read_chain_targets"])
+def test_a_read_that_failed_half_way_does_not_spoil_the_next_one(netns, read):
+    reader = NftCounterReader(netns)
+    chain = "neutron-openvswi-isgwt"
+    try:
+        expected = getattr(reader, read)(chain)
+        broken = _BrokenSocket()
+        reader._socket = broken  # type: ignore[assignment]
+        reader._wire = type("Wire", (), {"send": broken.send})()  # type: ignore[assignment]
+        with pytest.raises(OSError):
+            getattr(reader, read)(chain)
+        assert broken.closed
+        assert getattr(reader, read)(chain) == expected
+    finally:
+        reader.close()
