@@ -164,7 +164,7 @@ def router_sync(revision: int | None = None, reason: str = "") -> dict[str, Any]
 
 from worker import tracing  # noqa: E402  (issue 5: the trace proof task, registered on `app`)
 
-tracing.register(app, agent, config.control_queue)
+tracing.register(app, agent, config.control_queue, router_agent)
 
 
 class Heartbeat(threading.Thread):

@@ -30,6 +30,8 @@ from sgweb.kernel.ktrace import KernelPacket, KernelStep
 from sgweb.kernel.runner import CommandRunner
 from sgweb.kernel.traffic import PROBE_SCRIPT
 from sgweb.wire import traces as protocol
+from worker import router_trace
+from worker.router_trace import Describe
 
 log = logging.getLogger("sgweb.agent.trace")
 
@@ -144,12 +146,21 @@ def _decider(steps: list[dict[str, Any]]) -> str:
 class _PacketReporter:
     """Emits each traced traversal once, as soon as it has a verdict (or at the end)."""
 
-    def __init__(self, request: protocol.ProofRequest, agent: Any, emit: Emit) -> None:
+    def __init__(
+        self,
+        request: protocol.ProofRequest,
+        agent: Any,
+        emit: Emit,
+        describe: Describe | None = None,
+    ) -> None:
         self.request = request
         self.host = agent.host
         applied = agent.applied
         self.compiled = applied.compiled if applied is not None else None
         self.state = applied.state if applied is not None else None
+        # How a traversal's steps are put in words: the host's port chains, or (a router's
+        # hop) the router's firewall.
+        self.describe: Describe = describe or self._describe_host
         self.emit = emit
         self.reported: set[int] = set()
         self.directions: list[tuple[str, str | None]] = []
@@ -168,11 +179,7 @@ class _PacketReporter:
             if packet.verdict is None and not final:
                 continue  # still on its way through the rules
             self.reported.add(position)
-            steps = [
-                describe_step(step, packet.family, self.compiled, self.state)
-                for step in packet.steps
-                if not step.is_trace_rule
-            ]
+            steps = self.describe(packet)
             verdict = packet.verdict or "unknown"
             self.directions.append((direction, packet.verdict))
             if verdict == "DROP" or (not self.deciding and direction == "request"):
@@ -180,6 +187,13 @@ class _PacketReporter:
             self.emit({"type": "trace-packet", "trace_id": self.request.trace_id,
                        "index": len(self.reported) - 1, "direction": direction,
                        "host": self.host, "steps": steps, "verdict": verdict})  # fmt: skip
+
+    def _describe_host(self, packet: KernelPacket) -> list[dict[str, Any]]:
+        return [
+            describe_step(step, packet.family, self.compiled, self.state)
+            for step in packet.steps
+            if not step.is_trace_rule
+        ]
 
     def next_attempt(self) -> None:
         # A new tracer numbers its traversals from 0 again.
@@ -289,10 +303,16 @@ class _Peers:
 
 
 def trace_hop(
-    request: protocol.ProofRequest, agent: Any, emit: Emit, *, runner: Any | None = None
+    request: protocol.ProofRequest,
+    agent: Any,
+    emit: Emit,
+    *,
+    runner: Any | None = None,
+    router_agent: Any | None = None,
 ) -> dict[str, Any]:
     """Trace this host's hop of a flow another host probes: say "ready" once the tracer listens,
-    trace until the prover is done (bounded), then leave this hop's result for the prover."""
+    trace until the prover is done (bounded), then leave this hop's result for the prover. A
+    router's hop (a network node's) is traced in that router's namespace."""
     runner = runner or agent.firewall.runner
     board = _Board.of(agent, request.trace_id)
     reporter = _PacketReporter(request, agent, emit)
@@ -303,7 +323,12 @@ def trace_hop(
         try:
             if board is None:
                 raise RuntimeError("no shared Redis to meet the probing host")
-            with _flow_traced(runner, agent.firewall.netns, request, reporter) as tracer:
+            netns = agent.firewall.netns
+            route = router_trace.router_hop(request, agent.host, router_agent)
+            if route is not None:
+                netns, reporter.describe = route.netns, route.describe
+                reporter.emit = lambda message: emit({**message, "router": route.name})
+            with _flow_traced(runner, netns, request, reporter) as tracer:
                 board.put(agent.host, "ready", {"at": time.time()})
                 deadline = time.monotonic() + protocol.HOP_WINDOW_S
                 while time.monotonic() < deadline and board.get(prover, "done") is None:
@@ -364,6 +389,8 @@ def _hop_rows(
         hops.append({"host": host, "static": static, "kernel": kernel, "traced": traced,
                      "agrees": hop_agrees, "deciding": deciding, "why": why,
                      "lost": lost})  # fmt: skip
+        if planned.get("router_id"):
+            hops[-1]["router"] = planned.get("router") or planned["router_id"]
     return hops, traversals
 
 
@@ -424,6 +451,23 @@ def _verdict_sentence(
     return parts
 
 
+def _untraced_router_drop(hops: list[dict[str, Any]], position: int) -> str | None:
+    """What the traced hops around an untraced router say about the router's static drop: the
+    packet left the host before it and no traced host after it saw the packet (None when they
+    do not say that)."""
+    router = hops[position]
+    before = [hop for hop in hops[:position] if hop["traced"]]
+    after = [hop for hop in hops[position + 1 :] if hop["traced"]]
+    if router["static"] != "DROP" or not before or before[-1]["kernel"] != "ACCEPT":
+        return None
+    if any(hop["kernel"] is not None for hop in after):
+        return None
+    return (
+        f"the packet left host {before[-1]['host']} towards router {router['router']} and was "
+        "not seen arriving beyond it, consistent with the router's drop"
+    )
+
+
 def _hop_summary(
     request: protocol.ProofRequest,
     hops: list[dict[str, Any]],
@@ -438,8 +482,13 @@ def _hop_summary(
         f"{hop['static'] or 'not reached'}" if hop["traced"]
         else f"{hop['host']} not traced" for hop in hops
     ))  # fmt: skip
-    for hop in hops:
-        if not hop["traced"]:
+    for position, hop in enumerate(hops):
+        if not hop["traced"] and hop.get("router"):
+            parts.append(f"router {hop['router']} on {hop['host']} rests on the static verdict "
+                         f"({hop['why']})")  # fmt: skip
+            if (consistent := _untraced_router_drop(hops, position)) is not None:
+                parts.append(consistent)
+        elif not hop["traced"]:
             role = "destination" if hop is hops[-1] else "other"
             parts.append(f"{role} host {hop['host']}'s part rests on the static verdict "
                          f"({hop['why']})")  # fmt: skip
@@ -538,12 +587,13 @@ def prove(
     emit: Emit,
     *,
     runner: Any | None = None,
+    router_agent: Any | None = None,
 ) -> dict[str, Any]:
     """Run one proof and emit its messages as they happen; returns the trace-result (for a
     ROLE_HOP request: this host's hop result, left for the prover in Redis)."""
     runner = runner or agent.firewall.runner
     if request.role == protocol.ROLE_HOP:
-        return trace_hop(request, agent, emit, runner=runner)
+        return trace_hop(request, agent, emit, runner=runner, router_agent=router_agent)
     netns = agent.firewall.netns
     reporter = _PacketReporter(request, agent, emit)
     status, summary, probe_ok, retried = protocol.STATUS_FAILED, "", None, ""
@@ -651,8 +701,15 @@ def _summary(
     return text
 
 
-def register(app: Any, get_agent: Callable[[], Any], control_queue: str) -> None:
-    """Register the proof task on the agent's Celery app; messages go to the control queue."""
+def register(
+    app: Any,
+    get_agent: Callable[[], Any],
+    control_queue: str,
+    get_router_agent: Callable[[], Any] | None = None,
+) -> None:
+    """Register the proof task on the agent's Celery app; messages go to the control queue.
+    `get_router_agent`: the network node's side, whose routers' namespaces a router's hop
+    traces."""
 
     def emit(message: dict[str, Any]) -> None:
         try:
@@ -668,6 +725,13 @@ def register(app: Any, get_agent: Callable[[], Any], control_queue: str) -> None
     def prove_trace(request: dict[str, Any]) -> None:
         # A thread, so that an observation window does not hold up the host's sync tasks.
         wanted = protocol.ProofRequest.from_dict(request)
+        routers = None
+        if get_router_agent is not None and router_trace.own_router_hop(wanted, get_agent().host):
+            routers = get_router_agent()
         threading.Thread(
-            target=prove, args=(wanted, get_agent(), emit), name="sgweb-trace", daemon=True
+            target=prove,
+            args=(wanted, get_agent(), emit),
+            kwargs={"router_agent": routers},
+            name="sgweb-trace",
+            daemon=True,
         ).start()

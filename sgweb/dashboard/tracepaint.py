@@ -228,6 +228,7 @@ class PacketView:
     verdict: str
     steps: list[StepView]
     order: str = ""  # packet_order: along the path
+    router: str = ""  # a router's hop: the router whose namespace its network node traced
 
     @property
     def key(self) -> str:
@@ -269,12 +270,16 @@ def _mark_kernel_deciding(steps: list[StepView]) -> None:
 DIRECTION_ORDER = {"request": 0, "reply": 1}
 
 
-def host_order(static: StaticView | None) -> list[str]:
-    """The hosts in the order the request meets them (the static walk's order)."""
+def host_order(static: StaticView | None, router_host: str | None = None) -> list[str]:
+    """The hosts in the order the request meets them (the static walk's order); a routed
+    trace's network node (`router_host`, whose kernel traced the router) right after the
+    source's host, where the packet meets the router."""
     order: list[str] = []
     for hop in [*(static.request if static else []), *(static.reply if static else [])]:
         if hop.host and hop.host not in order:
             order.append(hop.host)
+    if router_host and router_host not in order:
+        order.insert(min(1, len(order)), router_host)
     return order
 
 
@@ -306,6 +311,7 @@ def packet_views(
                 host=event.get("host", ""),
                 verdict=event.get("verdict", "unknown"),
                 steps=steps,
+                router=str(event.get("router") or ""),
             )
         )
     order = hosts or []

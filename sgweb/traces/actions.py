@@ -237,7 +237,7 @@ def start_trace(
     trace.static_result = static
     trace.events = [{**static, "seq": 0}]
 
-    request, refusal = plan_proof(trace, src, dst)
+    request, refusal = plan_proof(trace, src, dst, route.host if route is not None else None)
     if request is None:
         trace.host = hosts[0]
         _finish(trace, refusal or {})

@@ -31,6 +31,7 @@ class Route:
 
     router_name: str
     state: RouterState
+    host: str  # the network node whose router namespace forwards (and filters) the packet
 
 
 def _subnet_id(port: Port, family: int) -> Any:
@@ -70,7 +71,7 @@ def find_route(source: Port, destination: Port, family: int) -> Route | None:
         )
     for state in network_node_state(router.host.name).routers:
         if state.router.id == str(router.pk):
-            return Route(name, state)
+            return Route(name, state, router.host.name)
     raise Invalid.from_errors(
         {"destination": [f"router {name} is administratively down: it forwards nothing."]}
     )
@@ -125,5 +126,7 @@ def routed_static(
         "verdict": overall_verdict(flow),
         "explanation": path.words,
         "reason": _reason(path, str(message.get("reason", ""))),
-        "path": path.as_dict(),
+        # The network node whose router namespace forwards it: the page orders the kernel's
+        # packets along the path with it.
+        "path": {**path.as_dict(), "router_host": route.host},
     }

@@ -62,6 +62,8 @@ class ProofRequest:
     prover_host: str | None = None  # for ROLE_HOP: the host that sends the probe
     # The hosts of the flow in order, each {"host", "static": ACCEPT|DROP|None (not reached),
     # "traced": whether its agent is asked to trace, "why": why not}. Empty: one host only.
+    # A router's hop (a routed trace) also has "router_id" and "router" (its name): its network
+    # node traces that router's namespace instead of its own.
     hops: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,8 +19,10 @@ DASHBOARD_PASSWORD = "browser tests only"
 
 
 class LiveLab:
-    def __init__(self, hosts: int = 2, vms: int = 2) -> None:
-        self.stack = Stack(hosts=hosts, vms=vms, net2_vms=0)  # the pages count the group's ports
+    def __init__(self, hosts: int = 2, vms: int = 2, net2_vms: int = 0) -> None:
+        # No second network by default: the pages count the group's ports. With one, the lab
+        # has lab-net2 and the router lab-router between the two on a network node.
+        self.stack = Stack(hosts=hosts, vms=vms, net2_vms=net2_vms)
         self.url = ""
         self.daphne: Any = None
 

@@ -62,6 +62,18 @@ def test_kernel_packets_follow_the_path_not_the_host_names() -> None:
     ]
 
 
+def test_a_routed_traces_router_packets_come_between_the_source_and_destination_hosts() -> None:
+    order = host_order(static_through("host2", "host1"), router_host="network1")
+    assert order == ["host2", "network1", "host1"]
+    events = [packet("host1"), {**packet("network1"), "router": "r1"}, packet("host2")]
+    views = packet_views(events, rules(), order)
+    assert [(p.host, p.router) for p in views] == [
+        ("host2", ""),
+        ("network1", "r1"),  # the page names the router whose namespace the node traced
+        ("host1", ""),
+    ]
+
+
 def test_a_rule_is_worded_as_the_static_walk_words_it() -> None:
     views = packet_views([packet("host1")], rules(), ["host1"])
     assert views[0].steps[0].label == "allow tcp/22 from 203.0.113.0/24 (rule 0f0e0d0c of web)"

@@ -159,6 +159,83 @@ def test_manage_py_lab_ping_works_across_the_router_and_status_names_it(
     assert "network node" in status and "lab-router" in status, status
 
 
+def start_trace(stack: Stack, src: str, dst: str) -> dict:
+    """An echo request traced from VM `src` to VM `dst` (`POST /api/traces`), once finished."""
+    root = stack.base_url.split("/networking", 1)[0]
+    body = {"source": stack.vm(src)["port_id"], "destination": stack.vm(dst)["port_id"],
+            "protocol": "icmp"}  # fmt: skip
+    trace = _call(stack, "POST", f"{root}/api/traces", body)["trace"]
+
+    def finished() -> dict | None:
+        got = _call(stack, "GET", f"{root}/api/traces/{trace['id']}")["trace"]
+        return got if got["finished_at"] else None
+
+    return dict(stack.wait("the trace's kernel proof", finished, timeout=60, every=0.5))
+
+
+def _call(stack: Stack, method: str, url: str, body: dict | None = None) -> dict:
+    import urllib.request
+
+    request = urllib.request.Request(
+        url, method=method, data=json.dumps(body).encode() if body is not None else None,
+        headers={"X-Auth-Token": stack.token, "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read().decode())
+
+
+def test_a_trace_across_the_router_is_proved_on_both_hosts_and_in_the_router_namespace(
+    stack, pings_admitted
+) -> None:
+    """Source and destination on two hosts: three hops, the router's traced by its network node
+    in its namespace; a deny rule on the lab-net2 interface is the kernel's own account there."""
+    node = stack.state["network_nodes"][0]
+    source_host, destination_host = stack.host_of(NET1_VM), stack.host_of(NET2_VM)
+    stack.wait("ping across the router", lambda: pings(stack))
+    allowed = start_trace(stack, NET1_VM, NET2_VM)["kernel"]
+    assert [(hop["host"], hop["kernel"]) for hop in allowed["hops"]] == [
+        (source_host, "ACCEPT"), (node, "ACCEPT"), (destination_host, "ACCEPT"),
+    ], allowed["summary"]  # fmt: skip
+    assert allowed["agrees"] is True, allowed["summary"]
+
+    project = stack.state["project_id"]
+    net2 = next(
+        port["id"] for port in stack.api("GET", "/ports")["ports"]
+        if port["device_id"] == stack.state["router_id"]
+        and any(f["ip_address"].startswith("203.0.113.") for f in port["fixed_ips"])
+    )  # fmt: skip
+    rule = stack.api("POST", "/fwaas/firewall_rules", {"firewall_rule": {
+        "name": "deny-ping", "protocol": "icmp", "action": "deny", "project_id": project,
+    }})["firewall_rule"]  # fmt: skip
+    policy = stack.api("POST", "/fwaas/firewall_policies", {"firewall_policy": {
+        "name": "lab-edge", "firewall_rules": [rule["id"]], "project_id": project,
+    }})["firewall_policy"]  # fmt: skip
+    group = stack.api("POST", "/fwaas/firewall_groups", {"firewall_group": {
+        "name": "lab-fw", "project_id": project, "ports": [net2],
+        "ingress_firewall_policy_id": policy["id"], "egress_firewall_policy_id": policy["id"],
+    }})["firewall_group"]  # fmt: skip
+    try:
+        stack.wait("the ping stopped by the router", lambda: not stack.probe(NET1_VM, NET2_VM),
+                   timeout=10)  # fmt: skip
+        denied = start_trace(stack, NET1_VM, NET2_VM)
+        assert denied["static"]["explanation"] == (
+            "dropped by firewall rule deny-ping (policy lab-edge, position 1) on router "
+            "lab-router interface to lab-net2"
+        )
+        kernel = denied["kernel"]
+        assert [(hop["host"], hop["kernel"]) for hop in kernel["hops"]] == [
+            (source_host, "ACCEPT"), (node, "DROP"), (destination_host, None),
+        ], kernel["summary"]  # fmt: skip
+        assert kernel["agrees"] is True and kernel["decided_by"] == node, kernel["summary"]
+        assert kernel["hops"][1]["deciding"] == (
+            "firewall rule deny-ping (policy lab-edge, position 1)"
+        )
+    finally:
+        stack.api("DELETE", f"/fwaas/firewall_groups/{group['id']}")
+        stack.api("DELETE", f"/fwaas/firewall_policies/{policy['id']}")
+        stack.api("DELETE", f"/fwaas/firewall_rules/{rule['id']}")
+
+
 def test_lab_down_removes_the_router_its_namespace_and_the_network_node(stack) -> None:
     """Last in the module: it takes the lab down (the fixture's own `lab down` finds nothing)."""
     node = stack.state["network_nodes"][0]

@@ -172,3 +172,70 @@ def test_a_router_that_is_down_forwards_nothing_and_the_trace_says_so(routed, al
     with pytest.raises(Invalid) as error:
         actions.start_trace(alice, source="web-vm", destination="app-vm", protocol="icmp")
     assert "router r1 is administratively down" in str(error.value.errors)
+
+
+def _planned_hops(trace: Trace, web_vm: Port, app_vm: Port, monkeypatch) -> list[dict]:
+    monkeypatch.setattr(proof, "agent_alive", lambda host: True)
+    request, refusal = proof.plan_proof(trace, web_vm, app_vm, "network1")
+    assert refusal is None and request is not None
+    return request.hops
+
+
+def test_the_proof_of_a_routed_trace_has_the_router_as_a_hop_between_the_two_hosts(
+    routed, alice, monkeypatch
+):
+    pair, web_vm, app_vm = routed
+    trace = actions.start_trace(alice, source="web-vm", destination="app-vm", protocol="tcp",
+                                port=5432)  # fmt: skip
+    hops = _planned_hops(trace, web_vm, app_vm, monkeypatch)
+    assert [(hop["host"], hop["static"]) for hop in hops] == [
+        ("compute1", "ACCEPT"),
+        ("network1", "DROP"),  # the router's deny-db decides: its node's kernel must say so
+        ("compute2", None),
+    ]
+    assert hops[1]["router_id"] == str(pair.router.pk) and hops[1]["router"] == "r1"
+    assert trace.static_result["path"]["router_host"] == "network1"  # the page's packet order
+    assert all(hop["traced"] for hop in hops)
+
+
+def test_an_allowed_routed_ping_is_proved_on_both_hosts_and_the_router_each_way(
+    routed, alice, monkeypatch
+):
+    _pair, web_vm, app_vm = routed
+    trace = actions.start_trace(alice, source="web-vm", destination="app-vm", protocol="icmp")
+    hops = _planned_hops(trace, web_vm, app_vm, monkeypatch)
+    assert [(hop["host"], hop["static"]) for hop in hops] == [
+        ("compute1", "ACCEPT"),
+        ("network1", "ACCEPT"),
+        ("compute2", "ACCEPT"),
+    ]
+
+
+def test_a_routed_trace_between_ports_of_one_host_still_has_the_router_hop(
+    routed, adam, alice, project_a, monkeypatch
+):
+    """Both VMs on compute1: the packet leaves the host, crosses the router and comes back; one
+    host's trace alone would see it leave and call that the kernel's ACCEPT."""
+    pair, web_vm, _app_vm = routed
+    groups = [str(group.pk) for group in web_vm.security_groups.all()]
+    near = factories.port(adam, project_a, pair.app, name="app-near", host="compute1",
+                          security_groups=groups)  # fmt: skip
+    trace = actions.start_trace(alice, source="web-vm", destination="app-near", protocol="tcp",
+                                port=5432)  # fmt: skip
+    hops = _planned_hops(trace, web_vm, near, monkeypatch)
+    assert [(hop["host"], hop["static"]) for hop in hops] == [
+        ("compute1", "ACCEPT"),
+        ("network1", "DROP"),
+    ]
+
+
+def test_a_router_whose_node_has_no_agent_is_an_untraced_hop(routed, alice, monkeypatch):
+    _pair, web_vm, app_vm = routed
+    trace = actions.start_trace(alice, source="web-vm", destination="app-vm", protocol="tcp",
+                                port=5432)  # fmt: skip
+    monkeypatch.setattr(proof, "agent_alive", lambda host: host != "network1")
+    request, _refusal = proof.plan_proof(trace, web_vm, app_vm, "network1")
+    assert request is not None
+    router = request.hops[1]
+    assert not router["traced"] and router["why"] == "its agent is not running"
+    assert [hop.host for hop in proof.hop_requests(request)] == ["compute2"]

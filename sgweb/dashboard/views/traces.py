@@ -264,7 +264,10 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
     result = result_of(events, trace.kernel_result)
     label, css = status_words(trace.status)
     static_paths = static_view(static, rules)
-    hosts = host_order(static_paths)
+    routed = static.get("path")
+    hosts = host_order(
+        static_paths, routed.get("router_host") if isinstance(routed, dict) else None
+    )
     packets = packet_views(events, rules, hosts)
     return render_page(
         request,

@@ -149,12 +149,16 @@
     const host = document.createElement("span");
     host.className = "mono";
     host.textContent = message.host;
+    // A router's hop: the network node traced that router's namespace, not its own.
+    const router = document.createElement("span");
+    router.className = "faint";
+    if (message.router) router.textContent = ` router ${message.router}`;
     const verdict = document.createElement("span");
     verdict.className = `target target-${targetCss(message.verdict)}`;
     verdict.textContent = message.verdict;
     const decided = document.createElement("span");
     decided.className = "decided";
-    head.append(tag, " ", host, decided, verdict);
+    head.append(tag, " ", host, router, decided, verdict);
     const steps = document.createElement("ol");
     steps.className = "trace-steps";
     const items = (message.steps || []).map((step) => {
