@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sgweb.firewall import manifest
+from sgweb.firewall.compiler import compile_host
+from sgweb.firewall.render import render_iptables
 from sgweb.hostsync import fanout, publish
 from sgweb.hostsync.desired_state import host_state
 from sgweb.kernel.apply import HostFirewall
@@ -163,3 +165,23 @@ def test_an_agent_whose_pieces_are_gone_asks_to_be_published_and_applies_nothing
     assert reporter.requests and "shared pieces" in reporter.requests[0]
     (told,) = publish.publish_hosts(["compute1"], "asked", via=sync_channel)
     assert agent.sync(told.revision, "nudged").action == "applied"
+
+
+def test_the_article_layout_setting_reaches_the_agents_through_redis(
+    sync_channel, cloud, settings
+) -> None:
+    """SGWEB_FIREWALL_COMPAT is a control-plane setting: each agent assembles it from its
+    manifest and compiles the article's DHCP order (every DHCP request before anti-spoofing)."""
+    settings.SGWEB_FIREWALL_COMPAT = "article"
+    publish.publish_hosts(HOSTS, "article layout", via=sync_channel)
+    for host, store in agents(sync_channel).items():
+        desired = store.fetch()
+        assert desired is not None and desired.assembled.compat == "article"
+        assert desired.assembled == host_state(host)
+        egress = [
+            line
+            for line in render_iptables(compile_host(desired.assembled), 4).splitlines()
+            if line.startswith("-A neutron-openvswi-o")
+        ]
+        assert "--sport 68 --dport 67 -j RETURN" in egress[0]  # no 0.0.0.0 -> 255.255.255.255
+        assert "-s 0.0.0.0/32" not in egress[0]

@@ -158,3 +158,18 @@ def test_openstack_cli_shows_neutrons_refusals(cli: Cli):
     assert cli.json("security", "group", "show", "raw")["stateful"] is True
     port = cli.json("port", "show", "vm1")
     assert port["status"] == "DOWN"  # bound to no host: no agent carries it
+
+
+def test_openstack_cli_filters_groups_on_sharing_and_ports_on_their_status(cli: Cli):
+    cli.json("security", "group", "create", "web")
+    # No group is shared (there is no RBAC for groups): --share lists none, --no-share all.
+    assert cli.json("security", "group", "list", "--share") == []
+    assert {g["Name"] for g in cli.json("security", "group", "list", "--no-share")} == {
+        "default",
+        "web",
+    }
+    cli.json("port", "create", "vm1", "--network", "net")
+    # Bound to no host, so no agent reports it: DOWN, and listed as such.
+    assert cli.json("port", "show", "vm1")["status"] == "DOWN"
+    assert [p["Name"] for p in cli.json("port", "list", "--status", "DOWN")] == ["vm1"]
+    assert cli.json("port", "list", "--status", "ACTIVE") == []

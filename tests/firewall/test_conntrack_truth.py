@@ -43,6 +43,10 @@ HOSTS = {"compute1": (STATE, compile_host(STATE))}
         ({"protocol": "tcp", "dport": 22, "tcp_flags": "ACK"}, "NEW", None),
         ({"protocol": "tcp", "dport": 22}, "NEW", None),
         ({"protocol": "253"}, "NEW", None),
+        ({"protocol": "sctp", "dport": 5000}, "NEW", None),
+        ({"protocol": "sctp", "dport": 5000, "sctp_chunk": "init-ack"}, "INVALID", "SCTP INIT-ACK"),
+        ({"protocol": "dccp", "dport": 5000}, "NEW", None),
+        ({"protocol": "gre"}, "NEW", None),
     ],
 )
 def test_conntrack_classifies_packets_of_no_connection_as_the_kernel_does(
@@ -86,7 +90,7 @@ def test_icmpv6_type_255_is_literal_but_icmp_type_255_is_any_type() -> None:
 def test_the_reply_to_a_stateless_ports_request_is_established_only_where_it_was_tracked(
     layout: str, reply: str
 ) -> None:
-    for protocol, extra in (("icmp", {}), ("tcp", {"dport": 22})):
+    for protocol, extra in (("icmp", {}), ("tcp", {"dport": 22}), ("sctp", {"dport": 5000})):
         flow = trace_flow(
             HOSTS, STATELESS.id, STATEFUL.id, protocol=protocol, layout=layout, reply=True, **extra
         )  # type: ignore[arg-type]
@@ -111,3 +115,13 @@ def test_the_command_lines_reply_is_not_established_after_an_untracked_request()
     assert request.notrack and request.verdict == "ACCEPT"
     answer = trace_reply(compiled, request)
     assert (answer.ct_state, answer.verdict) == ("INVALID", "DROP")
+
+
+def test_an_sctp_init_is_answered_by_an_init_ack_which_only_its_association_lets_back() -> None:
+    flow = trace_flow(HOSTS, "198.51.100.7", STATEFUL.id, protocol="sctp", dport=5000, reply=True)
+    assert (flow.verdict, flow.reply_verdict) == ("ACCEPT", "ACCEPT"), flow.text
+    unsolicited = trace_flow(
+        HOSTS, STATELESS.id, STATEFUL.id, protocol="sctp", dport=5000, layout=LAYOUT_SHARED,
+        reply=True,
+    )  # fmt: skip
+    assert "conntrack treats an SCTP INIT-ACK that belongs to no association" in unsolicited.text

@@ -255,3 +255,15 @@ def test_policy_option_makes_unfiltered_traffic_hit_the_chain_policy(scenario, c
     assert code == 0
     assert "policy DROP" in out and out.strip().splitlines()[-2] == "verdict: DROP"
     assert firewall_main(["trace", scenario, "--policy", "FORWARD"]) == 2
+
+
+def test_an_sctp_init_ack_of_no_association_is_traced_as_invalid(scenario, capsys):
+    packet = ["trace", scenario, "--host", "compute1", "--src", "198.51.100.1", "--to-port",
+              PORT_ID, "-p", "sctp", "--dport", "22", "--json"]  # fmt: skip
+    firewall_main(packet)
+    assert json.loads(capsys.readouterr().out)["ct_state"] == "NEW"  # an INIT
+    firewall_main([*packet, "--sctp-chunk", "INIT-ACK"])
+    data = json.loads(capsys.readouterr().out)
+    assert data["packet"]["sctp_chunk"] == "INIT_ACK"
+    assert (data["verdict"], data["reason"], data["ct_state"]) == ("DROP", "invalid", "INVALID")
+    assert "SCTP INIT-ACK that belongs to no association" in data["explanation"]

@@ -2,7 +2,8 @@
 
 `BatchProber` sends a batch of request frames from their source endpoints, sees which arrived
 where they were sent, answers the arrived ones from their destinations (an echo reply for an
-echo request, a SYN-ACK for a SYN, a datagram back for UDP, UDP-Lite and other protocols), sees
+echo request, a SYN-ACK for a SYN, an INIT-ACK for an SCTP INIT, a DCCP-Response for a
+Request, a datagram back for UDP, UDP-Lite and other protocols), sees
 which answers arrived, and holds every verdict against `trace_flow` with the reply traced.
 Every probe of a batch has its own tag, ports and ICMP id, so no two share a conntrack entry,
 and the endpoints' own stacks are silent, so the per-rule counters of the whole batch must
@@ -26,7 +27,10 @@ from tests.kernel import frames, wires
 from tests.kernel.conftest import new_prefix
 from tests.kernel.harness import REMOTES, FirewallLab, HitKey, _delta, _flow_hits, build_lab
 
-PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 136: "udplite"}
+PROTOCOL_NAMES = {
+    1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 136: "udplite", 132: "sctp", 33: "dccp",
+    47: "gre",
+}  # fmt: skip
 # Requests conntrack pairs with an answer (the tracer's flow uses the same pairs).
 ICMP_ANSWER = {4: {8: 0, 13: 14, 15: 16, 17: 18}, 6: {128: 129, 139: 140}}
 
@@ -255,7 +259,8 @@ class BatchProber:
         )
 
 
-_PORTED = {frames.TCP, frames.UDP, frames.UDPLITE, 1, 58}
+# DCCP is left out: kernels since 6.16 have no DCCP conntrack and track it by addresses alone.
+_PORTED = {frames.TCP, frames.UDP, frames.UDPLITE, frames.SCTP, 1, 58}
 
 
 def _rounds(probes: list[Probe], lab: FirewallLab) -> list[list[Probe]]:
@@ -294,6 +299,7 @@ def _answer(spec: frames.FrameSpec, probe: Probe) -> frames.FrameSpec:
         dport=spec.sport,
         icmp_type=icmp_type if probe.is_icmp else spec.icmp_type,
         tcp_flags="SYN,ACK",
+        answer=True,
     )
 
 

@@ -1,9 +1,9 @@
 """Whole Ethernet frames for the batch prober: any protocol, ICMP type, flags, source and MAC.
 
 Probes are written at layer 2 (AF_PACKET) so a test controls every field the firewall looks at
-(spoofed sources and MACs, ICMP error types, UDP-Lite, protocols no socket API sends), and each
-carries a tag (`SGWT` + 8 digits) at the end of its payload so the receiving side can tell
-which probe arrived. Checksums are correct, as a real stack's would be.
+(spoofed sources and MACs, ICMP error types, UDP-Lite, SCTP, DCCP, GRE, protocols no socket
+API sends), and each carries a tag (`SGWT` + 8 digits) in its payload so the receiving side
+can tell which probe arrived. Checksums are correct, as a real stack's would be.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ TAG = re.compile(rb"SGWT(\d{8})")
 ETHERTYPE = {4: 0x0800, 6: 0x86DD}
 PROTO_ICMP = {4: 1, 6: 58}
 TCP, UDP, UDPLITE = 6, 17, 136
+SCTP, DCCP, GRE = 132, 33, 47
 TCP_FLAGS = {"FIN": 0x01, "SYN": 0x02, "RST": 0x04, "PSH": 0x08, "ACK": 0x10}
 
 
@@ -37,6 +38,7 @@ class FrameSpec:
     icmp_code: int = 0
     icmp_id: int = 0
     tcp_flags: str = "SYN"
+    answer: bool = False  # an answer: SCTP's INIT-ACK to an INIT, DCCP's Response to a Request
 
 
 def _mac(text: str) -> bytes:
@@ -118,7 +120,70 @@ def _transport(spec: FrameSpec, payload: bytes) -> bytes:
         third = length if spec.protocol == UDP else 0
         header = bytearray(struct.pack("!HHHH", spec.sport, spec.dport, third, 0))
         return _with_checksum(header + payload, 6, spec, spec.protocol)
+    if spec.protocol == SCTP:
+        return _sctp(spec, payload)
+    if spec.protocol == DCCP:
+        return _dccp(spec, payload)
+    if spec.protocol == GRE:
+        return struct.pack("!HH", 0, 0x0800) + payload  # GRE version 0: tracked by addresses
     return payload
+
+
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+_CRC32C = _crc32c_table()
+
+
+def crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = (crc >> 8) ^ _CRC32C[(crc ^ byte) & 0xFF]
+    return ~crc & 0xFFFFFFFF
+
+
+def sctp_init_tag(port: int) -> int:
+    """The initiate tag an INIT from `port` carries; its INIT-ACK must quote it as the
+    verification tag, or conntrack calls the answer INVALID."""
+    return 0x5C700000 | port
+
+
+def _sctp(spec: FrameSpec, payload: bytes) -> bytes:
+    """An INIT (or, answering, an INIT-ACK) whose one parameter holds the payload: conntrack
+    wants INIT and INIT-ACK to be a packet's only chunk, and checks the CRC32c (conntrack's
+    checksum validation)."""
+    chunk_type, vtag = 1, 0
+    init_tag = sctp_init_tag(spec.sport)
+    if spec.answer:
+        chunk_type, vtag = 2, sctp_init_tag(spec.dport)
+    parameter = struct.pack("!HH", 0xC0DE, 4 + len(payload)) + payload
+    parameter += b"\0" * (-len(parameter) % 4)
+    chunk = struct.pack("!BBHIIHHI", chunk_type, 0, 20 + len(parameter), init_tag, 65535,
+                        1, 1, 1000 + spec.tag) + parameter  # fmt: skip
+    header = bytearray(struct.pack("!HHII", spec.sport, spec.dport, vtag, 0) + chunk)
+    struct.pack_into("<I", header, 8, crc32c(bytes(header)))
+    return bytes(header)
+
+
+def _dccp(spec: FrameSpec, payload: bytes) -> bytes:
+    """A DCCP-Request (or, answering, a DCCP-Response) with 48-bit sequence numbers."""
+    packet_type, extra = (
+        (1, struct.pack("!HHI", 0, 0, 1000 + spec.tag)) if spec.answer else (0, b"")
+    )
+    service = struct.pack("!I", 0)
+    offset = (16 + len(extra) + len(service)) // 4
+    header = bytearray(
+        struct.pack("!HHBBHBBHI", spec.sport, spec.dport, offset, 0, 0, packet_type << 1 | 1,
+                    0, 0, 1000 + spec.tag)
+    )  # fmt: skip
+    return _with_checksum(header + extra + service + payload, 6, spec, DCCP)
 
 
 def build(spec: FrameSpec) -> bytes:

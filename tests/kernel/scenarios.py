@@ -62,10 +62,17 @@ def random_rule(rng: random.Random, rule_id: str, group_ids: list[str]) -> Secur
     )
 
 
-# What the wide generator adds: every protocol the kernel tier's probes send, ICMP types that
-# conntrack treats differently (replies, errors, 255 which only IPv4 reads as "any").
-WIDE_PROTOCOLS = ("tcp", "udp", "icmp", None, "udplite", "253", "tcp", "icmp")
-WIDE_ICMP_TYPES = {IPV4: (0, 3, 8, 11, 13, 255), IPV6: (1, 3, 128, 129, 135, 255)}
+# What the wide generator adds: every protocol the kernel tier's probes send (each family of
+# conntrack: TCP, UDP, UDP-Lite, SCTP and ICMP have trackers of their own; DCCP, GRE and the
+# rest are tracked by addresses), ICMP types that conntrack treats differently (requests,
+# replies, errors, neighbour discovery and MLD, 255 which only IPv4 reads as "any").
+WIDE_PROTOCOLS = ("tcp", "udp", "icmp", None, "udplite", "253", "tcp", "icmp", "sctp", "dccp",
+                  "gre")  # fmt: skip
+PORT_PROTOCOLS = ("tcp", "udp", "udplite", "sctp", "dccp")
+WIDE_ICMP_TYPES = {
+    IPV4: (0, 3, 5, 8, 11, 12, 13, 15, 255),
+    IPV6: (1, 2, 3, 4, 128, 129, 130, 135, 139, 255),
+}
 
 
 def random_wide_rule(rng: random.Random, rule_id: str, group_ids: list[str]) -> SecurityGroupRule:
@@ -75,7 +82,7 @@ def random_wide_rule(rng: random.Random, rule_id: str, group_ids: list[str]) -> 
     if protocol == "icmp" and rule.ethertype == IPV6:
         protocol = "ipv6-icmp"
     low = high = None
-    if protocol in ("tcp", "udp", "udplite") and rng.random() < 0.7:
+    if protocol in PORT_PROTOCOLS and rng.random() < 0.7:
         low = rng.choice(PROBE_PORTS)
         high = low if rng.random() < 0.6 else min(65535, low + rng.choice((1, 10, 100)))
     elif protocol in ("icmp", "ipv6-icmp") and rng.random() < 0.6:

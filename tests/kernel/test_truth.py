@@ -5,7 +5,7 @@
    UDP-Lite) are dropped as INVALID, and the tracer says so and why.
 3. ICMPv6 type 255 is literal in ip6tables; IPv4's 255 is any type.
 4. A request from a stateless port leaves no conntrack entry: on a shared bridge the stateful
-   destination's TCP and ICMP replies are INVALID.
+   destination's TCP, ICMP and SCTP (INIT-ACK) replies are INVALID.
 5. DHCP: only 0.0.0.0 -> 255.255.255.255 passes before the anti-spoofing check, unless the
    article's layout is asked for.
 
@@ -37,7 +37,7 @@ pytestmark = pytest.mark.kernel
 
 PORTS = make_two_network_ports(4)  # alternating networks net-a and net-b
 NET_A, NET_B, NET_A2, NET_B2 = (port.id for port in PORTS)
-ICMP, ICMPV6, TCP, UDP, UDPLITE = 1, 58, 6, 17, 136
+ICMP, ICMPV6, TCP, UDP, UDPLITE, SCTP = 1, 58, 6, 17, 136, 132
 
 
 def _open_group(group_id: str, *, stateful: bool = True) -> SecurityGroup:
@@ -183,7 +183,7 @@ def test_replies_to_a_request_from_a_stateless_port_depend_on_its_conntrack_entr
     probers: dict[Shape, BatchProber], shape: Shape, replies_pass: bool
 ) -> None:
     """On a shared bridge the request passes netfilter once, untracked (the stateless port's
-    notrack comes first), so the stateful port's TCP and ICMP replies are INVALID. With a
+    notrack comes first), so the stateful port's TCP, ICMP and SCTP replies are INVALID. With a
     bridge per port the stateful port's own traversal tracks the request: replies pass."""
     state = _state(
         (_open_group("open"), _open_group("loose", stateful=False)),
@@ -192,9 +192,10 @@ def test_replies_to_a_request_from_a_stateless_port_depend_on_its_conntrack_entr
     ping = Probe(NET_B, NET_A, 4, ICMP, icmp_type=8)
     ping6 = Probe(NET_B, NET_A, 6, ICMPV6, icmp_type=128)
     syn = Probe(NET_B, NET_A, 4, TCP, dport=22)
+    init = Probe(NET_B, NET_A, 4, SCTP, dport=5000)  # answered by an INIT-ACK
     datagram = Probe(NET_B, NET_A, 4, UDP, dport=53)
-    outcomes = _by_description(_run(probers[shape], state, [ping, ping6, syn, datagram]))
-    for probe in (ping, syn):
+    outcomes = _by_description(_run(probers[shape], state, [ping, ping6, syn, init, datagram]))
+    for probe in (ping, syn, init):
         outcome = outcomes[probe.describe()]
         assert outcome.arrived and outcome.answer_arrived is replies_pass, probe.describe()
         if not replies_pass:

@@ -167,6 +167,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     packet.add_argument("--icmp-type", type=int, help="default for ICMP: echo request")
     packet.add_argument("--icmp-code", type=int)
     packet.add_argument("--tcp-flags", help="e.g. SYN,ACK (default: SYN)")
+    packet.add_argument(
+        "--sctp-chunk",
+        choices=("INIT", "INIT-ACK"),
+        help="the SCTP chunk (default: INIT; conntrack opens an association with it alone)",
+    )
     packet.add_argument("--physdev-in", metavar="TAP", help="bridge port the packet enters by")
     packet.add_argument("--physdev-out", metavar="TAP", help="bridge port the packet leaves by")
     packet.add_argument("--in-interface", metavar="DEV", help="input device (the bridge)")
@@ -274,6 +279,7 @@ def build_packet(args: argparse.Namespace, state: HostState) -> Packet:
         "ct_state": args.state,
         "family": family,
         "tcp_flags": args.tcp_flags,
+        "sctp_chunk": args.sctp_chunk,
     }
     forwarded = args.hook == HOOK_FORWARD
     source = _lookup(state, args.from_port, "--from-port")

@@ -5,8 +5,8 @@ RELATED) or not (NEW). Conntrack does not let every packet start a connection, a
 some packets outright; the filter table's `--state` matches then see INVALID (or UNTRACKED),
 and the ports' INVALID rule drops them before any security group rule is tried. From the
 kernel's own code (nf_conntrack_proto_icmp.c, nf_conntrack_proto_icmpv6.c,
-nf_conntrack_proto_tcp.c, nf_conntrack_proto_udp.c), measured on real kernels by the kernel
-tier's tests:
+nf_conntrack_proto_tcp.c, nf_conntrack_proto_sctp.c, nf_conntrack_proto_udp.c), measured on
+real kernels by the kernel tier's tests:
 
 - ICMP: only echo, timestamp, information and address-mask requests (types 8, 13, 15, 17) can
   open a connection; an error (3, 4, 5, 11, 12) is RELATED to the connection it quotes or
@@ -16,6 +16,8 @@ tier's tests:
   INVALID; every other type is INVALID.
 - TCP: a packet that opens no connection must be a SYN (or, with nf_conntrack_tcp_loose, the
   default, a bare ACK picked up mid-stream); a SYN-ACK, RST or FIN alone is INVALID.
+- SCTP: an association opens with an INIT; an INIT-ACK (the answer to an INIT) that belongs
+  to no association is INVALID (nf_conntrack_proto_sctp.c, sctp_new).
 - UDP-Lite: the checksum validation of nf_conntrack_checksum (default on) marks every UDP-Lite
   packet that reaches PREROUTING INVALID on these kernels, connection or not.
 """
@@ -43,6 +45,7 @@ ICMP_NAMES = {
         4: "parameter problem", 129: "echo reply", 140: "node information reply"},
 }  # fmt: skip
 _TCP = 6
+_SCTP = 132
 _UDPLITE = 136
 
 
@@ -75,6 +78,10 @@ def classify(packet: Packet, state: str) -> tuple[str, str | None]:
                 CT_INVALID,
                 f"conntrack treats a TCP {shown} that belongs to no connection as INVALID",
             )
+    if number == _SCTP and packet.sctp_chunk not in (None, "INIT"):
+        return CT_INVALID, (
+            "conntrack treats an SCTP INIT-ACK that belongs to no association as INVALID"
+        )
     return state, None
 
 

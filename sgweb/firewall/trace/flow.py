@@ -341,8 +341,9 @@ def _left_a_connection_by(done: Trace, reply: Trace) -> bool:
 
 def reply_to(request: Packet) -> Packet:
     """The answer to `request` as the same host sees it: addresses, ports, MACs and bridge
-    ports swapped, an echo request answered by an echo reply, a SYN by a SYN-ACK, conntrack
-    state ESTABLISHED (trace_flow checks each traversal really has the connection)."""
+    ports swapped, an echo request answered by an echo reply, a SYN by a SYN-ACK, an SCTP
+    INIT by an INIT-ACK, conntrack state ESTABLISHED (trace_flow checks each traversal really
+    has the connection)."""
     request_type = request.effective_icmp_type
     hook, physdev_in, physdev_out = request.hook, request.physdev_out, request.physdev_in
     if request.hook == HOOK_INPUT:  # the host answers from its own stack
@@ -358,6 +359,7 @@ def reply_to(request: Packet) -> Packet:
         dport=request.sport,
         icmp_type=_ICMP_ANSWER.get(request_type, request_type) if request.is_icmp else None,
         tcp_flags=_answer_flags(request),
+        sctp_chunk="INIT_ACK" if request.protocol_number == _SCTP else None,
         src_mac=request.dst_mac,
         dst_mac=request.src_mac,
         physdev_in=physdev_in,
@@ -374,6 +376,7 @@ def _answer_flags(request: Packet) -> str | None:
 
 
 _TCP = 6
+_SCTP = 132
 
 
 def trace_flow(

@@ -32,6 +32,7 @@ PROTOCOL_NUMBERS: Mapping[str, int] = {
 _ANY_PROTOCOL = ("all", "any", "0")
 
 TCP_FLAG_NAMES = ("SYN", "ACK", "FIN", "RST", "PSH", "URG")
+SCTP_CHUNKS = ("INIT", "INIT_ACK")
 
 _ECHO_REQUEST = {4: 8, 6: 128}
 _ICMP_NUMBERS = {4: 1, 6: 58}
@@ -91,6 +92,9 @@ class Packet:
     # TCP flags as "SYN", "SYN,ACK", ... (None: a SYN, a connection's first packet). They
     # matter only to conntrack: a packet that opens no connection must be a SYN or an ACK.
     tcp_flags: str | None = None
+    # SCTP's chunk, "INIT" or "INIT_ACK" (None: an INIT, an association's first packet). It
+    # matters only to conntrack: an association opens with an INIT alone.
+    sctp_chunk: str | None = None
 
     def __post_init__(self) -> None:
         families = {_address_family(a) for a in (self.src, self.dst) if a is not None}
@@ -118,6 +122,12 @@ class Packet:
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 255:
                 raise TraceError(f"{name} {value} is not between 0 and 255")
+        self._check_opening_fields()
+        if self.hook == HOOK_INPUT and self.physdev_out is not None:
+            raise TraceError("a packet delivered to the host (INPUT) leaves by no bridge port")
+
+    def _check_opening_fields(self) -> None:
+        """The TCP flags and SCTP chunk (what conntrack reads to open a connection)."""
         if self.tcp_flags is not None:
             flags = self.flag_set
             unknown = flags - set(TCP_FLAG_NAMES)
@@ -125,8 +135,10 @@ class Packet:
                 raise TraceError(
                     f"TCP flags {self.tcp_flags!r}: use {', '.join(TCP_FLAG_NAMES)} joined by ','"
                 )
-        if self.hook == HOOK_INPUT and self.physdev_out is not None:
-            raise TraceError("a packet delivered to the host (INPUT) leaves by no bridge port")
+        if self.sctp_chunk is not None:
+            object.__setattr__(self, "sctp_chunk", self.sctp_chunk.upper().replace("-", "_"))
+            if self.sctp_chunk not in SCTP_CHUNKS:
+                raise TraceError(f"SCTP chunk must be one of {', '.join(SCTP_CHUNKS)}")
 
     @property
     def protocol_number(self) -> int | None:
