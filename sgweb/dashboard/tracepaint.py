@@ -433,3 +433,33 @@ def linked_explanation(text: str, rules: dict[str, Any]) -> SafeString:
         last = match.end()
     parts.append(escape((text or "")[last:]))
     return mark_safe("".join(parts))
+
+
+PROOF_MODES = {"probe": "sending real packets", "observe": "watching real traffic"}
+NO_AGENT = "no proof: the agent of host "
+
+
+@dataclass
+class ProofLine:
+    """Where and how the kernel proof ran, for the page's subtitle: "proven" only once the
+    kernel gave a verdict, so a trace that failed, timed out or had no agent never says it."""
+
+    state: str  # proven | proving | not-proven | "" (nothing to say)
+    host: str
+    how: str = ""  # "sending real packets" | "watching real traffic"
+    why: str = ""  # what kept it from being proven, when that is known
+
+
+def proof_line(
+    host: str | None, mode: str | None, finished: bool, result: dict[str, Any] | None
+) -> ProofLine:
+    if not host:
+        return ProofLine("", "")
+    how = PROOF_MODES.get(mode or "", "")
+    if not finished:
+        return ProofLine("proving" if how else "", host, how)
+    if result and result.get("kernel_verdict") in VERDICT_VERBS and how:
+        return ProofLine("proven", host, how)
+    summary = str((result or {}).get("summary") or "")
+    why = "it has no running agent" if summary.startswith(NO_AGENT) else ""
+    return ProofLine("not-proven", host, how, why)

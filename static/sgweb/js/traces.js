@@ -227,14 +227,15 @@
   }
 
   // Once the trace is finished, the server's drawing replaces the live one: the same rule
-  // words as the static walk, and the result in one sentence.
+  // words as the static walk, the result in one sentence, and "proven on" only if it was.
   async function redrawFinished(root) {
     try {
       const response = await fetch(window.location.pathname, { credentials: "same-origin" });
       if (!response.ok) return;
       const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-      ["[data-trace-result]", "[data-trace-packets]"].forEach((selector) => {
-        const now = $(selector, root);
+      ["[data-trace-result]", "[data-trace-packets]", "[data-trace-proof]"].forEach((selector) => {
+        // The subtitle's proof line sits above the trace's root: look for it in the document.
+        const now = $(selector, selector === "[data-trace-proof]" ? document : root);
         const next = $(selector, fresh);
         if (now && next) now.replaceWith(document.importNode(next, true));
       });
