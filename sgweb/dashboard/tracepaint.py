@@ -280,9 +280,11 @@ def host_order(static: StaticView | None) -> list[str]:
 
 def packet_order(packet: PacketView, hosts: list[str]) -> str:
     """A sort key that reads along the packet's path: the request before the reply, each in
-    the order of the hosts it crosses, then the packets in the order they were sent (live.js
-    and traces.js insert arriving packets by the same key, `data-order`)."""
-    rank = hosts.index(packet.host) if packet.host in hosts else len(hosts)
+    the order of the hosts it crosses (the reply crosses them backwards: it leaves the
+    destination's host first), then the packets in the order they were sent (traces.js inserts
+    arriving packets by the same key, `data-order`)."""
+    along = list(reversed(hosts)) if packet.direction == "reply" else hosts
+    rank = along.index(packet.host) if packet.host in along else len(along)
     return f"{DIRECTION_ORDER.get(packet.direction, 2)}-{rank:03d}-{packet.index:06d}"
 
 

@@ -212,9 +212,10 @@
   }
 
   // As tracepaint.packet_order: the request before the reply, each along the hosts it
-  // crosses (the static walk's order), then by the packets' order of sending.
+  // crosses (the static walk's order; the reply's backwards), then by the order of sending.
   function orderKey(packets, message) {
     const hosts = (packets.dataset.hostOrder || "").split(" ").filter(Boolean);
+    if (message.direction === "reply") hosts.reverse();
     const rank = hosts.includes(message.host) ? hosts.indexOf(message.host) : hosts.length;
     const direction = { request: 0, reply: 1 }[message.direction];
     const pad = (n, w) => String(n).padStart(w, "0");
