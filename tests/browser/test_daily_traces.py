@@ -39,7 +39,9 @@ def _port(personas: Personas, network: Any, name: str, host: str, group: Any) ->
     )  # fmt: skip
 
 
-def _packet(trace: Trace, host: str, direction: str, rule: SecurityGroupRule | None) -> dict:
+def _packet(
+    trace: Trace, host: str, direction: str, rule: SecurityGroupRule | None
+) -> dict[str, Any]:
     """A kernel packet as worker/tracing.py describes it: the agent's own label for the rule."""
     steps = [{"table": "filter", "chain": "neutron-openvswi-sg-chain", "position": 1,
               "event": "rule", "verdict": "JUMP:neutron-openvswi-i0", "label": "jump",
@@ -71,8 +73,9 @@ def crossing(personas: Personas, monkeypatch: pytest.MonkeyPatch) -> tuple[Trace
         alice, source=str(src.pk), destination=str(dst.pk), protocol="tcp", port=22
     )
     # Agents report as they go: host1 (the destination) happens to be heard first.
-    for host, direction, matched in (("host1", "request", rule), ("host2", "request", None),
-                                     ("host2", "reply", None), ("host1", "reply", None)):  # fmt: skip
+    heard = [("host1", "request", rule), ("host2", "request", None),
+             ("host2", "reply", None), ("host1", "reply", None)]  # fmt: skip
+    for host, direction, matched in heard:
         trace_actions.record_event(str(trace.pk), _packet(trace, host, direction, matched))
     result = tp.result_message(str(trace.pk), tp.STATUS_OBSERVED, "ACCEPT", "ACCEPT", "seen")
     trace_actions.record_event(str(trace.pk), {**result, "decided_by": "host1"})
