@@ -8,6 +8,8 @@ dashboard and its websockets are shared by the module and always torn down. A se
   it ("applied revision N in 0.4 s") and the ghost host waits ("no agent, pending"), live.
 - Someone else adds and deletes a rule through the API: the open group page shows it without a
   reload and says who did it; the overview's recent changes get the entry too.
+- The port and host pages say the same: the lab VM's port page and its host's page move to the
+  applied revision live; the ghost host's page says the change waits for an agent, live too.
 """
 
 from __future__ import annotations
@@ -113,3 +115,58 @@ def test_the_group_page_and_the_overview_follow_changes_made_elsewhere(
         screenshot("daily-03-overview-recent-changes-live")
     finally:
         lab.delete_rule(rule_id)
+
+
+def _revision_applied(page: Any, host: str, at_least: int) -> None:
+    """Wait until the page's sync line for `host` says a revision >= `at_least` is applied."""
+    page.wait_for_function(
+        "([host, least]) => [...document.querySelectorAll('[data-host-sync]')]"
+        ".some((el) => el.dataset.hostSync === host"
+        " && /^revision \\d+ applied/.test(el.textContent)"
+        " && Number(el.textContent.match(/^revision (\\d+)/)[1]) >= least)",
+        arg=[host, at_least],
+        timeout=LIVE_TIMEOUT_MS,
+    )
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_the_port_and_host_pages_follow_a_change_to_the_host_too(
+    page: Any, lab: LiveLab, screenshot: Any, width: int
+) -> None:
+    vm = lab.stack.state["vms"][0]
+    host = vm["host"]
+    log_in(page, lab)
+    # The lab VM's port page: the host's line moves to the new revision without a reload.
+    page.goto(f"{lab.url}/ports/{vm['port_id']}")
+    page.wait_for_selector("#firewall-chains [data-live-state][data-state='live']",
+                           timeout=LIVE_TIMEOUT_MS)  # fmt: skip
+    rule_id = lab.add_rule(protocol="udp", port_range_min=4000 + width, port_range_max=4000 + width)
+    try:
+        _revision_applied(page, host, lab.stack.desired_revision(host))
+        screenshot("daily-04-port-page-follows-its-host")
+        # The host page too, for the next change.
+        page.goto(f"{lab.url}/hosts/{host}")
+        page.wait_for_selector("[data-live-state][data-state='live']", timeout=LIVE_TIMEOUT_MS)
+        lab.delete_rule(rule_id)
+        rule_id = ""
+        _revision_applied(page, host, lab.stack.desired_revision(host))
+        screenshot("daily-05-host-page-follows-the-change")
+        # A host without an agent says the change waits there, and the count follows live.
+        page.goto(f"{lab.url}/hosts/{GHOST}")
+        page.wait_for_selector("[data-live-state][data-state='live']", timeout=LIVE_TIMEOUT_MS)
+        line = page.locator(f"[data-host-sync='{GHOST}']")
+        before = int(line.get_attribute("data-desired") or 0)
+        assert line.inner_text() == f"no agent: revision {before} waits until one starts"
+        rule_id = lab.add_rule(protocol="udp", port_range_min=4100 + width,
+                               port_range_max=4100 + width)  # fmt: skip
+        page.wait_for_function(
+            "([host, before]) => { const el = document.querySelector("
+            '`[data-host-sync="${host}"]`); return Number(el.dataset.desired) > before'
+            " && el.textContent.startsWith('no agent: revision '); }",
+            arg=[GHOST, before],
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        screenshot("daily-06-ghost-host-waits")
+    finally:
+        if rule_id:
+            lab.delete_rule(rule_id)
