@@ -10,10 +10,12 @@ dashboard and its websockets are shared by the module and always torn down. A se
   reload and says who did it; the overview's recent changes get the entry too.
 - The port and host pages say the same: the lab VM's port page and its host's page move to the
   applied revision live; the ghost host's page says the change waits for an agent, live too.
+- A group attached and detached on the port page is followed to the host like a rule change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -170,3 +172,43 @@ def test_the_port_and_host_pages_follow_a_change_to_the_host_too(
     finally:
         if rule_id:
             lab.delete_rule(rule_id)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_group_attached_on_the_port_page_says_where_it_went(
+    page: Any, lab: LiveLab, screenshot: Any, width: int
+) -> None:
+    vm = lab.stack.state["vms"][0]
+    host = vm["host"]
+    group = lab.stack.api("GET", f"/security-groups/{lab.stack.state['group_id']}")
+    body = {"name": f"spare-{width}", "project_id": group["security_group"]["project_id"]}
+    spare = lab.stack.api("POST", "/security-groups", {"security_group": body})
+    spare_id = spare["security_group"]["id"]
+    try:
+        log_in(page, lab)
+        page.goto(f"{lab.url}/ports/{vm['port_id']}")
+        page.select_option("#add-group", spare_id)
+        with page.expect_navigation():
+            page.click("#groups button:has-text('Attach')")
+        box = page.locator("[data-delivery]")
+        assert "group attached" in box.inner_text()
+        page.wait_for_selector(
+            f"[data-delivery-host='{host}'][data-state='applied']", timeout=LIVE_TIMEOUT_MS
+        )
+        sentence = box.locator("[data-delivery-sentence]").inner_text()
+        assert re.fullmatch(r"Applied on 1/1 hosts \(revision \d+\) in \d+(\.\d)? s\.", sentence)
+        print(f"\n[{width} px] port page, group attached: {sentence}")
+        screenshot("daily-07-port-change-delivery")
+        # Detached from the same page: followed the same way.
+        page.locator(f"#groups tr[data-group-id='{spare_id}'] button:has-text('Detach')").click()
+        with page.expect_navigation():
+            page.locator("#confirm-dialog [data-confirm-ok]").click()
+        assert "group detached" in page.locator("[data-delivery]").inner_text()
+        page.wait_for_selector(
+            f"[data-delivery-host='{host}'][data-state='applied']", timeout=LIVE_TIMEOUT_MS
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            lab.stack.api("PUT", f"/ports/{vm['port_id']}",
+                          {"port": {"security_groups": [lab.stack.state["group_id"]]}})  # fmt: skip
+        lab.stack.api("DELETE", f"/security-groups/{spare_id}")
