@@ -16,8 +16,11 @@ dashboard and its websockets are shared by the module and always torn down. A se
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
+import signal
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,6 +86,7 @@ def test_a_rule_added_on_the_group_page_says_where_it_went(
     expected = r"Applied on 1/2 hosts \(revision \d+\); ghost-1: no agent, pending\."
     assert re.search(expected, sentence)
     assert re.search(r"applied revision \d+ in \d+(\.\d)? s", box.inner_text())
+    print(f"\n[{width} px] group page, rule added: {sentence} ({box.inner_text()!r})")
     screenshot("daily-01-rule-delivery")
     # Shown once: the next page drawn is calm again.
     page.reload()
@@ -212,3 +216,44 @@ def test_a_group_attached_on_the_port_page_says_where_it_went(
             lab.stack.api("PUT", f"/ports/{vm['port_id']}",
                           {"port": {"security_groups": [lab.stack.state["group_id"]]}})  # fmt: skip
         lab.stack.api("DELETE", f"/security-groups/{spare_id}")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_an_apply_finished_before_the_page_listens_still_says_how_long_it_took(
+    page: Any, lab: LiveLab, screenshot: Any, width: int
+) -> None:
+    """The page is drawn while the host is still applying, and the apply ends before its socket
+    opens: the host's state as the socket opens (not an `apply` message) says it applied, and
+    the time is still said, from the host's last apply."""
+    host = lab.stack.state["vms"][0]["host"]
+    agent = lab.stack.agent_pid(host)
+
+    def late_socket(ws: Any) -> None:
+        # The agent resumes and applies before the page hears anything.
+        os.kill(agent, signal.SIGCONT)
+        deadline = time.monotonic() + LIVE_TIMEOUT_MS / 1000
+        while not lab.stack.in_sync(host) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        ws.connect_to_server()
+
+    log_in(page, lab)
+    page.goto(group_url(lab))
+    page.click("button.preset:has-text('Custom')")
+    page.fill("#r-protocol", "tcp")
+    page.fill("#r-port-min", str(7100 + width))
+    page.route_web_socket(re.compile(r"/ws/events\?statuses=now"), late_socket)
+    os.kill(agent, signal.SIGSTOP)  # the page is drawn before the host applies
+    try:
+        with page.expect_navigation():
+            page.click("button:has-text('Add rule')")
+        drawn = json.loads(page.locator("[data-delivery]").get_attribute("data-delivery") or "{}")
+        assert {h["name"]: h["state"] for h in drawn["hosts"]}[host] != "applied"
+        item = page.locator(f"[data-delivery-host='{host}']")
+        page.wait_for_selector(
+            f"[data-delivery-host='{host}'][data-state='applied']", timeout=LIVE_TIMEOUT_MS
+        )
+        detail = item.locator("[data-delivery-detail]").inner_text()
+        assert re.fullmatch(r"applied revision \d+ in \d+(\.\d)? s", detail), detail
+        screenshot("daily-08-applied-before-the-socket")
+    finally:
+        os.kill(agent, signal.SIGCONT)

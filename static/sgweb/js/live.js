@@ -604,6 +604,11 @@
         else if (host.state === "down" || host.state === "no-agent") host.state = "pending";
         if (message.applied_revision != null && host.revision != null && message.applied_revision >= host.revision) {
           host.state = "applied";
+          // The host's last apply is this change's own only when it applied exactly that
+          // revision (a later one would make the time look longer than it was).
+          if (message.applied_revision === host.revision && message.last_apply_at) {
+            host.seconds = message.last_apply_at - data.at;
+          }
         }
       }
       if (paint()) socket.close();
