@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.kernel, pytest.mark.redis]
 
 LIVE_TIMEOUT_MS = 30_000
 GHOST = "ghost-1"
+TOOK = r"(under 0\.1|\d+(\.\d)?) s"  # how long an apply took, as the page says it
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_a_rule_added_on_the_group_page_says_where_it_went(
     sentence = box.locator("[data-delivery-sentence]").inner_text()
     expected = r"Applied on 1/2 hosts \(revision \d+\); ghost-1: no agent, pending\."
     assert re.search(expected, sentence)
-    assert re.search(r"applied revision \d+ in \d+(\.\d)? s", box.inner_text())
+    assert re.search(rf"applied revision \d+ in {TOOK}", box.inner_text())
     print(f"\n[{width} px] group page, rule added: {sentence} ({box.inner_text()!r})")
     screenshot("daily-01-rule-delivery")
     # Shown once: the next page drawn is calm again.
@@ -200,7 +201,7 @@ def test_a_group_attached_on_the_port_page_says_where_it_went(
             f"[data-delivery-host='{host}'][data-state='applied']", timeout=LIVE_TIMEOUT_MS
         )
         sentence = box.locator("[data-delivery-sentence]").inner_text()
-        assert re.fullmatch(r"Applied on 1/1 hosts \(revision \d+\) in \d+(\.\d)? s\.", sentence)
+        assert re.fullmatch(rf"Applied on 1/1 hosts \(revision \d+\) in {TOOK}\.", sentence)
         print(f"\n[{width} px] port page, group attached: {sentence}")
         screenshot("daily-07-port-change-delivery")
         # Detached from the same page: followed the same way.
@@ -253,7 +254,7 @@ def test_an_apply_finished_before_the_page_listens_still_says_how_long_it_took(
             f"[data-delivery-host='{host}'][data-state='applied']", timeout=LIVE_TIMEOUT_MS
         )
         detail = item.locator("[data-delivery-detail]").inner_text()
-        assert re.fullmatch(r"applied revision \d+ in \d+(\.\d)? s", detail), detail
+        assert re.fullmatch(rf"applied revision \d+ in {TOOK}", detail), detail
         screenshot("daily-08-applied-before-the-socket")
     finally:
         os.kill(agent, signal.SIGCONT)
