@@ -102,8 +102,10 @@ class DeliveryView:
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return ""
+    if seconds < 0.05:
+        return "under 0.1 s"  # "0.0 s" reads as if nothing was measured
     if seconds < 10:
-        return f"{max(seconds, 0.0):.1f} s"
+        return f"{seconds:.1f} s"
     return f"{round(seconds)} s"
 
 

@@ -285,9 +285,11 @@ def host_order(static: StaticView | None, router_host: str | None = None) -> lis
 
 def packet_order(packet: PacketView, hosts: list[str]) -> str:
     """A sort key that reads along the packet's path: the request before the reply, each in
-    the order of the hosts it crosses, then the packets in the order they were sent (live.js
-    and traces.js insert arriving packets by the same key, `data-order`)."""
-    rank = hosts.index(packet.host) if packet.host in hosts else len(hosts)
+    the order of the hosts it crosses (the reply crosses them backwards: it leaves the
+    destination's host first), then the packets in the order they were sent (traces.js inserts
+    arriving packets by the same key, `data-order`)."""
+    along = list(reversed(hosts)) if packet.direction == "reply" else hosts
+    rank = along.index(packet.host) if packet.host in along else len(along)
     return f"{DIRECTION_ORDER.get(packet.direction, 2)}-{rank:03d}-{packet.index:06d}"
 
 
@@ -439,3 +441,33 @@ def linked_explanation(text: str, rules: dict[str, Any]) -> SafeString:
         last = match.end()
     parts.append(escape((text or "")[last:]))
     return mark_safe("".join(parts))
+
+
+PROOF_MODES = {"probe": "sending real packets", "observe": "watching real traffic"}
+NO_AGENT = "no proof: the agent of host "
+
+
+@dataclass
+class ProofLine:
+    """Where and how the kernel proof ran, for the page's subtitle: "proven" only once the
+    kernel gave a verdict, so a trace that failed, timed out or had no agent never says it."""
+
+    state: str  # proven | proving | not-proven | "" (nothing to say)
+    host: str
+    how: str = ""  # "sending real packets" | "watching real traffic"
+    why: str = ""  # what kept it from being proven, when that is known
+
+
+def proof_line(
+    host: str | None, mode: str | None, finished: bool, result: dict[str, Any] | None
+) -> ProofLine:
+    if not host:
+        return ProofLine("", "")
+    how = PROOF_MODES.get(mode or "", "")
+    if not finished:
+        return ProofLine("proving" if how else "", host, how)
+    if result and result.get("kernel_verdict") in VERDICT_VERBS and how:
+        return ProofLine("proven", host, how)
+    summary = str((result or {}).get("summary") or "")
+    why = "it has no running agent" if summary.startswith(NO_AGENT) else ""
+    return ProofLine("not-proven", host, how, why)

@@ -1,7 +1,8 @@
 """The README's tour, replayed as a new user would on a fresh database (issue 14).
 
     .venv/bin/python manage.py up        # as root: demo data, the lab, the dashboard
-    log in, open the lab group, add an ICMP rule, `manage.py lab ping h1-vm1 h2-vm2`
+    log in, open the lab group, add an ICMP rule, `manage.py lab ping h1-vm1 h2-vm2`,
+    `manage.py lab ping h2-vm2 h1-net2-vm1` across the router, `?` for the keyboard shortcuts
 
 `manage.py up` runs for real (migrations on an empty database, the printed admin password,
 Redis, the control worker, a 2x2 lab of `sgwt-` namespaces with their agents, daphne), with its
@@ -104,6 +105,7 @@ def tour() -> Iterator[Tour]:
 
 
 def test_the_readme_tour_on_a_fresh_database(page: Any, tour: Tour, screenshot: Any) -> None:
+    page.set_viewport_size({"width": 1440, "height": 900})  # the desktop width, then 800 px
     # Log in with the password `up` printed.
     page.goto(f"{tour.url}/accounts/login")
     page.fill("#id_username", "admin")
@@ -137,6 +139,14 @@ def test_the_readme_tour_on_a_fresh_database(page: Any, tour: Tour, screenshot: 
     # `manage.py lab ping h1-vm1 h2-vm2` now gets its answer.
     out = tour.manage("lab", "ping", "h1-vm1", "h2-vm2")
     assert "h1-vm1 -> h2-vm2 icmp: ok" in out
+    # `manage.py lab ping h2-vm2 h1-net2-vm1` crosses the router (no firewall group on it yet).
+    out = tour.manage("lab", "ping", "h2-vm2", "h1-net2-vm1")
+    assert "h2-vm2 -> h1-net2-vm1 icmp: ok" in out
+
+    # `?` lists the keyboard shortcuts.
+    page.keyboard.press("?")
+    page.locator("#keyboard-help").wait_for(state="visible")
+    page.keyboard.press("Escape")
 
     # The same first screen at 800 px keeps its key facts in view.
     page.set_viewport_size({"width": 800, "height": 900})

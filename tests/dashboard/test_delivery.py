@@ -92,3 +92,10 @@ def test_changes_published_once_as_a_batch_are_followed_too(world: World) -> Non
             )  # fmt: skip
     revision = Host.objects.get(name="compute-1").desired_revision
     assert sent.hosts == {"compute-1": revision}
+
+
+def test_times_are_said_in_tenths_and_a_very_fast_apply_is_not_zero() -> None:
+    assert delivery.format_seconds(0.01) == "under 0.1 s"
+    assert delivery.format_seconds(0.4) == "0.4 s"
+    assert delivery.format_seconds(12.3) == "12 s"
+    assert delivery.format_seconds(None) == ""

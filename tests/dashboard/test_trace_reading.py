@@ -53,12 +53,15 @@ def rules() -> dict[str, Any]:
 
 def test_kernel_packets_follow_the_path_not_the_host_names() -> None:
     order = host_order(static_through("host2", "host1"))
-    events = [packet("host1"), packet("host2"), packet("host1", 0, "reply")]
+    events = [packet("host1"), packet("host2"), packet("host2", 0, "reply")]
+    events += [packet("host1", 0, "reply")]
     views = packet_views(events, rules(), order)
+    # The reply comes back the other way: it leaves host1 (the destination's) first.
     assert [(p.direction, p.host) for p in views] == [
         ("request", "host2"),
         ("request", "host1"),
         ("reply", "host1"),
+        ("reply", "host2"),
     ]
 
 

@@ -27,6 +27,7 @@ from sgweb.dashboard.tracepaint import (
     kernel_rule_ids,
     linked_explanation,
     packet_views,
+    proof_line,
     result_of,
     result_sentence,
     rule_ids_in,
@@ -247,9 +248,6 @@ def _capfirst(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-PROOF_MODES = {"probe": "sending real packets", "observe": "watching real traffic"}
-
-
 @login_required
 def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
 
@@ -281,7 +279,7 @@ def trace_detail(request: HttpRequest, trace_id: str) -> HttpResponse:
             "host_order": " ".join(hosts),
             "result": result,
             "result_sentence": result_sentence(result, packets),
-            "proven_by": PROOF_MODES.get(trace.mode or ""),
+            "proof": proof_line(trace.host, trace.mode, trace.finished, result),
             "status_label": label,
             "status_css": css,
             "finished": trace.finished,

@@ -536,7 +536,8 @@
   // The same words as sgweb/dashboard/delivery.py, which paints the first state.
   function seconds(value) {
     if (value === null || value === undefined) return "";
-    return value < 10 ? `${Math.max(value, 0).toFixed(1)} s` : `${Math.round(value)} s`;
+    if (value < 0.05) return "under 0.1 s"; // "0.0 s" reads as if nothing was measured
+    return value < 10 ? `${value.toFixed(1)} s` : `${Math.round(value)} s`;
   }
   function hostDetail(host) {
     if (host.state === "applied") return `applied revision ${host.revision}${host.seconds != null ? ` in ${seconds(host.seconds)}` : ""}`;
@@ -604,6 +605,11 @@
         else if (host.state === "down" || host.state === "no-agent") host.state = "pending";
         if (message.applied_revision != null && host.revision != null && message.applied_revision >= host.revision) {
           host.state = "applied";
+          // The host's last apply is this change's own only when it applied exactly that
+          // revision (a later one would make the time look longer than it was).
+          if (message.applied_revision === host.revision && message.last_apply_at) {
+            host.seconds = message.last_apply_at - data.at;
+          }
         }
       }
       if (paint()) socket.close();

@@ -216,9 +216,10 @@
   }
 
   // As tracepaint.packet_order: the request before the reply, each along the hosts it
-  // crosses (the static walk's order), then by the packets' order of sending.
+  // crosses (the static walk's order; the reply's backwards), then by the order of sending.
   function orderKey(packets, message) {
     const hosts = (packets.dataset.hostOrder || "").split(" ").filter(Boolean);
+    if (message.direction === "reply") hosts.reverse();
     const rank = hosts.includes(message.host) ? hosts.indexOf(message.host) : hosts.length;
     const direction = { request: 0, reply: 1 }[message.direction];
     const pad = (n, w) => String(n).padStart(w, "0");
@@ -231,14 +232,15 @@
   }
 
   // Once the trace is finished, the server's drawing replaces the live one: the same rule
-  // words as the static walk, and the result in one sentence.
+  // words as the static walk, the result in one sentence, and "proven on" only if it was.
   async function redrawFinished(root) {
     try {
       const response = await fetch(window.location.pathname, { credentials: "same-origin" });
       if (!response.ok) return;
       const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
-      ["[data-trace-result]", "[data-trace-packets]"].forEach((selector) => {
-        const now = $(selector, root);
+      ["[data-trace-result]", "[data-trace-packets]", "[data-trace-proof]"].forEach((selector) => {
+        // The subtitle's proof line sits above the trace's root: look for it in the document.
+        const now = $(selector, selector === "[data-trace-proof]" ? document : root);
         const next = $(selector, fresh);
         if (now && next) now.replaceWith(document.importNode(next, true));
       });
