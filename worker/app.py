@@ -2,7 +2,8 @@
 
 Configured only by environment variables (see `worker.config`). One process per host, the solo
 pool, so the task, the start-up sync, the heartbeat and the maintenance loop share the agent's
-memory of what it applied. `python -m worker` starts it with the right options.
+memory of what it applied; publishes reach it on its Redis nudge channel (`worker.nudges`, a
+thread of its own). `python -m worker` starts it with the right options.
 """
 
 from __future__ import annotations

@@ -519,24 +519,28 @@ def sorted_members(
     cache: CompileCache, members: tuple[str, ...], group_id: str = ""
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """A group's ipset entries (v4, v6), sorted; remembered per members tuple and group."""
-    cached = cache.sorted_members.get(members)
     last = cache.last_members.get(group_id) if group_id else None
+    if last is not None and last[0] is members:
+        return last[2], last[3]
+    if last is not None:
+        edit = cache.validation.members.edits.get(group_id)
+        if edit is not None and edit.before is last[0] and edit.after is members:
+            # Validation knows what came and went (`memberedit`): nothing here walks the
+            # thousands, not even to hash the tuple.
+            changes = (edit.added, edit.removed, edit.present)
+            edited = _entries_edited(cache, last[2], last[3], *changes)
+            cache.last_members[group_id] = (members, None, *edited)
+            return edited
+    cached = cache.sorted_members.get(members)
     if last is not None and cached is not None and last[2] is cached[0] and last[3] is cached[1]:
         return cached
     after: frozenset[str] | None = None
     if cached is None and last is not None:
-        edit = cache.validation.members.edits.get(group_id)
-        if edit is not None and edit.before is last[0] and edit.after is members:
-            # Validation knows what came and went (`memberedit`): no set of thousands here.
-            changes = (edit.added, edit.removed, edit.present)
-            cached = _entries_edited(cache, last[2], last[3], *changes)
-        else:
-            after = frozenset(members)
-            before = last[1] if last[1] is not None else frozenset(last[0])
-            added, removed = after - before, before - after
-            if len(added) + len(removed) <= max(16, len(after) // 16):
-                cached = _entries_edited(cache, last[2], last[3], added, removed, after)
-        if cached is not None:
+        after = frozenset(members)
+        before = last[1] if last[1] is not None else frozenset(last[0])
+        added, removed = after - before, before - after
+        if len(added) + len(removed) <= max(16, len(after) // 16):
+            cached = _entries_edited(cache, last[2], last[3], added, removed, after)
             cache.sorted_members[members] = cached
     if cached is None:
         v4 = sorted(

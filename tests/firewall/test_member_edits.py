@@ -65,6 +65,10 @@ def test_members_not_sorted_or_repeated_are_validated_in_full_with_the_same_resu
         (*members, "198.51.100.250", "198.51.100.2"),  # not sorted
         tuple(sorted((*members, "198.51.100.3"))),  # a repeat
         tuple(sorted((*members[1:], "2001:DB8::5"))),  # a spelling to normalise
+        tuple(sorted((*members, members[0]))),  # a repeat again, then it leaves
+        members,
+        (),  # everything leaves
+        members,
     ):
         changed = scenarios.with_members(state, scenarios.DB, odd)
         assert compile_host(changed, cache=cache).ipsets == compile_host(changed).ipsets
