@@ -2,7 +2,8 @@
 
 Configured only by environment variables (see `worker.config`). One process per host, the solo
 pool, so the task, the start-up sync, the heartbeat and the maintenance loop share the agent's
-memory of what it applied. `python -m worker` starts it with the right options.
+memory of what it applied; publishes reach it on its Redis nudge channel (`worker.nudges`, a
+thread of its own). `python -m worker` starts it with the right options.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sgweb.wire import accounting as accounting_wire
 from sgweb.wire import packetlog as packetlog_wire
 from sgweb.wire import routers as router_wire
 from sgweb.wire import sync as protocol
-from worker import accounting, packetlog, router_io, router_threads, routers
+from worker import accounting, nudges, packetlog, router_io, router_threads, routers
 from worker.agent import Agent
 from worker.config import AgentConfig
 from worker.store import RedisStore
@@ -246,7 +247,10 @@ def _on_ready(**_: Any) -> None:
     heartbeat.start()
     maintenance = Maintenance(the_agent, config.poll_interval_s, config.drift_interval_s)
     maintenance.start()
-    _threads.extend([heartbeat, maintenance])
+    # Publishes nudge on the host's channel (one PUBLISH each); the queue's sync task below
+    # stays for the reconciler's nudges, which must wait for an agent that is not listening.
+    listener = nudges.start(the_agent, config.redis_url, config.host, config.key_prefix)
+    _threads.extend([heartbeat, maintenance, listener])
     router_maintenance = router_threads.RouterMaintenance(
         router_agent(), config.poll_interval_s, config.drift_interval_s
     )

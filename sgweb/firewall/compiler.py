@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import cast
@@ -110,11 +110,17 @@ class CompileCache:
     sorted_members: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = field(
         default_factory=dict
     )
-    # group id -> its members as last sorted (the tuple, as a set, and the sorted entries), so
-    # that a port joining a group of thousands re-sorts nothing (see `_members_edited`)
-    last_members: dict[str, tuple[frozenset[str], tuple[str, ...], tuple[str, ...]]] = field(
-        default_factory=dict
-    )
+    # group id -> its members as last sorted (the tuple, as a set if one was made, and the
+    # sorted entries), so that a port joining a group of thousands re-sorts nothing (see
+    # `_entries_edited`)
+    last_members: dict[
+        str, tuple[tuple[str, ...], frozenset[str] | None, tuple[str, ...], tuple[str, ...]]
+    ] = field(default_factory=dict)
+    # id(entries) -> (entries, the entries they were edited from, gained, lost): this compile's
+    # edits of sorted entries, for the sets made from them (`set_edit`, `IpSet.edit`)
+    set_edits: dict[
+        int, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+    ] = field(default_factory=dict)
     ipsets: dict[str, IpSet] = field(default_factory=dict)
     last: tuple[HostState, CompiledHost] | None = None  # the last compile's input and output
     # (family, direction, group ids) -> (the groups' template tuples, merged)
@@ -156,6 +162,7 @@ def compile_host(state: HostState, *, cache: CompileCache | None = None) -> Comp
     output; with a cache, unchanged chains are the very same objects as last time.
     """
     cache = cache if cache is not None else CompileCache()
+    cache.set_edits.clear()
     with gc_paused():
         state = validate_host_state(state, memo=cache.validation)
         compiled = _members_only(state, cache)
@@ -186,7 +193,8 @@ def _members_only(state: HostState, cache: CompileCache) -> CompiledHost | None:
         v4, v6 = sorted_members(cache, members.get(ipset.group_id, ()), ipset.group_id)
         entries = v4 if ipset.family == "inet" else v6
         if entries is not ipset.members and entries != ipset.members:
-            ipset = IpSet(ipset.name, ipset.family, entries, ipset.group_id)
+            edit = set_edit(cache, ipset.members, entries)
+            ipset = IpSet(ipset.name, ipset.family, entries, ipset.group_id, edit)
             cache.ipsets[ipset.name] = ipset
         ipsets.append(ipset)
     return dataclasses.replace(compiled, ipsets=tuple(ipsets))
@@ -495,7 +503,8 @@ class _HostCompiler:
                 or cached.family != family
                 or cached.group_id != remote
             ):
-                cached = IpSet(name=name, family=family, members=members, group_id=remote)
+                edit = set_edit(self.cache, cached.members, members) if cached else None
+                cached = IpSet(name, family, members, remote, edit)
                 self.cache.ipsets[name] = cached
             result.append(cached)
         return tuple(result)
@@ -510,14 +519,28 @@ def sorted_members(
     cache: CompileCache, members: tuple[str, ...], group_id: str = ""
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """A group's ipset entries (v4, v6), sorted; remembered per members tuple and group."""
-    cached = cache.sorted_members.get(members)
     last = cache.last_members.get(group_id) if group_id else None
-    if last is not None and cached is not None and last[1] is cached[0] and last[2] is cached[1]:
+    if last is not None and last[0] is members:
+        return last[2], last[3]
+    if last is not None:
+        edit = cache.validation.members.edits.get(group_id)
+        if edit is not None and edit.before is last[0] and edit.after is members:
+            # Validation knows what came and went (`memberedit`): nothing here walks the
+            # thousands, not even to hash the tuple.
+            changes = (edit.added, edit.removed, edit.present)
+            edited = _entries_edited(cache, last[2], last[3], *changes)
+            cache.last_members[group_id] = (members, None, *edited)
+            return edited
+    cached = cache.sorted_members.get(members)
+    if last is not None and cached is not None and last[2] is cached[0] and last[3] is cached[1]:
         return cached
-    after = frozenset(members)
+    after: frozenset[str] | None = None
     if cached is None and last is not None:
-        cached = _members_edited(last, after)
-        if cached is not None:
+        after = frozenset(members)
+        before = last[1] if last[1] is not None else frozenset(last[0])
+        added, removed = after - before, before - after
+        if len(added) + len(removed) <= max(16, len(after) // 16):
+            cached = _entries_edited(cache, last[2], last[3], added, removed, after)
             cache.sorted_members[members] = cached
     if cached is None:
         v4 = sorted(
@@ -531,41 +554,62 @@ def sorted_members(
         cached = (tuple(v4), tuple(v6))
         cache.sorted_members[members] = cached
     if group_id:
-        cache.last_members[group_id] = (after, *cached)
+        cache.last_members[group_id] = (members, after, *cached)
     return cached
 
 
-def _members_edited(
-    last: tuple[frozenset[str], tuple[str, ...], tuple[str, ...]],
-    after: frozenset[str],
-) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
-    """The sorted entries of members `after` from those of the group's previous members, when
-    only a few came or went: bisect them in and out instead of sorting thousands again. None
-    when too much changed."""
-    before, v4, v6 = last
-    added, removed = after - before, before - after
-    if len(added) + len(removed) > max(16, len(after) // 16):
-        return None
+def _entries_edited(
+    cache: CompileCache,
+    v4: tuple[str, ...],
+    v6: tuple[str, ...],
+    added: Iterable[str],
+    removed: Iterable[str],
+    after: Container[str],
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The sorted entries once `added` members came and `removed` ones went (`after`: the
+    members now): bisected in and out instead of sorting thousands again. What each family's
+    entries gained and lost is kept for the sets made from them (`set_edit`)."""
     lists = {4: list(v4), 6: list(v6)}
+    gained: dict[int, list[str]] = {4: [], 6: []}
+    lost: dict[int, list[str]] = {4: [], 6: []}
     produced_after = {e for m in added for e in _ipset_entries(m)}
     for member in removed:
         for entry in _ipset_entries(member):
             if entry in produced_after or _still_produced(entry, after):
                 continue
-            target = lists[address_version(member)]
+            version = address_version(member)
+            target = lists[version]
             index = bisect.bisect_left(target, _ip_key(entry), key=_ip_key)
             if index < len(target) and target[index] == entry:
                 del target[index]
+                lost[version].append(entry)
     for member in added:
         for entry in _ipset_entries(member):
-            target = lists[address_version(member)]
+            version = address_version(member)
+            target = lists[version]
             index = bisect.bisect_left(target, _ip_key(entry), key=_ip_key)
             if index == len(target) or target[index] != entry:
                 target.insert(index, entry)
-    return tuple(lists[4]), tuple(lists[6])
+                gained[version].append(entry)
+    result = (tuple(lists[4]), tuple(lists[6]))
+    for version, old, new in ((4, v4, result[0]), (6, v6, result[1])):
+        if gained[version] or lost[version]:
+            cache.set_edits[id(new)] = (new, old, tuple(gained[version]), tuple(lost[version]))
+    return result
 
 
-def _still_produced(entry: str, members: frozenset[str]) -> bool:
+def set_edit(
+    cache: CompileCache, old: tuple[str, ...], new: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None:
+    """`IpSet.edit` for a set whose members go from `old` to `new`, if this compile made one
+    from the other by a few additions and removals."""
+    known = cache.set_edits.get(id(new))
+    if known is None or known[0] is not new or known[1] is not old:
+        return None
+    return old, known[2], known[3]
+
+
+def _still_produced(entry: str, members: Container[str]) -> bool:
     """Whether another member still yields this ipset entry (see `_ipset_entries`)."""
     if entry in members or f"{entry}/32" in members or f"{entry}/128" in members:
         return True

@@ -18,6 +18,7 @@ ipsets.prepare, iptables per family, ipsets.commit, ipsets.cleanup; on failure i
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
@@ -257,13 +258,27 @@ def _member_edits(old: IpSet, new: IpSet, out: list[str]) -> bool:
     """A few members came or went (a port joined or left a group of thousands): add and
     delete just those, in the commit step, instead of refilling the whole set aside; False
     (nothing written) when so much changed that a refill and swap is the smaller job."""
-    before, after = set(old.members), set(new.members)
-    added, removed = after - before, before - after
-    if (len(added) + len(removed)) * 4 > len(after):
+    known = _known_edit(old, new)
+    if known is not None:
+        added, removed = known
+    else:
+        before, after = set(old.members), set(new.members)
+        added, removed = after - before, before - after
+    if (len(added) + len(removed)) * 4 > len(new.members):
         return False
     out.extend(f"add {new.name} {member} -exist" for member in sorted(added))
     out.extend(f"del {new.name} {member} -exist" for member in sorted(removed))
     return True
+
+
+def _known_edit(old: IpSet, new: IpSet) -> tuple[Collection[str], Collection[str]] | None:
+    """(added, removed) as the compiler made one set from the other (`IpSet.edit`), either way
+    (a delta or its rollback); None when neither was made from the other."""
+    if new.edit is not None and new.edit[0] is old.members:
+        return new.edit[1], new.edit[2]
+    if old.edit is not None and old.edit[0] is new.members:
+        return old.edit[2], old.edit[1]
+    return None
 
 
 def _set_name(ipset: IpSet) -> str:

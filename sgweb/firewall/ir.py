@@ -217,6 +217,12 @@ class IpSet:
     family: str  # "inet" | "inet6"
     members: tuple[str, ...]  # sorted, deterministic
     group_id: str = ""
+    # When the compiler made these members from another set's by adding and removing a few:
+    # (those members, the entries added, the entries removed), so the diff against that set
+    # writes its add/del lines without comparing thousands of members again. Not content.
+    edit: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from functools import lru_cache
 
 from sgweb.firewall import names
 from sgweb.firewall.errors import FirewallError, group_error, port_error, rule_error
+from sgweb.firewall.memberedit import MemberMemo
 from sgweb.firewall.model import (
     COMPATS,
     DIRECTIONS,
@@ -505,6 +506,10 @@ def _validate_members(group_id: str, members: tuple[str, ...]) -> tuple[str, ...
     return tuple(normalised)
 
 
+def _one(member: str) -> str:
+    return normalize_cidr(member)
+
+
 def validate_chain_prefix(prefix: str) -> str:
     if not isinstance(prefix, str) or not names.SAFE_INTERFACE.match(prefix):
         raise FirewallError("host", None, "chain_prefix", f"bad chain prefix {prefix!r}")
@@ -521,6 +526,7 @@ class ValidationMemo:
     def __init__(self) -> None:
         self.ports: dict[str, tuple[Port, str, Port]] = {}
         self.groups: dict[str, tuple[SecurityGroup, SecurityGroup]] = {}
+        self.members = MemberMemo()  # remote groups' members: a few came or went
 
     def forget_all_but(self, port_ids: set[str], group_ids: set[str]) -> None:
         for port_id in [pid for pid in self.ports if pid not in port_ids]:
@@ -548,6 +554,7 @@ class ValidationMemo:
 def validate_host_state(state: HostState, *, memo: ValidationMemo | None = None) -> HostState:
     """The whole host state normalised, or FirewallError for the first problem found."""
     memo = memo if memo is not None else ValidationMemo()
+    memo.members.begin()
     prefix = validate_chain_prefix(state.chain_prefix)
     groups = tuple(memo.group(group) for group in state.security_groups)
     group_by_id: dict[str, SecurityGroup] = {}
@@ -561,7 +568,10 @@ def validate_host_state(state: HostState, *, memo: ValidationMemo | None = None)
         if group_id in member_ids:
             raise group_error(group_id, "members", "listed twice")
         member_ids.add(group_id)
-        members.append((group_id, _validate_members(group_id, tuple(addresses))))
+        members.append(
+            (group_id, memo.members.validate(group_id, tuple(addresses), _validate_members, _one))
+        )
+    memo.members.forget_all_but(member_ids)
     ports = tuple(memo.port(port, prefix) for port in state.ports)
     _check_ports_distinct(ports)
     used_groups: set[str] = set()

@@ -7,14 +7,16 @@ those rules name, and the members of those remote groups.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import uuid
 from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Prefetch
 
 from sgweb.firewall import model
-from sgweb.networks.models import Host, Port, PortSecurityGroup, Subnet
+from sgweb.networks.models import AllowedAddressPair, FixedIP, Host, Port, PortSecurityGroup, Subnet
 from sgweb.packetlogs.coverage import port_log_events
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.security.validators import neutron_protocol_for_kernel
@@ -53,21 +55,52 @@ def _load_groups(ids: Iterable[str]) -> list[SecurityGroup]:
 
 
 def _members(group_ids: Iterable[str]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """group id -> fixed IPs and allowed-address-pair IPs of its ports, on any host."""
+    """group id -> fixed IPs and allowed-address-pair IPs of its ports, on any host.
+
+    Two queries (fixed IPs, address pairs), each joining the group links straight to the
+    addresses by port id: a group of 50,000 ports costs the database's join and little else.
+    Through the ORM the same read also joined the ports table, built a UUID object per row,
+    sorted the rows by the links' ordering, and (for the pairs) sent a NULL row per port
+    without pairs: about half a second at 10,000 members, most of a publish's time."""
     ids = sorted(set(group_ids))
     if not ids:
         return ()
-    addresses: dict[str, set[str]] = defaultdict(set)
-    # django-stubs types an FK id lookup as the pk's UUID only; Django takes id strings too.
-    links = PortSecurityGroup.objects.filter(security_group_id__in=ids)  # type: ignore[misc]
-    for group_id, address in links.values_list("security_group_id", "port__fixed_ips__ip_address"):
-        if address:
-            addresses[str(group_id)].add(address)
-    pairs = links.values_list("security_group_id", "port__allowed_address_pairs__ip_address")
-    for group_id, address in pairs:
-        if address:
-            addresses[str(group_id)].add(address)
-    return tuple((group_id, tuple(sorted(addresses.get(group_id, ())))) for group_id in ids)
+    addresses: dict[str, set[str]] = {str(uuid.UUID(str(gid))): set() for gid in ids}
+    named: dict[object, str] = {}  # the database's value of an id (hex on SQLite) -> ours
+    with connection.cursor() as cursor:
+        for table in (FixedIP, AllowedAddressPair):
+            sql, values = _member_query(table, ids)
+            cursor.execute(sql, values)
+            for raw, address in cursor.fetchall():
+                gid = named.get(raw)
+                if gid is None:
+                    gid = named[raw] = str(uuid.UUID(str(raw)))
+                if address:
+                    addresses[gid].add(address)
+    return tuple((gid, tuple(sorted(addresses[str(uuid.UUID(str(gid)))]))) for gid in ids)
+
+
+def _member_query(
+    table: type[FixedIP] | type[AllowedAddressPair], ids: list[str]
+) -> tuple[str, list[Any]]:
+    """The group links joined to `table`'s addresses by port id (see `_members`)."""
+    quote = connection.ops.quote_name
+    links = PortSecurityGroup._meta
+    group = links.get_field("security_group")
+    column = {
+        "group": quote(str(group.column)),
+        "link_port": quote(str(links.get_field("port").column)),
+        "address": quote(str(table._meta.get_field("ip_address").column)),
+        "port": quote(str(table._meta.get_field("port").column)),
+    }
+    values = [group.target_field.get_db_prep_value(gid, connection) for gid in ids]
+    sql = (
+        f"SELECT l.{column['group']}, a.{column['address']}"
+        f" FROM {quote(table._meta.db_table)} a JOIN {quote(links.db_table)} l"
+        f" ON l.{column['link_port']} = a.{column['port']}"
+        f" WHERE l.{column['group']} IN ({', '.join(['%s'] * len(values))})"
+    )
+    return sql, values
 
 
 class SharedParts:

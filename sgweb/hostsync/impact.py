@@ -19,6 +19,7 @@ def hosts_using_groups(group_ids: Iterable[uuid.UUID | str]) -> set[str]:
     return set(
         # django-stubs types an FK id lookup as the pk's UUID only; Django takes id strings too.
         Port.objects.filter(group_links__security_group_id__in=ids, host__isnull=False)  # type: ignore[misc]
+        .order_by()  # Port's default ordering would make DISTINCT return a row per port
         .values_list("host__name", flat=True)
         .distinct()
     )
@@ -34,6 +35,7 @@ def hosts_referencing_groups(group_ids: Iterable[uuid.UUID | str]) -> set[str]:
             group_links__security_group__rules__remote_group_id__in=ids,  # type: ignore[misc]
             host__isnull=False,
         )
+        .order_by()  # Port's default ordering would make DISTINCT return a row per port
         .values_list("host__name", flat=True)
         .distinct()
     )

@@ -2,13 +2,15 @@
 
 Per host: take the next revision from Redis (one counter per host, so several web servers agree),
 then build the state from the database, store it with its digest unless a newer revision is
-already stored, and send the host's agent a tiny `sgweb.agent.sync` task naming the revision.
+already stored, and nudge the host's agent: a PUBLISH naming the revision on the host's channel
+(`sgweb.wire.sync`; the agent also polls, and the reconciler nudges through its Celery queue).
 
 Why the revision is taken *before* reading the database: a publisher that reads later gets a
 higher number, and it read after every commit that preceded its INCR, so the highest revision
 always carries the newest state; the store is conditional (Lua), so an older revision never
 overwrites a newer one however the publishers interleave. The agent always fetches the newest
-stored state, so a burst of tasks coalesces into one apply plus cheap no-ops.
+stored state, so a burst of nudges coalesces into one apply plus cheap no-ops, and a nudge that
+arrives late (another control worker's, naming an older revision) is a no-op.
 
 Durability: a change writes a `PublishIntent` per host in its own transaction (`changed`); the
 publisher deletes exactly the intents it was given once the host's state is stored, so a process

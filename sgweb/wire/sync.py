@@ -15,6 +15,9 @@ otherwise, read by each side's configuration):
 * ``P:host:NAME:applied``           the agent's last apply report (JSON)
 * ``P:host:NAME:applied_state``     the state it last applied (so a restarted agent can cut the
                                     connections of rules removed while it was down)
+* ``P:host:NAME:nudge``             a pub/sub channel, not a key: "revision N is stored"
+                                    (`nudge_message`), PUBLISHed for every host of a publish in
+                                    one pipeline; the agent subscribes to its own
 * ``P:shared:KIND:HASH``            a piece of hosts' states shared by content (KIND ``ports``,
                                     ``sg`` or ``members``, HASH the sha256 of its text), stored
                                     once for every host naming it, expiring SHARED_TTL_S after
@@ -23,6 +26,12 @@ otherwise, read by each side's configuration):
 A desired document's ``state`` is either a whole state (format 1, what older publishers wrote)
 or a manifest (format 2, `sgweb.firewall.manifest`) naming shared pieces by hash; its digest is
 the manifest's. An agent keeps the pieces it holds and fetches the missing ones in one MGET.
+
+Nudges: a publish tells each host's agent on its ``nudge`` channel (about 60 bytes a host,
+no queue: a host whose agent is not listening costs nothing and piles nothing up). A nudge is
+only a hint, lost if the agent is not subscribed at that moment: the agent reads the newest
+stored state when it (re)subscribes and polls the stored revision, and the reconciler nudges
+an agent that holds another state with a `TASK_SYNC` task on its queue, which waits there.
 
 ``NAME`` in keys and queue names is the host's *token* (`host_token`): a plain name (letters,
 digits, ``.``, ``_``, ``-``) is itself, so queue ``host.compute1`` stays as it always was; any
@@ -148,9 +157,27 @@ class HostKeys:
     def applied_state(self) -> str:
         return self._key("applied_state")
 
+    @property
+    def nudge(self) -> str:
+        """The host's pub/sub channel (see the module doc)."""
+        return self._key("nudge")
+
 
 def host_keys(host: str, prefix: str) -> HostKeys:
     return HostKeys(check_host_name(host), prefix)
+
+
+def nudge_message(revision: int) -> str:
+    """What a nudge says: the revision now stored (the agent reads the newest anyway)."""
+    return str(int(revision))
+
+
+def parse_nudge(raw: str | bytes) -> int | None:
+    """The revision a nudge names; None for anything else (then the agent reads Redis)."""
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        return None
 
 
 def shared_key(prefix: str, kind: str, digest: str) -> str:

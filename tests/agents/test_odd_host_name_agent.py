@@ -1,9 +1,11 @@
 """A real agent process for a host whose name has spaces, a slash and unicode (issue 10).
 
 `binding:host_id` is free text in Neutron. The agent (`python -m worker`, real Celery on the
-real Redis) consumes the host's encoded queue, reads its encoded keys, and applies to a scratch
-namespace; a second revision reaches it only through the nudge on that queue (its own polling is
-set to ten minutes), so the queue name is proved, not just the keys.
+real Redis) listens on the host's encoded nudge channel, consumes its encoded queue, reads its
+encoded keys, and applies to a scratch namespace; a second revision reaches it only through
+the publish's nudge on that channel, a third only through a sync task on that queue (the
+reconciler's way; its own polling is set to ten minutes), so both names are proved, not just
+the keys.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sgweb.hostsync import publish
+from sgweb.hostsync import fanout, publish
 from sgweb.hostsync.status import host_liveness
 from sgweb.kernel.runner import default_runner
 from sgweb.kernel.topology import remove_namespaces
@@ -103,3 +105,14 @@ def test_an_agent_for_a_host_named_with_spaces_slashes_and_unicode_applies_its_s
     assert report["ok"] and report["host"] == ODD and report["digest"] == second.digest
     saved = default_runner().run(["iptables-save"], netns=netns).stdout
     assert "--dport 22" in saved
+
+    current["state"] = state()
+    monkeypatch.setattr(fanout, "_nudge", lambda told, via: 0)  # stored, nobody told
+    third = publish.publish_host(ODD, via=sync_channel)
+    sync_channel.send(protocol.TASK_SYNC, {"revision": third.revision}, protocol.host_queue(ODD))
+    wait_for(
+        "the third state applied through the encoded queue",
+        lambda: _applied(sync_channel).get("revision", 0) >= third.revision,
+        timeout=60,
+        explain=lambda: str(agent.read_output()),
+    )

@@ -137,26 +137,24 @@ def test_after_redis_lost_its_data_revisions_continue_above_what_the_database_re
     assert after > before
 
 
-def test_only_a_live_agent_gets_a_nudge_on_its_queue(sync_channel, current_state) -> None:
+def test_a_publish_nudges_the_listening_agent_on_its_channel_and_queues_nothing(
+    sync_channel, current_state
+) -> None:
     # Queue names are shared by every test run on this Redis: a host name of its own keeps
-    # other runs' nudges out of the count.
+    # other runs' messages out of the count.
     host = f"nudge-{sync_channel.prefix}"
-    queue = f"host.{host}"
-    publish.publish_host(host, via=sync_channel)
-    assert sync_channel.redis.llen(queue) == 0
-    sync_channel.redis.set(sync_channel.keys(host).heartbeat, json.dumps({"at": 1}), ex=10)
-    result = publish.publish_host(host, "rule added", via=sync_channel)
-    messages = sync_channel.redis.lrange(queue, 0, -1)
+    listener = sync_channel.redis.pubsub()
+    listener.subscribe(sync_channel.keys(host).nudge)
     try:
-        assert len(messages) == 1
-        envelope = json.loads(messages[0])
-        assert envelope["headers"]["task"] == protocol.TASK_SYNC
-        assert json.loads(_body(messages[0]))[1] == {
-            "revision": result.revision,
-            "reason": "rule added",
-        }
+        assert listener.get_message(timeout=5)["type"] == "subscribe"
+        result = publish.publish_host(host, "rule added", via=sync_channel)
+        message = listener.get_message(timeout=5)
+        assert message is not None and message["channel"].decode().endswith(f"{host}:nudge")
+        assert protocol.parse_nudge(message["data"]) == result.revision
+        assert listener.get_message(timeout=0.2) is None  # one nudge per publish
+        assert sync_channel.redis.llen(protocol.host_queue(host)) == 0  # nothing piles up
     finally:
-        sync_channel.redis.delete(queue)
+        listener.close()
 
 
 def test_an_unreachable_redis_keeps_the_intent_to_publish_without_raising(current_state) -> None:

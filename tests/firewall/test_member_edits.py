@@ -1,0 +1,105 @@
+"""A few members joining or leaving a big group: validated, sorted and diffed from what changed
+(`sgweb.firewall.memberedit`), with exactly the results of doing it all again."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from sgweb.firewall.compiler import CompileCache, compile_host
+from sgweb.firewall.errors import FirewallError
+from sgweb.firewall.incremental import diff
+from sgweb.firewall.ir import CompiledHost
+from sgweb.firewall.memberedit import MemberMemo
+from sgweb.firewall.validate import validate_host_state
+from tests.firewall import scenarios
+
+POOL = [f"198.51.100.{i}" for i in range(1, 255)] + [f"2001:db8::{i:x}" for i in range(1, 99)]
+POOL += ["203.0.113.0/28", "198.51.100.7/32", "0.0.0.0/0", "2001:db8:1::/64", "2001:DB8::5"]
+
+
+def without_edits(compiled: CompiledHost) -> CompiledHost:
+    """The same sets with nothing known about how they were made: the diff compares them."""
+    ipsets = tuple(dataclasses.replace(ipset, edit=None) for ipset in compiled.ipsets)
+    return dataclasses.replace(compiled, ipsets=ipsets)
+
+
+def plan(delta) -> tuple[str, str, str, str]:
+    ipsets = delta.ipsets
+    return ipsets.prepare, ipsets.commit, ipsets.cleanup, ipsets.abort
+
+
+def test_deltas_and_rollbacks_from_the_compilers_edits_are_those_a_set_comparison_writes() -> None:
+    rng = random.Random(1515)
+    members = tuple(sorted(rng.sample(POOL, 200)))
+    state = scenarios.with_members(scenarios.host_state(), scenarios.DB, members)
+    cache = CompileCache()
+    before = compile_host(state, cache=cache)
+    edited_sets = 0
+    for _ in range(60):
+        edited = set(members)
+        for _ in range(rng.randrange(1, 6)):
+            edited.symmetric_difference_update({rng.choice(POOL)})
+        members = tuple(sorted(edited))
+        after = compile_host(scenarios.with_members(state, scenarios.DB, members), cache=cache)
+        edited_sets += sum(1 for ipset in after.ipsets if ipset.edit is not None)
+        assert (
+            after.ipsets
+            == compile_host(scenarios.with_members(state, scenarios.DB, members)).ipsets
+        )
+        compared = (without_edits(before), without_edits(after))
+        assert plan(diff(before, after)) == plan(diff(*compared))
+        assert plan(diff(after, before)) == plan(diff(compared[1], compared[0]))
+        before = after
+    assert edited_sets > 30  # the edits were used, not only the comparison
+
+
+def test_members_not_sorted_or_repeated_are_validated_in_full_with_the_same_result() -> None:
+    state = scenarios.host_state()
+    cache = CompileCache()
+    members = tuple(sorted(POOL[:100]))
+    compile_host(scenarios.with_members(state, scenarios.DB, members), cache=cache)
+    for odd in (
+        (*members, "198.51.100.250", "198.51.100.2"),  # not sorted
+        tuple(sorted((*members, "198.51.100.3"))),  # a repeat
+        tuple(sorted((*members[1:], "2001:DB8::5"))),  # a spelling to normalise
+        tuple(sorted((*members, members[0]))),  # a repeat again, then it leaves
+        members,
+        (),  # everything leaves
+        members,
+    ):
+        changed = scenarios.with_members(state, scenarios.DB, odd)
+        assert compile_host(changed, cache=cache).ipsets == compile_host(changed).ipsets
+        assert validate_host_state(changed, memo=cache.validation) == validate_host_state(changed)
+
+
+def test_a_bad_address_joining_is_refused_as_in_a_full_validation() -> None:
+    state = scenarios.host_state()
+    cache = CompileCache()
+    members = tuple(sorted(POOL[:100]))
+    compile_host(scenarios.with_members(state, scenarios.DB, members), cache=cache)
+    bad = scenarios.with_members(state, scenarios.DB, tuple(sorted((*members, "300.1.2.3"))))
+    with pytest.raises(FirewallError) as edited:
+        compile_host(bad, cache=cache)
+    with pytest.raises(FirewallError) as fresh:
+        compile_host(bad)
+    assert str(edited.value) == str(fresh.value)
+
+
+def test_the_same_address_leaving_in_one_spelling_and_joining_in_another_changes_nothing() -> None:
+    memo = MemberMemo()
+
+    def full(_gid: str, given: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(a if "/" in a else f"{a}/32" for a in given)
+
+    def one(address: str) -> str:
+        return full("", (address,))[0]
+
+    memo.validate("g", ("192.0.2.1", "192.0.2.2"), full, one)
+    memo.begin()
+    after = memo.validate("g", ("192.0.2.1/32", "192.0.2.2"), full, one)
+    assert after == ("192.0.2.1/32", "192.0.2.2/32")
+    edit = memo.edits["g"]
+    assert (edit.added, edit.removed) == ((), ())
