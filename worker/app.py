@@ -28,6 +28,7 @@ from sgweb.wire import sync as protocol
 from worker import accounting, nudges, packetlog, router_io, router_threads, routers
 from worker.agent import Agent
 from worker.config import AgentConfig
+from worker.maintenance import MaintenanceLoop
 from worker.store import RedisStore
 
 log = logging.getLogger("sgweb.agent")
@@ -190,44 +191,28 @@ class Heartbeat(threading.Thread):
             self.stopping.wait(self.every_s)
 
 
-class Maintenance(threading.Thread):
-    """Start-up full sync, then: catch missed revisions, and check for drift."""
+class Maintenance(MaintenanceLoop[Agent]):
+    """Start-up full sync, then: catch missed revisions, and check for drift; the agent exits
+    when the process that started it is gone."""
+
+    log = log
 
     def __init__(self, the_agent: Agent, poll_s: float, drift_s: float) -> None:
-        super().__init__(name="sgweb-maintenance", daemon=True)
-        self.agent = the_agent
-        self.poll_s = poll_s
-        self.drift_s = drift_s
-        self.stopping = threading.Event()
+        super().__init__(the_agent, poll_s, drift_s, name="sgweb-maintenance")
 
-    def run(self) -> None:
-        started = False
-        last_drift = last_poll = time.monotonic()
-        # Wake for whichever comes first: a drift check is cheap enough to run every few seconds.
-        tick = min(self.poll_s, self.drift_s) if self.drift_s > 0 else self.poll_s
-        while not self.stopping.is_set():
-            if protocol.owner_gone(config.owner_pid):
-                log.warning("the process that started this agent is gone; exiting")
-                with contextlib.suppress(Exception):
-                    self.agent.store.clear_heartbeat()
-                os._exit(0)
-            try:
-                if not started:
-                    outcome = self.agent.full_sync("agent start")
-                    started = outcome.action in ("applied", "failed")
-                    log.info("start-up sync: %s r%s", outcome.action, outcome.revision)
-                else:
-                    if time.monotonic() - last_poll >= self.poll_s:
-                        last_poll = time.monotonic()
-                        self._catch_up()
-                    if self.drift_s > 0 and time.monotonic() - last_drift >= self.drift_s:
-                        last_drift = time.monotonic()
-                        self.agent.check_drift()
-            except Exception as exc:  # Redis restarting, a command failing: try again later
-                log.warning("maintenance: %s", exc)
-            self.stopping.wait(tick if started else 1.0)
+    def before_round(self) -> None:
+        if protocol.owner_gone(config.owner_pid):
+            log.warning("the process that started this agent is gone; exiting")
+            with contextlib.suppress(Exception):
+                self.agent.store.clear_heartbeat()
+            os._exit(0)
 
-    def _catch_up(self) -> None:
+    def start_up(self) -> bool:
+        outcome = self.agent.full_sync("agent start")
+        log.info("start-up sync: %s r%s", outcome.action, outcome.revision)
+        return outcome.action in ("applied", "failed")
+
+    def catch_up(self) -> None:
         wanted = self.agent.store.desired_revision()
         applied = self.agent.applied
         if wanted is None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from sgweb.firewall.fwaas.model import RouterState
 from sgweb.kernel.router import RouterFirewall
 from sgweb.wire import routers as router_wire
+from worker.maintenance import MaintenanceLoop
 
 if TYPE_CHECKING:  # the agent builds a RouterCuts; RouterMaintenance drives an agent
     from worker.routers import RouterAgent
@@ -73,39 +74,22 @@ class RouterCuts:
                     log.warning("could not cut connections on %s: %s", router_id, exc)
 
 
-class RouterMaintenance(threading.Thread):
+class RouterMaintenance(MaintenanceLoop["RouterAgent"]):
     """Start-up full apply of the stored router state, then: catch missed router revisions and
     repair drift of router chains. Apart from the port path's loop, so that a network node's
     routers are not held up by its port chains (and a compute host pays one Redis GET a poll)."""
 
-    def __init__(self, agent: RouterAgent, poll_s: float, drift_s: float) -> None:
-        super().__init__(name="sgweb-router-maintenance", daemon=True)
-        self.agent = agent
-        self.poll_s = poll_s
-        self.drift_s = drift_s
-        self.stopping = threading.Event()
+    label = "router maintenance"
+    log = log
 
-    def run(self) -> None:
-        started = False
-        last_drift = last_poll = time.monotonic()
-        tick = min(self.poll_s, self.drift_s) if self.drift_s > 0 else self.poll_s
-        while not self.stopping.is_set():
-            try:
-                if not started:
-                    outcome = self.agent.full_sync("agent start")
-                    started = True
-                    if outcome.action != "missing":
-                        log.info("router start-up sync: %s r%s", outcome.action, outcome.revision)
-                else:
-                    if time.monotonic() - last_poll >= self.poll_s:
-                        last_poll = time.monotonic()
-                        self.catch_up()
-                    if self.drift_s > 0 and time.monotonic() - last_drift >= self.drift_s:
-                        last_drift = time.monotonic()
-                        self.agent.check_drift()
-            except Exception as exc:  # Redis restarting, a command failing: try again later
-                log.warning("router maintenance: %s", exc)
-            self.stopping.wait(tick if started else 1.0)
+    def __init__(self, agent: RouterAgent, poll_s: float, drift_s: float) -> None:
+        super().__init__(agent, poll_s, drift_s, name="sgweb-router-maintenance")
+
+    def start_up(self) -> bool:
+        outcome = self.agent.full_sync("agent start")
+        if outcome.action != "missing":
+            log.info("router start-up sync: %s r%s", outcome.action, outcome.revision)
+        return True
 
     def catch_up(self) -> None:
         wanted = self.agent.store.desired_revision()

@@ -8,11 +8,9 @@ always gives the same digest, whichever web server encoded it. No Django, no I/O
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 from typing import Any, cast
 
+from sgweb.firewall import docframe
 from sgweb.firewall.model import (
     AddressPair,
     HostState,
@@ -42,19 +40,12 @@ _PAIRS = {"remote_group_members", "conntrack_zones"}  # tuples of (key, value) p
 _SINGLE = {"log_settings"}  # one nested dataclass, not a tuple of them
 # Fields left out of the document while they hold their default: a host without packet logging
 # keeps the very document (and digest) it had before logging existed.
-_OMITTED_AT_DEFAULT = {"log_events", "log_settings"}
+_OMITTED_AT_DEFAULT = frozenset({"log_events", "log_settings"})
+_WHAT = "host state"
 
 
 def _encode(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {
-            f.name: _encode(getattr(obj, f.name))
-            for f in dataclasses.fields(obj)
-            if f.name not in _OMITTED_AT_DEFAULT or getattr(obj, f.name) != f.default
-        }
-    if isinstance(obj, tuple | list):
-        return [_encode(item) for item in obj]
-    return obj
+    return docframe.encode(obj, _OMITTED_AT_DEFAULT)
 
 
 def to_dict(state: HostState) -> dict[str, Any]:
@@ -65,43 +56,32 @@ def to_dict(state: HostState) -> dict[str, Any]:
 
 def dumps(state: HostState) -> str:
     """The canonical JSON text of a host's desired state."""
-    return json.dumps(to_dict(state), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return docframe.canonical_text(to_dict(state))
 
 
-def digest(text: str) -> str:
-    """sha256 hex of the canonical text; what the agent reports it applied."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+digest = docframe.digest  # sha256 hex of the canonical text; what the agent reports it applied
 
 
 def _decode(cls: type, data: Any) -> Any:
-    if not isinstance(data, dict):
-        raise CodecError(f"{cls.__name__} must be a JSON object, not {type(data).__name__}")
     nested = _NESTED.get(cls, {})
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue  # the model's default applies
-        value = data[f.name]
-        if f.name in _SINGLE:
-            value = _decode(nested[f.name], value)
-        elif f.name in nested:
-            value = tuple(_decode(nested[f.name], item) for item in value)
-        elif f.name in _PAIRS:
+    for name, value in docframe.present_fields(cls, data, CodecError):
+        if name in _SINGLE:
+            value = _decode(nested[name], value)
+        elif name in nested:
+            value = tuple(_decode(nested[name], item) for item in value)
+        elif name in _PAIRS:
             value = tuple(
                 (key, tuple(item) if isinstance(item, list) else item) for key, item in value
             )
         elif isinstance(value, list):
             value = tuple(value)
-        values[f.name] = value
+        values[name] = value
     return cls(**values)
 
 
 def from_dict(data: dict[str, Any]) -> HostState:
-    if not isinstance(data, dict):
-        raise CodecError("a host state document must be a JSON object")
-    version = data.get("format")
-    if version != FORMAT_VERSION:
-        raise CodecError(f"host state format {version!r} is not {FORMAT_VERSION}")
+    docframe.check_format(data, _WHAT, FORMAT_VERSION, CodecError)
     try:
         return cast(HostState, _decode(HostState, data))
     except (KeyError, TypeError, ValueError) as exc:
@@ -109,8 +89,4 @@ def from_dict(data: dict[str, Any]) -> HostState:
 
 
 def loads(text: str) -> HostState:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CodecError(f"host state is not JSON: {exc}") from exc
-    return from_dict(data)
+    return from_dict(docframe.parse(text, _WHAT, CodecError))

@@ -27,13 +27,12 @@ once per host. The control plane (publish, reconcile) and the agent both use it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sgweb.firewall import codec
+from sgweb.firewall import codec, docframe
 from sgweb.firewall.model import HostState, Port, SecurityGroup
 
 MANIFEST_FORMAT = 2  # codec.FORMAT_VERSION is 1: a manifest is never mistaken for a whole state
@@ -46,12 +45,8 @@ _BIG = ("ports", "security_groups", "remote_group_members")
 Members = tuple[str, tuple[str, ...]]
 
 
-def _text(data: Any) -> str:
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def _hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+_text = docframe.canonical_text  # the codecs' canonical JSON, so a piece hashes alike anywhere
+_hash = docframe.digest
 
 
 @dataclass(frozen=True, slots=True)

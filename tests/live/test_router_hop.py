@@ -25,7 +25,7 @@ from sgweb.firewall.fwaas.model import (
 from sgweb.kernel.runner import CommandResult
 from sgweb.wire import traces as protocol
 from tests.fakerunner import FakeRunner, RecordedCall
-from worker import tracing
+from worker import trace_summary, trace_verdict, tracing
 
 ROUTER_ID = "0e0e0e0e-1111-4000-8000-00000000000a"
 NET1 = RouterInterface("11111111-aaaa-4000-8000-000000000001", "n1", "s1", "198.51.100.0/24",
@@ -162,7 +162,7 @@ def test_a_node_that_does_not_run_the_router_says_so_and_traces_nothing(board):
 
 def _rows(router_kernel: str | None, router_traced: bool) -> list[dict[str, Any]]:
     def row(host: str, static: str | None, kernel: str | None, traced: bool = True) -> dict:
-        agrees = tracing._hop_agrees(kernel, static) if traced else None
+        agrees = trace_verdict.hop_agrees(kernel, static) if traced else None
         return {"host": host, "static": static, "kernel": kernel, "traced": traced,
                 "agrees": agrees, "deciding": "", "why": "" if traced else "its agent is not "
                 "running"}  # fmt: skip
@@ -175,9 +175,9 @@ def _rows(router_kernel: str | None, router_traced: bool) -> list[dict[str, Any]
 
 
 def _summary(hops: list[dict[str, Any]]) -> tuple[str, tuple[Any, ...]]:
-    combined = tracing._combined_verdict([hop for hop in hops if hop["traced"]])
+    combined = trace_verdict.combined_verdict([hop for hop in hops if hop["traced"]])
     request = _hop_request("r3")
-    return tracing._hop_summary(request, hops, combined, 2, False, ""), combined
+    return trace_summary.hop_summary(request, hops, combined, 2, False, ""), combined
 
 
 def test_a_router_drop_seen_in_its_namespace_is_the_kernel_verdict_and_it_agrees():

@@ -12,10 +12,9 @@ No Django, no I/O.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from typing import Any
 
+from sgweb.firewall import docframe
 from sgweb.firewall.fwaas.model import (
     FirewallGroup,
     FirewallPolicy,
@@ -45,6 +44,7 @@ _MANY: dict[type, dict[str, type]] = {
     FirewallPolicy: {"rules": FirewallRule},
 }
 _POLICY_FIELDS = ("ingress_policy", "egress_policy")
+_WHAT = "network node state"
 
 
 def canonical(state: NetworkNodeState) -> NetworkNodeState:
@@ -64,14 +64,6 @@ def canonical(state: NetworkNodeState) -> NetworkNodeState:
     return NetworkNodeState(host=state.host, routers=tuple(routers))
 
 
-def _encode(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _encode(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, tuple | list):
-        return [_encode(item) for item in obj]
-    return obj
-
-
 def _encode_group(group: FirewallGroup, policies: dict[str, FirewallPolicy]) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for f in dataclasses.fields(group):
@@ -83,7 +75,7 @@ def _encode_group(group: FirewallGroup, policies: dict[str, FirewallPolicy]) -> 
                     raise ValueError(f"two different policies with id {value.id!r}")
                 value = value.id
         else:
-            value = _encode(value)
+            value = docframe.encode(value)
         data[f.name] = value
     return data
 
@@ -93,7 +85,7 @@ def to_dict(state: NetworkNodeState) -> dict[str, Any]:
     policies: dict[str, FirewallPolicy] = {}
     routers = [
         {
-            "router": _encode(router.router),
+            "router": docframe.encode(router.router),
             "firewall_groups": [_encode_group(g, policies) for g in router.firewall_groups],
         }
         for router in state.routers
@@ -102,34 +94,27 @@ def to_dict(state: NetworkNodeState) -> dict[str, Any]:
         "format": FORMAT_VERSION,
         "host": state.host,
         "routers": routers,
-        "policies": [_encode(policies[key]) for key in sorted(policies)],
+        "policies": [docframe.encode(policies[key]) for key in sorted(policies)],
     }
 
 
 def dumps(state: NetworkNodeState) -> str:
     """The canonical JSON text of a network node's router state."""
-    return json.dumps(to_dict(state), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return docframe.canonical_text(to_dict(state))
 
 
-def digest(text: str) -> str:
-    """sha256 hex of the canonical text; what the agent reports it applied."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+digest = docframe.digest  # sha256 hex of the canonical text; what the agent reports it applied
 
 
 def _decode(cls: type, data: Any) -> Any:
-    if not isinstance(data, dict):
-        raise CodecError(f"{cls.__name__} must be a JSON object, not {type(data).__name__}")
     many = _MANY.get(cls, {})
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in data:
-            continue  # the model's default applies
-        value = data[f.name]
-        if f.name in many:
-            value = tuple(_decode(many[f.name], item) for item in _list(value, f.name))
+    for name, value in docframe.present_fields(cls, data, CodecError):
+        if name in many:
+            value = tuple(_decode(many[name], item) for item in _list(value, name))
         elif isinstance(value, list):
             value = tuple(value)
-        values[f.name] = value
+        values[name] = value
     return cls(**values)
 
 
@@ -156,11 +141,7 @@ def _decode_group(data: Any, policies: dict[str, FirewallPolicy]) -> FirewallGro
 
 
 def from_dict(data: dict[str, Any]) -> NetworkNodeState:
-    if not isinstance(data, dict):
-        raise CodecError("a network node state document must be a JSON object")
-    version = data.get("format")
-    if version != FORMAT_VERSION:
-        raise CodecError(f"network node state format {version!r} is not {FORMAT_VERSION}")
+    docframe.check_format(data, _WHAT, FORMAT_VERSION, CodecError)
     try:
         policies = {}
         for item in _list(data.get("policies", []), "policies"):
@@ -185,8 +166,4 @@ def from_dict(data: dict[str, Any]) -> NetworkNodeState:
 
 
 def loads(text: str) -> NetworkNodeState:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CodecError(f"network node state is not JSON: {exc}") from exc
-    return from_dict(data)
+    return from_dict(docframe.parse(text, _WHAT, CodecError))
