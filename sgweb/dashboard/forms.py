@@ -223,10 +223,10 @@ class NewFirewallPolicyForm(FirewallPolicyForm):
 
     def __init__(self, *args: Any, rule_ids: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["firewall_rules"].choices = [(rule_id, rule_id) for rule_id in rule_ids or []]
-        self.fields["firewall_rules"].error_messages["invalid_choice"] = (
-            "Choose rules of this project or shared ones."
-        )
+        field = self.fields["firewall_rules"]
+        assert isinstance(field, forms.MultipleChoiceField)
+        field.choices = [(rule_id, rule_id) for rule_id in rule_ids or []]
+        field.error_messages["invalid_choice"] = "Choose rules of this project or shared ones."
 
     def ordered_rule_ids(self) -> list[str]:
         picked = list(self.cleaned_data.get("firewall_rules") or [])
@@ -256,10 +256,10 @@ class FirewallGroupForm(forms.Form):
 
     def __init__(self, *args: Any, port_ids: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["ports"].choices = [(port_id, port_id) for port_id in port_ids or []]
-        self.fields["ports"].error_messages["invalid_choice"] = (
-            "Choose router interfaces of this project."
-        )
+        field = self.fields["ports"]
+        assert isinstance(field, forms.MultipleChoiceField)
+        field.choices = [(port_id, port_id) for port_id in port_ids or []]
+        field.error_messages["invalid_choice"] = "Choose router interfaces of this project."
 
 
 class NewFirewallGroupForm(FirewallGroupForm):
