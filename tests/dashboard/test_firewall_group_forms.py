@@ -5,10 +5,12 @@ nodes hear of it; readers get no forms and a 403, outsiders a 404."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import User
 from django.urls import reverse
 
 from sgweb.fwaas import actions
 from sgweb.fwaas.models import FirewallGroup
+from sgweb.tenancy.models import Membership
 from tests.dashboard.conftest import World, client_for
 from tests.dashboard.firewall_world import Firewalled, audited, firewalled
 from tests.dispatching import record_dispatch
@@ -125,3 +127,17 @@ def test_a_reader_sees_the_group_without_forms_and_an_outsider_not_at_all(world,
     assert outsider.post(delete).status_code == 404
     fw.group.refresh_from_db()
     assert fw.group.name == "app-edge" and _ports(fw.group) == {str(fw.pair.app_port.pk)}
+
+
+def test_a_member_of_two_projects_cannot_put_the_other_projects_interface_in_a_group(world, fw):
+    people = world.people
+    Membership.objects.create(user=people.alice, project=people.project_b)
+    alice = User.objects.get(pk=people.alice.pk)  # her projects are cached on the old object
+    answer = client_for(alice).post(
+        reverse("dashboard:firewall_group_new"),
+        {"project": str(people.project_b.pk), "name": "b-edge",
+         "ports": [str(fw.pair.web_port.pk)]},
+    )  # fmt: skip
+    assert answer.status_code == 400
+    assert "Choose router interfaces of the group&#x27;s project." in answer.content.decode()
+    assert not FirewallGroup.objects.filter(name="b-edge").exists()

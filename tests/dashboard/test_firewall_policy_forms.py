@@ -5,10 +5,12 @@ readers get no forms and a 403, outsiders a 404."""
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import User
 from django.urls import reverse
 
 from sgweb.fwaas import actions
 from sgweb.fwaas.models import FirewallPolicy
+from sgweb.tenancy.models import Membership
 from tests.dashboard.conftest import World, client_for
 from tests.dashboard.firewall_world import Firewalled, audited, firewalled
 
@@ -158,3 +160,18 @@ def test_a_reader_sees_the_policy_without_forms_and_may_not_post(world, fw):
         assert outsider.post(url, {"name": "x"}).status_code == 404
     fw.policy.refresh_from_db()
     assert fw.policy.name == "prod-egress" and _names(fw.policy) == ["allow-ssh", "deny-db"]
+
+
+def test_a_member_of_two_projects_is_told_a_rule_of_the_other_cannot_go_in(world, fw):
+    people = world.people
+    Membership.objects.create(user=people.alice, project=people.project_b)
+    alice = User.objects.get(pk=people.alice.pk)  # her projects are cached on the old object
+    other = actions.create_rule(alice, people.project_b, name="b-rule")
+    answer = client_for(alice).post(
+        reverse("dashboard:firewall_policy_new"),
+        {"project": str(people.project_a.pk), "name": "mixed",
+         "firewall_rules": [str(fw.deny_db.pk), str(other.pk)]},
+    )  # fmt: skip
+    assert answer.status_code == 400
+    assert "Rule b-rule is of another project and not shared" in answer.content.decode()
+    assert not FirewallPolicy.objects.filter(name="mixed").exists()

@@ -87,6 +87,11 @@ def _chosen(request: HttpRequest, form: FirewallGroupForm, project_id: Any) -> d
         values[field] = choices.get(wanted)
     ports = {str(port.pk): port for port in _interfaces(request)}
     values["ports"] = [ports[port_id] for port_id in data.get("ports") or []]
+    foreign = [
+        p for p in values["ports"] if p.project_id != project_id and not is_admin(request.user)
+    ]
+    if foreign:
+        form.add_error("ports", "Choose router interfaces of the group's project.")
     values["admin_state_up"] = bool(data.get("admin_state_up"))
     return values
 

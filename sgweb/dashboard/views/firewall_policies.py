@@ -90,6 +90,14 @@ def policy_new(request: HttpRequest) -> HttpResponse:
         return refused(request, form, page)
     by_id = {str(rule.pk): rule for rule in candidates}
     rules = [by_id[rule_id] for rule_id in form.ordered_rule_ids()]
+    usable = set(usable_in(request.user, FirewallRule.objects.all(), project.pk).filter(
+        pk__in=[rule.pk for rule in rules]).values_list("pk", flat=True))  # fmt: skip
+    foreign = [str(rule) for rule in rules if rule.pk not in usable]
+    if foreign:
+        # Said here, in the form's words: the action would answer "could not be found".
+        form.add_error("firewall_rules", f"Rule {', '.join(foreign)} is of another project "
+                       f"and not shared: a policy of {project.name} cannot hold it.")  # fmt: skip
+        return refused(request, form, page)
     data = form.cleaned_data
     try:
         policy = actions.create_policy(
