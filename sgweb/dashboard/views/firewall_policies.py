@@ -31,6 +31,7 @@ from sgweb.fwaas.models import FirewallGroup, FirewallPolicy, FirewallRule
 from sgweb.tenancy import access as tenancy_access
 from sgweb.tenancy.access import can_change_project, scope
 from sgweb.tenancy.errors import ActionError
+from sgweb.tenancy.models import Project
 
 INSERT_PLACES = (
     ("bottom", "At the bottom (matched last)"),
@@ -90,13 +91,7 @@ def policy_new(request: HttpRequest) -> HttpResponse:
         return refused(request, form, page)
     by_id = {str(rule.pk): rule for rule in candidates}
     rules = [by_id[rule_id] for rule_id in form.ordered_rule_ids()]
-    usable = set(usable_in(request.user, FirewallRule.objects.all(), project.pk).filter(
-        pk__in=[rule.pk for rule in rules]).values_list("pk", flat=True))  # fmt: skip
-    foreign = [str(rule) for rule in rules if rule.pk not in usable]
-    if foreign:
-        # Said here, in the form's words: the action would answer "could not be found".
-        form.add_error("firewall_rules", f"Rule {', '.join(foreign)} is of another project "
-                       f"and not shared: a policy of {project.name} cannot hold it.")  # fmt: skip
+    if not _rules_usable(request, form, project, rules):
         return refused(request, form, page)
     data = form.cleaned_data
     try:
@@ -111,6 +106,20 @@ def policy_new(request: HttpRequest) -> HttpResponse:
         reverse("dashboard:firewall_policy", args=[policy.pk]),
         f"Firewall policy {policy} created with {len(rules)} rule(s).",
     )
+
+
+def _rules_usable(
+    request: HttpRequest, form: NewFirewallPolicyForm, project: Project, rules: list[FirewallRule]
+) -> bool:
+    """False, with the error on the form, when a picked rule is another project's and not
+    shared: said here in the form's words, where the action would answer "could not be found"."""
+    usable = usable_in(request.user, FirewallRule.objects.all(), project.pk)
+    ids = set(usable.filter(pk__in=[rule.pk for rule in rules]).values_list("pk", flat=True))
+    foreign = [str(rule) for rule in rules if rule.pk not in ids]
+    if foreign:
+        form.add_error("firewall_rules", f"Rule {', '.join(foreign)} is of another project "
+                       f"and not shared: a policy of {project.name} cannot hold it.")  # fmt: skip
+    return not foreign
 
 
 def _picker_rows(form: NewFirewallPolicyForm, candidates: list[FirewallRule]) -> list[Any]:
