@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import expect
 
 from sgweb.fwaas.models import FirewallGroup, FirewallPolicy, FirewallRule
+from tests.browser.conftest import WIDTHS
 from tests.controlplane.fwaas_factories import RoutedPair, routed_pair
 from tests.personas import PASSWORD, Personas
 
@@ -30,8 +31,8 @@ def log_in(page, live_server, username: str) -> None:  # type: ignore[no-untyped
     page.wait_for_url(f"{live_server.url}/")
 
 
-def _create_rule(page) -> FirewallRule:  # type: ignore[no-untyped-def]
-    page.click("nav >> text=Firewalls")
+def _create_rule(page, url: str) -> FirewallRule:  # type: ignore[no-untyped-def]
+    page.goto(f"{url}/firewall-groups")  # the sidebar folds away at narrow widths
     page.click("nav[aria-label='Firewall objects'] >> text=Firewall rules")
     page.click("text=New rule")
     page.fill("#fr-name", "deny-db")
@@ -50,15 +51,16 @@ def _create_rule(page) -> FirewallRule:  # type: ignore[no-untyped-def]
     return FirewallRule.objects.get(name="deny-db")
 
 
+@pytest.mark.parametrize("width", WIDTHS)
 def test_a_member_makes_a_rule_a_policy_and_a_group_from_the_pages(
-    page, live_server, personas: Personas, pair: RoutedPair, screenshot, transactional_db
+    page, live_server, personas: Personas, pair: RoutedPair, screenshot, transactional_db, width
 ) -> None:
     log_in(page, live_server, "alice")
-    rule = _create_rule(page)
+    rule = _create_rule(page, live_server.url)
     assert (rule.protocol, rule.destination_port, rule.action) == ("tcp", "5432", "deny")
     screenshot("fwforms-01-rule")
 
-    page.click("nav >> text=Firewalls")
+    page.click(".breadcrumbs >> text=Firewall rules")
     page.click("nav[aria-label='Firewall objects'] >> text=Policies")
     page.click("text=New policy")
     page.fill("#fp-name", "prod-egress")
@@ -71,7 +73,8 @@ def test_a_member_makes_a_rule_a_policy_and_a_group_from_the_pages(
     assert "deny-db" in page.inner_text(f"tr[data-rule-id='{rule.pk}']")
     screenshot("fwforms-02-policy")
 
-    page.click("nav >> text=Firewalls")
+    page.click(".breadcrumbs >> text=Firewall policies")
+    page.click("nav[aria-label='Firewall objects'] >> text=Firewall groups")
     page.click("text=New group")
     page.fill("#fg-name", "app-edge")
     page.select_option("#fg-egress_policy", str(policy.pk))
@@ -82,6 +85,8 @@ def test_a_member_makes_a_rule_a_policy_and_a_group_from_the_pages(
     assert group.egress_policy_id == policy.pk
     assert [link.port_id for link in group.port_links.all()] == [pair.app_port.pk]
     screenshot("fwforms-03-group")
+    # The page fits its width: nothing but the tables' own scrollers is wider than the window.
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width
 
     page.goto(f"{live_server.url}/routers/{pair.router.pk}")
     row = page.locator(f"tr[data-port-id='{pair.app_port.pk}']")
