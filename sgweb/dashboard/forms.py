@@ -166,3 +166,101 @@ class TraceForm(forms.Form):
     port = _text()
     icmp_type = _text()
     icmp_code = _text()
+
+
+# FWaaS v2 (issue 16). As above, the fwaas actions check every value; ids are looked up by
+# the views among the objects the user may see.
+
+
+class FirewallRuleForm(forms.Form):
+    name = _text()
+    description = _text()
+    protocol = _text()  # tcp | udp | icmp | any
+    ip_version = _text()
+    source_ip_address = _text()
+    source_port = _text()
+    destination_ip_address = _text()
+    destination_port = _text()
+    action = _text()
+    enabled = forms.BooleanField(required=False)
+    shared = forms.BooleanField(required=False)
+
+    def changes(self, *, may_share: bool) -> dict[str, Any]:
+        """The action's keywords. `shared` only from an admin's page (no one else is shown the
+        box, so an unchecked box that was never there must not unshare a rule)."""
+        data = self.cleaned_data
+        values: dict[str, Any] = {
+            "name": data["name"],
+            "description": data["description"],
+            "protocol": data["protocol"].strip() or None,
+            "ip_version": data["ip_version"].strip() or "4",
+            "action": data["action"].strip() or "deny",
+            "enabled": bool(data.get("enabled")),
+        }
+        for field in ("source_ip_address", "source_port", "destination_ip_address",
+                      "destination_port"):  # fmt: skip
+            values[field] = data[field].strip() or None
+        if may_share:
+            values["shared"] = bool(data.get("shared"))
+        return values
+
+
+class NewFirewallRuleForm(FirewallRuleForm):
+    project = _text()
+
+
+class FirewallPolicyForm(forms.Form):
+    name = _text()
+    description = _text()
+
+
+class NewFirewallPolicyForm(FirewallPolicyForm):
+    """A new policy's rules: the ticked `firewall_rules`, ordered by the position typed next to
+    each (`position-<rule id>`); rules without a position follow, in the page's order."""
+
+    project = _text()
+    firewall_rules = forms.MultipleChoiceField(required=False)
+
+    def __init__(self, *args: Any, rule_ids: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["firewall_rules"]
+        assert isinstance(field, forms.MultipleChoiceField)
+        field.choices = [(rule_id, rule_id) for rule_id in rule_ids or []]
+        field.error_messages["invalid_choice"] = "Choose rules of this project or shared ones."
+
+    def ordered_rule_ids(self) -> list[str]:
+        picked = list(self.cleaned_data.get("firewall_rules") or [])
+
+        def place(item: tuple[int, str]) -> tuple[int, int, int]:
+            index, rule_id = item
+            typed = str(self.data.get(f"position-{rule_id}", "")).strip()
+            return (0, int(typed), index) if typed.isdigit() else (1, 0, index)
+
+        return [rule_id for _, rule_id in sorted(enumerate(picked), key=place)]
+
+
+class InsertFirewallRuleForm(forms.Form):
+    firewall_rule_id = _text(required=True)
+    # "top" | "bottom" | "before" | "after" (the last two name `reference`).
+    where = _text()
+    reference = _text()
+
+
+class FirewallGroupForm(forms.Form):
+    name = _text()
+    description = _text()
+    ingress_policy = _text()
+    egress_policy = _text()
+    ports = forms.MultipleChoiceField(required=False)
+    admin_state_up = forms.BooleanField(required=False)
+
+    def __init__(self, *args: Any, port_ids: list[str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["ports"]
+        assert isinstance(field, forms.MultipleChoiceField)
+        field.choices = [(port_id, port_id) for port_id in port_ids or []]
+        field.error_messages["invalid_choice"] = "Choose router interfaces of this project."
+
+
+class NewFirewallGroupForm(FirewallGroupForm):
+    project = _text()

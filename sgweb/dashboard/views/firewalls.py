@@ -1,35 +1,46 @@
-"""Routers and FWaaS v2 (issue 16): routers with their interfaces and the firewall groups on
-them, firewall groups, policies (rules in order, moved up or down through the actions) and
-firewall rules."""
+"""Routers and FWaaS v2 (issue 16): routers with their interfaces, the firewall groups on them
+and their rules' live counters; what the firewall pages share. Groups, policies and rules have
+their own modules (firewall_groups, firewall_policies, firewall_rules)."""
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db.models import Model, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.urls import reverse
-from django.views.decorators.http import require_POST
 
-from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404
+from sgweb.dashboard.guards import get_visible_or_404
 from sgweb.dashboard.shell import render_page
-from sgweb.dashboard.views.common import button_refused, done
-from sgweb.fwaas import actions as fwaas_actions
-from sgweb.fwaas.models import FirewallGroup, FirewallPolicy, FirewallRule
-from sgweb.fwaas.representation import group_status
+from sgweb.fwaas.models import FirewallPolicy
 from sgweb.hostsync.routers_publish import watch_rule_hits
 from sgweb.routers.models import Router
-from sgweb.tenancy.access import can_change_project, scope
-from sgweb.tenancy.errors import ActionError
+from sgweb.tenancy.access import is_admin, scope
 
 M = TypeVar("M", bound=Model)
 
 
-def _visible_or_shared(user: Any, queryset: QuerySet[M]) -> QuerySet[M]:
+def visible_or_shared(user: Any, queryset: QuerySet[M]) -> QuerySet[M]:
     """The user's projects' objects and the shared ones (as the API lists them)."""
     return queryset.filter(Q(pk__in=scope(user, queryset).values("pk")) | Q(shared=True))
+
+
+def visible_or_404(user: Any, queryset: QuerySet[M], object_id: str) -> M:
+    """One firewall object the user may see (their projects' or a shared one); anything else
+    does not exist for them."""
+    try:
+        return visible_or_shared(user, queryset).get(pk=object_id)
+    except (ObjectDoesNotExist, ValueError, ValidationError) as error:
+        raise Http404("No such object") from error
+
+
+def usable_in(user: Any, queryset: QuerySet[M], project_id: Any) -> QuerySet[M]:
+    """What may be put into an object of `project_id`: that project's own or shared ones (an
+    admin may use any), as the actions' `usable_by` decides."""
+    if is_admin(user):
+        return queryset
+    return visible_or_shared(user, queryset).filter(Q(project_id=project_id) | Q(shared=True))
 
 
 @login_required
@@ -104,98 +115,3 @@ def router_hits(request: HttpRequest, router_id: str) -> JsonResponse:
         for rule_id, counts in routers.get(str(router.pk), {}).items()
     }
     return JsonResponse({"at": (document or {}).get("at"), "rules": rules})
-
-
-@login_required
-def group_list(request: HttpRequest) -> HttpResponse:
-    groups = _visible_or_shared(
-        request.user,
-        FirewallGroup.objects.select_related("project", "ingress_policy", "egress_policy"),
-    ).prefetch_related("port_links__port__router_interface__router__host")
-    rows = [
-        {"group": group, "status": group_status(group), "ports": list(group.port_links.all())}
-        for group in groups.order_by("name", "pk")
-    ]
-    return render_page(
-        request, "dashboard/firewalls/groups.html", {"rows": rows}, section="firewalls"
-    )
-
-
-@login_required
-def policy_list(request: HttpRequest) -> HttpResponse:
-    policies = _visible_or_shared(
-        request.user, FirewallPolicy.objects.select_related("project")
-    ).prefetch_related("rule_links")
-    return render_page(
-        request,
-        "dashboard/firewalls/policies.html",
-        {"policies": policies.order_by("name", "pk")},
-        section="firewalls",
-    )
-
-
-def _visible_policy(request: HttpRequest, policy_id: str) -> FirewallPolicy:
-    policies = _visible_or_shared(request.user, FirewallPolicy.objects.select_related("project"))
-    try:
-        return policies.get(pk=policy_id)
-    except (FirewallPolicy.DoesNotExist, ValueError, ValidationError) as error:
-        raise Http404("No such policy") from error
-
-
-@login_required
-def policy_detail(request: HttpRequest, policy_id: str) -> HttpResponse:
-    policy = _visible_policy(request, policy_id)
-    rules = policy.ordered_rules()
-    # Each row knows its neighbours, so the up/down buttons can say what the move changes.
-    rows = [
-        {
-            "rule": rule,
-            "above": rules[index - 1] if index else None,
-            "below": rules[index + 1] if index + 1 < len(rules) else None,
-        }
-        for index, rule in enumerate(rules)
-    ]
-    groups = FirewallGroup.objects.filter(Q(ingress_policy=policy) | Q(egress_policy=policy))
-    return render_page(
-        request,
-        "dashboard/firewalls/policy.html",
-        {
-            "policy": policy,
-            "rows": rows,
-            "groups": scope(request.user, groups).order_by("name"),
-            "can_change": can_change_project(request.user, policy.project_id),
-        },
-        section="firewalls",
-    )
-
-
-@require_POST
-@login_required
-def policy_move_rule(request: HttpRequest, policy_id: str, rule_id: str) -> HttpResponse:
-    """The up/down buttons: one place earlier (matched sooner) or later, via the action."""
-    policy = _visible_policy(request, policy_id)
-    deny_unless_changeable(request.user, policy.project_id)
-    url = reverse("dashboard:firewall_policy", args=[policy.pk])
-    rule = next((r for r in policy.ordered_rules() if str(r.pk) == rule_id), None)
-    if rule is None:
-        raise Http404("No such rule in this policy")
-    offset = -1 if request.POST.get("direction") == "up" else 1
-    try:
-        fwaas_actions.move_rule(request.user, policy, rule, offset=offset)
-    except ActionError as error:
-        return button_refused(request, url, error)
-    where = "up" if offset < 0 else "down"
-    return done(request, url, f"Moved rule {rule.name or rule.pk} {where}.")
-
-
-@login_required
-def rule_list(request: HttpRequest) -> HttpResponse:
-    rules = _visible_or_shared(
-        request.user, FirewallRule.objects.select_related("project")
-    ).prefetch_related("policy_links__policy")
-    return render_page(
-        request,
-        "dashboard/firewalls/rules.html",
-        {"rules": rules.order_by("name", "pk")},
-        section="firewalls",
-    )

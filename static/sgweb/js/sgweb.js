@@ -99,7 +99,8 @@
     const body = new FormData(form);
     if (submitter && submitter.name) body.append(submitter.name, submitter.value);
     try {
-      const response = await fetch(form.action || window.location.href, {
+      // The attribute, not form.action: a field named "action" (a firewall rule's) shadows it.
+      const response = await fetch(form.getAttribute("action") || window.location.href, {
         method: "POST",
         body,
         headers: { "X-Requested-With": "fetch", Accept: "application/json" },

@@ -1,0 +1,173 @@
+"""Firewall rule pages (FWaaS v2, issue 16): the list, a new rule, a rule with its policies,
+its edit form and its delete button. Every change goes through the fwaas actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from sgweb.dashboard.forms import FirewallRuleForm, NewFirewallRuleForm
+from sgweb.dashboard.guards import deny_unless_changeable
+from sgweb.dashboard.shell import build_shell, render_page
+from sgweb.dashboard.views.common import (
+    button_refused,
+    chosen_project,
+    create_projects,
+    done,
+    form_refused,
+    refused,
+    refused_message,
+    save_edit,
+)
+from sgweb.dashboard.views.firewalls import visible_or_404, visible_or_shared
+from sgweb.fwaas import actions
+from sgweb.fwaas.models import FirewallRule
+from sgweb.tenancy import access as tenancy_access
+from sgweb.tenancy.access import can_change_project, is_admin
+from sgweb.tenancy.errors import ActionError
+
+# What the page offers; the action is the authority on what it takes.
+PROTOCOLS = (("any", "Any"), ("tcp", "TCP"), ("udp", "UDP"), ("icmp", "ICMP"))
+ACTIONS = (
+    ("allow", "Allow"),
+    ("deny", "Deny: dropped silently"),
+    ("reject", "Reject: the sender gets an ICMP unreachable or a TCP reset"),
+)
+
+
+def _choices(request: HttpRequest) -> dict[str, Any]:
+    return {"protocols": PROTOCOLS, "actions": ACTIONS, "may_share": is_admin(request.user)}
+
+
+@login_required
+def rule_list(request: HttpRequest) -> HttpResponse:
+    rules = visible_or_shared(
+        request.user, FirewallRule.objects.select_related("project")
+    ).prefetch_related("policy_links__policy")
+    return render_page(
+        request,
+        "dashboard/firewalls/rules.html",
+        {
+            "rules": rules.order_by("name", "pk"),
+            "can_create": tenancy_access.writable_projects(request.user).exists(),
+        },
+        section="firewalls",
+    )
+
+
+@login_required
+def rule_new(request: HttpRequest) -> HttpResponse:
+    shell = build_shell(request)
+    projects, initial_project = create_projects(request, shell)
+    initial = {"protocol": "tcp", "ip_version": "4", "action": "deny", "enabled": True}
+    form = NewFirewallRuleForm(request.POST or None, initial=initial)
+
+    def page(status: int = 200) -> HttpResponse:
+        return render_page(
+            request,
+            "dashboard/firewalls/rule_new.html",
+            {"form": form, "projects": projects, "initial_project": initial_project,
+             **_choices(request)},
+            section="firewalls",
+            shell=shell,
+            status=status,
+        )  # fmt: skip
+
+    if request.method != "POST":
+        return page()
+    if not form.is_valid():
+        return refused(request, form, page)
+    project = chosen_project(form, projects)
+    if project is None:
+        return refused(request, form, page)
+    try:
+        changes = form.changes(may_share=is_admin(request.user))
+        rule = actions.create_rule(request.user, project, **changes)
+    except ActionError as error:
+        return form_refused(request, form, page, error, not_found_page=True)
+    return done(
+        request,
+        reverse("dashboard:firewall_rule", args=[rule.pk]),
+        f"Firewall rule {rule} created: {rule.action}. Put it into a policy to use it.",
+    )
+
+
+def _rule_for(request: HttpRequest, rule_id: str) -> FirewallRule:
+    return visible_or_404(request.user, FirewallRule.objects.select_related("project"), rule_id)
+
+
+def _rule_page(
+    request: HttpRequest,
+    rule: FirewallRule,
+    status: int = 200,
+    *,
+    edit_form: FirewallRuleForm | None = None,
+) -> HttpResponse:
+    """The rule's page; a sent-back edit form shows open with its errors."""
+    links = rule.policy_links.select_related("policy").order_by("policy__name", "position")
+    if edit_form is None:
+        fields = {field: getattr(rule, field) for field in actions.RULE_FIELDS}
+        edit_form = FirewallRuleForm(initial={**fields, "protocol": rule.protocol or "any"})
+        editing = False
+    else:
+        editing = True
+    return render_page(
+        request,
+        "dashboard/firewalls/rule.html",
+        {
+            "rule": rule,
+            "links": list(links),
+            "form": edit_form,
+            "editing": editing,
+            "can_change": can_change_project(request.user, rule.project_id),
+            **_choices(request),
+        },
+        section="firewalls",
+        status=status,
+    )
+
+
+@login_required
+def rule_detail(request: HttpRequest, rule_id: str) -> HttpResponse:
+    return _rule_page(request, _rule_for(request, rule_id))
+
+
+@login_required
+@require_POST
+def rule_update(request: HttpRequest, rule_id: str) -> HttpResponse:
+    rule = _rule_for(request, rule_id)
+    deny_unless_changeable(request.user, rule.project_id)
+    form = FirewallRuleForm(request.POST)
+    return save_edit(
+        request,
+        form,
+        lambda status: _rule_page(request, rule, status, edit_form=form),
+        lambda: actions.update_rule(
+            request.user, rule, **form.changes(may_share=is_admin(request.user))
+        ),
+        reverse("dashboard:firewall_rule", args=[rule.pk]),
+        "Firewall rule saved; the routers whose policies hold it follow.",
+        not_found_page=True,
+    )
+
+
+@login_required
+@require_POST
+def rule_delete(request: HttpRequest, rule_id: str) -> HttpResponse:
+    rule = _rule_for(request, rule_id)
+    deny_unless_changeable(request.user, rule.project_id)
+    url = reverse("dashboard:firewall_rule", args=[rule.pk])
+    try:
+        actions.delete_rule(request.user, rule)
+    except ActionError as error:
+        if error.status_code != 409:
+            return button_refused(request, url, error, with_details=True)
+        # In use: say by which policies, so the admin knows where to remove it first.
+        names = ", ".join(str(link.policy) for link in rule.policy_links.select_related("policy"))
+        message = f"Firewall rule {rule} is used by policy {names}: remove it from there first."
+        return refused_message(request, url, message, error.status_code)
+    return done(request, reverse("dashboard:firewall_rules"), f"Firewall rule {rule} deleted.")
