@@ -288,14 +288,8 @@ class NftCounterReader:
         self._sock()
         wire = self._wire
         assert wire is not None
-        self._sequence = (self._sequence + 1) & 0xFFFFFFFF
-        sequence = self._sequence
-        body = struct.pack("=BBH", NFPROTO[family], 0, 0)
-        body += _attribute(1, table.encode() + b"\0") + _attribute(2, chain.encode() + b"\0")
-        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
-        header = struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP,
-                             sequence, 0)  # fmt: skip
-        wire.send(header + body)
+        self._sequence = sequence = (self._sequence + 1) & 0xFFFFFFFF
+        wire.send(_rule_dump_request(chain, family, table, sequence))
         counters: list[Counter] = []
         while True:
             data = wire.recv()
@@ -394,14 +388,8 @@ class NftCounterReader:
         self, chain: str, family: int, table: str, *, fast: bool, targets: bool
     ) -> list[Any]:
         sock = self._sock()
-        self._sequence = (self._sequence + 1) & 0xFFFFFFFF
-        sequence = self._sequence
-        body = struct.pack("=BBH", NFPROTO[family], 0, 0)
-        body += _attribute(1, table.encode() + b"\0") + _attribute(2, chain.encode() + b"\0")
-        kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
-        header = struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP,
-                             sequence, 0)  # fmt: skip
-        sock.send(header + body)
+        self._sequence = sequence = (self._sequence + 1) & 0xFFFFFFFF
+        sock.send(_rule_dump_request(chain, family, table, sequence))
         out: list[Any] = []
         unpack = struct.unpack_from
         while True:
