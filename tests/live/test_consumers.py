@@ -237,6 +237,36 @@ def test_apply_and_drift_events_reach_host_port_and_events_watchers(
     run(scenario)
 
 
+def test_router_applies_reach_the_members_of_the_routers_project_and_a_following_page(
+    world, live_redis, alice, adam, charlie, project_a
+):
+    from sgweb.fwaas.models import NodeRouterApply
+    from tests.controlplane.fwaas_factories import routed_pair
+
+    routed_pair(adam, alice, project_a)
+    NodeRouterApply.objects.create(host_name="network1", revision=3, ok=True)
+    report = {"host": "network1", "revision": 4, "ok": True, "duration_ms": 2.5,
+              "kernel_applied_at": 1764190000.0}  # fmt: skip
+
+    async def scenario():
+        # A page following a firewall change asks for the nodes' last applies as it opens.
+        following = await connect("/ws/events?statuses=now&routers=now", alice)
+        first = await receive_type(following, "router-apply")
+        assert first["host"] == "network1" and first["revision"] == 3 and first["ok"] is True
+        outsider = await connect("/ws/events", charlie)
+        await members_of(live_redis, events.GROUP_GLOBAL, 2)
+        await sync_to_async(events.channels_sender)("router.apply", report, "global")
+        message = await receive_type(following, "router-apply")
+        assert message == {"type": "router-apply", "host": "network1", "revision": 4,
+                           "ok": True, "duration_ms": 2.5, "error": "",
+                           "at": 1764190000.0}  # fmt: skip
+        assert await outsider.receive_nothing(timeout=0.5)
+        for communicator in (following, outsider):
+            await communicator.disconnect()
+
+    run(scenario)
+
+
 def test_a_trace_watcher_gets_the_stored_messages_then_live_ones(
     world, live_redis, alice, bob, monkeypatch
 ):
@@ -351,6 +381,7 @@ def test_every_declared_event_kind_becomes_protocol_messages():
         EventKind.TRACE_PACKET: {"type": "trace-packet"},
         EventKind.TRACE_RESULT: {"type": "trace-result"},
         EventKind.DROP_FLOWS: {"type": "drop-flows", "flows": []},
+        EventKind.ROUTER_APPLY: {"host": "network1", "revision": 3, "ok": True},
     }
     # access.changed is for the sockets, not the browsers (tests/live/test_access_revoked.py).
     assert set(samples) | {EventKind.ACCESS_CHANGED} == set(EventKind)
