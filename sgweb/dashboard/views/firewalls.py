@@ -17,6 +17,7 @@ from sgweb.dashboard.shell import render_page
 from sgweb.dashboard.views.common import following
 from sgweb.fwaas.models import FirewallPolicy
 from sgweb.hostsync.routers_publish import watch_rule_hits
+from sgweb.live.routerhits import router_rules
 from sgweb.routers.models import Router
 from sgweb.tenancy.access import is_admin, scope
 
@@ -123,9 +124,6 @@ def router_hits(request: HttpRequest, router_id: str) -> JsonResponse:
         document = watch_rule_hits(router.host.name)
     except Exception as exc:  # Redis away: the page says so and keeps polling
         return JsonResponse({"at": None, "rules": {}, "error": f"counters unavailable: {exc}"})
-    routers = (document or {}).get("routers", {})
-    rules = {
-        rule_id: {"packets": counts[0], "bytes": counts[1]}
-        for rule_id, counts in routers.get(str(router.pk), {}).items()
-    }
-    return JsonResponse({"at": (document or {}).get("at"), "rules": rules})
+    return JsonResponse(
+        {"at": (document or {}).get("at"), "rules": router_rules(document, str(router.pk))}
+    )
