@@ -247,9 +247,11 @@ def _node_delivery(
     if last is not None and _carries(last, revision, at):
         if not last.ok:
             return HostDelivery(name, revision, "failed", error=last.error or "apply failed")
-        seconds = None
-        if revision is None or last.revision == revision:
-            seconds = max(last.updated_at.timestamp() - at, 0.0)
+        # Timed only by its own apply, and one after the commit (a change that left the node's
+        # state as it was is carried by the revision already in force: no time to say).
+        took = last.updated_at.timestamp() - at
+        own = revision is None or last.revision == revision
+        seconds = took if own and took >= 0 else None
         return HostDelivery(name, revision or last.revision, "applied", seconds)
     # The node's port status says whether an agent runs there; a port apply that failed does
     # not make its routers fail, so that status only counts for liveness.

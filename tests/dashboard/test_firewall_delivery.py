@@ -83,6 +83,10 @@ def test_an_applied_revision_is_said_with_the_node_and_the_time(fw: Firewalled) 
     # A later revision carries it too, but its time is not this change's: none is said.
     view = delivery.take_one({"what": "x", "at": at, "hosts": {}, "nodes": {"network1": 3}})
     assert view.sentence == "Applied on network1 (revision 3)."
+    # A change that left the node's state as it was: the revision in force carries it.
+    later = time.time() + 5
+    view = delivery.take_one({"what": "x", "at": later, "hosts": {}, "nodes": {"network1": 4}})
+    assert view.sentence == "Applied on network1 (revision 4)."
 
 
 def test_a_refused_revision_is_said_with_the_agents_error(fw: Firewalled) -> None:

@@ -612,7 +612,8 @@
     const own = node.revision == null || message.revision === node.revision;
     if (node.revision == null) node.revision = message.revision;
     node.state = "applied";
-    node.seconds = own && message.at ? Math.max(0, message.at - at) : null;
+    // Timed only by its own apply after the commit (an unchanged state was in force already).
+    node.seconds = own && message.at && message.at >= at ? message.at - at : null;
   }
 
   function initDelivery(box) {
