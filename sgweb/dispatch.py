@@ -19,7 +19,8 @@ transaction commits, so a change that was rolled back is never announced.
   router, its interfaces, or the firewall groups on them); after commit the installed
   `NetworkNodeSender` (the agent path of issue 16) publishes each node's new `NetworkNodeState`.
 - `tracking_delivery`: what the firewall changes made inside a block were sent to (each host
-  and the revision that carries them), so the page the change was made on can follow it.
+  and the revision that carries them; each network node and the router revision that carries
+  them), so the page the change was made on can follow it.
 
 This module sits at the base of the house: it imports no app. The apps above install the
 senders (`install_host_sync`, `install_event_sender`) when Django starts.
@@ -51,6 +52,9 @@ class EventKind(StrEnum):
     # A host's agent applied (or failed to apply) a revision / found and repaired drift.
     HOST_APPLY = "host.apply"
     HOST_DRIFT = "host.drift"
+    # A network node's agent applied (or refused) a router state revision (issue 16): the
+    # firewall pages follow their changes to the node with it.
+    ROUTER_APPLY = "router.apply"
     # A trace's kernel proof: one packet's path, then the result.
     TRACE_PACKET = "trace-packet"
     TRACE_RESULT = "trace-result"
@@ -92,10 +96,12 @@ class HostSync(Protocol):
 class Delivery:
     """Where the firewall changes made inside `tracking_delivery` went: every host they reach
     and the revision of that host's state that carries them (None while it is not known: the
-    host's publishing was handed to the control worker or could not reach Redis)."""
+    host's publishing was handed to the control worker or could not reach Redis). `nodes` is
+    the same for network nodes' router states, numbered by a counter of their own."""
 
     at: float = field(default_factory=time.time)
     hosts: dict[str, int | None] = field(default_factory=dict)
+    nodes: dict[str, int | None] = field(default_factory=dict)
 
     def reached(self, names: Iterable[str]) -> None:
         for name in names:
@@ -105,6 +111,15 @@ class Delivery:
         for name, revision in (revisions or {}).items():
             if revision and revision > (self.hosts.get(name) or 0):
                 self.hosts[name] = revision
+
+    def nodes_reached(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.nodes.setdefault(name, None)
+
+    def nodes_published(self, revisions: Mapping[str, int] | None) -> None:
+        for name, revision in (revisions or {}).items():
+            if revision and revision > (self.nodes.get(name) or 0):
+                self.nodes[name] = revision
 
 
 _delivery: ContextVar[Delivery | None] = ContextVar("sgweb_delivery", default=None)
@@ -123,8 +138,9 @@ def tracking_delivery() -> Iterator[Delivery]:
 
 EventSender = Callable[[str, dict[str, Any], str], None]
 HostTaskSender = Callable[[str, str, dict[str, Any]], None]
-# After commit: publish these network nodes' router state (host names), for this reason.
-NetworkNodeSender = Callable[[frozenset[str], str], None]
+# After commit: publish these network nodes' router state (host names), for this reason; say
+# which router revision of each node carries the change where that is known.
+NetworkNodeSender = Callable[[frozenset[str], str], Mapping[str, int] | None]
 
 _host_sync: HostSync | None = None
 _event_sender: EventSender | None = None
@@ -149,16 +165,24 @@ def network_nodes_changed(reason: str, *, hosts: Iterable[str | None]) -> frozen
     names = frozenset(host for host in hosts if host)
     if not names:
         return names
+    delivery = _delivery.get()
+    if delivery is not None:
+        delivery.nodes_reached(names)
 
     def send() -> None:
+        if delivery is not None:
+            delivery.at = time.time()  # committed now: the change travels from here
         sender = _network_node_sender
         if sender is None:
             log.debug("network nodes %s changed (%s): no sender installed", sorted(names), reason)
             return
         try:
-            sender(names, reason[:200])
+            revisions = sender(names, reason[:200])
         except Exception:  # a broker outage must not turn a committed change into a 500
             log.exception("could not publish network nodes %s (%s)", sorted(names), reason)
+            return
+        if delivery is not None:
+            delivery.nodes_published(revisions)
 
     transaction.on_commit(send)
     return names

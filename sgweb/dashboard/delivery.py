@@ -7,6 +7,11 @@ change reaches and the revision of that host's state that carries it. `remember`
 the session until the next page is drawn (like a flash message); `take` turns it into what the
 page shows first, from the hosts' rows and apply history. From then on `live.js` follows the
 hosts' `apply` and `host-status` messages on `/ws/events` and rewrites the same sentence.
+
+A router or firewall change goes to network nodes instead, as a router state numbered by a
+counter of its own: those are the view's `nodes`, read from the nodes' last router apply
+(`NodeRouterApply`) and followed through `router-apply` messages ("applied on network1
+(revision 4) in 0.3 s", "network1: no agent, pending").
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from django.http import HttpRequest
 
 from sgweb.dashboard.hoststate import statuses
 from sgweb.dispatch import Delivery
+from sgweb.fwaas.models import NodeRouterApply
 from sgweb.hostsync.models import HostEvent, HostEventKind
 from sgweb.networks.models import Host
 
@@ -27,6 +33,7 @@ SESSION_KEY = "dashboard_deliveries"
 KEPT = 3  # changes waiting to be shown; a fourth pushes out the oldest
 SHOWN_HOSTS = 12  # hosts named one by one; the rest are counted
 APPLIED_KINDS = (HostEventKind.APPLY, HostEventKind.AGENT_START)
+NOTHING = "No host is affected: nothing to apply."
 
 
 @dataclass
@@ -58,43 +65,52 @@ class HostDelivery:
         return f"{self.name}: {self.detail}"
 
 
+def _as_dicts(hosts: list[HostDelivery]) -> list[dict[str, Any]]:
+    return [
+        {"name": h.name, "revision": h.revision, "state": h.state, "seconds": h.seconds,
+         "error": h.error}
+        for h in hosts
+    ]  # fmt: skip
+
+
 @dataclass
 class DeliveryView:
     what: str
     at: float
     hosts: list[HostDelivery] = field(default_factory=list)
+    nodes: list[HostDelivery] = field(default_factory=list)  # network nodes' router states
+    nothing: str = NOTHING  # what a change that reaches nothing says
 
     @property
     def applied(self) -> list[HostDelivery]:
-        return [host for host in self.hosts if host.state == "applied"]
+        return [host for host in self.hosts + self.nodes if host.state == "applied"]
 
     @property
     def css(self) -> str:
-        if any(host.state == "failed" for host in self.hosts):
+        every = self.hosts + self.nodes
+        if any(host.state == "failed" for host in every):
             return "bad"
-        if len(self.applied) == len(self.hosts):
+        if len(self.applied) == len(every):
             return "ok"
         return "pending"
 
     @property
     def sentence(self) -> str:
-        return sentence(self.hosts)
+        parts = []
+        if self.hosts or not self.nodes:
+            parts.append(sentence(self.hosts, nothing=self.nothing))
+        if self.nodes:
+            parts.append(node_sentence(self.nodes))
+        return " ".join(parts)
 
     def as_json(self) -> str:
         """What live.js needs to follow the change (a data attribute: no inline script)."""
         return json.dumps(
             {
                 "at": self.at,
-                "hosts": [
-                    {
-                        "name": h.name,
-                        "revision": h.revision,
-                        "state": h.state,
-                        "seconds": h.seconds,
-                        "error": h.error,
-                    }
-                    for h in self.hosts
-                ],
+                "hosts": _as_dicts(self.hosts),
+                "nodes": _as_dicts(self.nodes),
+                "nothing": self.nothing,
             }
         )
 
@@ -118,12 +134,12 @@ def _revisions(hosts: list[HostDelivery]) -> str:
     return f"revisions {known[0]}\u2013{known[-1]}"
 
 
-def sentence(hosts: list[HostDelivery]) -> str:
+def sentence(hosts: list[HostDelivery], *, noun: str = "hosts", nothing: str = NOTHING) -> str:
     """The change's journey in one sentence (live.js says it the same way)."""
     if not hosts:
-        return "No host is affected: nothing to apply."
+        return nothing
     applied = [h for h in hosts if h.state == "applied"]
-    head = f"Applied on {len(applied)}/{len(hosts)} hosts"
+    head = f"Applied on {len(applied)}/{len(hosts)} {noun}"
     revisions = _revisions(applied or hosts)
     if revisions:
         head += f" ({revisions})"
@@ -138,10 +154,29 @@ def sentence(hosts: list[HostDelivery]) -> str:
     return f"{head}; {named}{more}."
 
 
-def remember(request: HttpRequest, delivery: Delivery, what: str) -> None:
-    """Keep the change's hosts for the next page drawn in this session."""
+def node_sentence(nodes: list[HostDelivery]) -> str:
+    """A router change's journey: one node is named ("Applied on network1 (revision 4) in
+    0.3 s."), several are counted like hosts."""
+    if len(nodes) != 1:
+        return sentence(nodes, noun="network nodes")
+    node = nodes[0]
+    if node.state != "applied":
+        return f"{node.words}."
+    took = f" in {format_seconds(node.seconds)}" if node.seconds is not None else ""
+    return f"Applied on {node.name} (revision {node.revision}){took}."
+
+
+def remember(
+    request: HttpRequest, delivery: Delivery, what: str, *, nothing: str = NOTHING
+) -> None:
+    """Keep the change's hosts (and network nodes) for the next page drawn in this session."""
     kept = list(request.session.get(SESSION_KEY, []))[-(KEPT - 1) :]
-    kept.append({"what": what[:200], "at": delivery.at, "hosts": dict(delivery.hosts)})
+    item: dict[str, Any] = {"what": what[:200], "at": delivery.at, "hosts": dict(delivery.hosts)}
+    if delivery.nodes:
+        item["nodes"] = dict(delivery.nodes)
+    if nothing != NOTHING:
+        item["nothing"] = nothing[:200]
+    kept.append(item)
     request.session[SESSION_KEY] = kept
 
 
@@ -175,11 +210,56 @@ def take_one(item: dict[str, Any]) -> DeliveryView:
     at = float(item.get("at") or datetime.now(tz=UTC).timestamp())
     targets: dict[str, int | None] = item.get("hosts") or {}
     hosts = list(Host.objects.filter(name__in=targets).order_by("name"))
-    view = DeliveryView(what=str(item.get("what") or ""), at=at)
+    view = DeliveryView(
+        what=str(item.get("what") or ""), at=at, nothing=str(item.get("nothing") or NOTHING)
+    )
     for host, status in zip(hosts, statuses(hosts), strict=True):
         revision = targets.get(host.name)
         view.hosts.append(_host_delivery(host, status.key, revision, at))
+    view.nodes = _node_deliveries(item.get("nodes") or {}, at)
     return view
+
+
+def _node_deliveries(targets: dict[str, int | None], at: float) -> list[HostDelivery]:
+    if not targets:
+        return []
+    nodes = list(Host.objects.filter(name__in=targets).order_by("name"))
+    applies = {a.host_name: a for a in NodeRouterApply.objects.filter(host_name__in=targets)}
+    return [
+        _node_delivery(node.name, status.key, targets.get(node.name), applies.get(node.name), at)
+        for node, status in zip(nodes, statuses(nodes), strict=True)
+    ]
+
+
+def _carries(last: NodeRouterApply, revision: int | None, at: float) -> bool:
+    """Is the node's last apply about the change? Its revision, or one after it; with the
+    revision not known (publishing was handed on), any apply recorded since the commit."""
+    if revision is not None:
+        return last.revision >= revision
+    return last.updated_at.timestamp() >= at
+
+
+def _node_delivery(
+    name: str, status: str, revision: int | None, last: NodeRouterApply | None, at: float
+) -> HostDelivery:
+    """One network node's part, from its agent's last router apply. Only the last one is kept,
+    so the time is known when that one is the change's own revision."""
+    if last is not None and _carries(last, revision, at):
+        if not last.ok:
+            return HostDelivery(name, revision, "failed", error=last.error or "apply failed")
+        # Timed only by its own apply, and one after the commit (a change that left the node's
+        # state as it was is carried by the revision already in force: no time to say).
+        took = last.updated_at.timestamp() - at
+        own = revision is None or last.revision == revision
+        seconds = took if own and took >= 0 else None
+        return HostDelivery(name, revision or last.revision, "applied", seconds)
+    # The node's port status says whether an agent runs there; a port apply that failed does
+    # not make its routers fail, so that status only counts for liveness.
+    if status == "unknown":
+        return HostDelivery(name, revision, "no-agent")
+    if status == "down":
+        return HostDelivery(name, revision, "down")
+    return HostDelivery(name, revision, "pending")
 
 
 def _host_delivery(host: Host, status: str, revision: int | None, at: float) -> HostDelivery:

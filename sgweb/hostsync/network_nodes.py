@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -55,8 +56,9 @@ def publish_nodes(
     return done
 
 
-def _send(names: frozenset[str], reason: str) -> None:
-    publish_nodes(names, reason)
+def _send(names: frozenset[str], reason: str) -> dict[str, int]:
+    """The node -> router revision that carries the change (a page follows it there)."""
+    return {name: result.revision for name, result in publish_nodes(names, reason).items()}
 
 
 def stored_router_revision(name: str, *, via: SyncChannel | None = None) -> int:
@@ -115,7 +117,15 @@ def _check_one(name: str, via: SyncChannel) -> str:
     return "nudged"
 
 
+def announce_router_apply(report: dict[str, Any]) -> None:
+    """Tell the browsers following a firewall change that a node applied (or refused) it."""
+    if report.get("host"):
+        dispatch.send_event(dispatch.EventKind.ROUTER_APPLY, dict(report), scope="global")
+
+
 def install() -> None:
     dispatch.install_network_node_sender(_send)
-    if fwaas_status.record_router_apply not in router_apply_listeners:
-        router_apply_listeners.append(fwaas_status.record_router_apply)
+    # Recorded first, announced second: a page drawn after the announcement reads the record.
+    for listener in (fwaas_status.record_router_apply, announce_router_apply):
+        if listener not in router_apply_listeners:
+            router_apply_listeners.append(listener)

@@ -4,6 +4,7 @@ Scopes map to groups: "global" -> `live.global`, "project:<hex>" -> `live.projec
 "host:<name>" -> `live.host.<name>`, "trace:<id>" -> `live.trace.<id>`, "user:<id>" ->
 `live.user.<id>`. Each declared event kind (`sgweb.dispatch.EventKind`) becomes the protocol's
 messages here: `host.apply` and `host.drift` become `apply` / `drift` plus `host-status`;
+`router.apply` (a network node's router state) becomes `router-apply`;
 `change` and the trace messages go as they are. A project's changes also go to `live.changes`,
 for those who see every project. `drop-flows` (a project's logged flows) goes only to the drop
 log's groups: `live.drops.<project hex>` for its members and `live.drops` for those who see
@@ -132,6 +133,23 @@ def _apply_message(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def router_apply_message(report: dict[str, Any]) -> dict[str, Any]:
+    """A network node's router apply report as the pages follow it (no `host-status`: the
+    node's port revision did not move)."""
+    at = _unix(report.get("kernel_applied_at"))
+    if at is None and report.get("started_at") is not None:
+        at = (_unix(report.get("started_at")) or 0.0) + float(report.get("duration_ms") or 0) / 1000
+    return {
+        "type": "router-apply",
+        "host": report.get("host"),
+        "revision": report.get("revision"),
+        "ok": bool(report.get("ok")),
+        "duration_ms": report.get("duration_ms"),
+        "error": "" if report.get("ok") else str(report.get("error") or "apply failed"),
+        "at": at or time.time(),
+    }
+
+
 def _drift_message(payload: dict[str, Any]) -> dict[str, Any]:
     report = payload.get("report") or {}
     words = [str(line) for line in report.get("words") or ()]
@@ -157,6 +175,8 @@ def protocol_messages(kind: str, payload: dict[str, Any]) -> list[dict[str, Any]
         return [_apply_message(payload), host_status_message(payload)]
     if kind == EventKind.HOST_DRIFT:
         return [_drift_message(payload), host_status_message(payload)]
+    if kind == EventKind.ROUTER_APPLY:
+        return [router_apply_message(payload)]
     if kind in (
         EventKind.CHANGE,
         EventKind.TRACE_PACKET,
@@ -192,7 +212,8 @@ def channels_sender(kind: str, payload: dict[str, Any], scope: str) -> None:
         kind_of, _, project_hex = scope.partition(":")
         groups = [GROUP_ALL_DROPS] + ([drops_group(project_hex)] if kind_of == "project" else [])
     host = payload.get("host")
-    if kind in (EventKind.HOST_APPLY, EventKind.HOST_DRIFT) and host and scope != f"host:{host}":
+    host_kinds = (EventKind.HOST_APPLY, EventKind.HOST_DRIFT, EventKind.ROUTER_APPLY)
+    if kind in host_kinds and host and scope != f"host:{host}":
         groups.append(host_group(str(host)))
     if kind == EventKind.CHANGE and scope != "global":
         groups.append(GROUP_ALL_CHANGES)

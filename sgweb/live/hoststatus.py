@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, overload
 
+from sgweb.fwaas.models import NodeRouterApply
 from sgweb.hostsync.status import host_liveness
 from sgweb.live import events
 from sgweb.networks.models import Host, Port
+from sgweb.routers.models import Router
 from sgweb.tenancy.access import member_project_ids, sees_all_projects
 
 
@@ -16,13 +18,33 @@ def visible_host_names(user: Any, hosts: list[Any]) -> set[str]: ...
 def visible_host_names(user: Any, hosts: None) -> set[str] | None: ...
 def visible_host_names(user: Any, hosts: list[Any] | None) -> set[str] | None:
     """The hosts a user may watch: every one for admins and readers (None: no filter), else
-    those holding a port of the user's projects."""
+    those holding a port of the user's projects, and the network nodes running their routers
+    (a firewall change made on a page is followed to its node)."""
     if sees_all_projects(user):
         return None if hosts is None else {host.name for host in hosts}
-    ports = Port.objects.filter(project_id__in=member_project_ids(user), host__isnull=False)
+    projects = member_project_ids(user)
+    ports = Port.objects.filter(project_id__in=projects, host__isnull=False)
+    routers = Router.objects.filter(project_id__in=projects, host__isnull=False)
     if hosts is not None:
         ports = ports.filter(host__in=hosts)
-    return set(ports.values_list("host__name", flat=True).distinct())
+        routers = routers.filter(host__in=hosts)
+    names = set(ports.values_list("host__name", flat=True).distinct())
+    return names | set(routers.values_list("host__name", flat=True).distinct())
+
+
+def router_applies(names: set[str] | None) -> list[dict[str, Any]]:
+    """The network nodes' last router applies as `router-apply` messages (None: every node), for
+    a page that follows a change and opens its socket after the node may have applied it."""
+    query = NodeRouterApply.objects.all()
+    if names is not None:
+        query = query.filter(host_name__in=names)
+    return [
+        events.router_apply_message(
+            {"host": last.host_name, "revision": last.revision, "ok": last.ok,
+             "error": last.error, "kernel_applied_at": last.updated_at.timestamp()}
+        )
+        for last in query.order_by("host_name")
+    ]  # fmt: skip
 
 
 def host_statuses(names: list[str] | None) -> dict[str, dict[str, Any]]:

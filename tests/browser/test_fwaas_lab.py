@@ -147,3 +147,64 @@ def test_a_deny_rule_on_the_router_stops_the_ping_counts_it_live_and_the_trace_p
     finally:
         _remove(lab, made)
         lab.delete_rule(sg_rule)
+
+
+def test_a_rule_moved_on_the_policy_page_is_followed_to_the_network_node_and_counters_are_pushed(
+    page, lab: LiveLab, screenshot
+) -> None:
+    """Issue 16 with issue 14's "say where it went": the policy page's move button, then the
+    box says the network node applied the change (its router revision, how long it took); the
+    router page's counters arrive on its socket, not by polling."""
+    stack, project = lab.stack, lab.stack.state["project_id"]
+    made: dict[str, str] = {}
+    extra: str | None = None
+    try:
+        made = _deny_pings_on_lab_net2(lab)
+        extra = stack.api("POST", "/fwaas/firewall_rules", {"firewall_rule": {
+            "name": "allow-2222", "protocol": "tcp", "destination_port": "2222",
+            "action": "allow", "project_id": project,
+        }})["firewall_rule"]["id"]  # fmt: skip
+        stack.api("PUT", f"/fwaas/firewall_policies/{made['policy']}/insert_rule",
+                  {"firewall_rule_id": extra, "insert_after": made["rule"]})  # fmt: skip
+        node = stack.state["network_nodes"][0]
+
+        log_in(page, lab)
+        page.goto(f"{lab.url}/firewall-policies/{made['policy']}")
+        page.click("button[aria-label='Move deny-ping down']")
+        sentence = page.locator("[data-delivery-sentence]")
+        sentence.wait_for()
+        assert "moved" in page.inner_text(".delivery-what")
+        # Drawn pending or applied; live.js follows the node's router-apply to "applied".
+        page.wait_for_function(
+            "([sel, node]) => new RegExp(`^Applied on ${node} \\\\(revision \\\\d+\\\\)`)"
+            ".test(document.querySelector(sel).textContent.trim())",
+            arg=["[data-delivery-sentence]", node],
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        words = sentence.inner_text()
+        took = r"( in [\d.]+ s| in under 0\.1 s)?"
+        assert re.fullmatch(rf"Applied on {node} \(revision \d+\){took}\.", words), words
+        screenshot("fwaas-03-policy-change-applied-on-node")
+
+        # The router page: counters pushed on its socket; the page never polls while it is open.
+        polled: list[str] = []
+        page.on("request", lambda r: polled.append(r.url) if r.url.endswith("/hits") else None)
+        page.goto(f"{lab.url}/routers/{stack.state['router_id']}")
+        row = f"tr[data-rule-id='{made['rule']}']"
+        page.wait_for_function(
+            "sel => /^read /.test(document.querySelector(sel).textContent.trim())",
+            arg="[data-hits-state]",
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        before = _packets(page, row) or 0
+        assert not lab.ping(SRC, DST, count=2)
+        page.wait_for_function(
+            "([sel, n]) => Number(document.querySelector(sel).textContent.replace(/,/g, '')) >= n",
+            arg=[f"{row} [data-hits-packets]", before + 2],
+            timeout=LIVE_TIMEOUT_MS,
+        )
+        assert polled == [], polled
+    finally:
+        _remove(lab, made)
+        if extra:
+            stack.api("DELETE", f"/fwaas/firewall_rules/{extra}")

@@ -237,6 +237,77 @@ def test_apply_and_drift_events_reach_host_port_and_events_watchers(
     run(scenario)
 
 
+def test_router_applies_reach_the_members_of_the_routers_project_and_a_following_page(
+    world, live_redis, alice, adam, charlie, project_a
+):
+    from sgweb.fwaas.models import NodeRouterApply
+    from tests.controlplane.fwaas_factories import routed_pair
+
+    routed_pair(adam, alice, project_a)
+    NodeRouterApply.objects.create(host_name="network1", revision=3, ok=True)
+    report = {"host": "network1", "revision": 4, "ok": True, "duration_ms": 2.5,
+              "kernel_applied_at": 1764190000.0}  # fmt: skip
+
+    async def scenario():
+        # A page following a firewall change asks for the nodes' last applies as it opens.
+        following = await connect("/ws/events?statuses=now&routers=now", alice)
+        first = await receive_type(following, "router-apply")
+        assert first["host"] == "network1" and first["revision"] == 3 and first["ok"] is True
+        outsider = await connect("/ws/events", charlie)
+        await members_of(live_redis, events.GROUP_GLOBAL, 2)
+        await sync_to_async(events.channels_sender)("router.apply", report, "global")
+        message = await receive_type(following, "router-apply")
+        assert message == {"type": "router-apply", "host": "network1", "revision": 4,
+                           "ok": True, "duration_ms": 2.5, "error": "",
+                           "at": 1764190000.0}  # fmt: skip
+        assert await outsider.receive_nothing(timeout=0.5)
+        for communicator in (following, outsider):
+            await communicator.disconnect()
+
+    run(scenario)
+
+
+def test_a_router_watcher_gets_its_rules_counters_as_the_node_reads_them(
+    world, live_redis, alice, adam, charlie, project_a
+):
+    from sgweb.fwaas import actions as fwaas_actions
+    from sgweb.wire import routers as router_wire
+    from tests.controlplane.fwaas_factories import routed_pair
+
+    pair = routed_pair(adam, alice, project_a)
+    rule = fwaas_actions.create_rule(alice, project_a, name="deny-db", protocol="tcp",
+                                     destination_port="5432", action="deny")  # fmt: skip
+    client, prefix = live_redis
+    keys = router_wire.router_keys("network1", prefix)
+    router_id, rule_id = str(pair.router.pk), str(rule.pk)
+
+    def agent_reads(at: float, packets: int) -> None:
+        document = router_wire.hits_document(at, {router_id: {rule_id: (packets, packets * 84)}})
+        client.set(keys.hits, json.dumps(document))
+
+    async def scenario():
+        assert await refused_with(f"/ws/routers/{router_id}", charlie) == 4404
+        assert await refused_with("/ws/routers/not-a-uuid", alice) == 4404
+        watcher = await connect(f"/ws/routers/{router_id}", alice)
+        first = await receive_type(watcher, "router-hits")
+        # Nothing read yet: said as such; the socket asked the node's agent to read.
+        assert first == {"type": "router-hits", "router_id": router_id, "at": None,
+                         "rules": {}, "error": ""}  # fmt: skip
+        assert await sync_to_async(client.exists)(keys.watched)
+        await sync_to_async(agent_reads)(1764190000.0, 3)
+        message = await receive_type(watcher, "router-hits")
+        assert message["at"] == 1764190000.0
+        assert message["rules"] == {rule_id: {"packets": 3, "bytes": 252}}
+        # The same reading is not sent again; the next one is.
+        assert await watcher.receive_nothing(timeout=0.6)
+        await sync_to_async(agent_reads)(1764190001.0, 5)
+        message = await receive_type(watcher, "router-hits")
+        assert message["at"] == 1764190001.0 and message["rules"][rule_id]["packets"] == 5
+        await watcher.disconnect()
+
+    run(scenario)
+
+
 def test_a_trace_watcher_gets_the_stored_messages_then_live_ones(
     world, live_redis, alice, bob, monkeypatch
 ):
@@ -351,6 +422,7 @@ def test_every_declared_event_kind_becomes_protocol_messages():
         EventKind.TRACE_PACKET: {"type": "trace-packet"},
         EventKind.TRACE_RESULT: {"type": "trace-result"},
         EventKind.DROP_FLOWS: {"type": "drop-flows", "flows": []},
+        EventKind.ROUTER_APPLY: {"host": "network1", "revision": 3, "ok": True},
     }
     # access.changed is for the sockets, not the browsers (tests/live/test_access_revoked.py).
     assert set(samples) | {EventKind.ACCESS_CHANGED} == set(EventKind)

@@ -28,13 +28,16 @@ class Followed:
 
 
 @contextlib.contextmanager
-def following(request: HttpRequest, what: str) -> Iterator[Followed]:
-    """Run an action so that the next page says where its change went (hosts, revisions and
-    how long they took); a refused action leaves nothing to follow."""
+def following(
+    request: HttpRequest, what: str, *, nothing: str = delivery.NOTHING
+) -> Iterator[Followed]:
+    """Run an action so that the next page says where its change went (hosts or network nodes,
+    revisions and how long they took; `nothing`: what a change that reaches none says); a
+    refused action leaves nothing to follow."""
     followed = Followed(what)
     with dispatch.tracking_delivery() as sent:
         yield followed
-    delivery.remember(request, sent, followed.what)
+    delivery.remember(request, sent, followed.what, nothing=nothing)
 
 
 def wants_json(request: HttpRequest) -> bool:

@@ -23,7 +23,7 @@ from sgweb.dashboard.views.common import (
     form_refused,
     refused,
 )
-from sgweb.dashboard.views.firewalls import usable_in, visible_or_404, visible_or_shared
+from sgweb.dashboard.views.firewalls import followed, usable_in, visible_or_404, visible_or_shared
 from sgweb.fwaas import actions
 from sgweb.fwaas.models import FirewallGroup, FirewallPolicy
 from sgweb.fwaas.representation import group_status
@@ -130,7 +130,11 @@ def group_new(request: HttpRequest) -> HttpResponse:
     if form.errors:
         return refused(request, form, page)
     try:
-        group = actions.create_group(request.user, project, **values)
+        group = followed(
+            request,
+            f"firewall group {values['name'] or '(unnamed)'} created",
+            lambda: actions.create_group(request.user, project, **values),
+        )
     except ActionError as error:
         return form_refused(request, form, page, error)
     return done(
@@ -210,7 +214,11 @@ def group_update(request: HttpRequest, group_id: str) -> HttpResponse:
     if form.errors:
         return refused(request, form, page)
     try:
-        actions.update_group(request.user, group, **values)
+        followed(
+            request,
+            f"firewall group {group} saved",
+            lambda: actions.update_group(request.user, group, **values),
+        )
     except ActionError as error:
         return form_refused(request, form, page, error, not_found_page=True)
     return done(
@@ -226,7 +234,11 @@ def group_delete(request: HttpRequest, group_id: str) -> HttpResponse:
     group = _group_for(request, group_id)
     deny_unless_changeable(request.user, group.project_id)
     try:
-        actions.delete_group(request.user, group)
+        followed(
+            request,
+            f"firewall group {group} deleted",
+            lambda: actions.delete_group(request.user, group),
+        )
     except ActionError as error:
         url = reverse("dashboard:firewall_group", args=[group.pk])
         return button_refused(request, url, error, with_details=True)

@@ -25,7 +25,7 @@ from sgweb.dashboard.views.common import (
     refused,
     save_edit,
 )
-from sgweb.dashboard.views.firewalls import usable_in, visible_or_404, visible_or_shared
+from sgweb.dashboard.views.firewalls import followed, usable_in, visible_or_404, visible_or_shared
 from sgweb.fwaas import actions
 from sgweb.fwaas.models import FirewallGroup, FirewallPolicy, FirewallRule
 from sgweb.tenancy import access as tenancy_access
@@ -203,7 +203,11 @@ def policy_move_rule(request: HttpRequest, policy_id: str, rule_id: str) -> Http
     rule = _rule_in(policy, rule_id)
     offset = -1 if request.POST.get("direction") == "up" else 1
     try:
-        actions.move_rule(request.user, policy, rule, offset=offset)
+        followed(
+            request,
+            f"{policy}: rule {rule} moved",
+            lambda: actions.move_rule(request.user, policy, rule, offset=offset),
+        )
     except ActionError as error:
         return button_refused(request, url, error)
     where = "up" if offset < 0 else "down"
@@ -218,7 +222,11 @@ def policy_remove_rule(request: HttpRequest, policy_id: str, rule_id: str) -> Ht
     url = reverse("dashboard:firewall_policy", args=[policy.pk])
     rule = _rule_in(policy, rule_id)
     try:
-        actions.remove_rule(request.user, policy, rule)
+        followed(
+            request,
+            f"{policy}: rule {rule} removed",
+            lambda: actions.remove_rule(request.user, policy, rule),
+        )
     except ActionError as error:
         return button_refused(request, url, error)
     return done(request, url, f"Removed rule {rule} from {policy}; the rule itself is kept.")
@@ -261,7 +269,11 @@ def policy_insert_rule(request: HttpRequest, policy_id: str) -> HttpResponse:
     if keywords is None:
         return refused(request, form, page)
     try:
-        actions.insert_rule(request.user, policy, rule, **keywords)
+        followed(
+            request,
+            f"{policy}: rule {rule} inserted",
+            lambda: actions.insert_rule(request.user, policy, rule, **keywords),
+        )
     except ActionError as error:
         return form_refused(request, form, page, error, aliases=INSERT_ALIASES)
     url = reverse("dashboard:firewall_policy", args=[policy.pk])

@@ -23,7 +23,7 @@ from sgweb.dashboard.views.common import (
     refused_message,
     save_edit,
 )
-from sgweb.dashboard.views.firewalls import visible_or_404, visible_or_shared
+from sgweb.dashboard.views.firewalls import followed, visible_or_404, visible_or_shared
 from sgweb.fwaas import actions
 from sgweb.fwaas.models import FirewallRule
 from sgweb.tenancy import access as tenancy_access
@@ -146,8 +146,12 @@ def rule_update(request: HttpRequest, rule_id: str) -> HttpResponse:
         request,
         form,
         lambda status: _rule_page(request, rule, status, edit_form=form),
-        lambda: actions.update_rule(
-            request.user, rule, **form.changes(may_share=is_admin(request.user))
+        lambda: followed(
+            request,
+            f"firewall rule {rule} saved",
+            lambda: actions.update_rule(
+                request.user, rule, **form.changes(may_share=is_admin(request.user))
+            ),
         ),
         reverse("dashboard:firewall_rule", args=[rule.pk]),
         "Firewall rule saved; the routers whose policies hold it follow.",

@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 
 from sgweb.live import events
 from sgweb.live.consumers.base import LiveConsumer
-from sgweb.live.hoststatus import visible_host_names
+from sgweb.live.hoststatus import router_applies, visible_host_names
 from sgweb.networks.models import Host
 
 
@@ -58,8 +58,13 @@ class EventsConsumer(LiveConsumer):
         # Changes only: the page drew every host's status already. A page following a change
         # to its hosts (`?statuses=now`) also needs the state as the socket opens: an agent may
         # have applied it between the page's render and this moment.
-        snapshot = b"statuses=now" in self.scope.get("query_string", b"")
+        query = self.scope.get("query_string", b"")
+        snapshot = b"statuses=now" in query
         self.spawn(self.watch_status(None, every_s=5.0, first_round=snapshot))
+        # A page following a firewall change to network nodes: their last router applies too.
+        if b"routers=now" in query:
+            for message in await database_sync_to_async(router_applies)(self.visible):
+                await self.send_json(message)
 
     def wants(self, message: dict[str, Any]) -> bool:
         if message.get("type") == "change":

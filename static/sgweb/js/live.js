@@ -547,10 +547,10 @@
     if (host.revision == null) return "queued";
     return `applying revision ${host.revision}`;
   }
-  function deliverySentence(hosts) {
-    if (!hosts.length) return "No host is affected: nothing to apply.";
+  function deliverySentence(hosts, noun, nothing) {
+    if (!hosts.length) return nothing || "No host is affected: nothing to apply.";
     const applied = hosts.filter((h) => h.state === "applied");
-    let head = `Applied on ${applied.length}/${hosts.length} hosts`;
+    let head = `Applied on ${applied.length}/${hosts.length} ${noun || "hosts"}`;
     const known = [...new Set((applied.length ? applied : hosts).map((h) => h.revision).filter((r) => r != null))].sort((a, b) => a - b);
     if (known.length === 1) head += ` (revision ${known[0]})`;
     else if (known.length > 1) head += ` (revisions ${known[0]}\u2013${known[known.length - 1]})`;
@@ -562,57 +562,100 @@
     const more = others.length > 12 ? `; ${others.length - 12} more` : "";
     return `${head}; ${named}${more}.`;
   }
+  // A router change's network nodes (delivery.py's node_sentence): one is named, several counted.
+  function nodeSentence(nodes) {
+    if (nodes.length !== 1) return deliverySentence(nodes, "network nodes");
+    const node = nodes[0];
+    if (node.state !== "applied") return `${node.name}: ${hostDetail(node)}.`;
+    return `Applied on ${node.name} (revision ${node.revision})${node.seconds != null ? ` in ${seconds(node.seconds)}` : ""}.`;
+  }
+
+  // A host's part follows its port path: `apply`, and `host-status` for liveness and revisions.
+  function followHost(host, message, at) {
+    if (message.type === "apply") {
+      // A revision at or past the change's carries it; an unknown one (queued) is the next.
+      const carries = host.revision == null || message.revision >= host.revision;
+      if (message.ok && carries) {
+        if (host.revision == null) host.revision = message.revision;
+        host.state = "applied";
+        host.seconds = message.at ? message.at - at : null;
+      } else if (!message.ok && carries) {
+        host.state = "failed";
+        host.error = message.error || "apply failed";
+      }
+    } else if (message.type === "host-status") {
+      followLiveness(host, message);
+      if (message.applied_revision != null && host.revision != null && message.applied_revision >= host.revision) {
+        host.state = "applied";
+        // The host's last apply is this change's own only when it applied exactly that
+        // revision (a later one would make the time look longer than it was).
+        if (message.applied_revision === host.revision && message.last_apply_at) {
+          host.seconds = message.last_apply_at - at;
+        }
+      }
+    }
+  }
+  function followLiveness(host, message) {
+    if (message.alive === false) host.state = host.state === "no-agent" ? "no-agent" : "down";
+    else if (host.state === "down" || host.state === "no-agent") host.state = "pending";
+  }
+  // A network node's part follows its router path: `router-apply` (the node's router revisions
+  // are not its port revisions, so `host-status` only says whether its agent runs).
+  function followNode(node, message, at) {
+    if (message.type === "host-status") { followLiveness(node, message); return; }
+    if (message.type !== "router-apply") return;
+    // With the revision not known, any apply since the commit carries it (an older one, sent
+    // as the socket opens, does not).
+    const carries = node.revision == null ? (message.at || 0) >= at : message.revision >= node.revision;
+    if (!carries) return;
+    if (!message.ok) { node.state = "failed"; node.error = message.error || "apply failed"; return; }
+    const own = node.revision == null || message.revision === node.revision;
+    if (node.revision == null) node.revision = message.revision;
+    node.state = "applied";
+    // Timed only by its own apply after the commit (an unchanged state was in force already).
+    node.seconds = own && message.at && message.at >= at ? message.at - at : null;
+  }
 
   function initDelivery(box) {
     let data;
     try { data = JSON.parse(box.dataset.delivery); } catch (_) { return; }
-    const hosts = new Map(data.hosts.map((h) => [h.name, h]));
-    if (!hosts.size || data.hosts.every((h) => h.state === "applied")) return;
+    const hosts = new Map((data.hosts || []).map((h) => [h.name, h]));
+    const nodes = new Map((data.nodes || []).map((h) => [h.name, h]));
+    const every = () => [...hosts.values(), ...nodes.values()];
+    if (!every().length || every().every((h) => h.state === "applied")) return;
 
-    function paint() {
-      const list = [...hosts.values()];
-      text($("[data-delivery-sentence]", box), deliverySentence(list));
-      list.forEach((host) => {
-        const item = box.querySelector(`[data-delivery-host="${CSS.escape(host.name)}"]`);
+    function paintItems(map, attribute) {
+      map.forEach((host) => {
+        const item = box.querySelector(`[${attribute}="${CSS.escape(host.name)}"]`);
         if (!item) return;
         if (item.dataset.state !== host.state) tick(item);
         item.dataset.state = host.state;
         text($("[data-delivery-detail]", item), hostDetail(host));
       });
+    }
+
+    function paint() {
+      const parts = [];
+      if (hosts.size || !nodes.size) parts.push(deliverySentence([...hosts.values()], "hosts", data.nothing));
+      if (nodes.size) parts.push(nodeSentence([...nodes.values()]));
+      text($("[data-delivery-sentence]", box), parts.join(" "));
+      paintItems(hosts, "data-delivery-host");
+      paintItems(nodes, "data-delivery-node");
+      const list = every();
       box.classList.toggle("bad", list.some((h) => h.state === "failed"));
       box.classList.toggle("ok", list.every((h) => h.state === "applied"));
       return list.every((h) => h.state === "applied");
     }
 
     // statuses=now: the hosts' state as the socket opens (an apply may have finished between
-    // this page's render and the socket).
-    const socket = connect("/ws/events?statuses=now", (message) => {
+    // this page's render and the socket); routers=now: the network nodes' last router applies.
+    const query = nodes.size ? "statuses=now&routers=now" : "statuses=now";
+    const socket = connect(`/ws/events?${query}`, (message) => {
       const host = hosts.get(message.host);
-      if (!host || host.state === "applied") return;
-      if (message.type === "apply") {
-        // A revision at or past the change's carries it; an unknown one (queued) is the next.
-        const carries = host.revision == null || message.revision >= host.revision;
-        if (message.ok && carries) {
-          if (host.revision == null) host.revision = message.revision;
-          host.state = "applied";
-          host.seconds = message.at ? message.at - data.at : null;
-        } else if (!message.ok && carries) {
-          host.state = "failed";
-          host.error = message.error || "apply failed";
-        }
-      } else if (message.type === "host-status") {
-        if (message.alive === false) host.state = host.state === "no-agent" ? "no-agent" : "down";
-        else if (host.state === "down" || host.state === "no-agent") host.state = "pending";
-        if (message.applied_revision != null && host.revision != null && message.applied_revision >= host.revision) {
-          host.state = "applied";
-          // The host's last apply is this change's own only when it applied exactly that
-          // revision (a later one would make the time look longer than it was).
-          if (message.applied_revision === host.revision && message.last_apply_at) {
-            host.seconds = message.last_apply_at - data.at;
-          }
-        }
-      }
-      if (paint()) socket.close();
+      if (host && host.state !== "applied") followHost(host, message, data.at);
+      const node = nodes.get(message.host);
+      if (node && node.state !== "applied") followNode(node, message, data.at);
+      if ((host || node) && paint()) socket.close();
     }, { indicator: [] });
   }
 
