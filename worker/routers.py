@@ -1,8 +1,9 @@
 """The network node's side of the agent: converge each router namespace to the newest router state.
 
 Same worker, same lock as the port chains (`worker.agent.Agent`): a host with the network-node
-role has router state stored for it (`sgweb.wire.routers`) and gets `router_sync` nudges on its
-usual queue; a host without any simply finds nothing and does nothing.
+role has router state stored for it (`sgweb.wire.routers`) and is nudged on its router channel
+(`worker.nudges`; the reconciler's `router_sync` task on its usual queue is the fallback); a
+host without any simply finds nothing and does nothing.
 
 Per router the filter table goes in with `sgweb.kernel.router.RouterFirewall`: whole tables on the
 first apply after start (and on repair), only the changed chains afterwards, so the counters of
