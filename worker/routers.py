@@ -31,7 +31,7 @@ from typing import Any
 
 from sgweb.firewall.errors import FirewallError
 from sgweb.firewall.fwaas import codec
-from sgweb.firewall.fwaas.compiler import CompiledRouter, compile_network_node
+from sgweb.firewall.fwaas.compiler import CompiledRouter, PolicyMemo, compile_router
 from sgweb.firewall.fwaas.model import (
     NetworkNodeState,
     Router,
@@ -222,17 +222,18 @@ class RouterAgent:
 
     def _compile(self, state: NetworkNodeState) -> dict[str, CompiledRouter]:
         """Only routers whose state changed are compiled again: a policy on one router of
-        fifty does not recompile the other 49 (comparing states costs far less)."""
+        fifty does not recompile the other 49 (comparing states costs far less); and the
+        routers compiled share one `PolicyMemo`, so a policy on all fifty is validated and
+        rendered once per family, not once per group and direction."""
         compiled: dict[str, CompiledRouter] = {}
         cache: dict[str, tuple[RouterState, CompiledRouter]] = {}
+        memo = PolicyMemo()
         for router in state.routers:
             known = self._compile_cache.get(router.router.id)
             if known is not None and known[0] == router:
                 result = known[1]
             else:
-                result = compile_network_node(NetworkNodeState(state.host, (router,)))[
-                    router.router.id
-                ]
+                result = compile_router(router, memo)
             compiled[router.router.id] = result
             cache[router.router.id] = (router, result)
         self._compile_cache = cache
