@@ -42,7 +42,7 @@ from sgweb.kernel.netns import list_namespaces
 from sgweb.kernel.router import EMPTY_FILTER, RouterFirewall, RuleHits
 from sgweb.kernel.routerns import router_netns
 from sgweb.kernel.runner import CommandRunner
-from sgweb.kernel.watch import KernelWatch
+from sgweb.kernel.watch import CONNTRACK_COUNT, KernelWatch
 from sgweb.wire import sync as protocol
 from worker.agent import Outcome
 from worker.router_io import Plumber, RouterStore
@@ -99,7 +99,7 @@ class RouterAgent:
         self._watches: dict[str, KernelWatch] = {}
         self._clean_generation: dict[str, int | None] = {}
         self._plumbed: dict[str, Router] = {}
-        self.cuts = RouterCuts(self.firewall)
+        self.cuts = RouterCuts(self.firewall, self.tracked_connections)
         self._executor: ThreadPoolExecutor | None = None
         self._compile_cache: dict[str, tuple[RouterState, CompiledRouter]] = {}
 
@@ -108,6 +108,15 @@ class RouterAgent:
 
     def firewall(self, router_id: str) -> RouterFirewall:
         return RouterFirewall(self.runner, self.netns(router_id))
+
+    def tracked_connections(self, router_id: str) -> int | None:
+        """The router namespace's connection-tracking entries, read from a sysctl descriptor
+        held open in it (no process); None when unknown (then the cuts list them anyway)."""
+        watch = self._watches.setdefault(router_id, KernelWatch(self.netns(router_id)))
+        try:
+            return watch.sysctl(CONNTRACK_COUNT)
+        except OSError:
+            return None
 
     def heartbeat_payload(self) -> dict[str, Any]:
         applied = self.applied
