@@ -2,8 +2,8 @@
 
 Configured only by environment variables (see `worker.config`). One process per host, the solo
 pool, so the task, the start-up sync, the heartbeat and the maintenance loop share the agent's
-memory of what it applied; publishes reach it on its Redis nudge channel (`worker.nudges`, a
-thread of its own). `python -m worker` starts it with the right options.
+memory of what it applied; publishes reach it on its Redis nudge channels (`worker.nudges`, a
+thread of its own, port and router channels). `python -m worker` starts it with the right options.
 """
 
 from __future__ import annotations
@@ -232,15 +232,16 @@ def _on_ready(**_: Any) -> None:
     heartbeat.start()
     maintenance = Maintenance(the_agent, config.poll_interval_s, config.drift_interval_s)
     maintenance.start()
-    # Publishes nudge on the host's channel (one PUBLISH each); the queue's sync task below
-    # stays for the reconciler's nudges, which must wait for an agent that is not listening.
-    listener = nudges.start(the_agent, config.redis_url, config.host, config.key_prefix)
-    _threads.extend([heartbeat, maintenance, listener])
     router_maintenance = router_threads.RouterMaintenance(
         router_agent(), config.poll_interval_s, config.drift_interval_s
     )
     router_maintenance.start()  # issue 16: a network node's routers
-    _threads.append(router_maintenance)
+    # Publishes nudge on the host's channels (one PUBLISH each, ports and routers); the queue's
+    # sync tasks stay for the reconciler's nudges, which must wait for an agent not listening.
+    listener = nudges.start(
+        the_agent, config.redis_url, config.host, config.key_prefix, routers=router_agent()
+    )
+    _threads.extend([heartbeat, maintenance, router_maintenance, listener])
     store = router_agent().store
     if isinstance(store, router_io.RedisRouterStore):  # counters while a router page watches
         router_counters = router_threads.RouterCounters(

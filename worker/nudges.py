@@ -1,9 +1,11 @@
-"""The agent's ear: its host's nudge channel in Redis (see `sgweb.wire.sync`).
+"""The agent's ear: its host's nudge channels in Redis (`sgweb.wire.sync`, `sgweb.wire.routers`).
 
-A publish PUBLISHes "revision N is stored" on each host's channel; this thread subscribes to
-its own and converges on each nudge (`Agent.sync`: a revision already applied is a no-op
-without touching Redis, otherwise the newest stored state is read, so nudges from several
-control workers arriving in any order never apply an older revision, and a burst coalesces).
+A publish PUBLISHes "revision N is stored" on each host's channel, a network node's router
+publish on the node's router channel; this thread subscribes to both of its own (one connection;
+the port and router agents share one lock anyway) and converges that channel's agent on each
+nudge (`Agent.sync`, `RouterAgent.sync`: a revision already applied is a no-op without touching
+Redis, otherwise the newest stored state is read, so nudges from several control workers
+arriving in any order never apply an older revision, and a burst coalesces).
 
 Pub/sub keeps nothing for a listener that is not connected: whenever the subscription is
 (re)made, the agent reads the newest stored state once, which covers whatever was published
@@ -18,6 +20,7 @@ from typing import Any, Protocol
 
 import redis
 
+from sgweb.wire import routers as router_wire
 from sgweb.wire import sync as protocol
 
 log = logging.getLogger(__name__)
@@ -26,7 +29,7 @@ RETRY_AFTER_S = 1.0
 
 
 class Syncing(Protocol):
-    """What the listener needs of `worker.agent.Agent`."""
+    """What the listener needs of `worker.agent.Agent` (and `worker.routers.RouterAgent`)."""
 
     applied: Any
 
@@ -35,15 +38,23 @@ class Syncing(Protocol):
 
 class NudgeListener(threading.Thread):
     def __init__(
-        self, agent: Syncing, url: str, host: str, prefix: str, *, wait_s: float = 1.0
+        self,
+        agent: Syncing,
+        url: str,
+        host: str,
+        prefix: str,
+        *,
+        routers: Syncing | None = None,
+        wait_s: float = 1.0,
     ) -> None:
         super().__init__(name="sgweb-nudges", daemon=True)
-        self.agent = agent
         self.url = url
-        self.channel = protocol.host_keys(host, prefix).nudge
+        self.agents: dict[str, Syncing] = {protocol.host_keys(host, prefix).nudge: agent}
+        if routers is not None:  # the network node's side: its router channel
+            self.agents[router_wire.router_keys(host, prefix).nudge] = routers
         self.wait_s = wait_s
         self.stopping = threading.Event()
-        self.subscribed = threading.Event()  # for tests: the subscription is in place
+        self.subscribed = threading.Event()  # for tests: every subscription is in place
         self.heard = 0
 
     def run(self) -> None:
@@ -51,7 +62,7 @@ class NudgeListener(threading.Thread):
             client = redis.Redis.from_url(self.url, socket_connect_timeout=2)
             pubsub = client.pubsub()
             try:
-                pubsub.subscribe(self.channel)
+                pubsub.subscribe(*self.agents)
                 self._listen(pubsub)
             except (redis.RedisError, OSError) as exc:  # Redis restarting: subscribe again
                 log.warning("nudge channel: %s; subscribing again", exc)
@@ -69,22 +80,29 @@ class NudgeListener(threading.Thread):
             message = pubsub.get_message(timeout=self.wait_s)
             if message is None:
                 continue
+            channel = message["channel"]
+            agent = self.agents.get(channel.decode() if isinstance(channel, bytes) else channel)
+            if agent is None:
+                continue
             if message["type"] == "subscribe":
-                self.subscribed.set()
+                if message["data"] == len(self.agents):
+                    self.subscribed.set()
                 # Nudges sent while we were not subscribed are lost: read the newest state
                 # once. Before the first apply, the start-up sync (maintenance) does it.
-                if self.agent.applied is not None:
-                    self.agent.sync(None, "nudge channel subscribed")
+                if agent.applied is not None:
+                    agent.sync(None, "nudge channel subscribed")
             elif message["type"] == "message":
                 self.heard += 1
                 revision = protocol.parse_nudge(message["data"])
-                self.agent.sync(revision, f"nudged (revision {revision})")
+                agent.sync(revision, f"nudged (revision {revision})")
 
     def stop(self) -> None:
         self.stopping.set()
 
 
-def start(agent: Syncing, url: str, host: str, prefix: str) -> NudgeListener:
-    listener = NudgeListener(agent, url, host, prefix)
+def start(
+    agent: Syncing, url: str, host: str, prefix: str, *, routers: Syncing | None = None
+) -> NudgeListener:
+    listener = NudgeListener(agent, url, host, prefix, routers=routers)
     listener.start()
     return listener

@@ -24,10 +24,18 @@ log = logging.getLogger(__name__)
 class RouterCuts:
     """Cuts the connections each changed router's new rules would not let start, in a daemon
     thread; a router queued again before its turn is cut once, against its newest state (the
-    rules in force by then)."""
+    rules in force by then). A router whose namespace tracks no connection (`tracked` says 0)
+    is skipped: listing them is a `conntrack -L` process per family (~10 ms of CPU each), which
+    a rule change on 50 quiet routers must not pay 100 times."""
 
-    def __init__(self, firewall: Callable[[str], RouterFirewall]) -> None:
+    def __init__(
+        self,
+        firewall: Callable[[str], RouterFirewall],
+        tracked: Callable[[str], int | None] = lambda router_id: None,
+    ) -> None:
         self.firewall = firewall
+        self.tracked = tracked
+        self.skipped_total = 0  # routers without a tracked connection, not listed
         self._pending: dict[str, RouterState] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -66,6 +74,9 @@ class RouterCuts:
                     router_id = min(self._pending)
                     router = self._pending.pop(router_id)
                 try:
+                    if self.tracked(router_id) == 0:
+                        self.skipped_total += 1
+                        continue
                     cut = self.firewall(router_id).cut_denied_connections(router)
                     self.cut_total += len(cut)
                     if cut:

@@ -1,8 +1,9 @@
 """The network node's side of the agent: converge each router namespace to the newest router state.
 
 Same worker, same lock as the port chains (`worker.agent.Agent`): a host with the network-node
-role has router state stored for it (`sgweb.wire.routers`) and gets `router_sync` nudges on its
-usual queue; a host without any simply finds nothing and does nothing.
+role has router state stored for it (`sgweb.wire.routers`) and is nudged on its router channel
+(`worker.nudges`; the reconciler's `router_sync` task on its usual queue is the fallback); a
+host without any simply finds nothing and does nothing.
 
 Per router the filter table goes in with `sgweb.kernel.router.RouterFirewall`: whole tables on the
 first apply after start (and on repair), only the changed chains afterwards, so the counters of
@@ -30,7 +31,7 @@ from typing import Any
 
 from sgweb.firewall.errors import FirewallError
 from sgweb.firewall.fwaas import codec
-from sgweb.firewall.fwaas.compiler import CompiledRouter, compile_network_node
+from sgweb.firewall.fwaas.compiler import CompiledRouter, PolicyMemo, compile_router
 from sgweb.firewall.fwaas.model import (
     NetworkNodeState,
     Router,
@@ -41,7 +42,7 @@ from sgweb.kernel.netns import list_namespaces
 from sgweb.kernel.router import EMPTY_FILTER, RouterFirewall, RuleHits
 from sgweb.kernel.routerns import router_netns
 from sgweb.kernel.runner import CommandRunner
-from sgweb.kernel.watch import KernelWatch
+from sgweb.kernel.watch import CONNTRACK_COUNT, KernelWatch
 from sgweb.wire import sync as protocol
 from worker.agent import Outcome
 from worker.router_io import Plumber, RouterStore
@@ -98,7 +99,7 @@ class RouterAgent:
         self._watches: dict[str, KernelWatch] = {}
         self._clean_generation: dict[str, int | None] = {}
         self._plumbed: dict[str, Router] = {}
-        self.cuts = RouterCuts(self.firewall)
+        self.cuts = RouterCuts(self.firewall, self.tracked_connections)
         self._executor: ThreadPoolExecutor | None = None
         self._compile_cache: dict[str, tuple[RouterState, CompiledRouter]] = {}
 
@@ -107,6 +108,15 @@ class RouterAgent:
 
     def firewall(self, router_id: str) -> RouterFirewall:
         return RouterFirewall(self.runner, self.netns(router_id))
+
+    def tracked_connections(self, router_id: str) -> int | None:
+        """The router namespace's connection-tracking entries, read from a sysctl descriptor
+        held open in it (no process); None when unknown (then the cuts list them anyway)."""
+        watch = self._watches.setdefault(router_id, KernelWatch(self.netns(router_id)))
+        try:
+            return watch.sysctl(CONNTRACK_COUNT)
+        except OSError:
+            return None
 
     def heartbeat_payload(self) -> dict[str, Any]:
         applied = self.applied
@@ -221,17 +231,18 @@ class RouterAgent:
 
     def _compile(self, state: NetworkNodeState) -> dict[str, CompiledRouter]:
         """Only routers whose state changed are compiled again: a policy on one router of
-        fifty does not recompile the other 49 (comparing states costs far less)."""
+        fifty does not recompile the other 49 (comparing states costs far less); and the
+        routers compiled share one `PolicyMemo`, so a policy on all fifty is validated and
+        rendered once per family, not once per group and direction."""
         compiled: dict[str, CompiledRouter] = {}
         cache: dict[str, tuple[RouterState, CompiledRouter]] = {}
+        memo = PolicyMemo()
         for router in state.routers:
             known = self._compile_cache.get(router.router.id)
             if known is not None and known[0] == router:
                 result = known[1]
             else:
-                result = compile_network_node(NetworkNodeState(state.host, (router,)))[
-                    router.router.id
-                ]
+                result = compile_router(router, memo)
             compiled[router.router.id] = result
             cache[router.router.id] = (router, result)
         self._compile_cache = cache

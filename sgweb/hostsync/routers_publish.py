@@ -3,9 +3,9 @@
 The port path's publish (`sgweb.hostsync.publish`) for routers, minus the database: the caller
 builds the `NetworkNodeState` (sgweb/fwaas/desired_state.py) and hands it over; here it gets the
 host's next router revision, is stored unless a newer revision is stored already, and the host's
-agent is nudged on its usual queue. The revision is taken before the caller's state is stored,
-and the store is conditional, so publishers racing on several web servers never let an older
-state overwrite a newer one (see `sgweb.wire.sync`).
+agent is nudged on its router channel (`wire.RouterKeys.nudge`, one PUBLISH). The revision is
+taken before the caller's state is stored, and the store is conditional, so publishers racing on
+several web servers never let an older state overwrite a newer one (see `sgweb.wire.sync`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class RouterPublishResult:
 def publish_network_node(
     host: str, state: NetworkNodeState, reason: str = "", *, via: SyncChannel | None = None
 ) -> RouterPublishResult:
-    """Store `state` as `host`'s newest router state and nudge its agent; raises redis/kombu
+    """Store `state` as `host`'s newest router state and nudge its agent; raises Redis
     errors to the caller (who keeps its own intent to retry, as the port path does)."""
     if state.host != host:
         raise ValueError(f"a router state for {state.host!r} cannot be published to {host!r}")
@@ -63,14 +63,11 @@ def publish_network_node(
     if outcome != STORED:
         stored = client.get(keys.desired_revision)
         told = int(stored or revision)
-    # Nudged even when nothing new was stored: a lost task must not strand the agent. Only a
-    # live agent: one that is down reads the newest router state when it starts.
-    if client.exists(protocol.host_keys(host, via.prefix).heartbeat):
-        via.send(
-            wire.TASK_ROUTER_SYNC,
-            {"revision": told, "reason": reason[:200]},
-            protocol.host_queue(host),
-        )
+    # Nudged even when nothing new was stored: a lost nudge must not strand the agent. One
+    # PUBLISH on the node's channel (a Celery task was ~1 KB through the broker and a worker
+    # round trip); nobody listening costs nothing, so no liveness is read first.
+    heard = client.publish(keys.nudge, protocol.nudge_message(told))
+    log.debug("router revision %s of %s (%s): %s agent(s) nudged", told, host, reason, heard)
     return RouterPublishResult(host, told, digest, outcome)
 
 

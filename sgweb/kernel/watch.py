@@ -43,6 +43,8 @@ NFTA_GEN_ID = 1
 
 # bridged traffic passes iptables only while these are 1 (br_netfilter, per namespace)
 BRIDGE_SYSCTLS = ("net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables")
+# the namespace's connection-tracking entries, both families (there while nf_conntrack is loaded)
+CONNTRACK_COUNT = "net.netfilter.nf_conntrack_count"
 
 
 def sysctl_path(name: str) -> str:
@@ -93,6 +95,12 @@ class KernelWatch:
 
     def sysctls(self) -> dict[str, int | None]:
         return dict(self.snapshot().sysctls)
+
+    def sysctl(self, name: str) -> int | None:
+        """One sysctl of the namespace (None: not there), e.g. `CONNTRACK_COUNT`; raises
+        OSError when the namespace is gone."""
+        with self._lock:
+            return self._sysctl(name)
 
     # -- nf_tables generation -----------------------------------------------------------------
 

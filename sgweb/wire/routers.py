@@ -16,6 +16,14 @@ Keys (``P`` the key prefix, ``NAME`` the host token as in `sgweb.wire.sync`):
 * ``P:host:NAME:routers:watched``           set (with a short expiry) while a browser shows this
                                             node's router counters; the agent reads none otherwise
 * ``P:host:NAME:routers:hits``              the agent's latest rule counters (`hits_document`)
+* ``P:host:NAME:routers:nudge``             a pub/sub channel, not a key: "router revision N is
+                                            stored" (`sync.nudge_message`), one PUBLISH per node
+                                            and publish; the agent subscribes to it
+
+Nudges as on the port path (`sgweb.wire.sync`): a publish PUBLISHes on the node's ``nudge``
+channel (a hint, lost when the agent is not subscribed: it reads the newest stored state when it
+subscribes again and polls the stored revision); the reconciler's nudge, which must wait for an
+agent that is not listening, stays a `TASK_ROUTER_SYNC` task on the host's queue.
 
 Storing uses `sync.STORE_DESIRED_LUA` (only a newer revision is stored) and the document is
 `sync.desired_document`, so both paths read and order states the same way.
@@ -27,7 +35,8 @@ from dataclasses import dataclass
 
 from sgweb.wire import sync
 
-TASK_ROUTER_SYNC = "sgweb.agent.router_sync"  # control -> host queue: "router revision N waits"
+# control -> host queue: "router revision N waits" (the reconciler's nudge; publishes PUBLISH)
+TASK_ROUTER_SYNC = "sgweb.agent.router_sync"
 TASK_RECORD_ROUTER_APPLY = "sgweb.hostsync.record_router_apply"  # agent -> control: a report
 
 WATCH_TTL_S = 5  # a router page renews it with every poll
@@ -75,6 +84,11 @@ class RouterKeys:
     @property
     def hits(self) -> str:
         return self._key("hits")
+
+    @property
+    def nudge(self) -> str:
+        """The node's router pub/sub channel (see the module doc)."""
+        return self._key("nudge")
 
 
 def hits_document(at: float, routers: dict[str, dict[str, tuple[int, int]]]) -> dict[str, object]:

@@ -17,6 +17,7 @@ from sgweb.wire import routers as wire
 from sgweb.wire import sync as protocol
 from tests.fakerunner import FakeRunner
 from tests.firewall.fwaas.example import STATE
+from worker.router_threads import RouterCuts
 from worker.routers import RouterAgent
 
 NODE = NetworkNodeState(host="network1", routers=(STATE,))
@@ -134,3 +135,21 @@ def test_when_one_router_refuses_its_table_the_routers_that_took_theirs_are_put_
     ]
     assert len(first_router) == 2  # the change, then the change undone
     assert the_agent.applied is not None and the_agent.applied.revision == 1
+
+
+def test_the_cuts_list_no_connections_of_a_router_whose_namespace_tracks_none() -> None:
+    counts = {"quiet": 0, "busy": 3, "unknown": None}
+    listed: list[str] = []
+
+    class Firewall:
+        def __init__(self, router_id: str) -> None:
+            self.router_id = router_id
+
+        def cut_denied_connections(self, state: Any) -> list[Any]:
+            listed.append(self.router_id)
+            return []
+
+    cuts = RouterCuts(Firewall, counts.get)  # type: ignore[arg-type]
+    cuts.submit([replace(STATE, router=replace(STATE.router, id=name)) for name in counts])
+    assert cuts.wait_idle(5)
+    assert sorted(listed) == ["busy", "unknown"] and cuts.skipped_total == 1

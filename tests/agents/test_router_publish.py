@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import json
+import time
 from dataclasses import replace
 
 import pytest
@@ -75,23 +75,27 @@ def test_a_state_of_another_host_is_refused(sync_channel) -> None:
         routers_publish.publish_network_node("network2", NODE, via=sync_channel)
 
 
-def test_only_a_live_agent_gets_a_router_nudge_on_its_queue(sync_channel) -> None:
+def test_a_publish_nudges_the_node_on_its_router_channel_and_queues_no_task(
+    sync_channel,
+) -> None:
     host = f"nudge-{sync_channel.prefix}"
-    queue = f"host.{host}"
     node = NetworkNodeState(host=host, routers=(STATE,))
-    routers_publish.publish_network_node(host, node, via=sync_channel)
-    assert sync_channel.redis.llen(queue) == 0
-    sync_channel.redis.set(sync_channel.keys(host).heartbeat, json.dumps({"at": 1}), ex=10)
-    result = routers_publish.publish_network_node(host, node, "rule added", via=sync_channel)
-    messages = sync_channel.redis.lrange(queue, 0, -1)
+    listener = sync_channel.redis.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe(wire.router_keys(host, sync_channel.prefix).nudge)
     try:
-        assert len(messages) == 1
-        envelope = json.loads(messages[0])
-        assert envelope["headers"]["task"] == wire.TASK_ROUTER_SYNC
-        body = json.loads(base64.b64decode(envelope["body"]).decode())
-        assert body[1] == {"revision": result.revision, "reason": "rule added"}
+        result = routers_publish.publish_network_node(host, node, "rule added", via=sync_channel)
+        again = routers_publish.publish_network_node(host, node, "nothing new", via=sync_channel)
+        told: list[int | None] = []
+        deadline = time.monotonic() + 5
+        while len(told) < 2 and time.monotonic() < deadline:
+            message = listener.get_message(timeout=0.5)  # None for the subscribe confirmation
+            if message:
+                told.append(protocol.parse_nudge(message["data"]))
     finally:
-        sync_channel.redis.delete(queue)
+        listener.close()
+    assert again.outcome == routers_publish.UNCHANGED
+    assert told == [result.revision, result.revision]  # nothing new stored: told again anyway
+    assert sync_channel.redis.llen(protocol.host_queue(host)) == 0
 
 
 def test_a_router_apply_report_reaches_every_listener_even_when_one_fails(monkeypatch) -> None:

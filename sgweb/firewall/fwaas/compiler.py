@@ -22,7 +22,7 @@ The rule text is what `iptables-save` prints back, so a dump compares equal (dri
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from functools import lru_cache
@@ -38,7 +38,12 @@ from sgweb.firewall.fwaas.model import (
     RouterInterface,
     RouterState,
 )
-from sgweb.firewall.fwaas.validate import parse_network, parse_port_range, validate_router_state
+from sgweb.firewall.fwaas.validate import (
+    parse_network,
+    parse_port_range,
+    validate_policy_rules,
+    validate_router_state,
+)
 
 FAMILIES = (4, 6)
 INGRESS = "ingress"
@@ -109,12 +114,50 @@ class Jump:
         return f"{self.option} {self.device} -j {self.target}"
 
 
+# One policy chain's origins, unmade: (chain, group, direction, policy, its rules in the chain as
+# (position in the policy, rule)).
+OriginSource = tuple[str, FirewallGroup, str, FirewallPolicy, tuple[tuple[int, FirewallRule], ...]]
+
+
+class Origins(Mapping[tuple[str, int], RuleOrigin]):
+    """(chain, rule index) -> RuleOrigin, made on first use: only counters and traces read
+    origins, and a change of a policy on 50 routers would otherwise make an object per rule,
+    group and direction for each apply (thousands) that nobody reads."""
+
+    __slots__ = ("_made", "_sources")
+
+    def __init__(self, sources: tuple[OriginSource, ...]) -> None:
+        self._sources = sources
+        self._made: dict[tuple[str, int], RuleOrigin] | None = None
+
+    def _origins(self) -> dict[tuple[str, int], RuleOrigin]:
+        if self._made is None:
+            made = {}
+            for chain, group, direction, policy, picked in self._sources:
+                for index, (position, rule) in enumerate(picked, start=len(PREAMBLE)):
+                    made[(chain, index)] = RuleOrigin(
+                        group.id, group.name, policy.id, policy.name, direction,
+                        rule.id, rule.name, position, rule.action,
+                    )  # fmt: skip
+            self._made = made
+        return self._made
+
+    def __getitem__(self, key: tuple[str, int]) -> RuleOrigin:
+        return self._origins()[key]
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        return iter(self._origins())
+
+    def __len__(self) -> int:
+        return sum(len(source[4]) for source in self._sources)
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledFamily:
     family: int
     chains: tuple[tuple[str, tuple[str, ...]], ...]  # (name, rule specs), sorted by name
     jumps: tuple[Jump, ...]  # neutron-l3-agent-FORWARD, in order
-    origins: dict[tuple[str, int], RuleOrigin] = field(hash=False, compare=False)
+    origins: Mapping[tuple[str, int], RuleOrigin] = field(hash=False, compare=False)
 
     def chain(self, name: str) -> tuple[str, ...]:
         return dict(self.chains)[name]
@@ -192,22 +235,77 @@ def rule_spec(rule: FirewallRule) -> str:
     return " ".join(parts)
 
 
-def compile_router(state: RouterState) -> CompiledRouter:
-    """The router namespace's filter table, per family. Raises FirewallError for bad input."""
-    validate_router_state(state)
+class PolicyMemo:
+    """One compile pass's policies, each validated once and rendered once per family: one
+    policy on the groups of 50 routers is otherwise checked and rendered 100 times (both
+    directions) per change. Keyed by the policy object, which the agent's decode makes once
+    per policy for every group naming it (an equal copy is merely rendered again); the
+    object is kept, so its id cannot be reused while the memo lives."""
+
+    __slots__ = ("_chains", "_checked")
+
+    def __init__(self) -> None:
+        self._checked: dict[int, FirewallPolicy] = {}
+        self._chains: dict[tuple[int, int], tuple[FirewallPolicy, PolicyChain]] = {}
+
+    def check(self, policy: FirewallPolicy) -> None:
+        if self._checked.get(id(policy)) is not policy:
+            validate_policy_rules(policy)
+            self._checked[id(policy)] = policy
+
+    def chain(self, policy: FirewallPolicy | None, family: int) -> PolicyChain:
+        if policy is None:
+            return EMPTY_POLICY_CHAIN
+        known = self._chains.get((id(policy), family))
+        if known is not None and known[0] is policy:
+            return known[1]
+        made = _policy_chain(policy, family)
+        self._chains[(id(policy), family)] = (policy, made)
+        return made
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyChain:
+    """A policy's chain body in one family: the preamble and its enabled rules' specs, and
+    which rule of the policy each is (position, rule), for the origins."""
+
+    specs: tuple[str, ...]
+    picked: tuple[tuple[int, FirewallRule], ...]
+
+
+EMPTY_POLICY_CHAIN = PolicyChain(PREAMBLE, ())
+
+
+def _policy_chain(policy: FirewallPolicy, family: int) -> PolicyChain:
+    picked = tuple(
+        (position, rule)
+        for position, rule in enumerate(policy.rules, start=1)
+        if rule.enabled and rule.ip_version == family
+    )
+    return PolicyChain((*PREAMBLE, *(rule_spec(rule) for _, rule in picked)), picked)
+
+
+def compile_router(state: RouterState, memo: PolicyMemo | None = None) -> CompiledRouter:
+    """The router namespace's filter table, per family. Raises FirewallError for bad input.
+    Routers compiled with one `memo` share their policies' validation and rendering."""
+    memo = memo or PolicyMemo()
+    validate_router_state(state, memo.check)
     return CompiledRouter(
         router_id=state.router.id,
         namespace=state.router.namespace,
-        families=tuple(_compile_family(state, family) for family in FAMILIES),
+        families=tuple(_compile_family(state, family, memo) for family in FAMILIES),
     )
 
 
-def compile_network_node(state: NetworkNodeState) -> dict[str, CompiledRouter]:
+def compile_network_node(
+    state: NetworkNodeState, memo: PolicyMemo | None = None
+) -> dict[str, CompiledRouter]:
     """Every router of a network node, by router id (each has its own namespace)."""
-    return {router.router.id: compile_router(router) for router in state.routers}
+    memo = memo or PolicyMemo()
+    return {router.router.id: compile_router(router, memo) for router in state.routers}
 
 
-def _compile_family(state: RouterState, family: int) -> CompiledFamily:
+def _compile_family(state: RouterState, family: int, memo: PolicyMemo) -> CompiledFamily:
     jumps = forward_jumps(state, family)
     chains: dict[str, tuple[str, ...]] = {
         FILTER_TOP: (f"-j {LOCAL_CHAIN}",),
@@ -218,32 +316,20 @@ def _compile_family(state: RouterState, family: int) -> CompiledFamily:
         REJECTED_CHAIN: (f"-j REJECT --reject-with {REJECT_WITH[family]}",),
         DEFAULT_CHAIN: (f"-j {DROPPED_CHAIN}",),
     }
-    origins: dict[tuple[str, int], RuleOrigin] = {}
+    sources: list[OriginSource] = []
     for group, _interfaces in groups_on_router(state):
         if not group.admin_state_up:
             continue
         for direction in DIRECTIONS:
             name = policy_chain(group.id, family, direction)
-            specs = list(PREAMBLE)
             policy = policy_of(group, direction)
-            for position, rule in enumerate(policy.rules if policy else (), start=1):
-                if not rule.enabled or rule.ip_version != family:
-                    continue
-                assert policy is not None
-                origins[(name, len(specs))] = RuleOrigin(
-                    group.id,
-                    group.name,
-                    policy.id,
-                    policy.name,
-                    direction,
-                    rule.id,
-                    rule.name,
-                    position,
-                    rule.action,
-                )
-                specs.append(rule_spec(rule))
-            chains[name] = tuple(specs)
-    return CompiledFamily(family, tuple(sorted(chains.items())), tuple(jumps), origins)
+            body = memo.chain(policy, family)
+            chains[name] = body.specs
+            if policy is not None and body.picked:
+                sources.append((name, group, direction, policy, body.picked))
+    return CompiledFamily(
+        family, tuple(sorted(chains.items())), tuple(jumps), Origins(tuple(sources))
+    )
 
 
 # -- rendering ---------------------------------------------------------------------------------
@@ -298,6 +384,22 @@ def in_place_edits(name: str, old: tuple[str, ...], new: tuple[str, ...]) -> lis
     """-D/-I lines keeping a longest common subsequence of the rules; None if none is kept.
     Deleting bottom-up leaves exactly the kept rules in order; inserting top-down then puts
     each new rule at its final position, since every position above it is final already."""
+    script = _edit_script(old, new)
+    if script is None:
+        return None
+    deleted, inserted = script
+    lines = [f"-D {name} {i + 1}" for i in deleted]
+    lines += [f"-I {name} {i + 1} {new[i]}" for i in inserted]
+    return lines
+
+
+@lru_cache(maxsize=256)
+def _edit_script(
+    old: tuple[str, ...], new: tuple[str, ...]
+) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """(indexes of `old` to delete, bottom up; indexes of `new` to insert, top down), or None.
+    By content, not chain name: a policy on 50 routers' groups makes the same edit in 100
+    chains (both directions), and the rollback's reverse edit once more, per change."""
     matcher = SequenceMatcher(None, old, new, autojunk=False)
     kept_old: set[int] = set()
     kept_new: set[int] = set()
@@ -306,6 +408,6 @@ def in_place_edits(name: str, old: tuple[str, ...], new: tuple[str, ...]) -> lis
         kept_new.update(range(block.b, block.b + block.size))
     if not kept_old:
         return None
-    lines = [f"-D {name} {i + 1}" for i in reversed(range(len(old))) if i not in kept_old]
-    lines += [f"-I {name} {i + 1} {new[i]}" for i in range(len(new)) if i not in kept_new]
-    return lines
+    deleted = tuple(i for i in reversed(range(len(old))) if i not in kept_old)
+    inserted = tuple(i for i in range(len(new)) if i not in kept_new)
+    return deleted, inserted

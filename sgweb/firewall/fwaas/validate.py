@@ -8,13 +8,14 @@ compiler calls them again so that a bad state never reaches iptables-restore. Er
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from functools import lru_cache
 
 from sgweb.firewall.errors import FirewallError
 from sgweb.firewall.fwaas.model import (
     ACTIONS,
     PROTOCOLS,
-    FirewallGroup,
+    FirewallPolicy,
     FirewallRule,
     RouterState,
 )
@@ -97,8 +98,16 @@ def validate_rule(rule: FirewallRule) -> None:
             raise rule_error(rule, field, str(error), "port-range") from None
 
 
-def validate_router_state(state: RouterState) -> None:
-    """The rules of every group, and what makes names collide in the kernel."""
+def validate_policy_rules(policy: FirewallPolicy) -> None:
+    for rule in policy.rules:
+        validate_rule(rule)
+
+
+def validate_router_state(
+    state: RouterState, check_policy: Callable[[FirewallPolicy], None] = validate_policy_rules
+) -> None:
+    """The rules of every group (each policy through `check_policy`: the compiler checks a
+    policy shared by many groups once), and what makes names collide in the kernel."""
     router = state.router
     devices: dict[str, str] = {}
     for interface in router.interfaces:
@@ -115,7 +124,9 @@ def validate_router_state(state: RouterState) -> None:
     owner: dict[str, str] = {}
     chain_keys: dict[str, str] = {}
     for group in state.firewall_groups:
-        _validate_group_rules(group)
+        for policy in (group.ingress_policy, group.egress_policy):
+            if policy is not None:
+                check_policy(policy)
         key = group.id[:8]
         other = chain_keys.setdefault(key, group.id)
         if other != group.id:
@@ -138,10 +149,3 @@ def validate_router_state(state: RouterState) -> None:
                     f"port {port_id} already belongs to firewall group {holder}",
                     "port-in-use",
                 )
-
-
-def _validate_group_rules(group: FirewallGroup) -> None:
-    for policy in (group.ingress_policy, group.egress_policy):
-        if policy is not None:
-            for rule in policy.rules:
-                validate_rule(rule)
