@@ -144,6 +144,8 @@ def rule_series(
     ids = list(rule_ids)
     if any(field not in ("packets", "bytes") for field in fields):
         raise ValueError(f"rule series fields are packets and bytes, not {fields}")
+    if not ids:
+        return {}  # an empty IN () has no SQL: Django raises EmptyResultSet (a group's 500)
     query = RuleSample.objects.filter(
         rule_id__in=ids, step=span.step, bucket__gte=span.start, bucket__lt=span.end
     ).values_list("rule_id", "bucket", *fields)
