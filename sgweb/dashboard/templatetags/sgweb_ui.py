@@ -162,11 +162,3 @@ def unix_time(value: Any) -> Any:
     if value in (None, ""):
         return None
     return datetime.fromtimestamp(float(value), tz=UTC)
-
-
-@register.simple_tag(takes_context=True)
-def rule_rows(context: Any, rules: Any) -> SafeString:
-    """The group page's rule rows (sgweb/dashboard/rulerows.py says why they are not a loop)."""
-    from sgweb.dashboard.rulerows import rule_rows as draw  # it imports this module's filters
-
-    return draw(context, rules)
