@@ -12,7 +12,7 @@ from bench.scenarios import generated_scenario
 from sgweb.firewall.compiler import CompileCache, compile_host
 from sgweb.firewall.incremental import diff
 from sgweb.firewall.ir import Chain, LazyChain
-from sgweb.firewall.model import COMPAT_ARTICLE, LOG_ALL, Port
+from sgweb.firewall.model import COMPAT_ARTICLE, LOG_ALL, HostState, Port
 from sgweb.firewall.render import chain_text, render_iptables
 from sgweb.firewall.scenario import build_scenario_state
 from tests.firewall import scenarios
@@ -70,7 +70,7 @@ def test_a_lazy_chain_equals_the_eager_chain_with_the_same_rules() -> None:
     assert lazy != Chain(lazy.name, lazy.rules[:-1])
 
 
-def _every_feature_state():
+def _every_feature_state() -> HostState:
     """The hand-made host plus what generated scenarios lack: a port without addresses, two
     ports on one shared bridge (one of them stateless), a logged port, the article layout."""
     state = scenarios.host_state()
@@ -98,7 +98,7 @@ def _every_feature_state():
 
 @pytest.mark.parametrize("enable_ipset", [True, False])
 def test_every_lazy_chain_of_a_host_with_every_feature_renders_the_text_of_its_rules(
-    enable_ipset,
+    enable_ipset: bool,
 ) -> None:
     state = dataclasses.replace(_every_feature_state(), enable_ipset=enable_ipset)
     chains = _lazy_chains(compile_host(state))
