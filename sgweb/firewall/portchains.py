@@ -256,28 +256,28 @@ class PortChainBuilder:
 
     def spoof_pairs(self) -> list[tuple[str | None, str]]:
         """The (source CIDR or None, upper-case MAC) pairs the s chain lets through, in order."""
+        # Once per port and family in every full compile: the address family is told by
+        # ":" inline (validated addresses), not by a call per address.
         port = self.port
-        family = self.family
-        host = "/32" if family == 4 else "/128"
-        pairs: list[tuple[str | None, str]] = []  # (source cidr, mac)
-        for ip in port.fixed_ips:
-            if address_version(ip) == family:
-                pairs.append((ip + host, port.mac_address))
-        if family == 6:
-            pairs.append((link_local_address(port.mac_address) + host, port.mac_address))
+        v6 = self.family == 6
+        host = "/128" if v6 else "/32"
+        own_mac = port.mac_address
+        pairs: list[tuple[str | None, str]] = [
+            (ip + host, own_mac) for ip in port.fixed_ips if (":" in ip) is v6
+        ]
+        if v6:
+            pairs.append((link_local_address(own_mac) + host, own_mac))
         for pair in port.allowed_address_pairs:
-            if address_version(pair.ip_address) != family:
+            ip = pair.ip_address
+            if (":" in ip) is not v6:
                 continue
-            mac = pair.mac_address or port.mac_address
-            source: str | None = (
-                pair.ip_address if "/" in pair.ip_address else pair.ip_address + host
-            )
-            pairs.append((source, mac))
-            if family == 6:
+            mac = pair.mac_address or own_mac
+            pairs.append((ip if "/" in ip else ip + host, mac))
+            if v6:
                 pairs.append((link_local_address(mac) + host, mac))
         if not port.fixed_ips:
             # Neutron: a port without addresses may still speak from its MAC (e.g. DHCP).
-            pairs.append((None, port.mac_address))
+            pairs.append((None, own_mac))
         # Duplicates dropped as given (validated MACs are lower-case), then upper-cased as the
         # article prints them.
         return [(source, mac.upper()) for source, mac in dict.fromkeys(pairs)]
