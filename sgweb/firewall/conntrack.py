@@ -182,14 +182,16 @@ class _ZoneRules:
     def _text(self) -> str:
         head = "-A " + self.chain
         target = " -j " + CT
+        tails = {kind: _match_tail(kind) for kind in (_PHYSDEV_IN, _IN_INTERFACE)}
         lines = []
         for kind, interface, _port_id, _direction, zone in self.plan:
             if not interface:  # not after validation; rendered the long way to stay exact
                 match = match_text(_match(kind, interface))
             else:
-                before, after = _match_tail(kind)
+                before, after = tails[kind]
                 match = before + interface + after
-            args = "".join(" " + arg for arg in _target_args(zone))
+            # The target arguments as render joins them: " --notrack" or " --zone N".
+            args = " --notrack" if zone is None else " --zone " + str(zone)
             lines.append(head + match + target + args)
         return "\n".join(lines)
 
