@@ -11,6 +11,7 @@ import ipaddress
 import re
 import socket
 from functools import lru_cache
+from itertools import repeat
 
 from sgweb.firewall import names
 from sgweb.firewall.errors import FirewallError, group_error, port_error, rule_error
@@ -513,13 +514,12 @@ def validate_log_settings(settings: LogSettings) -> LogSettings:
 
 @lru_cache(maxsize=CACHE_SIZE)
 def _validate_members(group_id: str, members: tuple[str, ...]) -> tuple[str, ...]:
-    normalised = []
-    for member in members:
-        try:
-            normalised.append(normalize_cidr(member))
-        except ValueError as error:
-            raise group_error(group_id, "members", str(error)) from None
-    return tuple(normalised)
+    # Thousands per cold compile: mapped in C straight onto the cached normaliser; the first
+    # bad member's error is the one raised, as a loop would.
+    try:
+        return tuple(map(_normalize_cidr, members, repeat(None)))
+    except ValueError as error:
+        raise group_error(group_id, "members", str(error)) from None
 
 
 def _one(member: str) -> str:
