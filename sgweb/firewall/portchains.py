@@ -72,7 +72,6 @@ class PortChainBuilder:
     __slots__ = (
         "compat",
         "egress",
-        "fallback",
         "family",
         "ingress",
         "log",
@@ -109,7 +108,6 @@ class PortChainBuilder:
         self.ingress = context.ingress
         self.egress = context.egress
         self.spoof = context.spoof
-        self.fallback = names.fallback_chain(prefix)
         self.prototype: PortChainPrototype | None = None
         self.rules: tuple[tuple[Rule, ...], tuple[Rule, ...]] | None = None
 
@@ -197,7 +195,8 @@ class PortChainBuilder:
         if log is not None and log.drops:
             rules.append(drop_log_rule(chain, self.log_port_id, direction, log))
         fallback = self.origin(ORIGIN_FALLBACK, direction)
-        rules.append(new_rule(chain, NO_MATCH, self.fallback, fallback))
+        # The fallback chain's name is made here: most builders never make their rules.
+        rules.append(new_rule(chain, NO_MATCH, names.fallback_chain(self.prefix), fallback))
         return rules
 
     def _dhcp_replies(self) -> list[Rule]:

@@ -191,7 +191,10 @@ def render_iptables(
     lines: list[str] = []
     with gc_paused():
         _render_tables(compiled, family, include_builtin_jumps, lines)
-    return "\n".join(lines) + "\n"
+    if not lines:
+        return "\n"
+    lines.append("")  # the final newline, without copying megabytes of text once more
+    return "\n".join(lines)
 
 
 def _render_tables(
