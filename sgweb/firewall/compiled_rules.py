@@ -292,10 +292,10 @@ def link_local_address(mac: str) -> str:
 def _link_local_address(mac: str) -> str:
     # EUI-64: the MAC's halves around ff:fe, the universal/local bit of the first octet flipped;
     # four 16-bit groups in lower-case hex without leading zeros, none compressed.
+    # (Each group parsed from its hex digits at once: a cold compile makes one per MAC.)
     a, b, c, d, e, f = mac.split(":")
-    first = ((int(a, 16) ^ 0x02) << 8) | int(b, 16)
-    second = (int(c, 16) << 8) | 0xFF
-    return f"fe80::{first:x}:{second:x}:{0xFE00 | int(d, 16):x}:{int(e + f, 16):x}"
+    first = int(a + b, 16) ^ 0x0200
+    return f"fe80::{first:x}:{int(c + 'ff', 16):x}:{int('fe' + d, 16):x}:{int(e + f, 16):x}"
 
 
 @contextmanager

@@ -26,8 +26,10 @@ from sgweb.firewall.ir import (
     Chain,
     Match,
     Rule,
+    lazy_chain,
 )
 from sgweb.firewall.model import EGRESS, INGRESS, Port
+from sgweb.firewall.render import match_text
 
 FIRST_AUTOMATIC_ZONE = 4097
 NOTRACK_ARGS = ("--notrack",)
@@ -74,42 +76,41 @@ def _given_zone(port: Port, explicit: dict[str, int]) -> int | None:
     return None
 
 
-def _zone_args(zone: int) -> tuple[str, ...]:
-    return ("--zone", str(zone))
-
-
 def raw_chains(prefix: str, filtered: Sequence[Port], zones: dict[str, int]) -> tuple[Chain, Chain]:
-    """(PREROUTING with our jump, <prefix>-PREROUTING)."""
+    """(PREROUTING with our jump, <prefix>-PREROUTING).
+
+    The second holds two rules per port (1,000 for 500 ports) that differ only in a device
+    name and a zone, so it is a LazyChain like the port chains: its text is a rendered match
+    with a stand-in for the device, filled in per rule; its Rule objects are made only when
+    someone reads them (tracer, counters). The bridges are checked here, so a conflict is
+    refused at compile time, not when the chain is first read.
+    """
     chain = names.prerouting_chain(prefix)
-    rules: list[Rule] = []
-    for port in filtered:
-        rules.append(_ct_rule(chain, new_match(physdev_in=port.device), port.id, EGRESS, zones))
-    rules.extend(_towards_vm_rules(chain, filtered, zones))
     jump = new_rule("PREROUTING", NO_MATCH, chain, new_origin(ORIGIN_JUMP))
-    return Chain("PREROUTING", (jump,), owned=False), Chain(chain, tuple(rules))
+    builtin = Chain("PREROUTING", (jump,), owned=False)
+    if not filtered:
+        return builtin, Chain(chain, ())
+    return builtin, lazy_chain(chain, _ZoneRules(chain, _zone_plan(filtered, zones)), 0)
 
 
-def _ct_rule(
-    chain: str, match: Match, port_id: str | None, direction: str, zones: dict[str, int]
-) -> Rule:
-    zone = zones.get(port_id) if port_id is not None else None
-    if zone is None:
-        origin = new_origin(ORIGIN_NOTRACK, port_id, direction)
-        return new_rule(chain, match, CT, origin, NOTRACK_ARGS)
-    origin = new_origin(ORIGIN_CONNTRACK_ZONE, port_id, direction)
-    return new_rule(chain, match, CT, origin, _zone_args(zone))
+# One rule of <prefix>-PREROUTING: (match kind, interface, port id for the origin or None,
+# direction, zone or None for notrack).
+_Planned = tuple[str, str, "str | None", str, "int | None"]
+_PHYSDEV_IN, _IN_INTERFACE = "physdev-in", "in-interface"
 
 
-def _towards_vm_rules(chain: str, filtered: Sequence[Port], zones: dict[str, int]) -> list[Rule]:
-    """Traffic towards the VMs: by the port's qvb veth, or by its named (shared) bridge."""
+def _zone_plan(filtered: Sequence[Port], zones: dict[str, int]) -> list[_Planned]:
+    """The rules in order: each port's tap (from the VM), then traffic towards the VMs by the
+    port's qvb veth, or by its named (shared) bridge."""
+    plan: list[_Planned] = [
+        (_PHYSDEV_IN, port.device or "", port.id, EGRESS, zones.get(port.id)) for port in filtered
+    ]
     # bridge -> (zone or None for notrack, the ports on it)
     bridges: dict[str, tuple[int | None, list[str]]] = {}
-    rules = []
     for port in filtered:
         zone = zones.get(port.id)
         if port.bridge is None:
-            veth = new_match(physdev_in=names.veth_name(port.id))
-            rules.append(_ct_rule(chain, veth, port.id, INGRESS, zones))
+            plan.append((_PHYSDEV_IN, names.veth_name(port.id), port.id, INGRESS, zone))
             continue
         seen_zone, ports = bridges.setdefault(port.bridge, (zone, []))
         if seen_zone is None and zone is not None:
@@ -126,11 +127,78 @@ def _towards_vm_rules(chain: str, filtered: Sequence[Port], zones: dict[str, int
         zone, ports = bridges[bridge]
         # A bridge of its own (Neutron's qbr per port) names its port in the origin.
         port_id = ports[0] if len(ports) == 1 else None
-        match = new_match(in_interface=bridge)
-        if zone is None:
-            origin = new_origin(ORIGIN_NOTRACK, port_id, INGRESS)
-            rules.append(new_rule(chain, match, CT, origin, NOTRACK_ARGS))
-        else:
-            origin = new_origin(ORIGIN_CONNTRACK_ZONE, port_id, INGRESS)
-            rules.append(new_rule(chain, match, CT, origin, _zone_args(zone)))
-    return rules
+        plan.append((_IN_INTERFACE, bridge, port_id, INGRESS, zone))
+    return plan
+
+
+def _match(kind: str, interface: str) -> Match:
+    if kind == _PHYSDEV_IN:
+        return new_match(physdev_in=interface)
+    return new_match(in_interface=interface)
+
+
+def _target_args(zone: int | None) -> tuple[str, ...]:
+    return NOTRACK_ARGS if zone is None else ("--zone", str(zone))
+
+
+_INTERFACE = "\x00n\x00"  # stand-in for an interface name; no rendered rule contains a NUL
+_MATCH_TAILS: dict[str, tuple[str, str]] = {}
+
+
+def _match_tail(kind: str) -> tuple[str, str]:
+    """The rendered match of a kind, split around the interface name."""
+    tail = _MATCH_TAILS.get(kind)
+    if tail is None:
+        before, _, after = match_text(_match(kind, _INTERFACE)).partition(_INTERFACE)
+        tail = _MATCH_TAILS[kind] = (before, after)
+    return tail
+
+
+class _ZoneRules:
+    """The ChainSource of <prefix>-PREROUTING: text from the plan, rules on demand."""
+
+    __slots__ = ("chain", "plan", "rules", "text")
+
+    def __init__(self, chain: str, plan: list[_Planned]) -> None:
+        self.chain = chain
+        self.plan = plan
+        self.rules: tuple[Rule, ...] | None = None
+        self.text: str | None = None  # both families render this very chain
+
+    def chain_rules(self, index: int) -> tuple[Rule, ...]:
+        if self.rules is None:
+            self.rules = tuple(
+                _ct_rule(self.chain, _match(kind, interface), port_id, direction, zone)
+                for kind, interface, port_id, direction, zone in self.plan
+            )
+        return self.rules
+
+    def chain_text(self, index: int) -> str:
+        """`render.chain_text(self.chain_rules(0))`, without making the rules."""
+        if self.text is None:
+            self.text = self._text()
+        return self.text
+
+    def _text(self) -> str:
+        head = "-A " + self.chain
+        target = " -j " + CT
+        tails = {kind: _match_tail(kind) for kind in (_PHYSDEV_IN, _IN_INTERFACE)}
+        lines = []
+        for kind, interface, _port_id, _direction, zone in self.plan:
+            if not interface:  # not after validation; rendered the long way to stay exact
+                match = match_text(_match(kind, interface))
+            else:
+                before, after = tails[kind]
+                match = before + interface + after
+            # The target arguments as render joins them: " --notrack" or " --zone N".
+            args = " --notrack" if zone is None else " --zone " + str(zone)
+            lines.append(head + match + target + args)
+        return "\n".join(lines)
+
+
+def _ct_rule(
+    chain: str, match: Match, port_id: str | None, direction: str, zone: int | None
+) -> Rule:
+    kind = ORIGIN_NOTRACK if zone is None else ORIGIN_CONNTRACK_ZONE
+    origin = new_origin(kind, port_id, direction)
+    return new_rule(chain, match, CT, origin, _target_args(zone))

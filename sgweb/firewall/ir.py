@@ -181,14 +181,23 @@ _lazy_source = LazyChain.__dict__["source"]
 _lazy_index = LazyChain.__dict__["index"]
 
 
+# The slots' setters, bound once: looking `__set__` up on each call doubled lazy_chain's cost.
+_set_name = _chain_name.__set__
+_set_rules = _chain_rules.__set__
+_set_owned = _chain_owned.__set__
+_set_source = _lazy_source.__set__
+_set_index = _lazy_index.__set__
+
+
 def lazy_chain(name: str, source: ChainSource, index: int) -> LazyChain:
-    """LazyChain(name, source, index), built without the constructor call (hot loop)."""
+    """LazyChain(name, source, index), built without the constructor call (hot loop: three
+    per port and family)."""
     chain = _new_object(LazyChain)
-    _chain_name.__set__(chain, name)
-    _chain_rules.__set__(chain, None)
-    _chain_owned.__set__(chain, True)
-    _lazy_source.__set__(chain, source)
-    _lazy_index.__set__(chain, index)
+    _set_name(chain, name)
+    _set_rules(chain, None)
+    _set_owned(chain, True)
+    _set_source(chain, source)
+    _set_index(chain, index)
     return chain
 
 

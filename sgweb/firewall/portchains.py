@@ -72,7 +72,6 @@ class PortChainBuilder:
     __slots__ = (
         "compat",
         "egress",
-        "fallback",
         "family",
         "ingress",
         "log",
@@ -109,7 +108,6 @@ class PortChainBuilder:
         self.ingress = context.ingress
         self.egress = context.egress
         self.spoof = context.spoof
-        self.fallback = names.fallback_chain(prefix)
         self.prototype: PortChainPrototype | None = None
         self.rules: tuple[tuple[Rule, ...], tuple[Rule, ...]] | None = None
 
@@ -149,11 +147,17 @@ class PortChainBuilder:
             return self.spoof_text()
         prototype = self.prototype
         assert prototype is not None, "chain_text before lazy_build"
+        # The prototype's text comes split at the chain name's stand-ins: joining the parts
+        # with the name is an order of magnitude faster than str.replace over the whole text.
         if index == 0:
-            text = prototype.ingress_text.replace(_INGRESS_NAME, self.ingress)
+            text = self.ingress.join(prototype.ingress_parts)
         else:
-            text = prototype.egress_text.replace(_EGRESS_NAME, self.egress)
-            text = text.replace(_SPOOF_NAME, self.spoof)
+            parts = prototype.egress_parts
+            if prototype.spoof_at:
+                parts = list(parts)
+                for at in prototype.spoof_at:
+                    parts[at] = parts[at].replace(_SPOOF_NAME, self.spoof)
+            text = self.egress.join(parts)
         if self.log is not None:
             text = text.replace(_LOG_PORT_ID, self.port.id)
         return text
@@ -191,7 +195,8 @@ class PortChainBuilder:
         if log is not None and log.drops:
             rules.append(drop_log_rule(chain, self.log_port_id, direction, log))
         fallback = self.origin(ORIGIN_FALLBACK, direction)
-        rules.append(new_rule(chain, NO_MATCH, self.fallback, fallback))
+        # The fallback chain's name is made here: most builders never make their rules.
+        rules.append(new_rule(chain, NO_MATCH, names.fallback_chain(self.prefix), fallback))
         return rules
 
     def _dhcp_replies(self) -> list[Rule]:
@@ -250,28 +255,28 @@ class PortChainBuilder:
 
     def spoof_pairs(self) -> list[tuple[str | None, str]]:
         """The (source CIDR or None, upper-case MAC) pairs the s chain lets through, in order."""
+        # Once per port and family in every full compile: the address family is told by
+        # ":" inline (validated addresses), not by a call per address.
         port = self.port
-        family = self.family
-        host = "/32" if family == 4 else "/128"
-        pairs: list[tuple[str | None, str]] = []  # (source cidr, mac)
-        for ip in port.fixed_ips:
-            if address_version(ip) == family:
-                pairs.append((ip + host, port.mac_address))
-        if family == 6:
-            pairs.append((link_local_address(port.mac_address) + host, port.mac_address))
+        v6 = self.family == 6
+        host = "/128" if v6 else "/32"
+        own_mac = port.mac_address
+        pairs: list[tuple[str | None, str]] = [
+            (ip + host, own_mac) for ip in port.fixed_ips if (":" in ip) is v6
+        ]
+        if v6:
+            pairs.append((link_local_address(own_mac) + host, own_mac))
         for pair in port.allowed_address_pairs:
-            if address_version(pair.ip_address) != family:
+            ip = pair.ip_address
+            if (":" in ip) is not v6:
                 continue
-            mac = pair.mac_address or port.mac_address
-            source: str | None = (
-                pair.ip_address if "/" in pair.ip_address else pair.ip_address + host
-            )
-            pairs.append((source, mac))
-            if family == 6:
+            mac = pair.mac_address or own_mac
+            pairs.append((ip if "/" in ip else ip + host, mac))
+            if v6:
                 pairs.append((link_local_address(mac) + host, mac))
         if not port.fixed_ips:
             # Neutron: a port without addresses may still speak from its MAC (e.g. DHCP).
-            pairs.append((None, port.mac_address))
+            pairs.append((None, own_mac))
         # Duplicates dropped as given (validated MACs are lower-case), then upper-cased as the
         # article prints them.
         return [(source, mac.upper()) for source, mac in dict.fromkeys(pairs)]
@@ -288,15 +293,12 @@ class PortChainBuilder:
     def spoof_text(self) -> str:
         """`chain_text(self._spoof_rules())` without making the rules: the two shapes of an
         anti-spoofing rule are rendered once with stand-ins, then filled in."""
-        with_source, without_source, drop = _spoof_tails()
+        (source_head, source_mac, mac_tail), (mac_head, mac_only_tail), drop = _spoof_tails()
         head = "-A " + self.spoof
         lines = [
-            head
-            + (
-                without_source.replace(_MAC, mac)
-                if source is None
-                else with_source.replace(_SOURCE, source).replace(_MAC, mac)
-            )
+            head + mac_head + mac + mac_only_tail
+            if source is None
+            else head + source_head + source + source_mac + mac + mac_tail
             for source, mac in self.spoof_pairs()
         ]
         lines.append(head + drop)
@@ -311,19 +313,25 @@ _SPOOF_NAME = "\x00s\x00"
 _LOG_PORT_ID = "\x00p\x00"
 _SOURCE = "\x00a\x00"
 _MAC = "\x00m\x00"
-_SPOOF_TAILS: list[tuple[str, str, str]] = []
+# The tail of an s-chain rule with a source, split around the stand-ins (before the source,
+# between source and MAC, after the MAC); of one without a source (before and after the MAC);
+# of its DROP.
+_SpoofTails = tuple[tuple[str, str, str], tuple[str, str], str]
+_SPOOF_TAILS: list[_SpoofTails] = []
 
 
-def _spoof_tails() -> tuple[str, str, str]:
-    """The rendered tails of an s-chain rule with and without a source, and of its DROP."""
+def _spoof_tails() -> _SpoofTails:
+    """The rendered tails of an s-chain rule with and without a source, split around the
+    stand-ins (a port's line is then a few concatenations), and the tail of its DROP."""
     if not _SPOOF_TAILS:
-        _SPOOF_TAILS.append(
-            (
-                match_text(Match(source=_SOURCE, mac_source=_MAC)) + " -j " + RETURN,
-                match_text(Match(mac_source=_MAC)) + " -j " + RETURN,
-                match_text(NO_MATCH) + " -j " + DROP,
-            )
-        )
+        with_source = match_text(Match(source=_SOURCE, mac_source=_MAC)) + " -j " + RETURN
+        before, found_source, rest = with_source.partition(_SOURCE)
+        between, found_mac, after = rest.partition(_MAC)
+        assert found_source and found_mac, "the source is rendered before the MAC"
+        without_source = match_text(Match(mac_source=_MAC)) + " -j " + RETURN
+        mac_before, _, mac_after = without_source.partition(_MAC)
+        drop = match_text(NO_MATCH) + " -j " + DROP
+        _SPOOF_TAILS.append(((before, between, after), (mac_before, mac_after), drop))
     return _SPOOF_TAILS[0]
 
 
@@ -352,7 +360,7 @@ class PortChainPrototype:
     """The i and o chain text shared by every port with the same `prototype_key`, rendered
     once with stand-ins for the chain names; a port's text is then two string replacements."""
 
-    __slots__ = ("egress", "egress_text", "ingress", "ingress_text")
+    __slots__ = ("egress", "egress_parts", "ingress", "ingress_parts", "spoof_at")
 
     def __init__(
         self,
@@ -372,8 +380,11 @@ class PortChainPrototype:
         in_rules, out_rules = builder.io_rules(ingress, egress)
         self.ingress = ingress
         self.egress = egress
-        self.ingress_text = chain_text(in_rules)
-        self.egress_text = chain_text(out_rules)
+        # A port's text is these parts joined with its chain name (see chain_text); the
+        # egress parts that jump to the anti-spoofing chain (one, usually) get its name too.
+        self.ingress_parts = chain_text(in_rules).split(_INGRESS_NAME)
+        self.egress_parts = chain_text(out_rules).split(_EGRESS_NAME)
+        self.spoof_at = tuple(i for i, part in enumerate(self.egress_parts) if _SPOOF_NAME in part)
 
 
 def rule_match(rule: SecurityGroupRule, remote_cidr: str | None, set_name: str | None) -> Match:

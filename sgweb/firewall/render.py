@@ -191,19 +191,27 @@ def render_iptables(
     lines: list[str] = []
     with gc_paused():
         _render_tables(compiled, family, include_builtin_jumps, lines)
-    return "\n".join(lines) + "\n"
+    if not lines:
+        return "\n"
+    lines.append("")  # the final newline, without copying megabytes of text once more
+    return "\n".join(lines)
 
 
 def _render_tables(
     compiled: CompiledHost, family: int, include_builtin_jumps: bool, lines: list[str]
 ) -> None:
+    append = lines.append
     for table in sorted(compiled.family(family).tables, key=_table_order):
-        lines.append("*" + table.name)
-        lines.extend(f":{chain.name} - [0:0]" for chain in table.chains if chain.owned)
+        append("*" + table.name)
+        lines.extend([f":{chain.name} - [0:0]" for chain in table.chains if chain.owned])
         for chain in table.chains:
-            if has_rules(chain) and (chain.owned or include_builtin_jumps):
-                lines.append(rendered_chain(chain))
-        lines.append("COMMIT")
+            if type(chain) is LazyChain:
+                # Nearly every chain (three per port): `rendered_chain` inlined, as a lazy
+                # chain always has rules and is always ours.
+                append(chain.source.chain_text(chain.index))
+            elif chain.rules and (chain.owned or include_builtin_jumps):
+                append(rendered_chain(chain))
+        append("COMMIT")
 
 
 def has_rules(chain: Chain) -> bool:

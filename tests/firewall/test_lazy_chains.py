@@ -3,6 +3,7 @@ must be what rendering the rules gives, and the rules what the eager builder mak
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -11,6 +12,7 @@ from bench.scenarios import generated_scenario
 from sgweb.firewall.compiler import CompileCache, compile_host
 from sgweb.firewall.incremental import diff
 from sgweb.firewall.ir import Chain, LazyChain
+from sgweb.firewall.model import COMPAT_ARTICLE, LOG_ALL, HostState, Port
 from sgweb.firewall.render import chain_text, render_iptables
 from sgweb.firewall.scenario import build_scenario_state
 from tests.firewall import scenarios
@@ -66,3 +68,40 @@ def test_a_lazy_chain_equals_the_eager_chain_with_the_same_rules() -> None:
     eager = Chain(lazy.name, lazy.rules)
     assert lazy == eager and eager == lazy and hash(lazy) == hash(eager)
     assert lazy != Chain(lazy.name, lazy.rules[:-1])
+
+
+def _every_feature_state() -> HostState:
+    """The hand-made host plus what generated scenarios lack: a port without addresses, two
+    ports on one shared bridge (one of them stateless), a logged port, the article layout."""
+    state = scenarios.host_state()
+    ports = [
+        *state.ports,
+        Port("ffffffff-0006-4000-8000-00000000000f", "fa:16:3e:00:00:0f", (), (scenarios.WEB,)),
+        Port(
+            "abababab-0007-4000-8000-000000000007",
+            "fa:16:3e:00:00:07",
+            ("192.0.2.17",),
+            (scenarios.DB,),
+            bridge="brq-shared",
+        ),
+        Port(
+            "cdcdcdcd-0008-4000-8000-000000000008",
+            "fa:16:3e:00:00:08",
+            ("192.0.2.18", "2001:db8:1::18"),
+            (scenarios.STATELESS,),
+            bridge="brq-shared",
+            log_events=LOG_ALL,
+        ),
+    ]
+    return dataclasses.replace(state, ports=tuple(ports), compat=COMPAT_ARTICLE)
+
+
+@pytest.mark.parametrize("enable_ipset", [True, False])
+def test_every_lazy_chain_of_a_host_with_every_feature_renders_the_text_of_its_rules(
+    enable_ipset: bool,
+) -> None:
+    state = dataclasses.replace(_every_feature_state(), enable_ipset=enable_ipset)
+    chains = _lazy_chains(compile_host(state))
+    assert {chain.name.split("-", 2)[-1] for chain in chains} >= {"PREROUTING", "sg-chain"}
+    for chain in chains:
+        assert chain.text() == chain_text(chain.rules), chain.name
