@@ -628,7 +628,8 @@ def set_edit(
 
 def _still_produced(entry: str, members: Container[str]) -> bool:
     """Whether another member still yields this ipset entry (see `_ipset_entries`)."""
-    if entry in members or f"{entry}/32" in members or f"{entry}/128" in members:
+    host = f"{entry}/128" if ":" in entry else f"{entry}/32"
+    if entry in members or host in members:
         return True
     return any(
         entry in halves and whole in members for whole, halves in _WHOLE_FAMILY_HALVES.items()
@@ -664,7 +665,8 @@ def _ipset_entries(member: str) -> tuple[str, ...]:
     # Sets are hash:net so that allowed-address-pair ranges can be members; hash:net refuses a
     # zero prefix, so "everything" becomes its two halves (as Neutron's ipset manager does).
     # ipset lists host entries without a prefix length, so we emit them that way too.
-    if member.endswith("/32") or member.endswith("/128"):
+    # Only a full-length prefix is a host: an IPv6 "/32" is a range of 2^96 addresses.
+    if member.endswith("/128") or (member.endswith("/32") and ":" not in member):
         return (member.rsplit("/", 1)[0],)
     return _WHOLE_FAMILY_HALVES.get(member, (member,))
 

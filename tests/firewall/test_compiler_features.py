@@ -274,6 +274,14 @@ def test_only_referenced_sets_are_created_even_when_empty() -> None:
     assert names["IPv422222222-bbbb-4bbb-8"].members == ()
 
 
+def test_host_prefixes_become_addresses_in_sets_but_an_ipv6_slash_32_stays_a_range() -> None:
+    members = ("192.0.2.9/32", "198.51.100.0/24", "2001:db8::/32", "2001:db8:1::5/128")
+    state = scenarios.with_members(scenarios.host_state(), scenarios.DB, members)
+    names = {s.name: s for s in compile_host(state).ipsets}
+    assert names["IPv422222222-bbbb-4bbb-8"].members == ("192.0.2.9", "198.51.100.0/24")
+    assert names["IPv622222222-bbbb-4bbb-8"].members == ("2001:db8::/32", "2001:db8:1::5")
+
+
 def test_without_ipset_members_expand_to_rules_skipping_the_ports_own_address() -> None:
     compiled = compile_host(scenarios.host_state(enable_ipset=False))
     chain = compiled.v4.table("filter").chain("neutron-openvswi-ibbbbbbbb-0")

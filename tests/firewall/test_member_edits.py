@@ -18,6 +18,8 @@ from tests.firewall import scenarios
 
 POOL = [f"198.51.100.{i}" for i in range(1, 255)] + [f"2001:db8::{i:x}" for i in range(1, 99)]
 POOL += ["203.0.113.0/28", "198.51.100.7/32", "0.0.0.0/0", "2001:db8:1::/64", "2001:DB8::5"]
+# An IPv6 /32 is a range, not the host its address names (a host is /128).
+POOL += ["2001:db8::/32", "2001:db8::/128", "2001:db8::"]
 
 
 def without_edits(compiled: CompiledHost) -> CompiledHost:
