@@ -19,3 +19,10 @@ class FwaasConfig(AppConfig):
                 or project.firewall_groups.exists()
             )
         )
+        project_hooks.usage.append(
+            lambda project: {
+                "firewall_rule": project.firewall_rules.count(),
+                "firewall_policy": project.firewall_policies.count(),
+                "firewall_group": project.firewall_groups.count(),
+            }
+        )

@@ -11,3 +11,10 @@ class NetworksConfig(AppConfig):
         project_hooks.in_use.append(
             lambda project: project.ports.exists() or project.networks.exists()
         )
+        project_hooks.usage.append(
+            lambda project: {
+                "network": project.networks.count(),
+                "subnet": project.subnets.count(),
+                "port": project.ports.count(),
+            }
+        )

@@ -9,3 +9,4 @@ class RoutersConfig(AppConfig):
         from sgweb.tenancy.hooks import project_hooks
 
         project_hooks.in_use.append(lambda project: project.routers.exists())
+        project_hooks.usage.append(lambda project: {"router": project.routers.count()})

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 ProjectCreated = Callable[["Project", Any], object]  # what a hook returns is not used
 ProjectInUse = Callable[["Project"], bool]
+ProjectUsage = Callable[["Project"], dict[str, int]]
 
 
 @dataclass
@@ -24,6 +25,8 @@ class ProjectHooks:
     created: list[ProjectCreated] = field(default_factory=list)
     # True when something of the app's still belongs to the project (its deletion is refused).
     in_use: list[ProjectInUse] = field(default_factory=list)
+    # How many of each Neutron resource the app keeps for the project (the quota details' "used").
+    usage: list[ProjectUsage] = field(default_factory=list)
 
 
 project_hooks = ProjectHooks()

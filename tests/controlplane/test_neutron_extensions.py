@@ -8,8 +8,10 @@ import pytest
 from django.test import override_settings
 
 from sgweb.audit.models import AuditEntry
+from sgweb.fwaas import actions as fwaas_actions
 from sgweb.networks.choices import HostStatus
 from sgweb.networks.models import Host, Port
+from sgweb.routers import actions as router_actions
 from sgweb.security import actions
 from sgweb.security.models import SecurityGroup
 from sgweb.tenancy.models import Tag
@@ -232,6 +234,19 @@ def test_default_quotas_are_the_settings_whatever_the_project_has(adam, alice, a
     quota = response.json()["quota"]
     assert (quota["security_group"], quota["security_group_rule"], quota["port"]) == (7, 70, -1)
     assert as_alice.get(f"/quotas/{project_a.id.hex}").json()["quota"]["security_group"] == 3
+
+
+def test_quota_details_count_what_every_app_keeps_for_the_project(adam, alice, as_alice, project_a):
+    network, _ = network_with_subnet(alice, project_a)
+    port(adam, project_a, network, name="vm")
+    router_actions.create_router(alice, project_a, name="r1")
+    fwaas_actions.create_rule(alice, project_a, name="ssh", protocol="tcp", action="allow")
+    response = as_alice.get(f"/quotas/{project_a.id.hex}/details")
+    assert response.status_code == 200
+    used = {name: value["used"] for name, value in response.json()["quota"].items()}
+    assert used["network"] == 1 and used["subnet"] == 1 and used["port"] == 1
+    assert (used["router"], used["firewall_rule"], used["firewall_policy"]) == (1, 1, 0)
+    assert used["security_group"] == SecurityGroup.objects.filter(project=project_a).count()
 
 
 def test_default_quotas_of_an_unseen_project_are_not_found(charlie, project_a):

@@ -1,6 +1,7 @@
 """Neutron's quota API for our two quotas, both of security groups: /v2.0/quotas/{project_id}.
 
-The quotas themselves belong to the project (`sgweb.tenancy`); this app counts what is used."""
+The quotas themselves belong to the project (`sgweb.tenancy`); the details' "used" counts come
+from this app and from the apps above it (`tenancy.hooks.project_hooks.usage`)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.tenancy import actions
 from sgweb.tenancy.access import can_see_project, visible_projects
 from sgweb.tenancy.errors import Invalid, NotFound
+from sgweb.tenancy.hooks import project_hooks
 from sgweb.tenancy.models import Project, Quota
 
 # Resources we do not limit are reported as unlimited, as Neutron does for -1.
@@ -142,6 +144,8 @@ class QuotaDetailsView(APIView):
             "security_group": SecurityGroup.objects.filter(project=project).count(),
             "security_group_rule": SecurityGroupRule.objects.filter(project=project).count(),
         }
+        for usage in project_hooks.usage:  # the apps above this one count their own
+            used.update(usage(project))
         details: dict[str, Any] = {
             name: {"limit": limit, "used": used.get(name, 0), "reserved": 0}
             for name, limit in quota_dict(quota).items()
