@@ -90,32 +90,9 @@ class Accountant:
 
     def deltas(self, layout: Layout, read: Snapshot, at: float, read_ms: float = 0.0) -> Pending:
         """This reading's deltas against the baseline, and the baseline it would become."""
-        sums = [[0, 0] for _ in layout.origin_keys]
         baseline = self.baseline
         counting = baseline is not None
-        snapshot: Snapshot = {key: read[key] for key in read if key not in layout.chains}
-        resets = 0
-        for key, chain in layout.chains.items():
-            counts = read.get(key)
-            before = baseline.get(key) if baseline is not None else None
-            if counts is None:  # not entered since the baseline: unchanged
-                if before is not None:
-                    snapshot[key] = before
-                continue
-            snapshot[key] = counts
-            if not counting or before == counts:
-                continue
-            for (packets, size), (packets_then, size_then), origin in _paired(
-                chain, counts, before
-            ):
-                if packets == packets_then and size == size_then:
-                    continue
-                if packets < packets_then or size < size_then:
-                    resets += 1  # re-created: its count since then is all new
-                    packets_then = size_then = 0
-                total = sums[origin]
-                total[0] += packets - packets_then
-                total[1] += size - size_then
+        sums, snapshot, resets = subtract(layout.chains, len(layout.origin_keys), read, baseline)
         host_now = host_chain_counts(layout, snapshot)
         document = wire.Deltas(
             host=self.host,
@@ -141,6 +118,39 @@ class Accountant:
         self.base_id, self.base_at = pending.document.reading, pending.document.at
         self.host_baseline = pending.host_chains
         self.must_read = set()
+
+
+def subtract(
+    chains: dict[ChainKey, ChainLayout], origins: int, read: Snapshot, baseline: Snapshot | None
+) -> tuple[list[list[int]], Snapshot, int]:
+    """The arithmetic both streams share (ports here, routers' firewall rules in
+    `worker.router_accounting`): per origin index, [packets, bytes] counted since `baseline`
+    (nothing while there is none); the snapshot the reading makes (a chain not read keeps its
+    baseline); how many rules' counters went down (re-created: all they count now is new)."""
+    sums = [[0, 0] for _ in range(origins)]
+    counting = baseline is not None
+    snapshot: Snapshot = {key: read[key] for key in read if key not in chains}
+    resets = 0
+    for key, chain in chains.items():
+        counts = read.get(key)
+        before = baseline.get(key) if baseline is not None else None
+        if counts is None:  # not entered since the baseline: unchanged
+            if before is not None:
+                snapshot[key] = before
+            continue
+        snapshot[key] = counts
+        if not counting or before == counts:
+            continue
+        for (packets, size), (packets_then, size_then), origin in _paired(chain, counts, before):
+            if packets == packets_then and size == size_then:
+                continue
+            if packets < packets_then or size < size_then:
+                resets += 1  # re-created: its count since then is all new
+                packets_then = size_then = 0
+            total = sums[origin]
+            total[0] += packets - packets_then
+            total[1] += size - size_then
+    return sums, snapshot, resets
 
 
 def _paired(
@@ -330,4 +340,6 @@ def start(
     return reader
 
 
-__all__ = ["ROOTS", "Accountant", "AccountingReader", "Pending", "chain_key", "start"]
+__all__ = [
+    "ROOTS", "Accountant", "AccountingReader", "Pending", "chain_key", "start", "subtract"
+]  # fmt: skip

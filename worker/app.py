@@ -25,7 +25,15 @@ from sgweb.wire import accounting as accounting_wire
 from sgweb.wire import packetlog as packetlog_wire
 from sgweb.wire import routers as router_wire
 from sgweb.wire import sync as protocol
-from worker import accounting, nudges, packetlog, router_io, router_threads, routers
+from worker import (
+    accounting,
+    nudges,
+    packetlog,
+    router_accounting,
+    router_io,
+    router_threads,
+    routers,
+)
 from worker.agent import Agent
 from worker.config import AgentConfig
 from worker.maintenance import MaintenanceLoop
@@ -139,6 +147,14 @@ def router_agent() -> routers.RouterAgent:
 def send_accounting(document: dict[str, Any]) -> None:
     app.send_task(
         accounting_wire.TASK_RECORD_ACCOUNTING,
+        kwargs={"deltas": document},
+        queue=config.control_queue,
+    )
+
+
+def send_firewall_accounting(document: dict[str, Any]) -> None:
+    app.send_task(
+        accounting_wire.TASK_RECORD_FIREWALL_ACCOUNTING,
         kwargs={"deltas": document},
         queue=config.control_queue,
     )
@@ -259,6 +275,13 @@ def _on_ready(**_: Any) -> None:
                 config.accounting_interval_s,
             )
         )  # fmt: skip
+        if isinstance(store, router_io.RedisRouterStore):  # issue 16: firewall rules too
+            _threads.append(
+                router_accounting.start(
+                    router_agent(), store.client, config.key_prefix, send_firewall_accounting,
+                    config.accounting_interval_s,
+                )
+            )  # fmt: skip
     if config.packet_log_interval_s > 0:  # issue 13: ulogd runs only while a port is logged
         packet_log = packetlog.start(
             config.host, default_runner(), config.netns,

@@ -25,6 +25,7 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest, Least
 
 from sgweb.accounting.models import (
+    FirewallRuleSample,
     HostAccounting,
     HostSample,
     PortOriginUsage,
@@ -48,7 +49,7 @@ class Recorded:
     why: str = ""
 
 
-def _uuid(value: str | None) -> uuid.UUID | None:
+def as_uuid(value: str | None) -> uuid.UUID | None:
     if not value:
         return None
     try:
@@ -67,29 +68,9 @@ def record(data: dict[str, Any]) -> Recorded:
     with transaction.atomic():
         host, _ = Host.objects.get_or_create(name=document.host)
         state, _ = HostAccounting.objects.select_for_update().get_or_create(host=host)
-        last = (state.run, int(state.seq)) if state.run is not None else None
-        lost = wire.lost_between(last, document.base)
+        lost = take_reading(state, document.host, document.reading, document.base, document.at)
         if lost is None:
-            state.dropped_documents += 1
-            if last is not None and document.reading > last:
-                # Its interval is given up, not pending: the next document follows on from it.
-                state.run, state.seq = document.reading
-            state.save(update_fields=["dropped_documents", "run", "seq"])
-            log.warning(
-                "accounting: dropped a document of %s that overlaps what was counted "
-                "(base %s, counted up to %s)", document.host, document.base, last,
-            )  # fmt: skip
             return Recorded(False, why="overlaps what was counted")
-        if lost:
-            state.lost_intervals += lost
-            state.last_loss_at = _moment(document.at)
-            log.warning(
-                "accounting: %s intervals of deltas from %s were lost (the queue was dropped: "
-                "a Redis restart?)", lost, document.host,
-            )  # fmt: skip
-        state.run, state.seq = document.reading
-        state.last_at = _moment(document.at)
-        state.documents += 1
         state.last_read_ms = document.read_ms
         totals = dict(state.chain_totals)
         for name, packets, size in document.chains:
@@ -101,7 +82,40 @@ def record(data: dict[str, Any]) -> Recorded:
     return Recorded(True, lost_intervals=lost)
 
 
-def _steps(retention: Sequence[tuple[int, int]] | None = None) -> Sequence[int]:
+def take_reading(
+    state: Any, host: str, reading: wire.ReadingId, base: wire.ReadingId | None, at: float
+) -> int | None:
+    """Whether a stream's document is counted, from the last reading its state (a
+    `HostAccounting` or `FirewallAccounting`) counted: None when it overlaps (dropped, the
+    state saved), else how many intervals were lost before it (its reading is taken as the
+    last one, for the caller to save)."""
+    last = (state.run, int(state.seq)) if state.run is not None else None
+    lost = wire.lost_between(last, base)
+    if lost is None:
+        state.dropped_documents += 1
+        if last is not None and reading > last:
+            # Its interval is given up, not pending: the next document follows on from it.
+            state.run, state.seq = reading
+        state.save(update_fields=["dropped_documents", "run", "seq"])
+        log.warning(
+            "accounting: dropped a document of %s that overlaps what was counted "
+            "(base %s, counted up to %s)", host, base, last,
+        )  # fmt: skip
+        return None
+    if lost:
+        state.lost_intervals += lost
+        state.last_loss_at = _moment(at)
+        log.warning(
+            "accounting: %s intervals of deltas from %s were lost (the queue was dropped: "
+            "a Redis restart?)", lost, host,
+        )  # fmt: skip
+    state.run, state.seq = reading
+    state.last_at = _moment(at)
+    state.documents += 1
+    return lost
+
+
+def kept_steps(retention: Sequence[tuple[int, int]] | None = None) -> Sequence[int]:
     kept = settings.SGWEB_ACCOUNTING_RETENTION if retention is None else retention
     return [step for step, _keep in kept]
 
@@ -112,9 +126,9 @@ def _add(host: Host, document: wire.Deltas) -> None:
     ports: dict[tuple[uuid.UUID, str], list[int]] = defaultdict(lambda: [0, 0])
     origins: dict[tuple[uuid.UUID, str, str, str, str], list[int]] = defaultdict(lambda: [0, 0])
     for origin in document.origins:
-        port = _uuid(origin.port_id)
+        port = as_uuid(origin.port_id)
         if origin.kind == SG_RULE:
-            rule = _uuid(origin.rule_id)
+            rule = as_uuid(origin.rule_id)
             if rule is not None:
                 rules[rule][0] += origin.packets
                 rules[rule][1] += origin.bytes
@@ -133,9 +147,9 @@ def _add(host: Host, document: wire.Deltas) -> None:
     )
     port_ids = {port for port, _direction in ports} | {key[0] for key in origins}
     known_ports = set(Port.objects.filter(pk__in=list(port_ids)).values_list("pk", flat=True))
-    steps = _steps()
-    port_steps = _steps(settings.SGWEB_ACCOUNTING_PORT_RETENTION)
-    _add_rule_totals({k: v for k, v in rules.items() if k in known_rules}, at)
+    steps = kept_steps()
+    port_steps = kept_steps(settings.SGWEB_ACCOUNTING_PORT_RETENTION)
+    add_totals(RuleUsage, {k: v for k, v in rules.items() if k in known_rules}, at)
     add_samples(
         RuleSample, ("rule_id", "step", "bucket"), ("packets", "bytes"),
         [(rule.hex, step, int(at // step * step), p, b)
@@ -155,17 +169,18 @@ def _add(host: Host, document: wire.Deltas) -> None:
     _add_port_origins({k: v for k, v in origins.items() if k[0] in known_ports}, at)
 
 
-def _add_rule_totals(rules: dict[uuid.UUID, list[int]], at: float) -> None:
+def add_totals(model: Any, rules: dict[uuid.UUID, list[int]], at: float) -> None:
+    """Add to the totals and first/last hits of rules (`RuleUsage`, `FirewallRuleUsage`)."""
     if not rules:
         return
     moment = _moment(at)
-    existing = set(RuleUsage.objects.filter(pk__in=list(rules)).values_list("pk", flat=True))
-    RuleUsage.objects.bulk_create(
-        [RuleUsage(rule_id=rule) for rule in rules if rule not in existing],
+    existing = set(model.objects.filter(pk__in=list(rules)).values_list("pk", flat=True))
+    model.objects.bulk_create(
+        [model(rule_id=rule) for rule in rules if rule not in existing],
         ignore_conflicts=True,
     )
     for rule, (packets, size) in rules.items():
-        RuleUsage.objects.filter(pk=rule).update(
+        model.objects.filter(pk=rule).update(
             packets=F("packets") + packets,
             bytes=F("bytes") + size,
             first_hit_at=Coalesce(Least(F("first_hit_at"), moment), moment),
@@ -248,13 +263,14 @@ def prune(now: float | None = None) -> int:
     deleted = 0
     for model, retention in (
         (RuleSample, settings.SGWEB_ACCOUNTING_RETENTION),
+        (FirewallRuleSample, settings.SGWEB_ACCOUNTING_RETENTION),
         (HostSample, settings.SGWEB_ACCOUNTING_RETENTION),
         (PortSample, settings.SGWEB_ACCOUNTING_PORT_RETENTION),
     ):
         for step, keep in retention:
             count, _ = model.objects.filter(step=step, bucket__lt=int(now - keep)).delete()
             deleted += count
-        count, _ = model.objects.exclude(step__in=_steps(retention)).delete()  # not kept now
+        count, _ = model.objects.exclude(step__in=kept_steps(retention)).delete()  # not kept now
         deleted += count
     return deleted
 

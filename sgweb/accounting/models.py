@@ -142,3 +142,64 @@ class HostAccounting(models.Model):
 
     def __str__(self) -> str:
         return f"{self.host_id} r{self.run}#{self.seq}"
+
+
+class FirewallRuleUsage(models.Model):
+    """A firewall rule's hits summed over the routers and network nodes that hold it (issue 16),
+    kept like `RuleUsage`."""
+
+    rule = models.OneToOneField(
+        "fwaas.FirewallRule", on_delete=models.CASCADE, primary_key=True, related_name="usage"
+    )
+    packets = models.PositiveBigIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+    first_hit_at = models.DateTimeField(null=True, blank=True)
+    last_hit_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}: {self.packets} packets"
+
+
+class FirewallRuleSample(models.Model):
+    """One bucket of a firewall rule's hits, with `RuleSample`'s steps, retention and pruning."""
+
+    rule = models.ForeignKey(
+        "fwaas.FirewallRule", on_delete=models.CASCADE, related_name="samples",
+        db_constraint=False,
+    )  # fmt: skip
+    step = models.PositiveIntegerField()
+    bucket = models.BigIntegerField()
+    packets = models.PositiveBigIntegerField(default=0)
+    bytes = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["rule", "step", "bucket"], name="fwrulesample_key")
+        ]
+        indexes = [models.Index(fields=["bucket", "step"], name="fwrulesample_age")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id} {self.step}s@{self.bucket}"
+
+
+class FirewallAccounting(models.Model):
+    """Where a network node's firewall stream stands (`HostAccounting`'s fields for the
+    routers' readings, numbered apart from the port chains'), and the built-in origins' totals:
+    {kind: [packets, bytes]} (INVALID, established, the default drop)."""
+
+    host = models.OneToOneField(
+        "networks.Host", on_delete=models.CASCADE, primary_key=True,
+        related_name="firewall_accounting",
+    )  # fmt: skip
+    run = models.FloatField(null=True, blank=True)
+    seq = models.PositiveBigIntegerField(default=0)
+    last_at = models.DateTimeField(null=True, blank=True)
+    documents = models.PositiveBigIntegerField(default=0)
+    lost_intervals = models.PositiveBigIntegerField(default=0)
+    dropped_documents = models.PositiveBigIntegerField(default=0)
+    last_loss_at = models.DateTimeField(null=True, blank=True)
+    last_read_ms = models.FloatField(null=True, blank=True)
+    builtin_totals = models.JSONField(default=dict, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.host_id} firewall r{self.run}#{self.seq}"

@@ -1,4 +1,4 @@
-"""The control queue's accounting task: agents send it by name (`sgweb.wire.accounting`)."""
+"""The control queue's accounting tasks: agents send them by name (`sgweb.wire.accounting`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import shared_task
 
-from sgweb.accounting import actions
+from sgweb.accounting import actions, firewall
 from sgweb.wire import accounting as wire
 
 log = logging.getLogger(__name__)
@@ -19,5 +19,16 @@ def record_accounting(deltas: dict[str, Any]) -> None:
         actions.record(deltas)
     except wire.DeltasError as exc:
         log.error("accounting: %s", exc)  # a malformed document changes nothing
+        return
+    actions.prune_now_and_then()
+
+
+@shared_task(name=wire.TASK_RECORD_FIREWALL_ACCOUNTING, ignore_result=True)
+def record_firewall_accounting(deltas: dict[str, Any]) -> None:
+    """A network node's firewall rules (issue 16); pruned with the rest."""
+    try:
+        firewall.record_firewall(deltas)
+    except wire.DeltasError as exc:
+        log.error("firewall accounting: %s", exc)
         return
     actions.prune_now_and_then()

@@ -149,3 +149,96 @@ def lost_between(last: ReadingId | None, base: ReadingId | None) -> int | None:
     if base[0] == last[0]:
         return base[1] - last[1]
     return 1  # a new run whose baseline is newer than what we counted: at least one lost
+
+
+# -- firewall rules on a network node's routers (issue 16) --------------------------------------
+#
+# The network node's agent reads its routers' firewall chains on the same interval and sends a
+# `FirewallDeltas` document as `TASK_RECORD_FIREWALL_ACCOUNTING`. It is a stream of its own,
+# numbered and based like `Deltas` (`lost_between` decides the same way) but kept apart, so a
+# host that has ports and routers never mixes the two readings' numbers. Entries of `rules`:
+# ``[kind, rule_id, router_id, group_id, direction, verdict, packets, bytes]``, kind one of
+# FW_KINDS (a firewall rule, or the built-in origins of every policy chain and the default drop
+# of the interfaces a group covers); rule_id is None for the built-in ones.
+
+TASK_RECORD_FIREWALL_ACCOUNTING = "sgweb.accounting.record_firewall"
+FW_RULE = "fw-rule"
+FW_INVALID = "fw-invalid"
+FW_ESTABLISHED = "fw-established"
+FW_DEFAULT_DROP = "fw-default-drop"
+FW_KINDS = (FW_RULE, FW_INVALID, FW_ESTABLISHED, FW_DEFAULT_DROP)
+
+
+def router_baseline_key(prefix: str, host: str) -> str:
+    """Redis hash of the firewall stream's baseline, laid out as `baseline_key`'s."""
+    return f"{prefix}:host:{host}:routers:accounting_baseline"
+
+
+class FirewallDelta(NamedTuple):
+    kind: str
+    rule_id: str | None
+    router_id: str
+    group_id: str
+    direction: str | None
+    verdict: str
+    packets: int
+    bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class FirewallDeltas:
+    host: str
+    reading: ReadingId
+    base: ReadingId | None
+    started_at: float
+    at: float
+    rules: tuple[FirewallDelta, ...]
+    read_ms: float = 0.0
+    resets: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "reading": list(self.reading),
+            "base": list(self.base) if self.base is not None else None,
+            "started_at": self.started_at,
+            "at": self.at,
+            "rules": [list(rule) for rule in self.rules],
+            "read_ms": self.read_ms,
+            "resets": self.resets,
+        }
+
+
+def parse_firewall_deltas(data: dict[str, Any]) -> FirewallDeltas:
+    """The firewall document from its JSON form; a malformed one is refused whole."""
+    try:
+        base = data.get("base")
+        rules = tuple(
+            FirewallDelta(
+                str(kind), _text(rule_id), str(router_id), str(group_id), _text(direction),
+                str(verdict), int(packets), int(size),
+            )
+            for kind, rule_id, router_id, group_id, direction, verdict, packets, size
+            in data["rules"]
+        )  # fmt: skip
+        deltas = FirewallDeltas(
+            host=str(data["host"]),
+            reading=(float(data["reading"][0]), int(data["reading"][1])),
+            base=(float(base[0]), int(base[1])) if base is not None else None,
+            started_at=float(data["started_at"]),
+            at=float(data["at"]),
+            rules=rules,
+            read_ms=float(data.get("read_ms", 0.0)),
+            resets=int(data.get("resets", 0)),
+        )
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise DeltasError(f"malformed firewall accounting document: {exc}") from None
+    for rule in deltas.rules:
+        if (
+            rule.kind not in FW_KINDS
+            or rule.verdict not in VERDICTS
+            or rule.packets < 0
+            or rule.bytes < 0
+        ):
+            raise DeltasError(f"malformed firewall delta {rule}")
+    return deltas
