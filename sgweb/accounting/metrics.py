@@ -2,7 +2,8 @@
 
 Read from the database at scrape time by one collector (no per-process state: any web server
 answers the same). Labels are ids and fixed names only, never user text, so every label set is
-bounded by what exists: rules (bounded by the rule quota), ports, hosts, and fixed chain names.
+bounded by what exists: rules (bounded by the rule quota), firewall rules (their quota), ports,
+hosts, and fixed chain and kind names.
 
 =========================================== =========  ==========================================
 name                                        type       labels
@@ -10,6 +11,11 @@ name                                        type       labels
 sgweb_rule_hits_packets_total               counter    rule_id, security_group_id, project_id
 sgweb_rule_hits_bytes_total                 counter    rule_id, security_group_id, project_id
 sgweb_rule_last_hit_timestamp_seconds       gauge      rule_id, security_group_id, project_id
+sgweb_firewall_rule_hits_packets_total      counter    firewall_rule_id, project_id
+sgweb_firewall_rule_hits_bytes_total        counter    firewall_rule_id, project_id
+sgweb_firewall_rule_last_hit_timestamp_seconds gauge   firewall_rule_id, project_id
+sgweb_firewall_builtin_packets_total        counter    host, kind (fw-invalid|fw-established|
+                                                       fw-default-drop), a network node's routers
 sgweb_port_packets_total                    counter    port_id, direction, verdict (accept|drop)
 sgweb_host_chain_packets_total              counter    host, chain (FORWARD|INPUT|sg-chain|
                                                        sg-fallback)
@@ -43,7 +49,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from sgweb.accounting.models import HostAccounting, PortOriginUsage, RuleUsage
+from sgweb.accounting.models import (
+    FirewallAccounting,
+    FirewallRuleUsage,
+    HostAccounting,
+    PortOriginUsage,
+    RuleUsage,
+)
 from sgweb.hostsync.models import HostEvent, HostEventKind
 from sgweb.networks.models import Host
 
@@ -53,6 +65,7 @@ RULE_LABELS = ["rule_id", "security_group_id", "project_id"]
 class AccountingCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from _rule_metrics()
+        yield from _firewall_metrics()
         yield from _port_metrics()
         yield from _host_metrics()
 
@@ -83,6 +96,44 @@ def _rule_metrics() -> Iterator[Metric]:
         if last_hit is not None:
             last.add_metric(labels, last_hit.timestamp())
     yield from (packets, size, last)
+
+
+FIREWALL_LABELS = ["firewall_rule_id", "project_id"]
+
+
+def _firewall_metrics() -> Iterator[Metric]:
+    """Firewall rules' hits summed over routers and nodes (issue 16), and each network node's
+    built-in FWaaS origins."""
+    packets = CounterMetricFamily(
+        "sgweb_firewall_rule_hits_packets", "Packets a firewall rule matched, all routers",
+        labels=FIREWALL_LABELS,
+    )  # fmt: skip
+    size = CounterMetricFamily(
+        "sgweb_firewall_rule_hits_bytes", "Bytes a firewall rule matched, all routers",
+        labels=FIREWALL_LABELS,
+    )  # fmt: skip
+    last = GaugeMetricFamily(
+        "sgweb_firewall_rule_last_hit_timestamp_seconds", "When a firewall rule last matched",
+        labels=FIREWALL_LABELS,
+    )  # fmt: skip
+    rows = FirewallRuleUsage.objects.values_list(
+        "rule_id", "rule__project_id", "packets", "bytes", "last_hit_at"
+    )
+    for rule, project, count, total, last_hit in rows.iterator(chunk_size=2000):
+        labels = [str(rule), project.hex]
+        packets.add_metric(labels, count)
+        size.add_metric(labels, total)
+        if last_hit is not None:
+            last.add_metric(labels, last_hit.timestamp())
+    builtin = CounterMetricFamily(
+        "sgweb_firewall_builtin_packets",
+        "Packets of a network node's FWaaS chains' built-in rules (INVALID, established, the "
+        "default drop), all routers", labels=["host", "kind"],
+    )  # fmt: skip
+    for host, totals in FirewallAccounting.objects.values_list("host__name", "builtin_totals"):
+        for kind, (count, _bytes) in sorted(totals.items()):
+            builtin.add_metric([host, kind], count)
+    yield from (packets, size, last, builtin)
 
 
 def _port_metrics() -> Iterator[Metric]:

@@ -139,17 +139,21 @@ def _dense(span: Window, values: Mapping[int, int]) -> list[int]:
 
 
 def rule_series(
-    rule_ids: Iterable[uuid.UUID], span: Window, fields: tuple[str, ...] = ("packets", "bytes")
+    rule_ids: Iterable[uuid.UUID],
+    span: Window,
+    fields: tuple[str, ...] = ("packets", "bytes"),
+    model: Any = RuleSample,
 ) -> dict[uuid.UUID, dict[str, list[int]]]:
     """rule -> {"packets": [...], "bytes": [...]} dense over the window's buckets (`fields`:
-    only those, e.g. the group page's sparklines draw packets only)."""
+    only those, e.g. the group page's sparklines draw packets only); `model`: the samples of
+    security-group rules (`RuleSample`) or of firewall rules (`FirewallRuleSample`)."""
     ids = list(rule_ids)
     if any(field not in ("packets", "bytes") for field in fields):
         raise ValueError(f"rule series fields are packets and bytes, not {fields}")
     if not ids:
         return {}  # an empty IN () has no SQL: Django raises EmptyResultSet (a group's 500)
     query = (
-        RuleSample.objects.filter(
+        model.objects.filter(
             rule_id__in=ids, step=span.step, bucket__gte=span.start, bucket__lt=span.end
         )
         .order_by("rule_id", "bucket")  # the key's order: no sort, and rows come per rule
@@ -194,8 +198,9 @@ def _dense_rows(rows: list[Any], span: Window, fields: int) -> list[list[int]]:
     return lists
 
 
-def usage_of(rule_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, RuleUsage]:
-    return {usage.rule_id: usage for usage in RuleUsage.objects.filter(rule_id__in=list(rule_ids))}
+def usage_of(rule_ids: Iterable[uuid.UUID], model: Any = RuleUsage) -> dict[uuid.UUID, Any]:
+    """rule -> its totals (`RuleUsage`, or `FirewallRuleUsage` for firewall rules)."""
+    return {usage.rule_id: usage for usage in model.objects.filter(rule_id__in=list(rule_ids))}
 
 
 def port_series(port_id: uuid.UUID, span: Window) -> dict[str, dict[str, list[int]]]:
@@ -233,7 +238,7 @@ def host_series(host_id: int, span: Window) -> dict[str, dict[str, list[int]]]:
     }
 
 
-def unused_days(usage: RuleUsage | None, created_at: datetime, now: float | None = None) -> int:
+def unused_days(usage: Any, created_at: datetime, now: float | None = None) -> int:
     """Whole days since the rule's last hit (or since it was created, if never hit)."""
     since = usage.last_hit_at if usage is not None and usage.last_hit_at else created_at
     current = time.time() if now is None else now
