@@ -15,7 +15,14 @@ from typing import Any
 from django.http import HttpRequest
 
 from sgweb.accounting import series
-from sgweb.accounting.models import HostAccounting, PortOriginUsage
+from sgweb.accounting.models import (
+    FirewallRuleSample,
+    FirewallRuleUsage,
+    HostAccounting,
+    PortOriginUsage,
+    RuleSample,
+    RuleUsage,
+)
 from sgweb.networks.models import Host, Port
 from sgweb.wire import accounting as wire
 
@@ -53,10 +60,22 @@ def _span(key: str, max_points: int, of: str = "rules") -> series.Window:
 
 def group_usage(rules: Sequence[Any], key: str) -> dict[str, Any]:
     """Sets `rule.kept` (a RuleUsageView) on each rule; returns the sparklines' JSON."""
+    return _kept_usage(rules, key, (RuleSample, RuleUsage))
+
+
+def firewall_usage(rules: Sequence[Any], key: str) -> dict[str, Any]:
+    """`group_usage` for firewall rules (issue 16): their hits summed over routers and nodes.
+    The caller passes only rules whose hits the user may read (a shared rule of another
+    project has none: `sgweb.accounting.api.firewall`)."""
+    return _kept_usage(rules, key, (FirewallRuleSample, FirewallRuleUsage))
+
+
+def _kept_usage(rules: Sequence[Any], key: str, models: tuple[Any, Any]) -> dict[str, Any]:
+    samples, totals = models
     span = _span(key, series.SPARK_POINTS)
     ids = [rule.pk for rule in rules]
-    values = series.rule_series(ids, span, fields=("packets",))
-    usage = series.usage_of(ids)
+    values = series.rule_series(ids, span, fields=("packets",), model=samples)
+    usage = series.usage_of(ids, model=totals)
     now = time.time()
     for rule in rules:
         kept = usage.get(rule.pk)

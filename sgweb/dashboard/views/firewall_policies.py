@@ -13,6 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from sgweb.dashboard import usage
 from sgweb.dashboard.forms import FirewallPolicyForm, InsertFirewallRuleForm, NewFirewallPolicyForm
 from sgweb.dashboard.guards import deny_unless_changeable
 from sgweb.dashboard.shell import build_shell, render_page
@@ -29,7 +30,7 @@ from sgweb.dashboard.views.firewalls import followed, usable_in, visible_or_404,
 from sgweb.fwaas import actions
 from sgweb.fwaas.models import FirewallGroup, FirewallPolicy, FirewallRule
 from sgweb.tenancy import access as tenancy_access
-from sgweb.tenancy.access import can_change_project, scope
+from sgweb.tenancy.access import can_change_project, can_see_project, scope
 from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import Project
 
@@ -157,6 +158,10 @@ def _policy_page(
         }
         for index, rule in enumerate(rules)
     ]
+    # Kept hits of the rules the user may read (a shared rule of another project: none).
+    window = usage.window_key(request)
+    readable = [rule for rule in rules if can_see_project(request.user, rule.project_id)]
+    spark = usage.firewall_usage(readable, window)
     groups = FirewallGroup.objects.filter(Q(ingress_policy=policy) | Q(egress_policy=policy))
     insertable = usable_in(request.user, FirewallRule.objects.all(), policy.project_id).exclude(
         pk__in=[rule.pk for rule in rules]
@@ -168,6 +173,9 @@ def _policy_page(
         {
             "policy": policy,
             "rows": rows,
+            "spark": spark,
+            "window": window,
+            "window_choices": usage.WINDOW_CHOICES,
             "groups": scope(request.user, groups).order_by("name"),
             "can_change": can_change_project(request.user, policy.project_id),
             "edit_form": edit_form or FirewallPolicyForm(initial=initial),

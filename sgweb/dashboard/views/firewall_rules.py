@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
+from sgweb.dashboard import usage
 from sgweb.dashboard.forms import FirewallRuleForm, NewFirewallRuleForm
 from sgweb.dashboard.guards import deny_unless_changeable
 from sgweb.dashboard.shell import build_shell, render_page
@@ -115,11 +116,18 @@ def _rule_page(
         editing = False
     else:
         editing = True
+    # Kept hits: a shared rule's add up other projects' routers, so its own project's only.
+    window = usage.window_key(request)
+    readable = tenancy_access.can_see_project(request.user, rule.project_id)
+    spark = usage.firewall_usage([rule], window) if readable else None
     return render_page(
         request,
         "dashboard/firewalls/rule.html",
         {
             "rule": rule,
+            "spark": spark,
+            "window": window,
+            "window_choices": usage.WINDOW_CHOICES,
             "links": list(links),
             "form": edit_form,
             "editing": editing,
