@@ -9,7 +9,14 @@ Figures (medians of `--runs`, the spread as [min, max]):
 - `shared`: one policy (`--shared-rules`) used by the groups of `--shared-routers` routers on
   one network node, each router its own namespace: one rule inserted, then per router compile,
   delta and apply (`per_router_s` p50/p95) and the node's total (`node_total_s`), which is the
-  kernel part of "time until every network node's kernel has it" (the rest is the dispatch).
+  kernel part of "time until every network node's kernel has it" (the rest is the dispatch);
+  `shared.accounting`: the network node's always-on accounting read of those routers' firewall
+  chains (`worker.router_accounting`, issue 16), median of `--accounting-reads`: `idle_read`
+  (nothing counted since the baseline: each router's FORWARD chain per family, one netlink
+  dump each), `full_read` (every chain: the first reading, or every rule hit), each with its
+  wall and CPU time (the thread's, the kernel's side of the dumps included); `deltas_ms` the
+  subtraction with every rule changed; `save_full_read` the iptables-save fallback (wall: its
+  processes' CPU is not the agent's thread's).
 
 The group's ingress and egress policies share the N rules (3/4 IPv4, 1/4 IPv6, a mix of tcp,
 udp, icmp, any, ranges and CIDRs from the documentation ranges), as admins reuse one policy.
@@ -28,7 +35,7 @@ import sys
 import time
 from dataclasses import replace
 
-from sgweb.firewall.fwaas.compiler import compile_router, render_full
+from sgweb.firewall.fwaas.compiler import CompiledRouter, compile_router, render_full
 from sgweb.firewall.fwaas.model import (
     ALLOW,
     DENY,
@@ -43,6 +50,8 @@ from sgweb.firewall.fwaas.model import (
 from sgweb.kernel.router import RouterFirewall
 from sgweb.kernel.runner import SubprocessRunner
 from sgweb.kernel.topology import remove_namespaces
+from worker.accounting_read import Snapshot
+from worker.router_accounting import RouterAccountant, RouterChainReader
 
 BENCH_PREFIX = "sgwb-"
 
@@ -112,7 +121,8 @@ def with_inserted_rule(state: RouterState, run: int) -> RouterState:
     return replace(state, firewall_groups=(replace(group, egress_policy=changed),))
 
 
-def shared_policy_figures(runner: SubprocessRunner, prefix: str, routers: int, rules: int):  # type: ignore[no-untyped-def]
+def shared_policy_figures(runner: SubprocessRunner, prefix: str, routers: int, rules: int,  # type: ignore[no-untyped-def]
+                          reads: int = 5):  # fmt: skip
     base = make_state(rules, 2)
     states = [
         replace(base, router=replace(base.router, id=f"bench-router-{n}", name=f"r{n}"))
@@ -134,6 +144,9 @@ def shared_policy_figures(runner: SubprocessRunner, prefix: str, routers: int, r
         firewall.apply(changed, first).raise_for_error()
         per_router.append(time.perf_counter() - router_started)
     total = time.perf_counter() - started
+    by_id = {state.router.id: compile_router(with_inserted_rule(state, 0)) for state in states}
+    netns_of = {state.router.id: f"{prefix}shared-{n}" for n, state in enumerate(states)}
+    accounting = accounting_figures(runner, netns_of, by_id, reads)
     per_router.sort()
     return {
         "routers": routers,
@@ -141,7 +154,52 @@ def shared_policy_figures(runner: SubprocessRunner, prefix: str, routers: int, r
         "per_router_s": {"p50": round(statistics.median(per_router), 4),
                          "p95": round(per_router[int(0.95 * (len(per_router) - 1))], 4)},
         "node_total_s": round(total, 4),
+        "accounting": accounting,
     }  # fmt: skip
+
+
+def accounting_figures(
+    runner: SubprocessRunner, netns_of: dict[str, str], compiled: dict[str, CompiledRouter],
+    reads: int,
+) -> dict[str, object]:  # fmt: skip
+    """The network node's accounting read of every router (see the module docstring)."""
+    accountant = RouterAccountant("bench-node")
+    layout = accountant.layout(compiled)
+    reader = RouterChainReader(netns_of.__getitem__, runner.run)
+    every = set(layout.chains)
+    figures: dict[str, list[float]] = {name: [] for name in (
+        "full_read_ms", "full_read_cpu_ms", "idle_read_ms", "idle_read_cpu_ms", "deltas_ms",
+        "save_full_read_ms")}  # fmt: skip
+    baseline: Snapshot = {}
+    for _ in range(reads):
+        for name, base, must in (("full_read", None, every), ("idle_read", baseline, set())):
+            wall, cpu = time.perf_counter(), time.thread_time()
+            read = reader.read(layout, base, must)
+            figures[f"{name}_ms"].append((time.perf_counter() - wall) * 1000)
+            figures[f"{name}_cpu_ms"].append((time.thread_time() - cpu) * 1000)
+            if base is None:
+                baseline = read
+        busy = {key: {identity: (packets + 5, size + 500) for identity, (packets, size)
+                      in counts.items()} for key, counts in baseline.items()}  # fmt: skip
+        accountant.baseline = baseline
+        started = time.perf_counter()
+        document, _snapshot = accountant.deltas(layout, busy, time.time())
+        figures["deltas_ms"].append((time.perf_counter() - started) * 1000)
+    saved = RouterChainReader(netns_of.__getitem__, runner.run)
+    saved.use_netlink = False
+    for _ in range(reads):
+        started = time.perf_counter()
+        saved.read(layout, None, every)
+        figures["save_full_read_ms"].append((time.perf_counter() - started) * 1000)
+    rules = sum(len(chain.identities) for chain in layout.chains.values())
+    return {
+        "chains": len(layout.chains),
+        "kernel_rules": rules,
+        "idle_chains_read": len([k for keys in layout.entries.values() for k in keys]),
+        "origins_sent_when_all_hit": len(document.rules),
+        **{name: round(statistics.median(values), 2) for name, values in figures.items()},
+        "loadavg": " ".join(f"{value:.2f}" for value in os.getloadavg()),
+    }
 
 
 def _timed(function, *args):  # type: ignore[no-untyped-def]
@@ -162,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--shared-routers", type=int, default=50)
     parser.add_argument("--shared-rules", type=int, default=100)
+    parser.add_argument("--accounting-reads", type=int, default=5)
     args = parser.parse_args(argv)
     state = make_state(args.rules, args.interfaces)
     figures: dict[str, list[float]] = {k: [] for k in
@@ -194,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 remove_namespaces(netns, runner)
         shared = (
-            shared_policy_figures(runner, prefix, args.shared_routers, args.shared_rules)
+            shared_policy_figures(
+                runner, prefix, args.shared_routers, args.shared_rules, args.accounting_reads
+            )
             if args.shared_routers
             else None
         )

@@ -46,7 +46,8 @@ EXTENSIONS = (
         "sgweb-rule-hits",
         "Rule hits",
         "Hits of rules, groups and ports over a time window: "
-        "GET security-group-rules/{id}/hits, security-groups/{id}/hits, ports/{id}/hits.",
+        "GET security-group-rules/{id}/hits, security-groups/{id}/hits, ports/{id}/hits, "
+        "fwaas/firewall_rules/{id}/hits, fwaas/firewall_policies/{id}/hits.",
     ),
     (
         "sgweb-drops",
