@@ -11,11 +11,6 @@ name                                        type       labels
 sgweb_rule_hits_packets_total               counter    rule_id, security_group_id, project_id
 sgweb_rule_hits_bytes_total                 counter    rule_id, security_group_id, project_id
 sgweb_rule_last_hit_timestamp_seconds       gauge      rule_id, security_group_id, project_id
-sgweb_firewall_rule_hits_packets_total      counter    firewall_rule_id, project_id
-sgweb_firewall_rule_hits_bytes_total        counter    firewall_rule_id, project_id
-sgweb_firewall_rule_last_hit_timestamp_seconds gauge   firewall_rule_id, project_id
-sgweb_firewall_builtin_packets_total        counter    host, kind (fw-invalid|fw-established|
-                                                       fw-default-drop), a network node's routers
 sgweb_port_packets_total                    counter    port_id, direction, verdict (accept|drop)
 sgweb_host_chain_packets_total              counter    host, chain (FORWARD|INPUT|sg-chain|
                                                        sg-fallback)
@@ -30,6 +25,20 @@ sgweb_accounting_dropped_documents_total    counter    host (overlapping: never 
 sgweb_accounting_read_seconds               gauge      host (the agent's last counter read)
 sgweb_accounting_document_age_seconds       gauge      host (since the last counted document)
 =========================================== =========  ==========================================
+
+Firewall rules (issue 16), their hits summed over routers and network nodes:
+
+================================================== =========  ===================================
+name                                               type       labels
+================================================== =========  ===================================
+sgweb_firewall_rule_hits_packets_total             counter    firewall_rule_id, project_id
+sgweb_firewall_rule_hits_bytes_total               counter    firewall_rule_id, project_id
+sgweb_firewall_rule_last_hit_timestamp_seconds     gauge      firewall_rule_id, project_id
+sgweb_firewall_builtin_packets_total               counter    host, kind (fw-invalid |
+                                                              fw-established | fw-default-drop)
+sgweb_firewall_accounting_lost_intervals_total     counter    host (the routers' own stream)
+sgweb_firewall_accounting_read_seconds             gauge      host (its last read of its routers)
+================================================== =========  ===================================
 
 Access: a bearer token (``SGWEB_METRICS_TOKEN``) or a client address in
 ``SGWEB_METRICS_ALLOWED_IPS`` (CIDRs, default loopback); anything else is 403.
@@ -130,10 +139,24 @@ def _firewall_metrics() -> Iterator[Metric]:
         "Packets of a network node's FWaaS chains' built-in rules (INVALID, established, the "
         "default drop), all routers", labels=["host", "kind"],
     )  # fmt: skip
-    for host, totals in FirewallAccounting.objects.values_list("host__name", "builtin_totals"):
+    lost = CounterMetricFamily(
+        "sgweb_firewall_accounting_lost_intervals",
+        "Firewall accounting intervals lost (a Redis restart)", labels=["host"],
+    )  # fmt: skip
+    read = GaugeMetricFamily(
+        "sgweb_firewall_accounting_read_seconds", "The node's last read of its routers' counters",
+        labels=["host"],
+    )  # fmt: skip
+    states = FirewallAccounting.objects.values_list(
+        "host__name", "builtin_totals", "lost_intervals", "last_read_ms"
+    )
+    for host, totals, lost_intervals, read_ms in states.order_by("host__name"):
         for kind, (count, _bytes) in sorted(totals.items()):
             builtin.add_metric([host, kind], count)
-    yield from (packets, size, last, builtin)
+        lost.add_metric([host], lost_intervals)
+        if read_ms is not None:
+            read.add_metric([host], read_ms / 1000)
+    yield from (packets, size, last, builtin, lost, read)
 
 
 def _port_metrics() -> Iterator[Metric]:

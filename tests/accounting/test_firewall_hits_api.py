@@ -104,3 +104,6 @@ def test_a_scrape_has_firewall_rule_hits_and_the_built_in_origins(client, projec
     assert ("sgweb_firewall_rule_last_hit_timestamp_seconds", labels) in samples
     builtin = (("host", "network1"), ("kind", "fw-default-drop"))
     assert samples[("sgweb_firewall_builtin_packets_total", builtin)] == 3
+    node = (("host", "network1"),)
+    assert samples[("sgweb_firewall_accounting_lost_intervals_total", node)] == 0
+    assert samples[("sgweb_firewall_accounting_read_seconds", node)] == 0.0035

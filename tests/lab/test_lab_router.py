@@ -29,6 +29,7 @@ def stack() -> Iterator[Stack]:
     if os.geteuid() != 0:
         pytest.skip("kernel: needs root")
     lab = Stack(hosts=2, vms=1, net2_vms=1)
+    lab.env["SGWEB_ACCOUNTING_INTERVAL_S"] = "2"  # the firewall rules' kept hits, sooner
     try:
         yield lab.start()
     finally:
@@ -66,6 +67,16 @@ def denied_packets(stack: Stack, rule_id: str) -> int:
         return int(rules.get(rule_id, [0])[0])
 
     return int(stack.wait("the deny rule's packets counted", counted, timeout=10))
+
+
+def kept_packets(stack: Stack, rule_id: str) -> int:
+    """The rule's hits the control plane kept from the network node's always-on accounting."""
+
+    def kept() -> int:
+        hits = stack.api("GET", f"/fwaas/firewall_rules/{rule_id}/hits?window=1h")
+        return int(hits["firewall_rule_hits"]["packets"])
+
+    return int(stack.wait("the deny rule's hits kept", kept, timeout=30))
 
 
 def pings(stack: Stack, family: int = 4) -> bool:
@@ -136,6 +147,7 @@ def test_a_deny_rule_on_the_router_stops_the_ping_and_an_allow_lets_it_through(
         stack.wait("the group ACTIVE", lambda: status() == "ACTIVE", timeout=15)
         stack.probe(NET1_VM, NET2_VM)  # one more denied packet for the counters
         assert denied_packets(stack, rule["id"]) > 0
+        assert kept_packets(stack, rule["id"]) > 0, "the network node's accounting kept them"
         started = time.perf_counter()
         stack.api("PUT", f"/fwaas/firewall_rules/{rule['id']}",
                   {"firewall_rule": {"action": "allow"}})  # fmt: skip
