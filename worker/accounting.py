@@ -245,7 +245,7 @@ class AccountingReader(threading.Thread):
             self._saved = {}
         saved = self._saved
         changed = {
-            chain: _counts_json(counts)
+            chain: counts_json(counts)
             for chain, counts in pending.snapshot.items()
             if saved.get(chain) is not counts and saved.get(chain) != counts
         }
@@ -308,7 +308,7 @@ class AccountingReader(threading.Thread):
             self.stopping.wait(max(0.5, self.interval_s - (time.monotonic() - began)))
 
 
-def _counts_json(counts: ChainCounts) -> str:
+def counts_json(counts: ChainCounts) -> str:
     """`json.dumps(counts)`, twice as fast: every chain of a busy host is saved every reading
     (3,000 chains, 29,000 rules: 40 ms of json.dumps calls). Identities are hex digits, a dot
     and digits (`accounting_layout.identities`), or "jump:" and a chain name: nothing to escape."""

@@ -40,7 +40,7 @@ from sgweb.firewall.fwaas.model import ALLOW
 from sgweb.kernel.nftcounters import NftCounterReader
 from sgweb.kernel.readback import save_command
 from sgweb.wire import accounting as wire
-from worker.accounting import _counts_json, subtract
+from worker.accounting import counts_json, subtract
 from worker.accounting_layout import ChainKey, ChainLayout, identities
 from worker.accounting_read import Snapshot
 
@@ -331,7 +331,7 @@ class RouterAccountingReader(threading.Thread):
         pipe.delete(self.key)
         pipe.hset(self.key, mapping={
             "_reading": json.dumps(meta),
-            **{chain: _counts_json(counts) for chain, counts in snapshot.items()},
+            **{chain: counts_json(counts) for chain, counts in snapshot.items()},
         })  # fmt: skip
         pipe.execute()
 

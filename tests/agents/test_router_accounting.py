@@ -10,7 +10,12 @@ from sgweb.firewall.fwaas.model import FirewallRule
 from sgweb.wire import accounting as wire
 from tests.firewall.fwaas.example import APP_GROUP_OBJ, PROD_EGRESS, STATE, WEB_GROUP, WEB_GROUP_OBJ
 from worker.accounting_read import Snapshot
-from worker.router_accounting import RouterAccountant, RouterLayout, router_chain_key
+from worker.router_accounting import (
+    RouterAccountant,
+    RouterChainReader,
+    RouterLayout,
+    router_chain_key,
+)
 
 EGRESS4 = policy_chain(WEB_GROUP, 4, "egress")
 
@@ -137,3 +142,40 @@ def test_the_document_survives_its_json_form() -> None:
         layout, full_read(layout, {EGRESS4: egress_counts(layout, 2, 4)}), 110.0
     )
     assert wire.parse_firewall_deltas(document.as_dict()) == document
+
+
+class FakeNetlink:
+    """Counters by chain name, as `NftCounterReader.read_chain_pairs` returns them."""
+
+    def __init__(self, layout: RouterLayout) -> None:
+        self.pairs = {(c.name, c.family): [(0, 0)] * len(c.identities)
+                      for c in layout.chains.values()}  # fmt: skip
+        self.read: list[tuple[str, int]] = []
+
+    def read_chain_pairs(self, chain: str, family: int = 4) -> list[tuple[int, int]]:
+        self.read.append((chain, family))
+        return list(self.pairs[(chain, family)])
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_idle_router_costs_one_read_per_family_and_a_counted_jump_reads_its_chain() -> None:
+    accountant = RouterAccountant("network1")
+    layout = accountant.layout(compiled())
+    fake = FakeNetlink(layout)
+    reader = RouterChainReader(lambda router_id: "unused", lambda *a, **k: None)
+    reader.use_netlink = True
+    reader._readers["r1"] = fake  # type: ignore[assignment]
+    baseline = reader.read(layout, None, accountant.to_read(layout))
+    assert reader.chains_read == len(layout.chains), "the first reading reads everything"
+    fake.read.clear()
+    reader.read(layout, baseline, set())
+    assert sorted(fake.read) == [(FORWARD_CHAIN, 4), (FORWARD_CHAIN, 6)]
+    jumps = compile_router(STATE).family(4).jumps
+    into_egress = next(i for i, jump in enumerate(jumps) if jump.target == EGRESS4)
+    fake.pairs[(FORWARD_CHAIN, 4)][into_egress] = (2, 168)
+    fake.read.clear()
+    read = reader.read(layout, baseline, set())
+    assert sorted(fake.read) == [(FORWARD_CHAIN, 4), (FORWARD_CHAIN, 6), (EGRESS4, 4)]
+    assert router_chain_key(4, "r1", EGRESS4) in read

@@ -25,7 +25,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sgweb.accounting import series
-from sgweb.accounting.api.views import ERRORS, PARAMETERS, SERIES_NOTE, _visible_and_span, _when
+from sgweb.accounting.api.views import ERRORS, PARAMETERS, SERIES_NOTE, iso_time, visible_and_span
 from sgweb.accounting.models import FirewallRuleSample, FirewallRuleUsage
 from sgweb.fwaas.models import FirewallPolicy, FirewallRule
 from sgweb.tenancy.access import can_see_project
@@ -41,8 +41,8 @@ def firewall_rule_hits(
         "project_id": rule.project_id.hex,
         "packets": usage.packets if usage else 0,
         "bytes": usage.bytes if usage else 0,
-        "first_hit_at": _when(usage.first_hit_at) if usage else None,
-        "last_hit_at": _when(usage.last_hit_at) if usage else None,
+        "first_hit_at": iso_time(usage.first_hit_at) if usage else None,
+        "last_hit_at": iso_time(usage.last_hit_at) if usage else None,
         "unused_days": series.unused_days(usage, rule.created_at, now),
         "window_packets": sum(values["packets"]),
         "window_bytes": sum(values["bytes"]),
@@ -60,7 +60,7 @@ class FirewallRuleHitsView(APIView):
     )  # fmt: skip
     def get(self, request: Request, object_id: str) -> Response:
         message = f"Firewall Rule {object_id} could not be found."
-        rule, span = _visible_and_span(request, FirewallRule, object_id, message)
+        rule, span = visible_and_span(request, FirewallRule, object_id, message)
         values = series.rule_series([rule.id], span, model=FirewallRuleSample)[rule.id]
         usage = FirewallRuleUsage.objects.filter(rule=rule).first()
         body = {**firewall_rule_hits(rule, usage, values), "window": span.as_dict()}
@@ -77,7 +77,7 @@ class FirewallPolicyHitsView(APIView):
     )  # fmt: skip
     def get(self, request: Request, object_id: str) -> Response:
         message = f"Firewall Policy {object_id} could not be found."
-        policy, span = _visible_and_span(request, FirewallPolicy, object_id, message)
+        policy, span = visible_and_span(request, FirewallPolicy, object_id, message)
         links = list(policy.rule_links.select_related("rule").order_by("position"))
         shown = [link.rule for link in links if can_see_project(request.user, link.rule.project_id)]
         ids = [rule.id for rule in shown]

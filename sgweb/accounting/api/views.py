@@ -55,11 +55,11 @@ SERIES_NOTE = (
 )
 
 
-def _when(moment: datetime | None) -> str | None:
+def iso_time(moment: datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
-def _visible_and_span(
+def visible_and_span(
     request: Request, model: type[M], object_id: str, not_found: str, of: str = "rules"
 ) -> tuple[M, series.Window]:
     """The object the caller may see by its id (a malformed id, another project's object or
@@ -86,8 +86,8 @@ def rule_hits(rule: SecurityGroupRule, usage: RuleUsage | None, values: dict[str
         "project_id": rule.project_id.hex,
         "packets": usage.packets if usage else 0,
         "bytes": usage.bytes if usage else 0,
-        "first_hit_at": _when(usage.first_hit_at) if usage else None,
-        "last_hit_at": _when(usage.last_hit_at) if usage else None,
+        "first_hit_at": iso_time(usage.first_hit_at) if usage else None,
+        "last_hit_at": iso_time(usage.last_hit_at) if usage else None,
         "unused_days": series.unused_days(usage, rule.created_at, now),
         "window_packets": sum(values["packets"]),
         "window_bytes": sum(values["bytes"]),
@@ -104,7 +104,7 @@ class RuleHitsView(APIView):
     )  # fmt: skip
     def get(self, request: Request, object_id: str) -> Response:
         message = f"Security group rule {object_id} does not exist"
-        rule, span = _visible_and_span(request, SecurityGroupRule, object_id, message)
+        rule, span = visible_and_span(request, SecurityGroupRule, object_id, message)
         values = series.rule_series([rule.id], span)[rule.id]
         usage = RuleUsage.objects.filter(rule=rule).first()
         return Response({"rule_hits": {**rule_hits(rule, usage, values), "window": span.as_dict()}})
@@ -118,7 +118,7 @@ class GroupHitsView(APIView):
     )  # fmt: skip
     def get(self, request: Request, object_id: str) -> Response:
         message = f"Security group {object_id} does not exist"
-        group, span = _visible_and_span(request, SecurityGroup, object_id, message)
+        group, span = visible_and_span(request, SecurityGroup, object_id, message)
         rules = list(group.rules.order_by("created_at", "id"))
         values = series.rule_series([rule.id for rule in rules], span)
         usage = series.usage_of(rule.id for rule in rules)
@@ -143,7 +143,7 @@ class PortHitsView(APIView):
     )  # fmt: skip
     def get(self, request: Request, object_id: str) -> Response:
         message = f"Port {object_id} could not be found."
-        port, span = _visible_and_span(request, Port, object_id, message, of="ports")
+        port, span = visible_and_span(request, Port, object_id, message, of="ports")
         origins = PortOriginUsage.objects.filter(port=port).order_by("direction", "kind", "rule_id")
         return Response(
             {
@@ -159,7 +159,7 @@ class PortHitsView(APIView):
                             "verdict": o.verdict,
                             "packets": o.packets,
                             "bytes": o.bytes,
-                            "last_hit_at": _when(o.last_hit_at),
+                            "last_hit_at": iso_time(o.last_hit_at),
                         }
                         for o in origins
                     ],
