@@ -16,6 +16,7 @@ from django.http import HttpRequest
 
 from sgweb.accounting import series
 from sgweb.accounting.models import (
+    FirewallAccounting,
     FirewallRuleSample,
     FirewallRuleUsage,
     HostAccounting,
@@ -127,6 +128,7 @@ def host_usage(host: Host, key: str) -> dict[str, Any]:
     span = _span(key, series.DEFAULT_POINTS)
     chains = series.host_series(host.pk, span)
     state = HostAccounting.objects.filter(host=host).first()
+    firewall = FirewallAccounting.objects.filter(host=host).first()  # a network node's routers
     totals = state.chain_totals if state is not None else {}
     rows = [
         {
@@ -145,4 +147,5 @@ def host_usage(host: Host, key: str) -> dict[str, Any]:
             for name in wire.HOST_CHAINS
         ],
     }
-    return {"chart": chart, "chains": rows, "state": state, "step": span.step}
+    return {"chart": chart, "chains": rows, "state": state, "step": span.step,
+            "firewall": firewall}  # fmt: skip

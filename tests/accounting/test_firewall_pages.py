@@ -61,3 +61,13 @@ def test_a_shared_rule_of_another_project_shows_no_hits(client, adam, charlie, p
     assert "data-hits-hidden" in html and json_data(html, "firewall-rule-sparks")["series"] == {}
     html = page(client, charlie, f"/firewall-rules/{shared.id}")
     assert "its own project's to read" in html and "firewall-rule-sparks" not in html
+
+
+def test_a_network_nodes_host_page_says_where_its_firewall_accounting_stands(client, rita):
+    agent = NodeAgent(host="network1", at=timezone.now().timestamp() - 30)
+    record_firewall(agent.firewall([]))
+    agent.firewall([])  # lost with the queue
+    record_firewall(agent.firewall([["fw-default-drop", None, "r1", "g", "egress", "drop", 5, 5]]))
+    html = page(client, rita, "/hosts/network1")
+    assert 'data-firewall-lost-intervals="1"' in html
+    assert "fw-default-drop 5 packets" in html
