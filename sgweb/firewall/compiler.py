@@ -193,8 +193,12 @@ def _members_only(state: HostState, cache: CompileCache) -> CompiledHost | None:
     for ipset in compiled.ipsets:
         v4, v6 = sorted_members(cache, members.get(ipset.group_id, ()), ipset.group_id)
         entries = v4 if ipset.family == "inet" else v6
-        if entries is not ipset.members and entries != ipset.members:
-            edit = set_edit(cache, ipset.members, entries)
+        if entries is ipset.members:
+            ipsets.append(ipset)
+            continue
+        # Entries edited from these (a known edit) differ: no need to compare 50,000 to say so.
+        edit = set_edit(cache, ipset.members, entries)
+        if edit is not None or entries != ipset.members:
             ipset = IpSet(ipset.name, ipset.family, entries, ipset.group_id, edit)
             cache.ipsets[ipset.name] = ipset
         ipsets.append(ipset)
