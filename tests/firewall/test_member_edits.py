@@ -130,3 +130,24 @@ def test_what_came_and_went_between_sorted_tuples_is_exactly_the_set_difference(
         came, went = found
         assert [new[j] for j in came] == sorted(new_set - set(old))
         assert [old[i] for i in went] == sorted(set(old) - new_set)
+
+
+def test_a_join_of_one_family_leaves_the_other_familys_set_the_very_same_object() -> None:
+    state = scenarios.host_state()
+    cache = CompileCache()
+    v4 = tuple(f"198.51.100.{i}" for i in range(1, 200))
+    steps = [
+        ("2001:db8::1",),  # one IPv6 member
+        ("2001:db8::1", "2001:db8::2"),  # another joins
+        (),  # both leave: the IPv6 set is empty
+        ("2001:db8::3", "2001:db8::4"),  # the family comes back
+    ]
+    before = compile_host(scenarios.with_members(state, scenarios.DB, v4), cache=cache)
+    for v6 in steps:
+        changed = scenarios.with_members(state, scenarios.DB, tuple(sorted((*v4, *v6))))
+        after = compile_host(changed, cache=cache)
+        assert after.ipsets == compile_host(changed).ipsets
+        old_v4 = {ipset.name: ipset for ipset in before.ipsets if ipset.family == "inet"}
+        new_v4 = {ipset.name: ipset for ipset in after.ipsets if ipset.family == "inet"}
+        assert new_v4 and all(new_v4[name] is old_v4[name] for name in new_v4)
+        before = after
