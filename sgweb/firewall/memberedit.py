@@ -74,7 +74,10 @@ class MemberMemo:
         last = self.last.get(group_id)
         if last is not None and last.given is given:
             return last.normalised
-        edit = _edited(last, given, normalise) if last is not None else None
+        try:
+            edit = _edited(last, given, normalise) if last is not None else None
+        except TypeError:  # something not a string: the full path says which and why
+            edit = None
         if edit is None:
             self.last[group_id] = _Last(given, full(group_id, given))
             return self.last[group_id].normalised

@@ -92,6 +92,20 @@ def test_a_bad_address_joining_is_refused_as_in_a_full_validation() -> None:
     assert str(edited.value) == str(fresh.value)
 
 
+@pytest.mark.parametrize("odd", [None, 5, b"198.51.100.9"])
+def test_a_member_that_is_not_a_string_is_refused_as_in_a_full_validation(odd) -> None:
+    state = scenarios.host_state()
+    cache = CompileCache()
+    members = tuple(sorted(POOL[:100]))
+    compile_host(scenarios.with_members(state, scenarios.DB, members), cache=cache)
+    bad = scenarios.with_members(state, scenarios.DB, (*members[:50], odd, *members[50:]))
+    with pytest.raises(FirewallError) as edited:
+        compile_host(bad, cache=cache)
+    with pytest.raises(FirewallError) as fresh:
+        compile_host(bad)
+    assert str(edited.value) == str(fresh.value)
+
+
 def test_the_same_address_leaving_in_one_spelling_and_joining_in_another_changes_nothing() -> None:
     memo = MemberMemo()
 
