@@ -106,6 +106,9 @@ def plan_cuts(
     old_ports = {port.id: port for port in old.ports}
     old_members = dict(old.remote_group_members)
     new_members = dict(new.remote_group_members)
+    # group id -> the host addresses that left it: once per group, not once per port naming
+    # it (a group of 50,000 on a host of 50 ports was 100 sets of 50,000, ~0.6 s an apply).
+    left: dict[str, tuple[str, ...]] = {}
     cuts: list[Cut] = []
     for port in new.ports:
         before = old_ports.get(port.id)
@@ -127,20 +130,24 @@ def plan_cuts(
             )
         # Members that left a remote group this port's remaining rules still name.
         for group_id in sorted(_remote_groups(new, port)):
-            gone = set(old_members.get(group_id, ())) - set(new_members.get(group_id, ()))
-            members = tuple(
-                sorted(ip for ip in gone if "/" not in ip or ip.endswith(("/32", "/128")))
-            )
-            if members:
-                cuts.append(
-                    Cut(
-                        port.id,
-                        tuple(ip.split("/")[0] for ip in members),
-                        zone,
-                        why=f"left remote group {group_id}",
-                    )
+            members = left.get(group_id)
+            if members is None:
+                members = left[group_id] = _left(
+                    old_members.get(group_id, ()), new_members.get(group_id, ())
                 )
+            if members:
+                cuts.append(Cut(port.id, members, zone, why=f"left remote group {group_id}"))
     return _merge(cuts)
+
+
+def _left(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
+    """The addresses of the host members (a prefix is no conntrack address) in `old` and not in
+    `new`, without their prefix length."""
+    if old is new:
+        return ()
+    gone = set(old).difference(new)
+    hosts = sorted(ip for ip in gone if "/" not in ip or ip.endswith(("/32", "/128")))
+    return tuple(ip.split("/")[0] for ip in hosts)
 
 
 def _remote_groups(state: HostState, port: Port) -> set[str]:

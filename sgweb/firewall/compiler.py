@@ -193,8 +193,12 @@ def _members_only(state: HostState, cache: CompileCache) -> CompiledHost | None:
     for ipset in compiled.ipsets:
         v4, v6 = sorted_members(cache, members.get(ipset.group_id, ()), ipset.group_id)
         entries = v4 if ipset.family == "inet" else v6
-        if entries is not ipset.members and entries != ipset.members:
-            edit = set_edit(cache, ipset.members, entries)
+        if entries is ipset.members:
+            ipsets.append(ipset)
+            continue
+        # Entries edited from these (a known edit) differ: no need to compare 50,000 to say so.
+        edit = set_edit(cache, ipset.members, entries)
+        if edit is not None or entries != ipset.members:
             ipset = IpSet(ipset.name, ipset.family, entries, ipset.group_id, edit)
             cache.ipsets[ipset.name] = ipset
         ipsets.append(ipset)
@@ -585,8 +589,11 @@ def _entries_edited(
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The sorted entries once `added` members came and `removed` ones went (`after`: the
     members now): bisected in and out instead of sorting thousands again. What each family's
-    entries gained and lost is kept for the sets made from them (`set_edit`)."""
-    lists = {4: list(v4), 6: list(v6)}
+    entries gained and lost is kept for the sets made from them (`set_edit`). A family that
+    neither gained nor lost keeps its very tuple (copying 50,000 entries costs more than the
+    rest of a join, and the set is then unchanged by identity)."""
+    given = {4: v4, 6: v6}
+    lists: dict[int, list[str]] = {}  # a family's entries, copied once it is edited
     gained: dict[int, list[str]] = {4: [], 6: []}
     lost: dict[int, list[str]] = {4: [], 6: []}
     produced_after = {e for m in added for e in _ipset_entries(m)}
@@ -595,24 +602,32 @@ def _entries_edited(
             if entry in produced_after or _still_produced(entry, after):
                 continue
             version = address_version(member)
-            target = lists[version]
+            target = lists[version] if version in lists else given[version]
             index = bisect.bisect_left(target, _ip_key(entry), key=_ip_key)
             if index < len(target) and target[index] == entry:
-                del target[index]
+                _editable(lists, version, target).pop(index)
                 lost[version].append(entry)
     for member in added:
         for entry in _ipset_entries(member):
             version = address_version(member)
-            target = lists[version]
+            target = lists[version] if version in lists else given[version]
             index = bisect.bisect_left(target, _ip_key(entry), key=_ip_key)
             if index == len(target) or target[index] != entry:
-                target.insert(index, entry)
+                _editable(lists, version, target).insert(index, entry)
                 gained[version].append(entry)
-    result = (tuple(lists[4]), tuple(lists[6]))
+    result = tuple(tuple(lists[v]) if v in lists else given[v] for v in (4, 6))
     for version, old, new in ((4, v4, result[0]), (6, v6, result[1])):
         if gained[version] or lost[version]:
             cache.set_edits[id(new)] = (new, old, tuple(gained[version]), tuple(lost[version]))
-    return result
+    return result[0], result[1]
+
+
+def _editable(lists: dict[int, list[str]], version: int, entries: Sequence[str]) -> list[str]:
+    """The family's entries as the list being edited (copied on its first edit)."""
+    edited = lists.get(version)
+    if edited is None:
+        edited = lists[version] = list(entries)
+    return edited
 
 
 def set_edit(

@@ -7,7 +7,7 @@ import dataclasses
 from sgweb.firewall import codec
 from sgweb.firewall.compiler import compile_host
 from sgweb.firewall.render import render_iptables
-from tests.agents.fakes import DB, FROM_DB, PORT_A, PORT_B, SSH, state
+from tests.agents.fakes import DB, FROM_DB, PORT_A, PORT_B, SSH, WEB, state
 from worker import conntrack, drift
 
 
@@ -17,6 +17,25 @@ def test_a_member_leaving_a_remote_group_cuts_only_that_address_at_the_ports_tha
     cuts = conntrack.plan_cuts(before, after, compile_host(after))
     assert [(c.port_id, c.addresses) for c in cuts] == [(PORT_A, ("192.0.2.21",))]
     assert DB in cuts[0].why
+
+
+def test_every_port_naming_a_group_gets_the_cut_of_the_members_that_left_it() -> None:
+    # The members that left are worked out once per group (a group of thousands on a host
+    # of many ports), and still cut at each port that names the group.
+    def both_name_db(members: tuple[str, ...]):
+        plain = state(web_rules=(FROM_DB,), db_members=members)
+        web = plain.group(WEB)
+        port_b = dataclasses.replace(plain.ports[1], security_groups=(DB, WEB))
+        return dataclasses.replace(plain, ports=(plain.ports[0], port_b), security_groups=(
+            web, dataclasses.replace(plain.group(DB), rules=web.rules)))  # fmt: skip
+
+    before = both_name_db(("192.0.2.20", "192.0.2.21", "192.0.2.22/32", "203.0.113.0/28"))
+    after = both_name_db(("192.0.2.20",))
+    cuts = conntrack.plan_cuts(before, after, compile_host(after))
+    assert [(c.port_id, c.addresses) for c in cuts] == [
+        (PORT_A, ("192.0.2.21", "192.0.2.22")),
+        (PORT_B, ("192.0.2.21", "192.0.2.22")),
+    ]
 
 
 def test_switching_port_security_back_on_cuts_all_of_the_ports_connections() -> None:
