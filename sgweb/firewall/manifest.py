@@ -20,9 +20,9 @@ base64url: 32 characters. The manifest (format 3) is ``host``, ``settings`` and 
 without reading the ports), and ``groups`` / ``members``: the ids of the state's
 ``security_groups`` and ``remote_group_members`` in its order (each piece names its group).
 What a manifest costs a thousand hosts matters: one change to a group on every host writes one
-per host (issue 15), about 300 bytes where format 2 (64-character hex hashes, the settings
-inline, group ids beside the hashes) took 550. Format 2 is still read (an applied state or a
-stored document from before); publishers write format 3.
+per host (issue 15), about 260 bytes for a host in one group where format 2 (64-character
+hex hashes, the settings inline, group ids beside the hashes) took 540. Format 2 is still
+read (an applied state or a stored document from before); publishers write format 3.
 
 The digest of a state (`state_digest`) is the sha256 (hex) of its manifest text. It is as
 strong as a digest of the whole text up to the pieces' ids: two states have the same digest
