@@ -8,7 +8,9 @@ subscribed to every host's channel (one pattern) notes when each host's nudge ar
 change is the real action (`create_security_group_rule`), published inline by the real
 dispatcher hook (`SGWEB_PUBLISH_INLINE_HOSTS` raised so no control worker is needed); the
 control side's wall and CPU time are measured around it, and Redis bytes written are Redis's
-own count of bytes received (INFO total_net_input_bytes) over the window.
+own count of bytes received (INFO total_net_input_bytes) over the window; FANOUT_BYTES=1 also
+tallies the control side's commands by kind of key (`bench.redisbytes`). The keys have the
+deployment's default prefix (``sgweb``, `--prefix`): key names are in every command's bytes.
 
 Then each simulated agent does what a real one does on its nudge, without a kernel: fetch the
 manifest and the pieces it lacks (its own RedisStore and piece cache, warmed by the state before
@@ -32,7 +34,6 @@ import ipaddress
 import json
 import os
 import pstats
-import secrets
 import shutil
 import socket
 import statistics
@@ -41,9 +42,11 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import nullcontext
 from typing import Any
 
 from bench.djangosetup import setup
+from bench.redisbytes import tallied
 
 setup()
 
@@ -61,6 +64,7 @@ from sgweb.security import actions  # noqa: E402
 from sgweb.security.models import SecurityGroup, SecurityGroupRule  # noqa: E402
 from sgweb.tenancy.choices import Role  # noqa: E402
 from sgweb.tenancy.models import Profile, Project, Quota  # noqa: E402
+from sgweb.wire.sync import DEFAULT_KEY_PREFIX  # noqa: E402
 from worker.store import RedisStore  # noqa: E402
 
 
@@ -217,12 +221,12 @@ class SimulatedAgent:
         return cache
 
 
-def run(hosts: int, ports: int) -> dict[str, Any]:
+def run(hosts: int, ports: int, prefix: str) -> dict[str, Any]:
     private = PrivateRedis()
-    prefix = f"fanout-{secrets.token_hex(3)}"
     via = SyncChannel(redis_url=private.url, broker_url=private.url, prefix=prefix,
                       control_queue=f"control-{prefix}")  # fmt: skip
     out: dict[str, Any] = {"hosts": hosts, "ports_per_host": ports, "ports": hosts * ports}
+    out["prefix"] = prefix
     try:
         loaded = time.perf_counter()
         _say(f"loading {hosts} hosts x {ports} ports")
@@ -283,19 +287,21 @@ def _rule_change(admin, group, names, agents, private, via) -> dict[str, Any]:  
     clock.start()
     before_bytes = private.bytes_in()
     profiler = cProfile.Profile() if os.environ.get("FANOUT_PROFILE") else None
-    cpu, wall = time.process_time(), time.perf_counter()
-    if profiler:
-        profiler.enable()
-    actions.create_security_group_rule(
-        admin, group, direction="ingress", ethertype="IPv4", protocol="tcp",
-        port_range_min=8443, port_range_max=8443,
-    )  # fmt: skip
-    if profiler:
-        profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
-    published_s = time.perf_counter() - wall
-    control_cpu_s = time.process_time() - cpu
-    control_bytes = private.bytes_in() - before_bytes
+    with tallied() if os.environ.get("FANOUT_BYTES") else nullcontext() as tally:
+        cpu, wall = time.process_time(), time.perf_counter()
+        if profiler:
+            profiler.enable()
+        actions.create_security_group_rule(
+            admin, group, direction="ingress", ethertype="IPv4", protocol="tcp",
+            port_range_min=8443, port_range_max=8443,
+        )  # fmt: skip
+        if profiler:
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        published_s = time.perf_counter() - wall
+        control_cpu_s = time.process_time() - cpu
+        control_bytes = private.bytes_in() - before_bytes
+        by_kind = tally.report() if tally else None
     time.sleep(0.5)  # the listener takes the last nudges
     clock.stop()
     nudged = len(clock.arrived)
@@ -315,7 +321,7 @@ def _rule_change(admin, group, names, agents, private, via) -> dict[str, Any]:  
         totals.append(result["total_s"])
         agent.forget_compiled()
     agent_bytes = private.bytes_in() - before_bytes - control_bytes
-    return {
+    result = {
         "hosts_with_it_p50_s": round(_percentile(latencies, 0.5), 3),
         "hosts_with_it_p95_s": round(_percentile(latencies, 0.95), 3),
         "hosts_with_it_max_s": round(max(latencies), 3),
@@ -332,6 +338,9 @@ def _rule_change(admin, group, names, agents, private, via) -> dict[str, Any]:  
         "agent_fetch_compile_diff_ms_max": round(max(totals) * 1000, 2),
         "pieces_fetched_per_agent": round(fetched / len(names), 2),
     }
+    if by_kind is not None:  # FANOUT_BYTES=1: the control side's bytes by command and key kind
+        result["redis_bytes_by_kind_control"] = by_kind
+    return result
 
 
 def _previous_state(agent: SimulatedAgent) -> Any:
@@ -386,10 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--ports", type=int, default=100, help="ports per host")
+    # The Redis is the bench's own, so the deployment's default prefix collides with nothing
+    # and the bytes are those a default deployment sends (its key names are in every command).
+    parser.add_argument("--prefix", default=DEFAULT_KEY_PREFIX, help="Redis key prefix")
     args = parser.parse_args(argv)
     old_config = setup_databases(verbosity=0, interactive=False)
     try:
-        result = run(args.hosts, args.ports)
+        result = run(args.hosts, args.ports, args.prefix)
     finally:
         teardown_databases(old_config, verbosity=0)
     with open("/proc/loadavg") as loadavg:

@@ -1,8 +1,8 @@
 """The agent's side of Redis: read the newest desired state, write heartbeats and reports.
 
 A desired document may be a manifest (`sgweb.firewall.manifest`): the store keeps the pieces
-of the state it last read, by hash, fetches the ones it lacks in one MGET, checks each against
-its hash and the manifest against the document's digest, and hands the agent the assembled
+of the state it last read, by id, fetches the ones it lacks in one MGET, checks each against
+its id and the manifest against the document's digest, and hands the agent the assembled
 state. A rule change to a group used everywhere thus costs each agent the small manifest and
 that one group's piece, not the whole state.
 """
@@ -21,7 +21,7 @@ from sgweb.wire import sync as protocol
 
 
 class PieceCache:
-    """The shared pieces of the states an agent read last, decoded, by (kind, hash)."""
+    """The shared pieces of the states an agent read last, decoded, by (kind, id)."""
 
     def __init__(self) -> None:
         self.pieces: dict[tuple[str, str], Any] = {}
@@ -53,14 +53,8 @@ def assemble_desired(
     """`desired` with its state assembled, if it is a manifest; as it is otherwise."""
     if not manifest.is_manifest(desired.state):
         return desired
-    text = manifest.manifest_text(
-        desired.state["state"],
-        desired.state["ports"],
-        desired.state["uses"],
-        desired.state["security_groups"],
-        desired.state["remote_group_members"],
-    )
-    if manifest.text_digest(text) != desired.digest:
+    # The manifest was stored as canonical JSON: written again, it is the text the digest names.
+    if manifest.text_digest(manifest.canonical_text(desired.state)) != desired.digest:
         raise codec.CodecError("digest does not match the manifest (corrupted document)")
     state = manifest.assemble(desired.state, cache.resolve(client, prefix, desired.state))
     return dataclasses.replace(desired, assembled=state)

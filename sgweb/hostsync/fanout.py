@@ -7,7 +7,10 @@ manifest per host (one pipeline of conditional stores), and one PUBLISH per host
 channel (one pipeline, `sgweb.wire.sync`). Hosts whose own ports the change did not touch
 (`reuse`) are not read from the database at all: their manifest keeps the ports piece and the
 groups it used, read back from the manifest stored last; only the group and member references
-change.
+change, and the kept ports piece's expiry is refreshed once a day at most (``refreshed_at``,
+`sgweb.wire.sync`). What a thousand-host change sends Redis, per host: its revision (~115
+bytes), its manifest's store (~590), its nudge (~60) and two reads (~75): 0.84 MB in all;
+`FANOUT_BYTES=1 python -m bench.fanout` tallies it by command and key kind.
 
 Why reusing the stored ports piece is safe although another publisher may be storing newer
 ports at the same time: a change to a host's ports publishes that host in full (it is in the
@@ -50,6 +53,10 @@ class Built:
     manifest: manifest.Manifest
     reused: bool
     build_ms: float
+    # When every piece this manifest names was last made sure of (stored or its expiry
+    # refreshed); a reused ports piece refreshed within PIECES_REFRESH_S is left alone.
+    refreshed_at: int = 0
+    ports_fresh: bool = False
 
 
 @dataclass
@@ -68,6 +75,7 @@ class _Pieces:
 
     groups: dict[str, tuple[SecurityGroup, manifest.Piece]] = field(default_factory=dict)
     members: dict[str, tuple[tuple[str, ...], manifest.Piece]] = field(default_factory=dict)
+    settings: dict[str, manifest.Piece] = field(default_factory=dict)
 
     def group(self, group: SecurityGroup) -> manifest.Piece:
         known = self.groups.get(group.id)
@@ -82,6 +90,15 @@ class _Pieces:
             known = (addresses, manifest.members_piece(gid, addresses))
             self.members[gid] = known
         return known[1]
+
+    def setting(self, state: HostState) -> manifest.Piece:
+        text = manifest.settings_text(state)  # the same for every host of a deployment
+        known = self.settings.get(text)
+        if known is None:
+            known = self.settings[text] = manifest.Piece(
+                manifest.SETTINGS, manifest.piece_id(text), text
+            )
+        return known
 
 
 def _floors(names: list[str], via: SyncChannel) -> dict[str, int]:
@@ -123,8 +140,9 @@ def _mark_ports(revisions: dict[str, int]) -> None:
         )
 
 
-def _stored_manifests(names: list[str], via: SyncChannel) -> dict[str, dict[str, Any]]:
-    """The manifests stored for these hosts (hosts with a whole state or none are left out)."""
+def _stored_manifests(names: list[str], via: SyncChannel) -> dict[str, protocol.Desired]:
+    """The documents stored for these hosts that hold a manifest of the current format (hosts
+    with a whole state, an older manifest or none are left out: they are built in full)."""
     if not names:
         return {}
     found = {}
@@ -132,11 +150,11 @@ def _stored_manifests(names: list[str], via: SyncChannel) -> dict[str, dict[str,
         if raw is None:
             continue
         try:
-            state = protocol.parse_desired(raw).state
+            desired = protocol.parse_desired(raw)
         except (ValueError, KeyError, TypeError):
             continue
-        if manifest.is_manifest(state):
-            found[name] = state
+        if manifest.is_manifest(desired.state, current=True):
+            found[name] = desired
     return found
 
 
@@ -147,44 +165,54 @@ def _reused_manifest(
     present, remote = shared.closure(used)
     groups = tuple((gid, pieces.group(shared.groups[gid])) for gid in present)
     members = tuple((gid, pieces.member(gid, shared.members.get(gid, ()))) for gid in remote)
-    base = manifest.scalars(HostState(**host_scalars(name)))  # type: ignore[arg-type]
+    settings = pieces.setting(HostState(**host_scalars(name)))  # type: ignore[arg-type]
     text = manifest.manifest_text(
-        base,
+        name,
+        settings.hash,
         str(stored["ports"]),
         used,
-        ((gid, p.hash) for gid, p in groups),
-        ((gid, p.hash) for gid, p in members),
+        (p.hash for _, p in groups),
+        (p.hash for _, p in members),
     )
-    # The ports piece is in Redis already (checked before the manifest is stored).
+    # The ports piece is in Redis already (checked before the manifest is stored, or lately).
     ports = manifest.Piece(manifest.PORTS, str(stored["ports"]), "")
-    return manifest.Manifest(text, manifest.text_digest(text), ports, groups, members)
+    return manifest.Manifest(text, manifest.text_digest(text), ports, settings, groups, members)
 
 
 def _build(
     names: list[str],
     revisions: dict[str, int],
-    stored: dict[str, dict[str, Any]],
+    stored: dict[str, protocol.Desired],
     builder: Callable[[str], HostState] | None,
 ) -> tuple[list[Built], dict[str, Exception]]:
     """Each host's manifest: from `stored` (its manifest as stored last: ports kept) or in full."""
     shared = SharedParts()
     pieces = _Pieces()
-    shared.preload(str(gid) for m in stored.values() for gid in m.get("uses", ()))
+    shared.preload(str(gid) for d in stored.values() for gid in d.state.get("uses", ()))
+    now = int(time.time())
     built: list[Built] = []
     failed: dict[str, Exception] = {}
     for name in names:
         started = time.perf_counter()
+        refreshed_at, fresh = now, False
         try:
             if name in stored:
-                m = _reused_manifest(name, stored[name], shared, pieces)
+                m = _reused_manifest(name, stored[name].state, shared, pieces)
+                fresh = 0 <= now - stored[name].refreshed_at < protocol.PIECES_REFRESH_S
+                refreshed_at = stored[name].refreshed_at if fresh else now
             else:
                 state = builder(name) if builder else host_state(name, shared=shared)
-                m = manifest.split(state, group_cache=pieces.group, members_cache=pieces.member)
+                m = manifest.split(
+                    state,
+                    group_cache=pieces.group,
+                    members_cache=pieces.member,
+                    settings_cache=pieces.setting,
+                )
         except Exception as exc:  # this host's data alone: the others are published
             failed[name] = exc
             continue
         ms = (time.perf_counter() - started) * 1000
-        built.append(Built(name, revisions[name], m, name in stored, ms))
+        built.append(Built(name, revisions[name], m, name in stored, ms, refreshed_at, fresh))
     return built, failed
 
 
@@ -194,6 +222,8 @@ def _store_pieces(built: list[Built], via: SyncChannel) -> set[str]:
     unique: dict[str, manifest.Piece] = {}
     for item in built:
         for p in item.manifest.pieces:
+            if item.ports_fresh and p is item.manifest.ports:
+                continue  # refreshed lately (see `Built`): no EXPIRE per host and change
             key = protocol.shared_key(via.prefix, p.kind, p.hash)
             if p.text or key not in unique:
                 unique[key] = p
@@ -223,18 +253,17 @@ def _store_pieces(built: list[Built], via: SyncChannel) -> set[str]:
 
 
 def _store_manifests(built: list[Built], via: SyncChannel, force: bool) -> list[int]:
-    script = via.redis.register_script(protocol.STORE_DESIRED_LUA)
+    script = via.redis.register_script(protocol.STORE_MANIFEST_LUA)
     pipe = via.redis.pipeline(transaction=False)
     now = time.time()
     for item in built:
         keys = via.keys(item.host)
         m = item.manifest
-        document = protocol.desired_document(item.revision, m.digest, m.text, now)
-        script(
-            keys=[keys.desired, keys.desired_revision, keys.desired_digest],
-            args=[item.revision, document, m.digest, "1" if force else "0"],
-            client=pipe,
+        args = protocol.store_manifest_args(
+            item.revision, m.digest, m.text, now, item.refreshed_at, force
         )
+        script(keys=[keys.desired, keys.desired_revision, keys.desired_digest], args=args,
+               client=pipe)  # fmt: skip
     return [int(value) for value in pipe.execute()]
 
 
@@ -358,5 +387,5 @@ def _lost_ports(built: list[Built], results: list[int], via: SyncChannel) -> set
     return {
         item.host
         for item in older
-        if item.host in stored and stored[item.host]["ports"] != item.manifest.ports.hash
+        if item.host in stored and stored[item.host].state["ports"] != item.manifest.ports.hash
     }

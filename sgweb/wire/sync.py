@@ -18,14 +18,20 @@ otherwise, read by each side's configuration):
 * ``P:host:NAME:nudge``             a pub/sub channel, not a key: "revision N is stored"
                                     (`nudge_message`), PUBLISHed for every host of a publish in
                                     one pipeline; the agent subscribes to its own
-* ``P:shared:KIND:HASH``            a piece of hosts' states shared by content (KIND ``ports``,
-                                    ``sg`` or ``members``, HASH the sha256 of its text), stored
-                                    once for every host naming it, expiring SHARED_TTL_S after
-                                    the last publish that named it (see `shared_key`)
+* ``P:shared:KIND:ID``              a piece of hosts' states shared by content (KIND ``ports``,
+                                    ``sg``, ``members`` or ``settings``, ID its id: 192 bits of
+                                    the sha256 of its text, `sgweb.firewall.manifest.piece_id`),
+                                    stored once for every host naming it, expiring SHARED_TTL_S
+                                    after the last publish that refreshed it (see `shared_key`)
 
 A desired document's ``state`` is either a whole state (format 1, what older publishers wrote)
-or a manifest (format 2, `sgweb.firewall.manifest`) naming shared pieces by hash; its digest is
-the manifest's. An agent keeps the pieces it holds and fetches the missing ones in one MGET.
+or a manifest (format 3, `sgweb.firewall.manifest`; format 2 is still read) naming shared
+pieces by id; its digest is the manifest's. An agent keeps the pieces it holds and fetches the
+missing ones in one MGET. A document that holds a manifest also says when its publisher last
+made sure every piece it names was in Redis (``refreshed_at``, outside the digest): a publish
+that keeps a host's ports piece refreshes its expiry only when that is PIECES_REFRESH_S old
+(one EXPIRE per host per change was a tenth of a change's bytes at a thousand hosts). A piece
+lost before (evicted, deleted) is found by the agent that needs it, which asks for a publish.
 
 Nudges: a publish tells each host's agent on its ``nudge`` channel (about 60 bytes a host,
 no queue: a host whose agent is not listening costs nothing and piles nothing up). A nudge is
@@ -63,6 +69,9 @@ HEARTBEAT_INTERVAL_S = 2.0
 # applied in memory, and one that starts and finds a piece gone asks to be published again
 # (the publish stores every piece it names), so expiry is the garbage collection.
 SHARED_TTL_S = 7 * 24 * 3600
+# A publish keeping a host's ports piece refreshes its expiry once a day at most: a piece named
+# by a stored manifest thus lives at least SHARED_TTL_S - PIECES_REFRESH_S after the last publish.
+PIECES_REFRESH_S = 24 * 3600
 HEARTBEAT_TTL_S = 10  # three missed beats and a bit: the host shows as down
 
 # Neutron's binding:host_id is a string of up to 255 characters; any of them is a usable host.
@@ -180,9 +189,9 @@ def parse_nudge(raw: str | bytes) -> int | None:
         return None
 
 
-def shared_key(prefix: str, kind: str, digest: str) -> str:
+def shared_key(prefix: str, kind: str, piece_id: str) -> str:
     """Where a shared piece of hosts' states is stored (see the module doc)."""
-    return f"{prefix}:shared:{kind}:{digest}"
+    return f"{prefix}:shared:{kind}:{piece_id}"
 
 
 # -- Lua, so that concurrent publishers from several web servers cannot reorder revisions -------
@@ -214,11 +223,48 @@ return 1
 """
 
 
-def desired_document(revision: int, digest: str, state_text: str, published_at: float) -> str:
+# The same store for a host's manifest, the document built here from its parts (what
+# `desired_document` writes, byte for byte): its state and digest are sent once, not twice.
+# KEYS as above. ARGV: revision, manifest text, digest, force, published_at, refreshed_at
+# (written by `store_manifest_args`).
+STORE_MANIFEST_LUA = """
+local revision = tonumber(ARGV[1])
+local stored = tonumber(redis.call('GET', KEYS[2]) or '0')
+if revision <= stored then return 0 end
+if ARGV[4] ~= '1' and redis.call('GET', KEYS[3]) == ARGV[3] then return -1 end
+redis.call('SET', KEYS[1], '{"revision":' .. ARGV[1] .. ',"digest":"' .. ARGV[3] ..
+  '","published_at":' .. ARGV[5] .. ',"refreshed_at":' .. ARGV[6] .. ',"state":' .. ARGV[2] .. '}')
+redis.call('SET', KEYS[2], revision)
+redis.call('SET', KEYS[3], ARGV[3])
+return 1
+"""
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def store_manifest_args(
+    revision: int, digest: str, state_text: str, published_at: float, refreshed_at: int, force: bool
+) -> list[str]:
+    """STORE_MANIFEST_LUA's ARGV. The digest is pasted into JSON there: only hex gets in."""
+    if not _HEX_DIGEST.fullmatch(digest):
+        raise ValueError(f"not a sha256 hex digest: {digest!r}")
+    return [
+        str(int(revision)), state_text, digest, "1" if force else "0",
+        repr(float(published_at)), str(int(refreshed_at)),
+    ]  # fmt: skip
+
+
+def desired_document(
+    revision: int,
+    digest: str,
+    state_text: str,
+    published_at: float,
+    refreshed_at: int | None = None,
+) -> str:
     """The stored document. The state is embedded verbatim so its digest stays checkable."""
+    refreshed = "" if refreshed_at is None else f'"refreshed_at":{int(refreshed_at)},'
     return (
         f'{{"revision":{int(revision)},"digest":{json.dumps(digest)},'
-        f'"published_at":{published_at!r},"state":{state_text}}}'
+        f'"published_at":{published_at!r},{refreshed}"state":{state_text}}}'
     )
 
 
@@ -228,6 +274,8 @@ class Desired:
     digest: str
     published_at: float
     state: dict[str, Any]
+    # When the publisher last made sure the manifest's pieces were stored (0: never said).
+    refreshed_at: int = 0
     # The decoded state, when the reader already assembled and checked it from a manifest's
     # pieces (worker.store): the agent then does not decode `state` again.
     assembled: Any = None
@@ -240,4 +288,5 @@ def parse_desired(text: str | bytes) -> Desired:
         digest=str(data["digest"]),
         published_at=float(data.get("published_at") or 0.0),
         state=data["state"],
+        refreshed_at=int(data.get("refreshed_at") or 0),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sgweb.firewall import manifest
@@ -13,6 +15,7 @@ from sgweb.kernel.apply import HostFirewall
 from sgweb.networks import actions as net_actions
 from sgweb.networks.models import Host
 from sgweb.security import actions
+from sgweb.wire import sync as protocol
 from tests.agents.fakes import RecordingReporter
 from tests.controlplane.factories import group, network_with_subnet, port
 from tests.fakerunner import FakeRunner
@@ -46,6 +49,10 @@ def cloud(adam, alice, project_a):
 
 def shared_keys(channel, kind: str) -> set[bytes]:
     return set(channel.redis.scan_iter(f"{channel.prefix}:shared:{kind}:*"))
+
+
+def stored(channel, host: str) -> protocol.Desired:
+    return protocol.parse_desired(channel.redis.get(channel.keys(host).desired))
 
 
 def agents(channel) -> dict[str, RedisStore]:
@@ -83,6 +90,8 @@ def test_a_rule_change_sends_each_agent_only_the_new_group_piece(
         fetched_before = store.cache.fetched
         desired = store.fetch()
         assert desired is not None and desired.assembled == host_state(host)
+        # The reconciler's digest of the state built from the database is the stored one.
+        assert desired.digest == manifest.state_digest(host_state(host))
         assert store.cache.fetched - fetched_before == 1  # just the changed group
 
 
@@ -138,15 +147,74 @@ def test_a_full_publish_overtaken_by_a_publisher_with_older_ports_publishes_agai
     assert any(p.name == "renamed" for p in desired.assembled.ports)
 
 
-def test_an_expired_piece_is_stored_again_by_the_next_publish(sync_channel, cloud) -> None:
+def a_day_passes(channel, host: str, days: int = 1) -> None:
+    """The stored document's pieces were last made sure of a refresh period ago."""
+    key = channel.keys(host).desired
+    document = json.loads(channel.redis.get(key))
+    document["refreshed_at"] -= days * protocol.PIECES_REFRESH_S
+    channel.redis.set(key, json.dumps(document))
+
+
+def test_a_kept_ports_piece_has_its_expiry_refreshed_once_a_day_not_every_change(
+    sync_channel, cloud, alice
+) -> None:
+    def rule_change(port: int) -> None:
+        actions.create_security_group_rule(
+            alice, cloud["group"], direction="ingress", protocol="tcp",
+            port_range_min=port, port_range_max=port,
+        )  # fmt: skip
+        publish.publish_hosts(HOSTS, "rule added", via=sync_channel, reuse=HOSTS)
+
+    publish.publish_hosts(HOSTS, "first", via=sync_channel)
+    stamp = stored(sync_channel, "compute1").refreshed_at
+    for key in shared_keys(sync_channel, "ports"):
+        sync_channel.redis.expire(key, 60)
+    rule_change(22)
+    assert stored(sync_channel, "compute1").refreshed_at == stamp
+    assert all(sync_channel.redis.ttl(k) <= 60 for k in shared_keys(sync_channel, "ports"))
+    a_day_passes(sync_channel, "compute1")
+    a_day_passes(sync_channel, "compute2", days=-1)  # a control worker whose clock is ahead
+    rule_change(23)
+    assert stored(sync_channel, "compute1").refreshed_at >= stamp
+    assert (
+        stored(sync_channel, "compute2").refreshed_at
+        == stored(sync_channel, "compute1").refreshed_at
+    )
+    ttls = sorted(sync_channel.redis.ttl(k) for k in shared_keys(sync_channel, "ports"))
+    assert ttls[0] <= 60 < protocol.SHARED_TTL_S - 60 < ttls[1]  # compute3's alone kept its TTL
+
+
+def test_an_expired_ports_piece_is_stored_again_by_the_publish_that_refreshes_it(
+    sync_channel, cloud
+) -> None:
     publish.publish_hosts(HOSTS, "first", via=sync_channel)
     for key in shared_keys(sync_channel, "ports"):
         sync_channel.redis.delete(key)
-    # A reusing publish finds the ports piece gone and builds those hosts in full.
+    for host in HOSTS:
+        a_day_passes(sync_channel, host)
+    # A reusing publish refreshing the ports piece finds it gone and builds the host in full.
     publish.publish_hosts(HOSTS, "again", via=sync_channel, reuse=HOSTS)
     for host, store in agents(sync_channel).items():
         desired = store.fetch()
         assert desired is not None and desired.assembled == host_state(host)
+
+
+def test_a_ports_piece_lost_within_the_day_costs_a_fresh_agent_one_asked_for_publish(
+    sync_channel, cloud
+) -> None:
+    """Evicted between refreshes: the reusing publish does not look, so a fresh agent finds it
+    gone, applies nothing and asks; that publish (in full) stores it again."""
+    publish.publish_hosts(["compute1"], "first", via=sync_channel)
+    for key in shared_keys(sync_channel, "ports"):
+        sync_channel.redis.delete(key)
+    publish.publish_hosts(["compute1"], "rule change", via=sync_channel, reuse=["compute1"])
+    runner, reporter = FakeRunner(), RecordingReporter()
+    store = RedisStore(sync_channel.redis_url, "compute1", sync_channel.prefix)
+    agent = Agent("compute1", store, HostFirewall(runner, "sgwt-fanout"), reporter)
+    assert agent.sync(None, "start").action == "failed" and not runner.calls
+    assert reporter.requests and "shared pieces" in reporter.requests[0]
+    (told,) = publish.publish_hosts(["compute1"], "asked", via=sync_channel)
+    assert agent.sync(told.revision, "nudged").action == "applied"
 
 
 def test_an_agent_whose_pieces_are_gone_asks_to_be_published_and_applies_nothing(
