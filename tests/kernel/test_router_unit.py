@@ -1,8 +1,13 @@
-"""sgweb.kernel.router without a kernel: reading `conntrack -L` and the deletes it leads to."""
+"""sgweb.kernel.router without a kernel: reading `conntrack -L` and ctnetlink entries as flows."""
 
 from __future__ import annotations
 
-from sgweb.kernel.router import _count_lines, parse_flows
+import socket
+from types import SimpleNamespace
+
+from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
+
+from sgweb.kernel.router import _count_lines, flow_of, parse_flows
 
 LISTING_V4 = """\
 tcp      6 431999 ESTABLISHED src=192.0.2.5 dst=198.51.100.11 sport=40312 dport=5432 \
@@ -23,16 +28,23 @@ def test_the_original_direction_of_each_entry_is_read() -> None:
     assert tcp.packet().dport == 5432 and icmp.packet().is_icmp
 
 
-def test_deletes_name_exactly_one_connection() -> None:
-    tcp, icmp = parse_flows(LISTING_V4, 4)
-    assert tcp.delete_argv() == [
-        "conntrack", "-D", "-f", "ipv4", "-p", "tcp", "-s", "192.0.2.5", "-d", "198.51.100.11",
-        "--sport", "40312", "--dport", "5432",
-    ]  # fmt: skip
-    assert icmp.delete_argv()[-6:] == ["--icmp-type", "8", "--icmp-code", "0", "--icmp-id", "4242"]
-    (ping6,) = parse_flows(LISTING_V6, 6)
-    assert ping6.delete_argv()[4:6] == ["-p", "icmpv6"]  # conntrack-tools' name
-    assert ping6.delete_argv()[-2:] == ["--icmpv6-id", "7"] and ping6.packet().family == 6
+def test_a_netlink_entry_becomes_the_flow_the_tracer_decides() -> None:
+    tcp = SimpleNamespace(
+        tuple_orig=NFCTAttrTuple(family=socket.AF_INET, saddr="192.0.2.5", daddr="198.51.100.11",
+                                 proto=6, sport=40312, dport=5432)
+    )  # fmt: skip
+    assert flow_of(tcp, 4) == parse_flows(LISTING_V4, 4)[0]
+    ping6 = SimpleNamespace(
+        tuple_orig=NFCTAttrTuple(family=socket.AF_INET6, saddr="2001:db8:1:0::5",
+                                 daddr="2001:db8:2::5", proto=58, icmp_type=128, icmp_code=0,
+                                 icmp_id=7)
+    )  # fmt: skip
+    assert flow_of(ping6, 6) == parse_flows(LISTING_V6, 6)[0]
+    gre = SimpleNamespace(
+        tuple_orig=NFCTAttrTuple(family=socket.AF_INET, saddr="192.0.2.5", daddr="192.0.2.6",
+                                 proto=47)
+    )  # fmt: skip
+    assert flow_of(gre, 4) is None  # the tracer does not decide it: left alone
 
 
 def test_the_report_counts_rule_and_chain_lines_with_or_without_counters() -> None:
