@@ -16,9 +16,9 @@ from sgweb.dashboard.forms import FirewallGroupForm, NewFirewallGroupForm
 from sgweb.dashboard.guards import deny_unless_changeable
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
-    button_refused,
     chosen_project,
     create_projects,
+    delete_or_refuse,
     done,
     form_refused,
     refused,
@@ -233,17 +233,14 @@ def group_update(request: HttpRequest, group_id: str) -> HttpResponse:
 def group_delete(request: HttpRequest, group_id: str) -> HttpResponse:
     group = _group_for(request, group_id)
     deny_unless_changeable(request.user, group.project_id)
-    try:
-        followed(
+    return delete_or_refuse(
+        request,
+        lambda: followed(
             request,
             f"firewall group {group} deleted",
             lambda: actions.delete_group(request.user, group),
-        )
-    except ActionError as error:
-        url = reverse("dashboard:firewall_group", args=[group.pk])
-        return button_refused(request, url, error, with_details=True)
-    return done(
-        request,
-        reverse("dashboard:firewall_groups"),
-        f"Firewall group {group} deleted; its router interfaces pass everything again.",
+        ),
+        back=reverse("dashboard:firewall_group", args=[group.pk]),
+        to=reverse("dashboard:firewall_groups"),
+        deleted=f"Firewall group {group} deleted; its router interfaces pass everything again.",
     )

@@ -20,6 +20,7 @@ from sgweb.dashboard.views.common import (
     button_refused,
     chosen_project,
     create_projects,
+    delete_or_refuse,
     done,
     form_refused,
     refused,
@@ -315,11 +316,10 @@ def policy_update(request: HttpRequest, policy_id: str) -> HttpResponse:
 def policy_delete(request: HttpRequest, policy_id: str) -> HttpResponse:
     policy = _policy_for(request, policy_id)
     deny_unless_changeable(request.user, policy.project_id)
-    try:
-        actions.delete_policy(request.user, policy)
-    except ActionError as error:
-        url = reverse("dashboard:firewall_policy", args=[policy.pk])
-        return button_refused(request, url, error, with_details=True)
-    return done(
-        request, reverse("dashboard:firewall_policies"), f"Firewall policy {policy} deleted."
+    return delete_or_refuse(
+        request,
+        lambda: actions.delete_policy(request.user, policy),
+        back=reverse("dashboard:firewall_policy", args=[policy.pk]),
+        to=reverse("dashboard:firewall_policies"),
+        deleted=f"Firewall policy {policy} deleted.",
     )
