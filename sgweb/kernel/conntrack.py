@@ -137,21 +137,6 @@ class ConntrackCutter:
                 log.debug("closing a conntrack socket: %s", exc)
         self._sockets.clear()
 
-    def entries(self, family: int) -> list[Any]:
-        """Every entry of one family (a router's tracked connections, decided one by one);
-        raises OSError / NetlinkError when the table cannot be read."""
-        return list(self._socket(family).dump_entries())
-
-    def delete(self, family: int, entry: Any) -> str | None:
-        """Delete one entry read by `entries`; None when it is gone (one that ended meanwhile
-        is gone too), else why not."""
-        errors: list[str] = []
-        try:
-            self._delete(self._socket(family), entry, errors)
-        except OSError as exc:
-            errors.append(f"conntrack delete {entry.tuple_orig}: {exc}")
-        return errors[0] if errors else None
-
     def cut(self, cuts: Sequence[CutLike]) -> CutResult:
         started = time.perf_counter()
         run = _CutRun()

@@ -11,14 +11,10 @@ force in both families and the report quotes the line the kernel refused.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from pyroute2.netlink.exceptions import NetlinkError
 
 from sgweb.firewall.fwaas.compiler import FAMILIES, CompiledFamily, CompiledRouter, RuleOrigin
 from sgweb.firewall.fwaas.compiler import render_delta as fwaas_render_delta
@@ -28,7 +24,7 @@ from sgweb.firewall.fwaas.trace import ACCEPT, trace_router
 from sgweb.firewall.trace.packet import Packet, TraceError
 from sgweb.kernel.apply import ApplyReport, offending_line
 from sgweb.kernel.carry import carry_ipv6_counters, read_carry, restore_argv, with_counters
-from sgweb.kernel.conntrack import ConntrackCutter
+from sgweb.kernel.ctnetlink import ConntrackTable, Tracked
 from sgweb.kernel.readback import Counter, save_command
 from sgweb.kernel.runner import CommandResult, CommandRunner
 
@@ -181,22 +177,19 @@ class RouterFirewall:
 
     def flows(self) -> list[Flow]:
         """The router's tracked connections, read over ctnetlink in its namespace (no process)."""
-        cutter = ConntrackCutter(self.netns)
-        try:
-            return [flow for flow, _ in self._tracked(cutter)]
-        finally:
-            cutter.close()
+        with ConntrackTable(self.netns) as table:
+            return [flow for flow, _ in self._tracked(table)]
 
-    def _tracked(self, cutter: ConntrackCutter) -> list[tuple[Flow, Any]]:
+    def _tracked(self, table: ConntrackTable) -> list[tuple[Flow, Tracked]]:
         tracked = []
         for family in FAMILIES:
             try:
-                entries = cutter.entries(family)
-            except (OSError, NetlinkError) as exc:
+                entries = table.entries(family)
+            except OSError as exc:
                 log.warning("router %s: cannot read IPv%d connections: %s", self.netns, family, exc)
                 continue
             for entry in entries:
-                flow = flow_of(entry, family)
+                flow = flow_of(entry)
                 if flow is not None:
                     tracked.append((flow, entry))
         return tracked
@@ -207,12 +200,11 @@ class RouterFirewall:
         driver deletes entries after a change too; deciding per connection with the tracer
         keeps the allowed ones. Traffic to and from the router itself is left alone. Read and
         cut over ctnetlink in the router's namespace, like a port's cuts (`kernel.conntrack`):
-        one socket per family, not a `conntrack` process per listing and per delete."""
+        one socket, not a `conntrack` process per listing and per delete (`kernel.ctnetlink`)."""
         own = {interface.ip_address for interface in state.router.interfaces}
         cut = []
-        cutter = ConntrackCutter(self.netns)
-        try:
-            for flow, entry in self._tracked(cutter):
+        with ConntrackTable(self.netns) as table:
+            for flow, entry in self._tracked(table):
                 if flow.src in own or flow.dst in own:
                     continue
                 try:
@@ -221,13 +213,11 @@ class RouterFirewall:
                     continue  # not routed between two of this router's subnets
                 if verdict == ACCEPT:
                     continue
-                error = cutter.delete(flow.family, entry)
+                error = table.delete(entry)
                 if error:
                     log.warning("router %s: %s", self.netns, error)
                 else:
                     cut.append(flow)
-        finally:
-            cutter.close()
         return cut
 
     def rule_hits(self, compiled: CompiledRouter) -> list[RuleHits]:
@@ -296,24 +286,23 @@ class Flow:
 _PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp"}
 
 
-def flow_of(entry: Any, family: int) -> Flow | None:
-    """A ctnetlink entry's original direction as a `Flow` (tcp, udp, icmp, ipv6-icmp; None
-    for the protocols the tracer does not decide)."""
-    t = entry.tuple_orig
-    protocol = _PROTOCOL_NAMES.get(t.proto)
-    if protocol is None or not t.saddr or not t.daddr:
+def flow_of(entry: Tracked) -> Flow | None:
+    """A tracked entry's original direction as a `Flow` (tcp, udp, icmp, ipv6-icmp; None for
+    the protocols the tracer does not decide)."""
+    protocol = _PROTOCOL_NAMES.get(entry.protocol)
+    if protocol is None:
         return None
     icmp = protocol in ("icmp", "ipv6-icmp")
     return Flow(
-        family,
+        entry.family,
         protocol,
-        str(ipaddress.ip_address(t.saddr)),
-        str(ipaddress.ip_address(t.daddr)),
-        None if icmp else t.sport,
-        None if icmp else t.dport,
-        getattr(t, "icmp_type", None) if icmp else None,
-        getattr(t, "icmp_code", None) if icmp else None,
-        getattr(t, "icmp_id", None) if icmp else None,
+        entry.src,
+        entry.dst,
+        None if icmp else entry.sport,
+        None if icmp else entry.dport,
+        entry.icmp_type if icmp else None,
+        entry.icmp_code if icmp else None,
+        entry.icmp_id if icmp else None,
     )
 
 

@@ -1,12 +1,11 @@
-"""sgweb.kernel.router without a kernel: reading `conntrack -L` and ctnetlink entries as flows."""
+"""sgweb.kernel.router without a kernel: `conntrack -L` text and ctnetlink entries as flows."""
 
 from __future__ import annotations
 
 import socket
-from types import SimpleNamespace
+import struct
 
-from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
-
+from sgweb.kernel import ctnetlink
 from sgweb.kernel.router import _count_lines, flow_of, parse_flows
 
 LISTING_V4 = """\
@@ -28,23 +27,48 @@ def test_the_original_direction_of_each_entry_is_read() -> None:
     assert tcp.packet().dport == 5432 and icmp.packet().is_icmp
 
 
-def test_a_netlink_entry_becomes_the_flow_the_tracer_decides() -> None:
-    tcp = SimpleNamespace(
-        tuple_orig=NFCTAttrTuple(family=socket.AF_INET, saddr="192.0.2.5", daddr="198.51.100.11",
-                                 proto=6, sport=40312, dport=5432)
+def _nested(kind: int, *parts: bytes) -> bytes:
+    return ctnetlink._attribute(kind | 0x8000, b"".join(parts))
+
+
+def _dumped(family: int, src: bytes, dst: bytes, proto: bytes, zone: int | None = None) -> bytes:
+    """A dump message's body as the kernel writes it: the original tuple, then the zone."""
+    ip_kinds = (1, 2) if family == 4 else (3, 4)
+    body = _nested(
+        ctnetlink.CTA_TUPLE_ORIG,
+        _nested(ctnetlink.CTA_TUPLE_IP, ctnetlink._attribute(ip_kinds[0], src),
+                ctnetlink._attribute(ip_kinds[1], dst)),
+        _nested(ctnetlink.CTA_TUPLE_PROTO, proto),
     )  # fmt: skip
-    assert flow_of(tcp, 4) == parse_flows(LISTING_V4, 4)[0]
-    ping6 = SimpleNamespace(
-        tuple_orig=NFCTAttrTuple(family=socket.AF_INET6, saddr="2001:db8:1:0::5",
-                                 daddr="2001:db8:2::5", proto=58, icmp_type=128, icmp_code=0,
-                                 icmp_id=7)
-    )  # fmt: skip
-    assert flow_of(ping6, 6) == parse_flows(LISTING_V6, 6)[0]
-    gre = SimpleNamespace(
-        tuple_orig=NFCTAttrTuple(family=socket.AF_INET, saddr="192.0.2.5", daddr="192.0.2.6",
-                                 proto=47)
-    )  # fmt: skip
-    assert flow_of(gre, 4) is None  # the tracer does not decide it: left alone
+    if zone is not None:
+        body += ctnetlink._attribute(ctnetlink.CTA_ZONE, struct.pack("!H", zone))
+    return body
+
+
+def _attributes(*pairs: tuple[int, bytes]) -> bytes:
+    return b"".join(ctnetlink._attribute(kind, payload) for kind, payload in pairs)
+
+
+def _addresses(family: int, src: str, dst: str) -> tuple[bytes, bytes]:
+    af = socket.AF_INET if family == 4 else socket.AF_INET6
+    return socket.inet_pton(af, src), socket.inet_pton(af, dst)
+
+
+def test_a_dumped_entry_becomes_the_flow_the_tracer_decides() -> None:
+    port = struct.Struct("!H").pack
+    tcp_proto = _attributes((1, bytes([6])), (2, port(40312)), (3, port(5432)))
+    v4 = _addresses(4, "192.0.2.5", "198.51.100.11")
+    tcp = ctnetlink.tracked_of(4, _dumped(4, *v4, tcp_proto, zone=4097))
+    assert tcp is not None and flow_of(tcp) == parse_flows(LISTING_V4, 4)[0]
+    # The delete names the very tuple and zone that were dumped.
+    assert tcp.key == _dumped(4, *v4, tcp_proto, zone=4097)
+    ping_proto = _attributes((1, bytes([58])), (7, port(7)), (8, bytes([128])), (9, bytes([0])))
+    v6 = _addresses(6, "2001:db8:1::5", "2001:db8:2::5")
+    ping6 = ctnetlink.tracked_of(6, _dumped(6, *v6, ping_proto))
+    assert ping6 is not None and flow_of(ping6) == parse_flows(LISTING_V6, 6)[0]
+    gre = ctnetlink.tracked_of(4, _dumped(4, *v4, _attributes((1, bytes([47])))))
+    assert gre is not None and flow_of(gre) is None  # the tracer does not decide it: left alone
+    assert ctnetlink.tracked_of(4, b"") is None
 
 
 def test_the_report_counts_rule_and_chain_lines_with_or_without_counters() -> None:
