@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 import struct
 
+import pytest
+
 from sgweb.kernel import ctnetlink
 from sgweb.kernel.router import _count_lines, flow_of, parse_flows
 
@@ -74,3 +76,17 @@ def test_a_dumped_entry_becomes_the_flow_the_tracer_decides() -> None:
 def test_the_report_counts_rule_and_chain_lines_with_or_without_counters() -> None:
     text = "*filter\n:a - [0:0]\n[3:180] -A a -j ACCEPT\n-I b 2 -j DROP\n-D c 1\n-X d\nCOMMIT\n"
     assert _count_lines(text) == (3, 2)
+
+
+def test_a_table_that_never_answers_is_a_clear_timeout_and_a_failed_delete_not_a_hang() -> None:
+    ours, kernel = socket.socketpair()  # the "kernel" end reads nothing and says nothing
+    ours.settimeout(0.1)
+    table = ctnetlink.ConntrackTable("sgwt-router", timeout_s=0.1)
+    table._sock = ours
+    said = r"did not answer the IPv4 dump in sgwt-router within 0\.1 s"
+    with pytest.raises(TimeoutError, match=said):
+        table.entries(4)
+    entry = ctnetlink.Tracked(4, 6, "192.0.2.5", "198.51.100.11", 1, 2, None, None, None, b"")
+    assert "did not answer the delete" in (table.delete(entry) or "")
+    table.close()
+    kernel.close()
