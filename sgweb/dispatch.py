@@ -13,7 +13,8 @@ transaction commits, so a change that was rolled back is never announced.
 - `send_event`: a live event for browsers, of one of the kinds in `EventKind` (declared here,
   once; `sgweb.live.events` turns each into protocol messages for the websockets). `scope` names
   who may receive it: "global", "project:<project id hex>", "host:<name>", "trace:<id>" or
-  "user:<id>" (that user's own sockets).
+  "user:<id>" (that user's own sockets). Work wrapped in `coalesce_changes` sends its `change`
+  events as one `changes` event per scope (a bulk create of 600 rules is one send, not 600).
 - `send_host_task`: a one-off task for one host's agent (a trace proof).
 - `network_nodes_changed`: the change alters what some network nodes' routers must hold (a
   router, its interfaces, or the firewall groups on them); after commit the installed
@@ -49,6 +50,9 @@ class EventKind(StrEnum):
     # An audited change of a project's objects (written by `sgweb.audit.record`): the overview's
     # recent changes and the group page of the group it touches.
     CHANGE = "change"
+    # Many audited changes of one request in one scope (`coalesce_changes`: a bulk API create),
+    # sent once so the request pays for one send, not one per object; the pages draw them once.
+    CHANGES = "changes"
     # A host's agent applied (or failed to apply) a revision / found and repaired drift.
     HOST_APPLY = "host.apply"
     HOST_DRIFT = "host.drift"
@@ -306,7 +310,46 @@ def send_event(kind: EventKind, payload: dict[str, Any], *, scope: str = "global
 
 
 def send_event_on_commit(kind: EventKind, payload: dict[str, Any], *, scope: str) -> None:
+    pending = _changes.get()
+    if kind == EventKind.CHANGE and pending is not None:
+        pending.setdefault(scope, []).append(payload)
+        return
     transaction.on_commit(lambda: send_event(kind, payload, scope=scope))
+
+
+_changes: ContextVar[dict[str, list[dict[str, Any]]] | None] = ContextVar(
+    "sgweb_coalesced_changes", default=None
+)
+
+
+def changes_message(changes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The `changes` message of the live protocol: one scope's changes, in the order made."""
+    return {"type": "changes", "project_id": changes[0].get("project_id"), "changes": changes}
+
+
+def _send_changes(pending: dict[str, list[dict[str, Any]]]) -> None:
+    for scope, changes in pending.items():
+        if len(changes) == 1:  # a lone change goes as it always did
+            send_event(EventKind.CHANGE, changes[0], scope=scope)
+        else:
+            send_event(EventKind.CHANGES, changes_message(changes), scope=scope)
+
+
+@contextlib.contextmanager
+def coalesce_changes() -> Iterator[None]:
+    """Every `change` event sent inside goes out after the commit as one `changes` event per
+    scope (a lone change as itself). Use it inside the transaction, like `publish_once`."""
+    if _changes.get() is not None:
+        yield
+        return
+    pending: dict[str, list[dict[str, Any]]] = {}
+    token = _changes.set(pending)
+    try:
+        yield
+    finally:
+        _changes.reset(token)
+    if pending:  # not reached when the work raised: its transaction is rolled back
+        transaction.on_commit(lambda: _send_changes(pending))
 
 
 def project_scope(project_id: Any) -> str:

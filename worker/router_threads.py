@@ -25,8 +25,9 @@ class RouterCuts:
     """Cuts the connections each changed router's new rules would not let start, in a daemon
     thread; a router queued again before its turn is cut once, against its newest state (the
     rules in force by then). A router whose namespace tracks no connection (`tracked` says 0)
-    is skipped: listing them is a `conntrack -L` process per family (~10 ms of CPU each), which
-    a rule change on 50 quiet routers must not pay 100 times."""
+    is skipped: listing them costs a ctnetlink socket and dump per family in its namespace
+    (it was a `conntrack -L` process, ~10 ms of CPU each), which a rule change on 50 quiet
+    routers need not pay 100 times."""
 
     def __init__(
         self,
@@ -81,7 +82,7 @@ class RouterCuts:
                     self.cut_total += len(cut)
                     if cut:
                         log.info("cut %d connections on router %s", len(cut), router_id)
-                except Exception as exc:  # conntrack missing: the new rules hold anyway
+                except Exception as exc:  # the table unreadable: the new rules hold anyway
                     log.warning("could not cut connections on %s: %s", router_id, exc)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -13,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sgweb.api.errors import json_error
+from sgweb.api.query import filter_rows, parse_list_query, select_fields
 
 # (alias, name, description): the Neutron extensions whose behaviour we implement.
 EXTENSIONS = (
@@ -120,6 +122,9 @@ class IndexView(APIView):
         )
 
 
+EXTENSION_FILTERS = ("alias", "name", "description", "updated")
+
+
 def _extension(alias: str, name: str, description: str) -> dict[str, Any]:
     return {
         "alias": alias,
@@ -135,7 +140,15 @@ class ExtensionsView(APIView):
         operation_id="list_extensions", responses={200: OpenApiTypes.OBJECT}, tags=["discovery"]
     )
     def get(self, request: Request) -> Response:
-        return Response({"extensions": [_extension(*item) for item in EXTENSIONS]})
+        """Filters and `fields=` as every list takes them: an unknown filter is a 400."""
+        query = parse_list_query(
+            request.query_params,
+            default_limit=settings.API_DEFAULT_PAGE_SIZE,
+            max_limit=settings.API_MAX_PAGE_SIZE,
+        )
+        rows = [_extension(*item) for item in EXTENSIONS]
+        rows = filter_rows(rows, query.filters, EXTENSION_FILTERS)
+        return Response({"extensions": [select_fields(row, query.fields) for row in rows]})
 
 
 class ExtensionView(APIView):

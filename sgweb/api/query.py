@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -153,16 +153,33 @@ def parse_list_query(params: Any, *, default_limit: int, max_limit: int) -> List
     return query
 
 
-def apply_filters(
-    queryset: QuerySet[M], filters: dict[str, list[str]], known: dict[str, Filter]
-) -> QuerySet[M]:
+def refuse_unknown_filters(filters: dict[str, list[str]], known: Iterable[str]) -> None:
     """Unknown filter names are refused, as Neutron does with its filter-validation
     extension (which we advertise): a misspelt filter must not silently list everything."""
-    unknown = [name for name in filters if name not in known]
+    names = set(known)
+    unknown = [name for name in filters if name not in names]
     if unknown:
         raise Invalid(
             f"{unknown} is invalid attribute for filtering", neutron_type="HTTPBadRequest"
         )
+
+
+def filter_rows(
+    rows: list[dict[str, Any]], filters: dict[str, list[str]], known: Iterable[str]
+) -> list[dict[str, Any]]:
+    """`apply_filters` for a list that is no table (extensions): a row is kept when each
+    filter names its value (repeated keys OR, different keys AND)."""
+    refuse_unknown_filters(filters, known)
+    return [
+        row for row in rows if all(str(row.get(name)) in values for name, values in filters.items())
+    ]
+
+
+def apply_filters(
+    queryset: QuerySet[M], filters: dict[str, list[str]], known: dict[str, Filter]
+) -> QuerySet[M]:
+    """Filter a list by the query's filters (`refuse_unknown_filters` first)."""
+    refuse_unknown_filters(filters, known)
     for name, raw_values in filters.items():
         spec = known[name]
         if spec.build is not None:

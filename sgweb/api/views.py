@@ -100,8 +100,9 @@ class CollectionView(APIView):
         resource = self.resource
         if not bodies or not all(isinstance(body, dict) for body in bodies):
             raise Invalid(f"Invalid input for operation: '{resource.plural}' needs objects.")
-        # One transaction, and one publish per host for the whole request (not one per object).
-        with transaction.atomic(), dispatch.publish_once():
+        # One transaction, one publish per host and one live event per project for the whole
+        # request (not one of each per object).
+        with transaction.atomic(), dispatch.publish_once(), dispatch.coalesce_changes():
             created = [_create(request, resource, body).pk for body in bodies]
         objs = {obj.pk: obj for obj in resource.queryset(request).filter(pk__in=created)}
         return Response(

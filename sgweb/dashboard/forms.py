@@ -186,8 +186,7 @@ class FirewallRuleForm(forms.Form):
     shared = forms.BooleanField(required=False)
 
     def changes(self, *, may_share: bool) -> dict[str, Any]:
-        """The action's keywords. `shared` only from an admin's page (no one else is shown the
-        box, so an unchecked box that was never there must not unshare a rule)."""
+        """The action's keywords (`shared` only from an admin's page: see `sharing`)."""
         data = self.cleaned_data
         values: dict[str, Any] = {
             "name": data["name"],
@@ -200,18 +199,23 @@ class FirewallRuleForm(forms.Form):
         for field in ("source_ip_address", "source_port", "destination_ip_address",
                       "destination_port"):  # fmt: skip
             values[field] = data[field].strip() or None
-        if may_share:
-            values["shared"] = bool(data.get("shared"))
-        return values
+        return values | sharing(self, may_share=may_share)
 
 
 class NewFirewallRuleForm(FirewallRuleForm):
     project = _text()
 
 
+def sharing(form: forms.Form, *, may_share: bool) -> dict[str, Any]:
+    """`shared` for the action, only from an admin's page: no one else is shown the box, so an
+    unchecked box that was never there must not unshare anything."""
+    return {"shared": bool(form.cleaned_data.get("shared"))} if may_share else {}
+
+
 class FirewallPolicyForm(forms.Form):
     name = _text()
     description = _text()
+    shared = forms.BooleanField(required=False)
 
 
 class NewFirewallPolicyForm(FirewallPolicyForm):
@@ -253,6 +257,7 @@ class FirewallGroupForm(forms.Form):
     egress_policy = _text()
     ports = forms.MultipleChoiceField(required=False)
     admin_state_up = forms.BooleanField(required=False)
+    shared = forms.BooleanField(required=False)
 
     def __init__(self, *args: Any, port_ids: list[str] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

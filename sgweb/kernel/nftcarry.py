@@ -14,6 +14,10 @@ its n-th ``-A`` line is the kernel's n-th rule. A chain whose kernel rule count 
 the input's (someone else's rules, a chain the input only appends to) is left alone: a wrong
 count is worse than a reset one. Packets counted between the restore and the write-back (a
 few milliseconds) are lost, as they are for IPv4 between the read and the restore.
+
+Every read waits at most `NETLINK_TIMEOUT_S` for the kernel: the write-back runs inside the
+agent's apply, and a read that never returned would hang it (and every apply after it); a
+late answer is a `TimeoutError` (an OSError: the apply goes on, the counts start from zero).
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ _TYPE_MASK = 0x3FFF
 # attribute (28 bytes) with NFTA_COUNTER_BYTES and NFTA_COUNTER_PACKETS, big-endian u64 each.
 _COUNTER = b"counter\0\x1c\x00\x02\x00\x0c\x00\x01\x00"
 _PACKETS_HEADER = b"\x0c\x00\x02\x00"
+# The kernel answers a dump or a batch of one chain's rules in well under a millisecond; five
+# seconds is a kernel (or a namespace) in trouble, not a slow one.
+NETLINK_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -123,17 +130,32 @@ def _without_position(attributes: bytes) -> bytes:
 class CounterWriter:
     """One netlink socket in a namespace; `write` puts counts back on rules of one family."""
 
-    def __init__(self, netns: str | None) -> None:
+    def __init__(self, netns: str | None, timeout_s: float | None = None) -> None:
         self.netns = netns
+        self.timeout_s = NETLINK_TIMEOUT_S if timeout_s is None else timeout_s
         self._sequence = 0
 
-    def _socket(self) -> socket.socket:
+    def _open(self) -> socket.socket:
         sock = in_netns(
             self.netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
         )
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         sock.bind((0, 0))
         return sock
+
+    def _socket(self) -> socket.socket:
+        sock = self._open()
+        sock.settimeout(self.timeout_s)
+        return sock
+
+    def _receive(self, sock: socket.socket, what: str) -> bytes:
+        try:
+            return sock.recv(1 << 20)
+        except TimeoutError:
+            where = f"namespace {self.netns}" if self.netns else "the root namespace"
+            raise TimeoutError(
+                f"nf_tables did not answer the {what} in {where} within {self.timeout_s:g} s"
+            ) from None
 
     def _next(self) -> int:
         self._sequence = (self._sequence + 1) & 0xFFFFFFFF
@@ -164,7 +186,7 @@ class CounterWriter:
         sock.send(_rule_dump_request(chain, family, table, sequence))
         rules: list[bytes] = []
         while True:
-            data = sock.recv(1 << 20)
+            data = self._receive(sock, f"rule dump of {chain}")
             offset = 0
             while offset + NLMSG_HEADER <= len(data):
                 length, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data, offset)
@@ -195,7 +217,7 @@ class CounterWriter:
         messages.append(_message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, self._next(), batch_header))
         sock.send(b"".join(messages))
         while waiting:
-            data = sock.recv(1 << 20)
+            data = self._receive(sock, "counters' write-back")
             offset = 0
             while offset + NLMSG_HEADER <= len(data):
                 length, message_kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data, offset)

@@ -11,6 +11,7 @@ force in both families and the report quotes the line the kernel refused.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,8 +24,11 @@ from sgweb.firewall.fwaas.trace import ACCEPT, trace_router
 from sgweb.firewall.trace.packet import Packet, TraceError
 from sgweb.kernel.apply import ApplyReport, offending_line
 from sgweb.kernel.carry import carry_ipv6_counters, read_carry, restore_argv, with_counters
+from sgweb.kernel.ctnetlink import ConntrackTable, Tracked
 from sgweb.kernel.readback import Counter, save_command
 from sgweb.kernel.runner import CommandResult, CommandRunner
+
+log = logging.getLogger(__name__)
 
 EMPTY_FILTER = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
 
@@ -172,30 +176,48 @@ class RouterFirewall:
     # -- connections -----------------------------------------------------------------------------
 
     def flows(self) -> list[Flow]:
-        flows = []
+        """The router's tracked connections, read over ctnetlink in its namespace (no process)."""
+        with ConntrackTable(self.netns) as table:
+            return [flow for flow, _ in self._tracked(table)]
+
+    def _tracked(self, table: ConntrackTable) -> list[tuple[Flow, Tracked]]:
+        tracked = []
         for family in FAMILIES:
-            name = "ipv6" if family == 6 else "ipv4"
-            listing = self._run(["conntrack", "-L", "-f", name], check=False)
-            flows += parse_flows(listing.stdout, family)
-        return flows
+            try:
+                entries = table.entries(family)
+            except OSError as exc:
+                log.warning("router %s: cannot read IPv%d connections: %s", self.netns, family, exc)
+                continue
+            for entry in entries:
+                flow = flow_of(entry)
+                if flow is not None:
+                    tracked.append((flow, entry))
+        return tracked
 
     def cut_denied_connections(self, state: RouterState) -> list[Flow]:
         """Delete the conntrack entries of connections the firewall now in force would not
         let start: otherwise they would go on as ESTABLISHED through a new deny. Neutron's
         driver deletes entries after a change too; deciding per connection with the tracer
-        keeps the allowed ones. Traffic to and from the router itself is left alone."""
+        keeps the allowed ones. Traffic to and from the router itself is left alone. Read and
+        cut over ctnetlink in the router's namespace, like a port's cuts (`kernel.conntrack`):
+        one socket, not a `conntrack` process per listing and per delete (`kernel.ctnetlink`)."""
         own = {interface.ip_address for interface in state.router.interfaces}
         cut = []
-        for flow in self.flows():
-            if flow.src in own or flow.dst in own:
-                continue
-            try:
-                verdict = trace_router(state, flow.packet()).verdict
-            except TraceError:
-                continue  # not routed between two of this router's subnets
-            if verdict != ACCEPT:
-                self._run(flow.delete_argv(), check=False)
-                cut.append(flow)
+        with ConntrackTable(self.netns) as table:
+            for flow, entry in self._tracked(table):
+                if flow.src in own or flow.dst in own:
+                    continue
+                try:
+                    verdict = trace_router(state, flow.packet()).verdict
+                except TraceError:
+                    continue  # not routed between two of this router's subnets
+                if verdict == ACCEPT:
+                    continue
+                error = table.delete(entry)
+                if error:
+                    log.warning("router %s: %s", self.netns, error)
+                else:
+                    cut.append(flow)
         return cut
 
     def rule_hits(self, compiled: CompiledRouter) -> list[RuleHits]:
@@ -236,7 +258,8 @@ def _count_lines(text: str) -> tuple[int, int]:
 
 @dataclass(frozen=True, slots=True)
 class Flow:
-    """One conntrack entry's original direction, as `conntrack -L` prints it."""
+    """One conntrack entry's original direction (read over ctnetlink; `parse_flows` reads
+    `conntrack -L`'s text, for a listing in hand)."""
 
     family: int
     protocol: str
@@ -259,18 +282,28 @@ class Flow:
             icmp_code=self.icmp_code,
         )
 
-    def delete_argv(self) -> list[str]:
-        argv = ["conntrack", "-D", "-f", "ipv6" if self.family == 6 else "ipv4"]
-        # conntrack-tools calls ICMPv6 "icmpv6" where conntrack -L prints "ipv6-icmp".
-        protocol = "icmpv6" if self.protocol == "ipv6-icmp" else self.protocol
-        argv += ["-p", protocol, "-s", self.src, "-d", self.dst]
-        if self.sport is not None and self.dport is not None:
-            argv += ["--sport", str(self.sport), "--dport", str(self.dport)]
-        if self.icmp_id is not None:
-            prefix = "--icmpv6" if self.family == 6 else "--icmp"
-            argv += [f"{prefix}-type", str(self.icmp_type), f"{prefix}-code",
-                     str(self.icmp_code), f"{prefix}-id", str(self.icmp_id)]  # fmt: skip
-        return argv
+
+_PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp"}
+
+
+def flow_of(entry: Tracked) -> Flow | None:
+    """A tracked entry's original direction as a `Flow` (tcp, udp, icmp, ipv6-icmp; None for
+    the protocols the tracer does not decide)."""
+    protocol = _PROTOCOL_NAMES.get(entry.protocol)
+    if protocol is None:
+        return None
+    icmp = protocol in ("icmp", "ipv6-icmp")
+    return Flow(
+        entry.family,
+        protocol,
+        entry.src,
+        entry.dst,
+        None if icmp else entry.sport,
+        None if icmp else entry.dport,
+        entry.icmp_type if icmp else None,
+        entry.icmp_code if icmp else None,
+        entry.icmp_id if icmp else None,
+    )
 
 
 def parse_flows(listing: str, family: int) -> list[Flow]:
@@ -322,4 +355,12 @@ def read_carry_from(saved: str) -> dict[tuple[str, str], dict[str, list[Counter]
     return carried
 
 
-__all__ = ["Flow", "RouterFirewall", "RuleHits", "parse_flows", "read_carry", "read_carry_from"]
+__all__ = [
+    "Flow",
+    "RouterFirewall",
+    "RuleHits",
+    "flow_of",
+    "parse_flows",
+    "read_carry",
+    "read_carry_from",
+]

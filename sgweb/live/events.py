@@ -4,9 +4,9 @@ Scopes map to groups: "global" -> `live.global`, "project:<hex>" -> `live.projec
 "host:<name>" -> `live.host.<name>`, "trace:<id>" -> `live.trace.<id>`, "user:<id>" ->
 `live.user.<id>`. Each declared event kind (`sgweb.dispatch.EventKind`) becomes the protocol's
 messages here: `host.apply` and `host.drift` become `apply` / `drift` plus `host-status`;
-`router.apply` (a network node's router state) becomes `router-apply`;
-`change` and the trace messages go as they are. A project's changes also go to `live.changes`,
-for those who see every project. `drop-flows` (a project's logged flows) goes only to the drop
+`router.apply` (a network node's router state) becomes `router-apply`; `change`, `changes`
+and the trace messages go as they are. A project's changes also go to `live.changes`, for
+those who see every project. `drop-flows` (a project's logged flows) goes only to the drop
 log's groups: `live.drops.<project hex>` for its members and `live.drops` for those who see
 every project (`/ws/drops`). `access.changed` is no message: it makes every socket of
 the user check their access again.
@@ -179,6 +179,7 @@ def protocol_messages(kind: str, payload: dict[str, Any]) -> list[dict[str, Any]
         return [router_apply_message(payload)]
     if kind in (
         EventKind.CHANGE,
+        EventKind.CHANGES,
         EventKind.TRACE_PACKET,
         EventKind.TRACE_RESULT,
         EventKind.DROP_FLOWS,
@@ -215,7 +216,7 @@ def channels_sender(kind: str, payload: dict[str, Any], scope: str) -> None:
     host_kinds = (EventKind.HOST_APPLY, EventKind.HOST_DRIFT, EventKind.ROUTER_APPLY)
     if kind in host_kinds and host and scope != f"host:{host}":
         groups.append(host_group(str(host)))
-    if kind == EventKind.CHANGE and scope != "global":
+    if kind in (EventKind.CHANGE, EventKind.CHANGES) and scope != "global":
         groups.append(GROUP_ALL_CHANGES)
     for message in messages:
         for group in groups:

@@ -11,6 +11,8 @@ dashboard and its websockets are shared by the module and always torn down. A se
 - The port and host pages say the same: the lab VM's port page and its host's page move to the
   applied revision live; the ghost host's page says the change waits for an agent, live too.
 - A group attached and detached on the port page is followed to the host like a rule change.
+- A bulk create through the API (one `changes` message) is drawn once on the group page and
+  added to the overview's recent changes, newest on top.
 """
 
 from __future__ import annotations
@@ -122,6 +124,40 @@ def test_the_group_page_and_the_overview_follow_changes_made_elsewhere(
         screenshot("daily-03-overview-recent-changes-live")
     finally:
         lab.delete_rule(rule_id)
+
+
+def test_a_bulk_create_elsewhere_is_drawn_once_on_the_group_page_and_the_overview(
+    page: Any, lab: LiveLab
+) -> None:
+    log_in(page, lab)
+    page.goto(group_url(lab))
+    page.wait_for_selector("#rules [data-live-state][data-state='live']", timeout=LIVE_TIMEOUT_MS)
+    bodies = [
+        {"security_group_id": lab.stack.state["group_id"], "direction": "ingress",
+         "ethertype": "IPv4", "protocol": "udp", "port_range_min": port, "port_range_max": port}
+        for port in (5301, 5302, 5303)
+    ]  # fmt: skip
+    created = lab.stack.api("POST", "/security-group-rules", {"security_group_rules": bodies})
+    ids = [rule["id"] for rule in created["security_group_rules"]]
+    try:
+        for rule_id in ids:
+            page.locator(f"tr[data-rule-id='{rule_id}']").wait_for(timeout=LIVE_TIMEOUT_MS)
+        note = page.locator("[data-group-changed]").inner_text()
+        assert "added 3 security group rules" in note
+        page.goto(f"{lab.url}/")
+        page.wait_for_selector("[data-live-state][data-state='live']", timeout=LIVE_TIMEOUT_MS)
+        more = [{**body, "port_range_min": port, "port_range_max": port}
+                for body, port in zip(bodies[:2], (5304, 5305), strict=True)]  # fmt: skip
+        created = lab.stack.api("POST", "/security-group-rules", {"security_group_rules": more})
+        ids += [rule["id"] for rule in created["security_group_rules"]]
+        # The newest on top, as if they had come one by one.
+        page.wait_for_selector(
+            "[data-recent-changes] tr:first-child:has-text('udp/5305')", timeout=LIVE_TIMEOUT_MS
+        )
+        assert "udp/5304" in page.locator("[data-recent-changes] tr:nth-child(2)").inner_text()
+    finally:
+        for rule_id in ids:
+            lab.delete_rule(rule_id)
 
 
 def _revision_applied(page: Any, host: str, at_least: int) -> None:

@@ -342,3 +342,49 @@ def test_bearer_authorization_header_works_too(client, alice):
     _, key = create_api_token(alice, name="curl")
     response = client.get("/networking/v2.0/ports", HTTP_AUTHORIZATION=f"Bearer {key}")
     assert response.status_code == 200
+
+
+def test_a_bulk_create_sends_one_live_event_for_all_its_rules(
+    as_alice, alice, project_a, dispatched, django_capture_on_commit_callbacks
+):
+    web, db = group(alice, project_a, "web"), group(alice, project_a, "db")
+    bodies = [
+        {"security_group_id": str(owner.id), "direction": "ingress", "protocol": "tcp",
+         "port_range_min": port, "port_range_max": port}
+        for owner in (web, db) for port in (80, 443, 8080)
+    ]  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        created = as_alice.post("/security-group-rules", {"security_group_rules": bodies})
+    assert created.status_code == 201
+    assert [kind for kind, _, _ in dispatched["events"]] == ["changes"]
+    _, message, scope = dispatched["events"][0]
+    assert scope == f"project:{project_a.id.hex}"
+    assert message["project_id"] == str(project_a.id)
+    assert [change["object_id"] for change in message["changes"]] == [
+        rule["id"] for rule in created.json()["security_group_rules"]
+    ]
+
+
+def test_a_bulk_create_of_one_rule_sends_the_change_as_it_always_did(
+    as_alice, alice, project_a, dispatched, django_capture_on_commit_callbacks
+):
+    web = group(alice, project_a)
+    body = {"security_group_id": str(web.id), "direction": "ingress", "protocol": "udp"}
+    with django_capture_on_commit_callbacks(execute=True):
+        as_alice.post("/security-group-rules", {"security_group_rules": [body]})
+    assert [(kind, event["type"]) for kind, event, _ in dispatched["events"]] == [
+        ("change", "change")
+    ]
+
+
+def test_a_refused_bulk_create_sends_no_live_event(
+    as_alice, alice, project_a, dispatched, django_capture_on_commit_callbacks
+):
+    web = group(alice, project_a)
+    good = {"security_group_id": str(web.id), "direction": "ingress", "protocol": "tcp"}
+    with django_capture_on_commit_callbacks(execute=True):
+        refused = as_alice.post(
+            "/security-group-rules", {"security_group_rules": [good, {**good, "direction": "x"}]}
+        )
+    assert refused.status_code == 400
+    assert dispatched["events"] == []

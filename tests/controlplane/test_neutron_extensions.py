@@ -14,7 +14,7 @@ from sgweb.networks.models import Host, Port
 from sgweb.routers import actions as router_actions
 from sgweb.security import actions
 from sgweb.security.models import SecurityGroup
-from sgweb.tenancy.models import Tag
+from sgweb.tenancy.models import Quota, Tag
 from tests.controlplane.api_helpers import NeutronClient, error_type
 from tests.controlplane.factories import group, network_with_subnet, port
 
@@ -42,6 +42,42 @@ def test_an_unknown_filter_is_a_400_naming_it(as_alice, path):
     assert response.json()["NeutronError"]["message"] == (
         "['colour'] is invalid attribute for filtering"
     )
+
+
+@pytest.mark.parametrize("path", ["/quotas", "/extensions"])
+def test_the_quota_and_extension_lists_refuse_an_unknown_filter_too(as_alice, path):
+    response = as_alice.get(path, {"colour": "blue"})
+    assert response.status_code == 400
+    assert error_type(response) == "HTTPBadRequest"
+    assert response.json()["NeutronError"]["message"] == (
+        "['colour'] is invalid attribute for filtering"
+    )
+
+
+def test_a_members_quota_list_filters_by_project_and_selects_fields(
+    alice, as_alice, project_a, project_b
+):
+    Quota.objects.get_or_create(project=project_a)
+    listed = as_alice.get("/quotas").json()["quotas"]
+    assert [quota["project_id"] for quota in listed] == [project_a.id.hex]
+    narrowed = as_alice.get(
+        "/quotas", {"project_id": project_a.id.hex, "fields": "security_group"}
+    ).json()["quotas"]
+    assert narrowed == [{"security_group": 10}]
+    # A project she may not see is not there, filter or not; a malformed id matches nothing.
+    assert as_alice.get("/quotas", {"tenant_id": project_b.id.hex}).json()["quotas"] == []
+    assert as_alice.get("/quotas", {"project_id": "nope"}).json()["quotas"] == []
+
+
+def test_the_extension_list_filters_by_alias_and_selects_fields(as_alice):
+    answer = as_alice.get(
+        "/extensions", {"alias": ["security-group", "binding"], "fields": "alias"}
+    )
+    assert answer.status_code == 200
+    assert sorted(answer.json()["extensions"], key=lambda e: e["alias"]) == [
+        {"alias": "binding"},
+        {"alias": "security-group"},
+    ]
 
 
 def test_list_parameters_and_known_filters_are_not_refused(as_alice, alice, project_a):

@@ -141,3 +141,40 @@ def test_a_member_of_two_projects_cannot_put_the_other_projects_interface_in_a_g
     assert answer.status_code == 400
     assert "Choose router interfaces of the group&#x27;s project." in answer.content.decode()
     assert not FirewallGroup.objects.filter(name="b-edge").exists()
+
+
+def test_an_admin_shares_a_group_from_its_page_and_a_member_neither_sees_nor_clears_the_box(
+    world, fw
+):
+    people = world.people
+    admin, member = client_for(people.adam), client_for(people.alice)
+    page = reverse("dashboard:firewall_group", args=[fw.group.pk])
+    url = reverse("dashboard:firewall_group_update", args=[fw.group.pk])
+    fields = {"name": "app-edge", "description": "", "egress_policy": str(fw.policy.pk),
+              "ports": [str(fw.pair.app_port.pk)], "admin_state_up": "on"}  # fmt: skip
+    assert 'name="shared"' in admin.get(page).content.decode()
+    assert 'name="shared"' not in member.get(page).content.decode(), "only admins may share"
+    assert admin.post(url, {**fields, "shared": "on"}).status_code == 302
+    fw.group.refresh_from_db()
+    assert fw.group.shared
+    assert member.post(url, {**fields, "description": "edited"}).status_code == 302
+    fw.group.refresh_from_db()
+    assert fw.group.shared and fw.group.description == "edited", (
+        "a box never shown does not unshare"
+    )
+    assert audited("firewall_group", fw.group.pk) == ["create", "update", "update"]
+
+
+def test_an_admin_creates_a_shared_group_and_a_members_shared_box_is_ignored(world, fw):
+    people = world.people
+    new = reverse("dashboard:firewall_group_new")
+    fields = {"project": str(people.project_a.pk), "description": "", "ingress_policy": "",
+              "egress_policy": "", "admin_state_up": "on", "shared": "on"}  # fmt: skip
+    assert 'name="shared"' in client_for(people.adam).get(new).content.decode()
+    assert 'name="shared"' not in client_for(people.alice).get(new).content.decode()
+    assert client_for(people.adam).post(new, {**fields, "name": "everyone"}).status_code == 302
+    assert client_for(people.alice).post(new, {**fields, "name": "mine"}).status_code == 302
+    shared = dict(
+        FirewallGroup.objects.filter(name__in=["everyone", "mine"]).values_list("name", "shared")
+    )
+    assert shared == {"everyone": True, "mine": False}

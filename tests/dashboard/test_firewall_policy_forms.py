@@ -175,3 +175,46 @@ def test_a_member_of_two_projects_is_told_a_rule_of_the_other_cannot_go_in(world
     assert answer.status_code == 400
     assert "Rule b-rule is of another project and not shared" in answer.content.decode()
     assert not FirewallPolicy.objects.filter(name="mixed").exists()
+
+
+def test_an_admin_shares_a_policy_only_once_its_rules_are_shared_and_a_member_keeps_it(world, fw):
+    people = world.people
+    admin, member = client_for(people.adam), client_for(people.alice)
+    url = reverse("dashboard:firewall_policy_update", args=[fw.policy.pk])
+    page = reverse("dashboard:firewall_policy", args=[fw.policy.pk])
+    assert 'name="shared"' in admin.get(page).content.decode()
+    assert 'name="shared"' not in member.get(page).content.decode(), "only admins may share"
+    # Its rules are private: the policy's other projects could not see them (Neutron's rule).
+    refused = admin.post(url, {"name": "prod-egress", "description": "", "shared": "on"})
+    assert refused.status_code == 409 and "Share its rules first." in refused.content.decode()
+    fw.policy.refresh_from_db()
+    assert not fw.policy.shared
+    for rule in (fw.allow_ssh, fw.deny_db):
+        actions.update_rule(people.adam, rule, shared=True)
+    assert (
+        admin.post(url, {"name": "prod-egress", "description": "", "shared": "on"}).status_code
+        == 302
+    )
+    fw.policy.refresh_from_db()
+    assert fw.policy.shared and "shared" in admin.get(page).content.decode()
+    assert member.post(url, {"name": "prod-egress", "description": "edited"}).status_code == 302
+    fw.policy.refresh_from_db()
+    assert fw.policy.shared and fw.policy.description == "edited", (
+        "a box never shown does not unshare"
+    )
+    assert admin.post(url, {"name": "prod-egress", "description": ""}).status_code == 302
+    fw.policy.refresh_from_db()
+    assert not fw.policy.shared, "an admin's unticked box unshares"
+
+
+def test_an_admin_creates_a_shared_policy_and_a_members_shared_box_is_ignored(world, fw):
+    people = world.people
+    actions.update_rule(people.adam, fw.allow_ssh, shared=True)
+    fields = {"project": str(people.project_a.pk), "description": "", "shared": "on",
+              "firewall_rules": [str(fw.allow_ssh.pk)]}  # fmt: skip
+    new = reverse("dashboard:firewall_policy_new")
+    assert 'name="shared"' in client_for(people.adam).get(new).content.decode()
+    assert client_for(people.adam).post(new, {**fields, "name": "everyone"}).status_code == 302
+    assert FirewallPolicy.objects.get(name="everyone").shared
+    assert client_for(people.alice).post(new, {**fields, "name": "mine"}).status_code == 302
+    assert not FirewallPolicy.objects.get(name="mine").shared

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import pytest
 
@@ -293,8 +294,11 @@ def test_a_new_deny_cuts_established_connections_it_denies_and_keeps_the_others(
         time.sleep(0.3)
         assert _last_ok(stream) is True  # established: still allowed until cut
         assert lab.connect(lab.web, OTHER_APP_IP, 80).ok
-        cut = lab.firewall.cut_denied_connections(state)
+        # Read and cut over ctnetlink in the router's namespace: no process at all.
+        watched = _Recording(lab.runner)
+        cut = RouterFirewall(watched, lab.router).cut_denied_connections(state)  # type: ignore[arg-type]
         assert [(f.protocol, f.dst, f.dport) for f in cut] == [("tcp", OTHER_APP_IP, 5432)]
+        assert watched.argvs == []
         time.sleep(0.6)
         assert _last_ok(stream) is False
     finally:
@@ -327,6 +331,18 @@ def test_a_running_ping_stops_when_a_deny_rule_is_put_first_and_its_flow_cut(
     assert trace.words.startswith(
         "dropped by firewall rule no-ping (policy prod-egress, position 1)"
     )
+
+
+class _Recording:
+    """A runner that runs for real and remembers every command it was given."""
+
+    def __init__(self, runner: SubprocessRunner) -> None:
+        self.runner = runner
+        self.argvs: list[list[str]] = []
+
+    def run(self, argv: list[str], **kwargs: Any):  # type: ignore[no-untyped-def]
+        self.argvs.append(list(argv))
+        return self.runner.run(argv, **kwargs)
 
 
 def _wait(handle: ProcessHandle, seconds: float = 30):  # type: ignore[no-untyped-def]

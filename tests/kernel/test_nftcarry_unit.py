@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import struct
+import time
 
+import pytest
+
+from sgweb.kernel import nftcarry
+from sgweb.kernel.carry import carry_ipv6_counters
 from sgweb.kernel.nftcarry import ChainCounts, counts_in, with_count
 from sgweb.kernel.readback import Counter
 
@@ -50,3 +56,35 @@ def test_a_rule_gets_the_count_in_its_counter_expression_and_nothing_else_change
 
 def test_a_rule_without_a_counter_expression_is_left_alone() -> None:
     assert with_count(b"\x0b\x00\x01\x00filter\x00\x00", Counter(1, 1)) is None
+
+
+def test_a_kernel_that_never_answers_the_dump_is_a_clear_timeout_not_a_hang(monkeypatch) -> None:
+    silent: list[socket.socket] = []  # the "kernel" ends: they read nothing and say nothing
+
+    def never_answered(self: nftcarry.CounterWriter) -> socket.socket:
+        ours, kernel = socket.socketpair()
+        silent.append(kernel)
+        return ours
+
+    monkeypatch.setattr(nftcarry.CounterWriter, "_open", never_answered)
+    monkeypatch.setattr(nftcarry, "NETLINK_TIMEOUT_S", 0.2)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"did not answer the rule dump of FORWARD "
+                       r"in namespace sgwt-h1 within 0\.2 s"):  # fmt: skip
+        nftcarry.write_back("sgwt-h1", 6, RESTORE)
+    assert time.monotonic() - started < 5
+    # The apply goes on: the counts start from zero, with a warning that says why.
+    (warning,) = carry_ipv6_counters("sgwt-h1", 6, RESTORE)
+    assert "IPv6 counters were not carried over" in warning and "did not answer" in warning
+    for kernel in silent:
+        kernel.close()
+
+
+def test_a_kernel_that_never_acknowledges_the_write_back_is_a_timeout_too() -> None:
+    ours, kernel = socket.socketpair()
+    writer = nftcarry.CounterWriter("sgwt-h1", timeout_s=0.1)
+    ours.settimeout(0.1)
+    with pytest.raises(TimeoutError, match="counters' write-back"):
+        writer._replace(ours, 6, [b"rule"])
+    ours.close()
+    kernel.close()

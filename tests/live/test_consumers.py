@@ -10,6 +10,7 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.db import transaction
 
 from sgweb.asgi import websocket_urlpatterns
 from sgweb.live import events
@@ -48,6 +49,16 @@ async def receive_type(communicator: WebsocketCommunicator, kind: str, timeout: 
         )
         if message["type"] == kind:
             return message
+
+
+async def types_seen(communicator: WebsocketCommunicator, seconds: float) -> set[str]:
+    """The types of the messages a socket sends in the next `seconds`."""
+    seen = set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not await communicator.receive_nothing(timeout=0.2):
+            seen.add((await communicator.receive_json_from())["type"])
+    return seen
 
 
 async def members_of(live_redis, group: str, count: int, timeout: float = 20.0) -> None:
@@ -394,6 +405,51 @@ def test_a_rule_added_elsewhere_reaches_the_groups_page_and_the_project_watchers
     run(scenario)
 
 
+def test_a_bulk_create_reaches_each_page_as_one_message_with_what_it_shows(
+    world, live_redis, alice, bob
+):
+    from sgweb import dispatch
+    from sgweb.security import actions as security_actions
+    from tests.controlplane.factories import group
+
+    other = group(alice, world.group.project, "other")
+
+    def bulk_create() -> list[str]:
+        with transaction.atomic(), dispatch.publish_once(), dispatch.coalesce_changes():
+            rules = [
+                security_actions.create_security_group_rule(
+                    bob,
+                    owner,
+                    direction="ingress",
+                    protocol="tcp",
+                    port_range_min=port,
+                    port_range_max=port,
+                )
+                for owner, port in zip(
+                    (world.group, world.group, other, other, world.group, world.group),
+                    range(8001, 8007),
+                    strict=True,
+                )
+            ]
+        return [str(rule.id) for rule in rules]
+
+    async def scenario():
+        group_page = await connect(f"/ws/security-groups/{world.group.pk}", alice)
+        await receive_type(group_page, "rule-hits")
+        overview = await connect("/ws/events", bob)
+        await members_of(live_redis, events.GROUP_GLOBAL, 1)
+        created = await sync_to_async(bulk_create)()
+        everything = await receive_type(overview, "changes")
+        assert [change["object_id"] for change in everything["changes"]] == created
+        mine = await receive_type(group_page, "changes")
+        assert [change["object_id"] for change in mine["changes"]] == created[:2] + created[4:]
+        for communicator in (group_page, overview):
+            assert not {"change", "changes"} & await types_seen(communicator, 1.0)
+            await communicator.disconnect()
+
+    run(scenario)
+
+
 def test_the_group_page_ignores_changes_of_other_groups(world, live_redis, alice):
     from tests.controlplane.factories import group
 
@@ -417,6 +473,7 @@ def test_every_declared_event_kind_becomes_protocol_messages():
 
     samples = {
         EventKind.CHANGE: {"type": "change", "object_type": "port"},
+        EventKind.CHANGES: {"type": "changes", "changes": [{"type": "change"}]},
         EventKind.HOST_APPLY: {"host": "compute1", "report": {"ok": True}},
         EventKind.HOST_DRIFT: {"host": "compute1", "report": {"repaired": True}},
         EventKind.TRACE_PACKET: {"type": "trace-packet"},

@@ -141,6 +141,29 @@ def button_refused(
     return refused_message(request, url, message, error.status_code)
 
 
+def delete_or_refuse(
+    request: HttpRequest,
+    delete: Callable[[], object],
+    *,
+    back: str,
+    to: str,
+    deleted: str,
+    in_use: Callable[[], str] | None = None,
+    with_details: bool = True,
+) -> HttpResponse:
+    """A delete button: `delete` runs the action; done, on to `to` with the message `deleted`;
+    refused, back to `back` (the page the button was on) saying why, as `button_refused` does
+    (with the action's details: how many ports still use it, say), or, for an object in use
+    (409) when `in_use` is given, in its words (which policies use a rule)."""
+    try:
+        delete()
+    except ActionError as error:
+        if in_use is not None and error.status_code == 409:
+            return refused_message(request, back, in_use(), error.status_code)
+        return button_refused(request, back, error, with_details=with_details)
+    return done(request, to, deleted)
+
+
 def save_edit(
     request: HttpRequest,
     form: forms.BaseForm,

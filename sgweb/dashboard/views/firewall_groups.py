@@ -12,13 +12,13 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from sgweb.dashboard.forms import FirewallGroupForm, NewFirewallGroupForm
+from sgweb.dashboard.forms import FirewallGroupForm, NewFirewallGroupForm, sharing
 from sgweb.dashboard.guards import deny_unless_changeable
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
-    button_refused,
     chosen_project,
     create_projects,
+    delete_or_refuse,
     done,
     form_refused,
     refused,
@@ -93,7 +93,7 @@ def _chosen(request: HttpRequest, form: FirewallGroupForm, project_id: Any) -> d
     if foreign:
         form.add_error("ports", "Choose router interfaces of the group's project.")
     values["admin_state_up"] = bool(data.get("admin_state_up"))
-    return values
+    return values | sharing(form, may_share=is_admin(request.user))
 
 
 @login_required
@@ -113,7 +113,7 @@ def group_new(request: HttpRequest) -> HttpResponse:
             "dashboard/firewalls/group_new.html",
             {"form": form, "projects": projects, "initial_project": initial_project,
              "policies": _policy_choices(request), "interfaces": interfaces,
-             "picked": form["ports"].value() or []},
+             "picked": form["ports"].value() or [], "may_share": is_admin(request.user)},
             section="firewalls",
             shell=shell,
             status=status,
@@ -168,7 +168,7 @@ def _group_page(
             "ingress_policy": str(group.ingress_policy_id or ""),
             "egress_policy": str(group.egress_policy_id or ""),
             "ports": [str(link.port_id) for link in links],
-            "admin_state_up": group.admin_state_up,
+            "admin_state_up": group.admin_state_up, "shared": group.shared,
         })  # fmt: skip
         editing = False
     else:
@@ -186,6 +186,7 @@ def _group_page(
             "policies": _policy_choices(request, group.project_id),
             "interfaces": _interfaces(request, group.project_id),
             "can_change": can_change_project(request.user, group.project_id),
+            "may_share": is_admin(request.user),
         },
         section="firewalls",
         status=status,
@@ -233,17 +234,14 @@ def group_update(request: HttpRequest, group_id: str) -> HttpResponse:
 def group_delete(request: HttpRequest, group_id: str) -> HttpResponse:
     group = _group_for(request, group_id)
     deny_unless_changeable(request.user, group.project_id)
-    try:
-        followed(
+    return delete_or_refuse(
+        request,
+        lambda: followed(
             request,
             f"firewall group {group} deleted",
             lambda: actions.delete_group(request.user, group),
-        )
-    except ActionError as error:
-        url = reverse("dashboard:firewall_group", args=[group.pk])
-        return button_refused(request, url, error, with_details=True)
-    return done(
-        request,
-        reverse("dashboard:firewall_groups"),
-        f"Firewall group {group} deleted; its router interfaces pass everything again.",
+        ),
+        back=reverse("dashboard:firewall_group", args=[group.pk]),
+        to=reverse("dashboard:firewall_groups"),
+        deleted=f"Firewall group {group} deleted; its router interfaces pass everything again.",
     )

@@ -14,13 +14,19 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from sgweb.dashboard import usage
-from sgweb.dashboard.forms import FirewallPolicyForm, InsertFirewallRuleForm, NewFirewallPolicyForm
+from sgweb.dashboard.forms import (
+    FirewallPolicyForm,
+    InsertFirewallRuleForm,
+    NewFirewallPolicyForm,
+    sharing,
+)
 from sgweb.dashboard.guards import deny_unless_changeable
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
     button_refused,
     chosen_project,
     create_projects,
+    delete_or_refuse,
     done,
     form_refused,
     refused,
@@ -30,7 +36,7 @@ from sgweb.dashboard.views.firewalls import followed, usable_in, visible_or_404,
 from sgweb.fwaas import actions
 from sgweb.fwaas.models import FirewallGroup, FirewallPolicy, FirewallRule
 from sgweb.tenancy import access as tenancy_access
-from sgweb.tenancy.access import can_change_project, can_see_project, scope
+from sgweb.tenancy.access import can_change_project, can_see_project, is_admin, scope
 from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import Project
 
@@ -77,7 +83,7 @@ def policy_new(request: HttpRequest) -> HttpResponse:
             request,
             "dashboard/firewalls/policy_new.html",
             {"form": form, "projects": projects, "initial_project": initial_project,
-             "candidates": _picker_rows(form, candidates)},
+             "candidates": _picker_rows(form, candidates), "may_share": is_admin(request.user)},
             section="firewalls",
             shell=shell,
             status=status,
@@ -98,7 +104,7 @@ def policy_new(request: HttpRequest) -> HttpResponse:
     try:
         policy = actions.create_policy(
             request.user, project, name=data["name"], description=data["description"],
-            firewall_rules=rules,
+            firewall_rules=rules, **sharing(form, may_share=is_admin(request.user)),
         )  # fmt: skip
     except ActionError as error:
         return form_refused(request, form, page, error)
@@ -166,7 +172,7 @@ def _policy_page(
     insertable = usable_in(request.user, FirewallRule.objects.all(), policy.project_id).exclude(
         pk__in=[rule.pk for rule in rules]
     )
-    initial = {"name": policy.name, "description": policy.description}
+    initial = {"name": policy.name, "description": policy.description, "shared": policy.shared}
     return render_page(
         request,
         "dashboard/firewalls/policy.html",
@@ -180,6 +186,7 @@ def _policy_page(
             "can_change": can_change_project(request.user, policy.project_id),
             "edit_form": edit_form or FirewallPolicyForm(initial=initial),
             "editing": edit_form is not None,
+            "may_share": is_admin(request.user),
             "insert_form": insert_form or InsertFirewallRuleForm(initial={"where": "bottom"}),
             "insertable": insertable.order_by("name", "pk"),
             "insert_places": INSERT_PLACES,
@@ -311,6 +318,7 @@ def policy_update(request: HttpRequest, policy_id: str) -> HttpResponse:
             policy,
             name=form.cleaned_data["name"],
             description=form.cleaned_data["description"],
+            **sharing(form, may_share=is_admin(request.user)),
         ),
         reverse("dashboard:firewall_policy", args=[policy.pk]),
         "Firewall policy saved.",
@@ -323,11 +331,10 @@ def policy_update(request: HttpRequest, policy_id: str) -> HttpResponse:
 def policy_delete(request: HttpRequest, policy_id: str) -> HttpResponse:
     policy = _policy_for(request, policy_id)
     deny_unless_changeable(request.user, policy.project_id)
-    try:
-        actions.delete_policy(request.user, policy)
-    except ActionError as error:
-        url = reverse("dashboard:firewall_policy", args=[policy.pk])
-        return button_refused(request, url, error, with_details=True)
-    return done(
-        request, reverse("dashboard:firewall_policies"), f"Firewall policy {policy} deleted."
+    return delete_or_refuse(
+        request,
+        lambda: actions.delete_policy(request.user, policy),
+        back=reverse("dashboard:firewall_policy", args=[policy.pk]),
+        to=reverse("dashboard:firewall_policies"),
+        deleted=f"Firewall policy {policy} deleted.",
     )

@@ -15,13 +15,12 @@ from sgweb.dashboard.forms import FirewallRuleForm, NewFirewallRuleForm
 from sgweb.dashboard.guards import deny_unless_changeable
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
-    button_refused,
     chosen_project,
     create_projects,
+    delete_or_refuse,
     done,
     form_refused,
     refused,
-    refused_message,
     save_edit,
 )
 from sgweb.dashboard.views.firewalls import followed, visible_or_404, visible_or_shared
@@ -172,14 +171,17 @@ def rule_update(request: HttpRequest, rule_id: str) -> HttpResponse:
 def rule_delete(request: HttpRequest, rule_id: str) -> HttpResponse:
     rule = _rule_for(request, rule_id)
     deny_unless_changeable(request.user, rule.project_id)
-    url = reverse("dashboard:firewall_rule", args=[rule.pk])
-    try:
-        actions.delete_rule(request.user, rule)
-    except ActionError as error:
-        if error.status_code != 409:
-            return button_refused(request, url, error, with_details=True)
-        # In use: say by which policies, so the admin knows where to remove it first.
+
+    def in_use() -> str:
+        # Say by which policies, so the admin knows where to remove it first.
         names = ", ".join(str(link.policy) for link in rule.policy_links.select_related("policy"))
-        message = f"Firewall rule {rule} is used by policy {names}: remove it from there first."
-        return refused_message(request, url, message, error.status_code)
-    return done(request, reverse("dashboard:firewall_rules"), f"Firewall rule {rule} deleted.")
+        return f"Firewall rule {rule} is used by policy {names}: remove it from there first."
+
+    return delete_or_refuse(
+        request,
+        lambda: actions.delete_rule(request.user, rule),
+        back=reverse("dashboard:firewall_rule", args=[rule.pk]),
+        to=reverse("dashboard:firewall_rules"),
+        deleted=f"Firewall rule {rule} deleted.",
+        in_use=in_use,
+    )

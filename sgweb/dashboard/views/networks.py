@@ -17,9 +17,9 @@ from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
-    button_refused,
     chosen_project,
     create_projects,
+    delete_or_refuse,
     done,
     following,
     form_refused,
@@ -229,13 +229,12 @@ def network_update(request: HttpRequest, network_id: str) -> HttpResponse:
 def network_delete(request: HttpRequest, network_id: str) -> HttpResponse:
     network = _network_for(request, network_id)
     deny_unless_changeable(request.user, network.project_id)
-    try:
-        actions.delete_network(request.user, network)
-    except ActionError as error:  # NetworkInUse (409): how many ports are still on it
-        url = reverse("dashboard:network", args=[network.pk])
-        return button_refused(request, url, error, with_details=True)
-    return done(
-        request, reverse("dashboard:networks"), f"Network {network.name or network.pk} deleted."
+    return delete_or_refuse(  # NetworkInUse (409) says how many ports are still on it
+        request,
+        lambda: actions.delete_network(request.user, network),
+        back=reverse("dashboard:network", args=[network.pk]),
+        to=reverse("dashboard:networks"),
+        deleted=f"Network {network.name or network.pk} deleted.",
     )
 
 
@@ -283,11 +282,14 @@ def subnet_delete(request: HttpRequest, network_id: str, subnet_id: str) -> Http
     subnet = _subnet_for(request, network, subnet_id)
     deny_unless_changeable(request.user, network.project_id)
     url = reverse("dashboard:network", args=[network.pk]) + "#subnets"
-    try:
-        actions.delete_subnet(request.user, subnet)
-    except ActionError as error:
-        return button_refused(request, url, error)
-    return done(request, url, f"Subnet {subnet.cidr} deleted.")
+    return delete_or_refuse(
+        request,
+        lambda: actions.delete_subnet(request.user, subnet),
+        back=url,
+        to=url,
+        deleted=f"Subnet {subnet.cidr} deleted.",
+        with_details=False,
+    )
 
 
 def _addresses(text: str) -> list[str]:

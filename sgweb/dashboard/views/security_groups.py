@@ -21,9 +21,9 @@ from sgweb.dashboard.livepaint import group_hits
 from sgweb.dashboard.presentation import PROTOCOL_CHOICES, RULE_PRESETS
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
-    button_refused,
     chosen_project,
     create_projects,
+    delete_or_refuse,
     done,
     following,
     form_refused,
@@ -319,12 +319,19 @@ def rule_delete(request: HttpRequest, group_id: str, rule_id: str) -> HttpRespon
     deny_unless_changeable(request.user, group.project_id)
     url = reverse("dashboard:security_group", args=[group.pk])
     words = f"{group.name}: {rule}"
-    try:
+
+    def delete() -> None:
         with following(request, words):
             actions.delete_security_group_rule(request.user, rule)
-    except ActionError as error:
-        return button_refused(request, url, error)
-    return done(request, f"{url}#rules", f"Deleted {words}.")
+
+    return delete_or_refuse(
+        request,
+        delete,
+        back=url,
+        to=f"{url}#rules",
+        deleted=f"Deleted {words}.",
+        with_details=False,
+    )
 
 
 @login_required
@@ -349,11 +356,10 @@ def group_update(request: HttpRequest, group_id: str) -> HttpResponse:
 def group_delete(request: HttpRequest, group_id: str) -> HttpResponse:
     group = _group_for(request, group_id)
     deny_unless_changeable(request.user, group.project_id)
-    try:
-        actions.delete_security_group(request.user, group)
-    except ActionError as error:
-        url = reverse("dashboard:security_group", args=[group.pk])
-        return button_refused(request, url, error, with_details=True)
-    return done(
-        request, reverse("dashboard:security_groups"), f"Security group {group.name} deleted."
+    return delete_or_refuse(
+        request,
+        lambda: actions.delete_security_group(request.user, group),
+        back=reverse("dashboard:security_group", args=[group.pk]),
+        to=reverse("dashboard:security_groups"),
+        deleted=f"Security group {group.name} deleted.",
     )

@@ -161,8 +161,16 @@ class LiveConsumer(AsyncJsonWebsocketConsumer):
         """Release what `start` took (watches)."""
 
     async def live_message(self, event: dict[str, Any]) -> None:
-        if not self.closed and self.wants(event["message"]):
-            await self.send_json(event["message"])
+        if self.closed:
+            return
+        message = self.narrow(event["message"])
+        if message is not None:
+            await self.send_json(message)
+
+    def narrow(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """What of a relayed message this socket sends: all of it, or nothing (`wants`);
+        sockets that want part of a `changes` message override this."""
+        return message if self.wants(message) else None
 
     async def watch_status(
         self, hosts: list[str] | None, every_s: float = STATUS_EVERY_S, first_round: bool = False

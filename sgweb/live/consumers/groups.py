@@ -63,6 +63,16 @@ class SecurityGroupConsumer(CountersMixin, LiveConsumer):
             message.get("security_group_id"),
         )
 
+    def narrow(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """A `changes` message (a bulk create) is sent with this group's changes only (a lone
+        one as the `change` it is)."""
+        if message.get("type") != "changes":
+            return super().narrow(message)
+        mine = [change for change in message.get("changes") or () if self.wants(change)]
+        if len(mine) == 1:
+            return cast(dict[str, Any], mine[0])
+        return {**message, "changes": mine} if mine else None
+
     async def start(self) -> None:
         await self.join(events.project_group(self.group.project_id.hex))
         self.readings: dict[tuple[str, str], dict[str, Any]] = {}

@@ -67,7 +67,7 @@ class EventsConsumer(LiveConsumer):
                 await self.send_json(message)
 
     def wants(self, message: dict[str, Any]) -> bool:
-        if message.get("type") == "change":
+        if message.get("type") in ("change", "changes"):
             # Changes outside any project (hosts, users) are for those who see everything.
             return message.get("project_id") is not None or self.visible is None
         return self.visible is None or message.get("host") in self.visible

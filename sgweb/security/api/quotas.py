@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from sgweb.api.query import Filter, apply_filters, as_uuid, parse_list_query, select_fields
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.tenancy import actions
 from sgweb.tenancy.access import can_see_project, visible_projects
@@ -67,18 +68,29 @@ def _project(request: Request, project_id: str) -> Project:
     return project
 
 
+QUOTA_FILTERS = {
+    "project_id": Filter("project_id", as_uuid),
+    "tenant_id": Filter("project_id", as_uuid),
+}
+
+
 class QuotaListView(APIView):
     @extend_schema(operation_id="list_quotas", **QUOTA_DOCS)
     def get(self, request: Request) -> Response:
-        quotas = Quota.objects.filter(project__in=visible_projects(request.user))
-        return Response(
-            {
-                "quotas": [
-                    {"project_id": q.project_id.hex, "tenant_id": q.project_id.hex, **quota_dict(q)}
-                    for q in quotas.order_by("project_id")
-                ]
-            }
+        """Filters (`project_id` / `tenant_id`) and `fields=` as every list takes them: an
+        unknown filter is a 400, not every quota."""
+        query = parse_list_query(
+            request.query_params,
+            default_limit=settings.API_DEFAULT_PAGE_SIZE,
+            max_limit=settings.API_MAX_PAGE_SIZE,
         )
+        visible = Quota.objects.filter(project__in=visible_projects(request.user))
+        quotas = apply_filters(visible, query.filters, QUOTA_FILTERS)
+        rows = (
+            {"project_id": q.project_id.hex, "tenant_id": q.project_id.hex, **quota_dict(q)}
+            for q in quotas.order_by("project_id")
+        )
+        return Response({"quotas": [select_fields(row, query.fields) for row in rows]})
 
 
 class QuotaView(APIView):

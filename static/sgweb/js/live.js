@@ -345,6 +345,18 @@
     }
   }
 
+  // A `changes` message (a bulk create: this group's changes only) as the one change the
+  // group page's note tells of: "alice added 600 security group rules".
+  function oneChange(message) {
+    if (message.type !== "changes") return message;
+    const changes = message.changes || [];
+    const last = changes[changes.length - 1] || {};
+    if (changes.length === 1) return last;
+    const types = new Set(changes.map((c) => c.object_type));
+    const what = types.size === 1 ? `${(last.object_type || "object").replace(/_/g, " ")}s` : "objects";
+    return { ...last, object_repr: `${changes.length} ${what}` };
+  }
+
   function initGroupPage(section) {
     const groupId = section.dataset.groupLive;
     if (!groupId) return;
@@ -368,10 +380,10 @@
       if (message.type === "rule-hits") {
         const table = $("table[data-rule-hits]", section);
         if (table) applyRuleHits(table, message, state);
-      } else if (message.type === "change") {
-        // A burst (a preset adding two rules) is drawn once.
+      } else if (message.type === "change" || message.type === "changes") {
+        // A burst (a preset adding two rules, a bulk create) is drawn once.
         clearTimeout(pending);
-        pending = setTimeout(() => refreshGroup(section, message), 150);
+        pending = setTimeout(() => refreshGroup(section, oneChange(message)), 150);
       }
     }, { indicator: $$("[data-live-state]", section), stream: Boolean($("table[data-rule-hits]", section)) });
 
@@ -527,6 +539,10 @@
       if (message.type === "host-status") updateHostPills(message);
       else if (message.type === "apply" || message.type === "drift") addEvent(list, message);
       else if (message.type === "change") addChange(changes, message);
+      else if (message.type === "changes" && changes) {
+        // A bulk create: only the newest ones can show, the table keeps `limit` rows.
+        (message.changes || []).slice(-Number(changes.dataset.limit || 12)).forEach((c) => addChange(changes, c));
+      }
       if (message.type === "drift") updateDriftAlerts(message);
     }, { indicator: $$("[data-live-state]") });
   }
