@@ -12,7 +12,6 @@ objects, which also lets `incremental.diff` skip unchanged chains by identity.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import socket
 from collections.abc import Container, Iterable, Mapping, Sequence
@@ -42,8 +41,10 @@ from sgweb.firewall.ir import (
     CompiledFamily,
     CompiledHost,
     IpSet,
+    LazyIpSet,
     Match,
     Table,
+    ipset_token,
 )
 from sgweb.firewall.model import (
     EGRESS,
@@ -67,6 +68,16 @@ from sgweb.firewall.portchains import (
     rule_match,
     same_templates,
     sg_rule_comment,
+)
+from sgweb.firewall.setentries import (
+    Entries,
+    PendingEntries,
+    edited,
+    in_sorted,
+    materialised,
+)
+from sgweb.firewall.setentries import (
+    ip_key as _ip_key,
 )
 from sgweb.firewall.validate import ValidationMemo, address_version, validate_host_state
 
@@ -108,20 +119,18 @@ class CompileCache:
     shared: dict[tuple[object, ...], tuple[tuple[object, ...], object]] = field(
         default_factory=dict
     )
-    sorted_members: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = field(
-        default_factory=dict
-    )
+    sorted_members: dict[tuple[str, ...], tuple[Entries, Entries]] = field(default_factory=dict)
     # group id -> its members as last sorted (the tuple, as a set if one was made, and the
-    # sorted entries), so that a port joining a group of thousands re-sorts nothing (see
-    # `_entries_edited`)
-    last_members: dict[
-        str, tuple[tuple[str, ...], frozenset[str] | None, tuple[str, ...], tuple[str, ...]]
-    ] = field(default_factory=dict)
+    # sorted entries, maybe with edits pending: `setentries`), so that a port joining a group
+    # of thousands re-sorts and copies nothing (see `_entries_edited`)
+    last_members: dict[str, tuple[tuple[str, ...], frozenset[str] | None, Entries, Entries]] = (
+        field(default_factory=dict)
+    )
     # id(entries) -> (entries, the entries they were edited from, gained, lost): this compile's
     # edits of sorted entries, for the sets made from them (`set_edit`, `IpSet.edit`)
-    set_edits: dict[
-        int, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
-    ] = field(default_factory=dict)
+    set_edits: dict[int, tuple[Entries, Entries, tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict
+    )
     ipsets: dict[str, IpSet] = field(default_factory=dict)
     last: tuple[HostState, CompiledHost] | None = None  # the last compile's input and output
     # (family, direction, group ids) -> (the groups' template tuples, merged)
@@ -193,13 +202,14 @@ def _members_only(state: HostState, cache: CompileCache) -> CompiledHost | None:
     for ipset in compiled.ipsets:
         v4, v6 = sorted_members(cache, members.get(ipset.group_id, ()), ipset.group_id)
         entries = v4 if ipset.family == "inet" else v6
-        if entries is ipset.members:
+        token = ipset_token(ipset)
+        if entries is token:
             ipsets.append(ipset)
             continue
         # Entries edited from these (a known edit) differ: no need to compare 50,000 to say so.
-        edit = set_edit(cache, ipset.members, entries)
-        if edit is not None or entries != ipset.members:
-            ipset = IpSet(ipset.name, ipset.family, entries, ipset.group_id, edit)
+        edit = set_edit(cache, token, entries)
+        if edit is not None or materialised(entries) != ipset.members:
+            ipset = new_ipset(ipset.name, ipset.family, entries, ipset.group_id, edit)
             cache.ipsets[ipset.name] = ipset
         ipsets.append(ipset)
     return dataclasses.replace(compiled, ipsets=tuple(ipsets))
@@ -504,26 +514,51 @@ class _HostCompiler:
             cached = self.cache.ipsets.get(name)
             if (
                 cached is None
-                or cached.members != members
                 or cached.family != family
                 or cached.group_id != remote
+                or not _same_entries(self.cache, cached, members)
             ):
-                edit = set_edit(self.cache, cached.members, members) if cached else None
-                cached = IpSet(name, family, members, remote, edit)
+                edit = set_edit(self.cache, ipset_token(cached), members) if cached else None
+                cached = new_ipset(name, family, members, remote, edit)
                 self.cache.ipsets[name] = cached
             result.append(cached)
         return tuple(result)
 
     def _sorted_members(
         self, members: tuple[str, ...], group_id: str = ""
-    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    ) -> tuple[Entries, Entries]:
         return sorted_members(self.cache, members, group_id)
+
+
+def _same_entries(cache: CompileCache, ipset: IpSet, entries: Entries) -> bool:
+    """Whether the set already holds these entries: by identity, else (no edit of this
+    compile made them from the set's) by content."""
+    token = ipset_token(ipset)
+    if token is entries:
+        return True
+    if set_edit(cache, token, entries) is not None:
+        return False
+    return ipset.members == materialised(entries)
+
+
+def new_ipset(
+    name: str,
+    family: str,
+    entries: Entries,
+    group_id: str,
+    edit: tuple[object, tuple[str, ...], tuple[str, ...]] | None,
+) -> IpSet:
+    """An IpSet of these entries: lazy while they have edits pending (`setentries`)."""
+    if isinstance(entries, PendingEntries):
+        return LazyIpSet(name, family, entries, group_id, edit)
+    return IpSet(name, family, entries, group_id, edit)
 
 
 def sorted_members(
     cache: CompileCache, members: tuple[str, ...], group_id: str = ""
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """A group's ipset entries (v4, v6), sorted; remembered per members tuple and group."""
+) -> tuple[Entries, Entries]:
+    """A group's ipset entries (v4, v6), sorted (maybe with edits pending); remembered per
+    members tuple and group."""
     last = cache.last_members.get(group_id) if group_id else None
     if last is not None and last[0] is members:
         return last[2], last[3]
@@ -581,60 +616,54 @@ def _sorted_by_address(entries: set[str], family: int) -> tuple[str, ...]:
 
 def _entries_edited(
     cache: CompileCache,
-    v4: tuple[str, ...],
-    v6: tuple[str, ...],
+    v4: Entries,
+    v6: Entries,
     added: Iterable[str],
     removed: Iterable[str],
     after: Container[str],
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
+) -> tuple[Entries, Entries]:
     """The sorted entries once `added` members came and `removed` ones went (`after`: the
-    members now): bisected in and out instead of sorting thousands again. What each family's
-    entries gained and lost is kept for the sets made from them (`set_edit`). A family that
-    neither gained nor lost keeps its very tuple (copying 50,000 entries costs more than the
-    rest of a join, and the set is then unchanged by identity)."""
-    given = {4: v4, 6: v6}
-    lists: dict[int, list[str]] = {}  # a family's entries, copied once it is edited
-    gained: dict[int, list[str]] = {4: [], 6: []}
-    lost: dict[int, list[str]] = {4: [], 6: []}
+    members now), as edits pending on the last sorted tuple (`setentries`: the new tuple is
+    made only when something reads it) instead of sorting or copying thousands again. What
+    each family's entries gained and lost is kept for the sets made from them (`set_edit`).
+    A family that neither gained nor lost keeps its very entries (the set is then unchanged
+    by identity)."""
+    given: dict[int, Entries] = {4: v4, 6: v6}
+    gained: dict[int, dict[str, None]] = {4: {}, 6: {}}  # dicts: ordered, without repeats
+    lost: dict[int, dict[str, None]] = {4: {}, 6: {}}
     produced_after = {e for m in added for e in _ipset_entries(m)}
     for member in removed:
         for entry in _ipset_entries(member):
             if entry in produced_after or _still_produced(entry, after):
                 continue
             version = address_version(member)
-            target = lists[version] if version in lists else given[version]
-            index = bisect.bisect_left(target, _ip_key(entry), key=_ip_key)
-            if index < len(target) and target[index] == entry:
-                _editable(lists, version, target).pop(index)
-                lost[version].append(entry)
+            if _holds(given[version], entry):
+                lost[version][entry] = None
     for member in added:
         for entry in _ipset_entries(member):
             version = address_version(member)
-            target = lists[version] if version in lists else given[version]
-            index = bisect.bisect_left(target, _ip_key(entry), key=_ip_key)
-            if index == len(target) or target[index] != entry:
-                _editable(lists, version, target).insert(index, entry)
-                gained[version].append(entry)
-    result = tuple(tuple(lists[v]) if v in lists else given[v] for v in (4, 6))
-    for version, old, new in ((4, v4, result[0]), (6, v6, result[1])):
+            if not _holds(given[version], entry):
+                gained[version][entry] = None
+    result = {4: v4, 6: v6}
+    for version, old in given.items():
         if gained[version] or lost[version]:
-            cache.set_edits[id(new)] = (new, old, tuple(gained[version]), tuple(lost[version]))
-    return result[0], result[1]
+            new = result[version] = edited(old, list(gained[version]), list(lost[version]))
+            changes = (tuple(gained[version]), tuple(lost[version]))
+            cache.set_edits[id(new)] = (new, old, *changes)
+    return result[4], result[6]
 
 
-def _editable(lists: dict[int, list[str]], version: int, entries: Sequence[str]) -> list[str]:
-    """The family's entries as the list being edited (copied on its first edit)."""
-    edited = lists.get(version)
-    if edited is None:
-        edited = lists[version] = list(entries)
-    return edited
+def _holds(entries: Entries, entry: str) -> bool:
+    if isinstance(entries, PendingEntries):
+        return entry in entries
+    return in_sorted(entries, entry)
 
 
 def set_edit(
-    cache: CompileCache, old: tuple[str, ...], new: tuple[str, ...]
-) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None:
-    """`IpSet.edit` for a set whose members go from `old` to `new`, if this compile made one
-    from the other by a few additions and removals."""
+    cache: CompileCache, old: object, new: Entries
+) -> tuple[object, tuple[str, ...], tuple[str, ...]] | None:
+    """`IpSet.edit` for a set whose members go from `old` (its `ipset_token`) to `new`, if
+    this compile made one from the other by a few additions and removals."""
     known = cache.set_edits.get(id(new))
     if known is None or known[0] is not new or known[1] is not old:
         return None
@@ -684,9 +713,3 @@ def _ipset_entries(member: str) -> tuple[str, ...]:
     if member.endswith("/128") or (member.endswith("/32") and ":" not in member):
         return (member.rsplit("/", 1)[0],)
     return _WHOLE_FAMILY_HALVES.get(member, (member,))
-
-
-def _ip_key(entry: str) -> tuple[bytes, int]:
-    address, _slash, length = entry.partition("/")
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    return socket.inet_pton(family, address), int(length) if length else 0
