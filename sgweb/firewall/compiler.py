@@ -178,6 +178,12 @@ def compile_host(state: HostState, *, cache: CompileCache | None = None) -> Comp
         compiled = _members_only(state, cache)
         if compiled is None:
             compiled = _HostCompiler(state, cache).compile()
+        edits = tuple(
+            (gid, edit.given_before, edit.given_after, edit.removed)
+            for gid, edit in cache.validation.members.edits.items()
+        )
+        if edits or compiled.member_edits:
+            compiled = dataclasses.replace(compiled, member_edits=edits)
         cache.last = (state, compiled)
         return compiled
 

@@ -350,6 +350,12 @@ class CompiledHost:
     v6: CompiledFamily
     ipsets: tuple[IpSet, ...] = field(default=())
     chain_prefix: str = "neutron-openvswi"
+    # The remote groups whose members this compile edited from the last one's: (group id, the
+    # members tuple as given before, as given now, the normalised values that left), so the
+    # conntrack cuts need not compare thousands of members again. Not content.
+    member_edits: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = field(
+        default=(), compare=False, repr=False
+    )
 
     def family(self, family: int) -> CompiledFamily:
         return self.v4 if family == 4 else self.v6

@@ -37,6 +37,9 @@ class MemberEdit:
     # The normalised values present after the edit, with how many given addresses yield each
     # (supports `in`; shared with the memo, valid until the next edit of this group).
     present: dict[str, int]
+    # The tuples as given, before and after (what a caller holding them compares by identity).
+    given_before: tuple[str, ...] = ()
+    given_after: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -210,4 +213,6 @@ def _edited(
         tuple(sorted(set(added) - both)),
         tuple(sorted(set(removed) - both)),
         counts,
+        last.given,
+        given,
     )
