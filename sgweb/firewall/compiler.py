@@ -46,6 +46,7 @@ from sgweb.firewall.ir import (
     Table,
     ipset_token,
 )
+from sgweb.firewall.memberedit import MemberState
 from sgweb.firewall.model import (
     EGRESS,
     INGRESS,
@@ -79,7 +80,12 @@ from sgweb.firewall.setentries import (
 from sgweb.firewall.setentries import (
     ip_key as _ip_key,
 )
-from sgweb.firewall.validate import ValidationMemo, address_version, validate_host_state
+from sgweb.firewall.validate import (
+    ValidationMemo,
+    address_version,
+    normalize_cidr,
+    validate_host_state,
+)
 
 (_set_chain, _set_match, _set_target, _set_origin, _set_args, _set_comment) = _RULE_SLOTS
 (_set_kind, _set_port, _set_direction, _set_group, _set_rule, _set_member) = _ORIGIN_SLOTS
@@ -120,11 +126,12 @@ class CompileCache:
         default_factory=dict
     )
     sorted_members: dict[tuple[str, ...], tuple[Entries, Entries]] = field(default_factory=dict)
-    # group id -> its members as last sorted (the tuple, as a set if one was made, and the
-    # sorted entries, maybe with edits pending: `setentries`), so that a port joining a group
-    # of thousands re-sorts and copies nothing (see `_entries_edited`)
-    last_members: dict[str, tuple[tuple[str, ...], frozenset[str] | None, Entries, Entries]] = (
-        field(default_factory=dict)
+    # group id -> its members as last sorted (the validation's `MemberState`, or the tuple;
+    # as a set if one was made; the sorted entries, maybe with edits pending: `setentries`),
+    # so that a port joining a group of thousands re-sorts and copies nothing (see
+    # `_entries_edited`)
+    last_members: dict[str, tuple[object, frozenset[str] | None, Entries, Entries]] = field(
+        default_factory=dict
     )
     # id(entries) -> (entries, the entries they were edited from, gained, lost): this compile's
     # edits of sorted entries, for the sets made from them (`set_edit`, `IpSet.edit`)
@@ -174,10 +181,11 @@ def compile_host(state: HostState, *, cache: CompileCache | None = None) -> Comp
     cache = cache if cache is not None else CompileCache()
     cache.set_edits.clear()
     with gc_paused():
-        state = validate_host_state(state, memo=cache.validation)
         compiled = _members_only(state, cache)
         if compiled is None:
-            compiled = _HostCompiler(state, cache).compile()
+            compiled = _HostCompiler(
+                validate_host_state(state, memo=cache.validation), cache
+            ).compile()
         edits = tuple(
             (gid, edit.given_before, edit.given_after, edit.removed)
             for gid, edit in cache.validation.members.edits.items()
@@ -195,7 +203,12 @@ _NOT_MEMBERS = tuple(f.name for f in fields(HostState) if f.name != "remote_grou
 def _members_only(state: HostState, cache: CompileCache) -> CompiledHost | None:
     """A change of remote groups' members alone (a port joining a group of thousands), with
     ipsets on: the rules name the sets, not their members, so the last compile stands with
-    its sets refilled. None when anything else changed (the full compile runs)."""
+    its sets refilled. None when anything else changed (the full compile runs).
+
+    `state` is the input as given and compared with the last input as given: validation is a
+    function of it, so the rest of the state is still valid, and the members that came are
+    checked by `MemberMemo.edit` (anything it cannot vouch for takes the full path, which says
+    what is wrong). Nothing here makes a normalised members tuple."""
     if cache.last is None or not state.enable_ipset:
         return None
     before, compiled = cache.last
@@ -203,10 +216,16 @@ def _members_only(state: HostState, cache: CompileCache) -> CompiledHost | None:
         old, new = getattr(before, name), getattr(state, name)
         if old is not new and old != new:
             return None
-    members = dict(state.remote_group_members)
+    entries_of = _edited_groups(before.remote_group_members, state.remote_group_members, cache)
+    if entries_of is None:
+        return None
     ipsets = []
     for ipset in compiled.ipsets:
-        v4, v6 = sorted_members(cache, members.get(ipset.group_id, ()), ipset.group_id)
+        edited_entries = entries_of.get(ipset.group_id)
+        if edited_entries is None:  # the group's members are the very same: so is the set
+            ipsets.append(ipset)
+            continue
+        v4, v6 = edited_entries
         entries = v4 if ipset.family == "inet" else v6
         token = ipset_token(ipset)
         if entries is token:
@@ -219,6 +238,33 @@ def _members_only(state: HostState, cache: CompileCache) -> CompiledHost | None:
             cache.ipsets[ipset.name] = ipset
         ipsets.append(ipset)
     return dataclasses.replace(compiled, ipsets=tuple(ipsets))
+
+
+def _edited_groups(
+    old: tuple[tuple[str, tuple[str, ...]], ...],
+    new: tuple[tuple[str, tuple[str, ...]], ...],
+    cache: CompileCache,
+) -> dict[str, tuple[Entries, Entries]] | None:
+    """The edited groups' sorted entries, from what came and went; None for anything but a
+    few addresses of the same groups (in the same order) coming and going."""
+    memo = cache.validation.members
+    memo.begin()
+    if len(old) != len(new):
+        return None
+    result = {}
+    for (group_id, given), (old_id, old_given) in zip(new, old, strict=True):
+        if group_id != old_id or type(given) is not tuple:
+            return None
+        if given is old_given:
+            continue
+        edit = memo.edit(group_id, old_given, given, normalize_cidr)
+        last = cache.last_members.get(group_id)
+        if edit is None or last is None or last[0] is not edit.before:
+            return None
+        changes = (edit.added, edit.removed, edit.present)
+        result[group_id] = _entries_edited(cache, last[2], last[3], *changes)
+        cache.last_members[group_id] = (edit.after, None, *result[group_id])
+    return result
 
 
 def port_is_stateful(port: Port, groups: Mapping[str, SecurityGroup]) -> bool:
@@ -564,18 +610,19 @@ def sorted_members(
     cache: CompileCache, members: tuple[str, ...], group_id: str = ""
 ) -> tuple[Entries, Entries]:
     """A group's ipset entries (v4, v6), sorted (maybe with edits pending); remembered per
-    members tuple and group."""
+    members tuple and group (by the validation's `MemberState` when it made the tuple)."""
     last = cache.last_members.get(group_id) if group_id else None
-    if last is not None and last[0] is members:
+    token: object = cache.validation.members.state(group_id, members) or members
+    if last is not None and last[0] is token:
         return last[2], last[3]
     if last is not None:
         edit = cache.validation.members.edits.get(group_id)
-        if edit is not None and edit.before is last[0] and edit.after is members:
+        if edit is not None and edit.before is last[0] and edit.after is token:
             # Validation knows what came and went (`memberedit`): nothing here walks the
             # thousands, not even to hash the tuple.
             changes = (edit.added, edit.removed, edit.present)
             edited = _entries_edited(cache, last[2], last[3], *changes)
-            cache.last_members[group_id] = (members, None, *edited)
+            cache.last_members[group_id] = (token, None, *edited)
             return edited
     cached = cache.sorted_members.get(members)
     if last is not None and cached is not None and last[2] is cached[0] and last[3] is cached[1]:
@@ -583,7 +630,7 @@ def sorted_members(
     after: frozenset[str] | None = None
     if cached is None and last is not None:
         after = frozenset(members)
-        before = last[1] if last[1] is not None else frozenset(last[0])
+        before = last[1] if last[1] is not None else frozenset(_members_of(last[0]))
         added, removed = after - before, before - after
         if len(added) + len(removed) <= max(16, len(after) // 16):
             cached = _entries_edited(cache, last[2], last[3], added, removed, after)
@@ -592,8 +639,15 @@ def sorted_members(
         cached = _sorted_entries(members)
         cache.sorted_members[members] = cached
     if group_id:
-        cache.last_members[group_id] = (members, after, *cached)
+        cache.last_members[group_id] = (token, after, *cached)
     return cached
+
+
+def _members_of(token: object) -> tuple[str, ...]:
+    """The members tuple a `last_members` token stands for."""
+    if isinstance(token, MemberState):
+        return token.made()
+    return cast(tuple[str, ...], token)
 
 
 def _sorted_entries(members: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
