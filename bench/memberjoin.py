@@ -12,7 +12,9 @@ Every `--every`-th step is also checked against a compile from cold (the same ip
 the timed loop.
 Figures: min / p50 / p95 / max in ms, the collections that ran during the steps (gc.callbacks),
 and the load average (a 1 ms step on a busy 2-core machine often waits for a CPU).
-`--profile` prints the cProfile of the joins instead of timing them.
+`--profile` prints the cProfile of the joins instead of timing them. `--fresh-strings` decodes
+each join's members anew, as an agent does with each new piece (the default reuses the string
+objects, so the comparison of the old and new tuples finds most of them identical).
 """
 
 from __future__ import annotations
@@ -99,7 +101,9 @@ def _ms(values: list[float]) -> dict[str, float]:
     }
 
 
-def run(members: int, ports: int, joins: int, every: int, profile: bool) -> dict[str, Any]:
+def run(
+    members: int, ports: int, joins: int, every: int, profile: bool, fresh: bool = False
+) -> dict[str, Any]:
     state = host_state(members, ports)
     current = dict(state.remote_group_members)[GROUP]
     cache = CompileCache()
@@ -117,6 +121,8 @@ def run(members: int, ports: int, joins: int, every: int, profile: bool) -> dict
         for i in range(joins):
             joining = str(ipaddress.ip_address("100.127.0.1") + i)
             current = tuple(sorted((*current, joining)))  # as the control plane sends it
+            if fresh:  # as an agent decodes each new piece: new strings, equal to the last
+                current = tuple(json.loads(json.dumps(current)))
             after_state = _with_members(state, current)
             if profiler is not None:
                 profiler.enable()
@@ -165,9 +171,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--joins", type=int, default=101)
     parser.add_argument("--every", type=int, default=25, help="check every N-th join (0: never)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--fresh-strings",
+        action="store_true",
+        help="each join's members decoded anew (new string objects, as an agent's new piece:"
+        " the comparison reads every address, and the compile frees the last piece's)",
+    )
     args = parser.parse_args(argv)
     results = [
-        run(int(size), args.ports, args.joins, args.every, args.profile)
+        run(int(size), args.ports, args.joins, args.every, args.profile, args.fresh_strings)
         for size in args.members.split(",")
     ]
     print(json.dumps(results, indent=2))

@@ -30,6 +30,7 @@ from sgweb.firewall.errors import FirewallError
 from sgweb.firewall.incremental import diff
 from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import HostState
+from sgweb.firewall.render import rule_count
 from sgweb.kernel.apply import HostFirewall
 from sgweb.kernel.carry import delta_with_counters, read_carry
 from sgweb.kernel.conntrack import ConntrackCutter
@@ -90,9 +91,11 @@ def _default_diff() -> Callable[..., Any]:
 
 
 def rule_counts(compiled: CompiledHost) -> dict[str, int]:
+    """Rules per family, counted from the chains' text: `len(chain.rules)` would make every
+    lazy chain's Rule objects on every apply (undoing what keeping them lazy saves)."""
     return {
         str(family): sum(
-            len(chain.rules)
+            rule_count(chain)
             for table in compiled.family(family).tables
             for chain in table.chains
             if chain.owned

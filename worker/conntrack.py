@@ -20,6 +20,7 @@ Pure: it plans `Cut`s; the agent runs them through `HostFirewall.flush_conntrack
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sgweb.firewall.ir import CT, CompiledHost
@@ -106,6 +107,7 @@ def plan_cuts(
     old_ports = {port.id: port for port in old.ports}
     old_members = dict(old.remote_group_members)
     new_members = dict(new.remote_group_members)
+    edits = new_compiled.member_edits if new_compiled is not None else ()
     # group id -> the host addresses that left it: once per group, not once per port naming
     # it (a group of 50,000 on a host of 50 ports was 100 sets of 50,000, ~0.6 s an apply).
     left: dict[str, tuple[str, ...]] = {}
@@ -133,21 +135,34 @@ def plan_cuts(
             members = left.get(group_id)
             if members is None:
                 members = left[group_id] = _left(
-                    old_members.get(group_id, ()), new_members.get(group_id, ())
+                    old_members.get(group_id, ()), new_members.get(group_id, ()), group_id, edits
                 )
             if members:
                 cuts.append(Cut(port.id, members, zone, why=f"left remote group {group_id}"))
     return _merge(cuts)
 
 
-def _left(old: tuple[str, ...], new: tuple[str, ...]) -> tuple[str, ...]:
+def _left(
+    old: tuple[str, ...], new: tuple[str, ...], group_id: str, edits: Iterable[MemberEdits]
+) -> tuple[str, ...]:
     """The addresses of the host members (a prefix is no conntrack address) in `old` and not in
-    `new`, without their prefix length."""
+    `new`, without their prefix length. From the compile's own record when it edited this
+    group from `old` to `new` (`CompiledHost.member_edits`: no set of 50,000 built twice, and
+    an address only spelled anew has not left); else from the sets."""
     if old is new:
         return ()
-    gone = set(old).difference(new)
-    hosts = sorted(ip for ip in gone if "/" not in ip or ip.endswith(("/32", "/128")))
-    return tuple(ip.split("/")[0] for ip in hosts)
+    for gid, before, after, removed in edits:
+        if gid == group_id and before is old and after is new:
+            gone: Iterable[str] = removed
+            break
+    else:
+        gone = set(old).difference(new)
+    hosts = sorted(ip.split("/")[0] for ip in gone if "/" not in ip or ip.endswith(_HOSTS))
+    return tuple(hosts)
+
+
+_HOSTS = ("/32", "/128")
+MemberEdits = tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 
 
 def _remote_groups(state: HostState, port: Port) -> set[str]:

@@ -12,12 +12,9 @@ objects, which also lets `incremental.diff` skip unchanged chains by identity.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import socket
-from collections.abc import Container, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from functools import partial
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import cast
 
@@ -44,6 +41,14 @@ from sgweb.firewall.ir import (
     IpSet,
     Match,
     Table,
+    ipset_token,
+)
+from sgweb.firewall.memberipsets import (
+    members_only,
+    new_ipset,
+    same_entries,
+    set_edit,
+    sorted_members,
 )
 from sgweb.firewall.model import (
     EGRESS,
@@ -68,7 +73,14 @@ from sgweb.firewall.portchains import (
     same_templates,
     sg_rule_comment,
 )
-from sgweb.firewall.validate import ValidationMemo, address_version, validate_host_state
+from sgweb.firewall.setentries import (
+    Entries,
+)
+from sgweb.firewall.validate import (
+    ValidationMemo,
+    address_version,
+    validate_host_state,
+)
 
 (_set_chain, _set_match, _set_target, _set_origin, _set_args, _set_comment) = _RULE_SLOTS
 (_set_kind, _set_port, _set_direction, _set_group, _set_rule, _set_member) = _ORIGIN_SLOTS
@@ -108,20 +120,19 @@ class CompileCache:
     shared: dict[tuple[object, ...], tuple[tuple[object, ...], object]] = field(
         default_factory=dict
     )
-    sorted_members: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[str, ...]]] = field(
+    sorted_members: dict[tuple[str, ...], tuple[Entries, Entries]] = field(default_factory=dict)
+    # group id -> its members as last sorted (the validation's `MemberState`, or the tuple;
+    # as a set if one was made; the sorted entries, maybe with edits pending: `setentries`),
+    # so that a port joining a group of thousands re-sorts and copies nothing (see
+    # `_entries_edited`)
+    last_members: dict[str, tuple[object, frozenset[str] | None, Entries, Entries]] = field(
         default_factory=dict
     )
-    # group id -> its members as last sorted (the tuple, as a set if one was made, and the
-    # sorted entries), so that a port joining a group of thousands re-sorts nothing (see
-    # `_entries_edited`)
-    last_members: dict[
-        str, tuple[tuple[str, ...], frozenset[str] | None, tuple[str, ...], tuple[str, ...]]
-    ] = field(default_factory=dict)
     # id(entries) -> (entries, the entries they were edited from, gained, lost): this compile's
     # edits of sorted entries, for the sets made from them (`set_edit`, `IpSet.edit`)
-    set_edits: dict[
-        int, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
-    ] = field(default_factory=dict)
+    set_edits: dict[int, tuple[Entries, Entries, tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict
+    )
     ipsets: dict[str, IpSet] = field(default_factory=dict)
     last: tuple[HostState, CompiledHost] | None = None  # the last compile's input and output
     # (family, direction, group ids) -> (the groups' template tuples, merged)
@@ -165,44 +176,19 @@ def compile_host(state: HostState, *, cache: CompileCache | None = None) -> Comp
     cache = cache if cache is not None else CompileCache()
     cache.set_edits.clear()
     with gc_paused():
-        state = validate_host_state(state, memo=cache.validation)
-        compiled = _members_only(state, cache)
+        compiled = members_only(state, cache)
         if compiled is None:
-            compiled = _HostCompiler(state, cache).compile()
+            compiled = _HostCompiler(
+                validate_host_state(state, memo=cache.validation), cache
+            ).compile()
+        edits = tuple(
+            (gid, edit.given_before, edit.given_after, edit.removed)
+            for gid, edit in cache.validation.members.edits.items()
+        )
+        if edits or compiled.member_edits:
+            compiled = dataclasses.replace(compiled, member_edits=edits)
         cache.last = (state, compiled)
         return compiled
-
-
-# Every HostState field but the members: when none of them changed, only the ipsets can.
-_NOT_MEMBERS = tuple(f.name for f in fields(HostState) if f.name != "remote_group_members")
-
-
-def _members_only(state: HostState, cache: CompileCache) -> CompiledHost | None:
-    """A change of remote groups' members alone (a port joining a group of thousands), with
-    ipsets on: the rules name the sets, not their members, so the last compile stands with
-    its sets refilled. None when anything else changed (the full compile runs)."""
-    if cache.last is None or not state.enable_ipset:
-        return None
-    before, compiled = cache.last
-    for name in _NOT_MEMBERS:
-        old, new = getattr(before, name), getattr(state, name)
-        if old is not new and old != new:
-            return None
-    members = dict(state.remote_group_members)
-    ipsets = []
-    for ipset in compiled.ipsets:
-        v4, v6 = sorted_members(cache, members.get(ipset.group_id, ()), ipset.group_id)
-        entries = v4 if ipset.family == "inet" else v6
-        if entries is ipset.members:
-            ipsets.append(ipset)
-            continue
-        # Entries edited from these (a known edit) differ: no need to compare 50,000 to say so.
-        edit = set_edit(cache, ipset.members, entries)
-        if edit is not None or entries != ipset.members:
-            ipset = IpSet(ipset.name, ipset.family, entries, ipset.group_id, edit)
-            cache.ipsets[ipset.name] = ipset
-        ipsets.append(ipset)
-    return dataclasses.replace(compiled, ipsets=tuple(ipsets))
 
 
 def port_is_stateful(port: Port, groups: Mapping[str, SecurityGroup]) -> bool:
@@ -504,151 +490,20 @@ class _HostCompiler:
             cached = self.cache.ipsets.get(name)
             if (
                 cached is None
-                or cached.members != members
                 or cached.family != family
                 or cached.group_id != remote
+                or not same_entries(self.cache, cached, members)
             ):
-                edit = set_edit(self.cache, cached.members, members) if cached else None
-                cached = IpSet(name, family, members, remote, edit)
+                edit = set_edit(self.cache, ipset_token(cached), members) if cached else None
+                cached = new_ipset(name, family, members, remote, edit)
                 self.cache.ipsets[name] = cached
             result.append(cached)
         return tuple(result)
 
     def _sorted_members(
         self, members: tuple[str, ...], group_id: str = ""
-    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    ) -> tuple[Entries, Entries]:
         return sorted_members(self.cache, members, group_id)
-
-
-def sorted_members(
-    cache: CompileCache, members: tuple[str, ...], group_id: str = ""
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """A group's ipset entries (v4, v6), sorted; remembered per members tuple and group."""
-    last = cache.last_members.get(group_id) if group_id else None
-    if last is not None and last[0] is members:
-        return last[2], last[3]
-    if last is not None:
-        edit = cache.validation.members.edits.get(group_id)
-        if edit is not None and edit.before is last[0] and edit.after is members:
-            # Validation knows what came and went (`memberedit`): nothing here walks the
-            # thousands, not even to hash the tuple.
-            changes = (edit.added, edit.removed, edit.present)
-            edited = _entries_edited(cache, last[2], last[3], *changes)
-            cache.last_members[group_id] = (members, None, *edited)
-            return edited
-    cached = cache.sorted_members.get(members)
-    if last is not None and cached is not None and last[2] is cached[0] and last[3] is cached[1]:
-        return cached
-    after: frozenset[str] | None = None
-    if cached is None and last is not None:
-        after = frozenset(members)
-        before = last[1] if last[1] is not None else frozenset(last[0])
-        added, removed = after - before, before - after
-        if len(added) + len(removed) <= max(16, len(after) // 16):
-            cached = _entries_edited(cache, last[2], last[3], added, removed, after)
-            cache.sorted_members[members] = cached
-    if cached is None:
-        cached = _sorted_entries(members)
-        cache.sorted_members[members] = cached
-    if group_id:
-        cache.last_members[group_id] = (members, after, *cached)
-    return cached
-
-
-def _sorted_entries(members: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The (v4, v6) ipset entries of a group's members, sorted: one pass over the members,
-    IPv4 host routes (most of them) cut to their address inline (see `_ipset_entries`)."""
-    v4: set[str] = set()
-    v6: set[str] = set()
-    for member in members:
-        if ":" in member:
-            v6.update(_ipset_entries(member))
-        elif member[-3:] == "/32":
-            v4.add(member[:-3])
-        else:
-            v4.update(_ipset_entries(member))
-    return _sorted_by_address(v4, socket.AF_INET), _sorted_by_address(v6, socket.AF_INET6)
-
-
-def _sorted_by_address(entries: set[str], family: int) -> tuple[str, ...]:
-    """`entries` in `_ip_key` order. When all are addresses (no prefix length: the usual
-    case), the packed address alone is that order, and inet_pton is the key itself, with no
-    Python call per entry."""
-    if any("/" in entry for entry in entries):
-        return tuple(sorted(entries, key=_ip_key))
-    return tuple(sorted(entries, key=partial(socket.inet_pton, family)))
-
-
-def _entries_edited(
-    cache: CompileCache,
-    v4: tuple[str, ...],
-    v6: tuple[str, ...],
-    added: Iterable[str],
-    removed: Iterable[str],
-    after: Container[str],
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The sorted entries once `added` members came and `removed` ones went (`after`: the
-    members now): bisected in and out instead of sorting thousands again. What each family's
-    entries gained and lost is kept for the sets made from them (`set_edit`). A family that
-    neither gained nor lost keeps its very tuple (copying 50,000 entries costs more than the
-    rest of a join, and the set is then unchanged by identity)."""
-    given = {4: v4, 6: v6}
-    lists: dict[int, list[str]] = {}  # a family's entries, copied once it is edited
-    gained: dict[int, list[str]] = {4: [], 6: []}
-    lost: dict[int, list[str]] = {4: [], 6: []}
-    produced_after = {e for m in added for e in _ipset_entries(m)}
-    for member in removed:
-        for entry in _ipset_entries(member):
-            if entry in produced_after or _still_produced(entry, after):
-                continue
-            version = address_version(member)
-            target = lists[version] if version in lists else given[version]
-            index = bisect.bisect_left(target, _ip_key(entry), key=_ip_key)
-            if index < len(target) and target[index] == entry:
-                _editable(lists, version, target).pop(index)
-                lost[version].append(entry)
-    for member in added:
-        for entry in _ipset_entries(member):
-            version = address_version(member)
-            target = lists[version] if version in lists else given[version]
-            index = bisect.bisect_left(target, _ip_key(entry), key=_ip_key)
-            if index == len(target) or target[index] != entry:
-                _editable(lists, version, target).insert(index, entry)
-                gained[version].append(entry)
-    result = tuple(tuple(lists[v]) if v in lists else given[v] for v in (4, 6))
-    for version, old, new in ((4, v4, result[0]), (6, v6, result[1])):
-        if gained[version] or lost[version]:
-            cache.set_edits[id(new)] = (new, old, tuple(gained[version]), tuple(lost[version]))
-    return result[0], result[1]
-
-
-def _editable(lists: dict[int, list[str]], version: int, entries: Sequence[str]) -> list[str]:
-    """The family's entries as the list being edited (copied on its first edit)."""
-    edited = lists.get(version)
-    if edited is None:
-        edited = lists[version] = list(entries)
-    return edited
-
-
-def set_edit(
-    cache: CompileCache, old: tuple[str, ...], new: tuple[str, ...]
-) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None:
-    """`IpSet.edit` for a set whose members go from `old` to `new`, if this compile made one
-    from the other by a few additions and removals."""
-    known = cache.set_edits.get(id(new))
-    if known is None or known[0] is not new or known[1] is not old:
-        return None
-    return old, known[2], known[3]
-
-
-def _still_produced(entry: str, members: Container[str]) -> bool:
-    """Whether another member still yields this ipset entry (see `_ipset_entries`)."""
-    host = f"{entry}/128" if ":" in entry else f"{entry}/32"
-    if entry in members or host in members:
-        return True
-    return any(
-        entry in halves and whole in members for whole, halves in _WHOLE_FAMILY_HALVES.items()
-    )
 
 
 def _builtin(name: str, targets: Sequence[str]) -> Chain:
@@ -668,25 +523,3 @@ def _device_of(port: Port) -> str:
 
 
 _chain_name = attrgetter("name")
-
-
-_WHOLE_FAMILY_HALVES = {
-    "0.0.0.0/0": ("0.0.0.0/1", "128.0.0.0/1"),
-    "::/0": ("::/1", "8000::/1"),
-}
-
-
-def _ipset_entries(member: str) -> tuple[str, ...]:
-    # Sets are hash:net so that allowed-address-pair ranges can be members; hash:net refuses a
-    # zero prefix, so "everything" becomes its two halves (as Neutron's ipset manager does).
-    # ipset lists host entries without a prefix length, so we emit them that way too.
-    # Only a full-length prefix is a host: an IPv6 "/32" is a range of 2^96 addresses.
-    if member.endswith("/128") or (member.endswith("/32") and ":" not in member):
-        return (member.rsplit("/", 1)[0],)
-    return _WHOLE_FAMILY_HALVES.get(member, (member,))
-
-
-def _ip_key(entry: str) -> tuple[bytes, int]:
-    address, _slash, length = entry.partition("/")
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    return socket.inet_pton(family, address), int(length) if length else 0

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 
 from sgweb.firewall.compiled_rules import gc_paused
-from sgweb.firewall.ir import Chain, CompiledHost, IpSet, LazyChain, Table
+from sgweb.firewall.ir import Chain, CompiledHost, IpSet, LazyChain, Table, ipset_size, ipset_token
 from sgweb.firewall.names import temporary_ipset_name
 from sgweb.firewall.render import (
     has_rules,
@@ -228,12 +228,15 @@ def _ipset_plan(old_sets: tuple[IpSet, ...], new_sets: tuple[IpSet, ...]) -> Ips
     abort_created: list[str] = []
     for ipset in sorted(new_sets, key=_set_name):
         old = old_by_name.get(ipset.name)
-        if old is not None and (
-            old is ipset or (old.members == ipset.members and old.family == ipset.family)
-        ):
+        if old is ipset:
             continue
-        if old is not None and old.family == ipset.family and _member_edits(old, ipset, commit):
-            continue
+        if old is not None and old.family == ipset.family:
+            # A known edit first: it differs (and a lazy set's tuple stays unmade).
+            known = _known_edit(old, ipset)
+            if known is None and old.members == ipset.members:
+                continue
+            if _member_edits(old, ipset, known, commit):
+                continue
         if old is None:
             # Created empty first: iptables may reference it before commit fills it.
             prepare.append(ipset_create_line(ipset.name, ipset.family))
@@ -254,17 +257,22 @@ def _ipset_plan(old_sets: tuple[IpSet, ...], new_sets: tuple[IpSet, ...]) -> Ips
     )
 
 
-def _member_edits(old: IpSet, new: IpSet, out: list[str]) -> bool:
+def _member_edits(
+    old: IpSet,
+    new: IpSet,
+    known: tuple[Collection[str], Collection[str]] | None,
+    out: list[str],
+) -> bool:
     """A few members came or went (a port joined or left a group of thousands): add and
     delete just those, in the commit step, instead of refilling the whole set aside; False
-    (nothing written) when so much changed that a refill and swap is the smaller job."""
-    known = _known_edit(old, new)
+    (nothing written) when so much changed that a refill and swap is the smaller job.
+    `known`: the compiler's own record of the edit (`_known_edit`), if any."""
     if known is not None:
         added, removed = known
     else:
         before, after = set(old.members), set(new.members)
         added, removed = after - before, before - after
-    if (len(added) + len(removed)) * 4 > len(new.members):
+    if (len(added) + len(removed)) * 4 > ipset_size(new):
         return False
     out.extend(f"add {new.name} {member} -exist" for member in sorted(added))
     out.extend(f"del {new.name} {member} -exist" for member in sorted(removed))
@@ -274,9 +282,9 @@ def _member_edits(old: IpSet, new: IpSet, out: list[str]) -> bool:
 def _known_edit(old: IpSet, new: IpSet) -> tuple[Collection[str], Collection[str]] | None:
     """(added, removed) as the compiler made one set from the other (`IpSet.edit`), either way
     (a delta or its rollback); None when neither was made from the other."""
-    if new.edit is not None and new.edit[0] is old.members:
+    if new.edit is not None and new.edit[0] is ipset_token(old):
         return new.edit[1], new.edit[2]
-    if old.edit is not None and old.edit[0] is new.members:
+    if old.edit is not None and old.edit[0] is ipset_token(new):
         return old.edit[2], old.edit[1]
     return None
 

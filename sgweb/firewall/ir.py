@@ -227,11 +227,109 @@ class IpSet:
     members: tuple[str, ...]  # sorted, deterministic
     group_id: str = ""
     # When the compiler made these members from another set's by adding and removing a few:
-    # (those members, the entries added, the entries removed), so the diff against that set
-    # writes its add/del lines without comparing thousands of members again. Not content.
-    edit: tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None = field(
+    # (that set's `ipset_token`, the entries added, the entries removed), so the diff against
+    # that set writes its add/del lines without comparing thousands of members again (or
+    # making a LazyIpSet's tuple). Not content.
+    edit: tuple[object, tuple[str, ...], tuple[str, ...]] | None = field(
         default=None, compare=False, repr=False
     )
+
+
+class SetSource(Protocol):
+    """Where a LazyIpSet's members come from (see sgweb.firewall.setentries)."""
+
+    def entries(self) -> tuple[str, ...]: ...
+
+    def __len__(self) -> int: ...
+
+
+_ipset_fields = {
+    name: IpSet.__dict__[name] for name in ("name", "family", "members", "group_id", "edit")
+}
+
+
+class LazyIpSet(IpSet):
+    """An IpSet whose sorted members tuple is made the first time someone reads `members`.
+
+    A join to a group of 50,000 edits one entry; the diff writes its add/del lines from `edit`
+    and the size from the source, so only a render of the whole set, the drift check or the
+    tracer pays for the tuple (once: the source caches it). Equal to an IpSet of the same
+    content, as LazyChain is to a Chain.
+    """
+
+    __slots__ = ("source",)
+    source: SetSource
+
+    def __init__(
+        self,
+        name: str,
+        family: str,
+        source: SetSource | None = None,
+        group_id: str = "",
+        edit: tuple[object, tuple[str, ...], tuple[str, ...]] | None = None,
+        *,
+        members: tuple[str, ...] | None = None,  # what dataclasses.replace hands over
+    ) -> None:
+        if source is None:
+            if members is None:
+                raise TypeError("LazyIpSet needs a source or its members")
+            source = _FixedEntries(members)
+        _ipset_fields["name"].__set__(self, name)
+        _ipset_fields["family"].__set__(self, family)
+        _ipset_fields["members"].__set__(self, members)
+        _ipset_fields["group_id"].__set__(self, group_id)
+        _ipset_fields["edit"].__set__(self, edit)
+        LazyIpSet.__dict__["source"].__set__(self, source)
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        members: tuple[str, ...] | None = _ipset_fields["members"].__get__(self)
+        if members is None:
+            members = self.source.entries()
+            _ipset_fields["members"].__set__(self, members)
+        return members
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, IpSet):
+            return NotImplemented
+        return (self.name, self.family, self.group_id) == (
+            other.name,
+            other.family,
+            other.group_id,
+        ) and self.members == other.members
+
+    __hash__ = IpSet.__hash__
+
+    def __repr__(self) -> str:
+        return f"LazyIpSet(name={self.name!r}, family={self.family!r}, members={self.members!r})"
+
+
+class _FixedEntries:
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: tuple[str, ...]) -> None:
+        self._entries = entries
+
+    def entries(self) -> tuple[str, ...]:
+        return self._entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def ipset_token(ipset: IpSet) -> object:
+    """What stands for a set's content by identity (`IpSet.edit[0]` names the set an edit
+    started from): a lazy set's source, else the members tuple (neither makes a tuple)."""
+    if isinstance(ipset, LazyIpSet):
+        return ipset.source
+    return ipset.members
+
+
+def ipset_size(ipset: IpSet) -> int:
+    """How many members, without making a lazy set's tuple."""
+    if isinstance(ipset, LazyIpSet):
+        return len(ipset.source)
+    return len(ipset.members)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +350,12 @@ class CompiledHost:
     v6: CompiledFamily
     ipsets: tuple[IpSet, ...] = field(default=())
     chain_prefix: str = "neutron-openvswi"
+    # The remote groups whose members this compile edited from the last one's: (group id, the
+    # members tuple as given before, as given now, the normalised values that left), so the
+    # conntrack cuts need not compare thousands of members again. Not content.
+    member_edits: tuple[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]], ...] = field(
+        default=(), compare=False, repr=False
+    )
 
     def family(self, family: int) -> CompiledFamily:
         return self.v4 if family == 4 else self.v6

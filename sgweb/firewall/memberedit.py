@@ -5,10 +5,12 @@ and normalising each of them again (a Python call per address), then comparing s
 the compiler and again in the diff (twice: delta and rollback), cost milliseconds per step.
 Here the new tuple is compared with the last one (both sorted, as the control plane sends them:
 single items guess where they differ, one slice comparison in C per shared run proves it);
-only the addresses that came are checked; the normalised tuple is the last one with those few
-spliced in (one list copy edited in place: each copy of 50,000 costs more than the rest); the
-change (`MemberEdit`: what came and went, normalised, exactly as sets) is handed on, so the
-compiler edits its sorted set entries and the diff writes its add/del lines from it.
+only the addresses that came are checked; the change (`MemberEdit`: what came and went,
+normalised, exactly as sets) is handed on, so the compiler edits its sorted set entries and the
+diff writes its add/del lines from it. The normalised tuple itself is made only when someone
+asks for it (`MemberState.made`: a full compile, or a compile with ipsets off): until then a
+state is the last made tuple plus the few addresses that came and went since (copying 50,000
+costs more than the rest of a join, and freeing the old tuple as much again).
 
 Exact, or not used: the last tuple is checked once to be sorted without repeats and each edit
 keeps it so (a tuple the control plane did not sort, or with repeats, takes the full path),
@@ -19,9 +21,10 @@ value any more (counted per normalised value).
 from __future__ import annotations
 
 import operator
+from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 
 
@@ -30,29 +33,60 @@ class MemberEdit:
     """From one validated members tuple to the next: the normalised values that came and went
     (as sets: a value still given by another spelling neither came nor went)."""
 
-    before: tuple[str, ...]
-    after: tuple[str, ...]
+    before: MemberState
+    after: MemberState
     added: tuple[str, ...]
     removed: tuple[str, ...]
     # The normalised values present after the edit, with how many given addresses yield each
     # (supports `in`; shared with the memo, valid until the next edit of this group).
     present: dict[str, int]
+    # The tuples as given, before and after (what a caller holding them compares by identity).
+    given_before: tuple[str, ...] = ()
+    given_after: tuple[str, ...] = ()
 
 
-@dataclass(slots=True)
-class _Last:
+# Addresses that came or went kept pending before the normalised tuple is made anyway.
+MAX_PENDING = 256
+
+
+@dataclass(slots=True, eq=False)  # compared by identity (a token of the compiler's caches)
+class MemberState:
+    """A group's members as last validated: the tuple given, and the normalised one, made
+    (`made`) from `base` and what came and went since only when someone asks for it."""
+
     given: tuple[str, ...]
-    normalised: tuple[str, ...]
+    normalised: tuple[str, ...] | None
     counts: dict[str, int] | None = None  # built on the first edit
     # Whether `given` is sorted without repeats (checked once, then kept by each edit).
     ordered: bool | None = None
+    # While `normalised` is unmade: a made (given, normalised) pair, the addresses given now
+    # and not then (with their normalised values) and those given then and not now.
+    base: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+    came: dict[str, str] = field(default_factory=dict)
+    went: set[str] = field(default_factory=set)
+
+    def made(self) -> tuple[str, ...]:
+        """The normalised tuple (`full(given)`'s answer): the base's with the few addresses
+        that went taken out and those that came put in (both tuples sorted as given)."""
+        if self.normalised is None:
+            base_given, base_normalised = self.base
+            spliced = list(base_normalised)
+            for i in sorted((bisect_left(base_given, a) for a in self.went), reverse=True):
+                del spliced[i]
+            for address in sorted(self.came):  # in `given`'s order: each lands where it is
+                spliced.insert(bisect_left(self.given, address), self.came[address])
+            if len(spliced) != len(self.given):
+                raise RuntimeError("pending member edits do not add up")  # never guess
+            self.normalised = tuple(spliced)
+            self.base, self.came, self.went = ((), ()), {}, set()
+        return self.normalised
 
 
 class MemberMemo:
     """Per group, the members last validated (one per compile cache, so per agent)."""
 
     def __init__(self) -> None:
-        self.last: dict[str, _Last] = {}
+        self.last: dict[str, MemberState] = {}
         self.edits: dict[str, MemberEdit] = {}  # the edits the last validation made
 
     def begin(self) -> None:
@@ -73,17 +107,48 @@ class MemberMemo:
         addresses came or went (`normalise` checks one address, ValueError if bad)."""
         last = self.last.get(group_id)
         if last is not None and last.given is given:
-            return last.normalised
-        try:
-            edit = _edited(last, given, normalise) if last is not None else None
-        except TypeError:  # something not a string: the full path says which and why
-            edit = None
+            return last.made()
+        edit = self._edit(group_id, last, given, normalise) if last is not None else None
         if edit is None:
-            self.last[group_id] = _Last(given, full(group_id, given))
-            return self.last[group_id].normalised
-        self.last[group_id] = _Last(given, edit.after, edit.present, True)
-        self.edits[group_id] = edit
-        return edit.after
+            self.last[group_id] = MemberState(given, full(group_id, given))
+            return self.last[group_id].made()
+        return edit.after.made()
+
+    def edit(
+        self,
+        group_id: str,
+        old: tuple[str, ...],
+        given: tuple[str, ...],
+        normalise: Callable[[str], str],
+    ) -> MemberEdit | None:
+        """What came and went from `old` (the tuple last validated) to `given`, without
+        making the normalised tuple; None when the last validation was not of `old` or the
+        change is not a few sorted addresses (then validate in full)."""
+        last = self.last.get(group_id)
+        if last is None or last.given is not old:
+            return None
+        return self._edit(group_id, last, given, normalise)
+
+    def state(self, group_id: str, normalised: tuple[str, ...]) -> MemberState | None:
+        """The group's state whose made tuple is `normalised` (by identity), if any."""
+        last = self.last.get(group_id)
+        return last if last is not None and last.normalised is normalised else None
+
+    def _edit(
+        self,
+        group_id: str,
+        last: MemberState,
+        given: tuple[str, ...],
+        normalise: Callable[[str], str],
+    ) -> MemberEdit | None:
+        try:
+            edit = _edited(last, given, normalise)
+        except TypeError:  # something not a string: the full path says which and why
+            return None
+        if edit is not None:
+            self.last[group_id] = edit.after
+            self.edits[group_id] = edit
+        return edit
 
 
 def _same_run(old: tuple[str, ...], i: int, new: tuple[str, ...], j: int) -> int:
@@ -164,7 +229,7 @@ def _counts(normalised: tuple[str, ...]) -> dict[str, int]:
 
 
 def _edited(
-    last: _Last, given: tuple[str, ...], normalise: Callable[[str], str]
+    last: MemberState, given: tuple[str, ...], normalise: Callable[[str], str]
 ) -> MemberEdit | None:
     if last.ordered is None:
         last.ordered = _is_ordered(last.given)
@@ -179,21 +244,14 @@ def _edited(
         normal = {given[j]: normalise(given[j]) for j in came}
     except ValueError:
         return None  # the full path says which address and why
-    # One copy of the last tuple as a list, edited in place (a delete or an insert moves
-    # pointers, without touching the addresses), then one tuple: each copy of 50,000 costs
-    # ~0.1-0.3 ms, so the number of copies is what counts here.
-    spliced = list(last.normalised)
-    for i in reversed(went):
-        del spliced[i]
-    for j in came:  # in `given`'s order: each lands where it is in `given`
-        spliced.insert(j, normal[given[j]])
-    if len(spliced) != len(given):
-        return None  # cannot happen for a merge of sorted tuples; never guess
+    # Those that went were valid: normalising them again gives what the tuple holds.
+    gone = {last.given[i]: normalise(last.given[i]) for i in went}
     counts = last.counts
     if counts is None:  # `last.given` is ordered: no repeats, one value per given address
-        counts = _counts(last.normalised)
+        counts = _counts(last.made())
+    after = _pending(last, given, counts, normal, gone)
     added, removed = [], []
-    for value in (last.normalised[i] for i in went):
+    for value in gone.values():
         counts[value] -= 1
         if counts[value] == 0:
             del counts[value]
@@ -205,9 +263,38 @@ def _edited(
     # A value that went with one spelling and came with another did neither.
     both = set(added) & set(removed)
     return MemberEdit(
-        last.normalised,
-        tuple(spliced),
+        last,
+        after,
         tuple(sorted(set(added) - both)),
         tuple(sorted(set(removed) - both)),
         counts,
+        last.given,
+        given,
     )
+
+
+def _pending(
+    last: MemberState,
+    given: tuple[str, ...],
+    counts: dict[str, int],
+    came: dict[str, str],
+    went: dict[str, str],
+) -> MemberState:
+    """The state after the edit: the same base with what came and went added to what is
+    pending (an address that comes back is simply no longer pending)."""
+    if last.normalised is not None:
+        base, pending_came, pending_went = (last.given, last.normalised), {}, set()
+    else:
+        base, pending_came, pending_went = last.base, dict(last.came), set(last.went)
+    for address in went:
+        if pending_came.pop(address, None) is None:
+            pending_went.add(address)
+    for address, value in came.items():
+        if address in pending_went:
+            pending_went.discard(address)
+        else:
+            pending_came[address] = value
+    after = MemberState(given, None, counts, True, base, pending_came, pending_went)
+    if len(pending_came) + len(pending_went) > MAX_PENDING:
+        after.made()  # one copy now, instead of a pile of edits to walk later
+    return after

@@ -219,6 +219,14 @@ def has_rules(chain: Chain) -> bool:
     return type(chain) is LazyChain or bool(chain.rules)
 
 
+def rule_count(chain: Chain) -> int:
+    """How many rules the chain has, without making a LazyChain's: one -A line each."""
+    if type(chain) is LazyChain:
+        text = chain.text()
+        return text.count("\n") + 1 if text else 0
+    return len(chain.rules)
+
+
 def _table_order(table) -> int:  # type: ignore[no-untyped-def]
     return 0 if table.name == "raw" else 1
 

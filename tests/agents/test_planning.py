@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 from sgweb.firewall import codec
-from sgweb.firewall.compiler import compile_host
+from sgweb.firewall.compiler import CompileCache, compile_host
+from sgweb.firewall.ir import LazyChain
 from sgweb.firewall.render import render_iptables
 from tests.agents.fakes import DB, FROM_DB, PORT_A, PORT_B, SSH, WEB, state
 from worker import conntrack, drift
+from worker.agent import rule_counts
 
 
 def test_a_member_leaving_a_remote_group_cuts_only_that_address_at_the_ports_that_name_it() -> None:
@@ -108,3 +110,33 @@ def test_state_copies_compare_equal_after_the_codec_round_trip() -> None:
     assert codec.loads(codec.dumps(original)) == original
     changed = dataclasses.replace(original, enable_ipset=False)
     assert codec.digest(codec.dumps(changed)) != codec.digest(codec.dumps(original))
+
+
+def test_cuts_after_a_cached_compile_come_from_its_record_and_spare_a_member_only_spelled_anew():
+    cache = CompileCache()
+    members = tuple(f"192.0.2.{i}" for i in range(20, 60))
+    before = state(web_rules=(FROM_DB,), db_members=members)
+    compile_host(before, cache=cache)
+    # 192.0.2.21 leaves; 192.0.2.22 stays, only spelled as a host route now.
+    after_members = tuple(
+        sorted((*(m for m in members if m[-2:] not in ("21", "22")), "192.0.2.22/32"))
+    )
+    after = state(web_rules=(FROM_DB,), db_members=after_members)
+    after = dataclasses.replace(after, ports=before.ports, security_groups=before.security_groups)
+    compiled = compile_host(after, cache=cache)
+    assert [gid for gid, *_ in compiled.member_edits] == [DB]  # the record the cuts use
+    cuts = conntrack.plan_cuts(before, after, compiled)
+    assert [(c.port_id, c.addresses) for c in cuts] == [(PORT_A, ("192.0.2.21",))]
+
+
+def test_the_rule_counts_an_agent_reports_leave_lazy_chains_unmade() -> None:
+    compiled = compile_host(state(web_rules=(SSH, FROM_DB)))
+    chains = [c for f in (4, 6) for t in compiled.family(f).tables for c in t.chains if c.owned]
+    lazy = [chain for chain in chains if isinstance(chain, LazyChain)]
+    counts = rule_counts(compiled)
+    assert lazy and not any(chain.materialized for chain in lazy)
+    expected = {
+        str(f): sum(len(c.rules) for t in compiled.family(f).tables for c in t.chains if c.owned)
+        for f in (4, 6)
+    }
+    assert counts == expected

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from sgweb.firewall.compiler import compile_host
+from sgweb.firewall.compiler import CompileCache, compile_host
 from sgweb.firewall.incremental import diff
-from sgweb.firewall.ir import CompiledHost
+from sgweb.firewall.ir import CompiledHost, LazyIpSet
 from sgweb.firewall.model import HostState
 from sgweb.kernel.apply import HostFirewall, PlainDelta
 from sgweb.kernel.runner import SubprocessRunner
@@ -165,3 +165,43 @@ def test_missing_jumps_from_the_builtin_chains_are_put_back_once(pair: Pair) -> 
     pair.incremental.runner.run(["iptables", "-F", "FORWARD"], netns=pair.incremental.netns)
     assert pair.incremental.ensure_builtin_jumps(compiled) == 2
     assert kernel_state(pair.incremental) == kernel_state(pair.fresh)
+
+
+def test_members_joining_and_leaving_a_big_group_through_the_agents_cache_apply_as_a_fresh_compile(
+    pair: Pair,
+) -> None:
+    # An agent's compile cache: the sets' entries stay pending on the last sorted tuple
+    # (LazyIpSet); the deltas are add/del lines, and a full apply renders the sets whole.
+    base = replace(random_state(7, make_ports(6), groups=3), enable_ipset=True)
+    big = tuple(f"100.64.{i // 250}.{i % 250 + 1}" for i in range(2000))
+
+    def with_members(members: tuple[str, ...]) -> HostState:
+        listed = tuple((gid, tuple(sorted(members))) for gid, _ in base.remote_group_members)
+        return replace(base, remote_group_members=listed)
+
+    cache = CompileCache()
+    previous = compile_host(with_members(big), cache=cache)
+    apply_full(pair.incremental, previous)
+    for members in (
+        (*big, "192.0.2.250"),
+        (*big, "192.0.2.250", "2001:db8::250"),
+        (*big[1:], "192.0.2.250", "2001:db8::250"),
+        big[1:],
+    ):
+        state = with_members(members)
+        new = compile_host(state, cache=cache)
+        assert any(isinstance(ipset, LazyIpSet) for ipset in new.ipsets)
+        delta = diff(previous, new)
+        assert delta.iptables == () and "swap" not in delta.ipsets.commit
+        pair.incremental.apply(delta, rollback=diff(new, previous)).raise_for_error()
+        _fresh_apply(pair, new)  # rendered from the lazy sets
+        assert kernel_state(pair.incremental) == kernel_state(pair.fresh)
+        assert new.ipsets == compile_host(state).ipsets
+        previous = new
+
+
+def _fresh_apply(pair: Pair, compiled: CompiledHost) -> None:
+    pair.fresh.runner.run(["ip", "netns", "del", pair.fresh.netns])  # type: ignore[list-item]
+    pair.fresh.runner.release_netns(pair.fresh.netns)  # type: ignore[arg-type]
+    pair.fresh.runner.run(["ip", "netns", "add", pair.fresh.netns])  # type: ignore[list-item]
+    apply_full(pair.fresh, compiled)
