@@ -133,9 +133,14 @@ def _counter_at(data: bytes, start: int, end: int) -> Counter | None:
 
 
 # Every counter expression of a dump at once (the accounting reads every rule of a host): the
-# encoding above, its two values captured as one 20-byte piece that `_PAIR` unpacks in C.
+# encoding above, its two values captured as one 20-byte piece that `_PAIR` unpacks in C. The
+# pattern starts at the name attribute's header (12, NFTA_EXPR_NAME): the regex engine scans for
+# its first byte, and 0x0c is rarer in a dump than the "c" of "counter" (13 MB of dump, every
+# IPv4 rule of a 1000-port host: 8 ms instead of 13).
 _COUNTERS = re.compile(
-    re.escape(_COUNTER_NAME + _COUNTER_DATA) + rb"(.{8}\x0c\x00\x02\x00.{8})", re.DOTALL
+    re.escape(struct.pack("=HH", 12, NFTA_EXPR_NAME) + _COUNTER_NAME + _COUNTER_DATA)
+    + rb"(.{8}\x0c\x00\x02\x00.{8})",
+    re.DOTALL,
 )
 _PAIR = struct.Struct(">Q4xQ")  # bytes, packets
 _DONE_TAIL = struct.Struct("=IHHII")
