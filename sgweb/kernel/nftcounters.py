@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import re
 import socket
@@ -423,11 +424,21 @@ class NftCounterReader:
 
 
 def _rule_dump_request(chain: str, family: int, table: str, sequence: int) -> bytes:
+    body = _rule_dump_body(chain, family, table)
+    return _REQUEST_HEADER.pack(16 + len(body), _GETRULE, _DUMP_FLAGS, sequence, 0) + body
+
+
+_REQUEST_HEADER = struct.Struct("=IHHII")
+_GETRULE = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
+_DUMP_FLAGS = NLM_F_REQUEST | NLM_F_DUMP
+
+
+@functools.lru_cache(maxsize=1 << 15)
+def _rule_dump_body(chain: str, family: int, table: str) -> bytes:
+    """The request's body, made once per chain: the accounting asks for the same few thousand
+    chains every reading (a few microseconds each to encode)."""
     body = struct.pack("=BBH", NFPROTO[family], 0, 0)
-    body += _attribute(1, table.encode() + b"\0") + _attribute(2, chain.encode() + b"\0")
-    kind = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETRULE
-    header = struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, sequence, 0)
-    return header + body
+    return body + _attribute(1, table.encode() + b"\0") + _attribute(2, chain.encode() + b"\0")
 
 
 def _walk_pairs(data: bytes, sequence: int, chain: str, pairs: list[tuple[int, int]]) -> bool:
