@@ -26,6 +26,7 @@ from typing import Any
 
 import redis
 
+from sgweb.firewall.compiled_rules import gc_paused
 from sgweb.firewall.ir import CompiledHost
 from sgweb.wire import accounting as wire
 from worker.accounting_layout import (
@@ -277,6 +278,14 @@ class AccountingReader(threading.Thread):
         self._saved = dict(pending.snapshot)
 
     def tick(self) -> wire.Deltas | None:
+        """One reading, its deltas sent and its baseline saved. The cyclic collector is paused
+        meanwhile: a busy reading makes ~200,000 acyclic objects (pairs, dicts, the document),
+        which set off ~160 collections (15-30 ms of a 1000-port host's reading); reference
+        counting frees them all the same."""
+        with gc_paused():
+            return self._tick()
+
+    def _tick(self) -> wire.Deltas | None:
         if self.agent.applied is None or not self.agent.kernel_known:
             return None
         if not self._loaded:
