@@ -5,10 +5,13 @@ In a scratch namespace holding an N-port host (the generated scenario, applied b
 * read: one accounting tick (read the counters of the chains that can have changed, the
   per-origin deltas, the document, the baseline written to Redis) on an idle host, with 10% of
   the ports busy, and with every rule hit (the worst case: every chain read and written);
-  wall time and CPU time, and the CPU share of one core at the accounting interval. "Every rule"
-  is every IPv4 rule: counts are made with `iptables-restore -c`, and ip6tables-nft 1.8.9
-  ignores counters (restore and `-c` alike), so the IPv6 chains stay unread; with both
-  families hit the read costs about twice as much (the kernel's dump is ~2.5 us a rule);
+  wall time, CPU time (user and system) and the CPU share of one core at the accounting
+  interval, the load average before and after each case. The document is JSON-encoded inside
+  the tick, as the agent's send (Celery) does. Counts are made with `iptables-restore -c`;
+  ip6tables-nft 1.8.9 ignores them, so IPv6 counts are written over netlink (`nftcarry`),
+  except for the ICMPv6-type rules, which nf_tables will not take back as dumped: "every
+  rule" is every rule of both families but those (~8,000 of 57,000; they are still read).
+  Then the kernel's side alone: the same dumps of every chain, received and not parsed;
 * apply: one group's rule change (a group used by 100 ports gains a rule) applied three ways,
   alternating: re-declaring the changed chains as before issue 12 (counters reset), re-declaring
   them with the counters read just before and written back (`[p:b]`, `iptables-restore -c`),
