@@ -6,6 +6,11 @@ filtered by table and chain (NFT_MSG_GETRULE with NLM_F_DUMP) in microseconds, a
 iptables-nft writes carries a `counter` expression, in chain order: the n-th counter is the
 n-th rule's, the same positions `iptables -L` shows.
 
+Hand-written rather than pyroute2's `nft_rule_msg` (which the brief prefers for netlink): its
+decode of every attribute of a rule costs ~120 us a rule (measured on the dumps of a 1000-port
+host: 7 s for its 57,000 rules, every reading), the search of whole buffers for the counter's
+fixed encoding (`counter_pairs`) 0.5 us, and the requests and sockets are a few lines.
+
 Only for the nf_tables backend (what this project targets); `available()` says whether the
 socket could be opened, and callers fall back to `KernelReadback.read_chains` otherwise. The
 socket is opened inside the namespace (`netns.in_netns`: a short-lived thread enters it), and a
