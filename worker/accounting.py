@@ -262,8 +262,10 @@ class AccountingReader(threading.Thread):
         if not self.client.exists(key):
             self._saved = {}
         saved = self._saved
+        # Bytes, not str: redis-py passes them through as they are (its per-field encoding
+        # was a quarter of the write: 6,000 chains a busy reading).
         changed = {
-            chain: _counts_json(counts)
+            chain.encode(): _counts_json(counts).encode()
             for chain, counts in pending.snapshot.items()
             if saved.get(chain) is not counts and saved.get(chain) != counts
         }
@@ -273,7 +275,7 @@ class AccountingReader(threading.Thread):
         pipe = self.client.pipeline(transaction=True)
         if gone:
             pipe.hdel(key, *gone)
-        pipe.hset(key, mapping={"_reading": json.dumps(meta), **changed})
+        pipe.hset(key, mapping={b"_reading": json.dumps(meta).encode(), **changed})
         pipe.execute()
         self._saved = dict(pending.snapshot)
 
