@@ -170,11 +170,9 @@ class RouterAccountant:
         self, layout: RouterLayout, read: Snapshot, at: float, read_ms: float = 0.0
     ) -> tuple[wire.FirewallDeltas, Snapshot]:
         counting = self.baseline is not None
-        sums, snapshot, resets = subtract(
-            layout.chains, len(layout.origin_keys), read, self.baseline
-        )
+        sums, snapshot, resets = subtract(layout.chains, read, self.baseline)
         rules = []
-        for index, (packets, size) in enumerate(sums):
+        for index, (packets, size) in sorted(sums.items()):
             key = layout.origin_keys[index]
             if key is not None and (packets or size):
                 rules.append(wire.FirewallDelta(*key, packets, size))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 
 import pytest
 
@@ -11,6 +12,7 @@ from sgweb.kernel.apply import HostFirewall
 from sgweb.kernel.netns import remove_namespace
 from sgweb.kernel.nftcounters import NftCounterReader
 from sgweb.kernel.runner import default_runner
+from sgweb.kernel.traffic import PROBE_SCRIPT
 
 pytestmark = pytest.mark.kernel
 
@@ -135,3 +137,62 @@ def test_a_read_that_failed_half_way_does_not_spoil_the_next_one(netns, read):
         assert getattr(reader, read)(chain) == expected
     finally:
         reader.close()
+
+
+PACKET_RULES = """*filter
+:sgwt-acct -
+-A OUTPUT -j sgwt-acct
+-A sgwt-acct -p {icmp} -m comment --comment "counter" -j RETURN
+-A sgwt-acct -p tcp --dport 22 -m state --state INVALID -j DROP
+-A sgwt-acct -p {icmp} -m limit --limit 1000/s -m comment --comment "sg-rule counter x" -j RETURN
+-A sgwt-acct -j RETURN
+COMMIT
+"""
+
+
+@pytest.fixture
+def pinged():
+    """A namespace whose OUTPUT jumps into a small chain of both families, after three real
+    pings of each family to an address of its own (192.0.2.1, 2001:db8::1 on its loopback)."""
+    runner = default_runner()
+    name = f"sgwt-{os.getpid()}-{secrets.token_hex(3)}-pk"
+    runner.run(["ip", "netns", "add", name])
+    try:
+        for command in (
+            ["ip", "link", "set", "lo", "up"],
+            ["ip", "address", "add", "192.0.2.1/32", "dev", "lo"],
+            ["ip", "address", "add", "2001:db8::1/128", "dev", "lo", "nodad"],
+        ):
+            runner.run(command, netns=name)
+        runner.run(["iptables-restore", "-n"], input=PACKET_RULES.format(icmp="icmp"), netns=name)
+        runner.run(
+            ["ip6tables-restore", "-n"], input=PACKET_RULES.format(icmp="ipv6-icmp"), netns=name
+        )
+        for address in ("192.0.2.1", "2001:db8::1"):
+            echo = [sys.executable, "-I", PROBE_SCRIPT, "icmp", address, "--count", "3"]
+            runner.run(echo, netns=name)  # fails unless every request was answered
+        yield name
+    finally:
+        remove_namespace(name, runner)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_the_accounting_read_of_real_packets_agrees_with_the_listing_and_the_full_parse(
+    pinged, family
+):
+    """Counts made by real pings (not restored ones), in rules whose comment says "counter"
+    (iptables-nft keeps comments in the rule's user data; the reader must not take them for a
+    counter expression): the accounting's whole-buffer search reads, position by position, what
+    `iptables -L -v -x` and the full attribute walk read."""
+    reader = NftCounterReader(pinged)
+    try:
+        listed = HostFirewall(default_runner(), pinged).read_chain("sgwt-acct", family)
+        pairs = reader.read_chain_pairs("sgwt-acct", family)
+        walked = reader.read_chain("sgwt-acct", family)
+    finally:
+        reader.close()
+    assert pairs == [(c.packets, c.bytes) for c in listed] == [(c.packets, c.bytes) for c in walked]
+    assert len(pairs) == 4
+    echoes = pairs[0][0]  # the requests and the replies leave through OUTPUT: 3 each, at least
+    assert echoes >= 6 and pairs[0][1] >= echoes * 28  # an IP header and an ICMP one, at least
+    assert pairs[1] == (0, 0) and pairs[2] == (0, 0)  # nothing reached the rules after a RETURN
