@@ -93,6 +93,12 @@ class Resource(Generic[M]):
         """`present` for a list page read as `list_columns` rows."""
         return self.with_tags(self.rows_to_dicts(rows))
 
+    def rows_for_listing(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What a list page answers for its `list_columns` rows: `present_rows`, unless a
+        resource writes parts of it faster (values the renderer writes as they are,
+        `sgweb.api.renderers.RenderedList`)."""
+        return self.present_rows(rows)
+
     def with_tags(self, dicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.tag_model is not None:
             fill_tags(self.tag_model, dicts)

@@ -51,20 +51,26 @@ def tag_filters(model: type[Model]) -> dict[str, Filter]:
 def fill_tags(
     model: type[Model], dicts: list[dict[str, Any]], among: QuerySet[Any] | None = None
 ) -> None:
-    """Put each resource's tags into its dictionary: one query for a whole page.
+    """Put each resource's tags into its dictionary: one query for a whole page (see
+    `tags_by_object`)."""
+    if not dicts:
+        return
+    ids = among if among is not None else [uuid.UUID(data["id"]) for data in dicts]
+    found = tags_by_object(model, ids)
+    for data in dicts:
+        data["tags"] = found.get(data["id"], [])
+
+
+def tags_by_object(model: type[Model], among: QuerySet[Any] | list[Any]) -> dict[str, list[str]]:
+    """The sorted tags of the objects `among` that have some, by their id's text: one query.
 
     `among`, the ids of a superset of the page as a query (`.values("id")`), replaces a list
     of every id: the rules embedded in a page of groups are thousands, and binding thousands
     of parameters cost more than the listing's other queries together."""
-    if not dicts:
-        return
     content_type = ContentType.objects.get_for_model(model)
-    objects = among if among is not None else [uuid.UUID(data["id"]) for data in dicts]
     by_object: dict[str, list[str]] = defaultdict(list)
     for object_id, tag in Tag.objects.filter(
-        content_type=content_type, object_id__in=objects
+        content_type=content_type, object_id__in=among
     ).values_list("object_id", "tag"):
         by_object[str(object_id)].append(tag)
-    for data in dicts:
-        found = by_object.get(data["id"])
-        data["tags"] = sorted(found) if found else []
+    return {object_id: sorted(tags) for object_id, tags in by_object.items()}

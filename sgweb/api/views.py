@@ -75,7 +75,7 @@ class CollectionView(APIView):
         if resource.list_columns:
             queryset = queryset.values(*resource.list_columns)
         rows, has_next, has_previous = paginate(queryset, query, resource.sortable)
-        page = resource.present_rows(rows) if resource.list_columns else resource.present(rows)
+        page = resource.rows_for_listing(rows) if resource.list_columns else resource.present(rows)
         body: dict[str, Any] = {
             resource.plural: [select_fields(data, query.fields) for data in page]
         }

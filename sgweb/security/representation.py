@@ -10,6 +10,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sgweb.api.renderers import RenderedList
 from sgweb.security.choices import DEFAULT_GROUP_NAME
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.tenancy.representation import standard_fields_of_row
@@ -92,7 +93,9 @@ def group_row(group: SecurityGroup) -> dict[str, Any]:
     return {column: getattr(group, column) for column in GROUP_COLUMNS}
 
 
-def _group_row_dict(row: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any]:
+def _group_row_dict(
+    row: dict[str, Any], rules: list[dict[str, Any]] | RenderedList
+) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "name": row["name"],
@@ -105,32 +108,33 @@ def _group_row_dict(row: dict[str, Any], rules: list[dict[str, Any]]) -> dict[st
 
 
 class GroupRulesCache:
-    """The rule dictionaries of groups, by group revision (per process, bounded).
+    """The rules of groups, rendered to JSON, by group revision (per process, bounded).
 
     A group's rules change only through actions that bump its revision (a rule created or
     deleted, a remote group deleted with its referencing rules; Neutron's rules are otherwise
     immutable), so (id, revision, updated_at) names one exact list of rules. A listing page
-    of 100 groups embeds thousands of rules: converting them from rows is most of its cost,
-    and most of them did not change since the last listing. Entries of older revisions are
-    never asked for again and age out."""
+    of 100 groups embeds thousands of rules: converting them from rows and writing their JSON
+    is most of its cost, and most of them did not change since the last listing, so each
+    group's list is kept as its JSON (`RenderedList`, every rule with no tags: a listing adds
+    the page's rule tags). Entries of older revisions are never asked for again and age out."""
 
     def __init__(self, max_groups: int = 20_000) -> None:
         self.max_groups = max_groups
-        self.entries: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
+        self.entries: OrderedDict[tuple[Any, ...], RenderedList] = OrderedDict()
 
     @staticmethod
     def key(group: dict[str, Any]) -> tuple[Any, ...]:
         """`group` is the group's row (`GROUP_COLUMNS`)."""
         return (group["id"], group["revision_number"], group["updated_at"], group["name"])
 
-    def get(self, group: dict[str, Any]) -> list[dict[str, Any]] | None:
+    def get(self, group: dict[str, Any]) -> RenderedList | None:
         key = self.key(group)
         rules = self.entries.get(key)
         if rules is not None:
             self.entries.move_to_end(key)
         return rules
 
-    def put(self, group: dict[str, Any], rules: list[dict[str, Any]]) -> None:
+    def put(self, group: dict[str, Any], rules: RenderedList) -> None:
         self.entries[self.key(group)] = rules
         while len(self.entries) > self.max_groups:
             self.entries.popitem(last=False)
@@ -148,11 +152,26 @@ def groups_to_dicts(groups: Sequence[SecurityGroup]) -> list[dict[str, Any]]:
 
 
 def group_rows_to_dicts(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Many groups (their `GROUP_COLUMNS` rows) with their rules: the rules of groups whose
-    revision was seen before come from `group_rules_cache`, the others from one query, as
-    rows."""
-    known = {group["id"]: group_rules_cache.get(group) for group in groups}
-    missing = [group for group in groups if known[group["id"]] is None]
+    """Many groups (their `GROUP_COLUMNS` rows) with their rules as dictionaries (copies the
+    caller may change): see `group_rows_for_listing`."""
+    listed = group_rows_for_listing(groups)
+    for data in listed:
+        data["security_group_rules"] = data["security_group_rules"].values()
+    return listed
+
+
+def group_rows_for_listing(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Many groups (their `GROUP_COLUMNS` rows), each with its rules as a `RenderedList`: the
+    rules of groups whose revision was seen before come from `group_rules_cache`, the others
+    from one query, as rows."""
+    known: dict[Any, RenderedList] = {}
+    missing = []
+    for group in groups:
+        cached = group_rules_cache.get(group)
+        if cached is None:
+            missing.append(group)
+        else:
+            known[group["id"]] = cached
     if missing:
         by_group: dict[Any, list[dict[str, Any]]] = defaultdict(list)
         defaults = {group["id"] for group in missing if group["name"] == DEFAULT_GROUP_NAME}
@@ -165,10 +184,6 @@ def group_rows_to_dicts(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]
             group_id = row["security_group_id"]
             by_group[group_id].append(rule_row_to_dict(row, default_group=group_id in defaults))
         for group in missing:
-            known[group["id"]] = rules = by_group.get(group["id"], [])
+            known[group["id"]] = rules = RenderedList(by_group.get(group["id"], []))
             group_rules_cache.put(group, rules)
-    # Copies of the cached dictionaries: `fields=` selection and callers may change theirs.
-    return [
-        _group_row_dict(group, [dict(rule) for rule in known[group["id"]] or ()])
-        for group in groups
-    ]
+    return [_group_row_dict(group, known[group["id"]]) for group in groups]

@@ -16,12 +16,13 @@ from sgweb.api.resource import (
     project_for_create,
     required_field,
 )
-from sgweb.api.tagquery import fill_tags
+from sgweb.api.tagquery import tags_by_object
 from sgweb.security import actions
 from sgweb.security.choices import DEFAULT_GROUP_NAME
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.security.representation import (
     GROUP_COLUMNS,
+    group_rows_for_listing,
     group_rows_to_dicts,
     groups_to_dicts,
     rule_to_dict,
@@ -73,6 +74,10 @@ class SecurityGroups(Resource[SecurityGroup]):
     def rows_to_dicts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return group_rows_to_dicts(rows)
 
+    def rows_for_listing(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        # The rules as JSON kept per group revision, written into the page as they are.
+        return self.with_tags(group_rows_for_listing(rows))
+
     def with_tags(self, dicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         dicts = super().with_tags(dicts)
         if not dicts:
@@ -80,11 +85,15 @@ class SecurityGroups(Resource[SecurityGroup]):
         rules_of_page = SecurityGroupRule.objects.filter(
             security_group_id__in=[uuid.UUID(data["id"]) for data in dicts]
         ).values("id")
-        fill_tags(
-            SecurityGroupRule,
-            [rule for data in dicts for rule in data["security_group_rules"]],
-            among=rules_of_page,
-        )
+        tagged = tags_by_object(SecurityGroupRule, rules_of_page)
+        if not tagged:
+            return dicts  # every rule says "tags": [] already
+        for data in dicts:
+            rules = list(data["security_group_rules"])
+            if any(rule["id"] in tagged for rule in rules):
+                for rule in rules:
+                    rule["tags"] = tagged.get(rule["id"], [])
+                data["security_group_rules"] = rules
         return dicts
 
     def before_list(self, request: Request) -> None:
