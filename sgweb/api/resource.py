@@ -85,6 +85,10 @@ class Resource(Generic[M]):
     # `rows_to_dicts`: building a model instance per row was most of a big page's CPU.
     list_columns: ClassVar[tuple[str, ...]] = ()
 
+    def fetch_rows(self, queryset: QuerySet[Any]) -> list[Any]:
+        """Reads a list's page (`list_columns` rows or model instances)."""
+        return list(queryset)
+
     def present(self, objs: list[M]) -> list[dict[str, Any]]:
         """What the API answers: `to_dicts` with each resource's tags."""
         return self.with_tags(self.to_dicts(objs))
