@@ -217,10 +217,13 @@ def driver_rows(queryset: QuerySet[Any]) -> list[dict[str, Any]]:
     parsed 200 times: two thirds of reading it). UUIDs come as 32 hex digits on SQLite and
     as uuid.UUID on PostgreSQL (`sgweb.tenancy.representation.uuid_text` reads both);
     booleans, numbers, text and times as the converters would give them (the SQLite backend
-    registers its own for booleans and times; PostgreSQL's are the driver's, in UTC)."""
-    names = list(queryset.query.values_select)
-    if queryset.query.annotation_select or queryset.query.extra_select or not names:
-        raise ValueError("driver_rows reads plain .values(*columns) querysets only")
+    registers its own for boolean and time columns; PostgreSQL's are the driver's, in UTC),
+    except an annotation's boolean, which SQLite gives as 0 or 1."""
+    query = queryset.query
+    # Django selects the columns in this order (SQLCompiler.get_select).
+    names = [*query.extra_select, *query.values_select, *query.annotation_select]
+    if not query.values_select:
+        raise ValueError("driver_rows reads .values(*columns) querysets only")
     try:
         sql, params = queryset.query.sql_with_params()
     except EmptyResultSet:

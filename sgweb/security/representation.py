@@ -13,7 +13,7 @@ from typing import Any
 from sgweb.api.renderers import RenderedList
 from sgweb.security.choices import DEFAULT_GROUP_NAME
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
-from sgweb.tenancy.representation import standard_fields_of_row
+from sgweb.tenancy.representation import standard_fields_of_row, uuid_text
 
 RULE_COLUMNS = (
     "id",
@@ -37,8 +37,8 @@ RULE_COLUMNS = (
 def rule_row_to_dict(row: dict[str, Any], *, default_group: bool | None = None) -> dict[str, Any]:
     remote_group = row["remote_group_id"]
     data = {
-        "id": str(row["id"]),
-        "security_group_id": str(row["security_group_id"]),
+        "id": uuid_text(row["id"]),
+        "security_group_id": uuid_text(row["security_group_id"]),
         "direction": row["direction"],
         "ethertype": row["ethertype"],
         "protocol": row["protocol"],
@@ -46,7 +46,7 @@ def rule_row_to_dict(row: dict[str, Any], *, default_group: bool | None = None) 
         "port_range_max": row["port_range_max"],
         "remote_ip_prefix": row["remote_ip_prefix"],
         "normalized_cidr": row["normalized_cidr"],
-        "remote_group_id": str(remote_group) if remote_group else None,
+        "remote_group_id": uuid_text(remote_group) if remote_group else None,
         "remote_address_group_id": None,
         "description": row["description"],
         **standard_fields_of_row(row),

@@ -135,3 +135,22 @@ def test_an_outsider_s_list_of_ports_is_empty(alice, adam, project_a, charlie):
     listed = NeutronClient(charlie).get("/ports")
     assert listed.status_code == 200
     assert listed.json() == {"ports": []}
+
+
+def test_the_rules_list_reads_as_each_rule_shown_alone(alice, project_a):
+    web = group(alice, project_a, "wéb ☃")
+    security_actions.create_security_group_rule(
+        alice, web, direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22,
+        remote_group_id=str(web.id), description="ssh ünï",
+    )  # fmt: skip
+    api = NeutronClient(alice)
+    api.get("/security-groups")  # the project's default group and its rules
+    listed = api.get("/security-group-rules")
+    assert listed.status_code == 200
+    assert listed.content == _drf_bytes(listed.data)
+    rules = listed.json()["security_group_rules"]
+    assert {rule["belongs_to_default_sg"] for rule in rules} == {True, False}
+    for data in rules:
+        assert api.get(f"/security-group-rules/{data['id']}").json() == {
+            "security_group_rule": data
+        }
