@@ -97,7 +97,7 @@ def _group_row_dict(
     row: dict[str, Any], rules: list[dict[str, Any]] | RenderedList
 ) -> dict[str, Any]:
     return {
-        "id": str(row["id"]),
+        "id": uuid_text(row["id"]),
         "name": row["name"],
         "description": row["description"],
         "stateful": row["stateful"],
@@ -124,7 +124,9 @@ class GroupRulesCache:
 
     @staticmethod
     def key(group: dict[str, Any]) -> tuple[Any, ...]:
-        """`group` is the group's row (`GROUP_COLUMNS`)."""
+        """`group` is the group's row (`GROUP_COLUMNS`). A row read by the driver (a list
+        page) and one read by Django (a group shown alone) name the same state with keys that
+        differ: each keeps its own entry."""
         return (group["id"], group["revision_number"], group["updated_at"], group["name"])
 
     def get(self, group: dict[str, Any]) -> RenderedList | None:
@@ -161,29 +163,33 @@ def group_rows_to_dicts(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]
 
 
 def group_rows_for_listing(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Many groups (their `GROUP_COLUMNS` rows), each with its rules as a `RenderedList`: the
-    rules of groups whose revision was seen before come from `group_rules_cache`, the others
-    from one query, as rows."""
-    known: dict[Any, RenderedList] = {}
+    """Many groups (their `GROUP_COLUMNS` rows, read by Django or by the driver), each with
+    its rules as a `RenderedList`: the rules of groups whose revision was seen before come
+    from `group_rules_cache`, the others from one query, as rows."""
+    known: dict[str, RenderedList] = {}
     missing = []
     for group in groups:
         cached = group_rules_cache.get(group)
         if cached is None:
             missing.append(group)
         else:
-            known[group["id"]] = cached
+            known[uuid_text(group["id"])] = cached
     if missing:
-        by_group: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-        defaults = {group["id"] for group in missing if group["name"] == DEFAULT_GROUP_NAME}
+        # By the ids' text: the groups' rows may hold the driver's values, the rules' Django's.
+        by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        defaults = {
+            uuid_text(group["id"]) for group in missing if group["name"] == DEFAULT_GROUP_NAME
+        }
         rows = (
             SecurityGroupRule.objects.filter(security_group_id__in=[g["id"] for g in missing])
             .order_by("created_at", "id")
             .values(*RULE_COLUMNS)
         )
         for row in rows:
-            group_id = row["security_group_id"]
+            group_id = uuid_text(row["security_group_id"])
             by_group[group_id].append(rule_row_to_dict(row, default_group=group_id in defaults))
         for group in missing:
-            known[group["id"]] = rules = RenderedList(by_group.get(group["id"], []))
+            group_id = uuid_text(group["id"])
+            known[group_id] = rules = RenderedList(by_group.get(group_id, []))
             group_rules_cache.put(group, rules)
-    return [_group_row_dict(group, known[group["id"]]) for group in groups]
+    return [_group_row_dict(group, known[uuid_text(group["id"])]) for group in groups]

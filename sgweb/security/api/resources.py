@@ -84,6 +84,9 @@ class SecurityGroups(Resource[SecurityGroup]):
     def rows_to_dicts(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return group_rows_to_dicts(rows)
 
+    def fetch_rows(self, queryset: QuerySet[Any]) -> list[Any]:
+        return driver_rows(queryset)
+
     def rows_for_listing(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         # The rules as JSON kept per group revision, written into the page as they are.
         return self.with_tags(group_rows_for_listing(rows))
