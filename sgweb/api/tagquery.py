@@ -9,7 +9,7 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Field, Model, Q, QuerySet
 
 from sgweb.api.query import Filter
 from sgweb.tenancy.models import Tag
@@ -82,22 +82,57 @@ def tags_by_object(model: type[Model], among: QuerySet[Any] | list[str]) -> dict
     return {object_id: sorted(tags) for object_id, tags in by_object.items()}
 
 
+def tags_of_children(
+    model: type[Model], parent: str, parent_ids: list[str]
+) -> dict[str, list[str]]:
+    """`tags_by_object` for the objects of `model` whose `parent` column (a foreign key) is
+    among `parent_ids` (their text): the rules of a page of groups, in one query joined
+    through the children's table, without a parameter per child."""
+    content_type = ContentType.objects.get_for_model(model)
+    if not parent_ids:
+        return {}
+    quote = connection.ops.quote_name
+    tags = quote(Tag._meta.db_table)
+    children = quote(model._meta.db_table)
+    field = model._meta.get_field(parent)
+    if not isinstance(field, Field) or not field.column:
+        raise ValueError(f"{model.__name__}.{parent} is not a column")
+    column = quote(field.column)
+    by_object: dict[str, list[str]] = defaultdict(list)
+    for object_id, tag in _driver_fetch(
+        f"SELECT t.object_id, t.tag FROM {tags} t JOIN {children} c ON c.id = t.object_id "
+        f"WHERE t.content_type_id = %s AND c.{column} IN ({{marks}})",
+        content_type.pk,
+        parent_ids,
+    ):
+        by_object[uuid_text(object_id)].append(tag)
+    return {object_id: sorted(tags) for object_id, tags in by_object.items()}
+
+
 def _tag_rows(content_type_id: int, ids: list[str]) -> list[tuple[Any, str]]:
     """(object id, tag) of the objects whose ids' text is given, read by the driver with the
     ids bound as the database keeps them: every list page asks, and building the same query
     through the ORM (a UUID made and prepared per id) cost more than running it."""
+    table = connection.ops.quote_name(Tag._meta.db_table)
+    return _driver_fetch(
+        f"SELECT object_id, tag FROM {table} "
+        "WHERE content_type_id = %s AND object_id IN ({marks})",
+        content_type_id,
+        ids,
+    )
+
+
+def _driver_fetch(sql: str, content_type_id: int, ids: list[str]) -> list[tuple[Any, str]]:
+    """Runs `sql` with `{marks}` standing for one parameter per id, the ids bound as the
+    database keeps them (uuid on PostgreSQL, 32 hex digits on SQLite)."""
     if not ids:
         return []
     if connection.features.has_native_uuid_field:
         values: list[Any] = [uuid.UUID(text) for text in ids]
-    else:  # SQLite: 32 hex digits
+    else:
         values = [text.replace("-", "") for text in ids]
-    table = connection.ops.quote_name(Tag._meta.db_table)
-    marks = ", ".join(["%s"] * len(values))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT object_id, tag FROM {table} "
-            f"WHERE content_type_id = %s AND object_id IN ({marks})",
-            [content_type_id, *values],
+            sql.format(marks=", ".join(["%s"] * len(values))), [content_type_id, *values]
         )
         return list(cursor.fetchall())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
@@ -24,7 +23,7 @@ from sgweb.api.resource import (
     project_for_create,
     required_field,
 )
-from sgweb.api.tagquery import tags_by_object
+from sgweb.api.tagquery import tags_of_children
 from sgweb.security import actions
 from sgweb.security.choices import DEFAULT_GROUP_NAME
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
@@ -95,10 +94,9 @@ class SecurityGroups(Resource[SecurityGroup]):
         dicts = super().with_tags(dicts)
         if not dicts:
             return dicts
-        rules_of_page = SecurityGroupRule.objects.filter(
-            security_group_id__in=[uuid.UUID(data["id"]) for data in dicts]
-        ).values("id")
-        tagged = tags_by_object(SecurityGroupRule, rules_of_page)
+        tagged = tags_of_children(
+            SecurityGroupRule, "security_group", [data["id"] for data in dicts]
+        )
         if not tagged:
             return dicts  # every rule says "tags": [] already
         for data in dicts:
