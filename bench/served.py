@@ -192,22 +192,23 @@ class ServedSite:
         request costs, whatever else the machine is doing."""
         if self.server is None:
             return 0.0
-        tick = os.sysconf("SC_CLK_TCK")
-        stats: dict[int, tuple[int, float]] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+        stats = _process_stats()
         family = {self.server.pid}
         grew = True
         while grew:
-            grown = family | {pid for pid, (ppid, _) in stats.items() if ppid in family}
+            grown = family | {pid for pid, (ppid, _, _) in stats.items() if ppid in family}
             grew, family = grown != family, grown
         return sum(stats[pid][1] for pid in family if pid in stats)
+
+    def database_cpu_seconds(self) -> float:
+        """CPU time used so far by the PostgreSQL backends serving this site's database (their
+        command line names it): the other half of a request's cost, which the server's own
+        CPU leaves out. 0 on SQLite, whose work is done inside the server's processes."""
+        if not self.pg_database:
+            return 0.0
+        # "postgres: [cluster name: ]user database client activity"
+        mark = f": postgres {self.pg_database} ".encode()
+        return sum(cpu for _, cpu, cmdline in _process_stats(mark).values() if cmdline)
 
     def server_errors(self) -> str:
         return self.server.read_output()[1][-3000:] if self.server is not None else ""
@@ -222,6 +223,24 @@ class ServedSite:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout} s waiting for {what}")
             time.sleep(0.2)
+
+
+def _process_stats(mark: bytes = b"") -> dict[int, tuple[int, float, bool]]:
+    """Every process's parent, CPU seconds so far (user + system), and whether its command
+    line holds `mark` (read only when a mark is given)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float, bool]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            marked = bool(mark) and mark in (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        stats[int(entry.name)] = (int(fields[1]), cpu, marked)
+    return stats
 
 
 # -- load -----------------------------------------------------------------------------------

@@ -85,6 +85,10 @@ class Resource(Generic[M]):
     # `rows_to_dicts`: building a model instance per row was most of a big page's CPU.
     list_columns: ClassVar[tuple[str, ...]] = ()
 
+    def fetch_rows(self, queryset: QuerySet[Any]) -> list[Any]:
+        """Reads a list's page (`list_columns` rows or model instances)."""
+        return list(queryset)
+
     def present(self, objs: list[M]) -> list[dict[str, Any]]:
         """What the API answers: `to_dicts` with each resource's tags."""
         return self.with_tags(self.to_dicts(objs))
@@ -92,6 +96,12 @@ class Resource(Generic[M]):
     def present_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """`present` for a list page read as `list_columns` rows."""
         return self.with_tags(self.rows_to_dicts(rows))
+
+    def rows_for_listing(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """What a list page answers for its `list_columns` rows: `present_rows`, unless a
+        resource writes parts of it faster (values the renderer writes as they are,
+        `sgweb.api.renderers.RenderedList`)."""
+        return self.present_rows(rows)
 
     def with_tags(self, dicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if self.tag_model is not None:

@@ -18,6 +18,7 @@ from sgweb.api.query import apply_filters, paginate, parse_list_query, select_fi
 from sgweb.api.resource import Resource
 from sgweb.api.tags import store_tags, tag_body
 from sgweb.tenancy.errors import Invalid, PreconditionFailed
+from sgweb.tenancy.representation import uuid_text
 
 
 def _body(request: Request, key: str) -> dict[str, Any]:
@@ -56,8 +57,8 @@ def _links(
 
 
 def _row_id(row: Any) -> str:
-    """The id of a page's model instance or `.values()` row."""
-    return str(row["id"] if isinstance(row, dict) else row.pk)
+    """The id of a page's model instance or `.values()` row (read by Django or the driver)."""
+    return uuid_text(row["id"] if isinstance(row, dict) else row.pk)
 
 
 class CollectionView(APIView):
@@ -74,8 +75,10 @@ class CollectionView(APIView):
         queryset = apply_filters(resource.queryset(request), query.filters, resource.list_filters())
         if resource.list_columns:
             queryset = queryset.values(*resource.list_columns)
-        rows, has_next, has_previous = paginate(queryset, query, resource.sortable)
-        page = resource.present_rows(rows) if resource.list_columns else resource.present(rows)
+        rows, has_next, has_previous = paginate(
+            queryset, query, resource.sortable, fetch=resource.fetch_rows
+        )
+        page = resource.rows_for_listing(rows) if resource.list_columns else resource.present(rows)
         body: dict[str, Any] = {
             resource.plural: [select_fields(data, query.fields) for data in page]
         }

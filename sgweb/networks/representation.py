@@ -6,6 +6,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from django.db import connection
+from django.db.models import Model
+
 from sgweb.networks.models import (
     AllowedAddressPair,
     FixedIP,
@@ -16,7 +19,7 @@ from sgweb.networks.models import (
     port_device,
     port_status,
 )
-from sgweb.tenancy.representation import standard_fields, standard_fields_of_row
+from sgweb.tenancy.representation import standard_fields, standard_fields_of_row, uuid_text
 
 
 def network_to_dict(network: Network) -> dict[str, Any]:
@@ -119,12 +122,12 @@ def port_row_to_dict(
     """A port's dictionary from its row: lists of thousands of ports build no model instances,
     and `port_to_dict` goes through here, so both always agree."""
     host_name = row["host__name"] or ""
-    port_id = str(row["id"])
+    port_id = uuid_text(row["id"])
     return {
         "id": port_id,
         "name": row["name"],
         "description": row["description"],
-        "network_id": str(row["network_id"]),
+        "network_id": uuid_text(row["network_id"]),
         "mac_address": row["mac_address"],
         "admin_state_up": row["admin_state_up"],
         "status": port_status(
@@ -172,37 +175,60 @@ def ports_to_dicts(ports: Sequence[Port]) -> list[dict[str, Any]]:
 
 
 def port_rows_to_dicts(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Many ports from their rows: three row queries for their addresses, pairs and groups
-    instead of per-port prefetches."""
-    ids = [row["id"] for row in rows]
-    fixed: dict[Any, list[dict[str, str]]] = defaultdict(list)
-    pairs: dict[Any, list[dict[str, str]]] = defaultdict(list)
-    groups: dict[Any, list[str]] = defaultdict(list)
-    if ids:
-        for port_id, subnet_id, address in (
-            FixedIP.objects.filter(port_id__in=ids)
-            .order_by("id")
-            .values_list("port_id", "subnet_id", "ip_address")
+    """Many ports from their rows (read by Django or by the driver: `driver_rows`): three
+    queries for their addresses, pairs and groups instead of per-port prefetches."""
+    fixed: dict[str, list[dict[str, str]]] = defaultdict(list)
+    pairs: dict[str, list[dict[str, str]]] = defaultdict(list)
+    groups: dict[str, list[str]] = defaultdict(list)
+    if rows:
+        ids = _database_ids([row["id"] for row in rows])
+        for port_id, subnet_id, address in _port_links(FixedIP, ids, "subnet_id, ip_address"):
+            fixed[uuid_text(port_id)].append(
+                {"subnet_id": uuid_text(subnet_id), "ip_address": address}
+            )
+        for port_id, address, mac in _port_links(
+            AllowedAddressPair, ids, "ip_address, mac_address"
         ):
-            fixed[port_id].append({"subnet_id": str(subnet_id), "ip_address": address})
-        for port_id, address, mac in (
-            AllowedAddressPair.objects.filter(port_id__in=ids)
-            .order_by("id")
-            .values_list("port_id", "ip_address", "mac_address")
+            pairs[uuid_text(port_id)].append({"ip_address": address, "mac_address": mac})
+        for port_id, group_id in _port_links(
+            PortSecurityGroup, ids, "security_group_id", order="position, id"
         ):
-            pairs[port_id].append({"ip_address": address, "mac_address": mac})
-        for port_id, group_id in (
-            PortSecurityGroup.objects.filter(port_id__in=ids)
-            .order_by("position", "id")
-            .values_list("port_id", "security_group_id")
-        ):
-            groups[port_id].append(str(group_id))
-    return [
-        port_row_to_dict(
-            row,
-            fixed_ips=fixed.get(row["id"], []),
-            pairs=pairs.get(row["id"], []),
-            group_ids=groups.get(row["id"], []),
+            groups[uuid_text(port_id)].append(uuid_text(group_id))
+    dicts = []
+    for row in rows:
+        port_id = uuid_text(row["id"])
+        dicts.append(
+            port_row_to_dict(
+                row,
+                fixed_ips=fixed.get(port_id, []),
+                pairs=pairs.get(port_id, []),
+                group_ids=groups.get(port_id, []),
+            )
         )
-        for row in rows
+    return dicts
+
+
+def _database_ids(values: list[Any]) -> list[Any]:
+    """Port ids as the database compares them: what the driver read is passed back as it is
+    (SQLite's hex text, PostgreSQL's uuid.UUID); uuid.UUID objects are prepared by the field."""
+    field = Port._meta.pk
+    assert field is not None
+    return [
+        value if type(value) is str else field.get_db_prep_value(value, connection)
+        for value in values
     ]
+
+
+def _port_links(
+    model: type[Model], ids: list[Any], columns: str, order: str = "id"
+) -> list[tuple[Any, ...]]:
+    """(port_id, *columns) of a page's ports' rows of `model`, read by the driver: the ids are
+    bound as they are, without Django preparing each of them again."""
+    table = connection.ops.quote_name(model._meta.db_table)
+    marks = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT port_id, {columns} FROM {table} WHERE port_id IN ({marks}) ORDER BY {order}",
+            ids,
+        )
+        return list(cursor.fetchall())

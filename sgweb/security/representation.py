@@ -10,9 +10,10 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sgweb.api.renderers import RenderedList
 from sgweb.security.choices import DEFAULT_GROUP_NAME
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
-from sgweb.tenancy.representation import standard_fields_of_row
+from sgweb.tenancy.representation import standard_fields_of_row, uuid_text
 
 RULE_COLUMNS = (
     "id",
@@ -36,8 +37,8 @@ RULE_COLUMNS = (
 def rule_row_to_dict(row: dict[str, Any], *, default_group: bool | None = None) -> dict[str, Any]:
     remote_group = row["remote_group_id"]
     data = {
-        "id": str(row["id"]),
-        "security_group_id": str(row["security_group_id"]),
+        "id": uuid_text(row["id"]),
+        "security_group_id": uuid_text(row["security_group_id"]),
         "direction": row["direction"],
         "ethertype": row["ethertype"],
         "protocol": row["protocol"],
@@ -45,7 +46,7 @@ def rule_row_to_dict(row: dict[str, Any], *, default_group: bool | None = None) 
         "port_range_max": row["port_range_max"],
         "remote_ip_prefix": row["remote_ip_prefix"],
         "normalized_cidr": row["normalized_cidr"],
-        "remote_group_id": str(remote_group) if remote_group else None,
+        "remote_group_id": uuid_text(remote_group) if remote_group else None,
         "remote_address_group_id": None,
         "description": row["description"],
         **standard_fields_of_row(row),
@@ -92,9 +93,11 @@ def group_row(group: SecurityGroup) -> dict[str, Any]:
     return {column: getattr(group, column) for column in GROUP_COLUMNS}
 
 
-def _group_row_dict(row: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any]:
+def _group_row_dict(
+    row: dict[str, Any], rules: list[dict[str, Any]] | RenderedList
+) -> dict[str, Any]:
     return {
-        "id": str(row["id"]),
+        "id": uuid_text(row["id"]),
         "name": row["name"],
         "description": row["description"],
         "stateful": row["stateful"],
@@ -105,32 +108,35 @@ def _group_row_dict(row: dict[str, Any], rules: list[dict[str, Any]]) -> dict[st
 
 
 class GroupRulesCache:
-    """The rule dictionaries of groups, by group revision (per process, bounded).
+    """The rules of groups, rendered to JSON, by group revision (per process, bounded).
 
     A group's rules change only through actions that bump its revision (a rule created or
     deleted, a remote group deleted with its referencing rules; Neutron's rules are otherwise
     immutable), so (id, revision, updated_at) names one exact list of rules. A listing page
-    of 100 groups embeds thousands of rules: converting them from rows is most of its cost,
-    and most of them did not change since the last listing. Entries of older revisions are
-    never asked for again and age out."""
+    of 100 groups embeds thousands of rules: converting them from rows and writing their JSON
+    is most of its cost, and most of them did not change since the last listing, so each
+    group's list is kept as its JSON (`RenderedList`, every rule with no tags: a listing adds
+    the page's rule tags). Entries of older revisions are never asked for again and age out."""
 
     def __init__(self, max_groups: int = 20_000) -> None:
         self.max_groups = max_groups
-        self.entries: OrderedDict[tuple[Any, ...], list[dict[str, Any]]] = OrderedDict()
+        self.entries: OrderedDict[tuple[Any, ...], RenderedList] = OrderedDict()
 
     @staticmethod
     def key(group: dict[str, Any]) -> tuple[Any, ...]:
-        """`group` is the group's row (`GROUP_COLUMNS`)."""
+        """`group` is the group's row (`GROUP_COLUMNS`). A row read by the driver (a list
+        page) and one read by Django (a group shown alone) name the same state with keys that
+        differ: each keeps its own entry."""
         return (group["id"], group["revision_number"], group["updated_at"], group["name"])
 
-    def get(self, group: dict[str, Any]) -> list[dict[str, Any]] | None:
+    def get(self, group: dict[str, Any]) -> RenderedList | None:
         key = self.key(group)
         rules = self.entries.get(key)
         if rules is not None:
             self.entries.move_to_end(key)
         return rules
 
-    def put(self, group: dict[str, Any], rules: list[dict[str, Any]]) -> None:
+    def put(self, group: dict[str, Any], rules: RenderedList) -> None:
         self.entries[self.key(group)] = rules
         while len(self.entries) > self.max_groups:
             self.entries.popitem(last=False)
@@ -148,27 +154,42 @@ def groups_to_dicts(groups: Sequence[SecurityGroup]) -> list[dict[str, Any]]:
 
 
 def group_rows_to_dicts(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Many groups (their `GROUP_COLUMNS` rows) with their rules: the rules of groups whose
-    revision was seen before come from `group_rules_cache`, the others from one query, as
-    rows."""
-    known = {group["id"]: group_rules_cache.get(group) for group in groups}
-    missing = [group for group in groups if known[group["id"]] is None]
+    """Many groups (their `GROUP_COLUMNS` rows) with their rules as dictionaries (copies the
+    caller may change): see `group_rows_for_listing`."""
+    listed = group_rows_for_listing(groups)
+    for data in listed:
+        data["security_group_rules"] = data["security_group_rules"].values()
+    return listed
+
+
+def group_rows_for_listing(groups: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Many groups (their `GROUP_COLUMNS` rows, read by Django or by the driver), each with
+    its rules as a `RenderedList`: the rules of groups whose revision was seen before come
+    from `group_rules_cache`, the others from one query, as rows."""
+    known: dict[str, RenderedList] = {}
+    missing = []
+    for group in groups:
+        cached = group_rules_cache.get(group)
+        if cached is None:
+            missing.append(group)
+        else:
+            known[uuid_text(group["id"])] = cached
     if missing:
-        by_group: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-        defaults = {group["id"] for group in missing if group["name"] == DEFAULT_GROUP_NAME}
+        # By the ids' text: the groups' rows may hold the driver's values, the rules' Django's.
+        by_group: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        defaults = {
+            uuid_text(group["id"]) for group in missing if group["name"] == DEFAULT_GROUP_NAME
+        }
         rows = (
             SecurityGroupRule.objects.filter(security_group_id__in=[g["id"] for g in missing])
             .order_by("created_at", "id")
             .values(*RULE_COLUMNS)
         )
         for row in rows:
-            group_id = row["security_group_id"]
+            group_id = uuid_text(row["security_group_id"])
             by_group[group_id].append(rule_row_to_dict(row, default_group=group_id in defaults))
         for group in missing:
-            known[group["id"]] = rules = by_group.get(group["id"], [])
+            group_id = uuid_text(group["id"])
+            known[group_id] = rules = RenderedList(by_group.get(group_id, []))
             group_rules_cache.put(group, rules)
-    # Copies of the cached dictionaries: `fields=` selection and callers may change theirs.
-    return [
-        _group_row_dict(group, [dict(rule) for rule in known[group["id"]] or ()])
-        for group in groups
-    ]
+    return [_group_row_dict(group, known[uuid_text(group["id"])]) for group in groups]

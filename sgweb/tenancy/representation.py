@@ -25,6 +25,23 @@ def neutron_time(value: datetime | None) -> str | None:
     )
 
 
+def uuid_text(value: Any) -> str:
+    """A UUID's text with dashes, from a uuid.UUID or from the 32 hex digits SQLite keeps
+    (rows read without Django's converters, `sgweb.api.query.driver_rows`)."""
+    if type(value) is str:
+        if len(value) == 32:
+            return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+        return value
+    return str(value)
+
+
+def uuid_hex(value: Any) -> str:
+    """A UUID's 32 hex digits, from a uuid.UUID or from its text (see `uuid_text`)."""
+    if type(value) is str:
+        return value.replace("-", "")
+    return str(value.hex)
+
+
 def standard_fields(obj: Any) -> dict[str, Any]:
     return standard_fields_of_row(
         {
@@ -39,7 +56,7 @@ def standard_fields(obj: Any) -> dict[str, Any]:
 def standard_fields_of_row(row: dict[str, Any]) -> dict[str, Any]:
     """The same from a `.values()` row (listing thousands of rows without model instances)."""
     project = row["project_id"]
-    project_id = project.hex if project else ""
+    project_id = uuid_hex(project) if project else ""
     return {
         "tenant_id": project_id,
         "project_id": project_id,

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 from rest_framework.renderers import JSONRenderer
 
-from sgweb.api.renderers import FastJSONRenderer
+from sgweb.api.renderers import FastJSONRenderer, RenderedList
 from sgweb.security import actions
 from sgweb.tenancy.models import Tag
 from tests.controlplane.api_helpers import NeutronClient
@@ -66,3 +66,15 @@ def test_an_indented_answer_asked_for_is_drf_s():
     assert FastJSONRenderer().render(data, "application/json", context) == bytes(
         JSONRenderer().render(data, "application/json", context)
     )
+
+
+def test_a_rendered_list_is_written_as_is_and_read_as_fresh_copies():
+    rules = [{"id": "a", "tags": [], "description": "ünï \u2028"}, {"id": "b", "port": None}]
+    kept = RenderedList(rules)
+    data = {"groups": [{"rules": kept}, {"rules": RenderedList([])}]}
+    plain = {"groups": [{"rules": rules}, {"rules": []}]}
+    assert FastJSONRenderer().render(data, "application/json", {}) == drf_bytes(plain)
+    assert drf_bytes(data) == drf_bytes(plain)
+    copies = list(kept)
+    copies[0]["tags"].append("changed")
+    assert list(kept) == rules

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from rest_framework.renderers import JSONRenderer
 
+from sgweb.api.query import driver_rows
 from sgweb.networks.choices import HostStatus, PortStatus
 from sgweb.networks.models import Host, Port
-from sgweb.networks.representation import port_to_dict
+from sgweb.networks.representation import PORT_COLUMNS, port_row_to_dict, port_to_dict
 from sgweb.security import actions as security_actions
 from sgweb.security.models import SecurityGroup
 from sgweb.security.representation import group_to_dict
+from sgweb.tenancy.representation import uuid_hex, uuid_text
 from tests.controlplane.api_helpers import NeutronClient
 from tests.controlplane.factories import group, network_with_subnet, port
 
@@ -112,3 +114,43 @@ def test_the_security_groups_list_reads_as_each_group_shown_alone(alice, project
     ssh = next(r for r in by_name["wéb ☃"]["security_group_rules"] if r["id"] == str(rule.id))
     assert ssh["tags"] == ["ssh"]
     assert all(r["belongs_to_default_sg"] for r in by_name["default"]["security_group_rules"])
+
+
+def test_rows_read_by_the_driver_say_what_django_s_rows_say(alice, adam, project_a):
+    _ports_of_every_kind(alice, adam, project_a)
+    ports = Port.objects.order_by("id").values(*PORT_COLUMNS)
+    by_django, by_driver = list(ports), driver_rows(ports)
+    assert len(by_driver) == len(by_django) == 5
+    for django_row, driver_row in zip(by_django, by_driver, strict=True):
+        assert uuid_text(driver_row["id"]) == str(django_row["id"])
+        assert uuid_hex(driver_row["project_id"]) == django_row["project_id"].hex
+        assert port_row_to_dict(driver_row, fixed_ips=[], pairs=[], group_ids=[]) == (
+            port_row_to_dict(django_row, fixed_ips=[], pairs=[], group_ids=[])
+        )
+    assert driver_rows(ports.none()) == []
+
+
+def test_an_outsider_s_list_of_ports_is_empty(alice, adam, project_a, charlie):
+    _ports_of_every_kind(alice, adam, project_a)
+    listed = NeutronClient(charlie).get("/ports")
+    assert listed.status_code == 200
+    assert listed.json() == {"ports": []}
+
+
+def test_the_rules_list_reads_as_each_rule_shown_alone(alice, project_a):
+    web = group(alice, project_a, "wéb ☃")
+    security_actions.create_security_group_rule(
+        alice, web, direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22,
+        remote_group_id=str(web.id), description="ssh ünï",
+    )  # fmt: skip
+    api = NeutronClient(alice)
+    api.get("/security-groups")  # the project's default group and its rules
+    listed = api.get("/security-group-rules")
+    assert listed.status_code == 200
+    assert listed.content == _drf_bytes(listed.data)
+    rules = listed.json()["security_group_rules"]
+    assert {rule["belongs_to_default_sg"] for rule in rules} == {True, False}
+    for data in rules:
+        assert api.get(f"/security-group-rules/{data['id']}").json() == {
+            "security_group_rule": data
+        }

@@ -15,6 +15,7 @@ from sgweb.api.query import (
     as_nullable_text,
     as_uuid,
     constant,
+    driver_rows,
     nothing,
 )
 from sgweb.api.resource import (
@@ -299,6 +300,9 @@ class Ports(Resource[Port]):
         return self.scoped(request, Port.objects.all()).select_related("host")
 
     list_columns = PORT_COLUMNS
+
+    def fetch_rows(self, queryset: QuerySet[Any]) -> list[Any]:
+        return driver_rows(queryset)
 
     def to_dicts(self, objs: list[Port]) -> list[dict[str, Any]]:
         return ports_to_dicts(objs)
