@@ -38,6 +38,14 @@ def test_counts_go_to_the_positions_of_their_lines_in_declared_chains_only() -> 
     ]  # raw PREROUTING is only appended to: its positions are not ours to know
 
 
+def test_a_table_restored_whole_gives_every_chain_its_positions_the_built_in_ones_too() -> None:
+    chains = {(c.table, c.chain): c for c in counts_in(RESTORE, whole_tables=True)}
+    assert chains[("raw", "PREROUTING")] == ChainCounts(
+        "raw", "PREROUTING", 1, ((0, Counter(2, 20)),)
+    )
+    assert len(chains) == 3
+
+
 def _counter_rule(packets: int, size: int) -> bytes:
     data = struct.pack("=HH", 12, 1) + size.to_bytes(8, "big")
     data += struct.pack("=HH", 12, 2) + packets.to_bytes(8, "big")
