@@ -8,15 +8,16 @@ In a scratch namespace holding an N-port host (the generated scenario, applied b
   wall time, CPU time (user and system) and the CPU share of one core at the accounting
   interval, the load average before and after each case. The document is JSON-encoded inside
   the tick, as the agent's send (Celery) does. Counts are made with `iptables-restore -c`;
-  ip6tables-nft 1.8.9 ignores them, so IPv6 counts are written over netlink (`nftcarry`),
-  except for the ICMPv6-type rules, which nf_tables will not take back as dumped: "every
-  rule" is every rule of both families but those (~8,000 of 57,000; they are still read).
-  Then the kernel's side alone: the same dumps of every chain, received and not parsed;
+  ip6tables-nft 1.8.9 ignores them, so IPv6 counts are written over netlink (`nftcarry`, one
+  batch). Then the kernel's side alone: the same dumps of every chain, received and not parsed;
 * apply: one group's rule change (a group used by 100 ports gains a rule) applied three ways,
   alternating: re-declaring the changed chains as before issue 12 (counters reset), re-declaring
   them with the counters read just before and written back (`[p:b]`, `iptables-restore -c`),
   and editing them in place (`-D`/`-I`, what the agent does now). The carry's and the in-place
-  edit's added cost are relative to the first.
+  edit's added cost are relative to the first;
+* carry: a full apply (agent start, drift repair) of the host with every rule hit, alternating
+  without a carry (every counter reset) and with it (every counter read, restored with `-c`,
+  the IPv6 ones written back over netlink in one batch), and that write-back alone.
 
 Prints JSON; asserts nothing about time.
 """
@@ -33,7 +34,6 @@ import struct
 import sys
 import time
 from collections import deque
-from dataclasses import replace
 from typing import Any
 
 import redis
@@ -43,15 +43,17 @@ from bench.scenarios import generated_scenario
 from sgweb.firewall.compiler import CompileCache, compile_host
 from sgweb.firewall.incremental import diff
 from sgweb.firewall.ir import CompiledHost
-from sgweb.firewall.render import rendered_chain
+from sgweb.firewall.render import render_iptables, rendered_chain
 from sgweb.firewall.scenario import load_scenario
+from sgweb.kernel import nftcarry
 from sgweb.kernel.apply import HostFirewall
-from sgweb.kernel.carry import Carried, read_carry, with_counters
+from sgweb.kernel.carry import Carried, delta_with_counters, read_carry, with_counters
 from sgweb.kernel.deltas import PlainDelta
-from sgweb.kernel.nftcarry import ChainCounts, CounterWriter, counts_in
+from sgweb.kernel.nftcarry import CounterWriter, counts_in
 from sgweb.kernel.nftcounters import NLMSG_DONE, NLMSG_ERROR, NftCounterReader, _rule_dump_request
 from sgweb.kernel.runner import default_runner
 from sgweb.wire import accounting as wire
+from worker import full_apply
 from worker.accounting import AccountingReader
 from worker.agent import Agent
 
@@ -87,43 +89,18 @@ def _bump(firewall: HostFirewall, compiled: CompiledHost, by: int, busy: set[str
                 taken[line] = index + 1
                 packets = old[index].packets if index < len(old) else 0
                 size = old[index].bytes if index < len(old) else 0
-                if hit and not (family == 6 and _UNWRITABLE in line):
+                if hit:
                     packets, size = packets + by, size + by * 90
                 if not chain.owned:
                     lines.append("-D" + line[2:])
                 lines.append(f"[{packets}:{size}] {line}")
         text = "*filter\n" + "\n".join(lines) + "\nCOMMIT\n"
         firewall.apply(PlainDelta(iptables=((family, text),))).raise_for_error()
-        if family == 6:
+        if family == 6:  # one batch, as the agent's carry writes it
             builtin = "".join(f":{c.name} -\n" for c in table.chains if not c.owned)
-            for chains in _batches(counts_in("*filter\n" + builtin + text[len("*filter\n") :])):
-                CounterWriter(firewall.netns).write(6, chains)
-
-
-# The nf_tables replace refuses (EINVAL) an IPv6 rule with an `icmp6` match given back as dumped
-# (the dump lacks the rule's compat protocol, which x_tables checks that match against): those
-# rules are left unhit. They are still dumped and read; their deltas are not summed.
-_UNWRITABLE = "-m icmp6"
-
-
-def _batches(chains: list[ChainCounts], rules: int = 300) -> list[list[ChainCounts]]:
-    """The counts in groups of at most `rules` rules (a long chain's split up): one netlink
-    batch must fit the socket's send buffer (212,992 bytes by default, ~470 bytes a rule;
-    `CounterWriter.write` of every IPv6 rule of a 1000-port host at once fails with EMSGSIZE)."""
-    pieces = [
-        replace(chain, counts=chain.counts[at : at + rules])
-        for chain in chains
-        for at in range(0, len(chain.counts), rules)
-    ]
-    out: list[list[ChainCounts]] = [[]]
-    size = 0
-    for piece in pieces:
-        if size + len(piece.counts) > rules:
-            out.append([])
-            size = 0
-        out[-1].append(piece)
-        size += len(piece.counts)
-    return out
+            CounterWriter(firewall.netns).write(
+                6, counts_in("*filter\n" + builtin + text[len("*filter\n") :])
+            )
 
 
 def _cpu() -> tuple[float, float]:
@@ -291,16 +268,62 @@ def apply_figures(firewall: HostFirewall, base: Any, runs: int) -> dict[str, Any
     }
 
 
+def carry_figures(firewall: HostFirewall, state: Any, runs: int) -> dict[str, Any]:
+    """A full apply of a host whose every rule was hit (by `_bump`, untimed, before each),
+    without a carry and with it, alternating; then the IPv6 write-back alone."""
+    compiled = compile_host(state)
+    firewall.apply(diff(None, compiled, include_builtin_jumps=True)).raise_for_error()
+    whole = full_apply.with_existing_sets(diff(None, compiled))
+    times: dict[str, list[float]] = {"plain": [], "carry": []}
+    carried: dict[int, Carried] = {}
+    loads = [os.getloadavg()[0]]
+    for run in range(runs):
+        for mode, values in times.items():
+            _bump(firewall, compiled, 1 + run, None)
+            started = time.perf_counter()
+            if mode == "plain":
+                report = full_apply.apply_full(firewall, compiled, whole)
+            else:
+                carried = {family: read_carry(firewall, family) for family in (4, 6)}
+                delta = delta_with_counters(whole, carried)
+                report = full_apply.apply_full(firewall, compiled, delta, carried)
+            values.append(time.perf_counter() - started)
+            assert report.ok and not report.warnings, (report.error, report.warnings)
+    loads.append(os.getloadavg()[0])
+    ipv6 = firewall.read_counters(6, ("filter",))
+    at_zero = sum(1 for counters in ipv6.values() for c in counters if not c.packets)
+    # The write-back alone: what the last carry's restore input asks (the same counts again).
+    text = with_counters(render_iptables(compiled, 6), carried[6])
+    writes, rules = [], 0
+    for _ in range(runs):
+        started = time.perf_counter()
+        rules = nftcarry.write_back(firewall.netns, 6, text, whole_tables=True)
+        writes.append(time.perf_counter() - started)
+    median = {mode: statistics.median(values) for mode, values in times.items()}
+    return {
+        "ipv6_rules": sum(len(counters) for counters in ipv6.values()),
+        "ipv6_rules_at_zero_after_the_carry": at_zero,
+        **{f"full_apply_{mode}_ms_median": round(v * 1000, 1) for mode, v in median.items()},
+        "carry_added_cost_pct": round((median["carry"] / median["plain"] - 1) * 100, 1),
+        "ipv6_write_back_rules": rules,
+        "ipv6_write_back_ms_median": _median_ms(writes),
+        "ipv6_write_back_us_a_rule": round(statistics.median(writes) / max(rules, 1) * 1e6, 1),
+        "load_1min_before_after": [*loads, os.getloadavg()[0]],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.accounting")
     parser.add_argument("--ports", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--interval", type=float, default=wire.DEFAULT_INTERVAL_S)
-    parser.add_argument("--only", choices=("read", "apply"), help="one half of the figures")
+    parser.add_argument(
+        "--only", choices=("read", "apply", "carry"), help="one part of the figures"
+    )
     args = parser.parse_args(argv)
     state = load_scenario(generated_scenario(args.ports))
     result: dict[str, Any] = {"ports": len(state.ports)}
-    if args.only != "apply":
+    if args.only in (None, "read"):
         netns = _namespace()
         try:
             store = _Store()
@@ -310,13 +333,20 @@ def main(argv: list[str] | None = None) -> int:
             result["accounting_read"] = read_figures(agent, args.runs, args.interval)
         finally:
             _drop(netns)
-    if args.only != "read":
+    if args.only in (None, "apply"):
         netns = _namespace()
         try:
             result["group_change_apply"] = apply_figures(
                 HostFirewall(default_runner(), netns), state, args.runs
             )
             result["group_change_apply"]["load_1min"] = os.getloadavg()[0]
+        finally:
+            _drop(netns)
+    if args.only in (None, "carry"):
+        netns = _namespace()
+        try:
+            firewall = HostFirewall(default_runner(), netns)
+            result["full_apply_carry"] = carry_figures(firewall, state, min(args.runs, 5))
         finally:
             _drop(netns)
     print(json.dumps(result, indent=2))

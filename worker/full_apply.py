@@ -182,7 +182,7 @@ def apply_full(
                 offending_line_number=number or None,
                 offending_line=line or None,
             )
-        warnings += carry_ipv6_counters(firewall.netns, family, whole)
+        warnings += carry_ipv6_counters(firewall.netns, family, whole, whole_tables=True)
     return report()
 
 

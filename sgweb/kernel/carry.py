@@ -95,15 +95,18 @@ def restore_argv(family: int, restore_text: str, *options: str) -> list[str]:
     return [restore, *options, *counters]
 
 
-def carry_ipv6_counters(netns: str | None, family: int, restore_text: str) -> list[str]:
-    """After a restore of `restore_text` went in: give IPv6 rules the counts it carries, which
-    `ip6tables-restore -c` ignores (`sgweb.kernel.nftcarry`). Returns warnings: a failed
-    write-back leaves the new rules in force with counters from zero (the accounting takes a
-    counter that went down as a new baseline), so it never fails the apply."""
+def carry_ipv6_counters(
+    netns: str | None, family: int, restore_text: str, *, whole_tables: bool = False
+) -> list[str]:
+    """After a restore of `restore_text` went in (`whole_tables`: without `--noflush`): give IPv6
+    rules the counts it carries, which `ip6tables-restore -c` ignores (`sgweb.kernel.nftcarry`).
+    Returns warnings: a failed write-back leaves the new rules in force with counters from zero
+    (the accounting takes a counter that went down as a new baseline), so it never fails the
+    apply."""
     if family != 6 or not carries_counters(restore_text):
         return []
     try:
-        nftcarry.write_back(netns, family, restore_text)
+        nftcarry.write_back(netns, family, restore_text, whole_tables=whole_tables)
     except OSError as exc:
         return [f"IPv6 counters were not carried over: {exc}"]
     return []

@@ -103,7 +103,9 @@ class RouterFirewall:
                     warnings=tuple(warnings),
                 )
             applied.append((family, rollback))
-            carried_warnings += carry_ipv6_counters(self.netns, family, text)
+            carried_warnings += carry_ipv6_counters(
+                self.netns, family, text, whole_tables=not options
+            )
         return ApplyReport(
             ok=True,
             duration_s=time.perf_counter() - started,
