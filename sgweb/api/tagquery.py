@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -11,7 +10,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.db.models import Field, Model, Q, QuerySet
 
-from sgweb.api.query import Filter
+from sgweb.api.query import Filter, driver_cursor
 from sgweb.tenancy.models import Tag
 from sgweb.tenancy.representation import uuid_text
 
@@ -127,11 +126,13 @@ def _driver_fetch(sql: str, content_type_id: int, ids: list[str]) -> list[tuple[
     database keeps them (uuid on PostgreSQL, 32 hex digits on SQLite)."""
     if not ids:
         return []
-    if connection.features.has_native_uuid_field:
-        values: list[Any] = [uuid.UUID(text) for text in ids]
-    else:
-        values = [text.replace("-", "") for text in ids]
-    with connection.cursor() as cursor:
+    # PostgreSQL casts the text to uuid itself (psycopg binds a str as 'unknown').
+    values = (
+        list(ids)
+        if connection.features.has_native_uuid_field
+        else [text.replace("-", "") for text in ids]
+    )
+    with driver_cursor(connection) as cursor:
         cursor.execute(
             sql.format(marks=", ".join(["%s"] * len(values))), [content_type_id, *values]
         )

@@ -9,6 +9,7 @@ from typing import Any
 from django.db import connection
 from django.db.models import Model
 
+from sgweb.api.query import driver_cursor
 from sgweb.networks.models import (
     AllowedAddressPair,
     FixedIP,
@@ -226,7 +227,7 @@ def _port_links(
     bound as they are, without Django preparing each of them again."""
     table = connection.ops.quote_name(model._meta.db_table)
     marks = ", ".join(["%s"] * len(ids))
-    with connection.cursor() as cursor:
+    with driver_cursor(connection) as cursor:
         cursor.execute(
             f"SELECT port_id, {columns} FROM {table} WHERE port_id IN ({marks}) ORDER BY {order}",
             ids,

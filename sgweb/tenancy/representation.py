@@ -8,10 +8,16 @@ from typing import Any
 from sgweb.tenancy.models import Project
 
 
-def neutron_time(value: datetime | None) -> str | None:
-    """Neutron prints timestamps in UTC to the second: 2016-10-04T12:14:57Z."""
+def neutron_time(value: datetime | str | None) -> str | None:
+    """Neutron prints timestamps in UTC to the second: 2016-10-04T12:14:57Z. A str is
+    PostgreSQL's text of a timestamptz, as rows read by the driver have it
+    (`sgweb.api.query.driver_cursor`): '2016-10-04 12:14:57.123456+00' in a UTC session."""
     if value is None:
         return None
+    if isinstance(value, str):
+        if value.endswith("+00") and len(value) >= 22 and value[10] == " ":
+            return f"{value[:10]}T{value[11:19]}Z"
+        return neutron_time(datetime.fromisoformat(value))
     if value.utcoffset():
         value = value.astimezone(UTC)
     # Formatting by hand: strftime is a measurable share of a 10,000-rule listing.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from rest_framework.renderers import JSONRenderer
 
 from sgweb.api.query import driver_rows
@@ -11,7 +13,7 @@ from sgweb.networks.representation import PORT_COLUMNS, port_row_to_dict, port_t
 from sgweb.security import actions as security_actions
 from sgweb.security.models import SecurityGroup
 from sgweb.security.representation import group_to_dict
-from sgweb.tenancy.representation import uuid_hex, uuid_text
+from sgweb.tenancy.representation import neutron_time, uuid_hex, uuid_text
 from tests.controlplane.api_helpers import NeutronClient
 from tests.controlplane.factories import group, network_with_subnet, port
 
@@ -154,3 +156,22 @@ def test_the_rules_list_reads_as_each_rule_shown_alone(alice, project_a):
         assert api.get(f"/security-group-rules/{data['id']}").json() == {
             "security_group_rule": data
         }
+
+
+def test_a_time_read_as_postgresqls_text_prints_as_the_same_neutron_time():
+    # driver_cursor reads timestamptz as the server's text on PostgreSQL (a UTC session).
+    moment = datetime(2016, 10, 4, 12, 14, 57, 123456, tzinfo=UTC)
+    assert neutron_time("2016-10-04 12:14:57.123456+00") == neutron_time(moment)
+    assert neutron_time("2016-10-04 12:14:57+00") == "2016-10-04T12:14:57Z"
+    assert neutron_time("2016-10-04 14:14:57.5+02") == "2016-10-04T12:14:57Z"
+
+
+def test_rows_read_by_the_driver_name_their_ids_and_times_as_django_s_rows_do(
+    alice, adam, project_a
+):
+    _ports_of_every_kind(alice, adam, project_a)
+    ports = Port.objects.order_by("id").values("id", "created_at", "updated_at")
+    for django_row, driver_row in zip(ports, driver_rows(ports), strict=True):
+        assert uuid_text(driver_row["id"]) == str(django_row["id"])
+        assert neutron_time(driver_row["created_at"]) == neutron_time(django_row["created_at"])
+        assert neutron_time(driver_row["updated_at"]) == neutron_time(django_row["updated_at"])
