@@ -25,7 +25,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from sgweb.accounting import series
-from sgweb.accounting.api.views import ERRORS, PARAMETERS, SERIES_NOTE, iso_time, visible_and_span
+from sgweb.accounting.api.views import (
+    ERRORS,
+    PARAMETERS,
+    SERIES_NOTE,
+    usage_fields,
+    visible_and_span,
+)
 from sgweb.accounting.models import FirewallRuleSample, FirewallRuleUsage
 from sgweb.fwaas.models import FirewallPolicy, FirewallRule
 from sgweb.tenancy.access import can_see_project
@@ -39,14 +45,7 @@ def firewall_rule_hits(
         "id": str(rule.id),
         "name": rule.name,
         "project_id": rule.project_id.hex,
-        "packets": usage.packets if usage else 0,
-        "bytes": usage.bytes if usage else 0,
-        "first_hit_at": iso_time(usage.first_hit_at) if usage else None,
-        "last_hit_at": iso_time(usage.last_hit_at) if usage else None,
-        "unused_days": series.unused_days(usage, rule.created_at, now),
-        "window_packets": sum(values["packets"]),
-        "window_bytes": sum(values["bytes"]),
-        "series": values,
+        **usage_fields(usage, rule.created_at, values, now),
     }
 
 

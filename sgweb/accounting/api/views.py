@@ -84,11 +84,22 @@ def rule_hits(rule: SecurityGroupRule, usage: RuleUsage | None, values: dict[str
         "id": str(rule.id),
         "security_group_id": str(rule.security_group_id),
         "project_id": rule.project_id.hex,
+        **usage_fields(usage, rule.created_at, values, now),
+    }
+
+
+def usage_fields(
+    usage: Any, created_at: datetime, values: dict[str, list[int]], now: float | None
+) -> dict[str, Any]:
+    """What every rule's hits answer says of its kept usage (a security-group rule's
+    `RuleUsage` or a firewall rule's `FirewallRuleUsage`, None before its first hit) and of
+    the window's series."""
+    return {
         "packets": usage.packets if usage else 0,
         "bytes": usage.bytes if usage else 0,
         "first_hit_at": iso_time(usage.first_hit_at) if usage else None,
         "last_hit_at": iso_time(usage.last_hit_at) if usage else None,
-        "unused_days": series.unused_days(usage, rule.created_at, now),
+        "unused_days": series.unused_days(usage, created_at, now),
         "window_packets": sum(values["packets"]),
         "window_bytes": sum(values["bytes"]),
         "series": values,
