@@ -21,7 +21,6 @@ sent stays covered by the next.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -37,18 +36,22 @@ from sgweb.firewall.fwaas.compiler import (
     CompiledRouter,
 )
 from sgweb.firewall.fwaas.model import ALLOW
-from sgweb.kernel.nftcounters import NftCounterReader
+from sgweb.kernel.nftcounters import Columns, NftCounterReader
 from sgweb.kernel.readback import save_command
 from sgweb.wire import accounting as wire
-from worker.accounting import counts_json, subtract
+from worker.accounting import subtract
+from worker.accounting_counts import BaselineStore, Counts, Snapshot, columns_of, walk
 from worker.accounting_layout import ChainKey, ChainLayout, identities
-from worker.accounting_read import Snapshot
 
 log = logging.getLogger("sgweb.agent.router_accounting")
 
 # kind, firewall rule, router, group, direction, verdict
 FwOriginKey = tuple[str, str | None, str, str, str | None, str]
 UNCOUNTED = 0  # origin index of rules that only pass packets on (jumps to policy chains)
+
+
+def _target_key(_chain: ChainLayout, target: str) -> ChainKey:
+    return target  # a router layout's jumps name chain keys already
 
 
 def router_chain_key(family: int, router_id: str, chain: str) -> ChainKey:
@@ -234,31 +237,17 @@ class RouterChainReader:
             return read
         queue: list[ChainKey] = [key for keys in layout.entries.values() for key in keys]
         queue += sorted(must)
-        seen: set[ChainKey] = set()
-        while queue:
-            key = queue.pop()
-            chain = layout.chains.get(key)
-            if chain is None or key in seen:
-                continue
-            seen.add(key)
-            router_id = key.split(":", 2)[1]
-            try:
-                pairs = self._netlink(router_id).read_chain_pairs(chain.name, chain.family)
-            except OSError as exc:  # the namespace went away under us: next time
-                log.debug("router accounting: %s: %s", key, exc)
-                continue
-            self.chains_read += 1
-            if len(pairs) != len(chain.identities):
-                self.mismatched += 1  # not what was applied (yet): keep the baseline
-                continue
-            counts = dict(zip(chain.identities, pairs, strict=True))
-            read[key] = counts
-            before = baseline.get(key) if baseline is not None else None
-            for position, target in chain.jumps:
-                identity = chain.identities[position]
-                if before is None or before.get(identity) != counts[identity]:
-                    queue.append(target)
+        self.chains_read, self.mismatched = walk(
+            queue, layout.chains, baseline, self._columns, _target_key, read
+        )
         return read
+
+    def _columns(self, key: ChainKey, chain: ChainLayout) -> Columns | None:
+        try:
+            return self._netlink(key.split(":", 2)[1]).read_chain_columns(chain.name, chain.family)
+        except OSError as exc:  # the namespace went away under us: next time
+            log.debug("router accounting: %s: %s", key, exc)
+            return None
 
     def _read_saved(self, layout: RouterLayout, router_id: str) -> Snapshot:
         read: Snapshot = {}
@@ -279,7 +268,7 @@ class RouterChainReader:
                 if found is None or len(found) != len(chain.identities):
                     self.mismatched += 1
                     continue
-                read[key] = dict(zip(chain.identities, found, strict=True))
+                read[key] = Counts(chain.identities, *columns_of(found))
         return read
 
 
@@ -303,6 +292,7 @@ class RouterAccountingReader(threading.Thread):
         self.read_s = 0.0
         self.unsent = 0
         self._loaded = False
+        self.store = BaselineStore(client, wire.router_baseline_key(prefix, agent.host))
 
     @property
     def key(self) -> str:
@@ -310,28 +300,16 @@ class RouterAccountingReader(threading.Thread):
 
     def load_baseline(self) -> None:
         self._loaded = True
-        saved = self.client.hgetall(self.key)
-        meta = saved.pop(b"_reading", None)
-        if not meta:
+        reading, snapshot = self.store.load()
+        if reading is None:
             return
-        reading = json.loads(meta)
-        self.accountant.baseline = {
-            chain.decode(): {identity: (p, b) for identity, (p, b) in json.loads(value).items()}
-            for chain, value in saved.items()
-        }
+        self.accountant.baseline = snapshot
         self.accountant.base_id = (float(reading["run"]), int(reading["seq"]))
         self.accountant.base_at = float(reading["at"])
 
     def save_baseline(self, document: wire.FirewallDeltas, snapshot: Snapshot) -> None:
-        """The whole baseline, replaced at once (a node's routers are a few thousand rules)."""
         meta = {"run": document.reading[0], "seq": document.reading[1], "at": document.at}
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(self.key)
-        pipe.hset(self.key, mapping={
-            "_reading": json.dumps(meta),
-            **{chain: counts_json(counts) for chain, counts in snapshot.items()},
-        })  # fmt: skip
-        pipe.execute()
+        self.store.save(meta, snapshot)
 
     def tick(self) -> wire.FirewallDeltas | None:
         agent = self.agent

@@ -20,6 +20,7 @@ switching.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import functools
@@ -28,7 +29,7 @@ import re
 import socket
 import struct
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sgweb.kernel.netns import in_netns
@@ -161,6 +162,28 @@ def counter_pairs(data: bytes) -> list[tuple[int, int]]:
     return [(packets, size) for size, packets in _PAIR.iter_unpack(b"".join(found))]
 
 
+Columns = tuple[tuple[int, ...], tuple[int, ...]]  # packets per rule, bytes per rule
+_EMPTY: Columns = ((), ())
+
+
+@functools.lru_cache(maxsize=512)
+def _values_of(rules: int) -> struct.Struct:
+    """The captures of `rules` counters (bytes, 4 bytes of header, packets; as `_PAIR`)
+    unpacked by one call: a host's chains come in a few dozen lengths."""
+    return struct.Struct(">" + "Q4xQ" * rules)
+
+
+def _unpacked(found: list[bytes]) -> Columns:
+    if not found:
+        return _EMPTY
+    values = _values_of(len(found)).unpack(b"".join(found))
+    return values[1::2], values[0::2]
+
+
+def _pairs_columns(pairs: list[tuple[int, int]]) -> Columns:
+    return tuple(p for p, _ in pairs), tuple(b for _, b in pairs)
+
+
 NFTA_RULE_CHAIN = 2
 NFTA_IMMEDIATE_DATA = 2
 NFTA_DATA_VERDICT = 2
@@ -214,6 +237,7 @@ _LIBC.recv.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_
 _LIBC.recv.restype = ctypes.c_ssize_t
 MSG_DONTWAIT = 0x40
 RECEIVE_BUFFER = 1 << 20
+READ_TIMEOUT_S = 5.0
 
 
 class _Wire:
@@ -268,10 +292,30 @@ class NftCounterReader:
                 lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER),
             )
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(READ_TIMEOUT_S))
             sock.bind((0, 0))
             self._socket = sock
             self._wire = _Wire(sock)
         return self._socket
+
+    @contextlib.contextmanager
+    def _dumping(self, chain: str) -> Iterator[None]:
+        """One dump at a time on the socket. A dump that failed half way closes the socket:
+        what the kernel still sends for it must not be read as the next dump's. A kernel that
+        does not answer within `READ_TIMEOUT_S` (SO_RCVTIMEO: no extra poll per receive, which
+        a socket timeout in Python costs) fails the read, naming it, instead of hanging the
+        accounting or live thread for good."""
+        with self._lock:
+            try:
+                yield
+            except BlockingIOError as exc:
+                self.close()
+                raise TimeoutError(
+                    f"nf_tables rule dump of {chain}: no answer in {READ_TIMEOUT_S} s"
+                ) from exc
+            except BaseException:
+                self.close()
+                raise
 
     def available(self) -> bool:
         try:
@@ -288,12 +332,8 @@ class NftCounterReader:
 
     def read_chain(self, chain: str, family: int = 4, table: str = "filter") -> list[Counter]:
         """Counters by position; a missing chain reads as empty (like `read_chains`)."""
-        with self._lock:
-            try:
-                return self._read_chain_locked(chain, family, table)
-            except BaseException:
-                self.close()  # what the kernel still sends for this dump must not be read next
-                raise
+        with self._dumping(chain):
+            return self._read_chain_locked(chain, family, table)
 
     def _read_chain_locked(self, chain: str, family: int, table: str) -> list[Counter]:
         self._sock()
@@ -338,24 +378,24 @@ class NftCounterReader:
     def read_chain_pairs(
         self, chain: str, family: int = 4, table: str = "filter"
     ) -> list[tuple[int, int]]:
-        """(packets, bytes) per rule, for reading every chain of a host (the accounting): each
-        buffer of the dump is searched for counter expressions whole (`counter_pairs`), not
-        message by message. A buffer that does not start with this dump's messages (one left
-        over from a dump that failed half way, say) is walked message by message instead; a
-        missing chain reads as empty."""
-        with self._lock:
-            try:
-                return self._pairs(self._sock(), chain, family, table)
-            except BaseException:
-                self.close()  # whatever the kernel still sends for this dump must not be read next
-                raise
+        """(packets, bytes) per rule (see `read_chain_columns`)."""
+        packets, sizes = self.read_chain_columns(chain, family, table)
+        return list(zip(packets, sizes, strict=True))
 
-    def _pairs(
-        self, sock: socket.socket, chain: str, family: int, table: str
-    ) -> list[tuple[int, int]]:
+    def read_chain_columns(self, chain: str, family: int = 4, table: str = "filter") -> Columns:
+        """The packets and the bytes of every rule, as two tuples in rule order: for reading
+        every chain of a host (the accounting), where a pair per rule was a third of the work.
+        Each buffer of the dump is searched for counter expressions whole (`_COUNTERS`), not
+        message by message, and the values are unpacked in one call per chain. A buffer that does
+        not start with this dump's messages (one left over from a dump that failed half way, say)
+        is walked message by message instead; a missing chain reads as empty."""
+        with self._dumping(chain):
+            return self._columns(self._sock(), chain, family, table)
+
+    def _columns(self, sock: socket.socket, chain: str, family: int, table: str) -> Columns:
         self._sequence = sequence = (self._sequence + 1) & 0xFFFFFFFF
         sock.send(_rule_dump_request(chain, family, table, sequence))
-        pairs: list[tuple[int, int]] = []
+        found: list[bytes] = []
         header = _DONE_TAIL.unpack_from
         while True:
             data = sock.recv(1 << 20)
@@ -363,20 +403,22 @@ class NftCounterReader:
                 raise OSError(errno.EIO, f"short netlink message in the rule dump of {chain}")
             _length, kind, _flags, seq, _pid = header(data, 0)
             if seq != sequence:
+                pairs = [_PAIR.unpack(piece)[::-1] for piece in found]
                 if _walk_pairs(data, sequence, chain, pairs):
-                    return pairs
+                    return _pairs_columns(pairs)
+                found = [_PAIR.pack(size, packets) for packets, size in pairs]
             elif kind == NLMSG_DONE:
-                return pairs
+                return _unpacked(found)
             elif kind == NLMSG_ERROR:
                 code = -struct.unpack_from("=i", data, NLMSG_HEADER)[0]
                 if code in (0, errno.ENOENT):
-                    return pairs if code == 0 else []
+                    return _unpacked(found) if code == 0 else _EMPTY
                 raise OSError(code, f"nf_tables rule dump of {chain}")
             else:
-                pairs += counter_pairs(data)
+                found += _COUNTERS.findall(data)
                 length, kind, _flags, seq, _pid = header(data, len(data) - 20)
                 if length == 20 and kind == NLMSG_DONE and seq == sequence:
-                    return pairs  # the dump's end came in the same buffer
+                    return _unpacked(found)  # the dump's end came in the same buffer
 
     def read_chain_targets(
         self, chain: str, family: int = 4, table: str = "filter"
@@ -388,12 +430,8 @@ class NftCounterReader:
     def _dump(
         self, chain: str, family: int, table: str, *, fast: bool = False, targets: bool = False
     ) -> list[Any]:
-        with self._lock:
-            try:
-                return self._dump_locked(chain, family, table, fast=fast, targets=targets)
-            except BaseException:
-                self.close()  # what the kernel still sends for this dump must not be read next
-                raise
+        with self._dumping(chain):
+            return self._dump_locked(chain, family, table, fast=fast, targets=targets)
 
     def _dump_locked(
         self, chain: str, family: int, table: str, *, fast: bool, targets: bool
@@ -426,6 +464,11 @@ class NftCounterReader:
                 elif targets:
                     _chain, counter, target = rule_summary(data[start + 20 : start + length])
                     out.append((counter, target))
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
 
 def _rule_dump_request(chain: str, family: int, table: str, sequence: int) -> bytes:

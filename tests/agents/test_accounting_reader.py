@@ -17,10 +17,18 @@ import redis
 from sgweb.firewall.compiler import compile_host
 from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import INGRESS, SecurityGroupRule
+from sgweb.kernel.nftcounters import Columns
 from sgweb.kernel.readback import Counter
 from sgweb.wire import accounting as wire
 from tests.kernel.test_firewall_e2e import WEB_GROUP, WEB_PORT, state
 from worker.accounting import Accountant, AccountingReader, Pending
+from worker.accounting_counts import (
+    BaselineStore,
+    Counts,
+    columns_of,
+    decode_snapshot,
+    encode_chain,
+)
 from worker.accounting_layout import ROOTS, build_layout, chain_key
 from worker.accounting_read import ChainReader
 
@@ -48,8 +56,8 @@ class FakeKernel:
         self.dumped.append(chain)
         return [counter for counter, _ in self._rules(chain, family)]
 
-    def read_chain_pairs(self, chain: str, family: int, table: str) -> list[tuple[int, int]]:
-        return [(c.packets, c.bytes) for c in self.read_chain_fast(chain, family, table)]
+    def read_chain_columns(self, chain: str, family: int, table: str) -> Columns:
+        return columns_of((c.packets, c.bytes) for c in self.read_chain_fast(chain, family, table))
 
     def read_chain_targets(self, chain: str, family: int, table: str) -> list:
         return self._rules(chain, family)
@@ -208,8 +216,8 @@ def test_a_document_survives_its_json_round_trip(kernel) -> None:
 
 
 def test_a_saved_baseline_reads_back_as_it_was_sent(kernel) -> None:
-    """The baseline's JSON is written by hand (`_counts_json`, for speed): a restarted agent
-    must read back exactly the counts its predecessor sent."""
+    """The baseline is saved as packed records (`accounting_counts`, for speed): a restarted
+    agent must read back exactly the counts its predecessor sent."""
     client = redis.Redis.from_url("redis://127.0.0.1:6379/11")
     prefix = f"sgwt-{secrets.token_hex(3)}"
     agent = SimpleNamespace(host="h1")
@@ -226,3 +234,37 @@ def test_a_saved_baseline_reads_back_as_it_was_sent(kernel) -> None:
     finally:
         for key in client.scan_iter(f"{prefix}:*"):
             client.delete(key)
+
+
+def test_a_baseline_saved_by_an_earlier_agent_as_json_still_loads_and_is_then_rewritten() -> None:
+    """Agents before the packed records kept one JSON object per chain: after an upgrade the
+    restarted agent starts from that baseline (nothing counted twice), and its first save
+    replaces it with the new form."""
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/11")
+    prefix = f"sgwt-{secrets.token_hex(3)}"
+    key = wire.baseline_key(prefix, "h1")
+    try:
+        client.hset(key, mapping={
+            "_reading": '{"run": 1.5, "seq": 7, "at": 20.0, "hosts": {"FORWARD": [3, 300]}}',
+            "4:filter:neutron-openvswi-iweb": '{"a1b2c3d4.1":[5,500],"jump:x":[0,0]}',
+        })  # fmt: skip
+        store = BaselineStore(client, key)
+        reading, snapshot = store.load()
+        assert reading is not None and reading["seq"] == 7
+        assert snapshot["4:filter:neutron-openvswi-iweb"].as_dict() == {
+            "a1b2c3d4.1": (5, 500), "jump:x": (0, 0)
+        }  # fmt: skip
+        store.save({"run": 1.5, "seq": 8, "at": 30.0}, snapshot)
+        assert set(client.hkeys(key)) == {b"_reading", b"_snapshot"}
+        assert BaselineStore(client, key).load()[1] == snapshot
+    finally:
+        client.delete(key)
+
+
+def test_the_packed_baseline_round_trips_every_chain_even_empty_ones() -> None:
+    snapshot = {
+        "4:filter:a": Counts(("x.1", "y.1"), (1, 2**63), (60, 2**64 - 1)),
+        "6:filter:b": Counts((), (), ()),
+        "6:r1:neutron-l3-agent-FORWARD": Counts(("jump:z",), (0,), (0,)),
+    }
+    assert decode_snapshot(b"".join(encode_chain(k, c) for k, c in snapshot.items())) == snapshot

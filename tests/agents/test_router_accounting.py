@@ -7,9 +7,10 @@ from dataclasses import replace
 
 from sgweb.firewall.fwaas.compiler import FORWARD_CHAIN, compile_router, policy_chain
 from sgweb.firewall.fwaas.model import FirewallRule
+from sgweb.kernel.nftcounters import Columns
 from sgweb.wire import accounting as wire
 from tests.firewall.fwaas.example import APP_GROUP_OBJ, PROD_EGRESS, STATE, WEB_GROUP, WEB_GROUP_OBJ
-from worker.accounting_read import Snapshot
+from worker.accounting_counts import Counts, Snapshot, columns_of
 from worker.router_accounting import (
     RouterAccountant,
     RouterChainReader,
@@ -30,7 +31,7 @@ def full_read(layout: RouterLayout, counts: dict[str, list[tuple[int, int]]]) ->
     for key, chain in layout.chains.items():
         given = counts.get(chain.name) if chain.family == 4 else None
         pairs = given or [(0, 0)] * len(chain.identities)
-        read[key] = dict(zip(chain.identities, pairs, strict=True))
+        read[key] = Counts(chain.identities, *columns_of(pairs))
     return read
 
 
@@ -145,16 +146,16 @@ def test_the_document_survives_its_json_form() -> None:
 
 
 class FakeNetlink:
-    """Counters by chain name, as `NftCounterReader.read_chain_pairs` returns them."""
+    """Counters by chain name, as `NftCounterReader.read_chain_columns` returns them."""
 
     def __init__(self, layout: RouterLayout) -> None:
         self.pairs = {(c.name, c.family): [(0, 0)] * len(c.identities)
                       for c in layout.chains.values()}  # fmt: skip
         self.read: list[tuple[str, int]] = []
 
-    def read_chain_pairs(self, chain: str, family: int = 4) -> list[tuple[int, int]]:
+    def read_chain_columns(self, chain: str, family: int = 4) -> Columns:
         self.read.append((chain, family))
-        return list(self.pairs[(chain, family)])
+        return columns_of(self.pairs[(chain, family)])
 
     def close(self) -> None:
         pass

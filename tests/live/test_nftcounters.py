@@ -196,3 +196,25 @@ def test_the_accounting_read_of_real_packets_agrees_with_the_listing_and_the_ful
     echoes = pairs[0][0]  # the requests and the replies leave through OUTPUT: 3 each, at least
     assert echoes >= 6 and pairs[0][1] >= echoes * 28  # an IP header and an ICMP one, at least
     assert pairs[1] == (0, 0) and pairs[2] == (0, 0)  # nothing reached the rules after a RETURN
+
+
+def test_a_dump_the_kernel_never_answers_fails_in_time_naming_its_chain(netns, monkeypatch):
+    """The accounting and live threads must not hang for good on a silent socket: a request the
+    kernel does not answer (here a NOOP message, which netlink ignores) fails after the read
+    timeout with the chain's name, and the next read works on a new socket."""
+    from sgweb.kernel import nftcounters
+
+    def silent(chain: str, family: int, table: str, sequence: int) -> bytes:
+        return nftcounters._REQUEST_HEADER.pack(16, 1, nftcounters.NLM_F_REQUEST, sequence, 0)
+
+    monkeypatch.setattr(nftcounters, "READ_TIMEOUT_S", 0.2)
+    reader = NftCounterReader(netns)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(nftcounters, "_rule_dump_request", silent)
+            with pytest.raises(TimeoutError, match="neutron-openvswi-isgwt"):
+                reader.read_chain_columns("neutron-openvswi-isgwt")
+        packets, sizes = reader.read_chain_columns("neutron-openvswi-isgwt")
+        assert list(zip(packets, sizes, strict=True)) == [(5, 300), (0, 0), (7, 7000), (2, 120)]
+    finally:
+        reader.close()
