@@ -4,7 +4,10 @@ In a scratch namespace holding an N-port host (the generated scenario, applied b
 
 * read: one accounting tick (read the counters of the chains that can have changed, the
   per-origin deltas, the document, the baseline written to Redis) on an idle host, with 10% of
-  the ports busy, and with every rule hit (the worst case: every chain read and written);
+  the ports busy, and with every rule hit (the worst case: every chain to read), the last both
+  within the agent's read budget (`SGWEB_ACCOUNTING_READ_BUDGET_MS`: the chains it has no time
+  for are read first by the next tick; `chains_left_for_the_next_reading`) and without it
+  (every chain read and written in one tick);
   wall time, CPU time (user and system) and the CPU share of one core at the accounting
   interval, the load average before and after each case. The document is JSON-encoded inside
   the tick, as the agent's send (Celery) does. Counts are made with `iptables-restore -c`;
@@ -158,16 +161,24 @@ def read_figures(agent: Agent, runs: int, interval_s: float) -> dict[str, Any]:
     assert agent.applied is not None
     compiled = agent.applied.compiled
     ports = [port.id for port in agent.applied.state.ports]
-    cases = {"idle": set(), "busy_10pct": set(ports[: len(ports) // 10]), "every_rule_hit": None}
-    result: dict[str, Any] = {}
+    busy_10pct = set(ports[: len(ports) // 10])
+    # name -> (busy ports, None: all; whether the reading's time budget applies)
+    cases = {"idle": (set(), True), "busy_10pct": (busy_10pct, True),
+             "every_rule_hit": (None, True), "every_rule_hit_no_budget": (None, False)}  # fmt: skip
+    budget = reader.read_budget_s
+    result: dict[str, Any] = {"read_budget_ms": budget * 1000 if budget else None}
+    bumps = 0
     try:
         reader.tick()  # the baseline: everything read once
-        for name, busy in cases.items():
+        for name, (busy, budgeted) in cases.items():
+            assert reader.reader is not None
+            reader.reader.budget_s = reader.read_budget_s if budgeted else None
             walls, users, systems, chains = [], [], [], []
             loads = [os.getloadavg()[0]]
-            for run in range(runs):
+            for _run in range(runs):
                 if busy is None or busy:
-                    _bump(agent.firewall, compiled, 1 + run, busy)
+                    bumps += 1
+                    _bump(agent.firewall, compiled, bumps, busy)
                 wall, (user, system) = time.perf_counter(), _cpu()
                 document = reader.tick()
                 after = _cpu()
@@ -180,6 +191,7 @@ def read_figures(agent: Agent, runs: int, interval_s: float) -> dict[str, Any]:
             cpu = [u + s for u, s in zip(users, systems, strict=True)]
             result[name] = {
                 "chains_read": int(statistics.median(chains)),
+                "chains_left_for_the_next_reading": len(reader.reader.left),
                 "origins_in_a_document": len(json.loads(sent[-1])["origins"]),
                 "document_bytes": len(sent[-1]),
                 "tick_ms_median": _median_ms(walls),

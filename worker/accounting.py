@@ -239,7 +239,7 @@ def _subtract(now: HostCounts, before: HostCounts) -> tuple[tuple[str, int, int]
 class AccountingReader(threading.Thread):
     def __init__(
         self, agent: Any, client: Any, prefix: str, send: Callable[[dict[str, Any]], None],
-        interval_s: float,
+        interval_s: float, read_budget_ms: float = wire.DEFAULT_READ_BUDGET_MS,
     ) -> None:  # fmt: skip
         super().__init__(name="sgweb-accounting", daemon=True)
         self.agent = agent
@@ -247,6 +247,7 @@ class AccountingReader(threading.Thread):
         self.prefix = prefix
         self.send = send
         self.interval_s = interval_s
+        self.read_budget_s = read_budget_ms / 1000 if read_budget_ms > 0 else None
         self.stopping = threading.Event()
         self.accountant = Accountant(agent.host)
         self.reader: ChainReader | None = None
@@ -291,7 +292,7 @@ class AccountingReader(threading.Thread):
         if not self._loaded:
             self.load_baseline()
         if self.reader is None:
-            self.reader = ChainReader(self.agent.firewall)
+            self.reader = ChainReader(self.agent.firewall, self.read_budget_s)
         applied = self.agent.applied
         known = self.accountant._layout
         layout = self.accountant.layout(applied.compiled)  # outside the lock: applies go on
@@ -350,10 +351,10 @@ def settle_heap() -> None:
 
 def start(
     agent: Any, redis_url: str, prefix: str, send: Callable[[dict[str, Any]], None],
-    interval_s: float,
+    interval_s: float, read_budget_ms: float = wire.DEFAULT_READ_BUDGET_MS,
 ) -> AccountingReader:  # fmt: skip
     client = redis.Redis.from_url(url=redis_url, socket_timeout=5, socket_connect_timeout=2)
-    reader = AccountingReader(agent, client, prefix, send, interval_s)
+    reader = AccountingReader(agent, client, prefix, send, interval_s, read_budget_ms)
     reader.settle_heap = True
     reader.start()
     return reader

@@ -16,6 +16,8 @@ import json
 import struct
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from time import perf_counter
 from typing import Any
 
 from sgweb.kernel.nftcounters import Columns
@@ -76,8 +78,8 @@ Snapshot = dict[ChainKey, Counts]
 
 
 def moved_jumps(chain: ChainLayout, counts: Counts, before: Counts | None) -> Iterator[str]:
-    """The targets of the chain's jumps whose counters moved since `before` (all of them when
-    there is no before): packets went that way, so the target may have counted."""
+    """The keys of the chains the chain's jumps lead to whose counters moved since `before` (all
+    of them when there is no before): packets went that way, so the target may have counted."""
     packets, sizes = counts.packets, counts.bytes
     if before is not None and before.same_rules(counts):
         old_packets, old_sizes = before.packets, before.bytes
@@ -93,22 +95,39 @@ def moved_jumps(chain: ChainLayout, counts: Counts, before: Counts | None) -> It
             yield target
 
 
+@dataclass
+class Walk:
+    """What a walk did: chains read, chains left out as mismatched (caught mid-apply: their
+    baselines stand), and the chains it had no time left for, in the order it would have read
+    them (the reader's next walk starts with them)."""
+
+    chains_read: int = 0
+    mismatched: int = 0
+    left: list[ChainKey] = field(default_factory=list)
+
+
 def walk(
     queue: list[ChainKey],
     chains: Mapping[ChainKey, ChainLayout],
     baseline: Snapshot | None,
     read_columns: Callable[[ChainKey, ChainLayout], Columns | None],
-    target_key: Callable[[ChainLayout, str], ChainKey],
     read: Snapshot,
-) -> tuple[int, int]:
-    """Read the queued chains and, transitively, the chains their moved jumps lead to, into
-    `read`; a chain nobody entered is not read (its baseline stands). `read_columns` returns
-    None for a chain it could not read (a router's namespace gone: next time). A chain whose
-    rule count is not the layout's (caught mid-apply) is left out: its baseline stands.
-    Returns (chains read, chains left out as mismatched)."""
+    deadline: float | None = None,
+) -> Walk:
+    """Read the queued chains (the last first) and, transitively, the chains their moved jumps
+    lead to, into `read`; a chain nobody entered is not read (its baseline stands).
+    `read_columns` returns None for a chain it could not read (a router's namespace gone: next
+    time). Past `deadline` (`time.perf_counter`) the walk stops, having read one chain at least
+    (so that a reader that starts with what was left always gets on), and returns the chains
+    still queued as `left`: a chain not read keeps its baseline, so what it counted meanwhile is
+    counted, whole and once, when it is read."""
+    done = Walk()
     seen: set[ChainKey] = set()
-    chains_read = mismatched = 0
     while queue:
+        if deadline is not None and done.chains_read and perf_counter() > deadline:
+            waiting = (key for key in reversed(queue) if key not in seen and key in chains)
+            done.left = list(dict.fromkeys(waiting))
+            break
         key = queue.pop()
         chain = chains.get(key)
         if chain is None or key in seen:
@@ -117,15 +136,14 @@ def walk(
         columns = read_columns(key, chain)
         if columns is None:
             continue
-        chains_read += 1
+        done.chains_read += 1
         packets, sizes = columns
         if len(packets) != len(chain.identities):
-            mismatched += 1  # not what was applied (yet): keep the baseline
+            done.mismatched += 1  # not what was applied (yet): keep the baseline
             continue
         counts = read[key] = Counts(chain.identities, packets, sizes)
-        before = baseline.get(key) if baseline is not None else None
-        queue.extend(target_key(chain, target) for target in moved_jumps(chain, counts, before))
-    return chains_read, mismatched
+        queue.extend(moved_jumps(chain, counts, baseline.get(key) if baseline else None))
+    return done
 
 
 # -- the baseline in Redis ----------------------------------------------------------------------

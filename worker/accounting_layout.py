@@ -33,7 +33,7 @@ class ChainLayout:
     name: str
     identities: tuple[str, ...]  # per position
     origins: tuple[int, ...]  # per position, an index into Layout.origin_keys
-    jumps: tuple[tuple[int, str], ...]  # (position, owned chain it jumps to)
+    jumps: tuple[tuple[int, ChainKey], ...]  # (position, key of the owned chain it jumps to)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +116,7 @@ class LayoutBuilder:
                    verdict_of(rule, fallback))  # fmt: skip
             origins.append(keys.setdefault(key, len(keys)))
             if rule.target in owned:
-                jumps.append((position, rule.target))
+                jumps.append((position, chain_key(family, rule.target)))
         return ChainLayout(family, chain.name, ids, tuple(origins), tuple(jumps))
 
 
@@ -134,7 +134,7 @@ def _host_rules(
             rules[wire.HOST_SG_CHAIN].extend(
                 (chain_key(family, wrapper.name), wrapper.identities[position])
                 for position, target in wrapper.jumps
-                if target == sg_chain(prefix)
+                if target == chain_key(family, sg_chain(prefix))
             )
         fallback = chains.get(chain_key(family, fallback_chain(prefix)))
         if fallback is not None:

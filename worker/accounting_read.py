@@ -22,6 +22,7 @@ netlink, `iptables-save -c` per family.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from time import perf_counter
 from typing import Any
 
 from sgweb.kernel.nftcounters import Columns, NftCounterReader
@@ -44,17 +45,20 @@ def _jump_counts(rules: Iterable[tuple[Counter, str | None]], owned: frozenset[s
 class ChainReader:
     """Reads what changed (see the module docstring); `read` returns only chains it read."""
 
-    def __init__(self, firewall: Any) -> None:
+    def __init__(self, firewall: Any, budget_s: float | None = None) -> None:
         self.firewall = firewall
         self.netlink = NftCounterReader(firewall.netns)
         self.use_netlink = self.netlink.available()
+        self.budget_s = budget_s  # None: read everything that can have changed, every time
         self.chains_read = 0
         self.mismatched = 0
+        self.left: list[ChainKey] = []  # what the last read had no time for: read first next
 
     def read(self, layout: Layout, baseline: Snapshot | None, must: set[ChainKey]) -> Snapshot:
         self.chains_read = self.mismatched = 0
         if not self.use_netlink:
             return self._read_saved(layout)
+        started = perf_counter()
         read: Snapshot = {}
         queue: list[ChainKey] = sorted(must)
         for family in (4, 6):
@@ -72,9 +76,10 @@ class ChainReader:
                     )
                     if before is None or before.get(identity) != (packets, size)
                 )
-        self.chains_read, self.mismatched = walk(
-            queue, layout.chains, baseline, self._columns, _target_key, read
-        )
+        queue.extend(reversed(self.left))  # popped first, in the order they were left
+        deadline = None if self.budget_s is None or baseline is None else started + self.budget_s
+        done = walk(queue, layout.chains, baseline, self._columns, read, deadline)
+        self.chains_read, self.mismatched, self.left = done.chains_read, done.mismatched, done.left
         return read
 
     def _columns(self, _key: ChainKey, chain: ChainLayout) -> Columns:
@@ -107,7 +112,3 @@ class ChainReader:
                     chain.identities, *columns_of((c.packets, c.bytes) for c, _target in found)
                 )
         return read
-
-
-def _target_key(chain: ChainLayout, target: str) -> ChainKey:
-    return chain_key(chain.family, target)

@@ -50,10 +50,6 @@ FwOriginKey = tuple[str, str | None, str, str, str | None, str]
 UNCOUNTED = 0  # origin index of rules that only pass packets on (jumps to policy chains)
 
 
-def _target_key(_chain: ChainLayout, target: str) -> ChainKey:
-    return target  # a router layout's jumps name chain keys already
-
-
 def router_chain_key(family: int, router_id: str, chain: str) -> ChainKey:
     return f"{family}:{router_id}:{chain}"
 
@@ -237,9 +233,8 @@ class RouterChainReader:
             return read
         queue: list[ChainKey] = [key for keys in layout.entries.values() for key in keys]
         queue += sorted(must)
-        self.chains_read, self.mismatched = walk(
-            queue, layout.chains, baseline, self._columns, _target_key, read
-        )
+        done = walk(queue, layout.chains, baseline, self._columns, read)
+        self.chains_read, self.mismatched = done.chains_read, done.mismatched
         return read
 
     def _columns(self, key: ChainKey, chain: ChainLayout) -> Columns | None:

@@ -76,13 +76,17 @@ def name_of(rule) -> str:
 def reader_for(kernel: FakeKernel) -> ChainReader:
     reader = ChainReader.__new__(ChainReader)
     reader.netlink, reader.use_netlink, reader.chains_read, reader.mismatched = kernel, True, 0, 0
+    reader.budget_s, reader.left = None, []
     return reader
 
 
-def take(accountant: Accountant, kernel: FakeKernel, at: float) -> Pending:
+def take(
+    accountant: Accountant, kernel: FakeKernel, at: float, reader: ChainReader | None = None
+) -> Pending:
     layout = accountant.layout(kernel.compiled)
     kernel.dumped.clear()
-    read = reader_for(kernel).read(layout, accountant.baseline, accountant.to_read(layout))
+    reader = reader or reader_for(kernel)
+    read = reader.read(layout, accountant.baseline, accountant.to_read(layout))
     pending = accountant.deltas(layout, read, at)
     accountant.sent(pending)
     return pending
@@ -171,6 +175,28 @@ def test_a_counter_that_went_down_is_a_new_baseline_never_negative_traffic(kerne
     assert origin(pending, "web-icmp") == (3, 300)
     assert pending.document.resets == 1
     assert all(o.packets >= 0 and o.bytes >= 0 for o in pending.document.origins)
+
+
+def test_a_reading_out_of_time_leaves_the_rest_to_the_next_and_counts_every_packet_once(
+    kernel,
+) -> None:
+    """With no time to spare (a budget of 0), each reading reads one chain on the echo
+    requests' way, the one the last reading left first; the pings are counted once, when their
+    chain is read, and nothing is counted twice after."""
+    accountant = Accountant("h1", run=1.0)
+    reader = reader_for(kernel)
+    reader.budget_s = 0.0
+    take(accountant, kernel, 1, reader)  # the first reading reads everything: no budget
+    pings(kernel, 5)
+    counted = []
+    for at in range(2, 8):
+        pending = take(accountant, kernel, at, reader)
+        assert len(kernel.dumped) <= 1
+        counted.append(origin(pending, "web-icmp")[0])
+        if at == 4:
+            pings(kernel, 2)  # more traffic while its chain waits its turn
+    assert sum(counted) == 7 and counted[0] == 0, counted
+    assert reader.left == []
 
 
 def test_a_chain_caught_mid_apply_is_skipped_not_misattributed(kernel) -> None:
