@@ -19,8 +19,7 @@ from sgweb.fwaas.models import FirewallPolicy
 from sgweb.hostsync.routers_publish import watch_rule_hits
 from sgweb.live.routerhits import router_rules
 from sgweb.routers.models import Router
-from sgweb.tenancy import access as tenancy_access
-from sgweb.tenancy.access import is_admin, scope
+from sgweb.tenancy.access import is_admin, scope, writable_projects
 
 M = TypeVar("M", bound=Model)
 T = TypeVar("T")
@@ -40,7 +39,7 @@ def followed(request: HttpRequest, what: str, change: Callable[[], T]) -> T:
 def list_page(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
     """A firewall list page (rules, policies, groups); its "new" button shows to whoever may
     change some project."""
-    can_create = tenancy_access.writable_projects(request.user).exists()
+    can_create = writable_projects(request.user).exists()
     return render_page(
         request, template, {**context, "can_create": can_create}, section="firewalls"
     )
