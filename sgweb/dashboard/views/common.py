@@ -1,10 +1,12 @@
 """What every dashboard view shares: answering a form either as a page or as JSON for the
-inline validation script, and turning the actions' errors into form errors."""
+inline validation script, turning the actions' errors into form errors, and the flows built on
+that (a create page, a posted form, a button)."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django import forms
@@ -14,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from sgweb import dispatch
 from sgweb.dashboard import delivery
 from sgweb.dashboard.guards import deny_unless_changeable, raise_for_access
+from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.tenancy import access as tenancy_access
 from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import Project
@@ -141,6 +144,29 @@ def button_refused(
     return refused_message(request, url, message, error.status_code)
 
 
+def button_change(
+    request: HttpRequest,
+    change: Callable[[], object],
+    *,
+    back: str,
+    to: str,
+    message: str,
+    in_use: Callable[[], str] | None = None,
+    with_details: bool = False,
+) -> HttpResponse:
+    """A button that changes something: `change` runs the action; done, on to `to` with
+    `message`; refused, back to `back` (the page the button was on) saying why, as
+    `button_refused` does, or, for an object in use (409) when `in_use` is given, in its words
+    (which policies use a rule)."""
+    try:
+        change()
+    except ActionError as error:
+        if in_use is not None and error.status_code == 409:
+            return refused_message(request, back, in_use(), error.status_code)
+        return button_refused(request, back, error, with_details=with_details)
+    return done(request, to, message)
+
+
 def delete_or_refuse(
     request: HttpRequest,
     delete: Callable[[], object],
@@ -151,17 +177,45 @@ def delete_or_refuse(
     in_use: Callable[[], str] | None = None,
     with_details: bool = True,
 ) -> HttpResponse:
-    """A delete button: `delete` runs the action; done, on to `to` with the message `deleted`;
-    refused, back to `back` (the page the button was on) saying why, as `button_refused` does
-    (with the action's details: how many ports still use it, say), or, for an object in use
-    (409) when `in_use` is given, in its words (which policies use a rule)."""
+    """A delete button: a `button_change` whose refusal says the action's details by default
+    (how many ports still use what was to be deleted, say)."""
+    return button_change(
+        request, delete, back=back, to=to, message=deleted, in_use=in_use, with_details=with_details
+    )
+
+
+@dataclass(frozen=True)
+class Done:
+    """Where a form that was carried out goes on to, and what the next page says."""
+
+    url: str
+    message: str = ""
+
+
+def submit(
+    request: HttpRequest,
+    form: forms.BaseForm,
+    render_page: Callable[[int], HttpResponse],
+    change: Callable[[], Done | None],
+    *,
+    aliases: dict[str, str] | None = None,
+    not_found_page: bool = False,
+) -> HttpResponse:
+    """A posted form: `change` runs the action on the form's values and says where to go on to;
+    it returns None instead when it has put errors on the form (a value the page did not
+    offer). Invalid, refused by the action (see `form_refused`) or None, the form is sent back
+    with its errors."""
+    if not form.is_valid():
+        return refused(request, form, render_page)
     try:
-        delete()
+        outcome = change()
     except ActionError as error:
-        if in_use is not None and error.status_code == 409:
-            return refused_message(request, back, in_use(), error.status_code)
-        return button_refused(request, back, error, with_details=with_details)
-    return done(request, to, deleted)
+        return form_refused(
+            request, form, render_page, error, aliases=aliases, not_found_page=not_found_page
+        )
+    if outcome is None:
+        return refused(request, form, render_page)
+    return done(request, outcome.url, outcome.message)
 
 
 def save_edit(
@@ -176,14 +230,50 @@ def save_edit(
 ) -> HttpResponse:
     """An object's edit form, posted from the object's page: `change` runs the action on the
     form's values; refused, the page shows again with the form open and the action's errors on
-    it (see `form_refused`); done, back to `url` with the message `saved`."""
-    if not form.is_valid():
-        return refused(request, form, render_page)
-    try:
+    it (see `submit`); done, back to `url` with the message `saved`."""
+
+    def save() -> Done:
         change()
-    except ActionError as error:
-        return form_refused(request, form, render_page, error, not_found_page=not_found_page)
-    return done(request, url, saved)
+        return Done(url, saved)
+
+    return submit(request, form, render_page, save, not_found_page=not_found_page)
+
+
+def create_page(
+    request: HttpRequest,
+    form: forms.BaseForm,
+    create: Callable[[Project], Done | None],
+    template: str,
+    *,
+    section: str,
+    context: Callable[[], dict[str, Any]] = dict,
+    not_found_page: bool = False,
+) -> HttpResponse:
+    """A create page: the blank form on GET; posted, `create` makes the object in the project
+    the form chose (one of `create_projects`') as `submit` says. `context` adds what the
+    template needs besides the form and the projects; it is called when the page renders, so
+    a sent-back form shows what was picked."""
+    shell = build_shell(request)
+    projects, initial_project = create_projects(request, shell)
+
+    def page(status: int = 200) -> HttpResponse:
+        return render_page(
+            request,
+            template,
+            {"form": form, "projects": projects, "initial_project": initial_project, **context()},
+            section=section,
+            shell=shell,
+            status=status,
+        )
+
+    if request.method != "POST":
+        return page()
+
+    def create_in_chosen_project() -> Done | None:
+        project = chosen_project(form, projects)
+        return None if project is None else create(project)
+
+    return submit(request, form, page, create_in_chosen_project, not_found_page=not_found_page)
 
 
 def refused_message(

@@ -14,24 +14,22 @@ from django.views.decorators.http import require_POST
 
 from sgweb.dashboard.forms import FirewallGroupForm, NewFirewallGroupForm, sharing
 from sgweb.dashboard.guards import deny_unless_changeable
-from sgweb.dashboard.shell import build_shell, render_page
-from sgweb.dashboard.views.common import (
-    chosen_project,
-    create_projects,
-    delete_or_refuse,
-    done,
-    form_refused,
-    refused,
+from sgweb.dashboard.shell import render_page
+from sgweb.dashboard.views.common import Done, create_page, delete_or_refuse, submit
+from sgweb.dashboard.views.firewalls import (
+    followed,
+    list_page,
+    usable_in,
+    visible_or_404,
+    visible_or_shared,
 )
-from sgweb.dashboard.views.firewalls import followed, usable_in, visible_or_404, visible_or_shared
 from sgweb.fwaas import actions
 from sgweb.fwaas.models import FirewallGroup, FirewallPolicy
 from sgweb.fwaas.representation import group_status
 from sgweb.networks.models import Port
 from sgweb.routers.choices import ROUTER_INTERFACE
-from sgweb.tenancy import access as tenancy_access
 from sgweb.tenancy.access import can_change_project, is_admin, scope
-from sgweb.tenancy.errors import ActionError
+from sgweb.tenancy.models import Project
 
 
 @login_required
@@ -44,12 +42,7 @@ def group_list(request: HttpRequest) -> HttpResponse:
         {"group": group, "status": group_status(group), "ports": list(group.port_links.all())}
         for group in groups.order_by("name", "pk")
     ]
-    return render_page(
-        request,
-        "dashboard/firewalls/groups.html",
-        {"rows": rows, "can_create": tenancy_access.writable_projects(request.user).exists()},
-        section="firewalls",
-    )
+    return list_page(request, "dashboard/firewalls/groups.html", {"rows": rows})
 
 
 def _interfaces(request: HttpRequest, project_id: Any = None) -> list[Port]:
@@ -98,8 +91,6 @@ def _chosen(request: HttpRequest, form: FirewallGroupForm, project_id: Any) -> d
 
 @login_required
 def group_new(request: HttpRequest) -> HttpResponse:
-    shell = build_shell(request)
-    projects, initial_project = create_projects(request, shell)
     interfaces = _interfaces(request)
     form = NewFirewallGroupForm(
         request.POST or None,
@@ -107,40 +98,32 @@ def group_new(request: HttpRequest) -> HttpResponse:
         initial={"admin_state_up": True},
     )
 
-    def page(status: int = 200) -> HttpResponse:
-        return render_page(
-            request,
-            "dashboard/firewalls/group_new.html",
-            {"form": form, "projects": projects, "initial_project": initial_project,
-             "policies": _policy_choices(request), "interfaces": interfaces,
-             "picked": form["ports"].value() or [], "may_share": is_admin(request.user)},
-            section="firewalls",
-            shell=shell,
-            status=status,
-        )  # fmt: skip
-
-    if request.method != "POST":
-        return page()
-    if not form.is_valid():
-        return refused(request, form, page)
-    project = chosen_project(form, projects)
-    if project is None:
-        return refused(request, form, page)
-    values = _chosen(request, form, project.pk)
-    if form.errors:
-        return refused(request, form, page)
-    try:
+    def create(project: Project) -> Done | None:
+        values = _chosen(request, form, project.pk)
+        if form.errors:
+            return None
         group = followed(
             request,
             f"firewall group {values['name'] or '(unnamed)'} created",
             lambda: actions.create_group(request.user, project, **values),
         )
-    except ActionError as error:
-        return form_refused(request, form, page, error)
-    return done(
+        return Done(
+            reverse("dashboard:firewall_group", args=[group.pk]),
+            f"Firewall group {group} created on {len(values['ports'])} router interface(s).",
+        )
+
+    return create_page(
         request,
-        reverse("dashboard:firewall_group", args=[group.pk]),
-        f"Firewall group {group} created on {len(values['ports'])} router interface(s).",
+        form,
+        create,
+        "dashboard/firewalls/group_new.html",
+        section="firewalls",
+        context=lambda: {
+            "policies": _policy_choices(request),
+            "interfaces": interfaces,
+            "picked": form["ports"].value() or [],
+            "may_share": is_admin(request.user),
+        },
     )
 
 
@@ -206,26 +189,26 @@ def group_update(request: HttpRequest, group_id: str) -> HttpResponse:
     interfaces = _interfaces(request, group.project_id)
     form = FirewallGroupForm(request.POST, port_ids=[str(port.pk) for port in interfaces])
 
-    def page(status: int = 200) -> HttpResponse:
-        return _group_page(request, group, status, edit_form=form)
-
-    if not form.is_valid():
-        return refused(request, form, page)
-    values = _chosen(request, form, group.project_id)
-    if form.errors:
-        return refused(request, form, page)
-    try:
+    def save() -> Done | None:
+        values = _chosen(request, form, group.project_id)
+        if form.errors:
+            return None
         followed(
             request,
             f"firewall group {group} saved",
             lambda: actions.update_group(request.user, group, **values),
         )
-    except ActionError as error:
-        return form_refused(request, form, page, error, not_found_page=True)
-    return done(
+        return Done(
+            reverse("dashboard:firewall_group", args=[group.pk]),
+            "Firewall group saved; the network nodes of its routers follow.",
+        )
+
+    return submit(
         request,
-        reverse("dashboard:firewall_group", args=[group.pk]),
-        "Firewall group saved; the network nodes of its routers follow.",
+        form,
+        lambda status: _group_page(request, group, status, edit_form=form),
+        save,
+        not_found_page=True,
     )
 
 

@@ -21,23 +21,25 @@ from sgweb.dashboard.forms import (
     sharing,
 )
 from sgweb.dashboard.guards import deny_unless_changeable
-from sgweb.dashboard.shell import build_shell, render_page
+from sgweb.dashboard.shell import render_page
 from sgweb.dashboard.views.common import (
-    button_refused,
-    chosen_project,
-    create_projects,
+    Done,
+    button_change,
+    create_page,
     delete_or_refuse,
-    done,
-    form_refused,
-    refused,
     save_edit,
+    submit,
 )
-from sgweb.dashboard.views.firewalls import followed, usable_in, visible_or_404, visible_or_shared
+from sgweb.dashboard.views.firewalls import (
+    followed,
+    list_page,
+    usable_in,
+    visible_or_404,
+    visible_or_shared,
+)
 from sgweb.fwaas import actions
 from sgweb.fwaas.models import FirewallGroup, FirewallPolicy, FirewallRule
-from sgweb.tenancy import access as tenancy_access
 from sgweb.tenancy.access import can_change_project, can_see_project, is_admin, scope
-from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import Project
 
 INSERT_PLACES = (
@@ -54,21 +56,12 @@ def policy_list(request: HttpRequest) -> HttpResponse:
     policies = visible_or_shared(
         request.user, FirewallPolicy.objects.select_related("project")
     ).prefetch_related("rule_links")
-    return render_page(
-        request,
-        "dashboard/firewalls/policies.html",
-        {
-            "policies": policies.order_by("name", "pk"),
-            "can_create": tenancy_access.writable_projects(request.user).exists(),
-        },
-        section="firewalls",
-    )
+    context = {"policies": policies.order_by("name", "pk")}
+    return list_page(request, "dashboard/firewalls/policies.html", context)
 
 
 @login_required
 def policy_new(request: HttpRequest) -> HttpResponse:
-    shell = build_shell(request)
-    projects, initial_project = create_projects(request, shell)
     candidates = list(
         visible_or_shared(request.user, FirewallRule.objects.select_related("project")).order_by(
             "project__name", "name", "pk"
@@ -78,40 +71,31 @@ def policy_new(request: HttpRequest) -> HttpResponse:
         request.POST or None, rule_ids=[str(rule.pk) for rule in candidates]
     )
 
-    def page(status: int = 200) -> HttpResponse:
-        return render_page(
-            request,
-            "dashboard/firewalls/policy_new.html",
-            {"form": form, "projects": projects, "initial_project": initial_project,
-             "candidates": _picker_rows(form, candidates), "may_share": is_admin(request.user)},
-            section="firewalls",
-            shell=shell,
-            status=status,
-        )  # fmt: skip
-
-    if request.method != "POST":
-        return page()
-    if not form.is_valid():
-        return refused(request, form, page)
-    project = chosen_project(form, projects)
-    if project is None:
-        return refused(request, form, page)
-    by_id = {str(rule.pk): rule for rule in candidates}
-    rules = [by_id[rule_id] for rule_id in form.ordered_rule_ids()]
-    if not _rules_usable(request, form, project, rules):
-        return refused(request, form, page)
-    data = form.cleaned_data
-    try:
+    def create(project: Project) -> Done | None:
+        by_id = {str(rule.pk): rule for rule in candidates}
+        rules = [by_id[rule_id] for rule_id in form.ordered_rule_ids()]
+        if not _rules_usable(request, form, project, rules):
+            return None
+        data = form.cleaned_data
         policy = actions.create_policy(
             request.user, project, name=data["name"], description=data["description"],
             firewall_rules=rules, **sharing(form, may_share=is_admin(request.user)),
         )  # fmt: skip
-    except ActionError as error:
-        return form_refused(request, form, page, error)
-    return done(
+        return Done(
+            reverse("dashboard:firewall_policy", args=[policy.pk]),
+            f"Firewall policy {policy} created with {len(rules)} rule(s).",
+        )
+
+    return create_page(
         request,
-        reverse("dashboard:firewall_policy", args=[policy.pk]),
-        f"Firewall policy {policy} created with {len(rules)} rule(s).",
+        form,
+        create,
+        "dashboard/firewalls/policy_new.html",
+        section="firewalls",
+        context=lambda: {
+            "candidates": _picker_rows(form, candidates),
+            "may_share": is_admin(request.user),
+        },
     )
 
 
@@ -217,16 +201,18 @@ def policy_move_rule(request: HttpRequest, policy_id: str, rule_id: str) -> Http
     url = reverse("dashboard:firewall_policy", args=[policy.pk])
     rule = _rule_in(policy, rule_id)
     offset = -1 if request.POST.get("direction") == "up" else 1
-    try:
-        followed(
+    where = "up" if offset < 0 else "down"
+    return button_change(
+        request,
+        lambda: followed(
             request,
             f"{policy}: rule {rule} moved",
             lambda: actions.move_rule(request.user, policy, rule, offset=offset),
-        )
-    except ActionError as error:
-        return button_refused(request, url, error)
-    where = "up" if offset < 0 else "down"
-    return done(request, url, f"Moved rule {rule} {where}.")
+        ),
+        back=url,
+        to=url,
+        message=f"Moved rule {rule} {where}.",
+    )
 
 
 @require_POST
@@ -236,15 +222,17 @@ def policy_remove_rule(request: HttpRequest, policy_id: str, rule_id: str) -> Ht
     deny_unless_changeable(request.user, policy.project_id)
     url = reverse("dashboard:firewall_policy", args=[policy.pk])
     rule = _rule_in(policy, rule_id)
-    try:
-        followed(
+    return button_change(
+        request,
+        lambda: followed(
             request,
             f"{policy}: rule {rule} removed",
             lambda: actions.remove_rule(request.user, policy, rule),
-        )
-    except ActionError as error:
-        return button_refused(request, url, error)
-    return done(request, url, f"Removed rule {rule} from {policy}; the rule itself is kept.")
+        ),
+        back=url,
+        to=url,
+        message=f"Removed rule {rule} from {policy}; the rule itself is kept.",
+    )
 
 
 def _insert_keywords(
@@ -271,28 +259,29 @@ def policy_insert_rule(request: HttpRequest, policy_id: str) -> HttpResponse:
     deny_unless_changeable(request.user, policy.project_id)
     form = InsertFirewallRuleForm(request.POST)
 
-    def page(status: int = 200) -> HttpResponse:
-        return _policy_page(request, policy, status, insert_form=form)
-
-    if not form.is_valid():
-        return refused(request, form, page)
-    rule = _usable_rule(request, policy, form.cleaned_data["firewall_rule_id"])
-    if rule is None:
-        form.add_error("firewall_rule_id", "Choose a rule of this project or a shared one.")
-        return refused(request, form, page)
-    keywords = _insert_keywords(form, policy.ordered_rules())
-    if keywords is None:
-        return refused(request, form, page)
-    try:
+    def insert() -> Done | None:
+        rule = _usable_rule(request, policy, form.cleaned_data["firewall_rule_id"])
+        if rule is None:
+            form.add_error("firewall_rule_id", "Choose a rule of this project or a shared one.")
+            return None
+        keywords = _insert_keywords(form, policy.ordered_rules())
+        if keywords is None:
+            return None
         followed(
             request,
             f"{policy}: rule {rule} inserted",
             lambda: actions.insert_rule(request.user, policy, rule, **keywords),
         )
-    except ActionError as error:
-        return form_refused(request, form, page, error, aliases=INSERT_ALIASES)
-    url = reverse("dashboard:firewall_policy", args=[policy.pk])
-    return done(request, f"{url}#rules", f"Inserted rule {rule} into {policy}.")
+        url = reverse("dashboard:firewall_policy", args=[policy.pk])
+        return Done(f"{url}#rules", f"Inserted rule {rule} into {policy}.")
+
+    return submit(
+        request,
+        form,
+        lambda status: _policy_page(request, policy, status, insert_form=form),
+        insert,
+        aliases=INSERT_ALIASES,
+    )
 
 
 def _usable_rule(request: HttpRequest, policy: FirewallPolicy, rule_id: str) -> FirewallRule | None:

@@ -13,22 +13,14 @@ from django.views.decorators.http import require_POST
 from sgweb.dashboard import usage
 from sgweb.dashboard.forms import FirewallRuleForm, NewFirewallRuleForm
 from sgweb.dashboard.guards import deny_unless_changeable
-from sgweb.dashboard.shell import build_shell, render_page
-from sgweb.dashboard.views.common import (
-    chosen_project,
-    create_projects,
-    delete_or_refuse,
-    done,
-    form_refused,
-    refused,
-    save_edit,
-)
-from sgweb.dashboard.views.firewalls import followed, visible_or_404, visible_or_shared
+from sgweb.dashboard.shell import render_page
+from sgweb.dashboard.views.common import Done, create_page, delete_or_refuse, save_edit
+from sgweb.dashboard.views.firewalls import followed, list_page, visible_or_404, visible_or_shared
 from sgweb.fwaas import actions
 from sgweb.fwaas.models import FirewallRule
 from sgweb.tenancy import access as tenancy_access
 from sgweb.tenancy.access import can_change_project, is_admin
-from sgweb.tenancy.errors import ActionError
+from sgweb.tenancy.models import Project
 
 # What the page offers; the action is the authority on what it takes.
 PROTOCOLS = (("any", "Any"), ("tcp", "TCP"), ("udp", "UDP"), ("icmp", "ICMP"))
@@ -48,51 +40,32 @@ def rule_list(request: HttpRequest) -> HttpResponse:
     rules = visible_or_shared(
         request.user, FirewallRule.objects.select_related("project")
     ).prefetch_related("policy_links__policy")
-    return render_page(
-        request,
-        "dashboard/firewalls/rules.html",
-        {
-            "rules": rules.order_by("name", "pk"),
-            "can_create": tenancy_access.writable_projects(request.user).exists(),
-        },
-        section="firewalls",
+    return list_page(
+        request, "dashboard/firewalls/rules.html", {"rules": rules.order_by("name", "pk")}
     )
 
 
 @login_required
 def rule_new(request: HttpRequest) -> HttpResponse:
-    shell = build_shell(request)
-    projects, initial_project = create_projects(request, shell)
     initial = {"protocol": "tcp", "ip_version": "4", "action": "deny", "enabled": True}
     form = NewFirewallRuleForm(request.POST or None, initial=initial)
 
-    def page(status: int = 200) -> HttpResponse:
-        return render_page(
-            request,
-            "dashboard/firewalls/rule_new.html",
-            {"form": form, "projects": projects, "initial_project": initial_project,
-             **_choices(request)},
-            section="firewalls",
-            shell=shell,
-            status=status,
-        )  # fmt: skip
-
-    if request.method != "POST":
-        return page()
-    if not form.is_valid():
-        return refused(request, form, page)
-    project = chosen_project(form, projects)
-    if project is None:
-        return refused(request, form, page)
-    try:
+    def create(project: Project) -> Done:
         changes = form.changes(may_share=is_admin(request.user))
         rule = actions.create_rule(request.user, project, **changes)
-    except ActionError as error:
-        return form_refused(request, form, page, error, not_found_page=True)
-    return done(
+        return Done(
+            reverse("dashboard:firewall_rule", args=[rule.pk]),
+            f"Firewall rule {rule} created: {rule.action}. Put it into a policy to use it.",
+        )
+
+    return create_page(
         request,
-        reverse("dashboard:firewall_rule", args=[rule.pk]),
-        f"Firewall rule {rule} created: {rule.action}. Put it into a policy to use it.",
+        form,
+        create,
+        "dashboard/firewalls/rule_new.html",
+        section="firewalls",
+        context=lambda: _choices(request),
+        not_found_page=True,
     )
 
 

@@ -19,7 +19,7 @@ from sgweb.fwaas.models import FirewallPolicy
 from sgweb.hostsync.routers_publish import watch_rule_hits
 from sgweb.live.routerhits import router_rules
 from sgweb.routers.models import Router
-from sgweb.tenancy.access import is_admin, scope
+from sgweb.tenancy.access import is_admin, scope, writable_projects
 
 M = TypeVar("M", bound=Model)
 T = TypeVar("T")
@@ -34,6 +34,15 @@ def followed(request: HttpRequest, what: str, change: Callable[[], T]) -> T:
     ("Applied on network1 (revision 4) in 0.3 s", dashboard/delivery.py)."""
     with following(request, what, nothing=ON_NO_ROUTER):
         return change()
+
+
+def list_page(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    """A firewall list page (rules, policies, groups); its "new" button shows to whoever may
+    change some project."""
+    can_create = writable_projects(request.user).exists()
+    return render_page(
+        request, template, {**context, "can_create": can_create}, section="firewalls"
+    )
 
 
 def visible_or_shared(user: Any, queryset: QuerySet[M]) -> QuerySet[M]:

@@ -17,20 +17,18 @@ from sgweb.dashboard.guards import deny_unless_changeable, get_visible_or_404
 from sgweb.dashboard.listing import paginate, search_term, sorted_by
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
-    chosen_project,
-    create_projects,
+    Done,
+    create_page,
     delete_or_refuse,
-    done,
     following,
-    form_refused,
-    refused,
     save_edit,
+    submit,
 )
 from sgweb.networks import actions
 from sgweb.networks.models import Network, Port, Subnet
 from sgweb.tenancy import access as tenancy_access
 from sgweb.tenancy.access import can_change_project, scope
-from sgweb.tenancy.errors import ActionError
+from sgweb.tenancy.models import Project
 
 NETWORK_SORTS = {"name": "name", "project": "project__name", "ports": "port_count"}
 
@@ -136,7 +134,19 @@ def subnet_create(request: HttpRequest, network_id: str) -> HttpResponse:
     network = _network_for(request, network_id)
     deny_unless_changeable(request.user, network.project_id)
     form = SubnetForm(request.POST)
-    form.is_valid()
+
+    def create() -> Done:
+        subnet = actions.create_subnet(request.user, network, **_new_subnet_fields(form))
+        return Done(_subnets_url(network), f"Subnet {subnet.cidr} created.")
+
+    return submit(
+        request, form, lambda status: _detail_page(request, network, form, status), create
+    )
+
+
+def _new_subnet_fields(form: SubnetForm) -> dict[str, Any]:
+    """The action's keywords for a new subnet: what was left empty is left to the action's
+    defaults (the gateway: "none" for no gateway)."""
     data = form.cleaned_data
     fields: dict[str, Any] = {
         "name": data.get("name", ""),
@@ -150,62 +160,29 @@ def subnet_create(request: HttpRequest, network_id: str) -> HttpResponse:
         fields["gateway_ip"] = None
     elif gateway:
         fields["gateway_ip"] = gateway
-    servers = [
-        s.strip() for s in data.get("dhcp_servers", "").replace(",", " ").split() if s.strip()
-    ]
+    servers = _addresses(data.get("dhcp_servers", ""))
     if servers:
         fields["dhcp_servers"] = servers
+    return fields
 
-    def page(status: int = 200) -> HttpResponse:
-        return _detail_page(request, network, form, status)
 
-    try:
-        subnet = actions.create_subnet(request.user, network, **fields)
-    except ActionError as error:
-        return form_refused(request, form, page, error)
-    return done(
-        request,
-        reverse("dashboard:network", args=[network.pk]) + "#subnets",
-        f"Subnet {subnet.cidr} created.",
-    )
+def _subnets_url(network: Network) -> str:
+    return reverse("dashboard:network", args=[network.pk]) + "#subnets"
 
 
 @login_required
 def network_new(request: HttpRequest) -> HttpResponse:
-    shell = build_shell(request)
-    projects, initial_project = create_projects(request, shell)
     form = NetworkForm(request.POST or None)
 
-    def page(status: int = 200) -> HttpResponse:
-        return render_page(
-            request,
-            "dashboard/networks/new.html",
-            {"form": form, "projects": projects, "initial_project": initial_project},
-            section="networks",
-            shell=shell,
-            status=status,
+    def create(project: Project) -> Done:
+        network = actions.create_network(request.user, project, **form.changes())
+        name = network.name or network.pk
+        return Done(
+            reverse("dashboard:network", args=[network.pk]),
+            f"Network {name} created. Add a subnet so its ports get addresses.",
         )
 
-    if request.method != "POST":
-        return page()
-    form.is_valid()
-    project = chosen_project(form, projects)
-    if project is None:
-        return refused(request, form, page)
-    try:
-        network = actions.create_network(
-            request.user,
-            project,
-            name=form.cleaned_data.get("name", ""),
-            description=form.cleaned_data.get("description", ""),
-        )
-    except ActionError as error:
-        return form_refused(request, form, page, error)
-    return done(
-        request,
-        reverse("dashboard:network", args=[network.pk]),
-        f"Network {network.name or network.pk} created. Add a subnet so its ports get addresses.",
-    )
+    return create_page(request, form, create, "dashboard/networks/new.html", section="networks")
 
 
 @login_required
@@ -249,29 +226,26 @@ def subnet_update(request: HttpRequest, network_id: str, subnet_id: str) -> Http
     subnet = _subnet_for(request, network, subnet_id)
     deny_unless_changeable(request.user, network.project_id)
     form = SubnetForm(request.POST)
-    form.is_valid()
-    data = form.cleaned_data
-    fields: dict[str, Any] = {
-        "name": data.get("name", ""),
-        "enable_dhcp": bool(data.get("enable_dhcp")),
-        "dhcp_servers": _addresses(data.get("dhcp_servers", "")),
-    }
-    gateway = data.get("gateway_ip", "").strip()
-    fields["gateway_ip"] = None if gateway.lower() in ("", "none") else gateway
 
-    def page(status: int = 200) -> HttpResponse:
-        return _detail_page(request, network, status=status, subnet_form=(subnet.pk, form))
-
-    try:
+    def save() -> Done:
+        data = form.cleaned_data
+        gateway = data.get("gateway_ip", "").strip()
+        fields = {
+            "name": data.get("name", ""),
+            "enable_dhcp": bool(data.get("enable_dhcp")),
+            "dhcp_servers": _addresses(data.get("dhcp_servers", "")),
+            "gateway_ip": None if gateway.lower() in ("", "none") else gateway,
+        }
         # A DHCP change reaches the hosts of the network's ports: the next page follows it.
         with following(request, f"subnet {subnet.cidr}"):
             actions.update_subnet(request.user, subnet, **fields)
-    except ActionError as error:
-        return form_refused(request, form, page, error)
-    return done(
+        return Done(_subnets_url(network), f"Subnet {subnet.cidr} saved.")
+
+    return submit(
         request,
-        reverse("dashboard:network", args=[network.pk]) + "#subnets",
-        f"Subnet {subnet.cidr} saved.",
+        form,
+        lambda status: _detail_page(request, network, status=status, subnet_form=(subnet.pk, form)),
+        save,
     )
 
 
@@ -281,7 +255,7 @@ def subnet_delete(request: HttpRequest, network_id: str, subnet_id: str) -> Http
     network = _network_for(request, network_id)
     subnet = _subnet_for(request, network, subnet_id)
     deny_unless_changeable(request.user, network.project_id)
-    url = reverse("dashboard:network", args=[network.pk]) + "#subnets"
+    url = _subnets_url(network)
     return delete_or_refuse(
         request,
         lambda: actions.delete_subnet(request.user, subnet),

@@ -21,12 +21,13 @@ from sgweb.dashboard.livepaint import port_chains_view
 from sgweb.dashboard.presentation import port_status
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
-    button_refused,
+    Done,
+    button_change,
     done,
     following,
-    form_refused,
     refused,
     refused_message,
+    submit,
 )
 from sgweb.firewall import names
 from sgweb.networks import actions
@@ -297,26 +298,23 @@ def port_add_group(request: HttpRequest, port_id: str) -> HttpResponse:
     deny_unless_changeable(request.user, port.project_id)
     form = PortGroupsForm(request.POST)
     url = reverse("dashboard:port", args=[port.pk])
+
+    def page(status: int = 200) -> HttpResponse:
+        return _detail_page(request, port, status, group_form=form)
+
     if not form.is_valid():
+        # The only field is the picked group: say so in the page's words, not Django's.
         form.errors.clear()
         form.add_error("security_group", "Choose a security group.")
-        return refused(
-            request, form, lambda status: _detail_page(request, port, status, group_form=form)
-        )
-    wanted = form.cleaned_data["security_group"]
-    try:
+        return refused(request, form, page)
+
+    def attach() -> Done:
         with following(request, f"port {port.name or port.pk}: group attached"):
-            groups = [*_current_group_ids(port), wanted]
+            groups = [*_current_group_ids(port), form.cleaned_data["security_group"]]
             actions.update_port(request.user, port, security_groups=groups)
-    except ActionError as error:
-        return form_refused(
-            request,
-            form,
-            lambda status: _detail_page(request, port, status, group_form=form),
-            error,
-            aliases={"security_groups": "security_group"},
-        )
-    return done(request, f"{url}#groups", "Security group attached.")
+        return Done(f"{url}#groups", "Security group attached.")
+
+    return submit(request, form, page, attach, aliases={"security_groups": "security_group"})
 
 
 @login_required
@@ -326,12 +324,14 @@ def port_remove_group(request: HttpRequest, port_id: str, group_id: str) -> Http
     deny_unless_changeable(request.user, port.project_id)
     url = reverse("dashboard:port", args=[port.pk])
     remaining = [gid for gid in _current_group_ids(port) if gid != group_id]
-    try:
+
+    def detach() -> None:
         with following(request, f"port {port.name or port.pk}: group detached"):
             actions.update_port(request.user, port, security_groups=remaining)
-    except ActionError as error:
-        return button_refused(request, url, error)
-    return done(request, f"{url}#groups", "Security group detached.")
+
+    return button_change(
+        request, detach, back=url, to=f"{url}#groups", message="Security group detached."
+    )
 
 
 @login_required
@@ -363,28 +363,28 @@ def pair_add(request: HttpRequest, port_id: str) -> HttpResponse:
     deny_unless_changeable(request.user, port.project_id)
     form = AddressPairForm(request.POST)
     url = reverse("dashboard:port", args=[port.pk])
-    form.is_valid()
-    pair = {"ip_address": form.cleaned_data.get("ip_address", "").strip()}
-    mac = form.cleaned_data.get("mac_address", "").strip()
-    if mac:
-        pair["mac_address"] = mac
 
-    def page(status: int = 200) -> HttpResponse:
-        return _detail_page(request, port, status, pair_form=form)
-
-    if not pair["ip_address"]:
-        form.add_error("ip_address", "Give an IP address or CIDR.")
-        return refused(request, form, page)
-    try:
+    def add() -> Done | None:
+        pair = {"ip_address": form.cleaned_data.get("ip_address", "").strip()}
+        mac = form.cleaned_data.get("mac_address", "").strip()
+        if mac:
+            pair["mac_address"] = mac
+        if not pair["ip_address"]:
+            form.add_error("ip_address", "Give an IP address or CIDR.")
+            return None
         with following(request, f"port {port.name or port.pk}: address pair added"):
             pairs = [*_current_pairs(port), pair]
             actions.update_port(request.user, port, allowed_address_pairs=pairs)
-    except ActionError as error:
-        # The validators name the whole list; the new pair is the one that can be wrong.
-        return form_refused(
-            request, form, page, error, aliases={"allowed_address_pairs": "ip_address"}
-        )
-    return done(request, f"{url}#pairs", "Allowed address pair added.")
+        return Done(f"{url}#pairs", "Allowed address pair added.")
+
+    # The validators name the whole list; the new pair is the one that can be wrong.
+    return submit(
+        request,
+        form,
+        lambda status: _detail_page(request, port, status, pair_form=form),
+        add,
+        aliases={"allowed_address_pairs": "ip_address"},
+    )
 
 
 @login_required
@@ -398,9 +398,11 @@ def pair_remove(request: HttpRequest, port_id: str, pair_id: int) -> HttpRespons
         for pair in port.allowed_address_pairs.order_by("pk")
         if pair.pk != pair_id
     ]
-    try:
+
+    def remove() -> None:
         with following(request, f"port {port.name or port.pk}: address pair removed"):
             actions.update_port(request.user, port, allowed_address_pairs=pairs)
-    except ActionError as error:
-        return button_refused(request, url, error)
-    return done(request, f"{url}#pairs", "Allowed address pair removed.")
+
+    return button_change(
+        request, remove, back=url, to=f"{url}#pairs", message="Allowed address pair removed."
+    )

@@ -17,18 +17,11 @@ from sgweb.dashboard.forms import MemberForm, ProjectForm, QuotaForm
 from sgweb.dashboard.guards import deny_unless_admin
 from sgweb.dashboard.listing import paginate, search_term
 from sgweb.dashboard.shell import render_page
-from sgweb.dashboard.views.common import (
-    button_refused,
-    done,
-    form_refused,
-    refused,
-    refused_message,
-)
+from sgweb.dashboard.views.common import Done, button_change, refused_message, submit
 from sgweb.networks.models import Port
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.tenancy import actions
 from sgweb.tenancy.access import is_admin, visible_projects
-from sgweb.tenancy.errors import ActionError
 from sgweb.tenancy.models import Membership, Project, Quota
 
 
@@ -86,20 +79,19 @@ def project_new(request: HttpRequest) -> HttpResponse:
 
     if request.method != "POST":
         return page()
-    form.is_valid()
-    try:
+
+    def create() -> Done:
         project = actions.create_project(
             request.user,
             name=form.cleaned_data.get("name", ""),
             description=form.cleaned_data.get("description", ""),
         )
-    except ActionError as error:
-        return form_refused(request, form, page, error)
-    return done(
-        request,
-        reverse("dashboard:project", args=[project.pk]),
-        f"Project {project.name} created with its default security group. Add members next.",
-    )
+        return Done(
+            reverse("dashboard:project", args=[project.pk]),
+            f"Project {project.name} created with its default security group. Add members next.",
+        )
+
+    return submit(request, form, page, create)
 
 
 def _project_for(request: HttpRequest, project_id: str) -> Project:
@@ -155,21 +147,21 @@ def quota_update(request: HttpRequest, project_id: str) -> HttpResponse:
     project = _project_for(request, project_id)
     deny_unless_admin(request.user)
     form = QuotaForm(request.POST)
-    form.is_valid()
-    values = {
-        key: (form.cleaned_data.get(key) or "").strip() or None
-        for key in ("security_groups", "security_group_rules")
-    }
-    try:
+
+    def save() -> Done:
+        values = {
+            key: (form.cleaned_data.get(key) or "").strip() or None
+            for key in ("security_groups", "security_group_rules")
+        }
         actions.set_quota(request.user, project, **values)
-    except ActionError as error:
-        return form_refused(
-            request,
-            form,
-            lambda status: _detail_page(request, project, quota_form=form, status=status),
-            error,
-        )
-    return done(request, reverse("dashboard:project", args=[project.pk]), "Quota saved.")
+        return Done(reverse("dashboard:project", args=[project.pk]), "Quota saved.")
+
+    return submit(
+        request,
+        form,
+        lambda status: _detail_page(request, project, quota_form=form, status=status),
+        save,
+    )
 
 
 @login_required
@@ -178,24 +170,24 @@ def member_add(request: HttpRequest, project_id: str) -> HttpResponse:
     project = _project_for(request, project_id)
     deny_unless_admin(request.user)
     form = MemberForm(request.POST)
-    form.is_valid()
-    username = (form.cleaned_data.get("username") or "").strip()
 
-    def page(status: int = 200) -> HttpResponse:
-        return _detail_page(request, project, member_form=form, status=status)
-
-    user = get_user_model().objects.filter(username=username).first() if username else None
-    if user is None:
-        form.add_error(
-            "username", f"No user is called “{username}”." if username else "Give a username."
-        )
-        return refused(request, form, page)
-    try:
+    def add() -> Done | None:
+        username = (form.cleaned_data.get("username") or "").strip()
+        user = get_user_model().objects.filter(username=username).first() if username else None
+        if user is None:
+            form.add_error(
+                "username", f"No user is called “{username}”." if username else "Give a username."
+            )
+            return None
         actions.add_member(request.user, project, user)
-    except ActionError as error:
-        return form_refused(request, form, page, error, not_found_page=True)
-    return done(
-        request, reverse("dashboard:project", args=[project.pk]), f"{username} is now a member."
+        return Done(reverse("dashboard:project", args=[project.pk]), f"{username} is now a member.")
+
+    return submit(
+        request,
+        form,
+        lambda status: _detail_page(request, project, member_form=form, status=status),
+        add,
+        not_found_page=True,
     )
 
 
@@ -208,8 +200,10 @@ def member_remove(request: HttpRequest, project_id: str, user_id: int) -> HttpRe
     user = get_user_model().objects.filter(pk=user_id).first()
     if user is None:
         return refused_message(request, url, "No such user.", 404)
-    try:
-        actions.remove_member(request.user, project, user)
-    except ActionError as error:
-        return button_refused(request, url, error)
-    return done(request, url, f"{user.get_username()} removed from {project.name}.")
+    return button_change(
+        request,
+        lambda: actions.remove_member(request.user, project, user),
+        back=url,
+        to=url,
+        message=f"{user.get_username()} removed from {project.name}.",
+    )

@@ -21,21 +21,19 @@ from sgweb.dashboard.livepaint import group_hits
 from sgweb.dashboard.presentation import PROTOCOL_CHOICES, RULE_PRESETS
 from sgweb.dashboard.shell import build_shell, render_page
 from sgweb.dashboard.views.common import (
-    chosen_project,
-    create_projects,
+    Done,
+    create_page,
     delete_or_refuse,
-    done,
     following,
-    form_refused,
-    refused,
     save_edit,
+    submit,
 )
 from sgweb.networks.models import Port, PortSecurityGroup
 from sgweb.security import actions
 from sgweb.security.models import SecurityGroup, SecurityGroupRule
 from sgweb.tenancy import access as tenancy_access
 from sgweb.tenancy.access import can_change_project, scope
-from sgweb.tenancy.errors import ActionError
+from sgweb.tenancy.models import Project
 
 GROUP_SORTS = {
     "name": "name",
@@ -125,36 +123,23 @@ def _id_prefix(query: str) -> Q:
 
 @login_required
 def group_new(request: HttpRequest) -> HttpResponse:
-    shell = build_shell(request)
-    projects, initial_project = create_projects(request, shell)
     form = NewSecurityGroupForm(request.POST or None)
 
-    def page(status: int = 200) -> HttpResponse:
-        return render_page(
-            request,
-            "dashboard/security_groups/new.html",
-            {"form": form, "projects": projects, "initial_project": initial_project},
-            section="security_groups",
-            shell=shell,
-            status=status,
+    def create(project: Project) -> Done:
+        group = actions.create_security_group(request.user, project, **form.changes())
+        kind = "" if group.stateful else " stateless"
+        return Done(
+            reverse("dashboard:security_group", args=[group.pk]),
+            f"Security group {group.name}{kind} created with Neutron's two allow-all egress rules.",
         )
 
-    if request.method != "POST":
-        return page()
-    if not form.is_valid():
-        return refused(request, form, page)
-    project = chosen_project(form, projects)
-    if project is None:
-        return refused(request, form, page)
-    try:
-        group = actions.create_security_group(request.user, project, **form.changes())
-    except ActionError as error:
-        return form_refused(request, form, page, error, not_found_page=True)
-    kind = "" if group.stateful else " stateless"
-    return done(
+    return create_page(
         request,
-        reverse("dashboard:security_group", args=[group.pk]),
-        f"Security group {group.name}{kind} created with Neutron's two allow-all egress rules.",
+        form,
+        create,
+        "dashboard/security_groups/new.html",
+        section="security_groups",
+        not_found_page=True,
     )
 
 
@@ -288,24 +273,19 @@ def rule_create(request: HttpRequest, group_id: str) -> HttpResponse:
     form = RuleForm(request.POST)
     url = reverse("dashboard:security_group", args=[group.pk])
 
-    def page(status: int = 200) -> HttpResponse:
-        return _detail_page(request, group, status, rule_form=form)
-
-    if not form.is_valid():
-        return refused(request, form, page)
-    created: list[SecurityGroupRule] = []
-    try:
+    def add() -> Done:
+        created: list[SecurityGroupRule] = []
         # A preset that stands for several rules (DNS) adds all of them or none.
         with following(request, f"{group.name}: new rule") as followed, transaction.atomic():
             for fields in form.rule_fields():
                 created.append(actions.create_security_group_rule(request.user, group, **fields))
             followed.what = f"{group.name}: {', '.join(str(rule) for rule in created)}"
-    except ActionError as error:
-        # A remote group that does not exist is the form's problem, not a missing page.
-        return form_refused(request, form, page, error)
-    names = ", ".join(str(rule) for rule in created)
-    return done(
-        request, f"{url}?added={','.join(str(r.pk) for r in created)}#rules", f"Added {names}."
+        names = ", ".join(str(rule) for rule in created)
+        return Done(f"{url}?added={','.join(str(r.pk) for r in created)}#rules", f"Added {names}.")
+
+    # A remote group that does not exist is the form's problem, not a missing page.
+    return submit(
+        request, form, lambda status: _detail_page(request, group, status, rule_form=form), add
     )
 
 
