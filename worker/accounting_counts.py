@@ -15,6 +15,7 @@ import functools
 import json
 import struct
 from array import array
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
@@ -107,28 +108,28 @@ class Walk:
 
 
 def walk(
-    queue: list[ChainKey],
+    queue: Iterable[ChainKey],
     chains: Mapping[ChainKey, ChainLayout],
     baseline: Snapshot | None,
     read_columns: Callable[[ChainKey, ChainLayout], Columns | None],
     read: Snapshot,
     deadline: float | None = None,
 ) -> Walk:
-    """Read the queued chains (the last first) and, transitively, the chains their moved jumps
-    lead to, into `read`; a chain nobody entered is not read (its baseline stands).
+    """Read the queued chains, first come first, then the chains their moved jumps lead to, in
+    the order found, into `read`; a chain nobody entered is not read (its baseline stands).
     `read_columns` returns None for a chain it could not read (a router's namespace gone: next
-    time). Past `deadline` (`time.perf_counter`) the walk stops, having read one chain at least
-    (so that a reader that starts with what was left always gets on), and returns the chains
-    still queued as `left`: a chain not read keeps its baseline, so what it counted meanwhile is
-    counted, whole and once, when it is read."""
+    time). Past `deadline` (`time.perf_counter`) the walk stops, having read one chain at least,
+    and returns the chains still queued as `left`, in order: a reader that queues them first
+    next time reads every chain in turn, none left waiting for good. A chain not read keeps its
+    baseline, so what it counted meanwhile is counted, whole and once, when it is read."""
     done = Walk()
     seen: set[ChainKey] = set()
-    while queue:
+    waiting = deque(queue)
+    while waiting:
         if deadline is not None and done.chains_read and perf_counter() > deadline:
-            waiting = (key for key in reversed(queue) if key not in seen and key in chains)
-            done.left = list(dict.fromkeys(waiting))
+            done.left = list(dict.fromkeys(k for k in waiting if k not in seen and k in chains))
             break
-        key = queue.pop()
+        key = waiting.popleft()
         chain = chains.get(key)
         if chain is None or key in seen:
             continue
@@ -142,22 +143,21 @@ def walk(
             done.mismatched += 1  # not what was applied (yet): keep the baseline
             continue
         counts = read[key] = Counts(chain.identities, packets, sizes)
-        queue.extend(moved_jumps(chain, counts, baseline.get(key) if baseline else None))
+        waiting.extend(moved_jumps(chain, counts, baseline.get(key) if baseline else None))
     return done
 
 
 # -- the baseline in Redis ----------------------------------------------------------------------
 #
-# One hash per stream: `_reading` -> the JSON of the reading it is (run, seq, at, ...), and
-# `_snapshot` -> every chain's counters as records: key length, identities length, rules (u16,
-# u32, u32 little-endian), the key, the identities joined by commas, then the packets and the
-# bytes as u64 each. Written whole when any chain changed (1.7 MB for a 1000-port host, one
-# command), else only `_reading`. Agents before this format wrote one JSON field per chain; such
-# a baseline still loads, and is replaced by the next save.
+# One hash per stream: `_reading` -> the JSON of the reading it is (run, seq, at, ...), and per
+# chain key a packed record: a version byte (1), the identities' length and the rule count (u32
+# little-endian each), the identities joined by commas, then the packets and the bytes as u64
+# each. Only the chains whose counts changed are written. Agents before this format wrote each
+# chain as a JSON object of identity -> [packets, bytes]; such a value still loads.
 
 READING = b"_reading"
-SNAPSHOT = b"_snapshot"
-_RECORD = struct.Struct("<HII")
+_PACKED = b"\x01"
+_RECORD = struct.Struct("<II")
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -165,43 +165,36 @@ def _ids_text(ids: tuple[str, ...]) -> bytes:
     return ",".join(ids).encode()
 
 
-def encode_chain(key: ChainKey, counts: Counts) -> bytes:
-    name = key.encode()
+def encode_counts(counts: Counts) -> bytes:
     ids = _ids_text(counts.ids)
     return b"".join((
-        _RECORD.pack(len(name), len(ids), len(counts.ids)), name, ids,
+        _PACKED, _RECORD.pack(len(ids), len(counts.ids)), ids,
         array("Q", counts.packets).tobytes(), array("Q", counts.bytes).tobytes(),
     ))  # fmt: skip
 
 
-def decode_snapshot(blob: bytes) -> Snapshot:
-    snapshot: Snapshot = {}
-    offset, size = 0, _RECORD.size
-    while offset < len(blob):
-        name_length, ids_length, rules = _RECORD.unpack_from(blob, offset)
-        offset += size
-        key = blob[offset : offset + name_length].decode()
-        offset += name_length
-        text = blob[offset : offset + ids_length].decode()
-        offset += ids_length
-        values = array("Q")
-        values.frombytes(blob[offset : offset + 16 * rules])
-        offset += 16 * rules
-        ids = tuple(text.split(",")) if rules else ()
-        if len(values) != 2 * rules or len(ids) != rules:
-            raise ValueError(f"accounting baseline: the record of {key} is cut short")
-        snapshot[key] = Counts(ids, tuple(values[:rules]), tuple(values[rules:]))
-    return snapshot
+def decode_counts(value: bytes) -> Counts:
+    if not value.startswith(_PACKED):  # an earlier agent's JSON
+        return Counts.of({i: (p, b) for i, (p, b) in json.loads(value).items()})
+    ids_length, rules = _RECORD.unpack_from(value, 1)
+    start = 1 + _RECORD.size
+    text = value[start : start + ids_length].decode()
+    values = array("Q")
+    values.frombytes(value[start + ids_length :])
+    ids = tuple(text.split(",")) if rules else ()
+    if len(values) != 2 * rules or len(ids) != rules:
+        raise ValueError("accounting baseline: a chain's record is cut short")
+    return Counts(ids, tuple(values[:rules]), tuple(values[rules:]))
 
 
 class BaselineStore:
-    """A stream's baseline in one Redis hash (see above), re-encoding only the chains whose
-    counts changed since the last save."""
+    """A stream's baseline in one Redis hash (see above), writing only what changed since the
+    last save (everything, when Redis lost the hash)."""
 
     def __init__(self, client: Any, key: str) -> None:
         self.client = client
         self.key = key
-        self._records: dict[ChainKey, tuple[Counts, bytes]] = {}
+        self._saved: Snapshot = {}
 
     def load(self) -> tuple[dict[str, Any] | None, Snapshot]:
         """The saved reading's metadata (None: nothing saved) and its snapshot."""
@@ -209,37 +202,24 @@ class BaselineStore:
         meta = saved.pop(READING, None)
         if not meta:
             return None, {}
-        blob = saved.pop(SNAPSHOT, None)
-        if blob is not None:
-            snapshot = decode_snapshot(blob)
-        else:  # an earlier agent's: one JSON object of identity -> [packets, bytes] per chain
-            snapshot = {
-                chain.decode(): Counts.of({i: (p, b) for i, (p, b) in json.loads(value).items()})
-                for chain, value in saved.items()
-            }
-        self._records = {}  # rewritten whole by the next save, in this format
+        snapshot = {chain.decode(): decode_counts(value) for chain, value in saved.items()}
+        self._saved = {}  # rewritten whole by the next save, in this format
         return json.loads(meta), snapshot
 
     def save(self, meta: dict[str, Any], snapshot: Snapshot) -> None:
-        records = {} if not self.client.exists(self.key) else self._records
-        kept: dict[ChainKey, tuple[Counts, bytes]] = {}
-        changed = len(records) != len(snapshot)
-        for key, counts in snapshot.items():
-            record = records.get(key)
-            if record is None or (record[0] is not counts and record[0] != counts):
-                record = (counts, encode_chain(key, counts))
-                changed = True
-            kept[key] = record
-        reading = json.dumps(meta).encode()
+        saved = self._saved if self.client.exists(self.key) else {}
+        changed = {
+            key.encode(): encode_counts(counts)
+            for key, counts in snapshot.items()
+            if (before := saved.get(key)) is not counts and before != counts
+        }
+        gone = [key for key in saved if key not in snapshot]
         pipe = self.client.pipeline(transaction=True)
-        if changed:
-            pipe.delete(self.key)
-            blob = b"".join([record for _counts, record in kept.values()])
-            pipe.hset(self.key, mapping={READING: reading, SNAPSHOT: blob})
-        else:
-            pipe.hset(self.key, READING, reading)
+        if gone:
+            pipe.hdel(self.key, *gone)
+        pipe.hset(self.key, mapping={READING: json.dumps(meta).encode(), **changed})
         pipe.execute()
-        self._records = kept
+        self._saved = dict(snapshot)
 
 
 def columns_of(pairs: Iterable[tuple[int, int]]) -> Columns:

@@ -19,6 +19,8 @@ from sgweb.wire import accounting as wire
 
 OriginKey = tuple[str, str | None, str | None, str | None, str]  # kind, rule, port, dir, verdict
 ChainKey = str  # "family:table:chain"
+# (chain, rule identities, their positions in the layout's chain; none for a built-in chain)
+HostRules = tuple[str, tuple[str, ...], tuple[int, ...]]
 ROOTS = ("FORWARD", "INPUT", "OUTPUT")  # built-in chains: where packets enter ours
 TABLE = "filter"
 
@@ -41,9 +43,9 @@ class Layout:
     chains: dict[ChainKey, ChainLayout]
     origin_keys: tuple[OriginKey, ...]
     owned: frozenset[str]  # names of our chains (both families)
-    # host chain -> [(chain key, rule identity)] whose counts add up to it; "jump:<chain>" is
-    # the identity of a built-in chain's jumps into one of ours
-    host_rules: dict[str, tuple[tuple[ChainKey, str], ...]]
+    # host chain -> the rules whose counts add up to it, per chain; "jump:<chain>" is the
+    # identity of a built-in chain's jumps into one of ours
+    host_rules: dict[str, tuple[HostRules, ...]]
 
 
 def verdict_of(rule: Rule, fallback: str) -> str:
@@ -122,25 +124,26 @@ class LayoutBuilder:
 
 def _host_rules(
     chains: dict[ChainKey, ChainLayout], prefix: str
-) -> dict[str, tuple[tuple[ChainKey, str], ...]]:
-    rules: dict[str, list[tuple[ChainKey, str]]] = {name: [] for name in wire.HOST_CHAINS}
+) -> dict[str, tuple[HostRules, ...]]:
+    rules: dict[str, list[HostRules]] = {name: [] for name in wire.HOST_CHAINS}
     for family in (4, 6):
-        rules[wire.HOST_FORWARD].append(
-            (chain_key(family, "FORWARD"), "jump:" + forward_chain(prefix))
-        )
-        rules[wire.HOST_INPUT].append((chain_key(family, "INPUT"), "jump:" + input_chain(prefix)))
+        for name, root, target in (
+            (wire.HOST_FORWARD, "FORWARD", forward_chain(prefix)),
+            (wire.HOST_INPUT, "INPUT", input_chain(prefix)),
+        ):
+            rules[name].append((chain_key(family, root), ("jump:" + target,), ()))
         wrapper = chains.get(chain_key(family, forward_chain(prefix)))
         if wrapper is not None:
-            rules[wire.HOST_SG_CHAIN].extend(
-                (chain_key(family, wrapper.name), wrapper.identities[position])
-                for position, target in wrapper.jumps
-                if target == chain_key(family, sg_chain(prefix))
-            )
+            into = chain_key(family, sg_chain(prefix))
+            positions = tuple(position for position, target in wrapper.jumps if target == into)
+            ids = tuple(wrapper.identities[position] for position in positions)
+            rules[wire.HOST_SG_CHAIN].append((chain_key(family, wrapper.name), ids, positions))
         fallback = chains.get(chain_key(family, fallback_chain(prefix)))
         if fallback is not None:
-            rules[wire.HOST_FALLBACK].extend(
-                (chain_key(family, fallback.name), identity) for identity in fallback.identities
-            )
+            rules[wire.HOST_FALLBACK].append((
+                chain_key(family, fallback.name), fallback.identities,
+                tuple(range(len(fallback.identities))),
+            ))  # fmt: skip
     return {name: tuple(found) for name, found in rules.items()}
 
 

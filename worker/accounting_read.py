@@ -60,7 +60,7 @@ class ChainReader:
             return self._read_saved(layout)
         started = perf_counter()
         read: Snapshot = {}
-        queue: list[ChainKey] = sorted(must)
+        queue: list[ChainKey] = [*self.left, *sorted(must)]  # what waits longest first
         for family in (4, 6):
             for root in ROOTS:
                 key = chain_key(family, root)
@@ -76,7 +76,6 @@ class ChainReader:
                     )
                     if before is None or before.get(identity) != (packets, size)
                 )
-        queue.extend(reversed(self.left))  # popped first, in the order they were left
         deadline = None if self.budget_s is None or baseline is None else started + self.budget_s
         done = walk(queue, layout.chains, baseline, self._columns, read, deadline)
         self.chains_read, self.mismatched, self.left = done.chains_read, done.mismatched, done.left
