@@ -51,6 +51,7 @@ class Pending:
     document: wire.Deltas
     snapshot: Snapshot
     host_chains: HostCounts
+    read: tuple[ChainKey, ...] = ()  # the chains this reading read: the others kept their counts
     read_chains: int = 0
 
 
@@ -108,7 +109,7 @@ class Accountant:
             read_ms=round(read_ms, 3),
             resets=resets,
         )
-        return Pending(document, snapshot, host_now)
+        return Pending(document, snapshot, host_now, tuple(read))
 
     def sent(self, pending: Pending) -> None:
         """The document went out: its reading is the new baseline."""
@@ -286,7 +287,7 @@ class AccountingReader(threading.Thread):
         document = pending.document
         meta = {"run": document.reading[0], "seq": document.reading[1], "at": document.at,
                 "hosts": pending.host_chains}  # fmt: skip
-        self.store.save(meta, pending.snapshot)
+        self.store.save(meta, pending.snapshot, pending.read)
 
     def tick(self) -> wire.Deltas | None:
         """One reading, its deltas sent and its baseline saved. The cyclic collector is paused

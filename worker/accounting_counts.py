@@ -206,20 +206,37 @@ class BaselineStore:
         self._saved = {}  # rewritten whole by the next save, in this format
         return json.loads(meta), snapshot
 
-    def save(self, meta: dict[str, Any], snapshot: Snapshot) -> None:
+    def save(
+        self, meta: dict[str, Any], snapshot: Snapshot, read: Iterable[ChainKey] | None = None
+    ) -> None:
+        """Write `snapshot` as the baseline. `read`: the only chains whose counts can differ
+        from the last save (the reading's; the others keep their baseline objects), so that a
+        reading of a few chains does not compare the other 6,000."""
+        try:
+            self._write(meta, snapshot, read)
+        except Exception:
+            self._saved = {}  # not known what Redis holds: the next save writes every chain
+            raise
+        self._saved = dict(snapshot)
+
+    def _write(
+        self, meta: dict[str, Any], snapshot: Snapshot, read: Iterable[ChainKey] | None
+    ) -> None:
         saved = self._saved if self.client.exists(self.key) else {}
+        keys = snapshot.keys() if read is None or not saved else read
         changed = {
             key.encode(): encode_counts(counts)
-            for key, counts in snapshot.items()
-            if (before := saved.get(key)) is not counts and before != counts
+            for key in keys
+            if (counts := snapshot.get(key)) is not None
+            and (before := saved.get(key)) is not counts
+            and before != counts
         }
-        gone = [key for key in saved if key not in snapshot]
+        gone = saved.keys() - snapshot.keys()
         pipe = self.client.pipeline(transaction=True)
         if gone:
             pipe.hdel(self.key, *gone)
         pipe.hset(self.key, mapping={READING: json.dumps(meta).encode(), **changed})
         pipe.execute()
-        self._saved = dict(snapshot)
 
 
 def columns_of(pairs: Iterable[tuple[int, int]]) -> Columns:

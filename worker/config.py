@@ -15,7 +15,7 @@
                                move the generation
 * ``SGWEB_ACCOUNTING_INTERVAL_S`` how often it reads every rule counter and sends the deltas
                                to the control plane (10; 0: off), see `sgweb.wire.accounting`
-* ``SGWEB_ACCOUNTING_READ_BUDGET_MS`` how long one reading may spend reading chains (20; 0: no
+* ``SGWEB_ACCOUNTING_READ_BUDGET_MS`` how long one reading may spend reading chains (15; 0: no
                                limit); what it has no time for is read first by the next one
 * ``SGWEB_PACKET_LOG_INTERVAL_S`` how often the drop log's flows are sent (0.5; 0: the agent
                                receives no logged packets at all), see `worker.packetlog`

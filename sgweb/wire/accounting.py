@@ -41,7 +41,7 @@ DEFAULT_INTERVAL_S = 10.0
 # chain to read each interval, which costs the kernel alone more than this (see
 # `worker.accounting_read`); its chains are then read in turns, each at least every few
 # intervals, and each one's hits counted whole and once when it is read.
-DEFAULT_READ_BUDGET_MS = 20.0
+DEFAULT_READ_BUDGET_MS = 15.0
 
 ACCEPT = "accept"
 DROP = "drop"

@@ -294,3 +294,32 @@ def test_the_packed_baseline_round_trips_every_chain_even_empty_ones() -> None:
         "6:r1:neutron-l3-agent-FORWARD": Counts(("jump:z",), (0,), (0,)),
     }
     assert {key: decode_counts(encode_counts(c)) for key, c in snapshot.items()} == snapshot
+
+
+def test_after_a_save_that_failed_the_next_one_writes_every_chain_again(kernel) -> None:
+    """A save writes only the chains the reading read; after one that failed (Redis away), what
+    Redis holds is not known, so the next save writes them all, and a restarted agent reads
+    back exactly the baseline of the last document sent."""
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/11")
+    prefix = f"sgwt-{secrets.token_hex(3)}"
+    agent = SimpleNamespace(host="h1")
+    try:
+        first = AccountingReader(agent, client, prefix, lambda document: None, 10.0)
+        take(first.accountant, kernel, 1)
+        first.save_baseline(take(first.accountant, kernel, 2))
+        pings(kernel, 3)
+        lost = take(first.accountant, kernel, 3)
+        working = first.store.client
+        first.store.client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # nobody listens
+        with pytest.raises(redis.ConnectionError):
+            first.save_baseline(lost)
+        first.store.client = working
+        pending = take(first.accountant, kernel, 4)  # reads nothing: the pings were counted
+        assert pending.read == tuple(chain_key(f, root) for f in (4, 6) for root in ROOTS)
+        first.save_baseline(pending)
+        second = AccountingReader(agent, client, prefix, lambda document: None, 10.0)
+        second.load_baseline()
+        assert second.accountant.baseline == pending.snapshot
+    finally:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
