@@ -5,7 +5,7 @@ In a scratch namespace holding an N-port host (the generated scenario, applied b
 * read: one accounting tick (read the counters of the chains that can have changed, the
   per-origin deltas, the document, the baseline written to Redis) on an idle host, with 10% of
   the ports busy, and with every rule hit (the worst case: every chain to read), the last both
-  within the agent's read budget (`SGWEB_ACCOUNTING_READ_BUDGET_MS`: the chains it has no time
+  within the agent's budget for a reading (`SGWEB_ACCOUNTING_BUDGET_MS`: the chains it has no time
   for are read first by the next tick; `chains_left_for_the_next_reading`) and without it
   (every chain read and written in one tick);
   wall time, CPU time (user and system) and the CPU share of one core at the accounting
@@ -146,7 +146,9 @@ def _dump_unparsed(netlink: NftCounterReader, chain: str, family: int) -> None:
             return
 
 
-def read_figures(agent: Agent, runs: int, interval_s: float) -> dict[str, Any]:
+def read_figures(
+    agent: Agent, runs: int, interval_s: float, budget_ms: float = wire.DEFAULT_BUDGET_MS
+) -> dict[str, Any]:
     """Ticks of the agent's accounting reader; the document is encoded as the agent's send
     does (Celery's JSON), inside the timing."""
     client = redis.Redis.from_url("redis://127.0.0.1:6379/11")
@@ -156,7 +158,7 @@ def read_figures(agent: Agent, runs: int, interval_s: float) -> dict[str, Any]:
     def send(document: dict[str, Any]) -> None:
         sent.append(json.dumps(document))
 
-    reader = AccountingReader(agent, client, prefix, send, interval_s)
+    reader = AccountingReader(agent, client, prefix, send, interval_s, budget_ms)
     reader.settle_heap = True  # as the agent's reader does
     assert agent.applied is not None
     compiled = agent.applied.compiled
@@ -165,14 +167,14 @@ def read_figures(agent: Agent, runs: int, interval_s: float) -> dict[str, Any]:
     # name -> (busy ports, None: all; whether the reading's time budget applies)
     cases = {"idle": (set(), True), "busy_10pct": (busy_10pct, True),
              "every_rule_hit": (None, True), "every_rule_hit_no_budget": (None, False)}  # fmt: skip
-    budget = reader.read_budget_s
-    result: dict[str, Any] = {"read_budget_ms": budget * 1000 if budget else None}
+    budget = reader.budget_s
+    result: dict[str, Any] = {"budget_ms": budget * 1000 if budget else None}
     bumps = 0
     try:
         reader.tick()  # the baseline: everything read once
         for name, (busy, budgeted) in cases.items():
             assert reader.reader is not None
-            reader.reader.budget_s = reader.read_budget_s if budgeted else None
+            reader.reader.budget_s = reader.budget_s if budgeted else None
             walls, users, systems, chains = [], [], [], []
             loads = [os.getloadavg()[0]]
             for _run in range(runs):
@@ -192,6 +194,10 @@ def read_figures(agent: Agent, runs: int, interval_s: float) -> dict[str, Any]:
             result[name] = {
                 "chains_read": int(statistics.median(chains)),
                 "chains_left_for_the_next_reading": len(reader.reader.left),
+                "learnt_read_us_per_rule_and_after_walk_ms": [
+                    round(reader.reader.read_rule_s * 1e6, 2),
+                    round(reader.reader.after_s * 1e3, 1),
+                ],
                 "origins_in_a_document": len(json.loads(sent[-1])["origins"]),
                 "document_bytes": len(sent[-1]),
                 "tick_ms_median": _median_ms(walls),
@@ -330,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--interval", type=float, default=wire.DEFAULT_INTERVAL_S)
     parser.add_argument(
+        "--budget-ms", type=float, default=wire.DEFAULT_BUDGET_MS,
+        help="the agent's read budget for the budgeted cases (SGWEB_ACCOUNTING_BUDGET_MS)",
+    )  # fmt: skip
+    parser.add_argument(
         "--only", choices=("read", "apply", "carry"), help="one part of the figures"
     )
     args = parser.parse_args(argv)
@@ -342,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
             agent = Agent("bench", store, HostFirewall(default_runner(), netns), _Quiet())
             store.publish(1, state)
             agent.sync(1)
-            result["accounting_read"] = read_figures(agent, args.runs, args.interval)
+            result["accounting_read"] = read_figures(
+                agent, args.runs, args.interval, args.budget_ms
+            )
         finally:
             _drop(netns)
     if args.only in (None, "apply"):

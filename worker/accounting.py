@@ -250,7 +250,7 @@ def _subtract(now: HostCounts, before: HostCounts) -> tuple[tuple[str, int, int]
 class AccountingReader(threading.Thread):
     def __init__(
         self, agent: Any, client: Any, prefix: str, send: Callable[[dict[str, Any]], None],
-        interval_s: float, read_budget_ms: float = wire.DEFAULT_READ_BUDGET_MS,
+        interval_s: float, budget_ms: float = wire.DEFAULT_BUDGET_MS,
     ) -> None:  # fmt: skip
         super().__init__(name="sgweb-accounting", daemon=True)
         self.agent = agent
@@ -258,7 +258,7 @@ class AccountingReader(threading.Thread):
         self.prefix = prefix
         self.send = send
         self.interval_s = interval_s
-        self.read_budget_s = read_budget_ms / 1000 if read_budget_ms > 0 else None
+        self.budget_s = budget_ms / 1000 if budget_ms > 0 else None
         self.stopping = threading.Event()
         self.accountant = Accountant(agent.host)
         self.reader: ChainReader | None = None
@@ -298,12 +298,13 @@ class AccountingReader(threading.Thread):
             return self._tick()
 
     def _tick(self) -> wire.Deltas | None:
+        began = time.perf_counter()  # the budget covers the whole reading
         if self.agent.applied is None or not self.agent.kernel_known:
             return None
         if not self._loaded:
             self.load_baseline()
         if self.reader is None:
-            self.reader = ChainReader(self.agent.firewall, self.read_budget_s)
+            self.reader = ChainReader(self.agent.firewall, self.budget_s)
         applied = self.agent.applied
         known = self.accountant._layout
         layout = self.accountant.layout(applied.compiled)  # outside the lock: applies go on
@@ -314,9 +315,10 @@ class AccountingReader(threading.Thread):
             if self.agent.applied is None or self.agent.applied.compiled is not applied.compiled:
                 return None  # an apply came in between: its layout next time
             read = self.reader.read(
-                layout, self.accountant.baseline, self.accountant.to_read(layout)
+                layout, self.accountant.baseline, self.accountant.to_read(layout), began
             )
         read_s = time.perf_counter() - started
+        walked = time.perf_counter()
         pending = self.accountant.deltas(layout, read, time.time(), read_s * 1000)
         pending.read_chains = self.reader.chains_read
         self.read_s += read_s
@@ -332,6 +334,7 @@ class AccountingReader(threading.Thread):
             self.save_baseline(pending)
         except Exception as exc:
             log.warning("accounting: could not save the baseline: %s", exc)
+        self.reader.learn_after(time.perf_counter() - walked)
         return pending.document
 
     def run(self) -> None:
@@ -362,10 +365,10 @@ def settle_heap() -> None:
 
 def start(
     agent: Any, redis_url: str, prefix: str, send: Callable[[dict[str, Any]], None],
-    interval_s: float, read_budget_ms: float = wire.DEFAULT_READ_BUDGET_MS,
+    interval_s: float, budget_ms: float = wire.DEFAULT_BUDGET_MS,
 ) -> AccountingReader:  # fmt: skip
     client = redis.Redis.from_url(url=redis_url, socket_timeout=5, socket_connect_timeout=2)
-    reader = AccountingReader(agent, client, prefix, send, interval_s, read_budget_ms)
+    reader = AccountingReader(agent, client, prefix, send, interval_s, budget_ms)
     reader.settle_heap = True
     reader.start()
     return reader

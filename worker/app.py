@@ -272,7 +272,7 @@ def _on_ready(**_: Any) -> None:
         _threads.append(
             accounting.start(
                 the_agent, config.redis_url, config.key_prefix, send_accounting,
-                config.accounting_interval_s, config.accounting_read_budget_ms,
+                config.accounting_interval_s, config.accounting_budget_ms,
             )
         )  # fmt: skip
         if isinstance(store, router_io.RedisRouterStore):  # issue 16: firewall rules too

@@ -15,8 +15,8 @@
                                move the generation
 * ``SGWEB_ACCOUNTING_INTERVAL_S`` how often it reads every rule counter and sends the deltas
                                to the control plane (10; 0: off), see `sgweb.wire.accounting`
-* ``SGWEB_ACCOUNTING_READ_BUDGET_MS`` how long one reading may spend reading chains (15; 0: no
-                               limit); what it has no time for is read first by the next one
+* ``SGWEB_ACCOUNTING_BUDGET_MS`` how long one reading may take (40; 0: no limit); the chains
+                               it has no time for are read first by the next one
 * ``SGWEB_PACKET_LOG_INTERVAL_S`` how often the drop log's flows are sent (0.5; 0: the agent
                                receives no logged packets at all), see `worker.packetlog`
 * ``SGWEB_PACKET_LOG_OPEN_FLOWS`` open flows the agent keeps at most (10000); a port at most a
@@ -110,7 +110,7 @@ class AgentConfig:
     drift_full_interval_s: float = 60.0
     owner_pid: int | None = None
     accounting_interval_s: float = accounting.DEFAULT_INTERVAL_S
-    accounting_read_budget_ms: float = accounting.DEFAULT_READ_BUDGET_MS
+    accounting_budget_ms: float = accounting.DEFAULT_BUDGET_MS
     heartbeat_interval_s: float = protocol.HEARTBEAT_INTERVAL_S
     packet_log_interval_s: float = packetlog.SEND_INTERVAL_S
     packet_log_max_flows: int = packetlog.MAX_OPEN_FLOWS
@@ -148,9 +148,7 @@ class AgentConfig:
             accounting_interval_s=_float(
                 "SGWEB_ACCOUNTING_INTERVAL_S", accounting.DEFAULT_INTERVAL_S
             ),
-            accounting_read_budget_ms=_float(
-                "SGWEB_ACCOUNTING_READ_BUDGET_MS", accounting.DEFAULT_READ_BUDGET_MS
-            ),
+            accounting_budget_ms=_float("SGWEB_ACCOUNTING_BUDGET_MS", accounting.DEFAULT_BUDGET_MS),
             packet_log_interval_s=_float("SGWEB_PACKET_LOG_INTERVAL_S", packetlog.SEND_INTERVAL_S),
             packet_log_max_flows=_int("SGWEB_PACKET_LOG_OPEN_FLOWS", packetlog.MAX_OPEN_FLOWS),
             router_netns_prefix=os.environ.get("SGWEB_ROUTER_NETNS_PREFIX", ""),

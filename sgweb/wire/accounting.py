@@ -36,12 +36,14 @@ from typing import Any, NamedTuple
 
 TASK_RECORD_ACCOUNTING = "sgweb.accounting.record"  # agent -> control: one interval's deltas
 DEFAULT_INTERVAL_S = 10.0
-# How long one reading may spend reading chains before it leaves the rest for the next one
-# (``SGWEB_ACCOUNTING_READ_BUDGET_MS``; 0: no limit). A host with every port busy has every
-# chain to read each interval, which costs the kernel alone more than this (see
+# How long one reading may take, reading the chains, subtracting, sending the document and
+# saving the baseline (``SGWEB_ACCOUNTING_BUDGET_MS``; 0: no limit). The reader stops reading
+# chains when what it has read, and what those chains will cost after, reach it, and leaves the
+# rest to the next reading, which reads them first. A host with every port busy has every chain
+# to read each interval, which costs the kernel alone more than this (see
 # `worker.accounting_read`); its chains are then read in turns, each at least every few
-# intervals, and each one's hits counted whole and once when it is read.
-DEFAULT_READ_BUDGET_MS = 15.0
+# intervals, and each one's hits are counted whole and once when it is read.
+DEFAULT_BUDGET_MS = 40.0
 
 ACCEPT = "accept"
 DROP = "drop"

@@ -76,7 +76,8 @@ def name_of(rule) -> str:
 def reader_for(kernel: FakeKernel) -> ChainReader:
     reader = ChainReader.__new__(ChainReader)
     reader.netlink, reader.use_netlink, reader.chains_read, reader.mismatched = kernel, True, 0, 0
-    reader.budget_s, reader.left = None, []
+    reader.budget_s, reader.left, reader.rules_read = None, [], 0
+    reader.read_rule_s = reader.after_s = 0.0
     return reader
 
 
