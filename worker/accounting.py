@@ -92,7 +92,9 @@ class Accountant:
         self.baseline, self.base_id, self.base_at = saved, base, at
         self.host_baseline = hosts
 
-    def deltas(self, layout: Layout, read: Snapshot, at: float, read_ms: float = 0.0) -> Pending:
+    def deltas(
+        self, layout: Layout, read: Snapshot, at: float, read_ms: float = 0.0, waiting: int = 0
+    ) -> Pending:
         """This reading's deltas against the baseline, and the baseline it would become."""
         baseline = self.baseline
         counting = baseline is not None
@@ -107,6 +109,7 @@ class Accountant:
             origins=_origin_deltas(layout, sums),
             chains=_subtract(host_now, self.host_baseline) if counting else (),
             read_ms=round(read_ms, 3),
+            chains_waiting=waiting,
             resets=resets,
         )
         return Pending(document, snapshot, host_now, tuple(read))
@@ -319,7 +322,9 @@ class AccountingReader(threading.Thread):
             )
         read_s = time.perf_counter() - started
         walked = time.perf_counter()
-        pending = self.accountant.deltas(layout, read, time.time(), read_s * 1000)
+        pending = self.accountant.deltas(
+            layout, read, time.time(), read_s * 1000, len(self.reader.left)
+        )
         pending.read_chains = self.reader.chains_read
         self.read_s += read_s
         self.reads += 1

@@ -72,6 +72,7 @@ def record(data: dict[str, Any]) -> Recorded:
         if lost is None:
             return Recorded(False, why="overlaps what was counted")
         state.last_read_ms = document.read_ms
+        state.last_chains_waiting = document.chains_waiting
         totals = dict(state.chain_totals)
         for name, packets, size in document.chains:
             before = totals.get(name, [0, 0])

@@ -23,6 +23,8 @@ sgweb_agent_heartbeat_age_seconds           gauge      host (absent: never seen)
 sgweb_accounting_lost_intervals_total       counter    host (documents lost, e.g. Redis restart)
 sgweb_accounting_dropped_documents_total    counter    host (overlapping: never counted twice)
 sgweb_accounting_read_seconds               gauge      host (the agent's last counter read)
+sgweb_accounting_chains_waiting             gauge      host (chains its last reading left to
+                                                       the next: its time budget)
 sgweb_accounting_document_age_seconds       gauge      host (since the last counted document)
 =========================================== =========  ==========================================
 
@@ -183,7 +185,8 @@ def _host_metrics() -> Iterator[Metric]:
             ("host_last_apply_duration_seconds", "Duration of the host's last apply"),
             ("host_revision_lag", "Desired minus applied revision"),
             ("agent_heartbeat_age_seconds", "Seconds since the agent's last heartbeat"),
-            ("accounting_read_seconds", "The agent's last read of every counter"),
+            ("accounting_read_seconds", "The agent's last reading of its counters"),
+            ("accounting_chains_waiting", "Chains the agent's last reading left to the next"),
             ("accounting_document_age_seconds", "Seconds since the last counted document"),
         )
     }
@@ -231,6 +234,7 @@ def _host_metrics() -> Iterator[Metric]:
         counters["accounting_dropped_documents"].add_metric(label, state.dropped_documents)
         if state.last_read_ms is not None:
             gauges["accounting_read_seconds"].add_metric(label, state.last_read_ms / 1000)
+        gauges["accounting_chains_waiting"].add_metric(label, state.last_chains_waiting)
         if state.last_at is not None:
             gauges["accounting_document_age_seconds"].add_metric(
                 label, max(0.0, now - state.last_at.timestamp())

@@ -137,6 +137,8 @@ class HostAccounting(models.Model):
     dropped_documents = models.PositiveBigIntegerField(default=0)
     last_loss_at = models.DateTimeField(null=True, blank=True)
     last_read_ms = models.FloatField(null=True, blank=True)
+    # Chains the agent's last reading had no time for (its budget): read first by the next
+    last_chains_waiting = models.PositiveIntegerField(default=0)
     # host chain name -> [packets, bytes] since accounting began on this host
     chain_totals = models.JSONField(default=dict, blank=True)
 

@@ -91,6 +91,9 @@ class Deltas:
     chains: tuple[tuple[str, int, int], ...]
     read_ms: float = 0.0  # what the kernel read cost the agent
     resets: int = 0  # rules whose counter went down since the base (re-created rules)
+    # Chains the reading had no time for (its budget): they are read first by the next one,
+    # and what they count meanwhile arrives then, whole
+    chains_waiting: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +107,7 @@ class Deltas:
             "chains": [list(chain) for chain in self.chains],
             "read_ms": self.read_ms,
             "resets": self.resets,
+            "chains_waiting": self.chains_waiting,
         }
 
 
@@ -133,9 +137,12 @@ def parse_deltas(data: dict[str, Any]) -> Deltas:
             chains=chains,
             read_ms=float(data.get("read_ms", 0.0)),
             resets=int(data.get("resets", 0)),
+            chains_waiting=int(data.get("chains_waiting", 0)),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise DeltasError(f"malformed accounting document: {exc}") from None
+    if deltas.chains_waiting < 0:
+        raise DeltasError("malformed accounting document: chains_waiting < 0")
     for origin in deltas.origins:
         if origin.verdict not in VERDICTS or origin.packets < 0 or origin.bytes < 0:
             raise DeltasError(f"malformed origin delta {origin}")

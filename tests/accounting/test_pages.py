@@ -89,3 +89,26 @@ def test_the_host_page_shows_the_forward_chains_count_to_those_who_see_every_pro
     assert json_data(html, "host-chains-data")["series"][0]["label"] == "FORWARD"
     client.logout()
     assert "data-host-chain" not in page(client, alice, "/hosts/h1")
+
+
+def test_the_host_page_and_metrics_say_when_readings_leave_chains_to_the_next(
+    client, rita, alice, project_a
+):
+    """An agent whose readings have more chains to read than their time budget covers says how
+    many wait; the host page and /metrics repeat it, and say the hits come later, not never."""
+    lab = alices_lab(alice, project_a)
+    agent = Agent(at=timezone.now().timestamp() - 30)
+    actions.record(agent.document([]))
+    busy = agent.document([rule_hit(lab, lab.icmp, 4, 336)])
+    actions.record({**busy, "chains_waiting": 1234})
+    html = page(client, rita, "/hosts/h1")
+    assert 'data-chains-waiting="1234"' in html and "read in turns" in html
+    client.logout()
+    assert (
+        client.get("/metrics")
+        .content.decode()
+        .count('sgweb_accounting_chains_waiting{host="h1"} 1234.0')
+        == 1
+    )
+    actions.record(agent.document([]))  # the next reading had time for everything
+    assert "data-chains-waiting" not in page(client, rita, "/hosts/h1")

@@ -109,6 +109,8 @@ def test_a_malformed_document_is_refused_and_changes_nothing(alice, project_a):
         {**good, "reading": "yesterday"},
         {**good, "origins": [["sg-rule", None, None, None, "maybe", 1, 1]]},
         {**good, "origins": [["sg-rule", None, None, None, "accept", -5, 1]]},
+        {**good, "chains_waiting": -1},
+        {**good, "chains_waiting": "many"},
         {key: value for key, value in good.items() if key != "host"},
     ):
         with pytest.raises(DeltasError):
