@@ -29,7 +29,7 @@ import redis
 from sgweb.firewall.compiled_rules import gc_paused
 from sgweb.firewall.ir import CompiledHost
 from sgweb.wire import accounting as wire
-from worker.accounting_counts import BaselineStore, Counts, Snapshot
+from worker.accounting_counts import BaselineStore, Counts, Readings, Snapshot
 from worker.accounting_layout import (
     ROOTS,
     ChainKey,
@@ -56,36 +56,11 @@ class Pending:
 
 
 @dataclass
-class Accountant:
+class Accountant(Readings[CompiledHost, Layout]):
     """The arithmetic: readings in, `Deltas` out; the baseline kept by rule identity."""
 
-    host: str
-    run: float = field(default_factory=time.time)
-    seq: int = 0
-    baseline: Snapshot | None = None  # None: nothing sent yet, nothing to subtract
-    base_id: wire.ReadingId | None = None
-    base_at: float | None = None
+    builder: LayoutBuilder = field(default_factory=LayoutBuilder)
     host_baseline: HostCounts = field(default_factory=dict)
-    must_read: set[ChainKey] = field(default_factory=set)  # chains an apply changed
-    _layout_for: CompiledHost | None = None
-    _layout: Layout | None = None
-    _builder: LayoutBuilder = field(default_factory=LayoutBuilder)
-
-    def layout(self, compiled: CompiledHost) -> Layout:
-        if compiled is not self._layout_for or self._layout is None:
-            layout = self._builder.build(compiled)
-            old = self._layout.chains if self._layout is not None else {}
-            self.must_read |= {key for key, chain in layout.chains.items() if old.get(key) != chain}
-            self._layout_for, self._layout = compiled, layout
-        return self._layout
-
-    def to_read(self, layout: Layout) -> set[ChainKey]:
-        """Chains read whatever their entry jumps say: changed by an apply, or not in the
-        baseline yet (everything, the first time)."""
-        baseline = self.baseline
-        if baseline is None:
-            return set(layout.chains)
-        return self.must_read | {key for key in layout.chains if key not in baseline}
 
     def restore(self, saved: Snapshot, base: wire.ReadingId, at: float, hosts: HostCounts) -> None:
         """Start from a baseline a previous run of this agent saved."""
@@ -116,11 +91,8 @@ class Accountant:
 
     def sent(self, pending: Pending) -> None:
         """The document went out: its reading is the new baseline."""
-        self.seq = pending.document.reading[1]
-        self.baseline = pending.snapshot
-        self.base_id, self.base_at = pending.document.reading, pending.document.at
+        self.became(pending.document.reading, pending.document.at, pending.snapshot)
         self.host_baseline = pending.host_chains
-        self.must_read = set()
 
 
 def subtract(

@@ -14,14 +14,16 @@ from __future__ import annotations
 import functools
 import json
 import struct
+import time
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from sgweb.kernel.nftcounters import Columns
+from sgweb.wire.accounting import ReadingId
 from worker.accounting_layout import ChainKey, ChainLayout
 
 
@@ -165,6 +167,67 @@ def walk(
         counts = read[key] = Counts(chain.identities, packets, sizes)
         waiting.extend(moved_jumps(chain, counts, baseline.get(key) if baseline else None))
     return done
+
+
+class ChainsOf(Protocol):
+    """A layout: what each accounted chain of a compiled state holds."""
+
+    @property
+    def chains(self) -> Mapping[ChainKey, ChainLayout]: ...
+
+
+_Compiled = TypeVar("_Compiled")
+_Layout = TypeVar("_Layout", bound=ChainsOf)
+_CompiledIn = TypeVar("_CompiledIn", contravariant=True)
+_LayoutOut = TypeVar("_LayoutOut", bound=ChainsOf, covariant=True)
+
+
+class LayoutBuilding(Protocol[_CompiledIn, _LayoutOut]):
+    def build(self, compiled: _CompiledIn) -> _LayoutOut: ...
+
+
+@dataclass
+class Readings(Generic[_Compiled, _Layout]):
+    """What both streams' accountants (ports: `worker.accounting.Accountant`; routers' firewall
+    rules: `worker.router_accounting.RouterAccountant`) keep between readings: where the
+    numbering stands, the baseline, and the layout of the applied state with the chains an
+    apply changed (read whatever their entry jumps say)."""
+
+    host: str
+    builder: LayoutBuilding[_Compiled, _Layout]
+    run: float = field(default_factory=time.time)
+    seq: int = 0
+    baseline: Snapshot | None = None  # None: nothing sent yet, nothing to subtract
+    base_id: ReadingId | None = None
+    base_at: float | None = None
+    must_read: set[ChainKey] = field(default_factory=set)  # chains an apply changed
+    _layout_for: _Compiled | None = None
+    _layout: _Layout | None = None
+
+    def layout(self, compiled: _Compiled) -> _Layout:
+        """The layout of `compiled`, built again only when the applied state changed; the
+        chains that differ from the last layout's are then read whatever their jumps say."""
+        if compiled is not self._layout_for or self._layout is None:
+            layout = self.builder.build(compiled)
+            old = self._layout.chains if self._layout is not None else {}
+            self.must_read |= {key for key, chain in layout.chains.items() if old.get(key) != chain}
+            self._layout_for, self._layout = compiled, layout
+        return self._layout
+
+    def to_read(self, layout: _Layout) -> set[ChainKey]:
+        """Chains read whatever their entry jumps say: changed by an apply, or not in the
+        baseline yet (everything, the first time)."""
+        baseline = self.baseline
+        if baseline is None:
+            return set(layout.chains)
+        return self.must_read | {key for key in layout.chains if key not in baseline}
+
+    def became(self, reading: ReadingId, at: float, snapshot: Snapshot) -> None:
+        """A document went out: its reading is the new baseline."""
+        self.seq = reading[1]
+        self.baseline = snapshot
+        self.base_id, self.base_at = reading, at
+        self.must_read = set()
 
 
 # -- the baseline in Redis ----------------------------------------------------------------------

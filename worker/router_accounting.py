@@ -40,7 +40,14 @@ from sgweb.kernel.nftcounters import Columns, NftCounterReader
 from sgweb.kernel.readback import save_command
 from sgweb.wire import accounting as wire
 from worker.accounting import subtract
-from worker.accounting_counts import BaselineStore, Counts, Snapshot, columns_of, walk
+from worker.accounting_counts import (
+    BaselineStore,
+    Counts,
+    Readings,
+    Snapshot,
+    columns_of,
+    walk,
+)
 from worker.accounting_layout import ChainKey, ChainLayout, identities
 
 log = logging.getLogger("sgweb.agent.router_accounting")
@@ -137,33 +144,10 @@ class RouterLayoutBuilder:
 
 
 @dataclass
-class RouterAccountant:
+class RouterAccountant(Readings[dict[str, CompiledRouter], RouterLayout]):
     """Readings in, `FirewallDeltas` out (the baseline kept by rule identity)."""
 
-    host: str
-    run: float = field(default_factory=time.time)
-    seq: int = 0
-    baseline: Snapshot | None = None
-    base_id: wire.ReadingId | None = None
-    base_at: float | None = None
-    must_read: set[ChainKey] = field(default_factory=set)
-    _layout_for: dict[str, CompiledRouter] | None = None
-    _layout: RouterLayout | None = None
-    _builder: RouterLayoutBuilder = field(default_factory=RouterLayoutBuilder)
-
-    def layout(self, compiled: dict[str, CompiledRouter]) -> RouterLayout:
-        if compiled is not self._layout_for or self._layout is None:
-            layout = self._builder.build(compiled)
-            old = self._layout.chains if self._layout is not None else {}
-            self.must_read |= {key for key, chain in layout.chains.items() if old.get(key) != chain}
-            self._layout_for, self._layout = compiled, layout
-        return self._layout
-
-    def to_read(self, layout: RouterLayout) -> set[ChainKey]:
-        baseline = self.baseline
-        if baseline is None:
-            return set(layout.chains)
-        return self.must_read | {key for key in layout.chains if key not in baseline}
+    builder: RouterLayoutBuilder = field(default_factory=RouterLayoutBuilder)
 
     def deltas(
         self, layout: RouterLayout, read: Snapshot, at: float, read_ms: float = 0.0
@@ -188,10 +172,7 @@ class RouterAccountant:
         return document, snapshot
 
     def sent(self, document: wire.FirewallDeltas, snapshot: Snapshot) -> None:
-        self.seq = document.reading[1]
-        self.baseline = snapshot
-        self.base_id, self.base_at = document.reading, document.at
-        self.must_read = set()
+        self.became(document.reading, document.at, snapshot)
 
 
 class RouterChainReader:

@@ -97,16 +97,10 @@ class Deltas:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "host": self.host,
-            "reading": list(self.reading),
-            "base": list(self.base) if self.base is not None else None,
-            "started_at": self.started_at,
-            "at": self.at,
+            **_reading_dict(self),
             # named tuples: JSON arrays as they are (22,000 lists a busy reading, not made)
             "origins": list(self.origins),
             "chains": [list(chain) for chain in self.chains],
-            "read_ms": self.read_ms,
-            "resets": self.resets,
             "chains_waiting": self.chains_waiting,
         }
 
@@ -118,7 +112,6 @@ class DeltasError(ValueError):
 def parse_deltas(data: dict[str, Any]) -> Deltas:
     """The document from its JSON form; a malformed one is refused whole."""
     try:
-        base = data.get("base")
         origins = tuple(
             OriginDelta(
                 str(kind), _text(rule_id), _text(port_id), _text(direction), str(verdict),
@@ -128,15 +121,9 @@ def parse_deltas(data: dict[str, Any]) -> Deltas:
         )  # fmt: skip
         chains = tuple((str(name), int(p), int(b)) for name, p, b in data.get("chains", ()))
         deltas = Deltas(
-            host=str(data["host"]),
-            reading=(float(data["reading"][0]), int(data["reading"][1])),
-            base=(float(base[0]), int(base[1])) if base is not None else None,
-            started_at=float(data["started_at"]),
-            at=float(data["at"]),
+            **_reading_fields(data),
             origins=origins,
             chains=chains,
-            read_ms=float(data.get("read_ms", 0.0)),
-            resets=int(data.get("resets", 0)),
             chains_waiting=int(data.get("chains_waiting", 0)),
         )
     except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -147,6 +134,35 @@ def parse_deltas(data: dict[str, Any]) -> Deltas:
         if origin.verdict not in VERDICTS or origin.packets < 0 or origin.bytes < 0:
             raise DeltasError(f"malformed origin delta {origin}")
     return deltas
+
+
+def _reading_dict(document: Deltas | FirewallDeltas) -> dict[str, Any]:
+    """The JSON of the fields `_reading_fields` reads back."""
+    base = document.base
+    return {
+        "host": document.host,
+        "reading": list(document.reading),
+        "base": list(base) if base is not None else None,
+        "started_at": document.started_at,
+        "at": document.at,
+        "read_ms": document.read_ms,
+        "resets": document.resets,
+    }
+
+
+def _reading_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The fields both streams' documents share: which reading, from which base, when, and what
+    the reading cost. Raises what a malformed field raises (the callers refuse the document)."""
+    base = data.get("base")
+    return {
+        "host": str(data["host"]),
+        "reading": (float(data["reading"][0]), int(data["reading"][1])),
+        "base": (float(base[0]), int(base[1])) if base is not None else None,
+        "started_at": float(data["started_at"]),
+        "at": float(data["at"]),
+        "read_ms": float(data.get("read_ms", 0.0)),
+        "resets": int(data.get("resets", 0)),
+    }
 
 
 def _text(value: Any) -> str | None:
@@ -213,22 +229,12 @@ class FirewallDeltas:
     resets: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "host": self.host,
-            "reading": list(self.reading),
-            "base": list(self.base) if self.base is not None else None,
-            "started_at": self.started_at,
-            "at": self.at,
-            "rules": [list(rule) for rule in self.rules],
-            "read_ms": self.read_ms,
-            "resets": self.resets,
-        }
+        return {**_reading_dict(self), "rules": [list(rule) for rule in self.rules]}
 
 
 def parse_firewall_deltas(data: dict[str, Any]) -> FirewallDeltas:
     """The firewall document from its JSON form; a malformed one is refused whole."""
     try:
-        base = data.get("base")
         rules = tuple(
             FirewallDelta(
                 str(kind), _text(rule_id), str(router_id), str(group_id), _text(direction),
@@ -237,16 +243,7 @@ def parse_firewall_deltas(data: dict[str, Any]) -> FirewallDeltas:
             for kind, rule_id, router_id, group_id, direction, verdict, packets, size
             in data["rules"]
         )  # fmt: skip
-        deltas = FirewallDeltas(
-            host=str(data["host"]),
-            reading=(float(data["reading"][0]), int(data["reading"][1])),
-            base=(float(base[0]), int(base[1])) if base is not None else None,
-            started_at=float(data["started_at"]),
-            at=float(data["at"]),
-            rules=rules,
-            read_ms=float(data.get("read_ms", 0.0)),
-            resets=int(data.get("resets", 0)),
-        )
+        deltas = FirewallDeltas(**_reading_fields(data), rules=rules)
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise DeltasError(f"malformed firewall accounting document: {exc}") from None
     for rule in deltas.rules:

@@ -117,6 +117,20 @@ def kernel() -> FakeKernel:
     return FakeKernel(compile_host(state()))
 
 
+@pytest.fixture
+def readers():
+    """Makes accounting readers of host h1 on the real Redis, under a prefix of the test's own;
+    its keys are deleted afterwards."""
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/11")
+    prefix = f"sgwt-{secrets.token_hex(3)}"
+    agent = SimpleNamespace(host="h1")
+    try:
+        yield lambda: AccountingReader(agent, client, prefix, lambda document: None, 10.0)
+    finally:
+        for key in client.scan_iter(f"{prefix}:*"):
+            client.delete(key)
+
+
 def test_the_first_reading_is_a_baseline_and_the_next_gives_per_origin_deltas(kernel) -> None:
     accountant = Accountant("h1", run=1.0)
     pings(kernel, 5)
@@ -242,25 +256,18 @@ def test_a_document_survives_its_json_round_trip(kernel) -> None:
     assert wire.parse_deltas(document.as_dict()) == document
 
 
-def test_a_saved_baseline_reads_back_as_it_was_sent(kernel) -> None:
+def test_a_saved_baseline_reads_back_as_it_was_sent(kernel, readers) -> None:
     """The baseline is saved as packed records (`accounting_counts`, for speed): a restarted
     agent must read back exactly the counts its predecessor sent."""
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/11")
-    prefix = f"sgwt-{secrets.token_hex(3)}"
-    agent = SimpleNamespace(host="h1")
-    try:
-        first = AccountingReader(agent, client, prefix, lambda document: None, 10.0)
-        take(first.accountant, kernel, 1)
-        pings(kernel, 7)
-        pending = take(first.accountant, kernel, 2)
-        first.save_baseline(pending)
-        second = AccountingReader(agent, client, prefix, lambda document: None, 10.0)
-        second.load_baseline()
-        assert second.accountant.baseline == pending.snapshot
-        assert second.accountant.base_id == pending.document.reading
-    finally:
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
+    first = readers()
+    take(first.accountant, kernel, 1)
+    pings(kernel, 7)
+    pending = take(first.accountant, kernel, 2)
+    first.save_baseline(pending)
+    second = readers()
+    second.load_baseline()
+    assert second.accountant.baseline == pending.snapshot
+    assert second.accountant.base_id == pending.document.reading
 
 
 def test_a_baseline_saved_by_an_earlier_agent_as_json_still_loads_and_is_then_rewritten() -> None:
@@ -297,30 +304,23 @@ def test_the_packed_baseline_round_trips_every_chain_even_empty_ones() -> None:
     assert {key: decode_counts(encode_counts(c)) for key, c in snapshot.items()} == snapshot
 
 
-def test_after_a_save_that_failed_the_next_one_writes_every_chain_again(kernel) -> None:
+def test_after_a_save_that_failed_the_next_one_writes_every_chain_again(kernel, readers) -> None:
     """A save writes only the chains the reading read; after one that failed (Redis away), what
     Redis holds is not known, so the next save writes them all, and a restarted agent reads
     back exactly the baseline of the last document sent."""
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/11")
-    prefix = f"sgwt-{secrets.token_hex(3)}"
-    agent = SimpleNamespace(host="h1")
-    try:
-        first = AccountingReader(agent, client, prefix, lambda document: None, 10.0)
-        take(first.accountant, kernel, 1)
-        first.save_baseline(take(first.accountant, kernel, 2))
-        pings(kernel, 3)
-        lost = take(first.accountant, kernel, 3)
-        working = first.store.client
-        first.store.client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # nobody listens
-        with pytest.raises(redis.ConnectionError):
-            first.save_baseline(lost)
-        first.store.client = working
-        pending = take(first.accountant, kernel, 4)  # reads nothing: the pings were counted
-        assert pending.read == tuple(chain_key(f, root) for f in (4, 6) for root in ROOTS)
-        first.save_baseline(pending)
-        second = AccountingReader(agent, client, prefix, lambda document: None, 10.0)
-        second.load_baseline()
-        assert second.accountant.baseline == pending.snapshot
-    finally:
-        for key in client.scan_iter(f"{prefix}:*"):
-            client.delete(key)
+    first = readers()
+    take(first.accountant, kernel, 1)
+    first.save_baseline(take(first.accountant, kernel, 2))
+    pings(kernel, 3)
+    lost = take(first.accountant, kernel, 3)
+    working = first.store.client
+    first.store.client = redis.Redis.from_url("redis://127.0.0.1:1/0")  # nobody listens
+    with pytest.raises(redis.ConnectionError):
+        first.save_baseline(lost)
+    first.store.client = working
+    pending = take(first.accountant, kernel, 4)  # reads nothing: the pings were counted
+    assert pending.read == tuple(chain_key(f, root) for f in (4, 6) for root in ROOTS)
+    first.save_baseline(pending)
+    second = readers()
+    second.load_baseline()
+    assert second.accountant.baseline == pending.snapshot
