@@ -273,7 +273,6 @@ class AccountingReader(threading.Thread):
             return self._tick()
 
     def _tick(self) -> wire.Deltas | None:
-        began = time.perf_counter()  # the budget covers the whole reading
         if self.agent.applied is None or not self.agent.kernel_known:
             return None
         if not self._loaded:
@@ -285,12 +284,14 @@ class AccountingReader(threading.Thread):
         layout = self.accountant.layout(applied.compiled)  # outside the lock: applies go on
         if self.settle_heap and layout is not known:
             settle_heap()
-        started = time.perf_counter()
         with self.agent.lock:  # not during an apply: positions must be the applied ones
+            # The budget and the read time start here: not the wait for an apply to end, nor
+            # the layout and heap work a new applied state costs once.
+            started = time.perf_counter()
             if self.agent.applied is None or self.agent.applied.compiled is not applied.compiled:
                 return None  # an apply came in between: its layout next time
             read = self.reader.read(
-                layout, self.accountant.baseline, self.accountant.to_read(layout), began
+                layout, self.accountant.baseline, self.accountant.to_read(layout), started
             )
         read_s = time.perf_counter() - started
         walked = time.perf_counter()
