@@ -5,7 +5,10 @@ OUTPUT), and move on only through jumps between our chains. So the reader reads 
 chains (a few rules) every time, and then, breadth first, only the chains whose entry jump
 counted something since the baseline (plus chains the baseline does not know yet, and chains an
 apply changed). A chain nobody entered did not count anything: its baseline stands. On an idle
-host a read is three tiny dumps per family; with every port busy it reads everything.
+host a read is three tiny dumps per family. With every port busy there is more to read than a
+reading's time budget allows (`SGWEB_ACCOUNTING_BUDGET_MS`; the kernel's side of every chain
+alone is over it, see below): the reader reads what the budget allows, first what the last
+reading left, and leaves the rest to the next (`ChainReader.left`).
 
 Each chain is one netlink dump (`NftCounterReader.read_chain_columns`: the counters found by
 their encoding in the dump's buffers, no per-message parsing; the walk is
