@@ -60,9 +60,6 @@ class Counts:
 
     __hash__ = None  # type: ignore[assignment]  # mutable index; compared, never hashed
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def __repr__(self) -> str:
         return f"Counts({self.as_dict()!r})"
 
@@ -320,9 +317,3 @@ class BaselineStore:
             pipe.hdel(self.key, *gone)
         pipe.hset(self.key, mapping={READING: json.dumps(meta).encode(), **changed})
         pipe.execute()
-
-
-def columns_of(pairs: Iterable[tuple[int, int]]) -> Columns:
-    """(packets, bytes) pairs as the reader's two columns (the `iptables-save` fallbacks)."""
-    listed = list(pairs)
-    return tuple(p for p, _ in listed), tuple(b for _, b in listed)

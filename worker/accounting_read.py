@@ -28,9 +28,9 @@ from collections.abc import Iterable
 from time import perf_counter
 from typing import Any
 
-from sgweb.kernel.nftcounters import Columns, NftCounterReader
+from sgweb.kernel.nftcounters import Columns, NftCounterReader, columns_of
 from sgweb.kernel.readback import Counter, save_command
-from worker.accounting_counts import Budget, Counts, Snapshot, columns_of, walk
+from worker.accounting_counts import Budget, Counts, Snapshot, walk
 from worker.accounting_layout import ROOTS, TABLE, ChainKey, ChainLayout, Layout, chain_key
 
 __all__ = ["ChainReader", "Counts", "Snapshot"]
@@ -63,7 +63,6 @@ class ChainReader:
         self.chains_read = 0
         self.mismatched = 0
         self.left: list[ChainKey] = []  # what the last read had no time for: read first next
-        self.rules_read = 0
 
     def read(
         self, layout: Layout, baseline: Snapshot | None, must: set[ChainKey],
@@ -98,7 +97,6 @@ class ChainReader:
         walked = perf_counter()
         done = walk(queue, layout.chains, baseline, self._columns, read, budget)
         self.chains_read, self.mismatched, self.left = done.chains_read, done.mismatched, done.left
-        self.rules_read = done.rules_read
         if done.rules_read >= 1000:  # fewer say little: each dump costs something of its own
             self.read_rule_s = _averaged(
                 self.read_rule_s, (perf_counter() - walked) / done.rules_read

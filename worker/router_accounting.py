@@ -36,7 +36,7 @@ from sgweb.firewall.fwaas.compiler import (
     CompiledRouter,
 )
 from sgweb.firewall.fwaas.model import ALLOW
-from sgweb.kernel.nftcounters import Columns, NftCounterReader
+from sgweb.kernel.nftcounters import Columns, NftCounterReader, columns_of
 from sgweb.kernel.readback import save_command
 from sgweb.wire import accounting as wire
 from worker.accounting import subtract
@@ -45,7 +45,6 @@ from worker.accounting_counts import (
     Counts,
     Readings,
     Snapshot,
-    columns_of,
     walk,
 )
 from worker.accounting_layout import ChainKey, ChainLayout, identities

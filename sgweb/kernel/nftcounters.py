@@ -179,8 +179,11 @@ def _unpacked(found: list[bytes]) -> Columns:
     return values[1::2], values[0::2]
 
 
-def _pairs_columns(pairs: list[tuple[int, int]]) -> Columns:
-    return tuple(p for p, _ in pairs), tuple(b for _, b in pairs)
+def columns_of(pairs: Iterable[tuple[int, int]]) -> Columns:
+    """(packets, bytes) pairs as two columns (a dump walked message by message; the agents'
+    `iptables-save` fallbacks)."""
+    listed = list(pairs)
+    return tuple(p for p, _ in listed), tuple(b for _, b in listed)
 
 
 NFTA_RULE_CHAIN = 2
@@ -394,17 +397,18 @@ class NftCounterReader:
         self._sequence = sequence = (self._sequence + 1) & 0xFFFFFFFF
         sock.send(_rule_dump_request(chain, family, table, sequence))
         found: list[bytes] = []
+        walked: list[tuple[int, int]] | None = None  # once a buffer held others' messages
         header = _DONE_TAIL.unpack_from
         while True:
             data = sock.recv(1 << 20)
             if len(data) < NLMSG_HEADER + 4:
                 raise OSError(errno.EIO, f"short netlink message in the rule dump of {chain}")
             _length, kind, _flags, seq, _pid = header(data, 0)
-            if seq != sequence:
-                pairs = [_PAIR.unpack(piece)[::-1] for piece in found]
-                if _walk_pairs(data, sequence, chain, pairs):
-                    return _pairs_columns(pairs)
-                found = [_PAIR.pack(size, packets) for packets, size in pairs]
+            if walked is not None or seq != sequence:
+                if walked is None:
+                    walked = [_PAIR.unpack(piece)[::-1] for piece in found]
+                if _walk_pairs(data, sequence, chain, walked):
+                    return columns_of(walked)
             elif kind == NLMSG_DONE:
                 return _unpacked(found)
             elif kind == NLMSG_ERROR:

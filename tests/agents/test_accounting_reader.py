@@ -17,7 +17,7 @@ import redis
 from sgweb.firewall.compiler import compile_host
 from sgweb.firewall.ir import CompiledHost
 from sgweb.firewall.model import INGRESS, SecurityGroupRule
-from sgweb.kernel.nftcounters import Columns
+from sgweb.kernel.nftcounters import Columns, columns_of
 from sgweb.kernel.readback import Counter
 from sgweb.wire import accounting as wire
 from tests.kernel.test_firewall_e2e import WEB_GROUP, WEB_PORT, state
@@ -25,7 +25,6 @@ from worker.accounting import Accountant, AccountingReader, Pending
 from worker.accounting_counts import (
     BaselineStore,
     Counts,
-    columns_of,
     decode_counts,
     encode_counts,
 )
@@ -76,7 +75,7 @@ def name_of(rule) -> str:
 def reader_for(kernel: FakeKernel) -> ChainReader:
     reader = ChainReader.__new__(ChainReader)
     reader.netlink, reader.use_netlink, reader.chains_read, reader.mismatched = kernel, True, 0, 0
-    reader.budget_s, reader.left, reader.rules_read = None, [], 0
+    reader.budget_s, reader.left = None, []
     reader.read_rule_s = reader.after_s = 0.0
     return reader
 

@@ -7,10 +7,10 @@ from dataclasses import replace
 
 from sgweb.firewall.fwaas.compiler import FORWARD_CHAIN, compile_router, policy_chain
 from sgweb.firewall.fwaas.model import FirewallRule
-from sgweb.kernel.nftcounters import Columns
+from sgweb.kernel.nftcounters import Columns, columns_of
 from sgweb.wire import accounting as wire
 from tests.firewall.fwaas.example import APP_GROUP_OBJ, PROD_EGRESS, STATE, WEB_GROUP, WEB_GROUP_OBJ
-from worker.accounting_counts import Counts, Snapshot, columns_of
+from worker.accounting_counts import Counts, Snapshot
 from worker.router_accounting import (
     RouterAccountant,
     RouterChainReader,
